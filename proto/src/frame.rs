@@ -99,6 +99,13 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
         .filter(|&total| buf.len() >= total))
 }
 
+/// The total length (header included) of the frame that starts with `header`,
+/// once just the header is known: lets a stream reader size its read exactly.
+/// `Ok(None)` when fewer than [`HEADER_LEN`] bytes are given.
+pub fn frame_len_from_header(header_bytes: &[u8]) -> Result<Option<usize>, DecodeError> {
+    Ok(header(header_bytes)?.map(|(len, _)| HEADER_LEN + len))
+}
+
 /// Phase two: decodes `frame`, which must be exactly one whole frame, header
 /// included. The payload is decompressed to at most [`MAX_PAYLOAD`] bytes.
 pub fn decode_frame(frame: &[u8]) -> Result<Fragment, DecodeError> {
@@ -133,6 +140,25 @@ pub fn decode_frame(frame: &[u8]) -> Result<Fragment, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn frame_len_from_header_needs_only_the_header() {
+        let frame = frame_to_vec(
+            &Fragment::new(Op::DATA).with_payload(vec![1; 100]),
+            Compression::NONE,
+        );
+        assert_eq!(frame_len_from_header(&frame[..HEADER_LEN - 1]), Ok(None));
+        assert_eq!(
+            frame_len_from_header(&frame[..HEADER_LEN]),
+            Ok(Some(frame.len()))
+        );
+        let mut big = frame[..HEADER_LEN].to_vec();
+        big[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            frame_len_from_header(&big),
+            Err(DecodeError::FrameTooLarge { .. })
+        ));
+    }
+
     use super::*;
     use crate::fragment::tests::full;
     use crate::Op;

@@ -1,1 +1,220 @@
-//! support
+//! Shared support for jsync's integration tests: freshly made keys in temp dirs, a
+//! started server on port 0, clients for each transport, and a TCP proxy that a
+//! test can cut to simulate a dropped connection.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsync::tls::TlsOptions;
+use jsync::{Client, ClientSecurity, LinkOptions, Server, ServerSecurity, Services, Transport};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{oneshot, Notify};
+
+pub mod bins;
+
+/// Both secure transports, for tests that must pass over each.
+pub const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Quic];
+
+/// A config dir with a CA, server and client keys, as `jsrv init` makes them.
+#[derive(Debug)]
+pub struct Keys {
+    pub dir: tempfile::TempDir,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        let dir = tempfile::tempdir().expect("tempdir");
+        jsync::identity::init(dir.path()).expect("init keys");
+        Keys { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn client(&self) -> ClientSecurity {
+        ClientSecurity::from_config_dir(self.path(), &TlsOptions::default())
+            .expect("client security")
+    }
+
+    pub fn server(&self) -> ServerSecurity {
+        ServerSecurity::from_config_dir(self.path(), &TlsOptions::default())
+            .expect("server security")
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running in-process server; stops when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(security: ServerSecurity, services: Services) -> TestServer {
+        Self::start_with(security, services, fast_options())
+    }
+
+    pub fn start_with(
+        security: ServerSecurity,
+        services: Services,
+        opts: LinkOptions,
+    ) -> TestServer {
+        let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), security, services, opts)
+            .expect("bind server");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server run");
+        });
+        TestServer {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops accepting and waits for the server to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Short liveness timers so that tests about dead peers finish quickly.
+pub fn fast_options() -> LinkOptions {
+    LinkOptions {
+        keepalive: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(3),
+        close_grace: Duration::from_millis(500),
+        ..LinkOptions::default()
+    }
+}
+
+pub fn client(security: ClientSecurity, services: Services, transport: Transport) -> Client {
+    Client::new(security, services)
+        .transport(transport)
+        .options(fast_options())
+}
+
+/// A TCP or UDP relay between a client and a server that a test can cut at once
+/// (both directions stop; TCP sockets are dropped, UDP datagrams are discarded).
+#[derive(Debug)]
+pub struct CutProxy {
+    pub addr: SocketAddr,
+    cut: Arc<Notify>,
+}
+
+impl CutProxy {
+    pub async fn tcp(target: SocketAddr) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(Notify::new());
+        let c = cut.clone();
+        tokio::spawn(async move {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut outbound) = TcpStream::connect(target).await else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                _ = c.notified() => {
+                    // Reset both sides (zero linger sends RST and does not block), as a dead middlebox or pulled cable would.
+                    #[allow(deprecated)]
+                    {
+                        let _ = inbound.set_linger(Some(Duration::ZERO));
+                        let _ = outbound.set_linger(Some(Duration::ZERO));
+                    }
+                }
+            }
+            let _ = inbound.shutdown().await;
+        });
+        CutProxy { addr, cut }
+    }
+
+    pub async fn udp(target: SocketAddr) -> CutProxy {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(target).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let cut = Arc::new(Notify::new());
+        let c = cut.clone();
+        tokio::spawn(async move {
+            let mut client: Option<SocketAddr> = None;
+            let mut a = vec![0u8; 65536];
+            let mut b = vec![0u8; 65536];
+            loop {
+                tokio::select! {
+                    _ = c.notified() => return, // drop both sockets: silence, like a partition
+                    r = front.recv_from(&mut a) => {
+                        let Ok((n, from)) = r else { return };
+                        client = Some(from);
+                        let _ = back.send(&a[..n]).await;
+                    }
+                    r = back.recv(&mut b) => {
+                        let Ok(n) = r else { return };
+                        if let Some(to) = client {
+                            let _ = front.send_to(&b[..n], to).await;
+                        }
+                    }
+                }
+            }
+        });
+        CutProxy { addr, cut }
+    }
+
+    pub fn cut(&self) {
+        self.cut.notify_one();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures replay.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

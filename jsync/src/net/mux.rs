@@ -1,0 +1,238 @@
+//! One face for two multiplexers: yamux streams (libp2p's implementation) over a
+//! TCP/TLS byte stream, and native QUIC streams. Each stream has its own flow-control window, which is what
+//! lets one stalled circuit slow only its own sender.
+
+use std::collections::VecDeque;
+use std::io;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+
+use super::handshake::Side;
+
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Both directions of one multiplexed stream.
+pub(crate) struct RawStream {
+    pub read: BoxRead,
+    pub write: BoxWrite,
+}
+
+impl std::fmt::Debug for RawStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawStream")
+    }
+}
+
+/// Opens streams on an established connection. Cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Mux {
+    /// Requests to the task that owns the yamux connection.
+    Yamux(mpsc::UnboundedSender<YamuxCmd>),
+    Quic(quinn::Connection),
+}
+
+pub(crate) enum YamuxCmd {
+    Open(oneshot::Sender<io::Result<yamux::Stream>>),
+    Close(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mux::Yamux(_) => f.write_str("Mux::Yamux"),
+            Mux::Quic(c) => write!(f, "Mux::Quic({})", c.remote_address()),
+        }
+    }
+}
+
+/// What the driver of a connection reports: streams the peer opened, and why the
+/// connection ended once it has.
+pub(crate) struct Driven {
+    pub mux: Mux,
+    pub inbound: mpsc::UnboundedReceiver<RawStream>,
+    pub ended: watch::Receiver<Option<String>>,
+}
+
+/// yamux limits. Each stream may buffer up to its window (256 KiB, auto-tuned
+/// upwards on fast links) without blocking any other stream; the connection-wide
+/// cap bounds what all stalled streams together can hold.
+const YAMUX_MAX_STREAMS: usize = 2048;
+const YAMUX_CONN_WINDOW: usize = 1 << 30;
+
+fn split_yamux(stream: yamux::Stream) -> RawStream {
+    let (read, write) = tokio::io::split(stream.compat());
+    RawStream {
+        read: Box::new(read),
+        write: Box::new(write),
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "connection closed")
+}
+
+impl Mux {
+    pub(crate) async fn open(&self) -> io::Result<RawStream> {
+        match self {
+            Mux::Yamux(cmd) => {
+                let (tx, rx) = oneshot::channel();
+                cmd.send(YamuxCmd::Open(tx)).map_err(|_| closed())?;
+                let stream = rx.await.map_err(|_| closed())??;
+                Ok(split_yamux(stream))
+            }
+            Mux::Quic(conn) => {
+                let (send, recv) = conn.open_bi().await.map_err(io::Error::other)?;
+                Ok(RawStream {
+                    read: Box::new(recv),
+                    write: Box::new(send),
+                })
+            }
+        }
+    }
+
+    /// Closes the whole connection. QUIC carries `reason` to the peer natively; over
+    /// yamux the runtime has already sent it on the control circuit.
+    pub(crate) async fn close(&self, reason: &str) {
+        match self {
+            Mux::Yamux(cmd) => {
+                let (tx, rx) = oneshot::channel();
+                if cmd.send(YamuxCmd::Close(tx)).is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+                }
+            }
+            Mux::Quic(conn) => {
+                conn.close(quinn::VarInt::from_u32(1), reason.as_bytes());
+            }
+        }
+    }
+}
+
+/// Starts yamux on a secured (or plaintext) byte stream and spawns the task that
+/// owns the connection: it opens streams on request, hands inbound streams over,
+/// and drives all IO.
+pub(crate) fn drive_yamux<T>(io: T, side: Side) -> Driven
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut config = yamux::Config::default();
+    config
+        .set_max_connection_receive_window(Some(YAMUX_CONN_WINDOW))
+        .set_max_num_streams(YAMUX_MAX_STREAMS);
+    let mode = match side {
+        Side::Client => yamux::Mode::Client,
+        Side::Server => yamux::Mode::Server,
+    };
+    let mut conn = yamux::Connection::new(io.compat(), config, mode);
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<YamuxCmd>();
+    let (in_tx, inbound) = mpsc::unbounded_channel();
+    let (end_tx, ended) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut opening: VecDeque<oneshot::Sender<io::Result<yamux::Stream>>> = VecDeque::new();
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        let mut commands_open = true;
+        let reason = std::future::poll_fn(|cx| {
+            while commands_open {
+                match cmd_rx.poll_recv(cx) {
+                    Poll::Ready(Some(YamuxCmd::Open(tx))) => opening.push_back(tx),
+                    Poll::Ready(Some(YamuxCmd::Close(tx))) => closing = Some(tx),
+                    Poll::Ready(None) => commands_open = false,
+                    Poll::Pending => break,
+                }
+            }
+            if closing.is_some() {
+                return match conn.poll_close(cx) {
+                    Poll::Ready(_) => {
+                        if let Some(tx) = closing.take() {
+                            let _ = tx.send(());
+                        }
+                        Poll::Ready("connection closed".to_string())
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            while !opening.is_empty() {
+                match conn.poll_new_outbound(cx) {
+                    Poll::Ready(Ok(stream)) => {
+                        if let Some(tx) = opening.pop_front() {
+                            let _ = tx.send(Ok(stream));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(format!("connection error: {e}")),
+                    Poll::Pending => break,
+                }
+            }
+            loop {
+                match conn.poll_next_inbound(cx) {
+                    Poll::Ready(Some(Ok(stream))) => {
+                        let _ = in_tx.send(split_yamux(stream));
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(format!("connection error: {e}"))
+                    }
+                    Poll::Ready(None) => return Poll::Ready("connection closed".to_string()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await;
+        for tx in opening {
+            let _ = tx.send(Err(closed()));
+        }
+        tracing::debug!(%reason, "yamux connection ended");
+        let _ = end_tx.send(Some(reason));
+    });
+    Driven {
+        mux: Mux::Yamux(cmd_tx),
+        inbound,
+        ended,
+    }
+}
+
+/// Spawns the accept loop of a QUIC connection.
+pub(crate) fn drive_quic(conn: quinn::Connection) -> Driven {
+    let (in_tx, inbound) = mpsc::unbounded_channel();
+    let (end_tx, ended) = watch::channel(None);
+    let c = conn.clone();
+    tokio::spawn(async move {
+        let reason = loop {
+            match c.accept_bi().await {
+                Ok((send, recv)) => {
+                    let _ = in_tx.send(RawStream {
+                        read: Box::new(recv),
+                        write: Box::new(send),
+                    });
+                }
+                Err(e) => break quic_reason(&e),
+            }
+        };
+        tracing::debug!(%reason, "quic connection ended");
+        let _ = end_tx.send(Some(reason));
+    });
+    Driven {
+        mux: Mux::Quic(conn),
+        inbound,
+        ended,
+    }
+}
+
+/// Words for a QUIC connection error, using the peer's own reason when it sent one.
+pub(crate) fn quic_reason(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let text = String::from_utf8_lossy(&close.reason);
+            if text.is_empty() {
+                "the peer closed the connection".into()
+            } else {
+                format!("the peer closed the connection: {text}")
+            }
+        }
+        quinn::ConnectionError::LocallyClosed => "connection closed".into(),
+        quinn::ConnectionError::TimedOut => "no response from the peer (idle timeout)".into(),
+        other => other.to_string(),
+    }
+}

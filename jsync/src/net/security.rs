@@ -1,0 +1,112 @@
+//! What a client or server needs to secure its connections, loaded from a config
+//! directory in one call: identity, CA, known-keys file, TLS configs for TCP and QUIC.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls_pki_types::CertificateDer;
+
+use crate::error::Result;
+use crate::identity::{self, Identity, Role};
+use crate::known_keys::KnownKeys;
+use crate::tls::{self, TlsOptions};
+
+/// How a client secures its connections.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ClientSecurity {
+    /// TLS 1.3 with client certificates, over TCP or QUIC.
+    Tls {
+        tcp: Arc<rustls::ClientConfig>,
+        quic: Arc<QuicClientConfig>,
+    },
+    /// No encryption, no authentication. Only for `--insecure-plaintext` on both sides.
+    Plaintext,
+}
+
+/// How a server secures its connections.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ServerSecurity {
+    /// TLS 1.3 requiring client certificates, over TCP and QUIC.
+    Tls {
+        tcp: Arc<rustls::ServerConfig>,
+        quic: Arc<QuicServerConfig>,
+    },
+    /// No encryption, no authentication; QUIC is off.
+    Plaintext,
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientSecurity::Tls { .. } => "ClientSecurity::Tls",
+            ClientSecurity::Plaintext => "ClientSecurity::Plaintext",
+        })
+    }
+}
+
+impl std::fmt::Debug for ServerSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerSecurity::Tls { .. } => "ServerSecurity::Tls",
+            ServerSecurity::Plaintext => "ServerSecurity::Plaintext",
+        })
+    }
+}
+
+impl ClientSecurity {
+    /// Loads `client.crt`, `client.key`, `ca.crt` and `known_server_keys` from `dir`.
+    pub fn from_config_dir(dir: &Path, opts: &TlsOptions) -> Result<Self> {
+        let id = Identity::load(dir, Role::Client)?;
+        let known = known_keys(dir, identity::KNOWN_SERVER_KEYS)?;
+        Ok(ClientSecurity::Tls {
+            tcp: tls::client_config(&id, known.clone(), opts)?,
+            quic: tls::quic_client_config(&id, known, opts)?,
+        })
+    }
+}
+
+impl ServerSecurity {
+    /// Loads `server.crt`, `server.key`, `ca.crt` and `known_client_keys` from `dir`.
+    pub fn from_config_dir(dir: &Path, opts: &TlsOptions) -> Result<Self> {
+        let id = Identity::load(dir, Role::Server)?;
+        let known = known_keys(dir, identity::KNOWN_CLIENT_KEYS)?;
+        Ok(ServerSecurity::Tls {
+            tcp: tls::server_config(&id, known.clone(), opts)?,
+            quic: tls::quic_server_config(&id, known, opts)?,
+        })
+    }
+}
+
+fn known_keys(dir: &Path, name: &str) -> Result<Option<Arc<KnownKeys>>> {
+    let known = KnownKeys::open(&dir.join(name))?;
+    Ok(Some(Arc::new(known)))
+}
+
+/// The fingerprint of the peer's leaf certificate key, for logs and reports.
+pub(crate) fn peer_fingerprint(certs: Option<&[CertificateDer<'static>]>) -> Option<String> {
+    let leaf = certs?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(identity::fingerprint_spki(
+        cert.tbs_certificate.subject_pki.raw,
+    ))
+}
+
+/// True when an IO error carries a TLS failure (an alert, a bad certificate).
+pub(crate) fn is_tls_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+}
+
+/// Words for a TLS failure seen by `side`.
+pub(crate) fn tls_error(e: &std::io::Error, side: Role) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(err) => tls::explain(err, side),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the peer closed the connection during the TLS handshake (is it a jsync server?)".into()
+        }
+        None => e.to_string(),
+    }
+}

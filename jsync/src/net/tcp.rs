@@ -1,0 +1,207 @@
+//! TCP connections: TLS 1.3 (or, on request, plaintext), the hello, then yamux.
+//!
+//! A server peeks at the first bytes before the TLS handshake so that a client in the
+//! wrong mode gets a sentence ("the server expects TLS") instead of a hang or
+//! garbage; a TLS client keeps the first bytes it received for the same reason.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proto::{HandshakeMsg, Negotiated};
+use rustls_pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::handshake::{self, Side, Sniff};
+use super::mux::{self, Driven};
+use super::security::{peer_fingerprint, tls_error, ClientSecurity, ServerSecurity};
+use super::LinkOptions;
+use crate::error::{Error, Result};
+use crate::identity::Role;
+
+/// A connection after the handshake: the multiplexer plus what we learnt.
+pub(crate) struct Established {
+    pub driven: Driven,
+    pub negotiated: Negotiated,
+    /// The peer's key fingerprint (None over plaintext).
+    pub fingerprint: Option<String>,
+    /// A stream already open in both directions to use as the control circuit
+    /// (QUIC runs the hello on it); None when the client opens one afterwards.
+    pub control: Option<mux::RawStream>,
+    /// Keeps a client's QUIC endpoint alive as long as the connection.
+    pub endpoint: Option<quinn::Endpoint>,
+}
+
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    what: &'static str,
+    peer: &str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout {
+            what,
+            peer: peer.into(),
+            secs: limit.as_secs_f64(),
+        }),
+    }
+}
+
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    peer: &str,
+    security: &ClientSecurity,
+    opts: &LinkOptions,
+) -> Result<Established> {
+    let tcp = timed(opts.connect_timeout, "connect", peer, async {
+        TcpStream::connect(addr)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: addr.to_string(),
+                source,
+            })
+    })
+    .await?;
+    super::socket::tune_tcp(&tcp, opts.keepalive).map_err(|e| Error::io("socket options", e))?;
+    timed(opts.handshake_timeout, "handshake", peer, async {
+        match security {
+            ClientSecurity::Plaintext => {
+                let mut tcp = tcp;
+                let negotiated = handshake::exchange(&mut tcp, Side::Client, &opts.agent, peer).await?;
+                Ok(Established {
+                    driven: mux::drive_yamux(tcp, Side::Client),
+                    negotiated,
+                    fingerprint: None,
+                    control: None,
+                    endpoint: None,
+                })
+            }
+            ClientSecurity::Tls { tcp: config, .. } => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let name = ServerName::try_from(crate::tls::SERVER_NAME).expect("valid name");
+                let mut tls = match connector.connect(name, Sniff::new(tcp)).into_fallible().await {
+                    Ok(tls) => tls,
+                    Err((e, sniff)) => {
+                        let reason = match sniff.plaintext_refusal() {
+                            Some(r) => format!(
+                                "the server expects plaintext (it runs with --insecure-plaintext): {r}"
+                            ),
+                            None => tls_error(&e, Role::Client),
+                        };
+                        return Err(Error::Tls {
+                            peer: peer.into(),
+                            reason,
+                        });
+                    }
+                };
+                // TLS 1.3 reports a refused client certificate at our first read,
+                // the server's hello: `exchange` words that as a TLS failure.
+                let negotiated =
+                    handshake::exchange(&mut tls, Side::Client, &opts.agent, peer).await?;
+                let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
+                Ok(Established {
+                    driven: mux::drive_yamux(tls, Side::Client),
+                    negotiated,
+                    fingerprint,
+                    control: None,
+                    endpoint: None,
+                })
+            }
+        }
+    })
+    .await
+}
+
+pub(crate) async fn accept(
+    tcp: TcpStream,
+    peer: &str,
+    security: &ServerSecurity,
+    opts: &LinkOptions,
+) -> Result<Established> {
+    super::socket::tune_tcp(&tcp, opts.keepalive).map_err(|e| Error::io("socket options", e))?;
+    timed(opts.handshake_timeout, "handshake", peer, async {
+        let first = peek_start(&tcp).await;
+        match security {
+            ServerSecurity::Plaintext => {
+                let mut tcp = tcp;
+                if proto::looks_like_tls(&first) {
+                    let reason =
+                        "this server runs with --insecure-plaintext and does not speak TLS";
+                    refuse(&mut tcp, reason, peer).await;
+                    return Err(Error::Tls {
+                        peer: peer.into(),
+                        reason: "the client spoke TLS; this server expects plaintext".into(),
+                    });
+                }
+                let negotiated =
+                    handshake::exchange(&mut tcp, Side::Server, &opts.agent, peer).await?;
+                Ok(Established {
+                    driven: mux::drive_yamux(tcp, Side::Server),
+                    negotiated,
+                    fingerprint: None,
+                    control: None,
+                    endpoint: None,
+                })
+            }
+            ServerSecurity::Tls { tcp: config, .. } => {
+                let mut tcp = tcp;
+                if proto::looks_like_jsync(&first) && !first.is_empty() {
+                    let reason = "the server expects TLS (the client used --insecure-plaintext)";
+                    refuse(&mut tcp, reason, peer).await;
+                    return Err(Error::Tls {
+                        peer: peer.into(),
+                        reason: "the client spoke plaintext; this server expects TLS".into(),
+                    });
+                }
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                let mut tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
+                    peer: peer.into(),
+                    reason: tls_error(&e, Role::Server),
+                })?;
+                let negotiated =
+                    handshake::exchange(&mut tls, Side::Server, &opts.agent, peer).await?;
+                let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
+                Ok(Established {
+                    driven: mux::drive_yamux(tls, Side::Server),
+                    negotiated,
+                    fingerprint,
+                    control: None,
+                    endpoint: None,
+                })
+            }
+        }
+    })
+    .await
+}
+
+/// The first bytes the client sent, without consuming them (at most 8; fewer if the
+/// client is slow to send them — the caller's timeout bounds the wait).
+async fn peek_start(tcp: &TcpStream) -> Vec<u8> {
+    let mut buf = [0u8; 8];
+    for _ in 0..50 {
+        match tcp.peek(&mut buf).await {
+            Ok(0) | Err(_) => return Vec::new(),
+            Ok(n) if n >= 4 => return buf[..n].to_vec(),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    match tcp.peek(&mut buf).await {
+        Ok(n) => buf[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn refuse(tcp: &mut TcpStream, reason: &str, peer: &str) {
+    tracing::warn!(peer, reason, "refusing connection");
+    let _ = handshake::write_msg(
+        tcp,
+        &HandshakeMsg::Refuse {
+            reason: reason.into(),
+        },
+        peer,
+        Side::Server,
+    )
+    .await;
+    let _ = tcp.shutdown().await;
+}

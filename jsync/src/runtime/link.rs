@@ -1,0 +1,728 @@
+//! A link: one authenticated connection between two nodes, with its control
+//! circuit, the table of peers on it, and liveness checks.
+//!
+//! Driving contract: [`Link::establish`] takes a connection that finished its
+//! handshake and spawns four tasks — the control reader (dispatches START, STARTED,
+//! FAIL, CLOSE, GOAWAY, PING), the control writer (sends queued control fragments and
+//! pings), a watchdog (declares the link dead after `idle_timeout` of silence) and the
+//! inbound dispatcher (reads each new stream's OPEN fragment and hands the circuit to
+//! the peer it names). When any of them sees the connection end, [`Link::fail`]
+//! records the reason once and cancels every peer, so every open circuit errors.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::{Compression, Fragment, Negotiated, Op};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::circuit::Circuit;
+use super::framing::{read_frame, write_frame};
+use super::peer::{Ended, Peer, PeerState};
+use super::services::Services;
+use crate::error::{Error, Result};
+use crate::net::handshake::Side;
+use crate::net::mux::{Mux, RawStream};
+use crate::net::tcp::Established;
+use crate::net::LinkOptions;
+
+/// The parts of a link that peers and circuits need to word their errors.
+#[derive(Debug)]
+pub(crate) struct LinkShared {
+    /// Who is on the other end, e.g. "server 127.0.0.1:7433".
+    pub name: String,
+    pub token: CancellationToken,
+    failure: Mutex<Option<String>>,
+}
+
+impl LinkShared {
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("poisoned").clone()
+    }
+}
+
+struct PeerEntry {
+    state: Arc<PeerState>,
+    incoming: Option<mpsc::UnboundedSender<Circuit>>,
+    local_done: bool,
+}
+
+struct LinkInner {
+    shared: Arc<LinkShared>,
+    side: Side,
+    mux: Mux,
+    services: Arc<Services>,
+    negotiated: Negotiated,
+    allowed: Arc<[Compression]>,
+    fingerprint: Option<String>,
+    peers: Mutex<HashMap<u32, PeerEntry>>,
+    pending: Mutex<HashMap<u32, oneshot::Sender<std::result::Result<u32, String>>>>,
+    next_peer: AtomicU32,
+    next_circuit: AtomicU32,
+    control: mpsc::UnboundedSender<Outgoing>,
+    ended: watch::Receiver<Option<String>>,
+    ended_tx: watch::Sender<Option<String>>,
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+enum Outgoing {
+    Frag(Fragment),
+    /// Write this GOAWAY, then report that it left.
+    GoAway(Fragment, oneshot::Sender<()>),
+}
+
+/// A connection to another node. Cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<LinkInner>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.inner.shared.name)
+            .field("side", &self.inner.side)
+            .finish()
+    }
+}
+
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+const CONTROL: &str = "control";
+
+impl Link {
+    /// Turns an established connection into a running link.
+    pub(crate) async fn establish(
+        mut est: Established,
+        side: Side,
+        services: Arc<Services>,
+        opts: &LinkOptions,
+        name: String,
+    ) -> Result<Link> {
+        let control = match est.control.take() {
+            Some(c) => c,
+            None => control_stream(&mut est, side, &name, opts).await?,
+        };
+        let token = CancellationToken::new();
+        let shared = Arc::new(LinkShared {
+            name,
+            token,
+            failure: Mutex::new(None),
+        });
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let (ended_tx, ended) = watch::channel(None);
+        let allowed: Arc<[Compression]> = est.negotiated.compression.clone().into();
+        let link = Link {
+            inner: Arc::new(LinkInner {
+                shared,
+                side,
+                mux: est.driven.mux.clone(),
+                services,
+                negotiated: est.negotiated.clone(),
+                allowed,
+                fingerprint: est.fingerprint.clone(),
+                peers: Mutex::new(HashMap::new()),
+                pending: Mutex::new(HashMap::new()),
+                next_peer: AtomicU32::new(1),
+                next_circuit: AtomicU32::new(match side {
+                    Side::Client => 1,
+                    Side::Server => 2,
+                }),
+                control: ctl_tx,
+                ended,
+                ended_tx,
+                _endpoint: est.endpoint.take(),
+            }),
+        };
+        let heard = Arc::new(Mutex::new(Instant::now()));
+        let RawStream { read, write } = control;
+        tokio::spawn(control_writer(link.clone(), write, ctl_rx, opts.keepalive));
+        tokio::spawn(control_reader(link.clone(), read, heard.clone()));
+        tokio::spawn(watchdog(
+            link.clone(),
+            heard,
+            opts.keepalive,
+            opts.idle_timeout,
+        ));
+        tokio::spawn(inbound(link.clone(), est.driven.inbound));
+        let mut mux_ended = est.driven.ended;
+        let l = link.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                if let Some(r) = mux_ended.borrow_and_update().clone() {
+                    break r;
+                }
+                if mux_ended.changed().await.is_err() {
+                    break "connection closed".to_string();
+                }
+            };
+            l.fail(&reason).await;
+        });
+        Ok(link)
+    }
+
+    /// Who is on the other end (for messages), e.g. "server 127.0.0.1:7433".
+    pub fn peer_name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// The other side's certificate key fingerprint ("SHA256:..."), if TLS.
+    pub fn remote_fingerprint(&self) -> Option<&str> {
+        self.inner.fingerprint.as_deref()
+    }
+
+    /// What the hello settled: protocol version and shared compression algorithms.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.inner.negotiated
+    }
+
+    /// Why the link ended, once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.shared.failure()
+    }
+
+    /// True once the link ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.token.is_cancelled()
+    }
+
+    /// Waits until the link ends and returns why.
+    pub async fn closed(&self) -> String {
+        let mut rx = self.inner.ended.clone();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return "link dropped".into();
+            }
+        }
+    }
+
+    /// Asks the other side to start a peer running `service` with `args`, and
+    /// returns our end of the pair.
+    pub async fn start(&self, service: &str, args: &[String]) -> Result<Peer> {
+        let id = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
+        let state = PeerState::new(self.inner.shared.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.inner.peers.lock().expect("poisoned").insert(
+            id,
+            PeerEntry {
+                state: state.clone(),
+                incoming: Some(tx),
+                local_done: false,
+            },
+        );
+        self.inner
+            .pending
+            .lock()
+            .expect("poisoned")
+            .insert(id, reply_tx);
+        self.send_control(Fragment {
+            part: u64::from(id),
+            subject: service.to_string(),
+            args: args.to_vec(),
+            ..Fragment::new(Op::START)
+        });
+        let reply = tokio::select! {
+            biased;
+            r = reply_rx => r.map_err(|_| self.lost()),
+            _ = self.inner.shared.token.cancelled() => Err(self.lost()),
+        };
+        let remote_id = match reply {
+            Ok(Ok(remote)) => remote,
+            Ok(Err(reason)) | Err(Error::Remote { reason, .. }) => {
+                self.forget_peer(id);
+                return Err(if reason.starts_with(NO_SERVICE) {
+                    Error::NoSuchService {
+                        peer: self.peer_name().into(),
+                        service: service.into(),
+                    }
+                } else {
+                    Error::Remote {
+                        peer: self.peer_name().into(),
+                        reason,
+                    }
+                });
+            }
+            Err(e) => {
+                self.forget_peer(id);
+                return Err(e);
+            }
+        };
+        Ok(Peer::new(
+            self.clone(),
+            id,
+            remote_id,
+            service.to_string(),
+            args.to_vec(),
+            state,
+            rx,
+        ))
+    }
+
+    /// Closes the link on purpose: the other side learns `reason`, every circuit on
+    /// both sides ends.
+    pub async fn close(&self, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let goaway = Fragment::new(Op::GOAWAY).with_error(reason);
+        if self
+            .inner
+            .control
+            .send(Outgoing::GoAway(goaway, tx))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+        self.fail(&format!("connection closed: {reason}")).await;
+    }
+
+    /// Records why the link ended (first reason wins), ends every peer and closes
+    /// the connection.
+    pub(crate) async fn fail(&self, reason: &str) {
+        {
+            let mut f = self.inner.shared.failure.lock().expect("poisoned");
+            if f.is_some() {
+                return;
+            }
+            *f = Some(reason.to_string());
+        }
+        tracing::debug!(peer = %self.inner.shared.name, reason, "link ended");
+        self.inner.shared.token.cancel();
+        self.inner.pending.lock().expect("poisoned").clear();
+        self.inner.peers.lock().expect("poisoned").clear();
+        let _ = self.inner.ended_tx.send(Some(reason.to_string()));
+        self.inner.mux.close(reason).await;
+    }
+
+    pub(crate) fn mux(&self) -> &Mux {
+        &self.inner.mux
+    }
+
+    pub(crate) fn next_circuit_id(&self) -> u32 {
+        self.inner.next_circuit.fetch_add(2, Ordering::Relaxed)
+    }
+
+    pub(crate) fn allowed_compression(&self) -> Arc<[Compression]> {
+        self.inner.allowed.clone()
+    }
+
+    fn lost(&self) -> Error {
+        Error::ConnectionLost {
+            peer: self.peer_name().into(),
+            reason: self.failure().unwrap_or_else(|| "connection closed".into()),
+        }
+    }
+
+    fn send_control(&self, frag: Fragment) {
+        let _ = self.inner.control.send(Outgoing::Frag(frag));
+    }
+
+    fn forget_peer(&self, id: u32) {
+        self.inner.peers.lock().expect("poisoned").remove(&id);
+    }
+
+    /// Our peer `id` is done (`reason` None) or cancelled (`reason` Some).
+    pub(crate) fn peer_done(&self, id: u32, remote_id: u32, reason: Option<&str>) {
+        let mut peers = self.inner.peers.lock().expect("poisoned");
+        let remove = match peers.get_mut(&id) {
+            Some(e) => {
+                e.local_done = true;
+                reason.is_some() || e.incoming.is_none()
+            }
+            None => false,
+        };
+        if remove {
+            peers.remove(&id);
+        }
+        drop(peers);
+        let mut frag = Fragment {
+            subject: "peer".into(),
+            part: u64::from(remote_id),
+            ..Fragment::new(Op::CLOSE)
+        };
+        frag.error = reason.map(str::to_string);
+        self.send_control(frag);
+    }
+
+    pub(crate) fn peer_failed(&self, id: u32, remote_id: u32, reason: &str) {
+        self.forget_peer(id);
+        self.send_control(Fragment {
+            subject: "peer".into(),
+            part: u64::from(remote_id),
+            ..Fragment::new(Op::FAIL).with_error(reason)
+        });
+    }
+
+    /// Handles one control fragment from the other side.
+    fn dispatch(&self, frag: Fragment) {
+        let part = u32::try_from(frag.part).unwrap_or(u32::MAX);
+        match frag.op {
+            Op::PING => self.send_control(Fragment::new(Op::PONG)),
+            Op::PONG => {}
+            Op::START => self.start_service(part, frag.subject, frag.args),
+            Op::STARTED => {
+                let remote = frag
+                    .args
+                    .first()
+                    .and_then(|a| a.parse::<u32>().ok())
+                    .ok_or_else(|| "malformed STARTED reply".to_string());
+                if let Some(tx) = self.inner.pending.lock().expect("poisoned").remove(&part) {
+                    let _ = tx.send(remote);
+                }
+            }
+            Op::FAIL if frag.subject == "start" => {
+                if let Some(tx) = self.inner.pending.lock().expect("poisoned").remove(&part) {
+                    let _ = tx.send(Err(frag.error.unwrap_or_default()));
+                }
+            }
+            Op::FAIL => {
+                let entry = self.inner.peers.lock().expect("poisoned").remove(&part);
+                if let Some(e) = entry {
+                    let reason = frag
+                        .error
+                        .unwrap_or_else(|| "failed (no reason given)".into());
+                    e.state.end(Ended::RemoteFailed(reason));
+                }
+            }
+            Op::CLOSE => {
+                let mut peers = self.inner.peers.lock().expect("poisoned");
+                match frag.error {
+                    Some(reason) => {
+                        if let Some(e) = peers.remove(&part) {
+                            e.state.end(Ended::RemoteCancelled(reason));
+                        }
+                    }
+                    None => {
+                        let remove = match peers.get_mut(&part) {
+                            Some(e) => {
+                                e.incoming = None;
+                                e.local_done
+                            }
+                            None => false,
+                        };
+                        if remove {
+                            peers.remove(&part);
+                        }
+                    }
+                }
+            }
+            Op::GOAWAY => {
+                let reason = frag.error.unwrap_or_default();
+                let link = self.clone();
+                tokio::spawn(async move {
+                    link.fail(&format!("the peer closed the connection: {reason}"))
+                        .await;
+                });
+            }
+            other => {
+                tracing::warn!(peer = %self.peer_name(), op = %other, "ignoring unknown control op")
+            }
+        }
+    }
+
+    /// The other side asks us to run `service`; `remote_id` is its end of the pair.
+    fn start_service(&self, remote_id: u32, service: String, args: Vec<String>) {
+        let Some(f) = self.inner.services.get(&service) else {
+            tracing::warn!(peer = %self.peer_name(), %service, "request for an unknown service");
+            self.send_control(Fragment {
+                subject: "start".into(),
+                part: u64::from(remote_id),
+                ..Fragment::new(Op::FAIL).with_error(format!("{NO_SERVICE} {service:?}"))
+            });
+            return;
+        };
+        let id = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
+        let state = PeerState::new(self.inner.shared.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.peers.lock().expect("poisoned").insert(
+            id,
+            PeerEntry {
+                state: state.clone(),
+                incoming: Some(tx),
+                local_done: false,
+            },
+        );
+        // Registered before STARTED leaves, so circuits opened right after find it.
+        self.send_control(Fragment {
+            part: u64::from(remote_id),
+            args: vec![id.to_string()],
+            ..Fragment::new(Op::STARTED)
+        });
+        let peer = Peer::new(
+            self.clone(),
+            id,
+            remote_id,
+            service.clone(),
+            args,
+            state,
+            rx,
+        );
+        tokio::spawn(async move {
+            match f(peer.clone()).await {
+                Ok(()) => peer.close(),
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    tracing::warn!(peer = %peer.link().peer_name(), %service, %reason, "service failed");
+                    peer.fail(&reason);
+                }
+            }
+        });
+    }
+
+    /// Hands a newly opened inbound circuit to the peer its OPEN names.
+    fn deliver(&self, target: u32, circuit: Circuit) -> std::result::Result<(), String> {
+        let peers = self.inner.peers.lock().expect("poisoned");
+        match peers.get(&target).and_then(|e| e.incoming.as_ref()) {
+            Some(tx) => tx
+                .send(circuit)
+                .map_err(|_| format!("peer {target} no longer accepts circuits")),
+            None => Err(format!("no peer {target} accepting circuits")),
+        }
+    }
+
+    /// An in-process pair of linked nodes (no sockets, no TLS): what `jcp a b` uses.
+    pub async fn pair(a: Arc<Services>, b: Arc<Services>) -> Result<(Link, Link)> {
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let opts = LinkOptions::default();
+        let ca = async {
+            let mut x = x;
+            let negotiated =
+                crate::net::handshake::exchange(&mut x, Side::Client, &opts.agent, "local peer")
+                    .await?;
+            Ok::<_, Error>(Established {
+                driven: crate::net::mux::drive_yamux(x, Side::Client),
+                negotiated,
+                fingerprint: None,
+                control: None,
+                endpoint: None,
+            })
+        };
+        let cb = async {
+            let mut y = y;
+            let negotiated =
+                crate::net::handshake::exchange(&mut y, Side::Server, &opts.agent, "local peer")
+                    .await?;
+            Ok::<_, Error>(Established {
+                driven: crate::net::mux::drive_yamux(y, Side::Server),
+                negotiated,
+                fingerprint: None,
+                control: None,
+                endpoint: None,
+            })
+        };
+        let (ea, eb) = tokio::try_join!(ca, cb)?;
+        tokio::try_join!(
+            Link::establish(ea, Side::Client, a, &opts, "local peer".into()),
+            Link::establish(eb, Side::Server, b, &opts, "local peer".into()),
+        )
+    }
+}
+
+const NO_SERVICE: &str = "no service named";
+
+/// TCP only: the client opens the control stream right after the hello; the server
+/// takes the first stream the client opens.
+async fn control_stream(
+    est: &mut Established,
+    side: Side,
+    name: &str,
+    opts: &LinkOptions,
+) -> Result<RawStream> {
+    let lost = |reason: String| Error::ConnectionLost {
+        peer: name.into(),
+        reason,
+    };
+    match side {
+        Side::Client => {
+            let mut s = est
+                .driven
+                .mux
+                .open()
+                .await
+                .map_err(|e| lost(format!("cannot open the control stream: {e}")))?;
+            let open = Fragment::new(Op::OPEN).with_subject(CONTROL);
+            write_frame(&mut s.write, &open, Compression::NONE, &mut Vec::new())
+                .await
+                .map_err(|e| lost(format!("cannot open the control stream: {e}")))?;
+            Ok(s)
+        }
+        Side::Server => {
+            let first =
+                tokio::time::timeout(opts.handshake_timeout, est.driven.inbound.recv()).await;
+            let mut s = match first {
+                Ok(Some(s)) => s,
+                Ok(None) => return Err(lost("closed before opening the control stream".into())),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: "control stream",
+                        peer: name.into(),
+                        secs: opts.handshake_timeout.as_secs_f64(),
+                    })
+                }
+            };
+            match read_frame(&mut s.read).await {
+                Ok(Some(f)) if f.op == Op::OPEN && f.subject == CONTROL => Ok(s),
+                _ => Err(Error::Violation {
+                    peer: name.into(),
+                    what: "the first stream was not the control stream".into(),
+                }),
+            }
+        }
+    }
+}
+
+async fn control_writer(
+    link: Link,
+    mut w: crate::net::mux::BoxWrite,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    keepalive: Duration,
+) {
+    let mut buf = Vec::new();
+    let mut serial = 1u64; // serial 0 was the OPEN (TCP) or is unused (QUIC)
+    let mut tick = tokio::time::interval(keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let token = link.inner.shared.token.clone();
+    loop {
+        let (mut frag, done) = tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => (Fragment::new(Op::PING), None),
+            m = rx.recv() => match m {
+                Some(Outgoing::Frag(f)) => (f, None),
+                Some(Outgoing::GoAway(f, done)) => (f, Some(done)),
+                None => return,
+            },
+        };
+        frag.serial = serial;
+        serial += 1;
+        if let Err(e) = write_frame(&mut w, &frag, Compression::NONE, &mut buf).await {
+            link.fail(&format!("control stream write failed: {e}"))
+                .await;
+            return;
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn control_reader(link: Link, mut r: crate::net::mux::BoxRead, heard: Arc<Mutex<Instant>>) {
+    let token = link.inner.shared.token.clone();
+    loop {
+        let res = tokio::select! {
+            _ = token.cancelled() => return,
+            r = read_frame(&mut r) => r,
+        };
+        match res {
+            Ok(Some(frag)) => {
+                *heard.lock().expect("poisoned") = Instant::now();
+                link.dispatch(frag);
+            }
+            Ok(None) => return link.fail("the peer closed the connection").await,
+            Err(e) => {
+                let reason = match e {
+                    super::framing::ReadError::Decode(d) => format!("malformed control data: {d}"),
+                    super::framing::ReadError::Truncated => "connection cut mid-frame".into(),
+                    super::framing::ReadError::Io(e) => format!("connection error: {e}"),
+                };
+                return link.fail(&reason).await;
+            }
+        }
+    }
+}
+
+async fn watchdog(link: Link, heard: Arc<Mutex<Instant>>, keepalive: Duration, idle: Duration) {
+    let token = link.inner.shared.token.clone();
+    let mut tick = tokio::time::interval(keepalive.min(idle / 2));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let silent = heard.lock().expect("poisoned").elapsed();
+        if silent > idle {
+            link.fail(&format!(
+                "no response from the peer for {:.0} s (keepalive)",
+                silent.as_secs_f64()
+            ))
+            .await;
+            return;
+        }
+    }
+}
+
+async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
+    let token = link.inner.shared.token.clone();
+    loop {
+        let stream = tokio::select! {
+            _ = token.cancelled() => return,
+            s = streams.recv() => match s { Some(s) => s, None => return },
+        };
+        let link = link.clone();
+        tokio::spawn(async move {
+            let RawStream {
+                mut read,
+                mut write,
+            } = stream;
+            let first = tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut read)).await;
+            let open = match first {
+                Ok(Ok(Some(f))) if f.op == Op::OPEN && f.serial == 0 => f,
+                _ => {
+                    tracing::debug!(peer = %link.peer_name(), "dropping a stream without a valid OPEN");
+                    return;
+                }
+            };
+            let target = u32::try_from(open.part).unwrap_or(u32::MAX);
+            let state = link
+                .inner
+                .peers
+                .lock()
+                .expect("poisoned")
+                .get(&target)
+                .map(|e| e.state.clone());
+            let Some(state) = state else {
+                refuse_circuit(&mut write, open.circuit, target).await;
+                return;
+            };
+            // Acknowledge at once: it tells the opener the peer exists, and yamux
+            // limits how many opened streams may wait unacknowledged.
+            let ack = Fragment {
+                circuit: open.circuit,
+                serial: 0,
+                ..Fragment::new(Op::OPEN)
+            };
+            if write_frame(&mut write, &ack, Compression::NONE, &mut Vec::new())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let circuit = Circuit::new(
+                open.circuit,
+                state,
+                read,
+                write,
+                1,
+                1,
+                link.allowed_compression(),
+            );
+            if let Err(reason) = link.deliver(target, circuit) {
+                tracing::debug!(peer = %link.peer_name(), %reason, "circuit refused");
+            }
+        });
+    }
+}
+
+async fn refuse_circuit(w: &mut crate::net::mux::BoxWrite, circuit: u32, target: u32) {
+    let fail = Fragment {
+        circuit,
+        serial: 0,
+        ..Fragment::new(Op::FAIL).with_error(format!("no peer {target} on this side"))
+    };
+    let _ = write_frame(w, &fail, Compression::NONE, &mut Vec::new()).await;
+}

@@ -1,0 +1,414 @@
+//! Scenarios for the peer/circuit runtime over real TLS/TCP and QUIC connections on
+//! loopback: services on both sides, many circuits, flow control, half-close, and
+//! what each side sees when things go wrong.
+
+use std::time::Duration;
+
+use jsync::{Error, Services, Transport};
+use jsync_tests::{client, pseudo_random, CutProxy, Keys, TestServer, TRANSPORTS};
+use proto::{Fragment, Op};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+fn data(payload: Vec<u8>) -> Fragment {
+    Fragment::new(Op::DATA).with_payload(payload)
+}
+
+/// Reads the first circuit the other side opens until it ends, and says how it
+/// ended ("clean end" or "error: ..."), whether the failure hit `accept` or `recv`.
+async fn drain_outcome(peer: &jsync::Peer) -> String {
+    let mut c = match peer.accept().await {
+        Ok(Some(c)) => c,
+        Ok(None) => return "no circuit".into(),
+        Err(e) => return format!("error: {e}"),
+    };
+    loop {
+        match c.recv().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return "clean end".into(),
+            Err(e) => return format!("error: {e}"),
+        }
+    }
+}
+
+/// Echoes every fragment on every circuit, then finishes the circuit.
+fn echo_services() -> Services {
+    Services::new().with("echo", |peer| async move {
+        while let Some(c) = peer.accept().await? {
+            tokio::spawn(async move {
+                let mut c = c;
+                while let Some(f) = c.recv().await? {
+                    c.send(f).await?;
+                }
+                c.finish().await?;
+                Ok::<_, jsync::Error>(())
+            });
+        }
+        Ok(())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_on_both_sides_open_circuits_to_each_other() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        // The server's service starts a service on the client and talks to it.
+        let server = Services::new().with("ask-back", |peer| async move {
+            let back = peer
+                .link()
+                .start("client-echo", &["from-server".into()])
+                .await?;
+            let mut c = back.open().await?;
+            c.send(data(b"ping from server".to_vec())).await?;
+            c.finish().await?;
+            let reply = c.recv().await?.expect("client echoed");
+            anyhow::ensure!(reply.payload == b"ping from server");
+            anyhow::ensure!(reply.subject == "from-server");
+            // And the client's circuits to us work too.
+            let mut mine = peer.accept().await?.expect("client opened a circuit");
+            let f = mine.recv().await?.expect("data");
+            mine.send(data([b"server got: ".as_slice(), &f.payload].concat()))
+                .await?;
+            mine.finish().await?;
+            Ok(())
+        });
+        let srv = TestServer::start(keys.server(), server);
+        let client_services = Services::new().with("client-echo", |peer| async move {
+            let tag = peer.args().first().cloned().unwrap_or_default();
+            let mut c = peer.accept().await?.expect("server opened a circuit");
+            while let Some(f) = c.recv().await? {
+                c.send(f.with_subject(&tag)).await?;
+            }
+            c.finish().await?;
+            Ok(())
+        });
+        let link = client(keys.client(), client_services, t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_or_else(|e| panic!("{t}: connect: {e}"));
+        assert!(link.remote_fingerprint().unwrap().starts_with("SHA256:"));
+        let peer = link.start("ask-back", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        c.send(data(b"hello".to_vec())).await.unwrap();
+        c.finish().await.unwrap();
+        let reply = c.recv().await.unwrap().expect("reply");
+        assert_eq!(reply.payload, b"server got: hello", "{t}");
+        assert!(c.recv().await.unwrap().is_none(), "{t}: FIN after reply");
+        // The service returned Ok: our accept ends.
+        assert!(timeout(Duration::from_secs(5), peer.accept())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none());
+        link.close("done").await;
+        srv.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_concurrent_circuits_on_one_connection() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let srv = TestServer::start(keys.server(), echo_services());
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let peer = link.start("echo", &[]).await.unwrap();
+        let mut circuits = Vec::new();
+        for _ in 0..1000 {
+            circuits.push(peer.open().await.unwrap());
+        }
+        // All 1,000 are open at once; now use them concurrently.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut c) in circuits.into_iter().enumerate() {
+            tasks.spawn(async move {
+                let body = format!("circuit {i}").into_bytes();
+                c.send(data(body.clone()).with_part(i as u64)).await?;
+                c.finish().await?;
+                let f = c.recv().await?.expect("echo");
+                assert_eq!(f.payload, body);
+                assert_eq!(f.part, i as u64);
+                assert!(c.recv().await?.is_none());
+                Ok::<_, Error>(())
+            });
+        }
+        let mut done = 0;
+        while let Some(r) = timeout(Duration::from_secs(60), tasks.join_next())
+            .await
+            .unwrap()
+        {
+            r.unwrap().unwrap_or_else(|e| panic!("{t}: {e}"));
+            done += 1;
+        }
+        assert_eq!(done, 1000, "{t}");
+        link.close("done").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_reader_slows_only_its_own_circuit() {
+    let total: usize = std::env::var("JSYNC_TEST_STALL_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+        << 20;
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        // The server never reads circuit 1; it drains circuit 2 and reports the count.
+        let (stalled_tx, mut stalled_rx) = mpsc::unbounded_channel();
+        let services = Services::new().with("sink", move |peer| {
+            let stalled_tx = stalled_tx.clone();
+            async move {
+                let stalled = peer.accept().await?.expect("first circuit");
+                let _ = stalled_tx.send(()); // hold it open, unread
+                let mut fast = peer.accept().await?.expect("second circuit");
+                let mut got = 0usize;
+                while let Some(f) = fast.recv().await? {
+                    got += f.payload.len();
+                }
+                fast.send(data(got.to_string().into_bytes())).await?;
+                fast.finish().await?;
+                drop(stalled);
+                Ok(())
+            }
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let peer = link.start("sink", &[]).await.unwrap();
+        let mut stalled = peer.open().await.unwrap();
+        stalled.send(data(vec![1; 16])).await.unwrap();
+        stalled_rx.recv().await.unwrap();
+        // Fill the stalled circuit until its window is exhausted (the send blocks).
+        let filler = tokio::spawn(async move {
+            let chunk = vec![7u8; 1 << 20];
+            loop {
+                if stalled.send(data(chunk.clone())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut fast = peer.open().await.unwrap();
+        let chunk = pseudo_random(1 << 20, 42);
+        let moved = timeout(Duration::from_secs(300), async {
+            let mut sent = 0;
+            while sent < total {
+                fast.send(data(chunk.clone())).await.unwrap();
+                sent += chunk.len();
+            }
+            fast.finish().await.unwrap();
+            fast.recv().await.unwrap().expect("count")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{t}: 200 MB did not move while another circuit was stalled"));
+        assert_eq!(
+            String::from_utf8(moved.payload).unwrap(),
+            total.to_string(),
+            "{t}"
+        );
+        assert!(
+            !filler.is_finished(),
+            "{t}: the stalled circuit should still be blocked"
+        );
+        filler.abort();
+        link.close("done").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_close_works_in_both_directions() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        // Server: reads everything first (client half-closed), then sends its own
+        // data, half-closes, and expects the client to still be able to send.
+        let services = Services::new().with("half", |peer| async move {
+            let mut c = peer.accept().await?.expect("circuit");
+            let mut n = 0;
+            while let Some(_f) = c.recv().await? {
+                n += 1;
+            }
+            anyhow::ensure!(n == 3, "got {n} fragments before FIN");
+            for i in 0..3u64 {
+                c.send(data(vec![i as u8]).with_part(i)).await?;
+            }
+            c.finish().await?;
+            // Second circuit: the server finishes first while reading.
+            let mut d = peer.accept().await?.expect("second circuit");
+            d.send(data(b"server done".to_vec())).await?;
+            d.finish().await?;
+            let mut got = Vec::new();
+            while let Some(f) = d.recv().await? {
+                got.extend(f.payload);
+            }
+            anyhow::ensure!(got == b"client still sending", "got {got:?}");
+            Ok(())
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let peer = link.start("half", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        for i in 0..3u64 {
+            c.send(data(vec![i as u8]).with_part(i)).await.unwrap();
+        }
+        c.finish().await.unwrap();
+        assert!(
+            c.send(data(vec![9])).await.is_err(),
+            "{t}: send after finish must fail"
+        );
+        for i in 0..3u64 {
+            assert_eq!(c.recv().await.unwrap().unwrap().part, i, "{t}");
+        }
+        assert!(c.recv().await.unwrap().is_none(), "{t}");
+
+        let mut d = peer.open().await.unwrap();
+        let f = d.recv().await.unwrap().unwrap();
+        assert_eq!(f.payload, b"server done");
+        assert!(d.recv().await.unwrap().is_none(), "{t}: server half-closed");
+        d.send(data(b"client still sending".to_vec()))
+            .await
+            .unwrap();
+        d.finish().await.unwrap();
+        assert!(
+            timeout(Duration::from_secs(5), peer.accept())
+                .await
+                .unwrap()
+                .unwrap()
+                .is_none(),
+            "{t}: service ended Ok"
+        );
+        link.close("done").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_connection_fails_circuits_on_both_sides() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let (server_saw_tx, mut server_saw) = mpsc::unbounded_channel::<String>();
+        let services = Services::new().with("stream", move |peer| {
+            let tx = server_saw_tx.clone();
+            async move {
+                let _ = tx.send(drain_outcome(&peer).await);
+                Ok(())
+            }
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let proxy = match t {
+            Transport::Tcp => CutProxy::tcp(srv.addr).await,
+            Transport::Quic => CutProxy::udp(srv.addr).await,
+        };
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&proxy.addr.to_string())
+            .await
+            .unwrap();
+        let peer = link.start("stream", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        for _ in 0..4 {
+            c.send(data(vec![5; 64 << 10])).await.unwrap();
+        }
+        proxy.cut();
+        // The client keeps sending or waits for a reply: either way it must fail.
+        let client_outcome = timeout(Duration::from_secs(30), async {
+            loop {
+                if let Err(e) = c.send(data(vec![5; 64 << 10])).await {
+                    break e;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{t}: client did not notice the cut"));
+        assert!(
+            matches!(client_outcome, Error::ConnectionLost { .. }),
+            "{t}: client got {client_outcome:?}"
+        );
+        let server_outcome = timeout(Duration::from_secs(30), server_saw.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{t}: server did not notice the cut"))
+            .unwrap();
+        assert!(
+            server_outcome.starts_with("error: connection to client"),
+            "{t}: server saw {server_outcome}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_service_sends_its_reason_to_the_other_side() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let services = Services::new().with("fails", |peer| async move {
+            let mut c = peer.accept().await?.expect("circuit");
+            let _ = c.recv().await?;
+            anyhow::bail!("disk full while writing /srv/x")
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let peer = link.start("fails", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        c.send(data(vec![1])).await.unwrap();
+        let err = timeout(Duration::from_secs(10), c.recv())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("disk full while writing /srv/x"),
+            "{t}: {err}"
+        );
+        assert!(matches!(err, Error::Remote { .. }), "{t}: {err:?}");
+
+        let err = link.start("no-such", &[]).await.unwrap_err();
+        assert!(matches!(err, Error::NoSuchService { .. }), "{t}: {err:?}");
+        link.close("done").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_peer_closes_its_circuits_on_both_sides() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let (saw_tx, mut saw) = mpsc::unbounded_channel::<String>();
+        let services = Services::new().with("wait", move |peer| {
+            let tx = saw_tx.clone();
+            async move {
+                let _ = tx.send(drain_outcome(&peer).await);
+                Ok(())
+            }
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let peer = link.start("wait", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        c.send(data(vec![1])).await.unwrap();
+        // Let the server take the first fragment... it waits for the next.
+        let mut c2 = peer.open().await.unwrap();
+        peer.cancel();
+        assert!(matches!(
+            c2.send(data(vec![1])).await,
+            Err(Error::Cancelled)
+        ));
+        let remote = timeout(Duration::from_secs(10), saw.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            remote.starts_with("error: ") && remote.contains("cancelled"),
+            "{t}: {remote}"
+        );
+        // The link itself is still fine.
+        assert!(!link.is_closed());
+        link.close("done").await;
+    }
+}
