@@ -177,39 +177,18 @@ fn quic_fingerprint(conn: &quinn::Connection) -> Option<String> {
     peer_fingerprint(Some(&certs))
 }
 
-/// Words for a failed QUIC connection; TLS alerts are worded like the TCP ones.
+/// A failed QUIC connection as an error; TLS alerts are worded like the TCP ones.
 fn conn_error(e: &quinn::ConnectionError, peer: &str, side: Role) -> Error {
     use quinn::ConnectionError as C;
-    let crypto_alert = |code: quinn::TransportErrorCode| -> Option<u8> {
-        let raw = u64::from(code);
-        (0x100..0x200).contains(&raw).then(|| (raw - 0x100) as u8)
-    };
+    let is_crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
     match e {
-        C::ConnectionClosed(close) => match crypto_alert(close.error_code) {
-            Some(alert) => Error::Tls {
-                peer: peer.into(),
-                reason: crate::tls::explain(
-                    &rustls::Error::AlertReceived(rustls::AlertDescription::from(alert)),
-                    side,
-                ),
-            },
-            None => Error::ConnectionLost {
-                peer: peer.into(),
-                reason: quic_reason(e),
-            },
-        },
-        C::TransportError(t) if crypto_alert(t.code).is_some() => Error::Tls {
+        C::ConnectionClosed(c) if is_crypto(c.error_code) => Error::Tls {
             peer: peer.into(),
-            reason: if t.reason.is_empty() {
-                t.to_string()
-            } else {
-                t.reason.clone()
-            },
+            reason: crate::tls::explain_quic(e, side),
         },
-        C::TimedOut => Error::Timeout {
-            what: "QUIC handshake",
+        C::TransportError(t) if is_crypto(t.code) => Error::Tls {
             peer: peer.into(),
-            secs: 0.0,
+            reason: crate::tls::explain_quic(e, side),
         },
         _ => Error::ConnectionLost {
             peer: peer.into(),

@@ -102,11 +102,5 @@ pub(crate) fn is_tls_error(e: &std::io::Error) -> bool {
 
 /// Words for a TLS failure seen by `side`.
 pub(crate) fn tls_error(e: &std::io::Error, side: Role) -> String {
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(err) => tls::explain(err, side),
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the peer closed the connection during the TLS handshake (is it a jsync server?)".into()
-        }
-        None => e.to_string(),
-    }
+    tls::explain_io(e, side)
 }

@@ -1,0 +1,331 @@
+//! Trust and handshake scenarios over real connections: foreign CAs, known-keys
+//! lockdown and trust on first use, version mismatches, and TLS/plaintext mix-ups.
+//! Each asserts on what the user is told, not just that something failed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use jsync::identity::{self, Identity, Role, KNOWN_CLIENT_KEYS, KNOWN_SERVER_KEYS};
+use jsync::tls::{self, TlsOptions};
+use jsync::{ClientSecurity, Error, ServerSecurity, Services, Transport};
+use jsync_tests::{client, Keys, TestServer, TRANSPORTS};
+use proto::{Codec, HandshakeMsg, Hello};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn echo() -> Services {
+    Services::new().with("echo", |peer| async move {
+        while let Some(mut c) = peer.accept().await? {
+            while let Some(f) = c.recv().await? {
+                c.send(f).await?;
+            }
+            c.finish().await?;
+        }
+        Ok(())
+    })
+}
+
+/// Client security from explicit parts (to mix a CA with another CA's certificate).
+fn client_security(id: &Identity) -> ClientSecurity {
+    ClientSecurity::Tls {
+        tcp: tls::client_config(id, None, &TlsOptions::default()).unwrap(),
+        quic: tls::quic_client_config(id, None, &TlsOptions::default()).unwrap(),
+    }
+}
+
+/// A second client key pair signed by the same CA as `keys`.
+fn second_client(keys: &Keys) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [identity::CA_CERT, identity::CA_KEY] {
+        std::fs::copy(keys.file(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::set_permissions(
+        dir.path().join(identity::CA_KEY),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    identity::init(dir.path()).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
+    for t in TRANSPORTS {
+        let server_keys = Keys::new();
+        let client_keys = Keys::new(); // a different CA
+        let srv = TestServer::start(server_keys.server(), echo());
+        let err = client(client_keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_err();
+        assert!(err.is_auth(), "{t}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("not signed by our CA"), "{t}: {msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_from_another_ca_is_refused_by_the_server() {
+    for t in TRANSPORTS {
+        let server_keys = Keys::new();
+        let other = Keys::new();
+        // Trusts the server's CA, but presents a certificate from another CA.
+        let mut id = Identity::load(other.path(), Role::Client).unwrap();
+        id.ca = Identity::load(server_keys.path(), Role::Client).unwrap().ca;
+        let srv = TestServer::start(server_keys.server(), echo());
+        let err = client(client_security(&id), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(err.is_auth(), "{t}: {err:?}");
+        assert!(msg.contains("does not trust our certificate"), "{t}: {msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tofu_records_a_new_client_key_and_lockdown_refuses_an_unknown_one() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let known = keys.file(KNOWN_CLIENT_KEYS);
+        std::fs::write(&known, "").unwrap();
+        let srv = TestServer::start(keys.server(), echo());
+
+        // Writable file: the first client is recorded, by public key.
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_or_else(|e| panic!("{t}: TOFU connect: {e}"));
+        link.close("done").await;
+        let recorded = std::fs::read_to_string(&known).unwrap();
+        assert_eq!(recorded.lines().count(), 1, "{t}: {recorded}");
+        assert!(recorded.starts_with("ed25519 "), "{t}: {recorded}");
+
+        // Read-only file: lockdown. The recorded client still gets in...
+        std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_or_else(|e| panic!("{t}: known key refused under lockdown: {e}"));
+        link.close("done").await;
+
+        // ...a new key from the same CA does not, and is told why.
+        let other = second_client(&keys);
+        let other_sec =
+            ClientSecurity::from_config_dir(other.path(), &TlsOptions::default()).unwrap();
+        let err = client(other_sec, Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(err.is_auth(), "{t}: {err:?}");
+        assert!(
+            msg.contains("refused our client key") && msg.contains("lockdown"),
+            "{t}: {msg}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&known).unwrap(),
+            recorded,
+            "{t}: lockdown must not write"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_in_lockdown_refuses_an_unknown_server_key() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let srv = TestServer::start(keys.server(), echo());
+        let client_dir = tempfile::tempdir().unwrap();
+        for f in [
+            identity::CA_CERT,
+            identity::CLIENT_CERT,
+            identity::CLIENT_KEY,
+        ] {
+            std::fs::copy(keys.file(f), client_dir.path().join(f)).unwrap();
+        }
+        std::fs::set_permissions(
+            client_dir.path().join(identity::CLIENT_KEY),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let known = client_dir.path().join(KNOWN_SERVER_KEYS);
+        std::fs::write(&known, "# no servers trusted yet\n").unwrap();
+        std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let sec =
+            ClientSecurity::from_config_dir(client_dir.path(), &TlsOptions::default()).unwrap();
+        let err = client(sec, Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(err.is_auth(), "{t}: {err:?}");
+        assert!(
+            msg.contains("lockdown") && msg.contains(KNOWN_SERVER_KEYS),
+            "{t}: {msg}"
+        );
+    }
+}
+
+/// A fake jsync server that answers any hello with a version-2 hello.
+async fn future_server(listener: TcpListener) {
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let _ = s.read(&mut buf).await.unwrap();
+    let hello = HandshakeMsg::Hello(Hello {
+        version: 2,
+        ..Hello::ours("jsync/9.0")
+    });
+    let mut out = Vec::new();
+    hello.encode(&mut out);
+    s.write_all(&out).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_mismatch_names_both_versions_on_both_sides() {
+    // Client side: a server from the future.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(future_server(listener));
+    let err = client(ClientSecurity::Plaintext, Services::new(), Transport::Tcp)
+        .connect(&addr.to_string())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Handshake {
+                source: proto::HandshakeError::VersionMismatch {
+                    local: 1,
+                    remote: 2
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("version 1") && msg.contains("version 2"),
+        "{msg}"
+    );
+
+    // Server side: a client from the future still gets our hello, so it can say
+    // which version we speak, and the connection goes no further.
+    let srv = TestServer::start(ServerSecurity::Plaintext, echo());
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = Vec::new();
+    HandshakeMsg::Hello(Hello {
+        version: 2,
+        ..Hello::ours("jsync/9.0")
+    })
+    .encode(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await.unwrap();
+    let n = proto::handshake_len(&reply)
+        .unwrap()
+        .expect("a whole hello");
+    match HandshakeMsg::decode(&mut proto::Reader::new(&reply[..n])).unwrap() {
+        HandshakeMsg::Hello(h) => assert_eq!(h.version, proto::PROTOCOL_VERSION),
+        other => panic!("expected our hello, got {other:?}"),
+    }
+    assert_eq!(reply.len(), n, "nothing may follow a failed handshake");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_mismatch_over_tls_is_reported_too() {
+    let keys = Keys::new();
+    let config = tls::server_config(
+        &Identity::load(keys.path(), Role::Server).unwrap(),
+        None,
+        &TlsOptions::default(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls_accept(config, tcp).await;
+        let mut buf = vec![0u8; 256];
+        let _ = s.read(&mut buf).await.unwrap();
+        let mut out = Vec::new();
+        HandshakeMsg::Hello(Hello {
+            version: 7,
+            ..Hello::ours("jsync/9.0")
+        })
+        .encode(&mut out);
+        s.write_all(&out).await.unwrap();
+        s.flush().await.unwrap();
+    });
+    let err = client(keys.client(), Services::new(), Transport::Tcp)
+        .connect(&addr.to_string())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("version 1") && msg.contains("version 7"),
+        "{msg}"
+    );
+}
+
+async fn tokio_rustls_accept(
+    config: Arc<rustls::ServerConfig>,
+    tcp: TcpStream,
+) -> tokio_rustls::server::TlsStream<TcpStream> {
+    tokio_rustls::TlsAcceptor::from(config)
+        .accept(tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_plaintext_mix_ups_are_named() {
+    let keys = Keys::new();
+    // A TLS client reaching a plaintext server.
+    let plain = TestServer::start(ServerSecurity::Plaintext, echo());
+    let err = client(keys.client(), Services::new(), Transport::Tcp)
+        .connect(&plain.addr_string())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("expects plaintext") && msg.contains("--insecure-plaintext"),
+        "{msg}"
+    );
+
+    // A plaintext client reaching a TLS server.
+    let secure = TestServer::start(keys.server(), echo());
+    let err = client(ClientSecurity::Plaintext, Services::new(), Transport::Tcp)
+        .connect(&secure.addr_string())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("expects TLS"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_works_only_when_both_sides_ask_for_it() {
+    let srv = TestServer::start(ServerSecurity::Plaintext, echo());
+    let link = client(ClientSecurity::Plaintext, Services::new(), Transport::Tcp)
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    assert!(link.remote_fingerprint().is_none());
+    let peer = link.start("echo", &[]).await.unwrap();
+    let mut c = peer.open().await.unwrap();
+    c.send(proto::Fragment::new(proto::Op::DATA).with_payload(b"hi".to_vec()))
+        .await
+        .unwrap();
+    c.finish().await.unwrap();
+    assert_eq!(c.recv().await.unwrap().unwrap().payload, b"hi");
+    // QUIC has no plaintext mode.
+    let err = client(ClientSecurity::Plaintext, Services::new(), Transport::Quic)
+        .connect(&srv.addr_string())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("QUIC is always encrypted"),
+        "{err}"
+    );
+}
