@@ -1,1 +1,163 @@
-fn main() {}
+//! `jcp`: the jsync client, an scp/rsync-style copy command.
+//!
+//! `jcp [OPTIONS] SRC DST` pushes to or pulls from a `jsrv` daemon, or copies
+//! locally, with jsync's delta engine. This file runs a resolved [`args::Plan`]
+//! and turns the outcome into an exit code ([`exit`] documents them all):
+//! 0 done, 1 local or other failure, 2 usage, 3 some files failed,
+//! 4 connection or authentication failure.
+
+mod args;
+mod endpoint;
+mod exit;
+mod progress;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use jsync::sync::{NoProgress, Report, SyncOptions};
+use jsync::{ClientSecurity, Link, Services};
+
+use args::{Cli, Direction, Plan};
+use progress::Display;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let plan = match Cli::parse().resolve() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("jcp: {e}\n\nFor more information, try '--help'.");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    init_logging(plan.verbosity);
+    let display = Arc::new(Display::new(plan.show_progress, plan.verbosity >= 2));
+    let result = run(&plan, display.clone()).await;
+    display.finish(matches!(&result, Ok(r) if r.errors.is_empty()));
+    match result {
+        Ok(report) => {
+            if plan.stats {
+                // A closed stdout (`jcp --stats ... | head`) is not a failure of the copy.
+                let _ = write!(std::io::stdout().lock(), "{report}");
+            }
+            if report.errors.is_empty() {
+                ExitCode::from(exit::SUCCESS)
+            } else {
+                for e in &report.errors {
+                    eprintln!("jcp: {}: {}", e.path, e.message);
+                }
+                eprintln!(
+                    "jcp: {} of the files could not be transferred; the others were",
+                    report.errors.len()
+                );
+                ExitCode::from(exit::PARTIAL)
+            }
+        }
+        Err(e) => {
+            eprintln!("jcp: {}", exit::describe(&e));
+            ExitCode::from(exit::code_for(&e))
+        }
+    }
+}
+
+/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
+/// info, debug with `-vv`).
+fn init_logging(verbosity: u8) {
+    // yamux warns about a peer that hung up first, which is how every refused
+    // request ends; the error jcp prints already says what happened.
+    let default = match verbosity {
+        0 => "error",
+        1 => "warn,yamux=error",
+        2 => "info,yamux=error",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Does the copy the plan describes.
+async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
+    let mut opts = SyncOptions::default();
+    opts.checksum = plan.checksum;
+    opts.parallel = plan.parallel;
+    opts.compression = plan.compression;
+    opts.progress = if display.is_active() {
+        display
+    } else {
+        Arc::new(NoProgress)
+    };
+    match &plan.direction {
+        Direction::Local { src, dst } => {
+            check_source(src)?;
+            jsync::sync::local(src, dst, &opts)
+                .await
+                .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))
+        }
+        Direction::Push { src, dst } => {
+            check_source(src)?;
+            let link = connect(plan, &dst.address(plan.port)).await?;
+            let result = jsync::sync::push(&link, src, &dst.path, &opts)
+                .await
+                .with_context(|| format!("cannot copy {} to {dst}", src.display()));
+            close(&link, &result).await;
+            result
+        }
+        Direction::Pull { src, dst } => {
+            let link = connect(plan, &src.address(plan.port)).await?;
+            let result = jsync::sync::pull(&link, &src.path, dst, &opts)
+                .await
+                .with_context(|| format!("cannot copy {src} to {}", dst.display()));
+            close(&link, &result).await;
+            result
+        }
+    }
+}
+
+/// Fails early, before any connection, with a message naming a missing source.
+fn check_source(src: &Path) -> anyhow::Result<()> {
+    std::fs::symlink_metadata(src)
+        .map(drop)
+        .with_context(|| format!("cannot read {}", src.display()))
+}
+
+/// Loads the client keys and connects; jsync's errors name the server.
+async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
+    let security = if plan.plaintext {
+        tracing::warn!(
+            "--insecure-plaintext: this connection is neither encrypted nor authenticated"
+        );
+        ClientSecurity::Plaintext
+    } else {
+        ClientSecurity::from_config_dir(&plan.config_dir, &plan.tls).with_context(|| {
+            format!(
+                "cannot load the client keys from {}",
+                plan.config_dir.display()
+            )
+        })?
+    };
+    let link = jsync::Client::new(security, Services::new())
+        .transport(plan.transport)
+        .connect(addr)
+        .await?;
+    tracing::info!(server = %addr, transport = %plan.transport, "connected");
+    Ok(link)
+}
+
+/// Closes the link, telling the server why when the run failed.
+async fn close(link: &Link, result: &anyhow::Result<Report>) {
+    match result {
+        Ok(_) => link.close("done").await,
+        Err(e) => {
+            link.close(&format!("jcp failed: {}", exit::describe(e)))
+                .await
+        }
+    }
+}

@@ -1,29 +1,88 @@
 //! `jsrv`: the jsync daemon's command line.
 //!
 //! `jsrv init` makes the keys a server and its clients need (like `ssh-keygen`,
-//! with a private CA). Serving a root directory arrives with the sync engine.
+//! with a private CA). `jsrv --root DIR` serves that directory to `jcp` over TLS/TCP
+//! and QUIC on one port ([`serve`]).
+//!
+//! Exit codes: 0 success (including a clean shutdown on SIGINT/SIGTERM); 1 the
+//! command failed (keys could not be made or read, the address cannot be bound,
+//! the root is not a directory); 2 usage error (clap's).
 
+mod serve;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes, documented in the README.
+/// Exit codes, documented in the README and in `jsrv --help`.
 mod exit {
-    /// The command failed (keys could not be made or read, ...).
+    /// The command failed (keys could not be made or read, cannot bind, ...).
     pub const FAILURE: u8 = 1;
+
+    /// The text for `jsrv --help`.
+    pub const HELP: &str = "\
+Exit status:
+  0  success; the server exits 0 after a clean shutdown on SIGINT or SIGTERM
+  1  failure: keys cannot be made or read, the address cannot be bound, the root
+     is not a directory (the message names the path or address)
+  2  usage error";
 }
 
+/// The address jsrv listens on unless told otherwise.
+const DEFAULT_LISTEN: &str = "0.0.0.0:7433";
+
 #[derive(Debug, Parser)]
-#[command(name = "jsrv", version, about = "The jsync daemon")]
+#[command(
+    name = "jsrv",
+    version,
+    about = "The jsync daemon: serves a directory to jcp over TLS/TCP and QUIC",
+    long_about = "The jsync daemon.\n\n\
+        Without a subcommand, serves --root to jcp clients over TLS 1.3 on TCP and over \
+        QUIC, both on the same port. Prints 'jsrv listening on ADDR' to stdout once \
+        ready; logs go to stderr (RUST_LOG, default info). SIGINT or SIGTERM stops \
+        accepting, lets transfers drain, and exits 0.",
+    after_help = exit::HELP,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     /// Where keys, certificates and known-keys files live
     /// [default: $JSYNC_CONFIG_DIR, else ~/.config/jsync]
     #[arg(long, global = true, value_name = "DIR")]
     config_dir: Option<PathBuf>,
 
+    #[command(flatten)]
+    serve: ServeArgs,
+
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// Options of serve mode (no subcommand).
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The directory to serve; clients cannot reach outside it
+    #[arg(long, value_name = "DIR", required = true)]
+    root: Option<PathBuf>,
+
+    /// Address and port for TCP and QUIC (e.g. [::]:7433, 127.0.0.1:0 for any free
+    /// port) [default: 0.0.0.0:7433]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+
+    /// Refuse pushes: clients may only pull
+    #[arg(long)]
+    read_only: bool,
+
+    /// No encryption, no authentication, no QUIC: anyone who can reach the port
+    /// can read (and unless --read-only, write) the root
+    #[arg(long)]
+    insecure_plaintext: bool,
+
+    /// Offer only the ChaCha20-Poly1305 cipher (faster without AES instructions)
+    #[arg(long, conflicts_with = "insecure_plaintext")]
+    chacha: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,8 +92,40 @@ enum Command {
     Init,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+impl ServeArgs {
+    /// Whether any serve-mode option was given (they make no sense with `init`).
+    fn any(&self) -> bool {
+        self.root.is_some()
+            || self.listen.is_some()
+            || self.read_only
+            || self.insecure_plaintext
+            || self.chacha
+    }
+}
+
+impl Cli {
+    /// Parses the command line; exits 2 on a usage error.
+    fn parse_checked() -> Cli {
+        Self::check(Cli::parse()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Refuses serve-mode options next to a subcommand.
+    fn check(cli: Cli) -> Result<Cli, clap::Error> {
+        use clap::CommandFactory;
+        if cli.command.is_some() && cli.serve.any() {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--root, --listen, --read-only, --insecure-plaintext and --chacha are for \
+                 serving; `jsrv init` takes only --config-dir",
+            ));
+        }
+        Ok(cli)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse_checked();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -44,16 +135,110 @@ fn main() -> ExitCode {
     let dir = cli
         .config_dir
         .unwrap_or_else(jsync::identity::default_config_dir);
-    match cli.command {
-        Command::Init => match jsync::identity::init(&dir) {
+    let result = match cli.command {
+        Some(Command::Init) => match jsync::identity::init(&dir) {
             Ok(report) => {
                 print!("{report}");
-                ExitCode::SUCCESS
+                Ok(())
             }
-            Err(e) => {
-                eprintln!("jsrv: {e}");
-                ExitCode::from(exit::FAILURE)
-            }
+            Err(e) => Err(e.into()),
         },
+        None => serve::serve(plan(cli.serve, dir)).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jsrv: {}", describe(&e));
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+/// `e` and its causes on one line, leaving out a cause whose text is already there
+/// (jsync's errors print their source and also return it from `source()`).
+fn describe(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// Resolves serve mode's flags into what [`serve::serve`] needs.
+fn plan(args: ServeArgs, config_dir: PathBuf) -> serve::Plan {
+    serve::Plan {
+        // clap makes --root required when there is no subcommand.
+        root: args.root.expect("clap requires --root in serve mode"),
+        listen: args
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
+        read_only: args.read_only,
+        plaintext: args.insecure_plaintext,
+        tls: jsync::tls::TlsOptions {
+            chacha_only: args.chacha,
+        },
+        config_dir,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("jsrv").chain(args.iter().copied()))
+            .and_then(Cli::check)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn init_needs_no_root() {
+        let cli = parse(&["init", "--config-dir", "/k"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Init)));
+        let cli = parse(&["--config-dir", "/k", "init"]).unwrap();
+        assert_eq!(cli.config_dir.as_deref(), Some(std::path::Path::new("/k")));
+    }
+
+    #[test]
+    fn serving_needs_a_root() {
+        let e = parse(&[]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let cli = parse(&["--root", "/srv"]).unwrap();
+        assert!(cli.command.is_none());
+        let plan = plan(cli.serve, "/k".into());
+        assert_eq!(plan.listen, DEFAULT_LISTEN.parse().unwrap());
+    }
+
+    #[test]
+    fn listen_accepts_ipv4_and_ipv6() {
+        for a in ["0.0.0.0:7433", "[::]:7433", "127.0.0.1:0"] {
+            let cli = parse(&["--root", "/srv", "--listen", a]).unwrap();
+            assert_eq!(cli.serve.listen, Some(a.parse::<SocketAddr>().unwrap()));
+        }
+        assert_eq!(
+            parse(&["--root", "/srv", "--listen", "nohost"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn serve_flags_do_not_mix_with_init() {
+        for args in [&["--root", "/srv", "init"][..], &["init", "--read-only"]] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        assert!(parse(&["--root", "/srv", "--chacha", "--insecure-plaintext"]).is_err());
     }
 }

@@ -72,6 +72,13 @@ pub enum Error {
     /// The TLS configuration could not be built.
     #[error(transparent)]
     TlsSetup(#[from] crate::tls::TlsSetupError),
+    /// A file or path could not be used: it escapes the root, is missing, or an IO
+    /// call on it failed (the message names it).
+    #[error("{0}")]
+    Fs(String),
+    /// A file changed or failed verification while being synced.
+    #[error("{0}")]
+    Content(String),
     /// The caller misused the API (e.g. a payload over the frame limit).
     #[error("invalid use: {0}")]
     Usage(String),

@@ -35,11 +35,32 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! The sync engine ([`sync`]) runs on the same runtime; `jcp a b` is this call:
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! std::fs::create_dir(dir.path().join("a"))?;
+//! std::fs::write(dir.path().join("a/hello.txt"), "hi")?;
+//! // A trailing slash syncs the directory's contents, as in rsync.
+//! let opts = jsync::sync::SyncOptions::default();
+//! let report = jsync::sync::local(&dir.path().join("a/"), &dir.path().join("b"), &opts).await?;
+//! assert_eq!(std::fs::read_to_string(dir.path().join("b/hello.txt"))?, "hi");
+//! assert_eq!(report.files_transferred, 1);
+//! // Nothing changed: nothing is sent again.
+//! let again = jsync::sync::local(&dir.path().join("a/"), &dir.path().join("b"), &opts).await?;
+//! assert_eq!(again.files_transferred, 0);
+//! # Ok(()) }
+//! ```
+
 pub mod error;
 pub mod identity;
 pub mod known_keys;
 pub mod net;
 pub mod runtime;
+pub mod sync;
 pub mod tls;
 
 pub use error::{Error, Result};

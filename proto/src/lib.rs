@@ -67,6 +67,7 @@ pub mod frame;
 pub mod handshake;
 pub mod negotiation;
 pub mod op;
+pub mod sync;
 
 pub use codec::*;
 pub use compression::*;

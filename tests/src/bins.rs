@@ -31,3 +31,72 @@ pub fn run(name: &str, args: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
+
+/// A `jsrv` process serving a root on a free port; killed when dropped.
+#[derive(Debug)]
+pub struct Jsrv {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Jsrv {
+    /// Starts `jsrv --config-dir KEYS --root ROOT --listen 127.0.0.1:0 EXTRA...` and
+    /// waits for its "listening on" line.
+    pub fn start(keys: &std::path::Path, root: &std::path::Path, extra: &[&str]) -> Jsrv {
+        use std::io::BufRead;
+        let mut child = Command::new(bin("jsrv"))
+            .arg("--config-dir")
+            .arg(keys)
+            .arg("--root")
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start jsrv");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("jsrv listening on ")
+            .unwrap_or_else(|| panic!("unexpected jsrv output {line:?}"));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Jsrv { child, port }
+    }
+
+    /// `jcp --config-dir KEYS -p PORT ARGS...` against this server.
+    pub fn jcp(&self, keys: &std::path::Path, args: &[&str]) -> Output {
+        Command::new(bin("jcp"))
+            .arg("--config-dir")
+            .arg(keys)
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run jcp")
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Jsrv {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The number after `label` in `jcp --stats` output.
+pub fn stat(stdout: &[u8], label: &str) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in output:\n{text}"))
+}

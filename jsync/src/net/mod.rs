@@ -7,6 +7,7 @@
 //! the versioned jsync handshake. The runtime ([`crate::runtime`]) builds circuits on
 //! those streams and never needs to know which transport carries them.
 
+pub(crate) mod counting;
 pub(crate) mod handshake;
 pub(crate) mod mux;
 pub(crate) mod quic;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use quinn::{Endpoint, EndpointConfig, TransportConfig, VarInt};
 
+use super::counting::WireCounter;
 use super::handshake::{self, Side};
 use super::mux::{self, quic_reason, RawStream};
 use super::security::{peer_fingerprint, ClientSecurity, ServerSecurity};
@@ -102,6 +103,7 @@ pub(crate) async fn connect(
             fingerprint,
             control: Some(control),
             endpoint: Some(endpoint),
+            wire: WireCounter::Quic(conn),
         })
     })
     .await
@@ -133,6 +135,7 @@ pub(crate) async fn accept(
             fingerprint,
             control: Some(control),
             endpoint: None,
+            wire: WireCounter::Quic(conn),
         })
     })
     .await

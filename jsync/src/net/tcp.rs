@@ -12,6 +12,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::counting::{Counted, WireCounter};
 use super::handshake::{self, Side, Sniff};
 use super::mux::{self, Driven};
 use super::security::{peer_fingerprint, tls_error, ClientSecurity, ServerSecurity};
@@ -30,6 +31,8 @@ pub(crate) struct Established {
     pub control: Option<mux::RawStream>,
     /// Keeps a client's QUIC endpoint alive as long as the connection.
     pub endpoint: Option<quinn::Endpoint>,
+    /// Counts the bytes the connection moves.
+    pub wire: WireCounter,
 }
 
 pub(crate) async fn timed<T>(
@@ -64,6 +67,7 @@ pub(crate) async fn connect(
     })
     .await?;
     super::socket::tune_tcp(&tcp, opts.keepalive).map_err(|e| Error::io("socket options", e))?;
+    let (tcp, wire) = Counted::new(tcp);
     timed(opts.handshake_timeout, "handshake", peer, async {
         match security {
             ClientSecurity::Plaintext => {
@@ -75,6 +79,7 @@ pub(crate) async fn connect(
                     fingerprint: None,
                     control: None,
                     endpoint: None,
+                    wire: wire.clone(),
                 })
             }
             ClientSecurity::Tls { tcp: config, .. } => {
@@ -106,6 +111,7 @@ pub(crate) async fn connect(
                     fingerprint,
                     control: None,
                     endpoint: None,
+                    wire: wire.clone(),
                 })
             }
         }
@@ -122,6 +128,7 @@ pub(crate) async fn accept(
     super::socket::tune_tcp(&tcp, opts.keepalive).map_err(|e| Error::io("socket options", e))?;
     timed(opts.handshake_timeout, "handshake", peer, async {
         let first = peek_start(&tcp).await;
+        let (tcp, wire) = Counted::new(tcp);
         match security {
             ServerSecurity::Plaintext => {
                 let mut tcp = tcp;
@@ -142,6 +149,7 @@ pub(crate) async fn accept(
                     fingerprint: None,
                     control: None,
                     endpoint: None,
+                    wire: wire.clone(),
                 })
             }
             ServerSecurity::Tls { tcp: config, .. } => {
@@ -168,6 +176,7 @@ pub(crate) async fn accept(
                     fingerprint,
                     control: None,
                     endpoint: None,
+                    wire: wire.clone(),
                 })
             }
         }
@@ -192,7 +201,7 @@ async fn peek_start(tcp: &TcpStream) -> Vec<u8> {
     }
 }
 
-async fn refuse(tcp: &mut TcpStream, reason: &str, peer: &str) {
+async fn refuse<S: tokio::io::AsyncWrite + Unpin>(tcp: &mut S, reason: &str, peer: &str) {
     tracing::warn!(peer, reason, "refusing connection");
     let _ = handshake::write_msg(
         tcp,

@@ -168,6 +168,11 @@ impl Circuit {
         self.tx.set_compression(c);
     }
 
+    /// Tells the other side this circuit failed (see [`CircuitSender::fail`]).
+    pub async fn fail(&mut self, reason: &str) -> Result<()> {
+        self.tx.fail(reason).await
+    }
+
     /// Splits into halves that can move to different tasks.
     pub fn split(self) -> (CircuitSender, CircuitReceiver) {
         (self.tx, self.rx)

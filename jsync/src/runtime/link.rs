@@ -23,6 +23,7 @@ use super::framing::{read_frame, write_frame};
 use super::peer::{Ended, Peer, PeerState};
 use super::services::Services;
 use crate::error::{Error, Result};
+use crate::net::counting::{Counted, WireCounter};
 use crate::net::handshake::Side;
 use crate::net::mux::{Mux, RawStream};
 use crate::net::tcp::Established;
@@ -64,6 +65,7 @@ struct LinkInner {
     control: mpsc::UnboundedSender<Outgoing>,
     ended: watch::Receiver<Option<String>>,
     ended_tx: watch::Sender<Option<String>>,
+    wire: WireCounter,
     _endpoint: Option<quinn::Endpoint>,
 }
 
@@ -132,6 +134,7 @@ impl Link {
                 control: ctl_tx,
                 ended,
                 ended_tx,
+                wire: est.wire.clone(),
                 _endpoint: est.endpoint.take(),
             }),
         };
@@ -175,6 +178,12 @@ impl Link {
     /// What the hello settled: protocol version and shared compression algorithms.
     pub fn negotiated(&self) -> &Negotiated {
         &self.inner.negotiated
+    }
+
+    /// Bytes this connection has moved so far, both directions, as they crossed
+    /// the socket (TLS and multiplexer overhead included; UDP payloads for QUIC).
+    pub fn wire_bytes(&self) -> u64 {
+        self.inner.wire.total()
     }
 
     /// Why the link ended, once it has.
@@ -489,6 +498,8 @@ impl Link {
     /// An in-process pair of linked nodes (no sockets, no TLS): what `jcp a b` uses.
     pub async fn pair(a: Arc<Services>, b: Arc<Services>) -> Result<(Link, Link)> {
         let (x, y) = tokio::io::duplex(1 << 20);
+        let (x, wire_a) = Counted::new(x);
+        let (y, wire_b) = Counted::new(y);
         let opts = LinkOptions::default();
         let ca = async {
             let mut x = x;
@@ -501,6 +512,7 @@ impl Link {
                 fingerprint: None,
                 control: None,
                 endpoint: None,
+                wire: wire_a,
             })
         };
         let cb = async {
@@ -514,6 +526,7 @@ impl Link {
                 fingerprint: None,
                 control: None,
                 endpoint: None,
+                wire: wire_b,
             })
         };
         let (ea, eb) = tokio::try_join!(ca, cb)?;

@@ -1,0 +1,166 @@
+//! Telling `host:path` from a local path, the way scp and rsync do, so that users
+//! can type what their fingers already know.
+//!
+//! A string is remote when it has a `:` before any `/`: `host:path`, `host:` (the
+//! server's root) and `[::1]:path` (an IPv6 literal in brackets). Everything else is
+//! a local path, so `./a:b` and `/x:y` stay local. Paths are kept byte for byte,
+//! including a trailing `/`, which means "the contents of" (rsync's rule) and is
+//! interpreted by the sync engine, not here.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One side of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A path on this machine, as given.
+    Local(PathBuf),
+    /// A path under a server's root ("" is the root itself).
+    Remote(Remote),
+}
+
+/// A `host:path` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// A host name or an IP address, without brackets.
+    pub host: String,
+    /// The path relative to the server's root, as given (may be empty).
+    pub path: String,
+}
+
+impl Remote {
+    /// The `host:port` string to connect to, with brackets around IPv6 literals.
+    pub fn address(&self, port: u16) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.path)
+        } else {
+            write!(f, "{}:{}", self.host, self.path)
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Local(p) => write!(f, "{}", p.display()),
+            Endpoint::Remote(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Parses one command-line operand. Fails only on a remote form with no host.
+pub fn parse(arg: &str) -> Result<Endpoint, String> {
+    if let Some(rest) = arg.strip_prefix('[') {
+        if let Some((host, path)) = rest.split_once("]:") {
+            if host.is_empty() || host.contains('/') {
+                return Err(format!("{arg:?}: no host between the brackets"));
+            }
+            return Ok(remote(host, path));
+        }
+    }
+    let colon = arg.find(':');
+    let slash = arg.find('/');
+    match colon {
+        Some(c) if slash.is_none_or(|s| c < s) => {
+            let (host, path) = (&arg[..c], &arg[c + 1..]);
+            if host.is_empty() {
+                return Err(format!(
+                    "{arg:?}: no host before ':' (write ./{arg} for a local path)"
+                ));
+            }
+            Ok(remote(host, path))
+        }
+        _ => Ok(Endpoint::Local(PathBuf::from(arg))),
+    }
+}
+
+fn remote(host: &str, path: &str) -> Endpoint {
+    Endpoint::Remote(Remote {
+        host: host.to_string(),
+        path: path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(host: &str, path: &str) -> Endpoint {
+        remote(host, path)
+    }
+
+    fn l(p: &str) -> Endpoint {
+        Endpoint::Local(PathBuf::from(p))
+    }
+
+    #[test]
+    fn host_and_path() {
+        assert_eq!(parse("srv:dir/file").unwrap(), r("srv", "dir/file"));
+        assert_eq!(parse("10.0.0.1:x").unwrap(), r("10.0.0.1", "x"));
+        assert_eq!(parse("srv:/abs").unwrap(), r("srv", "/abs"));
+    }
+
+    #[test]
+    fn host_alone_is_the_server_root() {
+        assert_eq!(parse("srv:").unwrap(), r("srv", ""));
+    }
+
+    #[test]
+    fn ipv6_literal_in_brackets() {
+        assert_eq!(parse("[::1]:path").unwrap(), r("::1", "path"));
+        assert_eq!(parse("[fe80::1]:").unwrap(), r("fe80::1", ""));
+        let Endpoint::Remote(rem) = parse("[::1]:d/").unwrap() else {
+            panic!("not remote")
+        };
+        assert_eq!(rem.address(7433), "[::1]:7433");
+        assert_eq!(rem.to_string(), "[::1]:d/");
+    }
+
+    #[test]
+    fn colon_after_a_slash_is_local() {
+        assert_eq!(parse("./a:b").unwrap(), l("./a:b"));
+        assert_eq!(parse("/x:y").unwrap(), l("/x:y"));
+        assert_eq!(parse("dir/a:b").unwrap(), l("dir/a:b"));
+    }
+
+    #[test]
+    fn plain_paths_are_local() {
+        assert_eq!(parse("file").unwrap(), l("file"));
+        assert_eq!(parse("/tmp/x").unwrap(), l("/tmp/x"));
+        assert_eq!(parse("[notipv6").unwrap(), l("[notipv6"));
+    }
+
+    #[test]
+    fn trailing_slash_is_kept() {
+        assert_eq!(parse("dir/").unwrap(), l("dir/"));
+        assert_eq!(parse("srv:dir/").unwrap(), r("srv", "dir/"));
+        let Endpoint::Local(p) = parse("a/b/").unwrap() else {
+            panic!("not local")
+        };
+        assert!(p.as_os_str().to_str().unwrap().ends_with('/'));
+    }
+
+    #[test]
+    fn missing_host_is_refused() {
+        assert!(parse(":x").is_err());
+        assert!(parse("[]:x").is_err());
+    }
+
+    #[test]
+    fn address_of_a_named_host() {
+        let Endpoint::Remote(rem) = parse("example.org:x").unwrap() else {
+            panic!("not remote")
+        };
+        assert_eq!(rem.address(22), "example.org:22");
+    }
+}

@@ -1,0 +1,150 @@
+//! jcp's exit codes, chosen so that scripts can tell "fix your command" from
+//! "some files failed" from "the server could not be reached", and the one place
+//! that maps an error to its code.
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | everything was transferred (or already up to date) |
+//! | 1 | a local or other failure: a missing source, unreadable keys, a request the server refused |
+//! | 2 | usage: bad options or operands (clap's own code for its errors) |
+//! | 3 | some files could not be transferred; each is named on stderr, the others were transferred |
+//! | 4 | connection or authentication failure: the server could not be reached, the TLS or jsync handshake failed, or the connection was lost |
+
+use std::fmt;
+
+/// Everything was done.
+pub const SUCCESS: u8 = 0;
+/// A local or other failure.
+pub const FAILURE: u8 = 1;
+/// Bad command line (clap exits with 2 for its own errors; ours match).
+pub const USAGE: u8 = 2;
+/// Some files could not be transferred.
+pub const PARTIAL: u8 = 3;
+/// Connection or authentication failure.
+pub const CONNECTION: u8 = 4;
+
+/// The text for `jcp --help`.
+pub const HELP: &str = "\
+Exit status:
+  0  all files transferred (or already up to date)
+  1  a local or other failure (e.g. the source does not exist, keys cannot be read,
+     the server refused the request)
+  2  usage error
+  3  some files could not be transferred (each is listed on stderr as
+     'jcp: PATH: CAUSE'; the others were transferred)
+  4  connection or authentication failure (server unreachable, TLS or handshake
+     refused, connection lost)";
+
+/// A command line that parses but makes no sense (both operands remote, ...).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `e` and its causes on one line, `a: b: c`, leaving out a cause whose text the
+/// line already holds (jsync's errors print their source themselves and also
+/// return it from `source()`, so anyhow's `{:#}` would say it twice).
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// The exit code for a run that failed with `e`.
+pub fn code_for(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        return USAGE;
+    }
+    let network = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<jsync::Error>())
+        .any(|j| j.is_connection() || j.is_auth());
+    if network {
+        CONNECTION
+    } else {
+        FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::new(kind, "x")
+    }
+
+    #[test]
+    fn usage_errors_are_2() {
+        let e = anyhow::Error::new(UsageError("both remote".into()));
+        assert_eq!(code_for(&e), USAGE);
+    }
+
+    #[test]
+    fn connection_failures_are_4_even_under_context() {
+        let e: anyhow::Error = jsync::Error::Connect {
+            addr: "host:7433".into(),
+            source: io(std::io::ErrorKind::ConnectionRefused),
+        }
+        .into();
+        assert_eq!(code_for(&e), CONNECTION);
+        let r: Result<(), jsync::Error> = Err(jsync::Error::ConnectionLost {
+            peer: "server host:7433".into(),
+            reason: "reset".into(),
+        });
+        let e = r.context("cannot push a to host:b").unwrap_err();
+        assert_eq!(code_for(&e), CONNECTION);
+    }
+
+    #[test]
+    fn auth_failures_are_4() {
+        let e: anyhow::Error = jsync::Error::Tls {
+            peer: "server host:7433".into(),
+            reason: "unknown CA".into(),
+        }
+        .into();
+        assert_eq!(code_for(&e), CONNECTION);
+    }
+
+    #[test]
+    fn describe_says_each_cause_once() {
+        let e: anyhow::Error = jsync::Error::Connect {
+            addr: "host:7433".into(),
+            source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+        }
+        .into();
+        let e = e.context("cannot copy a to host:b");
+        assert_eq!(
+            describe(&e),
+            "cannot copy a to host:b: cannot connect to host:7433: refused"
+        );
+    }
+
+    #[test]
+    fn local_and_remote_refusals_are_1() {
+        let e = anyhow::Error::new(io(std::io::ErrorKind::NotFound)).context("cannot read /nope");
+        assert_eq!(code_for(&e), FAILURE);
+        let e: anyhow::Error = jsync::Error::Remote {
+            peer: "server host:7433".into(),
+            reason: "this server is read-only".into(),
+        }
+        .into();
+        assert_eq!(code_for(&e), FAILURE);
+    }
+}

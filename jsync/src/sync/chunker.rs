@@ -1,0 +1,621 @@
+//! Content-defined chunking: how both sides of a sync agree on which parts of a
+//! file they already share.
+//!
+//! A file is cut with FastCDC v2020 (the cut points depend on the content only,
+//! so an insertion moves the boundaries near it and no others) and each chunk is
+//! named by its BLAKE3 hash. The receiver cuts the file it already has and sends
+//! the list as its *signature* ([`encode_sig_batch`]); the sender cuts its new
+//! file the same way and sends only the chunks whose names the receiver lacks.
+//! [`chunk_list_digest`] lets the receiver check a rebuilt file against the
+//! sender's chunk list without hashing its bytes a second time, and
+//! [`file_hash`] is the cheap first test for "same size, different mtime".
+//!
+//! Files are streamed through one fixed buffer ([`BLOCK`] bytes): memory does
+//! not grow with the file beyond the chunk list the caller keeps. The cut and
+//! the hashes use one core; many files are chunked in parallel instead.
+//!
+//! The parameters below are part of the protocol: two peers that cut with
+//! different sizes or normalization share no chunks. The `pinned_cut_points`
+//! test guards them.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::{self, Normalization};
+use proto::{put_varint, DecodeError, Reader};
+
+/// Smallest chunk FastCDC cuts (except the last one of a file). Even, as
+/// fastcdc 5 requires.
+pub(crate) const MIN_CHUNK: u32 = 2 * 1024;
+/// The size FastCDC aims for.
+pub(crate) const AVG_CHUNK: u32 = 8 * 1024;
+/// Largest chunk: a run with no cut point is split here.
+pub(crate) const MAX_CHUNK: u32 = 64 * 1024;
+/// FastCDC's normalization: level 1 keeps most chunks near [`AVG_CHUNK`].
+const LEVEL: Normalization = Normalization::Level1;
+
+/// Bytes read from the file per refill. Buffers from 128 KiB to 4 MiB cut at
+/// the same speed here (the copy into the buffer costs ~3%), so the size is
+/// chosen to exceed a caller's 1 MiB `BufReader`: such a reader then hands our
+/// reads straight to the file instead of copying them through its own buffer.
+pub(crate) const BLOCK: usize = 4 << 20;
+
+/// A BLAKE3 hash.
+pub(crate) type Hash = [u8; 32];
+
+/// One chunk of a file: where it is and what it is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkRef {
+    /// BLAKE3 of the chunk's bytes.
+    pub hash: Hash,
+    /// Where the chunk starts in the file.
+    pub offset: u64,
+    /// Its length: 1 to [`MAX_CHUNK`] bytes.
+    pub len: u32,
+}
+
+/// Streams `reader` and calls `f(offset, bytes)` for each chunk in order, without
+/// naming it. Returns the total length. This is [`for_each_chunk`] minus BLAKE3.
+#[allow(
+    dead_code,
+    reason = "the chunking bench measures cutting without hashing"
+)]
+pub(crate) fn for_each_cut<R: Read>(
+    reader: R,
+    f: impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    cut_with_block(reader, BLOCK, f)
+}
+
+/// The loop behind [`for_each_cut`], with the buffer size as a parameter so
+/// tests can force many refills.
+///
+/// The buffer holds `buf[start..end]` not yet cut. A cut is final once at
+/// least [`MAX_CHUNK`] bytes are there (FastCDC never looks further), or at end
+/// of input; otherwise the tail, less than one chunk, moves to the front and
+/// the rest of the buffer is refilled. FastCDC's free `cut` works on the slice
+/// in place: no allocation or copy per chunk.
+fn cut_with_block<R: Read>(
+    mut reader: R,
+    block: usize,
+    mut f: impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let (min, avg, max) = (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize);
+    debug_assert!(block >= 2 * max, "the buffer must hold two largest chunks");
+    let (mask_s, mask_l) = v2020::select_masks(avg, LEVEL);
+    let mut buf = vec![0u8; block];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut offset = 0u64;
+    let mut eof = false;
+    loop {
+        if !eof {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+            while end < buf.len() {
+                match reader.read(&mut buf[end..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        while end - start >= max || (eof && start < end) {
+            let (_, n) = v2020::cut(
+                &buf[start..end],
+                min,
+                avg,
+                max,
+                mask_s,
+                mask_l,
+                mask_s << 1,
+                mask_l << 1,
+            );
+            f(offset, &buf[start..start + n])?;
+            start += n;
+            offset += n as u64;
+        }
+        if eof {
+            return Ok(offset);
+        }
+    }
+}
+
+/// Streams `reader` and calls `f(chunk_ref, chunk_bytes)` for each chunk in
+/// order. Returns the total length. Errors from the reader or from `f` stop the
+/// walk and are returned.
+pub(crate) fn for_each_chunk<R: Read>(
+    reader: R,
+    f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    for_each_chunk_sized(reader, BLOCK as u64, f)
+}
+
+/// [`for_each_chunk`] with the expected size of the input, so that a small file
+/// gets a small buffer instead of [`BLOCK`] bytes (a source tree is mostly small
+/// files, and many are cut at once).
+pub(crate) fn for_each_chunk_sized<R: Read>(
+    reader: R,
+    size_hint: u64,
+    mut f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let block = usize::try_from(size_hint.saturating_add(1))
+        .unwrap_or(BLOCK)
+        .clamp(2 * MAX_CHUNK as usize, BLOCK);
+    cut_with_block(reader, block, |offset, data| {
+        let r = ChunkRef {
+            hash: *blake3::hash(data).as_bytes(),
+            offset,
+            // A chunk is at most MAX_CHUNK bytes.
+            len: data.len() as u32,
+        };
+        f(r, data)
+    })
+}
+
+/// The signature of a whole file: its chunk list.
+#[allow(
+    dead_code,
+    reason = "API for callers that keep the whole list; tests and benches use it"
+)]
+pub(crate) fn signature<R: Read>(reader: R) -> io::Result<Vec<ChunkRef>> {
+    let mut out = Vec::new();
+    for_each_chunk(reader, |r, _| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// BLAKE3 of the whole stream, on one core, through a heap buffer of 256 KiB
+/// (fewer reads than blake3's own 64 KiB `update_reader`, still cache-sized).
+pub(crate) fn file_hash<R: Read>(mut reader: R) -> io::Result<Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(*hasher.finalize().as_bytes()),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The BLAKE3 key-derivation context of [`chunk_list_digest`]: a digest of a
+/// chunk list can never collide with the hash of some file's bytes.
+const DIGEST_CONTEXT: &str = "jsync 2026 chunk-list digest";
+
+/// Builds [`chunk_list_digest`] one chunk at a time, as chunks stream past.
+#[derive(Debug, Clone)]
+pub(crate) struct DigestBuilder {
+    hasher: blake3::Hasher,
+}
+
+impl Default for DigestBuilder {
+    fn default() -> Self {
+        DigestBuilder {
+            hasher: blake3::Hasher::new_derive_key(DIGEST_CONTEXT),
+        }
+    }
+}
+
+impl DigestBuilder {
+    /// Adds the next chunk.
+    pub(crate) fn push(&mut self, len: u32, hash: Hash) {
+        let mut entry = [0u8; 36];
+        entry[..4].copy_from_slice(&len.to_le_bytes());
+        entry[4..].copy_from_slice(&hash);
+        self.hasher.update(&entry);
+    }
+
+    /// The digest of the chunks pushed so far.
+    pub(crate) fn finish(self) -> Hash {
+        *self.hasher.finalize().as_bytes()
+    }
+}
+
+/// A digest of a chunk list, to verify a rebuilt file without hashing its bytes
+/// again: BLAKE3 in derive-key mode ([`DIGEST_CONTEXT`]) over
+/// `len (u32 LE) || hash` of each chunk in order.
+#[allow(
+    dead_code,
+    reason = "callers stream through DigestBuilder; tests and benches use it"
+)]
+pub(crate) fn chunk_list_digest(chunks: impl IntoIterator<Item = (u32, Hash)>) -> Hash {
+    let mut d = DigestBuilder::default();
+    for (len, hash) in chunks {
+        d.push(len, hash);
+    }
+    d.finish()
+}
+
+/// The fewest bytes one encoded chunk ref takes: a one-byte length and a hash.
+const MIN_SIG_ENTRY: usize = 1 + 32;
+
+/// Appends a batch of chunk refs in the signature's wire form: a varint count,
+/// then per chunk a varint length and the raw 32-byte hash. Offsets are not
+/// sent; the decoder sums the lengths from the batch's starting offset.
+pub(crate) fn encode_sig_batch(chunks: &[ChunkRef], out: &mut Vec<u8>) {
+    out.reserve(proto::varint_len(chunks.len() as u64) + chunks.len() * (3 + 32));
+    put_varint(out, chunks.len() as u64);
+    for c in chunks {
+        put_varint(out, u64::from(c.len));
+        out.extend_from_slice(&c.hash);
+    }
+}
+
+/// Decodes one [`encode_sig_batch`] payload whose first chunk starts at
+/// `start_offset`. Refuses more than `max_chunks` entries, lengths of 0 or
+/// above [`MAX_CHUNK`], truncated input and trailing bytes. Allocates for at
+/// most `buf.len() / 33` entries, whatever count the peer claims.
+pub(crate) fn decode_sig_batch(
+    buf: &[u8],
+    start_offset: u64,
+    max_chunks: usize,
+) -> Result<Vec<ChunkRef>, DecodeError> {
+    let mut r = Reader::new(buf);
+    let count = r.varint()?;
+    if count > max_chunks as u64 {
+        return Err(DecodeError::FieldTooLarge {
+            what: "signature batch",
+            len: count,
+            max: max_chunks as u64,
+        });
+    }
+    let fits = (r.remaining() / MIN_SIG_ENTRY) as u64;
+    // `min` with a usize-derived value fits in usize.
+    let mut out = Vec::with_capacity(count.min(fits) as usize);
+    let mut offset = start_offset;
+    for _ in 0..count {
+        let len = r.varint()?;
+        if len == 0 {
+            return Err(DecodeError::InvalidTag {
+                what: "empty chunk length",
+                tag: 0,
+            });
+        }
+        if len > u64::from(MAX_CHUNK) {
+            return Err(DecodeError::FieldTooLarge {
+                what: "chunk length",
+                len,
+                max: u64::from(MAX_CHUNK),
+            });
+        }
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(r.take(32)?);
+        // `len <= MAX_CHUNK` fits in u32.
+        let len = len as u32;
+        out.push(ChunkRef { hash, offset, len });
+        // Offsets are the receiver's own running total; they cannot reach 2^64.
+        offset += u64::from(len);
+    }
+    r.expect_end()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A deterministic pseudo-random buffer (xorshift64, fixed seed).
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// A reader that returns at most `sizes[i % sizes.len()]` bytes per read.
+    struct Dribble<'a> {
+        data: &'a [u8],
+        sizes: Vec<usize>,
+        i: usize,
+    }
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let want = self.sizes[self.i % self.sizes.len()];
+            self.i += 1;
+            let n = want.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn lens(chunks: &[ChunkRef]) -> Vec<u32> {
+        chunks.iter().map(|c| c.len).collect()
+    }
+
+    fn sig_of(data: &[u8]) -> Vec<ChunkRef> {
+        signature(Cursor::new(data)).unwrap()
+    }
+
+    fn hex(h: &Hash) -> String {
+        h.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Pins the cut points: a change of size, mask or normalization (which
+    /// would make peers of different versions share no chunks) fails here. The
+    /// digest also pins the chunk names and the digest's format.
+    #[test]
+    fn pinned_cut_points() {
+        let data = pseudo_random(1 << 20, 0x6a73_796e_6332_3026);
+        let sig = sig_of(&data);
+        assert_eq!(
+            lens(&sig[..12]),
+            [11142, 2918, 8307, 9655, 2138, 15638, 11087, 9133, 9535, 16508, 12450, 13517]
+        );
+        assert_eq!((sig.len(), sig[105].len), (106, 2600));
+        let digest = chunk_list_digest(sig.iter().map(|c| (c.len, c.hash)));
+        assert_eq!(
+            hex(&digest),
+            "31414338911bc00f7c04d032e2ec72d5177c1539be432d9d062877feafb4e52a"
+        );
+    }
+
+    #[test]
+    fn chunks_tile_the_input_within_bounds() {
+        let data = pseudo_random(3 << 20, 1);
+        let sig = sig_of(&data);
+        let mut offset = 0u64;
+        for (i, c) in sig.iter().enumerate() {
+            assert_eq!(c.offset, offset);
+            assert!(c.len <= MAX_CHUNK);
+            assert!(c.len >= MIN_CHUNK || i == sig.len() - 1);
+            let bytes = &data[offset as usize..(offset + u64::from(c.len)) as usize];
+            assert_eq!(&c.hash, blake3::hash(bytes).as_bytes());
+            offset += u64::from(c.len);
+        }
+        assert_eq!(offset, data.len() as u64);
+    }
+
+    /// The streaming loop cuts exactly where fastcdc's own iterator over the
+    /// whole buffer does.
+    #[test]
+    fn matches_fastcdc_over_the_whole_buffer() {
+        let data = pseudo_random(2 << 20, 2);
+        let want: Vec<(u64, u32)> = v2020::FastCDC::with_level(
+            &data,
+            MIN_CHUNK as usize,
+            AVG_CHUNK as usize,
+            MAX_CHUNK as usize,
+            LEVEL,
+        )
+        .map(|c| (c.offset as u64, c.length as u32))
+        .collect();
+        let got: Vec<(u64, u32)> = sig_of(&data).iter().map(|c| (c.offset, c.len)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn chunking_ignores_read_sizes_and_buffer_size() {
+        let mut data = pseudo_random(600 << 10, 3);
+        // A run of zeroes has no cut point: it exercises MAX_CHUNK cuts at a refill.
+        data.extend(std::iter::repeat_n(0u8, 200 << 10));
+        data.extend(pseudo_random(100_001, 4));
+        let want = sig_of(&data);
+        let random_sizes = pseudo_random(97, 5)
+            .iter()
+            .map(|&b| usize::from(b) * 300 + 1)
+            .collect::<Vec<_>>();
+        for sizes in [vec![1], vec![7], vec![4096], random_sizes] {
+            for block in [2 * MAX_CHUNK as usize, 3 * MAX_CHUNK as usize + 5, BLOCK] {
+                let reader = Dribble {
+                    data: &data,
+                    sizes: sizes.clone(),
+                    i: 0,
+                };
+                let mut got = Vec::new();
+                let total = cut_with_block(reader, block, |offset, bytes| {
+                    got.push(ChunkRef {
+                        hash: *blake3::hash(bytes).as_bytes(),
+                        offset,
+                        len: bytes.len() as u32,
+                    });
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(total, data.len() as u64);
+                assert_eq!(got, want, "read sizes {:?}, block {block}", &sizes[..1]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_insertion_changes_only_nearby_chunks() {
+        let old = pseudo_random(4 << 20, 6);
+        let mut new = old.clone();
+        new.splice(10_000..10_000, pseudo_random(100, 7));
+        let (a, b) = (sig_of(&old), sig_of(&new));
+        let have: std::collections::HashSet<Hash> = a.iter().map(|c| c.hash).collect();
+        let missing = b.iter().filter(|c| !have.contains(&c.hash)).count();
+        assert!(b.len() > 400, "{} chunks", b.len());
+        assert!(
+            (1..=3).contains(&missing),
+            "{missing} of {} chunks changed",
+            b.len()
+        );
+    }
+
+    #[test]
+    fn empty_input() {
+        let mut calls = 0;
+        let total = for_each_chunk(Cursor::new(&[][..]), |_, _| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((total, calls), (0, 0));
+        assert!(sig_of(&[]).is_empty());
+        assert_eq!(
+            file_hash(Cursor::new(&[][..])).unwrap(),
+            *blake3::hash(b"").as_bytes()
+        );
+        assert_eq!(
+            chunk_list_digest([]),
+            *blake3::Hasher::new_derive_key(DIGEST_CONTEXT)
+                .finalize()
+                .as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_short_input_is_one_chunk() {
+        let data = pseudo_random(100, 8);
+        let sig = sig_of(&data);
+        assert_eq!(lens(&sig), [100]);
+        assert_eq!(sig[0].hash, *blake3::hash(&data).as_bytes());
+    }
+
+    #[test]
+    fn errors_propagate() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let e = for_each_chunk(Failing, |_, _| Ok(())).unwrap_err();
+        assert_eq!(e.to_string(), "disk on fire");
+        let e = file_hash(Failing).unwrap_err();
+        assert_eq!(e.to_string(), "disk on fire");
+
+        let data = pseudo_random(1 << 20, 9);
+        let mut seen = 0;
+        let e = for_each_chunk(Cursor::new(&data), |_, _| {
+            seen += 1;
+            if seen == 3 {
+                return Err(io::Error::other("stop"));
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!((e.to_string().as_str(), seen), ("stop", 3));
+    }
+
+    #[test]
+    fn file_hash_is_blake3_of_the_bytes() {
+        for len in [1, 1000, 256 << 10, (1 << 20) + 17] {
+            let data = pseudo_random(len, 10);
+            let reader = Dribble {
+                data: &data,
+                sizes: vec![100_000, 3],
+                i: 0,
+            };
+            assert_eq!(file_hash(reader).unwrap(), *blake3::hash(&data).as_bytes());
+        }
+    }
+
+    #[test]
+    fn chunk_list_digest_covers_order_and_lengths() {
+        let (h1, h2) = ([1u8; 32], [2u8; 32]);
+        let base = chunk_list_digest([(10, h1), (20, h2)]);
+        assert_ne!(base, chunk_list_digest([(20, h2), (10, h1)]));
+        assert_ne!(base, chunk_list_digest([(11, h1), (20, h2)]));
+        assert_ne!(base, chunk_list_digest([(10, h1)]));
+        let mut b = DigestBuilder::default();
+        b.push(10, h1);
+        b.push(20, h2);
+        assert_eq!(b.finish(), base);
+        // Domain separation: not the plain hash of the same bytes.
+        let mut plain = Vec::new();
+        for (len, h) in [(10u32, h1), (20, h2)] {
+            plain.extend_from_slice(&len.to_le_bytes());
+            plain.extend_from_slice(&h);
+        }
+        assert_ne!(base, *blake3::hash(&plain).as_bytes());
+    }
+
+    #[test]
+    fn sig_batch_roundtrip() {
+        let sig = sig_of(&pseudo_random(1 << 20, 11));
+        let (first, rest) = sig.split_at(40);
+        let mut buf = Vec::new();
+        encode_sig_batch(first, &mut buf);
+        assert_eq!(decode_sig_batch(&buf, 0, first.len()).unwrap(), first);
+        buf.clear();
+        encode_sig_batch(rest, &mut buf);
+        assert_eq!(
+            decode_sig_batch(&buf, rest[0].offset, usize::MAX).unwrap(),
+            rest
+        );
+        buf.clear();
+        encode_sig_batch(&[], &mut buf);
+        assert_eq!(buf, [0]);
+        assert!(decode_sig_batch(&buf, 5, 0).unwrap().is_empty());
+    }
+
+    fn entry(len: u64, out: &mut Vec<u8>) {
+        put_varint(out, len);
+        out.extend_from_slice(&[7u8; 32]);
+    }
+
+    #[test]
+    fn sig_batch_decode_errors() {
+        let mut good = Vec::new();
+        put_varint(&mut good, 2);
+        entry(5, &mut good);
+        entry(u64::from(MAX_CHUNK), &mut good);
+        let ok = decode_sig_batch(&good, 100, 2).unwrap();
+        assert_eq!((ok[1].offset, ok[1].len), (105, MAX_CHUNK));
+
+        // Truncated: at every cut of the input, including inside a varint.
+        for n in 0..good.len() {
+            assert!(
+                matches!(
+                    decode_sig_batch(&good[..n], 0, 2),
+                    Err(DecodeError::Truncated { .. })
+                ),
+                "cut at {n}"
+            );
+        }
+        // Trailing bytes.
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(
+            decode_sig_batch(&long, 0, 2),
+            Err(DecodeError::TrailingBytes(1))
+        );
+        // Too many.
+        assert!(matches!(
+            decode_sig_batch(&good, 0, 1),
+            Err(DecodeError::FieldTooLarge { len: 2, max: 1, .. })
+        ));
+        // Zero length.
+        let mut zero = vec![1];
+        entry(0, &mut zero);
+        assert!(matches!(
+            decode_sig_batch(&zero, 0, 10),
+            Err(DecodeError::InvalidTag { tag: 0, .. })
+        ));
+        // Oversized length.
+        let mut big = vec![1];
+        entry(u64::from(MAX_CHUNK) + 1, &mut big);
+        assert!(matches!(
+            decode_sig_batch(&big, 0, 10),
+            Err(DecodeError::FieldTooLarge { len, .. }) if len == u64::from(MAX_CHUNK) + 1
+        ));
+        // A huge claimed count with no bytes behind it allocates nothing big
+        // and fails as truncated.
+        let mut huge = Vec::new();
+        put_varint(&mut huge, u64::MAX);
+        assert!(matches!(
+            decode_sig_batch(&huge, 0, usize::MAX),
+            Err(DecodeError::Truncated { .. })
+        ));
+    }
+}

@@ -1,0 +1,72 @@
+//! The sync engine through the library API: local copies, pushes and pulls against
+//! an in-process server, deltas and no-op runs, with trees compared byte for byte.
+
+use std::path::Path;
+
+use jsync::sync::{self, SyncOptions};
+use jsync::Services;
+use jsync_tests::tree::{assert_same_tree, make_tree};
+use jsync_tests::{client, pseudo_random, Keys, TestServer, TRANSPORTS};
+
+fn opts() -> SyncOptions {
+    SyncOptions::default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_sync_copies_then_does_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, 2 << 20);
+    let b = work.path().join("b");
+    let r = sync::local(Path::new(&format!("{}/", a.display())), &b, &opts())
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_same_tree(&a, &b);
+    assert!(r.files_transferred > 5);
+    let r = sync::local(Path::new(&format!("{}/", a.display())), &b, &opts())
+        .await
+        .unwrap();
+    assert_eq!(r.files_transferred, 0, "{r}");
+    assert_eq!(r.bytes_literal, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_and_pull_with_a_delta_over_each_transport() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let src = work.path().join("src");
+        make_tree(&src, 8 << 20);
+        let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let src_arg = format!("{}/", src.display());
+        let r = sync::push(&link, Path::new(&src_arg), "dst", &opts())
+            .await
+            .unwrap();
+        assert!(r.errors.is_empty(), "{t}: {:?}", r.errors);
+        assert_same_tree(&src, &root.join("dst"));
+
+        let mut data = std::fs::read(src.join("big.bin")).unwrap();
+        data.splice(100..100, pseudo_random(33, 1));
+        std::fs::write(src.join("big.bin"), &data).unwrap();
+        let r = sync::push(&link, Path::new(&src_arg), "dst", &opts())
+            .await
+            .unwrap();
+        assert_same_tree(&src, &root.join("dst"));
+        assert_eq!(r.files_transferred, 1, "{t}: {r}");
+        assert!(r.bytes_literal < 200_000, "{t}: {r}");
+        assert!(r.wire_bytes < 400_000, "{t}: {r}");
+
+        let pulled = work.path().join("pulled");
+        let r = sync::pull(&link, "dst/", &pulled, &opts()).await.unwrap();
+        assert!(r.errors.is_empty(), "{t}: {:?}", r.errors);
+        assert_same_tree(&src, &pulled);
+        link.close("done").await;
+    }
+}

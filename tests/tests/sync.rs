@@ -1,0 +1,256 @@
+//! The main job through the real binaries: jsrv started on port 0 with fresh keys,
+//! jcp pushing and pulling trees over TLS and QUIC, deltas, no-op re-runs, local
+//! copies, path escapes, and a server killed mid-transfer.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use std::process::Output;
+
+use jsync_tests::bins::{run, stat, Jsrv};
+use jsync_tests::tree::{assert_same_tree, make_tree};
+use jsync_tests::{pseudo_random, Keys};
+
+const MB: usize = 1 << 20;
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn transport_args(quic: bool) -> Vec<&'static str> {
+    if quic {
+        vec!["--quic"]
+    } else {
+        vec![]
+    }
+}
+
+fn push_pull_delta_noop(quic: bool) {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    make_tree(&src, 50 * MB);
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let t = transport_args(quic);
+    let with =
+        |extra: &[&str]| -> Vec<String> { t.iter().chain(extra).map(|s| s.to_string()).collect() };
+    let jcp = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        srv.jcp(keys.path(), &refs)
+    };
+
+    // Push a tree, with its contents landing in root/dst.
+    let src_arg = format!("{}/", src.display());
+    let out = jcp(with(&["--stats", &src_arg, "127.0.0.1:dst"]));
+    ok(&out, "push");
+    assert_same_tree(&src, &root.join("dst"));
+
+    // Pull it back elsewhere.
+    let pulled = work.path().join("pulled");
+    let out = jcp(with(&[
+        "--stats",
+        "127.0.0.1:dst/",
+        pulled.to_str().unwrap(),
+    ]));
+    ok(&out, "pull");
+    assert_same_tree(&src, &pulled);
+
+    // Edit the large file: insert near the start, overwrite the middle, append.
+    let big = src.join("big.bin");
+    let mut data = std::fs::read(&big).unwrap();
+    data.splice(1000..1000, b"INSERTED BYTES".iter().copied());
+    let mid = data.len() / 2;
+    data[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 99));
+    data.extend_from_slice(&pseudo_random(10_000, 5));
+    std::fs::write(&big, &data).unwrap();
+    let out = jcp(with(&["--stats", &src_arg, "127.0.0.1:dst"]));
+    ok(&out, "delta push");
+    assert_same_tree(&src, &root.join("dst"));
+    let wire = stat(&out.stdout, "Bytes on the wire:");
+    assert!(
+        wire < (data.len() / 20) as u64,
+        "delta moved {wire} bytes on the wire for a {} byte file",
+        data.len()
+    );
+    assert!(stat(&out.stdout, "Reused data:") > (data.len() * 9 / 10) as u64);
+    assert_eq!(stat(&out.stdout, "Files transferred:"), 1);
+
+    // Nothing changed: nothing moves.
+    let out = jcp(with(&["--stats", &src_arg, "127.0.0.1:dst"]));
+    ok(&out, "no-op push");
+    assert_eq!(stat(&out.stdout, "Files transferred:"), 0);
+    assert_eq!(stat(&out.stdout, "Literal data:"), 0);
+    assert!(stat(&out.stdout, "Bytes on the wire:") < 64 * 1024);
+}
+
+#[test]
+fn push_pull_delta_and_noop_over_tls() {
+    push_pull_delta_noop(false);
+}
+
+#[test]
+fn push_pull_delta_and_noop_over_quic() {
+    push_pull_delta_noop(true);
+}
+
+#[test]
+fn local_copy_needs_no_daemon() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, 3 * MB);
+    let b = work.path().join("b");
+    let out = run(
+        "jcp",
+        &["--stats", &format!("{}/", a.display()), b.to_str().unwrap()],
+    );
+    ok(&out, "local copy");
+    assert_same_tree(&a, &b);
+    // Without a trailing slash the directory itself goes inside an existing target.
+    let out = run("jcp", &[a.to_str().unwrap(), b.to_str().unwrap()]);
+    ok(&out, "local copy into");
+    assert_same_tree(&a, &b.join("a"));
+    // A file copied to an existing directory lands inside it.
+    let out = run(
+        "jcp",
+        &[a.join("README.txt").to_str().unwrap(), b.to_str().unwrap()],
+    );
+    ok(&out, "file into dir");
+    assert_eq!(std::fs::read(b.join("README.txt")).unwrap(), b"hello\n");
+}
+
+#[test]
+fn paths_outside_the_root_are_refused() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let outside = work.path().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("escape-link")).unwrap();
+    std::fs::write(outside.join("secret"), b"secret").unwrap();
+    let src = work.path().join("f.txt");
+    std::fs::write(&src, b"payload").unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    for dst in [
+        "127.0.0.1:../x",
+        "127.0.0.1:/etc/x",
+        "127.0.0.1:a/../../x",
+        "127.0.0.1:escape-link/x",
+    ] {
+        let out = srv.jcp(keys.path(), &[src.to_str().unwrap(), dst]);
+        assert!(!out.status.success(), "push to {dst} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("escapes") || err.contains("outside"),
+            "push to {dst}: {err}"
+        );
+    }
+    // Pulling through the link or with .. reads nothing outside.
+    for from in [
+        "127.0.0.1:escape-link/secret",
+        "127.0.0.1:../outside/secret",
+    ] {
+        let dst = work.path().join("got");
+        let out = srv.jcp(keys.path(), &[from, dst.to_str().unwrap()]);
+        assert!(!out.status.success(), "pull from {from} succeeded");
+        assert!(!dst.exists(), "pull from {from} wrote {}", dst.display());
+    }
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "something was written outside the root"
+    );
+}
+
+#[test]
+fn killing_jsrv_mid_transfer_leaves_targets_intact_and_fails_loudly() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    // The server already has an old version of the file.
+    let old = pseudo_random(8 * MB, 1);
+    std::fs::write(root.join("big.bin"), &old).unwrap();
+    let src = work.path().join("big.bin");
+    let mut f = std::fs::File::create(&src).unwrap();
+    for i in 0..40 {
+        f.write_all(&pseudo_random(8 * MB, 100 + i)).unwrap();
+    }
+    f.flush().unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    drop(f);
+    let mut srv = Jsrv::start(keys.path(), &root, &[]);
+    let child = std::process::Command::new(jsync_tests::bins::bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args([
+            "-p",
+            &srv.port.to_string(),
+            src.to_str().unwrap(),
+            "127.0.0.1:",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once the transfer is under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let temp_exists = std::fs::read_dir(&root).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("jsync-tmp")
+        });
+        if temp_exists || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    srv.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "jcp succeeded although the server died"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("127.0.0.1"),
+        "the message should name the server: {err}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("big.bin")).unwrap(),
+        old,
+        "the server's target file was torn"
+    );
+    assert_eq!(
+        std::fs::metadata(&src).unwrap().len(),
+        320 * MB as u64,
+        "the client's source changed"
+    );
+
+    // A restarted server cleans up the temp file its crash left, and the push completes.
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let out = srv.jcp(keys.path(), &[src.to_str().unwrap(), "127.0.0.1:"]);
+    ok(&out, "push after restart");
+    let leftovers: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("jsync-tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temp files left behind: {leftovers:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("big.bin")).unwrap().len(),
+        320 * MB as u64
+    );
+}
