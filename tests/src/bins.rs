@@ -51,6 +51,7 @@ impl Jsrv {
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
+            .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

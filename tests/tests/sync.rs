@@ -254,3 +254,45 @@ fn killing_jsrv_mid_transfer_leaves_targets_intact_and_fails_loudly() {
         320 * MB as u64
     );
 }
+
+#[test]
+fn a_file_changing_during_the_transfer_fails_alone_with_exit_code_3() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, 1 << 20);
+    let busy = a.join("busy.log");
+    std::fs::write(&busy, pseudo_random(4 * MB, 8)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let busy = busy.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&busy)
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"another log line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        })
+    };
+    let b = work.path().join("b");
+    let out = run("jcp", &[&format!("{}/", a.display()), b.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("busy.log") && err.contains("changed"), "{err}");
+    // Everything else arrived; the busy file is absent rather than torn.
+    assert!(!b.join("busy.log").exists());
+    let a_time = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&a).unwrap());
+    std::fs::remove_file(&busy).unwrap();
+    filetime::set_file_mtime(&a, a_time).unwrap();
+    assert_same_tree(&a, &b);
+}

@@ -1,0 +1,173 @@
+//! jsrv as a daemon: read-only roots, many clients at once, clean shutdown on
+//! SIGTERM, and a pull cut off by a dying server.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use jsync_tests::bins::{bin, Jsrv};
+use jsync_tests::tree::{assert_same_tree, make_tree};
+use jsync_tests::{pseudo_random, Keys};
+
+#[test]
+fn a_read_only_server_refuses_pushes_and_serves_pulls() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_tree(&root.join("data"), 1 << 20);
+    let srv = Jsrv::start(keys.path(), &root, &["--read-only"]);
+    let src = work.path().join("f.txt");
+    std::fs::write(&src, b"x").unwrap();
+    let out = srv.jcp(keys.path(), &[src.to_str().unwrap(), "127.0.0.1:"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+    assert!(!root.join("f.txt").exists());
+    let dst = work.path().join("copy");
+    let out = srv.jcp(keys.path(), &["127.0.0.1:data/", dst.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_tree(&root.join("data"), &dst);
+}
+
+#[test]
+fn many_clients_push_at_once() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let src = work.path().join("src");
+    make_tree(&src, 4 << 20);
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let mut cmd = std::process::Command::new(bin("jcp"));
+            cmd.arg("--config-dir").arg(keys.path());
+            cmd.args(["-p", &srv.port.to_string()]);
+            if i % 2 == 1 {
+                cmd.arg("--quic");
+            }
+            cmd.args([src_arg.as_str(), &format!("127.0.0.1:client{i}")]);
+            cmd.output_async()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.join().unwrap();
+        assert!(
+            out.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_same_tree(&src, &root.join(format!("client{i}")));
+    }
+}
+
+trait OutputAsync {
+    fn output_async(&mut self) -> std::thread::JoinHandle<std::process::Output>;
+}
+
+impl OutputAsync for std::process::Command {
+    fn output_async(&mut self) -> std::thread::JoinHandle<std::process::Output> {
+        let child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::spawn(move || child.wait_with_output().unwrap())
+    }
+}
+
+#[test]
+fn sigterm_stops_jsrv_cleanly() {
+    let keys = Keys::new();
+    let root = tempfile::tempdir().unwrap();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut srv = Jsrv::start(keys.path(), root.path(), &[]);
+        let pid = srv.child.id() as libc::pid_t;
+        let status = std::process::Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let code = loop {
+            if let Some(s) = srv.child.try_wait().unwrap() {
+                break s.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jsrv did not exit after signal {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(code, Some(0), "jsrv exit code after signal {sig}");
+    }
+}
+
+#[test]
+fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut f = std::fs::File::create(root.join("big.bin")).unwrap();
+    for i in 0..40 {
+        f.write_all(&pseudo_random(8 << 20, 500 + i)).unwrap();
+    }
+    drop(f);
+    let local = work.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let old = pseudo_random(1 << 20, 3);
+    std::fs::write(local.join("big.bin"), &old).unwrap();
+    let mut srv = Jsrv::start(keys.path(), &root, &[]);
+    let child = std::process::Command::new(bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args([
+            "-p",
+            &srv.port.to_string(),
+            "127.0.0.1:big.bin",
+            local.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !std::fs::read_dir(&local).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("jsync-tmp")
+        })
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    srv.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1"));
+    assert_eq!(
+        std::fs::read(local.join("big.bin")).unwrap(),
+        old,
+        "the local file was torn"
+    );
+    let names: Vec<_> = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+}
