@@ -51,6 +51,30 @@ pub(crate) async fn timed<T>(
     }
 }
 
+/// The hello on a (secured or plaintext) byte stream, then yamux on it: how every
+/// stream-based connection becomes [`Established`] (TCP, and in-process pairs).
+pub(crate) async fn over_stream<S>(
+    mut io: S,
+    side: Side,
+    agent: &str,
+    peer: &str,
+    fingerprint: Option<String>,
+    wire: WireCounter,
+) -> Result<Established>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let negotiated = handshake::exchange(&mut io, side, agent, peer).await?;
+    Ok(Established {
+        driven: mux::drive_yamux(io, side),
+        negotiated,
+        fingerprint,
+        control: None,
+        endpoint: None,
+        wire,
+    })
+}
+
 pub(crate) async fn connect(
     addr: SocketAddr,
     peer: &str,
@@ -71,21 +95,12 @@ pub(crate) async fn connect(
     timed(opts.handshake_timeout, "handshake", peer, async {
         match security {
             ClientSecurity::Plaintext => {
-                let mut tcp = tcp;
-                let negotiated = handshake::exchange(&mut tcp, Side::Client, &opts.agent, peer).await?;
-                Ok(Established {
-                    driven: mux::drive_yamux(tcp, Side::Client),
-                    negotiated,
-                    fingerprint: None,
-                    control: None,
-                    endpoint: None,
-                    wire: wire.clone(),
-                })
+                over_stream(tcp, Side::Client, &opts.agent, peer, None, wire.clone()).await
             }
             ClientSecurity::Tls { tcp: config, .. } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let name = ServerName::try_from(crate::tls::SERVER_NAME).expect("valid name");
-                let mut tls = match connector.connect(name, Sniff::new(tcp)).into_fallible().await {
+                let tls = match connector.connect(name, Sniff::new(tcp)).into_fallible().await {
                     Ok(tls) => tls,
                     Err((e, sniff)) => {
                         let reason = match sniff.plaintext_refusal() {
@@ -102,17 +117,8 @@ pub(crate) async fn connect(
                 };
                 // TLS 1.3 reports a refused client certificate at our first read,
                 // the server's hello: `exchange` words that as a TLS failure.
-                let negotiated =
-                    handshake::exchange(&mut tls, Side::Client, &opts.agent, peer).await?;
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
-                Ok(Established {
-                    driven: mux::drive_yamux(tls, Side::Client),
-                    negotiated,
-                    fingerprint,
-                    control: None,
-                    endpoint: None,
-                    wire: wire.clone(),
-                })
+                over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, wire.clone()).await
             }
         }
     })
@@ -141,16 +147,7 @@ pub(crate) async fn accept(
                         reason: "the client spoke TLS; this server expects plaintext".into(),
                     });
                 }
-                let negotiated =
-                    handshake::exchange(&mut tcp, Side::Server, &opts.agent, peer).await?;
-                Ok(Established {
-                    driven: mux::drive_yamux(tcp, Side::Server),
-                    negotiated,
-                    fingerprint: None,
-                    control: None,
-                    endpoint: None,
-                    wire: wire.clone(),
-                })
+                over_stream(tcp, Side::Server, &opts.agent, peer, None, wire.clone()).await
             }
             ServerSecurity::Tls { tcp: config, .. } => {
                 let mut tcp = tcp;
@@ -163,21 +160,20 @@ pub(crate) async fn accept(
                     });
                 }
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-                let mut tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
+                let tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
                     peer: peer.into(),
                     reason: tls_error(&e, Role::Server),
                 })?;
-                let negotiated =
-                    handshake::exchange(&mut tls, Side::Server, &opts.agent, peer).await?;
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
-                Ok(Established {
-                    driven: mux::drive_yamux(tls, Side::Server),
-                    negotiated,
+                over_stream(
+                    tls,
+                    Side::Server,
+                    &opts.agent,
+                    peer,
                     fingerprint,
-                    control: None,
-                    endpoint: None,
-                    wire: wire.clone(),
-                })
+                    wire.clone(),
+                )
+                .await
             }
         }
     })

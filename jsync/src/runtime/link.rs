@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::net::counting::{Counted, WireCounter};
 use crate::net::handshake::Side;
 use crate::net::mux::{Mux, RawStream};
-use crate::net::tcp::Established;
+use crate::net::tcp::{over_stream, Established};
 use crate::net::LinkOptions;
 
 /// The parts of a link that peers and circuits need to word their errors.
@@ -501,34 +501,8 @@ impl Link {
         let (x, wire_a) = Counted::new(x);
         let (y, wire_b) = Counted::new(y);
         let opts = LinkOptions::default();
-        let ca = async {
-            let mut x = x;
-            let negotiated =
-                crate::net::handshake::exchange(&mut x, Side::Client, &opts.agent, "local peer")
-                    .await?;
-            Ok::<_, Error>(Established {
-                driven: crate::net::mux::drive_yamux(x, Side::Client),
-                negotiated,
-                fingerprint: None,
-                control: None,
-                endpoint: None,
-                wire: wire_a,
-            })
-        };
-        let cb = async {
-            let mut y = y;
-            let negotiated =
-                crate::net::handshake::exchange(&mut y, Side::Server, &opts.agent, "local peer")
-                    .await?;
-            Ok::<_, Error>(Established {
-                driven: crate::net::mux::drive_yamux(y, Side::Server),
-                negotiated,
-                fingerprint: None,
-                control: None,
-                endpoint: None,
-                wire: wire_b,
-            })
-        };
+        let ca = over_stream(x, Side::Client, &opts.agent, "local peer", None, wire_a);
+        let cb = over_stream(y, Side::Server, &opts.agent, "local peer", None, wire_b);
         let (ea, eb) = tokio::try_join!(ca, cb)?;
         tokio::try_join!(
             Link::establish(ea, Side::Client, a, &opts, "local peer".into()),
