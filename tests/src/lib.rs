@@ -170,6 +170,28 @@ impl CutProxy {
         CutProxy { addr, cut }
     }
 
+    /// A TCP relay whose cut stops forwarding but keeps both connections open, as
+    /// a dead peer behind a silent network does: only keepalives can notice.
+    pub async fn tcp_blackhole(target: SocketAddr) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(Notify::new());
+        let c = cut.clone();
+        tokio::spawn(async move {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut outbound) = TcpStream::connect(target).await else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                _ = c.notified() => tokio::time::sleep(Duration::from_secs(120)).await,
+            }
+        });
+        CutProxy { addr, cut }
+    }
+
     pub async fn udp(target: SocketAddr) -> CutProxy {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());

@@ -70,3 +70,55 @@ async fn push_and_pull_with_a_delta_over_each_transport() {
         link.close("done").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksum_mode_finds_changes_the_quick_check_cannot_see() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, 1 << 20);
+    let b = work.path().join("b");
+    let src = format!("{}/", a.display());
+    sync::local(Path::new(&src), &b, &opts()).await.unwrap();
+    // Same size, same mtime, different bytes: invisible to size + mtime.
+    let f = a.join("README.txt");
+    let t = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&f).unwrap());
+    std::fs::write(&f, b"HELLO\n").unwrap();
+    filetime::set_file_mtime(&f, t).unwrap();
+    let r = sync::local(Path::new(&src), &b, &opts()).await.unwrap();
+    assert_eq!(r.files_transferred, 0, "{r}");
+    assert_eq!(std::fs::read(b.join("README.txt")).unwrap(), b"hello\n");
+    let mut checksum = opts();
+    checksum.checksum = true;
+    let r = sync::local(Path::new(&src), &b, &checksum).await.unwrap();
+    assert_eq!(r.files_transferred, 1, "{r}");
+    assert_same_tree(&a, &b);
+}
+
+/// Regression: after comparing whole-file hashes the sender cut the same file
+/// handle from its end, so a same-size file with new content arrived empty and
+/// failed verification.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_same_size_file_with_new_content_and_mtime_is_rebuilt() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, 1 << 20);
+    let b = work.path().join("b");
+    let src = format!("{}/", a.display());
+    sync::local(Path::new(&src), &b, &opts()).await.unwrap();
+    let mut data = std::fs::read(a.join("big.bin")).unwrap();
+    data[500_000..500_010].copy_from_slice(b"0123456789");
+    let t = filetime::FileTime::from_last_modification_time(
+        &std::fs::metadata(a.join("big.bin")).unwrap(),
+    );
+    std::fs::write(a.join("big.bin"), &data).unwrap();
+    filetime::set_file_mtime(
+        a.join("big.bin"),
+        filetime::FileTime::from_unix_time(t.unix_seconds() + 60, 5),
+    )
+    .unwrap();
+    let r = sync::local(Path::new(&src), &b, &opts()).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.files_transferred, 1, "{r}");
+    assert!(r.bytes_reused > 900_000, "{r}");
+    assert_same_tree(&a, &b);
+}

@@ -412,3 +412,33 @@ async fn cancelling_a_peer_closes_its_circuits_on_both_sides() {
         link.close("done").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_peer_is_noticed_by_keepalives_within_the_idle_timeout() {
+    // No RST, no FIN: the TCP connection stays open but nothing arrives. Only the
+    // runtime's pings and idle watchdog (3 s in these tests) can notice.
+    let keys = Keys::new();
+    let srv = TestServer::start(keys.server(), echo_services());
+    let proxy = CutProxy::tcp_blackhole(srv.addr).await;
+    let link = client(keys.client(), Services::new(), Transport::Tcp)
+        .connect(&proxy.addr.to_string())
+        .await
+        .unwrap();
+    let peer = link.start("echo", &[]).await.unwrap();
+    let mut c = peer.open().await.unwrap();
+    c.send(data(b"before".to_vec())).await.unwrap();
+    assert_eq!(c.recv().await.unwrap().unwrap().payload, b"before");
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let err = timeout(Duration::from_secs(20), c.recv())
+        .await
+        .expect("the dead peer was never noticed")
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, Error::ConnectionLost { .. }), "{err:?}");
+    assert!(err.to_string().contains("keepalive"), "{err}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "noticed only after {waited:?}"
+    );
+}

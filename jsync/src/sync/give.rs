@@ -357,6 +357,8 @@ async fn serve_inner(
     if how == WantHow::HashCheck {
         let (f, hash) = blocking(move || {
             let h = chunker::file_hash(&file)?;
+            // The same handle is cut next if the hashes differ.
+            std::io::Seek::rewind(&mut &file)?;
             Ok((file, h))
         })
         .await
