@@ -85,6 +85,8 @@ start_jsrv() { # $1 tag -> sets srv_pid, port
 stop_jsrv() { # sets hwm: jsrv's peak RSS (VmHWM) in kB; srv_rc: its exit code
   hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$srv_pid/status" 2>/dev/null || true)
   hwm=${hwm:-0}
+  # jsrv's CPU time (utime+stime, clock ticks) for the run
+  srv_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12+$13)/hz}' "/proc/$srv_pid/stat" 2>/dev/null || echo 0)
   kill -TERM "$srv_pid" 2>/dev/null || true
   srv_rc=0; wait "$srv_pid" 2>/dev/null || srv_rc=$?
   srv_pid=
@@ -107,11 +109,14 @@ check() {
   diff -rq --no-dereference "$src" "$dst" 2>&1 | grep -v "^Only in $dst" >"$f.content" || true
   content=$(wc -l <"$f.content")
   local x=""; [ "$extra" -gt 0 ] && x=" +$extra extra"
-  if [ "$meta" -eq 0 ] && [ "$content" -eq 0 ]; then echo "ok$x"
-  else echo "FAIL(content:$content meta-lines:$meta$x)"; fi
+  if [ "$meta" -eq 0 ] && [ "$content" -eq 0 ]; then echo "ok$x"; return; fi
+  # paths whose listing differs, by type (f file, d dir, l symlink)
+  local bytype
+  bytype=$(grep '^<' "$f.meta" | cut -c3- | awk -F'\t' '{n[$2]++} END{for (t in n) printf "%s%s:%d", (c++ ? "," : ""), t, n[t]}')
+  echo "FAIL(content:$content meta:${bytype:-0}$x)"
 }
 
-declare -A T W CM SM ST   # times, wire, client/server peak kB, check status
+declare -A T W CM SM ST CC SC  # times, wire, client/server peak kB, check status
 failures=()
 
 run_jcp() { # $1 transport $2 workload $3 src $4 run#
@@ -132,16 +137,19 @@ run_jcp() { # $1 transport $2 workload $3 src $4 run#
     failures+=("$tag: jcp exited $rc: $(grep -v '^\s*Command' "$out/$tag.err" | head -5 | tr '\n' ' ')")
   fi
   case $st in *FAIL*)
-    failures+=("$tag: check $st: $(head -3 "$out/$tag.check.content" "$out/$tag.check.meta" 2>/dev/null | tr '\n' ' ' | cut -c1-600)");;
+    failures+=("$tag: check $st: $( { head -2 "$out/$tag.check.content"; grep -m1 '^<' "$out/$tag.check.meta"; grep -m1 '^>' "$out/$tag.check.meta"; } | tr '\t\n' '  ' | cut -c1-600)");;
   esac
-  T[$tr.$w]+=" $t"; W[$tr.$w]+=" ${wire:-0}"
+  local ccpu; ccpu=$(awk -F': ' '/User time|System time/{c+=$2} END{printf "%.2f", c}' "$out/$tag.time")
+  T[$tr.$w]+=" $t"; W[$tr.$w]+=" ${wire:-0}"; CC[$tr.$w]+=" $ccpu"; SC[$tr.$w]+=" $srv_cpu"
   CM[$tr.$w]+=" $(maxrss_kb "$out/$tag.time")"; SM[$tr.$w]+=" $hwm"
-  ST[$tr.$w]=$(printf '%s %s' "${ST[$tr.$w]:-}" "$st" | sed 's/^ //')
-  printf '%-5s %-8s run %s: %7ss  wire %12s  client %6s kB  jsrv %6s kB  exit %s  check %s\n' \
-    "$tr" "$w" "$i" "$t" "${wire:-?}" "$(maxrss_kb "$out/$tag.time")" "$hwm" "$rc" "$st" >&2
+  ST[$tr.$w]+="$st"$'\n'
+  printf '%-5s %-8s run %s: %7ss  wire %12s  client %6s kB %6ss CPU  jsrv %6s kB %6ss CPU  exit %s  check %s  (load %s)\n' \
+    "$tr" "$w" "$i" "$t" "${wire:-?}" "$(maxrss_kb "$out/$tag.time")" "$ccpu" "$hwm" "$srv_cpu" "$rc" "$st" \
+    "$(cut -d' ' -f1 /proc/loadavg)" >&2
 }
 
 # ---------------------------------------------------------------- jcp runs
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for tr in $transports; do
   for i in $(seq "$runs"); do
     rm -rf "$root"; mkdir -p "$root"
@@ -158,7 +166,7 @@ if [ "${SKIP_RSYNC:-0}" != 1 ]; then
   log "rsync-baseline.sh $runs"
   bash "$shared/rsync-baseline.sh" "$runs" | tee "$out/rsync-baseline.out" >&2
   for w in tar_pipe initial delta noop; do
-    R[$w]=$(awk -v w="$w" '$1==w{print ($NF=="s") ? $(NF-1) : $NF}' "$out/rsync-baseline.out")
+    R[$w]=$(awk -v w="$w" '$1==w && $2 ~ /^runs:/{print ($NF=="s") ? $(NF-1) : $NF}' "$out/rsync-baseline.out")
   done
   RW[delta]=$(awk -F': ' '/^delta wire bytes/{print $2}' "$out/rsync-baseline.out")
   # One more pass, as rsync-baseline.sh does it, for wire bytes of every workload
@@ -186,20 +194,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.2f", a/b
 mb() { awk -v k="$1" 'BEGIN{ if (k+0>0) printf "%.0f", k/1024; else printf "-" }'; }
 echo
 echo "jsync e2e benchmark: Linux 6.1 source, $(nproc) cores, RUNS=$runs (times: median; memory: max over runs; wire: median)"
+echo "load average at start: $load0, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews times)"
 echo "dataset: $dir  jcp $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)$(git -C "$repo" diff --quiet 2>/dev/null || echo '+dirty')"
 echo
-printf '| workload | jcp transport | jcp s | rsync s | jcp/rsync | tar s | jcp/tar | jcp wire B | rsync wire B | wire jcp/rsync | jcp MB | jsrv MB | rsync client MB | rsync server MB | target check |\n'
-printf '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n'
+printf '| workload | jcp transport | jcp s | rsync s | jcp/rsync | tar s | jcp/tar | jcp wire B | rsync wire B | wire jcp/rsync | jcp MB | jsrv MB | rsync client MB | rsync server MB | jcp/jsrv CPU s | target check |\n'
+printf '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n'
 for w in initial delta noop; do
   for tr in $transports; do
     jt=$(echo "${T[$tr.$w]}" | med); jw=$(echo "${W[$tr.$w]}" | med)
     tarc="-"; tarr="-"
     [ "$w" = initial ] && { tarc=${R[tar_pipe]:--}; tarr=$(ratio "$jt" "${R[tar_pipe]:-}"); }
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
       "$w" "$tr" "$jt" "${R[$w]:--}" "$(ratio "$jt" "${R[$w]:-}")" "$tarc" "$tarr" \
       "$jw" "${RW[$w]:--}" "$(ratio "$jw" "${RW[$w]:-}")" \
       "$(mb "$(echo "${CM[$tr.$w]}" | maxof)")" "$(mb "$(echo "${SM[$tr.$w]}" | maxof)")" \
-      "$(mb "${RCM[$w]:-}")" "$(mb "${RSM[$w]:-}")" "${ST[$tr.$w]}"
+      "$(mb "${RCM[$w]:-}")" "$(mb "${RSM[$w]:-}")" \
+      "$(echo "${CC[$tr.$w]}" | med)/$(echo "${SC[$tr.$w]}" | med)" \
+      "$(printf '%s' "${ST[$tr.$w]}" | sort | uniq -c | awk '{c=$1; $1=""; printf "%s%dx%s", (n++ ? ", " : ""), c, $0}')"
   done
 done
 cat <<EOF
@@ -209,11 +220,13 @@ Notes:
   lacks ("+N extra" above); the check compares only paths present in b/. rsync runs
   with --delete (as rsync-baseline.sh does).
 - check = target equals source: content (diff -rq --no-dereference) and type, mode,
-  mtime (ns), symlink target (find -printf); one status per run.
+  mtime (ns), symlink target (find -printf); "3x ok" = 3 runs ok; on failure, the
+  count of differing paths by type (f file, d dir, l symlink) and of content diffs.
 - jcp wire = jcp --stats "Bytes on the wire" (socket bytes incl. TLS/QUIC framing);
   rsync wire = "Total bytes sent" + "Total bytes received" of the rsync client
   (rsync protocol bytes inside ssh, i.e. without ssh's overhead). rsync delta wire
   is rsync-baseline.sh's number; initial/noop come from one extra --stats pass.
+- CPU = user+sys seconds (median): jcp from /usr/bin/time -v, jsrv from /proc/PID/stat.
 - memory = peak RSS: jcp and rsync client from /usr/bin/time -v, jsrv from VmHWM
   (one jsrv per run), remote rsync from /usr/bin/time -v via --rsync-path.
 - targets (issue 5): initial <= 0.5x rsync and <= 1.5x tar; delta <= 0.3x rsync time

@@ -67,6 +67,9 @@ async fn services_on_both_sides_open_circuits_to_each_other() {
             // And the client's circuits to us work too.
             let mut mine = peer.accept().await?.expect("client opened a circuit");
             let f = mine.recv().await?.expect("data");
+            // Wait for the client's FIN before replying and dropping the circuit:
+            // a circuit dropped early stops the other side's sending.
+            anyhow::ensure!(mine.recv().await?.is_none(), "client kept sending");
             mine.send(data([b"server got: ".as_slice(), &f.payload].concat()))
                 .await?;
             mine.finish().await?;
