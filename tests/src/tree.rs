@@ -22,6 +22,7 @@ pub enum Node {
     },
     Symlink {
         target: Vec<u8>,
+        mtime: (i64, i64),
     },
 }
 
@@ -39,6 +40,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, Node> {
         let node = if m.file_type().is_symlink() {
             Node::Symlink {
                 target: std::fs::read_link(&e).unwrap().into_os_string().into_vec(),
+                mtime: (m.mtime(), m.mtime_nsec()),
             }
         } else if m.is_dir() {
             Node::Dir {

@@ -122,3 +122,21 @@ async fn a_same_size_file_with_new_content_and_mtime_is_rebuilt() {
     assert!(r.bytes_reused > 900_000, "{r}");
     assert_same_tree(&a, &b);
 }
+
+/// Regression (found by bench/e2e.sh on the kernel tree): a symlink whose target
+/// did not change kept its old mtime when only its time differed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unchanged_symlink_still_gets_the_new_mtime() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, 1 << 20);
+    let b = work.path().join("b");
+    let src = format!("{}/", a.display());
+    sync::local(Path::new(&src), &b, &opts()).await.unwrap();
+    let link = a.join("link-to-readme");
+    let t = filetime::FileTime::from_unix_time(1_700_000_123, 456);
+    filetime::set_symlink_file_times(&link, t, t).unwrap();
+    let r = sync::local(Path::new(&src), &b, &opts()).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_same_tree(&a, &b);
+}

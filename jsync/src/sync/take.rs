@@ -249,6 +249,11 @@ fn plan(job: &Job, rel: &RelPath, e: &Entry, checksum: bool) -> std::result::Res
                 if m.kind == Kind::Symlink
                     && fs.read_link(rel).ok().as_deref() == Some(&e.target[..])
                 {
+                    // Same target: only the link's own time may differ.
+                    if m.mtime != e.mtime {
+                        fs.set_times(rel, e.mtime, false)
+                            .map_err(|e| e.to_string())?;
+                    }
                     return Ok(Plan::Nothing);
                 }
                 if m.kind == Kind::Dir {
