@@ -142,7 +142,18 @@ pub struct CutProxy {
 }
 
 impl CutProxy {
+    /// A TCP relay whose cut resets both connections, as a dead middlebox would.
     pub async fn tcp(target: SocketAddr) -> CutProxy {
+        Self::tcp_relay(target, true).await
+    }
+
+    /// A TCP relay whose cut stops forwarding but keeps both connections open, as
+    /// a dead peer behind a silent network does: only keepalives can notice.
+    pub async fn tcp_blackhole(target: SocketAddr) -> CutProxy {
+        Self::tcp_relay(target, false).await
+    }
+
+    async fn tcp_relay(target: SocketAddr, reset: bool) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(Notify::new());
@@ -157,37 +168,20 @@ impl CutProxy {
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                 _ = c.notified() => {
-                    // Reset both sides (zero linger sends RST and does not block), as a dead middlebox or pulled cable would.
-                    #[allow(deprecated)]
-                    {
-                        let _ = inbound.set_linger(Some(Duration::ZERO));
-                        let _ = outbound.set_linger(Some(Duration::ZERO));
+                    if reset {
+                        // Zero linger sends RST (and does not block).
+                        #[allow(deprecated)]
+                        {
+                            let _ = inbound.set_linger(Some(Duration::ZERO));
+                            let _ = outbound.set_linger(Some(Duration::ZERO));
+                        }
+                    } else {
+                        // Hold both sockets open and forward nothing.
+                        tokio::time::sleep(Duration::from_secs(120)).await;
                     }
                 }
             }
             let _ = inbound.shutdown().await;
-        });
-        CutProxy { addr, cut }
-    }
-
-    /// A TCP relay whose cut stops forwarding but keeps both connections open, as
-    /// a dead peer behind a silent network does: only keepalives can notice.
-    pub async fn tcp_blackhole(target: SocketAddr) -> CutProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(Notify::new());
-        let c = cut.clone();
-        tokio::spawn(async move {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                return;
-            };
-            let Ok(mut outbound) = TcpStream::connect(target).await else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                _ = c.notified() => tokio::time::sleep(Duration::from_secs(120)).await,
-            }
         });
         CutProxy { addr, cut }
     }

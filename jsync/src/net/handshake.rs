@@ -114,7 +114,7 @@ fn lost(peer: &str, e: std::io::Error, side: Side) -> Error {
         };
         return Error::Tls {
             peer: peer.into(),
-            reason: super::security::tls_error(&e, role),
+            reason: crate::tls::explain_io(&e, role),
         };
     }
     Error::ConnectionLost {

@@ -99,8 +99,3 @@ pub(crate) fn is_tls_error(e: &std::io::Error) -> bool {
     e.get_ref()
         .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
-
-/// Words for a TLS failure seen by `side`.
-pub(crate) fn tls_error(e: &std::io::Error, side: Role) -> String {
-    tls::explain_io(e, side)
-}

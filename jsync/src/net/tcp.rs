@@ -15,10 +15,11 @@ use tokio::net::TcpStream;
 use super::counting::{Counted, WireCounter};
 use super::handshake::{self, Side, Sniff};
 use super::mux::{self, Driven};
-use super::security::{peer_fingerprint, tls_error, ClientSecurity, ServerSecurity};
+use super::security::{peer_fingerprint, ClientSecurity, ServerSecurity};
 use super::LinkOptions;
 use crate::error::{Error, Result};
 use crate::identity::Role;
+use crate::tls::explain_io;
 
 /// A connection after the handshake: the multiplexer plus what we learnt.
 pub(crate) struct Established {
@@ -107,7 +108,7 @@ pub(crate) async fn connect(
                             Some(r) => format!(
                                 "the server expects plaintext (it runs with --insecure-plaintext): {r}"
                             ),
-                            None => tls_error(&e, Role::Client),
+                            None => explain_io(&e, Role::Client),
                         };
                         return Err(Error::Tls {
                             peer: peer.into(),
@@ -162,7 +163,7 @@ pub(crate) async fn accept(
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
                 let tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
                     peer: peer.into(),
-                    reason: tls_error(&e, Role::Server),
+                    reason: explain_io(&e, Role::Server),
                 })?;
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
                 over_stream(
