@@ -63,14 +63,31 @@ pub struct Cli {
     #[arg(short, long)]
     pub checksum: bool,
 
-    /// Most files in flight at once
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Lanes: connections' worth of pipelined file requests in flight at once
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
 
-    /// Compression of new data on the wire
-    #[arg(long, value_name = "ALG", value_enum, default_value_t = Compress::Zstd)]
+    /// Compression on the wire: auto compresses new data in deltas (zstd) but
+    /// sends whole new files as they are; zstd or lz4 compress everything
+    #[arg(long, value_name = "ALG", value_enum, default_value_t = Compress::Auto)]
     pub compress: Compress,
+
+    /// Compress everything with zstd (same as --compress zstd)
+    #[arg(short = 'z', conflicts_with = "compress")]
+    pub z: bool,
+
+    /// Delete files in the destination that are not in the source
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Change nothing; list what would change (in --itemize-changes form)
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Print one line per changed entry saying what changed (rsync's format)
+    #[arg(short = 'i', long)]
+    pub itemize_changes: bool,
 
     /// No progress display, only errors
     #[arg(short, long, conflicts_with_all = ["verbose", "progress"])]
@@ -92,6 +109,8 @@ pub struct Cli {
 /// `--compress` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Compress {
+    /// zstd for new data in deltas, none for whole new files
+    Auto,
     /// Good ratio, fast (zstd level 1)
     Zstd,
     /// Fastest, lower ratio
@@ -103,7 +122,7 @@ pub enum Compress {
 impl From<Compress> for proto::Compression {
     fn from(c: Compress) -> Self {
         match c {
-            Compress::Zstd => proto::Compression::ZSTD,
+            Compress::Auto | Compress::Zstd => proto::Compression::ZSTD,
             Compress::Lz4 => proto::Compression::LZ4,
             Compress::None => proto::Compression::NONE,
         }
@@ -144,6 +163,11 @@ pub struct Plan {
     pub checksum: bool,
     pub parallel: usize,
     pub compression: proto::Compression,
+    /// Compress whole files too (not just new data in deltas).
+    pub compress_whole: bool,
+    pub delete: bool,
+    pub dry_run: bool,
+    pub itemize: bool,
     pub show_progress: ShowProgress,
     /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
     pub verbosity: u8,
@@ -191,7 +215,15 @@ impl Cli {
             },
             checksum: self.checksum,
             parallel: usize::from(self.parallel),
-            compression: self.compress.into(),
+            compression: if self.z {
+                proto::Compression::ZSTD
+            } else {
+                self.compress.into()
+            },
+            compress_whole: self.z || !matches!(self.compress, Compress::Auto),
+            delete: self.delete,
+            dry_run: self.dry_run,
+            itemize: self.itemize_changes,
             show_progress,
             verbosity: if self.quiet {
                 0
@@ -242,8 +274,9 @@ mod tests {
         let p = plan(&["a", "srv:"]).unwrap();
         assert_eq!(p.port, DEFAULT_PORT);
         assert_eq!(p.transport, Transport::Tcp);
-        assert_eq!(p.parallel, 16);
+        assert_eq!(p.parallel, 8);
         assert_eq!(p.compression, proto::Compression::ZSTD);
+        assert!(!p.compress_whole && !p.delete && !p.dry_run && !p.itemize);
         assert_eq!(p.show_progress, ShowProgress::IfTerminal);
         assert_eq!(p.verbosity, 1);
     }
@@ -271,8 +304,12 @@ mod tests {
         assert!(p.tls.chacha_only && p.checksum);
         assert_eq!(p.parallel, 4);
         assert_eq!(p.compression, proto::Compression::LZ4);
+        assert!(p.compress_whole);
         assert_eq!(p.verbosity, 3);
         assert_eq!(p.show_progress, ShowProgress::Always);
+        let p = plan(&["-z", "--delete", "-n", "-i", "a", "b"]).unwrap();
+        assert!(p.compress_whole && p.delete && p.dry_run && p.itemize);
+        assert_eq!(p.compression, proto::Compression::ZSTD);
         let p = plan(&["-q", "a", "srv:"]).unwrap();
         assert_eq!((p.verbosity, p.show_progress), (0, ShowProgress::Never));
     }
@@ -283,6 +320,7 @@ mod tests {
             &["jcp", "-q", "-v", "a", "b"][..],
             &["jcp", "--quic", "--insecure-plaintext", "a", "b"],
             &["jcp", "-j", "0", "a", "b"],
+            &["jcp", "-z", "--compress", "lz4", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
             &["jcp", "a"],
         ] {

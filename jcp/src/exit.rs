@@ -9,6 +9,7 @@
 //! | 2 | usage: bad options or operands (clap's own code for its errors) |
 //! | 3 | some files could not be transferred; each is named on stderr, the others were transferred |
 //! | 4 | connection or authentication failure: the server could not be reached, the TLS or jsync handshake failed, or the connection was lost |
+//! | 24 | some source files vanished before they could be sent (rsync's code); everything else was transferred |
 
 use std::fmt;
 
@@ -22,6 +23,8 @@ pub const USAGE: u8 = 2;
 pub const PARTIAL: u8 = 3;
 /// Connection or authentication failure.
 pub const CONNECTION: u8 = 4;
+/// Some source files vanished during the run (rsync uses 24 too).
+pub const VANISHED: u8 = 24;
 
 /// The text for `jcp --help`.
 pub const HELP: &str = "\
@@ -33,7 +36,9 @@ Exit status:
   3  some files could not be transferred (each is listed on stderr as
      'jcp: PATH: CAUSE'; the others were transferred)
   4  connection or authentication failure (server unreachable, TLS or handshake
-     refused, connection lost)";
+     refused, connection lost)
+  24 some source files vanished before they could be sent (each is listed on
+     stderr as 'jcp: file has vanished: PATH'); everything else was transferred";
 
 /// A command line that parses but makes no sense (both operands remote, ...).
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! locally, with jsync's delta engine. This file runs a resolved [`args::Plan`]
 //! and turns the outcome into an exit code ([`exit`] documents them all):
 //! 0 done, 1 local or other failure, 2 usage, 3 some files failed,
-//! 4 connection or authentication failure.
+//! 4 connection or authentication failure, 24 some source files vanished.
 
 mod args;
 mod endpoint;
@@ -34,7 +34,11 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(plan.verbosity);
-    let display = Arc::new(Display::new(plan.show_progress, plan.verbosity >= 2));
+    let display = Arc::new(Display::new(
+        plan.show_progress,
+        plan.verbosity >= 2,
+        plan.itemize || plan.dry_run,
+    ));
     let result = run(&plan, display.clone()).await;
     display.finish(matches!(&result, Ok(r) if r.errors.is_empty()));
     match result {
@@ -43,23 +47,40 @@ async fn main() -> ExitCode {
                 // A closed stdout (`jcp --stats ... | head`) is not a failure of the copy.
                 let _ = write!(std::io::stdout().lock(), "{report}");
             }
-            if report.errors.is_empty() {
-                ExitCode::from(exit::SUCCESS)
-            } else {
+            for w in &report.warnings {
+                eprintln!("jcp: warning: {}: {}", shown(&w.path), w.message);
+            }
+            for v in &report.vanished {
+                eprintln!("jcp: file has vanished: {}", shown(&v.path));
+            }
+            if !report.errors.is_empty() {
                 for e in &report.errors {
-                    eprintln!("jcp: {}: {}", e.path, e.message);
+                    eprintln!("jcp: {}: {}", shown(&e.path), e.message);
                 }
                 eprintln!(
                     "jcp: {} of the files could not be transferred; the others were",
                     report.errors.len()
                 );
                 ExitCode::from(exit::PARTIAL)
+            } else if !report.vanished.is_empty() {
+                ExitCode::from(exit::VANISHED)
+            } else {
+                ExitCode::from(exit::SUCCESS)
             }
         }
         Err(e) => {
             eprintln!("jcp: {}", exit::describe(&e));
             ExitCode::from(exit::code_for(&e))
         }
+    }
+}
+
+/// A path for messages: `.` for the transfer's base.
+fn shown(path: &str) -> &str {
+    if path.is_empty() {
+        "."
+    } else {
+        path
     }
 }
 
@@ -89,6 +110,10 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     opts.checksum = plan.checksum;
     opts.parallel = plan.parallel;
     opts.compression = plan.compression;
+    opts.compress_whole = plan.compress_whole;
+    opts.delete = plan.delete;
+    opts.dry_run = plan.dry_run;
+    opts.itemize = plan.itemize;
     opts.progress = if display.is_active() {
         display
     } else {

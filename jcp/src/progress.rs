@@ -1,6 +1,7 @@
 //! What the user sees while jcp runs: an overall bar (bytes, files, rate, ETA) and a
-//! bar per large file, drawn with indicatif; and, with `-v`, the name of each file
-//! as its transfer starts.
+//! bar per large file, drawn with indicatif; with `-v`, the name of each file as
+//! its transfer starts; and with `-i` (or `-n`) one itemized line per change, on
+//! stdout as rsync prints them.
 //!
 //! The sync engine calls the [`Progress`] hooks from many tasks, once per chunk, so
 //! the hooks only touch atomics; the per-file map is locked only while a large file
@@ -28,6 +29,7 @@ pub struct Display {
     counts: Arc<Counts>,
     bars: Option<Bars>,
     list_files: bool,
+    itemize: bool,
     start: Instant,
     last_length_sync_ms: AtomicU64,
 }
@@ -67,8 +69,9 @@ struct Bars {
 }
 
 impl Display {
-    /// A display drawing bars as `show` says, listing files when `list_files`.
-    pub fn new(show: ShowProgress, list_files: bool) -> Display {
+    /// A display drawing bars as `show` says, listing files when `list_files`,
+    /// printing itemized changes when `itemize`.
+    pub fn new(show: ShowProgress, list_files: bool, itemize: bool) -> Display {
         let counts = Arc::new(Counts::default());
         let terminal = std::io::stderr().is_terminal();
         let target = match show {
@@ -86,6 +89,7 @@ impl Display {
             counts,
             bars,
             list_files,
+            itemize,
             start: Instant::now(),
             last_length_sync_ms: AtomicU64::new(0),
         }
@@ -93,7 +97,7 @@ impl Display {
 
     /// Whether this display does anything at all.
     pub fn is_active(&self) -> bool {
-        self.bars.is_some() || self.list_files
+        self.bars.is_some() || self.list_files || self.itemize
     }
 
     /// Ends the display: per-file bars vanish, the overall bar stays as a summary
@@ -226,6 +230,20 @@ impl Progress for Display {
         }
     }
 
+    fn itemize(&self, line: &str) {
+        if !self.itemize {
+            return;
+        }
+        // stdout, as rsync: a closed stdout (`jcp -i ... | head`) must not panic.
+        let print = || {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        };
+        match &self.bars {
+            Some(bars) => bars.multi.suspend(print),
+            None => print(),
+        }
+    }
+
     fn file_done(&self, path: &str, _size: u64) {
         self.counts.done_files.fetch_add(1, Relaxed);
         let Some(bars) = &self.bars else { return };
@@ -306,7 +324,7 @@ mod tests {
 
     #[test]
     fn counts_without_bars_and_large_files_get_and_lose_a_bar() {
-        let d = Display::new(ShowProgress::Never, false);
+        let d = Display::new(ShowProgress::Never, false, false);
         assert!(!d.is_active());
         d.found("a", 10);
         d.file_started("a", 10);
@@ -318,7 +336,7 @@ mod tests {
         let target = ProgressDrawTarget::hidden();
         let d = Display {
             bars: Some(Bars::new(target, Arc::new(Counts::default()))),
-            ..Display::new(ShowProgress::Never, false)
+            ..Display::new(ShowProgress::Never, false, false)
         };
         d.file_started("big", LARGE_FILE);
         d.file_started("small", 1);

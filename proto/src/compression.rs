@@ -74,6 +74,13 @@ impl FromStr for Compression {
 /// The zstd level: 1, the fastest of the normal levels.
 const ZSTD_LEVEL: i32 = 1;
 
+thread_local! {
+    static ZSTD_C: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static ZSTD_D: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Appends `data` compressed with `alg` to `out`.
 ///
 /// [`Compression::NONE`] (and, since encoding cannot fail, an unknown code)
@@ -83,11 +90,20 @@ pub fn compress(alg: Compression, data: &[u8], out: &mut Vec<u8>) {
     match alg {
         Compression::LZ4 => out.extend_from_slice(&lz4_flex::block::compress_prepend_size(data)),
         Compression::ZSTD => {
-            // Only allocation failure can make one-shot compression into a
-            // buffer of compress_bound() bytes fail.
-            let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)
-                .expect("zstd one-shot compression into a bounded buffer");
-            out.extend_from_slice(&compressed);
+            // One context per thread: creating one costs more than compressing
+            // a small message. Only allocation failure can make compression
+            // into a buffer of compress_bound() bytes fail.
+            let start = out.len();
+            out.resize(start + zstd::zstd_safe::compress_bound(data.len()), 0);
+            let n = ZSTD_C.with(|c| {
+                let mut c = c.borrow_mut();
+                let c = c.get_or_insert_with(|| {
+                    zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context")
+                });
+                c.compress_to_buffer(data, &mut out[start..])
+                    .expect("zstd compression into a bounded buffer")
+            });
+            out.truncate(start + n);
         }
         _ => out.extend_from_slice(data),
     }
@@ -177,12 +193,19 @@ fn zstd_into(data: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), Decod
     };
     let start = out.len();
     out.resize(start + capacity, 0);
-    let n = zstd::bulk::decompress_to_buffer(data, &mut out[start..]).map_err(|e| {
-        DecodeError::Decompress {
+    let n = ZSTD_D
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            let d = match &mut *d {
+                Some(d) => d,
+                None => d.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress_to_buffer(data, &mut out[start..])
+        })
+        .map_err(|e| DecodeError::Decompress {
             alg,
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     out.truncate(start + n);
     Ok(())
 }

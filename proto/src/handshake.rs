@@ -30,7 +30,7 @@ use crate::{put_bytes, Compression, DecodeError};
 /// The first four bytes a jsync peer sends.
 pub const MAGIC: [u8; 4] = *b"JSYN";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Longest handshake body.
 pub const HANDSHAKE_BODY_MAX: usize = 4096;
 /// Longest whole handshake message.
@@ -244,11 +244,12 @@ mod tests {
 
     #[test]
     fn future_version_with_longer_body_reports_its_version() {
-        // A version-2 hello: our body layout plus fields we do not know.
+        // A newer version's hello: our body layout plus fields we do not know.
+        let (ours, next) = (PROTOCOL_VERSION, PROTOCOL_VERSION + 1);
         let mut body = Vec::new();
         Hello::ours("jsync/2.0.0").encode_body(&mut body);
         body.extend_from_slice(&[9; 100]);
-        let bytes = forge(2, KIND_HELLO, &body);
+        let bytes = forge(next, KIND_HELLO, &body);
         assert_eq!(handshake_len(&bytes), Ok(Some(bytes.len())));
         let msg = decode_exact::<HandshakeMsg>(&bytes).unwrap();
         let HandshakeMsg::Hello(hello) = &msg else {
@@ -259,24 +260,24 @@ mod tests {
         assert_eq!(
             err,
             HandshakeError::VersionMismatch {
-                local: 1,
-                remote: 2
+                local: ours,
+                remote: next
             }
         );
         let text = err.to_string();
         assert!(
-            text.contains("version 1") && text.contains("version 2"),
+            text.contains(&format!("version {ours}")) && text.contains(&format!("version {next}")),
             "{text}"
         );
 
         // A body in a layout we cannot read at all, and an unknown kind.
         for (kind, body) in [(KIND_HELLO, &[0xff; 7][..]), (7, &[][..])] {
-            let msg = decode_exact::<HandshakeMsg>(&forge(2, kind, body)).unwrap();
+            let msg = decode_exact::<HandshakeMsg>(&forge(next, kind, body)).unwrap();
             assert_eq!(
                 negotiate(&Hello::ours("a"), &msg),
                 Err(HandshakeError::VersionMismatch {
-                    local: 1,
-                    remote: 2
+                    local: ours,
+                    remote: next
                 })
             );
         }
@@ -288,11 +289,11 @@ mod tests {
         Hello::ours("a").encode_body(&mut body);
         body.push(0);
         assert_eq!(
-            decode_exact::<HandshakeMsg>(&forge(1, KIND_HELLO, &body)),
+            decode_exact::<HandshakeMsg>(&forge(PROTOCOL_VERSION, KIND_HELLO, &body)),
             Err(DecodeError::TrailingBytes(1))
         );
         assert_eq!(
-            decode_exact::<HandshakeMsg>(&forge(1, 5, &[])),
+            decode_exact::<HandshakeMsg>(&forge(PROTOCOL_VERSION, 5, &[])),
             Err(DecodeError::InvalidTag {
                 what: "handshake kind",
                 tag: 5
@@ -300,7 +301,7 @@ mod tests {
         );
         let bad_agent = [0, 2, 0xc3, 0x28];
         assert_eq!(
-            decode_exact::<HandshakeMsg>(&forge(1, KIND_HELLO, &bad_agent)),
+            decode_exact::<HandshakeMsg>(&forge(PROTOCOL_VERSION, KIND_HELLO, &bad_agent)),
             Err(DecodeError::InvalidUtf8 { what: "agent" })
         );
     }

@@ -104,7 +104,7 @@ mod tests {
             [Compression::ZSTD, Compression::LZ4, Compression::NONE]
         );
         assert_eq!(got.preferred(), Compression::ZSTD);
-        assert_eq!(got.version, 1);
+        assert_eq!(got.version, crate::PROTOCOL_VERSION);
 
         let got = negotiate(&local, &hello(&[1, 99])).unwrap();
         assert_eq!(got.compression, [Compression::LZ4, Compression::NONE]);
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(
             negotiate(&local, &HandshakeMsg::Hello(old)),
             Err(HandshakeError::VersionMismatch {
-                local: 1,
+                local: crate::PROTOCOL_VERSION,
                 remote: 0
             })
         );

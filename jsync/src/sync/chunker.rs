@@ -214,6 +214,16 @@ impl DigestBuilder {
         self.hasher.update(&entry);
     }
 
+    /// Adds a hole of `len` zero bytes (a sparse file's hole, never read as
+    /// data). Its entry cannot collide with a chunk's: chunk lengths are at most
+    /// [`MAX_CHUNK`], far below the marker.
+    pub(crate) fn push_hole(&mut self, len: u64) {
+        let mut entry = [0u8; 36];
+        entry[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        entry[4..12].copy_from_slice(&len.to_le_bytes());
+        self.hasher.update(&entry);
+    }
+
     /// The digest of the chunks pushed so far.
     pub(crate) fn finish(self) -> Hash {
         *self.hasher.finalize().as_bytes()

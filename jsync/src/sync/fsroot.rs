@@ -452,6 +452,23 @@ impl FsRoot {
         remove_tree(dir.as_fd(), name).map_err(|e| FsError::io(rel.display(), e))
     }
 
+    /// The names in directory `rel` (not `.` and `..`), each with whether it is
+    /// a directory (never following symlinks). For `--delete`.
+    pub fn read_dir(&self, rel: &RelPath) -> Result<Vec<(Vec<u8>, bool)>, FsError> {
+        let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
+        let err = |e: Errno| FsError::io(rel.display(), e);
+        let mut dir = Dir::new(fd).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(err)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                out.push((name.to_vec(), entry.file_type() == FileType::Directory));
+            }
+        }
+        Ok(out)
+    }
+
     /// Sets atime and mtime to `mtime`. With `follow`, a final symlink is
     /// followed while it stays beneath the root; without, the link itself is set.
     /// Nanoseconds above 999 999 999 are clamped (they would mean "now"/"omit").
@@ -689,7 +706,7 @@ fn temp_name(name: &OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
-fn is_temp_name(name: &[u8]) -> bool {
+pub(crate) fn is_temp_name(name: &[u8]) -> bool {
     let Some(head) = name.len().checked_sub(TEMP_RAND) else {
         return false;
     };

@@ -1,30 +1,38 @@
 //! The sending role ("giver"): walk the source, stream the file list, and answer
-//! each file circuit the receiver opens with a recipe built from FastCDC chunks.
+//! the receiver's pipelined file requests on its lanes, in order: a hash
+//! verdict, a whole small file in one message, or a recipe of the receiver's own
+//! chunks, new bytes and holes.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use proto::sync::{
-    self as msg, Entry, EntryBatch, EntryKind, FileMeta, Recipe, Source, Stats, Want, WantHow,
+    self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, Recipe, Source, Stats, Want,
+    WantHow, WholeFile,
 };
 use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
-use super::chunker::{self, ChunkRef, DigestBuilder, Hash};
+use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
 use super::fsroot::{FsRoot, Kind, RelPath};
-use super::proto_util::{decode, expect, fragment};
+use super::proto_util::{decode, fragment};
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::runtime::{Circuit, Peer};
+use crate::runtime::{Circuit, CircuitReceiver, Peer};
 
 /// Flush a recipe fragment once it holds this much.
 const RECIPE_FLUSH: usize = 256 << 10;
 /// Flush a LIST batch at this many entries (sooner when the walker pauses).
 const LIST_BATCH: usize = 512;
+/// Files up to this size asked for in full travel as one FILE message.
+const WHOLE_MAX: u64 = 256 << 10;
+/// Files above this size are read and hashed off the async threads.
+const BLOCKING_MIN: u64 = 1 << 20;
 
 /// What to send: a base inside a confined root, and how the receiver should place it.
 #[derive(Debug)]
@@ -125,39 +133,79 @@ pub(crate) fn fs_err(e: super::fsroot::FsError) -> Error {
     Error::Fs(e.to_string())
 }
 
-/// Runs the sender role until the receiver's report arrives.
-pub(crate) async fn give(
-    peer: Peer,
+/// How the sender behaves.
+#[derive(Clone)]
+pub(crate) struct GiveOptions {
+    /// Compression of new data in deltas (and of whole files with `compress_whole`).
+    pub compression: Compression,
+    /// Also compress files sent whole (`--compress ALG` rather than the default).
+    pub compress_whole: bool,
+    pub progress: Arc<dyn Progress>,
+}
+
+/// What the lanes share: the tree, and the files listed so far by entry number.
+struct Giver {
     spec: GiveSpec,
-    compression: Compression,
-    progress: Arc<dyn Progress>,
-) -> Result<Stats> {
-    let spec = Arc::new(spec);
-    let mut control = peer.accept().await?.ok_or_else(|| Error::Violation {
+    opts: GiveOptions,
+    /// Entry number → path (relative to the base) of each regular file listed.
+    files: RwLock<Vec<Option<Vec<u8>>>>,
+}
+
+impl Giver {
+    /// The listed file with entry number `index`, or a protocol violation.
+    fn file(&self, index: u64) -> Result<Vec<u8>> {
+        let files = self.files.read().expect("poisoned");
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| files.get(i))
+            .and_then(|p| p.clone())
+            .ok_or_else(|| Error::Violation {
+                peer: "the receiver".into(),
+                what: format!("asked for entry {index}, which is not a listed file"),
+            })
+    }
+}
+
+/// Runs the sender role until the receiver's report arrives.
+pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Result<Stats> {
+    let progress = opts.progress.clone();
+    let giver = Arc::new(Giver {
+        spec,
+        opts,
+        files: RwLock::new(Vec::new()),
+    });
+    let control = peer.accept().await?.ok_or_else(|| Error::Violation {
         peer: peer.link().peer_name().into(),
         what: "the receiver ended before opening its control circuit".into(),
     })?;
-    control.send(fragment(msg::SOURCE, &spec.source)).await?;
+    let (mut control, control_rx) = control.split();
+    control
+        .send(fragment(msg::SOURCE, &giver.spec.source))
+        .await?;
 
-    // Serve file requests while the list is still being walked and sent.
+    // Answer the lanes while the list is still being walked and sent.
     let server = {
         let peer = peer.clone();
-        let spec = spec.clone();
-        let progress = progress.clone();
+        let giver = giver.clone();
         tokio::spawn(async move {
-            let mut tasks = tokio::task::JoinSet::new();
+            let mut lanes = tokio::task::JoinSet::new();
             while let Ok(Some(c)) = peer.accept().await {
-                tasks.spawn(serve_file(c, spec.clone(), compression, progress.clone()));
-                while tasks.try_join_next().is_some() {}
+                lanes.spawn(serve_lane(c, giver.clone()));
             }
-            while tasks.join_next().await.is_some() {}
+            while lanes.join_next().await.is_some() {}
         })
     };
+    // The receiver's itemized changes and its report come back on the control circuit.
+    let reports = tokio::spawn(read_reports(
+        control_rx,
+        progress.clone(),
+        peer.link().peer_name().to_string(),
+    ));
 
     let (tx, mut rx) = mpsc::channel::<WalkItem>(1024);
     let walker = {
-        let spec = spec.clone();
-        tokio::task::spawn_blocking(move || walk(&spec, &tx))
+        let giver = giver.clone();
+        tokio::task::spawn_blocking(move || walk(&giver.spec, &tx))
     };
     let mut batch = Vec::with_capacity(LIST_BATCH);
     let mut count = 0u64;
@@ -175,6 +223,11 @@ pub(crate) async fn give(
         match item {
             Some(WalkItem::Entry(e)) => {
                 progress.found(&String::from_utf8_lossy(&e.path), e.size);
+                giver
+                    .files
+                    .write()
+                    .expect("poisoned")
+                    .push((e.kind == EntryKind::File).then(|| e.path.clone()));
                 batch.push(e);
                 count += 1;
                 if batch.len() >= LIST_BATCH {
@@ -200,15 +253,48 @@ pub(crate) async fn give(
         .await?;
     progress.walk_done();
 
-    let report = expect(&mut control, msg::REPORT, "the receiver's report").await?;
-    let stats: Stats = decode(&report.payload, peer.link().peer_name())?;
+    let stats = reports
+        .await
+        .map_err(|e| Error::io("report reader", std::io::Error::other(e)))??;
     control.finish().await?;
-    let _ = control.recv().await;
     server.abort();
     Ok(stats)
 }
 
-async fn send_batch(control: &mut Circuit, batch: &mut Vec<Entry>) -> Result<()> {
+/// Reads the receiver's side of the control circuit: ITEMS lines go to the
+/// progress hooks, and REPORT ends the run (after the receiver's FIN).
+async fn read_reports(
+    mut rx: CircuitReceiver,
+    progress: Arc<dyn Progress>,
+    peer: String,
+) -> Result<Stats> {
+    let mut stats = None;
+    while let Some(f) = rx.recv().await? {
+        match f.op {
+            msg::ITEMS => {
+                for line in String::from_utf8_lossy(&f.payload).lines() {
+                    progress.itemize(line);
+                }
+            }
+            msg::REPORT if stats.is_none() => stats = Some(decode::<Stats>(&f.payload, &peer)?),
+            other => {
+                return Err(Error::Violation {
+                    peer,
+                    what: format!("unexpected {other} on the control circuit"),
+                })
+            }
+        }
+    }
+    stats.ok_or_else(|| Error::Violation {
+        peer,
+        what: "the control circuit ended without a report".into(),
+    })
+}
+
+async fn send_batch(
+    control: &mut crate::runtime::CircuitSender,
+    batch: &mut Vec<Entry>,
+) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -227,13 +313,15 @@ fn mtime_of(m: &std::fs::Metadata) -> (i64, u32) {
     (m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
-/// Walks the source (never following symlinks) and streams entries.
+/// Walks the source (never following symlinks) and streams entries, numbering
+/// them as the receiver will, so a second name of an inode can point at the first.
 fn walk(spec: &GiveSpec, tx: &mpsc::Sender<WalkItem>) {
     let root: PathBuf = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
     let send = |item| tx.blocking_send(item).is_ok();
+    let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
         let item = match std::fs::symlink_metadata(&root) {
-            Ok(m) => entry_for(spec, &spec.base, Vec::new(), &m),
+            Ok(m) => entry_for(spec, &spec.base, Vec::new(), &m, &mut links),
             Err(e) => WalkItem::Error(Vec::new(), e.to_string()),
         };
         send(item);
@@ -252,7 +340,7 @@ fn walk(spec: &GiveSpec, tx: &mpsc::Sender<WalkItem>) {
                     .unwrap_or_default();
                 match de.metadata() {
                     Ok(m) => match spec.entry_path(&rel) {
-                        Ok(full) => entry_for(spec, &full, rel, &m),
+                        Ok(full) => entry_for(spec, &full, rel, &m, &mut links),
                         Err(e) => WalkItem::Error(rel, e.to_string()),
                     },
                     Err(e) => WalkItem::Error(rel, e.to_string()),
@@ -277,7 +365,22 @@ fn walk(spec: &GiveSpec, tx: &mpsc::Sender<WalkItem>) {
     }
 }
 
-fn entry_for(spec: &GiveSpec, full: &RelPath, rel: Vec<u8>, m: &std::fs::Metadata) -> WalkItem {
+/// Hard-link bookkeeping of the walk: the entry number of the first name seen
+/// for each multiply-linked inode.
+#[derive(Default)]
+struct Links {
+    next: u64,
+    seen: HashMap<(u64, u64), u64>,
+}
+
+fn entry_for(
+    spec: &GiveSpec,
+    full: &RelPath,
+    rel: Vec<u8>,
+    m: &std::fs::Metadata,
+    links: &mut Links,
+) -> WalkItem {
+    use std::os::unix::fs::FileTypeExt;
     let ft = m.file_type();
     let (kind, size, target) = if ft.is_dir() {
         (EntryKind::Dir, 0, Vec::new())
@@ -288,11 +391,27 @@ fn entry_for(spec: &GiveSpec, full: &RelPath, rel: Vec<u8>, m: &std::fs::Metadat
             Ok(t) => (EntryKind::Symlink, 0, t),
             Err(e) => return WalkItem::Error(rel, e.to_string()),
         }
+    } else if ft.is_fifo() {
+        (EntryKind::Fifo, 0, Vec::new())
+    } else if ft.is_char_device() {
+        (EntryKind::CharDev, 0, Vec::new())
+    } else if ft.is_block_device() {
+        (EntryKind::BlockDev, 0, Vec::new())
     } else {
-        return WalkItem::Error(
-            rel,
-            "not a regular file, directory or symlink: skipped".into(),
-        );
+        return WalkItem::Error(rel, "a socket: skipped".into());
+    };
+    let index = links.next;
+    links.next += 1;
+    let link = if kind == EntryKind::File && m.nlink() > 1 {
+        match links.seen.entry((m.dev(), m.ino())) {
+            std::collections::hash_map::Entry::Occupied(first) => HardLink::Follower(*first.get()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(index);
+                HardLink::Leader
+            }
+        }
+    } else {
+        HardLink::None
     };
     WalkItem::Entry(Entry {
         path: rel,
@@ -301,150 +420,323 @@ fn entry_for(spec: &GiveSpec, full: &RelPath, rel: Vec<u8>, m: &std::fs::Metadat
         size,
         mtime: mtime_of(m),
         target,
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: if kind.is_special() { m.rdev() } else { 0 },
+        link,
+        xattrs: Vec::new(),
     })
 }
 
-/// Answers one file circuit; failures go to the receiver as the circuit's reason.
-async fn serve_file(
-    mut c: Circuit,
-    spec: Arc<GiveSpec>,
-    compression: Compression,
-    progress: Arc<dyn Progress>,
-) {
-    let peer = "the receiver".to_string();
-    let want = match expect(&mut c, msg::WANT, "a file request").await {
-        Ok(f) => match decode::<Want>(&f.payload, &peer) {
-            Ok(w) => w,
-            Err(e) => return fail(&mut c, &e.to_string()).await,
-        },
-        Err(e) => {
-            tracing::debug!(error = %e, "file circuit ended before its request");
+/// Why answering one request did not work out.
+enum Fail {
+    /// This file could not be sent; the lane goes on (FILE_ERR).
+    File { message: String, vanished: bool },
+    /// The lane itself broke.
+    Lane(Error),
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Lane(e)
+    }
+}
+
+fn file_fail(shown: &str, what: &str, e: std::io::Error) -> Fail {
+    Fail::File {
+        vanished: e.kind() == std::io::ErrorKind::NotFound,
+        message: format!("cannot {what} {shown}: {e}"),
+    }
+}
+
+/// Answers one lane's requests, in order, until the receiver finishes it.
+async fn serve_lane(mut c: Circuit, giver: Arc<Giver>) {
+    let peer = "the receiver";
+    loop {
+        let f = match c.recv().await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let _ = c.finish().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "lane ended");
+                return;
+            }
+        };
+        let res = if f.op == msg::WANT {
+            match decode::<Want>(&f.payload, peer) {
+                Ok(want) => answer(&mut c, &giver, want).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            Err(Error::Violation {
+                peer: peer.into(),
+                what: format!("expected a file request, got {}", f.op),
+            })
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "lane failed");
+            let _ = c.fail(&e.to_string()).await;
             return;
         }
-    };
-    let shown = String::from_utf8_lossy(&want.path).into_owned();
-    if let Err(e) = serve_inner(&mut c, &spec, &want, compression, &*progress, &shown).await {
-        tracing::debug!(path = %shown, error = %e, "sending failed");
-        fail(&mut c, &e.to_string()).await;
     }
-    progress.file_done(&shown, 0);
 }
 
-async fn fail(c: &mut Circuit, reason: &str) {
-    let _ = c.fail(reason).await;
+/// Answers one request; only lane-breaking errors are returned.
+async fn answer(c: &mut Circuit, giver: &Giver, want: Want) -> Result<()> {
+    let have = if want.how == WantHow::Delta {
+        Some(receive_signature(c).await?)
+    } else {
+        None
+    };
+    let path = giver.file(want.index)?;
+    let shown = String::from_utf8_lossy(&path).into_owned();
+    let size = match serve(c, giver, &path, &want, have, &shown).await {
+        Ok(Some(size)) => size,
+        Ok(None) => return Ok(()), // DIFFERS: the receiver asks again
+        Err(Fail::Lane(e)) => return Err(e),
+        Err(Fail::File { message, vanished }) => {
+            tracing::debug!(path = %shown, error = %message, "sending failed");
+            c.send(
+                Fragment::new(msg::FILE_ERR)
+                    .with_part(u64::from(vanished))
+                    .with_error(message),
+            )
+            .await?;
+            0
+        }
+    };
+    giver.opts.progress.file_done(&shown, size);
+    Ok(())
 }
 
-async fn serve_inner(
+async fn serve(
     c: &mut Circuit,
-    spec: &GiveSpec,
+    giver: &Giver,
+    path: &[u8],
     want: &Want,
-    compression: Compression,
-    progress: &dyn Progress,
+    have: Option<HashMap<Hash, u64>>,
     shown: &str,
-) -> Result<()> {
-    let rel = spec.entry_path(&want.path)?;
-    let file = spec.fs.open_read(&rel).map_err(fs_err)?;
-    let before = file
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat {shown}"), e))?;
+) -> std::result::Result<Option<u64>, Fail> {
+    let spec = &giver.spec;
+    let rel = spec.entry_path(path)?;
+    let file = spec.fs.open_read(&rel).map_err(|e| match e {
+        super::fsroot::FsError::Io { source, .. } => file_fail(shown, "open", source),
+        e => Fail::File {
+            message: e.to_string(),
+            vanished: false,
+        },
+    })?;
+    let before = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
     let meta = FileMeta {
         size: before.len(),
         mtime: mtime_of(&before),
         mode: before.mode() & 0o7777,
     };
-    let mut how = want.how;
-    let mut file = file;
-    if how == WantHow::HashCheck {
-        let (f, hash) = blocking(move || {
-            let h = chunker::file_hash(&file)?;
-            // The same handle is cut next if the hashes differ.
-            std::io::Seek::rewind(&mut &file)?;
-            Ok((file, h))
-        })
-        .await
-        .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
-        file = f;
-        if Some(hash) == want.hash {
-            c.send(fragment(msg::SAME, &meta)).await?;
-            c.finish().await?;
-            let _ = c.recv().await;
-            return Ok(());
+    let progress = &giver.opts.progress;
+    let unchanged = |file: &std::fs::File| -> std::result::Result<(), Fail> {
+        let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
+        if after.len() != meta.size || mtime_of(&after) != meta.mtime {
+            return Err(Fail::File {
+                message: format!("{shown}: file changed while being sent"),
+                vanished: false,
+            });
         }
-        c.send(Fragment::new(msg::NEED_SIG)).await?;
-        how = WantHow::Delta;
-    }
-    progress.file_started(shown, meta.size);
-
-    // Cut our file while the receiver's signature streams in.
-    let (chunk_tx, mut chunk_rx) = mpsc::channel::<(ChunkRef, Vec<u8>)>(64);
-    let size = meta.size;
-    let cutter = tokio::task::spawn_blocking(move || {
-        let total = chunker::for_each_chunk_sized(&file, size, |r, data| {
-            chunk_tx
-                .blocking_send((r, data.to_vec()))
-                .map_err(|_| std::io::Error::other("receiver gone"))
-        });
-        total.map(|n| (n, file))
-    });
-    let have: HashMap<Hash, u64> = if how == WantHow::Delta {
-        receive_signature(c).await?
-    } else {
-        HashMap::new()
+        Ok(())
     };
 
+    if want.how == WantHow::HashCheck {
+        let (file, hash) = if meta.size >= BLOCKING_MIN {
+            blocking(move || chunker::file_hash(&file).map(|h| (file, h))).await
+        } else {
+            chunker::file_hash(&file).map(|h| (file, h))
+        }
+        .map_err(|e| file_fail(shown, "read", e))?;
+        unchanged(&file)?;
+        if Some(hash) == want.hash {
+            c.send(fragment(msg::SAME, &meta)).await?;
+            return Ok(Some(meta.size));
+        }
+        c.send(Fragment::new(msg::DIFFERS)).await?;
+        return Ok(None);
+    }
+
+    progress.file_started(shown, meta.size);
+    let whole_alg = if giver.opts.compress_whole {
+        giver.opts.compression
+    } else {
+        Compression::NONE
+    };
+    if have.is_none() && meta.size <= WHOLE_MAX {
+        let mut data = Vec::with_capacity(meta.size as usize);
+        (&file)
+            .take(meta.size + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| file_fail(shown, "read", e))?;
+        if data.len() as u64 != meta.size {
+            return Err(Fail::File {
+                message: format!("{shown}: file changed while being sent"),
+                vanished: false,
+            });
+        }
+        unchanged(&file)?;
+        let mut payload = Vec::with_capacity(data.len() + 64);
+        WholeFile {
+            meta,
+            hash: *blake3::hash(&data).as_bytes(),
+            data: &data,
+        }
+        .encode(&mut payload);
+        c.send_with(Fragment::new(msg::FILE).with_payload(payload), whole_alg)
+            .await?;
+        progress.file_progress(shown, meta.size);
+        return Ok(Some(meta.size));
+    }
+
+    // The general case: a recipe built off the async threads and streamed.
     c.send(fragment(msg::META, &meta)).await?;
-    let mut recipe = Recipe::new();
-    let mut digest = DigestBuilder::default();
-    while let Some((r, data)) = chunk_rx.recv().await {
-        digest.push(r.len, r.hash);
-        match have.get(&r.hash) {
-            Some(&i) => recipe.copy(i),
-            None => recipe.literal(&data),
-        }
-        progress.file_progress(shown, u64::from(r.len));
-        if recipe.len() >= RECIPE_FLUSH {
-            send_recipe(c, &mut recipe, compression).await?;
-        }
+    let delta_alg = giver.opts.compression;
+    let alg = if have.is_some() { delta_alg } else { whole_alg };
+    let (tx, mut rx) = mpsc::channel::<(Vec<u8>, bool, u64)>(4);
+    let size = meta.size;
+    let builder = tokio::task::spawn_blocking(move || {
+        let out = build_recipe(&file, size, have.as_ref(), &tx);
+        out.map(|o| (o, file))
+    });
+    while let Some((payload, literal, covered)) = rx.recv().await {
+        let alg = if literal { alg } else { Compression::NONE };
+        c.send_with(Fragment::new(msg::RECIPE).with_payload(payload), alg)
+            .await?;
+        progress.file_progress(shown, covered);
     }
-    send_recipe(c, &mut recipe, compression).await?;
-    let (total, file) = cutter
+    let built = builder
         .await
-        .map_err(|e| Error::io("chunker", std::io::Error::other(e)))?
-        .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
-    let after = file
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat {shown}"), e))?;
-    if total != meta.size || after.len() != meta.size || mtime_of(&after) != meta.mtime {
-        return Err(Error::Content(format!(
-            "{shown}: file changed while being sent"
-        )));
+        .map_err(|e| Fail::Lane(Error::io("recipe builder", std::io::Error::other(e))))?;
+    let ((total, digest), file) = built.map_err(|e| file_fail(shown, "read", e))?;
+    if total != meta.size {
+        return Err(Fail::File {
+            message: format!("{shown}: file changed while being sent"),
+            vanished: false,
+        });
     }
+    unchanged(&file)?;
     c.send(fragment(
         msg::END,
         &msg::End {
             size: total,
-            digest: digest.finish(),
+            digest,
         },
     ))
     .await?;
-    c.finish().await?;
-    // Wait for the receiver to finish its side (it has checked and placed the file).
-    let _ = c.recv().await;
-    Ok(())
+    Ok(Some(meta.size))
 }
 
-async fn send_recipe(c: &mut Circuit, recipe: &mut Recipe, compression: Compression) -> Result<()> {
-    if recipe.is_empty() {
-        return Ok(());
-    }
-    let alg = if recipe.has_literals() {
-        compression
-    } else {
-        Compression::NONE
+/// Reads `file` (its data regions; holes become HOLE ops) and streams recipe
+/// payloads: with the receiver's chunks (`have`), FastCDC chunks it already has
+/// become copies; without, data goes as literal pieces of up to [`MAX_CHUNK`].
+/// Sends `(payload, has_literals, bytes_covered)`; returns the size and digest.
+fn build_recipe(
+    file: &std::fs::File,
+    size: u64,
+    have: Option<&HashMap<Hash, u64>>,
+    tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
+) -> std::io::Result<(u64, Hash)> {
+    let mut recipe = Recipe::new();
+    let mut digest = DigestBuilder::default();
+    let mut covered = 0u64;
+    let mut pos = 0u64;
+    let gone = || std::io::Error::other("transfer ended");
+    let flush = |recipe: &mut Recipe, covered: &mut u64, force: bool| {
+        if recipe.is_empty() || (!force && recipe.len() < RECIPE_FLUSH) {
+            return Ok(());
+        }
+        let literal = recipe.has_literals();
+        let payload = recipe.take();
+        tx.blocking_send((payload, literal, std::mem::take(covered)))
+            .map_err(|_| gone())
     };
-    let payload = recipe.take();
-    c.send_with(Fragment::new(msg::RECIPE).with_payload(payload), alg)
-        .await
+    for (start, len) in data_extents(file, size)? {
+        if start > pos {
+            recipe.hole(start - pos);
+            digest.push_hole(start - pos);
+            covered += start - pos;
+        }
+        let mut region = file.try_clone()?;
+        region.seek(SeekFrom::Start(start))?;
+        let region = region.take(len);
+        let n = match have {
+            Some(have) => chunker::for_each_chunk_sized(region, len, |r, data| {
+                digest.push(r.len, r.hash);
+                match have.get(&r.hash) {
+                    Some(&i) => recipe.copy(i),
+                    None => recipe.literal(data),
+                }
+                covered += u64::from(r.len);
+                flush(&mut recipe, &mut covered, false)
+            })?,
+            None => {
+                let mut buf = vec![0u8; MAX_CHUNK as usize];
+                let mut done = 0u64;
+                while done < len {
+                    let want = (len - done).min(u64::from(MAX_CHUNK)) as usize;
+                    let got = file.read_at(&mut buf[..want], start + done)?;
+                    if got == 0 {
+                        break;
+                    }
+                    let piece = &buf[..got];
+                    digest.push(got as u32, *blake3::hash(piece).as_bytes());
+                    recipe.literal(piece);
+                    covered += got as u64;
+                    done += got as u64;
+                    flush(&mut recipe, &mut covered, false)?;
+                }
+                done
+            }
+        };
+        pos = start + n;
+        if n != len {
+            // Shorter than listed: the file shrank while being read.
+            return Ok((pos, digest.finish()));
+        }
+    }
+    if size > pos {
+        recipe.hole(size - pos);
+        digest.push_hole(size - pos);
+        covered += size - pos;
+        pos = size;
+    }
+    flush(&mut recipe, &mut covered, true)?;
+    Ok((pos, digest.finish()))
+}
+
+/// The data regions of `file` as `(offset, len)`, up to `size`, found with
+/// SEEK_DATA/SEEK_HOLE; a filesystem without them yields one region.
+pub(crate) fn data_extents(file: &std::fs::File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom as Whence};
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match seek(file, Whence::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole from here on
+            Err(rustix::io::Errno::INVAL) if pos == 0 => return Ok(vec![(0, size)]),
+            Err(e) => return Err(e.into()),
+        };
+        if data >= size {
+            break;
+        }
+        let hole = match seek(file, Whence::Hole(data)) {
+            Ok(h) => h.min(size),
+            Err(e) => return Err(e.into()),
+        };
+        if hole <= data {
+            break;
+        }
+        out.push((data, hole - data));
+        pos = hole;
+    }
+    Ok(out)
 }
 
 /// Reads SIG batches until SIG_END into "hash → first chunk index".

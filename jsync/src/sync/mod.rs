@@ -3,16 +3,18 @@
 //!
 //! The sender walks its tree and streams the file list as it goes; the receiver
 //! compares each entry with what it has and, for each file that needs content,
-//! opens a circuit to the sender with a compact binary description of its old
-//! file (FastCDC chunks named by BLAKE3). The sender answers with a recipe —
-//! "copy your chunk" or "here are new bytes" — and the receiver rebuilds the file
-//! in a temporary file beside the target, checks the whole-file digest, syncs it
-//! and renames it into place. Many files are in flight at once, each on its own
-//! circuit. Push and pull are the same two roles started from opposite ends.
+//! queues a request on one of a few lanes (circuits): "send it whole", "here is
+//! my hash, is it the same?", or "here is a compact description of my old file"
+//! (FastCDC chunks named by BLAKE3). Requests are pipelined; the sender answers
+//! each in order with a verdict, a whole small file, or a recipe — "copy your
+//! chunk", "here are new bytes", "leave a hole" — and the receiver rebuilds the
+//! file in a temporary file beside the target, checks the digest and renames it
+//! into place. Push and pull are the same two roles started from opposite ends.
 
 pub(crate) mod chunker;
 pub(crate) mod fsroot;
 mod give;
+mod itemize;
 mod proto_util;
 mod report;
 mod take;
@@ -26,7 +28,7 @@ pub use report::{FileError, NoProgress, Progress, Report};
 use crate::error::{Error, Result};
 use crate::runtime::{Link, Services};
 use fsroot::FsRoot;
-use give::{fs_err, GiveSpec};
+use give::{fs_err, GiveOptions, GiveSpec};
 use take::{TakeOptions, TakeSpec};
 
 /// Service names a server registers.
@@ -40,10 +42,19 @@ pub const TAKE: &str = "jsync.take";
 pub struct SyncOptions {
     /// Compare content of every file, not size and mtime (`-c`).
     pub checksum: bool,
-    /// Most files in flight at once.
+    /// Lanes: circuits carrying pipelined file requests.
     pub parallel: usize,
-    /// Compression for new data on the wire (the sender skips data that does not shrink).
+    /// Compression of new data in deltas and of the file list.
     pub compression: proto::Compression,
+    /// Also compress files sent whole (off by default: on a fast link it costs
+    /// more time than it saves; rsync's default is no compression at all).
+    pub compress_whole: bool,
+    /// Remove receiver entries the sender does not have (`--delete`).
+    pub delete: bool,
+    /// Change nothing on either side; report what would change (`-n`).
+    pub dry_run: bool,
+    /// Report each change through [`Progress::itemize`] (`-i`).
+    pub itemize: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -54,6 +65,10 @@ impl std::fmt::Debug for SyncOptions {
             .field("checksum", &self.checksum)
             .field("parallel", &self.parallel)
             .field("compression", &self.compression)
+            .field("compress_whole", &self.compress_whole)
+            .field("delete", &self.delete)
+            .field("dry_run", &self.dry_run)
+            .field("itemize", &self.itemize)
             .finish()
     }
 }
@@ -62,8 +77,12 @@ impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             checksum: false,
-            parallel: 16,
+            parallel: 8,
             compression: proto::Compression::ZSTD,
+            compress_whole: false,
+            delete: false,
+            dry_run: false,
+            itemize: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -80,7 +99,7 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
                 let spec = GiveSpec::in_root(fs, &args.path)?;
-                let stats = give::give(peer, spec, args.compression, Arc::new(NoProgress)).await?;
+                let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, "pull served");
                 Ok(())
             }
@@ -97,11 +116,7 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
                     dst: FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
                     fs: Arc::new(fs),
                 };
-                let opts = TakeOptions {
-                    checksum: args.checksum,
-                    parallel: args.parallel,
-                    progress: Arc::new(NoProgress),
-                };
+                let opts = args.take_options(Arc::new(NoProgress), true);
                 let stats = take::take(peer, spec, opts).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, errors = stats.errors.len(), "push received");
                 Ok(())
@@ -110,22 +125,31 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
 }
 
 /// The arguments a client passes when it starts a service: the path, then
-/// `key=value` options.
+/// `key=value` options (unknown keys, from a newer client, are ignored).
 #[derive(Debug)]
 struct Args {
     path: String,
     checksum: bool,
     parallel: usize,
     compression: proto::Compression,
+    compress_whole: bool,
+    delete: bool,
+    dry_run: bool,
+    itemize: bool,
 }
 
 impl Args {
     fn encode(path: &str, opts: &SyncOptions) -> Vec<String> {
+        let flag = |b: bool| u8::from(b);
         vec![
             path.to_string(),
-            format!("checksum={}", u8::from(opts.checksum)),
+            format!("checksum={}", flag(opts.checksum)),
             format!("parallel={}", opts.parallel),
             format!("compress={}", opts.compression),
+            format!("compress_whole={}", flag(opts.compress_whole)),
+            format!("delete={}", flag(opts.delete)),
+            format!("dry_run={}", flag(opts.dry_run)),
+            format!("itemize={}", flag(opts.itemize)),
         ]
     }
 
@@ -134,42 +158,78 @@ impl Args {
             .first()
             .ok_or_else(|| anyhow::anyhow!("no path given"))?
             .clone();
+        let d = SyncOptions::default();
         let mut out = Args {
             path,
-            checksum: false,
-            parallel: SyncOptions::default().parallel,
-            compression: proto::Compression::ZSTD,
+            checksum: d.checksum,
+            parallel: d.parallel,
+            compression: d.compression,
+            compress_whole: d.compress_whole,
+            delete: d.delete,
+            dry_run: d.dry_run,
+            itemize: d.itemize,
         };
         for a in &args[1..] {
             let (k, v) = a
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("malformed option {a:?}"))?;
+            let on = v == "1";
             match k {
-                "checksum" => out.checksum = v == "1",
-                "parallel" => out.parallel = v.parse::<usize>()?.clamp(1, 1024),
+                "checksum" => out.checksum = on,
+                "parallel" => out.parallel = v.parse::<usize>()?.clamp(1, 64),
                 "compress" => {
                     out.compression = v
                         .parse()
                         .map_err(|_| anyhow::anyhow!("unknown compression {v:?}"))?
                 }
+                "compress_whole" => out.compress_whole = on,
+                "delete" => out.delete = on,
+                "dry_run" => out.dry_run = on,
+                "itemize" => out.itemize = on,
                 _ => {} // options from a newer client: ignored
             }
         }
         Ok(out)
     }
+
+    fn give_options(&self, progress: Arc<dyn Progress>) -> GiveOptions {
+        GiveOptions {
+            compression: self.compression,
+            compress_whole: self.compress_whole,
+            progress,
+        }
+    }
+
+    /// `remote`: the receiver runs on the server, so itemized lines go back to
+    /// the client (which prints them).
+    fn take_options(&self, progress: Arc<dyn Progress>, remote: bool) -> TakeOptions {
+        TakeOptions {
+            checksum: self.checksum,
+            lanes: self.parallel,
+            delete: self.delete,
+            dry_run: self.dry_run,
+            items_to_sender: remote && (self.itemize || self.dry_run),
+            progress,
+        }
+    }
 }
 
 fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Report {
-    let mut errors: Vec<FileError> = stats
-        .errors
-        .into_iter()
-        .map(|e| FileError {
-            path: String::from_utf8_lossy(&e.path).into_owned(),
-            message: e.message,
-        })
-        .collect();
-    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    let list = |l: Vec<proto::sync::StatsError>| {
+        let mut out: Vec<FileError> = l
+            .into_iter()
+            .map(|e| FileError {
+                path: String::from_utf8_lossy(&e.path).into_owned(),
+                message: e.message,
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    };
     Report {
+        deleted: stats.deleted,
+        vanished: list(stats.vanished),
+        warnings: list(stats.warnings),
         files_checked: stats.files_checked,
         files_transferred: stats.files_transferred,
         bytes_literal: stats.bytes_literal,
@@ -177,7 +237,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
         total_size: stats.total_size,
         wire_bytes,
         elapsed: start.elapsed(),
-        errors,
+        errors: list(stats.errors),
     }
 }
 
@@ -190,7 +250,8 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
     let wire0 = link.wire_bytes();
     let spec = GiveSpec::local(src)?;
     let peer = link.start(TAKE, &Args::encode(dst, opts)).await?;
-    let stats = give::give(peer.clone(), spec, opts.compression, opts.progress.clone()).await?;
+    let args = Args::parse(&Args::encode(dst, opts)).map_err(|e| Error::Usage(e.to_string()))?;
+    let stats = give::give(peer.clone(), spec, args.give_options(opts.progress.clone())).await?;
     peer.close();
     Ok(report_of(stats, link.wire_bytes() - wire0, start))
 }
@@ -202,14 +263,11 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
     let wire0 = link.wire_bytes();
     let spec = local_destination(dst)?;
     let peer = link.start(GIVE, &Args::encode(src, opts)).await?;
+    let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let stats = take::take(
         peer.clone(),
         spec,
-        TakeOptions {
-            checksum: opts.checksum,
-            parallel: opts.parallel,
-            progress: opts.progress.clone(),
-        },
+        args.take_options(opts.progress.clone(), false),
     )
     .await?;
     peer.close();

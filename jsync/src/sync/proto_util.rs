@@ -4,7 +4,6 @@
 use proto::{Codec, Fragment, Op};
 
 use crate::error::{Error, Result};
-use crate::runtime::Circuit;
 
 /// A fragment of op `op` whose payload is `msg`.
 pub(crate) fn fragment<T: Codec>(op: Op, msg: &T) -> Fragment {
@@ -19,19 +18,4 @@ pub(crate) fn decode<T: Codec>(payload: &[u8], peer: &str) -> Result<T> {
         peer: peer.into(),
         source,
     })
-}
-
-/// The next fragment, which must have op `op`.
-pub(crate) async fn expect(c: &mut Circuit, op: Op, what: &str) -> Result<Fragment> {
-    match c.recv().await? {
-        Some(f) if f.op == op => Ok(f),
-        Some(f) => Err(Error::Violation {
-            peer: "the other side".into(),
-            what: format!("expected {what}, got {}", f.op),
-        }),
-        None => Err(Error::Violation {
-            peer: "the other side".into(),
-            what: format!("circuit ended before {what}"),
-        }),
-    }
 }

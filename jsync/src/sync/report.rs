@@ -24,8 +24,15 @@ pub struct Report {
     pub wire_bytes: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Entries removed by `--delete` (or that would be, with `--dry-run`).
+    pub deleted: u64,
     /// Files that could not be transferred, each with its path and cause.
     pub errors: Vec<FileError>,
+    /// Source files that vanished before they could be sent (not errors, as in
+    /// rsync, but the run is not complete either).
+    pub vanished: Vec<FileError>,
+    /// Things skipped on purpose that the user should know about.
+    pub warnings: Vec<FileError>,
 }
 
 /// One file that could not be synced; the others still were.
@@ -66,8 +73,14 @@ impl fmt::Display for Report {
         writeln!(f, "Bytes on the wire:    {} bytes", self.wire_bytes)?;
         writeln!(f, "Elapsed:              {secs:.3} s")?;
         writeln!(f, "Speed-up:             {:.2}", self.speedup())?;
+        if self.deleted > 0 {
+            writeln!(f, "Deleted:              {}", self.deleted)?;
+        }
         if !self.errors.is_empty() {
             writeln!(f, "Failed files:         {}", self.errors.len())?;
+        }
+        if !self.vanished.is_empty() {
+            writeln!(f, "Vanished files:       {}", self.vanished.len())?;
         }
         Ok(())
     }
@@ -86,6 +99,9 @@ pub trait Progress: Send + Sync {
     fn file_progress(&self, _path: &str, _n: u64) {}
     /// A file is finished (transferred, skipped or failed).
     fn file_done(&self, _path: &str, _size: u64) {}
+    /// One itemized change (`-i`), in the format of [`super::itemize`]; also
+    /// used for `-n` listings.
+    fn itemize(&self, _line: &str) {}
 }
 
 /// The progress sink that does nothing.
@@ -101,7 +117,10 @@ pub(crate) struct Counters {
     pub bytes_literal: AtomicU64,
     pub bytes_reused: AtomicU64,
     pub total_size: AtomicU64,
+    pub deleted: AtomicU64,
     pub errors: Mutex<Vec<FileError>>,
+    pub vanished: Mutex<Vec<FileError>>,
+    pub warnings: Mutex<Vec<FileError>>,
 }
 
 impl Counters {
@@ -110,9 +129,21 @@ impl Counters {
     }
 
     pub(crate) fn error(&self, path: &str, message: impl Into<String>) {
-        self.errors.lock().expect("poisoned").push(FileError {
-            path: path.to_string(),
-            message: message.into(),
-        });
+        push(&self.errors, path, message.into());
     }
+
+    pub(crate) fn vanished(&self, path: &str, message: impl Into<String>) {
+        push(&self.vanished, path, message.into());
+    }
+
+    pub(crate) fn warning(&self, path: &str, message: impl Into<String>) {
+        push(&self.warnings, path, message.into());
+    }
+}
+
+fn push(list: &Mutex<Vec<FileError>>, path: &str, message: String) {
+    list.lock().expect("poisoned").push(FileError {
+        path: path.to_string(),
+        message,
+    });
 }

@@ -1,31 +1,39 @@
 //! The receiving role ("taker"): read the file list as it streams, decide per
-//! entry what is needed, and rebuild changed files from old chunks plus new bytes
-//! in a temporary file that is checked, synced and renamed into place.
+//! entry what is needed, and fetch changed files over a few lanes with requests
+//! pipelined ahead of the answers. Each file is rebuilt from old chunks, new
+//! bytes and holes in a temporary file that is checked and renamed into place.
 
-use std::io::{BufWriter, Write};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proto::sync::{
     self as msg, Entry, EntryBatch, EntryKind, FileMeta, RecipeOp, RecipeReader, Source, Stats,
-    StatsError, Want, WantHow,
+    StatsError, Want, WantHow, WholeFile,
 };
 use proto::{Compression, Fragment};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
-use super::fsroot::{FsRoot, Kind, Meta, RelPath};
+use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
-use super::proto_util::{decode, expect, fragment};
-use super::report::Counters;
+use super::itemize::{self, Change, Update};
+use super::proto_util::{decode, fragment};
+use super::report::{Counters, FileError};
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::runtime::{Circuit, Peer};
+use crate::runtime::{CircuitReceiver, CircuitSender, Peer};
 
 /// Signature batches of this many chunk refs.
 const SIG_BATCH: usize = 2048;
+/// Requests one lane may have outstanding, weighted by size (see [`weight`]).
+const LANE_WINDOW: u32 = 64;
+/// Files above this size are read and hashed off the async threads.
+const BLOCKING_MIN: u64 = 1 << 20;
 
 /// Where to put what arrives.
 #[derive(Debug)]
@@ -39,39 +47,63 @@ pub(crate) struct TakeSpec {
 #[derive(Clone)]
 pub(crate) struct TakeOptions {
     pub checksum: bool,
-    pub parallel: usize,
+    /// Lanes (circuits carrying file requests) to open.
+    pub lanes: usize,
+    /// Remove entries the sender does not have.
+    pub delete: bool,
+    /// Change nothing; report what would change.
+    pub dry_run: bool,
+    /// Send itemized changes to the sender too (it is the one with a user).
+    pub items_to_sender: bool,
     pub progress: Arc<dyn Progress>,
 }
 
 /// Runs the receiver role; returns what it did (also sent to the sender).
 pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Result<Stats> {
     let name = peer.link().peer_name().to_string();
-    let mut control = peer.open().await?;
-    let source: Source = decode(
-        &expect(&mut control, msg::SOURCE, "the source description")
-            .await?
-            .payload,
-        &name,
-    )?;
+    let (control_tx, mut control) = peer.open().await?.split();
+    let first = control.recv().await?;
+    let source: Source = match first {
+        Some(f) if f.op == msg::SOURCE => decode(&f.payload, &name)?,
+        other => {
+            return Err(Error::Violation {
+                peer: name,
+                what: format!(
+                    "expected the source description, got {}",
+                    other.map(|f| f.op.to_string()).unwrap_or("the end".into())
+                ),
+            })
+        }
+    };
     let base = placement(&spec, &source)?;
-    if source.kind != EntryKind::Dir {
+    if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
         if let Some(parent) = base.parent() {
-            if let Err(e) = spec.fs.clean_stale_temps(&parent) {
-                tracing::warn!(dir = %parent.display(), error = %e, "cannot clean stale temp files");
-            }
+            clean_temps(&spec.fs, &parent);
         }
     }
     let counters = Arc::new(Counters::default());
-    let limit = Arc::new(Semaphore::new(opts.parallel.max(1)));
-    let mut tasks = JoinSet::new();
-    let mut dirs: Vec<(RelPath, u32, (i64, u32))> = Vec::new();
-    let job = Job {
+    let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
+    let ctx = Arc::new(Ctx {
         peer: peer.clone(),
         fs: spec.fs.clone(),
         counters: counters.clone(),
         progress: opts.progress.clone(),
-    };
+        items,
+        opts: opts.clone(),
+    });
+
+    let (jobs_tx, jobs_rx) = mpsc::channel::<FileJob>(256);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let mut lanes = JoinSet::new();
+    for _ in 0..opts.lanes.max(1) {
+        lanes.spawn(run_lane(ctx.clone(), jobs_rx.clone()));
+    }
+
+    let mut dirs: Vec<(RelPath, Entry)> = Vec::new();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut walk_errors = false;
+    let mut index = 0u64;
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
             peer: name.clone(),
@@ -81,6 +113,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
             msg::LIST => {
                 let batch: EntryBatch = decode(&f.payload, &name)?;
                 for entry in batch.0 {
+                    let i = index;
+                    index += 1;
                     Counters::add(&counters.files_checked, 1);
                     let shown = String::from_utf8_lossy(&entry.path).into_owned();
                     let rel = match join(&base, &entry.path) {
@@ -90,26 +124,40 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                             continue;
                         }
                     };
-                    match plan(&job, &rel, &entry, opts.checksum) {
+                    if opts.delete {
+                        seen.insert(rel.as_bytes().to_vec());
+                    }
+                    match plan(&ctx, &rel, &entry) {
                         Ok(Plan::Nothing) => {}
-                        Ok(Plan::Dir) => dirs.push((rel, entry.mode, entry.mtime)),
-                        Ok(Plan::Fetch(how)) => {
-                            let permit = limit.clone().acquire_owned().await.expect("open");
-                            let job = job.clone();
-                            tasks.spawn(async move {
-                                let _permit = permit;
-                                job.fetch(rel, entry, how).await;
-                            });
-                            while tasks.try_join_next().is_some() {}
+                        Ok(Plan::Dir) => dirs.push((rel, entry)),
+                        Ok(Plan::Fetch(how, change)) => {
+                            let job = FileJob {
+                                index: i,
+                                rel,
+                                entry,
+                                how,
+                                change,
+                                shown,
+                                retry: false,
+                            };
+                            if jobs_tx.send(job).await.is_err() {
+                                break;
+                            }
                         }
                         Err(e) => counters.error(&shown, e),
                     }
                 }
             }
-            msg::WALK_ERROR => counters.error(
-                &String::from_utf8_lossy(&f.payload),
-                f.error.unwrap_or_default(),
-            ),
+            msg::WALK_ERROR => {
+                walk_errors = true;
+                let path = String::from_utf8_lossy(&f.payload).into_owned();
+                let message = f.error.unwrap_or_default();
+                if message.contains("No such file or directory") {
+                    counters.vanished(&path, message);
+                } else {
+                    counters.error(&path, message);
+                }
+            }
             msg::LIST_END => break,
             other => {
                 return Err(Error::Violation {
@@ -119,56 +167,154 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    drop(jobs_tx);
+    while let Some(res) = lanes.join_next().await {
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::io("lane", std::io::Error::other(e))),
+        }
+    }
     if peer.link().is_closed() {
         return Err(Error::ConnectionLost {
             peer: name,
             reason: peer.link().failure().unwrap_or_default(),
         });
     }
-    // Directory times last, deepest first, so writing into them does not undo it.
-    dirs.sort_by_key(|(r, _, _)| {
-        std::cmp::Reverse(
-            r.as_bytes().iter().filter(|&&b| b == b'/').count() + usize::from(!r.is_root()),
-        )
-    });
-    for (rel, mode, mtime) in dirs {
-        if let Err(e) = spec
-            .fs
-            .set_mode(&rel, mode)
-            .and_then(|_| spec.fs.set_times(&rel, mtime, true))
-        {
-            counters.error(&rel.display(), e.to_string());
+    if opts.delete {
+        if walk_errors {
+            counters.warning(
+                "",
+                "I/O errors on the sender: skipping deletion (nothing was deleted)",
+            );
+        } else {
+            let mut scan: Vec<&RelPath> = dirs.iter().map(|(r, _)| r).collect();
+            if source.kind == EntryKind::Dir && !dirs.iter().any(|(r, _)| r == &base) {
+                scan.push(&base);
+            }
+            for dir in scan {
+                delete_extraneous(&ctx, dir, &base, &seen);
+            }
+        }
+    }
+    if !opts.dry_run {
+        // Directory times last, deepest first, so writing into them does not undo it.
+        dirs.sort_by_key(|(r, _)| {
+            std::cmp::Reverse(
+                r.as_bytes().iter().filter(|&&b| b == b'/').count() + usize::from(!r.is_root()),
+            )
+        });
+        for (rel, e) in dirs {
+            if let Err(err) = spec
+                .fs
+                .set_mode(&rel, e.mode)
+                .and_then(|_| spec.fs.set_times(&rel, e.mtime, true))
+            {
+                counters.error(&rel.display(), err.to_string());
+            }
         }
     }
     let stats = stats_of(&counters);
-    control
-        .send_with(fragment(msg::REPORT, &stats), Compression::NONE)
-        .await?;
-    control.finish().await?;
-    let _ = control.recv().await;
+    drop(ctx);
+    let _ = writer.send(Outgoing::Report(stats.clone()));
+    drop(writer);
+    // The control writer sends the report and finishes; the sender then finishes.
+    while control.recv().await?.is_some() {}
     Ok(stats)
+}
+
+/// What goes out on the control circuit.
+enum Outgoing {
+    Item(String),
+    Report(Stats),
+}
+
+/// Starts the task that owns the sending half of the control circuit: itemized
+/// lines go to the progress hooks and (batched) to the sender; the report ends it.
+fn control_writer(
+    mut tx: CircuitSender,
+    progress: Arc<dyn Progress>,
+    to_sender: bool,
+) -> (Items, mpsc::UnboundedSender<Outgoing>) {
+    let (out, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    tokio::spawn(async move {
+        let mut batch = String::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    Outgoing::Item(line) => {
+                        progress.itemize(&line);
+                        if to_sender {
+                            batch.push_str(&line);
+                            batch.push('\n');
+                        }
+                        if batch.len() < 64 << 10 {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    Outgoing::Report(stats) => {
+                        if !batch.is_empty() {
+                            let f = Fragment::new(msg::ITEMS)
+                                .with_payload(std::mem::take(&mut batch).into_bytes());
+                            if tx.send_with(f, Compression::ZSTD).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = tx
+                            .send_with(fragment(msg::REPORT, &stats), Compression::NONE)
+                            .await;
+                        let _ = tx.finish().await;
+                        return;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let f =
+                    Fragment::new(msg::ITEMS).with_payload(std::mem::take(&mut batch).into_bytes());
+                if tx.send_with(f, Compression::ZSTD).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (Items(out.clone()), out)
+}
+
+/// Where itemized lines go.
+#[derive(Clone)]
+struct Items(mpsc::UnboundedSender<Outgoing>);
+
+impl Items {
+    fn send(&self, line: String) {
+        let _ = self.0.send(Outgoing::Item(line));
+    }
 }
 
 fn stats_of(c: &Counters) -> Stats {
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    Stats {
-        files_checked: get(&c.files_checked),
-        files_transferred: get(&c.files_transferred),
-        bytes_literal: get(&c.bytes_literal),
-        bytes_reused: get(&c.bytes_reused),
-        total_size: get(&c.total_size),
-        errors: c
-            .errors
-            .lock()
+    let list = |l: &std::sync::Mutex<Vec<FileError>>| {
+        l.lock()
             .expect("poisoned")
             .iter()
             .map(|e| StatsError {
                 path: e.path.as_bytes().to_vec(),
                 message: e.message.clone(),
             })
-            .collect(),
-        errors_omitted: 0,
+            .collect::<Vec<_>>()
+    };
+    let errors = list(&c.errors);
+    Stats {
+        files_checked: get(&c.files_checked),
+        files_transferred: get(&c.files_transferred),
+        bytes_literal: get(&c.bytes_literal),
+        bytes_reused: get(&c.bytes_reused),
+        total_size: get(&c.total_size),
+        deleted: get(&c.deleted),
+        errors_omitted: errors.len().saturating_sub(msg::MAX_ERRORS) as u64,
+        errors,
+        vanished: list(&c.vanished),
+        warnings: list(&c.warnings),
     }
 }
 
@@ -206,41 +352,88 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
     FsRoot::check(&full)
 }
 
-enum Plan {
-    Nothing,
-    Dir,
-    Fetch(WantHow),
+fn clean_temps(fs: &FsRoot, dir: &RelPath) {
+    if let Err(e) = fs.clean_stale_temps(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot clean stale temp files");
+    }
 }
 
-#[derive(Clone)]
-struct Job {
+/// What the receiving side shares between the list reader and the lanes.
+struct Ctx {
     peer: Peer,
     fs: Arc<FsRoot>,
     counters: Arc<Counters>,
     progress: Arc<dyn Progress>,
+    items: Items,
+    opts: TakeOptions,
 }
 
-/// Decides what an entry needs; does the cheap work (dirs, links) inline.
-fn plan(job: &Job, rel: &RelPath, e: &Entry, checksum: bool) -> std::result::Result<Plan, String> {
-    let fs = &job.fs;
-    let here = fs.lstat(rel).map_err(|e| e.to_string())?;
+impl Ctx {
+    /// Reports a change when itemizing or dry-running.
+    fn item(&self, update: Update, e: &Entry, c: &Change) {
+        if c.any() {
+            self.items
+                .send(itemize::line(update, e.kind, c, &e.path, &e.target));
+        }
+    }
+}
+
+enum Plan {
+    Nothing,
+    Dir,
+    Fetch(WantHow, Change),
+}
+
+/// A file whose content must be fetched.
+struct FileJob {
+    index: u64,
+    rel: RelPath,
+    entry: Entry,
+    how: WantHow,
+    change: Change,
+    shown: String,
+    /// Asked again as a delta after a DIFFERS answer.
+    retry: bool,
+}
+
+fn attr_change(here: &Meta, e: &Entry) -> Change {
+    Change {
+        time: here.mtime != e.mtime,
+        perms: here.mode != e.mode,
+        ..Change::default()
+    }
+}
+
+/// Decides what an entry needs; does the cheap work (dirs, links) inline. In a
+/// dry run nothing is changed, only reported.
+fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String> {
+    let fs = &ctx.fs;
+    let dry = ctx.opts.dry_run;
+    let s = |e: super::fsroot::FsError| e.to_string();
+    let here = fs.lstat(rel).map_err(s)?;
+    let new = Change {
+        new: true,
+        ..Change::default()
+    };
     match e.kind {
         EntryKind::Dir => {
-            match here.map(|m| m.kind) {
-                // An existing directory may hold temp files a crashed run left.
-                Some(Kind::Dir) => {
-                    if let Err(e) = fs.clean_stale_temps(rel) {
-                        tracing::warn!(dir = %rel.display(), error = %e, "cannot clean stale temp files");
+            match &here {
+                Some(m) if m.kind == Kind::Dir => {
+                    ctx.item(Update::Attrs, e, &attr_change(m, e));
+                    // An existing directory may hold temp files a crashed run left.
+                    if !dry {
+                        clean_temps(fs, rel);
                     }
                 }
-                Some(_) => {
-                    fs.remove_all(rel).map_err(|e| e.to_string())?;
-                    fs.mkdir_all(rel, 0o700 | e.mode)
-                        .map_err(|e| e.to_string())?;
+                other => {
+                    ctx.item(Update::Created, e, &new);
+                    if !dry {
+                        if other.is_some() {
+                            fs.remove_all(rel).map_err(s)?;
+                        }
+                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(s)?;
+                    }
                 }
-                None => fs
-                    .mkdir_all(rel, 0o700 | e.mode)
-                    .map_err(|e| e.to_string())?,
             }
             Ok(Plan::Dir)
         }
@@ -251,256 +444,639 @@ fn plan(job: &Job, rel: &RelPath, e: &Entry, checksum: bool) -> std::result::Res
                 {
                     // Same target: only the link's own time may differ.
                     if m.mtime != e.mtime {
-                        fs.set_times(rel, e.mtime, false)
-                            .map_err(|e| e.to_string())?;
+                        ctx.item(Update::Attrs, e, &attr_change(m, e));
+                        if !dry {
+                            fs.set_times(rel, e.mtime, false).map_err(s)?;
+                        }
                     }
                     return Ok(Plan::Nothing);
                 }
-                if m.kind == Kind::Dir {
-                    fs.remove_all(rel).map_err(|e| e.to_string())?;
-                }
             }
-            fs.symlink(&e.target, rel).map_err(|e| e.to_string())?;
-            let _ = fs.set_times(rel, e.mtime, false);
+            let change = match &here {
+                Some(m) if m.kind == Kind::Symlink => Change {
+                    content: true,
+                    time: m.mtime != e.mtime,
+                    ..Change::default()
+                },
+                _ => new,
+            };
+            ctx.item(Update::Created, e, &change);
+            if !dry {
+                if matches!(&here, Some(m) if m.kind == Kind::Dir) {
+                    fs.remove_all(rel).map_err(s)?;
+                }
+                fs.symlink(&e.target, rel).map_err(s)?;
+                let _ = fs.set_times(rel, e.mtime, false);
+            }
+            Ok(Plan::Nothing)
+        }
+        EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev => {
+            ctx.counters.warning(
+                &String::from_utf8_lossy(&e.path),
+                "skipping non-regular file (device or FIFO)",
+            );
             Ok(Plan::Nothing)
         }
         EntryKind::File => {
-            Counters::add(&job.counters.total_size, e.size);
-            let how = match here {
-                None => WantHow::Full,
-                Some(m) if m.kind == Kind::Dir => {
-                    fs.remove_all(rel).map_err(|e| e.to_string())?;
-                    WantHow::Full
-                }
+            Counters::add(&ctx.counters.total_size, e.size);
+            let (how, change) = match &here {
+                None => (WantHow::Full, new),
                 Some(m) if m.kind != Kind::File => {
-                    fs.remove(rel).map_err(|e| e.to_string())?;
-                    WantHow::Full
+                    if !dry {
+                        if m.kind == Kind::Dir {
+                            fs.remove_all(rel).map_err(s)?;
+                        } else {
+                            fs.remove(rel).map_err(s)?;
+                        }
+                    }
+                    (WantHow::Full, new)
                 }
-                Some(m) if m.size == e.size && m.mtime == e.mtime && !checksum => {
+                Some(m) if m.size == e.size && m.mtime == e.mtime && !ctx.opts.checksum => {
                     if m.mode != e.mode {
-                        fs.set_mode(rel, e.mode).map_err(|e| e.to_string())?;
+                        ctx.item(Update::Attrs, e, &attr_change(m, e));
+                        if !dry {
+                            fs.set_mode(rel, e.mode).map_err(s)?;
+                        }
                     }
                     return Ok(Plan::Nothing);
                 }
-                Some(m) if m.size == e.size => WantHow::HashCheck,
-                Some(m) if m.size == 0 => WantHow::Full,
-                Some(_) => WantHow::Delta,
+                Some(m) => {
+                    let mut c = attr_change(m, e);
+                    c.size = m.size != e.size;
+                    let how = if m.size == e.size {
+                        WantHow::HashCheck
+                    } else if m.size == 0 {
+                        WantHow::Full
+                    } else {
+                        WantHow::Delta
+                    };
+                    (how, c)
+                }
             };
-            Ok(Plan::Fetch(how))
+            if dry {
+                // Content is not compared in a dry run (as rsync): report what
+                // the quick check found.
+                ctx.item(Update::Received, e, &change);
+                return Ok(Plan::Nothing);
+            }
+            Ok(Plan::Fetch(how, change))
         }
     }
 }
 
-impl Job {
-    /// Fetches one file; a failure is recorded (path and cause) and told to the sender.
-    async fn fetch(self, rel: RelPath, entry: Entry, how: WantHow) {
-        let shown = String::from_utf8_lossy(&entry.path).into_owned();
-        let mut c = match self.peer.open().await {
-            Ok(c) => c,
-            Err(e) => return self.counters.error(&shown, e.to_string()),
-        };
-        if let Err(e) = self.fetch_inner(&mut c, &rel, &entry, how, &shown).await {
-            self.counters.error(&shown, e.to_string());
-            let _ = c.fail(&e.to_string()).await;
+/// Removes what `dir` holds that the sender did not list. Paths are full
+/// relative paths; anything the sender listed is in `seen`.
+fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Vec<u8>>) {
+    let fs = &ctx.fs;
+    let names = match fs.read_dir(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            ctx.counters.error(&dir.display(), e.to_string());
+            return;
         }
-        self.progress.file_done(&shown, entry.size);
+    };
+    for (name, is_dir) in names {
+        let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
+        if seen.contains(rel.as_bytes()) || super::fsroot::is_temp_name(&name) {
+            continue;
+        }
+        let shown = rel
+            .as_bytes()
+            .strip_prefix(base.as_bytes())
+            .map(|p| p.strip_prefix(b"/").unwrap_or(p))
+            .unwrap_or(rel.as_bytes())
+            .to_vec();
+        ctx.items.send(itemize::deleting(&shown, is_dir));
+        Counters::add(&ctx.counters.deleted, 1);
+        if !ctx.opts.dry_run {
+            if let Err(e) = fs.remove_all(&rel) {
+                ctx.counters.error(&rel.display(), e.to_string());
+            }
+        }
     }
+}
 
-    async fn fetch_inner(
-        &self,
-        c: &mut Circuit,
-        rel: &RelPath,
-        entry: &Entry,
-        how: WantHow,
-        shown: &str,
-    ) -> Result<()> {
-        let fs = &self.fs;
-        let hash = if how == WantHow::HashCheck {
-            let old = fs.open_read(rel).map_err(fs_err)?;
-            Some(
-                blocking(move || chunker::file_hash(&old))
-                    .await
-                    .map_err(|e| Error::io(format!("cannot read {shown}"), e))?,
-            )
-        } else {
-            None
+/// One lane: a circuit whose requests are sent ahead of the answers.
+async fn run_lane(ctx: Arc<Ctx>, jobs: Arc<Mutex<mpsc::Receiver<FileJob>>>) -> Result<()> {
+    // Open the circuit only when there is work (a no-op run opens none).
+    let Some(first) = jobs.lock().await.recv().await else {
+        return Ok(());
+    };
+    let (tx, rx) = ctx.peer.open().await?.split();
+    let window = Arc::new(Semaphore::new(LANE_WINDOW as usize));
+    let (pending_tx, pending_rx) = mpsc::unbounded_channel::<Pending>();
+    let (retry_tx, retry_rx) = mpsc::unbounded_channel::<FileJob>();
+    let reader = tokio::spawn(lane_reader(
+        ctx.clone(),
+        rx,
+        pending_rx,
+        retry_tx,
+        window.clone(),
+    ));
+    let written = lane_writer(&ctx, tx, first, jobs, retry_rx, pending_tx, window).await;
+    let read = reader
+        .await
+        .map_err(|e| Error::io("lane reader", std::io::Error::other(e)))?;
+    written.and(read)
+}
+
+/// A request sent, waiting for its answer.
+enum Pending {
+    File {
+        job: Box<FileJob>,
+        /// The chunks of the basis (old or partial file) the sender may copy.
+        sig: Vec<ChunkRef>,
+        basis: Option<File>,
+        permits: u32,
+    },
+    /// No more new requests: the reader may end once retries are done.
+    Drain,
+}
+
+fn weight(size: u64) -> u32 {
+    (size / (256 << 10)).clamp(1, u64::from(LANE_WINDOW)) as u32
+}
+
+async fn lane_writer(
+    ctx: &Ctx,
+    mut tx: CircuitSender,
+    first: FileJob,
+    jobs: Arc<Mutex<mpsc::Receiver<FileJob>>>,
+    mut retries: mpsc::UnboundedReceiver<FileJob>,
+    pending: mpsc::UnboundedSender<Pending>,
+    window: Arc<Semaphore>,
+) -> Result<()> {
+    let mut next = Some(first);
+    let mut exhausted = false;
+    loop {
+        let job = match next.take() {
+            Some(j) => j,
+            None => {
+                if let Ok(j) = retries.try_recv() {
+                    j
+                } else if exhausted {
+                    match retries.recv().await {
+                        Some(j) => j,
+                        None => break,
+                    }
+                } else {
+                    let mut q = jobs.lock().await;
+                    tokio::select! {
+                        biased;
+                        j = retries.recv() => match j {
+                            Some(j) => j,
+                            None => break,
+                        },
+                        j = q.recv() => match j {
+                            Some(j) => j,
+                            None => {
+                                exhausted = true;
+                                let _ = pending.send(Pending::Drain);
+                                continue;
+                            }
+                        },
+                    }
+                }
+            }
         };
+        let permits = weight(job.entry.size);
+        window
+            .acquire_many(permits)
+            .await
+            .expect("never closed")
+            .forget();
+        let p = prepare(ctx, job).await;
         let want = Want {
-            path: entry.path.clone(),
-            how,
-            hash,
+            index: p.job.index,
+            how: p.job.how,
+            hash: p.hash,
         };
-        c.send(fragment(msg::WANT, &want)).await?;
-        let mut sig: Vec<ChunkRef> = Vec::new();
-        if how == WantHow::Delta {
-            sig = self.send_signature(c, rel, shown).await?;
+        tx.send(fragment(msg::WANT, &want)).await?;
+        if p.job.how == WantHow::Delta {
+            let mut payload = Vec::new();
+            for batch in p.sig.chunks(SIG_BATCH) {
+                payload.clear();
+                chunker::encode_sig_batch(batch, &mut payload);
+                tx.send(Fragment::new(msg::SIG).with_payload(payload.clone()))
+                    .await?;
+            }
+            tx.send(Fragment::new(msg::SIG_END)).await?;
         }
-        let first = c
-            .recv()
-            .await?
-            .ok_or_else(|| ended("the file's metadata"))?;
-        let meta_frag = match first.op {
-            msg::SAME => {
-                let meta: FileMeta = decode(&first.payload, "the sender")?;
-                fs.set_mode(rel, meta.mode).map_err(fs_err)?;
-                fs.set_times(rel, meta.mtime, false).map_err(fs_err)?;
-                c.finish().await?;
-                return Ok(());
+        let sent = pending.send(Pending::File {
+            job: Box::new(p.job),
+            sig: p.sig,
+            basis: p.basis,
+            permits,
+        });
+        if sent.is_err() {
+            break; // the reader failed; its error is the lane's
+        }
+        if exhausted {
+            let _ = pending.send(Pending::Drain);
+        }
+    }
+    tx.finish().await
+}
+
+/// A request ready to go: the receiver's hash or signature of what it has.
+struct Prepared {
+    job: FileJob,
+    hash: Option<[u8; 32]>,
+    sig: Vec<ChunkRef>,
+    basis: Option<File>,
+}
+
+/// Hashes or cuts the local file for a request; when that fails (the local file
+/// went away or is unreadable), asks for the whole file instead.
+async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
+    let wanted = std::mem::replace(&mut job.how, WantHow::Full);
+    let mut out = Prepared {
+        job,
+        hash: None,
+        sig: Vec::new(),
+        basis: None,
+    };
+    if wanted == WantHow::Full {
+        return out;
+    }
+    let Ok(old) = ctx.fs.open_read(&out.job.rel) else {
+        return out;
+    };
+    let size = old.metadata().map(|m| m.len()).unwrap_or(0);
+    let off_thread = size >= BLOCKING_MIN;
+    if wanted == WantHow::HashCheck {
+        let hashed = if off_thread {
+            blocking(move || chunker::file_hash(&old)).await
+        } else {
+            chunker::file_hash(&old)
+        };
+        if let Ok(h) = hashed {
+            out.hash = Some(h);
+            out.job.how = WantHow::HashCheck;
+        }
+        return out;
+    }
+    let cut = move || -> std::io::Result<(Vec<ChunkRef>, File)> {
+        let sig = signature(&old, size)?;
+        Ok((sig, old))
+    };
+    let cut = if off_thread {
+        blocking(cut).await
+    } else {
+        cut()
+    };
+    if let Ok((sig, old)) = cut {
+        out.sig = sig;
+        out.basis = Some(old);
+        out.job.how = WantHow::Delta;
+    }
+    out
+}
+
+/// The chunk list of a local file's data regions (holes are not chunked).
+fn signature(file: &File, size: u64) -> std::io::Result<Vec<ChunkRef>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut sig = Vec::new();
+    for (start, len) in super::give::data_extents(file, size)? {
+        let mut region = file.try_clone()?;
+        region.seek(SeekFrom::Start(start))?;
+        chunker::for_each_chunk_sized(region.take(len), len, |mut r, _| {
+            r.offset += start;
+            sig.push(r);
+            Ok(())
+        })?;
+    }
+    Ok(sig)
+}
+
+/// Reads a lane's answers in request order and applies them. A DIFFERS answer
+/// goes back to the writer as a delta request (a retry); the reader lets the
+/// writer end (by dropping `retry`) once the writer has no new requests (a
+/// `Drain` marker) and no retry is still unanswered.
+async fn lane_reader(
+    ctx: Arc<Ctx>,
+    mut rx: CircuitReceiver,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    retry: mpsc::UnboundedSender<FileJob>,
+    window: Arc<Semaphore>,
+) -> Result<()> {
+    let mut retries_out = 0usize;
+    let mut retry = Some(retry);
+    while let Some(p) = pending.recv().await {
+        let (job, sig, basis, permits) = match p {
+            Pending::Drain => {
+                if retries_out == 0 {
+                    retry = None;
+                }
+                continue;
             }
-            msg::NEED_SIG => {
-                sig = self.send_signature(c, rel, shown).await?;
-                expect(c, msg::META, "the file's metadata").await?
+            Pending::File {
+                job,
+                sig,
+                basis,
+                permits,
+            } => (job, sig, basis, permits),
+        };
+        if job.retry {
+            retries_out -= 1;
+        }
+        let outcome = receive_file(&ctx, &mut rx, &job, &sig, basis.as_ref()).await?;
+        window.add_permits(permits as usize);
+        match (outcome, &retry) {
+            (Outcome::Differs, Some(r)) if !job.retry => {
+                let mut job = *job;
+                job.how = WantHow::Delta;
+                job.change.content = true;
+                job.retry = true;
+                retries_out += 1;
+                let _ = r.send(job);
             }
-            msg::META => first,
-            other => {
+            (Outcome::Differs, _) => {
                 return Err(Error::Violation {
-                    peer: "the sender".into(),
-                    what: format!("unexpected {other} for {shown}"),
+                    peer: ctx.peer.link().peer_name().into(),
+                    what: format!("{}: answered a delta request with DIFFERS", job.shown),
                 })
             }
-        };
-        let meta: FileMeta = decode(&meta_frag.payload, "the sender")?;
-        self.progress.file_started(shown, meta.size);
-        let old = if sig.is_empty() {
-            None
-        } else {
-            Some(fs.open_read(rel).map_err(fs_err)?)
-        };
-        let mut temp = fs.create_temp(rel).map_err(fs_err)?;
-        let mut out = BufWriter::with_capacity(1 << 20, &mut temp.file);
-        let mut digest = DigestBuilder::default();
-        let mut written = 0u64;
-        let mut buf = vec![0u8; MAX_CHUNK as usize];
-        let io = |e: std::io::Error| Error::io(format!("cannot write {shown}"), e);
-        let end = loop {
-            let f = c
-                .recv()
-                .await?
-                .ok_or_else(|| ended("the end of the recipe"))?;
-            match f.op {
-                msg::RECIPE => {
-                    for op in RecipeReader::new(&f.payload, MAX_CHUNK as usize) {
-                        let op = op.map_err(|source| Error::Protocol {
-                            peer: "the sender".into(),
-                            source,
-                        })?;
-                        match op {
-                            RecipeOp::Literal(data) => {
-                                let h = blake3::hash(data);
-                                out.write_all(data).map_err(io)?;
-                                digest.push(data.len() as u32, *h.as_bytes());
-                                written += data.len() as u64;
-                                Counters::add(&self.counters.bytes_literal, data.len() as u64);
-                                self.progress.file_progress(shown, data.len() as u64);
+            (Outcome::Done, _) => ctx.progress.file_done(&job.shown, job.entry.size),
+        }
+    }
+    // The sender finishes its side after ours.
+    while rx.recv().await?.is_some() {}
+    Ok(())
+}
+
+/// How an answer ended.
+enum Outcome {
+    /// The file is dealt with (placed, up to date, or failed and recorded).
+    Done,
+    /// Whole-file hashes differ: ask again with a signature.
+    Differs,
+}
+
+/// Reads one answer and applies it. Local failures (cannot write, verification)
+/// are recorded for the file and the rest of its answer is drained; only a
+/// broken lane is an error.
+async fn receive_file(
+    ctx: &Ctx,
+    rx: &mut CircuitReceiver,
+    job: &FileJob,
+    sig: &[ChunkRef],
+    basis: Option<&File>,
+) -> Result<Outcome> {
+    let peer = || ctx.peer.link().peer_name().to_string();
+    let shown = &job.shown;
+    let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
+    let fs = &ctx.fs;
+    let e = &job.entry;
+    match f.op {
+        msg::SAME => {
+            let meta: FileMeta = decode(&f.payload, &peer())?;
+            let res = fs
+                .set_mode(&job.rel, meta.mode)
+                .and_then(|_| fs.set_times(&job.rel, meta.mtime, false));
+            match res {
+                Ok(()) => ctx.item(Update::Attrs, e, &job.change),
+                Err(err) => ctx.counters.error(shown, err.to_string()),
+            }
+            Ok(Outcome::Done)
+        }
+        msg::DIFFERS => Ok(Outcome::Differs),
+        msg::FILE_ERR => {
+            let message = f.error.unwrap_or_else(|| "the sender failed".into());
+            if f.part == 1 {
+                ctx.counters.vanished(shown, message);
+            } else {
+                ctx.counters.error(shown, message);
+            }
+            Ok(Outcome::Done)
+        }
+        msg::FILE => {
+            let whole = WholeFile::decode(&f.payload).map_err(|source| Error::Protocol {
+                peer: peer(),
+                source,
+            })?;
+            let res = (|| -> std::result::Result<(), String> {
+                if blake3::hash(whole.data).as_bytes() != &whole.hash {
+                    return Err(format!("{shown}: verification failed (hash mismatch)"));
+                }
+                let mut temp = fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
+                temp.file
+                    .write_all_at(whole.data, 0)
+                    .map_err(|e| format!("cannot write {shown}: {e}"))?;
+                finish_file(&mut temp, e);
+                temp.commit(whole.meta.mode, whole.meta.mtime)
+                    .map_err(|e| e.to_string())
+            })();
+            ctx.progress.file_started(shown, whole.meta.size);
+            ctx.progress.file_progress(shown, whole.meta.size);
+            placed(ctx, job, res, whole.meta.size, 0);
+            Ok(Outcome::Done)
+        }
+        msg::META => {
+            let meta: FileMeta = decode(&f.payload, &peer())?;
+            ctx.progress.file_started(shown, meta.size);
+            let mut build = Build::new(fs, &job.rel, shown);
+            loop {
+                let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
+                match f.op {
+                    msg::RECIPE => {
+                        for op in RecipeReader::new(&f.payload, MAX_CHUNK as usize) {
+                            let op = op.map_err(|source| Error::Protocol {
+                                peer: peer(),
+                                source,
+                            })?;
+                            let n = build.apply(op, sig, basis);
+                            if let Some(Err(v)) = n {
+                                return Err(Error::Violation {
+                                    peer: peer(),
+                                    what: v,
+                                });
                             }
-                            RecipeOp::Copy { start, count } => {
-                                let old = old.as_ref().ok_or_else(|| bad_copy(shown))?;
-                                let end =
-                                    start.checked_add(count).ok_or_else(|| bad_copy(shown))?;
-                                if end > sig.len() as u64 {
-                                    return Err(bad_copy(shown));
-                                }
-                                for r in &sig[start as usize..end as usize] {
-                                    let chunk = &mut buf[..r.len as usize];
-                                    old.read_exact_at(chunk, r.offset).map_err(|e| {
-                                        Error::io(format!("cannot read the old {shown}"), e)
-                                    })?;
-                                    if blake3::hash(chunk).as_bytes() != &r.hash {
-                                        return Err(Error::Content(format!(
-                                            "{shown}: the local file changed during the transfer"
-                                        )));
-                                    }
-                                    out.write_all(chunk).map_err(io)?;
-                                    digest.push(r.len, r.hash);
-                                    written += u64::from(r.len);
-                                    Counters::add(&self.counters.bytes_reused, u64::from(r.len));
-                                    self.progress.file_progress(shown, u64::from(r.len));
-                                }
+                            if let Some(Ok(n)) = n {
+                                ctx.progress.file_progress(shown, n);
                             }
                         }
                     }
-                }
-                msg::END => break decode::<msg::End>(&f.payload, "the sender")?,
-                other => {
-                    return Err(Error::Violation {
-                        peer: "the sender".into(),
-                        what: format!("unexpected {other} in the recipe for {shown}"),
-                    })
+                    msg::END => {
+                        let end: msg::End = decode(&f.payload, &peer())?;
+                        let (literal, reused) = (build.literal, build.reused);
+                        let res = build.finish(&meta, &end, e);
+                        placed(ctx, job, res, literal, reused);
+                        return Ok(Outcome::Done);
+                    }
+                    msg::FILE_ERR => {
+                        // The sender gave up on this file part-way (it changed
+                        // or vanished); the temp file goes with `build`.
+                        let message = f.error.unwrap_or_default();
+                        if f.part == 1 {
+                            ctx.counters.vanished(shown, message);
+                        } else {
+                            ctx.counters.error(shown, message);
+                        }
+                        return Ok(Outcome::Done);
+                    }
+                    other => {
+                        return Err(Error::Violation {
+                            peer: peer(),
+                            what: format!("unexpected {other} in the recipe for {shown}"),
+                        })
+                    }
                 }
             }
-        };
-        out.flush().map_err(io)?;
-        drop(out);
-        if written != end.size || digest.finish() != end.digest || written != meta.size {
-            return Err(Error::Content(format!(
-                "{shown}: verification failed (the rebuilt file does not match the sender's)"
-            )));
         }
-        temp.commit(meta.mode, meta.mtime).map_err(fs_err)?;
-        Counters::add(&self.counters.files_transferred, 1);
-        if c.recv().await?.is_some() {
-            return Err(Error::Violation {
-                peer: "the sender".into(),
-                what: format!("data after the end of {shown}"),
-            });
-        }
-        c.finish().await?;
-        Ok(())
-    }
-
-    /// Chunks our old file and streams its signature while it is being cut.
-    async fn send_signature(
-        &self,
-        c: &mut Circuit,
-        rel: &RelPath,
-        shown: &str,
-    ) -> Result<Vec<ChunkRef>> {
-        let old = self.fs.open_read(rel).map_err(fs_err)?;
-        let size = old.metadata().map(|m| m.len()).unwrap_or(0);
-        let (tx, mut rx) = mpsc::channel::<Vec<ChunkRef>>(16);
-        let cutter = tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(SIG_BATCH);
-            chunker::for_each_chunk_sized(&old, size, |r, _| {
-                batch.push(r);
-                if batch.len() >= SIG_BATCH {
-                    tx.blocking_send(std::mem::take(&mut batch))
-                        .map_err(|_| std::io::Error::other("transfer ended"))?;
-                }
-                Ok(())
-            })?;
-            if !batch.is_empty() {
-                let _ = tx.blocking_send(batch);
-            }
-            Ok::<_, std::io::Error>(())
-        });
-        let mut all = Vec::new();
-        let mut payload = Vec::new();
-        while let Some(batch) = rx.recv().await {
-            payload.clear();
-            chunker::encode_sig_batch(&batch, &mut payload);
-            c.send(Fragment::new(msg::SIG).with_payload(payload.clone()))
-                .await?;
-            all.extend(batch);
-        }
-        cutter
-            .await
-            .map_err(|e| Error::io("chunker", std::io::Error::other(e)))?
-            .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
-        c.send(Fragment::new(msg::SIG_END)).await?;
-        Ok(all)
+        other => Err(Error::Violation {
+            peer: peer(),
+            what: format!("unexpected {other} as the answer for {shown}"),
+        }),
     }
 }
 
-fn ended(what: &str) -> Error {
-    Error::Violation {
-        peer: "the sender".into(),
-        what: format!("circuit ended before {what}"),
+/// Records a file's outcome: counters and the itemized line, or its error.
+fn placed(
+    ctx: &Ctx,
+    job: &FileJob,
+    res: std::result::Result<(), String>,
+    literal: u64,
+    reused: u64,
+) {
+    match res {
+        Ok(()) => {
+            let c = &ctx.counters;
+            Counters::add(&c.files_transferred, 1);
+            Counters::add(&c.bytes_literal, literal);
+            Counters::add(&c.bytes_reused, reused);
+            let mut change = job.change;
+            if !change.new {
+                change.content = true;
+            }
+            ctx.item(Update::Received, &job.entry, &change);
+        }
+        Err(message) => ctx.counters.error(&job.shown, message),
     }
 }
 
-fn bad_copy(shown: &str) -> Error {
+/// Attributes set on a new file before it is renamed into place.
+fn finish_file(_temp: &mut TempFile, _e: &Entry) {}
+
+/// A file being rebuilt from a recipe. The first local failure is kept and the
+/// rest of the recipe is only checked, not applied.
+struct Build<'a> {
+    temp: std::result::Result<TempFile, String>,
+    shown: &'a str,
+    pos: u64,
+    digest: DigestBuilder,
+    literal: u64,
+    reused: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Build<'a> {
+    fn new(fs: &FsRoot, rel: &RelPath, shown: &'a str) -> Build<'a> {
+        Build {
+            temp: fs.create_temp(rel).map_err(|e| e.to_string()),
+            shown,
+            pos: 0,
+            digest: DigestBuilder::default(),
+            literal: 0,
+            reused: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Applies one op. `None` when nothing was written (a local failure
+    /// already happened), `Some(Err)` for a recipe that breaks the protocol.
+    fn apply(
+        &mut self,
+        op: RecipeOp<'_>,
+        sig: &[ChunkRef],
+        basis: Option<&File>,
+    ) -> Option<std::result::Result<u64, String>> {
+        let shown = self.shown;
+        match op {
+            RecipeOp::Hole(len) => {
+                self.digest.push_hole(len);
+                self.pos = self.pos.saturating_add(len);
+                Some(Ok(len))
+            }
+            RecipeOp::Literal(data) => {
+                self.digest
+                    .push(data.len() as u32, *blake3::hash(data).as_bytes());
+                self.literal += data.len() as u64;
+                let at = self.pos;
+                self.pos += data.len() as u64;
+                let temp = self.temp.as_ref().ok()?;
+                if let Err(e) = temp.file.write_all_at(data, at) {
+                    self.temp = Err(format!("cannot write {shown}: {e}"));
+                    return None;
+                }
+                Some(Ok(data.len() as u64))
+            }
+            RecipeOp::Copy { start, count } => {
+                let bad = || format!("{shown}: recipe copies a chunk we do not have");
+                let Some(end) = start.checked_add(count).filter(|&e| e <= sig.len() as u64) else {
+                    return Some(Err(bad()));
+                };
+                let Some(old) = basis else {
+                    return Some(Err(bad()));
+                };
+                let mut n = 0u64;
+                for r in &sig[start as usize..end as usize] {
+                    self.digest.push(r.len, r.hash);
+                    let at = self.pos;
+                    self.pos += u64::from(r.len);
+                    self.reused += u64::from(r.len);
+                    n += u64::from(r.len);
+                    let Ok(temp) = self.temp.as_ref() else {
+                        continue;
+                    };
+                    self.buf.resize(r.len as usize, 0);
+                    let res = old
+                        .read_exact_at(&mut self.buf, r.offset)
+                        .map_err(|e| format!("cannot read the old {shown}: {e}"))
+                        .and_then(|()| {
+                            if blake3::hash(&self.buf).as_bytes() == &r.hash {
+                                Ok(())
+                            } else {
+                                Err(format!(
+                                    "{shown}: the local file changed during the transfer"
+                                ))
+                            }
+                        })
+                        .and_then(|()| {
+                            temp.file
+                                .write_all_at(&self.buf, at)
+                                .map_err(|e| format!("cannot write {shown}: {e}"))
+                        });
+                    if let Err(e) = res {
+                        self.temp = Err(e);
+                    }
+                }
+                Some(Ok(n))
+            }
+        }
+    }
+
+    /// Checks the rebuilt file against the sender's END and puts it in place.
+    fn finish(self, meta: &FileMeta, end: &msg::End, e: &Entry) -> std::result::Result<(), String> {
+        let mut temp = self.temp?;
+        if self.pos != end.size || end.size != meta.size || self.digest.finish() != end.digest {
+            return Err(format!(
+                "{}: verification failed (the rebuilt file does not match the sender's)",
+                self.shown
+            ));
+        }
+        temp.file
+            .set_len(end.size)
+            .map_err(|err| format!("cannot write {}: {err}", self.shown))?;
+        finish_file(&mut temp, e);
+        temp.commit(meta.mode, meta.mtime)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn ended(peer: &str, shown: &str) -> Error {
     Error::Violation {
-        peer: "the sender".into(),
-        what: format!("{shown}: recipe copies a chunk we do not have"),
+        peer: peer.into(),
+        what: format!("lane ended in the answer for {shown}"),
     }
 }

@@ -1,4 +1,9 @@
-//! File-list entries, streamed in batches as the sender walks its tree.
+//! File-list entries, streamed in batches as the sender walks its tree, and the
+//! owner-name table that lets a root receiver map owners by name as rsync does.
+//!
+//! Entries are numbered in the order they are sent (0, 1, 2, ... across all
+//! batches); per-file requests and hard links refer to entries by that number, so
+//! a path crosses the wire once.
 
 use crate::codec::{put_bytes, put_varint, Codec, Reader};
 use crate::DecodeError;
@@ -7,16 +12,29 @@ use crate::DecodeError;
 pub const MAX_PATH: usize = 4096;
 /// Most entries in one batch.
 pub const MAX_BATCH: usize = 65_536;
+/// Most extended attributes on one entry.
+pub const MAX_XATTRS: usize = 1024;
+/// Longest extended attribute name (Linux XATTR_NAME_MAX).
+pub const MAX_XATTR_NAME: usize = 255;
+/// Longest extended attribute value (Linux XATTR_SIZE_MAX).
+pub const MAX_XATTR_VALUE: usize = 64 << 10;
 
 /// What kind of filesystem object an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EntryKind {
     /// A regular file.
+    #[default]
     File,
     /// A directory.
     Dir,
     /// A symbolic link (its target travels in [`Entry::target`]).
     Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A character device ([`Entry::rdev`]).
+    CharDev,
+    /// A block device ([`Entry::rdev`]).
+    BlockDev,
 }
 
 impl EntryKind {
@@ -25,6 +43,9 @@ impl EntryKind {
             EntryKind::File => 0,
             EntryKind::Dir => 1,
             EntryKind::Symlink => 2,
+            EntryKind::Fifo => 3,
+            EntryKind::CharDev => 4,
+            EntryKind::BlockDev => 5,
         }
     }
 
@@ -33,6 +54,9 @@ impl EntryKind {
             0 => EntryKind::File,
             1 => EntryKind::Dir,
             2 => EntryKind::Symlink,
+            3 => EntryKind::Fifo,
+            4 => EntryKind::CharDev,
+            5 => EntryKind::BlockDev,
             tag => {
                 return Err(DecodeError::InvalidTag {
                     what: "entry kind",
@@ -41,11 +65,31 @@ impl EntryKind {
             }
         })
     }
+
+    /// Whether this is a device node or a FIFO.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev
+        )
+    }
+}
+
+/// How an entry takes part in a group of hard links (files sharing an inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HardLink {
+    /// Its inode has one name (or hard links are not preserved).
+    #[default]
+    None,
+    /// The first name of an inode with several: sent like any file.
+    Leader,
+    /// Another name of the inode whose leader is the entry with this number.
+    Follower(u64),
 }
 
 /// One entry of the file list. `path` is relative to the transfer's base, with
 /// `/` separators; the empty path is the base itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     pub path: Vec<u8>,
     pub kind: EntryKind,
@@ -57,28 +101,74 @@ pub struct Entry {
     pub mtime: (i64, u32),
     /// Symlink target, byte for byte; empty otherwise.
     pub target: Vec<u8>,
+    /// Owner and group ids (names, when sent, travel in [`IdNames`]).
+    pub uid: u32,
+    pub gid: u32,
+    /// Device number of a device node; 0 otherwise.
+    pub rdev: u64,
+    pub link: HardLink,
+    /// Extended attributes, sorted by name (sent only when asked for).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+const F_LEADER: u8 = 1;
+const F_FOLLOWER: u8 = 2;
+const F_XATTRS: u8 = 4;
+const F_RDEV: u8 = 8;
+const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV;
 
 impl Codec for Entry {
     fn encode(&self, buf: &mut Vec<u8>) {
         put_bytes(buf, &self.path);
         buf.push(self.kind.code());
+        let mut flags = 0;
+        match self.link {
+            HardLink::None => {}
+            HardLink::Leader => flags |= F_LEADER,
+            HardLink::Follower(_) => flags |= F_FOLLOWER,
+        }
+        if !self.xattrs.is_empty() {
+            flags |= F_XATTRS;
+        }
+        if self.rdev != 0 {
+            flags |= F_RDEV;
+        }
+        buf.push(flags);
         put_varint(buf, u64::from(self.mode));
         put_varint(buf, self.size);
         buf.extend_from_slice(&self.mtime.0.to_be_bytes());
         buf.extend_from_slice(&self.mtime.1.to_be_bytes());
-        put_bytes(buf, &self.target);
+        put_varint(buf, u64::from(self.uid));
+        put_varint(buf, u64::from(self.gid));
+        if self.kind == EntryKind::Symlink {
+            put_bytes(buf, &self.target);
+        }
+        if let HardLink::Follower(leader) = self.link {
+            put_varint(buf, leader);
+        }
+        if self.rdev != 0 {
+            put_varint(buf, self.rdev);
+        }
+        if !self.xattrs.is_empty() {
+            put_varint(buf, self.xattrs.len() as u64);
+            for (name, value) in &self.xattrs {
+                put_bytes(buf, name);
+                put_bytes(buf, value);
+            }
+        }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let path = r.bytes("entry path", MAX_PATH)?.to_vec();
         let kind = EntryKind::from_code(r.u8()?)?;
-        let mode = r.varint()?;
-        let mode = u32::try_from(mode).map_err(|_| DecodeError::FieldTooLarge {
-            what: "mode",
-            len: mode,
-            max: u64::from(u32::MAX),
-        })?;
+        let flags = r.u8()?;
+        if flags & !F_KNOWN != 0 || flags & (F_LEADER | F_FOLLOWER) == F_LEADER | F_FOLLOWER {
+            return Err(DecodeError::InvalidTag {
+                what: "entry flags",
+                tag: flags,
+            });
+        }
+        let mode = u32_field(r, "mode")?;
         let size = r.varint()?;
         let secs = r.u64()? as i64;
         let nanos = r.u32()?;
@@ -89,7 +179,38 @@ impl Codec for Entry {
                 max: 999_999_999,
             });
         }
-        let target = r.bytes("symlink target", MAX_PATH)?.to_vec();
+        let uid = u32_field(r, "uid")?;
+        let gid = u32_field(r, "gid")?;
+        let target = if kind == EntryKind::Symlink {
+            r.bytes("symlink target", MAX_PATH)?.to_vec()
+        } else {
+            Vec::new()
+        };
+        let link = if flags & F_FOLLOWER != 0 {
+            HardLink::Follower(r.varint()?)
+        } else if flags & F_LEADER != 0 {
+            HardLink::Leader
+        } else {
+            HardLink::None
+        };
+        let rdev = if flags & F_RDEV != 0 { r.varint()? } else { 0 };
+        let mut xattrs = Vec::new();
+        if flags & F_XATTRS != 0 {
+            let n = r.varint()?;
+            // Each attribute takes at least two length bytes.
+            if n > MAX_XATTRS as u64 || n > (r.remaining() / 2) as u64 {
+                return Err(DecodeError::FieldTooLarge {
+                    what: "xattr count",
+                    len: n,
+                    max: MAX_XATTRS as u64,
+                });
+            }
+            for _ in 0..n {
+                let name = r.bytes("xattr name", MAX_XATTR_NAME)?.to_vec();
+                let value = r.bytes("xattr value", MAX_XATTR_VALUE)?.to_vec();
+                xattrs.push((name, value));
+            }
+        }
         Ok(Entry {
             path,
             kind,
@@ -97,13 +218,30 @@ impl Codec for Entry {
             size,
             mtime: (secs, nanos),
             target,
+            uid,
+            gid,
+            rdev,
+            link,
+            xattrs,
         })
     }
+}
+
+fn u32_field(r: &mut Reader<'_>, what: &'static str) -> Result<u32, DecodeError> {
+    let v = r.varint()?;
+    u32::try_from(v).map_err(|_| DecodeError::FieldTooLarge {
+        what,
+        len: v,
+        max: u64::from(u32::MAX),
+    })
 }
 
 /// A batch of entries (one LIST fragment's payload).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryBatch(pub Vec<Entry>);
+
+/// The fewest bytes one encoded entry takes.
+const MIN_ENTRY: usize = 19;
 
 impl Codec for EntryBatch {
     fn encode(&self, buf: &mut Vec<u8>) {
@@ -115,12 +253,12 @@ impl Codec for EntryBatch {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let n = r.varint()?;
-        // Each entry takes at least 15 bytes: bound the count by what is there.
-        if n > MAX_BATCH as u64 || n > (r.remaining() / 15) as u64 {
+        // Bound the count by what is there before allocating.
+        if n > MAX_BATCH as u64 || n > (r.remaining() / MIN_ENTRY) as u64 {
             return Err(DecodeError::FieldTooLarge {
                 what: "entry batch",
                 len: n,
-                max: (r.remaining() / 15).min(MAX_BATCH) as u64,
+                max: (r.remaining() / MIN_ENTRY).min(MAX_BATCH) as u64,
             });
         }
         let mut out = Vec::with_capacity(n as usize);
@@ -128,6 +266,46 @@ impl Codec for EntryBatch {
             out.push(Entry::decode(r)?);
         }
         Ok(EntryBatch(out))
+    }
+}
+
+/// Names of owner and group ids, sent before the first entry that uses them
+/// (IDS), so a receiver running as root can map them to its own ids.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdNames {
+    pub users: Vec<(u32, Vec<u8>)>,
+    pub groups: Vec<(u32, Vec<u8>)>,
+}
+
+impl Codec for IdNames {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        for list in [&self.users, &self.groups] {
+            put_varint(buf, list.len() as u64);
+            for (id, name) in list {
+                put_varint(buf, u64::from(*id));
+                put_bytes(buf, name);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.varint()?;
+            if n > (r.remaining() / 2) as u64 {
+                return Err(DecodeError::FieldTooLarge {
+                    what: "id name list",
+                    len: n,
+                    max: (r.remaining() / 2) as u64,
+                });
+            }
+            for _ in 0..n {
+                let id = u32_field(r, "owner id")?;
+                list.push((id, r.bytes("owner name", 256)?.to_vec()));
+            }
+        }
+        let [users, groups] = lists;
+        Ok(IdNames { users, groups })
     }
 }
 
@@ -182,18 +360,33 @@ mod tests {
             mode: 0o644,
             size: 12345,
             mtime: (1_700_000_000, 999_999_999),
-            target: Vec::new(),
+            uid: 1000,
+            gid: 100,
+            ..Entry::default()
         }
     }
 
     #[test]
-    fn batches_roundtrip_with_byte_paths() {
+    fn batches_roundtrip_with_byte_paths_and_every_field() {
         let mut link = entry(b"caf\xe9/\n-x");
         link.kind = EntryKind::Symlink;
         link.target = b"../elsewhere".to_vec();
-        let batch = EntryBatch(vec![entry(b""), link, entry(b"dir/file")]);
+        let mut leader = entry(b"a");
+        leader.link = HardLink::Leader;
+        leader.xattrs = vec![(b"user.k".to_vec(), vec![0, 1, 2])];
+        let mut follower = entry(b"b");
+        follower.link = HardLink::Follower(3);
+        let mut dev = entry(b"dev/null");
+        dev.kind = EntryKind::CharDev;
+        dev.rdev = 0x103;
+        let batch = EntryBatch(vec![entry(b""), link, leader, follower, dev]);
         let bytes = encode_to_vec(&batch);
         assert_eq!(decode_exact::<EntryBatch>(&bytes).unwrap(), batch);
+        let ids = IdNames {
+            users: vec![(0, b"root".to_vec())],
+            groups: vec![(100, b"users".to_vec())],
+        };
+        assert_eq!(decode_exact::<IdNames>(&encode_to_vec(&ids)).unwrap(), ids);
     }
 
     #[test]
@@ -210,9 +403,22 @@ mod tests {
             decode_exact::<Entry>(&bad),
             Err(DecodeError::InvalidTag { .. })
         ));
+        let mut bad = encode_to_vec(&entry(b"a"));
+        bad[3] = F_LEADER | F_FOLLOWER;
+        assert!(decode_exact::<Entry>(&bad).is_err());
+        let mut bad = encode_to_vec(&entry(b"a"));
+        bad[3] = 0x80;
+        assert!(decode_exact::<Entry>(&bad).is_err());
         let mut e = entry(b"a");
         e.mtime.1 = 1_000_000_000;
         assert!(decode_exact::<Entry>(&encode_to_vec(&e)).is_err());
+        // An xattr count far beyond the bytes present.
+        let mut x = entry(b"a");
+        x.xattrs = vec![(b"user.a".to_vec(), Vec::new())];
+        let mut bytes = encode_to_vec(&x);
+        let at = bytes.len() - 1 - 1 - 6 - 1;
+        bytes[at] = 0x7f;
+        assert!(decode_exact::<Entry>(&bytes).is_err());
         let s = Source {
             kind: EntryKind::Dir,
             name: b"x".to_vec(),

@@ -3,21 +3,32 @@
 //! whose op (below) names it; all are encoded with [`Codec`](crate::Codec), paths as
 //! raw bytes (file names are bytes, not text), hashes as raw 32-byte arrays.
 //!
-//! Control circuit (opened by the receiver): `SOURCE`, then `LIST` batches and
-//! `WALK_ERROR`s as the sender walks, `LIST_END`; at the end the receiver answers
-//! with `REPORT`. File circuits (one per file, opened by the receiver): `WANT`,
-//! optional `SIG` batches and `SIG_END`; the sender answers `SAME` or `NEED_SIG`,
-//! or `META`, `RECIPE`s and `END`; the receiver confirms with `DONE`.
+//! **Control circuit** (opened by the receiver): the sender sends `SOURCE`, then
+//! `IDS` (owner names, before the entries that use them), `LIST` batches and
+//! `WALK_ERROR`s as it walks, and `LIST_END`. Entries are numbered in the order
+//! sent. The receiver may send `ITEMS` (itemized changes, for the sender's user)
+//! at any time, and ends with `REPORT`.
+//!
+//! **Lanes** (a few circuits opened by the receiver): requests are pipelined,
+//! answers come back in request order. A request is `WANT` (by entry number),
+//! followed for a delta by `SIG` batches and `SIG_END`. An answer is one of:
+//! `SAME` (hashes match; metadata only), `DIFFERS` (hashes differ: the receiver
+//! asks again for a delta), `FILE` (a whole small file in one message), `META`
+//! then `RECIPE`s then `END`, or `FILE_ERR` (this file failed or vanished; the
+//! lane goes on). The receiver half-closes a lane when it has no more requests.
 
 mod entry;
 mod recipe;
 mod stats;
 mod want;
 
-pub use entry::{Entry, EntryBatch, EntryKind, Source};
+pub use entry::{
+    Entry, EntryBatch, EntryKind, HardLink, IdNames, Source, MAX_PATH, MAX_XATTRS, MAX_XATTR_NAME,
+    MAX_XATTR_VALUE,
+};
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
-pub use stats::{Stats, StatsError};
-pub use want::{End, FileMeta, Want, WantHow};
+pub use stats::{Stats, StatsError, MAX_ERRORS};
+pub use want::{End, FileMeta, Want, WantHow, WholeFile};
 
 use crate::Op;
 
@@ -31,6 +42,10 @@ pub const WALK_ERROR: Op = Op(0x0112);
 pub const LIST_END: Op = Op(0x0113);
 /// Receiver → sender: the outcome ([`Stats`]).
 pub const REPORT: Op = Op(0x0114);
+/// Sender → receiver: owner and group names ([`IdNames`]).
+pub const IDS: Op = Op(0x0115);
+/// Receiver → sender: itemized changes, one per line (UTF-8, paths lossy).
+pub const ITEMS: Op = Op(0x0116);
 /// Receiver → sender: which file, and what the receiver has ([`Want`]).
 pub const WANT: Op = Op(0x0120);
 /// Receiver → sender: a batch of the receiver's chunk list (the signature).
@@ -39,13 +54,16 @@ pub const SIG: Op = Op(0x0121);
 pub const SIG_END: Op = Op(0x0122);
 /// Sender → receiver: whole-file hashes match; only metadata differs ([`FileMeta`]).
 pub const SAME: Op = Op(0x0123);
-/// Sender → receiver: hashes differ; send your signature.
-pub const NEED_SIG: Op = Op(0x0124);
+/// Sender → receiver: hashes differ; ask again with a signature.
+pub const DIFFERS: Op = Op(0x0124);
 /// Sender → receiver: the new file's metadata ([`FileMeta`]); recipe follows.
 pub const META: Op = Op(0x0125);
 /// Sender → receiver: part of the recipe ([`Recipe`]).
 pub const RECIPE: Op = Op(0x0126);
 /// Sender → receiver: the recipe is complete ([`End`]).
 pub const END: Op = Op(0x0127);
-/// Receiver → sender: the file is in place.
-pub const DONE: Op = Op(0x0128);
+/// Sender → receiver: a whole small file ([`WholeFile`]).
+pub const FILE: Op = Op(0x0128);
+/// Sender → receiver: this file could not be sent (error: why; part 1 when it
+/// vanished, 0 for a real error).
+pub const FILE_ERR: Op = Op(0x0129);

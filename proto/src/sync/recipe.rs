@@ -1,23 +1,27 @@
 //! Recipes: how the receiver rebuilds a file from its old chunks and new bytes.
 //!
 //! A RECIPE payload is a sequence of operations, in file order: copy a run of the
-//! receiver's own chunks (by index into the signature it sent), or take these new
-//! bytes as one chunk. Literal chunk boundaries travel with the data so the
-//! receiver can hash each chunk once and check the chunk-list digest at the end.
+//! receiver's own chunks (by index into the signature it sent), take these new
+//! bytes as one piece, or leave a hole of this many zero bytes (a sparse file's
+//! hole: neither sent nor written). Literal boundaries travel with the data so the
+//! receiver can hash each piece once and check the digest at the end.
 
 use crate::codec::{put_varint, Reader};
 use crate::DecodeError;
 
 const COPY: u8 = 0;
 const LITERAL: u8 = 1;
+const HOLE: u8 = 2;
 
 /// One recipe step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipeOp<'a> {
     /// Copy `count` consecutive chunks of the receiver's signature from `start`.
     Copy { start: u64, count: u64 },
-    /// New bytes forming exactly one chunk.
+    /// New bytes forming exactly one piece.
     Literal(&'a [u8]),
+    /// A hole: this many zero bytes, not written.
+    Hole(u64),
 }
 
 /// Builds one RECIPE payload, coalescing consecutive copies.
@@ -51,6 +55,16 @@ impl Recipe {
         put_varint(&mut self.buf, data.len() as u64);
         self.buf.extend_from_slice(data);
         self.literal_bytes += data.len();
+    }
+
+    /// Appends a hole of `len` zero bytes (nothing for 0).
+    pub fn hole(&mut self, len: u64) {
+        if len == 0 {
+            return;
+        }
+        self.flush_run();
+        self.buf.push(HOLE);
+        put_varint(&mut self.buf, len);
     }
 
     fn flush_run(&mut self) {
@@ -130,6 +144,13 @@ impl<'a> Iterator for RecipeReader<'a> {
                 }
                 Ok(RecipeOp::Literal(data))
             }
+            HOLE => match self.r.varint()? {
+                0 => Err(DecodeError::InvalidTag {
+                    what: "empty hole",
+                    tag: HOLE,
+                }),
+                len => Ok(RecipeOp::Hole(len)),
+            },
             tag => Err(DecodeError::InvalidTag {
                 what: "recipe op",
                 tag,
@@ -149,6 +170,7 @@ mod tests {
         r.copy(4);
         r.copy(5);
         r.literal(b"new");
+        r.hole(1 << 40);
         r.copy(9);
         assert!(r.has_literals());
         let payload = r.take();
@@ -161,6 +183,7 @@ mod tests {
             vec![
                 RecipeOp::Copy { start: 3, count: 3 },
                 RecipeOp::Literal(b"new"),
+                RecipeOp::Hole(1 << 40),
                 RecipeOp::Copy { start: 9, count: 1 }
             ]
         );
@@ -174,6 +197,8 @@ mod tests {
             &[LITERAL, 0],
             &[LITERAL, 100, 1],
             &[COPY],
+            &[HOLE, 0],
+            &[HOLE],
         ] {
             assert!(
                 RecipeReader::new(bad, 64).any(|op| op.is_err()),

@@ -23,9 +23,45 @@ pub struct Stats {
     pub bytes_literal: u64,
     pub bytes_reused: u64,
     pub total_size: u64,
+    /// Entries removed by `--delete` (or that would be, in a dry run).
+    pub deleted: u64,
+    /// Failures: the run did not do everything it was asked.
     pub errors: Vec<StatsError>,
     /// Errors beyond [`MAX_ERRORS`] that were counted but not listed.
     pub errors_omitted: u64,
+    /// Source files that disappeared before they could be sent (rsync's
+    /// "vanished"), listed apart from real errors.
+    pub vanished: Vec<StatsError>,
+    /// Things skipped on purpose that the user should know about (a device node
+    /// a non-root receiver cannot create, deletion skipped after an I/O error).
+    pub warnings: Vec<StatsError>,
+}
+
+fn put_list(buf: &mut Vec<u8>, list: &[StatsError]) {
+    put_varint(buf, list.len().min(MAX_ERRORS) as u64);
+    for e in list.iter().take(MAX_ERRORS) {
+        put_bytes(buf, &e.path);
+        put_str(buf, &e.message);
+    }
+}
+
+fn get_list(r: &mut Reader<'_>) -> Result<Vec<StatsError>, DecodeError> {
+    let n = r.varint()?;
+    if n > MAX_ERRORS as u64 || n > (r.remaining() / 2) as u64 {
+        return Err(DecodeError::FieldTooLarge {
+            what: "error list",
+            len: n,
+            max: MAX_ERRORS as u64,
+        });
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        out.push(StatsError {
+            path: r.bytes("error path", MAX_PATH)?.to_vec(),
+            message: r.str("error message", 64 << 10)?.to_string(),
+        });
+    }
+    Ok(out)
 }
 
 impl Codec for Stats {
@@ -37,36 +73,23 @@ impl Codec for Stats {
             self.bytes_reused,
             self.total_size,
             self.errors_omitted,
+            self.deleted,
         ] {
             put_varint(buf, v);
         }
-        put_varint(buf, self.errors.len().min(MAX_ERRORS) as u64);
-        for e in self.errors.iter().take(MAX_ERRORS) {
-            put_bytes(buf, &e.path);
-            put_str(buf, &e.message);
-        }
+        put_list(buf, &self.errors);
+        put_list(buf, &self.vanished);
+        put_list(buf, &self.warnings);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let mut v = [0u64; 6];
+        let mut v = [0u64; 7];
         for x in &mut v {
             *x = r.varint()?;
         }
-        let n = r.varint()?;
-        if n > MAX_ERRORS as u64 || n > (r.remaining() / 2) as u64 {
-            return Err(DecodeError::FieldTooLarge {
-                what: "error list",
-                len: n,
-                max: MAX_ERRORS as u64,
-            });
-        }
-        let mut errors = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            errors.push(StatsError {
-                path: r.bytes("error path", MAX_PATH)?.to_vec(),
-                message: r.str("error message", 64 << 10)?.to_string(),
-            });
-        }
+        let errors = get_list(r)?;
+        let vanished = get_list(r)?;
+        let warnings = get_list(r)?;
         Ok(Stats {
             files_checked: v[0],
             files_transferred: v[1],
@@ -74,7 +97,10 @@ impl Codec for Stats {
             bytes_reused: v[3],
             total_size: v[4],
             errors_omitted: v[5],
+            deleted: v[6],
             errors,
+            vanished,
+            warnings,
         })
     }
 }
@@ -97,9 +123,15 @@ mod tests {
                 message: "permission denied".into(),
             }],
             errors_omitted: 0,
+            deleted: 4,
+            vanished: vec![StatsError {
+                path: b"gone".to_vec(),
+                message: "vanished".into(),
+            }],
+            warnings: Vec::new(),
         };
         assert_eq!(decode_exact::<Stats>(&encode_to_vec(&s)).unwrap(), s);
-        let mut hostile = vec![0u8; 6];
+        let mut hostile = vec![0u8; 7];
         put_varint(&mut hostile, u64::MAX);
         assert!(decode_exact::<Stats>(&hostile).is_err());
     }

@@ -1,28 +1,28 @@
-//! Per-file requests and confirmations: what the receiver wants and has, the new
-//! file's metadata, and the end-of-recipe check.
+//! Per-file requests and answers on a lane: what the receiver wants and has, the
+//! new file's metadata, and the end-of-recipe check.
 
-use crate::codec::{put_bytes, Codec, Reader};
+use crate::codec::{put_varint, Codec, Reader};
 use crate::DecodeError;
-
-use super::entry::MAX_PATH;
 
 /// How the receiver wants a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WantHow {
     /// It has nothing usable: send every byte.
     Full,
-    /// It has an old version: its signature follows (`SIG` batches, `SIG_END`).
+    /// It has an old version (or a partial one): its signature follows (`SIG`
+    /// batches, `SIG_END`).
     Delta,
     /// Same size, different time (or `--checksum`): compare whole-file hashes
-    /// first; the receiver's hash is in [`Want::hash`].
+    /// first; the receiver's hash is in [`Want::hash`]. The sender answers
+    /// `SAME` or `DIFFERS` (and the receiver then asks again with `Delta`).
     HashCheck,
 }
 
-/// Receiver → sender: the first message on a file circuit.
+/// Receiver → sender: a file request on a lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Want {
-    /// Path relative to the transfer's base.
-    pub path: Vec<u8>,
+    /// The entry's number in the file list.
+    pub index: u64,
     pub how: WantHow,
     /// BLAKE3 of the receiver's file, for [`WantHow::HashCheck`].
     pub hash: Option<[u8; 32]>,
@@ -30,46 +30,27 @@ pub struct Want {
 
 impl Codec for Want {
     fn encode(&self, buf: &mut Vec<u8>) {
-        put_bytes(buf, &self.path);
-        buf.push(match self.how {
-            WantHow::Full => 0,
-            WantHow::Delta => 1,
-            WantHow::HashCheck => 2,
-        });
-        match &self.hash {
-            Some(h) => {
-                buf.push(1);
+        put_varint(buf, self.index);
+        match (self.how, &self.hash) {
+            (WantHow::HashCheck, Some(h)) => {
+                buf.push(2);
                 buf.extend_from_slice(h);
             }
-            None => buf.push(0),
+            (WantHow::Delta, _) => buf.push(1),
+            // A hash check without a hash cannot be encoded: ask for everything.
+            _ => buf.push(0),
         }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let path = r.bytes("wanted path", MAX_PATH)?.to_vec();
-        let how = match r.u8()? {
-            0 => WantHow::Full,
-            1 => WantHow::Delta,
-            2 => WantHow::HashCheck,
+        let index = r.varint()?;
+        let (how, hash) = match r.u8()? {
+            0 => (WantHow::Full, None),
+            1 => (WantHow::Delta, None),
+            2 => (WantHow::HashCheck, Some(hash32(r)?)),
             tag => return Err(DecodeError::InvalidTag { what: "want", tag }),
         };
-        let hash = match r.u8()? {
-            0 => None,
-            1 => Some(hash32(r)?),
-            tag => {
-                return Err(DecodeError::InvalidTag {
-                    what: "hash flag",
-                    tag,
-                })
-            }
-        };
-        if how == WantHow::HashCheck && hash.is_none() {
-            return Err(DecodeError::InvalidTag {
-                what: "hash check without a hash",
-                tag: 2,
-            });
-        }
-        Ok(Want { path, how, hash })
+        Ok(Want { index, how, hash })
     }
 }
 
@@ -79,7 +60,7 @@ pub(crate) fn hash32(r: &mut Reader<'_>) -> Result<[u8; 32], DecodeError> {
     Ok(h)
 }
 
-/// The sender's view of the file it sends (META, SAME).
+/// The sender's view of the file it sends (META, SAME, FILE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
     pub size: u64,
@@ -89,14 +70,14 @@ pub struct FileMeta {
 
 impl Codec for FileMeta {
     fn encode(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&self.size.to_be_bytes());
+        put_varint(buf, self.size);
         buf.extend_from_slice(&self.mtime.0.to_be_bytes());
         buf.extend_from_slice(&self.mtime.1.to_be_bytes());
-        buf.extend_from_slice(&self.mode.to_be_bytes());
+        put_varint(buf, u64::from(self.mode));
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let size = r.u64()?;
+        let size = r.varint()?;
         let secs = r.u64()? as i64;
         let nanos = r.u32()?;
         if nanos >= 1_000_000_000 {
@@ -106,16 +87,23 @@ impl Codec for FileMeta {
                 max: 999_999_999,
             });
         }
-        let mode = r.u32()?;
+        let mode = r.varint()?;
+        if mode > 0o7777 {
+            return Err(DecodeError::FieldTooLarge {
+                what: "mode",
+                len: mode,
+                max: 0o7777,
+            });
+        }
         Ok(FileMeta {
             size,
             mtime: (secs, nanos),
-            mode,
+            mode: mode as u32,
         })
     }
 }
 
-/// The end of a recipe: the new file's size and its chunk-list digest.
+/// The end of a recipe: the new file's size and the digest of its pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct End {
     pub size: u64,
@@ -124,15 +112,49 @@ pub struct End {
 
 impl Codec for End {
     fn encode(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&self.size.to_be_bytes());
+        put_varint(buf, self.size);
         buf.extend_from_slice(&self.digest);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(End {
-            size: r.u64()?,
+            size: r.varint()?,
             digest: hash32(r)?,
         })
+    }
+}
+
+/// A whole small file in one message (FILE): metadata, the BLAKE3 of the
+/// content, and the content (the rest of the payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WholeFile<'a> {
+    pub meta: FileMeta,
+    pub hash: [u8; 32],
+    pub data: &'a [u8],
+}
+
+impl WholeFile<'_> {
+    /// Appends the encoding.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        self.meta.encode(buf);
+        buf.extend_from_slice(&self.hash);
+        buf.extend_from_slice(self.data);
+    }
+
+    /// Decodes a FILE payload; the data must be exactly `meta.size` bytes.
+    pub fn decode(payload: &[u8]) -> Result<WholeFile<'_>, DecodeError> {
+        let mut r = Reader::new(payload);
+        let meta = FileMeta::decode(&mut r)?;
+        let hash = hash32(&mut r)?;
+        let data = r.rest();
+        if data.len() as u64 != meta.size {
+            return Err(DecodeError::FieldTooLarge {
+                what: "whole file data",
+                len: data.len() as u64,
+                max: meta.size,
+            });
+        }
+        Ok(WholeFile { meta, hash, data })
     }
 }
 
@@ -143,20 +165,38 @@ mod tests {
 
     #[test]
     fn roundtrips_and_rejections() {
-        let w = Want {
-            path: b"a/b\xff".to_vec(),
-            how: WantHow::HashCheck,
-            hash: Some([7; 32]),
-        };
-        assert_eq!(decode_exact::<Want>(&encode_to_vec(&w)).unwrap(), w);
-        let bad = Want { hash: None, ..w };
-        assert!(decode_exact::<Want>(&encode_to_vec(&bad)).is_err());
+        for w in [
+            Want {
+                index: 70_000,
+                how: WantHow::HashCheck,
+                hash: Some([7; 32]),
+            },
+            Want {
+                index: 0,
+                how: WantHow::Delta,
+                hash: None,
+            },
+            Want {
+                index: 1,
+                how: WantHow::Full,
+                hash: None,
+            },
+        ] {
+            assert_eq!(decode_exact::<Want>(&encode_to_vec(&w)).unwrap(), w);
+        }
+        assert!(decode_exact::<Want>(&[0, 2, 1]).is_err());
+        assert!(decode_exact::<Want>(&[0, 9]).is_err());
         let m = FileMeta {
             size: 9,
             mtime: (-5, 3),
             mode: 0o4755,
         };
         assert_eq!(decode_exact::<FileMeta>(&encode_to_vec(&m)).unwrap(), m);
+        let bad = FileMeta {
+            mode: 0o100644,
+            ..m
+        };
+        assert!(decode_exact::<FileMeta>(&encode_to_vec(&bad)).is_err());
         let e = End {
             size: 1,
             digest: [1; 32],
@@ -164,5 +204,14 @@ mod tests {
         let bytes = encode_to_vec(&e);
         assert_eq!(decode_exact::<End>(&bytes).unwrap(), e);
         assert!(decode_exact::<End>(&bytes[..20]).is_err());
+        let w = WholeFile {
+            meta: FileMeta { size: 3, ..m },
+            hash: [2; 32],
+            data: b"abc",
+        };
+        let mut buf = Vec::new();
+        w.encode(&mut buf);
+        assert_eq!(WholeFile::decode(&buf).unwrap(), w);
+        assert!(WholeFile::decode(&buf[..buf.len() - 1]).is_err());
     }
 }
