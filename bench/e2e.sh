@@ -19,9 +19,8 @@
 #   noop     jcp b/ 127.0.0.1:dst   again
 # After every run the target is compared with the source: content
 # (diff -rq --no-dereference) and type, mode, mtime (ns) and symlink target
-# (find -printf). jcp has no --delete yet, so after delta/noop paths of a/ that
-# b/ lacks stay in the target: only paths present in b/ are compared and the
-# extras are counted (rsync runs with --delete, as in rsync-baseline.sh).
+# (find -printf), and nothing extra: jcp runs with --delete, as rsync does in
+# rsync-baseline.sh.
 set -euo pipefail
 
 runs=${RUNS:-3}
@@ -106,10 +105,10 @@ check() {
   local meta content
   diff "$f.src" "$f.dst.common" >"$f.meta" && meta=0 || meta=$(grep -c '^[<>]' "$f.meta" || true)
   # content: ignore only "Only in <target>..." lines (paths b/ lacks)
-  diff -rq --no-dereference "$src" "$dst" 2>&1 | grep -v "^Only in $dst" >"$f.content" || true
+  diff -rq --no-dereference "$src" "$dst" >"$f.content" 2>&1 || true
   content=$(wc -l <"$f.content")
   local x=""; [ "$extra" -gt 0 ] && x=" +$extra extra"
-  if [ "$meta" -eq 0 ] && [ "$content" -eq 0 ]; then echo "ok$x"; return; fi
+  if [ "$meta" -eq 0 ] && [ "$content" -eq 0 ] && [ "$extra" -eq 0 ]; then echo "ok"; return; fi
   # paths whose listing differs, by type (f file, d dir, l symlink)
   local bytype
   bytype=$(grep '^<' "$f.meta" | cut -c3- | awk -F'\t' '{n[$2]++} END{for (t in n) printf "%s%s:%d", (c++ ? "," : ""), t, n[t]}')
@@ -125,7 +124,7 @@ run_jcp() { # $1 transport $2 workload $3 src $4 run#
   start_jsrv "$tag"
   local s rc=0
   s=$(now_ns)
-  /usr/bin/time -v -o "$out/$tag.time" "$JCP" --config-dir "$cfg" -p "$port" $flag --stats -q \
+  /usr/bin/time -v -o "$out/$tag.time" "$JCP" --config-dir "$cfg" -p "$port" $flag --delete --stats -q \
     "$src/" "127.0.0.1:dst" >"$out/$tag.stats" 2>"$out/$tag.err" || rc=$?
   local t; t=$(secs_since "$s")
   stop_jsrv

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -65,10 +67,102 @@ const YAMUX_MAX_STREAMS: usize = 2048;
 const YAMUX_CONN_WINDOW: usize = 1 << 30;
 
 fn split_yamux(stream: yamux::Stream) -> RawStream {
-    let (read, write) = tokio::io::split(stream.compat());
+    let shared = Arc::new(SharedStream {
+        stream: Mutex::new(stream.compat()),
+        wakers: Arc::new(BothWakers::default()),
+    });
     RawStream {
-        read: Box::new(read),
-        write: Box::new(write),
+        read: Box::new(YamuxHalf(shared.clone())),
+        write: Box::new(YamuxHalf(shared)),
+    }
+}
+
+/// One yamux stream used from two tasks (a circuit's reader and writer).
+///
+/// `tokio::io::split` is not enough: a yamux stream sends window updates from
+/// `poll_read` through the same command channel `poll_write` and `poll_flush`
+/// wait on, and that channel remembers only the last task's waker. A reader
+/// polling after a blocked writer silently takes the writer's wake-up, and the
+/// writer sleeps forever (seen as a stalled lane with a request delivered but
+/// its flush never returning). Every poll here therefore goes in with a waker
+/// that wakes both halves; a spurious wake-up costs one extra poll.
+struct SharedStream {
+    stream: Mutex<tokio_util::compat::Compat<yamux::Stream>>,
+    wakers: Arc<BothWakers>,
+}
+
+#[derive(Default)]
+struct BothWakers {
+    read: Mutex<Option<std::task::Waker>>,
+    write: Mutex<Option<std::task::Waker>>,
+}
+
+impl futures::task::ArcWake for BothWakers {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        for slot in [&arc_self.read, &arc_self.write] {
+            if let Some(w) = slot.lock().expect("poisoned").take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+struct YamuxHalf(Arc<SharedStream>);
+
+impl YamuxHalf {
+    /// Polls the stream with a waker that wakes both halves, after recording
+    /// this half's own waker in `slot`.
+    fn with<R>(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        write_side: bool,
+        f: impl FnOnce(
+            Pin<&mut tokio_util::compat::Compat<yamux::Stream>>,
+            &mut std::task::Context<'_>,
+        ) -> Poll<R>,
+    ) -> Poll<R> {
+        let shared = &self.0;
+        let slot = if write_side {
+            &shared.wakers.write
+        } else {
+            &shared.wakers.read
+        };
+        *slot.lock().expect("poisoned") = Some(cx.waker().clone());
+        let waker = futures::task::waker(shared.wakers.clone());
+        let mut both = std::task::Context::from_waker(&waker);
+        let mut stream = shared.stream.lock().expect("poisoned");
+        f(Pin::new(&mut *stream), &mut both)
+    }
+}
+
+impl AsyncRead for YamuxHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.with(cx, false, |s, cx| s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for YamuxHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.with(cx, true, |s, cx| s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        self.with(cx, true, |s, cx| s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.with(cx, true, |s, cx| s.poll_shutdown(cx))
     }
 }
 
