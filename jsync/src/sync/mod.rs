@@ -13,6 +13,7 @@
 pub(crate) mod chunker;
 pub(crate) mod fsroot;
 mod give;
+pub(crate) mod ids;
 mod proto_util;
 mod report;
 mod take;
