@@ -103,7 +103,9 @@ impl GiveSpec {
             Kind::Dir => EntryKind::Dir,
             Kind::File => EntryKind::File,
             Kind::Symlink => EntryKind::Symlink,
-            Kind::Other => return Err(Error::Fs(format!("{src}: not a file or directory"))),
+            Kind::Fifo | Kind::CharDev | Kind::BlockDev | Kind::Socket => {
+                return Err(Error::Fs(format!("{src}: not a file or directory")))
+            }
         };
         Ok(GiveSpec {
             fs,

@@ -14,6 +14,7 @@
 pub(crate) mod chunker;
 pub(crate) mod fsroot;
 mod give;
+pub(crate) mod ids;
 mod itemize;
 mod proto_util;
 mod report;

@@ -1,0 +1,147 @@
+//! User and group names for ownership, as `rsync -a` preserves it.
+//!
+//! Two machines rarely agree on numeric ids, so ownership travels by name
+//! (`alice`, `staff`) and each side maps names to its own ids, falling back to
+//! the number when a name is unknown. The lookups go through NSS (`/etc/passwd`,
+//! LDAP, ...), which can be slow, and a tree repeats a handful of owners many
+//! times, so every answer is cached for the life of the process, misses too.
+//! Only root may give files away, hence [`is_root`].
+//!
+//! Names are bytes on the wire, but the NSS bindings used here (`nix`) hand
+//! out UTF-8 strings, replacing invalid bytes: a name that is not valid UTF-8
+//! is treated as unknown rather than passed on altered.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+/// Whether this process runs with effective user id 0 (and so may chown,
+/// create devices and manage `trusted.*` attributes). Not cached: the answer
+/// is per thread on Linux and a thread may drop privileges.
+pub(crate) fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Answers so far, misses included.
+#[derive(Debug, Default)]
+struct Cache {
+    user_names: HashMap<u32, Option<Vec<u8>>>,
+    group_names: HashMap<u32, Option<Vec<u8>>>,
+    uids: HashMap<Vec<u8>, Option<u32>>,
+    gids: HashMap<Vec<u8>, Option<u32>>,
+}
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
+
+/// Looks `key` up in the map `pick` chooses, or asks `lookup` (with the lock
+/// released: NSS may take a while) and remembers the answer. A failed lookup
+/// (an NSS error, not "no such entry") is not remembered.
+fn cached<K, V>(
+    pick: impl Fn(&mut Cache) -> &mut HashMap<K, Option<V>>,
+    key: K,
+    lookup: impl FnOnce(&K) -> nix::Result<Option<V>>,
+) -> Option<V>
+where
+    K: std::hash::Hash + Eq,
+    V: Clone,
+{
+    let lock = || {
+        CACHE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(hit) = pick(&mut lock()).get(&key) {
+        return hit.clone();
+    }
+    let found = lookup(&key).ok()?;
+    pick(&mut lock()).insert(key, found.clone());
+    found
+}
+
+/// A name exactly as NSS has it, or `None` if `nix` had to alter it.
+fn exact(name: String) -> Option<Vec<u8>> {
+    (!name.contains(char::REPLACEMENT_CHARACTER)).then(|| name.into_bytes())
+}
+
+/// The name of user `uid`, if it has one.
+#[allow(dead_code, reason = "wired into the engine next")]
+pub(crate) fn user_name(uid: u32) -> Option<Vec<u8>> {
+    cached(
+        |c| &mut c.user_names,
+        uid,
+        |&uid| User::from_uid(Uid::from_raw(uid)).map(|u| u.and_then(|u| exact(u.name))),
+    )
+}
+
+/// The name of group `gid`, if it has one.
+#[allow(dead_code, reason = "wired into the engine next")]
+pub(crate) fn group_name(gid: u32) -> Option<Vec<u8>> {
+    cached(
+        |c| &mut c.group_names,
+        gid,
+        |&gid| Group::from_gid(Gid::from_raw(gid)).map(|g| g.and_then(|g| exact(g.name))),
+    )
+}
+
+/// The id of the user called `name`, if there is one.
+#[allow(dead_code, reason = "wired into the engine next")]
+pub(crate) fn uid_by_name(name: &[u8]) -> Option<u32> {
+    cached(
+        |c| &mut c.uids,
+        name.to_vec(),
+        |name| match std::str::from_utf8(name) {
+            Ok(name) => User::from_name(name).map(|u| u.map(|u| u.uid.as_raw())),
+            Err(_) => Ok(None),
+        },
+    )
+}
+
+/// The id of the group called `name`, if there is one.
+#[allow(dead_code, reason = "wired into the engine next")]
+pub(crate) fn gid_by_name(name: &[u8]) -> Option<u32> {
+    cached(
+        |c| &mut c.gids,
+        name.to_vec(),
+        |name| match std::str::from_utf8(name) {
+            Ok(name) => Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw())),
+            Err(_) => Ok(None),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_maps_both_ways() {
+        for _ in 0..2 {
+            // The second round is answered from the cache.
+            assert_eq!(user_name(0).as_deref(), Some(&b"root"[..]));
+            assert_eq!(group_name(0).as_deref(), Some(&b"root"[..]));
+            assert_eq!(uid_by_name(b"root"), Some(0));
+            assert_eq!(gid_by_name(b"root"), Some(0));
+        }
+    }
+
+    #[test]
+    fn unknown_and_odd_names_are_none() {
+        for name in [
+            &b"no-such-user-jsync-test"[..],
+            b"bad\0name",
+            b"caf\xe9",
+            b"",
+        ] {
+            assert_eq!(uid_by_name(name), None, "{name:?}");
+            assert_eq!(gid_by_name(name), None, "{name:?}");
+        }
+        assert_eq!(user_name(u32::MAX - 7), None);
+        assert_eq!(group_name(u32::MAX - 7), None);
+    }
+
+    #[test]
+    fn is_root_matches_the_effective_uid() {
+        assert_eq!(is_root(), rustix::process::geteuid().as_raw() == 0);
+    }
+}
