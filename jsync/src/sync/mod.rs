@@ -11,6 +11,7 @@
 //! circuit. Push and pull are the same two roles started from opposite ends.
 
 pub(crate) mod chunker;
+pub(crate) mod filter;
 pub(crate) mod fsroot;
 mod give;
 mod proto_util;
