@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, Notify};
 
 pub mod bins;
+pub mod randtree;
 pub mod tree;
 
 /// Both secure transports, for tests that must pass over each.

@@ -12,6 +12,7 @@
 //! into place. Push and pull are the same two roles started from opposite ends.
 
 pub(crate) mod chunker;
+pub(crate) mod filter;
 pub(crate) mod fsroot;
 mod give;
 pub(crate) mod ids;
