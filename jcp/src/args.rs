@@ -89,6 +89,45 @@ pub struct Cli {
     #[arg(short = 'i', long)]
     pub itemize_changes: bool,
 
+    /// Leave out paths matching PATTERN (rsync rules: the first matching
+    /// --include/--exclude wins; see --help)
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
+    pub exclude: Vec<String>,
+
+    /// Keep paths matching PATTERN even if a later --exclude matches them
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
+    pub include: Vec<String>,
+
+    /// Read exclude patterns from FILE (one per line; '#' comments; '+ ' and
+    /// '- ' prefixes make a line an include or an exclude)
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    pub exclude_from: Vec<PathBuf>,
+
+    /// Read include patterns from FILE (same format as --exclude-from)
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    pub include_from: Vec<PathBuf>,
+
+    /// With --delete, also delete excluded files in the destination
+    #[arg(long, requires = "delete")]
+    pub delete_excluded: bool,
+
+    /// Copy extended attributes (user.*; trusted.* and security.* as root)
+    #[arg(short = 'X', long)]
+    pub xattrs: bool,
+
+    /// Keep hard links (the default; accepted for rsync habits)
+    #[arg(short = 'H', long, overrides_with = "no_hard_links")]
+    pub hard_links: bool,
+
+    /// Copy each name of a multiply-linked file as a separate file
+    #[arg(long)]
+    pub no_hard_links: bool,
+
+    /// Set owners by number, not by name (owners are set only when the
+    /// receiving side runs as root)
+    #[arg(long)]
+    pub numeric_ids: bool,
+
     /// No progress display, only errors
     #[arg(short, long, conflicts_with_all = ["verbose", "progress"])]
     pub quiet: bool,
@@ -168,15 +207,104 @@ pub struct Plan {
     pub delete: bool,
     pub dry_run: bool,
     pub itemize: bool,
+    pub filter: jsync::sync::Filter,
+    pub delete_excluded: bool,
+    pub xattrs: bool,
+    pub hard_links: bool,
+    pub numeric_ids: bool,
     pub show_progress: ShowProgress,
     /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
     pub verbosity: u8,
     pub stats: bool,
 }
 
+/// Parses `argv` (clap's errors exit as usage errors) and resolves it.
+pub fn parse() -> Result<Plan, UsageError> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
+    let rules = filter_rules(&matches);
+    cli.resolve_with(rules)
+}
+
+/// A filter rule source in command-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleArg {
+    Include(String),
+    Exclude(String),
+    IncludeFrom(PathBuf),
+    ExcludeFrom(PathBuf),
+}
+
+/// The --include/--exclude(-from) options in the order they were given: rsync's
+/// first-match-wins rules depend on it.
+pub fn filter_rules(m: &clap::ArgMatches) -> Vec<RuleArg> {
+    let mut out: Vec<(usize, RuleArg)> = Vec::new();
+    let mut take = |id: &str, make: &dyn Fn(String) -> RuleArg| {
+        if let (Some(vals), Some(idx)) = (m.get_many::<String>(id), m.indices_of(id)) {
+            out.extend(idx.zip(vals.cloned().map(make)));
+        }
+    };
+    take("include", &RuleArg::Include);
+    take("exclude", &RuleArg::Exclude);
+    let mut take_path = |id: &str, make: &dyn Fn(PathBuf) -> RuleArg| {
+        if let (Some(vals), Some(idx)) = (m.get_many::<PathBuf>(id), m.indices_of(id)) {
+            out.extend(idx.zip(vals.cloned().map(make)));
+        }
+    };
+    take_path("include_from", &RuleArg::IncludeFrom);
+    take_path("exclude_from", &RuleArg::ExcludeFrom);
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+fn build_filter(rules: &[RuleArg]) -> Result<jsync::sync::Filter, UsageError> {
+    use jsync::sync::RuleKind;
+    let mut f = jsync::sync::Filter::default();
+    let bad = |e: jsync::sync::FilterError| UsageError(e.to_string());
+    for r in rules {
+        match r {
+            RuleArg::Include(p) => f.add(RuleKind::Include, p).map_err(bad)?,
+            RuleArg::Exclude(p) => f.add(RuleKind::Exclude, p).map_err(bad)?,
+            RuleArg::IncludeFrom(path) | RuleArg::ExcludeFrom(path) => {
+                let kind = if matches!(r, RuleArg::IncludeFrom(_)) {
+                    RuleKind::Include
+                } else {
+                    RuleKind::Exclude
+                };
+                let file = std::fs::File::open(path)
+                    .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+                f.add_from_reader(
+                    std::io::BufReader::new(file),
+                    kind,
+                    &path.display().to_string(),
+                )
+                .map_err(bad)?;
+            }
+        }
+    }
+    Ok(f)
+}
+
 impl Cli {
-    /// Checks the operands against each other and builds the plan.
+    /// Checks the operands against each other and builds the plan, with the
+    /// filter rules in command-line order (from [`filter_rules`]).
+    pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
+        let filter = build_filter(&rules)?;
+        let mut plan = self.resolve()?;
+        plan.filter = filter;
+        Ok(plan)
+    }
+
+    /// Checks the operands against each other and builds the plan (rules in
+    /// the order includes, excludes, include files, exclude files; use
+    /// [`Cli::resolve_with`] for command-line order).
     pub fn resolve(self) -> Result<Plan, UsageError> {
+        let mut rules: Vec<RuleArg> = self.include.iter().cloned().map(RuleArg::Include).collect();
+        rules.extend(self.exclude.iter().cloned().map(RuleArg::Exclude));
+        rules.extend(self.include_from.iter().cloned().map(RuleArg::IncludeFrom));
+        rules.extend(self.exclude_from.iter().cloned().map(RuleArg::ExcludeFrom));
+        let filter = build_filter(&rules)?;
         let src = endpoint::parse(&self.src).map_err(UsageError)?;
         let dst = endpoint::parse(&self.dst).map_err(UsageError)?;
         let direction = match (src, dst) {
@@ -224,6 +352,11 @@ impl Cli {
             delete: self.delete,
             dry_run: self.dry_run,
             itemize: self.itemize_changes,
+            filter,
+            delete_excluded: self.delete_excluded,
+            xattrs: self.xattrs,
+            hard_links: !self.no_hard_links,
+            numeric_ids: self.numeric_ids,
             show_progress,
             verbosity: if self.quiet {
                 0
@@ -315,12 +448,48 @@ mod tests {
     }
 
     #[test]
+    fn filter_rules_keep_command_line_order() {
+        use clap::CommandFactory;
+        let m = Cli::command()
+            .try_get_matches_from([
+                "jcp",
+                "--exclude",
+                "a",
+                "--include",
+                "b",
+                "--exclude",
+                "c",
+                "x",
+                "y",
+            ])
+            .unwrap();
+        assert_eq!(
+            filter_rules(&m),
+            vec![
+                RuleArg::Exclude("a".into()),
+                RuleArg::Include("b".into()),
+                RuleArg::Exclude("c".into())
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("rules");
+        std::fs::write(&list, "# comment\n+ keep.o\n*.o\n").unwrap();
+        let p = plan(&["--exclude-from", list.to_str().unwrap(), "a", "b"]).unwrap();
+        assert!(p.filter.is_excluded(b"x.o", false));
+        assert!(!p.filter.is_excluded(b"keep.o", false));
+        assert!(plan(&["--exclude-from", "/nonexistent/rules", "a", "b"]).is_err());
+        assert!(plan(&["-X", "--numeric-ids", "--no-hard-links", "a", "b"])
+            .is_ok_and(|p| p.xattrs && p.numeric_ids && !p.hard_links));
+    }
+
+    #[test]
     fn bad_combinations_are_clap_usage_errors() {
         for args in [
             &["jcp", "-q", "-v", "a", "b"][..],
             &["jcp", "--quic", "--insecure-plaintext", "a", "b"],
             &["jcp", "-j", "0", "a", "b"],
             &["jcp", "-z", "--compress", "lz4", "a", "b"],
+            &["jcp", "--delete-excluded", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
             &["jcp", "a"],
         ] {

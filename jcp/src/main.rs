@@ -17,16 +17,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use jsync::sync::{NoProgress, Report, SyncOptions};
 use jsync::{ClientSecurity, Link, Services};
 
-use args::{Cli, Direction, Plan};
+use args::{Direction, Plan};
 use progress::Display;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let plan = match Cli::parse().resolve() {
+    let plan = match args::parse() {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("jcp: {e}\n\nFor more information, try '--help'.");
@@ -114,6 +113,11 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     opts.delete = plan.delete;
     opts.dry_run = plan.dry_run;
     opts.itemize = plan.itemize;
+    opts.filter = plan.filter.clone();
+    opts.delete_excluded = plan.delete_excluded;
+    opts.xattrs = plan.xattrs;
+    opts.hard_links = plan.hard_links;
+    opts.numeric_ids = plan.numeric_ids;
     opts.progress = if display.is_active() {
         display
     } else {

@@ -296,3 +296,51 @@ fn a_file_changing_during_the_transfer_fails_alone_with_exit_code_3() {
     filetime::set_file_mtime(&a, a_time).unwrap();
     assert_same_tree(&a, &b);
 }
+
+/// Regression: with requests pipelined on one lane, a yamux stream is read and
+/// written from two tasks; a window update sent from the reader used to take
+/// the writer's wake-up, and the push stalled for good after a few files.
+#[test]
+fn many_files_through_one_lane_over_tls_do_not_stall() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = Keys::new();
+    let src = work.path().join("src");
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for d in 0..20 {
+        let dir = src.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..60 {
+            let len = 1 + (d * 60 + f) * 97 % 120_000;
+            std::fs::write(
+                dir.join(format!("f{f:02}")),
+                pseudo_random(len, (d * 60 + f) as u64),
+            )
+            .unwrap();
+        }
+    }
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let mut child = std::process::Command::new(jsync_tests::bins::bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args(["-p", &srv.port.to_string(), "-j", "1"])
+        .arg(format!("{}/", src.display()))
+        .arg("127.0.0.1:dst")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the push stalled (no progress for 60 s)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "jcp failed: {status}");
+    assert_same_tree(&src, &root.join("dst"));
+}

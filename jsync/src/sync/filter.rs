@@ -41,16 +41,13 @@
 //! clear the list, modifiers such as `-/` or `+!`, per-directory rules), POSIX
 //! character classes (`[[:alpha:]]`) and case-insensitive matching.
 
-// The engine starts using this in a separate change; until then only the tests do.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::io::BufRead;
 
 use globset::{Candidate, GlobBuilder, GlobMatcher};
 
 /// Whether a rule keeps or drops the paths it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RuleKind {
+pub enum RuleKind {
     Include,
     Exclude,
 }
@@ -66,7 +63,7 @@ impl RuleKind {
 
 /// A rule or a rule file that could not be used.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum FilterError {
+pub enum FilterError {
     /// The pattern is not a glob we can compile.
     #[error("bad filter pattern {pattern:?}: {reason}")]
     BadPattern { pattern: String, reason: String },
@@ -116,7 +113,7 @@ impl Rule {
 
 /// An ordered list of include/exclude rules; see the module docs.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Filter {
+pub struct Filter {
     rules: Vec<Rule>,
 }
 
@@ -125,13 +122,13 @@ const MAX_INNER_DOUBLE_STARS: usize = 4;
 
 impl Filter {
     /// True when there are no rules (everything is included).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
     /// Appends a rule. The pattern is taken as is: a leading `"+ "` or `"- "` is
     /// part of the pattern here (only [`Filter::add_from_reader`] reads those).
-    pub(crate) fn add(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
+    pub fn add(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
         let alts = compile(pattern).map_err(|reason| FilterError::BadPattern {
             pattern: pattern.to_string(),
             reason,
@@ -149,7 +146,7 @@ impl Filter {
     /// (include) or `"- "` (exclude). Blank lines and lines starting with `#` or
     /// `;` are ignored; a trailing `\r` is dropped. `source_name` (a file name,
     /// or `-` for stdin) labels errors with the line number.
-    pub(crate) fn add_from_reader(
+    pub fn add_from_reader(
         &mut self,
         r: impl BufRead,
         default: RuleKind,
@@ -185,7 +182,7 @@ impl Filter {
     /// transfer root, `/`-separated, no leading slash; any bytes). `is_dir` says
     /// whether the entry is a directory, for directory-only rules. The root (an
     /// empty path) is never excluded.
-    pub(crate) fn is_excluded(&self, rel_path: &[u8], is_dir: bool) -> bool {
+    pub fn is_excluded(&self, rel_path: &[u8], is_dir: bool) -> bool {
         if rel_path.is_empty() || self.rules.is_empty() {
             return false;
         }
@@ -198,7 +195,7 @@ impl Filter {
 
     /// The rules in order as `"+ PATTERN"` / `"- PATTERN"` strings, one per rule;
     /// [`Filter::from_args`] reads them back into the same filter.
-    pub(crate) fn to_args(&self) -> Vec<String> {
+    pub fn to_args(&self) -> Vec<String> {
         self.rules
             .iter()
             .map(|r| format!("{}{}", r.kind.prefix(), r.pattern))
@@ -207,7 +204,7 @@ impl Filter {
 
     /// The inverse of [`Filter::to_args`]: each string must be `"+ PATTERN"` or
     /// `"- PATTERN"` (the pattern is everything after the two-byte prefix).
-    pub(crate) fn from_args(args: &[String]) -> Result<Filter, FilterError> {
+    pub fn from_args(args: &[String]) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
         for a in args {
             let (kind, pattern) = split_prefix(a).ok_or_else(|| FilterError::BadRule(a.clone()))?;

@@ -40,7 +40,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{
     self as rfs, AtFlags, Dir, FileType, Gid, Mode, OFlags, RenameFlags, ResolveFlags, SeekFrom,
@@ -61,9 +60,6 @@ const RETRIES: usize = 16;
 /// in temp names (to [`TEMP_NAME_KEEP`] bytes), so a temp's target always maps to
 /// the same partial as the file it was written for.
 const PARTIAL_MARK: &[u8] = b".jsync-partial";
-/// How old a temp file's mtime and ctime must be before
-/// [`FsRoot::clean_stale_temps`] takes it for a crash's leftover.
-const STALE_AGE: Duration = Duration::from_secs(10);
 
 /// Why a confined file operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -428,6 +424,9 @@ impl FsRoot {
             let temp = temp_name(name);
             match rfs::openat(&dir, &temp, flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
+                    // Held while the temp is being written, so another run's
+                    // cleanup can tell it from a crash's leftover.
+                    let _ = rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive);
                     return Ok(TempFile {
                         file: File::from(fd),
                         dir,
@@ -435,7 +434,7 @@ impl FsRoot {
                         target: name.to_owned(),
                         shown: rel.display(),
                         done: false,
-                    })
+                    });
                 }
                 Err(Errno::EXIST) => last = Errno::EXIST,
                 Err(e) => return Err(FsError::io(rel.display(), e)),
@@ -673,16 +672,11 @@ impl FsRoot {
     /// `.<X>.jsync-tmp.<16 hex digits>`): for each target `X` the largest
     /// non-empty regular one becomes `.<X>.jsync-partial`, the basis to resume
     /// from, unless a partial already exists; every other one is removed.
-    /// Directories are left alone, and so is any temp whose mtime or ctime is
-    /// less than 10 seconds old: a concurrent run may be writing it (its commit
-    /// sets an old mtime just before the rename; the ctime shows that write).
+    /// Directories are left alone, and so is any temp a live run is writing: its
+    /// writer holds an exclusive `flock` on it from [`FsRoot::create_temp`] until
+    /// the temp is committed or dropped, and a crash releases it.
     /// Returns how many temps were removed or kept as partials.
     pub fn clean_stale_temps(&self, rel_dir: &RelPath) -> Result<usize, FsError> {
-        self.clean_temps_older_than(rel_dir, STALE_AGE)
-    }
-
-    /// [`FsRoot::clean_stale_temps`] with the age that makes a temp stale.
-    fn clean_temps_older_than(&self, rel_dir: &RelPath, age: Duration) -> Result<usize, FsError> {
         let fd = self.resolve(rel_dir, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
         let err = |e: Errno| FsError::io(rel_dir.display(), e);
         let mut dir = Dir::new(fd).map_err(err)?;
@@ -696,7 +690,6 @@ impl FsRoot {
         }
         let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
-        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
         // Stale temps by target, in a stable order.
         let mut stale: BTreeMap<Vec<u8>, Vec<(OsString, Meta)>> = BTreeMap::new();
         for name in temps {
@@ -706,8 +699,8 @@ impl FsRoot {
                 Err(e) => return Err(named(&name, e)),
             };
             let meta = Meta::from_stat(&st);
-            let ctime = (st.st_ctime as i64, st.st_ctime_nsec as u32);
-            if meta.kind == Kind::Dir || !before(meta.mtime, cutoff) || !before(ctime, cutoff) {
+            // A temp another run is still writing is locked by its writer.
+            if meta.kind == Kind::Dir || in_use(dirfd, &name) {
                 continue;
             }
             let target = temp_target(name.as_bytes()).to_vec();
@@ -945,18 +938,6 @@ pub(crate) fn is_partial_name(name: &[u8]) -> bool {
         && name.len() > 1 + PARTIAL_MARK.len()
         && name.len() <= 1 + TEMP_NAME_KEEP + PARTIAL_MARK.len()
         && name.ends_with(PARTIAL_MARK)
-}
-
-/// Whether the time `(secs, nanos)` since the epoch lies before `cutoff`.
-fn before((secs, nanos): (i64, u32), cutoff: SystemTime) -> bool {
-    let cutoff = match cutoff.duration_since(UNIX_EPOCH) {
-        Ok(d) => (
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            d.subsec_nanos(),
-        ),
-        Err(_) => return false,
-    };
-    (secs, nanos) < cutoff
 }
 
 /// Renames `from` to `to` in `dir` unless `to` exists (`EEXIST` then). On a
@@ -1233,6 +1214,19 @@ pub(crate) fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>
     rfs::seek(file, SeekFrom::Start(saved))?;
     res?;
     Ok(out)
+}
+
+/// Whether a temp file is still being written: its writer holds an exclusive
+/// `flock` on it ([`FsRoot::create_temp`]) until it commits, drops it or dies.
+fn in_use(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match rfs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => matches!(
+            rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive),
+            Err(Errno::WOULDBLOCK)
+        ),
+        Err(_) => false,
+    }
 }
 
 /// `rm -rf name` relative to `dir`, never following symlinks.
@@ -1725,7 +1719,10 @@ mod tests {
         let fs = FsRoot::open(t.path()).unwrap();
         fs.mkdir_all(&rel(b"d"), 0o755).unwrap();
         let d = t.path().join("d");
-        std::mem::forget(fs.create_temp(&rel(b"d/crashed")).unwrap()); // a crash: no Drop
+        // A crash: no Drop, but the descriptor (and its lock) goes with the process.
+        let mut crashed = fs.create_temp(&rel(b"d/crashed")).unwrap();
+        crashed.done = true;
+        drop(crashed);
         std::fs::write(d.join(".a.jsync-tmp.0123456789abcdef"), b"").unwrap();
         symlink("x", d.join(".l.jsync-tmp.fedcba9876543210")).unwrap();
         let keep = [
@@ -1744,29 +1741,18 @@ mod tests {
         std::fs::create_dir(d.join(keep[7])).unwrap();
         let mut want: Vec<OsString> = keep.iter().map(OsString::from).collect();
         want.sort();
-        // All of them are young: a concurrent run may be writing them.
-        let before = names(&d);
-        assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 0);
-        assert_eq!(names(&d), before);
-        // An old mtime is not enough while the ctime is recent.
-        for name in &before {
-            let p = rel(b"d").join(name);
-            fs.set_times(&p, (1_000, 0), false).unwrap();
-        }
-        assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 0);
-        assert_eq!(names(&d), before);
+        // A temp another run is still writing (it holds the lock) is kept.
+        let live = fs.create_temp(&rel(b"d/live")).unwrap();
+        live.write_at(b"in flight", 0).unwrap();
         // Old enough: the empty ones and the symlink go, nothing else.
-        assert_eq!(
-            fs.clean_temps_older_than(&rel(b"d"), Duration::ZERO)
-                .unwrap(),
-            3
-        );
+        assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 3);
+        let mut with_live = want.clone();
+        with_live.push(live.temp.clone());
+        with_live.sort();
+        assert_eq!(names(&d), with_live);
+        drop(live);
         assert_eq!(names(&d), want);
-        assert_eq!(
-            fs.clean_temps_older_than(&rel(b"d"), Duration::ZERO)
-                .unwrap(),
-            0
-        );
+        assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 0);
     }
 
     #[test]
@@ -1776,10 +1762,12 @@ mod tests {
         for (i, fs) in roots(t.path()).into_iter().enumerate() {
             let dir = rel(format!("{i}").as_bytes());
             fs.mkdir_all(&dir, 0o755).unwrap();
+            // A crash: the process dies, its descriptors (and lock) go, the
+            // temp file stays.
             let crash = |name: &str, data: &[u8]| {
-                let tmp = fs.create_temp(&dir.join(OsStr::new(name))).unwrap();
+                let mut tmp = fs.create_temp(&dir.join(OsStr::new(name))).unwrap();
                 tmp.write_at(data, 0).unwrap();
-                std::mem::forget(tmp);
+                tmp.done = true;
             };
             crash("big", b"small");
             crash("big", b"the largest one");
@@ -1791,8 +1779,7 @@ mod tests {
             // A FIFO under a temp name is removed, never kept or opened.
             let fifo = temp_name(OsStr::new("fifo"));
             fs.mknod(&dir.join(&fifo), Kind::Fifo, 0o600, 0).unwrap();
-            assert_eq!(fs.clean_stale_temps(&dir).unwrap(), 0);
-            assert_eq!(fs.clean_temps_older_than(&dir, Duration::ZERO).unwrap(), 7);
+            assert_eq!(fs.clean_stale_temps(&dir).unwrap(), 7);
             let partial = |name: &str| {
                 let mut s = String::new();
                 fs.partial(&dir.join(OsStr::new(name)))

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
 use super::fsroot::{FsRoot, Kind, RelPath};
 use super::proto_util::{decode, fragment};
-use super::Progress;
+use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
 use crate::runtime::{Circuit, CircuitReceiver, Peer};
 
@@ -142,6 +142,14 @@ pub(crate) struct GiveOptions {
     pub compression: Compression,
     /// Also compress files sent whole (`--compress ALG` rather than the default).
     pub compress_whole: bool,
+    /// Which entries to leave out (the walk does not descend into excluded dirs).
+    pub filter: Arc<Filter>,
+    /// Send extended attributes (`-X`).
+    pub xattrs: bool,
+    /// Mark names of multiply-linked inodes (`-H`, on by default).
+    pub hard_links: bool,
+    /// Send owner ids without names (`--numeric-ids`).
+    pub numeric_ids: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -207,8 +215,9 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
     let (tx, mut rx) = mpsc::channel::<WalkItem>(1024);
     let walker = {
         let giver = giver.clone();
-        tokio::task::spawn_blocking(move || walk(&giver.spec, &tx))
+        tokio::task::spawn_blocking(move || walk(&giver.spec, &giver.opts, &tx))
     };
+    let mut names = Names::default();
     let mut batch = Vec::with_capacity(LIST_BATCH);
     let mut count = 0u64;
     loop {
@@ -224,6 +233,14 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
         };
         match item {
             Some(WalkItem::Entry(e)) => {
+                if !giver.opts.numeric_ids {
+                    if let Some(new) = names.learn(&e) {
+                        send_batch(&mut control, &mut batch).await?;
+                        control
+                            .send_with(fragment(msg::IDS, &new), Compression::ZSTD)
+                            .await?;
+                    }
+                }
                 progress.found(&String::from_utf8_lossy(&e.path), e.size);
                 giver
                     .files
@@ -311,28 +328,66 @@ enum WalkItem {
     Error(Vec<u8>, String),
 }
 
+/// Owner and group ids whose names were sent already.
+#[derive(Default)]
+struct Names {
+    users: std::collections::HashSet<u32>,
+    groups: std::collections::HashSet<u32>,
+}
+
+impl Names {
+    /// The names of ids `e` uses that were not sent yet (None if there are none).
+    fn learn(&mut self, e: &Entry) -> Option<msg::IdNames> {
+        let mut out = msg::IdNames::default();
+        if self.users.insert(e.uid) {
+            if let Some(n) = ids::user_name(e.uid) {
+                out.users.push((e.uid, n));
+            }
+        }
+        if self.groups.insert(e.gid) {
+            if let Some(n) = ids::group_name(e.gid) {
+                out.groups.push((e.gid, n));
+            }
+        }
+        (!out.users.is_empty() || !out.groups.is_empty()).then_some(out)
+    }
+}
+
 fn mtime_of(m: &std::fs::Metadata) -> (i64, u32) {
     (m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
 /// Walks the source (never following symlinks) and streams entries, numbering
 /// them as the receiver will, so a second name of an inode can point at the first.
-fn walk(spec: &GiveSpec, tx: &mpsc::Sender<WalkItem>) {
+fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<WalkItem>) {
     let root: PathBuf = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
     let send = |item| tx.blocking_send(item).is_ok();
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
         let item = match std::fs::symlink_metadata(&root) {
-            Ok(m) => entry_for(spec, &spec.base, Vec::new(), &m, &mut links),
-            Err(e) => WalkItem::Error(Vec::new(), e.to_string()),
+            Ok(m) => entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links),
+            Err(e) => Some(WalkItem::Error(Vec::new(), e.to_string())),
         };
-        send(item);
+        if let Some(item) = item {
+            send(item);
+        }
         return;
     }
-    for item in walkdir::WalkDir::new(&root)
+    let filter = &opts.filter;
+    let walker = walkdir::WalkDir::new(&root)
         .follow_links(false)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|de| {
+            filter.is_empty()
+                || de.depth() == 0
+                || de
+                    .path()
+                    .strip_prefix(&root)
+                    .map(|p| !filter.is_excluded(p.as_os_str().as_bytes(), de.file_type().is_dir()))
+                    .unwrap_or(true)
+        });
+    for item in walker {
         let item = match item {
             Ok(de) => {
                 let rel = de
@@ -342,7 +397,10 @@ fn walk(spec: &GiveSpec, tx: &mpsc::Sender<WalkItem>) {
                     .unwrap_or_default();
                 match de.metadata() {
                     Ok(m) => match spec.entry_path(&rel) {
-                        Ok(full) => entry_for(spec, &full, rel, &m, &mut links),
+                        Ok(full) => match entry_for(spec, opts, &full, rel, &m, &mut links) {
+                            Some(item) => item,
+                            None => continue,
+                        },
                         Err(e) => WalkItem::Error(rel, e.to_string()),
                     },
                     Err(e) => WalkItem::Error(rel, e.to_string()),
@@ -375,13 +433,15 @@ struct Links {
     seen: HashMap<(u64, u64), u64>,
 }
 
+/// The entry for one walked path; `None` for what is skipped on purpose (sockets).
 fn entry_for(
     spec: &GiveSpec,
+    opts: &GiveOptions,
     full: &RelPath,
     rel: Vec<u8>,
     m: &std::fs::Metadata,
     links: &mut Links,
-) -> WalkItem {
+) -> Option<WalkItem> {
     use std::os::unix::fs::FileTypeExt;
     let ft = m.file_type();
     let (kind, size, target) = if ft.is_dir() {
@@ -391,7 +451,7 @@ fn entry_for(
     } else if ft.is_symlink() {
         match spec.fs.read_link(full) {
             Ok(t) => (EntryKind::Symlink, 0, t),
-            Err(e) => return WalkItem::Error(rel, e.to_string()),
+            Err(e) => return Some(WalkItem::Error(rel, e.to_string())),
         }
     } else if ft.is_fifo() {
         (EntryKind::Fifo, 0, Vec::new())
@@ -400,11 +460,13 @@ fn entry_for(
     } else if ft.is_block_device() {
         (EntryKind::BlockDev, 0, Vec::new())
     } else {
-        return WalkItem::Error(rel, "a socket: skipped".into());
+        // Sockets are skipped, as rsync does: they cannot be copied.
+        tracing::debug!(path = %String::from_utf8_lossy(&rel), "skipping a socket");
+        return None;
     };
     let index = links.next;
     links.next += 1;
-    let link = if kind == EntryKind::File && m.nlink() > 1 {
+    let link = if kind == EntryKind::File && opts.hard_links && m.nlink() > 1 {
         match links.seen.entry((m.dev(), m.ino())) {
             std::collections::hash_map::Entry::Occupied(first) => HardLink::Follower(*first.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -415,7 +477,15 @@ fn entry_for(
     } else {
         HardLink::None
     };
-    WalkItem::Entry(Entry {
+    let xattrs = if opts.xattrs && matches!(kind, EntryKind::File | EntryKind::Dir) {
+        match spec.fs.xattrs(full) {
+            Ok(x) => x,
+            Err(e) => return Some(WalkItem::Error(rel, format!("cannot read xattrs: {e}"))),
+        }
+    } else {
+        Vec::new()
+    };
+    Some(WalkItem::Entry(Entry {
         path: rel,
         kind,
         mode: m.mode() & 0o7777,
@@ -426,8 +496,8 @@ fn entry_for(
         gid: m.gid(),
         rdev: if kind.is_special() { m.rdev() } else { 0 },
         link,
-        xattrs: Vec::new(),
-    })
+        xattrs,
+    }))
 }
 
 /// Why answering one request did not work out.
@@ -658,7 +728,7 @@ fn build_recipe(
         tx.blocking_send((payload, literal, std::mem::take(covered)))
             .map_err(|_| gone())
     };
-    for (start, len) in data_extents(file, size)? {
+    for (start, len) in super::fsroot::data_extents(file, size)? {
         if start > pos {
             recipe.hole(start - pos);
             digest.push_hole(start - pos);
@@ -710,35 +780,6 @@ fn build_recipe(
     }
     flush(&mut recipe, &mut covered, true)?;
     Ok((pos, digest.finish()))
-}
-
-/// The data regions of `file` as `(offset, len)`, up to `size`, found with
-/// SEEK_DATA/SEEK_HOLE; a filesystem without them yields one region.
-pub(crate) fn data_extents(file: &std::fs::File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
-    use rustix::fs::{seek, SeekFrom as Whence};
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while pos < size {
-        let data = match seek(file, Whence::Data(pos)) {
-            Ok(d) => d,
-            Err(rustix::io::Errno::NXIO) => break, // only a hole from here on
-            Err(rustix::io::Errno::INVAL) if pos == 0 => return Ok(vec![(0, size)]),
-            Err(e) => return Err(e.into()),
-        };
-        if data >= size {
-            break;
-        }
-        let hole = match seek(file, Whence::Hole(data)) {
-            Ok(h) => h.min(size),
-            Err(e) => return Err(e.into()),
-        };
-        if hole <= data {
-            break;
-        }
-        out.push((data, hole - data));
-        pos = hole;
-    }
-    Ok(out)
 }
 
 /// Reads SIG batches until SIG_END into "hash → first chunk index".

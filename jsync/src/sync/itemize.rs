@@ -51,9 +51,6 @@ pub(crate) enum Update {
     Received,
     /// `c`: created or replaced locally.
     Created,
-    /// `h`: hard link.
-    #[allow(dead_code, reason = "hard links are wired in next")]
-    HardLink,
     /// `.`: attributes only.
     Attrs,
 }
@@ -80,7 +77,6 @@ pub(crate) fn line(
     s.push(match update {
         Update::Received => '>',
         Update::Created => 'c',
-        Update::HardLink => 'h',
         Update::Attrs => '.',
     });
     s.push(kind_letter(kind));
@@ -108,6 +104,15 @@ pub(crate) fn line(
         s.push_str(&String::from_utf8_lossy(target));
     }
     s
+}
+
+/// The line for a name made a hard link to an earlier one (rsync's `=>`).
+pub(crate) fn hard_link(path: &[u8], leader: &[u8]) -> String {
+    format!(
+        "hf+++++++++ {} => {}",
+        shown(path, EntryKind::File),
+        shown(leader, EntryKind::File)
+    )
 }
 
 /// The line for a deletion.
@@ -177,6 +182,7 @@ mod tests {
             ".d..tp....x ./"
         );
         assert_eq!(deleting(b"old", true), "*deleting   old/");
+        assert_eq!(hard_link(b"b", b"a"), "hf+++++++++ b => a");
         assert_eq!(deleting(b"f\xff", false), "*deleting   f\u{fffd}");
     }
 }

@@ -12,7 +12,7 @@
 //! into place. Push and pull are the same two roles started from opposite ends.
 
 pub(crate) mod chunker;
-pub(crate) mod filter;
+mod filter;
 pub(crate) mod fsroot;
 mod give;
 pub(crate) mod ids;
@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use filter::{Filter, FilterError, RuleKind};
 pub use report::{FileError, NoProgress, Progress, Report};
 
 use crate::error::{Error, Result};
@@ -57,6 +58,19 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Report each change through [`Progress::itemize`] (`-i`).
     pub itemize: bool,
+    /// Which entries to leave out; excluded receiver entries are also safe from
+    /// `delete` unless `delete_excluded`.
+    pub filter: Filter,
+    /// With `delete`, also remove receiver entries the filter excludes.
+    pub delete_excluded: bool,
+    /// Copy extended attributes (`-X`).
+    pub xattrs: bool,
+    /// Keep hard links: names sharing an inode on the sender share one on the
+    /// receiver (`-H`; on by default).
+    pub hard_links: bool,
+    /// Map owners by number, not by name (`--numeric-ids`). Owners are only
+    /// set when the receiving side runs as root.
+    pub numeric_ids: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -71,6 +85,11 @@ impl std::fmt::Debug for SyncOptions {
             .field("delete", &self.delete)
             .field("dry_run", &self.dry_run)
             .field("itemize", &self.itemize)
+            .field("filter", &self.filter)
+            .field("delete_excluded", &self.delete_excluded)
+            .field("xattrs", &self.xattrs)
+            .field("hard_links", &self.hard_links)
+            .field("numeric_ids", &self.numeric_ids)
             .finish()
     }
 }
@@ -85,6 +104,11 @@ impl Default for SyncOptions {
             delete: false,
             dry_run: false,
             itemize: false,
+            filter: Filter::default(),
+            delete_excluded: false,
+            xattrs: false,
+            hard_links: true,
+            numeric_ids: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -138,12 +162,17 @@ struct Args {
     delete: bool,
     dry_run: bool,
     itemize: bool,
+    filter: Filter,
+    delete_excluded: bool,
+    xattrs: bool,
+    hard_links: bool,
+    numeric_ids: bool,
 }
 
 impl Args {
     fn encode(path: &str, opts: &SyncOptions) -> Vec<String> {
         let flag = |b: bool| u8::from(b);
-        vec![
+        let mut out = vec![
             path.to_string(),
             format!("checksum={}", flag(opts.checksum)),
             format!("parallel={}", opts.parallel),
@@ -152,7 +181,18 @@ impl Args {
             format!("delete={}", flag(opts.delete)),
             format!("dry_run={}", flag(opts.dry_run)),
             format!("itemize={}", flag(opts.itemize)),
-        ]
+            format!("delete_excluded={}", flag(opts.delete_excluded)),
+            format!("xattrs={}", flag(opts.xattrs)),
+            format!("hard_links={}", flag(opts.hard_links)),
+            format!("numeric_ids={}", flag(opts.numeric_ids)),
+        ];
+        out.extend(
+            opts.filter
+                .to_args()
+                .into_iter()
+                .map(|r| format!("filter={r}")),
+        );
+        out
     }
 
     fn parse(args: &[String]) -> anyhow::Result<Args> {
@@ -170,7 +210,13 @@ impl Args {
             delete: d.delete,
             dry_run: d.dry_run,
             itemize: d.itemize,
+            filter: Filter::default(),
+            delete_excluded: d.delete_excluded,
+            xattrs: d.xattrs,
+            hard_links: d.hard_links,
+            numeric_ids: d.numeric_ids,
         };
+        let mut rules = Vec::new();
         for a in &args[1..] {
             let (k, v) = a
                 .split_once('=')
@@ -188,9 +234,15 @@ impl Args {
                 "delete" => out.delete = on,
                 "dry_run" => out.dry_run = on,
                 "itemize" => out.itemize = on,
+                "delete_excluded" => out.delete_excluded = on,
+                "xattrs" => out.xattrs = on,
+                "hard_links" => out.hard_links = on,
+                "numeric_ids" => out.numeric_ids = on,
+                "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
         }
+        out.filter = Filter::from_args(&rules)?;
         Ok(out)
     }
 
@@ -198,6 +250,10 @@ impl Args {
         GiveOptions {
             compression: self.compression,
             compress_whole: self.compress_whole,
+            filter: Arc::new(self.filter.clone()),
+            xattrs: self.xattrs,
+            hard_links: self.hard_links,
+            numeric_ids: self.numeric_ids,
             progress,
         }
     }
@@ -211,6 +267,11 @@ impl Args {
             delete: self.delete,
             dry_run: self.dry_run,
             items_to_sender: remote && (self.itemize || self.dry_run),
+            filter: Arc::new(self.filter.clone()),
+            delete_excluded: self.delete_excluded,
+            xattrs: self.xattrs,
+            hard_links: self.hard_links,
+            numeric_ids: self.numeric_ids,
             progress,
         }
     }

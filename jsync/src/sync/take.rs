@@ -3,7 +3,7 @@
 //! pipelined ahead of the answers. Each file is rebuilt from old chunks, new
 //! bytes and holes in a temporary file that is checked and renamed into place.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proto::sync::{
-    self as msg, Entry, EntryBatch, EntryKind, FileMeta, RecipeOp, RecipeReader, Source, Stats,
-    StatsError, Want, WantHow, WholeFile,
+    self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, IdNames, RecipeOp, RecipeReader,
+    Source, Stats, StatsError, Want, WantHow, WholeFile,
 };
 use proto::{Compression, Fragment};
 use tokio::sync::{mpsc, Mutex, Semaphore};
@@ -24,7 +24,7 @@ use super::give::{blocking, fs_err};
 use super::itemize::{self, Change, Update};
 use super::proto_util::{decode, fragment};
 use super::report::{Counters, FileError};
-use super::Progress;
+use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
 use crate::runtime::{CircuitReceiver, CircuitSender, Peer};
 
@@ -55,6 +55,17 @@ pub(crate) struct TakeOptions {
     pub dry_run: bool,
     /// Send itemized changes to the sender too (it is the one with a user).
     pub items_to_sender: bool,
+    /// Receiver entries this excludes are safe from `delete`...
+    pub filter: Arc<Filter>,
+    /// ...unless this is set.
+    pub delete_excluded: bool,
+    /// Set extended attributes as listed (`-X`).
+    pub xattrs: bool,
+    /// Names of multiply-linked inodes are kept linked (`-H`); a local file
+    /// linked elsewhere whose source has one name gets its own inode.
+    pub hard_links: bool,
+    /// Ignore owner names; use the sender's ids as they are.
+    pub numeric_ids: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -91,6 +102,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         progress: opts.progress.clone(),
         items,
         opts: opts.clone(),
+        root: ids::is_root(),
+        owners: std::sync::Mutex::new(Owners::default()),
     });
 
     let (jobs_tx, jobs_rx) = mpsc::channel::<FileJob>(256);
@@ -104,6 +117,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut walk_errors = false;
     let mut index = 0u64;
+    // Hard links: the path of each leader by entry number, and the followers.
+    let mut leaders: HashMap<u64, (RelPath, Vec<u8>)> = HashMap::new();
+    let mut followers: Vec<(RelPath, Entry, u64)> = Vec::new();
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
             peer: name.clone(),
@@ -127,6 +143,16 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                     if opts.delete {
                         seen.insert(rel.as_bytes().to_vec());
                     }
+                    match entry.link {
+                        HardLink::Leader => {
+                            leaders.insert(i, (rel.clone(), entry.path.clone()));
+                        }
+                        HardLink::Follower(leader) if entry.kind == EntryKind::File => {
+                            followers.push((rel, entry, leader));
+                            continue;
+                        }
+                        _ => {}
+                    }
                     match plan(&ctx, &rel, &entry) {
                         Ok(Plan::Nothing) => {}
                         Ok(Plan::Dir) => dirs.push((rel, entry)),
@@ -139,6 +165,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                                 change,
                                 shown,
                                 retry: false,
+                                partial: false,
                             };
                             if jobs_tx.send(job).await.is_err() {
                                 break;
@@ -147,6 +174,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                         Err(e) => counters.error(&shown, e),
                     }
                 }
+            }
+            msg::IDS => {
+                let names: IdNames = decode(&f.payload, &name)?;
+                ctx.learn_names(&names);
             }
             msg::WALK_ERROR => {
                 walk_errors = true;
@@ -181,6 +212,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
             reason: peer.link().failure().unwrap_or_default(),
         });
     }
+    for (rel, e, leader) in followers {
+        link_follower(&ctx, &rel, &e, leaders.get(&leader));
+    }
     if opts.delete {
         if walk_errors {
             counters.warning(
@@ -205,11 +239,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
             )
         });
         for (rel, e) in dirs {
-            if let Err(err) = spec
-                .fs
-                .set_mode(&rel, e.mode)
-                .and_then(|_| spec.fs.set_times(&rel, e.mtime, true))
-            {
+            let res = ctx
+                .set_owner_and_xattrs(&rel, &e)
+                .and_then(|_| spec.fs.set_mode(&rel, e.mode))
+                .and_then(|_| spec.fs.set_times(&rel, e.mtime, true));
+            if let Err(err) = res {
                 counters.error(&rel.display(), err.to_string());
             }
         }
@@ -366,9 +400,105 @@ struct Ctx {
     progress: Arc<dyn Progress>,
     items: Items,
     opts: TakeOptions,
+    /// Whether owners can be set (the receiver runs as root).
+    root: bool,
+    owners: std::sync::Mutex<Owners>,
+}
+
+/// The sender's owner and group ids mapped to ours by name (IDS).
+#[derive(Default)]
+struct Owners {
+    users: HashMap<u32, u32>,
+    groups: HashMap<u32, u32>,
 }
 
 impl Ctx {
+    /// Maps the sender's names to local ids (as root, without `--numeric-ids`).
+    fn learn_names(&self, names: &IdNames) {
+        if !self.root || self.opts.numeric_ids {
+            return;
+        }
+        let mut o = self.owners.lock().expect("poisoned");
+        for (id, n) in &names.users {
+            if let Some(local) = ids::uid_by_name(n) {
+                o.users.insert(*id, local);
+            }
+        }
+        for (id, n) in &names.groups {
+            if let Some(local) = ids::gid_by_name(n) {
+                o.groups.insert(*id, local);
+            }
+        }
+    }
+
+    /// The local owner and group an entry should get; `None` when owners are
+    /// not ours to set (not root), as rsync skips them silently.
+    fn owner_of(&self, e: &Entry) -> Option<(u32, u32)> {
+        if !self.root {
+            return None;
+        }
+        let o = self.owners.lock().expect("poisoned");
+        Some((
+            o.users.get(&e.uid).copied().unwrap_or(e.uid),
+            o.groups.get(&e.gid).copied().unwrap_or(e.gid),
+        ))
+    }
+
+    /// What differs in attributes between what is here and the entry.
+    fn attr_change(&self, rel: &RelPath, here: &Meta, e: &Entry) -> Change {
+        let mut c = Change {
+            time: here.mtime != e.mtime,
+            perms: here.mode != e.mode && here.kind != Kind::Symlink,
+            ..Change::default()
+        };
+        if let Some((uid, gid)) = self.owner_of(e) {
+            c.owner = here.uid != uid;
+            c.group = here.gid != gid;
+        }
+        if self.opts.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+            c.xattrs = self.fs.xattrs(rel).map(|x| x != e.xattrs).unwrap_or(true);
+        }
+        c
+    }
+
+    /// Sets owner (as root) and xattrs (with -X) of an existing entry; the
+    /// owner first, since chown clears setuid bits and file capabilities.
+    fn set_owner_and_xattrs(
+        &self,
+        rel: &RelPath,
+        e: &Entry,
+    ) -> std::result::Result<(), super::fsroot::FsError> {
+        if let Some((uid, gid)) = self.owner_of(e) {
+            let here = self.fs.lstat(rel)?;
+            if here.is_some_and(|m| m.uid != uid || m.gid != gid) {
+                self.fs.chown(rel, Some(uid), Some(gid))?;
+            }
+        }
+        if self.opts.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+            self.fs.set_xattrs(rel, &e.xattrs)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the attributes of an entry whose content is right up to date.
+    fn update_attrs(
+        &self,
+        rel: &RelPath,
+        e: &Entry,
+        c: &Change,
+    ) -> std::result::Result<(), super::fsroot::FsError> {
+        if c.owner || c.group || c.xattrs {
+            self.set_owner_and_xattrs(rel, e)?;
+        }
+        if c.perms || c.owner || c.group {
+            self.fs.set_mode(rel, e.mode)?;
+        }
+        if c.time && e.kind != EntryKind::Dir {
+            self.fs.set_times(rel, e.mtime, false)?;
+        }
+        Ok(())
+    }
+
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
         if c.any() {
@@ -394,18 +524,13 @@ struct FileJob {
     shown: String,
     /// Asked again as a delta after a DIFFERS answer.
     retry: bool,
+    /// The basis is a partial file an interrupted run kept (removed once the
+    /// file is in place).
+    partial: bool,
 }
 
-fn attr_change(here: &Meta, e: &Entry) -> Change {
-    Change {
-        time: here.mtime != e.mtime,
-        perms: here.mode != e.mode,
-        ..Change::default()
-    }
-}
-
-/// Decides what an entry needs; does the cheap work (dirs, links) inline. In a
-/// dry run nothing is changed, only reported.
+/// Decides what an entry needs; does the cheap work (dirs, links, attributes)
+/// inline. In a dry run nothing is changed, only reported.
 fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String> {
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
@@ -415,11 +540,23 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
         new: true,
         ..Change::default()
     };
+    // Whatever is in the way of an entry of another kind goes first.
+    let clear = |m: &Meta| -> std::result::Result<(), String> {
+        if dry {
+            return Ok(());
+        }
+        if m.kind == Kind::Dir {
+            fs.remove_all(rel).map_err(s)
+        } else {
+            fs.remove(rel).map_err(s)
+        }
+    };
     match e.kind {
         EntryKind::Dir => {
             match &here {
                 Some(m) if m.kind == Kind::Dir => {
-                    ctx.item(Update::Attrs, e, &attr_change(m, e));
+                    // Mode, owner, xattrs and time are set after the contents.
+                    ctx.item(Update::Attrs, e, &ctx.attr_change(rel, m, e));
                     // An existing directory may hold temp files a crashed run left.
                     if !dry {
                         clean_temps(fs, rel);
@@ -427,10 +564,10 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
                 }
                 other => {
                     ctx.item(Update::Created, e, &new);
+                    if let Some(m) = other {
+                        clear(m)?;
+                    }
                     if !dry {
-                        if other.is_some() {
-                            fs.remove_all(rel).map_err(s)?;
-                        }
                         fs.mkdir_all(rel, 0o700 | e.mode).map_err(s)?;
                     }
                 }
@@ -442,12 +579,11 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
                 if m.kind == Kind::Symlink
                     && fs.read_link(rel).ok().as_deref() == Some(&e.target[..])
                 {
-                    // Same target: only the link's own time may differ.
-                    if m.mtime != e.mtime {
-                        ctx.item(Update::Attrs, e, &attr_change(m, e));
-                        if !dry {
-                            fs.set_times(rel, e.mtime, false).map_err(s)?;
-                        }
+                    // Same target: only the link's own time and owner may differ.
+                    let c = ctx.attr_change(rel, m, e);
+                    ctx.item(Update::Attrs, e, &c);
+                    if !dry {
+                        ctx.update_attrs(rel, e, &c).map_err(s)?;
                     }
                     return Ok(Plan::Nothing);
                 }
@@ -462,46 +598,78 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
             };
             ctx.item(Update::Created, e, &change);
             if !dry {
-                if matches!(&here, Some(m) if m.kind == Kind::Dir) {
-                    fs.remove_all(rel).map_err(s)?;
+                if let Some(m) = here.as_ref().filter(|m| m.kind == Kind::Dir) {
+                    clear(m)?;
                 }
                 fs.symlink(&e.target, rel).map_err(s)?;
-                let _ = fs.set_times(rel, e.mtime, false);
+                ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
+                fs.set_times(rel, e.mtime, false).map_err(s)?;
             }
             Ok(Plan::Nothing)
         }
         EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev => {
-            ctx.counters.warning(
-                &String::from_utf8_lossy(&e.path),
-                "skipping non-regular file (device or FIFO)",
-            );
+            let kind = match e.kind {
+                EntryKind::Fifo => Kind::Fifo,
+                EntryKind::CharDev => Kind::CharDev,
+                _ => Kind::BlockDev,
+            };
+            if kind != Kind::Fifo && !ctx.root {
+                ctx.counters.warning(
+                    &String::from_utf8_lossy(&e.path),
+                    "skipping device node (only root can create one)",
+                );
+                return Ok(Plan::Nothing);
+            }
+            if let Some(m) = &here {
+                if m.kind == kind && (kind == Kind::Fifo || m.rdev == e.rdev) {
+                    let c = ctx.attr_change(rel, m, e);
+                    ctx.item(Update::Attrs, e, &c);
+                    if !dry {
+                        ctx.update_attrs(rel, e, &c).map_err(s)?;
+                    }
+                    return Ok(Plan::Nothing);
+                }
+            }
+            ctx.item(Update::Created, e, &new);
+            if !dry {
+                if let Some(m) = here.as_ref().filter(|m| m.kind == Kind::Dir) {
+                    clear(m)?;
+                }
+                fs.mknod(rel, kind, e.mode, e.rdev).map_err(s)?;
+                ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
+                fs.set_mode(rel, e.mode).map_err(s)?;
+                fs.set_times(rel, e.mtime, false).map_err(s)?;
+            }
             Ok(Plan::Nothing)
         }
         EntryKind::File => {
             Counters::add(&ctx.counters.total_size, e.size);
+            // A local file linked to other names, whose source has one name,
+            // must not drag those names along: give it its own inode.
+            let shared = matches!(&here, Some(m) if m.kind == Kind::File && m.nlink > 1)
+                && ctx.opts.hard_links
+                && e.link == HardLink::None;
             let (how, change) = match &here {
                 None => (WantHow::Full, new),
-                Some(m) if m.kind != Kind::File => {
-                    if !dry {
-                        if m.kind == Kind::Dir {
-                            fs.remove_all(rel).map_err(s)?;
-                        } else {
-                            fs.remove(rel).map_err(s)?;
-                        }
+                Some(m) if m.kind != Kind::File || shared => {
+                    clear(m)?;
+                    let mut c = new;
+                    c.new = m.kind != Kind::File;
+                    if !c.new {
+                        c.content = true;
                     }
-                    (WantHow::Full, new)
+                    (WantHow::Full, c)
                 }
                 Some(m) if m.size == e.size && m.mtime == e.mtime && !ctx.opts.checksum => {
-                    if m.mode != e.mode {
-                        ctx.item(Update::Attrs, e, &attr_change(m, e));
-                        if !dry {
-                            fs.set_mode(rel, e.mode).map_err(s)?;
-                        }
+                    let c = ctx.attr_change(rel, m, e);
+                    ctx.item(Update::Attrs, e, &c);
+                    if !dry {
+                        ctx.update_attrs(rel, e, &c).map_err(s)?;
                     }
                     return Ok(Plan::Nothing);
                 }
                 Some(m) => {
-                    let mut c = attr_change(m, e);
+                    let mut c = ctx.attr_change(rel, m, e);
                     c.size = m.size != e.size;
                     let how = if m.size == e.size {
                         WantHow::HashCheck
@@ -524,12 +692,47 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
     }
 }
 
+/// Makes a follower name a hard link to its leader's file (after all fetches).
+fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Vec<u8>)>) {
+    let shown = String::from_utf8_lossy(&e.path).into_owned();
+    let Some((leader, leader_path)) = leader else {
+        ctx.counters
+            .error(&shown, "hard link to an entry that was not listed");
+        return;
+    };
+    let fs = &ctx.fs;
+    let (here, there) = (fs.lstat(rel), fs.lstat(leader));
+    let linked =
+        matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
+    if linked {
+        return;
+    }
+    ctx.items.send(itemize::hard_link(&e.path, leader_path));
+    if ctx.opts.dry_run {
+        return;
+    }
+    let res = match here {
+        Ok(Some(m)) if m.kind == Kind::Dir => fs.remove_all(rel),
+        _ => Ok(()),
+    }
+    .and_then(|()| fs.hard_link(leader, rel));
+    if let Err(err) = res {
+        ctx.counters.error(&shown, err.to_string());
+    }
+}
+
 /// Removes what `dir` holds that the sender did not list. Paths are full
 /// relative paths; anything the sender listed is in `seen`.
 fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Vec<u8>>) {
     let fs = &ctx.fs;
     let names = match fs.read_dir(dir) {
         Ok(n) => n,
+        // A directory a dry run did not create has nothing to delete.
+        Err(super::fsroot::FsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return
+        }
         Err(e) => {
             ctx.counters.error(&dir.display(), e.to_string());
             return;
@@ -537,7 +740,12 @@ fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Ve
     };
     for (name, is_dir) in names {
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
-        if seen.contains(rel.as_bytes()) || super::fsroot::is_temp_name(&name) {
+        // Temp files of transfers in flight and partial files kept for the
+        // next run are not the user's entries.
+        if seen.contains(rel.as_bytes())
+            || super::fsroot::is_temp_name(&name)
+            || super::fsroot::is_partial_name(&name)
+        {
             continue;
         }
         let shown = rel
@@ -546,6 +754,10 @@ fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Ve
             .map(|p| p.strip_prefix(b"/").unwrap_or(p))
             .unwrap_or(rel.as_bytes())
             .to_vec();
+        // Excluded entries are protected from deletion unless asked otherwise.
+        if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded(&shown, is_dir) {
+            continue;
+        }
         ctx.items.send(itemize::deleting(&shown, is_dir));
         Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
@@ -689,18 +901,32 @@ struct Prepared {
 /// Hashes or cuts the local file for a request; when that fails (the local file
 /// went away or is unreadable), asks for the whole file instead.
 async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
-    let wanted = std::mem::replace(&mut job.how, WantHow::Full);
+    let mut wanted = std::mem::replace(&mut job.how, WantHow::Full);
     let mut out = Prepared {
         job,
         hash: None,
         sig: Vec::new(),
         basis: None,
     };
+    // What an interrupted run left of this file is the best basis: it is a
+    // prefix of (a recent version of) the new file.
+    let partial = match ctx.fs.partial(&out.job.rel) {
+        Ok(Some(f)) => {
+            wanted = WantHow::Delta;
+            out.job.partial = true;
+            Some(f)
+        }
+        _ => None,
+    };
     if wanted == WantHow::Full {
         return out;
     }
-    let Ok(old) = ctx.fs.open_read(&out.job.rel) else {
-        return out;
+    let old = match partial {
+        Some(f) => f,
+        None => match ctx.fs.open_read(&out.job.rel) {
+            Ok(f) => f,
+            Err(_) => return out,
+        },
     };
     let size = old.metadata().map(|m| m.len()).unwrap_or(0);
     let off_thread = size >= BLOCKING_MIN;
@@ -737,7 +963,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
 fn signature(file: &File, size: u64) -> std::io::Result<Vec<ChunkRef>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut sig = Vec::new();
-    for (start, len) in super::give::data_extents(file, size)? {
+    for (start, len) in super::fsroot::data_extents(file, size)? {
         let mut region = file.try_clone()?;
         region.seek(SeekFrom::Start(start))?;
         chunker::for_each_chunk_sized(region.take(len), len, |mut r, _| {
@@ -859,11 +1085,11 @@ async fn receive_file(
                 if blake3::hash(whole.data).as_bytes() != &whole.hash {
                     return Err(format!("{shown}: verification failed (hash mismatch)"));
                 }
-                let mut temp = fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
+                let temp = fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
                 temp.file
                     .write_all_at(whole.data, 0)
                     .map_err(|e| format!("cannot write {shown}: {e}"))?;
-                finish_file(&mut temp, e);
+                finish_file(ctx, &temp, e)?;
                 temp.commit(whole.meta.mode, whole.meta.mtime)
                     .map_err(|e| e.to_string())
             })();
@@ -877,7 +1103,17 @@ async fn receive_file(
             ctx.progress.file_started(shown, meta.size);
             let mut build = Build::new(fs, &job.rel, shown);
             loop {
-                let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
+                let f = match rx.recv().await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => {
+                        build.keep_partial();
+                        return Err(ended(&peer(), shown));
+                    }
+                    Err(e) => {
+                        build.keep_partial();
+                        return Err(e);
+                    }
+                };
                 match f.op {
                     msg::RECIPE => {
                         for op in RecipeReader::new(&f.payload, MAX_CHUNK as usize) {
@@ -900,7 +1136,7 @@ async fn receive_file(
                     msg::END => {
                         let end: msg::End = decode(&f.payload, &peer())?;
                         let (literal, reused) = (build.literal, build.reused);
-                        let res = build.finish(&meta, &end, e);
+                        let res = build.finish(ctx, &meta, &end, e);
                         placed(ctx, job, res, literal, reused);
                         return Ok(Outcome::Done);
                     }
@@ -941,6 +1177,11 @@ fn placed(
 ) {
     match res {
         Ok(()) => {
+            if job.partial {
+                if let Err(e) = ctx.fs.remove_partial(&job.rel) {
+                    tracing::warn!(path = %job.shown, error = %e, "cannot remove the partial file");
+                }
+            }
             let c = &ctx.counters;
             Counters::add(&c.files_transferred, 1);
             Counters::add(&c.bytes_literal, literal);
@@ -955,8 +1196,20 @@ fn placed(
     }
 }
 
-/// Attributes set on a new file before it is renamed into place.
-fn finish_file(_temp: &mut TempFile, _e: &Entry) {}
+/// Owner and xattrs of a new file, set on the temp file before it is renamed
+/// into place (the owner first: chown clears setuid bits and capabilities; the
+/// mode follows in the commit).
+fn finish_file(ctx: &Ctx, temp: &TempFile, e: &Entry) -> std::result::Result<(), String> {
+    if let Some((uid, gid)) = ctx.owner_of(e) {
+        temp.set_owner(Some(uid), Some(gid))
+            .map_err(|err| err.to_string())?;
+    }
+    if ctx.opts.xattrs {
+        super::fsroot::fset_xattrs(&temp.file, &e.xattrs)
+            .map_err(|err| format!("cannot set xattrs of {}: {err}", e.path.escape_ascii()))?;
+    }
+    Ok(())
+}
 
 /// A file being rebuilt from a recipe. The first local failure is kept and the
 /// rest of the recipe is only checked, not applied.
@@ -1057,8 +1310,14 @@ impl<'a> Build<'a> {
     }
 
     /// Checks the rebuilt file against the sender's END and puts it in place.
-    fn finish(self, meta: &FileMeta, end: &msg::End, e: &Entry) -> std::result::Result<(), String> {
-        let mut temp = self.temp?;
+    fn finish(
+        self,
+        ctx: &Ctx,
+        meta: &FileMeta,
+        end: &msg::End,
+        e: &Entry,
+    ) -> std::result::Result<(), String> {
+        let temp = self.temp?;
         if self.pos != end.size || end.size != meta.size || self.digest.finish() != end.digest {
             return Err(format!(
                 "{}: verification failed (the rebuilt file does not match the sender's)",
@@ -1068,9 +1327,21 @@ impl<'a> Build<'a> {
         temp.file
             .set_len(end.size)
             .map_err(|err| format!("cannot write {}: {err}", self.shown))?;
-        finish_file(&mut temp, e);
+        finish_file(ctx, &temp, e)?;
         temp.commit(meta.mode, meta.mtime)
             .map_err(|e| e.to_string())
+    }
+
+    /// The connection broke part-way: keep what arrived as the file's partial
+    /// (the next run's basis), unless nothing did.
+    fn keep_partial(self) {
+        if let Ok(temp) = self.temp {
+            if self.pos > 0 {
+                if let Err(e) = temp.keep_as_partial() {
+                    tracing::warn!(path = %self.shown, error = %e, "cannot keep the partial file");
+                }
+            }
+        }
     }
 }
 
