@@ -170,21 +170,31 @@ pub(crate) fn signature<R: Read>(reader: R) -> io::Result<Vec<ChunkRef>> {
     Ok(out)
 }
 
-/// BLAKE3 of the whole stream, on one core, through a heap buffer of 256 KiB
-/// (fewer reads than blake3's own 64 KiB `update_reader`, still cache-sized).
+/// BLAKE3 of the whole stream, on one core, through a per-thread buffer of
+/// 256 KiB (fewer reads than blake3's own 64 KiB `update_reader`, still
+/// cache-sized; allocated once per thread, not once per file: a tree holds
+/// tens of thousands of small files).
 pub(crate) fn file_hash<R: Read>(mut reader: R) -> io::Result<Hash> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(*hasher.finalize().as_bytes()),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.is_empty() {
+            buf.resize(256 << 10, 0);
+        }
+        let mut hasher = blake3::Hasher::new();
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(*hasher.finalize().as_bytes()),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
 }
 
 /// The BLAKE3 key-derivation context of [`chunk_list_digest`]: a digest of a

@@ -370,6 +370,12 @@ impl FsRoot {
     /// Opens a regular file for reading. A final symlink is refused, not
     /// followed; so is anything but a regular file (a FIFO would block).
     pub fn open_read(&self, rel: &RelPath) -> Result<File, FsError> {
+        self.open_read_meta(rel).map(|(f, _)| f)
+    }
+
+    /// [`FsRoot::open_read`] with the metadata of what was opened (from the
+    /// `fstat` that checks it, so the caller needs no second one).
+    pub fn open_read_meta(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
         let (dir, name) = self.locate(rel)?;
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
@@ -378,13 +384,14 @@ impl FsRoot {
             e => FsError::io(rel.display(), e),
         })?;
         let st = rfs::fstat(&fd).map_err(|e| FsError::io(rel.display(), e))?;
-        if Meta::from_stat(&st).kind != Kind::File {
+        let meta = Meta::from_stat(&st);
+        if meta.kind != Kind::File {
             return Err(FsError::io(
                 rel.display(),
                 io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
             ));
         }
-        Ok(File::from(fd))
+        Ok((File::from(fd), meta))
     }
 
     /// Creates `rel` and any missing parents with `mode` (less the umask). An
@@ -532,7 +539,6 @@ impl FsRoot {
     /// otherwise. Changing the owner of a regular file clears its setuid and
     /// setgid bits and its `security.capability` attribute, so set the mode
     /// and extended attributes afterwards.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn chown(&self, rel: &RelPath, uid: Option<u32>, gid: Option<u32>) -> Result<(), FsError> {
         let (dir, name) = self.locate(rel)?;
         let err = |e: Errno| FsError::io(rel.display(), e);
@@ -546,7 +552,6 @@ impl FsRoot {
     /// FIFO could block, a device could act; Linux allows no `user.*` on
     /// links), as does a filesystem without extended attributes. Files and
     /// directories are opened read-only, which needs read permission.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn xattrs(&self, rel: &RelPath) -> Result<Xattrs, FsError> {
         let (dir, name) = self.locate(rel)?;
         let err = |e: io::Error| FsError::io(rel.display(), e);
@@ -566,7 +571,6 @@ impl FsRoot {
     /// symlink is never followed. Changing `user.*` needs write permission on
     /// the file (set them before making it read-only), and a later
     /// [`FsRoot::chown`] drops `security.capability`, so set ownership first.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn set_xattrs(&self, rel: &RelPath, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), FsError> {
         let (dir, name) = self.locate(rel)?;
         let err = |e: io::Error| FsError::io(rel.display(), e);
@@ -583,7 +587,6 @@ impl FsRoot {
     /// and renamed over it, so whatever non-directory was there is replaced
     /// atomically (a symlink itself, never its target). Sockets and the other
     /// kinds are refused: a socket only exists while a process listens on it.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn mknod(&self, rel: &RelPath, kind: Kind, mode: u32, rdev: u64) -> Result<(), FsError> {
         let (file_type, rdev) = match kind {
             Kind::Fifo => (FileType::Fifo, 0),
@@ -617,7 +620,6 @@ impl FsRoot {
     /// was at `new` is replaced atomically (link under a temp name, then
     /// rename). Nothing happens if both already name the same inode. Both must
     /// be on the same filesystem (`EXDEV` otherwise); directories are refused.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn hard_link(&self, existing: &RelPath, new: &RelPath) -> Result<(), FsError> {
         let (src_dir, src_name) = self.locate(existing)?;
         let (dir, name) = self.locate_replaceable(new)?;
@@ -647,7 +649,6 @@ impl FsRoot {
     /// [`TempFile::keep_as_partial`] or [`FsRoot::clean_stale_temps`], opened
     /// for reading; `None` if there is none. Anything there but a regular file
     /// (a symlink, a FIFO, a device) also gives `None` and is not opened.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn partial(&self, rel: &RelPath) -> Result<Option<File>, FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
         match open_plain(dir.as_fd(), &partial_name(name), false) {
@@ -659,7 +660,6 @@ impl FsRoot {
 
     /// Removes the partial file kept beside `rel`, if any (whatever kind of
     /// non-directory it is; a symlink is removed, not followed).
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn remove_partial(&self, rel: &RelPath) -> Result<(), FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
         match rfs::unlinkat(&dir, partial_name(name), AtFlags::empty()) {
@@ -676,17 +676,26 @@ impl FsRoot {
     /// writer holds an exclusive `flock` on it from [`FsRoot::create_temp`] until
     /// the temp is committed or dropped, and a crash releases it.
     /// Returns how many temps were removed or kept as partials.
+    #[cfg(test)]
     pub fn clean_stale_temps(&self, rel_dir: &RelPath) -> Result<usize, FsError> {
+        self.clean_stale_temps_scan(rel_dir).map(|(n, _)| n)
+    }
+
+    /// [`FsRoot::clean_stale_temps`], also saying whether the directory holds
+    /// partial files afterwards (so a sync looks for them only there).
+    pub fn clean_stale_temps_scan(&self, rel_dir: &RelPath) -> Result<(usize, bool), FsError> {
         let fd = self.resolve(rel_dir, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
         let err = |e: Errno| FsError::io(rel_dir.display(), e);
         let mut dir = Dir::new(fd).map_err(err)?;
         let mut temps = Vec::new();
+        let mut partials = false;
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(err)?;
             let name = entry.file_name().to_bytes();
             if is_temp_name(name) && entry.file_type() != FileType::Directory {
                 temps.push(OsString::from_vec(name.to_vec()));
             }
+            partials |= is_partial_name(name);
         }
         let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
@@ -707,6 +716,7 @@ impl FsRoot {
             stale.entry(target).or_default().push((name, meta));
         }
         let mut cleaned = 0;
+        let mut kept_partial = false;
         for (target, mut temps) in stale {
             let largest = temps
                 .iter()
@@ -718,7 +728,10 @@ impl FsRoot {
                 let (name, meta) = temps.swap_remove(i);
                 let partial = partial_name(OsStr::from_bytes(&target));
                 match rename_noreplace(dirfd, &name, &partial) {
-                    Ok(()) => cleaned += 1,
+                    Ok(()) => {
+                        cleaned += 1;
+                        kept_partial = true;
+                    }
                     // An existing partial is kept; this temp goes with the rest.
                     Err(Errno::EXIST) | Err(Errno::ISDIR) | Err(Errno::NOTDIR) => {
                         temps.push((name, meta))
@@ -735,7 +748,7 @@ impl FsRoot {
                 }
             }
         }
-        Ok(cleaned)
+        Ok((cleaned, partials || kept_partial))
     }
 
     /// An `O_PATH` descriptor of directory `rel` (symlinks within the root allowed
@@ -891,7 +904,8 @@ fn temp_name(name: &OsStr) -> OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    h.write_u32(*PID.get_or_init(std::process::id));
     let name = name.as_bytes();
     let mut out = Vec::with_capacity(255);
     out.push(b'.');
@@ -932,7 +946,6 @@ fn partial_name(name: &OsStr) -> OsString {
 
 /// Whether `name` has the form of a partial file name, `.<X>.jsync-partial`
 /// with a non-empty `X` (for walks that should skip or clean them).
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn is_partial_name(name: &[u8]) -> bool {
     name.first() == Some(&b'.')
         && name.len() > 1 + PARTIAL_MARK.len()
@@ -1049,14 +1062,13 @@ fn open_plain(dir: BorrowedFd<'_>, name: &OsStr, dirs: bool) -> io::Result<Optio
 /// All extended attributes of an open file, as (name, value) pairs sorted by
 /// name, `system.*` (ACLs) included. A filesystem without extended attributes
 /// (`ENOTSUP`) gives an empty list.
-#[allow(dead_code, reason = "wired into the engine next")]
+#[cfg(test)]
 pub(crate) fn file_xattrs(file: &File) -> io::Result<Xattrs> {
     fd_xattrs(file.as_fd())
 }
 
 /// [`FsRoot::set_xattrs`] for an open file, such as a [`TempFile`]'s before
 /// its commit: makes the attributes this process may manage equal to `want`.
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
     fd_set_xattrs(file.as_fd(), want)
 }
@@ -1180,7 +1192,6 @@ fn xattr_err(name: &[u8], e: Errno) -> io::Error {
 /// hole gives an empty list; nothing reaches past `size`. A filesystem without
 /// hole support (`EINVAL`) gives one region for the whole rest. The file
 /// position is restored afterwards.
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
     let saved = rfs::seek(file, SeekFrom::Current(0))?;
     let mut out = Vec::new();
@@ -1214,6 +1225,11 @@ pub(crate) fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>
     rfs::seek(file, SeekFrom::Start(saved))?;
     res?;
     Ok(out)
+}
+
+/// Sets a file's access and modification times to `mtime` through its descriptor.
+pub(crate) fn set_file_times(file: &File, mtime: (i64, u32)) -> io::Result<()> {
+    rfs::futimens(file, &timestamps(mtime)).map_err(io::Error::from)
 }
 
 /// Whether a temp file is still being written: its writer holds an exclusive
@@ -1290,7 +1306,6 @@ impl TempFile {
     /// Writes all of `buf` at `offset` (`pwrite`), leaving the file position
     /// alone: pieces can arrive in any order, and ranges never written stay
     /// holes when the file is extended with [`TempFile::set_len`].
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), FsError> {
         self.file
             .write_all_at(buf, offset)
@@ -1298,7 +1313,6 @@ impl TempFile {
     }
 
     /// Truncates or extends the file to `size` bytes (extending adds a hole).
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn set_len(&self, size: u64) -> Result<(), FsError> {
         self.file
             .set_len(size)
@@ -1308,7 +1322,6 @@ impl TempFile {
     /// Sets the owner and/or group (`fchown`; `None` leaves one unchanged). Do
     /// it before [`TempFile::commit`]: a change of owner clears the setuid and
     /// setgid bits, which the commit then sets.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(), FsError> {
         let err = |e: Errno| FsError::io(self.shown.clone(), e);
         let (uid, gid) = owner_ids(uid, gid).map_err(err)?;
@@ -1319,7 +1332,6 @@ impl TempFile {
     /// `.<name>.jsync-partial` beside the target (replacing an older partial),
     /// for a later run to find with [`FsRoot::partial`] and resume from. On
     /// error the temp file is removed.
-    #[allow(dead_code, reason = "wired into the engine next")]
     pub fn keep_as_partial(mut self) -> Result<(), FsError> {
         let partial = partial_name(&self.target);
         rfs::renameat(&self.dir, &self.temp, &self.dir, &partial)

@@ -65,7 +65,6 @@ fn exact(name: String) -> Option<Vec<u8>> {
 }
 
 /// The name of user `uid`, if it has one.
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn user_name(uid: u32) -> Option<Vec<u8>> {
     cached(
         |c| &mut c.user_names,
@@ -75,7 +74,6 @@ pub(crate) fn user_name(uid: u32) -> Option<Vec<u8>> {
 }
 
 /// The name of group `gid`, if it has one.
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn group_name(gid: u32) -> Option<Vec<u8>> {
     cached(
         |c| &mut c.group_names,
@@ -85,7 +83,6 @@ pub(crate) fn group_name(gid: u32) -> Option<Vec<u8>> {
 }
 
 /// The id of the user called `name`, if there is one.
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn uid_by_name(name: &[u8]) -> Option<u32> {
     cached(
         |c| &mut c.uids,
@@ -98,7 +95,6 @@ pub(crate) fn uid_by_name(name: &[u8]) -> Option<u32> {
 }
 
 /// The id of the group called `name`, if there is one.
-#[allow(dead_code, reason = "wired into the engine next")]
 pub(crate) fn gid_by_name(name: &[u8]) -> Option<u32> {
     cached(
         |c| &mut c.gids,

@@ -87,12 +87,6 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         }
     };
     let base = placement(&spec, &source)?;
-    if source.kind != EntryKind::Dir && !opts.dry_run {
-        // A single file: its directory may hold a temp file a crashed run left.
-        if let Some(parent) = base.parent() {
-            clean_temps(&spec.fs, &parent);
-        }
-    }
     let counters = Arc::new(Counters::default());
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
     let ctx = Arc::new(Ctx {
@@ -104,7 +98,14 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         opts: opts.clone(),
         root: ids::is_root(),
         owners: std::sync::Mutex::new(Owners::default()),
+        partial_dirs: std::sync::Mutex::new(HashSet::new()),
     });
+    if source.kind != EntryKind::Dir && !opts.dry_run {
+        // A single file: its directory may hold a temp file a crashed run left.
+        if let Some(parent) = base.parent() {
+            clean_temps(&ctx, &parent);
+        }
+    }
 
     let (jobs_tx, jobs_rx) = mpsc::channel::<FileJob>(256);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -156,7 +157,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                     match plan(&ctx, &rel, &entry) {
                         Ok(Plan::Nothing) => {}
                         Ok(Plan::Dir) => dirs.push((rel, entry)),
-                        Ok(Plan::Fetch(how, change)) => {
+                        Ok(Plan::Fetch(how, change, local_size)) => {
                             let job = FileJob {
                                 index: i,
                                 rel,
@@ -166,6 +167,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                                 shown,
                                 retry: false,
                                 partial: false,
+                                local_size,
                             };
                             if jobs_tx.send(job).await.is_err() {
                                 break;
@@ -386,9 +388,20 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
     FsRoot::check(&full)
 }
 
-fn clean_temps(fs: &FsRoot, dir: &RelPath) {
-    if let Err(e) = fs.clean_stale_temps(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot clean stale temp files");
+/// Cleans what a crashed run left in `dir`; remembers the directory when it
+/// holds partial files (only those directories are searched for them).
+fn clean_temps(ctx: &Ctx, dir: &RelPath) {
+    match ctx.fs.clean_stale_temps_scan(dir) {
+        Ok((_, true)) => {
+            ctx.partial_dirs
+                .lock()
+                .expect("poisoned")
+                .insert(dir.as_bytes().to_vec());
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot clean stale temp files")
+        }
     }
 }
 
@@ -403,6 +416,8 @@ struct Ctx {
     /// Whether owners can be set (the receiver runs as root).
     root: bool,
     owners: std::sync::Mutex<Owners>,
+    /// Directories holding partial files from interrupted runs.
+    partial_dirs: std::sync::Mutex<HashSet<Vec<u8>>>,
 }
 
 /// The sender's owner and group ids mapped to ours by name (IDS).
@@ -480,6 +495,29 @@ impl Ctx {
         Ok(())
     }
 
+    /// [`Ctx::update_attrs`] for a file whose content was just found equal,
+    /// through the descriptor that was hashed.
+    fn update_attrs_fd(
+        &self,
+        rel: &RelPath,
+        file: &File,
+        e: &Entry,
+        c: &Change,
+        meta: &FileMeta,
+    ) -> std::result::Result<(), String> {
+        let shown = || String::from_utf8_lossy(&e.path).into_owned();
+        if c.owner || c.group || c.xattrs {
+            self.set_owner_and_xattrs(rel, e)
+                .map_err(|err| err.to_string())?;
+        }
+        if c.perms || c.owner || c.group {
+            rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(meta.mode & 0o7777))
+                .map_err(|err| format!("{}: {err}", shown()))?;
+        }
+        super::fsroot::set_file_times(file, meta.mtime)
+            .map_err(|err| format!("{}: {err}", shown()))
+    }
+
     /// Brings the attributes of an entry whose content is right up to date.
     fn update_attrs(
         &self,
@@ -511,7 +549,8 @@ impl Ctx {
 enum Plan {
     Nothing,
     Dir,
-    Fetch(WantHow, Change),
+    /// How to ask, what changed, and the local file's size.
+    Fetch(WantHow, Change, u64),
 }
 
 /// A file whose content must be fetched.
@@ -527,6 +566,8 @@ struct FileJob {
     /// The basis is a partial file an interrupted run kept (removed once the
     /// file is in place).
     partial: bool,
+    /// Size of the local file (0 if none), from the planning `lstat`.
+    local_size: u64,
 }
 
 /// Decides what an entry needs; does the cheap work (dirs, links, attributes)
@@ -559,7 +600,7 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
                     ctx.item(Update::Attrs, e, &ctx.attr_change(rel, m, e));
                     // An existing directory may hold temp files a crashed run left.
                     if !dry {
-                        clean_temps(fs, rel);
+                        clean_temps(ctx, rel);
                     }
                 }
                 other => {
@@ -687,7 +728,7 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
                 ctx.item(Update::Received, e, &change);
                 return Ok(Plan::Nothing);
             }
-            Ok(Plan::Fetch(how, change))
+            Ok(Plan::Fetch(how, change, here.map_or(0, |m| m.size)))
         }
     }
 }
@@ -910,8 +951,17 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     };
     // What an interrupted run left of this file is the best basis: it is a
     // prefix of (a recent version of) the new file.
-    let partial = match ctx.fs.partial(&out.job.rel) {
-        Ok(Some(f)) => {
+    let has_partials = {
+        let dirs = ctx.partial_dirs.lock().expect("poisoned");
+        !dirs.is_empty()
+            && out
+                .job
+                .rel
+                .parent()
+                .is_some_and(|p| dirs.contains(p.as_bytes()))
+    };
+    let partial = match has_partials.then(|| ctx.fs.partial(&out.job.rel)) {
+        Some(Ok(Some(f))) => {
             wanted = WantHow::Delta;
             out.job.partial = true;
             Some(f)
@@ -921,23 +971,27 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     if wanted == WantHow::Full {
         return out;
     }
-    let old = match partial {
-        Some(f) => f,
+    let (old, size) = match partial {
+        Some(f) => {
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (f, size)
+        }
         None => match ctx.fs.open_read(&out.job.rel) {
-            Ok(f) => f,
+            Ok(f) => (f, out.job.local_size),
             Err(_) => return out,
         },
     };
-    let size = old.metadata().map(|m| m.len()).unwrap_or(0);
     let off_thread = size >= BLOCKING_MIN;
     if wanted == WantHow::HashCheck {
+        // The hashed file is kept: a SAME answer sets its time through it.
         let hashed = if off_thread {
-            blocking(move || chunker::file_hash(&old)).await
+            blocking(move || chunker::file_hash(&old).map(|h| (h, old))).await
         } else {
-            chunker::file_hash(&old)
+            chunker::file_hash(&old).map(|h| (h, old))
         };
-        if let Ok(h) = hashed {
+        if let Ok((h, old)) = hashed {
             out.hash = Some(h);
+            out.basis = Some(old);
             out.job.how = WantHow::HashCheck;
         }
         return out;
@@ -1057,12 +1111,18 @@ async fn receive_file(
     match f.op {
         msg::SAME => {
             let meta: FileMeta = decode(&f.payload, &peer())?;
-            let res = fs
-                .set_mode(&job.rel, meta.mode)
-                .and_then(|_| fs.set_times(&job.rel, meta.mtime, false));
+            let res = match basis {
+                // The file that was hashed: set its attributes through the
+                // descriptor (no path lookups, and nothing else is touched).
+                Some(old) => ctx.update_attrs_fd(&job.rel, old, e, &job.change, &meta),
+                None => fs
+                    .set_mode(&job.rel, meta.mode)
+                    .and_then(|_| fs.set_times(&job.rel, meta.mtime, false))
+                    .map_err(|err| err.to_string()),
+            };
             match res {
                 Ok(()) => ctx.item(Update::Attrs, e, &job.change),
-                Err(err) => ctx.counters.error(shown, err.to_string()),
+                Err(err) => ctx.counters.error(shown, err),
             }
             Ok(Outcome::Done)
         }
@@ -1086,9 +1146,7 @@ async fn receive_file(
                     return Err(format!("{shown}: verification failed (hash mismatch)"));
                 }
                 let temp = fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
-                temp.file
-                    .write_all_at(whole.data, 0)
-                    .map_err(|e| format!("cannot write {shown}: {e}"))?;
+                temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
                 finish_file(ctx, &temp, e)?;
                 temp.commit(whole.meta.mode, whole.meta.mtime)
                     .map_err(|e| e.to_string())
@@ -1201,8 +1259,15 @@ fn placed(
 /// mode follows in the commit).
 fn finish_file(ctx: &Ctx, temp: &TempFile, e: &Entry) -> std::result::Result<(), String> {
     if let Some((uid, gid)) = ctx.owner_of(e) {
-        temp.set_owner(Some(uid), Some(gid))
-            .map_err(|err| err.to_string())?;
+        // A new file is ours already: skip the call when that is what it wants.
+        let (me, my_group) = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        if (uid, gid) != (me, my_group) {
+            temp.set_owner(Some(uid), Some(gid))
+                .map_err(|err| err.to_string())?;
+        }
     }
     if ctx.opts.xattrs {
         super::fsroot::fset_xattrs(&temp.file, &e.xattrs)
@@ -1258,8 +1323,8 @@ impl<'a> Build<'a> {
                 let at = self.pos;
                 self.pos += data.len() as u64;
                 let temp = self.temp.as_ref().ok()?;
-                if let Err(e) = temp.file.write_all_at(data, at) {
-                    self.temp = Err(format!("cannot write {shown}: {e}"));
+                if let Err(e) = temp.write_at(data, at) {
+                    self.temp = Err(e.to_string());
                     return None;
                 }
                 Some(Ok(data.len() as u64))
@@ -1295,11 +1360,7 @@ impl<'a> Build<'a> {
                                 ))
                             }
                         })
-                        .and_then(|()| {
-                            temp.file
-                                .write_all_at(&self.buf, at)
-                                .map_err(|e| format!("cannot write {shown}: {e}"))
-                        });
+                        .and_then(|()| temp.write_at(&self.buf, at).map_err(|e| e.to_string()));
                     if let Err(e) = res {
                         self.temp = Err(e);
                     }
@@ -1324,9 +1385,7 @@ impl<'a> Build<'a> {
                 self.shown
             ));
         }
-        temp.file
-            .set_len(end.size)
-            .map_err(|err| format!("cannot write {}: {err}", self.shown))?;
+        temp.set_len(end.size).map_err(|err| err.to_string())?;
         finish_file(ctx, &temp, e)?;
         temp.commit(meta.mode, meta.mtime)
             .map_err(|e| e.to_string())
