@@ -101,3 +101,29 @@ pub fn stat(stdout: &[u8], label: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {label:?} in output:\n{text}"))
 }
+
+/// An output's exit code, stdout and stderr, for failure messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit code {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `Ok` when the run exited with 0, else its output as the error.
+pub fn succeeded(out: &Output, what: &str) -> Result<(), String> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed: {}", describe(out)))
+    }
+}
+
+/// Panics with the output unless the run exited with 0.
+pub fn assert_ok(out: &Output, what: &str) {
+    if let Err(e) = succeeded(out, what) {
+        panic!("{e}");
+    }
+}

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, Notify};
 
 pub mod bins;
+pub mod meta;
 pub mod randtree;
 pub mod tree;
 
@@ -220,6 +221,177 @@ impl CutProxy {
 
     pub fn cut(&self) {
         self.cut.notify_one();
+    }
+}
+
+/// A TCP relay for tests that need a link to misbehave at an exact point: it
+/// counts the bytes the client sends, and can pause (stop forwarding in both
+/// directions while keeping the connections open) or cut (reset every
+/// connection) on demand or once a given number of client bytes has passed,
+/// so that "while file X is in flight" does not depend on timing.
+#[derive(Debug)]
+pub struct Relay {
+    pub addr: SocketAddr,
+    state: Arc<RelayState>,
+}
+
+#[derive(Debug)]
+struct RelayState {
+    /// Client-to-server bytes forwarded so far, over all connections.
+    forwarded: std::sync::atomic::AtomicU64,
+    /// Pause once `forwarded` reaches this (0: never).
+    pause_after: std::sync::atomic::AtomicU64,
+    /// Cut once `forwarded` reaches this (0: never).
+    cut_after: std::sync::atomic::AtomicU64,
+    paused: tokio::sync::watch::Sender<bool>,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    /// A relay to `target`, accepting any number of connections.
+    pub async fn tcp(target: SocketAddr) -> Relay {
+        use std::sync::atomic::AtomicU64;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(RelayState {
+            forwarded: AtomicU64::new(0),
+            pause_after: AtomicU64::new(0),
+            cut_after: AtomicU64::new(0),
+            paused: tokio::sync::watch::channel(false).0,
+            cut: tokio::sync::watch::channel(false).0,
+        });
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (ir, iw) = inbound.into_split();
+                let (or, ow) = outbound.into_split();
+                tokio::spawn(relay_pump(ir, ow, st.clone(), true));
+                tokio::spawn(relay_pump(or, iw, st.clone(), false));
+            }
+        });
+        Relay { addr, state }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Client-to-server bytes forwarded so far.
+    pub fn forwarded(&self) -> u64 {
+        self.state
+            .forwarded
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops forwarding (both directions) once `bytes` client bytes have passed.
+    pub fn pause_after(&self, bytes: u64) {
+        self.state
+            .pause_after
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Resets every connection once `bytes` client bytes have passed.
+    pub fn cut_after(&self, bytes: u64) {
+        self.state
+            .cut_after
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn pause(&self) {
+        self.state.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.state
+            .pause_after
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        self.state.paused.send_replace(false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.state.paused.borrow()
+    }
+
+    pub fn cut(&self) {
+        self.state.cut.send_replace(true);
+    }
+
+    pub fn is_cut(&self) -> bool {
+        *self.state.cut.borrow()
+    }
+}
+
+/// Waits until a watched flag has the value `want` (the guard `wait_for`
+/// returns is not `Send`, so it is dropped here).
+async fn until(rx: &mut tokio::sync::watch::Receiver<bool>, want: bool) {
+    let _ = rx.wait_for(|v| *v == want).await;
+}
+
+/// Copies one direction of a relayed connection, honouring pause and cut.
+async fn relay_pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    st: Arc<RelayState>,
+    upstream: bool,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncReadExt;
+    let mut cut = st.cut.subscribe();
+    let mut paused = st.paused.subscribe();
+    let reset = |from: &tokio::net::tcp::OwnedReadHalf, to: &tokio::net::tcp::OwnedWriteHalf| {
+        // Zero linger: closing sends RST, as a dead middlebox would.
+        #[allow(deprecated)]
+        {
+            let _ = from.as_ref().set_linger(Some(Duration::ZERO));
+            let _ = to.as_ref().set_linger(Some(Duration::ZERO));
+        }
+    };
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = tokio::select! {
+            r = from.read(&mut buf) => match r {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown().await;
+                    return;
+                }
+                Ok(n) => n,
+            },
+            _ = until(&mut cut, true) => {
+                reset(&from, &to);
+                return;
+            }
+        };
+        tokio::select! {
+            _ = until(&mut paused, false) => {}
+            _ = until(&mut cut, true) => {
+                reset(&from, &to);
+                return;
+            }
+        }
+        tokio::select! {
+            r = to.write_all(&buf[..n]) => if r.is_err() {
+                return;
+            },
+            _ = until(&mut cut, true) => {
+                reset(&from, &to);
+                return;
+            }
+        }
+        if upstream {
+            let total = st.forwarded.fetch_add(n as u64, SeqCst) + n as u64;
+            let pause_at = st.pause_after.load(SeqCst);
+            if pause_at > 0 && total >= pause_at {
+                st.pause_after.store(0, SeqCst);
+                st.paused.send_replace(true);
+            }
+            let cut_at = st.cut_after.load(SeqCst);
+            if cut_at > 0 && total >= cut_at {
+                st.cut.send_replace(true);
+            }
+        }
     }
 }
 

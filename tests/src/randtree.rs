@@ -286,7 +286,7 @@ pub fn xattrs_supported(dir: &Path) -> bool {
 }
 
 /// The `user.*` xattrs of a path (not following symlinks), sorted by name.
-fn user_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn user_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let size = match rustix::fs::llistxattr_query(p) {
         Ok(n) => n,
         Err(e) if is_unsupported(e) => return Vec::new(),
