@@ -324,7 +324,7 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
 pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
     let wire0 = link.wire_bytes();
-    let spec = local_destination(dst)?;
+    let spec = local_destination(dst, opts.dry_run)?;
     let peer = link.start(GIVE, &Args::encode(src, opts)).await?;
     let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let stats = take::take(
@@ -339,7 +339,7 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
 
 /// Local sync through an in-process peer pair: the same engine, no daemon.
 pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report> {
-    let spec = local_destination(dst)?;
+    let spec = local_destination(dst, opts.dry_run)?;
     let root = spec.fs.path().to_path_buf();
     let dst_rel = spec.dst.display();
     let (a, _b) = Link::pair(
@@ -353,8 +353,37 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
 }
 
 /// A local destination: an existing directory is the root itself; otherwise the
-/// parent (created if missing) is the root and the name is the target.
-fn local_destination(dst: &Path) -> Result<TakeSpec> {
+/// parent (created if missing) is the root and the name is the target. A dry
+/// run creates nothing: the nearest existing ancestor is the root instead.
+fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
+    if dry_run && !dst.is_dir() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut root = dst.to_path_buf();
+        let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        loop {
+            match root.file_name() {
+                Some(name) if !root.is_dir() => {
+                    rest.push(name.to_os_string());
+                    root.pop();
+                }
+                _ => break,
+            }
+            if root.as_os_str().is_empty() {
+                root = PathBuf::from(".");
+                break;
+            }
+        }
+        let rel: Vec<u8> = rest
+            .iter()
+            .rev()
+            .map(|n| n.as_bytes())
+            .collect::<Vec<_>>()
+            .join(&b'/');
+        return Ok(TakeSpec {
+            fs: Arc::new(FsRoot::open(&root).map_err(fs_err)?),
+            dst: FsRoot::check(&rel).map_err(fs_err)?,
+        });
+    }
     if dst.is_dir() {
         return Ok(TakeSpec {
             fs: Arc::new(FsRoot::open(dst).map_err(fs_err)?),

@@ -142,6 +142,14 @@ impl Counters {
 }
 
 fn push(list: &Mutex<Vec<FileError>>, path: &str, message: String) {
+    // Errors from confined file operations already start with the path.
+    let message = match message
+        .strip_prefix(path)
+        .and_then(|m| m.strip_prefix(": "))
+    {
+        Some(rest) if !path.is_empty() => rest.to_string(),
+        _ => message,
+    };
     list.lock().expect("poisoned").push(FileError {
         path: path.to_string(),
         message,

@@ -241,10 +241,22 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
             )
         });
         for (rel, e) in dirs {
-            let res = ctx
-                .set_owner_and_xattrs(&rel, &e)
-                .and_then(|_| spec.fs.set_mode(&rel, e.mode))
-                .and_then(|_| spec.fs.set_times(&rel, e.mtime, true));
+            // Only what differs now that the contents are in place: an
+            // up-to-date directory is not touched at all (not even its ctime).
+            let res = match spec.fs.lstat(&rel) {
+                Ok(Some(here)) => {
+                    let c = ctx.attr_change(&rel, &here, &e);
+                    ctx.update_attrs(&rel, &e, &c).and_then(|()| {
+                        if c.time {
+                            spec.fs.set_times(&rel, e.mtime, true)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                }
+                Ok(None) => Ok(()),
+                Err(err) => Err(err),
+            };
             if let Err(err) = res {
                 counters.error(&rel.display(), err.to_string());
             }
@@ -514,8 +526,7 @@ impl Ctx {
             rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(meta.mode & 0o7777))
                 .map_err(|err| format!("{}: {err}", shown()))?;
         }
-        super::fsroot::set_file_times(file, meta.mtime)
-            .map_err(|err| format!("{}: {err}", shown()))
+        super::fsroot::set_file_times(file, meta.mtime).map_err(|err| format!("{}: {err}", shown()))
     }
 
     /// Brings the attributes of an entry whose content is right up to date.
@@ -576,7 +587,16 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
-    let here = fs.lstat(rel).map_err(s)?;
+    let here = match fs.lstat(rel) {
+        Ok(h) => h,
+        // In a dry run a parent may still be a file the run would replace.
+        Err(super::fsroot::FsError::Io { source, .. })
+            if dry && source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
+            None
+        }
+        Err(e) => return Err(s(e)),
+    };
     let new = Change {
         new: true,
         ..Change::default()
@@ -768,9 +788,12 @@ fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Ve
     let fs = &ctx.fs;
     let names = match fs.read_dir(dir) {
         Ok(n) => n,
-        // A directory a dry run did not create has nothing to delete.
+        // A directory a dry run did not create (or would have replaced) has
+        // nothing to delete.
         Err(super::fsroot::FsError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
+            if source.kind() == std::io::ErrorKind::NotFound
+                || (ctx.opts.dry_run
+                    && source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())) =>
         {
             return
         }
