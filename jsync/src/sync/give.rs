@@ -541,6 +541,11 @@ async fn serve_lane(mut c: Circuit, giver: Arc<Giver>) {
                 Ok(want) => answer(&mut c, &giver, want).await,
                 Err(e) => Err(e),
             }
+        } else if f.op == msg::WANTS {
+            match decode::<msg::Wants>(&f.payload, peer) {
+                Ok(wants) => answer_many(&mut c, &giver, &wants.0).await,
+                Err(e) => Err(e),
+            }
         } else {
             Err(Error::Violation {
                 peer: peer.into(),
@@ -583,6 +588,106 @@ async fn answer(c: &mut Circuit, giver: &Giver, want: Want) -> Result<()> {
     Ok(())
 }
 
+/// Flush a FILES message once it holds this much.
+const FILES_FLUSH: usize = 1 << 20;
+
+/// Answers a WANTS: one record per file, in order, in as few FILES messages as
+/// fit. Only lane-breaking errors are returned.
+async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<()> {
+    let progress = &giver.opts.progress;
+    let alg = if giver.opts.compress_whole {
+        giver.opts.compression
+    } else {
+        Compression::NONE
+    };
+    let mut payload = Vec::new();
+    for &index in indices {
+        let path = giver.file(index)?;
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        let size = match read_whole(giver, &path, &shown) {
+            Ok((meta, data)) => {
+                progress.file_started(&shown, meta.size);
+                msg::FileRecord::Whole(WholeFile {
+                    meta,
+                    hash: *blake3::hash(&data).as_bytes(),
+                    data: &data,
+                })
+                .encode(&mut payload);
+                progress.file_progress(&shown, meta.size);
+                meta.size
+            }
+            Err(Fail::Lane(e)) => return Err(e),
+            Err(Fail::File { message, vanished }) => {
+                let rec = if vanished {
+                    msg::FileRecord::Vanished(&message)
+                } else {
+                    msg::FileRecord::Failed(&message)
+                };
+                rec.encode(&mut payload);
+                0
+            }
+        };
+        progress.file_done(&shown, size);
+        if payload.len() >= FILES_FLUSH {
+            let p = std::mem::take(&mut payload);
+            c.send_with(Fragment::new(msg::FILES).with_payload(p), alg)
+                .await?;
+        }
+    }
+    if !payload.is_empty() {
+        c.send_with(Fragment::new(msg::FILES).with_payload(payload), alg)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A small file read whole, checked to be unchanged while it was read.
+fn read_whole(
+    giver: &Giver,
+    path: &[u8],
+    shown: &str,
+) -> std::result::Result<(FileMeta, Vec<u8>), Fail> {
+    let rel = giver.spec.entry_path(path)?;
+    let (file, m) = giver
+        .spec
+        .fs
+        .open_read_meta(&rel)
+        .map_err(|e| open_fail(shown, e))?;
+    let meta = FileMeta {
+        size: m.size,
+        mtime: m.mtime,
+        mode: m.mode,
+    };
+    let changed = || Fail::File {
+        message: format!("{shown}: file changed while being sent"),
+        vanished: false,
+    };
+    if meta.size > WHOLE_MAX {
+        return Err(changed());
+    }
+    let mut data = Vec::with_capacity(meta.size as usize);
+    (&file)
+        .take(meta.size + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| file_fail(shown, "read", e))?;
+    let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
+    if data.len() as u64 != meta.size || after.len() != meta.size || mtime_of(&after) != meta.mtime
+    {
+        return Err(changed());
+    }
+    Ok((meta, data))
+}
+
+fn open_fail(shown: &str, e: super::fsroot::FsError) -> Fail {
+    match e {
+        super::fsroot::FsError::Io { source, .. } => file_fail(shown, "open", source),
+        e => Fail::File {
+            message: e.to_string(),
+            vanished: false,
+        },
+    }
+}
+
 async fn serve(
     c: &mut Circuit,
     giver: &Giver,
@@ -593,13 +698,7 @@ async fn serve(
 ) -> std::result::Result<Option<u64>, Fail> {
     let spec = &giver.spec;
     let rel = spec.entry_path(path)?;
-    let file = spec.fs.open_read(&rel).map_err(|e| match e {
-        super::fsroot::FsError::Io { source, .. } => file_fail(shown, "open", source),
-        e => Fail::File {
-            message: e.to_string(),
-            vanished: false,
-        },
-    })?;
+    let file = spec.fs.open_read(&rel).map_err(|e| open_fail(shown, e))?;
     let before = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
     let meta = FileMeta {
         size: before.len(),
@@ -641,18 +740,8 @@ async fn serve(
         Compression::NONE
     };
     if have.is_none() && meta.size <= WHOLE_MAX {
-        let mut data = Vec::with_capacity(meta.size as usize);
-        (&file)
-            .take(meta.size + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| file_fail(shown, "read", e))?;
-        if data.len() as u64 != meta.size {
-            return Err(Fail::File {
-                message: format!("{shown}: file changed while being sent"),
-                vanished: false,
-            });
-        }
-        unchanged(&file)?;
+        drop(file);
+        let (meta, data) = read_whole(giver, path, shown)?;
         let mut payload = Vec::with_capacity(data.len() + 64);
         WholeFile {
             meta,

@@ -471,6 +471,20 @@ impl Ctx {
         ))
     }
 
+    /// Whether a job can go in a WANTS: a small file wanted whole, with no
+    /// partial file to resume from.
+    fn batchable(&self, job: &FileJob) -> bool {
+        job.how == WantHow::Full
+            && job.entry.size <= BATCH_FILE_MAX
+            && !self.may_have_partial(&job.rel)
+    }
+
+    /// Whether `rel`'s directory was found to hold partial files.
+    fn may_have_partial(&self, rel: &RelPath) -> bool {
+        let dirs = self.partial_dirs.lock().expect("poisoned");
+        !dirs.is_empty() && rel.parent().is_some_and(|p| dirs.contains(p.as_bytes()))
+    }
+
     /// What differs in attributes between what is here and the entry.
     fn attr_change(&self, rel: &RelPath, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
@@ -865,9 +879,18 @@ enum Pending {
         basis: Option<File>,
         permits: u32,
     },
+    /// Small files asked for whole in one WANTS.
+    Batch { jobs: Vec<FileJob>, permits: u32 },
     /// No more new requests: the reader may end once retries are done.
     Drain,
 }
+
+/// Most files in one WANTS.
+const BATCH_MAX_FILES: usize = 256;
+/// A WANTS stops growing once its files add up to this many bytes.
+const BATCH_MAX_BYTES: u64 = 1 << 20;
+/// Files up to this size may be asked for in a WANTS.
+const BATCH_FILE_MAX: u64 = 64 << 10;
 
 fn weight(size: u64) -> u32 {
     (size / (256 << 10)).clamp(1, u64::from(LANE_WINDOW)) as u32
@@ -921,6 +944,47 @@ async fn lane_writer(
             .await
             .expect("never closed")
             .forget();
+        if ctx.batchable(&job) {
+            // Small new files go many to a message, both ways.
+            let mut batch = vec![job];
+            let mut permits = permits;
+            let mut size = batch[0].entry.size;
+            while batch.len() < BATCH_MAX_FILES && size < BATCH_MAX_BYTES {
+                let Ok(mut q) = jobs.try_lock() else { break };
+                let Ok(j) = q.try_recv() else { break };
+                drop(q);
+                if !ctx.batchable(&j) {
+                    next = Some(j);
+                    break;
+                }
+                let w = weight(j.entry.size);
+                match window.try_acquire_many(w) {
+                    Ok(p) => p.forget(),
+                    Err(_) => {
+                        next = Some(j);
+                        break;
+                    }
+                }
+                permits += w;
+                size += j.entry.size;
+                batch.push(j);
+            }
+            let wants = msg::Wants(batch.iter().map(|j| j.index).collect());
+            tx.send(fragment(msg::WANTS, &wants)).await?;
+            if pending
+                .send(Pending::Batch {
+                    jobs: batch,
+                    permits,
+                })
+                .is_err()
+            {
+                break;
+            }
+            if exhausted {
+                let _ = pending.send(Pending::Drain);
+            }
+            continue;
+        }
         let p = prepare(ctx, job).await;
         let want = Want {
             index: p.job.index,
@@ -974,15 +1038,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     };
     // What an interrupted run left of this file is the best basis: it is a
     // prefix of (a recent version of) the new file.
-    let has_partials = {
-        let dirs = ctx.partial_dirs.lock().expect("poisoned");
-        !dirs.is_empty()
-            && out
-                .job
-                .rel
-                .parent()
-                .is_some_and(|p| dirs.contains(p.as_bytes()))
-    };
+    let has_partials = ctx.may_have_partial(&out.job.rel);
     let partial = match has_partials.then(|| ctx.fs.partial(&out.job.rel)) {
         Some(Ok(Some(f))) => {
             wanted = WantHow::Delta;
@@ -1071,6 +1127,11 @@ async fn lane_reader(
                 if retries_out == 0 {
                     retry = None;
                 }
+                continue;
+            }
+            Pending::Batch { jobs, permits } => {
+                receive_batch(&ctx, &mut rx, &jobs).await?;
+                window.add_permits(permits as usize);
                 continue;
             }
             Pending::File {
@@ -1164,19 +1225,7 @@ async fn receive_file(
                 peer: peer(),
                 source,
             })?;
-            let res = (|| -> std::result::Result<(), String> {
-                if blake3::hash(whole.data).as_bytes() != &whole.hash {
-                    return Err(format!("{shown}: verification failed (hash mismatch)"));
-                }
-                let temp = fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
-                temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
-                finish_file(ctx, &temp, e)?;
-                temp.commit(whole.meta.mode, whole.meta.mtime)
-                    .map_err(|e| e.to_string())
-            })();
-            ctx.progress.file_started(shown, whole.meta.size);
-            ctx.progress.file_progress(shown, whole.meta.size);
-            placed(ctx, job, res, whole.meta.size, 0);
+            apply_whole(ctx, job, &whole);
             Ok(Outcome::Done)
         }
         msg::META => {
@@ -1246,6 +1295,63 @@ async fn receive_file(
             what: format!("unexpected {other} as the answer for {shown}"),
         }),
     }
+}
+
+/// Writes a whole small file beside its target, checks it, and puts it in place.
+fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
+    let shown = &job.shown;
+    let res = (|| -> std::result::Result<(), String> {
+        if blake3::hash(whole.data).as_bytes() != &whole.hash {
+            return Err(format!("{shown}: verification failed (hash mismatch)"));
+        }
+        let temp = ctx.fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
+        temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
+        finish_file(ctx, &temp, &job.entry)?;
+        temp.commit(whole.meta.mode, whole.meta.mtime)
+            .map_err(|e| e.to_string())
+    })();
+    ctx.progress.file_started(shown, whole.meta.size);
+    ctx.progress.file_progress(shown, whole.meta.size);
+    placed(ctx, job, res, whole.meta.size, 0);
+}
+
+/// Reads the FILES messages answering a WANTS until every file has its record.
+async fn receive_batch(ctx: &Ctx, rx: &mut CircuitReceiver, jobs: &[FileJob]) -> Result<()> {
+    let peer = || ctx.peer.link().peer_name().to_string();
+    let mut next = jobs.iter();
+    let mut left = jobs.len();
+    while left > 0 {
+        let f = rx
+            .recv()
+            .await?
+            .ok_or_else(|| ended(&peer(), "a batch of small files"))?;
+        if f.op != msg::FILES {
+            return Err(Error::Violation {
+                peer: peer(),
+                what: format!("expected small files, got {}", f.op),
+            });
+        }
+        for rec in msg::FileRecords::new(&f.payload) {
+            let rec = rec.map_err(|source| Error::Protocol {
+                peer: peer(),
+                source,
+            })?;
+            let Some(job) = next.next() else {
+                return Err(Error::Violation {
+                    peer: peer(),
+                    what: "more small files than were asked for".into(),
+                });
+            };
+            left -= 1;
+            match rec {
+                msg::FileRecord::Whole(w) => apply_whole(ctx, job, &w),
+                msg::FileRecord::Failed(m) => ctx.counters.error(&job.shown, m),
+                msg::FileRecord::Vanished(m) => ctx.counters.vanished(&job.shown, m),
+            }
+            ctx.progress.file_done(&job.shown, job.entry.size);
+        }
+    }
+    Ok(())
 }
 
 /// Records a file's outcome: counters and the itemized line, or its error.

@@ -11,7 +11,9 @@
 //!
 //! **Lanes** (a few circuits opened by the receiver): requests are pipelined,
 //! answers come back in request order. A request is `WANT` (by entry number),
-//! followed for a delta by `SIG` batches and `SIG_END`. An answer is one of:
+//! followed for a delta by `SIG` batches and `SIG_END`, or `WANTS`: many small
+//! files wanted whole, answered by `FILES` messages holding one record per file
+//! in request order. An answer to `WANT` is one of:
 //! `SAME` (hashes match; metadata only), `DIFFERS` (hashes differ: the receiver
 //! asks again for a delta), `FILE` (a whole small file in one message), `META`
 //! then `RECIPE`s then `END`, or `FILE_ERR` (this file failed or vanished; the
@@ -28,7 +30,7 @@ pub use entry::{
 };
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
 pub use stats::{Stats, StatsError, MAX_ERRORS};
-pub use want::{End, FileMeta, Want, WantHow, WholeFile};
+pub use want::{End, FileMeta, FileRecord, FileRecords, Want, WantHow, Wants, WholeFile};
 
 use crate::Op;
 
@@ -67,3 +69,7 @@ pub const FILE: Op = Op(0x0128);
 /// Sender → receiver: this file could not be sent (error: why; part 1 when it
 /// vanished, 0 for a real error).
 pub const FILE_ERR: Op = Op(0x0129);
+/// Receiver → sender: small files wanted whole, by entry number ([`Wants`]).
+pub const WANTS: Op = Op(0x012A);
+/// Sender → receiver: records answering a [`WANTS`], in order ([`FileRecords`]).
+pub const FILES: Op = Op(0x012B);

@@ -158,6 +158,111 @@ impl WholeFile<'_> {
     }
 }
 
+/// Most files one [`Wants`] may ask for.
+pub const MAX_WANTS: usize = 1024;
+
+/// Receiver → sender: small files wanted whole, by entry number (WANTS).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Wants(pub Vec<u64>);
+
+impl Codec for Wants {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        put_varint(buf, self.0.len() as u64);
+        for i in &self.0 {
+            put_varint(buf, *i);
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.varint()?;
+        if n == 0 || n > MAX_WANTS as u64 || n > r.remaining() as u64 {
+            return Err(DecodeError::FieldTooLarge {
+                what: "file request batch",
+                len: n,
+                max: MAX_WANTS as u64,
+            });
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            out.push(r.varint()?);
+        }
+        Ok(Wants(out))
+    }
+}
+
+/// One answer in a FILES message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRecord<'a> {
+    /// The file, whole.
+    Whole(WholeFile<'a>),
+    /// It could not be sent (why).
+    Failed(&'a str),
+    /// It vanished before it could be sent.
+    Vanished(&'a str),
+}
+
+const REC_WHOLE: u8 = 0;
+const REC_FAILED: u8 = 1;
+const REC_VANISHED: u8 = 2;
+
+impl FileRecord<'_> {
+    /// Appends the record.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            FileRecord::Whole(w) => {
+                buf.push(REC_WHOLE);
+                let mut body = Vec::with_capacity(w.data.len() + 64);
+                w.encode(&mut body);
+                crate::codec::put_bytes(buf, &body);
+            }
+            FileRecord::Failed(m) => {
+                buf.push(REC_FAILED);
+                crate::codec::put_str(buf, m);
+            }
+            FileRecord::Vanished(m) => {
+                buf.push(REC_VANISHED);
+                crate::codec::put_str(buf, m);
+            }
+        }
+    }
+}
+
+/// Iterates over the records of a FILES payload.
+#[derive(Debug)]
+pub struct FileRecords<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> FileRecords<'a> {
+    pub fn new(payload: &'a [u8]) -> Self {
+        FileRecords {
+            r: Reader::new(payload),
+        }
+    }
+}
+
+impl<'a> Iterator for FileRecords<'a> {
+    type Item = Result<FileRecord<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r.is_empty() {
+            return None;
+        }
+        Some((|| match self.r.u8()? {
+            REC_WHOLE => {
+                let body = self.r.bytes("file record", crate::MAX_PAYLOAD)?;
+                Ok(FileRecord::Whole(WholeFile::decode(body)?))
+            }
+            REC_FAILED => Ok(FileRecord::Failed(self.r.str("failure", 64 << 10)?)),
+            REC_VANISHED => Ok(FileRecord::Vanished(self.r.str("failure", 64 << 10)?)),
+            tag => Err(DecodeError::InvalidTag {
+                what: "file record",
+                tag,
+            }),
+        })())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +318,25 @@ mod tests {
         w.encode(&mut buf);
         assert_eq!(WholeFile::decode(&buf).unwrap(), w);
         assert!(WholeFile::decode(&buf[..buf.len() - 1]).is_err());
+
+        let ws = Wants(vec![1, 300, 70_000]);
+        assert_eq!(decode_exact::<Wants>(&encode_to_vec(&ws)).unwrap(), ws);
+        assert!(decode_exact::<Wants>(&[0]).is_err());
+        assert!(decode_exact::<Wants>(&[0x7f]).is_err());
+        let mut payload = Vec::new();
+        let recs = [
+            FileRecord::Whole(w.clone()),
+            FileRecord::Failed("no"),
+            FileRecord::Vanished("gone"),
+        ];
+        for r in &recs {
+            r.encode(&mut payload);
+        }
+        let back: Vec<_> = FileRecords::new(&payload)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, recs);
+        assert!(FileRecords::new(&[9]).any(|r| r.is_err()));
+        assert!(FileRecords::new(&payload[..payload.len() - 1]).any(|r| r.is_err()));
     }
 }
