@@ -215,9 +215,8 @@ done
 cat <<EOF
 
 Notes:
-- jcp has no --delete yet: after delta/noop the target keeps the paths of a/ that b/
-  lacks ("+N extra" above); the check compares only paths present in b/. rsync runs
-  with --delete (as rsync-baseline.sh does).
+- jcp runs with --delete, as rsync does in rsync-baseline.sh; a target with paths
+  the source lacks fails the check.
 - check = target equals source: content (diff -rq --no-dereference) and type, mode,
   mtime (ns), symlink target (find -printf); "3x ok" = 3 runs ok; on failure, the
   count of differing paths by type (f file, d dir, l symlink) and of content diffs.
