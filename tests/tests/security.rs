@@ -167,13 +167,16 @@ async fn a_client_in_lockdown_refuses_an_unknown_server_key() {
     }
 }
 
-/// A fake jsync server that answers any hello with a version-2 hello.
+/// The protocol version of a jsync from the future.
+const FUTURE: u16 = proto::PROTOCOL_VERSION + 1;
+
+/// A fake jsync server that answers any hello with a hello from the future.
 async fn future_server(listener: TcpListener) {
     let (mut s, _) = listener.accept().await.unwrap();
     let mut buf = vec![0u8; 256];
     let _ = s.read(&mut buf).await.unwrap();
     let hello = HandshakeMsg::Hello(Hello {
-        version: 2,
+        version: FUTURE,
         ..Hello::ours("jsync/9.0")
     });
     let mut out = Vec::new();
@@ -196,8 +199,8 @@ async fn a_version_mismatch_names_both_versions_on_both_sides() {
             &err,
             Error::Handshake {
                 source: proto::HandshakeError::VersionMismatch {
-                    local: 1,
-                    remote: 2
+                    local: proto::PROTOCOL_VERSION,
+                    remote: FUTURE
                 },
                 ..
             }
@@ -206,7 +209,8 @@ async fn a_version_mismatch_names_both_versions_on_both_sides() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("version 1") && msg.contains("version 2"),
+        msg.contains(&format!("version {}", proto::PROTOCOL_VERSION))
+            && msg.contains(&format!("version {FUTURE}")),
         "{msg}"
     );
 
@@ -216,7 +220,7 @@ async fn a_version_mismatch_names_both_versions_on_both_sides() {
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
     let mut out = Vec::new();
     HandshakeMsg::Hello(Hello {
-        version: 2,
+        version: FUTURE,
         ..Hello::ours("jsync/9.0")
     })
     .encode(&mut out);
@@ -251,7 +255,7 @@ async fn a_version_mismatch_over_tls_is_reported_too() {
         let _ = s.read(&mut buf).await.unwrap();
         let mut out = Vec::new();
         HandshakeMsg::Hello(Hello {
-            version: 7,
+            version: FUTURE + 5,
             ..Hello::ours("jsync/9.0")
         })
         .encode(&mut out);
@@ -264,7 +268,8 @@ async fn a_version_mismatch_over_tls_is_reported_too() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("version 1") && msg.contains("version 7"),
+        msg.contains(&format!("version {}", proto::PROTOCOL_VERSION))
+            && msg.contains(&format!("version {}", FUTURE + 5)),
         "{msg}"
     );
 }
