@@ -119,7 +119,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
     let mut walk_errors = false;
     let mut index = 0u64;
     // Hard links: the path of each leader by entry number, and the followers.
-    let mut leaders: HashMap<u64, (RelPath, Vec<u8>)> = HashMap::new();
+    let mut leaders: HashMap<u64, (RelPath, Entry)> = HashMap::new();
     let mut followers: Vec<(RelPath, Entry, u64)> = Vec::new();
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
@@ -146,7 +146,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                     }
                     match entry.link {
                         HardLink::Leader => {
-                            leaders.insert(i, (rel.clone(), entry.path.clone()));
+                            leaders.insert(i, (rel.clone(), entry.clone()));
                         }
                         HardLink::Follower(leader) if entry.kind == EntryKind::File => {
                             followers.push((rel, entry, leader));
@@ -768,15 +768,30 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
 }
 
 /// Makes a follower name a hard link to its leader's file (after all fetches).
-fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Vec<u8>)>) {
+fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Entry)>) {
     let shown = String::from_utf8_lossy(&e.path).into_owned();
-    let Some((leader, leader_path)) = leader else {
+    let Some((leader, leader_entry)) = leader else {
         ctx.counters
             .error(&shown, "hard link to an entry that was not listed");
         return;
     };
+    let leader_path = &leader_entry.path;
     let fs = &ctx.fs;
     let (here, there) = (fs.lstat(rel), fs.lstat(leader));
+    // The first name must hold the new content: if its transfer failed, linking
+    // to what is there would give this name stale data.
+    let leader_ok = matches!(&there, Ok(Some(m))
+        if m.kind == Kind::File && m.size == leader_entry.size && m.mtime == leader_entry.mtime);
+    if !leader_ok && !ctx.opts.dry_run {
+        ctx.counters.error(
+            &shown,
+            format!(
+                "not linked: its first name {} was not transferred",
+                String::from_utf8_lossy(leader_path)
+            ),
+        );
+        return;
+    }
     let linked =
         matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
     if linked {
