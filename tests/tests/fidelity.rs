@@ -1166,13 +1166,24 @@ impl PausedPush {
     /// Starts `jcp -j 1 src/ 127.0.0.1:dst` (plus `opts`) through the relay and
     /// waits until it pauses.
     async fn start(files: &[(&str, Vec<u8>)], pause_at: u64, opts: &[&str]) -> PausedPush {
+        Self::start_with(files, |_, _| {}, pause_at, opts).await
+    }
+
+    /// [`PausedPush::start`], after `setup(src, dst)` has added to both trees.
+    async fn start_with(
+        files: &[(&str, Vec<u8>)],
+        setup: impl FnOnce(&Path, &Path),
+        pause_at: u64,
+        opts: &[&str],
+    ) -> PausedPush {
         let work = tempfile::tempdir().unwrap();
         let root = work.path().join("root");
         let src = work.path().join("src");
-        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(root.join("dst")).unwrap();
         for (i, (name, data)) in files.iter().enumerate() {
             put(&src.join(name), data, 0o644, 1_600_000_000 + i as i64);
         }
+        setup(&src, &root.join("dst"));
         let keys = Keys::new();
         let srv = Jsrv::start(keys.path(), &root, &[]);
         let relay = Relay::tcp(format!("127.0.0.1:{}", srv.port).parse().unwrap()).await;
@@ -1297,6 +1308,44 @@ async fn a_file_changed_while_being_sent_fails_alone_with_exit_3_and_is_not_torn
     assert_eq!(
         fs::read(push.dst().join("b-after.txt")).unwrap(),
         b"sent after the changed file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_name_is_not_linked_to_a_first_name_that_failed() {
+    let big = pseudo_random(24 * MIB as usize, 73);
+    let push = PausedPush::start_with(
+        &[("a-big.bin", big)],
+        |src, dst| {
+            fs::hard_link(src.join("a-big.bin"), src.join("b-link.bin")).unwrap();
+            put(&dst.join("a-big.bin"), b"old content", 0o644, 1_500_000_000);
+        },
+        4 * MIB,
+        &[],
+    )
+    .await;
+    // The first name fails (it changes while being sent); the old a-big.bin
+    // stays, and the second name must not become a link to that stale file.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(push.src().join("a-big.bin"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"appended mid-transfer").unwrap();
+    drop(f);
+    let (out, push) = push.finish();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("b-link.bin") && err.contains("not linked"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(push.dst().join("a-big.bin")).unwrap(),
+        b"old content"
+    );
+    assert!(
+        !exists(&push.dst().join("b-link.bin")),
+        "b-link.bin was linked to the stale first name"
     );
 }
 
