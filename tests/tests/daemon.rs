@@ -165,9 +165,44 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
         old,
         "the local file was torn"
     );
-    let names: Vec<_> = std::fs::read_dir(&local)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+    // What arrived may be kept as the partial file a later run resumes from
+    // (`--partial` semantics); no temp file may stay behind.
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let left = names(&local);
+    assert!(
+        left == ["big.bin"] || left == [".big.bin.jsync-partial", "big.bin"],
+        "temp files left behind: {left:?}"
+    );
+
+    // A second pull completes and consumes the partial file.
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let out = std::process::Command::new(bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args([
+            "-p",
+            &srv.port.to_string(),
+            "127.0.0.1:big.bin",
+            local.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(local.join("big.bin")).unwrap()
+            == std::fs::read(root.join("big.bin")).unwrap(),
+        "the resumed pull did not complete the file"
+    );
+    assert_eq!(names(&local), ["big.bin"]);
 }
