@@ -65,6 +65,8 @@ pub(crate) struct Driven {
 /// cap bounds what all stalled streams together can hold.
 const YAMUX_MAX_STREAMS: usize = 2048;
 const YAMUX_CONN_WINDOW: usize = 1 << 30;
+/// Room for a whole frame (yamux splits data at 16 KiB) and then some.
+const YAMUX_WRITE_BUFFER: usize = 64 << 10;
 
 fn split_yamux(stream: yamux::Stream) -> RawStream {
     let shared = Arc::new(SharedStream {
@@ -221,6 +223,10 @@ where
         Side::Client => yamux::Mode::Client,
         Side::Server => yamux::Mode::Server,
     };
+    // yamux writes a frame's 12-byte header and its body in two calls, and TLS
+    // would make each its own record (and system call): buffer them into one,
+    // written when yamux flushes (after every frame it sends).
+    let io = tokio::io::BufWriter::with_capacity(YAMUX_WRITE_BUFFER, io);
     let mut conn = yamux::Connection::new(io.compat(), config, mode);
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<YamuxCmd>();
     let (in_tx, inbound) = mpsc::unbounded_channel();

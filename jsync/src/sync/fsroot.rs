@@ -40,6 +40,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{
     self as rfs, AtFlags, Dir, FileType, Gid, Mode, OFlags, RenameFlags, ResolveFlags, SeekFrom,
@@ -215,6 +216,8 @@ pub(crate) struct Meta {
     pub mode: u32,
     /// Seconds and nanoseconds since the epoch.
     pub mtime: (i64, u32),
+    /// Status change time: moves on every write, and cannot be set by anyone.
+    pub ctime: (i64, u32),
     pub ino: u64,
     pub dev: u64,
     pub nlink: u64,
@@ -251,6 +254,10 @@ impl Meta {
                 st.st_mtime as i64,
                 (st.st_mtime_nsec as u64).min(999_999_999) as u32,
             ),
+            ctime: (
+                st.st_ctime as i64,
+                (st.st_ctime_nsec as u64).min(999_999_999) as u32,
+            ),
             ino: st.st_ino as u64,
             dev: st.st_dev as u64,
             nlink: st.st_nlink as u64,
@@ -277,7 +284,17 @@ pub(crate) struct FsRoot {
     fd: OwnedFd,
     path: PathBuf,
     resolver: Resolver,
+    /// Descriptors of directories resolved lately, by relative path: a tree's
+    /// entries come directory by directory, so most lookups hit, and each saves
+    /// a resolution from the root (an `openat2` and a `close`). A cached
+    /// descriptor was beneath the root when it was resolved, like any other;
+    /// every operation that removes or replaces a path drops what is cached at
+    /// and below it.
+    dirs: std::sync::Mutex<BTreeMap<Vec<u8>, Arc<OwnedFd>>>,
 }
+
+/// Directory descriptors an [`FsRoot`] keeps at most (then it starts over).
+const DIR_CACHE: usize = 256;
 
 impl FsRoot {
     /// Opens an existing directory as a root. A symlink naming the root itself
@@ -304,6 +321,7 @@ impl FsRoot {
             fd,
             path: dir.to_path_buf(),
             resolver,
+            dirs: Default::default(),
         })
     }
 
@@ -753,12 +771,38 @@ impl FsRoot {
 
     /// An `O_PATH` descriptor of directory `rel` (symlinks within the root allowed
     /// with `openat2`, refused by the fallback).
-    fn dir(&self, rel: &RelPath) -> Result<OwnedFd, FsError> {
-        self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY, true)
+    fn dir(&self, rel: &RelPath) -> Result<Arc<OwnedFd>, FsError> {
+        if let Some(fd) = self.dirs.lock().expect("poisoned").get(rel.as_bytes()) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY, true)?);
+        let mut dirs = self.dirs.lock().expect("poisoned");
+        if dirs.len() >= DIR_CACHE {
+            dirs.clear();
+        }
+        dirs.insert(rel.as_bytes().to_vec(), fd.clone());
+        Ok(fd)
+    }
+
+    /// Drops the cached descriptors of `rel` and of every directory beneath it
+    /// (before `rel` is removed or replaced).
+    fn forget_dirs(&self, rel: &RelPath) {
+        let mut dirs = self.dirs.lock().expect("poisoned");
+        let prefix = rel.as_bytes();
+        let under: Vec<Vec<u8>> = dirs
+            .range(prefix.to_vec()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .filter(|k| prefix.is_empty() || k.len() == prefix.len() || k[prefix.len()] == b'/')
+            .cloned()
+            .collect();
+        for k in under {
+            dirs.remove(&k);
+        }
     }
 
     /// The directory holding `rel` and its final name; the root is (root, ".").
-    fn locate<'r>(&self, rel: &'r RelPath) -> Result<(OwnedFd, &'r OsStr), FsError> {
+    fn locate<'r>(&self, rel: &'r RelPath) -> Result<(Arc<OwnedFd>, &'r OsStr), FsError> {
         match (rel.parent(), rel.file_name()) {
             (Some(parent), Some(name)) => {
                 rel.confined()?;
@@ -771,7 +815,10 @@ impl FsRoot {
 
     /// [`FsRoot::locate`] for operations that would remove or replace `rel`,
     /// which the root itself refuses.
-    fn locate_replaceable<'r>(&self, rel: &'r RelPath) -> Result<(OwnedFd, &'r OsStr), FsError> {
+    fn locate_replaceable<'r>(
+        &self,
+        rel: &'r RelPath,
+    ) -> Result<(Arc<OwnedFd>, &'r OsStr), FsError> {
         if rel.is_root() {
             return Err(FsError::io(
                 rel.display(),
@@ -781,6 +828,7 @@ impl FsRoot {
                 ),
             ));
         }
+        self.forget_dirs(rel);
         self.locate(rel)
     }
 
@@ -1227,11 +1275,6 @@ pub(crate) fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>
     Ok(out)
 }
 
-/// Sets a file's access and modification times to `mtime` through its descriptor.
-pub(crate) fn set_file_times(file: &File, mtime: (i64, u32)) -> io::Result<()> {
-    rfs::futimens(file, &timestamps(mtime)).map_err(io::Error::from)
-}
-
 /// Whether a temp file is still being written: its writer holds an exclusive
 /// `flock` on it ([`FsRoot::create_temp`]) until it commits, drops it or dies.
 fn in_use(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
@@ -1281,7 +1324,7 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 #[derive(Debug)]
 pub(crate) struct TempFile {
     pub file: File,
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     temp: OsString,
     target: OsString,
     shown: String,
@@ -1515,6 +1558,42 @@ mod tests {
             names(&outside).is_empty(),
             "something was created outside the root"
         );
+    }
+
+    #[test]
+    fn a_replaced_directory_is_never_reached_through_a_cached_descriptor() {
+        let (_t, root, _outside) = root_and_outside();
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        std::fs::create_dir_all(root.join("e/sub")).unwrap();
+        std::fs::write(root.join("d/sub/x"), "old").unwrap();
+        std::fs::write(root.join("e/sub/x"), "other").unwrap();
+        let [fs, _] = roots(&root);
+        let read = |p: &[u8]| {
+            let mut s = String::new();
+            fs.open_read(&rel(p))
+                .unwrap()
+                .read_to_string(&mut s)
+                .unwrap();
+            s
+        };
+        // Resolving d/sub/x caches d and d/sub.
+        assert_eq!(read(b"d/sub/x"), "old");
+        assert_eq!(fs.lstat(&rel(b"d/sub")).unwrap().unwrap().kind, Kind::Dir);
+        // d is removed and becomes a symlink to e: d/sub/x now names e/sub/x.
+        fs.remove_all(&rel(b"d")).unwrap();
+        fs.symlink(b"e", &rel(b"d")).unwrap();
+        assert_eq!(read(b"d/sub/x"), "other");
+        // d becomes a file: nothing beneath it resolves any more.
+        fs.remove(&rel(b"d")).unwrap();
+        std::fs::write(root.join("d"), "file").unwrap();
+        assert!(fs.open_read(&rel(b"d/sub/x")).is_err());
+        assert!(fs.lstat(&rel(b"d/sub/x")).is_err());
+        // Paths that merely share the prefix keep working.
+        std::fs::create_dir_all(root.join("d-2")).unwrap();
+        std::fs::write(root.join("d-2/y"), "y").unwrap();
+        assert_eq!(read(b"d-2/y"), "y");
+        fs.remove(&rel(b"d")).unwrap();
+        assert_eq!(read(b"d-2/y"), "y");
     }
 
     #[test]

@@ -31,8 +31,6 @@ const RECIPE_FLUSH: usize = 256 << 10;
 const LIST_BATCH: usize = 512;
 /// Files up to this size asked for in full travel as one FILE message.
 const WHOLE_MAX: u64 = 256 << 10;
-/// Files above this size are read and hashed off the async threads.
-const BLOCKING_MIN: u64 = 1 << 20;
 
 /// What to send: a base inside a confined root, and how the receiver should place it.
 #[derive(Debug)]
@@ -157,13 +155,22 @@ pub(crate) struct GiveOptions {
 struct Giver {
     spec: GiveSpec,
     opts: GiveOptions,
-    /// Entry number → path (relative to the base) of each regular file listed.
-    files: RwLock<Vec<Option<Vec<u8>>>>,
+    /// Entry number → path (relative to the base) and listed metadata of each
+    /// regular file listed.
+    files: RwLock<Vec<Option<Listed>>>,
 }
+
+/// A regular file's path (relative to the base) and metadata as listed.
+type Listed = (Vec<u8>, FileMeta);
 
 impl Giver {
     /// The listed file with entry number `index`, or a protocol violation.
     fn file(&self, index: u64) -> Result<Vec<u8>> {
+        self.listed(index).map(|(path, _)| path)
+    }
+
+    /// [`Giver::file`] with the metadata it was listed with.
+    fn listed(&self, index: u64) -> Result<Listed> {
         let files = self.files.read().expect("poisoned");
         usize::try_from(index)
             .ok()
@@ -246,7 +253,14 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
                     .files
                     .write()
                     .expect("poisoned")
-                    .push((e.kind == EntryKind::File).then(|| e.path.clone()));
+                    .push((e.kind == EntryKind::File).then(|| {
+                        let meta = FileMeta {
+                            size: e.size,
+                            mtime: e.mtime,
+                            mode: e.mode,
+                        };
+                        (e.path.clone(), meta)
+                    }));
                 batch.push(e);
                 count += 1;
                 if batch.len() >= LIST_BATCH {
@@ -546,6 +560,11 @@ async fn serve_lane(mut c: Circuit, giver: Arc<Giver>) {
                 Ok(wants) => answer_many(&mut c, &giver, &wants.0).await,
                 Err(e) => Err(e),
             }
+        } else if f.op == msg::CHECKS {
+            match decode::<msg::Checks>(&f.payload, peer) {
+                Ok(checks) => answer_checks(&mut c, &giver, checks).await,
+                Err(e) => Err(e),
+            }
         } else {
             Err(Error::Violation {
                 peer: peer.into(),
@@ -569,9 +588,8 @@ async fn answer(c: &mut Circuit, giver: &Giver, want: Want) -> Result<()> {
     };
     let path = giver.file(want.index)?;
     let shown = String::from_utf8_lossy(&path).into_owned();
-    let size = match serve(c, giver, &path, &want, have, &shown).await {
-        Ok(Some(size)) => size,
-        Ok(None) => return Ok(()), // DIFFERS: the receiver asks again
+    let size = match serve(c, giver, &path, have, &shown).await {
+        Ok(size) => size,
         Err(Fail::Lane(e)) => return Err(e),
         Err(Fail::File { message, vanished }) => {
             tracing::debug!(path = %shown, error = %message, "sending failed");
@@ -641,6 +659,86 @@ async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<
     Ok(())
 }
 
+/// Answers a CHECKS with one VERDICTS message: each file hashed (off the async
+/// threads, the whole batch at once) and compared with the receiver's hash.
+async fn answer_checks(c: &mut Circuit, giver: &Arc<Giver>, checks: msg::Checks) -> Result<()> {
+    // Every index must name a listed file; the files are read off-thread.
+    let files = checks
+        .0
+        .iter()
+        .map(|(index, hash)| giver.listed(*index).map(|(p, m)| (p, m, *hash)))
+        .collect::<Result<Vec<_>>>()?;
+    let g = giver.clone();
+    let payload = blocking(move || {
+        let mut payload = Vec::with_capacity(files.len());
+        for (path, listed, hash) in &files {
+            verdict(&g, path, listed, hash, &mut payload);
+        }
+        Ok(payload)
+    })
+    .await
+    .map_err(|e| Error::io("hash check worker", e))?;
+    c.send_with(
+        Fragment::new(msg::VERDICTS).with_payload(payload),
+        Compression::ZSTD,
+    )
+    .await?;
+    let progress = &giver.opts.progress;
+    for (index, _) in &checks.0 {
+        if let Ok(path) = giver.file(*index) {
+            progress.file_done(&String::from_utf8_lossy(&path), 0);
+        }
+    }
+    Ok(())
+}
+
+/// Appends the verdict on one checked file: whether the file at `path` still
+/// has the content the receiver hashed, and whether it is as listed.
+fn verdict(
+    giver: &Giver,
+    path: &[u8],
+    listed: &FileMeta,
+    theirs: &[u8; msg::CHECK_HASH],
+    out: &mut Vec<u8>,
+) {
+    let shown = String::from_utf8_lossy(path);
+    let checked = || -> std::result::Result<msg::Verdict<'static>, Fail> {
+        let rel = giver.spec.entry_path(path)?;
+        let (file, m) = giver
+            .spec
+            .fs
+            .open_read_meta(&rel)
+            .map_err(|e| open_fail(&shown, e))?;
+        let hash = chunker::file_hash(&file).map_err(|e| file_fail(&shown, "read", e))?;
+        let after = file.metadata().map_err(|e| file_fail(&shown, "stat", e))?;
+        // Changed while it was hashed, the hash means nothing: a delta will tell.
+        if after.len() != m.size
+            || mtime_of(&after) != m.mtime
+            || hash[..msg::CHECK_HASH] != theirs[..]
+        {
+            return Ok(msg::Verdict::Differs);
+        }
+        let now = FileMeta {
+            size: m.size,
+            mtime: m.mtime,
+            mode: m.mode,
+        };
+        Ok(if now == *listed {
+            msg::Verdict::Same
+        } else {
+            msg::Verdict::SameMeta(now)
+        })
+    };
+    match checked() {
+        Ok(v) => v.encode(out),
+        Err(Fail::File { message, vanished }) if vanished => {
+            msg::Verdict::Vanished(&message).encode(out)
+        }
+        Err(Fail::File { message, .. }) => msg::Verdict::Failed(&message).encode(out),
+        Err(Fail::Lane(e)) => msg::Verdict::Failed(&e.to_string()).encode(out),
+    }
+}
+
 /// A small file read whole, checked to be unchanged while it was read.
 fn read_whole(
     giver: &Giver,
@@ -692,10 +790,9 @@ async fn serve(
     c: &mut Circuit,
     giver: &Giver,
     path: &[u8],
-    want: &Want,
     have: Option<HashMap<Hash, u64>>,
     shown: &str,
-) -> std::result::Result<Option<u64>, Fail> {
+) -> std::result::Result<u64, Fail> {
     let spec = &giver.spec;
     let rel = spec.entry_path(path)?;
     let file = spec.fs.open_read(&rel).map_err(|e| open_fail(shown, e))?;
@@ -717,22 +814,6 @@ async fn serve(
         Ok(())
     };
 
-    if want.how == WantHow::HashCheck {
-        let (file, hash) = if meta.size >= BLOCKING_MIN {
-            blocking(move || chunker::file_hash(&file).map(|h| (file, h))).await
-        } else {
-            chunker::file_hash(&file).map(|h| (file, h))
-        }
-        .map_err(|e| file_fail(shown, "read", e))?;
-        unchanged(&file)?;
-        if Some(hash) == want.hash {
-            c.send(fragment(msg::SAME, &meta)).await?;
-            return Ok(Some(meta.size));
-        }
-        c.send(Fragment::new(msg::DIFFERS)).await?;
-        return Ok(None);
-    }
-
     progress.file_started(shown, meta.size);
     let whole_alg = if giver.opts.compress_whole {
         giver.opts.compression
@@ -752,7 +833,7 @@ async fn serve(
         c.send_with(Fragment::new(msg::FILE).with_payload(payload), whole_alg)
             .await?;
         progress.file_progress(shown, meta.size);
-        return Ok(Some(meta.size));
+        return Ok(meta.size);
     }
 
     // The general case: a recipe built off the async threads and streamed.
@@ -790,7 +871,7 @@ async fn serve(
         },
     ))
     .await?;
-    Ok(Some(meta.size))
+    Ok(meta.size)
 }
 
 /// Reads `file` (its data regions; holes become HOLE ops) and streams recipe

@@ -479,6 +479,12 @@ impl Ctx {
             && !self.may_have_partial(&job.rel)
     }
 
+    /// Whether a job can go in a CHECKS: a same-size file to compare by hash,
+    /// with no partial file to resume from (that one is a better basis).
+    fn checkable(&self, job: &FileJob) -> bool {
+        job.how == WantHow::HashCheck && !self.may_have_partial(&job.rel)
+    }
+
     /// Whether `rel`'s directory was found to hold partial files.
     fn may_have_partial(&self, rel: &RelPath) -> bool {
         let dirs = self.partial_dirs.lock().expect("poisoned");
@@ -519,28 +525,6 @@ impl Ctx {
             self.fs.set_xattrs(rel, &e.xattrs)?;
         }
         Ok(())
-    }
-
-    /// [`Ctx::update_attrs`] for a file whose content was just found equal,
-    /// through the descriptor that was hashed.
-    fn update_attrs_fd(
-        &self,
-        rel: &RelPath,
-        file: &File,
-        e: &Entry,
-        c: &Change,
-        meta: &FileMeta,
-    ) -> std::result::Result<(), String> {
-        let shown = || String::from_utf8_lossy(&e.path).into_owned();
-        if c.owner || c.group || c.xattrs {
-            self.set_owner_and_xattrs(rel, e)
-                .map_err(|err| err.to_string())?;
-        }
-        if c.perms || c.owner || c.group {
-            rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(meta.mode & 0o7777))
-                .map_err(|err| format!("{}: {err}", shown()))?;
-        }
-        super::fsroot::set_file_times(file, meta.mtime).map_err(|err| format!("{}: {err}", shown()))
     }
 
     /// Brings the attributes of an entry whose content is right up to date.
@@ -896,6 +880,12 @@ enum Pending {
     },
     /// Small files asked for whole in one WANTS.
     Batch { jobs: Vec<FileJob>, permits: u32 },
+    /// Files compared by hash in one CHECKS, each with what its local copy
+    /// was when it was hashed.
+    Checks {
+        jobs: Vec<(FileJob, Meta)>,
+        permits: u32,
+    },
     /// No more new requests: the reader may end once retries are done.
     Drain,
 }
@@ -906,13 +896,18 @@ const BATCH_MAX_FILES: usize = 256;
 const BATCH_MAX_BYTES: u64 = 1 << 20;
 /// Files up to this size may be asked for in a WANTS.
 const BATCH_FILE_MAX: u64 = 64 << 10;
+/// Most files in one CHECKS (well under [`msg::MAX_CHECKS`]).
+const CHECKS_MAX_FILES: usize = 256;
+/// A CHECKS stops growing once its files add up to this many bytes (both sides
+/// read them all before the answer comes back).
+const CHECKS_MAX_BYTES: u64 = 16 << 20;
 
 fn weight(size: u64) -> u32 {
     (size / (256 << 10)).clamp(1, u64::from(LANE_WINDOW)) as u32
 }
 
 async fn lane_writer(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     mut tx: CircuitSender,
     first: FileJob,
     jobs: Arc<Mutex<mpsc::Receiver<FileJob>>>,
@@ -920,10 +915,11 @@ async fn lane_writer(
     pending: mpsc::UnboundedSender<Pending>,
     window: Arc<Semaphore>,
 ) -> Result<()> {
-    let mut next = Some(first);
+    // Jobs taken from the queue (or given back by a batch) not yet requested.
+    let mut ready = std::collections::VecDeque::from([first]);
     let mut exhausted = false;
     loop {
-        let job = match next.take() {
+        let job = match ready.pop_front() {
             Some(j) => j,
             None => {
                 if let Ok(j) = retries.try_recv() {
@@ -953,6 +949,48 @@ async fn lane_writer(
                 }
             }
         };
+        if ctx.checkable(&job) {
+            // Files to compare by hash go many to a message, both ways.
+            let mut batch = vec![job];
+            let mut size = batch[0].entry.size;
+            while batch.len() < CHECKS_MAX_FILES && size < CHECKS_MAX_BYTES {
+                let Ok(mut q) = jobs.try_lock() else { break };
+                let Ok(j) = q.try_recv() else { break };
+                drop(q);
+                if !ctx.checkable(&j) {
+                    ready.push_back(j);
+                    break;
+                }
+                size += j.entry.size;
+                batch.push(j);
+            }
+            let permits = weight(size);
+            window
+                .acquire_many(permits)
+                .await
+                .expect("never closed")
+                .forget();
+            let c = ctx.clone();
+            let (checked, unreadable) = tokio::task::spawn_blocking(move || hash_local(&c, batch))
+                .await
+                .map_err(|e| Error::io("hash worker", std::io::Error::other(e)))?;
+            // A local file that cannot be read is asked for whole.
+            ready.extend(unreadable);
+            if checked.is_empty() {
+                window.add_permits(permits as usize);
+                continue;
+            }
+            let checks = msg::Checks(checked.iter().map(|(j, _, h)| (j.index, *h)).collect());
+            tx.send(fragment(msg::CHECKS, &checks)).await?;
+            let jobs = checked.into_iter().map(|(j, m, _)| (j, m)).collect();
+            if pending.send(Pending::Checks { jobs, permits }).is_err() {
+                break;
+            }
+            if exhausted {
+                let _ = pending.send(Pending::Drain);
+            }
+            continue;
+        }
         let permits = weight(job.entry.size);
         window
             .acquire_many(permits)
@@ -965,18 +1003,23 @@ async fn lane_writer(
             let mut permits = permits;
             let mut size = batch[0].entry.size;
             while batch.len() < BATCH_MAX_FILES && size < BATCH_MAX_BYTES {
-                let Ok(mut q) = jobs.try_lock() else { break };
-                let Ok(j) = q.try_recv() else { break };
-                drop(q);
+                let j = match ready.pop_front() {
+                    Some(j) => j,
+                    None => {
+                        let Ok(mut q) = jobs.try_lock() else { break };
+                        let Ok(j) = q.try_recv() else { break };
+                        j
+                    }
+                };
                 if !ctx.batchable(&j) {
-                    next = Some(j);
+                    ready.push_front(j);
                     break;
                 }
                 let w = weight(j.entry.size);
                 match window.try_acquire_many(w) {
                     Ok(p) => p.forget(),
                     Err(_) => {
-                        next = Some(j);
+                        ready.push_front(j);
                         break;
                     }
                 }
@@ -1004,7 +1047,6 @@ async fn lane_writer(
         let want = Want {
             index: p.job.index,
             how: p.job.how,
-            hash: p.hash,
         };
         tx.send(fragment(msg::WANT, &want)).await?;
         if p.job.how == WantHow::Delta {
@@ -1033,10 +1075,42 @@ async fn lane_writer(
     tx.finish().await
 }
 
+/// Hashes the local copies of a batch of files to check: each file with its
+/// metadata as opened and the first bytes of its BLAKE3, and (second) the jobs
+/// whose local file could not be read, to be asked for whole instead.
+#[allow(clippy::type_complexity)]
+fn hash_local(
+    ctx: &Ctx,
+    batch: Vec<FileJob>,
+) -> (Vec<(FileJob, Meta, [u8; msg::CHECK_HASH])>, Vec<FileJob>) {
+    let mut checked = Vec::with_capacity(batch.len());
+    let mut unreadable = Vec::new();
+    for mut job in batch {
+        let hashed = ctx
+            .fs
+            .open_read_meta(&job.rel)
+            .map_err(|e| e.to_string())
+            .and_then(|(f, m)| {
+                let h = chunker::file_hash(&f).map_err(|e| e.to_string())?;
+                let mut short = [0u8; msg::CHECK_HASH];
+                short.copy_from_slice(&h[..msg::CHECK_HASH]);
+                Ok((m, short))
+            });
+        match hashed {
+            Ok((m, h)) => checked.push((job, m, h)),
+            Err(e) => {
+                tracing::debug!(path = %job.shown, error = %e, "cannot hash the local file");
+                job.how = WantHow::Full;
+                unreadable.push(job);
+            }
+        }
+    }
+    (checked, unreadable)
+}
+
 /// A request ready to go: the receiver's hash or signature of what it has.
 struct Prepared {
     job: FileJob,
-    hash: Option<[u8; 32]>,
     sig: Vec<ChunkRef>,
     basis: Option<File>,
 }
@@ -1047,7 +1121,6 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     let mut wanted = std::mem::replace(&mut job.how, WantHow::Full);
     let mut out = Prepared {
         job,
-        hash: None,
         sig: Vec::new(),
         basis: None,
     };
@@ -1075,21 +1148,9 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
             Err(_) => return out,
         },
     };
+    // (A file to check by hash that gets here had a partial file that went
+    // away: a signature of the local file serves as well.)
     let off_thread = size >= BLOCKING_MIN;
-    if wanted == WantHow::HashCheck {
-        // The hashed file is kept: a SAME answer sets its time through it.
-        let hashed = if off_thread {
-            blocking(move || chunker::file_hash(&old).map(|h| (h, old))).await
-        } else {
-            chunker::file_hash(&old).map(|h| (h, old))
-        };
-        if let Ok((h, old)) = hashed {
-            out.hash = Some(h);
-            out.basis = Some(old);
-            out.job.how = WantHow::HashCheck;
-        }
-        return out;
-    }
     let cut = move || -> std::io::Result<(Vec<ChunkRef>, File)> {
         let sig = signature(&old, size)?;
         Ok((sig, old))
@@ -1123,10 +1184,10 @@ fn signature(file: &File, size: u64) -> std::io::Result<Vec<ChunkRef>> {
     Ok(sig)
 }
 
-/// Reads a lane's answers in request order and applies them. A DIFFERS answer
-/// goes back to the writer as a delta request (a retry); the reader lets the
-/// writer end (by dropping `retry`) once the writer has no new requests (a
-/// `Drain` marker) and no retry is still unanswered.
+/// Reads a lane's answers in request order and applies them. A file whose
+/// hash differs goes back to the writer as a delta request (a retry); the
+/// reader lets the writer end (by dropping `retry`) once the writer has no new
+/// requests (a `Drain` marker) and no retry is still unanswered.
 async fn lane_reader(
     ctx: Arc<Ctx>,
     mut rx: CircuitReceiver,
@@ -1137,46 +1198,48 @@ async fn lane_reader(
     let mut retries_out = 0usize;
     let mut retry = Some(retry);
     while let Some(p) = pending.recv().await {
-        let (job, sig, basis, permits) = match p {
+        match p {
             Pending::Drain => {
                 if retries_out == 0 {
                     retry = None;
                 }
-                continue;
             }
             Pending::Batch { jobs, permits } => {
                 receive_batch(&ctx, &mut rx, &jobs).await?;
                 window.add_permits(permits as usize);
-                continue;
+            }
+            Pending::Checks { jobs, permits } => {
+                let differ = receive_verdicts(&ctx, &mut rx, jobs).await?;
+                window.add_permits(permits as usize);
+                for mut job in differ {
+                    let Some(r) = &retry else {
+                        return Err(Error::io(
+                            job.shown,
+                            std::io::Error::other(
+                                "a hash check was answered after the last request",
+                            ),
+                        ));
+                    };
+                    job.how = WantHow::Delta;
+                    job.change.content = true;
+                    job.retry = true;
+                    retries_out += 1;
+                    let _ = r.send(job);
+                }
             }
             Pending::File {
                 job,
                 sig,
                 basis,
                 permits,
-            } => (job, sig, basis, permits),
-        };
-        if job.retry {
-            retries_out -= 1;
-        }
-        let outcome = receive_file(&ctx, &mut rx, &job, &sig, basis.as_ref()).await?;
-        window.add_permits(permits as usize);
-        match (outcome, &retry) {
-            (Outcome::Differs, Some(r)) if !job.retry => {
-                let mut job = *job;
-                job.how = WantHow::Delta;
-                job.change.content = true;
-                job.retry = true;
-                retries_out += 1;
-                let _ = r.send(job);
+            } => {
+                if job.retry {
+                    retries_out -= 1;
+                }
+                receive_file(&ctx, &mut rx, &job, &sig, basis.as_ref()).await?;
+                window.add_permits(permits as usize);
+                ctx.progress.file_done(&job.shown, job.entry.size);
             }
-            (Outcome::Differs, _) => {
-                return Err(Error::Violation {
-                    peer: ctx.peer.link().peer_name().into(),
-                    what: format!("{}: answered a delta request with DIFFERS", job.shown),
-                })
-            }
-            (Outcome::Done, _) => ctx.progress.file_done(&job.shown, job.entry.size),
         }
     }
     // The sender finishes its side after ours.
@@ -1184,12 +1247,95 @@ async fn lane_reader(
     Ok(())
 }
 
-/// How an answer ended.
-enum Outcome {
-    /// The file is dealt with (placed, up to date, or failed and recorded).
-    Done,
-    /// Whole-file hashes differ: ask again with a signature.
-    Differs,
+/// Reads the VERDICTS answering one CHECKS and applies them: files found the
+/// same get the sender's mode and time. Returns the jobs to ask again as deltas
+/// (content differs, or the local copy changed since it was hashed).
+async fn receive_verdicts(
+    ctx: &Ctx,
+    rx: &mut CircuitReceiver,
+    jobs: Vec<(FileJob, Meta)>,
+) -> Result<Vec<FileJob>> {
+    let peer = || ctx.peer.link().peer_name().to_string();
+    let f = rx.recv().await?.ok_or_else(|| Error::Violation {
+        peer: peer(),
+        what: "lane ended before the answer to a hash check".into(),
+    })?;
+    if f.op != msg::VERDICTS {
+        return Err(Error::Violation {
+            peer: peer(),
+            what: format!("expected VERDICTS for a hash check, got {}", f.op),
+        });
+    }
+    let verdicts =
+        msg::Verdict::decode_all(&f.payload, jobs.len()).map_err(|source| Error::Protocol {
+            peer: peer(),
+            source,
+        })?;
+    let mut differ = Vec::new();
+    for ((job, hashed), v) in jobs.into_iter().zip(verdicts) {
+        let e = &job.entry;
+        let listed = FileMeta {
+            size: e.size,
+            mtime: e.mtime,
+            mode: e.mode,
+        };
+        let meta = match v {
+            msg::Verdict::Same => listed,
+            msg::Verdict::SameMeta(m) => m,
+            msg::Verdict::Differs => {
+                differ.push(job);
+                continue;
+            }
+            msg::Verdict::Failed(m) => {
+                ctx.counters.error(&job.shown, m);
+                continue;
+            }
+            msg::Verdict::Vanished(m) => {
+                ctx.counters.vanished(&job.shown, m);
+                continue;
+            }
+        };
+        match apply_same(ctx, &job, &hashed, &meta) {
+            Ok(true) => ctx.progress.file_done(&job.shown, e.size),
+            Ok(false) if !job.retry => differ.push(job),
+            Ok(false) => ctx
+                .counters
+                .error(&job.shown, "the local file changed while it was compared"),
+            Err(err) => ctx.counters.error(&job.shown, err),
+        }
+    }
+    Ok(differ)
+}
+
+/// Gives a file whose content was found equal the sender's mode and time.
+/// `false` if the local file is no longer the one that was hashed (its inode
+/// or status-change time moved): it must be compared again.
+fn apply_same(
+    ctx: &Ctx,
+    job: &FileJob,
+    hashed: &Meta,
+    meta: &FileMeta,
+) -> std::result::Result<bool, String> {
+    let here = match ctx.fs.lstat(&job.rel) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    if (here.dev, here.ino, here.ctime, here.size)
+        != (hashed.dev, hashed.ino, hashed.ctime, meta.size)
+    {
+        return Ok(false);
+    }
+    let mut e = job.entry.clone();
+    e.mode = meta.mode;
+    e.mtime = meta.mtime;
+    let mut c = job.change;
+    c.perms = here.mode != meta.mode;
+    c.time = here.mtime != meta.mtime;
+    ctx.update_attrs(&job.rel, &e, &c)
+        .map_err(|e| e.to_string())?;
+    ctx.item(Update::Attrs, &e, &c);
+    Ok(true)
 }
 
 /// Reads one answer and applies it. Local failures (cannot write, verification)
@@ -1201,31 +1347,13 @@ async fn receive_file(
     job: &FileJob,
     sig: &[ChunkRef],
     basis: Option<&File>,
-) -> Result<Outcome> {
+) -> Result<()> {
     let peer = || ctx.peer.link().peer_name().to_string();
     let shown = &job.shown;
     let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
     let fs = &ctx.fs;
     let e = &job.entry;
     match f.op {
-        msg::SAME => {
-            let meta: FileMeta = decode(&f.payload, &peer())?;
-            let res = match basis {
-                // The file that was hashed: set its attributes through the
-                // descriptor (no path lookups, and nothing else is touched).
-                Some(old) => ctx.update_attrs_fd(&job.rel, old, e, &job.change, &meta),
-                None => fs
-                    .set_mode(&job.rel, meta.mode)
-                    .and_then(|_| fs.set_times(&job.rel, meta.mtime, false))
-                    .map_err(|err| err.to_string()),
-            };
-            match res {
-                Ok(()) => ctx.item(Update::Attrs, e, &job.change),
-                Err(err) => ctx.counters.error(shown, err),
-            }
-            Ok(Outcome::Done)
-        }
-        msg::DIFFERS => Ok(Outcome::Differs),
         msg::FILE_ERR => {
             let message = f.error.unwrap_or_else(|| "the sender failed".into());
             if f.part == 1 {
@@ -1233,7 +1361,7 @@ async fn receive_file(
             } else {
                 ctx.counters.error(shown, message);
             }
-            Ok(Outcome::Done)
+            Ok(())
         }
         msg::FILE => {
             let whole = WholeFile::decode(&f.payload).map_err(|source| Error::Protocol {
@@ -1241,7 +1369,7 @@ async fn receive_file(
                 source,
             })?;
             apply_whole(ctx, job, &whole);
-            Ok(Outcome::Done)
+            Ok(())
         }
         msg::META => {
             let meta: FileMeta = decode(&f.payload, &peer())?;
@@ -1283,7 +1411,7 @@ async fn receive_file(
                         let (literal, reused) = (build.literal, build.reused);
                         let res = build.finish(ctx, &meta, &end, e);
                         placed(ctx, job, res, literal, reused);
-                        return Ok(Outcome::Done);
+                        return Ok(());
                     }
                     msg::FILE_ERR => {
                         // The sender gave up on this file part-way (it changed
@@ -1294,7 +1422,7 @@ async fn receive_file(
                         } else {
                             ctx.counters.error(shown, message);
                         }
-                        return Ok(Outcome::Done);
+                        return Ok(());
                     }
                     other => {
                         return Err(Error::Violation {

@@ -11,13 +11,15 @@
 //!
 //! **Lanes** (a few circuits opened by the receiver): requests are pipelined,
 //! answers come back in request order. A request is `WANT` (by entry number),
-//! followed for a delta by `SIG` batches and `SIG_END`, or `WANTS`: many small
+//! followed for a delta by `SIG` batches and `SIG_END`; `WANTS`: many small
 //! files wanted whole, answered by `FILES` messages holding one record per file
-//! in request order. An answer to `WANT` is one of:
-//! `SAME` (hashes match; metadata only), `DIFFERS` (hashes differ: the receiver
-//! asks again for a delta), `FILE` (a whole small file in one message), `META`
-//! then `RECIPE`s then `END`, or `FILE_ERR` (this file failed or vanished; the
-//! lane goes on). The receiver half-closes a lane when it has no more requests.
+//! in request order; or `CHECKS`: many files the receiver has with the right
+//! size but another time, each with a truncated hash of its copy, answered by one
+//! `VERDICTS` message (same, same with new metadata, differs, failed, vanished);
+//! for a file that differs the receiver sends a `WANT` for a delta. An answer to
+//! `WANT` is one of: `FILE` (a whole small file in one message), `META` then
+//! `RECIPE`s then `END`, or `FILE_ERR` (this file failed or vanished; the lane
+//! goes on). The receiver half-closes a lane when it has no more requests.
 
 mod entry;
 mod recipe;
@@ -30,7 +32,10 @@ pub use entry::{
 };
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
 pub use stats::{Stats, StatsError, MAX_ERRORS};
-pub use want::{End, FileMeta, FileRecord, FileRecords, Want, WantHow, Wants, WholeFile};
+pub use want::{
+    Checks, End, FileMeta, FileRecord, FileRecords, Verdict, Want, WantHow, Wants, WholeFile,
+    CHECK_HASH, MAX_CHECKS,
+};
 
 use crate::Op;
 
@@ -54,10 +59,6 @@ pub const WANT: Op = Op(0x0120);
 pub const SIG: Op = Op(0x0121);
 /// Receiver → sender: the signature is complete.
 pub const SIG_END: Op = Op(0x0122);
-/// Sender → receiver: whole-file hashes match; only metadata differs ([`FileMeta`]).
-pub const SAME: Op = Op(0x0123);
-/// Sender → receiver: hashes differ; ask again with a signature.
-pub const DIFFERS: Op = Op(0x0124);
 /// Sender → receiver: the new file's metadata ([`FileMeta`]); recipe follows.
 pub const META: Op = Op(0x0125);
 /// Sender → receiver: part of the recipe ([`Recipe`]).
@@ -73,3 +74,7 @@ pub const FILE_ERR: Op = Op(0x0129);
 pub const WANTS: Op = Op(0x012A);
 /// Sender → receiver: records answering a [`WANTS`], in order ([`FileRecords`]).
 pub const FILES: Op = Op(0x012B);
+/// Receiver → sender: files to compare by whole-file hash ([`Checks`]).
+pub const CHECKS: Op = Op(0x012C);
+/// Sender → receiver: one [`Verdict`] per file of a [`CHECKS`], in order.
+pub const VERDICTS: Op = Op(0x012D);
