@@ -128,6 +128,11 @@ pub struct Cli {
     #[arg(long)]
     pub numeric_ids: bool,
 
+    /// fsync each received file before it replaces the old one (survives a
+    /// power cut as old or new; slower on disks)
+    #[arg(long)]
+    pub fsync: bool,
+
     /// No progress display, only errors
     #[arg(short, long, conflicts_with_all = ["verbose", "progress"])]
     pub quiet: bool,
@@ -212,6 +217,7 @@ pub struct Plan {
     pub xattrs: bool,
     pub hard_links: bool,
     pub numeric_ids: bool,
+    pub fsync: bool,
     pub show_progress: ShowProgress,
     /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
     pub verbosity: u8,
@@ -357,6 +363,7 @@ impl Cli {
             xattrs: self.xattrs,
             hard_links: !self.no_hard_links,
             numeric_ids: self.numeric_ids,
+            fsync: self.fsync,
             show_progress,
             verbosity: if self.quiet {
                 0
@@ -478,8 +485,11 @@ mod tests {
         assert!(p.filter.is_excluded(b"x.o", false));
         assert!(!p.filter.is_excluded(b"keep.o", false));
         assert!(plan(&["--exclude-from", "/nonexistent/rules", "a", "b"]).is_err());
-        assert!(plan(&["-X", "--numeric-ids", "--no-hard-links", "a", "b"])
-            .is_ok_and(|p| p.xattrs && p.numeric_ids && !p.hard_links));
+        assert!(
+            plan(&["-X", "--numeric-ids", "--no-hard-links", "a", "b"])
+                .is_ok_and(|p| p.xattrs && p.numeric_ids && !p.hard_links && !p.fsync)
+        );
+        assert!(plan(&["--fsync", "a", "b"]).is_ok_and(|p| p.fsync));
     }
 
     #[test]

@@ -118,6 +118,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     opts.xattrs = plan.xattrs;
     opts.hard_links = plan.hard_links;
     opts.numeric_ids = plan.numeric_ids;
+    opts.fsync = plan.fsync;
     opts.progress = if display.is_active() {
         display
     } else {

@@ -59,6 +59,21 @@ pub fn encode_frame(frag: &Fragment, compression: Compression, out: &mut Vec<u8>
     out[start + 4] = flags.0;
 }
 
+/// Encodes the start of an uncompressed frame, everything but the payload,
+/// which the caller sends right after it: for large payloads, which need not
+/// be copied into the frame. `head + payload` equals [`encode_frame`] with
+/// [`Compression::NONE`].
+pub fn encode_frame_head(frag: &Fragment, out: &mut Vec<u8>) {
+    debug_assert_eq!(frag.validate(), Ok(()), "fragment breaks protocol limits");
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    frag.encode_fields(out);
+    let len = out.len() - start - HEADER_LEN + frag.payload.len();
+    let len = u32::try_from(len).expect("frame length fits in u32");
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4] = Compression::NONE.0;
+}
+
 /// Encodes one frame into a fresh vector (see [`encode_frame`]).
 pub fn frame_to_vec(frag: &Fragment, compression: Compression) -> Vec<u8> {
     let mut out = Vec::new();
@@ -140,6 +155,19 @@ pub fn decode_frame(frame: &[u8]) -> Result<Fragment, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_head_and_its_payload_are_the_uncompressed_frame() {
+        let frag = Fragment::new(Op::DATA)
+            .with_subject("s")
+            .with_part(7)
+            .with_payload(vec![5; 70_000]);
+        let mut head = Vec::new();
+        encode_frame_head(&frag, &mut head);
+        head.extend_from_slice(&frag.payload);
+        assert_eq!(head, frame_to_vec(&frag, Compression::NONE));
+        assert_eq!(decode_frame(&head).unwrap(), frag);
+    }
+
     #[test]
     fn frame_len_from_header_needs_only_the_header() {
         let frame = frame_to_vec(

@@ -65,8 +65,11 @@ pub(crate) struct Driven {
 /// cap bounds what all stalled streams together can hold.
 const YAMUX_MAX_STREAMS: usize = 2048;
 const YAMUX_CONN_WINDOW: usize = 1 << 30;
-/// Room for a whole frame (yamux splits data at 16 KiB) and then some.
-const YAMUX_WRITE_BUFFER: usize = 64 << 10;
+/// Data frames of up to this much (yamux's default is 16 KiB): fewer frames,
+/// headers and TLS writes for bulk data.
+const YAMUX_SPLIT: usize = 64 << 10;
+/// Room for a whole frame, header and body.
+const YAMUX_WRITE_BUFFER: usize = 2 * YAMUX_SPLIT;
 
 fn split_yamux(stream: yamux::Stream) -> RawStream {
     let shared = Arc::new(SharedStream {
@@ -218,7 +221,8 @@ where
     let mut config = yamux::Config::default();
     config
         .set_max_connection_receive_window(Some(YAMUX_CONN_WINDOW))
-        .set_max_num_streams(YAMUX_MAX_STREAMS);
+        .set_max_num_streams(YAMUX_MAX_STREAMS)
+        .set_split_send_size(YAMUX_SPLIT);
     let mode = match side {
         Side::Client => yamux::Mode::Client,
         Side::Server => yamux::Mode::Server,

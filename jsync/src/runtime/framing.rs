@@ -38,18 +38,26 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         Some(total) => total,
         None => unreachable!("a whole header always yields a length"),
     };
-    let mut frame = vec![0u8; total];
-    frame[..HEADER_LEN].copy_from_slice(&header);
-    r.read_exact(&mut frame[HEADER_LEN..])
+    // Read into spare capacity: no zeroing of a buffer about to be overwritten.
+    let mut frame = Vec::with_capacity(total);
+    frame.extend_from_slice(&header);
+    let body = (total - HEADER_LEN) as u64;
+    (&mut *r)
+        .take(body)
+        .read_to_end(&mut frame)
         .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => ReadError::Truncated,
-            _ => ReadError::Io(e),
-        })?;
+        .map_err(ReadError::Io)?;
+    if frame.len() != total {
+        return Err(ReadError::Truncated);
+    }
     proto::decode_frame(&frame)
         .map(Some)
         .map_err(ReadError::Decode)
 }
+
+/// Uncompressed payloads from this size on are written after their frame's
+/// head instead of being copied into it.
+const DIRECT_PAYLOAD: usize = 16 << 10;
 
 /// Encodes and writes one frame; `buf` is scratch space reused across calls.
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
@@ -59,7 +67,14 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     buf.clear();
-    proto::encode_frame(frag, compression, buf);
-    w.write_all(buf).await?;
+    if compression == Compression::NONE && frag.payload.len() >= DIRECT_PAYLOAD {
+        // A large payload goes out as it is, not copied into the frame first.
+        proto::encode_frame_head(frag, buf);
+        w.write_all(buf).await?;
+        w.write_all(&frag.payload).await?;
+    } else {
+        proto::encode_frame(frag, compression, buf);
+        w.write_all(buf).await?;
+    }
     w.flush().await
 }

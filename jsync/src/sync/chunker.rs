@@ -170,11 +170,13 @@ pub(crate) fn signature<R: Read>(reader: R) -> io::Result<Vec<ChunkRef>> {
     Ok(out)
 }
 
-/// BLAKE3 of the whole stream, on one core, through a per-thread buffer of
-/// 256 KiB (fewer reads than blake3's own 64 KiB `update_reader`, still
-/// cache-sized; allocated once per thread, not once per file: a tree holds
-/// tens of thousands of small files).
-pub(crate) fn file_hash<R: Read>(mut reader: R) -> io::Result<Hash> {
+/// BLAKE3 of the first `size` bytes of the stream (its expected length: no
+/// read past it to find the end; callers compare the file's size afterwards),
+/// on one core, through a per-thread buffer of 256 KiB (fewer reads than
+/// blake3's own 64 KiB `update_reader`, still cache-sized; allocated once per
+/// thread, not once per file: a tree holds tens of thousands of small files).
+/// A stream that ends early is an `UnexpectedEof` error.
+pub(crate) fn file_hash<R: Read>(mut reader: R, size: u64) -> io::Result<Hash> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -184,16 +186,25 @@ pub(crate) fn file_hash<R: Read>(mut reader: R) -> io::Result<Hash> {
             buf.resize(256 << 10, 0);
         }
         let mut hasher = blake3::Hasher::new();
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return Ok(*hasher.finalize().as_bytes()),
+        let mut left = size;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match reader.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was read",
+                    ))
+                }
                 Ok(n) => {
                     hasher.update(&buf[..n]);
+                    left -= n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(*hasher.finalize().as_bytes())
     })
 }
 
@@ -482,7 +493,7 @@ mod tests {
         assert_eq!((total, calls), (0, 0));
         assert!(sig_of(&[]).is_empty());
         assert_eq!(
-            file_hash(Cursor::new(&[][..])).unwrap(),
+            file_hash(Cursor::new(&[][..]), 0).unwrap(),
             *blake3::hash(b"").as_bytes()
         );
         assert_eq!(
@@ -511,7 +522,7 @@ mod tests {
         }
         let e = for_each_chunk(Failing, |_, _| Ok(())).unwrap_err();
         assert_eq!(e.to_string(), "disk on fire");
-        let e = file_hash(Failing).unwrap_err();
+        let e = file_hash(Failing, 1).unwrap_err();
         assert_eq!(e.to_string(), "disk on fire");
 
         let data = pseudo_random(1 << 20, 9);
@@ -536,7 +547,19 @@ mod tests {
                 sizes: vec![100_000, 3],
                 i: 0,
             };
-            assert_eq!(file_hash(reader).unwrap(), *blake3::hash(&data).as_bytes());
+            assert_eq!(
+                file_hash(reader, len as u64).unwrap(),
+                *blake3::hash(&data).as_bytes()
+            );
+            // Only the expected length is read; a shorter stream is an error.
+            let mut longer = data.clone();
+            longer.extend_from_slice(b"more");
+            assert_eq!(
+                file_hash(Cursor::new(&longer), len as u64).unwrap(),
+                *blake3::hash(&data).as_bytes()
+            );
+            let e = file_hash(Cursor::new(&data), len as u64 + 1).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         }
     }
 

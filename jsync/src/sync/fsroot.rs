@@ -233,7 +233,7 @@ pub(crate) struct Meta {
 impl Meta {
     // Field types of `struct stat` differ between architectures.
     #[allow(clippy::unnecessary_cast)]
-    fn from_stat(st: &rfs::Stat) -> Meta {
+    pub(crate) fn from_stat(st: &rfs::Stat) -> Meta {
         let kind = match FileType::from_raw_mode(st.st_mode as _) {
             FileType::RegularFile => Kind::File,
             FileType::Directory => Kind::Dir,
@@ -1333,13 +1333,13 @@ pub(crate) struct TempFile {
 
 impl TempFile {
     /// Sets mode (`& 0o7777`) and mtime on the descriptor, syncs the file to
-    /// disk and renames it over the target in the same directory. A target
-    /// symlink is replaced, not followed; on error the temp file is removed.
-    pub fn commit(mut self, mode: u32, mtime: (i64, u32)) -> Result<(), FsError> {
+    /// disk if asked, and renames it over the target in the same directory. A
+    /// target symlink is replaced, not followed; on error the temp file is removed.
+    pub fn commit(mut self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(), FsError> {
         let file = self.file.as_fd();
         rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
             .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
-            .and_then(|()| rfs::fsync(file))
+            .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
             .and_then(|()| rfs::renameat(&self.dir, &self.temp, &self.dir, &self.target))
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
@@ -1607,7 +1607,7 @@ mod tests {
             let p = |name: &str| rel(&[via, b"/", name.as_bytes()].concat());
             let mut tmp = fs.create_temp(&p("f")).unwrap();
             tmp.file.write_all(b"hello").unwrap();
-            tmp.commit(0o644, (1_000, 0)).unwrap();
+            tmp.commit(0o644, (1_000, 0), true).unwrap();
             let mut s = String::new();
             fs.open_read(&p("f"))
                 .unwrap()
@@ -1656,7 +1656,7 @@ mod tests {
             symlink(outside.join("secret"), root.join(link.display())).unwrap();
             let mut tmp = fs.create_temp(&link).unwrap();
             tmp.file.write_all(b"new").unwrap();
-            tmp.commit(0o600, (5, 0)).unwrap();
+            tmp.commit(0o600, (5, 0), true).unwrap();
             assert_eq!(fs.lstat(&link).unwrap().unwrap().kind, Kind::File);
             assert_eq!(std::fs::read(root.join(link.display())).unwrap(), b"new");
         }
@@ -1722,7 +1722,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("busy/child")).unwrap();
         let fs = FsRoot::open(t.path()).unwrap();
         let tmp = fs.create_temp(&rel(b"busy")).unwrap();
-        let err = tmp.commit(0o644, (0, 0)).unwrap_err();
+        let err = tmp.commit(0o644, (0, 0), true).unwrap_err();
         assert!(
             matches!(&err, FsError::Io { path, .. } if path == "busy"),
             "{err}"
@@ -1759,7 +1759,7 @@ mod tests {
             ] {
                 let mut tmp = fs.create_temp(&rel(b"d/f")).unwrap();
                 tmp.file.write_all(b"data").unwrap();
-                tmp.commit(mode, mtime).unwrap();
+                tmp.commit(mode, mtime, true).unwrap();
                 let m = fs.lstat(&rel(b"d/f")).unwrap().unwrap();
                 assert_eq!(
                     (m.kind, m.mode, m.mtime, m.size, m.nlink),
@@ -2186,7 +2186,7 @@ mod tests {
         };
         tmp.set_owner(Some(uid), Some(gid)).unwrap();
         assert!(tmp.set_owner(Some(u32::MAX), None).is_err());
-        tmp.commit(0o6755, (5, 6)).unwrap();
+        tmp.commit(0o6755, (5, 6), true).unwrap();
         let m = fs.lstat(&rel(b"f")).unwrap().unwrap();
         assert_eq!((m.uid, m.gid, m.mode), (uid, gid, 0o6755));
         assert_eq!(fs.xattrs(&rel(b"f")).unwrap(), want[1..]);
@@ -2306,7 +2306,7 @@ mod tests {
         tmp.write_at(&[b'a'; 4096], 0).unwrap();
         tmp.write_at(&[b'b'; 4096], 10 * MIB).unwrap();
         tmp.set_len(20 * MIB).unwrap();
-        tmp.commit(0o644, (1, 0)).unwrap();
+        tmp.commit(0o644, (1, 0), true).unwrap();
         let m = fs.lstat(&rel(b"sparse")).unwrap().unwrap();
         assert_eq!(m.size, 20 * MIB);
         assert!(m.blocks * 512 < MIB, "{} blocks", m.blocks);
@@ -2350,7 +2350,7 @@ mod tests {
             fs.mkdir_all(&dir, 0o755).unwrap();
             let mut tmp = fs.create_temp(&file).unwrap();
             tmp.file.write_all(b"x").unwrap();
-            tmp.commit(0o644, (1, 2)).unwrap();
+            tmp.commit(0o644, (1, 2), true).unwrap();
             assert_eq!(fs.lstat(&file).unwrap().unwrap().size, 1);
             assert!(fs.open_read(&file).is_ok());
             let link = dir.join(OsStr::from_bytes(b"l\xff"));

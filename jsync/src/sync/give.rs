@@ -19,11 +19,12 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
-use super::fsroot::{FsRoot, Kind, RelPath};
+use super::fsroot::{FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
 use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
 use crate::runtime::{Circuit, CircuitReceiver, Peer};
+use rustix::fs::AtFlags;
 
 /// Flush a recipe fragment once it holds this much.
 const RECIPE_FLUSH: usize = 256 << 10;
@@ -378,8 +379,15 @@ fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<WalkItem>) {
     let send = |item| tx.blocking_send(item).is_ok();
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
-        let item = match std::fs::symlink_metadata(&root) {
-            Ok(m) => entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links),
+        let item = match rustix::fs::lstat(&root) {
+            Ok(st) => entry_for(
+                spec,
+                opts,
+                &spec.base,
+                Vec::new(),
+                &Meta::from_stat(&st),
+                &mut links,
+            ),
             Err(e) => Some(WalkItem::Error(Vec::new(), e.to_string())),
         };
         if let Some(item) = item {
@@ -388,6 +396,13 @@ fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<WalkItem>) {
         return;
     }
     let filter = &opts.filter;
+    let root_bytes = root.as_os_str().as_bytes();
+    // The relative path of a walked path (walkdir joins names onto `root`).
+    let rel_of = |p: &Path| -> Vec<u8> {
+        let b = p.as_os_str().as_bytes();
+        let r = b.strip_prefix(root_bytes).unwrap_or(b);
+        r.strip_prefix(b"/").unwrap_or(r).to_vec()
+    };
     let walker = walkdir::WalkDir::new(&root)
         .follow_links(false)
         .sort_by_file_name()
@@ -395,37 +410,43 @@ fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<WalkItem>) {
         .filter_entry(|de| {
             filter.is_empty()
                 || de.depth() == 0
-                || de
-                    .path()
-                    .strip_prefix(&root)
-                    .map(|p| !filter.is_excluded(p.as_os_str().as_bytes(), de.file_type().is_dir()))
-                    .unwrap_or(true)
+                || !filter.is_excluded(&rel_of(de.path()), de.file_type().is_dir())
         });
+    let mut dirs = DirStack::default();
     for item in walker {
         let item = match item {
             Ok(de) => {
-                let rel = de
-                    .path()
-                    .strip_prefix(&root)
-                    .map(|p| p.as_os_str().as_bytes().to_vec())
-                    .unwrap_or_default();
-                match de.metadata() {
-                    Ok(m) => match spec.entry_path(&rel) {
-                        Ok(full) => match entry_for(spec, opts, &full, rel, &m, &mut links) {
-                            Some(item) => item,
-                            None => continue,
-                        },
+                let rel = rel_of(de.path());
+                let depth = de.depth();
+                // Stat relative to the parent's descriptor, not by full path.
+                let stat = if depth == 0 {
+                    // walkdir follows a root that is a symlink; so do we.
+                    rustix::fs::stat(de.path()).map_err(std::io::Error::from)
+                } else {
+                    dirs.fd(depth - 1, &root).and_then(|parent| {
+                        rustix::fs::statat(parent, de.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                            .map_err(std::io::Error::from)
+                    })
+                };
+                if de.file_type().is_dir() {
+                    dirs.entered(depth, de.file_name());
+                }
+                match stat {
+                    Ok(st) => match spec.entry_path(&rel) {
+                        Ok(full) => {
+                            let m = Meta::from_stat(&st);
+                            match entry_for(spec, opts, &full, rel, &m, &mut links) {
+                                Some(item) => item,
+                                None => continue,
+                            }
+                        }
                         Err(e) => WalkItem::Error(rel, e.to_string()),
                     },
                     Err(e) => WalkItem::Error(rel, e.to_string()),
                 }
             }
             Err(e) => {
-                let rel = e
-                    .path()
-                    .and_then(|p| p.strip_prefix(&root).ok())
-                    .map(|p| p.as_os_str().as_bytes().to_vec())
-                    .unwrap_or_default();
+                let rel = e.path().map(rel_of).unwrap_or_default();
                 let msg = e
                     .io_error()
                     .map(|io| io.to_string())
@@ -436,6 +457,41 @@ fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<WalkItem>) {
         if !send(item) {
             return;
         }
+    }
+}
+
+/// The directories on the walk's current path, by depth, each opened
+/// (`O_PATH`, never following a symlink) the first time a child is stat'ed.
+#[derive(Default)]
+struct DirStack(Vec<(std::ffi::OsString, Option<std::os::fd::OwnedFd>)>);
+
+impl DirStack {
+    /// The walk went into directory `name` at `depth`.
+    fn entered(&mut self, depth: usize, name: &OsStr) {
+        self.0.truncate(depth);
+        self.0.push((name.to_owned(), None));
+    }
+
+    /// The descriptor of the directory at `depth` (0 is `root`).
+    fn fd(&mut self, depth: usize, root: &Path) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+        use rustix::fs::{Mode, OFlags};
+        use std::os::fd::AsFd;
+        if depth >= self.0.len() {
+            return Err(std::io::Error::other("the walk lost its place"));
+        }
+        if self.0[depth].1.is_none() {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            let fd = if depth == 0 {
+                rustix::fs::open(root, flags, Mode::empty())?
+            } else {
+                let flags = flags | OFlags::NOFOLLOW;
+                let name = self.0[depth].0.clone();
+                let parent = self.fd(depth - 1, root)?;
+                rustix::fs::openat(parent, &name, flags, Mode::empty())?
+            };
+            self.0[depth].1 = Some(fd);
+        }
+        Ok(self.0[depth].1.as_ref().expect("just opened").as_fd())
     }
 }
 
@@ -453,35 +509,29 @@ fn entry_for(
     opts: &GiveOptions,
     full: &RelPath,
     rel: Vec<u8>,
-    m: &std::fs::Metadata,
+    m: &Meta,
     links: &mut Links,
 ) -> Option<WalkItem> {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = m.file_type();
-    let (kind, size, target) = if ft.is_dir() {
-        (EntryKind::Dir, 0, Vec::new())
-    } else if ft.is_file() {
-        (EntryKind::File, m.len(), Vec::new())
-    } else if ft.is_symlink() {
-        match spec.fs.read_link(full) {
+    let (kind, size, target) = match m.kind {
+        Kind::Dir => (EntryKind::Dir, 0, Vec::new()),
+        Kind::File => (EntryKind::File, m.size, Vec::new()),
+        Kind::Symlink => match spec.fs.read_link(full) {
             Ok(t) => (EntryKind::Symlink, 0, t),
             Err(e) => return Some(WalkItem::Error(rel, e.to_string())),
+        },
+        Kind::Fifo => (EntryKind::Fifo, 0, Vec::new()),
+        Kind::CharDev => (EntryKind::CharDev, 0, Vec::new()),
+        Kind::BlockDev => (EntryKind::BlockDev, 0, Vec::new()),
+        Kind::Socket => {
+            // Sockets are skipped, as rsync does: they cannot be copied.
+            tracing::debug!(path = %String::from_utf8_lossy(&rel), "skipping a socket");
+            return None;
         }
-    } else if ft.is_fifo() {
-        (EntryKind::Fifo, 0, Vec::new())
-    } else if ft.is_char_device() {
-        (EntryKind::CharDev, 0, Vec::new())
-    } else if ft.is_block_device() {
-        (EntryKind::BlockDev, 0, Vec::new())
-    } else {
-        // Sockets are skipped, as rsync does: they cannot be copied.
-        tracing::debug!(path = %String::from_utf8_lossy(&rel), "skipping a socket");
-        return None;
     };
     let index = links.next;
     links.next += 1;
-    let link = if kind == EntryKind::File && opts.hard_links && m.nlink() > 1 {
-        match links.seen.entry((m.dev(), m.ino())) {
+    let link = if kind == EntryKind::File && opts.hard_links && m.nlink > 1 {
+        match links.seen.entry((m.dev, m.ino)) {
             std::collections::hash_map::Entry::Occupied(first) => HardLink::Follower(*first.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(index);
@@ -502,13 +552,13 @@ fn entry_for(
     Some(WalkItem::Entry(Entry {
         path: rel,
         kind,
-        mode: m.mode() & 0o7777,
+        mode: m.mode,
         size,
-        mtime: mtime_of(m),
+        mtime: m.mtime,
         target,
-        uid: m.uid(),
-        gid: m.gid(),
-        rdev: if kind.is_special() { m.rdev() } else { 0 },
+        uid: m.uid,
+        gid: m.gid,
+        rdev: if kind.is_special() { m.rdev } else { 0 },
         link,
         xattrs,
     }))
@@ -622,17 +672,11 @@ async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<
     for &index in indices {
         let path = giver.file(index)?;
         let shown = String::from_utf8_lossy(&path).into_owned();
-        let size = match read_whole(giver, &path, &shown) {
-            Ok((meta, data)) => {
-                progress.file_started(&shown, meta.size);
-                msg::FileRecord::Whole(WholeFile {
-                    meta,
-                    hash: *blake3::hash(&data).as_bytes(),
-                    data: &data,
-                })
-                .encode(&mut payload);
-                progress.file_progress(&shown, meta.size);
-                meta.size
+        let size = match append_whole(giver, &path, &shown, &mut payload) {
+            Ok(size) => {
+                progress.file_started(&shown, size);
+                progress.file_progress(&shown, size);
+                size
             }
             Err(Fail::Lane(e)) => return Err(e),
             Err(Fail::File { message, vanished }) => {
@@ -709,7 +753,14 @@ fn verdict(
             .fs
             .open_read_meta(&rel)
             .map_err(|e| open_fail(&shown, e))?;
-        let hash = chunker::file_hash(&file).map_err(|e| file_fail(&shown, "read", e))?;
+        let hash = match chunker::file_hash(&file, m.size) {
+            Ok(h) => h,
+            // It shrank while it was hashed: a delta will tell.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(msg::Verdict::Differs)
+            }
+            Err(e) => return Err(file_fail(&shown, "read", e)),
+        };
         let after = file.metadata().map_err(|e| file_fail(&shown, "stat", e))?;
         // Changed while it was hashed, the hash means nothing: a delta will tell.
         if after.len() != m.size
@@ -737,6 +788,60 @@ fn verdict(
         Err(Fail::File { message, .. }) => msg::Verdict::Failed(&message).encode(out),
         Err(Fail::Lane(e)) => msg::Verdict::Failed(&e.to_string()).encode(out),
     }
+}
+
+/// Appends a whole-file record for a small file, read straight into `payload`
+/// and checked to be unchanged while it was read; returns its size. On failure
+/// `payload` is as it was.
+fn append_whole(
+    giver: &Giver,
+    path: &[u8],
+    shown: &str,
+    payload: &mut Vec<u8>,
+) -> std::result::Result<u64, Fail> {
+    let start = payload.len();
+    let res = (|| {
+        let rel = giver.spec.entry_path(path)?;
+        let (file, m) = giver
+            .spec
+            .fs
+            .open_read_meta(&rel)
+            .map_err(|e| open_fail(shown, e))?;
+        let meta = FileMeta {
+            size: m.size,
+            mtime: m.mtime,
+            mode: m.mode,
+        };
+        let changed = || Fail::File {
+            message: format!("{shown}: file changed while being sent"),
+            vanished: false,
+        };
+        if meta.size > WHOLE_MAX {
+            return Err(changed());
+        }
+        let slot = msg::begin_whole_record(payload, &meta);
+        let data = payload.len();
+        // Room for the data and the end-of-file check: no probing reads.
+        payload.reserve(meta.size as usize + 1);
+        (&file)
+            .take(meta.size + 1)
+            .read_to_end(payload)
+            .map_err(|e| file_fail(shown, "read", e))?;
+        let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
+        if (payload.len() - data) as u64 != meta.size
+            || after.len() != meta.size
+            || mtime_of(&after) != meta.mtime
+        {
+            return Err(changed());
+        }
+        let hash = blake3::hash(&payload[data..]);
+        payload[slot..slot + 32].copy_from_slice(hash.as_bytes());
+        Ok(meta.size)
+    })();
+    if res.is_err() {
+        payload.truncate(start);
+    }
+    res
 }
 
 /// A small file read whole, checked to be unchanged while it was read.

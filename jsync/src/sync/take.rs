@@ -66,6 +66,8 @@ pub(crate) struct TakeOptions {
     pub hard_links: bool,
     /// Ignore owner names; use the sender's ids as they are.
     pub numeric_ids: bool,
+    /// `fsync` each file before renaming it into place.
+    pub fsync: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -1091,7 +1093,7 @@ fn hash_local(
             .open_read_meta(&job.rel)
             .map_err(|e| e.to_string())
             .and_then(|(f, m)| {
-                let h = chunker::file_hash(&f).map_err(|e| e.to_string())?;
+                let h = chunker::file_hash(&f, m.size).map_err(|e| e.to_string())?;
                 let mut short = [0u8; msg::CHECK_HASH];
                 short.copy_from_slice(&h[..msg::CHECK_HASH]);
                 Ok((m, short))
@@ -1450,7 +1452,7 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
         let temp = ctx.fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
         temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
         finish_file(ctx, &temp, &job.entry)?;
-        temp.commit(whole.meta.mode, whole.meta.mtime)
+        temp.commit(whole.meta.mode, whole.meta.mtime, ctx.opts.fsync)
             .map_err(|e| e.to_string())
     })();
     ctx.progress.file_started(shown, whole.meta.size);
@@ -1531,15 +1533,9 @@ fn placed(
 /// mode follows in the commit).
 fn finish_file(ctx: &Ctx, temp: &TempFile, e: &Entry) -> std::result::Result<(), String> {
     if let Some((uid, gid)) = ctx.owner_of(e) {
-        // A new file is ours already: skip the call when that is what it wants.
-        let (me, my_group) = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
-        if (uid, gid) != (me, my_group) {
-            temp.set_owner(Some(uid), Some(gid))
-                .map_err(|err| err.to_string())?;
-        }
+        // Always: a new file's group may be its directory's (setgid), not ours.
+        temp.set_owner(Some(uid), Some(gid))
+            .map_err(|err| err.to_string())?;
     }
     if ctx.opts.xattrs {
         super::fsroot::fset_xattrs(&temp.file, &e.xattrs)
@@ -1659,7 +1655,7 @@ impl<'a> Build<'a> {
         }
         temp.set_len(end.size).map_err(|err| err.to_string())?;
         finish_file(ctx, &temp, e)?;
-        temp.commit(meta.mode, meta.mtime)
+        temp.commit(meta.mode, meta.mtime, ctx.opts.fsync)
             .map_err(|e| e.to_string())
     }
 

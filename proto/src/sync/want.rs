@@ -321,10 +321,9 @@ impl FileRecord<'_> {
     pub fn encode(&self, buf: &mut Vec<u8>) {
         match self {
             FileRecord::Whole(w) => {
-                buf.push(REC_WHOLE);
-                let mut body = Vec::with_capacity(w.data.len() + 64);
-                w.encode(&mut body);
-                crate::codec::put_bytes(buf, &body);
+                let slot = begin_whole_record(buf, &w.meta);
+                buf[slot..slot + 32].copy_from_slice(&w.hash);
+                buf.extend_from_slice(w.data);
             }
             FileRecord::Failed(m) => {
                 buf.push(REC_FAILED);
@@ -336,6 +335,21 @@ impl FileRecord<'_> {
             }
         }
     }
+}
+
+/// Starts a [`FileRecord::Whole`] in `buf` whose data the caller appends
+/// next, exactly `meta.size` bytes (read straight from the file, with no copy in
+/// between); returns the offset of the 32-byte hash, zeroed, for the caller to
+/// fill once the data is in. The result encodes as `FileRecord::Whole` does.
+pub fn begin_whole_record(buf: &mut Vec<u8>, meta: &FileMeta) -> usize {
+    let mut head = Vec::with_capacity(32);
+    meta.encode(&mut head);
+    buf.push(REC_WHOLE);
+    put_varint(buf, head.len() as u64 + 32 + meta.size);
+    buf.extend_from_slice(&head);
+    let slot = buf.len();
+    buf.resize(slot + 32, 0);
+    slot
 }
 
 /// Iterates over the records of a FILES payload.
@@ -442,6 +456,14 @@ mod tests {
             .unwrap();
         assert_eq!(back, recs);
         assert!(FileRecords::new(&[9]).any(|r| r.is_err()));
+        // A record built in place encodes exactly as FileRecord::Whole does.
+        let mut in_place = Vec::new();
+        let slot = begin_whole_record(&mut in_place, &w.meta);
+        in_place.extend_from_slice(w.data);
+        in_place[slot..slot + 32].copy_from_slice(&w.hash);
+        let mut whole = Vec::new();
+        FileRecord::Whole(w.clone()).encode(&mut whole);
+        assert_eq!(in_place, whole);
         assert!(FileRecords::new(&payload[..payload.len() - 1]).any(|r| r.is_err()));
     }
 
