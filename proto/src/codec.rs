@@ -147,6 +147,28 @@ impl<'a> Reader<'a> {
         self.take(len as usize)
     }
 
+    /// A varint count of items that follow, each at least `min_len` bytes long:
+    /// refused when over `max` or when the bytes present cannot hold that many
+    /// items, so a hostile count allocates nothing.
+    pub fn count(
+        &mut self,
+        what: &'static str,
+        max: usize,
+        min_len: usize,
+    ) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        let room = (self.remaining() / min_len.max(1)).min(max);
+        if n > room as u64 {
+            return Err(DecodeError::FieldTooLarge {
+                what,
+                len: n,
+                max: room as u64,
+            });
+        }
+        // `n <= room` fits in usize.
+        Ok(n as usize)
+    }
+
     /// Like [`Reader::bytes`], and the bytes must be UTF-8.
     pub fn str(&mut self, what: &'static str, max: usize) -> Result<&'a str, DecodeError> {
         let bytes = self.bytes(what, max)?;
@@ -193,6 +215,26 @@ pub fn put_str(buf: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn counts_are_bounded_by_the_limit_and_the_bytes_present() {
+        let mut buf = Vec::new();
+        put_varint(&mut buf, 3);
+        buf.extend_from_slice(&[0; 6]);
+        assert_eq!(Reader::new(&buf).count("x", 10, 2), Ok(3));
+        assert!(
+            Reader::new(&buf).count("x", 2, 2).is_err(),
+            "over the limit"
+        );
+        assert!(
+            Reader::new(&buf).count("x", 10, 3).is_err(),
+            "not enough bytes"
+        );
+        let mut huge = Vec::new();
+        put_varint(&mut huge, u64::MAX);
+        assert!(Reader::new(&huge).count("x", usize::MAX, 1).is_err());
+        assert_eq!(Reader::new(&[0]).count("x", 0, 0), Ok(0));
+    }
 
     #[test]
     fn fixed_width_integers_are_big_endian() {

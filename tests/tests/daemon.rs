@@ -126,16 +126,19 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
     std::fs::create_dir_all(&local).unwrap();
     let old = pseudo_random(1 << 20, 3);
     std::fs::write(local.join("big.bin"), &old).unwrap();
-    let mut srv = Jsrv::start(keys.path(), &root, &[]);
-    let child = std::process::Command::new(bin("jcp"))
-        .arg("--config-dir")
-        .arg(keys.path())
-        .args([
+    // `jcp` pulling big.bin from the server on `port` into `local`.
+    let pull = |port: u16| {
+        let mut c = std::process::Command::new(bin("jcp"));
+        c.arg("--config-dir").arg(keys.path()).args([
             "-p",
-            &srv.port.to_string(),
+            &port.to_string(),
             "127.0.0.1:big.bin",
             local.to_str().unwrap(),
-        ])
+        ]);
+        c
+    };
+    let mut srv = Jsrv::start(keys.path(), &root, &[]);
+    let child = pull(srv.port)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -183,17 +186,7 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
 
     // A second pull completes and consumes the partial file.
     let srv = Jsrv::start(keys.path(), &root, &[]);
-    let out = std::process::Command::new(bin("jcp"))
-        .arg("--config-dir")
-        .arg(keys.path())
-        .args([
-            "-p",
-            &srv.port.to_string(),
-            "127.0.0.1:big.bin",
-            local.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = pull(srv.port).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

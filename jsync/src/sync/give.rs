@@ -800,48 +800,16 @@ fn append_whole(
     payload: &mut Vec<u8>,
 ) -> std::result::Result<u64, Fail> {
     let start = payload.len();
-    let res = (|| {
-        let rel = giver.spec.entry_path(path)?;
-        let (file, m) = giver
-            .spec
-            .fs
-            .open_read_meta(&rel)
-            .map_err(|e| open_fail(shown, e))?;
-        let meta = FileMeta {
-            size: m.size,
-            mtime: m.mtime,
-            mode: m.mode,
-        };
-        let changed = || Fail::File {
-            message: format!("{shown}: file changed while being sent"),
-            vanished: false,
-        };
-        if meta.size > WHOLE_MAX {
-            return Err(changed());
-        }
-        let slot = msg::begin_whole_record(payload, &meta);
-        let data = payload.len();
-        // Room for the data and the end-of-file check: no probing reads.
-        payload.reserve(meta.size as usize + 1);
-        (&file)
-            .take(meta.size + 1)
-            .read_to_end(payload)
-            .map_err(|e| file_fail(shown, "read", e))?;
-        let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
-        if (payload.len() - data) as u64 != meta.size
-            || after.len() != meta.size
-            || mtime_of(&after) != meta.mtime
-        {
-            return Err(changed());
-        }
-        let hash = blake3::hash(&payload[data..]);
-        payload[slot..slot + 32].copy_from_slice(hash.as_bytes());
-        Ok(meta.size)
-    })();
-    if res.is_err() {
+    let (file, meta) = open_whole(giver, path, shown)?;
+    let slot = msg::begin_whole_record(payload, &meta);
+    let data = payload.len();
+    if let Err(e) = read_checked(&file, &meta, shown, payload) {
         payload.truncate(start);
+        return Err(e);
     }
-    res
+    let hash = blake3::hash(&payload[data..]);
+    payload[slot..slot + 32].copy_from_slice(hash.as_bytes());
+    Ok(meta.size)
 }
 
 /// A small file read whole, checked to be unchanged while it was read.
@@ -850,6 +818,18 @@ fn read_whole(
     path: &[u8],
     shown: &str,
 ) -> std::result::Result<(FileMeta, Vec<u8>), Fail> {
+    let (file, meta) = open_whole(giver, path, shown)?;
+    let mut data = Vec::new();
+    read_checked(&file, &meta, shown, &mut data)?;
+    Ok((meta, data))
+}
+
+/// Opens a listed file to send whole: small enough, or it changed since it was listed.
+fn open_whole(
+    giver: &Giver,
+    path: &[u8],
+    shown: &str,
+) -> std::result::Result<(std::fs::File, FileMeta), Fail> {
     let rel = giver.spec.entry_path(path)?;
     let (file, m) = giver
         .spec
@@ -861,24 +841,41 @@ fn read_whole(
         mtime: m.mtime,
         mode: m.mode,
     };
-    let changed = || Fail::File {
-        message: format!("{shown}: file changed while being sent"),
-        vanished: false,
-    };
     if meta.size > WHOLE_MAX {
-        return Err(changed());
+        return Err(changed_while_sent(shown));
     }
-    let mut data = Vec::with_capacity(meta.size as usize);
-    (&file)
-        .take(meta.size + 1)
-        .read_to_end(&mut data)
+    Ok((file, meta))
+}
+
+/// Appends the content of `file` to `buf` (exactly `meta.size` bytes) and
+/// checks that the file did not change meanwhile.
+fn read_checked(
+    file: &std::fs::File,
+    meta: &FileMeta,
+    shown: &str,
+    buf: &mut Vec<u8>,
+) -> std::result::Result<(), Fail> {
+    let start = buf.len();
+    // Room for the data and the end-of-file check: no probing reads.
+    buf.reserve(meta.size as usize + 1);
+    file.take(meta.size + 1)
+        .read_to_end(buf)
         .map_err(|e| file_fail(shown, "read", e))?;
     let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
-    if data.len() as u64 != meta.size || after.len() != meta.size || mtime_of(&after) != meta.mtime
+    if (buf.len() - start) as u64 != meta.size
+        || after.len() != meta.size
+        || mtime_of(&after) != meta.mtime
     {
-        return Err(changed());
+        return Err(changed_while_sent(shown));
     }
-    Ok((meta, data))
+    Ok(())
+}
+
+fn changed_while_sent(shown: &str) -> Fail {
+    Fail::File {
+        message: format!("{shown}: file changed while being sent"),
+        vanished: false,
+    }
 }
 
 fn open_fail(shown: &str, e: super::fsroot::FsError) -> Fail {
@@ -911,10 +908,7 @@ async fn serve(
     let unchanged = |file: &std::fs::File| -> std::result::Result<(), Fail> {
         let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
         if after.len() != meta.size || mtime_of(&after) != meta.mtime {
-            return Err(Fail::File {
-                message: format!("{shown}: file changed while being sent"),
-                vanished: false,
-            });
+            return Err(changed_while_sent(shown));
         }
         Ok(())
     };
@@ -962,10 +956,7 @@ async fn serve(
         .map_err(|e| Fail::Lane(Error::io("recipe builder", std::io::Error::other(e))))?;
     let ((total, digest), file) = built.map_err(|e| file_fail(shown, "read", e))?;
     if total != meta.size {
-        return Err(Fail::File {
-            message: format!("{shown}: file changed while being sent"),
-            vanished: false,
-        });
+        return Err(changed_while_sent(shown));
     }
     unchanged(&file)?;
     c.send(fragment(

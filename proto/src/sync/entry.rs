@@ -196,15 +196,8 @@ impl Codec for Entry {
         let rdev = if flags & F_RDEV != 0 { r.varint()? } else { 0 };
         let mut xattrs = Vec::new();
         if flags & F_XATTRS != 0 {
-            let n = r.varint()?;
             // Each attribute takes at least two length bytes.
-            if n > MAX_XATTRS as u64 || n > (r.remaining() / 2) as u64 {
-                return Err(DecodeError::FieldTooLarge {
-                    what: "xattr count",
-                    len: n,
-                    max: MAX_XATTRS as u64,
-                });
-            }
+            let n = r.count("xattr count", MAX_XATTRS, 2)?;
             for _ in 0..n {
                 let name = r.bytes("xattr name", MAX_XATTR_NAME)?.to_vec();
                 let value = r.bytes("xattr value", MAX_XATTR_VALUE)?.to_vec();
@@ -252,16 +245,9 @@ impl Codec for EntryBatch {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.varint()?;
         // Bound the count by what is there before allocating.
-        if n > MAX_BATCH as u64 || n > (r.remaining() / MIN_ENTRY) as u64 {
-            return Err(DecodeError::FieldTooLarge {
-                what: "entry batch",
-                len: n,
-                max: (r.remaining() / MIN_ENTRY).min(MAX_BATCH) as u64,
-            });
-        }
-        let mut out = Vec::with_capacity(n as usize);
+        let n = r.count("entry batch", MAX_BATCH, MIN_ENTRY)?;
+        let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(Entry::decode(r)?);
         }
@@ -291,14 +277,7 @@ impl Codec for IdNames {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut lists = [Vec::new(), Vec::new()];
         for list in &mut lists {
-            let n = r.varint()?;
-            if n > (r.remaining() / 2) as u64 {
-                return Err(DecodeError::FieldTooLarge {
-                    what: "id name list",
-                    len: n,
-                    max: (r.remaining() / 2) as u64,
-                });
-            }
+            let n = r.count("id name list", usize::MAX, 2)?;
             for _ in 0..n {
                 let id = u32_field(r, "owner id")?;
                 list.push((id, r.bytes("owner name", 256)?.to_vec()));

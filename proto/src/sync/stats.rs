@@ -46,15 +46,8 @@ fn put_list(buf: &mut Vec<u8>, list: &[StatsError]) {
 }
 
 fn get_list(r: &mut Reader<'_>) -> Result<Vec<StatsError>, DecodeError> {
-    let n = r.varint()?;
-    if n > MAX_ERRORS as u64 || n > (r.remaining() / 2) as u64 {
-        return Err(DecodeError::FieldTooLarge {
-            what: "error list",
-            len: n,
-            max: MAX_ERRORS as u64,
-        });
-    }
-    let mut out = Vec::with_capacity(n as usize);
+    let n = r.count("error list", MAX_ERRORS, 2)?;
+    let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(StatsError {
             path: r.bytes("error path", MAX_PATH)?.to_vec(),

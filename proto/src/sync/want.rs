@@ -68,15 +68,15 @@ impl Codec for Checks {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.varint()?;
-        if n == 0 || n > MAX_CHECKS as u64 || n > r.remaining() as u64 {
+        let n = r.count("hash check batch", MAX_CHECKS, 1 + CHECK_HASH)?;
+        if n == 0 {
             return Err(DecodeError::FieldTooLarge {
-                what: "hash check batch",
-                len: n,
+                what: "empty hash check batch",
+                len: 0,
                 max: MAX_CHECKS as u64,
             });
         }
-        let mut out = Vec::with_capacity(n as usize);
+        let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let index = r.varint()?;
             let mut h = [0u8; CHECK_HASH];
@@ -285,15 +285,15 @@ impl Codec for Wants {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.varint()?;
-        if n == 0 || n > MAX_WANTS as u64 || n > r.remaining() as u64 {
+        let n = r.count("file request batch", MAX_WANTS, 1)?;
+        if n == 0 {
             return Err(DecodeError::FieldTooLarge {
-                what: "file request batch",
-                len: n,
+                what: "empty file request batch",
+                len: 0,
                 max: MAX_WANTS as u64,
             });
         }
-        let mut out = Vec::with_capacity(n as usize);
+        let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(r.varint()?);
         }
