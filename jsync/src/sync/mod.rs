@@ -276,6 +276,7 @@ impl Args {
             lanes: self.parallel,
             delete: self.delete,
             dry_run: self.dry_run,
+            itemize: self.itemize || self.dry_run,
             items_to_sender: remote && (self.itemize || self.dry_run),
             filter: Arc::new(self.filter.clone()),
             delete_excluded: self.delete_excluded,

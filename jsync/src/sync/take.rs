@@ -53,6 +53,8 @@ pub(crate) struct TakeOptions {
     pub delete: bool,
     /// Change nothing; report what would change.
     pub dry_run: bool,
+    /// Itemize changes at all (`-i`, `-n`); otherwise no line is made.
+    pub itemize: bool,
     /// Send itemized changes to the sender too (it is the one with a user).
     pub items_to_sender: bool,
     /// Receiver entries this excludes are safe from `delete`...
@@ -135,11 +137,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                     let i = index;
                     index += 1;
                     Counters::add(&counters.files_checked, 1);
-                    let shown = String::from_utf8_lossy(&entry.path).into_owned();
+                    // The path as shown in messages (made only when needed).
+                    let shown = |e: &Entry| String::from_utf8_lossy(&e.path).into_owned();
                     let rel = match join(&base, &entry.path) {
                         Ok(r) => r,
                         Err(e) => {
-                            counters.error(&shown, e.to_string());
+                            counters.error(&shown(&entry), e.to_string());
                             continue;
                         }
                     };
@@ -163,10 +166,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                             let job = FileJob {
                                 index: i,
                                 rel,
+                                shown: shown(&entry),
                                 entry,
                                 how,
                                 change,
-                                shown,
                                 retry: false,
                                 partial: false,
                                 local_size,
@@ -175,7 +178,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                                 break;
                             }
                         }
-                        Err(e) => counters.error(&shown, e),
+                        Err(e) => counters.error(&shown(&entry), e),
                     }
                 }
             }
@@ -550,7 +553,7 @@ impl Ctx {
 
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
-        if c.any() {
+        if self.opts.itemize && c.any() {
             self.items
                 .send(itemize::line(update, e.kind, c, &e.path, &e.target));
         }
@@ -617,7 +620,9 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
             match &here {
                 Some(m) if m.kind == Kind::Dir => {
                     // Mode, owner, xattrs and time are set after the contents.
-                    ctx.item(Update::Attrs, e, &ctx.attr_change(rel, m, e));
+                    if ctx.opts.itemize {
+                        ctx.item(Update::Attrs, e, &ctx.attr_change(rel, m, e));
+                    }
                     // An existing directory may hold temp files a crashed run left.
                     if !dry {
                         clean_temps(ctx, rel);
@@ -783,7 +788,9 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     if linked {
         return;
     }
-    ctx.items.send(itemize::hard_link(&e.path, leader_path));
+    if ctx.opts.itemize {
+        ctx.items.send(itemize::hard_link(&e.path, leader_path));
+    }
     if ctx.opts.dry_run {
         return;
     }
@@ -837,7 +844,9 @@ fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Ve
         if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded(&shown, is_dir) {
             continue;
         }
-        ctx.items.send(itemize::deleting(&shown, is_dir));
+        if ctx.opts.itemize {
+            ctx.items.send(itemize::deleting(&shown, is_dir));
+        }
         Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
             if let Err(e) = fs.remove_all(&rel) {
