@@ -293,6 +293,9 @@ pub(crate) struct FsRoot {
     dirs: std::sync::Mutex<BTreeMap<Vec<u8>, Arc<OwnedFd>>>,
 }
 
+/// The names in a directory, each with whether it is a directory.
+pub(crate) type Listing = Vec<(Vec<u8>, bool)>;
+
 /// Directory descriptors an [`FsRoot`] keeps at most (then it starts over).
 const DIR_CACHE: usize = 256;
 
@@ -508,7 +511,7 @@ impl FsRoot {
 
     /// The names in directory `rel` (not `.` and `..`), each with whether it is
     /// a directory (never following symlinks). For `--delete`.
-    pub fn read_dir(&self, rel: &RelPath) -> Result<Vec<(Vec<u8>, bool)>, FsError> {
+    pub fn read_dir(&self, rel: &RelPath) -> Result<Listing, FsError> {
         let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
         let err = |e: Errno| FsError::io(rel.display(), e);
         let mut dir = Dir::new(fd).map_err(err)?;
@@ -696,12 +699,18 @@ impl FsRoot {
     /// Returns how many temps were removed or kept as partials.
     #[cfg(test)]
     pub fn clean_stale_temps(&self, rel_dir: &RelPath) -> Result<usize, FsError> {
-        self.clean_stale_temps_scan(rel_dir).map(|(n, _)| n)
+        self.clean_stale_temps_scan(rel_dir, None).map(|(n, _)| n)
     }
 
     /// [`FsRoot::clean_stale_temps`], also saying whether the directory holds
-    /// partial files afterwards (so a sync looks for them only there).
-    pub fn clean_stale_temps_scan(&self, rel_dir: &RelPath) -> Result<(usize, bool), FsError> {
+    /// partial files afterwards (so a sync looks for them only there), and
+    /// collecting every name in it with whether it is a directory into `names`
+    /// (for `--delete`, which then need not read the directory again).
+    pub fn clean_stale_temps_scan(
+        &self,
+        rel_dir: &RelPath,
+        mut names: Option<&mut Listing>,
+    ) -> Result<(usize, bool), FsError> {
         let fd = self.resolve(rel_dir, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
         let err = |e: Errno| FsError::io(rel_dir.display(), e);
         let mut dir = Dir::new(fd).map_err(err)?;
@@ -710,10 +719,16 @@ impl FsRoot {
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(err)?;
             let name = entry.file_name().to_bytes();
-            if is_temp_name(name) && entry.file_type() != FileType::Directory {
+            let is_dir = entry.file_type() == FileType::Directory;
+            if is_temp_name(name) && !is_dir {
                 temps.push(OsString::from_vec(name.to_vec()));
             }
             partials |= is_partial_name(name);
+            if let Some(names) = names.as_deref_mut() {
+                if name != b"." && name != b".." {
+                    names.push((name.to_vec(), is_dir));
+                }
+            }
         }
         let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);

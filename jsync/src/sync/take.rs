@@ -103,6 +103,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         root: ids::is_root(),
         owners: std::sync::Mutex::new(Owners::default()),
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
+        listings: Default::default(),
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -119,7 +120,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
     }
 
     let mut dirs: Vec<(RelPath, Entry)> = Vec::new();
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut seen = Seen::default();
     let mut walk_errors = false;
     let mut index = 0u64;
     // Hard links: the path of each leader by entry number, and the followers.
@@ -147,7 +148,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                         }
                     };
                     if opts.delete {
-                        seen.insert(rel.as_bytes().to_vec());
+                        seen.insert(&rel);
                     }
                     match entry.link {
                         HardLink::Leader => {
@@ -229,13 +230,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                 "I/O errors on the sender: skipping deletion (nothing was deleted)",
             );
         } else {
-            let mut scan: Vec<&RelPath> = dirs.iter().map(|(r, _)| r).collect();
+            let mut scan: Vec<RelPath> = dirs.iter().map(|(r, _)| r.clone()).collect();
             if source.kind == EntryKind::Dir && !dirs.iter().any(|(r, _)| r == &base) {
-                scan.push(&base);
+                scan.push(base.clone());
             }
-            for dir in scan {
-                delete_extraneous(&ctx, dir, &base, &seen);
-            }
+            delete_all_extraneous(&ctx, scan, &base, seen).await?;
         }
     }
     if !opts.dry_run {
@@ -407,15 +406,25 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
 
 /// Cleans what a crashed run left in `dir`; remembers the directory when it
 /// holds partial files (only those directories are searched for them).
+/// With `--delete`, keeps the names the directory held for the deletion pass.
 fn clean_temps(ctx: &Ctx, dir: &RelPath) {
-    match ctx.fs.clean_stale_temps_scan(dir) {
-        Ok((_, true)) => {
-            ctx.partial_dirs
-                .lock()
-                .expect("poisoned")
-                .insert(dir.as_bytes().to_vec());
+    let mut names = Vec::new();
+    let keep = ctx.opts.delete.then_some(&mut names);
+    match ctx.fs.clean_stale_temps_scan(dir, keep) {
+        Ok((_, partials)) => {
+            if partials {
+                ctx.partial_dirs
+                    .lock()
+                    .expect("poisoned")
+                    .insert(dir.as_bytes().to_vec());
+            }
+            if ctx.opts.delete {
+                ctx.listings
+                    .lock()
+                    .expect("poisoned")
+                    .insert(dir.as_bytes().to_vec(), names);
+            }
         }
-        Ok(_) => {}
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot clean stale temp files")
         }
@@ -435,6 +444,9 @@ struct Ctx {
     owners: std::sync::Mutex<Owners>,
     /// Directories holding partial files from interrupted runs.
     partial_dirs: std::sync::Mutex<HashSet<Vec<u8>>>,
+    /// With `--delete`: what each existing directory held when it was scanned
+    /// for temp files (everything added since is the sender's, so not deleted).
+    listings: std::sync::Mutex<HashMap<Vec<u8>, super::fsroot::Listing>>,
 }
 
 /// The sender's owner and group ids mapped to ours by name (IDS).
@@ -804,11 +816,106 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     }
 }
 
-/// Removes what `dir` holds that the sender did not list. Paths are full
-/// relative paths; anything the sender listed is in `seen`.
-fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Vec<u8>>) {
+/// The names the sender listed, by directory (for `--delete`): one map entry per
+/// directory, not per path, and no hashing of every listed path.
+#[derive(Default)]
+struct Seen {
+    dirs: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// The directory of the latest names, and those names (entries come
+    /// directory by directory, so most inserts touch only these).
+    current: Vec<u8>,
+    names: Vec<Vec<u8>>,
+}
+
+impl Seen {
+    fn insert(&mut self, rel: &RelPath) {
+        let Some(name) = rel.file_name() else { return };
+        let parent = rel
+            .parent()
+            .map(|p| p.as_bytes().to_vec())
+            .unwrap_or_default();
+        if parent != self.current {
+            self.flush();
+            self.current = parent;
+        }
+        self.names.push(name.as_bytes().to_vec());
+    }
+
+    fn flush(&mut self) {
+        if !self.names.is_empty() {
+            let names = std::mem::take(&mut self.names);
+            self.dirs
+                .entry(std::mem::take(&mut self.current))
+                .or_default()
+                .extend(names);
+        }
+    }
+
+    /// Sorted names listed in each directory.
+    fn finish(mut self) -> HashMap<Vec<u8>, Vec<Vec<u8>>> {
+        self.flush();
+        for names in self.dirs.values_mut() {
+            names.sort_unstable();
+        }
+        self.dirs
+    }
+}
+
+/// Deletes what the scanned directories hold that the sender did not list,
+/// in two halves at once (the sender is idle by now; the walk of thousands of
+/// directories is the no-op run's tail). Itemized lines keep directory order.
+async fn delete_all_extraneous(
+    ctx: &Arc<Ctx>,
+    scan: Vec<RelPath>,
+    base: &RelPath,
+    seen: Seen,
+) -> Result<()> {
+    let seen = Arc::new(seen.finish());
+    let half = scan.len().div_ceil(2);
+    let mut halves = Vec::new();
+    let mut scan = scan;
+    let second = scan.split_off(half);
+    for part in [scan, second] {
+        let (ctx, seen, base) = (ctx.clone(), seen.clone(), base.clone());
+        halves.push(tokio::task::spawn_blocking(move || {
+            let mut lines = Vec::new();
+            for dir in &part {
+                delete_extraneous(&ctx, dir, &base, &seen, &mut lines);
+            }
+            lines
+        }));
+    }
+    for h in halves {
+        let lines = h
+            .await
+            .map_err(|e| Error::io("deletion", std::io::Error::other(e)))?;
+        for line in lines {
+            ctx.items.send(line);
+        }
+    }
+    Ok(())
+}
+
+/// Removes what `dir` holds that the sender did not list (`seen`: the sorted
+/// names listed in each directory); itemized lines go to `lines`.
+fn delete_extraneous(
+    ctx: &Ctx,
+    dir: &RelPath,
+    base: &RelPath,
+    seen: &HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    lines: &mut Vec<String>,
+) {
+    let listed = seen
+        .get(dir.as_bytes())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let fs = &ctx.fs;
-    let names = match fs.read_dir(dir) {
+    let scanned = ctx
+        .listings
+        .lock()
+        .expect("poisoned")
+        .remove(dir.as_bytes());
+    let names = match scanned.map_or_else(|| fs.read_dir(dir), Ok) {
         Ok(n) => n,
         // A directory a dry run did not create (or would have replaced) has
         // nothing to delete.
@@ -825,15 +932,15 @@ fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Ve
         }
     };
     for (name, is_dir) in names {
-        let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
         // Temp files of transfers in flight and partial files kept for the
         // next run are not the user's entries.
-        if seen.contains(rel.as_bytes())
+        if listed.binary_search(&name).is_ok()
             || super::fsroot::is_temp_name(&name)
             || super::fsroot::is_partial_name(&name)
         {
             continue;
         }
+        let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
         let shown = rel
             .as_bytes()
             .strip_prefix(base.as_bytes())
@@ -845,7 +952,7 @@ fn delete_extraneous(ctx: &Ctx, dir: &RelPath, base: &RelPath, seen: &HashSet<Ve
             continue;
         }
         if ctx.opts.itemize {
-            ctx.items.send(itemize::deleting(&shown, is_dir));
+            lines.push(itemize::deleting(&shown, is_dir));
         }
         Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
