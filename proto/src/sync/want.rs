@@ -68,14 +68,7 @@ impl Codec for Checks {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.count("hash check batch", MAX_CHECKS, 1 + CHECK_HASH)?;
-        if n == 0 {
-            return Err(DecodeError::FieldTooLarge {
-                what: "empty hash check batch",
-                len: 0,
-                max: MAX_CHECKS as u64,
-            });
-        }
+        let n = batch_count(r, "hash check batch", MAX_CHECKS, 1 + CHECK_HASH)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let index = r.varint()?;
@@ -269,6 +262,24 @@ impl WholeFile<'_> {
     }
 }
 
+/// The count of a request batch: at least one item and at most `max`, each at
+/// least `min_len` bytes (see [`Reader::count`]).
+fn batch_count(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    max: usize,
+    min_len: usize,
+) -> Result<usize, DecodeError> {
+    match r.count(what, max, min_len)? {
+        0 => Err(DecodeError::FieldTooLarge {
+            what,
+            len: 0,
+            max: max as u64,
+        }),
+        n => Ok(n),
+    }
+}
+
 /// Most files one [`Wants`] may ask for.
 pub const MAX_WANTS: usize = 1024;
 
@@ -285,14 +296,7 @@ impl Codec for Wants {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.count("file request batch", MAX_WANTS, 1)?;
-        if n == 0 {
-            return Err(DecodeError::FieldTooLarge {
-                what: "empty file request batch",
-                len: 0,
-                max: MAX_WANTS as u64,
-            });
-        }
+        let n = batch_count(r, "file request batch", MAX_WANTS, 1)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(r.varint()?);
