@@ -296,6 +296,16 @@ pub(crate) struct FsRoot {
 /// The names in a directory, each with whether it is a directory.
 pub(crate) type Listing = Vec<(Vec<u8>, bool)>;
 
+/// What [`FsRoot::clean_stale_temps_scan`] did and saw.
+pub(crate) struct TempScan {
+    /// Temps removed or kept as partial files.
+    pub cleaned: usize,
+    /// Whether the directory holds partial files now.
+    pub partials: bool,
+    /// The names it held when it was read.
+    pub names: Listing,
+}
+
 /// Directory descriptors an [`FsRoot`] keeps at most (then it starts over).
 const DIR_CACHE: usize = 256;
 
@@ -512,6 +522,11 @@ impl FsRoot {
     /// The names in directory `rel` (not `.` and `..`), each with whether it is
     /// a directory (never following symlinks). For `--delete`.
     pub fn read_dir(&self, rel: &RelPath) -> Result<Listing, FsError> {
+        self.list(rel).map(|(_, names)| names)
+    }
+
+    /// Reads directory `rel` whole: the open directory and its names.
+    fn list(&self, rel: &RelPath) -> Result<(Dir, Listing), FsError> {
         let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
         let err = |e: Errno| FsError::io(rel.display(), e);
         let mut dir = Dir::new(fd).map_err(err)?;
@@ -523,7 +538,7 @@ impl FsRoot {
                 out.push((name.to_vec(), entry.file_type() == FileType::Directory));
             }
         }
-        Ok(out)
+        Ok((dir, out))
     }
 
     /// Sets atime and mtime to `mtime`. With `follow`, a final symlink is
@@ -699,37 +714,21 @@ impl FsRoot {
     /// Returns how many temps were removed or kept as partials.
     #[cfg(test)]
     pub fn clean_stale_temps(&self, rel_dir: &RelPath) -> Result<usize, FsError> {
-        self.clean_stale_temps_scan(rel_dir, None).map(|(n, _)| n)
+        self.clean_stale_temps_scan(rel_dir).map(|s| s.cleaned)
     }
 
     /// [`FsRoot::clean_stale_temps`], also saying whether the directory holds
-    /// partial files afterwards (so a sync looks for them only there), and
-    /// collecting every name in it with whether it is a directory into `names`
-    /// (for `--delete`, which then need not read the directory again).
-    pub fn clean_stale_temps_scan(
-        &self,
-        rel_dir: &RelPath,
-        mut names: Option<&mut Listing>,
-    ) -> Result<(usize, bool), FsError> {
-        let fd = self.resolve(rel_dir, OFlags::RDONLY | OFlags::DIRECTORY, true)?;
+    /// partial files afterwards (so a sync looks for them only there), with the
+    /// names it held (for `--delete`, which then need not read it again).
+    pub fn clean_stale_temps_scan(&self, rel_dir: &RelPath) -> Result<TempScan, FsError> {
+        let (dir, names) = self.list(rel_dir)?;
         let err = |e: Errno| FsError::io(rel_dir.display(), e);
-        let mut dir = Dir::new(fd).map_err(err)?;
-        let mut temps = Vec::new();
-        let mut partials = false;
-        while let Some(entry) = dir.read() {
-            let entry = entry.map_err(err)?;
-            let name = entry.file_name().to_bytes();
-            let is_dir = entry.file_type() == FileType::Directory;
-            if is_temp_name(name) && !is_dir {
-                temps.push(OsString::from_vec(name.to_vec()));
-            }
-            partials |= is_partial_name(name);
-            if let Some(names) = names.as_deref_mut() {
-                if name != b"." && name != b".." {
-                    names.push((name.to_vec(), is_dir));
-                }
-            }
-        }
+        let temps: Vec<OsString> = names
+            .iter()
+            .filter(|(name, is_dir)| !is_dir && is_temp_name(name))
+            .map(|(name, _)| OsString::from_vec(name.clone()))
+            .collect();
+        let partials = names.iter().any(|(name, _)| is_partial_name(name));
         let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
         // Stale temps by target, in a stable order.
@@ -781,7 +780,11 @@ impl FsRoot {
                 }
             }
         }
-        Ok((cleaned, partials || kept_partial))
+        Ok(TempScan {
+            cleaned,
+            partials: partials || kept_partial,
+            names,
+        })
     }
 
     /// An `O_PATH` descriptor of directory `rel` (symlinks within the root allowed

@@ -254,14 +254,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
                     .files
                     .write()
                     .expect("poisoned")
-                    .push((e.kind == EntryKind::File).then(|| {
-                        let meta = FileMeta {
-                            size: e.size,
-                            mtime: e.mtime,
-                            mode: e.mode,
-                        };
-                        (e.path.clone(), meta)
-                    }));
+                    .push((e.kind == EntryKind::File).then(|| (e.path.clone(), e.file_meta())));
                 batch.push(e);
                 count += 1;
                 if batch.len() >= LIST_BATCH {
@@ -713,12 +706,12 @@ async fn answer_checks(c: &mut Circuit, giver: &Arc<Giver>, checks: msg::Checks)
         .map(|(index, hash)| giver.listed(*index).map(|(p, m)| (p, m, *hash)))
         .collect::<Result<Vec<_>>>()?;
     let g = giver.clone();
-    let payload = blocking(move || {
+    let (payload, files) = blocking(move || {
         let mut payload = Vec::with_capacity(files.len());
         for (path, listed, hash) in &files {
             verdict(&g, path, listed, hash, &mut payload);
         }
-        Ok(payload)
+        Ok((payload, files))
     })
     .await
     .map_err(|e| Error::io("hash check worker", e))?;
@@ -727,11 +720,11 @@ async fn answer_checks(c: &mut Circuit, giver: &Arc<Giver>, checks: msg::Checks)
         Compression::ZSTD,
     )
     .await?;
-    let progress = &giver.opts.progress;
-    for (index, _) in &checks.0 {
-        if let Ok(path) = giver.file(*index) {
-            progress.file_done(&String::from_utf8_lossy(&path), 0);
-        }
+    for (path, _, _) in &files {
+        giver
+            .opts
+            .progress
+            .file_done(&String::from_utf8_lossy(path), 0);
     }
     Ok(())
 }
@@ -747,13 +740,8 @@ fn verdict(
 ) {
     let shown = String::from_utf8_lossy(path);
     let checked = || -> std::result::Result<msg::Verdict<'static>, Fail> {
-        let rel = giver.spec.entry_path(path)?;
-        let (file, m) = giver
-            .spec
-            .fs
-            .open_read_meta(&rel)
-            .map_err(|e| open_fail(&shown, e))?;
-        let hash = match chunker::file_hash(&file, m.size) {
+        let (file, now) = open_listed(giver, path, &shown)?;
+        let hash = match chunker::file_hash(&file, now.size) {
             Ok(h) => h,
             // It shrank while it was hashed: a delta will tell.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -761,19 +749,12 @@ fn verdict(
             }
             Err(e) => return Err(file_fail(&shown, "read", e)),
         };
-        let after = file.metadata().map_err(|e| file_fail(&shown, "stat", e))?;
         // Changed while it was hashed, the hash means nothing: a delta will tell.
-        if after.len() != m.size
-            || mtime_of(&after) != m.mtime
+        if !unchanged_since(&file, &now).map_err(|e| file_fail(&shown, "stat", e))?
             || hash[..msg::CHECK_HASH] != theirs[..]
         {
             return Ok(msg::Verdict::Differs);
         }
-        let now = FileMeta {
-            size: m.size,
-            mtime: m.mtime,
-            mode: m.mode,
-        };
         Ok(if now == *listed {
             msg::Verdict::Same
         } else {
@@ -799,8 +780,12 @@ fn append_whole(
     shown: &str,
     payload: &mut Vec<u8>,
 ) -> std::result::Result<u64, Fail> {
+    let (file, meta) = open_listed(giver, path, shown)?;
+    // Listed as small; grown past what one message carries since.
+    if meta.size > WHOLE_MAX {
+        return Err(changed_while_sent(shown));
+    }
     let start = payload.len();
-    let (file, meta) = open_whole(giver, path, shown)?;
     let slot = msg::begin_whole_record(payload, &meta);
     let data = payload.len();
     if let Err(e) = read_checked(&file, &meta, shown, payload) {
@@ -812,20 +797,9 @@ fn append_whole(
     Ok(meta.size)
 }
 
-/// A small file read whole, checked to be unchanged while it was read.
-fn read_whole(
-    giver: &Giver,
-    path: &[u8],
-    shown: &str,
-) -> std::result::Result<(FileMeta, Vec<u8>), Fail> {
-    let (file, meta) = open_whole(giver, path, shown)?;
-    let mut data = Vec::new();
-    read_checked(&file, &meta, shown, &mut data)?;
-    Ok((meta, data))
-}
-
-/// Opens a listed file to send whole: small enough, or it changed since it was listed.
-fn open_whole(
+/// Opens the listed file at `path` (never following a symlink, only a regular
+/// file) with its size, mtime and mode as opened.
+fn open_listed(
     giver: &Giver,
     path: &[u8],
     shown: &str,
@@ -841,9 +815,6 @@ fn open_whole(
         mtime: m.mtime,
         mode: m.mode,
     };
-    if meta.size > WHOLE_MAX {
-        return Err(changed_while_sent(shown));
-    }
     Ok((file, meta))
 }
 
@@ -861,14 +832,29 @@ fn read_checked(
     file.take(meta.size + 1)
         .read_to_end(buf)
         .map_err(|e| file_fail(shown, "read", e))?;
-    let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
-    if (buf.len() - start) as u64 != meta.size
-        || after.len() != meta.size
-        || mtime_of(&after) != meta.mtime
-    {
+    if (buf.len() - start) as u64 != meta.size {
         return Err(changed_while_sent(shown));
     }
-    Ok(())
+    check_unchanged(file, meta, shown)
+}
+
+/// Whether `file` still has the size and mtime it was opened with.
+fn unchanged_since(file: &std::fs::File, meta: &FileMeta) -> std::io::Result<bool> {
+    let after = file.metadata()?;
+    Ok(after.len() == meta.size && mtime_of(&after) == meta.mtime)
+}
+
+/// [`unchanged_since`], or the file failed: it changed while being sent.
+fn check_unchanged(
+    file: &std::fs::File,
+    meta: &FileMeta,
+    shown: &str,
+) -> std::result::Result<(), Fail> {
+    match unchanged_since(file, meta) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(changed_while_sent(shown)),
+        Err(e) => Err(file_fail(shown, "stat", e)),
+    }
 }
 
 fn changed_while_sent(shown: &str) -> Fail {
@@ -895,23 +881,8 @@ async fn serve(
     have: Option<HashMap<Hash, u64>>,
     shown: &str,
 ) -> std::result::Result<u64, Fail> {
-    let spec = &giver.spec;
-    let rel = spec.entry_path(path)?;
-    let file = spec.fs.open_read(&rel).map_err(|e| open_fail(shown, e))?;
-    let before = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
-    let meta = FileMeta {
-        size: before.len(),
-        mtime: mtime_of(&before),
-        mode: before.mode() & 0o7777,
-    };
+    let (file, meta) = open_listed(giver, path, shown)?;
     let progress = &giver.opts.progress;
-    let unchanged = |file: &std::fs::File| -> std::result::Result<(), Fail> {
-        let after = file.metadata().map_err(|e| file_fail(shown, "stat", e))?;
-        if after.len() != meta.size || mtime_of(&after) != meta.mtime {
-            return Err(changed_while_sent(shown));
-        }
-        Ok(())
-    };
 
     progress.file_started(shown, meta.size);
     let whole_alg = if giver.opts.compress_whole {
@@ -920,8 +891,8 @@ async fn serve(
         Compression::NONE
     };
     if have.is_none() && meta.size <= WHOLE_MAX {
-        drop(file);
-        let (meta, data) = read_whole(giver, path, shown)?;
+        let mut data = Vec::new();
+        read_checked(&file, &meta, shown, &mut data)?;
         let mut payload = Vec::with_capacity(data.len() + 64);
         WholeFile {
             meta,
@@ -958,7 +929,7 @@ async fn serve(
     if total != meta.size {
         return Err(changed_while_sent(shown));
     }
-    unchanged(&file)?;
+    check_unchanged(&file, &meta, shown)?;
     c.send(fragment(
         msg::END,
         &msg::End {

@@ -408,11 +408,12 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
 /// holds partial files (only those directories are searched for them).
 /// With `--delete`, keeps the names the directory held for the deletion pass.
 fn clean_temps(ctx: &Ctx, dir: &RelPath) {
-    let mut names = Vec::new();
-    let keep = ctx.opts.delete.then_some(&mut names);
-    match ctx.fs.clean_stale_temps_scan(dir, keep) {
-        Ok((_, partials)) => {
-            if partials {
+    match ctx.fs.clean_stale_temps_scan(dir) {
+        Ok(scan) => {
+            if scan.cleaned > 0 {
+                tracing::info!(dir = %dir.display(), temps = scan.cleaned, "cleaned what a crashed run left");
+            }
+            if scan.partials {
                 ctx.partial_dirs
                     .lock()
                     .expect("poisoned")
@@ -422,7 +423,7 @@ fn clean_temps(ctx: &Ctx, dir: &RelPath) {
                 ctx.listings
                     .lock()
                     .expect("poisoned")
-                    .insert(dir.as_bytes().to_vec(), names);
+                    .insert(dir.as_bytes().to_vec(), scan.names);
             }
         }
         Err(e) => {
@@ -1072,13 +1073,9 @@ async fn lane_writer(
             let mut batch = vec![job];
             let mut size = batch[0].entry.size;
             while batch.len() < CHECKS_MAX_FILES && size < CHECKS_MAX_BYTES {
-                let Ok(mut q) = jobs.try_lock() else { break };
-                let Ok(j) = q.try_recv() else { break };
-                drop(q);
-                if !ctx.checkable(&j) {
-                    ready.push_back(j);
+                let Some(j) = next_if(&mut ready, &jobs, |j| ctx.checkable(j)) else {
                     break;
-                }
+                };
                 size += j.entry.size;
                 batch.push(j);
             }
@@ -1121,18 +1118,9 @@ async fn lane_writer(
             let mut permits = permits;
             let mut size = batch[0].entry.size;
             while batch.len() < BATCH_MAX_FILES && size < BATCH_MAX_BYTES {
-                let j = match ready.pop_front() {
-                    Some(j) => j,
-                    None => {
-                        let Ok(mut q) = jobs.try_lock() else { break };
-                        let Ok(j) = q.try_recv() else { break };
-                        j
-                    }
-                };
-                if !ctx.batchable(&j) {
-                    ready.push_front(j);
+                let Some(j) = next_if(&mut ready, &jobs, |j| ctx.batchable(j)) else {
                     break;
-                }
+                };
                 let w = weight(j.entry.size);
                 match window.try_acquire_many(w) {
                     Ok(p) => p.forget(),
@@ -1191,6 +1179,26 @@ async fn lane_writer(
         }
     }
     tx.finish().await
+}
+
+/// The next job for a batch being filled, if one is at hand without waiting
+/// (set aside earlier, or queued) and `fits`; one that does not fit is set
+/// aside for the next request.
+fn next_if(
+    ready: &mut std::collections::VecDeque<FileJob>,
+    jobs: &Mutex<mpsc::Receiver<FileJob>>,
+    fits: impl Fn(&FileJob) -> bool,
+) -> Option<FileJob> {
+    let j = match ready.pop_front() {
+        Some(j) => j,
+        None => jobs.try_lock().ok()?.try_recv().ok()?,
+    };
+    if fits(&j) {
+        Some(j)
+    } else {
+        ready.push_front(j);
+        None
+    }
 }
 
 /// Hashes the local copies of a batch of files to check: each file with its
@@ -1391,14 +1399,8 @@ async fn receive_verdicts(
         })?;
     let mut differ = Vec::new();
     for ((job, hashed), v) in jobs.into_iter().zip(verdicts) {
-        let e = &job.entry;
-        let listed = FileMeta {
-            size: e.size,
-            mtime: e.mtime,
-            mode: e.mode,
-        };
         let meta = match v {
-            msg::Verdict::Same => listed,
+            msg::Verdict::Same => job.entry.file_meta(),
             msg::Verdict::SameMeta(m) => m,
             msg::Verdict::Differs => {
                 differ.push(job);
@@ -1413,12 +1415,10 @@ async fn receive_verdicts(
                 continue;
             }
         };
+        // (A checked file is never a retry: retries are deltas.)
         match apply_same(ctx, &job, &hashed, &meta) {
-            Ok(true) => ctx.progress.file_done(&job.shown, e.size),
-            Ok(false) if !job.retry => differ.push(job),
-            Ok(false) => ctx
-                .counters
-                .error(&job.shown, "the local file changed while it was compared"),
+            Ok(true) => ctx.progress.file_done(&job.shown, job.entry.size),
+            Ok(false) => differ.push(job),
             Err(err) => ctx.counters.error(&job.shown, err),
         }
     }
@@ -1444,9 +1444,16 @@ fn apply_same(
     {
         return Ok(false);
     }
-    let mut e = job.entry.clone();
-    e.mode = meta.mode;
-    e.mtime = meta.mtime;
+    // The entry with the sender's current mode and time (a copy only in the
+    // rare case they changed since it was listed).
+    let e = if *meta == job.entry.file_meta() {
+        std::borrow::Cow::Borrowed(&job.entry)
+    } else {
+        let mut e = job.entry.clone();
+        e.mode = meta.mode;
+        e.mtime = meta.mtime;
+        std::borrow::Cow::Owned(e)
+    };
     let mut c = job.change;
     c.perms = here.mode != meta.mode;
     c.time = here.mtime != meta.mtime;

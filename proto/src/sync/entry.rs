@@ -117,6 +117,17 @@ const F_XATTRS: u8 = 4;
 const F_RDEV: u8 = 8;
 const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV;
 
+impl Entry {
+    /// Size, mtime and mode as listed: what a file's content and times should be.
+    pub fn file_meta(&self) -> super::FileMeta {
+        super::FileMeta {
+            size: self.size,
+            mtime: self.mtime,
+            mode: self.mode,
+        }
+    }
+}
+
 impl Codec for Entry {
     fn encode(&self, buf: &mut Vec<u8>) {
         put_bytes(buf, &self.path);
