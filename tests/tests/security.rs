@@ -310,6 +310,23 @@ async fn tls_and_plaintext_mix_ups_are_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tls_quic_and_in_process_links_are_sealed() {
+    let keys = Keys::new();
+    let srv = TestServer::start(keys.server(), echo());
+    for transport in TRANSPORTS {
+        let link = client(keys.client(), Services::new(), transport)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        assert!(link.sealed(), "{transport:?}");
+    }
+    let (a, b) = jsync::Link::pair(Services::new().into(), Services::new().into())
+        .await
+        .unwrap();
+    assert!(a.sealed() && b.sealed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn plaintext_works_only_when_both_sides_ask_for_it() {
     let srv = TestServer::start(ServerSecurity::Plaintext, echo());
     let link = client(ClientSecurity::Plaintext, Services::new(), Transport::Tcp)
@@ -317,6 +334,8 @@ async fn plaintext_works_only_when_both_sides_ask_for_it() {
         .await
         .unwrap();
     assert!(link.remote_fingerprint().is_none());
+    // Nothing authenticates the bytes: files sent whole must carry a digest.
+    assert!(!link.sealed());
     let peer = link.start("echo", &[]).await.unwrap();
     let mut c = peer.open().await.unwrap();
     c.send(proto::Fragment::new(proto::Op::DATA).with_payload(b"hi".to_vec()))

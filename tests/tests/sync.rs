@@ -22,23 +22,37 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
-fn transport_args(quic: bool) -> Vec<&'static str> {
-    if quic {
-        vec!["--quic"]
-    } else {
-        vec![]
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    Tls,
+    Quic,
+    /// `--insecure-plaintext` on both sides: the one transport that does not
+    /// authenticate every byte, so files sent whole carry a BLAKE3 digest.
+    Plaintext,
+}
+
+fn transport_args(wire: Wire) -> Vec<&'static str> {
+    match wire {
+        Wire::Tls => vec![],
+        Wire::Quic => vec!["--quic"],
+        Wire::Plaintext => vec!["--insecure-plaintext"],
     }
 }
 
-fn push_pull_delta_noop(quic: bool) {
+fn push_pull_delta_noop(wire: Wire) {
     let keys = Keys::new();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     make_tree(&src, 50 * MB);
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let t = transport_args(quic);
+    let srv_args: &[&str] = if wire == Wire::Plaintext {
+        &["--insecure-plaintext"]
+    } else {
+        &[]
+    };
+    let srv = Jsrv::start(keys.path(), &root, srv_args);
+    let t = transport_args(wire);
     let with =
         |extra: &[&str]| -> Vec<String> { t.iter().chain(extra).map(|s| s.to_string()).collect() };
     let jcp = |args: Vec<String>| {
@@ -92,12 +106,17 @@ fn push_pull_delta_noop(quic: bool) {
 
 #[test]
 fn push_pull_delta_and_noop_over_tls() {
-    push_pull_delta_noop(false);
+    push_pull_delta_noop(Wire::Tls);
 }
 
 #[test]
 fn push_pull_delta_and_noop_over_quic() {
-    push_pull_delta_noop(true);
+    push_pull_delta_noop(Wire::Quic);
+}
+
+#[test]
+fn push_pull_delta_and_noop_over_plaintext() {
+    push_pull_delta_noop(Wire::Plaintext);
 }
 
 #[test]

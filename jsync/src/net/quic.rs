@@ -106,6 +106,7 @@ pub(crate) async fn connect(
             control: Some(control),
             endpoint: Some(endpoint),
             wire: WireCounter::Quic(conn),
+            sealed: true,
         })
     })
     .await
@@ -138,6 +139,7 @@ pub(crate) async fn accept(
             control: Some(control),
             endpoint: None,
             wire: WireCounter::Quic(conn),
+            sealed: true,
         })
     })
     .await

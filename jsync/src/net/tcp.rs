@@ -34,6 +34,9 @@ pub(crate) struct Established {
     pub endpoint: Option<quinn::Endpoint>,
     /// Counts the bytes the connection moves.
     pub wire: WireCounter,
+    /// Whether the transport itself authenticates every byte (TLS and QUIC
+    /// AEAD) or never leaves the process; false only for plaintext TCP.
+    pub sealed: bool,
 }
 
 pub(crate) async fn timed<T>(
@@ -61,6 +64,7 @@ pub(crate) async fn over_stream<S>(
     peer: &str,
     fingerprint: Option<String>,
     wire: WireCounter,
+    sealed: bool,
 ) -> Result<Established>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -73,6 +77,7 @@ where
         control: None,
         endpoint: None,
         wire,
+        sealed,
     })
 }
 
@@ -96,7 +101,7 @@ pub(crate) async fn connect(
     timed(opts.handshake_timeout, "handshake", peer, async {
         match security {
             ClientSecurity::Plaintext => {
-                over_stream(tcp, Side::Client, &opts.agent, peer, None, wire.clone()).await
+                over_stream(tcp, Side::Client, &opts.agent, peer, None, wire.clone(), false).await
             }
             ClientSecurity::Tls { tcp: config, .. } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -119,7 +124,7 @@ pub(crate) async fn connect(
                 // TLS 1.3 reports a refused client certificate at our first read,
                 // the server's hello: `exchange` words that as a TLS failure.
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
-                over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, wire.clone()).await
+                over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, wire.clone(), true).await
             }
         }
     })
@@ -148,7 +153,16 @@ pub(crate) async fn accept(
                         reason: "the client spoke TLS; this server expects plaintext".into(),
                     });
                 }
-                over_stream(tcp, Side::Server, &opts.agent, peer, None, wire.clone()).await
+                over_stream(
+                    tcp,
+                    Side::Server,
+                    &opts.agent,
+                    peer,
+                    None,
+                    wire.clone(),
+                    false,
+                )
+                .await
             }
             ServerSecurity::Tls { tcp: config, .. } => {
                 let mut tcp = tcp;
@@ -173,6 +187,7 @@ pub(crate) async fn accept(
                     peer,
                     fingerprint,
                     wire.clone(),
+                    true,
                 )
                 .await
             }

@@ -58,6 +58,8 @@ struct LinkInner {
     negotiated: Negotiated,
     allowed: Arc<[Compression]>,
     fingerprint: Option<String>,
+    /// See [`Link::sealed`].
+    sealed: bool,
     peers: Mutex<HashMap<u32, PeerEntry>>,
     pending: Mutex<HashMap<u32, oneshot::Sender<std::result::Result<u32, String>>>>,
     next_peer: AtomicU32,
@@ -124,6 +126,7 @@ impl Link {
                 negotiated: est.negotiated.clone(),
                 allowed,
                 fingerprint: est.fingerprint.clone(),
+                sealed: est.sealed,
                 peers: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 next_peer: AtomicU32::new(1),
@@ -173,6 +176,13 @@ impl Link {
     /// The other side's certificate key fingerprint ("SHA256:..."), if TLS.
     pub fn remote_fingerprint(&self) -> Option<&str> {
         self.inner.fingerprint.as_deref()
+    }
+
+    /// Whether the transport authenticates every byte itself (TLS 1.3 or QUIC,
+    /// whose AEAD rejects any altered record) or never leaves the process (an
+    /// in-process pair); false over `--insecure-plaintext`.
+    pub fn sealed(&self) -> bool {
+        self.inner.sealed
     }
 
     /// What the hello settled: protocol version and shared compression algorithms.
@@ -501,8 +511,24 @@ impl Link {
         let (x, wire_a) = Counted::new(x);
         let (y, wire_b) = Counted::new(y);
         let opts = LinkOptions::default();
-        let ca = over_stream(x, Side::Client, &opts.agent, "local peer", None, wire_a);
-        let cb = over_stream(y, Side::Server, &opts.agent, "local peer", None, wire_b);
+        let ca = over_stream(
+            x,
+            Side::Client,
+            &opts.agent,
+            "local peer",
+            None,
+            wire_a,
+            true,
+        );
+        let cb = over_stream(
+            y,
+            Side::Server,
+            &opts.agent,
+            "local peer",
+            None,
+            wire_b,
+            true,
+        );
         let (ea, eb) = tokio::try_join!(ca, cb)?;
         tokio::try_join!(
             Link::establish(ea, Side::Client, a, &opts, "local peer".into()),

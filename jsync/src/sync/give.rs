@@ -30,6 +30,10 @@ use rustix::fs::AtFlags;
 const RECIPE_FLUSH: usize = 256 << 10;
 /// Flush a LIST batch at this many entries (sooner when the walker pauses).
 const LIST_BATCH: usize = 512;
+/// The walker hands entries over this many at a time (one wake-up each)...
+const WALK_CHUNK: usize = 128;
+/// ...or sooner when a chunk has waited this long (a slow walk still streams).
+const WALK_CHUNK_AGE: std::time::Duration = std::time::Duration::from_millis(2);
 /// Files up to this size asked for in full travel as one FILE message.
 const WHOLE_MAX: u64 = 256 << 10;
 
@@ -159,6 +163,18 @@ struct Giver {
     /// Entry number → path (relative to the base) and listed metadata of each
     /// regular file listed.
     files: RwLock<Vec<Option<Listed>>>,
+    /// Whether files sent whole carry a digest (see [`whole_digest`]).
+    whole_digest: bool,
+}
+
+/// Whether files sent whole (no basis on the receiver) need a digest of their
+/// content: only over plaintext. TLS and QUIC authenticate every record (an
+/// altered, lost or reordered byte fails the connection) and an in-process pair
+/// never leaves memory, so hashing every new byte on both sides would buy
+/// nothing there. Anything rebuilt from the receiver's own chunks (deltas,
+/// resumed partial files) is always checked against the sender's digest.
+pub(crate) fn whole_digest(link: &crate::runtime::Link) -> bool {
+    !link.sealed()
 }
 
 /// A regular file's path (relative to the base) and metadata as listed.
@@ -191,6 +207,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
         spec,
         opts,
         files: RwLock::new(Vec::new()),
+        whole_digest: whole_digest(peer.link()),
     });
     let control = peer.accept().await?.ok_or_else(|| Error::Violation {
         peer: peer.link().peer_name().into(),
@@ -220,7 +237,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
         peer.link().peer_name().to_string(),
     ));
 
-    let (tx, mut rx) = mpsc::channel::<WalkItem>(1024);
+    let (tx, mut rx) = mpsc::channel::<Vec<WalkItem>>(16);
     let walker = {
         let giver = giver.clone();
         tokio::task::spawn_blocking(move || walk(&giver.spec, &giver.opts, &tx))
@@ -229,46 +246,47 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Resul
     let mut batch = Vec::with_capacity(LIST_BATCH);
     let mut count = 0u64;
     loop {
-        let item = match rx.try_recv() {
-            Ok(item) => Some(item),
+        // A LIST goes out when it is full or when the walker has nothing more yet.
+        let chunk = match rx.try_recv() {
+            Ok(chunk) => Some(chunk),
             Err(mpsc::error::TryRecvError::Empty) => {
-                if !batch.is_empty() {
-                    send_batch(&mut control, &mut batch).await?;
-                }
+                send_batch(&mut control, &mut batch).await?;
                 rx.recv().await
             }
             Err(mpsc::error::TryRecvError::Disconnected) => None,
         };
-        match item {
-            Some(WalkItem::Entry(e)) => {
-                if !giver.opts.numeric_ids {
-                    if let Some(new) = names.learn(&e) {
+        let Some(chunk) = chunk else { break };
+        for item in chunk {
+            match item {
+                WalkItem::Entry(e) => {
+                    if !giver.opts.numeric_ids {
+                        if let Some(new) = names.learn(&e) {
+                            send_batch(&mut control, &mut batch).await?;
+                            control
+                                .send_with(fragment(msg::IDS, &new), Compression::ZSTD)
+                                .await?;
+                        }
+                    }
+                    progress.found(&String::from_utf8_lossy(&e.path), e.size);
+                    giver
+                        .files
+                        .write()
+                        .expect("poisoned")
+                        .push((e.kind == EntryKind::File).then(|| (e.path.clone(), e.file_meta())));
+                    batch.push(e);
+                    count += 1;
+                    if batch.len() >= LIST_BATCH {
                         send_batch(&mut control, &mut batch).await?;
-                        control
-                            .send_with(fragment(msg::IDS, &new), Compression::ZSTD)
-                            .await?;
                     }
                 }
-                progress.found(&String::from_utf8_lossy(&e.path), e.size);
-                giver
-                    .files
-                    .write()
-                    .expect("poisoned")
-                    .push((e.kind == EntryKind::File).then(|| (e.path.clone(), e.file_meta())));
-                batch.push(e);
-                count += 1;
-                if batch.len() >= LIST_BATCH {
+                WalkItem::Error(path, message) => {
                     send_batch(&mut control, &mut batch).await?;
+                    let f = Fragment::new(msg::WALK_ERROR)
+                        .with_payload(path)
+                        .with_error(message);
+                    control.send(f).await?;
                 }
             }
-            Some(WalkItem::Error(path, message)) => {
-                send_batch(&mut control, &mut batch).await?;
-                let f = Fragment::new(msg::WALK_ERROR)
-                    .with_payload(path)
-                    .with_error(message);
-                control.send(f).await?;
-            }
-            None => break,
         }
     }
     send_batch(&mut control, &mut batch).await?;
@@ -367,9 +385,54 @@ fn mtime_of(m: &std::fs::Metadata) -> (i64, u32) {
 
 /// Walks the source (never following symlinks) and streams entries, numbering
 /// them as the receiver will, so a second name of an inode can point at the first.
-fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<WalkItem>) {
+fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<Vec<WalkItem>>) {
+    let mut out = Chunker::new(tx);
+    walk_into(spec, opts, &mut out);
+    out.flush();
+}
+
+/// Hands walked items to the list loop [`WALK_CHUNK`] at a time, or after
+/// [`WALK_CHUNK_AGE`], so the two threads do not wake each other per entry.
+struct Chunker<'a> {
+    tx: &'a mpsc::Sender<Vec<WalkItem>>,
+    chunk: Vec<WalkItem>,
+    started: std::time::Instant,
+}
+
+impl<'a> Chunker<'a> {
+    fn new(tx: &'a mpsc::Sender<Vec<WalkItem>>) -> Self {
+        Chunker {
+            tx,
+            chunk: Vec::with_capacity(WALK_CHUNK),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Adds one item; false once the list loop is gone (the walk should stop).
+    fn push(&mut self, item: WalkItem) -> bool {
+        if self.chunk.is_empty() {
+            self.started = std::time::Instant::now();
+        }
+        self.chunk.push(item);
+        if self.chunk.len() >= WALK_CHUNK || self.started.elapsed() >= WALK_CHUNK_AGE {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(WALK_CHUNK));
+        self.tx.blocking_send(chunk).is_ok()
+    }
+}
+
+/// The walk itself, item by item into `out`.
+fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Chunker<'_>) {
     let root: PathBuf = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
-    let send = |item| tx.blocking_send(item).is_ok();
+    let mut send = |item| out.push(item);
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
         let item = match rustix::fs::lstat(&root) {
@@ -792,8 +855,10 @@ fn append_whole(
         payload.truncate(start);
         return Err(e);
     }
-    let hash = blake3::hash(&payload[data..]);
-    payload[slot..slot + 32].copy_from_slice(hash.as_bytes());
+    if giver.whole_digest {
+        let hash = blake3::hash(&payload[data..]);
+        payload[slot..slot + 32].copy_from_slice(hash.as_bytes());
+    }
     Ok(meta.size)
 }
 
@@ -894,9 +959,14 @@ async fn serve(
         let mut data = Vec::new();
         read_checked(&file, &meta, shown, &mut data)?;
         let mut payload = Vec::with_capacity(data.len() + 64);
+        let hash = if giver.whole_digest {
+            *blake3::hash(&data).as_bytes()
+        } else {
+            [0; 32]
+        };
         WholeFile {
             meta,
-            hash: *blake3::hash(&data).as_bytes(),
+            hash,
             data: &data,
         }
         .encode(&mut payload);
@@ -912,8 +982,9 @@ async fn serve(
     let alg = if have.is_some() { delta_alg } else { whole_alg };
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, bool, u64)>(4);
     let size = meta.size;
+    let digest = have.is_some() || giver.whole_digest;
     let builder = tokio::task::spawn_blocking(move || {
-        let out = build_recipe(&file, size, have.as_ref(), &tx);
+        let out = build_recipe(&file, size, have.as_ref(), digest, &tx);
         out.map(|o| (o, file))
     });
     while let Some((payload, literal, covered)) = rx.recv().await {
@@ -944,15 +1015,18 @@ async fn serve(
 /// Reads `file` (its data regions; holes become HOLE ops) and streams recipe
 /// payloads: with the receiver's chunks (`have`), FastCDC chunks it already has
 /// become copies; without, data goes as literal pieces of up to [`MAX_CHUNK`].
-/// Sends `(payload, has_literals, bytes_covered)`; returns the size and digest.
+/// Sends `(payload, has_literals, bytes_covered)`; returns the size and digest
+/// (zero when `digest` is false, for a file sent whole over a sealed link).
 fn build_recipe(
     file: &std::fs::File,
     size: u64,
     have: Option<&HashMap<Hash, u64>>,
+    digest_wanted: bool,
     tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
 ) -> std::io::Result<(u64, Hash)> {
     let mut recipe = Recipe::new();
     let mut digest = DigestBuilder::default();
+    let finish = |d: DigestBuilder| if digest_wanted { d.finish() } else { [0; 32] };
     let mut covered = 0u64;
     let mut pos = 0u64;
     let gone = || std::io::Error::other("transfer ended");
@@ -994,7 +1068,9 @@ fn build_recipe(
                         break;
                     }
                     let piece = &buf[..got];
-                    digest.push(got as u32, *blake3::hash(piece).as_bytes());
+                    if digest_wanted {
+                        digest.push(got as u32, *blake3::hash(piece).as_bytes());
+                    }
                     recipe.literal(piece);
                     covered += got as u64;
                     done += got as u64;
@@ -1006,7 +1082,7 @@ fn build_recipe(
         pos = start + n;
         if n != len {
             // Shorter than listed: the file shrank while being read.
-            return Ok((pos, digest.finish()));
+            return Ok((pos, finish(digest)));
         }
     }
     if size > pos {
@@ -1016,7 +1092,7 @@ fn build_recipe(
         pos = size;
     }
     flush(&mut recipe, &mut covered, true)?;
-    Ok((pos, digest.finish()))
+    Ok((pos, finish(digest)))
 }
 
 /// Reads SIG batches until SIG_END into "hash → first chunk index".

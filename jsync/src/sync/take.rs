@@ -104,6 +104,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         owners: std::sync::Mutex::new(Owners::default()),
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
         listings: Default::default(),
+        whole_digest: super::give::whole_digest(peer.link()),
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -112,7 +113,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         }
     }
 
-    let (jobs_tx, jobs_rx) = mpsc::channel::<FileJob>(256);
+    // Jobs go to the lanes a handful at a time (one wake-up per handful), so a
+    // lane can fill a CHECKS or WANTS batch from what it was handed.
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Vec<FileJob>>(16);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let mut lanes = JoinSet::new();
     for _ in 0..opts.lanes.max(1) {
@@ -134,6 +137,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         match f.op {
             msg::LIST => {
                 let batch: EntryBatch = decode(&f.payload, &name)?;
+                let mut handful = Vec::with_capacity(JOBS_HANDFUL);
                 for entry in batch.0 {
                     let i = index;
                     index += 1;
@@ -175,12 +179,20 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                                 partial: false,
                                 local_size,
                             };
-                            if jobs_tx.send(job).await.is_err() {
-                                break;
+                            handful.push(job);
+                            if handful.len() >= JOBS_HANDFUL {
+                                let full = std::mem::take(&mut handful);
+                                if jobs_tx.send(full).await.is_err() {
+                                    break;
+                                }
                             }
                         }
                         Err(e) => counters.error(&shown(&entry), e),
                     }
+                }
+                // (If the lanes are gone, their error is the run's.)
+                if !handful.is_empty() {
+                    let _ = jobs_tx.send(handful).await;
                 }
             }
             msg::IDS => {
@@ -448,6 +460,8 @@ struct Ctx {
     /// With `--delete`: what each existing directory held when it was scanned
     /// for temp files (everything added since is the sender's, so not deleted).
     listings: std::sync::Mutex<HashMap<Vec<u8>, super::fsroot::Listing>>,
+    /// Whether files sent whole carry a digest ([`super::give::whole_digest`]).
+    whole_digest: bool,
 }
 
 /// The sender's owner and group ids mapped to ours by name (IDS).
@@ -965,7 +979,7 @@ fn delete_extraneous(
 }
 
 /// One lane: a circuit whose requests are sent ahead of the answers.
-async fn run_lane(ctx: Arc<Ctx>, jobs: Arc<Mutex<mpsc::Receiver<FileJob>>>) -> Result<()> {
+async fn run_lane(ctx: Arc<Ctx>, jobs: Arc<Mutex<mpsc::Receiver<Vec<FileJob>>>>) -> Result<()> {
     // Open the circuit only when there is work (a no-op run opens none).
     let Some(first) = jobs.lock().await.recv().await else {
         return Ok(());
@@ -1009,6 +1023,8 @@ enum Pending {
     Drain,
 }
 
+/// Jobs handed to a lane at once.
+const JOBS_HANDFUL: usize = 64;
 /// Most files in one WANTS.
 const BATCH_MAX_FILES: usize = 256;
 /// A WANTS stops growing once its files add up to this many bytes.
@@ -1028,14 +1044,14 @@ fn weight(size: u64) -> u32 {
 async fn lane_writer(
     ctx: &Arc<Ctx>,
     mut tx: CircuitSender,
-    first: FileJob,
-    jobs: Arc<Mutex<mpsc::Receiver<FileJob>>>,
+    first: Vec<FileJob>,
+    jobs: Arc<Mutex<mpsc::Receiver<Vec<FileJob>>>>,
     mut retries: mpsc::UnboundedReceiver<FileJob>,
     pending: mpsc::UnboundedSender<Pending>,
     window: Arc<Semaphore>,
 ) -> Result<()> {
     // Jobs taken from the queue (or given back by a batch) not yet requested.
-    let mut ready = std::collections::VecDeque::from([first]);
+    let mut ready = std::collections::VecDeque::from(first);
     let mut exhausted = false;
     loop {
         let job = match ready.pop_front() {
@@ -1056,8 +1072,11 @@ async fn lane_writer(
                             Some(j) => j,
                             None => break,
                         },
-                        j = q.recv() => match j {
-                            Some(j) => j,
+                        js = q.recv() => match js {
+                            Some(js) => {
+                                ready.extend(js);
+                                continue;
+                            }
                             None => {
                                 exhausted = true;
                                 let _ = pending.send(Pending::Drain);
@@ -1186,13 +1205,13 @@ async fn lane_writer(
 /// aside for the next request.
 fn next_if(
     ready: &mut std::collections::VecDeque<FileJob>,
-    jobs: &Mutex<mpsc::Receiver<FileJob>>,
+    jobs: &Mutex<mpsc::Receiver<Vec<FileJob>>>,
     fits: impl Fn(&FileJob) -> bool,
 ) -> Option<FileJob> {
-    let j = match ready.pop_front() {
-        Some(j) => j,
-        None => jobs.try_lock().ok()?.try_recv().ok()?,
-    };
+    if ready.is_empty() {
+        ready.extend(jobs.try_lock().ok()?.try_recv().ok()?);
+    }
+    let j = ready.pop_front()?;
     if fits(&j) {
         Some(j)
     } else {
@@ -1499,7 +1518,9 @@ async fn receive_file(
         msg::META => {
             let meta: FileMeta = decode(&f.payload, &peer())?;
             ctx.progress.file_started(shown, meta.size);
-            let mut build = Build::new(fs, &job.rel, shown);
+            // A file sent whole over a sealed link comes without a digest.
+            let verify = ctx.whole_digest || job.how == WantHow::Delta;
+            let mut build = Build::new(fs, &job.rel, shown, verify);
             loop {
                 let f = match rx.recv().await {
                     Ok(Some(f)) => f,
@@ -1569,7 +1590,7 @@ async fn receive_file(
 fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
     let shown = &job.shown;
     let res = (|| -> std::result::Result<(), String> {
-        if blake3::hash(whole.data).as_bytes() != &whole.hash {
+        if ctx.whole_digest && blake3::hash(whole.data).as_bytes() != &whole.hash {
             return Err(format!("{shown}: verification failed (hash mismatch)"));
         }
         let temp = ctx.fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
@@ -1673,19 +1694,20 @@ struct Build<'a> {
     temp: std::result::Result<TempFile, String>,
     shown: &'a str,
     pos: u64,
-    digest: DigestBuilder,
+    /// The digest of the pieces, when the sender sends one.
+    digest: Option<DigestBuilder>,
     literal: u64,
     reused: u64,
     buf: Vec<u8>,
 }
 
 impl<'a> Build<'a> {
-    fn new(fs: &FsRoot, rel: &RelPath, shown: &'a str) -> Build<'a> {
+    fn new(fs: &FsRoot, rel: &RelPath, shown: &'a str, verify: bool) -> Build<'a> {
         Build {
             temp: fs.create_temp(rel).map_err(|e| e.to_string()),
             shown,
             pos: 0,
-            digest: DigestBuilder::default(),
+            digest: verify.then(DigestBuilder::default),
             literal: 0,
             reused: 0,
             buf: Vec::new(),
@@ -1703,13 +1725,16 @@ impl<'a> Build<'a> {
         let shown = self.shown;
         match op {
             RecipeOp::Hole(len) => {
-                self.digest.push_hole(len);
+                if let Some(d) = &mut self.digest {
+                    d.push_hole(len);
+                }
                 self.pos = self.pos.saturating_add(len);
                 Some(Ok(len))
             }
             RecipeOp::Literal(data) => {
-                self.digest
-                    .push(data.len() as u32, *blake3::hash(data).as_bytes());
+                if let Some(d) = &mut self.digest {
+                    d.push(data.len() as u32, *blake3::hash(data).as_bytes());
+                }
                 self.literal += data.len() as u64;
                 let at = self.pos;
                 self.pos += data.len() as u64;
@@ -1725,12 +1750,12 @@ impl<'a> Build<'a> {
                 let Some(end) = start.checked_add(count).filter(|&e| e <= sig.len() as u64) else {
                     return Some(Err(bad()));
                 };
-                let Some(old) = basis else {
+                let (Some(old), Some(digest)) = (basis, &mut self.digest) else {
                     return Some(Err(bad()));
                 };
                 let mut n = 0u64;
                 for r in &sig[start as usize..end as usize] {
-                    self.digest.push(r.len, r.hash);
+                    digest.push(r.len, r.hash);
                     let at = self.pos;
                     self.pos += u64::from(r.len);
                     self.reused += u64::from(r.len);
@@ -1770,7 +1795,8 @@ impl<'a> Build<'a> {
         e: &Entry,
     ) -> std::result::Result<(), String> {
         let temp = self.temp?;
-        if self.pos != end.size || end.size != meta.size || self.digest.finish() != end.digest {
+        let digest_ok = self.digest.is_none_or(|d| d.finish() == end.digest);
+        if self.pos != end.size || end.size != meta.size || !digest_ok {
             return Err(format!(
                 "{}: verification failed (the rebuilt file does not match the sender's)",
                 self.shown

@@ -207,7 +207,9 @@ impl Codec for FileMeta {
     }
 }
 
-/// The end of a recipe: the new file's size and the digest of its pieces.
+/// The end of a recipe: the new file's size and the digest of its pieces
+/// (all zero for a file sent whole over a link that authenticates every byte
+/// itself, TLS or QUIC, where both sides skip it; a delta always has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct End {
     pub size: u64,
@@ -229,7 +231,8 @@ impl Codec for End {
 }
 
 /// A whole small file in one message (FILE): metadata, the BLAKE3 of the
-/// content, and the content (the rest of the payload).
+/// content (all zero over a link that authenticates every byte itself, TLS or
+/// QUIC, where both sides skip it), and the content (the rest of the payload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WholeFile<'a> {
     pub meta: FileMeta,
