@@ -68,8 +68,6 @@ const YAMUX_CONN_WINDOW: usize = 1 << 30;
 /// Data frames of up to this much (yamux's default is 16 KiB): fewer frames,
 /// headers and TLS writes for bulk data.
 const YAMUX_SPLIT: usize = 64 << 10;
-/// Room for a whole frame, header and body.
-const YAMUX_WRITE_BUFFER: usize = 2 * YAMUX_SPLIT;
 
 fn split_yamux(stream: yamux::Stream) -> RawStream {
     let shared = Arc::new(SharedStream {
@@ -211,6 +209,102 @@ impl Mux {
     }
 }
 
+/// Holds back a short write (a yamux frame header) and writes it together with
+/// the next write (the frame's body) as one vectored write: TLS then seals them
+/// into the same records, and the body is never copied into a buffer. A held
+/// header with no body after it goes out on flush or shutdown.
+struct Coalesce<T> {
+    io: T,
+    held: [u8; HELD_MAX],
+    /// `held[start..len]` is still to be written.
+    start: usize,
+    len: usize,
+}
+
+/// Writes up to this long are held back (a yamux header is 12 bytes).
+const HELD_MAX: usize = 16;
+
+impl<T: AsyncWrite + Unpin> Coalesce<T> {
+    fn new(io: T) -> Self {
+        Coalesce {
+            io,
+            held: [0; HELD_MAX],
+            start: 0,
+            len: 0,
+        }
+    }
+
+    /// Writes `held` plus as much of `buf` as the stream takes; `Ok(n)` counts
+    /// only bytes of `buf`, and is 0 only when `buf` is empty.
+    fn poll_write_with_held(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        while self.start < self.len {
+            let held = &self.held[self.start..self.len];
+            let bufs = [io::IoSlice::new(held), io::IoSlice::new(buf)];
+            let n = std::task::ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &bufs))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_held = n.min(held.len());
+            self.start += from_held;
+            if self.start == self.len {
+                (self.start, self.len) = (0, 0);
+                if n > from_held {
+                    return Poll::Ready(Ok(n - from_held));
+                }
+            }
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.len == 0 && !buf.is_empty() && buf.len() <= HELD_MAX {
+            this.held[..buf.len()].copy_from_slice(buf);
+            this.len = buf.len();
+            return Poll::Ready(Ok(buf.len()));
+        }
+        this.poll_write_with_held(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_write_with_held(cx, &[]))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_write_with_held(cx, &[]))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
 /// Starts yamux on a secured (or plaintext) byte stream and spawns the task that
 /// owns the connection: it opens streams on request, hands inbound streams over,
 /// and drives all IO.
@@ -228,9 +322,9 @@ where
         Side::Server => yamux::Mode::Server,
     };
     // yamux writes a frame's 12-byte header and its body in two calls, and TLS
-    // would make each its own record (and system call): buffer them into one,
-    // written when yamux flushes (after every frame it sends).
-    let io = tokio::io::BufWriter::with_capacity(YAMUX_WRITE_BUFFER, io);
+    // would make each its own record (and system call): hold the header back
+    // and write both at once, without copying the body.
+    let io = Coalesce::new(io);
     let mut conn = yamux::Connection::new(io.compat(), config, mode);
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<YamuxCmd>();
     let (in_tx, inbound) = mpsc::unbounded_channel();

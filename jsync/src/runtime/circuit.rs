@@ -77,6 +77,8 @@ pub struct CircuitSender {
 pub struct CircuitReceiver {
     shared: Arc<CircuitShared>,
     r: BoxRead,
+    /// Frame buffer reused across reads.
+    buf: Vec<u8>,
     expect: u64,
     ended: bool,
 }
@@ -127,6 +129,7 @@ impl Circuit {
             rx: CircuitReceiver {
                 shared,
                 r,
+                buf: Vec::new(),
                 expect: recv_serial,
                 ended: false,
             },
@@ -305,7 +308,7 @@ impl CircuitReceiver {
                 self.ended = true;
                 return Err(self.shared.peer.error());
             }
-            r = read_frame(&mut self.r) => r,
+            r = read_frame(&mut self.r, &mut self.buf) => r,
         };
         let err = match res {
             Ok(Some(frag)) => return Ok(frag),

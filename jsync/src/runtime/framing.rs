@@ -15,9 +15,16 @@ pub(crate) enum ReadError {
     Decode(DecodeError),
 }
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+/// A frame buffer keeps up to this much between frames (a FILES or RECIPE
+/// frame fits); one grown for a larger frame is given back afterwards.
+const KEEP: usize = 2 << 20;
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames. `buf`
+/// is scratch space reused across calls: it stays initialized, so reading into
+/// it zeroes nothing (a fresh buffer would be zeroed for every frame).
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
+    buf: &mut Vec<u8>,
 ) -> Result<Option<Fragment>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     let mut have = 0;
@@ -38,21 +45,25 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         Some(total) => total,
         None => unreachable!("a whole header always yields a length"),
     };
-    // Read into spare capacity: no zeroing of a buffer about to be overwritten.
-    let mut frame = Vec::with_capacity(total);
-    frame.extend_from_slice(&header);
-    let body = (total - HEADER_LEN) as u64;
-    (&mut *r)
-        .take(body)
-        .read_to_end(&mut frame)
-        .await
-        .map_err(ReadError::Io)?;
-    if frame.len() != total {
-        return Err(ReadError::Truncated);
+    if buf.len() < total {
+        buf.resize(total, 0);
     }
-    proto::decode_frame(&frame)
+    let frame = &mut buf[..total];
+    frame[..HEADER_LEN].copy_from_slice(&header);
+    r.read_exact(&mut frame[HEADER_LEN..])
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => ReadError::Truncated,
+            _ => ReadError::Io(e),
+        })?;
+    let res = proto::decode_frame(frame)
         .map(Some)
-        .map_err(ReadError::Decode)
+        .map_err(ReadError::Decode);
+    if buf.len() > KEEP {
+        buf.truncate(KEEP);
+        buf.shrink_to_fit();
+    }
+    res
 }
 
 /// Uncompressed payloads from this size on are written after their frame's

@@ -579,7 +579,7 @@ async fn control_stream(
                     })
                 }
             };
-            match read_frame(&mut s.read).await {
+            match read_frame(&mut s.read, &mut Vec::new()).await {
                 Ok(Some(f)) if f.op == Op::OPEN && f.subject == CONTROL => Ok(s),
                 _ => Err(Error::Violation {
                     peer: name.into(),
@@ -626,10 +626,11 @@ async fn control_writer(
 
 async fn control_reader(link: Link, mut r: crate::net::mux::BoxRead, heard: Arc<Mutex<Instant>>) {
     let token = link.inner.shared.token.clone();
+    let mut buf = Vec::new();
     loop {
         let res = tokio::select! {
             _ = token.cancelled() => return,
-            r = read_frame(&mut r) => r,
+            r = read_frame(&mut r, &mut buf) => r,
         };
         match res {
             Ok(Some(frag)) => {
@@ -682,7 +683,8 @@ async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
                 mut read,
                 mut write,
             } = stream;
-            let first = tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut read)).await;
+            let first =
+                tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut read, &mut Vec::new())).await;
             let open = match first {
                 Ok(Ok(Some(f))) if f.op == Op::OPEN && f.serial == 0 => f,
                 _ => {
