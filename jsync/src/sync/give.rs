@@ -892,9 +892,10 @@ fn read_checked(
     buf: &mut Vec<u8>,
 ) -> std::result::Result<(), Fail> {
     let start = buf.len();
-    // Room for the data and the end-of-file check: no probing reads.
-    buf.reserve(meta.size as usize + 1);
-    file.take(meta.size + 1)
+    // Exactly the size opened: a file that grew since shows in the status
+    // check after, so no read at the end of the file just to see it end.
+    buf.reserve(meta.size as usize);
+    file.take(meta.size)
         .read_to_end(buf)
         .map_err(|e| file_fail(shown, "read", e))?;
     if (buf.len() - start) as u64 != meta.size {
