@@ -32,7 +32,8 @@ const RECIPE_FLUSH: usize = 256 << 10;
 const LIST_BATCH: usize = 512;
 /// The walker hands entries over this many at a time (one wake-up each)...
 const WALK_CHUNK: usize = 128;
-/// ...or sooner when a chunk has waited this long (a slow walk still streams).
+/// ...or as soon as an entry comes once a chunk is this old (a slow walk still
+/// streams; the walk's end sends what is left).
 const WALK_CHUNK_AGE: std::time::Duration = std::time::Duration::from_millis(2);
 /// Files up to this size asked for in full travel as one FILE message.
 const WHOLE_MAX: u64 = 256 << 10;
@@ -420,6 +421,7 @@ impl<'a> Chunker<'a> {
         true
     }
 
+    /// Sends what is held; false once the list loop is gone.
     fn flush(&mut self) -> bool {
         if self.chunk.is_empty() {
             return true;
@@ -1017,7 +1019,7 @@ async fn serve(
 /// payloads: with the receiver's chunks (`have`), FastCDC chunks it already has
 /// become copies; without, data goes as literal pieces of up to [`MAX_CHUNK`].
 /// Sends `(payload, has_literals, bytes_covered)`; returns the size and digest
-/// (zero when `digest` is false, for a file sent whole over a sealed link).
+/// (all zero without `digest_wanted`: a file sent whole over a sealed link).
 fn build_recipe(
     file: &std::fs::File,
     size: u64,

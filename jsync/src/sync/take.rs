@@ -138,6 +138,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
             msg::LIST => {
                 let batch: EntryBatch = decode(&f.payload, &name)?;
                 let mut handful = Vec::with_capacity(JOBS_HANDFUL);
+                let mut handful_weight = 0;
                 for entry in batch.0 {
                     let i = index;
                     index += 1;
@@ -179,8 +180,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                                 partial: false,
                                 local_size,
                             };
+                            handful_weight += weight(job.entry.size);
                             handful.push(job);
-                            if handful.len() >= JOBS_HANDFUL {
+                            if handful.len() >= JOBS_HANDFUL || handful_weight >= HANDFUL_WEIGHT {
+                                handful_weight = 0;
                                 let full = std::mem::take(&mut handful);
                                 if jobs_tx.send(full).await.is_err() {
                                     break;
@@ -1023,8 +1026,11 @@ enum Pending {
     Drain,
 }
 
-/// Jobs handed to a lane at once.
+/// Jobs handed to a lane at once: at most this many...
 const JOBS_HANDFUL: usize = 64;
+/// ...and at most this much [`weight`] (half a lane's window), so large files
+/// still spread over the lanes (files of 8 MiB and more go one at a time).
+const HANDFUL_WEIGHT: u32 = LANE_WINDOW / 2;
 /// Most files in one WANTS.
 const BATCH_MAX_FILES: usize = 256;
 /// A WANTS stops growing once its files add up to this many bytes.
