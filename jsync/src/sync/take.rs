@@ -123,6 +123,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
     }
 
     let mut dirs: Vec<(RelPath, Entry)> = Vec::new();
+    let mut fresh = Fresh::default();
     let mut seen = Seen::default();
     let mut walk_errors = false;
     let mut index = 0u64;
@@ -165,7 +166,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                         }
                         _ => {}
                     }
-                    match plan(&ctx, &rel, &entry) {
+                    match plan(&ctx, &rel, &entry, &mut fresh) {
                         Ok(Plan::Nothing) => {}
                         Ok(Plan::Dir) => dirs.push((rel, entry)),
                         Ok(Plan::Fetch(how, change, local_size)) => {
@@ -614,13 +615,40 @@ struct FileJob {
     local_size: u64,
 }
 
+/// Directories this run created (or, in a dry run, would create): what the
+/// sender lists in them cannot be there yet, so it is not looked up (an
+/// initial copy saves a failing `lstat` per entry).
+#[derive(Default)]
+struct Fresh(HashSet<Vec<u8>>);
+
+impl Fresh {
+    /// Whether `rel`'s directory is one of them.
+    fn holds(&self, rel: &RelPath) -> bool {
+        let b = rel.as_bytes();
+        !b.is_empty()
+            && !self.0.is_empty()
+            && self
+                .0
+                .contains(&b[..b.iter().rposition(|&c| c == b'/').unwrap_or(0)])
+    }
+}
+
 /// Decides what an entry needs; does the cheap work (dirs, links, attributes)
 /// inline. In a dry run nothing is changed, only reported.
-fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String> {
+fn plan(
+    ctx: &Ctx,
+    rel: &RelPath,
+    e: &Entry,
+    fresh: &mut Fresh,
+) -> std::result::Result<Plan, String> {
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
-    let here = match fs.lstat(rel) {
+    let here = match if fresh.holds(rel) {
+        Ok(None)
+    } else {
+        fs.lstat(rel)
+    } {
         Ok(h) => h,
         // In a dry run a parent may still be a file the run would replace.
         Err(super::fsroot::FsError::Io { source, .. })
@@ -666,6 +694,7 @@ fn plan(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<Plan, String
                     if !dry {
                         fs.mkdir_all(rel, 0o700 | e.mode).map_err(s)?;
                     }
+                    fresh.0.insert(rel.as_bytes().to_vec());
                 }
             }
             Ok(Plan::Dir)
