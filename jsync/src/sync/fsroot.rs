@@ -306,10 +306,6 @@ pub(crate) struct TempScan {
     pub names: Listing,
 }
 
-/// How long an empty, unlocked temp may be a live writer's that has not taken
-/// its lock yet (that takes microseconds; a crash's empty temps wait this long).
-const LIVE_EMPTY_SECS: i64 = 60;
-
 /// Directory descriptors an [`FsRoot`] keeps at most (then it starts over).
 const DIR_CACHE: usize = 256;
 
@@ -714,32 +710,17 @@ impl FsRoot {
     /// from, unless a partial already exists; every other one is removed.
     /// Directories are left alone, and so is any temp a live run is writing: its
     /// writer holds an exclusive `flock` on it from [`FsRoot::create_temp`] until
-    /// the temp is committed or dropped, and a crash releases it. An empty temp
-    /// younger than [`LIVE_EMPTY_SECS`] is left too: it may be one a writer has
-    /// created and not locked yet (probing it would even take the lock the
-    /// writer is about to ask for), and it holds nothing worth resuming.
-    /// Returns how many temps were removed or kept as partials, as a scan that
-    /// long after now would (everything here is old enough).
+    /// the temp is committed or dropped, and a crash releases it.
+    /// Returns how many temps were removed or kept as partials.
     #[cfg(test)]
     pub fn clean_stale_temps(&self, rel_dir: &RelPath) -> Result<usize, FsError> {
-        let later = std::time::SystemTime::now()
-            + std::time::Duration::from_secs(2 * LIVE_EMPTY_SECS as u64);
-        self.scan_temps(rel_dir, later).map(|s| s.cleaned)
+        self.clean_stale_temps_scan(rel_dir).map(|s| s.cleaned)
     }
 
-    /// [`FsRoot::clean_stale_temps`] now, also saying whether the directory
-    /// holds partial files afterwards (so a sync looks for them only there),
-    /// with the names it held (for `--delete`, which then need not read it again).
+    /// [`FsRoot::clean_stale_temps`], also saying whether the directory holds
+    /// partial files afterwards (so a sync looks for them only there), with the
+    /// names it held (for `--delete`, which then need not read it again).
     pub fn clean_stale_temps_scan(&self, rel_dir: &RelPath) -> Result<TempScan, FsError> {
-        self.scan_temps(rel_dir, std::time::SystemTime::now())
-    }
-
-    /// [`FsRoot::clean_stale_temps_scan`] as if the time were `now`.
-    fn scan_temps(
-        &self,
-        rel_dir: &RelPath,
-        now: std::time::SystemTime,
-    ) -> Result<TempScan, FsError> {
         let (dir, names) = self.list(rel_dir)?;
         let err = |e: Errno| FsError::io(rel_dir.display(), e);
         let temps: Vec<OsString> = names
@@ -759,14 +740,8 @@ impl FsRoot {
                 Err(e) => return Err(named(&name, e)),
             };
             let meta = Meta::from_stat(&st);
-            let young_and_empty = meta.kind == Kind::File
-                && meta.size == 0
-                && now.duration_since(std::time::UNIX_EPOCH).is_ok_and(|t| {
-                    (t.as_secs() as i64) < meta.ctime.0.saturating_add(LIVE_EMPTY_SECS)
-                });
-            // A temp another run is still writing is locked by its writer (or
-            // just created, still empty, and about to be).
-            if meta.kind == Kind::Dir || young_and_empty || in_use(dirfd, &name) {
+            // A temp another run is still writing is locked by its writer.
+            if meta.kind == Kind::Dir || in_use(dirfd, &name) {
                 continue;
             }
             let target = temp_target(name.as_bytes()).to_vec();
@@ -1887,33 +1862,6 @@ mod tests {
         drop(live);
         assert_eq!(names(&d), want);
         assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 0);
-    }
-
-    #[test]
-    fn a_fresh_empty_temp_may_be_a_live_writers_and_is_left_alone() {
-        let t = tempfile::tempdir().unwrap();
-        let fs = FsRoot::open(t.path()).unwrap();
-        fs.mkdir_all(&rel(b"d"), 0o755).unwrap();
-        // Another run between creating its temp and locking it: empty, unlocked.
-        let unlocked = temp_name(OsStr::new("racing"));
-        std::fs::write(t.path().join("d").join(&unlocked), b"").unwrap();
-        // A crash a moment ago: data, no lock. That one is resumable now.
-        let mut crashed = fs.create_temp(&rel(b"d/crashed")).unwrap();
-        crashed.write_at(b"half of it", 0).unwrap();
-        crashed.done = true;
-        drop(crashed);
-        let scan = fs.clean_stale_temps_scan(&rel(b"d")).unwrap();
-        assert_eq!(scan.cleaned, 1);
-        assert!(scan.partials);
-        let mut want = vec![unlocked.clone(), OsString::from(".crashed.jsync-partial")];
-        want.sort();
-        assert_eq!(names(&t.path().join("d")), want);
-        // A minute on, an empty unlocked temp is a crash's, and goes.
-        assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 1);
-        assert_eq!(
-            names(&t.path().join("d")),
-            vec![OsString::from(".crashed.jsync-partial")]
-        );
     }
 
     #[test]
