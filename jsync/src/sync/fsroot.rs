@@ -463,8 +463,13 @@ impl FsRoot {
             match rfs::openat(&dir, &temp, flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
                     // Held while the temp is being written, so another run's
-                    // cleanup can tell it from a crash's leftover.
-                    let _ = rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive);
+                    // cleanup can tell it from a crash's leftover. Waited for:
+                    // a cleanup's probe holds it for an instant, and giving up
+                    // would leave the temp unlocked, fair game for every later
+                    // cleanup while it is written. (A cleanup that comes
+                    // between the create and this lock can still take the
+                    // temp; the commit then fails for this file, loudly.)
+                    let _ = rfs::flock(&fd, rfs::FlockOperation::LockExclusive);
                     return Ok(TempFile {
                         file: File::from(fd),
                         dir,
