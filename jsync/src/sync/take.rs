@@ -246,7 +246,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
                 "I/O errors on the sender: skipping deletion (nothing was deleted)",
             );
         } else {
-            let mut scan: Vec<RelPath> = dirs.iter().map(|(r, _)| r.clone()).collect();
+            // A directory this run created holds only what the sender listed.
+            let mut scan: Vec<RelPath> = dirs
+                .iter()
+                .filter(|(r, _)| !fresh.0.contains(r.as_bytes()))
+                .map(|(r, _)| r.clone())
+                .collect();
             if source.kind == EntryKind::Dir && !dirs.iter().any(|(r, _)| r == &base) {
                 scan.push(base.clone());
             }
@@ -617,7 +622,8 @@ struct FileJob {
 
 /// Directories this run created (or, in a dry run, would create): what the
 /// sender lists in them cannot be there yet, so it is not looked up (an
-/// initial copy saves a failing `lstat` per entry).
+/// initial copy saves a failing `lstat` per entry), and `--delete` has nothing
+/// to look for in them.
 #[derive(Default)]
 struct Fresh(HashSet<Vec<u8>>);
 
