@@ -746,11 +746,40 @@ fn filters(way: Way) {
         &["build/inner.txt", "build/x.o"],
         what,
     );
+
+    // A source named without a trailing slash is copied as itself, and its
+    // parent is the transfer root: an anchored rule names the directory too,
+    // as in rsync (`--exclude /src/build`), and reaches no deeper `build`.
+    let p = w.pair("anchored");
+    filter_source(&p.src);
+    put(&p.src.join("sub/build/deep.txt"), b"deeper", 0o644, 1);
+    let name = p.src.file_name().unwrap().to_str().unwrap().to_owned();
+    let inside = p.dst.join(&name);
+    put(&inside.join("build/here.txt"), b"excluded, kept", 0o644, 1);
+    put(&inside.join("stale.txt"), b"not in the source", 0o644, 1);
+    let rule = format!("/{name}/build");
+    let what = format!("--delete --exclude {rule} with SRC (no slash)");
+    let src = p.src_arg.trim_end_matches('/');
+    assert_ok(
+        &w.jcp(&["--delete", "--exclude", &rule, src, &p.dst_arg]),
+        &what,
+    );
+    assert_present(
+        &inside,
+        &["a.c", "sub/build/deep.txt", "build/here.txt"],
+        &["build/inner.txt", "stale.txt"],
+        &what,
+    );
 }
 
 #[test]
 fn exclude_and_include_rules_first_match_wins_locally() {
     filters(Way::Local);
+}
+
+#[test]
+fn exclude_and_include_rules_first_match_wins_pulling() {
+    filters(Way::Pull(Net::Tls));
 }
 
 #[test]

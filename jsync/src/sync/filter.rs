@@ -16,7 +16,10 @@
 //!   rule matches is included. `--include '*.c' --exclude '*'` therefore keeps
 //!   only C files (and, as in rsync, no directories: see below).
 //! * Paths are relative to the transfer root, `/`-separated, with no leading
-//!   slash. The root itself (the empty path) is never excluded.
+//!   slash. The root itself (the empty path) is never excluded. As in rsync,
+//!   the transfer root of a directory named without a trailing slash (`src`) is
+//!   its parent, so its entries are matched as `src/...`
+//!   ([`Filter::under`]); with the slash (`src/`) it is the directory itself.
 //! * A pattern starting with `/` is anchored at the transfer root: `/a/b` matches
 //!   `a/b` only. Otherwise a pattern with no `/` (a trailing one aside) matches
 //!   the last component at any depth (`*.o` matches `x.o` and `src/x.o`), and a
@@ -115,6 +118,9 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     rules: Vec<Rule>,
+    /// Prepended (with a `/`) to every path asked about: the name of a source
+    /// directory copied as itself, whose parent is the transfer root.
+    prefix: Vec<u8>,
 }
 
 /// At most this many unbordered `**` in one pattern (each doubles the globs).
@@ -179,18 +185,36 @@ impl Filter {
     }
 
     /// Whether the first matching rule excludes `rel_path` (relative to the
-    /// transfer root, `/`-separated, no leading slash; any bytes). `is_dir` says
+    /// transfer root, or to the directory given to [`Filter::under`];
+    /// `/`-separated, no leading slash; any bytes). `is_dir` says
     /// whether the entry is a directory, for directory-only rules. The root (an
     /// empty path) is never excluded.
     pub fn is_excluded(&self, rel_path: &[u8], is_dir: bool) -> bool {
         if rel_path.is_empty() || self.rules.is_empty() {
             return false;
         }
-        let cand = Candidate::from_bytes(rel_path);
+        let rooted;
+        let path = if self.prefix.is_empty() {
+            rel_path
+        } else {
+            rooted = [&self.prefix[..], b"/", rel_path].concat();
+            &rooted[..]
+        };
+        let cand = Candidate::from_bytes(path);
         self.rules
             .iter()
             .find(|r| r.matches(&cand, is_dir))
             .is_some_and(|r| r.kind == RuleKind::Exclude)
+    }
+
+    /// The same rules for paths relative to directory `name` inside the transfer
+    /// root: what a sync of `name` without a trailing slash walks (rsync
+    /// matches `/name/x` there, not `/x`). An empty name changes nothing.
+    pub fn under(&self, name: &[u8]) -> Filter {
+        Filter {
+            rules: self.rules.clone(),
+            prefix: name.to_vec(),
+        }
     }
 
     /// The rules in order as `"+ PATTERN"` / `"- PATTERN"` strings, one per rule;
@@ -389,6 +413,29 @@ mod tests {
 
     fn excl_dir(f: &Filter, path: &str) -> bool {
         f.is_excluded(path.as_bytes(), true)
+    }
+
+    #[test]
+    fn under_a_directory_paths_are_matched_below_its_name() {
+        let f = filter(&[
+            (Exclude, "/src/build"),
+            (Exclude, "/top.o"),
+            (Exclude, "*.tmp"),
+        ]);
+        let src = f.under(b"src");
+        // `jcp src dst`: the walk's "build" is the transfer root's "src/build".
+        assert!(excl_dir(&src, "build"));
+        assert!(!excl_dir(&src, "sub/build"));
+        // Anchored at the root, above the source: matches nothing in it.
+        assert!(!excl(&src, "top.o"));
+        assert!(excl(&src, "deep/x.tmp"));
+        // The same rules for `jcp src/ dst`.
+        assert!(!excl_dir(&f, "build"));
+        assert!(excl(&f, "top.o"));
+        assert!(
+            !src.is_excluded(b"", true),
+            "the source itself is never excluded"
+        );
     }
 
     /// Which of `paths` (a trailing `/` marks a directory) survive a walk that

@@ -202,8 +202,9 @@ impl Giver {
 }
 
 /// Runs the sender role until the receiver's report arrives.
-pub(crate) async fn give(peer: Peer, spec: GiveSpec, opts: GiveOptions) -> Result<Stats> {
+pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> Result<Stats> {
     let progress = opts.progress.clone();
+    opts.filter = super::rooted_filter(&opts.filter, &spec.source);
     let giver = Arc::new(Giver {
         spec,
         opts,

@@ -416,6 +416,20 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
     })
 }
 
+/// The filter as both ends apply it to `source`'s entries: a directory sent as
+/// itself (no trailing slash) sits below the transfer root, so rules see its
+/// entries as `NAME/...`, as rsync's do.
+fn rooted_filter(filter: &Arc<Filter>, source: &proto::sync::Source) -> Arc<Filter> {
+    if filter.is_empty()
+        || source.kind != proto::sync::EntryKind::Dir
+        || source.contents
+        || source.name.is_empty()
+    {
+        return filter.clone();
+    }
+    Arc::new(filter.under(&source.name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

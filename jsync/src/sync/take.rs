@@ -74,7 +74,7 @@ pub(crate) struct TakeOptions {
 }
 
 /// Runs the receiver role; returns what it did (also sent to the sender).
-pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Result<Stats> {
+pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> Result<Stats> {
     let name = peer.link().peer_name().to_string();
     let (control_tx, mut control) = peer.open().await?.split();
     let first = control.recv().await?;
@@ -91,6 +91,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, opts: TakeOptions) -> Resul
         }
     };
     let base = placement(&spec, &source)?;
+    opts.filter = super::rooted_filter(&opts.filter, &source);
     let counters = Arc::new(Counters::default());
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
     let ctx = Arc::new(Ctx {
