@@ -26,7 +26,7 @@ pub const DEFAULT_PORT: u16 = 7433;
         ':' before any '/' (HOST:PATH, HOST: for the server's root, [IPv6]:PATH), \
         local otherwise. At most one operand may be remote; with none, jcp copies \
         locally without a daemon. As with rsync, SRC/ (trailing slash) copies the \
-        contents of SRC, SRC without it copies the directory itself.",
+        contents of SRC (so do SRC/. and .), SRC without it copies the directory itself.",
     after_help = exit::HELP,
 )]
 pub struct Cli {

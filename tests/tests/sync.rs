@@ -120,6 +120,30 @@ fn push_pull_delta_and_noop_over_plaintext() {
 }
 
 #[test]
+fn a_source_ending_in_a_dot_copies_the_contents_as_rsync_does() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    make_tree(&a, MB);
+    for (i, (cwd, src)) in [
+        (a.clone(), "."),
+        (work.path().to_path_buf(), "a/."),
+        (a.join("nested"), ".."),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dst = work.path().join(format!("dst{i}"));
+        let out = std::process::Command::new(jsync_tests::bins::bin("jcp"))
+            .current_dir(cwd)
+            .args([src, dst.to_str().unwrap()])
+            .output()
+            .unwrap();
+        ok(&out, &format!("jcp {src}"));
+        assert_same_tree(&a, &dst);
+    }
+}
+
+#[test]
 fn local_copy_needs_no_daemon() {
     let work = tempfile::tempdir().unwrap();
     let a = work.path().join("a");

@@ -47,9 +47,10 @@ pub(crate) struct GiveSpec {
 }
 
 impl GiveSpec {
-    /// A local source path as given on the command line (trailing slash = contents).
+    /// A local source path as given on the command line (trailing slash, or a
+    /// last component `.` or `..`, = contents, as in rsync).
     pub(crate) fn local(src: &Path) -> Result<GiveSpec> {
-        let contents = src.as_os_str().as_bytes().ends_with(b"/");
+        let contents = names_contents(src.as_os_str().as_bytes());
         let meta = std::fs::symlink_metadata(src)
             .map_err(|e| Error::io(format!("cannot read {}", src.display()), e))?;
         if meta.is_dir() {
@@ -93,7 +94,7 @@ impl GiveSpec {
 
     /// A source named by a client, relative to a server's root.
     pub(crate) fn in_root(fs: FsRoot, src: &str) -> Result<GiveSpec> {
-        let contents = src.ends_with('/');
+        let contents = names_contents(src.as_bytes());
         let base = FsRoot::check(src.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
         let meta = fs
             .lstat(&base)
@@ -133,6 +134,14 @@ impl GiveSpec {
         }
         FsRoot::check(&full).map_err(fs_err)
     }
+}
+
+/// Whether a source path names a directory's contents rather than the
+/// directory itself: rsync's rule, a trailing slash (`src/`) or a last
+/// component `.` or `..` (`.`, `src/.`).
+fn names_contents(path: &[u8]) -> bool {
+    let last = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    path.ends_with(b"/") || last == b"." || last == b".."
 }
 
 pub(crate) fn fs_err(e: super::fsroot::FsError) -> Error {
