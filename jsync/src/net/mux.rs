@@ -434,3 +434,104 @@ pub(crate) fn quic_reason(e: &quinn::ConnectionError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A writer that takes at most `max` bytes per call, across slices, and
+    /// says `Pending` (waking itself) every other call.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+        vectored: usize,
+    }
+
+    impl Trickle {
+        fn take(&mut self, cx: &mut std::task::Context<'_>, bufs: &[&[u8]]) -> Poll<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let mut n = 0;
+            for b in bufs {
+                let k = b.len().min(self.max - n);
+                self.out.extend_from_slice(&b[..k]);
+                n += k;
+            }
+            Poll::Ready(n)
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().take(cx, &[buf]).map(Ok)
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.vectored += 1;
+            let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+            this.take(cx, &slices).map(Ok)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn held_headers_go_out_whole_and_in_order_however_the_stream_takes_them() {
+        // Frames as yamux writes them: a 12-byte header, then its body (or none).
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        for i in 0..20u8 {
+            frames.push(vec![i; 12]);
+            if i % 3 != 0 {
+                frames.push(vec![100 + i; 1 + usize::from(i) * 7]);
+            }
+        }
+        let want: Vec<u8> = frames.concat();
+        for max in [1, 5, 12, 13, 40, 1 << 20] {
+            let mut c = Coalesce::new(Trickle {
+                out: Vec::new(),
+                max,
+                calls: 0,
+                vectored: 0,
+            });
+            for f in &frames {
+                c.write_all(f).await.unwrap();
+                if f.len() == 12 && f[0] % 3 == 0 {
+                    c.flush().await.unwrap(); // a header-only frame
+                }
+            }
+            c.shutdown().await.unwrap();
+            assert_eq!(c.io.out, want, "max {max}");
+            assert!(c.io.vectored > 0, "max {max}: headers went out alone");
+        }
+    }
+}
