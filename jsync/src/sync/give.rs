@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use proto::sync::{
     self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, Recipe, Source, Stats, Want,
-    WantHow, WholeFile,
+    WantHow,
 };
 use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
@@ -397,22 +397,22 @@ fn mtime_of(m: &std::fs::Metadata) -> (i64, u32) {
 /// Walks the source (never following symlinks) and streams entries, numbering
 /// them as the receiver will, so a second name of an inode can point at the first.
 fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<Vec<WalkItem>>) {
-    let mut out = Chunker::new(tx);
+    let mut out = Handoff::new(tx);
     walk_into(spec, opts, &mut out);
     out.flush();
 }
 
 /// Hands walked items to the list loop [`WALK_CHUNK`] at a time, or after
 /// [`WALK_CHUNK_AGE`], so the two threads do not wake each other per entry.
-struct Chunker<'a> {
+struct Handoff<'a> {
     tx: &'a mpsc::Sender<Vec<WalkItem>>,
     chunk: Vec<WalkItem>,
     started: std::time::Instant,
 }
 
-impl<'a> Chunker<'a> {
+impl<'a> Handoff<'a> {
     fn new(tx: &'a mpsc::Sender<Vec<WalkItem>>) -> Self {
-        Chunker {
+        Handoff {
             tx,
             chunk: Vec::with_capacity(WALK_CHUNK),
             started: std::time::Instant::now(),
@@ -442,7 +442,7 @@ impl<'a> Chunker<'a> {
 }
 
 /// The walk itself, item by item into `out`.
-fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Chunker<'_>) {
+fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     let root: PathBuf = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
     let mut send = |item| out.push(item);
     let mut links = Links::default();
@@ -862,16 +862,31 @@ fn append_whole(
     }
     let start = payload.len();
     let slot = msg::begin_whole_record(payload, &meta);
-    let data = payload.len();
-    if let Err(e) = read_checked(&file, &meta, shown, payload) {
+    if let Err(e) = fill_whole(giver, &file, &meta, shown, payload, slot) {
         payload.truncate(start);
         return Err(e);
     }
+    Ok(meta.size)
+}
+
+/// Appends `file`'s data (`meta` as opened) to a whole-file record or FILE
+/// payload begun with its digest slot at `slot`, and fills the slot (left zero
+/// when files sent whole carry no digest).
+fn fill_whole(
+    giver: &Giver,
+    file: &std::fs::File,
+    meta: &FileMeta,
+    shown: &str,
+    payload: &mut Vec<u8>,
+    slot: usize,
+) -> std::result::Result<(), Fail> {
+    let data = payload.len();
+    read_checked(file, meta, shown, payload)?;
     if giver.whole_digest {
         let hash = blake3::hash(&payload[data..]);
         payload[slot..slot + 32].copy_from_slice(hash.as_bytes());
     }
-    Ok(meta.size)
+    Ok(())
 }
 
 /// Opens the listed file at `path` (never following a symlink, only a regular
@@ -969,20 +984,10 @@ async fn serve(
         Compression::NONE
     };
     if have.is_none() && meta.size <= WHOLE_MAX {
-        let mut data = Vec::new();
-        read_checked(&file, &meta, shown, &mut data)?;
-        let mut payload = Vec::with_capacity(data.len() + 64);
-        let hash = if giver.whole_digest {
-            *blake3::hash(&data).as_bytes()
-        } else {
-            [0; 32]
-        };
-        WholeFile {
-            meta,
-            hash,
-            data: &data,
-        }
-        .encode(&mut payload);
+        // Read straight into the message, as for a batch of small files.
+        let mut payload = Vec::with_capacity(meta.size as usize + 64);
+        let slot = msg::begin_whole_file(&mut payload, &meta);
+        fill_whole(giver, &file, &meta, shown, &mut payload, slot)?;
         c.send_with(Fragment::new(msg::FILE).with_payload(payload), whole_alg)
             .await?;
         progress.file_progress(shown, meta.size);

@@ -33,8 +33,8 @@ pub use entry::{
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
 pub use stats::{Stats, StatsError, MAX_ERRORS};
 pub use want::{
-    begin_whole_record, Checks, End, FileMeta, FileRecord, FileRecords, Verdict, Want, WantHow,
-    Wants, WholeFile, CHECK_HASH, MAX_CHECKS,
+    begin_whole_file, begin_whole_record, Checks, End, FileMeta, FileRecord, FileRecords, Verdict,
+    Want, WantHow, Wants, WholeFile, CHECK_HASH, MAX_CHECKS,
 };
 
 use crate::Op;

@@ -243,8 +243,8 @@ pub struct WholeFile<'a> {
 impl WholeFile<'_> {
     /// Appends the encoding.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        self.meta.encode(buf);
-        buf.extend_from_slice(&self.hash);
+        let slot = begin_whole_file(buf, &self.meta);
+        buf[slot..slot + 32].copy_from_slice(&self.hash);
         buf.extend_from_slice(self.data);
     }
 
@@ -349,11 +349,20 @@ impl FileRecord<'_> {
 /// between); returns the offset of the 32-byte hash, zeroed, for the caller to
 /// fill once the data is in. The result encodes as `FileRecord::Whole` does.
 pub fn begin_whole_record(buf: &mut Vec<u8>, meta: &FileMeta) -> usize {
-    let mut head = Vec::with_capacity(32);
-    meta.encode(&mut head);
+    let mut head = Vec::with_capacity(64);
+    let slot = begin_whole_file(&mut head, meta);
     buf.push(REC_WHOLE);
-    put_varint(buf, head.len() as u64 + 32 + meta.size);
+    put_varint(buf, head.len() as u64 + meta.size);
+    let at = buf.len();
     buf.extend_from_slice(&head);
+    at + slot
+}
+
+/// Starts a [`WholeFile`] (a FILE payload) in `buf` in the same way: metadata
+/// and a zeroed 32-byte hash slot, whose offset is returned; the caller appends
+/// exactly `meta.size` bytes of data and fills the slot.
+pub fn begin_whole_file(buf: &mut Vec<u8>, meta: &FileMeta) -> usize {
+    meta.encode(buf);
     let slot = buf.len();
     buf.resize(slot + 32, 0);
     slot
@@ -444,6 +453,12 @@ mod tests {
         w.encode(&mut buf);
         assert_eq!(WholeFile::decode(&buf).unwrap(), w);
         assert!(WholeFile::decode(&buf[..buf.len() - 1]).is_err());
+        // A FILE payload built in place (data read straight after the head).
+        let mut file = Vec::new();
+        let slot = begin_whole_file(&mut file, &w.meta);
+        file.extend_from_slice(w.data);
+        file[slot..slot + 32].copy_from_slice(&w.hash);
+        assert_eq!(WholeFile::decode(&file).unwrap(), w);
 
         let ws = Wants(vec![1, 300, 70_000]);
         assert_eq!(decode_exact::<Wants>(&encode_to_vec(&ws)).unwrap(), ws);
