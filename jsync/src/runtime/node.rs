@@ -172,7 +172,7 @@ impl Server {
                     let ctx = self.conn_ctx(links_tx.clone());
                     tasks.spawn(async move {
                         let name = format!("client {}", incoming.remote_address());
-                        let est = quic::accept(incoming, &name, &ctx.opts).await;
+                        let est = quic::accept(incoming, &name, &ctx.security, &ctx.opts).await;
                         ctx.finish(est, name, permit).await;
                     });
                 }
