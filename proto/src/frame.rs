@@ -153,6 +153,39 @@ pub fn decode_frame(frame: &[u8]) -> Result<Fragment, DecodeError> {
     Ok(frag)
 }
 
+/// For readers that want an uncompressed payload read straight into a buffer
+/// of its own: decodes the head of the frame that `prefix` starts (its first
+/// bytes, header included, at most the whole frame). Returns the fragment
+/// without its payload, how many bytes of `prefix` the header and fields took,
+/// and the payload's length; the payload is the frame's remaining bytes, as
+/// they are. `Ok(None)` when the payload is compressed or `prefix` ends inside
+/// the fields: read the whole frame and use [`decode_frame`]. Errors as
+/// [`decode_frame`] would report them for the same frame.
+pub fn decode_frame_head(prefix: &[u8]) -> Result<Option<(Fragment, usize, usize)>, DecodeError> {
+    let Some((len, alg)) = header(prefix)? else {
+        return Ok(None);
+    };
+    if alg != Compression::NONE {
+        return Ok(None);
+    }
+    let body = &prefix[HEADER_LEN..prefix.len().min(HEADER_LEN + len)];
+    let mut r = Reader::new(body);
+    let frag = match Fragment::decode_fields(&mut r) {
+        Ok(frag) => frag,
+        Err(DecodeError::Truncated { .. }) if body.len() < len => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let payload = len - r.position();
+    if payload > MAX_PAYLOAD {
+        return Err(DecodeError::FieldTooLarge {
+            what: "payload",
+            len: payload as u64,
+            max: MAX_PAYLOAD as u64,
+        });
+    }
+    Ok(Some((frag, HEADER_LEN + r.position(), payload)))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -166,6 +199,57 @@ mod tests {
         head.extend_from_slice(&frag.payload);
         assert_eq!(head, frame_to_vec(&frag, Compression::NONE));
         assert_eq!(decode_frame(&head).unwrap(), frag);
+    }
+
+    #[test]
+    fn a_frame_head_and_the_rest_decode_as_the_whole_frame() {
+        let frags = [
+            full().with_payload(vec![7; 3000]),
+            full().with_payload(Vec::new()),
+            Fragment::new(Op::DATA).with_payload(vec![1; 10]),
+        ];
+        for frag in frags {
+            let frame = frame_to_vec(&frag, Compression::NONE);
+            let mut heads = 0;
+            for cut in 0..=frame.len() {
+                let Some((mut head, used, payload)) = decode_frame_head(&frame[..cut]).unwrap()
+                else {
+                    continue;
+                };
+                heads += 1;
+                assert!(used <= cut);
+                assert_eq!(used + payload, frame.len());
+                head.payload = frame[used..].to_vec();
+                assert_eq!(head, frag);
+            }
+            // Every prefix that holds the fields has a head, and none shorter.
+            let used = frame.len() - frag.payload.len();
+            assert_eq!(heads, frame.len() + 1 - used);
+        }
+        // A compressed frame is left to decode_frame.
+        let zstd = frame_to_vec(&compressible(), Compression::ZSTD);
+        assert_eq!(decode_frame_head(&zstd), Ok(None));
+        // Errors are decode_frame's.
+        let mut big = frame_to_vec(&Fragment::new(Op::DATA), Compression::NONE);
+        big[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            decode_frame_head(&big),
+            Err(DecodeError::FrameTooLarge { .. })
+        ));
+        let mut bad = frame_to_vec(&Fragment::new(Op::DATA), Compression::NONE);
+        bad[4] |= 0x80;
+        assert_eq!(decode_frame_head(&bad), decode_frame(&bad).map(|_| None));
+        // A payload over MAX_PAYLOAD is refused from the head alone.
+        let mut huge = Vec::new();
+        encode_frame_head(&Fragment::new(Op::DATA), &mut huge);
+        huge[..4].copy_from_slice(&(MAX_FRAME as u32).to_be_bytes());
+        assert!(matches!(
+            decode_frame_head(&huge),
+            Err(DecodeError::FieldTooLarge {
+                what: "payload",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -75,8 +75,14 @@ fn split_yamux(stream: yamux::Stream) -> RawStream {
         wakers: Arc::new(BothWakers::default()),
     });
     RawStream {
-        read: Box::new(YamuxHalf(shared.clone())),
-        write: Box::new(YamuxHalf(shared)),
+        read: Box::new(YamuxHalf {
+            shared: shared.clone(),
+            unread: None,
+        }),
+        write: Box::new(YamuxHalf {
+            shared,
+            unread: None,
+        }),
     }
 }
 
@@ -110,7 +116,13 @@ impl futures::task::ArcWake for BothWakers {
     }
 }
 
-struct YamuxHalf(Arc<SharedStream>);
+/// One direction of a yamux stream.
+struct YamuxHalf {
+    shared: Arc<SharedStream>,
+    /// The read half's current chunk, as yamux received it, and how much of
+    /// it has been read.
+    unread: Option<(yamux::Packet, usize)>,
+}
 
 impl YamuxHalf {
     /// Polls the stream with a waker that wakes both halves, after recording
@@ -124,7 +136,7 @@ impl YamuxHalf {
             &mut std::task::Context<'_>,
         ) -> Poll<R>,
     ) -> Poll<R> {
-        let shared = &self.0;
+        let shared = &self.shared;
         let slot = if write_side {
             &shared.wakers.write
         } else {
@@ -138,13 +150,43 @@ impl YamuxHalf {
     }
 }
 
+/// Reads whole chunks (yamux's frames as received) and copies them into the
+/// caller's buffer, which may be uninitialized: yamux's own `AsyncRead` takes
+/// an initialized slice, and tokio-util's adapter to it zeroes all of the
+/// caller's unfilled buffer before every read (a 1 MiB payload read 64 KiB at
+/// a time would be zeroed over and over).
 impl AsyncRead for YamuxHalf {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.with(cx, false, |s, cx| s.poll_read(cx, buf))
+        use futures::StreamExt;
+        let this = self.get_mut();
+        loop {
+            if let Some((chunk, at)) = &mut this.unread {
+                let bytes = chunk.as_ref();
+                let n = (bytes.len() - *at).min(buf.remaining());
+                buf.put_slice(&bytes[*at..*at + n]);
+                *at += n;
+                if *at == bytes.len() {
+                    this.unread = None;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let next = this.with(cx, false, |s, cx| s.get_mut().get_mut().poll_next_unpin(cx));
+            match std::task::ready!(next) {
+                // An empty chunk is not the end of the stream.
+                Some(Ok(chunk)) if chunk.as_ref().is_empty() => {}
+                Some(Ok(chunk)) => this.unread = Some((chunk, 0)),
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                // The end of the stream (or a reset one).
+                None => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }
 
@@ -533,5 +575,45 @@ mod tests {
             assert_eq!(c.io.out, want, "max {max}");
             assert!(c.io.vectored > 0, "max {max}: headers went out alone");
         }
+    }
+
+    /// A yamux stream delivers everything written to it, in order, to reads
+    /// of any size into fresh (uninitialized) buffers, and then its end.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn yamux_reads_fill_uninitialized_buffers_of_any_size() {
+        use tokio::io::AsyncReadExt;
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let client = drive_yamux(a, Side::Client);
+        let mut server = drive_yamux(b, Side::Server);
+        let mut out = client.mux.open().await.unwrap();
+        // One write larger than a yamux frame, then small and empty ones.
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = tokio::spawn(async move {
+            out.write.write_all(&big).await.unwrap();
+            for i in 0..50u8 {
+                out.write.write_all(&[i; 3]).await.unwrap();
+                out.write.write_all(&[]).await.unwrap();
+            }
+            out.write.shutdown().await.unwrap();
+            (big, out)
+        });
+        let mut input = server.inbound.recv().await.unwrap();
+        let mut got = Vec::new();
+        for size in [1usize, 7, 12, 65_536, 100_000].iter().cycle() {
+            let mut piece = Vec::with_capacity(*size);
+            let n = input.read.read_buf(&mut piece).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(n <= *size);
+            got.extend_from_slice(&piece);
+        }
+        let (big, _out) = writer.await.unwrap();
+        let mut want = big;
+        for i in 0..50u8 {
+            want.extend_from_slice(&[i; 3]);
+        }
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
     }
 }

@@ -15,21 +15,32 @@ pub(crate) enum ReadError {
     Decode(DecodeError),
 }
 
-/// A frame buffer keeps up to this much between frames (a FILES or RECIPE
-/// frame fits); one grown for a larger frame is given back afterwards.
+/// A frame buffer keeps up to this much between frames (a compressed RECIPE
+/// fits); one grown for a larger frame is given back afterwards.
 const KEEP: usize = 2 << 20;
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames. `buf`
-/// is scratch space reused across calls: it stays initialized, so reading into
-/// it zeroes nothing (a fresh buffer would be zeroed for every frame).
+/// Bytes after the header read first to find where the payload starts: a
+/// fragment's fields (circuit, op, subject, args) nearly always fit.
+const PEEK: usize = 256;
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+///
+/// An uncompressed payload (file data) is read straight into the fragment's
+/// own buffer, never zeroed and never copied: the first bytes of the frame
+/// tell where its payload starts. Other frames are read into `buf`, scratch
+/// space reused across calls (it stays initialized, so reading into it zeroes
+/// nothing), and decoded from there.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Fragment>, ReadError> {
-    let mut header = [0u8; HEADER_LEN];
+    let mut head = [0u8; HEADER_LEN + PEEK];
     let mut have = 0;
     while have < HEADER_LEN {
-        let n = r.read(&mut header[have..]).await.map_err(ReadError::Io)?;
+        let n = r
+            .read(&mut head[have..HEADER_LEN])
+            .await
+            .map_err(ReadError::Io)?;
         if n == 0 {
             return if have == 0 {
                 Ok(None)
@@ -41,21 +52,37 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     }
     // The header alone bounds the length (and rejects oversized frames) before we
     // allocate anything.
-    let total = match proto::frame_len_from_header(&header).map_err(ReadError::Decode)? {
+    let total = match proto::frame_len_from_header(&head).map_err(ReadError::Decode)? {
         Some(total) => total,
         None => unreachable!("a whole header always yields a length"),
     };
+    let peeked = total.min(head.len());
+    read_exact(r, &mut head[HEADER_LEN..peeked]).await?;
+    let head = &head[..peeked];
+    if let Some((mut frag, used, len)) =
+        proto::decode_frame_head(head).map_err(ReadError::Decode)?
+    {
+        let mut payload = Vec::with_capacity(len);
+        payload.extend_from_slice(&head[used..]);
+        while payload.len() < len {
+            let want = len - payload.len();
+            let n = r
+                .read_buf(&mut bytes::BufMut::limit(&mut payload, want))
+                .await
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Truncated);
+            }
+        }
+        frag.payload = payload;
+        return Ok(Some(frag));
+    }
     if buf.len() < total {
         buf.resize(total, 0);
     }
     let frame = &mut buf[..total];
-    frame[..HEADER_LEN].copy_from_slice(&header);
-    r.read_exact(&mut frame[HEADER_LEN..])
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => ReadError::Truncated,
-            _ => ReadError::Io(e),
-        })?;
+    frame[..peeked].copy_from_slice(head);
+    read_exact(r, &mut frame[peeked..]).await?;
     let res = proto::decode_frame(frame)
         .map(Some)
         .map_err(ReadError::Decode);
@@ -64,6 +91,17 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         buf.shrink_to_fit();
     }
     res
+}
+
+/// `read_exact`, with the stream's end as [`ReadError::Truncated`].
+async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, to: &mut [u8]) -> Result<(), ReadError> {
+    r.read_exact(to)
+        .await
+        .map(drop)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => ReadError::Truncated,
+            _ => ReadError::Io(e),
+        })
 }
 
 /// Uncompressed payloads from this size on are written after their frame's
