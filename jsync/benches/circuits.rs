@@ -294,8 +294,21 @@ async fn raw_tls(
     Ok(elapsed)
 }
 
+/// The UDP payload jsync uses over loopback (net/quic.rs: packets as large as
+/// the route allows, up to 6,500 bytes), so the raw stream is a fair baseline.
+const QUIC_PAYLOAD: u16 = 6_500;
+
+fn quic_endpoint_config() -> EndpointConfig {
+    let mut c = EndpointConfig::default();
+    c.max_udp_payload_size(QUIC_PAYLOAD).expect("valid size");
+    c
+}
+
 fn quic_transport() -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(QUIC_PAYLOAD);
+    t.initial_mtu(QUIC_PAYLOAD).mtu_discovery_config(Some(mtu));
     t.stream_receive_window(VarInt::from_u32(QUIC_STREAM_WINDOW))
         .receive_window(VarInt::from_u32(QUIC_CONN_WINDOW))
         .send_window(u64::from(QUIC_CONN_WINDOW));
@@ -326,7 +339,7 @@ async fn raw_quic(
     )?);
     server_cfg.transport_config(quic_transport());
     let server_ep = Endpoint::new(
-        EndpointConfig::default(),
+        quic_endpoint_config(),
         Some(server_cfg),
         udp_socket()?,
         runtime.clone(),
@@ -338,7 +351,7 @@ async fn raw_quic(
         opts,
     )?);
     client_cfg.transport_config(quic_transport());
-    let client_ep = Endpoint::new(EndpointConfig::default(), None, udp_socket()?, runtime)?;
+    let client_ep = Endpoint::new(quic_endpoint_config(), None, udp_socket()?, runtime)?;
 
     let ep = server_ep.clone();
     let server = tokio::spawn(async move {
