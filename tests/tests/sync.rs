@@ -168,6 +168,66 @@ fn local_copy_needs_no_daemon() {
     assert_eq!(std::fs::read(b.join("README.txt")).unwrap(), b"hello\n");
 }
 
+/// `--fsync` flushes every received file to disk before it takes its name, and
+/// without the flag nothing is flushed. An fsync cannot be seen from outside
+/// on any file system, so jcp runs under strace (`.ci/run` installs it).
+#[test]
+fn fsync_flushes_each_file_before_it_replaces_the_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let names = ["a", "b", "sub/c"];
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(src.join(name), pseudo_random(1000 * (i + 1), i as u64)).unwrap();
+    }
+    for (flag, dst) in [(Some("--fsync"), "synced"), (None, "plain")] {
+        let trace = tmp.path().join(format!("{dst}.strace"));
+        let mut cmd = std::process::Command::new("strace");
+        cmd.args(["-f", "-qq", "-o"])
+            .arg(&trace)
+            .args(["-e", "trace=fsync,fdatasync,rename,renameat,renameat2"])
+            .arg(jsync_tests::bins::bin("jcp"))
+            .args(flag)
+            .arg(format!("{}/", src.display()))
+            .arg(tmp.path().join(dst));
+        let out = cmd
+            .output()
+            .expect("strace must be installed for this test (.ci/run installs it)");
+        ok(&out, &format!("jcp {flag:?} under strace"));
+        assert_same_tree(&src, &tmp.path().join(dst));
+        // In the order strace saw them: completed flushes, and renames onto
+        // the three targets (a temp file taking a target's name).
+        let log = std::fs::read_to_string(&trace).unwrap();
+        let mut flushed = 0;
+        let mut placed = 0;
+        for line in log.lines() {
+            let done = !line.contains("<unfinished");
+            if done && (line.contains("fsync(") || line.contains("fsync resumed>")) {
+                flushed += 1;
+            }
+            let target = names.iter().any(|n| {
+                let base = n.rsplit('/').next().unwrap();
+                line.contains(&format!(", \"{base}\")")) || line.contains(&format!(", \"{base}\","))
+            });
+            if line.contains("rename") && line.contains(".jsync-tmp.") && target {
+                placed += 1;
+                if flag.is_some() {
+                    assert!(
+                        flushed >= placed,
+                        "file {placed} took its name before it was flushed:\n{log}"
+                    );
+                }
+            }
+        }
+        assert_eq!(placed, names.len(), "renames onto the targets:\n{log}");
+        if flag.is_some() {
+            assert!(flushed >= names.len(), "{flushed} flushes:\n{log}");
+        } else {
+            assert_eq!(flushed, 0, "flushes without --fsync:\n{log}");
+        }
+    }
+}
+
 #[test]
 fn paths_outside_the_root_are_refused() {
     let keys = Keys::new();
