@@ -86,12 +86,10 @@ fn shown(path: &str) -> &str {
 /// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
 /// info, debug with `-vv`).
 fn init_logging(verbosity: u8) {
-    // yamux warns about a peer that hung up first, which is how every refused
-    // request ends; the error jcp prints already says what happened.
     let default = match verbosity {
         0 => "error",
-        1 => "warn,yamux=error",
-        2 => "info,yamux=error",
+        1 => "warn",
+        2 => "info",
         _ => "debug",
     };
     tracing_subscriber::fmt()

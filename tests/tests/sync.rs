@@ -400,7 +400,7 @@ fn a_file_changing_during_the_transfer_fails_alone_with_exit_code_3() {
     assert_same_tree(&a, &b);
 }
 
-/// Regression: with requests pipelined on one lane, a yamux stream is read and
+/// Regression: with requests pipelined on one lane, a multiplexed stream is read and
 /// written from two tasks; a window update sent from the reader used to take
 /// the writer's wake-up, and the push stalled for good after a few files.
 #[test]

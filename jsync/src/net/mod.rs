@@ -1,6 +1,6 @@
 //! Transports: how two jsync nodes reach each other and agree to talk.
 //!
-//! A connection is TLS 1.3 over TCP (streams multiplexed by yamux) or QUIC (native
+//! A connection is TLS 1.3 over TCP (streams multiplexed by jsync's own [`jmux`]) or QUIC (native
 //! streams), or plain TCP when both sides explicitly ask for `--insecure-plaintext`.
 //! Whatever the transport, the result is a [`mux::Mux`] that opens and accepts
 //! independent byte streams with their own flow-control windows, plus the outcome of
@@ -9,6 +9,7 @@
 
 pub(crate) mod counting;
 pub(crate) mod handshake;
+pub(crate) mod jmux;
 pub(crate) mod mux;
 pub(crate) mod quic;
 pub mod security;

@@ -1,4 +1,5 @@
-//! TCP connections: TLS 1.3 (or, on request, plaintext), the hello, then yamux.
+//! TCP connections: TLS 1.3 (or, on request, plaintext), the hello, then jsync's
+//! multiplexer ([`super::jmux`]).
 //!
 //! A server peeks at the first bytes before the TLS handshake so that a client in the
 //! wrong mode gets a sentence ("the server expects TLS") instead of a hang or
@@ -55,7 +56,7 @@ pub(crate) async fn timed<T>(
     }
 }
 
-/// The hello on a (secured or plaintext) byte stream, then yamux on it: how every
+/// The hello on a (secured or plaintext) byte stream, then the multiplexer on it: how every
 /// stream-based connection becomes [`Established`] (TCP, and in-process pairs).
 pub(crate) async fn over_stream<S>(
     mut io: S,
@@ -71,7 +72,7 @@ where
 {
     let negotiated = handshake::exchange(&mut io, side, agent, peer).await?;
     Ok(Established {
-        driven: mux::drive_yamux(io, side),
+        driven: mux::drive_stream(io, side),
         negotiated,
         fingerprint,
         control: None,

@@ -704,8 +704,7 @@ async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
                 refuse_circuit(&mut write, open.circuit, target).await;
                 return;
             };
-            // Acknowledge at once: it tells the opener the peer exists, and yamux
-            // limits how many opened streams may wait unacknowledged.
+            // Acknowledge at once: it tells the opener the peer exists.
             let ack = Fragment {
                 circuit: open.circuit,
                 serial: 0,
