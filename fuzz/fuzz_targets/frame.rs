@@ -1,15 +1,30 @@
-//! Fuzzes frame decoding: `decode_frame` on the raw input, and a
+//! Fuzzes frame decoding: `decode_frame` on the raw input, `decode_frame_head`
+//! on every prefix of it (a head plus the rest must be the whole frame), and a
 //! `FrameDecoder` fed the same bytes in input-chosen pieces, which must
 //! agree with one another and never panic or over-allocate.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proto::{decode_frame, encode_frame, frame_len, Compression, FrameDecoder};
+use proto::{
+    decode_frame, decode_frame_head, encode_frame, frame_len, Compression, FrameDecoder,
+};
 
 fuzz_target!(|data: &[u8]| {
     // Phase one and two on the whole input.
     let _ = frame_len(data);
     let whole = decode_frame(data);
+
+    // A head found in any prefix, with the bytes after it as the payload, is
+    // what decode_frame makes of the whole frame.
+    for cut in 0..=data.len().min(300) {
+        if let Ok(Some((mut head, used, len))) = decode_frame_head(&data[..cut]) {
+            assert!(used <= cut);
+            if used + len == data.len() {
+                head.payload = data[used..].to_vec();
+                assert_eq!(whole.as_ref(), Ok(&head));
+            }
+        }
+    }
 
     // The first byte picks the split sizes; the rest is the stream.
     let Some((&seed, stream)) = data.split_first() else {
