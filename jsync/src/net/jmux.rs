@@ -19,8 +19,10 @@
 //! | DATA   | `length` bytes (at most [`MAX_DATA`]) of the stream         |
 //! | WINDOW | the receiver lets the sender send `length` more bytes       |
 //! | FIN    | the sender sends no more DATA on the stream                 |
-//! | RST    | the stream is abandoned                                     |
 //! | GOAWAY | the sender closes the connection                            |
+//!
+//! There is no reset: a stream dropped without a shutdown is finished (FIN),
+//! and DATA for a stream nobody reads any more is dropped and granted back.
 //!
 //! Flow control: each side may have at most [`WINDOW`] bytes of a stream's
 //! DATA unacknowledged; the receiver grants them back (WINDOW) as the stream's
@@ -38,7 +40,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
 use super::handshake::Side;
-use super::mux::RawStream;
+use super::mux::{Driven, Mux, RawStream};
 
 const HEADER: usize = 12;
 
@@ -46,11 +48,10 @@ const OPEN: u8 = 0;
 const DATA: u8 = 1;
 const WINDOW_UPDATE: u8 = 2;
 const FIN: u8 = 3;
-const RST: u8 = 4;
 const GOAWAY: u8 = 5;
 
 /// The largest DATA frame; a larger write is split.
-pub(crate) const MAX_DATA: usize = 64 << 10;
+const MAX_DATA: usize = 64 << 10;
 /// Bytes of a stream's DATA that may be in flight unacknowledged.
 const WINDOW: u32 = 4 << 20;
 /// Consumed bytes are granted back once this many have piled up.
@@ -84,7 +85,6 @@ struct Stream {
     /// Of those, bytes the reader has consumed.
     consumed: u32,
     recv_fin: bool,
-    reset: bool,
     reader: Option<Waker>,
     /// Bytes we may still send.
     credit: u32,
@@ -102,7 +102,6 @@ impl Stream {
             unacked: 0,
             consumed: 0,
             recv_fin: false,
-            reset: false,
             reader: None,
             credit: WINDOW,
             sent_fin: false,
@@ -123,6 +122,8 @@ impl Stream {
 }
 
 struct State {
+    /// Every stream with a live half (a half removes its stream when it is
+    /// the last to go).
     streams: HashMap<u32, Stream>,
     next_id: u32,
     /// The highest stream id the peer opened.
@@ -132,6 +133,15 @@ struct State {
     ended: Option<String>,
     /// Received bytes held in all streams' chunks.
     buffered: usize,
+}
+
+impl State {
+    /// The stream of a live half.
+    fn stream(&mut self, id: u32) -> &mut Stream {
+        self.streams
+            .get_mut(&id)
+            .expect("a live half keeps its stream")
+    }
 }
 
 /// The write side of the connection, used by every stream's writer in turn.
@@ -282,8 +292,8 @@ impl Shared {
         PollSemaphore::new(self.turn.clone())
     }
 
-    fn ended(&self) -> Option<String> {
-        self.state.lock().expect("poisoned").ended.clone()
+    fn is_ended(&self) -> bool {
+        self.state.lock().expect("poisoned").ended.is_some()
     }
 }
 
@@ -344,14 +354,7 @@ fn halves(shared: &Arc<Shared>, id: u32) -> RawStream {
 
 /// Starts the multiplexer on a secured (or plaintext) byte stream: spawns the
 /// task that reads every frame, and the one that writes control frames.
-pub(crate) fn drive<T>(
-    io: T,
-    side: Side,
-) -> (
-    Handle,
-    mpsc::UnboundedReceiver<RawStream>,
-    watch::Receiver<Option<String>>,
-)
+pub(crate) fn drive<T>(io: T, side: Side) -> Driven
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -415,7 +418,7 @@ where
         let mut turn = s.turn();
         loop {
             s.flush.notified().await;
-            if s.ended().is_some() {
+            if s.is_ended() {
                 break;
             }
             let res =
@@ -426,7 +429,11 @@ where
             }
         }
     });
-    (Handle { shared }, inbound, ended)
+    Driven {
+        mux: Mux::Stream(Handle { shared }),
+        inbound,
+        ended,
+    }
 }
 
 /// Reads frames until the connection ends; returns why it did.
@@ -512,14 +519,10 @@ async fn read_frames<R: AsyncRead + Unpin>(
                     }
                 }
             }
-            FIN | RST => {
+            FIN => {
                 let mut st = shared.state.lock().expect("poisoned");
                 if let Some(s) = st.streams.get_mut(&id) {
-                    if kind == FIN {
-                        s.recv_fin = true;
-                    } else {
-                        s.reset = true;
-                    }
+                    s.recv_fin = true;
                     s.wake();
                 }
             }
@@ -562,10 +565,7 @@ impl AsyncRead for StreamRead {
         let res = {
             let mut st = this.shared.state.lock().expect("poisoned");
             let ended = st.ended.is_some();
-            let s = st
-                .streams
-                .get_mut(&this.id)
-                .expect("a live half keeps its stream");
+            let s = st.stream(this.id);
             let res = if let Some(chunk) = s.chunks.front() {
                 let n = (chunk.len() - s.at).min(buf.remaining());
                 taken = n;
@@ -582,11 +582,6 @@ impl AsyncRead for StreamRead {
                     s.consumed = 0;
                 }
                 Poll::Ready(Ok(()))
-            } else if s.reset {
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "stream reset by the peer",
-                )))
             } else if s.recv_fin || ended || buf.remaining() == 0 {
                 Poll::Ready(Ok(()))
             } else {
@@ -645,10 +640,7 @@ impl StreamWrite {
         if st.ended.is_some() {
             return Err(closed());
         }
-        let s = st
-            .streams
-            .get_mut(&self.id)
-            .expect("a live half keeps its stream");
+        let s = st.stream(self.id);
         if !s.sent_fin {
             s.sent_fin = true;
             drop(st);
@@ -673,16 +665,7 @@ impl AsyncWrite for StreamWrite {
             if st.ended.is_some() {
                 return Poll::Ready(Err(closed()));
             }
-            let s = st
-                .streams
-                .get_mut(&this.id)
-                .expect("a live half keeps its stream");
-            if s.reset {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "stream reset by the peer",
-                )));
-            }
+            let s = st.stream(this.id);
             if s.sent_fin {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
@@ -703,15 +686,17 @@ impl AsyncWrite for StreamWrite {
                 head,
                 &buf[..n]
             )))?;
-        let mut st = this.shared.state.lock().expect("poisoned");
-        if let Some(s) = st.streams.get_mut(&this.id) {
-            s.credit -= n as u32;
-        }
+        this.shared
+            .state
+            .lock()
+            .expect("poisoned")
+            .stream(this.id)
+            .credit -= n as u32;
         Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.shared.ended().is_some() {
+        if self.shared.is_ended() {
             return Poll::Ready(Err(closed()));
         }
         let this = self.get_mut();
@@ -752,6 +737,22 @@ impl Drop for StreamWrite {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// [`super::drive`], taken apart.
+    fn drive<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        io: T,
+        side: Side,
+    ) -> (
+        Handle,
+        mpsc::UnboundedReceiver<RawStream>,
+        watch::Receiver<Option<String>>,
+    ) {
+        let d = super::drive(io, side);
+        let Mux::Stream(handle) = d.mux else {
+            unreachable!("a byte stream's multiplexer")
+        };
+        (handle, d.inbound, d.ended)
+    }
 
     /// A byte stream that takes at most `max` bytes per write (vectored or
     /// not) and says `Pending` (waking at once) every other call: frames are
@@ -956,11 +957,11 @@ mod tests {
         let mut s = ca.open().unwrap();
         s.write.write_all(b"x").await.unwrap();
         s.write.flush().await.unwrap();
-        let theirs = inb.recv().await.unwrap();
-        drop(theirs);
+        // The other side lets go of everything; we say goodbye, it answers
+        // with the end of the connection.
+        drop(inb.recv().await.unwrap());
         drop(_cb);
         drop(inb);
-        // The server side's tasks hold the stream; closing it is the cut.
         ca.close().await;
         ended.changed().await.unwrap();
         let mut rest = Vec::new();

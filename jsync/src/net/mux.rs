@@ -1,14 +1,13 @@
 //! One face for two multiplexers: jsync's own streams ([`super::jmux`]) over a
-//! TCP/TLS byte stream, and native QUIC streams. Each stream has its own flow-control window, which is what
-//! lets one stalled circuit slow only its own sender.
+//! TCP/TLS byte stream, and native QUIC streams. Each stream has its own
+//! flow-control window, which is what lets one stalled circuit slow only its
+//! own sender.
 
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-
-use super::handshake::Side;
 
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -75,19 +74,6 @@ impl Mux {
                 conn.close(quinn::VarInt::from_u32(1), reason.as_bytes());
             }
         }
-    }
-}
-
-/// Starts jsync's multiplexer on a secured (or plaintext) byte stream.
-pub(crate) fn drive_stream<T>(io: T, side: Side) -> Driven
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (handle, inbound, ended) = super::jmux::drive(io, side);
-    Driven {
-        mux: Mux::Stream(handle),
-        inbound,
-        ended,
     }
 }
 

@@ -72,7 +72,7 @@ where
 {
     let negotiated = handshake::exchange(&mut io, side, agent, peer).await?;
     Ok(Established {
-        driven: mux::drive_stream(io, side),
+        driven: super::jmux::drive(io, side),
         negotiated,
         fingerprint,
         control: None,

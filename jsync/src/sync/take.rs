@@ -651,11 +651,12 @@ fn plan(
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
-    let here = match if fresh.holds(rel) {
+    let looked = if fresh.holds(rel) {
         Ok(None)
     } else {
         fs.lstat(rel)
-    } {
+    };
+    let here = match looked {
         Ok(h) => h,
         // In a dry run a parent may still be a file the run would replace.
         Err(super::fsroot::FsError::Io { source, .. })
