@@ -185,7 +185,10 @@ fn fsync_flushes_each_file_before_it_replaces_the_target() {
         let mut cmd = std::process::Command::new("strace");
         cmd.args(["-f", "-qq", "-o"])
             .arg(&trace)
-            .args(["-e", "trace=fsync,fdatasync,rename,renameat,renameat2"])
+            .args([
+                "-e",
+                "trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat",
+            ])
             .arg(jsync_tests::bins::bin("jcp"))
             .args(flag)
             .arg(format!("{}/", src.display()))
@@ -195,8 +198,8 @@ fn fsync_flushes_each_file_before_it_replaces_the_target() {
             .expect("strace must be installed for this test (.ci/run installs it)");
         ok(&out, &format!("jcp {flag:?} under strace"));
         assert_same_tree(&src, &tmp.path().join(dst));
-        // In the order strace saw them: completed flushes, and renames onto
-        // the three targets (a temp file taking a target's name).
+        // In the order strace saw them: completed flushes, and the three
+        // targets taking their names (a temp renamed, or an unnamed file linked).
         let log = std::fs::read_to_string(&trace).unwrap();
         let mut flushed = 0;
         let mut placed = 0;
@@ -209,7 +212,10 @@ fn fsync_flushes_each_file_before_it_replaces_the_target() {
                 let base = n.rsplit('/').next().unwrap();
                 line.contains(&format!(", \"{base}\")")) || line.contains(&format!(", \"{base}\","))
             });
-            if line.contains("rename") && line.contains(".jsync-tmp.") && target {
+            // A temp renamed over its target, or an unnamed file linked in.
+            let renamed = line.contains("rename") && line.contains(".jsync-tmp.");
+            let linked = line.contains("linkat(") && line.ends_with("= 0");
+            if (renamed || linked) && target {
                 placed += 1;
                 if flag.is_some() {
                     assert!(

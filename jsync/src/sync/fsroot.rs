@@ -26,8 +26,11 @@
 //! New file content is written to a [`TempFile`] beside its target and renamed
 //! over it by [`TempFile::commit`]; an uncommitted temp file is removed on drop,
 //! or kept as `.<name>.jsync-partial` by [`TempFile::keep_as_partial`] for a
-//! later run to resume from ([`FsRoot::partial`]). Special files, hard links and
-//! symlinks are likewise made under a temp name and renamed into place.
+//! later run to resume from ([`FsRoot::partial`]). A small file written at once
+//! is an unnamed inode instead ([`FsRoot::create_unnamed`], `O_TMPFILE`), linked
+//! in at its name on commit: no temp name, lock or rename, and nothing left
+//! behind by a killed run. Special files, hard links and symlinks are made under
+//! a temp name and renamed into place.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
@@ -473,7 +476,7 @@ impl FsRoot {
                     return Ok(TempFile {
                         file: File::from(fd),
                         dir,
-                        temp,
+                        temp: Some(temp),
                         target: name.to_owned(),
                         shown: rel.display(),
                         done: false,
@@ -484,6 +487,46 @@ impl FsRoot {
             }
         }
         Err(FsError::io(rel.display(), last))
+    }
+
+    /// [`FsRoot::create_temp`] for a file written at once (a small file that
+    /// arrived whole): an unnamed inode (`O_TMPFILE`) in the target's directory,
+    /// which [`TempFile::commit`] links in at the target's name. That saves the
+    /// temp name, its lock and the rename; and a run killed before the commit
+    /// leaves nothing behind (no partial to resume from either, which a small
+    /// file does not need). Where the filesystem has no unnamed files, or this
+    /// process cannot link one in (no `CAP_DAC_READ_SEARCH` and no `/proc`), it
+    /// is a named temp as with [`FsRoot::create_temp`].
+    pub fn create_unnamed(&self, rel: &RelPath) -> Result<TempFile, FsError> {
+        if link_via() == Some(LinkVia::Unsupported) {
+            return self.create_temp(rel);
+        }
+        let (dir, name) = self.locate_replaceable(rel)?;
+        let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+        let fd = match rfs::openat(&dir, ".", flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => fd,
+            // Filesystems without O_TMPFILE (and kernels that take it for a
+            // plain O_DIRECTORY open).
+            Err(Errno::OPNOTSUPP) | Err(Errno::ISDIR) | Err(Errno::INVAL) => {
+                return self.create_temp(rel)
+            }
+            Err(e) => return Err(FsError::io(rel.display(), e)),
+        };
+        let via = match link_via() {
+            Some(via) => via,
+            None => probe_link_via(&fd, &dir),
+        };
+        if via == LinkVia::Unsupported {
+            return self.create_temp(rel);
+        }
+        Ok(TempFile {
+            file: File::from(fd),
+            dir,
+            temp: None,
+            target: name.to_owned(),
+            shown: rel.display(),
+            done: false,
+        })
     }
 
     /// Makes `rel` a symlink to `target`, atomically replacing whatever file or
@@ -955,7 +998,61 @@ fn not_followed() -> io::Error {
     )
 }
 
-fn proc_fd_path(fd: &OwnedFd) -> String {
+/// How this process links an unnamed file (`O_TMPFILE`) in at a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkVia {
+    /// `linkat(fd, "", AT_EMPTY_PATH)`: needs `CAP_DAC_READ_SEARCH` (or, since
+    /// Linux 6.10, the credentials that opened the file).
+    EmptyPath,
+    /// `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)`: needs `/proc`.
+    Proc,
+    /// Neither: unnamed files are not used.
+    Unsupported,
+}
+
+static LINK_VIA: std::sync::OnceLock<LinkVia> = std::sync::OnceLock::new();
+
+/// The method found by [`probe_link_via`], once one was probed.
+fn link_via() -> Option<LinkVia> {
+    LINK_VIA.get().copied()
+}
+
+/// Finds how to link the unnamed `fd` in, without making any name: each
+/// method is asked to link it at `dir/.`, which exists, so a method that works
+/// answers `EEXIST` (the old path is resolved before the new name) and one
+/// that cannot answers `ENOENT` (or `EPERM`).
+fn probe_link_via(fd: &OwnedFd, dir: &OwnedFd) -> LinkVia {
+    *LINK_VIA.get_or_init(|| {
+        if rfs::linkat(fd, "", dir, ".", AtFlags::EMPTY_PATH) == Err(Errno::EXIST) {
+            LinkVia::EmptyPath
+        } else if rfs::linkat(CWD, proc_fd_path(fd), dir, ".", AtFlags::SYMLINK_FOLLOW)
+            == Err(Errno::EXIST)
+        {
+            LinkVia::Proc
+        } else {
+            LinkVia::Unsupported
+        }
+    })
+}
+
+/// Links the unnamed `file` in as `dir/name` (`EEXIST` if that name is taken).
+fn link_unnamed(file: &File, dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    match link_via() {
+        Some(via) => link_unnamed_via(via, file, dir, name),
+        // Never reached: an unnamed file is only made once a method was found.
+        None => Err(Errno::NOTSUP),
+    }
+}
+
+fn link_unnamed_via(via: LinkVia, file: &File, dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    match via {
+        LinkVia::EmptyPath => rfs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH),
+        LinkVia::Proc => rfs::linkat(CWD, proc_fd_path(file), dir, name, AtFlags::SYMLINK_FOLLOW),
+        LinkVia::Unsupported => Err(Errno::NOTSUP),
+    }
+}
+
+fn proc_fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
@@ -1348,7 +1445,8 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 pub(crate) struct TempFile {
     pub file: File,
     dir: Arc<OwnedFd>,
-    temp: OsString,
+    /// The temp name; `None` for an unnamed inode ([`FsRoot::create_unnamed`]).
+    temp: Option<OsString>,
     target: OsString,
     shown: String,
     done: bool,
@@ -1363,10 +1461,46 @@ impl TempFile {
         rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
             .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
-            .and_then(|()| rfs::renameat(&self.dir, &self.temp, &self.dir, &self.target))
+            .and_then(|()| match &self.temp {
+                Some(_) => Err(Errno::EXIST),
+                // An unnamed file goes straight to a free target name; an
+                // existing target is replaced through a temp name, as always.
+                None => link_unnamed(&self.file, &self.dir, &self.target),
+            })
+            .or_else(|e| match e {
+                Errno::EXIST => self.rename_to(&self.target.clone()),
+                e => Err(e),
+            })
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
         Ok(())
+    }
+
+    /// Renames the temp (named first if it is unnamed) to `to` in its directory.
+    fn rename_to(&mut self, to: &OsStr) -> Result<(), Errno> {
+        let temp = match &self.temp {
+            Some(temp) => temp.clone(),
+            None => self.name_it()?,
+        };
+        rfs::renameat(&self.dir, &temp, &self.dir, to)
+    }
+
+    /// Links an unnamed temp in under a fresh temp name, locked first like
+    /// every named temp so that no other run's cleanup takes it.
+    fn name_it(&mut self) -> Result<OsString, Errno> {
+        let _ = rfs::flock(&self.file, rfs::FlockOperation::LockExclusive);
+        for _ in 0..RETRIES {
+            let temp = temp_name(&self.target);
+            match link_unnamed(&self.file, &self.dir, &temp) {
+                Ok(()) => {
+                    self.temp = Some(temp.clone());
+                    return Ok(temp);
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Errno::EXIST)
     }
 
     /// Writes all of `buf` at `offset` (`pwrite`), leaving the file position
@@ -1400,7 +1534,7 @@ impl TempFile {
     /// error the temp file is removed.
     pub fn keep_as_partial(mut self) -> Result<(), FsError> {
         let partial = partial_name(&self.target);
-        rfs::renameat(&self.dir, &self.temp, &self.dir, &partial)
+        self.rename_to(&partial)
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
         Ok(())
@@ -1409,8 +1543,8 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = rfs::unlinkat(&self.dir, &self.temp, AtFlags::empty());
+        if let (false, Some(temp)) = (self.done, &self.temp) {
+            let _ = rfs::unlinkat(&self.dir, temp, AtFlags::empty());
         }
     }
 }
@@ -1740,6 +1874,99 @@ mod tests {
     }
 
     #[test]
+    fn unnamed_temps_are_linked_in_at_commit_and_leave_nothing_when_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        for fs in roots(t.path()) {
+            let mut tmp = fs.create_unnamed(&rel(b"new")).unwrap();
+            assert!(tmp.temp.is_none(), "this filesystem has O_TMPFILE");
+            tmp.file.write_all(b"data").unwrap();
+            assert!(
+                names(t.path()).is_empty(),
+                "nothing is named before the commit"
+            );
+            tmp.commit(0o640, (7, 8), false).unwrap();
+            assert_eq!(names(t.path()), ["new"]);
+            let m = std::fs::symlink_metadata(t.path().join("new")).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o640);
+            assert_eq!((m.mtime(), m.mtime_nsec()), (7, 8));
+            assert_eq!(std::fs::read(t.path().join("new")).unwrap(), b"data");
+
+            // An existing target is replaced, through a temp name that is gone after.
+            let old_ino = m.ino();
+            let mut tmp = fs.create_unnamed(&rel(b"new")).unwrap();
+            tmp.file.write_all(b"other").unwrap();
+            tmp.commit(0o600, (9, 0), false).unwrap();
+            assert_eq!(names(t.path()), ["new"]);
+            let m = std::fs::symlink_metadata(t.path().join("new")).unwrap();
+            assert_ne!(m.ino(), old_ino);
+            assert_eq!(std::fs::read(t.path().join("new")).unwrap(), b"other");
+
+            let mut tmp = fs.create_unnamed(&rel(b"dropped")).unwrap();
+            tmp.file.write_all(b"never placed").unwrap();
+            drop(tmp);
+            assert_eq!(names(t.path()), ["new"]);
+            std::fs::remove_file(t.path().join("new")).unwrap();
+        }
+    }
+
+    #[test]
+    fn unnamed_temps_replace_a_symlink_not_its_target_and_can_be_kept_as_partials() {
+        let (_t, root, outside) = root_and_outside();
+        std::fs::write(outside.join("secret"), b"original").unwrap();
+        for (i, fs) in roots(&root).into_iter().enumerate() {
+            let link = rel(format!("link{i}").as_bytes());
+            symlink(outside.join("secret"), root.join(link.display())).unwrap();
+            let mut tmp = fs.create_unnamed(&link).unwrap();
+            tmp.file.write_all(b"new").unwrap();
+            tmp.commit(0o600, (5, 0), false).unwrap();
+            assert_eq!(fs.lstat(&link).unwrap().unwrap().kind, Kind::File);
+            assert_eq!(std::fs::read(root.join(link.display())).unwrap(), b"new");
+
+            let big = rel(format!("big{i}").as_bytes());
+            let mut tmp = fs.create_unnamed(&big).unwrap();
+            tmp.file.write_all(b"half").unwrap();
+            tmp.keep_as_partial().unwrap();
+            let mut partial = fs.partial(&big).unwrap().expect("kept as a partial");
+            let mut got = String::new();
+            partial.read_to_string(&mut got).unwrap();
+            assert_eq!(got, "half");
+        }
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"original");
+        assert_eq!(names(&outside), ["secret"]);
+    }
+
+    #[test]
+    fn both_ways_of_linking_an_unnamed_file_work_and_the_probe_names_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = rfs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let unnamed = |data: &[u8]| {
+            let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+            let mut f =
+                File::from(rfs::openat(&dir, ".", flags, Mode::from_raw_mode(0o600)).unwrap());
+            f.write_all(data).unwrap();
+            f
+        };
+        for (via, name) in [(LinkVia::EmptyPath, "a"), (LinkVia::Proc, "b")] {
+            let f = unnamed(name.as_bytes());
+            // How the probe asks: an existing name, so nothing can be made.
+            assert_eq!(
+                link_unnamed_via(via, &f, &dir, OsStr::new(".")),
+                Err(Errno::EXIST)
+            );
+            link_unnamed_via(via, &f, &dir, OsStr::new(name)).unwrap();
+            assert_eq!(std::fs::read(t.path().join(name)).unwrap(), name.as_bytes());
+            let again = unnamed(b"second");
+            assert_eq!(
+                link_unnamed_via(via, &again, &dir, OsStr::new(name)),
+                Err(Errno::EXIST)
+            );
+        }
+        let f = unnamed(b"probe");
+        assert_ne!(probe_link_via(&f.into(), &dir), LinkVia::Unsupported);
+        assert_eq!(names(t.path()), ["a", "b"]);
+    }
+
+    #[test]
     fn failed_commit_removes_the_temp_file() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("busy/child")).unwrap();
@@ -1861,7 +2088,7 @@ mod tests {
         // Old enough: the empty ones and the symlink go, nothing else.
         assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 3);
         let mut with_live = want.clone();
-        with_live.push(live.temp.clone());
+        with_live.push(live.temp.clone().expect("a named temp"));
         with_live.sort();
         assert_eq!(names(&d), with_live);
         drop(live);

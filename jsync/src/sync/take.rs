@@ -1636,7 +1636,7 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
         if ctx.whole_digest && blake3::hash(whole.data).as_bytes() != &whole.hash {
             return Err(format!("{shown}: verification failed (hash mismatch)"));
         }
-        let temp = ctx.fs.create_temp(&job.rel).map_err(|e| e.to_string())?;
+        let temp = ctx.fs.create_unnamed(&job.rel).map_err(|e| e.to_string())?;
         temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
         finish_file(ctx, &temp, &job.entry)?;
         temp.commit(whole.meta.mode, whole.meta.mtime, ctx.opts.fsync)
