@@ -56,8 +56,12 @@ pub const ALPN: &[u8] = b"jsync";
 /// can issue a certificate for this name.
 pub const SERVER_NAME: &str = "jsync-server";
 
-/// The ring provider, restricted to TLS 1.3 cipher suites (rustls' default order:
-/// AES-256-GCM, AES-128-GCM, CHACHA20-POLY1305).
+/// The ring provider, restricted to TLS 1.3 cipher suites, AES-128-GCM first,
+/// then AES-256-GCM and CHACHA20-POLY1305. AES-128 takes 10 rounds per block
+/// to AES-256's 14: a bulk copy over TLS spends a third less on encryption
+/// (about 3% of an initial copy's time). It is TLS 1.3's mandatory suite, the
+/// one QUIC protects its Initial packets with, and OpenSSH's default order
+/// also puts AES-128 before AES-256.
 pub fn provider() -> Arc<CryptoProvider> {
     provider_for(&TlsOptions::default())
 }
@@ -70,6 +74,9 @@ pub fn provider_for(opts: &TlsOptions) -> Arc<CryptoProvider> {
             && (!opts.chacha_only
                 || s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)
     });
+    // A stable sort: the others keep rustls' order.
+    p.cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     Arc::new(p)
 }
 
@@ -885,7 +892,7 @@ mod tests {
         );
         assert_eq!(
             out.client_conn.negotiated_cipher_suite().unwrap().suite(),
-            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
         );
         let client_cert = &out.server_conn.peer_certificates().unwrap()[0];
         assert_eq!(client_cert, &s.client.chain[0]);
@@ -1226,7 +1233,15 @@ mod tests {
             );
         }
         assert_eq!(provider_for(&chacha).cipher_suites.len(), 1);
-        assert!(provider().cipher_suites.iter().all(|s| s.tls13().is_some()));
+        let order: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            order,
+            [
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+            ]
+        );
     }
 
     #[test]
