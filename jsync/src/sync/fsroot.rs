@@ -96,28 +96,34 @@ impl FsError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RelPath {
     bytes: Vec<u8>,
+    /// False once [`RelPath::join`] was handed something that is not a single
+    /// name: the path is then refused wherever it is used.
+    valid: bool,
 }
 
 impl RelPath {
     /// The root itself.
     pub fn root() -> RelPath {
-        RelPath { bytes: Vec::new() }
+        RelPath {
+            bytes: Vec::new(),
+            valid: true,
+        }
     }
 
     /// This path with one more component. `name` must be a single component
     /// (a name from a directory listing); anything else is refused later, when
-    /// the path is resolved.
+    /// the path is used.
     pub fn join(&self, name: &OsStr) -> RelPath {
-        debug_assert!(
-            valid_component(name.as_bytes()),
-            "not a single path component: {name:?}"
-        );
-        let mut bytes = self.bytes.clone();
+        let mut bytes = Vec::with_capacity(self.bytes.len() + 1 + name.len());
+        bytes.extend_from_slice(&self.bytes);
         if !bytes.is_empty() {
             bytes.push(b'/');
         }
         bytes.extend_from_slice(name.as_bytes());
-        RelPath { bytes }
+        RelPath {
+            bytes,
+            valid: self.valid && valid_component(name.as_bytes()),
+        }
     }
 
     /// The containing directory; `None` for the root.
@@ -125,10 +131,16 @@ impl RelPath {
         if self.is_root() {
             return None;
         }
-        let end = self.bytes.iter().rposition(|&b| b == b'/').unwrap_or(0);
         Some(RelPath {
-            bytes: self.bytes[..end].to_vec(),
+            bytes: self.parent_bytes().to_vec(),
+            valid: self.valid,
         })
+    }
+
+    /// The wire form of [`RelPath::parent`] (empty for the root and its children).
+    fn parent_bytes(&self) -> &[u8] {
+        let end = self.bytes.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        &self.bytes[..end]
     }
 
     /// The last component; `None` for the root.
@@ -169,11 +181,10 @@ impl RelPath {
             .map(OsStr::from_bytes)
     }
 
-    /// Re-checks the invariant before a path reaches the kernel, in case a
-    /// [`RelPath::join`] was handed something that is not a single name.
+    /// Refuses the path before it reaches the kernel if a [`RelPath::join`]
+    /// was handed something that is not a single name.
     fn confined(&self) -> Result<(), FsError> {
-        let ok = self.is_root() || self.bytes.split(|&b| b == b'/').all(valid_component);
-        if ok {
+        if self.valid {
             Ok(())
         } else {
             Err(escape(&self.bytes))
@@ -371,7 +382,7 @@ impl FsRoot {
                 }
             }
         }
-        Ok(RelPath { bytes })
+        Ok(RelPath { bytes, valid: true })
     }
 
     /// Metadata of `rel` without following a final symlink; `None` if it does not exist.
@@ -838,10 +849,21 @@ impl FsRoot {
     /// An `O_PATH` descriptor of directory `rel` (symlinks within the root allowed
     /// with `openat2`, refused by the fallback).
     fn dir(&self, rel: &RelPath) -> Result<Arc<OwnedFd>, FsError> {
-        if let Some(fd) = self.dirs.lock().expect("poisoned").get(rel.as_bytes()) {
+        rel.confined()?;
+        self.dir_at(rel.as_bytes())
+    }
+
+    /// [`FsRoot::dir`] of the directory whose wire form is `bytes`, a prefix of
+    /// a valid [`RelPath`] (so valid itself): a cache hit allocates nothing.
+    fn dir_at(&self, bytes: &[u8]) -> Result<Arc<OwnedFd>, FsError> {
+        if let Some(fd) = self.dirs.lock().expect("poisoned").get(bytes) {
             return Ok(fd.clone());
         }
-        let fd = Arc::new(self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY, true)?);
+        let rel = RelPath {
+            bytes: bytes.to_vec(),
+            valid: true,
+        };
+        let fd = Arc::new(self.resolve(&rel, OFlags::PATH | OFlags::DIRECTORY, true)?);
         let mut dirs = self.dirs.lock().expect("poisoned");
         if dirs.len() >= DIR_CACHE {
             dirs.clear();
@@ -869,13 +891,15 @@ impl FsRoot {
 
     /// The directory holding `rel` and its final name; the root is (root, ".").
     fn locate<'r>(&self, rel: &'r RelPath) -> Result<(Arc<OwnedFd>, &'r OsStr), FsError> {
-        match (rel.parent(), rel.file_name()) {
-            (Some(parent), Some(name)) => {
+        match rel.file_name() {
+            Some(name) => {
                 rel.confined()?;
-                let dir = self.dir(&parent).map_err(|e| rename_err(e, rel))?;
+                let dir = self
+                    .dir_at(rel.parent_bytes())
+                    .map_err(|e| rename_err(e, rel))?;
                 Ok((dir, name))
             }
-            _ => Ok((self.dir(rel)?, OsStr::new("."))),
+            None => Ok((self.dir(rel)?, OsStr::new("."))),
         }
     }
 
@@ -1640,12 +1664,28 @@ mod tests {
     #[test]
     fn relpath_join_of_dotdot_is_refused_on_use() {
         let t = tempfile::tempdir().unwrap();
-        let bad = RelPath {
-            bytes: b"a/../../x".to_vec(),
-        };
+        std::fs::create_dir(t.path().join("a")).unwrap();
+        let a = RelPath::root().join(OsStr::new("a"));
+        let bad = [
+            a.join(OsStr::new(".."))
+                .join(OsStr::new(".."))
+                .join(OsStr::new("x")),
+            a.join(OsStr::new("../x")),
+            a.join(OsStr::new(".")),
+            a.join(OsStr::new("")),
+            a.join(OsStr::new("x\0")),
+        ];
         for fs in roots(t.path()) {
-            assert!(is_escape(fs.lstat(&bad)));
-            assert!(is_escape(fs.mkdir_all(&bad, 0o755)));
+            for bad in &bad {
+                assert!(is_escape(fs.lstat(bad)), "{bad:?}");
+                assert!(is_escape(fs.mkdir_all(bad, 0o755)), "{bad:?}");
+                assert!(is_escape(fs.create_temp(bad)), "{bad:?}");
+                // The parent of a refused path is refused too.
+                assert!(is_escape(
+                    fs.read_dir(&bad.join(OsStr::new("y")).parent().unwrap())
+                ));
+            }
+            assert!(fs.lstat(&a).unwrap().is_some());
         }
     }
 
