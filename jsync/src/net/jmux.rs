@@ -8,7 +8,9 @@
 //! its frame header and bytes straight into the underlying stream (TLS copies
 //! them once, into its records), and one reader task reads each frame's body
 //! into a buffer of its own, never zeroed, from which the stream's reader
-//! copies it once into the caller's.
+//! copies it once into the caller's; or, when the buffer is exactly a circuit
+//! frame's payload (written on its own, up to [`MAX_DATA`], so it went out as
+//! one DATA frame), hands the buffer itself over.
 //!
 //! Wire format: frames of a 12-byte header, stream id (u32 BE), kind (u8),
 //! three zero bytes and a length (u32 BE), then for DATA only `length` bytes:
@@ -50,12 +52,18 @@ const WINDOW_UPDATE: u8 = 2;
 const FIN: u8 = 3;
 const GOAWAY: u8 = 5;
 
-/// The largest DATA frame; a larger write is split.
-const MAX_DATA: usize = 64 << 10;
+/// The largest DATA frame; a larger write is split. A write up to this size
+/// goes out as one frame (it waits for the window to take it whole), so a
+/// frame's payload written on its own arrives as one buffer that the reader
+/// takes without copying ([`super::mux::FrameRead::poll_take_exact`]).
+const MAX_DATA: usize = 2 << 20;
 /// Bytes of a stream's DATA that may be in flight unacknowledged.
 const WINDOW: u32 = 4 << 20;
 /// Consumed bytes are granted back once this many have piled up.
 const GRANT_AT: u32 = WINDOW / 4;
+// A writer waiting for room for a whole frame always gets it: at most
+// GRANT_AT - 1 consumed bytes are ever held back from the sender.
+const _: () = assert!(WINDOW as usize - GRANT_AT as usize >= MAX_DATA);
 /// Streams the peer may have open at once.
 const MAX_STREAMS: usize = 4096;
 /// Received bytes all streams may hold unread before the reader task stops
@@ -600,6 +608,45 @@ impl AsyncRead for StreamRead {
     }
 }
 
+impl super::mux::FrameRead for StreamRead {
+    fn poll_take_exact(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        len: usize,
+    ) -> Poll<io::Result<Option<Vec<u8>>>> {
+        let this = self.get_mut();
+        let mut grant = 0;
+        let res = {
+            let mut st = this.shared.state.lock().expect("poisoned");
+            let ended = st.ended.is_some();
+            let s = st.stream(this.id);
+            match s.chunks.front() {
+                Some(chunk) if s.at == 0 && chunk.len() == len => {
+                    let chunk = s.chunks.pop_front().expect("just seen");
+                    s.consumed += len as u32;
+                    if s.consumed >= GRANT_AT {
+                        grant = s.consumed;
+                        s.unacked -= grant;
+                        s.consumed = 0;
+                    }
+                    this.shared.unbuffer(&mut st, len);
+                    Poll::Ready(Ok(Some(chunk)))
+                }
+                Some(_) => Poll::Ready(Ok(None)),
+                None if s.recv_fin || ended => Poll::Ready(Ok(None)),
+                None => {
+                    s.reader = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        };
+        if grant > 0 {
+            this.shared.control(this.id, WINDOW_UPDATE, grant);
+        }
+        res
+    }
+}
+
 impl Drop for StreamRead {
     fn drop(&mut self) {
         let mut grant = 0;
@@ -672,11 +719,12 @@ impl AsyncWrite for StreamWrite {
                     "write after shutdown",
                 )));
             }
-            if s.credit == 0 {
+            let n = buf.len().min(MAX_DATA);
+            if (s.credit as usize) < n {
                 s.writer = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            buf.len().min(s.credit as usize).min(MAX_DATA)
+            n
         };
         let head = header(this.id, DATA, n as u32);
         std::task::ready!(this
@@ -894,6 +942,46 @@ mod tests {
         let mut got = [0u8; 12];
         other.read.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"still moving");
+    }
+
+    /// A write of up to MAX_DATA waits for the window to take it whole and
+    /// arrives as one piece, which the reader takes as it is; asked for any
+    /// other length, the reader takes nothing and the bytes read as usual.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_whole_write_arrives_as_one_piece_to_take() {
+        use crate::net::mux::{BoxRead, FrameRead};
+        async fn take(r: &mut BoxRead, len: usize) -> io::Result<Option<Vec<u8>>> {
+            std::future::poll_fn(|cx| Pin::new(&mut *r).poll_take_exact(cx, len)).await
+        }
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ca, _ina, _) = drive(a, Side::Client);
+        let (_cb, mut inb, _) = drive(b, Side::Server);
+        let mut s = ca.open().unwrap();
+        // All but 1000 bytes of the window in flight: the next write must wait.
+        let first = pattern(1, WINDOW as usize - 1000);
+        let whole = pattern(2, MAX_DATA);
+        let writer = tokio::spawn(async move {
+            s.write.write_all(&first).await.unwrap();
+            s.write.write_all(&whole).await.unwrap();
+            s.write.write_all(b"tail").await.unwrap();
+            s.write.shutdown().await.unwrap();
+        });
+        let mut r = inb.recv().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The first write came in MAX_DATA pieces; a wrong length takes nothing.
+        assert!(take(&mut r.read, MAX_DATA - 1).await.unwrap().is_none());
+        let mut got = vec![0u8; WINDOW as usize - 1000];
+        r.read.read_exact(&mut got).await.unwrap();
+        assert!(got == pattern(1, WINDOW as usize - 1000));
+        let piece = take(&mut r.read, MAX_DATA).await.unwrap();
+        assert!(piece.expect("one piece") == pattern(2, MAX_DATA));
+        assert!(take(&mut r.read, 3).await.unwrap().is_none());
+        let mut tail = Vec::new();
+        r.read.read_to_end(&mut tail).await.unwrap();
+        assert_eq!(tail, b"tail");
+        // At the end of the stream there is nothing to take.
+        assert!(take(&mut r.read, 4).await.unwrap().is_none());
+        writer.await.unwrap();
     }
 
     async fn peer_sends(frames: &[u8]) -> String {

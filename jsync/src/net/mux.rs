@@ -4,12 +4,46 @@
 //! own sender.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 
-pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxRead = Box<dyn FrameRead + Send>;
+
+/// A stream frames are read from. A stream that receives its bytes in pieces
+/// of their own (jsync's multiplexer: one buffer per DATA frame) can hand over
+/// a piece that is exactly a payload instead of copying it out.
+pub(crate) trait FrameRead: AsyncRead + Unpin {
+    /// The next `len` bytes as one buffer, if they arrived as exactly one
+    /// piece; `Ok(None)` (nothing consumed) if not, or if the stream ended.
+    /// Waits for the next piece when none is buffered.
+    fn poll_take_exact(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _len: usize,
+    ) -> Poll<std::io::Result<Option<Vec<u8>>>> {
+        Poll::Ready(Ok(None))
+    }
+}
+
+impl<T: FrameRead + ?Sized> FrameRead for Box<T> {
+    fn poll_take_exact(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        len: usize,
+    ) -> Poll<std::io::Result<Option<Vec<u8>>>> {
+        Pin::new(&mut **self).poll_take_exact(cx, len)
+    }
+}
+
+impl FrameRead for quinn::RecvStream {}
+
+#[cfg(test)]
+impl FrameRead for &[u8] {}
+
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Both directions of one multiplexed stream.

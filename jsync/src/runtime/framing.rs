@@ -1,8 +1,12 @@
 //! Reading and writing whole frames on one multiplexed stream: the thin async
 //! driver around `proto`'s two-phase frame decoder.
 
+use std::pin::Pin;
+
 use proto::{Compression, DecodeError, Fragment, HEADER_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::net::mux::FrameRead;
 
 /// Why reading a frame did not produce one.
 #[derive(Debug)]
@@ -30,7 +34,7 @@ const PEEK: usize = 256;
 /// tell where its payload starts. Other frames are read into `buf`, scratch
 /// space reused across calls (it stays initialized, so reading into it zeroes
 /// nothing), and decoded from there.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+pub(crate) async fn read_frame<R: FrameRead>(
     r: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Fragment>, ReadError> {
@@ -56,12 +60,38 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         Some(total) => total,
         None => unreachable!("a whole header always yields a length"),
     };
+    // The fields are read a read at a time until they decode: over jsync's
+    // multiplexer a read ends where the sender's write of the head ended, so
+    // a payload written on its own can then be taken as it arrived.
     let peeked = total.min(head.len());
-    read_exact(r, &mut head[HEADER_LEN..peeked]).await?;
-    let head = &head[..peeked];
-    if let Some((mut frag, used, len)) =
-        proto::decode_frame_head(head).map_err(ReadError::Decode)?
-    {
+    let mut have = HEADER_LEN;
+    let decoded = loop {
+        if let Some(d) = proto::decode_frame_head(&head[..have]).map_err(ReadError::Decode)? {
+            break Some(d);
+        }
+        if have == peeked {
+            break None;
+        }
+        let n = r
+            .read(&mut head[have..peeked])
+            .await
+            .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(ReadError::Truncated);
+        }
+        have += n;
+    };
+    let head = &head[..have];
+    if let Some((mut frag, used, len)) = decoded {
+        if used == have && len > 0 {
+            let taken = std::future::poll_fn(|cx| Pin::new(&mut *r).poll_take_exact(cx, len))
+                .await
+                .map_err(ReadError::Io)?;
+            if let Some(payload) = taken {
+                frag.payload = payload;
+                return Ok(Some(frag));
+            }
+        }
         let mut payload = Vec::with_capacity(len);
         payload.extend_from_slice(&head[used..]);
         while payload.len() < len {
@@ -81,8 +111,8 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         buf.resize(total, 0);
     }
     let frame = &mut buf[..total];
-    frame[..peeked].copy_from_slice(head);
-    read_exact(r, &mut frame[peeked..]).await?;
+    frame[..have].copy_from_slice(head);
+    read_exact(r, &mut frame[have..]).await?;
     let res = proto::decode_frame(frame)
         .map(Some)
         .map_err(ReadError::Decode);
@@ -190,6 +220,41 @@ mod tests {
             assert_eq!(&got, frag);
         }
         assert!(read_frame(&mut r, &mut buf).await.unwrap().is_none());
+    }
+
+    /// The same frames over jsync's multiplexer, where large uncompressed
+    /// payloads are taken as the pieces they arrived in, with a payload bigger
+    /// than one piece (copied) among them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn frames_read_back_whole_over_the_multiplexer() {
+        use crate::net::handshake::Side;
+        let mut samples = samples();
+        samples.push((
+            Fragment::new(Op::DATA).with_payload(vec![9; 3 << 20]),
+            Compression::NONE,
+        ));
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ca = crate::net::jmux::drive(a, Side::Client);
+        let mut cb = crate::net::jmux::drive(b, Side::Server);
+        let mut s = ca.mux.open().await.unwrap();
+        let sent = samples.clone();
+        let writer = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            for (frag, alg) in &sent {
+                write_frame(&mut s.write, frag, *alg, &mut buf)
+                    .await
+                    .unwrap();
+            }
+            s.write.shutdown().await.unwrap();
+        });
+        let mut r = cb.inbound.recv().await.unwrap().read;
+        let mut buf = Vec::new();
+        for (frag, _) in &samples {
+            let got = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
+            assert!(&got == frag, "{:?}", frag.op);
+        }
+        assert!(read_frame(&mut r, &mut buf).await.unwrap().is_none());
+        writer.await.unwrap();
     }
 
     #[tokio::test]

@@ -878,7 +878,10 @@ impl FsRoot {
         let mut dirs = self.dirs.lock().expect("poisoned");
         let prefix = rel.as_bytes();
         let under: Vec<Vec<u8>> = dirs
-            .range(prefix.to_vec()..)
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .map(|(k, _)| k)
             .take_while(|k| k.starts_with(prefix))
             .filter(|k| prefix.is_empty() || k.len() == prefix.len() || k[prefix.len()] == b'/')
