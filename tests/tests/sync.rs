@@ -453,3 +453,53 @@ fn many_files_through_one_lane_over_tls_do_not_stall() {
     assert!(status.success(), "jcp failed: {status}");
     assert_same_tree(&src, &root.join("dst"));
 }
+
+/// Files whose content is the same but whose time moved get the sender's time
+/// after a hash check, and nothing is sent for them, whether each hashed file
+/// stays open until its verdict or (with few descriptors to spare, under
+/// `ulimit -n 48`) most are closed and found again by their path.
+#[test]
+fn touched_files_get_their_times_with_or_without_descriptors_to_spare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for i in 0..300 {
+        let p = src.join(format!("d{}/f{i}", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, pseudo_random(100 + i * 7, i as u64)).unwrap();
+    }
+    for (n, limit) in [(0, None), (1, Some(48))] {
+        let dst = tmp.path().join(format!("dst{n}"));
+        ok(
+            &run(
+                "jcp",
+                &[&format!("{}/", src.display()), dst.to_str().unwrap()],
+            ),
+            "first copy",
+        );
+        for i in 0..300 {
+            let t = filetime::FileTime::from_unix_time(1_600_000_000 + i * 61 + n, 7);
+            filetime::set_file_mtime(src.join(format!("d{}/f{i}", i % 3)), t).unwrap();
+        }
+        let mut cmd = std::process::Command::new("bash");
+        let script = match limit {
+            Some(l) => format!("ulimit -n {l} && exec \"$0\" \"$@\""),
+            None => "exec \"$0\" \"$@\"".to_string(),
+        };
+        cmd.args(["-c", &script])
+            .arg(jsync_tests::bins::bin("jcp"))
+            .args(["--stats", &format!("{}/", src.display())])
+            .arg(&dst);
+        let out = cmd.output().unwrap();
+        ok(
+            &out,
+            &format!("re-run after touching every file, limit {limit:?}"),
+        );
+        assert_eq!(stat(&out.stdout, "Literal data:"), 0, "limit {limit:?}");
+        assert_eq!(
+            stat(&out.stdout, "Files transferred:"),
+            0,
+            "limit {limit:?}"
+        );
+        assert_same_tree(&src, &dst);
+    }
+}

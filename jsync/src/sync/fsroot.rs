@@ -1025,6 +1025,17 @@ fn not_followed() -> io::Error {
     )
 }
 
+/// The metadata of an open file (`fstat`).
+pub(crate) fn file_meta(file: &File) -> io::Result<Meta> {
+    Ok(Meta::from_stat(&rfs::fstat(file)?))
+}
+
+/// Sets an open file's atime and mtime to `mtime` (`futimens`; the owner may,
+/// whatever the descriptor's access mode).
+pub(crate) fn set_file_times(file: &File, mtime: (i64, u32)) -> io::Result<()> {
+    Ok(rfs::futimens(file, &timestamps(mtime))?)
+}
+
 /// How this process links an unnamed file (`O_TMPFILE`) in at a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkVia {

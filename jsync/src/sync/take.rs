@@ -106,6 +106,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
         listings: Default::default(),
         whole_digest: super::give::whole_digest(peer.link()),
+        kept: Arc::new(KeptBudget::new()),
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -472,6 +473,59 @@ struct Ctx {
     listings: std::sync::Mutex<HashMap<Vec<u8>, super::fsroot::Listing>>,
     /// Whether files sent whole carry a digest ([`super::give::whole_digest`]).
     whole_digest: bool,
+    /// Descriptors of hashed files kept open until their verdict.
+    kept: Arc<KeptBudget>,
+}
+
+/// How many hashed files may stay open awaiting their verdicts: a quarter of
+/// the descriptors this process may open, at most [`KEPT_MAX`]. A file over
+/// the budget is closed after hashing and found again by its path.
+struct KeptBudget {
+    open: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// See [`KeptBudget`]: enough for every check in flight on 8 busy lanes.
+const KEPT_MAX: usize = 4096;
+
+impl KeptBudget {
+    fn new() -> KeptBudget {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        KeptBudget {
+            open: Default::default(),
+            max: usize::try_from(limit / 4)
+                .unwrap_or(usize::MAX)
+                .min(KEPT_MAX),
+        }
+    }
+
+    /// Keeps `file` open if the budget allows.
+    fn keep(self: &Arc<Self>, file: File) -> Option<Kept> {
+        if self.open.fetch_add(1, Ordering::Relaxed) < self.max {
+            Some(Kept {
+                file,
+                budget: self.clone(),
+            })
+        } else {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// A hashed file kept open until its verdict: a file found the same then gets
+/// its time through the descriptor, with no path to look up twice more.
+struct Kept {
+    file: File,
+    budget: Arc<KeptBudget>,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.budget.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The sender's owner and group ids mapped to ours by name (IDS).
@@ -1056,7 +1110,7 @@ enum Pending {
     /// Files compared by hash in one CHECKS, each with what its local copy
     /// was when it was hashed.
     Checks {
-        jobs: Vec<(FileJob, Meta)>,
+        jobs: Vec<(FileJob, Checked)>,
         permits: u32,
     },
     /// No more new requests: the reader may end once retries are done.
@@ -1270,7 +1324,7 @@ fn next_if(
 fn hash_local(
     ctx: &Ctx,
     batch: Vec<FileJob>,
-) -> (Vec<(FileJob, Meta, [u8; msg::CHECK_HASH])>, Vec<FileJob>) {
+) -> (Vec<(FileJob, Checked, [u8; msg::CHECK_HASH])>, Vec<FileJob>) {
     let mut checked = Vec::with_capacity(batch.len());
     let mut unreadable = Vec::new();
     for mut job in batch {
@@ -1282,7 +1336,8 @@ fn hash_local(
                 let h = chunker::file_hash(&f, m.size).map_err(|e| e.to_string())?;
                 let mut short = [0u8; msg::CHECK_HASH];
                 short.copy_from_slice(&h[..msg::CHECK_HASH]);
-                Ok((m, short))
+                let kept = ctx.kept.keep(f);
+                Ok((Checked { meta: m, kept }, short))
             });
         match hashed {
             Ok((m, h)) => checked.push((job, m, h)),
@@ -1294,6 +1349,13 @@ fn hash_local(
         }
     }
     (checked, unreadable)
+}
+
+/// A local file hashed for a check: its metadata as opened, and the file
+/// itself while the budget allows.
+struct Checked {
+    meta: Meta,
+    kept: Option<Kept>,
 }
 
 /// A request ready to go: the receiver's hash or signature of what it has.
@@ -1441,7 +1503,7 @@ async fn lane_reader(
 async fn receive_verdicts(
     ctx: &Ctx,
     rx: &mut CircuitReceiver,
-    jobs: Vec<(FileJob, Meta)>,
+    jobs: Vec<(FileJob, Checked)>,
 ) -> Result<Vec<FileJob>> {
     let peer = || ctx.peer.link().peer_name().to_string();
     let f = rx.recv().await?.ok_or_else(|| Error::Violation {
@@ -1478,7 +1540,7 @@ async fn receive_verdicts(
             }
         };
         // (A checked file is never a retry: retries are deltas.)
-        match apply_same(ctx, &job, &hashed, &meta) {
+        match apply_same(ctx, &job, hashed, &meta) {
             Ok(true) => ctx.progress.file_done(&job.shown, job.entry.size),
             Ok(false) => differ.push(job),
             Err(err) => ctx.counters.error(&job.shown, err),
@@ -1489,17 +1551,27 @@ async fn receive_verdicts(
 
 /// Gives a file whose content was found equal the sender's mode and time.
 /// `false` if the local file is no longer the one that was hashed (its inode
-/// or status-change time moved): it must be compared again.
+/// or status-change time moved): it must be compared again. When only its time
+/// differs and the hashed file is still open, the check and the change go
+/// through the descriptor (a file renamed away since keeps its old name's
+/// time, and the file now at the name is left for the next run); otherwise
+/// through the path, looked up afresh.
 fn apply_same(
     ctx: &Ctx,
     job: &FileJob,
-    hashed: &Meta,
+    hashed: Checked,
     meta: &FileMeta,
 ) -> std::result::Result<bool, String> {
-    let here = match ctx.fs.lstat(&job.rel) {
-        Ok(Some(m)) => m,
-        Ok(None) => return Ok(false),
-        Err(e) => return Err(e.to_string()),
+    let Checked { meta: hashed, kept } = hashed;
+    let c = job.change;
+    let by_fd = kept.filter(|_| !(c.owner || c.group || c.xattrs) && hashed.mode == meta.mode);
+    let here = match &by_fd {
+        Some(k) => super::fsroot::file_meta(&k.file).map_err(|e| format!("{}: {e}", job.shown))?,
+        None => match ctx.fs.lstat(&job.rel) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        },
     };
     if (here.dev, here.ino, here.ctime, here.size)
         != (hashed.dev, hashed.ino, hashed.ctime, meta.size)
@@ -1516,11 +1588,20 @@ fn apply_same(
         e.mtime = meta.mtime;
         std::borrow::Cow::Owned(e)
     };
-    let mut c = job.change;
+    let mut c = c;
     c.perms = here.mode != meta.mode;
     c.time = here.mtime != meta.mtime;
-    ctx.update_attrs(&job.rel, &e, &c)
-        .map_err(|e| e.to_string())?;
+    match by_fd {
+        Some(k) => {
+            if c.time {
+                super::fsroot::set_file_times(&k.file, e.mtime)
+                    .map_err(|err| format!("{}: {err}", job.shown))?;
+            }
+        }
+        None => ctx
+            .update_attrs(&job.rel, &e, &c)
+            .map_err(|e| e.to_string())?,
+    }
     ctx.item(Update::Attrs, &e, &c);
     Ok(true)
 }
