@@ -116,6 +116,7 @@ check() {
 }
 
 declare -A T W CM SM ST CC SC  # times, wire, client/server peak kB, check status
+declare -A TP TR                # paired tar | tar times, and jcp/tar per pair
 failures=()
 
 run_jcp() { # $1 transport $2 workload $3 src $4 run#
@@ -147,12 +148,26 @@ run_jcp() { # $1 transport $2 workload $3 src $4 run#
     "$(cut -d' ' -f1 /proc/loadavg)" >&2
 }
 
+# tar_pair TRANSPORT: `tar | tar` of a/ (rsync-baseline.sh's command) right
+# before that transport's initial copy, so the two share the machine's load of
+# the moment; jcp/tar is then the median of the per-pair ratios.
+tar_pair() {
+  local tt=$dir/tar-pair
+  rm -rf "$tt"; mkdir -p "$tt"
+  local s; s=$(now_ns)
+  sh -c "tar -C '$A' -cf - . | tar -C '$tt' -xf -"
+  TP[$1]+=" $(secs_since "$s")"
+  rm -rf "$tt"
+}
+
 # ---------------------------------------------------------------- jcp runs
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for tr in $transports; do
   for i in $(seq "$runs"); do
     rm -rf "$root"; mkdir -p "$root"
+    tar_pair "$tr"
     run_jcp "$tr" initial "$A" "$i"
+    TR[$tr]+=" $(awk -v a="${T[$tr.initial]##* }" -v b="${TP[$tr]##* }" 'BEGIN{printf "%.3f", a/b}')"
     run_jcp "$tr" delta "$B" "$i"
     run_jcp "$tr" noop "$B" "$i"
   done
@@ -202,7 +217,7 @@ for w in initial delta noop; do
   for tr in $transports; do
     jt=$(echo "${T[$tr.$w]}" | med); jw=$(echo "${W[$tr.$w]}" | med)
     tarc="-"; tarr="-"
-    [ "$w" = initial ] && { tarc=${R[tar_pipe]:--}; tarr=$(ratio "$jt" "${R[tar_pipe]:-}"); }
+    [ "$w" = initial ] && { tarc=$(echo "${TP[$tr]}" | med); tarr=$(echo "${TR[$tr]}" | med); }
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
       "$w" "$tr" "$jt" "${R[$w]:--}" "$(ratio "$jt" "${R[$w]:-}")" "$tarc" "$tarr" \
       "$jw" "${RW[$w]:--}" "$(ratio "$jw" "${RW[$w]:-}")" \
@@ -224,6 +239,11 @@ Notes:
   rsync wire = "Total bytes sent" + "Total bytes received" of the rsync client
   (rsync protocol bytes inside ssh, i.e. without ssh's overhead). rsync delta wire
   is rsync-baseline.sh's number; initial/noop come from one extra --stats pass.
+- tar = \`tar -C a -cf - . | tar -C DIR -xf -\` (rsync-baseline.sh's command) run just
+  before each initial copy, on the same tmpfs; tar s is its median, and jcp/tar the
+  median of the per-pair ratios, so that a change of load between the jcp runs and
+  the baseline minutes later does not skew it. rsync-baseline.sh's own tar median,
+  measured with the rsync runs: ${R[tar_pipe]:--} s.
 - CPU = user+sys seconds (median): jcp from /usr/bin/time -v, jsrv from /proc/PID/stat.
 - memory = peak RSS: jcp and rsync client from /usr/bin/time -v, jsrv from VmHWM
   (one jsrv per run), remote rsync from /usr/bin/time -v via --rsync-path.
