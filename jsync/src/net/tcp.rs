@@ -107,7 +107,7 @@ pub(crate) async fn connect(
             ClientSecurity::Tls { tcp: config, .. } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let name = ServerName::try_from(crate::tls::SERVER_NAME).expect("valid name");
-                let tls = match connector.connect(name, Sniff::new(tcp)).into_fallible().await {
+                let mut tls = match connector.connect(name, Sniff::new(tcp)).into_fallible().await {
                     Ok(tls) => tls,
                     Err((e, sniff)) => {
                         let reason = match sniff.plaintext_refusal() {
@@ -124,6 +124,7 @@ pub(crate) async fn connect(
                 };
                 // TLS 1.3 reports a refused client certificate at our first read,
                 // the server's hello: `exchange` words that as a TLS failure.
+                tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
                 over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, wire.clone(), true).await
             }
@@ -131,6 +132,11 @@ pub(crate) async fn connect(
     })
     .await
 }
+
+/// Encrypted bytes rustls may hold for the socket (its default is 64 KiB). The
+/// multiplexer hands it a DATA frame of up to 2 MiB at once; what TLS does not
+/// take, the multiplexer must copy aside, so TLS takes several whole frames.
+const TLS_BUFFER: usize = 8 << 20;
 
 pub(crate) async fn accept(
     tcp: TcpStream,
@@ -176,10 +182,11 @@ pub(crate) async fn accept(
                     });
                 }
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-                let tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
+                let mut tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
                     peer: peer.into(),
                     reason: explain_io(&e, Role::Server),
                 })?;
+                tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
                 over_stream(
                     tls,
