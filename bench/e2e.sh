@@ -156,7 +156,9 @@ tar_pair() {
   rm -rf "$tt"; mkdir -p "$tt"
   local s; s=$(now_ns)
   sh -c "tar -C '$A' -cf - . | tar -C '$tt' -xf -"
-  TP[$1]+=" $(secs_since "$s")"
+  local t; t=$(secs_since "$s")
+  TP[$1]+=" $t"
+  printf '%-5s tar | tar (paired) %ss\n' "$1" "$t" >&2
   rm -rf "$tt"
 }
 
