@@ -28,6 +28,9 @@ use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
 use crate::runtime::{CircuitReceiver, CircuitSender, Peer};
 
+/// Old chunks copied into a rebuilt file are read and written in runs of up to
+/// this many bytes (consecutive chunks that lie back to back in the old file).
+const COPY_RUN_MAX: u64 = 1 << 20;
 /// Signature batches of this many chunk refs.
 const SIG_BATCH: usize = 2048;
 /// Requests one lane may have outstanding, weighted by size (see [`weight`]).
@@ -1877,30 +1880,54 @@ impl<'a> Build<'a> {
                 let (Some(old), Some(digest)) = (basis, &mut self.digest) else {
                     return Some(Err(bad()));
                 };
+                let chunks = &sig[start as usize..end as usize];
                 let mut n = 0u64;
-                for r in &sig[start as usize..end as usize] {
-                    digest.push(r.len, r.hash);
+                let mut i = 0;
+                while i < chunks.len() {
+                    // Chunks that lie back to back in the old file are read,
+                    // checked and written as one run.
+                    let first = &chunks[i];
+                    let mut run = u64::from(first.len);
+                    let mut j = i + 1;
+                    while j < chunks.len()
+                        && chunks[j].offset == first.offset + run
+                        && run + u64::from(chunks[j].len) <= COPY_RUN_MAX
+                    {
+                        run += u64::from(chunks[j].len);
+                        j += 1;
+                    }
+                    let run_chunks = &chunks[i..j];
+                    i = j;
+                    for r in run_chunks {
+                        digest.push(r.len, r.hash);
+                    }
                     let at = self.pos;
-                    self.pos += u64::from(r.len);
-                    self.reused += u64::from(r.len);
-                    n += u64::from(r.len);
+                    self.pos += run;
+                    self.reused += run;
+                    n += run;
                     let Ok(temp) = self.temp.as_ref() else {
                         continue;
                     };
-                    self.buf.resize(r.len as usize, 0);
+                    self.buf.resize(run as usize, 0);
+                    let buf = &mut self.buf;
                     let res = old
-                        .read_exact_at(&mut self.buf, r.offset)
+                        .read_exact_at(buf, first.offset)
                         .map_err(|e| format!("cannot read the old {shown}: {e}"))
                         .and_then(|()| {
-                            if blake3::hash(&self.buf).as_bytes() == &r.hash {
-                                Ok(())
-                            } else {
-                                Err(format!(
-                                    "{shown}: the local file changed during the transfer"
-                                ))
+                            // Each chunk is still what the signature said.
+                            let mut off = 0;
+                            for r in run_chunks {
+                                let piece = &buf[off..off + r.len as usize];
+                                off += r.len as usize;
+                                if blake3::hash(piece).as_bytes() != &r.hash {
+                                    return Err(format!(
+                                        "{shown}: the local file changed during the transfer"
+                                    ));
+                                }
                             }
+                            Ok(())
                         })
-                        .and_then(|()| temp.write_at(&self.buf, at).map_err(|e| e.to_string()));
+                        .and_then(|()| temp.write_at(buf, at).map_err(|e| e.to_string()));
                     if let Err(e) = res {
                         self.temp = Err(e);
                     }
