@@ -10,9 +10,11 @@
 //! sender's chunk list without hashing its bytes a second time, and
 //! [`file_hash`] is the cheap first test for "same size, different mtime".
 //!
-//! Files are streamed through one fixed buffer ([`BLOCK`] bytes): memory does
-//! not grow with the file beyond the chunk list the caller keeps. The cut and
-//! the hashes use one core; many files are chunked in parallel instead.
+//! Files are streamed through one fixed buffer ([`BLOCK`] bytes; two for a large
+//! file): memory does not grow with the file beyond the chunk list the caller
+//! keeps. A small file is cut and hashed on one core (many are chunked in
+//! parallel instead); a large one on two, one cutting a block while the other
+//! hashes the chunks of the block before.
 //!
 //! The parameters below are part of the protocol: two peers that cut with
 //! different sizes or normalization share no chunks. The `pinned_cut_points`
@@ -142,6 +144,9 @@ pub(crate) fn for_each_chunk_sized<R: Read>(
     size_hint: u64,
     mut f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
+    if size_hint >= PIPELINE_MIN {
+        return for_each_chunk_pipelined(reader, BLOCK, f);
+    }
     let block = usize::try_from(size_hint.saturating_add(1))
         .unwrap_or(BLOCK)
         .clamp(2 * MAX_CHUNK as usize, BLOCK);
@@ -154,6 +159,132 @@ pub(crate) fn for_each_chunk_sized<R: Read>(
         };
         f(r, data)
     })
+}
+
+/// Inputs of at least this many bytes are cut and hashed on two threads.
+const PIPELINE_MIN: u64 = 2 * BLOCK as u64;
+
+/// A block of a large input on its way through [`for_each_chunk_pipelined`]:
+/// its bytes, where its chunks are (start in `buf`, length, file offset), and
+/// their hashes once the hashing thread has filled them in.
+struct CutBlock {
+    buf: Vec<u8>,
+    cuts: Vec<(usize, usize, u64)>,
+    hashes: Vec<Hash>,
+}
+
+/// [`for_each_chunk`] for one large input, on two threads: while this one
+/// reads and cuts a block, another hashes the chunks of the block before, so a
+/// big file takes the longer of the two, not their sum (FastCDC's cut is
+/// sequential; BLAKE3 of a chunk is not tied to the others). `f` still sees the
+/// chunks in order, on this thread. Two buffers of `block` bytes take turns.
+fn for_each_chunk_pipelined<R: Read>(
+    mut reader: R,
+    block: usize,
+    mut f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let (min, avg, max) = (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize);
+    debug_assert!(block >= 2 * max, "the buffer must hold two largest chunks");
+    let (mask_s, mask_l) = v2020::select_masks(avg, LEVEL);
+    let deliver = |b: &CutBlock, f: &mut dyn FnMut(ChunkRef, &[u8]) -> io::Result<()>| {
+        for (&(at, n, offset), hash) in b.cuts.iter().zip(&b.hashes) {
+            let r = ChunkRef {
+                hash: *hash,
+                offset,
+                len: n as u32,
+            };
+            f(r, &b.buf[at..at + n])?;
+        }
+        Ok::<_, io::Error>(())
+    };
+    std::thread::scope(|scope| {
+        let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<CutBlock>(1);
+        let (hashed_tx, hashed) = std::sync::mpsc::sync_channel::<CutBlock>(1);
+        scope.spawn(move || {
+            for mut b in hash_rx {
+                b.hashes.clear();
+                let buf = &b.buf;
+                b.hashes.extend(
+                    b.cuts
+                        .iter()
+                        .map(|&(at, n, _)| *blake3::hash(&buf[at..at + n]).as_bytes()),
+                );
+                if hashed_tx.send(b).is_err() {
+                    break;
+                }
+            }
+        });
+        let new_block = || CutBlock {
+            buf: vec![0u8; block],
+            cuts: Vec::new(),
+            hashes: Vec::new(),
+        };
+        let mut cur = new_block();
+        let mut spare = Some(new_block());
+        let mut in_flight = false;
+        let (mut end, mut offset, mut eof) = (0usize, 0u64, false);
+        loop {
+            while end < block && !eof {
+                match reader.read(&mut cur.buf[end..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // A cut is final once MAX_CHUNK bytes follow its start, or at the end.
+            cur.cuts.clear();
+            let mut pos = 0;
+            while end - pos >= max || (eof && pos < end) {
+                let (_, n) = v2020::cut(
+                    &cur.buf[pos..end],
+                    min,
+                    avg,
+                    max,
+                    mask_s,
+                    mask_l,
+                    mask_s << 1,
+                    mask_l << 1,
+                );
+                cur.cuts.push((pos, n, offset));
+                pos += n;
+                offset += n as u64;
+            }
+            // The next buffer: the spare, or the one being hashed once its
+            // chunks have gone to `f`.
+            let mut next = match spare.take() {
+                Some(b) => b,
+                None => {
+                    let done = hashed.recv().map_err(|_| hasher_gone())?;
+                    in_flight = false;
+                    deliver(&done, &mut f)?;
+                    done
+                }
+            };
+            // The uncut tail (less than one chunk) starts the next block.
+            next.buf[..end - pos].copy_from_slice(&cur.buf[pos..end]);
+            end -= pos;
+            if cur.cuts.is_empty() {
+                spare = Some(cur);
+            } else {
+                to_hash.send(cur).map_err(|_| hasher_gone())?;
+                in_flight = true;
+            }
+            cur = next;
+            if eof && end == 0 {
+                break;
+            }
+        }
+        if in_flight {
+            let done = hashed.recv().map_err(|_| hasher_gone())?;
+            deliver(&done, &mut f)?;
+        }
+        Ok(offset)
+    })
+}
+
+fn hasher_gone() -> io::Error {
+    io::Error::other("the chunk hashing thread stopped")
 }
 
 /// The signature of a whole file: its chunk list.
@@ -365,6 +496,67 @@ mod tests {
             self.data = &self.data[n..];
             Ok(n)
         }
+    }
+
+    /// Cut and hashed on two threads, any input gives the chunks one thread
+    /// gives, in order, with the bytes that go with them: whatever the buffer
+    /// size, however short the reads, at block boundaries and at the end.
+    #[test]
+    fn two_threads_cut_and_hash_as_one_does() {
+        let block = 2 * MAX_CHUNK as usize;
+        let data = pseudo_random(5 * block + 12_345, 7);
+        for len in [
+            0,
+            1,
+            5000,
+            block - 1,
+            block,
+            block + 1,
+            3 * block,
+            data.len(),
+        ] {
+            let data = &data[..len];
+            let want = sig_of(data);
+            for sizes in [vec![usize::MAX], vec![1000, 70_000, 3]] {
+                let reader = Dribble { data, sizes, i: 0 };
+                let mut got = Vec::new();
+                let total = for_each_chunk_pipelined(reader, block, |r, bytes| {
+                    let at = r.offset as usize;
+                    assert_eq!(bytes, &data[at..at + r.len as usize]);
+                    got.push(r);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(total, len as u64);
+                assert!(got == want, "{len} bytes: the chunk lists differ");
+            }
+        }
+        // An error from the callback or the reader stops the walk.
+        let e = for_each_chunk_pipelined(Cursor::new(&data), block, |r, _| {
+            if r.offset > block as u64 {
+                Err(io::Error::other("enough"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "enough");
+        /// Some blocks' worth of bytes, then a read error.
+        struct FailsLater<'a>(&'a [u8]);
+        impl Read for FailsLater<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let failing = FailsLater(&data[..3 * block]);
+        let e = for_each_chunk_pipelined(failing, block, |_, _| Ok(())).unwrap_err();
+        assert_eq!(e.to_string(), "disk on fire");
     }
 
     fn lens(chunks: &[ChunkRef]) -> Vec<u32> {
