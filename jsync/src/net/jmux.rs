@@ -103,6 +103,18 @@ struct Stream {
 }
 
 impl Stream {
+    /// Counts `n` bytes as read; returns what to grant back to the peer now
+    /// (0 until [`GRANT_AT`] bytes have piled up).
+    fn consume(&mut self, n: usize) -> u32 {
+        self.consumed += n as u32;
+        if self.consumed < GRANT_AT {
+            return 0;
+        }
+        let grant = std::mem::take(&mut self.consumed);
+        self.unacked -= grant;
+        grant
+    }
+
     fn new() -> Stream {
         Stream {
             chunks: VecDeque::new(),
@@ -583,12 +595,7 @@ impl AsyncRead for StreamRead {
                     s.chunks.pop_front();
                     s.at = 0;
                 }
-                s.consumed += n as u32;
-                if s.consumed >= GRANT_AT {
-                    grant = s.consumed;
-                    s.unacked -= grant;
-                    s.consumed = 0;
-                }
+                grant = s.consume(n);
                 Poll::Ready(Ok(()))
             } else if s.recv_fin || ended || buf.remaining() == 0 {
                 Poll::Ready(Ok(()))
@@ -623,12 +630,7 @@ impl super::mux::FrameRead for StreamRead {
             match s.chunks.front() {
                 Some(chunk) if s.at == 0 && chunk.len() == len => {
                     let chunk = s.chunks.pop_front().expect("just seen");
-                    s.consumed += len as u32;
-                    if s.consumed >= GRANT_AT {
-                        grant = s.consumed;
-                        s.unacked -= grant;
-                        s.consumed = 0;
-                    }
+                    grant = s.consume(len);
                     this.shared.unbuffer(&mut st, len);
                     Poll::Ready(Ok(Some(chunk)))
                 }

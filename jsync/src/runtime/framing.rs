@@ -31,7 +31,9 @@ const PEEK: usize = 256;
 ///
 /// An uncompressed payload (file data) is read straight into the fragment's
 /// own buffer, never zeroed and never copied: the first bytes of the frame
-/// tell where its payload starts. Other frames are read into `buf`, scratch
+/// tell where its payload starts. When the stream holds the payload as one
+/// piece of its own ([`FrameRead::poll_take_exact`]), that piece becomes the
+/// payload and nothing is read at all. Other frames are read into `buf`, scratch
 /// space reused across calls (it stays initialized, so reading into it zeroes
 /// nothing), and decoded from there.
 pub(crate) async fn read_frame<R: FrameRead>(

@@ -81,9 +81,8 @@ fn cut_with_block<R: Read>(
     block: usize,
     mut f: impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let (min, avg, max) = (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize);
+    let max = MAX_CHUNK as usize;
     debug_assert!(block >= 2 * max, "the buffer must hold two largest chunks");
-    let (mask_s, mask_l) = v2020::select_masks(avg, LEVEL);
     let mut buf = vec![0u8; block];
     let (mut start, mut end) = (0usize, 0usize);
     let mut offset = 0u64;
@@ -93,29 +92,10 @@ fn cut_with_block<R: Read>(
             buf.copy_within(start..end, 0);
             end -= start;
             start = 0;
-            while end < buf.len() {
-                match reader.read(&mut buf[end..]) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => end += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            (end, eof) = fill(&mut reader, &mut buf, end)?;
         }
         while end - start >= max || (eof && start < end) {
-            let (_, n) = v2020::cut(
-                &buf[start..end],
-                min,
-                avg,
-                max,
-                mask_s,
-                mask_l,
-                mask_s << 1,
-                mask_l << 1,
-            );
+            let n = cut_point(&buf[start..end]);
             f(offset, &buf[start..start + n])?;
             start += n;
             offset += n as u64;
@@ -124,6 +104,39 @@ fn cut_with_block<R: Read>(
             return Ok(offset);
         }
     }
+}
+
+/// Reads into `buf[end..]` until it is full or the input ends; returns the new
+/// end and whether the input ended.
+fn fill<R: Read>(reader: &mut R, buf: &mut [u8], mut end: usize) -> io::Result<(usize, bool)> {
+    while end < buf.len() {
+        match reader.read(&mut buf[end..]) {
+            Ok(0) => return Ok((end, true)),
+            Ok(n) => end += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((end, false))
+}
+
+/// The length of the chunk that starts `data` (FastCDC v2020 with this
+/// module's parameters): a cut is final once `data` holds [`MAX_CHUNK`] bytes,
+/// or when it is the rest of the input.
+fn cut_point(data: &[u8]) -> usize {
+    let (min, avg, max) = (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize);
+    let (mask_s, mask_l) = v2020::select_masks(avg, LEVEL);
+    let (_, n) = v2020::cut(
+        data,
+        min,
+        avg,
+        max,
+        mask_s,
+        mask_l,
+        mask_s << 1,
+        mask_l << 1,
+    );
+    n
 }
 
 /// Streams `reader` and calls `f(chunk_ref, chunk_bytes)` for each chunk in
@@ -183,9 +196,8 @@ fn for_each_chunk_pipelined<R: Read>(
     block: usize,
     mut f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let (min, avg, max) = (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize);
+    let max = MAX_CHUNK as usize;
     debug_assert!(block >= 2 * max, "the buffer must hold two largest chunks");
-    let (mask_s, mask_l) = v2020::select_masks(avg, LEVEL);
     let deliver = |b: &CutBlock, f: &mut dyn FnMut(ChunkRef, &[u8]) -> io::Result<()>| {
         for (&(at, n, offset), hash) in b.cuts.iter().zip(&b.hashes) {
             let r = ChunkRef {
@@ -224,28 +236,13 @@ fn for_each_chunk_pipelined<R: Read>(
         let mut in_flight = false;
         let (mut end, mut offset, mut eof) = (0usize, 0u64, false);
         loop {
-            while end < block && !eof {
-                match reader.read(&mut cur.buf[end..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => end += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            if !eof {
+                (end, eof) = fill(&mut reader, &mut cur.buf, end)?;
             }
-            // A cut is final once MAX_CHUNK bytes follow its start, or at the end.
             cur.cuts.clear();
             let mut pos = 0;
             while end - pos >= max || (eof && pos < end) {
-                let (_, n) = v2020::cut(
-                    &cur.buf[pos..end],
-                    min,
-                    avg,
-                    max,
-                    mask_s,
-                    mask_l,
-                    mask_s << 1,
-                    mask_l << 1,
-                );
+                let n = cut_point(&cur.buf[pos..end]);
                 cur.cuts.push((pos, n, offset));
                 pos += n;
                 offset += n as u64;

@@ -488,7 +488,8 @@ struct KeptBudget {
     max: usize,
 }
 
-/// See [`KeptBudget`]: enough for every check in flight on 8 busy lanes.
+/// See [`KeptBudget`]: the most it keeps open, whatever the limit (eight lanes
+/// with a CHECKS of 256 files each in flight hold 2,048).
 const KEPT_MAX: usize = 4096;
 
 impl KeptBudget {
