@@ -175,7 +175,7 @@ pub(crate) fn for_each_chunk_sized<R: Read>(
 }
 
 /// Inputs of at least this many bytes are cut and hashed on two threads.
-const PIPELINE_MIN: u64 = 2 * BLOCK as u64;
+pub(crate) const PIPELINE_MIN: u64 = 2 * BLOCK as u64;
 
 /// A block of a large input on its way through [`for_each_chunk_pipelined`]:
 /// its bytes, where its chunks are (start in `buf`, length, file offset), and

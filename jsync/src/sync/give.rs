@@ -26,8 +26,11 @@ use crate::error::{Error, Result};
 use crate::runtime::{Circuit, CircuitReceiver, Peer};
 use rustix::fs::AtFlags;
 
-/// Flush a recipe fragment once it holds this much.
+/// Flush a recipe fragment once it holds this much...
 const RECIPE_FLUSH: usize = 256 << 10;
+/// ...or once it covers this much of the file: a long run of copies is a few
+/// bytes of recipe, and the receiver rebuilds while the rest is cut.
+const RECIPE_FLUSH_COVERED: u64 = 32 << 20;
 /// Flush a LIST batch at this many entries (sooner when the walker pauses).
 const LIST_BATCH: usize = 512;
 /// The walker hands entries over this many at a time (one wake-up each)...
@@ -1049,7 +1052,9 @@ fn build_recipe(
     let mut pos = 0u64;
     let gone = || std::io::Error::other("transfer ended");
     let flush = |recipe: &mut Recipe, covered: &mut u64, force: bool| {
-        if recipe.is_empty() || (!force && recipe.len() < RECIPE_FLUSH) {
+        if recipe.is_empty()
+            || (!force && recipe.len() < RECIPE_FLUSH && *covered < RECIPE_FLUSH_COVERED)
+        {
             return Ok(());
         }
         let literal = recipe.has_literals();

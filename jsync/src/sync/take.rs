@@ -1648,7 +1648,7 @@ async fn receive_file(
             ctx.progress.file_started(shown, meta.size);
             // A file sent whole over a sealed link comes without a digest.
             let verify = ctx.whole_digest || job.how == WantHow::Delta;
-            let mut build = Build::new(fs, &job.rel, shown, verify);
+            let mut build = Build::new(fs, &job.rel, shown, verify, meta.size);
             loop {
                 let f = match rx.recv().await {
                     Ok(Some(f)) => f,
@@ -1827,10 +1827,51 @@ struct Build<'a> {
     literal: u64,
     reused: u64,
     buf: Vec<u8>,
+    /// For a large file, the thread that checks copied old chunks.
+    verifier: Option<Verifier>,
+}
+
+/// Checks the old chunks copied into a large rebuilt file on a thread of its
+/// own while the next run is read and written (a file of some GB would
+/// otherwise spend a third of its rebuild hashing on one core). Each run goes
+/// to it, written already, with its chunks' hashes; its buffer comes back for
+/// another run. The verdict is taken before the file is put in place: until
+/// then the rebuilt file is only a temp.
+struct Verifier {
+    runs: std::sync::mpsc::SyncSender<CopiedRun>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Whether every chunk matched.
+    done: std::thread::JoinHandle<bool>,
+}
+
+/// A run of old chunks as written, and each chunk's length and expected hash.
+type CopiedRun = (Vec<u8>, Vec<(u32, chunker::Hash)>);
+
+impl Verifier {
+    fn start() -> Verifier {
+        let (runs, todo) = std::sync::mpsc::sync_channel::<CopiedRun>(1);
+        let (give_back, spare) = std::sync::mpsc::channel();
+        let done = std::thread::spawn(move || {
+            let mut all_match = true;
+            for (buf, chunks) in todo {
+                let mut off = 0;
+                for (len, hash) in chunks {
+                    let piece = &buf[off..off + len as usize];
+                    off += len as usize;
+                    if all_match && blake3::hash(piece).as_bytes() != &hash {
+                        all_match = false;
+                    }
+                }
+                let _ = give_back.send(buf);
+            }
+            all_match
+        });
+        Verifier { runs, spare, done }
+    }
 }
 
 impl<'a> Build<'a> {
-    fn new(fs: &FsRoot, rel: &RelPath, shown: &'a str, verify: bool) -> Build<'a> {
+    fn new(fs: &FsRoot, rel: &RelPath, shown: &'a str, verify: bool, size: u64) -> Build<'a> {
         Build {
             temp: fs.create_temp(rel).map_err(|e| e.to_string()),
             shown,
@@ -1839,6 +1880,7 @@ impl<'a> Build<'a> {
             literal: 0,
             reused: 0,
             buf: Vec::new(),
+            verifier: (size >= chunker::PIPELINE_MIN).then(Verifier::start),
         }
     }
 
@@ -1909,6 +1951,21 @@ impl<'a> Build<'a> {
                     let Ok(temp) = self.temp.as_ref() else {
                         continue;
                     };
+                    if let Some(v) = &self.verifier {
+                        let mut buf = v.spare.try_recv().unwrap_or_default();
+                        buf.resize(run as usize, 0);
+                        let res = old
+                            .read_exact_at(&mut buf, first.offset)
+                            .map_err(|e| format!("cannot read the old {shown}: {e}"))
+                            .and_then(|()| temp.write_at(&buf, at).map_err(|e| e.to_string()));
+                        let chunks = run_chunks.iter().map(|r| (r.len, r.hash)).collect();
+                        if let Err(e) = res {
+                            self.temp = Err(e);
+                        } else if v.runs.send((buf, chunks)).is_err() {
+                            self.temp = Err(format!("{shown}: the chunk checker stopped"));
+                        }
+                        continue;
+                    }
                     self.buf.resize(run as usize, 0);
                     let buf = &mut self.buf;
                     let res = old
@@ -1947,6 +2004,15 @@ impl<'a> Build<'a> {
         e: &Entry,
     ) -> std::result::Result<(), String> {
         let temp = self.temp?;
+        if let Some(v) = self.verifier {
+            drop(v.runs);
+            if !v.done.join().unwrap_or(false) {
+                return Err(format!(
+                    "{}: the local file changed during the transfer",
+                    self.shown
+                ));
+            }
+        }
         let digest_ok = self.digest.is_none_or(|d| d.finish() == end.digest);
         if self.pos != end.size || end.size != meta.size || !digest_ok {
             return Err(format!(
@@ -1977,5 +2043,33 @@ fn ended(peer: &str, shown: &str) -> Error {
     Error::Violation {
         peer: peer.into(),
         what: format!("lane ended in the answer for {shown}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunk checker of large rebuilds says whether every chunk it was
+    /// given matched its hash, a bad one among good ones included, and gives
+    /// every buffer back.
+    #[test]
+    fn the_verifier_finds_a_chunk_that_is_not_what_its_hash_says() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let hash = |b: &[u8]| *blake3::hash(b).as_bytes();
+        for bad in [false, true] {
+            let v = Verifier::start();
+            let mut first = vec![(3000, hash(&data[..3000])), (2000, hash(&data[3000..]))];
+            if bad {
+                first[1].1[0] ^= 1;
+            }
+            v.runs.send((data.clone(), first)).unwrap();
+            v.runs
+                .send((data.clone(), vec![(5000, hash(&data))]))
+                .unwrap();
+            drop(v.runs);
+            assert_eq!(v.done.join().unwrap(), !bad);
+            assert_eq!(v.spare.iter().count(), 2);
+        }
     }
 }
