@@ -1827,7 +1827,9 @@ struct Build<'a> {
     literal: u64,
     reused: u64,
     buf: Vec<u8>,
-    /// For a large file, the thread that checks copied old chunks.
+    /// Whether the file is large enough for its copied old chunks to be
+    /// checked on a thread of their own, and that thread once started.
+    large: bool,
     verifier: Option<Verifier>,
 }
 
@@ -1880,7 +1882,8 @@ impl<'a> Build<'a> {
             literal: 0,
             reused: 0,
             buf: Vec::new(),
-            verifier: (size >= chunker::PIPELINE_MIN).then(Verifier::start),
+            large: size >= chunker::PIPELINE_MIN,
+            verifier: None,
         }
     }
 
@@ -1951,6 +1954,9 @@ impl<'a> Build<'a> {
                     let Ok(temp) = self.temp.as_ref() else {
                         continue;
                     };
+                    if self.large && self.verifier.is_none() {
+                        self.verifier = Some(Verifier::start());
+                    }
                     if let Some(v) = &self.verifier {
                         let mut buf = v.spare.try_recv().unwrap_or_default();
                         buf.resize(run as usize, 0);
