@@ -122,9 +122,9 @@ pub(crate) async fn connect(
                         });
                     }
                 };
+                tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
                 // TLS 1.3 reports a refused client certificate at our first read,
                 // the server's hello: `exchange` words that as a TLS failure.
-                tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
                 over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, wire.clone(), true).await
             }

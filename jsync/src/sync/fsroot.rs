@@ -487,7 +487,7 @@ impl FsRoot {
                     return Ok(TempFile {
                         file: File::from(fd),
                         dir,
-                        temp: Some(temp),
+                        temp: Temp::Named(temp),
                         target: name.to_owned(),
                         shown: rel.display(),
                         done: false,
@@ -509,7 +509,7 @@ impl FsRoot {
     /// process cannot link one in (no `CAP_DAC_READ_SEARCH` and no `/proc`), it
     /// is a named temp as with [`FsRoot::create_temp`].
     pub fn create_unnamed(&self, rel: &RelPath) -> Result<TempFile, FsError> {
-        if link_via() == Some(LinkVia::Unsupported) {
+        if LINK_VIA.get() == Some(&LinkVia::Unsupported) {
             return self.create_temp(rel);
         }
         let (dir, name) = self.locate_replaceable(rel)?;
@@ -523,17 +523,14 @@ impl FsRoot {
             }
             Err(e) => return Err(FsError::io(rel.display(), e)),
         };
-        let via = match link_via() {
-            Some(via) => via,
-            None => probe_link_via(&fd, &dir),
-        };
+        let via = probe_link_via(&fd, &dir);
         if via == LinkVia::Unsupported {
             return self.create_temp(rel);
         }
         Ok(TempFile {
             file: File::from(fd),
             dir,
-            temp: None,
+            temp: Temp::Unnamed(via),
             target: name.to_owned(),
             shown: rel.display(),
             done: false,
@@ -1048,14 +1045,10 @@ enum LinkVia {
     Unsupported,
 }
 
+/// The method [`probe_link_via`] found; probed once per process.
 static LINK_VIA: std::sync::OnceLock<LinkVia> = std::sync::OnceLock::new();
 
-/// The method found by [`probe_link_via`], once one was probed.
-fn link_via() -> Option<LinkVia> {
-    LINK_VIA.get().copied()
-}
-
-/// Finds how to link the unnamed `fd` in, without making any name: each
+/// Finds (once) how to link the unnamed `fd` in, without making any name: each
 /// method is asked to link it at `dir/.`, which exists, so a method that works
 /// answers `EEXIST` (the old path is resolved before the new name) and one
 /// that cannot answers `ENOENT` (or `EPERM`).
@@ -1074,14 +1067,6 @@ fn probe_link_via(fd: &OwnedFd, dir: &OwnedFd) -> LinkVia {
 }
 
 /// Links the unnamed `file` in as `dir/name` (`EEXIST` if that name is taken).
-fn link_unnamed(file: &File, dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
-    match link_via() {
-        Some(via) => link_unnamed_via(via, file, dir, name),
-        // Never reached: an unnamed file is only made once a method was found.
-        None => Err(Errno::NOTSUP),
-    }
-}
-
 fn link_unnamed_via(via: LinkVia, file: &File, dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
     match via {
         LinkVia::EmptyPath => rfs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH),
@@ -1483,11 +1468,19 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 pub(crate) struct TempFile {
     pub file: File,
     dir: Arc<OwnedFd>,
-    /// The temp name; `None` for an unnamed inode ([`FsRoot::create_unnamed`]).
-    temp: Option<OsString>,
+    temp: Temp,
     target: OsString,
     shown: String,
     done: bool,
+}
+
+/// Where a [`TempFile`]'s content lives until the commit.
+#[derive(Debug)]
+enum Temp {
+    /// Under a temp name beside the target.
+    Named(OsString),
+    /// An unnamed inode ([`FsRoot::create_unnamed`]), linked in the way found.
+    Unnamed(LinkVia),
 }
 
 impl TempFile {
@@ -1499,15 +1492,16 @@ impl TempFile {
         rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
             .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
-            .and_then(|()| match &self.temp {
-                Some(_) => Err(Errno::EXIST),
+            .and_then(|()| {
                 // An unnamed file goes straight to a free target name; an
                 // existing target is replaced through a temp name, as always.
-                None => link_unnamed(&self.file, &self.dir, &self.target),
-            })
-            .or_else(|e| match e {
-                Errno::EXIST => self.rename_to(&self.target.clone()),
-                e => Err(e),
+                if let Temp::Unnamed(via) = self.temp {
+                    match link_unnamed_via(via, &self.file, &self.dir, &self.target) {
+                        Err(Errno::EXIST) => {}
+                        done => return done,
+                    }
+                }
+                self.rename_to(&self.target.clone())
             })
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
@@ -1517,21 +1511,21 @@ impl TempFile {
     /// Renames the temp (named first if it is unnamed) to `to` in its directory.
     fn rename_to(&mut self, to: &OsStr) -> Result<(), Errno> {
         let temp = match &self.temp {
-            Some(temp) => temp.clone(),
-            None => self.name_it()?,
+            Temp::Named(temp) => temp.clone(),
+            Temp::Unnamed(via) => self.name_it(*via)?,
         };
         rfs::renameat(&self.dir, &temp, &self.dir, to)
     }
 
     /// Links an unnamed temp in under a fresh temp name, locked first like
     /// every named temp so that no other run's cleanup takes it.
-    fn name_it(&mut self) -> Result<OsString, Errno> {
+    fn name_it(&mut self, via: LinkVia) -> Result<OsString, Errno> {
         let _ = rfs::flock(&self.file, rfs::FlockOperation::LockExclusive);
         for _ in 0..RETRIES {
             let temp = temp_name(&self.target);
-            match link_unnamed(&self.file, &self.dir, &temp) {
+            match link_unnamed_via(via, &self.file, &self.dir, &temp) {
                 Ok(()) => {
-                    self.temp = Some(temp.clone());
+                    self.temp = Temp::Named(temp.clone());
                     return Ok(temp);
                 }
                 Err(Errno::EXIST) => continue,
@@ -1581,7 +1575,7 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if let (false, Some(temp)) = (self.done, &self.temp) {
+        if let (false, Temp::Named(temp)) = (self.done, &self.temp) {
             let _ = rfs::unlinkat(&self.dir, temp, AtFlags::empty());
         }
     }
@@ -1935,7 +1929,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         for fs in roots(t.path()) {
             let mut tmp = fs.create_unnamed(&rel(b"new")).unwrap();
-            assert!(tmp.temp.is_none(), "this filesystem has O_TMPFILE");
+            assert!(
+                matches!(tmp.temp, Temp::Unnamed(_)),
+                "this filesystem has O_TMPFILE"
+            );
             tmp.file.write_all(b"data").unwrap();
             assert!(
                 names(t.path()).is_empty(),
@@ -2134,7 +2131,10 @@ mod tests {
         // Old enough: the empty ones and the symlink go, nothing else.
         assert_eq!(fs.clean_stale_temps(&rel(b"d")).unwrap(), 3);
         let mut with_live = want.clone();
-        with_live.push(live.temp.clone().expect("a named temp"));
+        let Temp::Named(live_name) = &live.temp else {
+            panic!("a named temp");
+        };
+        with_live.push(live_name.clone());
         with_live.sort();
         assert_eq!(names(&d), with_live);
         drop(live);

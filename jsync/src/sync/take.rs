@@ -1856,20 +1856,32 @@ impl Verifier {
         let done = std::thread::spawn(move || {
             let mut all_match = true;
             for (buf, chunks) in todo {
-                let mut off = 0;
-                for (len, hash) in chunks {
-                    let piece = &buf[off..off + len as usize];
-                    off += len as usize;
-                    if all_match && blake3::hash(piece).as_bytes() != &hash {
-                        all_match = false;
-                    }
-                }
+                all_match =
+                    all_match && chunks_match(&buf, chunks.iter().map(|(len, h)| (*len, h)));
                 let _ = give_back.send(buf);
             }
             all_match
         });
         Verifier { runs, spare, done }
     }
+}
+
+/// Whether `buf` holds chunks of these lengths and BLAKE3 hashes, back to back.
+fn chunks_match<'h>(
+    buf: &[u8],
+    mut chunks: impl Iterator<Item = (u32, &'h chunker::Hash)>,
+) -> bool {
+    let mut off = 0;
+    chunks.all(|(len, hash)| {
+        let piece = &buf[off..off + len as usize];
+        off += len as usize;
+        blake3::hash(piece).as_bytes() == hash
+    })
+}
+
+/// The error of a rebuild whose old file changed after it was cut.
+fn changed_during(shown: &str) -> String {
+    format!("{shown}: the local file changed during the transfer")
 }
 
 impl<'a> Build<'a> {
@@ -1957,41 +1969,37 @@ impl<'a> Build<'a> {
                     if self.large && self.verifier.is_none() {
                         self.verifier = Some(Verifier::start());
                     }
-                    if let Some(v) = &self.verifier {
-                        let mut buf = v.spare.try_recv().unwrap_or_default();
-                        buf.resize(run as usize, 0);
-                        let res = old
-                            .read_exact_at(&mut buf, first.offset)
-                            .map_err(|e| format!("cannot read the old {shown}: {e}"))
-                            .and_then(|()| temp.write_at(&buf, at).map_err(|e| e.to_string()));
-                        let chunks = run_chunks.iter().map(|r| (r.len, r.hash)).collect();
-                        if let Err(e) = res {
-                            self.temp = Err(e);
-                        } else if v.runs.send((buf, chunks)).is_err() {
-                            self.temp = Err(format!("{shown}: the chunk checker stopped"));
-                        }
-                        continue;
-                    }
-                    self.buf.resize(run as usize, 0);
-                    let buf = &mut self.buf;
+                    // Read and written at once; each chunk is then checked
+                    // against the signature, here or on the checker's thread,
+                    // before the file is put in place.
+                    let mut buf = match &self.verifier {
+                        Some(v) => v.spare.try_recv().unwrap_or_default(),
+                        None => std::mem::take(&mut self.buf),
+                    };
+                    buf.resize(run as usize, 0);
                     let res = old
-                        .read_exact_at(buf, first.offset)
+                        .read_exact_at(&mut buf, first.offset)
                         .map_err(|e| format!("cannot read the old {shown}: {e}"))
-                        .and_then(|()| {
-                            // Each chunk is still what the signature said.
-                            let mut off = 0;
-                            for r in run_chunks {
-                                let piece = &buf[off..off + r.len as usize];
-                                off += r.len as usize;
-                                if blake3::hash(piece).as_bytes() != &r.hash {
-                                    return Err(format!(
-                                        "{shown}: the local file changed during the transfer"
-                                    ));
-                                }
+                        .and_then(|()| temp.write_at(&buf, at).map_err(|e| e.to_string()))
+                        .and_then(|()| match &self.verifier {
+                            Some(v) => {
+                                let chunks = run_chunks.iter().map(|r| (r.len, r.hash)).collect();
+                                v.runs
+                                    .send((std::mem::take(&mut buf), chunks))
+                                    .map_err(|_| format!("{shown}: the chunk checker stopped"))
                             }
-                            Ok(())
-                        })
-                        .and_then(|()| temp.write_at(buf, at).map_err(|e| e.to_string()));
+                            None if chunks_match(
+                                &buf,
+                                run_chunks.iter().map(|r| (r.len, &r.hash)),
+                            ) =>
+                            {
+                                Ok(())
+                            }
+                            None => Err(changed_during(shown)),
+                        });
+                    if self.verifier.is_none() {
+                        self.buf = buf;
+                    }
                     if let Err(e) = res {
                         self.temp = Err(e);
                     }
@@ -2013,10 +2021,7 @@ impl<'a> Build<'a> {
         if let Some(v) = self.verifier {
             drop(v.runs);
             if !v.done.join().unwrap_or(false) {
-                return Err(format!(
-                    "{}: the local file changed during the transfer",
-                    self.shown
-                ));
+                return Err(changed_during(self.shown));
             }
         }
         let digest_ok = self.digest.is_none_or(|d| d.finish() == end.digest);
