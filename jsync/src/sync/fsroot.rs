@@ -358,6 +358,22 @@ impl FsRoot {
         FsRoot::open(dir)
     }
 
+    /// The directory `rel` beneath this root as a root of its own, opened
+    /// without following a final symlink: nothing beneath it can reach outside
+    /// it, not even by a symlink to elsewhere in this root. A receiver works in
+    /// its destination this way, so that symlinks a hostile sender lists cannot
+    /// lead its files next to the destination. `rel` is not the root itself
+    /// (which needs no new root).
+    pub fn sub(&self, rel: &RelPath) -> Result<FsRoot, FsError> {
+        let fd = self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY, false)?;
+        Ok(FsRoot {
+            fd,
+            path: self.path.join(OsStr::from_bytes(rel.as_bytes())),
+            resolver: self.resolver,
+            dirs: Default::default(),
+        })
+    }
+
     /// The root as it was named when opened; for messages and the source walk.
     pub fn path(&self) -> &Path {
         &self.path
@@ -1716,6 +1732,38 @@ mod tests {
         let made = t.path().join("new/deeper");
         FsRoot::open_or_create(&made).unwrap();
         assert!(made.is_dir());
+    }
+
+    #[test]
+    fn a_sub_root_keeps_symlinks_from_leading_next_to_it() {
+        let (_t, root, outside) = root_and_outside();
+        std::fs::create_dir(root.join("dst")).unwrap();
+        std::fs::create_dir(root.join("sibling")).unwrap();
+        symlink("../sibling", root.join("dst/up")).unwrap();
+        symlink(root.join("sibling"), root.join("dst/abs")).unwrap();
+        symlink(&outside, root.join("dst/out")).unwrap();
+        symlink("dst", root.join("lnk")).unwrap();
+        for fs in roots(&root) {
+            let sub = fs.sub(&rel(b"dst")).unwrap();
+            assert_eq!(sub.path(), root.join("dst"));
+            for dir in ["up", "abs", "out"] {
+                let p = rel(format!("{dir}/x").as_bytes());
+                assert!(is_escape(sub.create_temp(&p)), "{dir}");
+                assert!(is_escape(sub.mkdir_all(&p, 0o755)), "{dir}");
+                assert!(is_escape(sub.open_read(&p)), "{dir}");
+                assert!(is_escape(sub.lstat(&p)), "{dir}");
+                // The link itself is still there to see and replace.
+                let link = sub.lstat(&rel(dir.as_bytes())).unwrap().unwrap();
+                assert_eq!(link.kind, Kind::Symlink);
+            }
+            // A symlink is not followed to make a root.
+            assert!(fs.sub(&rel(b"lnk")).is_err());
+        }
+        // What the sub-root is for: beneath the whole root, a symlink that stays
+        // inside it is followed, into the destination's sibling.
+        let whole = FsRoot::open(&root).unwrap();
+        whole.mkdir_all(&rel(b"dst/up/made"), 0o755).unwrap();
+        assert!(root.join("sibling/made").is_dir());
     }
 
     #[test]

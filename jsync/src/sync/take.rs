@@ -94,12 +94,13 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
     };
     let base = placement(&spec, &source)?;
+    let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run)?;
     opts.filter = super::rooted_filter(&opts.filter, &source);
     let counters = Arc::new(Counters::default());
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
     let ctx = Arc::new(Ctx {
         peer: peer.clone(),
-        fs: spec.fs.clone(),
+        fs: fs.clone(),
         counters: counters.clone(),
         progress: opts.progress.clone(),
         items,
@@ -129,6 +130,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
 
     let mut dirs: Vec<(RelPath, Entry)> = Vec::new();
     let mut fresh = Fresh::default();
+    if made_base {
+        fresh.0.insert(base.as_bytes().to_vec());
+    }
     let mut seen = Seen::default();
     let mut walk_errors = false;
     let mut index = 0u64;
@@ -151,6 +155,15 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     Counters::add(&counters.files_checked, 1);
                     // The path as shown in messages (made only when needed).
                     let shown = |e: &Entry| String::from_utf8_lossy(&e.path).into_owned();
+                    // A single file's list holds the file alone: anything
+                    // more would be written through what that entry made.
+                    if source.kind != EntryKind::Dir && !entry.path.is_empty() {
+                        counters.error(
+                            &shown(&entry),
+                            "refused: the source is a single file, listed as itself alone",
+                        );
+                        continue;
+                    }
                     let rel = match join(&base, &entry.path) {
                         Ok(r) => r,
                         Err(e) => {
@@ -273,12 +286,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         for (rel, e) in dirs {
             // Only what differs now that the contents are in place: an
             // up-to-date directory is not touched at all (not even its ctime).
-            let res = match spec.fs.lstat(&rel) {
+            let res = match fs.lstat(&rel) {
                 Ok(Some(here)) => {
                     let c = ctx.attr_change(&rel, &here, &e);
                     ctx.update_attrs(&rel, &e, &c).and_then(|()| {
                         if c.time {
-                            spec.fs.set_times(&rel, e.mtime, true)
+                            fs.set_times(&rel, e.mtime, true)
                         } else {
                             Ok(())
                         }
@@ -417,6 +430,39 @@ fn placement(spec: &TakeSpec, source: &Source) -> Result<RelPath> {
             }
         }
     }
+}
+
+/// Where a directory's entries go: its destination directory as a root of
+/// its own ([`FsRoot::sub`]), made first if need be (replacing a non-directory,
+/// as the list's own entry for it would), so that no entry, not even through a
+/// symlink the list itself makes, is written outside it. Returns the root to
+/// work in, the base within it, and whether the base directory is new. A
+/// single file stays where [`placement`] put it (its list is that file alone),
+/// and so does a dry run's destination that does not exist yet (nothing is
+/// written, and nothing beneath it exists to be read).
+fn confine(
+    spec: &TakeSpec,
+    base: RelPath,
+    kind: EntryKind,
+    dry_run: bool,
+) -> Result<(Arc<FsRoot>, RelPath, bool)> {
+    if kind != EntryKind::Dir || base.is_root() {
+        return Ok((spec.fs.clone(), base, false));
+    }
+    let fs = &spec.fs;
+    let made = match fs.lstat(&base).map_err(fs_err)? {
+        Some(m) if m.kind == Kind::Dir => false,
+        _ if dry_run => return Ok((spec.fs.clone(), base, false)),
+        other => {
+            if other.is_some() {
+                fs.remove(&base).map_err(fs_err)?;
+            }
+            fs.mkdir_all(&base, 0o755).map_err(fs_err)?;
+            true
+        }
+    };
+    let sub = fs.sub(&base).map_err(fs_err)?;
+    Ok((Arc::new(sub), RelPath::root(), made))
 }
 
 fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsroot::FsError> {
@@ -687,11 +733,14 @@ struct FileJob {
 struct Fresh(HashSet<Vec<u8>>);
 
 impl Fresh {
-    /// Whether `rel`'s directory is one of them.
+    /// Whether `rel`'s directory is one of them (for the root: whether the
+    /// root itself is, made by [`confine`] for this run).
     fn holds(&self, rel: &RelPath) -> bool {
         let b = rel.as_bytes();
-        !b.is_empty()
-            && !self.0.is_empty()
+        if b.is_empty() {
+            return self.0.contains(b);
+        }
+        !self.0.is_empty()
             && self
                 .0
                 .contains(&b[..b.iter().rposition(|&c| c == b'/').unwrap_or(0)])

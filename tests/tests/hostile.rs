@@ -1,0 +1,433 @@
+//! A hostile sender against the real receiver: a peer that speaks the sync
+//! protocol but lists paths that climb out of the destination (`..`, absolute
+//! paths, paths through symlinks it lists itself, hard links to files outside)
+//! and sends content for all of them. Run both ways, as a server a client pulls
+//! from and as a client pushing into a server, the receiver must write nothing
+//! outside its destination, name each refused path, and still take the honest
+//! entries of the same list.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use jsync::sync::{self, SyncOptions, GIVE, TAKE};
+use jsync::{Circuit, Peer, Services};
+use jsync_tests::{client, Keys, TestServer, TRANSPORTS};
+use proto::sync::{
+    self as msg, Entry, EntryBatch, EntryKind, FileMeta, FileRecord, HardLink, Source, Verdict,
+    Want, WantHow, Wants, WholeFile,
+};
+use proto::{decode_exact, encode_to_vec, Fragment};
+
+/// The paths the hostile list must not get written, relative to `work`.
+const ESCAPES: [&str; 3] = ["escape", "escape2", "escape3"];
+
+fn file(path: &[u8], size: u64) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        kind: EntryKind::File,
+        mode: 0o644,
+        size,
+        mtime: (1_700_000_000, 0),
+        ..Entry::default()
+    }
+}
+
+fn symlink(path: &[u8], target: &[u8]) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        kind: EntryKind::Symlink,
+        mode: 0o777,
+        mtime: (1_700_000_000, 0),
+        target: target.to_vec(),
+        ..Entry::default()
+    }
+}
+
+/// What the hostile sender sends for every file it is asked for.
+const EVIL: &[u8] = b"planted by a hostile peer\n";
+/// The one honest file of the list, and its content.
+const HONEST: &[u8] = b"ok.txt";
+const HONEST_DATA: &[u8] = b"an honest file\n";
+
+/// The hostile list, for a destination `dst_depth` levels below `work`, with
+/// `work/outside` and the destination's sibling `beside` (each holding
+/// `sentinel`) and an absolute path `abs` that must not come to exist.
+fn hostile_list(dst_depth: usize, outside: &Path, abs: &Path) -> Vec<Entry> {
+    // From the destination up to `work`, then into `outside`.
+    let up = "../".repeat(dst_depth);
+    let e = |s: String| s.into_bytes();
+    let outside_abs = outside.as_os_str().as_encoded_bytes().to_vec();
+    vec![
+        file(HONEST, HONEST_DATA.len() as u64),
+        // Climbing out by name.
+        file(&e(format!("{up}escape")), EVIL.len() as u64),
+        file(abs.as_os_str().as_encoded_bytes(), EVIL.len() as u64),
+        file(&e(format!("a/../../{up}escape2")), EVIL.len() as u64),
+        Entry {
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            ..file(b"sub", 0)
+        },
+        file(&e(format!("sub/../../{up}escape3")), EVIL.len() as u64),
+        // Climbing out through symlinks the list itself makes (to `outside`,
+        // which is outside a server's root, and `beside`, which is not).
+        symlink(b"out", &outside_abs),
+        file(b"out/planted", EVIL.len() as u64),
+        symlink(b"up", &e(format!("{up}outside"))),
+        file(b"up/planted", EVIL.len() as u64),
+        // A hard link to a file outside, by way of a refused leader.
+        Entry {
+            link: HardLink::Leader,
+            ..file(&e(format!("{up}outside/sentinel")), EVIL.len() as u64)
+        },
+        Entry {
+            link: HardLink::Follower(10),
+            ..file(b"stolen", EVIL.len() as u64)
+        },
+        // Next to the destination, still inside the receiver's own root.
+        symlink(b"side", b"../beside"),
+        file(b"side/planted", EVIL.len() as u64),
+    ]
+}
+
+/// A directory sent by its contents (`src/`).
+fn dir_source() -> Source {
+    Source {
+        kind: EntryKind::Dir,
+        name: b"src".to_vec(),
+        contents: true,
+    }
+}
+
+/// Plays the sender of `source` on `peer`: lists `entries` and answers every
+/// request for a file with content (the honest file's own, [`EVIL`] for the
+/// rest). Returns the receiver's report.
+async fn hostile_give(
+    peer: Peer,
+    source: Source,
+    entries: Vec<Entry>,
+) -> anyhow::Result<msg::Stats> {
+    let control = peer
+        .accept()
+        .await?
+        .context("the receiver opened no control circuit")?;
+    let (mut tx, mut rx) = control.split();
+    tx.send(Fragment::new(msg::SOURCE).with_payload(encode_to_vec(&source)))
+        .await?;
+    tx.send(Fragment::new(msg::LIST).with_payload(encode_to_vec(&EntryBatch(entries.clone()))))
+        .await?;
+    tx.send(Fragment::new(msg::LIST_END).with_part(entries.len() as u64))
+        .await?;
+    let (lane_tx, mut lane_rx) = tokio::sync::mpsc::unbounded_channel();
+    let acceptor = {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(c)) = peer.accept().await {
+                let _ = lane_tx.send(tokio::spawn(hostile_lane(c, entries.clone())));
+            }
+        })
+    };
+    let mut report = None;
+    while let Some(f) = rx.recv().await? {
+        if f.op == msg::REPORT {
+            report = Some(decode_exact::<msg::Stats>(&f.payload)?);
+        }
+    }
+    tx.finish().await?;
+    acceptor.abort();
+    // Every lane answered what it was asked without a protocol slip of its own.
+    while let Ok(lane) = lane_rx.try_recv() {
+        if lane.is_finished() {
+            lane.await??;
+        } else {
+            lane.abort();
+        }
+    }
+    report.context("the receiver sent no report")
+}
+
+fn content(e: &Entry) -> &'static [u8] {
+    if e.path == HONEST {
+        HONEST_DATA
+    } else {
+        EVIL
+    }
+}
+
+/// Answers one lane's requests until the receiver half-closes it.
+async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()> {
+    let entry = |i: u64| {
+        entries
+            .get(i as usize)
+            .context("asked for an unlisted entry")
+    };
+    while let Some(f) = c.recv().await? {
+        if f.op == msg::WANTS {
+            let wants: Wants = decode_exact(&f.payload)?;
+            let mut payload = Vec::new();
+            for i in wants.0 {
+                let e = entry(i)?;
+                let data = content(e);
+                let meta = FileMeta {
+                    size: data.len() as u64,
+                    ..e.file_meta()
+                };
+                FileRecord::Whole(WholeFile {
+                    meta,
+                    hash: *blake3::hash(data).as_bytes(),
+                    data,
+                })
+                .encode(&mut payload);
+            }
+            c.send(Fragment::new(msg::FILES).with_payload(payload))
+                .await?;
+        } else if f.op == msg::WANT {
+            let want: Want = decode_exact(&f.payload)?;
+            if want.how == WantHow::Delta {
+                while let Some(s) = c.recv().await? {
+                    if s.op == msg::SIG_END {
+                        break;
+                    }
+                }
+            }
+            let e = entry(want.index)?;
+            let data = content(e);
+            let meta = FileMeta {
+                size: data.len() as u64,
+                ..e.file_meta()
+            };
+            let mut payload = Vec::new();
+            WholeFile {
+                meta,
+                hash: *blake3::hash(data).as_bytes(),
+                data,
+            }
+            .encode(&mut payload);
+            c.send(Fragment::new(msg::FILE).with_payload(payload))
+                .await?;
+        } else if f.op == msg::CHECKS {
+            let checks: msg::Checks = decode_exact(&f.payload)?;
+            let mut payload = Vec::new();
+            for _ in checks.0 {
+                Verdict::Differs.encode(&mut payload);
+            }
+            c.send(Fragment::new(msg::VERDICTS).with_payload(payload))
+                .await?;
+        } else {
+            anyhow::bail!("unexpected {} on a lane", f.op);
+        }
+    }
+    c.finish().await?;
+    Ok(())
+}
+
+/// The scene: `work/outside/sentinel`, `beside/sentinel` next to where the
+/// destination will be, and an absolute path outside `work` that must not come
+/// to exist.
+struct Scene {
+    work: tempfile::TempDir,
+    abs: PathBuf,
+}
+
+/// Makes `dir` holding only `sentinel`.
+fn guarded(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("sentinel"), b"untouched\n").unwrap();
+}
+
+/// `dir` holds only its untouched `sentinel`, linked nowhere else.
+fn assert_guarded(dir: &Path, what: &str) {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sentinel"], "{what}: files appeared in {dir:?}");
+    let sentinel = dir.join("sentinel");
+    assert_eq!(std::fs::read(&sentinel).unwrap(), b"untouched\n", "{what}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&sentinel).unwrap().nlink(),
+        1,
+        "{what}: {sentinel:?} was hard-linked"
+    );
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let work = tempfile::tempdir().unwrap();
+        guarded(&work.path().join("outside"));
+        let abs = std::env::temp_dir().join(format!(
+            "jsync-hostile-{}-{}",
+            std::process::id(),
+            work.path().file_name().unwrap().to_string_lossy()
+        ));
+        Scene { work, abs }
+    }
+
+    fn outside(&self) -> PathBuf {
+        self.work.path().join("outside")
+    }
+
+    /// Nothing was written outside `dst` (whose parent holds `beside`); the
+    /// honest file was.
+    fn assert_contained(&self, dst: &Path, what: &str) {
+        assert_guarded(&self.outside(), what);
+        assert_guarded(&dst.parent().unwrap().join("beside"), what);
+        for name in ESCAPES {
+            let p = self.work.path().join(name);
+            assert!(!p.exists(), "{what}: {p:?} was written");
+        }
+        assert!(!self.abs.exists(), "{what}: {:?} was written", self.abs);
+        assert_eq!(
+            std::fs::read(dst.join("ok.txt")).unwrap(),
+            HONEST_DATA,
+            "{what}: the honest file"
+        );
+        // What the symlinks lead to stays outside; nothing went through them.
+        for link in ["out", "up"] {
+            if let Ok(m) = std::fs::symlink_metadata(dst.join(link)) {
+                assert!(
+                    m.file_type().is_symlink(),
+                    "{what}: {link} is not a symlink"
+                );
+            }
+        }
+        assert!(
+            !dst.join("stolen").exists()
+                || std::fs::read(dst.join("stolen")).unwrap() != b"untouched\n",
+            "{what}: the sentinel's content was linked in"
+        );
+    }
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.abs);
+    }
+}
+
+/// Each refused path is named in the receiver's errors (`shown`).
+fn assert_named(shown: &[String], abs: &Path, what: &str) {
+    let abs = abs.display().to_string();
+    let needles = [
+        "escape",
+        "escape2",
+        "escape3",
+        "out/planted",
+        "up/planted",
+        "sentinel",
+        "stolen",
+        "side/planted",
+    ];
+    for needle in needles.iter().copied().chain([abs.as_str()]) {
+        assert!(
+            shown.iter().any(|p| p.ends_with(needle)),
+            "{what}: no error names {needle}: {shown:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_server_cannot_make_a_pull_write_outside_its_destination() {
+    for t in TRANSPORTS {
+        let scene = Scene::new();
+        let keys = Keys::new();
+        // The pull's destination is work/dst: one level below work.
+        let entries = hostile_list(1, &scene.outside(), &scene.abs);
+        let services = Services::new().with(GIVE, move |peer| {
+            let entries = entries.clone();
+            async move { hostile_give(peer, dir_source(), entries).await.map(drop) }
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let dst = scene.work.path().join("dst");
+        guarded(&scene.work.path().join("beside"));
+        let what = format!("pull over {t}");
+        let r = sync::pull(&link, "src/", &dst, &SyncOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        scene.assert_contained(&dst, &what);
+        let shown: Vec<String> = r.errors.iter().map(|e| e.path.clone()).collect();
+        assert_named(&shown, &scene.abs, &what);
+        link.close("done").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_client_cannot_make_a_push_write_outside_its_destination() {
+    for t in TRANSPORTS {
+        let scene = Scene::new();
+        let keys = Keys::new();
+        let root = scene.work.path().join("root");
+        guarded(&root.join("beside"));
+        let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        // The push lands in root/dst: two levels below work.
+        let entries = hostile_list(2, &scene.outside(), &scene.abs);
+        let peer = link.start(TAKE, &["dst".to_string()]).await.unwrap();
+        let what = format!("push over {t}");
+        let report = hostile_give(peer, dir_source(), entries)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        scene.assert_contained(&root.join("dst"), &what);
+        let shown: Vec<String> = report
+            .errors
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        assert_named(&shown, &scene.abs, &what);
+        link.close("done").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_server_sending_one_file_cannot_list_more_through_it() {
+    let scene = Scene::new();
+    let keys = Keys::new();
+    // The file lands as work/new (which does not exist yet), so the receiver
+    // works in work/; the file's own entry is a symlink to work/outside, and
+    // a second entry would be written through it.
+    let entries = vec![
+        symlink(b"", b"outside"),
+        file(b"planted", EVIL.len() as u64),
+    ];
+    let services = Services::new().with(GIVE, move |peer| {
+        let entries = entries.clone();
+        let source = Source {
+            kind: EntryKind::File,
+            name: b"f".to_vec(),
+            contents: false,
+        };
+        async move { hostile_give(peer, source, entries).await.map(drop) }
+    });
+    let srv = TestServer::start(keys.server(), services);
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    let r = sync::pull(
+        &link,
+        "f",
+        &scene.work.path().join("new"),
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !scene.outside().join("planted").exists(),
+        "written through the file's symlink"
+    );
+    assert!(
+        r.errors.iter().any(|e| e.path == "planted"),
+        "the extra entry is not named: {:?}",
+        r.errors
+    );
+    link.close("done").await;
+}
