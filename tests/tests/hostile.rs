@@ -431,3 +431,40 @@ async fn a_hostile_server_sending_one_file_cannot_list_more_through_it() {
     );
     link.close("done").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_name_that_is_not_one_file_name_is_refused() {
+    // A file lands inside an existing destination directory under the name
+    // the sender gives it: an empty name or `.` would make it the destination
+    // itself, a path would land it deeper. The run fails, naming the problem,
+    // and changes nothing.
+    for name in [&b""[..], b".", b"a/b", b"sub/../x"] {
+        let scene = Scene::new();
+        let keys = Keys::new();
+        let dst = scene.work.path().join("dst");
+        guarded(&dst);
+        std::fs::create_dir(dst.join("a")).unwrap();
+        let entries = vec![file(b"", EVIL.len() as u64)];
+        let source = Source {
+            kind: EntryKind::File,
+            name: name.to_vec(),
+            contents: false,
+        };
+        let services = Services::new().with(GIVE, move |peer| {
+            let (entries, source) = (entries.clone(), source.clone());
+            async move { hostile_give(peer, source, entries).await.map(drop) }
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let what = format!("file named {:?}", name.escape_ascii().to_string());
+        let r = sync::pull(&link, "f", &dst, &SyncOptions::default()).await;
+        let err = r.expect_err(&what).to_string();
+        assert!(err.contains("name"), "{what}: {err}");
+        std::fs::remove_dir(dst.join("a")).unwrap();
+        assert_guarded(&dst, &what);
+        link.close("done").await;
+    }
+}

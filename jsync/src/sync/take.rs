@@ -93,6 +93,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             })
         }
     };
+    check_source_name(&source, &name)?;
     let base = placement(&spec, &source)?;
     let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run)?;
     opts.filter = super::rooted_filter(&opts.filter, &source);
@@ -430,6 +431,26 @@ fn placement(spec: &TakeSpec, source: &Source) -> Result<RelPath> {
             }
         }
     }
+}
+
+/// A source placed by its name (a file, or a directory without a trailing
+/// slash) must name one entry: an empty name, `.` or a path would put it on
+/// the destination itself or deeper than the sender may choose.
+fn check_source_name(source: &Source, peer: &str) -> Result<()> {
+    if source.kind == EntryKind::Dir && source.contents {
+        return Ok(());
+    }
+    let n = &source.name;
+    if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') || n.contains(&0) {
+        return Err(Error::Violation {
+            peer: peer.into(),
+            what: format!(
+                "the source's name \"{}\" is not one file name",
+                n.escape_ascii()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Where a directory's entries go: its destination directory as a root of
