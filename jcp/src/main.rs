@@ -84,12 +84,14 @@ fn shown(path: &str) -> &str {
 }
 
 /// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
-/// info, debug with `-vv`).
+/// jcp's own info with `-v`, debug with `-vv`). The library's info lines are the
+/// embedded peer's server-side log of a local copy ("push received"), not for
+/// a user who asked for the list of files.
 fn init_logging(verbosity: u8) {
     let default = match verbosity {
         0 => "error",
         1 => "warn",
-        2 => "info",
+        2 => "warn,jcp=info",
         _ => "debug",
     };
     tracing_subscriber::fmt()

@@ -228,7 +228,9 @@ impl KnownKeys {
             });
         }
         self.append(&line)?;
-        tracing::info!(
+        // Said by default, as ssh says "Permanently added ... to the list of
+        // known hosts": trust on first use is only as good as someone noticing.
+        tracing::warn!(
             "recorded new key {fingerprint} of {who} in {}",
             self.path.display()
         );
