@@ -99,6 +99,35 @@ fn dir_source() -> Source {
     }
 }
 
+/// A server whose GIVE is [`hostile_give`] of `source` and `entries`, and a
+/// client connected to it over `t`.
+async fn hostile_server(
+    keys: &Keys,
+    source: Source,
+    entries: Vec<Entry>,
+    t: jsync::Transport,
+) -> (TestServer, jsync::Link) {
+    let services = Services::new().with(GIVE, move |peer| {
+        let (source, entries) = (source.clone(), entries.clone());
+        async move { hostile_give(peer, source, entries).await.map(drop) }
+    });
+    let srv = TestServer::start(keys.server(), services);
+    let link = client(keys.client(), Services::new(), t)
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    (srv, link)
+}
+
+/// A single file sent under `name`.
+fn file_source(name: &[u8]) -> Source {
+    Source {
+        kind: EntryKind::File,
+        name: name.to_vec(),
+        contents: false,
+    }
+}
+
 /// Plays the sender of `source` on `peer`: lists `entries` and answers every
 /// request for a file with content (the honest file's own, [`EVIL`] for the
 /// rest). Returns the receiver's report.
@@ -146,11 +175,17 @@ async fn hostile_give(
     report.context("the receiver sent no report")
 }
 
-fn content(e: &Entry) -> &'static [u8] {
-    if e.path == HONEST {
-        HONEST_DATA
-    } else {
-        EVIL
+/// What the hostile sender sends as `e`: the honest file's own content,
+/// [`EVIL`] for every other entry, with `e`'s mode and time.
+fn whole(e: &Entry) -> WholeFile<'static> {
+    let data = if e.path == HONEST { HONEST_DATA } else { EVIL };
+    WholeFile {
+        meta: FileMeta {
+            size: data.len() as u64,
+            ..e.file_meta()
+        },
+        hash: *blake3::hash(data).as_bytes(),
+        data,
     }
 }
 
@@ -166,18 +201,7 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
             let wants: Wants = decode_exact(&f.payload)?;
             let mut payload = Vec::new();
             for i in wants.0 {
-                let e = entry(i)?;
-                let data = content(e);
-                let meta = FileMeta {
-                    size: data.len() as u64,
-                    ..e.file_meta()
-                };
-                FileRecord::Whole(WholeFile {
-                    meta,
-                    hash: *blake3::hash(data).as_bytes(),
-                    data,
-                })
-                .encode(&mut payload);
+                FileRecord::Whole(whole(entry(i)?)).encode(&mut payload);
             }
             c.send(Fragment::new(msg::FILES).with_payload(payload))
                 .await?;
@@ -190,19 +214,8 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
                     }
                 }
             }
-            let e = entry(want.index)?;
-            let data = content(e);
-            let meta = FileMeta {
-                size: data.len() as u64,
-                ..e.file_meta()
-            };
             let mut payload = Vec::new();
-            WholeFile {
-                meta,
-                hash: *blake3::hash(data).as_bytes(),
-                data,
-            }
-            .encode(&mut payload);
+            whole(entry(want.index)?).encode(&mut payload);
             c.send(Fragment::new(msg::FILE).with_payload(payload))
                 .await?;
         } else if f.op == msg::CHECKS {
@@ -335,15 +348,7 @@ async fn a_hostile_server_cannot_make_a_pull_write_outside_its_destination() {
         let keys = Keys::new();
         // The pull's destination is work/dst: one level below work.
         let entries = hostile_list(1, &scene.outside(), &scene.abs);
-        let services = Services::new().with(GIVE, move |peer| {
-            let entries = entries.clone();
-            async move { hostile_give(peer, dir_source(), entries).await.map(drop) }
-        });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = hostile_server(&keys, dir_source(), entries, t).await;
         let dst = scene.work.path().join("dst");
         guarded(&scene.work.path().join("beside"));
         let what = format!("pull over {t}");
@@ -398,20 +403,7 @@ async fn a_hostile_server_sending_one_file_cannot_list_more_through_it() {
         symlink(b"", b"outside"),
         file(b"planted", EVIL.len() as u64),
     ];
-    let services = Services::new().with(GIVE, move |peer| {
-        let entries = entries.clone();
-        let source = Source {
-            kind: EntryKind::File,
-            name: b"f".to_vec(),
-            contents: false,
-        };
-        async move { hostile_give(peer, source, entries).await.map(drop) }
-    });
-    let srv = TestServer::start(keys.server(), services);
-    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
-        .connect(&srv.addr_string())
-        .await
-        .unwrap();
+    let (_srv, link) = hostile_server(&keys, file_source(b"f"), entries, TRANSPORTS[0]).await;
     let r = sync::pull(
         &link,
         "f",
@@ -445,20 +437,7 @@ async fn a_source_name_that_is_not_one_file_name_is_refused() {
         guarded(&dst);
         std::fs::create_dir(dst.join("a")).unwrap();
         let entries = vec![file(b"", EVIL.len() as u64)];
-        let source = Source {
-            kind: EntryKind::File,
-            name: name.to_vec(),
-            contents: false,
-        };
-        let services = Services::new().with(GIVE, move |peer| {
-            let (entries, source) = (entries.clone(), source.clone());
-            async move { hostile_give(peer, source, entries).await.map(drop) }
-        });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), TRANSPORTS[0])
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = hostile_server(&keys, file_source(name), entries, TRANSPORTS[0]).await;
         let what = format!("file named {:?}", name.escape_ascii().to_string());
         let r = sync::pull(&link, "f", &dst, &SyncOptions::default()).await;
         let err = r.expect_err(&what).to_string();
