@@ -627,6 +627,64 @@ fn itemize_changes_says_what_changed_on_a_server() {
     itemized_lines(Way::Push(Net::Tls));
 }
 
+/// A source named without a trailing slash (or a single file) lands under its
+/// name, and -i and -v show each path as rsync does: relative to the
+/// destination, under that name (`src/f.txt`, `f.txt`), not relative to the
+/// source.
+fn named_sources_show_paths_under_their_name(way: Way) {
+    let w = World::new(way);
+    let p = w.pair("named");
+    put(&p.src.join("f.txt"), b"eff", 0o644, 1_600_000_001);
+    put(&p.src.join("sub/g.txt"), b"gee", 0o644, 1_600_000_002);
+    let (dir_arg, name) = match way {
+        Way::Pull(_) => ("127.0.0.1:named".to_string(), "named"),
+        _ => (p.src.display().to_string(), "src"),
+    };
+    let out = w.jcp(&["-i", "-v", &dir_arg, &p.dst_arg]);
+    assert_ok(&out, "a directory by name");
+    for want in [
+        format!("cd+++++++++ {name}/"),
+        format!(">f+++++++++ {name}/f.txt"),
+        format!(">f+++++++++ {name}/sub/g.txt"),
+    ] {
+        expect_line(&out, &want);
+    }
+    let listed = String::from_utf8_lossy(&out.stderr);
+    for want in [format!("{name}/f.txt"), format!("{name}/sub/g.txt")] {
+        assert!(
+            listed.lines().any(|l| l == want),
+            "-v does not list {want:?}: {}",
+            describe(&out)
+        );
+    }
+    let file_arg = format!("{dir_arg}/f.txt");
+    let out = w.jcp(&["-i", "-v", &file_arg, &format!("{}/one/", p.dst_arg)]);
+    assert_ok(&out, "a single file");
+    expect_line(&out, ">f+++++++++ f.txt");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .any(|l| l == "f.txt"),
+        "-v does not list f.txt: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn named_sources_show_paths_under_their_name_locally() {
+    named_sources_show_paths_under_their_name(Way::Local);
+}
+
+#[test]
+fn named_sources_show_paths_under_their_name_in_a_push() {
+    named_sources_show_paths_under_their_name(Way::Push(Net::Tls));
+}
+
+#[test]
+fn named_sources_show_paths_under_their_name_in_a_pull() {
+    named_sources_show_paths_under_their_name(Way::Pull(Net::Tls));
+}
+
 // ---------------------------------------------------------------------------
 // 4. Include and exclude rules
 

@@ -178,6 +178,15 @@ struct Giver {
     files: RwLock<Vec<Option<Listed>>>,
     /// Whether files sent whole carry a digest (see [`whole_digest`]).
     whole_digest: bool,
+    /// Shown before each path ([`super::shown_prefix`]).
+    prefix: Vec<u8>,
+}
+
+impl Giver {
+    /// An entry's path as the user sees it ([`super::shown_path`]).
+    fn shown<'a>(&self, path: &'a [u8]) -> std::borrow::Cow<'a, str> {
+        super::shown_path(&self.prefix, path)
+    }
 }
 
 /// Whether files sent whole (no basis on the receiver) need a digest of their
@@ -217,11 +226,13 @@ impl Giver {
 pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> Result<Stats> {
     let progress = opts.progress.clone();
     opts.filter = super::rooted_filter(&opts.filter, &spec.source);
+    let spec_source = spec.source.clone();
     let giver = Arc::new(Giver {
         spec,
         opts,
         files: RwLock::new(Vec::new()),
         whole_digest: whole_digest(peer.link()),
+        prefix: super::shown_prefix(&spec_source),
     });
     let control = peer.accept().await?.ok_or_else(|| Error::Violation {
         peer: peer.link().peer_name().into(),
@@ -281,7 +292,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
                                 .await?;
                         }
                     }
-                    progress.found(&String::from_utf8_lossy(&e.path), e.size);
+                    progress.found(&giver.shown(&e.path), e.size);
                     giver
                         .files
                         .write()
@@ -708,7 +719,7 @@ async fn answer(c: &mut Circuit, giver: &Giver, want: Want) -> Result<()> {
         None
     };
     let path = giver.file(want.index)?;
-    let shown = String::from_utf8_lossy(&path).into_owned();
+    let shown = giver.shown(&path).into_owned();
     let size = match serve(c, giver, &path, have, &shown).await {
         Ok(size) => size,
         Err(Fail::Lane(e)) => return Err(e),
@@ -742,7 +753,7 @@ async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<
     let mut payload = Vec::new();
     for &index in indices {
         let path = giver.file(index)?;
-        let shown = String::from_utf8_lossy(&path).into_owned();
+        let shown = giver.shown(&path).into_owned();
         let size = match append_whole(giver, &path, &shown, &mut payload) {
             Ok(size) => {
                 progress.file_started(&shown, size);
@@ -799,10 +810,7 @@ async fn answer_checks(c: &mut Circuit, giver: &Arc<Giver>, checks: msg::Checks)
     )
     .await?;
     for (path, _, _) in &files {
-        giver
-            .opts
-            .progress
-            .file_done(&String::from_utf8_lossy(path), 0);
+        giver.opts.progress.file_done(&giver.shown(path), 0);
     }
     Ok(())
 }
@@ -816,7 +824,7 @@ fn verdict(
     theirs: &[u8; msg::CHECK_HASH],
     out: &mut Vec<u8>,
 ) {
-    let shown = String::from_utf8_lossy(path);
+    let shown = giver.shown(path);
     let checked = || -> std::result::Result<msg::Verdict<'static>, Fail> {
         let (file, now) = open_listed(giver, path, &shown)?;
         let hash = match chunker::file_hash(&file, now.size) {

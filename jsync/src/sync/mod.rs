@@ -416,6 +416,41 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
     })
 }
 
+/// What the user sees before an entry's path: the source's name when the
+/// source is placed by its name (`jcp src dst`, `jcp file dst`), so that paths
+/// show as rsync shows them, relative to the destination (`src/f`, `file`);
+/// nothing for a directory's contents (`jcp src/ dst`).
+pub(crate) fn shown_prefix(source: &proto::sync::Source) -> Vec<u8> {
+    if source.kind == proto::sync::EntryKind::Dir && source.contents {
+        Vec::new()
+    } else {
+        source.name.clone()
+    }
+}
+
+/// An entry's path (relative to the source) as the user sees it, after
+/// [`shown_prefix`].
+pub(crate) fn shown_bytes(prefix: &[u8], path: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(prefix.len() + 1 + path.len());
+    b.extend_from_slice(prefix);
+    if !prefix.is_empty() && !path.is_empty() {
+        b.push(b'/');
+    }
+    b.extend_from_slice(path);
+    b
+}
+
+/// [`shown_bytes`] as text (lossy UTF-8), for progress and messages; no
+/// copy without a prefix (a file's path is shown for each file).
+pub(crate) fn shown_path<'a>(prefix: &[u8], path: &'a [u8]) -> std::borrow::Cow<'a, str> {
+    if prefix.is_empty() {
+        return String::from_utf8_lossy(path);
+    }
+    String::from_utf8_lossy(&shown_bytes(prefix, path))
+        .into_owned()
+        .into()
+}
+
 /// The filter as both ends apply it to `source`'s entries: a directory sent as
 /// itself (no trailing slash) sits below the transfer root, so rules see its
 /// entries as `NAME/...`, as rsync's do.

@@ -112,6 +112,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         listings: Default::default(),
         whole_digest: super::give::whole_digest(peer.link()),
         kept: Arc::new(KeptBudget::new()),
+        base: base.clone(),
+        prefix: super::shown_prefix(&source),
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -155,7 +157,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     index += 1;
                     Counters::add(&counters.files_checked, 1);
                     // The path as shown in messages (made only when needed).
-                    let shown = |e: &Entry| String::from_utf8_lossy(&e.path).into_owned();
+                    let shown = |e: &Entry| ctx.shown(&e.path).into_owned();
                     // A single file's list holds the file alone: anything
                     // more would be written through what that entry made.
                     if source.kind != EntryKind::Dir && !entry.path.is_empty() {
@@ -224,7 +226,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             }
             msg::WALK_ERROR => {
                 walk_errors = true;
-                let path = String::from_utf8_lossy(&f.payload).into_owned();
+                let path = ctx.shown(&f.payload).into_owned();
                 let message = f.error.unwrap_or_default();
                 if message.contains("No such file or directory") {
                     counters.vanished(&path, message);
@@ -274,7 +276,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             if source.kind == EntryKind::Dir && !dirs.iter().any(|(r, _)| r == &base) {
                 scan.push(base.clone());
             }
-            delete_all_extraneous(&ctx, scan, &base, seen).await?;
+            delete_all_extraneous(&ctx, scan, seen).await?;
         }
     }
     if !opts.dry_run {
@@ -302,7 +304,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                 Err(err) => Err(err),
             };
             if let Err(err) = res {
-                counters.error(&rel.display(), err.to_string());
+                counters.error(&ctx.shown_rel(&rel), err.to_string());
             }
         }
     }
@@ -545,6 +547,10 @@ struct Ctx {
     whole_digest: bool,
     /// Descriptors of hashed files kept open until their verdict.
     kept: Arc<KeptBudget>,
+    /// Where the list's entries go, and what the user sees before their
+    /// paths ([`super::shown_prefix`]).
+    base: RelPath,
+    prefix: Vec<u8>,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -713,11 +719,39 @@ impl Ctx {
         Ok(())
     }
 
+    /// An entry's path as the user sees it ([`super::shown_path`]).
+    fn shown<'a>(&self, path: &'a [u8]) -> std::borrow::Cow<'a, str> {
+        super::shown_path(&self.prefix, path)
+    }
+
+    /// [`Ctx::shown`] as bytes, for itemized lines.
+    fn shown_bytes(&self, path: &[u8]) -> Vec<u8> {
+        super::shown_bytes(&self.prefix, path)
+    }
+
+    /// A path beneath the base, relative to the base (as entries are).
+    fn under_base<'a>(&self, rel: &'a RelPath) -> &'a [u8] {
+        let b = rel.as_bytes();
+        b.strip_prefix(self.base.as_bytes())
+            .map(|p| p.strip_prefix(b"/").unwrap_or(p))
+            .unwrap_or(b)
+    }
+
+    /// A path beneath the base (`rel`) as the user sees it.
+    fn shown_rel(&self, rel: &RelPath) -> String {
+        self.shown(self.under_base(rel)).into_owned()
+    }
+
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
         if self.opts.itemize && c.any() {
-            self.items
-                .send(itemize::line(update, e.kind, c, &e.path, &e.target));
+            self.items.send(itemize::line(
+                update,
+                e.kind,
+                c,
+                &self.shown_bytes(&e.path),
+                &e.target,
+            ));
         }
     }
 }
@@ -876,7 +910,7 @@ fn plan(
             };
             if kind != Kind::Fifo && !ctx.root {
                 ctx.counters.warning(
-                    &String::from_utf8_lossy(&e.path),
+                    &ctx.shown(&e.path),
                     "skipping device node (only root can create one)",
                 );
                 return Ok(Plan::Nothing);
@@ -955,7 +989,7 @@ fn plan(
 
 /// Makes a follower name a hard link to its leader's file (after all fetches).
 fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Entry)>) {
-    let shown = String::from_utf8_lossy(&e.path).into_owned();
+    let shown = ctx.shown(&e.path);
     let Some((leader, leader_entry)) = leader else {
         ctx.counters
             .error(&shown, "hard link to an entry that was not listed");
@@ -973,7 +1007,7 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
             &shown,
             format!(
                 "not linked: its first name {} was not transferred",
-                String::from_utf8_lossy(leader_path)
+                ctx.shown(leader_path)
             ),
         );
         return;
@@ -984,7 +1018,10 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         return;
     }
     if ctx.opts.itemize {
-        ctx.items.send(itemize::hard_link(&e.path, leader_path));
+        ctx.items.send(itemize::hard_link(
+            &ctx.shown_bytes(&e.path),
+            &ctx.shown_bytes(leader_path),
+        ));
     }
     if ctx.opts.dry_run {
         return;
@@ -1047,23 +1084,18 @@ impl Seen {
 /// Deletes what the scanned directories hold that the sender did not list,
 /// in two halves at once (the sender is idle by now; the walk of thousands of
 /// directories is the no-op run's tail). Itemized lines keep directory order.
-async fn delete_all_extraneous(
-    ctx: &Arc<Ctx>,
-    scan: Vec<RelPath>,
-    base: &RelPath,
-    seen: Seen,
-) -> Result<()> {
+async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -> Result<()> {
     let seen = Arc::new(seen.finish());
     let half = scan.len().div_ceil(2);
     let mut halves = Vec::new();
     let mut scan = scan;
     let second = scan.split_off(half);
     for part in [scan, second] {
-        let (ctx, seen, base) = (ctx.clone(), seen.clone(), base.clone());
+        let (ctx, seen) = (ctx.clone(), seen.clone());
         halves.push(tokio::task::spawn_blocking(move || {
             let mut lines = Vec::new();
             for dir in &part {
-                delete_extraneous(&ctx, dir, &base, &seen, &mut lines);
+                delete_extraneous(&ctx, dir, &seen, &mut lines);
             }
             lines
         }));
@@ -1084,7 +1116,6 @@ async fn delete_all_extraneous(
 fn delete_extraneous(
     ctx: &Ctx,
     dir: &RelPath,
-    base: &RelPath,
     seen: &HashMap<Vec<u8>, Vec<Vec<u8>>>,
     lines: &mut Vec<String>,
 ) {
@@ -1110,7 +1141,7 @@ fn delete_extraneous(
             return
         }
         Err(e) => {
-            ctx.counters.error(&dir.display(), e.to_string());
+            ctx.counters.error(&ctx.shown_rel(dir), e.to_string());
             return;
         }
     };
@@ -1124,23 +1155,18 @@ fn delete_extraneous(
             continue;
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
-        let shown = rel
-            .as_bytes()
-            .strip_prefix(base.as_bytes())
-            .map(|p| p.strip_prefix(b"/").unwrap_or(p))
-            .unwrap_or(rel.as_bytes())
-            .to_vec();
+        let shown = ctx.under_base(&rel).to_vec();
         // Excluded entries are protected from deletion unless asked otherwise.
         if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded(&shown, is_dir) {
             continue;
         }
         if ctx.opts.itemize {
-            lines.push(itemize::deleting(&shown, is_dir));
+            lines.push(itemize::deleting(&ctx.shown_bytes(&shown), is_dir));
         }
         Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
             if let Err(e) = fs.remove_all(&rel) {
-                ctx.counters.error(&rel.display(), e.to_string());
+                ctx.counters.error(&ctx.shown_rel(&rel), e.to_string());
             }
         }
     }
