@@ -115,6 +115,16 @@ pub struct Cli {
     #[arg(short = 'X', long)]
     pub xattrs: bool,
 
+    /// Archive mode, rsync's -a (-rlptgoD): what jcp always does (accepted
+    /// for rsync habits)
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+
+    /// Recurse into directories: what jcp always does (accepted for rsync
+    /// habits)
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
     /// Keep hard links (the default; accepted for rsync habits)
     #[arg(short = 'H', long, overrides_with = "no_hard_links")]
     pub hard_links: bool,
@@ -401,6 +411,23 @@ mod tests {
         );
         let p = plan(&["./a:b", "/c:d"]).unwrap();
         assert!(matches!(p.direction, Direction::Local { .. }));
+    }
+
+    #[test]
+    fn rsync_habits_are_accepted_and_change_nothing() {
+        let plain = format!("{:?}", plan(&["a", "srv:"]).unwrap());
+        for habit in [
+            &["-a"][..],
+            &["-r"],
+            &["-av"],
+            &["--archive", "--recursive", "-H"],
+        ] {
+            let mut args = habit.to_vec();
+            args.extend(["a", "srv:"]);
+            let p = plan(&args).unwrap();
+            let p = Plan { verbosity: 1, ..p };
+            assert_eq!(format!("{p:?}"), plain, "{habit:?}");
+        }
     }
 
     #[test]
