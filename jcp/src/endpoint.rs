@@ -78,6 +78,14 @@ pub fn parse(arg: &str) -> Result<Endpoint, String> {
                     "{arg:?}: no host before ':' (write ./{arg} for a local path)"
                 ));
             }
+            // scp and rsync habits: there is no user to log in as, the
+            // client key says who connects.
+            if let Some((user, bare)) = host.split_once('@') {
+                return Err(format!(
+                    "{arg:?}: jsync has no user names ({user}@): the client key says who \
+                     connects; write {bare}:{path}"
+                ));
+            }
             Ok(remote(host, path))
         }
         _ => Ok(Endpoint::Local(PathBuf::from(arg))),
@@ -154,6 +162,15 @@ mod tests {
     fn missing_host_is_refused() {
         assert!(parse(":x").is_err());
         assert!(parse("[]:x").is_err());
+    }
+
+    #[test]
+    fn a_user_name_is_refused_with_what_to_write_instead() {
+        let e = parse("alice@srv:dir").unwrap_err();
+        assert!(e.contains("no user names") && e.contains("srv:dir"), "{e}");
+        // An @ in a local path or in the remote path is just a character.
+        assert_eq!(parse("./a@b:c").unwrap(), l("./a@b:c"));
+        assert_eq!(parse("srv:a@b").unwrap(), r("srv", "a@b"));
     }
 
     #[test]
