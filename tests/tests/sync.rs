@@ -503,3 +503,50 @@ fn touched_files_get_their_times_with_or_without_descriptors_to_spare() {
         assert_same_tree(&src, &dst);
     }
 }
+
+/// As in rsync, a destination written with a trailing slash is a directory:
+/// made if it does not exist, and a single file lands inside it instead of
+/// taking its name. Locally, pushed and pulled.
+#[test]
+fn a_destination_with_a_trailing_slash_is_a_directory() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("served.txt"), b"from the server\n").unwrap();
+    let file = work.path().join("note.txt");
+    std::fs::write(&file, b"a note\n").unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+
+    let local = work.path().join("local");
+    let out = run(
+        "jcp",
+        &[file.to_str().unwrap(), &format!("{}/", local.display())],
+    );
+    ok(&out, "local");
+    assert_eq!(std::fs::read(local.join("note.txt")).unwrap(), b"a note\n");
+
+    let out = srv.jcp(keys.path(), &[file.to_str().unwrap(), "127.0.0.1:pushed/"]);
+    ok(&out, "push");
+    assert_eq!(
+        std::fs::read(root.join("pushed/note.txt")).unwrap(),
+        b"a note\n"
+    );
+
+    let pulled = work.path().join("pulled");
+    let out = srv.jcp(
+        keys.path(),
+        &["127.0.0.1:served.txt", &format!("{}/", pulled.display())],
+    );
+    ok(&out, "pull");
+    assert_eq!(
+        std::fs::read(pulled.join("served.txt")).unwrap(),
+        b"from the server\n"
+    );
+
+    // Without the slash a file still takes the destination's name.
+    let named = work.path().join("named");
+    let out = run("jcp", &[file.to_str().unwrap(), named.to_str().unwrap()]);
+    ok(&out, "local, no slash");
+    assert_eq!(std::fs::read(&named).unwrap(), b"a note\n");
+}

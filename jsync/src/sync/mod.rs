@@ -144,8 +144,13 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
                 }
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
+                let dst = FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
+                // A trailing slash names a directory (see local_destination).
+                if names_dir(args.path.as_bytes()) && !args.dry_run && !dst.is_root() {
+                    fs.mkdir_all(&dst, 0o755).map_err(fs_err)?;
+                }
                 let spec = TakeSpec {
-                    dst: FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
+                    dst,
                     fs: Arc::new(fs),
                 };
                 let opts = args.take_options(Arc::new(NoProgress), true);
@@ -367,6 +372,11 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
 /// A local destination: an existing directory is the root itself; otherwise the
 /// parent (created if missing) is the root and the name is the target. A dry
 /// run creates nothing: the nearest existing ancestor is the root instead.
+/// Whether a destination as typed ends in `/`: a directory, made if missing.
+fn names_dir(dst: &[u8]) -> bool {
+    dst.len() > 1 && dst.ends_with(b"/")
+}
+
 fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
     if dry_run && !dst.is_dir() {
         use std::os::unix::ffi::OsStrExt;
@@ -395,6 +405,12 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
             fs: Arc::new(FsRoot::open(&root).map_err(fs_err)?),
             dst: FsRoot::check(&rel).map_err(fs_err)?,
         });
+    }
+    // A trailing slash names a directory, as in rsync: made if missing, so a
+    // single file goes inside it instead of taking its name.
+    if names_dir(dst.as_os_str().as_encoded_bytes()) && !dst.exists() {
+        std::fs::create_dir_all(dst)
+            .map_err(|e| Error::io(format!("cannot create {}", dst.display()), e))?;
     }
     if dst.is_dir() {
         return Ok(TakeSpec {
