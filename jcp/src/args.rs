@@ -26,17 +26,17 @@ pub const DEFAULT_PORT: u16 = 7433;
         ':' before any '/' (HOST:PATH, HOST: for the server's root, [IPv6]:PATH), \
         local otherwise. At most one operand may be remote; with none, jcp copies \
         locally without a daemon. As with rsync, SRC/ (trailing slash) copies the \
-        contents of SRC (so do SRC/. and .), SRC without it copies the directory itself.",
+        contents of SRC (so do SRC/. and .), SRC without it copies the directory itself; \
+        a DST with a trailing slash, or any DST of several SRCs, is a directory.",
     after_help = exit::HELP,
+    override_usage = "jcp [OPTIONS] SRC... DST",
 )]
 pub struct Cli {
-    /// What to copy: a local path or HOST:PATH
-    #[arg(value_name = "SRC")]
-    pub src: String,
-
-    /// Where to copy it: a local path or HOST:PATH
-    #[arg(value_name = "DST")]
-    pub dst: String,
+    /// What to copy, then where: local paths or HOST:PATHs on one server,
+    /// then a local path or HOST:PATH (several SRCs go into DST as a
+    /// directory, as with scp and rsync)
+    #[arg(value_name = "SRC... DST", required = true, num_args = 1..)]
+    pub operands: Vec<String>,
 
     /// Port of the jsrv daemon
     #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
@@ -187,11 +187,11 @@ impl From<Compress> for proto::Compression {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Direction {
     /// Local to local, in process.
-    Local { src: PathBuf, dst: PathBuf },
+    Local { srcs: Vec<PathBuf>, dst: PathBuf },
     /// Local to a server.
-    Push { src: PathBuf, dst: Remote },
-    /// A server to local.
-    Pull { src: Remote, dst: PathBuf },
+    Push { srcs: Vec<PathBuf>, dst: Remote },
+    /// A server to local (every source on the same server).
+    Pull { srcs: Vec<Remote>, dst: PathBuf },
 }
 
 /// When to draw progress bars.
@@ -303,6 +303,80 @@ fn build_filter(rules: &[RuleArg]) -> Result<jsync::sync::Filter, UsageError> {
 }
 
 impl Cli {
+    /// The operands: sources all local or all on one server, the destination
+    /// on the other side (or local too). Several sources go into the
+    /// destination as a directory (as if it ended in `/`), and cannot be
+    /// combined with `--delete` (each would delete what the others copied).
+    fn direction(&self) -> Result<Direction, UsageError> {
+        let (dst_typed, src_typed) = self
+            .operands
+            .split_last()
+            .ok_or_else(|| UsageError("no source and destination".into()))?;
+        if src_typed.is_empty() {
+            return Err(UsageError(
+                "a destination is needed after the source".into(),
+            ));
+        }
+        let srcs = src_typed
+            .iter()
+            .map(|s| endpoint::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(UsageError)?;
+        let several = srcs.len() > 1;
+        if several && self.delete {
+            return Err(UsageError(
+                "--delete takes one source: with several, each would delete what the \
+                 others copied (run jcp once per source)"
+                    .into(),
+            ));
+        }
+        let dst = match endpoint::parse(dst_typed).map_err(UsageError)? {
+            Endpoint::Local(p) if several => Endpoint::Local(endpoint::as_dir(p)),
+            Endpoint::Remote(mut r) if several => {
+                if !r.path.is_empty() && !r.path.ends_with('/') {
+                    r.path.push('/');
+                }
+                Endpoint::Remote(r)
+            }
+            other => other,
+        };
+        let mut local = Vec::new();
+        let mut remote: Vec<Remote> = Vec::new();
+        for (src, typed) in srcs.into_iter().zip(src_typed) {
+            match src {
+                Endpoint::Local(p) => local.push(p),
+                Endpoint::Remote(r) => {
+                    if let Some(first) = remote.first() {
+                        if first.host != r.host {
+                            return Err(UsageError(format!(
+                                "{typed}: every remote source must be on one server ({})",
+                                first.host
+                            )));
+                        }
+                    }
+                    remote.push(r)
+                }
+            }
+        }
+        if !local.is_empty() && !remote.is_empty() {
+            return Err(UsageError(
+                "sources are either all local or all on one server".into(),
+            ));
+        }
+        Ok(match dst {
+            Endpoint::Local(dst) if remote.is_empty() => Direction::Local { srcs: local, dst },
+            Endpoint::Remote(dst) if remote.is_empty() => Direction::Push { srcs: local, dst },
+            Endpoint::Local(dst) => Direction::Pull { srcs: remote, dst },
+            Endpoint::Remote(b) => {
+                return Err(UsageError(format!(
+                    "both {} and {b} are remote; one side must be local \
+                     (write ./{} for a local path with a ':')",
+                    remote[0], src_typed[0]
+                )))
+            }
+        })
+    }
+
     /// Checks the operands against each other and builds the plan, with the
     /// filter rules in command-line order (from [`filter_rules`]).
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
@@ -321,20 +395,7 @@ impl Cli {
         rules.extend(self.include_from.iter().cloned().map(RuleArg::IncludeFrom));
         rules.extend(self.exclude_from.iter().cloned().map(RuleArg::ExcludeFrom));
         let filter = build_filter(&rules)?;
-        let src = endpoint::parse(&self.src).map_err(UsageError)?;
-        let dst = endpoint::parse(&self.dst).map_err(UsageError)?;
-        let direction = match (src, dst) {
-            (Endpoint::Local(src), Endpoint::Local(dst)) => Direction::Local { src, dst },
-            (Endpoint::Local(src), Endpoint::Remote(dst)) => Direction::Push { src, dst },
-            (Endpoint::Remote(src), Endpoint::Local(dst)) => Direction::Pull { src, dst },
-            (Endpoint::Remote(a), Endpoint::Remote(b)) => {
-                return Err(UsageError(format!(
-                    "both {a} and {b} are remote; one side must be local \
-                     (write ./{} for a local path with a ':')",
-                    self.src
-                )))
-            }
-        };
+        let direction = self.direction()?;
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress {
@@ -404,10 +465,12 @@ mod tests {
     #[test]
     fn directions() {
         let p = plan(&["a/", "srv:b"]).unwrap();
-        assert!(matches!(p.direction, Direction::Push { ref src, .. } if src.as_os_str() == "a/"));
+        assert!(
+            matches!(p.direction, Direction::Push { ref srcs, .. } if srcs[0].as_os_str() == "a/")
+        );
         let p = plan(&["[::1]:x/", "b"]).unwrap();
         assert!(
-            matches!(p.direction, Direction::Pull { ref src, .. } if src.host == "::1" && src.path == "x/")
+            matches!(p.direction, Direction::Pull { ref srcs, .. } if srcs[0].host == "::1" && srcs[0].path == "x/")
         );
         let p = plan(&["./a:b", "/c:d"]).unwrap();
         assert!(matches!(p.direction, Direction::Local { .. }));
@@ -528,10 +591,37 @@ mod tests {
             &["jcp", "-z", "--compress", "lz4", "a", "b"],
             &["jcp", "--delete-excluded", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
-            &["jcp", "a"],
+            &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(e.exit_code(), i32::from(exit::USAGE), "{args:?}");
+        }
+        // One operand parses (options may sit between operands) but is no plan.
+        let e = plan(&["a"]).unwrap_err();
+        assert!(e.0.contains("destination"), "{e}");
+    }
+
+    #[test]
+    fn options_may_come_between_the_operands() {
+        let p = plan(&["a", "--stats", "-i", "b", "srv:c"]).unwrap();
+        assert!(p.stats && p.itemize);
+        assert!(
+            matches!(p.direction, Direction::Push { ref srcs, ref dst } if srcs.len() == 2 && dst.path == "c/")
+        );
+    }
+
+    #[test]
+    fn several_sources_need_one_server_and_no_delete() {
+        assert!(plan(&["h:a", "h:b", "dst"]).is_ok_and(
+            |p| matches!(p.direction, Direction::Pull { ref srcs, ref dst } if srcs.len() == 2 && dst.as_os_str() == "dst/")
+        ));
+        for bad in [
+            &["h:a", "g:b", "dst"][..],
+            &["a", "h:b", "dst"],
+            &["--delete", "a", "b", "dst"],
+            &["h:a", "h:b", "g:dst"],
+        ] {
+            assert!(plan(bad).is_err(), "{bad:?}");
         }
     }
 }

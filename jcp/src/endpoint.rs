@@ -92,6 +92,17 @@ pub fn parse(arg: &str) -> Result<Endpoint, String> {
     }
 }
 
+/// `p` with a trailing slash: a destination that is a directory.
+pub fn as_dir(p: PathBuf) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    if p.as_os_str().as_bytes().ends_with(b"/") {
+        return p;
+    }
+    let mut b = p.into_os_string().into_vec();
+    b.push(b'/');
+    PathBuf::from(std::ffi::OsString::from_vec(b))
+}
+
 fn remote(host: &str, path: &str) -> Endpoint {
     Endpoint::Remote(Remote {
         host: host.to_string(),

@@ -124,31 +124,52 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     } else {
         Arc::new(NoProgress)
     };
+    // Several sources are copied one after the other into one report; every
+    // local one is checked before anything is copied.
+    let mut report = Report::default();
     match &plan.direction {
-        Direction::Local { src, dst } => {
-            check_source(src)?;
-            jsync::sync::local(src, dst, &opts)
-                .await
-                .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))
+        Direction::Local { srcs, dst } => {
+            srcs.iter().try_for_each(|s| check_source(s))?;
+            for src in srcs {
+                let r = jsync::sync::local(src, dst, &opts).await.with_context(|| {
+                    format!("cannot copy {} to {}", src.display(), dst.display())
+                })?;
+                report.absorb(r);
+            }
         }
-        Direction::Push { src, dst } => {
-            check_source(src)?;
+        Direction::Push { srcs, dst } => {
+            srcs.iter().try_for_each(|s| check_source(s))?;
             let link = connect(plan, &dst.address(plan.port)).await?;
-            let result = jsync::sync::push(&link, src, &dst.path, &opts)
-                .await
-                .with_context(|| format!("cannot copy {} to {dst}", src.display()));
+            let result = async {
+                for src in srcs {
+                    let r = jsync::sync::push(&link, src, &dst.path, &opts)
+                        .await
+                        .with_context(|| format!("cannot copy {} to {dst}", src.display()))?;
+                    report.absorb(r);
+                }
+                anyhow::Ok(())
+            }
+            .await;
             close(&link, &result).await;
-            result
+            result?;
         }
-        Direction::Pull { src, dst } => {
-            let link = connect(plan, &src.address(plan.port)).await?;
-            let result = jsync::sync::pull(&link, &src.path, dst, &opts)
-                .await
-                .with_context(|| format!("cannot copy {src} to {}", dst.display()));
+        Direction::Pull { srcs, dst } => {
+            let link = connect(plan, &srcs[0].address(plan.port)).await?;
+            let result = async {
+                for src in srcs {
+                    let r = jsync::sync::pull(&link, &src.path, dst, &opts)
+                        .await
+                        .with_context(|| format!("cannot copy {src} to {}", dst.display()))?;
+                    report.absorb(r);
+                }
+                anyhow::Ok(())
+            }
+            .await;
             close(&link, &result).await;
-            result
+            result?;
         }
     }
+    Ok(report)
 }
 
 /// Fails early, before any connection, with a message naming a missing source.
@@ -182,7 +203,7 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
 }
 
 /// Closes the link, telling the server why when the run failed.
-async fn close(link: &Link, result: &anyhow::Result<Report>) {
+async fn close<T>(link: &Link, result: &anyhow::Result<T>) {
     match result {
         Ok(_) => link.close("done").await,
         Err(e) => {

@@ -550,3 +550,94 @@ fn a_destination_with_a_trailing_slash_is_a_directory() {
     ok(&out, "local, no slash");
     assert_eq!(std::fs::read(&named).unwrap(), b"a note\n");
 }
+
+/// Several sources go into the destination as a directory, as with scp and
+/// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
+/// source on one server), with one report; what cannot work is refused.
+#[test]
+fn several_sources_go_into_the_destination_as_a_directory() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("tree")).unwrap();
+    std::fs::write(root.join("one.txt"), b"one\n").unwrap();
+    std::fs::write(root.join("tree/two.txt"), b"two\n").unwrap();
+    let a = work.path().join("a.txt");
+    let b = work.path().join("b.txt");
+    std::fs::write(&a, b"alpha\n").unwrap();
+    std::fs::write(&b, b"bravo\n").unwrap();
+    let dir = work.path().join("dir");
+    make_tree(&dir, MB);
+    let srcs = [
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ];
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+
+    let check = |into: &std::path::Path, what: &str| {
+        assert_eq!(
+            std::fs::read(into.join("a.txt")).unwrap(),
+            b"alpha\n",
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read(into.join("b.txt")).unwrap(),
+            b"bravo\n",
+            "{what}"
+        );
+        assert_same_tree(&dir, &into.join("dir"));
+    };
+    let local = work.path().join("local");
+    let mut args = srcs.to_vec();
+    args.extend(["--stats", local.to_str().unwrap()]);
+    let out = run("jcp", &args);
+    ok(&out, "local");
+    check(&local, "local");
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("Files transferred:") && !l.ends_with(" 0")),
+        "one report for all sources: {stats}"
+    );
+
+    let mut args = srcs.to_vec();
+    args.push("127.0.0.1:pushed");
+    ok(&srv.jcp(keys.path(), &args), "push");
+    check(&root.join("pushed"), "push");
+
+    let pulled = work.path().join("pulled");
+    let out = srv.jcp(
+        keys.path(),
+        &[
+            "127.0.0.1:one.txt",
+            "127.0.0.1:tree",
+            pulled.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "pull");
+    assert_eq!(std::fs::read(pulled.join("one.txt")).unwrap(), b"one\n");
+    assert_eq!(
+        std::fs::read(pulled.join("tree/two.txt")).unwrap(),
+        b"two\n"
+    );
+
+    for (args, what) in [
+        (vec!["--delete", srcs[0], srcs[1], "x"], "--delete"),
+        (
+            vec![srcs[0], "127.0.0.1:one.txt", "x"],
+            "local and remote sources",
+        ),
+        (vec!["h1:a", "h2:b", "x"], "two servers"),
+    ] {
+        let out = run("jcp", &args);
+        assert_eq!(out.status.code(), Some(2), "{what}: {out:?}");
+    }
+    // Several sources into an existing file: nothing is copied.
+    let file = work.path().join("file");
+    std::fs::write(&file, b"keep\n").unwrap();
+    let out = run("jcp", &[srcs[0], srcs[1], file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep\n");
+}

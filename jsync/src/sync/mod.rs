@@ -408,9 +408,15 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
     }
     // A trailing slash names a directory, as in rsync: made if missing, so a
     // single file goes inside it instead of taking its name.
-    if names_dir(dst.as_os_str().as_encoded_bytes()) && !dst.exists() {
-        std::fs::create_dir_all(dst)
-            .map_err(|e| Error::io(format!("cannot create {}", dst.display()), e))?;
+    if names_dir(dst.as_os_str().as_encoded_bytes()) {
+        // Looked at without the slash, which would make a file ENOTDIR.
+        let bare = dst.components().as_path();
+        match std::fs::metadata(bare) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::Fs(format!("{}: not a directory", bare.display()))),
+            Err(_) => std::fs::create_dir_all(bare)
+                .map_err(|e| Error::io(format!("cannot create {}", dst.display()), e))?,
+        }
     }
     if dst.is_dir() {
         return Ok(TakeSpec {

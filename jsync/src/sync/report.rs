@@ -51,6 +51,22 @@ impl fmt::Display for FileError {
 }
 
 impl Report {
+    /// Adds the outcome of another run to this one (several sources copied
+    /// one after the other make one report).
+    pub fn absorb(&mut self, other: Report) {
+        self.files_checked += other.files_checked;
+        self.files_transferred += other.files_transferred;
+        self.bytes_literal += other.bytes_literal;
+        self.bytes_reused += other.bytes_reused;
+        self.total_size += other.total_size;
+        self.wire_bytes += other.wire_bytes;
+        self.elapsed += other.elapsed;
+        self.deleted += other.deleted;
+        self.errors.extend(other.errors);
+        self.vanished.extend(other.vanished);
+        self.warnings.extend(other.warnings);
+    }
+
     /// Total size divided by wire bytes (rsync's "speedup"); 0 when nothing moved.
     pub fn speedup(&self) -> f64 {
         if self.wire_bytes == 0 {
