@@ -4,7 +4,8 @@
 //! and sends content for all of them. Run both ways, as a server a client pulls
 //! from and as a client pushing into a server, the receiver must write nothing
 //! outside its destination, name each refused path, and still take the honest
-//! entries of the same list.
+//! entries of the same list. And a hostile receiver against the real sender:
+//! it gets nothing the sender did not list as a file.
 
 use std::path::{Path, PathBuf};
 
@@ -446,4 +447,80 @@ async fn a_source_name_that_is_not_one_file_name_is_refused() {
         assert_guarded(&dst, &what);
         link.close("done").await;
     }
+}
+
+/// A hostile receiver against the real sender (a server's GIVE): requests
+/// for what the list does not hold as a file (a listed symlink, numbers past
+/// the end) and ops that are no request each end that lane with a reason and
+/// no content; the server goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("public.txt"), b"public\n").unwrap();
+    std::fs::write(work.path().join("secret.txt"), b"secret\n").unwrap();
+    std::os::unix::fs::symlink(work.path().join("secret.txt"), root.join("link")).unwrap();
+    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+
+    let peer = link.start(GIVE, &[String::new()]).await.unwrap();
+    let (_ctl_tx, mut ctl_rx) = peer.open().await.unwrap().split();
+    let mut entries = Vec::new();
+    while let Some(f) = ctl_rx.recv().await.unwrap() {
+        if f.op == msg::LIST {
+            entries.extend(decode_exact::<EntryBatch>(&f.payload).unwrap().0);
+        } else if f.op == msg::LIST_END {
+            break;
+        }
+    }
+    let link_index = entries.iter().position(|e| e.path == b"link").unwrap() as u64;
+    assert_eq!(entries[link_index as usize].kind, EntryKind::Symlink);
+    let want = |index: u64| {
+        Fragment::new(msg::WANT).with_payload(encode_to_vec(&Want {
+            index,
+            how: WantHow::Full,
+        }))
+    };
+    let requests = [
+        ("the symlink", want(link_index)),
+        ("past the end", want(entries.len() as u64)),
+        (
+            "many past the end",
+            Fragment::new(msg::WANTS).with_payload(encode_to_vec(&Wants(vec![u64::MAX]))),
+        ),
+        (
+            "a check past the end",
+            Fragment::new(msg::CHECKS)
+                .with_payload(encode_to_vec(&msg::Checks(vec![(u64::MAX, [0; 16])]))),
+        ),
+        ("no request at all", Fragment::new(msg::REPORT)),
+    ];
+    for (what, request) in requests {
+        let mut lane = peer.open().await.unwrap();
+        lane.send(request).await.unwrap();
+        match lane.recv().await {
+            Err(e) => assert!(!e.to_string().is_empty(), "{what}"),
+            Ok(Some(f)) => panic!("{what}: answered with {}", f.op),
+            Ok(None) => panic!("{what}: the lane ended without a reason"),
+        }
+    }
+    peer.close();
+
+    // Still serving: an honest pull gets the file, and the link as a link.
+    let dst = work.path().join("pulled");
+    let r = sync::pull(&link, "", &dst, &SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(std::fs::read(dst.join("public.txt")).unwrap(), b"public\n");
+    assert!(std::fs::symlink_metadata(dst.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    link.close("done").await;
 }
