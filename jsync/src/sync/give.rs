@@ -226,13 +226,13 @@ impl Giver {
 pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> Result<Stats> {
     let progress = opts.progress.clone();
     opts.filter = super::rooted_filter(&opts.filter, &spec.source);
-    let spec_source = spec.source.clone();
+    let prefix = super::shown_prefix(&spec.source);
     let giver = Arc::new(Giver {
         spec,
         opts,
         files: RwLock::new(Vec::new()),
         whole_digest: whole_digest(peer.link()),
-        prefix: super::shown_prefix(&spec_source),
+        prefix,
     });
     let control = peer.accept().await?.ok_or_else(|| Error::Violation {
         peer: peer.link().peer_name().into(),

@@ -369,14 +369,14 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     report
 }
 
-/// A local destination: an existing directory is the root itself; otherwise the
-/// parent (created if missing) is the root and the name is the target. A dry
-/// run creates nothing: the nearest existing ancestor is the root instead.
 /// Whether a destination as typed ends in `/`: a directory, made if missing.
 fn names_dir(dst: &[u8]) -> bool {
     dst.len() > 1 && dst.ends_with(b"/")
 }
 
+/// A local destination: an existing directory is the root itself; otherwise the
+/// parent (created if missing) is the root and the name is the target. A dry
+/// run creates nothing: the nearest existing ancestor is the root instead.
 fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
     if dry_run && !dst.is_dir() {
         use std::os::unix::ffi::OsStrExt;
