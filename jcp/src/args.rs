@@ -330,16 +330,8 @@ impl Cli {
                     .into(),
             ));
         }
-        let dst = match endpoint::parse(dst_typed).map_err(UsageError)? {
-            Endpoint::Local(p) if several => Endpoint::Local(endpoint::as_dir(p)),
-            Endpoint::Remote(mut r) if several => {
-                if !r.path.is_empty() && !r.path.ends_with('/') {
-                    r.path.push('/');
-                }
-                Endpoint::Remote(r)
-            }
-            other => other,
-        };
+        let dst = endpoint::parse(dst_typed).map_err(UsageError)?;
+        let dst = if several { dst.into_dir() } else { dst };
         let mut local = Vec::new();
         let mut remote: Vec<Remote> = Vec::new();
         for (src, typed) in srcs.into_iter().zip(src_typed) {

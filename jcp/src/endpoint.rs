@@ -92,15 +92,24 @@ pub fn parse(arg: &str) -> Result<Endpoint, String> {
     }
 }
 
-/// `p` with a trailing slash: a destination that is a directory.
-pub fn as_dir(p: PathBuf) -> PathBuf {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    if p.as_os_str().as_bytes().ends_with(b"/") {
-        return p;
+impl Endpoint {
+    /// The same place named as a directory (a trailing slash), as a
+    /// destination of several sources is; a server's root already is one.
+    pub fn into_dir(self) -> Endpoint {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        match self {
+            Endpoint::Local(p) if !p.as_os_str().as_bytes().ends_with(b"/") => {
+                let mut b = p.into_os_string().into_vec();
+                b.push(b'/');
+                Endpoint::Local(PathBuf::from(std::ffi::OsString::from_vec(b)))
+            }
+            Endpoint::Remote(mut r) if !r.path.is_empty() && !r.path.ends_with('/') => {
+                r.path.push('/');
+                Endpoint::Remote(r)
+            }
+            other => other,
+        }
     }
-    let mut b = p.into_os_string().into_vec();
-    b.push(b'/');
-    PathBuf::from(std::ffi::OsString::from_vec(b))
 }
 
 fn remote(host: &str, path: &str) -> Endpoint {

@@ -32,10 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    init_logging(
-        plan.verbosity,
-        matches!(plan.direction, Direction::Local { .. }),
-    );
+    init_logging(plan.verbosity);
     let display = Arc::new(Display::new(
         plan.show_progress,
         plan.verbosity >= 2,
@@ -89,25 +86,18 @@ fn shown(path: &str) -> &str {
 /// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
 /// jcp's own info with `-v`, debug with `-vv`). The library's info lines are the
 /// embedded peer's server-side log of a local copy ("push received"), not for
-/// a user who asked for the list of files. In a local copy the embedded
-/// peer's failure is jcp's own error, printed once; its link's "service
-/// failed" warning would say it twice.
-fn init_logging(verbosity: u8, local: bool) {
+/// a user who asked for the list of files.
+fn init_logging(verbosity: u8) {
     let default = match verbosity {
         0 => "error",
         1 => "warn",
         2 => "warn,jcp=info",
         _ => "debug",
     };
-    let default = if local && verbosity <= 2 {
-        format!("{default},jsync::runtime::link=error")
-    } else {
-        default.to_string()
-    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.as_str().into()),
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         .init();

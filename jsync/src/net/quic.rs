@@ -196,6 +196,7 @@ pub(crate) async fn connect(
             endpoint: Some(endpoint),
             wire: WireCounter::Quic(conn),
             sealed: true,
+            in_process: false,
         })
     })
     .await
@@ -237,6 +238,7 @@ pub(crate) async fn accept(
             endpoint: None,
             wire: WireCounter::Quic(conn),
             sealed: true,
+            in_process: false,
         })
     })
     .await

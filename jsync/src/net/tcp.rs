@@ -38,6 +38,8 @@ pub(crate) struct Established {
     /// Whether the transport itself authenticates every byte (TLS and QUIC
     /// AEAD) or never leaves the process; false only for plaintext TCP.
     pub sealed: bool,
+    /// Both ends are in this process ([`crate::Link::pair`]).
+    pub in_process: bool,
 }
 
 pub(crate) async fn timed<T>(
@@ -79,6 +81,7 @@ where
         endpoint: None,
         wire,
         sealed,
+        in_process: false,
     })
 }
 

@@ -60,6 +60,9 @@ struct LinkInner {
     fingerprint: Option<String>,
     /// See [`Link::sealed`].
     sealed: bool,
+    /// Both ends are in this process: a service's failure is the caller's own
+    /// error on the other end, not something to log here as well.
+    in_process: bool,
     peers: Mutex<HashMap<u32, PeerEntry>>,
     pending: Mutex<HashMap<u32, oneshot::Sender<std::result::Result<u32, String>>>>,
     next_peer: AtomicU32,
@@ -127,6 +130,7 @@ impl Link {
                 allowed,
                 fingerprint: est.fingerprint.clone(),
                 sealed: est.sealed,
+                in_process: est.in_process,
                 peers: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 next_peer: AtomicU32::new(1),
@@ -487,7 +491,12 @@ impl Link {
                 Ok(()) => peer.close(),
                 Err(e) => {
                     let reason = format!("{e:#}");
-                    tracing::warn!(peer = %peer.link().peer_name(), %service, %reason, "service failed");
+                    let name = peer.link().peer_name();
+                    if peer.link().inner.in_process {
+                        tracing::debug!(peer = %name, %service, %reason, "service failed");
+                    } else {
+                        tracing::warn!(peer = %name, %service, %reason, "service failed");
+                    }
                     peer.fail(&reason);
                 }
             }
@@ -529,7 +538,8 @@ impl Link {
             wire_b,
             true,
         );
-        let (ea, eb) = tokio::try_join!(ca, cb)?;
+        let (mut ea, mut eb) = tokio::try_join!(ca, cb)?;
+        (ea.in_process, eb.in_process) = (true, true);
         tokio::try_join!(
             Link::establish(ea, Side::Client, a, &opts, "local peer".into()),
             Link::establish(eb, Side::Server, b, &opts, "local peer".into()),

@@ -144,14 +144,10 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
                 }
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let dst = FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
-                // A trailing slash names a directory (see local_destination).
-                if names_dir(args.path.as_bytes()) && !args.dry_run && !dst.is_root() {
-                    fs.mkdir_all(&dst, 0o755).map_err(fs_err)?;
-                }
                 let spec = TakeSpec {
-                    dst,
+                    dst: FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
                     fs: Arc::new(fs),
+                    dir: names_dir(args.path.as_bytes()),
                 };
                 let opts = args.take_options(Arc::new(NoProgress), true);
                 let stats = take::take(peer, spec, opts).await?;
@@ -358,7 +354,9 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
 pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report> {
     let spec = local_destination(dst, opts.dry_run)?;
     let root = spec.fs.path().to_path_buf();
-    let dst_rel = spec.dst.display();
+    // The in-process server takes the destination as a client names it.
+    let slash = if spec.dir { "/" } else { "" };
+    let dst_rel = format!("{}{slash}", spec.dst.display());
     let (a, _b) = Link::pair(
         Arc::new(Services::new()),
         Arc::new(server_services(root, false)),
@@ -369,7 +367,7 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     report
 }
 
-/// Whether a destination as typed ends in `/`: a directory, made if missing.
+/// Whether a destination as typed ends in `/`: a directory ([`TakeSpec::dir`]).
 fn names_dir(dst: &[u8]) -> bool {
     dst.len() > 1 && dst.ends_with(b"/")
 }
@@ -378,6 +376,7 @@ fn names_dir(dst: &[u8]) -> bool {
 /// parent (created if missing) is the root and the name is the target. A dry
 /// run creates nothing: the nearest existing ancestor is the root instead.
 fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
+    let dir = names_dir(dst.as_os_str().as_encoded_bytes());
     if dry_run && !dst.is_dir() {
         use std::os::unix::ffi::OsStrExt;
         let mut root = dst.to_path_buf();
@@ -404,24 +403,14 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
         return Ok(TakeSpec {
             fs: Arc::new(FsRoot::open(&root).map_err(fs_err)?),
             dst: FsRoot::check(&rel).map_err(fs_err)?,
+            dir,
         });
-    }
-    // A trailing slash names a directory, as in rsync: made if missing, so a
-    // single file goes inside it instead of taking its name.
-    if names_dir(dst.as_os_str().as_encoded_bytes()) {
-        // Looked at without the slash, which would make a file ENOTDIR.
-        let bare = dst.components().as_path();
-        match std::fs::metadata(bare) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::Fs(format!("{}: not a directory", bare.display()))),
-            Err(_) => std::fs::create_dir_all(bare)
-                .map_err(|e| Error::io(format!("cannot create {}", dst.display()), e))?,
-        }
     }
     if dst.is_dir() {
         return Ok(TakeSpec {
             fs: Arc::new(FsRoot::open(dst).map_err(fs_err)?),
             dst: FsRoot::check(b"").map_err(fs_err)?,
+            dir,
         });
     }
     let name = dst
@@ -435,6 +424,7 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
     Ok(TakeSpec {
         fs: Arc::new(FsRoot::open_or_create(&parent).map_err(fs_err)?),
         dst: FsRoot::check(name.as_bytes()).map_err(fs_err)?,
+        dir,
     })
 }
 

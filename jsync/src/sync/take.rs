@@ -44,6 +44,9 @@ pub(crate) struct TakeSpec {
     pub fs: Arc<FsRoot>,
     /// The destination as named (relative to the root); "" is the root.
     pub dst: RelPath,
+    /// Named with a trailing slash: a directory, made if missing, so that a
+    /// single file goes inside it instead of taking its name (as in rsync).
+    pub dir: bool,
 }
 
 /// Receiver options.
@@ -94,7 +97,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
     };
     check_source_name(&source, &name)?;
-    let base = placement(&spec, &source)?;
+    let base = placement(&spec, &source, opts.dry_run)?;
     let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run)?;
     opts.filter = super::rooted_filter(&opts.filter, &source);
     let counters = Arc::new(Counters::default());
@@ -412,20 +415,25 @@ fn stats_of(c: &Counters) -> Stats {
     }
 }
 
-/// Where the source lands, as rsync places it.
-fn placement(spec: &TakeSpec, source: &Source) -> Result<RelPath> {
+/// Where the source lands, as rsync places it; a destination named as a
+/// directory ([`TakeSpec::dir`]) is made first (not in a dry run).
+fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<RelPath> {
+    if spec.dir && !dry_run && !spec.dst.is_root() {
+        spec.fs.mkdir_all(&spec.dst, 0o755).map_err(fs_err)?;
+    }
     let into = |name: &[u8]| -> Result<RelPath> { join(&spec.dst, name).map_err(fs_err) };
     match (source.kind, source.contents) {
         (EntryKind::Dir, true) => Ok(spec.dst.clone()),
         (EntryKind::Dir, false) => into(&source.name),
         _ => {
-            let is_dir = matches!(
-                spec.fs.stat_follow_within(&spec.dst).map_err(fs_err)?,
-                Some(Meta {
-                    kind: Kind::Dir,
-                    ..
-                })
-            );
+            let is_dir = spec.dir
+                || matches!(
+                    spec.fs.stat_follow_within(&spec.dst).map_err(fs_err)?,
+                    Some(Meta {
+                        kind: Kind::Dir,
+                        ..
+                    })
+                );
             if is_dir {
                 into(&source.name)
             } else {
