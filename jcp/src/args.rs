@@ -30,6 +30,8 @@ pub const DEFAULT_PORT: u16 = 7433;
         a DST with a trailing slash, or any DST of several SRCs, is a directory.",
     after_help = exit::HELP,
     override_usage = "jcp [OPTIONS] SRC... DST",
+    // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
+    disable_help_flag = true,
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -62,6 +64,25 @@ pub struct Cli {
     /// Compare the content of every file, not size and modification time
     #[arg(short, long)]
     pub checksum: bool,
+
+    /// Take files of the same size as up to date, whatever their modification
+    /// times (which are still brought over, with the mode)
+    #[arg(long, conflicts_with = "checksum")]
+    pub size_only: bool,
+
+    /// Skip files that are newer in the destination than in the source
+    #[arg(short = 'u', long)]
+    pub update: bool,
+
+    /// Skip whatever already exists in the destination (existing directories
+    /// are still entered)
+    #[arg(long)]
+    pub ignore_existing: bool,
+
+    /// Create nothing new in the destination, only update what is there (a
+    /// new directory is skipped with everything in it)
+    #[arg(long, alias = "ignore-non-existing")]
+    pub existing: bool,
 
     /// Lanes: connections' worth of pipelined file requests in flight at once
     #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
@@ -155,9 +176,26 @@ pub struct Cli {
     #[arg(long)]
     pub progress: bool,
 
+    /// Keep a partly received file when the connection breaks, for the next
+    /// run to resume from: what jcp always does (accepted for rsync habits)
+    #[arg(long)]
+    pub partial: bool,
+
+    /// Same as --partial --progress
+    #[arg(short = 'P', conflicts_with = "quiet")]
+    pub partial_progress: bool,
+
     /// Print transfer statistics to stdout at the end
     #[arg(long)]
     pub stats: bool,
+
+    /// Sizes in --stats in units of 1000 (K, M, G); twice for units of 1024
+    #[arg(short = 'h', long, action = ArgAction::Count)]
+    pub human_readable: u8,
+
+    /// Print help (-h alone does too, as in rsync)
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 /// `--compress` values.
@@ -215,6 +253,10 @@ pub struct Plan {
     pub plaintext: bool,
     pub tls: TlsOptions,
     pub checksum: bool,
+    pub size_only: bool,
+    pub update: bool,
+    pub ignore_existing: bool,
+    pub existing: bool,
     pub parallel: usize,
     pub compression: proto::Compression,
     /// Compress whole files too (not just new data in deltas).
@@ -232,11 +274,20 @@ pub struct Plan {
     /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
     pub verbosity: u8,
     pub stats: bool,
+    /// `--stats` sizes: 0 in bytes, 1 in units of 1000, 2 of 1024 (`-h`, `-hh`).
+    pub human_readable: u8,
 }
 
 /// Parses `argv` (clap's errors exit as usage errors) and resolves it.
 pub fn parse() -> Result<Plan, UsageError> {
     use clap::{CommandFactory, FromArgMatches};
+    // `jcp -h` alone is a request for help (as in rsync): -h is otherwise
+    // --human-readable.
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.len() == 1 && args[0] == "-h" {
+        let _ = Cli::command().print_help();
+        std::process::exit(0);
+    }
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
     let rules = filter_rules(&matches);
@@ -390,7 +441,7 @@ impl Cli {
         let direction = self.direction()?;
         let show_progress = if self.quiet {
             ShowProgress::Never
-        } else if self.progress {
+        } else if self.progress || self.partial_progress {
             ShowProgress::Always
         } else {
             ShowProgress::IfTerminal
@@ -411,6 +462,10 @@ impl Cli {
                 chacha_only: self.chacha,
             },
             checksum: self.checksum,
+            size_only: self.size_only,
+            update: self.update,
+            ignore_existing: self.ignore_existing,
+            existing: self.existing,
             parallel: usize::from(self.parallel),
             compression: if self.z {
                 proto::Compression::ZSTD
@@ -434,6 +489,7 @@ impl Cli {
                 self.verbose.saturating_add(1)
             },
             stats: self.stats,
+            human_readable: self.human_readable.min(2),
         })
     }
 }

@@ -44,7 +44,11 @@ async fn main() -> ExitCode {
         Ok(report) => {
             if plan.stats {
                 // A closed stdout (`jcp --stats ... | head`) is not a failure of the copy.
-                let _ = write!(std::io::stdout().lock(), "{report}");
+                let _ = write!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    report.stats(plan.human_readable)
+                );
             }
             for w in &report.warnings {
                 eprintln!("jcp: warning: {}: {}", shown(&w.path), w.message);
@@ -107,6 +111,10 @@ fn init_logging(verbosity: u8) {
 async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     let mut opts = SyncOptions::default();
     opts.checksum = plan.checksum;
+    opts.size_only = plan.size_only;
+    opts.update = plan.update;
+    opts.ignore_existing = plan.ignore_existing;
+    opts.existing = plan.existing;
     opts.parallel = plan.parallel;
     opts.compression = plan.compression;
     opts.compress_whole = plan.compress_whole;

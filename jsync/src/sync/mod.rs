@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use filter::{Filter, FilterError, RuleKind};
-pub use report::{FileError, NoProgress, Progress, Report};
+pub use report::{FileError, NoProgress, Progress, Report, Stats};
 
 use crate::error::{Error, Result};
 use crate::runtime::{Link, Services};
@@ -45,6 +45,17 @@ pub const TAKE: &str = "jsync.take";
 pub struct SyncOptions {
     /// Compare content of every file, not size and mtime (`-c`).
     pub checksum: bool,
+    /// Take a file of the same size as up to date, whatever its mtime
+    /// (`--size-only`; its mtime and mode are still brought over).
+    pub size_only: bool,
+    /// Leave alone a receiver file newer than the sender's (`-u`).
+    pub update: bool,
+    /// Leave alone whatever the receiver already has (`--ignore-existing`;
+    /// existing directories are still entered).
+    pub ignore_existing: bool,
+    /// Create nothing new on the receiver, only update what it has
+    /// (`--existing`; a new directory is skipped with all it holds).
+    pub existing: bool,
     /// Lanes: circuits carrying pipelined file requests.
     pub parallel: usize,
     /// Compression of new data in deltas and of the file list.
@@ -83,6 +94,10 @@ impl std::fmt::Debug for SyncOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncOptions")
             .field("checksum", &self.checksum)
+            .field("size_only", &self.size_only)
+            .field("update", &self.update)
+            .field("ignore_existing", &self.ignore_existing)
+            .field("existing", &self.existing)
             .field("parallel", &self.parallel)
             .field("compression", &self.compression)
             .field("compress_whole", &self.compress_whole)
@@ -103,6 +118,10 @@ impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             checksum: false,
+            size_only: false,
+            update: false,
+            ignore_existing: false,
+            existing: false,
             parallel: 8,
             compression: proto::Compression::ZSTD,
             compress_whole: false,
@@ -163,6 +182,10 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
 struct Args {
     path: String,
     checksum: bool,
+    size_only: bool,
+    update: bool,
+    ignore_existing: bool,
+    existing: bool,
     parallel: usize,
     compression: proto::Compression,
     compress_whole: bool,
@@ -183,6 +206,10 @@ impl Args {
         let mut out = vec![
             path.to_string(),
             format!("checksum={}", flag(opts.checksum)),
+            format!("size_only={}", flag(opts.size_only)),
+            format!("update={}", flag(opts.update)),
+            format!("ignore_existing={}", flag(opts.ignore_existing)),
+            format!("existing={}", flag(opts.existing)),
             format!("parallel={}", opts.parallel),
             format!("compress={}", opts.compression),
             format!("compress_whole={}", flag(opts.compress_whole)),
@@ -213,6 +240,10 @@ impl Args {
         let mut out = Args {
             path,
             checksum: d.checksum,
+            size_only: d.size_only,
+            update: d.update,
+            ignore_existing: d.ignore_existing,
+            existing: d.existing,
             parallel: d.parallel,
             compression: d.compression,
             compress_whole: d.compress_whole,
@@ -234,6 +265,10 @@ impl Args {
             let on = v == "1";
             match k {
                 "checksum" => out.checksum = on,
+                "size_only" => out.size_only = on,
+                "update" => out.update = on,
+                "ignore_existing" => out.ignore_existing = on,
+                "existing" => out.existing = on,
                 "parallel" => out.parallel = v.parse::<usize>()?.clamp(1, 64),
                 "compress" => {
                     out.compression = v
@@ -274,6 +309,10 @@ impl Args {
     fn take_options(&self, progress: Arc<dyn Progress>, remote: bool) -> TakeOptions {
         TakeOptions {
             checksum: self.checksum,
+            size_only: self.size_only,
+            update: self.update,
+            ignore_existing: self.ignore_existing,
+            existing: self.existing,
             lanes: self.parallel,
             delete: self.delete,
             dry_run: self.dry_run,
@@ -494,6 +533,10 @@ mod tests {
             hard_links: false,
             numeric_ids: true,
             fsync: true,
+            size_only: true,
+            update: true,
+            ignore_existing: true,
+            existing: true,
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -503,8 +546,11 @@ mod tests {
         assert_eq!(a.parallel, 3);
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids);
+        assert!(t.size_only && t.update && t.ignore_existing && t.existing);
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.fsync && d.hard_links && !d.delete);
+        let t = d.take_options(Arc::new(NoProgress), true);
+        assert!(!t.size_only && !t.update && !t.ignore_existing && !t.existing);
         // Options from a newer client are ignored, malformed ones refused.
         assert!(Args::parse(&["p".into(), "future=1".into()]).is_ok());
         assert!(Args::parse(&["p".into(), "nonsense".into()]).is_err());

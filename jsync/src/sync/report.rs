@@ -78,25 +78,71 @@ impl Report {
 }
 
 impl fmt::Display for Report {
-    /// The `--stats` block.
+    /// The `--stats` block, sizes in bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
-        writeln!(f, "Files checked:        {}", self.files_checked)?;
-        writeln!(f, "Files transferred:    {}", self.files_transferred)?;
-        writeln!(f, "Total file size:      {} bytes", self.total_size)?;
-        writeln!(f, "Literal data:         {} bytes", self.bytes_literal)?;
-        writeln!(f, "Reused data:          {} bytes", self.bytes_reused)?;
-        writeln!(f, "Bytes on the wire:    {} bytes", self.wire_bytes)?;
+        self.stats(0).fmt(f)
+    }
+}
+
+impl Report {
+    /// The `--stats` block with sizes in bytes (`human` 0), in units of 1000
+    /// (1: `1.30G`, rsync's `-h`) or of 1024 (2: rsync's `-hh`).
+    pub fn stats(&self, human: u8) -> Stats<'_> {
+        Stats {
+            report: self,
+            human,
+        }
+    }
+}
+
+/// [`Report::stats`]: the `--stats` block, to print.
+#[derive(Debug)]
+pub struct Stats<'a> {
+    report: &'a Report,
+    human: u8,
+}
+
+/// `n` bytes as [`Report::stats`] shows them.
+fn size(n: u64, human: u8) -> String {
+    const UNITS: [&str; 6] = ["", "K", "M", "G", "T", "P"];
+    let step = match human {
+        0 => return n.to_string(),
+        1 => 1000.0,
+        _ => 1024.0,
+    };
+    let (mut v, mut i) = (n as f64, 0);
+    while v >= step && i + 1 < UNITS.len() {
+        v /= step;
+        i += 1;
+    }
+    if i == 0 {
+        n.to_string()
+    } else {
+        format!("{v:.2}{}", UNITS[i])
+    }
+}
+
+impl fmt::Display for Stats<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.report;
+        let b = |n| size(n, self.human);
+        let secs = r.elapsed.as_secs_f64();
+        writeln!(f, "Files checked:        {}", r.files_checked)?;
+        writeln!(f, "Files transferred:    {}", r.files_transferred)?;
+        writeln!(f, "Total file size:      {} bytes", b(r.total_size))?;
+        writeln!(f, "Literal data:         {} bytes", b(r.bytes_literal))?;
+        writeln!(f, "Reused data:          {} bytes", b(r.bytes_reused))?;
+        writeln!(f, "Bytes on the wire:    {} bytes", b(r.wire_bytes))?;
         writeln!(f, "Elapsed:              {secs:.3} s")?;
-        writeln!(f, "Speed-up:             {:.2}", self.speedup())?;
-        if self.deleted > 0 {
-            writeln!(f, "Deleted:              {}", self.deleted)?;
+        writeln!(f, "Speed-up:             {:.2}", r.speedup())?;
+        if r.deleted > 0 {
+            writeln!(f, "Deleted:              {}", r.deleted)?;
         }
-        if !self.errors.is_empty() {
-            writeln!(f, "Failed files:         {}", self.errors.len())?;
+        if !r.errors.is_empty() {
+            writeln!(f, "Failed files:         {}", r.errors.len())?;
         }
-        if !self.vanished.is_empty() {
-            writeln!(f, "Vanished files:       {}", self.vanished.len())?;
+        if !r.vanished.is_empty() {
+            writeln!(f, "Vanished files:       {}", r.vanished.len())?;
         }
         Ok(())
     }
@@ -170,4 +216,34 @@ fn push(list: &Mutex<Vec<FileError>>, path: &str, message: String) {
         path: path.to_string(),
         message,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_sizes_in_bytes_or_human_units() {
+        let r = Report {
+            total_size: 1_304_000_000,
+            bytes_literal: 999,
+            bytes_reused: 1536,
+            wire_bytes: 8_791_060,
+            ..Report::default()
+        };
+        let plain = r.stats(0).to_string();
+        assert_eq!(plain, r.to_string());
+        assert!(
+            plain.contains("Total file size:      1304000000 bytes"),
+            "{plain}"
+        );
+        let h = r.stats(1).to_string();
+        assert!(h.contains("Total file size:      1.30G bytes"), "{h}");
+        assert!(h.contains("Literal data:         999 bytes"), "{h}");
+        assert!(h.contains("Reused data:          1.54K bytes"), "{h}");
+        assert!(h.contains("Bytes on the wire:    8.79M bytes"), "{h}");
+        let hh = r.stats(2).to_string();
+        assert!(hh.contains("Reused data:          1.50K bytes"), "{hh}");
+        assert!(hh.contains("Total file size:      1.21G bytes"), "{hh}");
+    }
 }

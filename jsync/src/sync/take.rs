@@ -53,6 +53,14 @@ pub(crate) struct TakeSpec {
 #[derive(Clone)]
 pub(crate) struct TakeOptions {
     pub checksum: bool,
+    /// Same size counts as same content (`--size-only`).
+    pub size_only: bool,
+    /// Leave newer local files alone (`-u`).
+    pub update: bool,
+    /// Leave existing local entries alone (`--ignore-existing`).
+    pub ignore_existing: bool,
+    /// Create nothing new (`--existing`).
+    pub existing: bool,
     /// Lanes (circuits carrying file requests) to open.
     pub lanes: usize,
     /// Remove entries the sender does not have.
@@ -145,6 +153,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // Hard links: the path of each leader by entry number, and the followers.
     let mut leaders: HashMap<u64, (RelPath, Entry)> = HashMap::new();
     let mut followers: Vec<(RelPath, Entry, u64)> = Vec::new();
+    // What --update, --ignore-existing and --existing left alone: directories
+    // (with all they hold) and the first names of hard-linked files.
+    let mut skipped = Skipped::default();
+    let mut skipped_leaders: HashSet<u64> = HashSet::new();
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
             peer: name.clone(),
@@ -190,8 +202,13 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                         }
                         _ => {}
                     }
-                    match plan(&ctx, &rel, &entry, &mut fresh) {
+                    match plan(&ctx, &rel, &entry, &mut fresh, &mut skipped) {
                         Ok(Plan::Nothing) => {}
+                        Ok(Plan::Skipped) => {
+                            if entry.link == HardLink::Leader {
+                                skipped_leaders.insert(i);
+                            }
+                        }
                         Ok(Plan::Dir) => dirs.push((rel, entry)),
                         Ok(Plan::Fetch(how, change, local_size)) => {
                             let job = FileJob {
@@ -261,6 +278,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         });
     }
     for (rel, e, leader) in followers {
+        if skipped_leaders.contains(&leader) || skipped.holds(&rel) {
+            continue;
+        }
         link_follower(&ctx, &rel, &e, leaders.get(&leader));
     }
     if opts.delete {
@@ -769,6 +789,8 @@ impl Ctx {
 
 enum Plan {
     Nothing,
+    /// Left alone by choice (`--update`, `--ignore-existing`, `--existing`).
+    Skipped,
     Dir,
     /// How to ask, what changed, and the local file's size.
     Fetch(WantHow, Change, u64),
@@ -813,6 +835,48 @@ impl Fresh {
     }
 }
 
+/// Directories that `--existing` or `--ignore-existing` left alone, and so
+/// everything listed beneath them.
+#[derive(Default)]
+struct Skipped(HashSet<Vec<u8>>);
+
+impl Skipped {
+    /// Whether `rel` lies in a skipped directory.
+    fn holds(&self, rel: &RelPath) -> bool {
+        let b = rel.as_bytes();
+        !self.0.is_empty()
+            && (self.0.contains(&b[..0])
+                || b.iter()
+                    .enumerate()
+                    .any(|(i, &c)| c == b'/' && self.0.contains(&b[..i])))
+    }
+}
+
+impl TakeOptions {
+    /// Whether `--update`, `--ignore-existing` or `--existing` leave `e` alone,
+    /// given what the receiver has at its place (as rsync decides: an
+    /// existing directory is always entered, and `--update` weighs only a
+    /// regular file against a regular file).
+    fn leaves_alone(&self, here: Option<&Meta>, e: &Entry) -> bool {
+        match here {
+            None => self.existing,
+            Some(m) => {
+                let both_dirs = m.kind == Kind::Dir && e.kind == EntryKind::Dir;
+                (self.ignore_existing && !both_dirs)
+                    || (self.update
+                        && m.kind == Kind::File
+                        && e.kind == EntryKind::File
+                        && m.mtime > e.mtime)
+            }
+        }
+    }
+
+    /// Whether any of the options [`TakeOptions::leaves_alone`] weighs is on.
+    fn skips_any(&self) -> bool {
+        self.update || self.ignore_existing || self.existing
+    }
+}
+
 /// Decides what an entry needs; does the cheap work (dirs, links, attributes)
 /// inline. In a dry run nothing is changed, only reported.
 fn plan(
@@ -820,10 +884,20 @@ fn plan(
     rel: &RelPath,
     e: &Entry,
     fresh: &mut Fresh,
+    skipped: &mut Skipped,
 ) -> std::result::Result<Plan, String> {
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
+    let skip = |skipped: &mut Skipped| {
+        if e.kind == EntryKind::Dir {
+            skipped.0.insert(rel.as_bytes().to_vec());
+        }
+        Ok(Plan::Skipped)
+    };
+    if skipped.holds(rel) {
+        return skip(skipped);
+    }
     let looked = if fresh.holds(rel) {
         Ok(None)
     } else {
@@ -839,6 +913,9 @@ fn plan(
         }
         Err(e) => return Err(s(e)),
     };
+    if ctx.opts.skips_any() && ctx.opts.leaves_alone(here.as_ref(), e) {
+        return skip(skipped);
+    }
     let new = Change {
         new: true,
         ..Change::default()
@@ -966,7 +1043,11 @@ fn plan(
                     }
                     (WantHow::Full, c)
                 }
-                Some(m) if m.size == e.size && m.mtime == e.mtime && !ctx.opts.checksum => {
+                Some(m)
+                    if m.size == e.size
+                        && (m.mtime == e.mtime || ctx.opts.size_only)
+                        && !ctx.opts.checksum =>
+                {
                     let c = ctx.attr_change(rel, m, e);
                     ctx.item(Update::Attrs, e, &c);
                     if !dry {
@@ -1009,6 +1090,11 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     let leader_path = &leader_entry.path;
     let fs = &ctx.fs;
     let (here, there) = (fs.lstat(rel), fs.lstat(leader));
+    if let Ok(h) = &here {
+        if ctx.opts.skips_any() && ctx.opts.leaves_alone(h.as_ref(), e) {
+            return;
+        }
+    }
     // The first name must hold the new content: if its transfer failed, linking
     // to what is there would give this name stale data.
     let leader_ok = matches!(&there, Ok(Some(m))

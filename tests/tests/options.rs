@@ -1,0 +1,247 @@
+//! rsync's options for what to leave alone (`-u`, `--ignore-existing`,
+//! `--existing`, `--size-only`) and its habits on the command line (`-avhP`,
+//! `-h` alone for help), through the real binaries: each option locally,
+//! pushed to a jsrv and pulled from it, against one destination state.
+
+use std::path::Path;
+use std::process::Output;
+
+use filetime::FileTime;
+use jsync_tests::bins::{run, Jsrv};
+use jsync_tests::Keys;
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Base of the test's mtimes (2024-01-01).
+const T: i64 = 1_704_067_200;
+
+fn put(path: &Path, data: &[u8], mtime: i64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+    filetime::set_file_mtime(path, FileTime::from_unix_time(mtime, 0)).unwrap();
+}
+
+fn mtime(path: &Path) -> i64 {
+    FileTime::from_last_modification_time(&std::fs::symlink_metadata(path).unwrap()).unix_seconds()
+}
+
+fn read(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+/// The source: files the destination has newer, older, of the same size,
+/// and files and a directory it lacks (one pair of names hard-linked).
+fn make_source(src: &Path) {
+    put(&src.join("newer_here.txt"), b"from the source\n", T);
+    put(&src.join("older_here.txt"), b"newer content\n", T + 100);
+    put(&src.join("same_size.txt"), b"abcd", T + 200);
+    put(&src.join("only_there.txt"), b"new file\n", T);
+    put(&src.join("new_dir/inner.txt"), b"inner\n", T);
+    put(&src.join("linked_a"), b"linked\n", T);
+    std::fs::hard_link(src.join("linked_a"), src.join("linked_b")).unwrap();
+}
+
+/// The destination before each run.
+fn make_destination(dst: &Path) {
+    let _ = std::fs::remove_dir_all(dst);
+    put(&dst.join("newer_here.txt"), b"edited here!!!!!\n", T + 500);
+    put(&dst.join("older_here.txt"), b"old\n", T);
+    put(&dst.join("same_size.txt"), b"wxyz", T + 100);
+}
+
+/// What each option leaves: per file, Some(content, mtime) or None (absent).
+struct Expect {
+    newer_here: (&'static [u8], i64),
+    older_here: (&'static [u8], i64),
+    same_size: (&'static [u8], i64),
+    new_files: bool,
+}
+
+fn check(dst: &Path, e: &Expect, what: &str) {
+    let file = |name: &str, (data, t): (&[u8], i64)| {
+        let p = dst.join(name);
+        assert_eq!(read(&p).as_deref(), Some(data), "{what}: {name} content");
+        assert_eq!(mtime(&p), t, "{what}: {name} mtime");
+    };
+    file("newer_here.txt", e.newer_here);
+    file("older_here.txt", e.older_here);
+    file("same_size.txt", e.same_size);
+    for name in [
+        "only_there.txt",
+        "new_dir/inner.txt",
+        "linked_a",
+        "linked_b",
+    ] {
+        assert_eq!(
+            dst.join(name).exists(),
+            e.new_files,
+            "{what}: {name} should {}exist",
+            if e.new_files { "" } else { "not " }
+        );
+    }
+    assert_eq!(dst.join("new_dir").exists(), e.new_files, "{what}: new_dir");
+}
+
+/// `jcp OPTION src/ dst` locally, pushed and pulled, each from the same
+/// destination state, must leave what `e` says.
+fn each_way(option: &str, e: Expect) {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_source(&src);
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    // The server serves the source under src/ and receives pushes in dst/.
+    make_source(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+
+    let local = work.path().join("local");
+    make_destination(&local);
+    let out = run("jcp", &[option, &src_arg, local.to_str().unwrap()]);
+    ok(&out, &format!("local {option}"));
+    check(&local, &e, &format!("local {option}"));
+
+    let pushed = root.join("dst");
+    make_destination(&pushed);
+    ok(
+        &srv.jcp(keys.path(), &[option, &src_arg, "127.0.0.1:dst"]),
+        &format!("push {option}"),
+    );
+    check(&pushed, &e, &format!("push {option}"));
+
+    let pulled = work.path().join("pulled");
+    make_destination(&pulled);
+    ok(
+        &srv.jcp(
+            keys.path(),
+            &[option, "127.0.0.1:src/", pulled.to_str().unwrap()],
+        ),
+        &format!("pull {option}"),
+    );
+    check(&pulled, &e, &format!("pull {option}"));
+}
+
+#[test]
+fn update_skips_files_newer_in_the_destination() {
+    each_way(
+        "-u",
+        Expect {
+            newer_here: (b"edited here!!!!!\n", T + 500),
+            older_here: (b"newer content\n", T + 100),
+            same_size: (b"abcd", T + 200),
+            new_files: true,
+        },
+    );
+}
+
+#[test]
+fn ignore_existing_only_adds_what_is_missing() {
+    each_way(
+        "--ignore-existing",
+        Expect {
+            newer_here: (b"edited here!!!!!\n", T + 500),
+            older_here: (b"old\n", T),
+            same_size: (b"wxyz", T + 100),
+            new_files: true,
+        },
+    );
+}
+
+#[test]
+fn existing_only_updates_what_is_there() {
+    each_way(
+        "--existing",
+        Expect {
+            newer_here: (b"from the source\n", T),
+            older_here: (b"newer content\n", T + 100),
+            same_size: (b"abcd", T + 200),
+            new_files: false,
+        },
+    );
+}
+
+#[test]
+fn size_only_takes_a_file_of_the_same_size_as_up_to_date() {
+    // Same size: content kept, time brought over (as rsync does).
+    each_way(
+        "--size-only",
+        Expect {
+            newer_here: (b"from the source\n", T),
+            older_here: (b"newer content\n", T + 100),
+            same_size: (b"wxyz", T + 200),
+            new_files: true,
+        },
+    );
+}
+
+/// Without any of them, every file is brought to the source's state: the
+/// fixture itself is checked, so the tests above cannot pass by accident.
+#[test]
+fn without_options_every_file_takes_the_source_state() {
+    each_way(
+        "-a",
+        Expect {
+            newer_here: (b"from the source\n", T),
+            older_here: (b"newer content\n", T + 100),
+            same_size: (b"abcd", T + 200),
+            new_files: true,
+        },
+    );
+}
+
+/// `jcp -avhP --stats` as rsync users type it: -h is --human-readable (sizes
+/// in K/M/G), -P is --partial --progress; `-h` alone prints the help.
+#[test]
+fn rsync_habits_avhp_and_h_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    put(&src.join("big"), &vec![7u8; 3 << 20], T);
+    let dst = work.path().join("dst");
+    let out = run(
+        "jcp",
+        &[
+            "-avhP",
+            "--stats",
+            &format!("{}/", src.display()),
+            dst.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "jcp -avhP --stats");
+    assert_eq!(read(&dst.join("big")).map(|d| d.len()), Some(3 << 20));
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stats.contains("Total file size:      3.15M bytes"),
+        "sizes in units of 1000: {stats}"
+    );
+    let out = run(
+        "jcp",
+        &[
+            "-hh",
+            "--stats",
+            &format!("{}/", src.display()),
+            dst.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "jcp -hh --stats");
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stats.contains("Total file size:      3.00M bytes"),
+        "sizes in units of 1024: {stats}"
+    );
+
+    let out = run("jcp", &["-h"]);
+    ok(&out, "jcp -h");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: jcp"));
+    let out = run("jcp", &["--help"]);
+    ok(&out, "jcp --help");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--human-readable"));
+}
