@@ -342,6 +342,46 @@ async fn a_cut_connection_fails_circuits_on_both_sides() {
     }
 }
 
+/// A service may open circuits, fill them and return at once: its "done"
+/// can overtake the circuits on the way, and the other side's `accept` still
+/// yields each of them before it says there are no more.
+#[tokio::test(flavor = "multi_thread")]
+async fn circuits_a_finished_service_opened_are_all_accepted() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let services = Services::new().with("tell", |peer| async move {
+            for i in 0..3u8 {
+                let mut c = peer.open().await?;
+                c.send(data(vec![i])).await?;
+                c.finish().await?;
+            }
+            Ok(())
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        for round in 0..100 {
+            let peer = link.start("tell", &[]).await.unwrap();
+            let mut got = Vec::new();
+            while let Some(mut c) = timeout(Duration::from_secs(10), peer.accept())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                while let Some(f) = c.recv().await.unwrap() {
+                    got.extend(f.payload);
+                }
+            }
+            got.sort();
+            assert_eq!(got, [0, 1, 2], "{t}, round {round}");
+            peer.close();
+        }
+        link.close("done").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_service_sends_its_reason_to_the_other_side() {
     for t in TRANSPORTS {

@@ -46,8 +46,36 @@ impl LinkShared {
 
 struct PeerEntry {
     state: Arc<PeerState>,
+    /// Where circuits the other end opens go; dropped (so `accept` yields
+    /// `None`) once the other end is done and all it opened have arrived.
     incoming: Option<mpsc::UnboundedSender<Circuit>>,
     local_done: bool,
+    /// Circuits of the other end handed to `accept` so far.
+    delivered: u64,
+    /// How many circuits the other end opened in all, from its CLOSE: the
+    /// CLOSE can overtake the last of them (they travel on their own streams).
+    announced: Option<u64>,
+}
+
+impl PeerEntry {
+    fn new(state: Arc<PeerState>, incoming: mpsc::UnboundedSender<Circuit>) -> PeerEntry {
+        PeerEntry {
+            state,
+            incoming: Some(incoming),
+            local_done: false,
+            delivered: 0,
+            announced: None,
+        }
+    }
+
+    /// Ends `incoming` once every circuit the other end announced has been
+    /// delivered; true when the entry can go (both ends done).
+    fn settle(&mut self) -> bool {
+        if self.announced.is_some_and(|n| self.delivered >= n) {
+            self.incoming = None;
+        }
+        self.local_done && self.incoming.is_none()
+    }
 }
 
 struct LinkInner {
@@ -230,14 +258,11 @@ impl Link {
         let state = PeerState::new(self.inner.shared.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.inner.peers.lock().expect("poisoned").insert(
-            id,
-            PeerEntry {
-                state: state.clone(),
-                incoming: Some(tx),
-                local_done: false,
-            },
-        );
+        self.inner
+            .peers
+            .lock()
+            .expect("poisoned")
+            .insert(id, PeerEntry::new(state.clone(), tx));
         self.inner
             .pending
             .lock()
@@ -350,8 +375,9 @@ impl Link {
         self.inner.peers.lock().expect("poisoned").remove(&id);
     }
 
-    /// Our peer `id` is done (`reason` None) or cancelled (`reason` Some).
-    pub(crate) fn peer_done(&self, id: u32, remote_id: u32, reason: Option<&str>) {
+    /// Our peer `id` is done (`reason` None; it opened `opened` circuits) or
+    /// cancelled (`reason` Some).
+    pub(crate) fn peer_done(&self, id: u32, remote_id: u32, reason: Option<&str>, opened: u64) {
         let mut peers = self.inner.peers.lock().expect("poisoned");
         let remove = match peers.get_mut(&id) {
             Some(e) => {
@@ -367,6 +393,7 @@ impl Link {
         let mut frag = Fragment {
             subject: "peer".into(),
             part: u64::from(remote_id),
+            args: vec![opened.to_string()],
             ..Fragment::new(Op::CLOSE)
         };
         frag.error = reason.map(str::to_string);
@@ -422,10 +449,12 @@ impl Link {
                         }
                     }
                     None => {
+                        // Circuits it opened may still be on their way.
+                        let opened = frag.args.first().and_then(|a| a.parse().ok());
                         let remove = match peers.get_mut(&part) {
                             Some(e) => {
-                                e.incoming = None;
-                                e.local_done
+                                e.announced = Some(opened.unwrap_or(0));
+                                e.settle()
                             }
                             None => false,
                         };
@@ -463,14 +492,11 @@ impl Link {
         let id = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
         let state = PeerState::new(self.inner.shared.clone());
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.peers.lock().expect("poisoned").insert(
-            id,
-            PeerEntry {
-                state: state.clone(),
-                incoming: Some(tx),
-                local_done: false,
-            },
-        );
+        self.inner
+            .peers
+            .lock()
+            .expect("poisoned")
+            .insert(id, PeerEntry::new(state.clone(), tx));
         // Registered before STARTED leaves, so circuits opened right after find it.
         self.send_control(Fragment {
             part: u64::from(remote_id),
@@ -505,13 +531,21 @@ impl Link {
 
     /// Hands a newly opened inbound circuit to the peer its OPEN names.
     fn deliver(&self, target: u32, circuit: Circuit) -> std::result::Result<(), String> {
-        let peers = self.inner.peers.lock().expect("poisoned");
-        match peers.get(&target).and_then(|e| e.incoming.as_ref()) {
+        let mut peers = self.inner.peers.lock().expect("poisoned");
+        let Some(e) = peers.get_mut(&target) else {
+            return Err(format!("no peer {target} accepting circuits"));
+        };
+        let sent = match &e.incoming {
             Some(tx) => tx
                 .send(circuit)
                 .map_err(|_| format!("peer {target} no longer accepts circuits")),
             None => Err(format!("no peer {target} accepting circuits")),
+        };
+        e.delivered += 1;
+        if e.settle() {
+            peers.remove(&target);
         }
+        sent
     }
 
     /// An in-process pair of linked nodes (no sockets, no TLS): what `jcp a b` uses.
@@ -714,18 +748,16 @@ async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
                 refuse_circuit(&mut write, open.circuit, target).await;
                 return;
             };
-            // Acknowledge at once: it tells the opener the peer exists.
+            // Acknowledge at once: it tells the opener the peer exists. An
+            // opener that only writes may have stopped reading already (its
+            // QUIC stream refuses the ack); what it wrote is delivered all
+            // the same, and a dead connection fails the circuit on its own.
             let ack = Fragment {
                 circuit: open.circuit,
                 serial: 0,
                 ..Fragment::new(Op::OPEN)
             };
-            if write_frame(&mut write, &ack, Compression::NONE, &mut Vec::new())
-                .await
-                .is_err()
-            {
-                return;
-            }
+            let _ = write_frame(&mut write, &ack, Compression::NONE, &mut Vec::new()).await;
             let circuit = Circuit::new(
                 open.circuit,
                 state,

@@ -84,6 +84,9 @@ struct PeerInner {
     args: Vec<String>,
     state: Arc<PeerState>,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Circuit>>,
+    /// Circuits this end opened: its "done" says how many, so that the other
+    /// end's `accept` waits for any still on their way.
+    opened: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Peer {
@@ -115,6 +118,7 @@ impl Peer {
                 args,
                 state,
                 incoming: tokio::sync::Mutex::new(incoming),
+                opened: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -162,6 +166,9 @@ impl Peer {
             })?,
         };
         let id = link.next_circuit_id();
+        self.inner
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let open = Fragment {
             circuit: id,
             serial: 0,
@@ -203,12 +210,14 @@ impl Peer {
         }
     }
 
-    /// Tells the other end we are done: its `accept` yields `None`. Open circuits
-    /// stay usable until they are finished.
+    /// Tells the other end we are done: its `accept` yields `None` once it has
+    /// taken every circuit we opened. Open circuits stay usable until they are
+    /// finished.
     pub fn close(&self) {
+        let opened = self.inner.opened.load(std::sync::atomic::Ordering::Relaxed);
         self.inner
             .link
-            .peer_done(self.inner.id, self.inner.remote_id, None);
+            .peer_done(self.inner.id, self.inner.remote_id, None, opened);
     }
 
     /// Ends this peer now: its circuits on both sides fail.
@@ -218,6 +227,7 @@ impl Peer {
             self.inner.id,
             self.inner.remote_id,
             Some("the other side cancelled the peer"),
+            0,
         );
     }
 
