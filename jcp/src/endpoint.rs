@@ -96,13 +96,8 @@ impl Endpoint {
     /// The same place named as a directory (a trailing slash), as a
     /// destination of several sources is; a server's root already is one.
     pub fn into_dir(self) -> Endpoint {
-        use std::os::unix::ffi::{OsStrExt, OsStringExt};
         match self {
-            Endpoint::Local(p) if !p.as_os_str().as_bytes().ends_with(b"/") => {
-                let mut b = p.into_os_string().into_vec();
-                b.push(b'/');
-                Endpoint::Local(PathBuf::from(std::ffi::OsString::from_vec(b)))
-            }
+            Endpoint::Local(p) => Endpoint::Local(dir_path(&p)),
             Endpoint::Remote(mut r) if !r.path.is_empty() && !r.path.ends_with('/') => {
                 r.path.push('/');
                 Endpoint::Remote(r)
@@ -110,6 +105,17 @@ impl Endpoint {
             other => other,
         }
     }
+}
+
+/// A local path named as a directory: with a trailing slash.
+pub fn dir_path(p: &std::path::Path) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    if p.as_os_str().as_bytes().ends_with(b"/") {
+        return p.to_path_buf();
+    }
+    let mut b = p.as_os_str().to_owned().into_vec();
+    b.push(b'/');
+    PathBuf::from(std::ffi::OsString::from_vec(b))
 }
 
 fn remote(host: &str, path: &str) -> Endpoint {

@@ -164,7 +164,14 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Pull { srcs, dst } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
-                for src in srcs {
+                let srcs = expand_wildcards(&link, srcs, plan.delete).await?;
+                // Several matches go into the destination as a directory.
+                let dst = &if srcs.len() > 1 {
+                    endpoint::dir_path(dst)
+                } else {
+                    dst.clone()
+                };
+                for src in &srcs {
                     let r = jsync::sync::pull(&link, &src.path, dst, &opts)
                         .await
                         .with_context(|| format!("cannot copy {src} to {}", dst.display()))?;
@@ -178,6 +185,41 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Remote sources with wildcards (`host:'logs/*.gz'`), expanded by the server
+/// as a remote shell would for scp and rsync: each match is a source of its
+/// own. A wildcard that matches nothing fails the run before anything is
+/// copied; `--delete` takes one source, as without wildcards.
+async fn expand_wildcards(
+    link: &Link,
+    srcs: &[endpoint::Remote],
+    delete: bool,
+) -> anyhow::Result<Vec<endpoint::Remote>> {
+    let mut out = Vec::with_capacity(srcs.len());
+    for src in srcs {
+        if !jsync::sync::has_glob(&src.path) {
+            out.push(src.clone());
+            continue;
+        }
+        let matches = jsync::sync::remote_glob(link, &src.path)
+            .await
+            .with_context(|| format!("cannot expand {src}"))?;
+        if matches.is_empty() {
+            anyhow::bail!("{src}: nothing on the server matches");
+        }
+        out.extend(matches.into_iter().map(|path| endpoint::Remote {
+            host: src.host.clone(),
+            path,
+        }));
+    }
+    if delete && out.len() > 1 {
+        anyhow::bail!(
+            "--delete takes one source, and the wildcards matched {} (run jcp once per source)",
+            out.len()
+        );
+    }
+    Ok(out)
 }
 
 /// Fails early, before any connection, with a message naming a missing source.

@@ -641,3 +641,85 @@ fn several_sources_go_into_the_destination_as_a_directory() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(std::fs::read(&file).unwrap(), b"keep\n");
 }
+
+/// A remote wildcard is expanded by the server, as a remote shell does for
+/// scp and rsync (`jcp 'host:logs/*.gz' dst`): each match is pulled, several
+/// into the destination as a directory, one under the destination's name;
+/// dot files only for a pattern with a dot; nothing matched, or a pattern
+/// reaching outside the root, fails before anything is written.
+#[test]
+fn remote_wildcards_pull_each_match() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    for (f, data) in [
+        ("logs/a.gz", "a"),
+        ("logs/b.gz", "b"),
+        ("logs/c.txt", "c"),
+        ("logs/.hidden.gz", "h"),
+        ("d1/x", "x"),
+        ("d2/y", "y"),
+    ] {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+
+    let many = work.path().join("many");
+    ok(
+        &srv.jcp(
+            keys.path(),
+            &["127.0.0.1:logs/*.gz", many.to_str().unwrap()],
+        ),
+        "pull logs/*.gz",
+    );
+    assert_eq!(names(&many), ["a.gz", "b.gz"]);
+
+    let single = work.path().join("single.txt");
+    ok(
+        &srv.jcp(
+            keys.path(),
+            &["127.0.0.1:logs/c*", single.to_str().unwrap()],
+        ),
+        "pull logs/c*",
+    );
+    assert_eq!(std::fs::read(&single).unwrap(), b"c");
+
+    let dots = work.path().join("dots");
+    ok(
+        &srv.jcp(
+            keys.path(),
+            &["127.0.0.1:logs/.*", "127.0.0.1:d?/", dots.to_str().unwrap()],
+        ),
+        "pull logs/.* d?/",
+    );
+    assert_eq!(names(&dots), [".hidden.gz", "x", "y"]);
+
+    let none = work.path().join("none");
+    for (pattern, says) in [
+        ("127.0.0.1:logs/*.zip", "nothing on the server matches"),
+        ("127.0.0.1:../*", "escapes the root"),
+    ] {
+        let out = srv.jcp(keys.path(), &[pattern, none.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{pattern}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{pattern}: {err}");
+        assert!(!none.exists(), "{pattern} wrote something");
+    }
+    let out = srv.jcp(
+        keys.path(),
+        &["--delete", "127.0.0.1:logs/*", none.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--delete takes one source"));
+    assert!(!none.exists());
+}

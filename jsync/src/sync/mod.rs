@@ -15,6 +15,7 @@ pub(crate) mod chunker;
 mod filter;
 pub(crate) mod fsroot;
 mod give;
+mod glob;
 pub(crate) mod ids;
 mod itemize;
 mod proto_util;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use filter::{Filter, FilterError, RuleKind};
+pub use glob::{has_glob, remote_glob, GLOB};
 pub use report::{FileError, NoProgress, Progress, Report, Stats};
 
 use crate::error::{Error, Result};
@@ -139,11 +141,13 @@ impl Default for SyncOptions {
     }
 }
 
-/// Server side: the services that let clients push into and pull from `root`.
-/// With `read_only`, pushes are refused.
+/// Server side: the services that let clients push into and pull from `root`
+/// (and expand wildcards beneath it). With `read_only`, pushes are refused.
 pub fn server_services(root: PathBuf, read_only: bool) -> Services {
     let give_root = root.clone();
+    let glob_root = root.clone();
     Services::new()
+        .with(GLOB, move |peer| glob::serve(peer, glob_root.clone()))
         .with(GIVE, move |peer| {
             let root = give_root.clone();
             async move {

@@ -20,8 +20,13 @@
 //! `WANT` is one of: `FILE` (a whole small file in one message), `META` then
 //! `RECIPE`s then `END`, or `FILE_ERR` (this file failed or vanished; the lane
 //! goes on). The receiver half-closes a lane when it has no more requests.
+//!
+//! **Wildcards** (`jsync.glob`, a service of its own): the server opens one
+//! circuit and sends the paths the pattern matched as `GLOB_MATCHES`
+//! messages, then ends it.
 
 mod entry;
+mod glob;
 mod recipe;
 mod stats;
 mod want;
@@ -30,6 +35,7 @@ pub use entry::{
     Entry, EntryBatch, EntryKind, HardLink, IdNames, Source, MAX_PATH, MAX_XATTRS, MAX_XATTR_NAME,
     MAX_XATTR_VALUE,
 };
+pub use glob::{Matches, MAX_MATCHES};
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
 pub use stats::{Stats, StatsError, MAX_ERRORS};
 pub use want::{
@@ -78,3 +84,5 @@ pub const FILES: Op = Op(0x012B);
 pub const CHECKS: Op = Op(0x012C);
 /// Sender → receiver: one [`Verdict`] per file of a [`CHECKS`], in order.
 pub const VERDICTS: Op = Op(0x012D);
+/// Server → client: paths a wildcard matched ([`Matches`]).
+pub const GLOB_MATCHES: Op = Op(0x0130);
