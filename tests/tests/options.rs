@@ -245,3 +245,27 @@ fn rsync_habits_avhp_and_h_alone() {
     ok(&out, "jcp --help");
     assert!(String::from_utf8_lossy(&out.stdout).contains("--human-readable"));
 }
+
+/// Files left alone still count in "Total file size", as in rsync: it is the
+/// size of what the sender has, not of what moved.
+#[test]
+fn skipped_files_count_in_the_total_size() {
+    use jsync_tests::bins::stat;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_source(&src);
+    let src_arg = format!("{}/", src.display());
+    let plain = work.path().join("plain");
+    let out = run("jcp", &["--stats", &src_arg, plain.to_str().unwrap()]);
+    ok(&out, "plain");
+    let total = stat(&out.stdout, "Total file size:");
+    assert!(total > 0);
+    let none = work.path().join("none");
+    let out = run(
+        "jcp",
+        &["--existing", "--stats", &src_arg, none.to_str().unwrap()],
+    );
+    ok(&out, "--existing");
+    assert_eq!(stat(&out.stdout, "Files transferred:"), 0);
+    assert_eq!(stat(&out.stdout, "Total file size:"), total);
+}

@@ -890,8 +890,13 @@ fn plan(
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
     let skip = |skipped: &mut Skipped| {
-        if e.kind == EntryKind::Dir {
-            skipped.0.insert(rel.as_bytes().to_vec());
+        match e.kind {
+            EntryKind::Dir => {
+                skipped.0.insert(rel.as_bytes().to_vec());
+            }
+            // Still part of what the sender has, as in rsync's total.
+            EntryKind::File => Counters::add(&ctx.counters.total_size, e.size),
+            _ => {}
         }
         Ok(Plan::Skipped)
     };
