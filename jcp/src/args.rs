@@ -94,6 +94,11 @@ pub struct Cli {
     #[arg(long, value_name = "ALG", value_enum, default_value_t = Compress::Auto)]
     pub compress: Compress,
 
+    /// Limit the file data sent to RATE a second: KiB by default, or with a
+    /// suffix K, M or G (units of 1024; 0 for no limit), as rsync's --bwlimit
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwlimit: Option<u64>,
+
     /// Compress everything with zstd (same as --compress zstd)
     #[arg(short = 'z', conflicts_with = "compress")]
     pub z: bool,
@@ -270,12 +275,43 @@ pub struct Plan {
     pub hard_links: bool,
     pub numeric_ids: bool,
     pub fsync: bool,
+    /// Bytes a second of file data the sender may send (0: no limit).
+    pub bwlimit: u64,
     pub show_progress: ShowProgress,
     /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
     pub verbosity: u8,
     pub stats: bool,
     /// `--stats` sizes: 0 in bytes, 1 in units of 1000, 2 of 1024 (`-h`, `-hh`).
     pub human_readable: u8,
+}
+
+/// `--bwlimit` RATE in bytes a second: a number of KiB, or with a suffix K,
+/// M or G (and an optional B or iB), units of 1024, as rsync reads it.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate (e.g. 500, 500K, 1.5M)"))?;
+    let unit = unit.to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let scale: f64 = match unit {
+        "" | "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("{s:?}: the unit must be K, M or G")),
+    };
+    let bytes = (n * scale).round();
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Parses `argv` (clap's errors exit as usage errors) and resolves it.
@@ -482,6 +518,7 @@ impl Cli {
             hard_links: !self.no_hard_links,
             numeric_ids: self.numeric_ids,
             fsync: self.fsync,
+            bwlimit: self.bwlimit.unwrap_or(0),
             show_progress,
             verbosity: if self.quiet {
                 0
@@ -502,6 +539,22 @@ mod tests {
         let mut argv = vec!["jcp"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).expect("parses").resolve()
+    }
+
+    #[test]
+    fn bwlimit_reads_rates_as_rsync_does() {
+        assert_eq!(parse_rate("100"), Ok(100 * 1024));
+        assert_eq!(parse_rate("100K"), Ok(100 * 1024));
+        assert_eq!(parse_rate("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_rate("2mb"), Ok(2 << 20));
+        assert_eq!(parse_rate("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").is_err() && parse_rate("10X").is_err());
+        assert_eq!(
+            plan(&["--bwlimit", "2M", "a", "b"]).unwrap().bwlimit,
+            2 << 20
+        );
+        assert_eq!(plan(&["a", "b"]).unwrap().bwlimit, 0);
     }
 
     #[test]

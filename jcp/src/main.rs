@@ -127,6 +127,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     opts.hard_links = plan.hard_links;
     opts.numeric_ids = plan.numeric_ids;
     opts.fsync = plan.fsync;
+    opts.bwlimit = plan.bwlimit;
     opts.progress = if display.is_active() {
         display
     } else {

@@ -269,3 +269,74 @@ fn skipped_files_count_in_the_total_size() {
     assert_eq!(stat(&out.stdout, "Files transferred:"), 0);
     assert_eq!(stat(&out.stdout, "Total file size:"), total);
 }
+
+/// `--bwlimit 1M`: 2 MiB of file data take at least 1.5 s (the first piece
+/// leaves at once, each next one when the ones before have had their time),
+/// locally, pushed (jcp sends) and pulled (jsrv sends, told by jcp).
+#[test]
+fn bwlimit_paces_the_data_each_way() {
+    use jsync_tests::pseudo_random;
+    use std::time::{Duration, Instant};
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4u64 {
+        std::fs::write(src.join(format!("f{i}")), pseudo_random(512 << 10, i)).unwrap();
+    }
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let timed = |what: &str, out: &dyn Fn() -> Output, dst: &Path| {
+        let began = Instant::now();
+        let o = out();
+        let took = began.elapsed();
+        ok(&o, what);
+        assert!(took >= Duration::from_millis(1500), "{what}: {took:?}");
+        for i in 0..4u64 {
+            assert_eq!(
+                read(&dst.join(format!("f{i}"))),
+                Some(pseudo_random(512 << 10, i)),
+                "{what}"
+            );
+        }
+    };
+    let local = work.path().join("local");
+    timed(
+        "local",
+        &|| {
+            run(
+                "jcp",
+                &["--bwlimit", "1M", &src_arg, local.to_str().unwrap()],
+            )
+        },
+        &local,
+    );
+    timed(
+        "push",
+        &|| {
+            srv.jcp(
+                keys.path(),
+                &["--bwlimit", "1M", &src_arg, "127.0.0.1:pushed"],
+            )
+        },
+        &root.join("pushed"),
+    );
+    let pulled = work.path().join("pulled");
+    timed(
+        "pull",
+        &|| {
+            srv.jcp(
+                keys.path(),
+                &[
+                    "--bwlimit",
+                    "1M",
+                    "127.0.0.1:pushed/",
+                    pulled.to_str().unwrap(),
+                ],
+            )
+        },
+        &pulled,
+    );
+}

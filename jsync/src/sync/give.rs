@@ -166,6 +166,8 @@ pub(crate) struct GiveOptions {
     pub hard_links: bool,
     /// Send owner ids without names (`--numeric-ids`).
     pub numeric_ids: bool,
+    /// Paces file data (`--bwlimit`).
+    pub throttle: Option<Arc<super::throttle::Throttle>>,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -186,6 +188,13 @@ impl Giver {
     /// An entry's path as the user sees it ([`super::shown_path`]).
     fn shown<'a>(&self, path: &'a [u8]) -> std::borrow::Cow<'a, str> {
         super::shown_path(&self.prefix, path)
+    }
+
+    /// Waits for the turn of `n` bytes of file data under `--bwlimit`.
+    async fn pace(&self, n: usize) {
+        if let Some(t) = &self.opts.throttle {
+            t.pace(n).await;
+        }
     }
 }
 
@@ -774,11 +783,13 @@ async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<
         progress.file_done(&shown, size);
         if payload.len() >= FILES_FLUSH {
             let p = std::mem::take(&mut payload);
+            giver.pace(p.len()).await;
             c.send_with(Fragment::new(msg::FILES).with_payload(p), alg)
                 .await?;
         }
     }
     if !payload.is_empty() {
+        giver.pace(payload.len()).await;
         c.send_with(Fragment::new(msg::FILES).with_payload(payload), alg)
             .await?;
     }
@@ -999,6 +1010,7 @@ async fn serve(
         let mut payload = Vec::with_capacity(meta.size as usize + 64);
         let slot = msg::begin_whole_file(&mut payload, &meta);
         fill_whole(giver, &file, &meta, shown, &mut payload, slot)?;
+        giver.pace(payload.len()).await;
         c.send_with(Fragment::new(msg::FILE).with_payload(payload), whole_alg)
             .await?;
         progress.file_progress(shown, meta.size);
@@ -1018,6 +1030,7 @@ async fn serve(
     });
     while let Some((payload, literal, covered)) = rx.recv().await {
         let alg = if literal { alg } else { Compression::NONE };
+        giver.pace(payload.len()).await;
         c.send_with(Fragment::new(msg::RECIPE).with_payload(payload), alg)
             .await?;
         progress.file_progress(shown, covered);

@@ -21,6 +21,7 @@ mod itemize;
 mod proto_util;
 mod report;
 mod take;
+mod throttle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,6 +89,9 @@ pub struct SyncOptions {
     /// a file then survives a power cut as old or new. Off by default, as in
     /// rsync; the rename alone keeps a killed transfer from leaving a torn file.
     pub fsync: bool,
+    /// Pace the file data the sender sends to this many bytes a second
+    /// (before compression; 0: no limit). `--bwlimit`.
+    pub bwlimit: u64,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -112,6 +116,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("hard_links", &self.hard_links)
             .field("numeric_ids", &self.numeric_ids)
             .field("fsync", &self.fsync)
+            .field("bwlimit", &self.bwlimit)
             .finish()
     }
 }
@@ -136,6 +141,7 @@ impl Default for SyncOptions {
             hard_links: true,
             numeric_ids: false,
             fsync: false,
+            bwlimit: 0,
             progress: Arc::new(NoProgress),
         }
     }
@@ -202,6 +208,7 @@ struct Args {
     hard_links: bool,
     numeric_ids: bool,
     fsync: bool,
+    bwlimit: u64,
 }
 
 impl Args {
@@ -225,6 +232,7 @@ impl Args {
             format!("hard_links={}", flag(opts.hard_links)),
             format!("numeric_ids={}", flag(opts.numeric_ids)),
             format!("fsync={}", flag(opts.fsync)),
+            format!("bwlimit={}", opts.bwlimit),
         ];
         out.extend(
             opts.filter
@@ -260,6 +268,7 @@ impl Args {
             hard_links: d.hard_links,
             numeric_ids: d.numeric_ids,
             fsync: d.fsync,
+            bwlimit: d.bwlimit,
         };
         let mut rules = Vec::new();
         for a in &args[1..] {
@@ -288,6 +297,7 @@ impl Args {
                 "hard_links" => out.hard_links = on,
                 "numeric_ids" => out.numeric_ids = on,
                 "fsync" => out.fsync = on,
+                "bwlimit" => out.bwlimit = v.parse()?,
                 "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
@@ -304,6 +314,7 @@ impl Args {
             xattrs: self.xattrs,
             hard_links: self.hard_links,
             numeric_ids: self.numeric_ids,
+            throttle: (self.bwlimit > 0).then(|| Arc::new(throttle::Throttle::new(self.bwlimit))),
             progress,
         }
     }
@@ -537,6 +548,7 @@ mod tests {
             hard_links: false,
             numeric_ids: true,
             fsync: true,
+            bwlimit: 123_456,
             size_only: true,
             update: true,
             ignore_existing: true,
@@ -548,6 +560,13 @@ mod tests {
         assert!(a.checksum && a.delete && a.dry_run && a.itemize && a.delete_excluded);
         assert!(a.xattrs && !a.hard_links && a.numeric_ids && a.fsync);
         assert_eq!(a.parallel, 3);
+        assert_eq!(a.bwlimit, 123_456);
+        assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
+        assert!(Args::parse(&Args::encode("", &SyncOptions::default()))
+            .unwrap()
+            .give_options(Arc::new(NoProgress))
+            .throttle
+            .is_none());
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids);
         assert!(t.size_only && t.update && t.ignore_existing && t.existing);
