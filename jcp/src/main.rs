@@ -191,7 +191,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
 /// Remote sources with wildcards (`host:'logs/*.gz'`), expanded by the server
 /// as a remote shell would for scp and rsync: each match is a source of its
 /// own. A wildcard that matches nothing fails the run before anything is
-/// copied; `--delete` takes one source, as without wildcards.
+/// copied; `--delete` takes one source, as without wildcards (a usage error).
 async fn expand_wildcards(
     link: &Link,
     srcs: &[endpoint::Remote],
@@ -215,10 +215,11 @@ async fn expand_wildcards(
         }));
     }
     if delete && out.len() > 1 {
-        anyhow::bail!(
+        return Err(exit::UsageError(format!(
             "--delete takes one source, and the wildcards matched {} (run jcp once per source)",
             out.len()
-        );
+        ))
+        .into());
     }
     Ok(out)
 }

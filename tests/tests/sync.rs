@@ -719,7 +719,7 @@ fn remote_wildcards_pull_each_match() {
         keys.path(),
         &["--delete", "127.0.0.1:logs/*", none.to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--delete takes one source"));
     assert!(!none.exists());
 }
