@@ -84,6 +84,16 @@ pub struct Cli {
     #[arg(long, alias = "ignore-non-existing")]
     pub existing: bool,
 
+    /// Leave alone files larger than SIZE (bytes, or with a suffix K, M, G:
+    /// units of 1024; KB, MB, GB: of 1000); they are still listed, so
+    /// --delete keeps them
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Leave alone files smaller than SIZE (as --max-size)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub min_size: Option<u64>,
+
     /// Lanes: connections' worth of pipelined file requests in flight at once
     #[arg(short = 'j', long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -262,6 +272,8 @@ pub struct Plan {
     pub update: bool,
     pub ignore_existing: bool,
     pub existing: bool,
+    pub max_size: Option<u64>,
+    pub min_size: Option<u64>,
     pub parallel: usize,
     pub compression: proto::Compression,
     /// Compress whole files too (not just new data in deltas).
@@ -288,26 +300,56 @@ pub struct Plan {
 /// `--bwlimit` RATE in bytes a second: a number of KiB, or with a suffix K,
 /// M or G (and an optional B or iB), units of 1024, as rsync reads it.
 fn parse_rate(s: &str) -> Result<u64, String> {
+    let (n, unit) = number_and_unit(s, "a rate (e.g. 500, 500K, 1.5M)")?;
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let scale = match unit {
+        "" | "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(format!("{s:?}: the unit must be K, M or G")),
+    };
+    scaled(s, n, scale)
+}
+
+/// `--max-size`/`--min-size` SIZE in bytes: bytes, or with a suffix K, M, G
+/// or T (units of 1024, also written KiB...) or KB, MB, GB, TB (of 1000), as
+/// rsync reads it.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, unit) = number_and_unit(s, "a size (e.g. 500, 100K, 1.5G)")?;
+    let (letter, rest) = unit.split_at(unit.len().min(1));
+    let power = match letter {
+        "" | "b" if rest.is_empty() => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        _ => return Err(format!("{s:?}: the unit must be K, M, G or T")),
+    };
+    let base: u64 = match rest {
+        "" | "ib" => 1024,
+        "b" => 1000,
+        _ => return Err(format!("{s:?}: the unit must be K, KiB or KB (or M, G, T)")),
+    };
+    scaled(s, n, base.pow(power))
+}
+
+/// A decimal number and the lowercase unit after it.
+fn number_and_unit(s: &str, what: &str) -> Result<(f64, String), String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a rate (e.g. 500, 500K, 1.5M)"))?;
-    let unit = unit.to_ascii_lowercase();
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b'))
-        .unwrap_or(&unit);
-    let scale: f64 = match unit {
-        "" | "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("{s:?}: the unit must be K, M or G")),
-    };
-    let bytes = (n * scale).round();
+    let n = num.parse().map_err(|_| format!("{s:?} is not {what}"))?;
+    Ok((n, unit.to_ascii_lowercase()))
+}
+
+/// `n` units of `scale` bytes, rounded.
+fn scaled(s: &str, n: f64, scale: u64) -> Result<u64, String> {
+    let bytes = (n * scale as f64).round();
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
         return Err(format!("{s:?} is too large"));
     }
@@ -502,6 +544,8 @@ impl Cli {
             update: self.update,
             ignore_existing: self.ignore_existing,
             existing: self.existing,
+            max_size: self.max_size,
+            min_size: self.min_size,
             parallel: usize::from(self.parallel),
             compression: if self.z {
                 proto::Compression::ZSTD
@@ -555,6 +599,20 @@ mod tests {
             2 << 20
         );
         assert_eq!(plan(&["a", "b"]).unwrap().bwlimit, 0);
+    }
+
+    #[test]
+    fn sizes_read_as_rsync_does() {
+        assert_eq!(parse_size("500"), Ok(500));
+        assert_eq!(parse_size("100K"), Ok(100 << 10));
+        assert_eq!(parse_size("100KiB"), Ok(100 << 10));
+        assert_eq!(parse_size("100kb"), Ok(100_000));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
+        assert!(parse_size("big").is_err() && parse_size("10X").is_err());
+        assert!(parse_size("10KX").is_err());
+        let p = plan(&["--max-size", "1M", "--min-size", "10", "a", "b"]).unwrap();
+        assert_eq!((p.max_size, p.min_size), (Some(1 << 20), Some(10)));
     }
 
     #[test]

@@ -115,6 +115,8 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     opts.update = plan.update;
     opts.ignore_existing = plan.ignore_existing;
     opts.existing = plan.existing;
+    opts.max_size = plan.max_size;
+    opts.min_size = plan.min_size;
     opts.parallel = plan.parallel;
     opts.compression = plan.compression;
     opts.compress_whole = plan.compress_whole;

@@ -93,6 +93,15 @@ fn check(dst: &Path, e: &Expect, what: &str) {
 /// `jcp OPTION src/ dst` locally, pushed and pulled, each from the same
 /// destination state, must leave what `e` says.
 fn each_way(option: &str, e: Expect) {
+    each_way_then(&[option], |dst, what| check(dst, &e, what));
+}
+
+/// `jcp OPTIONS src/ dst` locally, pushed and pulled, each from the same
+/// destination state, then `check(dst, what)` on each destination.
+fn each_way_then(options: &[&str], check: impl Fn(&Path, &str)) {
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
     let keys = Keys::new();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -103,31 +112,65 @@ fn each_way(option: &str, e: Expect) {
     make_source(&root.join("src"));
     let srv = Jsrv::start(keys.path(), &root, &[]);
     let src_arg = format!("{}/", src.display());
+    let with = |src: &str, dst: &str| {
+        let mut v: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        v.extend([src.to_string(), dst.to_string()]);
+        v
+    };
+    let shown = options.join(" ");
 
     let local = work.path().join("local");
     make_destination(&local);
-    let out = run("jcp", &[option, &src_arg, local.to_str().unwrap()]);
-    ok(&out, &format!("local {option}"));
-    check(&local, &e, &format!("local {option}"));
+    let args = with(&src_arg, local.to_str().unwrap());
+    ok(&run("jcp", &refs(&args)), &format!("local {shown}"));
+    check(&local, &format!("local {shown}"));
 
     let pushed = root.join("dst");
     make_destination(&pushed);
+    let args = with(&src_arg, "127.0.0.1:dst");
     ok(
-        &srv.jcp(keys.path(), &[option, &src_arg, "127.0.0.1:dst"]),
-        &format!("push {option}"),
+        &srv.jcp(keys.path(), &refs(&args)),
+        &format!("push {shown}"),
     );
-    check(&pushed, &e, &format!("push {option}"));
+    check(&pushed, &format!("push {shown}"));
 
     let pulled = work.path().join("pulled");
     make_destination(&pulled);
+    let args = with("127.0.0.1:src/", pulled.to_str().unwrap());
     ok(
-        &srv.jcp(
-            keys.path(),
-            &[option, "127.0.0.1:src/", pulled.to_str().unwrap()],
-        ),
-        &format!("pull {option}"),
+        &srv.jcp(keys.path(), &refs(&args)),
+        &format!("pull {shown}"),
     );
-    check(&pulled, &e, &format!("pull {option}"));
+    check(&pulled, &format!("pull {shown}"));
+}
+
+/// `--max-size` and `--min-size` leave alone regular files beyond the limits
+/// (new or not); directories are made as ever.
+#[test]
+fn max_size_and_min_size_leave_files_beyond_the_limits_alone() {
+    let has = |dst: &Path, name: &str, data: Option<&[u8]>, what: &str| {
+        assert_eq!(read(&dst.join(name)).as_deref(), data, "{what}: {name}");
+    };
+    each_way_then(&["--max-size", "5"], |dst, what| {
+        has(dst, "newer_here.txt", Some(b"edited here!!!!!\n"), what);
+        has(dst, "older_here.txt", Some(b"old\n"), what);
+        has(dst, "same_size.txt", Some(b"abcd"), what);
+        assert_eq!(mtime(&dst.join("same_size.txt")), T + 200, "{what}");
+        has(dst, "only_there.txt", None, what);
+        has(dst, "new_dir/inner.txt", None, what);
+        has(dst, "linked_a", None, what);
+        has(dst, "linked_b", None, what);
+        assert!(dst.join("new_dir").is_dir(), "{what}");
+    });
+    each_way_then(&["--min-size", "10"], |dst, what| {
+        has(dst, "newer_here.txt", Some(b"from the source\n"), what);
+        has(dst, "older_here.txt", Some(b"newer content\n"), what);
+        has(dst, "same_size.txt", Some(b"wxyz"), what);
+        assert_eq!(mtime(&dst.join("same_size.txt")), T + 100, "{what}");
+        has(dst, "only_there.txt", None, what);
+        has(dst, "new_dir/inner.txt", None, what);
+        has(dst, "linked_a", None, what);
+    });
 }
 
 #[test]

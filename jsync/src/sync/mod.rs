@@ -59,6 +59,11 @@ pub struct SyncOptions {
     /// Create nothing new on the receiver, only update what it has
     /// (`--existing`; a new directory is skipped with all it holds).
     pub existing: bool,
+    /// Leave alone files larger than this many bytes (`--max-size`; they are
+    /// still listed, so `--delete` keeps them).
+    pub max_size: Option<u64>,
+    /// Leave alone files smaller than this many bytes (`--min-size`).
+    pub min_size: Option<u64>,
     /// Lanes: circuits carrying pipelined file requests.
     pub parallel: usize,
     /// Compression of new data in deltas and of the file list.
@@ -104,6 +109,8 @@ impl std::fmt::Debug for SyncOptions {
             .field("update", &self.update)
             .field("ignore_existing", &self.ignore_existing)
             .field("existing", &self.existing)
+            .field("max_size", &self.max_size)
+            .field("min_size", &self.min_size)
             .field("parallel", &self.parallel)
             .field("compression", &self.compression)
             .field("compress_whole", &self.compress_whole)
@@ -129,6 +136,8 @@ impl Default for SyncOptions {
             update: false,
             ignore_existing: false,
             existing: false,
+            max_size: None,
+            min_size: None,
             parallel: 8,
             compression: proto::Compression::ZSTD,
             compress_whole: false,
@@ -196,6 +205,8 @@ struct Args {
     update: bool,
     ignore_existing: bool,
     existing: bool,
+    max_size: Option<u64>,
+    min_size: Option<u64>,
     parallel: usize,
     compression: proto::Compression,
     compress_whole: bool,
@@ -234,6 +245,12 @@ impl Args {
             format!("fsync={}", flag(opts.fsync)),
             format!("bwlimit={}", opts.bwlimit),
         ];
+        let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
+        out.extend(
+            sizes
+                .iter()
+                .filter_map(|(k, v)| v.map(|n| format!("{k}={n}"))),
+        );
         out.extend(
             opts.filter
                 .to_args()
@@ -256,6 +273,8 @@ impl Args {
             update: d.update,
             ignore_existing: d.ignore_existing,
             existing: d.existing,
+            max_size: d.max_size,
+            min_size: d.min_size,
             parallel: d.parallel,
             compression: d.compression,
             compress_whole: d.compress_whole,
@@ -282,6 +301,8 @@ impl Args {
                 "update" => out.update = on,
                 "ignore_existing" => out.ignore_existing = on,
                 "existing" => out.existing = on,
+                "max_size" => out.max_size = Some(v.parse()?),
+                "min_size" => out.min_size = Some(v.parse()?),
                 "parallel" => out.parallel = v.parse::<usize>()?.clamp(1, 64),
                 "compress" => {
                     out.compression = v
@@ -328,6 +349,8 @@ impl Args {
             update: self.update,
             ignore_existing: self.ignore_existing,
             existing: self.existing,
+            max_size: self.max_size,
+            min_size: self.min_size,
             lanes: self.parallel,
             delete: self.delete,
             dry_run: self.dry_run,
@@ -553,6 +576,8 @@ mod tests {
             update: true,
             ignore_existing: true,
             existing: true,
+            max_size: Some(10),
+            min_size: Some(2),
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -570,10 +595,12 @@ mod tests {
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids);
         assert!(t.size_only && t.update && t.ignore_existing && t.existing);
+        assert_eq!((t.max_size, t.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.fsync && d.hard_links && !d.delete);
         let t = d.take_options(Arc::new(NoProgress), true);
         assert!(!t.size_only && !t.update && !t.ignore_existing && !t.existing);
+        assert_eq!((t.max_size, t.min_size), (None, None));
         // Options from a newer client are ignored, malformed ones refused.
         assert!(Args::parse(&["p".into(), "future=1".into()]).is_ok());
         assert!(Args::parse(&["p".into(), "nonsense".into()]).is_err());

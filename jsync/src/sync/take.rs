@@ -61,6 +61,10 @@ pub(crate) struct TakeOptions {
     pub ignore_existing: bool,
     /// Create nothing new (`--existing`).
     pub existing: bool,
+    /// Leave alone files larger than this (`--max-size`).
+    pub max_size: Option<u64>,
+    /// Leave alone files smaller than this (`--min-size`).
+    pub min_size: Option<u64>,
     /// Lanes (circuits carrying file requests) to open.
     pub lanes: usize,
     /// Remove entries the sender does not have.
@@ -153,8 +157,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // Hard links: the path of each leader by entry number, and the followers.
     let mut leaders: HashMap<u64, (RelPath, Entry)> = HashMap::new();
     let mut followers: Vec<(RelPath, Entry, u64)> = Vec::new();
-    // What --update, --ignore-existing and --existing left alone: directories
-    // (with all they hold) and the first names of hard-linked files.
+    // What --update, --ignore-existing, --existing and the size limits left
+    // alone: directories (with all they hold) and the first names of
+    // hard-linked files.
     let mut skipped = Skipped::default();
     let mut skipped_leaders: HashSet<u64> = HashSet::new();
     loop {
@@ -789,7 +794,8 @@ impl Ctx {
 
 enum Plan {
     Nothing,
-    /// Left alone by choice (`--update`, `--ignore-existing`, `--existing`).
+    /// Left alone by choice (`--update`, `--ignore-existing`, `--existing`,
+    /// `--max-size`, `--min-size`).
     Skipped,
     Dir,
     /// How to ask, what changed, and the local file's size.
@@ -853,11 +859,18 @@ impl Skipped {
 }
 
 impl TakeOptions {
-    /// Whether `--update`, `--ignore-existing` or `--existing` leave `e` alone,
-    /// given what the receiver has at its place (as rsync decides: an
-    /// existing directory is always entered, and `--update` weighs only a
-    /// regular file against a regular file).
+    /// Whether `--update`, `--ignore-existing`, `--existing`, `--max-size` or
+    /// `--min-size` leave `e` alone, given what the receiver has at its place
+    /// (as rsync decides: an existing directory is always entered, `--update`
+    /// weighs only a regular file against a regular file, and the sizes only
+    /// regular files).
     fn leaves_alone(&self, here: Option<&Meta>, e: &Entry) -> bool {
+        if e.kind == EntryKind::File
+            && (self.max_size.is_some_and(|m| e.size > m)
+                || self.min_size.is_some_and(|m| e.size < m))
+        {
+            return true;
+        }
         match here {
             None => self.existing,
             Some(m) => {
@@ -873,7 +886,11 @@ impl TakeOptions {
 
     /// Whether any of the options [`TakeOptions::leaves_alone`] weighs is on.
     fn skips_any(&self) -> bool {
-        self.update || self.ignore_existing || self.existing
+        self.update
+            || self.ignore_existing
+            || self.existing
+            || self.max_size.is_some()
+            || self.min_size.is_some()
     }
 }
 
