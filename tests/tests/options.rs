@@ -7,18 +7,8 @@ use std::path::Path;
 use std::process::Output;
 
 use filetime::FileTime;
-use jsync_tests::bins::{run, Jsrv};
+use jsync_tests::bins::{assert_ok as ok, run, Jsrv};
 use jsync_tests::Keys;
-
-fn ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Base of the test's mtimes (2024-01-01).
 const T: i64 = 1_704_067_200;
