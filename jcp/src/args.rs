@@ -105,7 +105,7 @@ pub struct Cli {
     pub compress: Compress,
 
     /// Limit the file data sent to RATE a second: KiB by default, or with a
-    /// suffix K, M or G (units of 1024; 0 for no limit), as rsync's --bwlimit
+    /// unit as for --max-size (0 for no limit), as rsync's --bwlimit
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
 
@@ -297,19 +297,14 @@ pub struct Plan {
     pub human_readable: u8,
 }
 
-/// `--bwlimit` RATE in bytes a second: a number of KiB, or with a suffix K,
-/// M or G (and an optional B or iB), units of 1024, as rsync reads it.
+/// `--bwlimit` RATE in bytes a second: a number of KiB, or with a unit as
+/// for [`parse_size`] (`B` for bytes), as rsync reads it.
 fn parse_rate(s: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(s, "a rate (e.g. 500, 500K, 1.5M)")?;
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b'))
-        .unwrap_or(&unit);
-    let scale = match unit {
-        "" | "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => return Err(format!("{s:?}: the unit must be K, M or G")),
+    let scale = if unit.is_empty() {
+        1 << 10
+    } else {
+        unit_scale(s, &unit)?
     };
     scaled(s, n, scale)
 }
@@ -319,21 +314,27 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 /// rsync reads it.
 fn parse_size(s: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(s, "a size (e.g. 500, 100K, 1.5G)")?;
+    scaled(s, n, unit_scale(s, &unit)?)
+}
+
+/// Bytes in one `unit` (lowercase): `b` or none 1, `k`/`kib` 1024, `kb`
+/// 1000, and so on for m, g, t.
+fn unit_scale(s: &str, unit: &str) -> Result<u64, String> {
     let (letter, rest) = unit.split_at(unit.len().min(1));
     let power = match letter {
-        "" | "b" if rest.is_empty() => 0,
+        "" | "b" if rest.is_empty() => return Ok(1),
         "k" => 1,
         "m" => 2,
         "g" => 3,
         "t" => 4,
-        _ => return Err(format!("{s:?}: the unit must be K, M, G or T")),
+        _ => return Err(format!("{s:?}: the unit must be B, K, M, G or T")),
     };
     let base: u64 = match rest {
         "" | "ib" => 1024,
         "b" => 1000,
         _ => return Err(format!("{s:?}: the unit must be K, KiB or KB (or M, G, T)")),
     };
-    scaled(s, n, base.pow(power))
+    Ok(base.pow(power))
 }
 
 /// A decimal number and the lowercase unit after it.
@@ -590,8 +591,9 @@ mod tests {
         assert_eq!(parse_rate("100"), Ok(100 * 1024));
         assert_eq!(parse_rate("100K"), Ok(100 * 1024));
         assert_eq!(parse_rate("1.5M"), Ok(3 << 19));
-        assert_eq!(parse_rate("2mb"), Ok(2 << 20));
+        assert_eq!(parse_rate("2mb"), Ok(2_000_000));
         assert_eq!(parse_rate("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_rate("512b"), Ok(512));
         assert_eq!(parse_rate("0"), Ok(0));
         assert!(parse_rate("fast").is_err() && parse_rate("10X").is_err());
         assert_eq!(
@@ -610,7 +612,8 @@ mod tests {
         assert_eq!(parse_size("1.5G"), Ok(3 << 29));
         assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
         assert!(parse_size("big").is_err() && parse_size("10X").is_err());
-        assert!(parse_size("10KX").is_err());
+        assert!(parse_size("10KX").is_err() && parse_size("10bb").is_err());
+        assert_eq!(parse_size("7b"), Ok(7));
         let p = plan(&["--max-size", "1M", "--min-size", "10", "a", "b"]).unwrap();
         assert_eq!((p.max_size, p.min_size), (Some(1 << 20), Some(10)));
     }
