@@ -83,8 +83,9 @@ fn matcher(comp: &str) -> std::result::Result<GlobMatcher, String> {
 
 /// Expands `pattern` (relative to the root of `fs`) into the paths it
 /// matches, sorted, each ending in `/` when the pattern does (rsync's "the
-/// contents of"; only directories match then). A directory that cannot be read matches nothing, as in a
-/// shell; `..` and absolute patterns are refused.
+/// contents of"; only directories match then). A directory that cannot be
+/// read matches nothing, as in a shell; `..` and absolute patterns are
+/// refused.
 pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<String>, String> {
     if pattern.starts_with('/') {
         return Err(format!("{pattern}: path escapes the root"));
