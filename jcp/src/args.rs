@@ -113,8 +113,9 @@ pub struct Cli {
     #[arg(short = 'z', conflicts_with = "compress")]
     pub z: bool,
 
-    /// Delete files in the destination that are not in the source
-    #[arg(long)]
+    /// Delete files in the destination that are not in the source (after the
+    /// transfer, so --delete-after and --delete-delay say the same)
+    #[arg(long, aliases = ["delete-after", "delete-delay"])]
     pub delete: bool,
 
     /// Change nothing; list what would change (in --itemize-changes form)
@@ -601,6 +602,14 @@ mod tests {
             2 << 20
         );
         assert_eq!(plan(&["a", "b"]).unwrap().bwlimit, 0);
+    }
+
+    #[test]
+    fn delete_after_and_delete_delay_are_delete() {
+        for flag in ["--delete", "--delete-after", "--delete-delay"] {
+            assert!(plan(&[flag, "a/", "b"]).unwrap().delete, "{flag}");
+        }
+        assert!(!plan(&["a/", "b"]).unwrap().delete);
     }
 
     #[test]
