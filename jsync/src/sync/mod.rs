@@ -29,7 +29,7 @@ use std::time::Instant;
 
 pub use filter::{Filter, FilterError, RuleKind};
 pub use glob::{has_glob, remote_glob, GLOB};
-pub use report::{FileError, NoProgress, Progress, Report, Stats};
+pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
 
 use crate::error::{Error, Result};
 use crate::runtime::{Link, Services};

@@ -87,8 +87,8 @@ impl fmt::Display for Report {
 impl Report {
     /// The `--stats` block with sizes in bytes (`human` 0), in units of 1000
     /// (1: `1.30G`, rsync's `-h`) or of 1024 (2: rsync's `-hh`).
-    pub fn stats(&self, human: u8) -> Stats<'_> {
-        Stats {
+    pub fn stats(&self, human: u8) -> StatsBlock<'_> {
+        StatsBlock {
             report: self,
             human,
         }
@@ -97,7 +97,7 @@ impl Report {
 
 /// [`Report::stats`]: the `--stats` block, to print.
 #[derive(Debug)]
-pub struct Stats<'a> {
+pub struct StatsBlock<'a> {
     report: &'a Report,
     human: u8,
 }
@@ -122,7 +122,7 @@ fn size(n: u64, human: u8) -> String {
     }
 }
 
-impl fmt::Display for Stats<'_> {
+impl fmt::Display for StatsBlock<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.report;
         let b = |n| size(n, self.human);
