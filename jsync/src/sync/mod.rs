@@ -200,26 +200,8 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
 #[derive(Debug)]
 struct Args {
     path: String,
-    checksum: bool,
-    size_only: bool,
-    update: bool,
-    ignore_existing: bool,
-    existing: bool,
-    max_size: Option<u64>,
-    min_size: Option<u64>,
-    parallel: usize,
-    compression: proto::Compression,
-    compress_whole: bool,
-    delete: bool,
-    dry_run: bool,
-    itemize: bool,
-    filter: Filter,
-    delete_excluded: bool,
-    xattrs: bool,
-    hard_links: bool,
-    numeric_ids: bool,
-    fsync: bool,
-    bwlimit: u64,
+    /// The options as the starter gave them (its progress hooks stay with it).
+    opts: SyncOptions,
 }
 
 impl Args {
@@ -265,29 +247,9 @@ impl Args {
             .first()
             .ok_or_else(|| anyhow::anyhow!("no path given"))?
             .clone();
-        let d = SyncOptions::default();
         let mut out = Args {
             path,
-            checksum: d.checksum,
-            size_only: d.size_only,
-            update: d.update,
-            ignore_existing: d.ignore_existing,
-            existing: d.existing,
-            max_size: d.max_size,
-            min_size: d.min_size,
-            parallel: d.parallel,
-            compression: d.compression,
-            compress_whole: d.compress_whole,
-            delete: d.delete,
-            dry_run: d.dry_run,
-            itemize: d.itemize,
-            filter: Filter::default(),
-            delete_excluded: d.delete_excluded,
-            xattrs: d.xattrs,
-            hard_links: d.hard_links,
-            numeric_ids: d.numeric_ids,
-            fsync: d.fsync,
-            bwlimit: d.bwlimit,
+            opts: SyncOptions::default(),
         };
         let mut rules = Vec::new();
         for a in &args[1..] {
@@ -296,46 +258,47 @@ impl Args {
                 .ok_or_else(|| anyhow::anyhow!("malformed option {a:?}"))?;
             let on = v == "1";
             match k {
-                "checksum" => out.checksum = on,
-                "size_only" => out.size_only = on,
-                "update" => out.update = on,
-                "ignore_existing" => out.ignore_existing = on,
-                "existing" => out.existing = on,
-                "max_size" => out.max_size = Some(v.parse()?),
-                "min_size" => out.min_size = Some(v.parse()?),
-                "parallel" => out.parallel = v.parse::<usize>()?.clamp(1, 64),
+                "checksum" => out.opts.checksum = on,
+                "size_only" => out.opts.size_only = on,
+                "update" => out.opts.update = on,
+                "ignore_existing" => out.opts.ignore_existing = on,
+                "existing" => out.opts.existing = on,
+                "max_size" => out.opts.max_size = Some(v.parse()?),
+                "min_size" => out.opts.min_size = Some(v.parse()?),
+                "parallel" => out.opts.parallel = v.parse::<usize>()?.clamp(1, 64),
                 "compress" => {
-                    out.compression = v
+                    out.opts.compression = v
                         .parse()
                         .map_err(|_| anyhow::anyhow!("unknown compression {v:?}"))?
                 }
-                "compress_whole" => out.compress_whole = on,
-                "delete" => out.delete = on,
-                "dry_run" => out.dry_run = on,
-                "itemize" => out.itemize = on,
-                "delete_excluded" => out.delete_excluded = on,
-                "xattrs" => out.xattrs = on,
-                "hard_links" => out.hard_links = on,
-                "numeric_ids" => out.numeric_ids = on,
-                "fsync" => out.fsync = on,
-                "bwlimit" => out.bwlimit = v.parse()?,
+                "compress_whole" => out.opts.compress_whole = on,
+                "delete" => out.opts.delete = on,
+                "dry_run" => out.opts.dry_run = on,
+                "itemize" => out.opts.itemize = on,
+                "delete_excluded" => out.opts.delete_excluded = on,
+                "xattrs" => out.opts.xattrs = on,
+                "hard_links" => out.opts.hard_links = on,
+                "numeric_ids" => out.opts.numeric_ids = on,
+                "fsync" => out.opts.fsync = on,
+                "bwlimit" => out.opts.bwlimit = v.parse()?,
                 "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
         }
-        out.filter = Filter::from_args(&rules)?;
+        out.opts.filter = Filter::from_args(&rules)?;
         Ok(out)
     }
 
     fn give_options(&self, progress: Arc<dyn Progress>) -> GiveOptions {
         GiveOptions {
-            compression: self.compression,
-            compress_whole: self.compress_whole,
-            filter: Arc::new(self.filter.clone()),
-            xattrs: self.xattrs,
-            hard_links: self.hard_links,
-            numeric_ids: self.numeric_ids,
-            throttle: (self.bwlimit > 0).then(|| Arc::new(throttle::Throttle::new(self.bwlimit))),
+            compression: self.opts.compression,
+            compress_whole: self.opts.compress_whole,
+            filter: Arc::new(self.opts.filter.clone()),
+            xattrs: self.opts.xattrs,
+            hard_links: self.opts.hard_links,
+            numeric_ids: self.opts.numeric_ids,
+            throttle: (self.opts.bwlimit > 0)
+                .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
             progress,
         }
     }
@@ -344,24 +307,24 @@ impl Args {
     /// the client (which prints them).
     fn take_options(&self, progress: Arc<dyn Progress>, remote: bool) -> TakeOptions {
         TakeOptions {
-            checksum: self.checksum,
-            size_only: self.size_only,
-            update: self.update,
-            ignore_existing: self.ignore_existing,
-            existing: self.existing,
-            max_size: self.max_size,
-            min_size: self.min_size,
-            lanes: self.parallel,
-            delete: self.delete,
-            dry_run: self.dry_run,
-            itemize: self.itemize || self.dry_run,
-            items_to_sender: remote && (self.itemize || self.dry_run),
-            filter: Arc::new(self.filter.clone()),
-            delete_excluded: self.delete_excluded,
-            xattrs: self.xattrs,
-            hard_links: self.hard_links,
-            numeric_ids: self.numeric_ids,
-            fsync: self.fsync,
+            checksum: self.opts.checksum,
+            size_only: self.opts.size_only,
+            update: self.opts.update,
+            ignore_existing: self.opts.ignore_existing,
+            existing: self.opts.existing,
+            max_size: self.opts.max_size,
+            min_size: self.opts.min_size,
+            lanes: self.opts.parallel,
+            delete: self.opts.delete,
+            dry_run: self.opts.dry_run,
+            itemize: self.opts.itemize || self.opts.dry_run,
+            items_to_sender: remote && (self.opts.itemize || self.opts.dry_run),
+            filter: Arc::new(self.opts.filter.clone()),
+            delete_excluded: self.opts.delete_excluded,
+            xattrs: self.opts.xattrs,
+            hard_links: self.opts.hard_links,
+            numeric_ids: self.opts.numeric_ids,
+            fsync: self.opts.fsync,
             progress,
         }
     }
@@ -582,10 +545,16 @@ mod tests {
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
         assert_eq!(a.path, "dst/x");
-        assert!(a.checksum && a.delete && a.dry_run && a.itemize && a.delete_excluded);
-        assert!(a.xattrs && !a.hard_links && a.numeric_ids && a.fsync);
-        assert_eq!(a.parallel, 3);
-        assert_eq!(a.bwlimit, 123_456);
+        assert!(
+            a.opts.checksum
+                && a.opts.delete
+                && a.opts.dry_run
+                && a.opts.itemize
+                && a.opts.delete_excluded
+        );
+        assert!(a.opts.xattrs && !a.opts.hard_links && a.opts.numeric_ids && a.opts.fsync);
+        assert_eq!(a.opts.parallel, 3);
+        assert_eq!(a.opts.bwlimit, 123_456);
         assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
         assert!(Args::parse(&Args::encode("", &SyncOptions::default()))
             .unwrap()
@@ -597,7 +566,7 @@ mod tests {
         assert!(t.size_only && t.update && t.ignore_existing && t.existing);
         assert_eq!((t.max_size, t.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
-        assert!(!d.fsync && d.hard_links && !d.delete);
+        assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         let t = d.take_options(Arc::new(NoProgress), true);
         assert!(!t.size_only && !t.update && !t.ignore_existing && !t.existing);
         assert_eq!((t.max_size, t.min_size), (None, None));
