@@ -268,28 +268,9 @@ pub struct Plan {
     pub config_dir: PathBuf,
     pub plaintext: bool,
     pub tls: TlsOptions,
-    pub checksum: bool,
-    pub size_only: bool,
-    pub update: bool,
-    pub ignore_existing: bool,
-    pub existing: bool,
-    pub max_size: Option<u64>,
-    pub min_size: Option<u64>,
-    pub parallel: usize,
-    pub compression: proto::Compression,
-    /// Compress whole files too (not just new data in deltas).
-    pub compress_whole: bool,
-    pub delete: bool,
-    pub dry_run: bool,
-    pub itemize: bool,
-    pub filter: jsync::sync::Filter,
-    pub delete_excluded: bool,
-    pub xattrs: bool,
-    pub hard_links: bool,
-    pub numeric_ids: bool,
-    pub fsync: bool,
-    /// Bytes a second of file data the sender may send (0: no limit).
-    pub bwlimit: u64,
+    /// What to sync and how, as the library takes it (jcp sets the progress
+    /// hooks when it runs).
+    pub sync: jsync::sync::SyncOptions,
     pub show_progress: ShowProgress,
     /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
     pub verbosity: u8,
@@ -505,7 +486,7 @@ impl Cli {
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
         let filter = build_filter(&rules)?;
         let mut plan = self.resolve()?;
-        plan.filter = filter;
+        plan.sync.filter = filter;
         Ok(plan)
     }
 
@@ -519,6 +500,32 @@ impl Cli {
         rules.extend(self.exclude_from.iter().cloned().map(RuleArg::ExcludeFrom));
         let filter = build_filter(&rules)?;
         let direction = self.direction()?;
+        let mut sync = jsync::sync::SyncOptions::default();
+        sync.checksum = self.checksum;
+        sync.size_only = self.size_only;
+        sync.update = self.update;
+        sync.ignore_existing = self.ignore_existing;
+        sync.existing = self.existing;
+        sync.max_size = self.max_size;
+        sync.min_size = self.min_size;
+        sync.parallel = usize::from(self.parallel);
+        sync.compression = if self.z {
+            proto::Compression::ZSTD
+        } else {
+            self.compress.into()
+        };
+        // Compress whole files too (not just new data in deltas).
+        sync.compress_whole = self.z || !matches!(self.compress, Compress::Auto);
+        sync.delete = self.delete;
+        sync.dry_run = self.dry_run;
+        sync.itemize = self.itemize_changes;
+        sync.filter = filter;
+        sync.delete_excluded = self.delete_excluded;
+        sync.xattrs = self.xattrs;
+        sync.hard_links = !self.no_hard_links;
+        sync.numeric_ids = self.numeric_ids;
+        sync.fsync = self.fsync;
+        sync.bwlimit = self.bwlimit.unwrap_or(0);
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress {
@@ -541,30 +548,7 @@ impl Cli {
             tls: TlsOptions {
                 chacha_only: self.chacha,
             },
-            checksum: self.checksum,
-            size_only: self.size_only,
-            update: self.update,
-            ignore_existing: self.ignore_existing,
-            existing: self.existing,
-            max_size: self.max_size,
-            min_size: self.min_size,
-            parallel: usize::from(self.parallel),
-            compression: if self.z {
-                proto::Compression::ZSTD
-            } else {
-                self.compress.into()
-            },
-            compress_whole: self.z || !matches!(self.compress, Compress::Auto),
-            delete: self.delete,
-            dry_run: self.dry_run,
-            itemize: self.itemize_changes,
-            filter,
-            delete_excluded: self.delete_excluded,
-            xattrs: self.xattrs,
-            hard_links: !self.no_hard_links,
-            numeric_ids: self.numeric_ids,
-            fsync: self.fsync,
-            bwlimit: self.bwlimit.unwrap_or(0),
+            sync,
             show_progress,
             verbosity: if self.quiet {
                 0
@@ -598,18 +582,18 @@ mod tests {
         assert_eq!(parse_rate("0"), Ok(0));
         assert!(parse_rate("fast").is_err() && parse_rate("10X").is_err());
         assert_eq!(
-            plan(&["--bwlimit", "2M", "a", "b"]).unwrap().bwlimit,
+            plan(&["--bwlimit", "2M", "a", "b"]).unwrap().sync.bwlimit,
             2 << 20
         );
-        assert_eq!(plan(&["a", "b"]).unwrap().bwlimit, 0);
+        assert_eq!(plan(&["a", "b"]).unwrap().sync.bwlimit, 0);
     }
 
     #[test]
     fn delete_after_and_delete_delay_are_delete() {
         for flag in ["--delete", "--delete-after", "--delete-delay"] {
-            assert!(plan(&[flag, "a/", "b"]).unwrap().delete, "{flag}");
+            assert!(plan(&[flag, "a/", "b"]).unwrap().sync.delete, "{flag}");
         }
-        assert!(!plan(&["a/", "b"]).unwrap().delete);
+        assert!(!plan(&["a/", "b"]).unwrap().sync.delete);
     }
 
     #[test]
@@ -624,7 +608,10 @@ mod tests {
         assert!(parse_size("10KX").is_err() && parse_size("10bb").is_err());
         assert_eq!(parse_size("7b"), Ok(7));
         let p = plan(&["--max-size", "1M", "--min-size", "10", "a", "b"]).unwrap();
-        assert_eq!((p.max_size, p.min_size), (Some(1 << 20), Some(10)));
+        assert_eq!(
+            (p.sync.max_size, p.sync.min_size),
+            (Some(1 << 20), Some(10))
+        );
     }
 
     #[test]
@@ -675,9 +662,9 @@ mod tests {
         let p = plan(&["a", "srv:"]).unwrap();
         assert_eq!(p.port, DEFAULT_PORT);
         assert_eq!(p.transport, Transport::Tcp);
-        assert_eq!(p.parallel, 8);
-        assert_eq!(p.compression, proto::Compression::ZSTD);
-        assert!(!p.compress_whole && !p.delete && !p.dry_run && !p.itemize);
+        assert_eq!(p.sync.parallel, 8);
+        assert_eq!(p.sync.compression, proto::Compression::ZSTD);
+        assert!(!p.sync.compress_whole && !p.sync.delete && !p.sync.dry_run && !p.sync.itemize);
         assert_eq!(p.show_progress, ShowProgress::IfTerminal);
         assert_eq!(p.verbosity, 1);
     }
@@ -702,15 +689,15 @@ mod tests {
         .unwrap();
         assert_eq!(p.port, 9000);
         assert_eq!(p.transport, Transport::Quic);
-        assert!(p.tls.chacha_only && p.checksum);
-        assert_eq!(p.parallel, 4);
-        assert_eq!(p.compression, proto::Compression::LZ4);
-        assert!(p.compress_whole);
+        assert!(p.tls.chacha_only && p.sync.checksum);
+        assert_eq!(p.sync.parallel, 4);
+        assert_eq!(p.sync.compression, proto::Compression::LZ4);
+        assert!(p.sync.compress_whole);
         assert_eq!(p.verbosity, 3);
         assert_eq!(p.show_progress, ShowProgress::Always);
         let p = plan(&["-z", "--delete", "-n", "-i", "a", "b"]).unwrap();
-        assert!(p.compress_whole && p.delete && p.dry_run && p.itemize);
-        assert_eq!(p.compression, proto::Compression::ZSTD);
+        assert!(p.sync.compress_whole && p.sync.delete && p.sync.dry_run && p.sync.itemize);
+        assert_eq!(p.sync.compression, proto::Compression::ZSTD);
         let p = plan(&["-q", "a", "srv:"]).unwrap();
         assert_eq!((p.verbosity, p.show_progress), (0, ShowProgress::Never));
     }
@@ -743,14 +730,12 @@ mod tests {
         let list = dir.path().join("rules");
         std::fs::write(&list, "# comment\n+ keep.o\n*.o\n").unwrap();
         let p = plan(&["--exclude-from", list.to_str().unwrap(), "a", "b"]).unwrap();
-        assert!(p.filter.is_excluded(b"x.o", false));
-        assert!(!p.filter.is_excluded(b"keep.o", false));
+        assert!(p.sync.filter.is_excluded(b"x.o", false));
+        assert!(!p.sync.filter.is_excluded(b"keep.o", false));
         assert!(plan(&["--exclude-from", "/nonexistent/rules", "a", "b"]).is_err());
-        assert!(
-            plan(&["-X", "--numeric-ids", "--no-hard-links", "a", "b"])
-                .is_ok_and(|p| p.xattrs && p.numeric_ids && !p.hard_links && !p.fsync)
-        );
-        assert!(plan(&["--fsync", "a", "b"]).is_ok_and(|p| p.fsync));
+        let p = plan(&["-X", "--numeric-ids", "--no-hard-links", "a", "b"]).unwrap();
+        assert!(p.sync.xattrs && p.sync.numeric_ids && !p.sync.hard_links && !p.sync.fsync);
+        assert!(plan(&["--fsync", "a", "b"]).is_ok_and(|p| p.sync.fsync));
     }
 
     #[test]
@@ -775,7 +760,7 @@ mod tests {
     #[test]
     fn options_may_come_between_the_operands() {
         let p = plan(&["a", "--stats", "-i", "b", "srv:c"]).unwrap();
-        assert!(p.stats && p.itemize);
+        assert!(p.stats && p.sync.itemize);
         assert!(
             matches!(p.direction, Direction::Push { ref srcs, ref dst } if srcs.len() == 2 && dst.path == "c/")
         );

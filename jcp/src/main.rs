@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use jsync::sync::{NoProgress, Report, SyncOptions};
+use jsync::sync::{NoProgress, Report};
 use jsync::{ClientSecurity, Link, Services};
 
 use args::{Direction, Plan};
@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
     let display = Arc::new(Display::new(
         plan.show_progress,
         plan.verbosity >= 2,
-        plan.itemize || plan.dry_run,
+        plan.sync.itemize || plan.sync.dry_run,
     ));
     let result = run(&plan, display.clone()).await;
     display.finish(matches!(&result, Ok(r) if r.errors.is_empty()));
@@ -109,27 +109,7 @@ fn init_logging(verbosity: u8) {
 
 /// Does the copy the plan describes.
 async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
-    let mut opts = SyncOptions::default();
-    opts.checksum = plan.checksum;
-    opts.size_only = plan.size_only;
-    opts.update = plan.update;
-    opts.ignore_existing = plan.ignore_existing;
-    opts.existing = plan.existing;
-    opts.max_size = plan.max_size;
-    opts.min_size = plan.min_size;
-    opts.parallel = plan.parallel;
-    opts.compression = plan.compression;
-    opts.compress_whole = plan.compress_whole;
-    opts.delete = plan.delete;
-    opts.dry_run = plan.dry_run;
-    opts.itemize = plan.itemize;
-    opts.filter = plan.filter.clone();
-    opts.delete_excluded = plan.delete_excluded;
-    opts.xattrs = plan.xattrs;
-    opts.hard_links = plan.hard_links;
-    opts.numeric_ids = plan.numeric_ids;
-    opts.fsync = plan.fsync;
-    opts.bwlimit = plan.bwlimit;
+    let mut opts = plan.sync.clone();
     opts.progress = if display.is_active() {
         display
     } else {
@@ -167,7 +147,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Pull { srcs, dst } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
-                let srcs = expand_wildcards(&link, srcs, plan.delete).await?;
+                let srcs = expand_wildcards(&link, srcs, plan.sync.delete).await?;
                 // Several matches go into the destination as a directory.
                 let dst = &if srcs.len() > 1 {
                     endpoint::dir_path(dst)
