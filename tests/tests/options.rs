@@ -1,7 +1,8 @@
 //! rsync's options for what to leave alone (`-u`, `--ignore-existing`,
-//! `--existing`, `--size-only`) and its habits on the command line (`-avhP`,
-//! `-h` alone for help), through the real binaries: each option locally,
-//! pushed to a jsrv and pulled from it, against one destination state.
+//! `--existing`, `--size-only`, `--max-size`, `--min-size`), `--bwlimit`, and
+//! its habits on the command line (`-avhP`, `-h` alone for help), through the
+//! real binaries: each option locally, pushed to a jsrv and pulled from it,
+//! against one destination state.
 
 use std::path::Path;
 use std::process::Output;
@@ -47,7 +48,8 @@ fn make_destination(dst: &Path) {
     put(&dst.join("same_size.txt"), b"wxyz", T + 100);
 }
 
-/// What each option leaves: per file, Some(content, mtime) or None (absent).
+/// What an option leaves: each existing file's content and mtime, and
+/// whether the files the destination lacked were created.
 struct Expect {
     newer_here: (&'static [u8], i64),
     older_here: (&'static [u8], i64),
