@@ -41,8 +41,36 @@ pub struct Jsrv {
 
 impl Jsrv {
     /// Starts `jsrv --config-dir KEYS --root ROOT --listen 127.0.0.1:0 EXTRA...` and
-    /// waits for its "listening on" line.
+    /// waits for its "listening on" line. Its log (warnings) goes to the test's stderr.
     pub fn start(keys: &std::path::Path, root: &std::path::Path, extra: &[&str]) -> Jsrv {
+        Jsrv::spawn(keys, root, extra, "warn", std::process::Stdio::inherit())
+    }
+
+    /// [`Jsrv::start`] with its log at info level kept: the handle yields all
+    /// of it once jsrv has exited (see [`Jsrv::terminate`]).
+    pub fn start_logged(
+        keys: &std::path::Path,
+        root: &std::path::Path,
+        extra: &[&str],
+    ) -> (Jsrv, std::thread::JoinHandle<String>) {
+        use std::io::Read;
+        let mut srv = Jsrv::spawn(keys, root, extra, "info", std::process::Stdio::piped());
+        let mut stderr = srv.child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut s = String::new();
+            stderr.read_to_string(&mut s).unwrap();
+            s
+        });
+        (srv, log)
+    }
+
+    fn spawn(
+        keys: &std::path::Path,
+        root: &std::path::Path,
+        extra: &[&str],
+        log_level: &str,
+        stderr: std::process::Stdio,
+    ) -> Jsrv {
         use std::io::BufRead;
         let mut child = Command::new(bin("jsrv"))
             .arg("--config-dir")
@@ -51,9 +79,9 @@ impl Jsrv {
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_level)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start jsrv");
         let stdout = child.stdout.take().unwrap();
@@ -67,6 +95,13 @@ impl Jsrv {
             .unwrap_or_else(|| panic!("unexpected jsrv output {line:?}"));
         let port = addr.rsplit(':').next().unwrap().parse().unwrap();
         Jsrv { child, port }
+    }
+
+    /// Stops jsrv with SIGTERM (a clean shutdown) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal jsrv");
+        self.child.wait().expect("wait for jsrv")
     }
 
     /// `jcp --config-dir KEYS -p PORT ARGS...` against this server.

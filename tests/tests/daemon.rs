@@ -205,53 +205,22 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
 /// reach the server before the end of the client's circuit does.
 #[test]
 fn successful_pushes_are_logged_as_received_not_failed() {
-    use std::io::{BufRead, Read};
     let keys = Keys::new();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let src = work.path().join("f.txt");
     std::fs::write(&src, b"pushed\n").unwrap();
-    let mut child = std::process::Command::new(bin("jsrv"))
-        .arg("--config-dir")
-        .arg(keys.path())
-        .arg("--root")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut s = String::new();
-        stderr.read_to_string(&mut s).unwrap();
-        s
-    });
+    let (mut srv, log) = Jsrv::start_logged(keys.path(), &root, &[]);
     const PUSHES: usize = 20;
     for i in 0..PUSHES {
-        let out = std::process::Command::new(bin("jcp"))
-            .arg("--config-dir")
-            .arg(keys.path())
-            .args(["-p", &port, src.to_str().unwrap()])
-            .arg(format!("127.0.0.1:f{i}.txt"))
-            .output()
-            .unwrap();
+        let out = srv.jcp(
+            keys.path(),
+            &[src.to_str().unwrap(), &format!("127.0.0.1:f{i}.txt")],
+        );
         assert!(out.status.success(), "push {i}: {out:?}");
     }
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap();
+    assert!(srv.terminate().success());
     let log = log.join().unwrap();
     assert!(!log.contains("service failed"), "{log}");
     assert_eq!(log.matches("push received").count(), PUSHES, "{log}");
