@@ -309,11 +309,7 @@ impl Args {
         TakeOptions {
             checksum: self.opts.checksum,
             size_only: self.opts.size_only,
-            update: self.opts.update,
-            ignore_existing: self.opts.ignore_existing,
-            existing: self.opts.existing,
-            max_size: self.opts.max_size,
-            min_size: self.opts.min_size,
+            skips: take::Skips::of(&self.opts),
             lanes: self.opts.parallel,
             delete: self.opts.delete,
             dry_run: self.opts.dry_run,
@@ -563,13 +559,15 @@ mod tests {
             .is_none());
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids);
-        assert!(t.size_only && t.update && t.ignore_existing && t.existing);
-        assert_eq!((t.max_size, t.min_size), (Some(10), Some(2)));
+        let k = &t.skips;
+        assert!(t.size_only && k.update && k.ignore_existing && k.existing);
+        assert_eq!((k.max_size, k.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         let t = d.take_options(Arc::new(NoProgress), true);
-        assert!(!t.size_only && !t.update && !t.ignore_existing && !t.existing);
-        assert_eq!((t.max_size, t.min_size), (None, None));
+        let k = &t.skips;
+        assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);
+        assert_eq!((k.max_size, k.min_size), (None, None));
         // Options from a newer client are ignored, malformed ones refused.
         assert!(Args::parse(&["p".into(), "future=1".into()]).is_ok());
         assert!(Args::parse(&["p".into(), "nonsense".into()]).is_err());

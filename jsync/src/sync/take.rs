@@ -55,16 +55,8 @@ pub(crate) struct TakeOptions {
     pub checksum: bool,
     /// Same size counts as same content (`--size-only`).
     pub size_only: bool,
-    /// Leave newer local files alone (`-u`).
-    pub update: bool,
-    /// Leave existing local entries alone (`--ignore-existing`).
-    pub ignore_existing: bool,
-    /// Create nothing new (`--existing`).
-    pub existing: bool,
-    /// Leave alone files larger than this (`--max-size`).
-    pub max_size: Option<u64>,
-    /// Leave alone files smaller than this (`--min-size`).
-    pub min_size: Option<u64>,
+    /// What to leave alone by choice.
+    pub skips: Skips,
     /// Lanes (circuits carrying file requests) to open.
     pub lanes: usize,
     /// Remove entries the sender does not have.
@@ -858,10 +850,32 @@ impl Skipped {
     }
 }
 
-impl TakeOptions {
-    /// Whether `--update`, `--ignore-existing`, `--existing`, `--max-size` or
-    /// `--min-size` leave `e` alone, given what the receiver has at its place
-    /// (as rsync decides: an existing directory is always entered, `--update`
+/// What the receiver leaves alone by choice, as rsync's options of the same
+/// names: `update` (`-u`), `ignore_existing`, `existing`, `max_size`,
+/// `min_size`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Skips {
+    pub update: bool,
+    pub ignore_existing: bool,
+    pub existing: bool,
+    pub max_size: Option<u64>,
+    pub min_size: Option<u64>,
+}
+
+impl Skips {
+    /// The receiver's part of the sync options.
+    pub(crate) fn of(o: &super::SyncOptions) -> Skips {
+        Skips {
+            update: o.update,
+            ignore_existing: o.ignore_existing,
+            existing: o.existing,
+            max_size: o.max_size,
+            min_size: o.min_size,
+        }
+    }
+
+    /// Whether `e` is left alone, given what the receiver has at its place
+    /// (as rsync decides: an existing directory is always entered, `-u`
     /// weighs only a regular file against a regular file, and the sizes only
     /// regular files).
     fn leaves_alone(&self, here: Option<&Meta>, e: &Entry) -> bool {
@@ -882,15 +896,6 @@ impl TakeOptions {
                         && m.mtime > e.mtime)
             }
         }
-    }
-
-    /// Whether any of the options [`TakeOptions::leaves_alone`] weighs is on.
-    fn skips_any(&self) -> bool {
-        self.update
-            || self.ignore_existing
-            || self.existing
-            || self.max_size.is_some()
-            || self.min_size.is_some()
     }
 }
 
@@ -935,7 +940,7 @@ fn plan(
         }
         Err(e) => return Err(s(e)),
     };
-    if ctx.opts.skips_any() && ctx.opts.leaves_alone(here.as_ref(), e) {
+    if ctx.opts.skips.leaves_alone(here.as_ref(), e) {
         return skip(skipped);
     }
     let new = Change {
@@ -1113,7 +1118,7 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     let fs = &ctx.fs;
     let (here, there) = (fs.lstat(rel), fs.lstat(leader));
     if let Ok(h) = &here {
-        if ctx.opts.skips_any() && ctx.opts.leaves_alone(h.as_ref(), e) {
+        if ctx.opts.skips.leaves_alone(h.as_ref(), e) {
             return;
         }
     }
