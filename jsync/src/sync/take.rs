@@ -139,7 +139,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     }
 
     let mut dirs: Vec<(RelPath, Entry)> = Vec::new();
-    let mut fresh = Fresh::default();
+    // Directories this run made.
+    let mut fresh = DirSet::default();
     if made_base {
         fresh.0.insert(base.as_bytes().to_vec());
     }
@@ -152,7 +153,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // What --update, --ignore-existing, --existing and the size limits left
     // alone: directories (with all they hold) and the first names of
     // hard-linked files.
-    let mut skipped = Skipped::default();
+    let mut skipped = DirSet::default();
     let mut skipped_leaders: HashSet<u64> = HashSet::new();
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
@@ -811,16 +812,18 @@ struct FileJob {
     local_size: u64,
 }
 
-/// Directories this run created (or, in a dry run, would create): what the
-/// sender lists in them cannot be there yet, so it is not looked up (an
-/// initial copy saves a failing `lstat` per entry), and `--delete` has nothing
-/// to look for in them.
+/// A set of directories whose entries all get the same treatment: those this
+/// run created (or, in a dry run, would create), where what the sender lists
+/// cannot be there yet, so it is not looked up (an initial copy saves a
+/// failing `lstat` per entry) and `--delete` has nothing to look for; and
+/// those the skip options left alone, with everything in them. Entries come
+/// after their directory, so a subdirectory of one joins the set in turn.
 #[derive(Default)]
-struct Fresh(HashSet<Vec<u8>>);
+struct DirSet(HashSet<Vec<u8>>);
 
-impl Fresh {
+impl DirSet {
     /// Whether `rel`'s directory is one of them (for the root: whether the
-    /// root itself is, made by [`confine`] for this run).
+    /// root itself is, e.g. made by [`confine`] for this run).
     fn holds(&self, rel: &RelPath) -> bool {
         let b = rel.as_bytes();
         if b.is_empty() {
@@ -830,23 +833,6 @@ impl Fresh {
             && self
                 .0
                 .contains(&b[..b.iter().rposition(|&c| c == b'/').unwrap_or(0)])
-    }
-}
-
-/// Directories that `--existing` or `--ignore-existing` left alone, and so
-/// everything listed beneath them.
-#[derive(Default)]
-struct Skipped(HashSet<Vec<u8>>);
-
-impl Skipped {
-    /// Whether `rel` lies in a skipped directory.
-    fn holds(&self, rel: &RelPath) -> bool {
-        let b = rel.as_bytes();
-        !self.0.is_empty()
-            && (self.0.contains(&b[..0])
-                || b.iter()
-                    .enumerate()
-                    .any(|(i, &c)| c == b'/' && self.0.contains(&b[..i])))
     }
 }
 
@@ -905,13 +891,13 @@ fn plan(
     ctx: &Ctx,
     rel: &RelPath,
     e: &Entry,
-    fresh: &mut Fresh,
-    skipped: &mut Skipped,
+    fresh: &mut DirSet,
+    skipped: &mut DirSet,
 ) -> std::result::Result<Plan, String> {
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
-    let skip = |skipped: &mut Skipped| {
+    let skip = |skipped: &mut DirSet| {
         match e.kind {
             EntryKind::Dir => {
                 skipped.0.insert(rel.as_bytes().to_vec());
