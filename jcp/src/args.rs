@@ -162,6 +162,42 @@ pub struct Cli {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
+    /// Copy symlinks as symlinks: what jcp always does (accepted for rsync
+    /// habits)
+    #[arg(short = 'l', long)]
+    pub links: bool,
+
+    /// Keep modification times: what jcp always does (accepted for rsync
+    /// habits)
+    #[arg(short = 't', long)]
+    pub times: bool,
+
+    /// Keep permissions: what jcp always does (accepted for rsync habits; -p
+    /// is --port here)
+    #[arg(long)]
+    pub perms: bool,
+
+    /// Keep owners: what jcp always does where the receiving side runs as
+    /// root (accepted for rsync habits)
+    #[arg(short = 'o', long)]
+    pub owner: bool,
+
+    /// Keep groups: what jcp always does where the receiving side runs as
+    /// root (accepted for rsync habits)
+    #[arg(short = 'g', long)]
+    pub group: bool,
+
+    /// Copy device files: what jcp always does (accepted for rsync habits;
+    /// devices are made only by a receiving side that runs as root). -D is
+    /// --devices --specials
+    #[arg(short = 'D', long)]
+    pub devices: bool,
+
+    /// Copy FIFOs: what jcp always does (accepted for rsync habits; sockets
+    /// are skipped, as rsync does)
+    #[arg(long)]
+    pub specials: bool,
+
     /// Keep hard links (the default; accepted for rsync habits)
     #[arg(short = 'H', long, overrides_with = "no_hard_links")]
     pub hard_links: bool,
@@ -642,6 +678,16 @@ mod tests {
             &["-r"],
             &["-av"],
             &["--archive", "--recursive", "-H"],
+            &["-rtv"],
+            &["-rltgoD", "--perms"],
+            &[
+                "--links",
+                "--times",
+                "--owner",
+                "--group",
+                "--devices",
+                "--specials",
+            ],
         ] {
             let mut args = habit.to_vec();
             args.extend(["a", "srv:"]);
