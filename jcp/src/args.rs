@@ -148,6 +148,12 @@ pub struct Cli {
     #[arg(long, requires = "delete")]
     pub delete_excluded: bool,
 
+    /// Do not cross filesystem boundaries: a directory on another filesystem
+    /// is copied empty (twice: left out), and --delete enters none on the
+    /// destination's side
+    #[arg(short = 'x', long, action = ArgAction::Count)]
+    pub one_file_system: u8,
+
     /// Copy extended attributes (user.*; trusted.* and security.* as root)
     #[arg(short = 'X', long)]
     pub xattrs: bool,
@@ -562,6 +568,7 @@ impl Cli {
         sync.numeric_ids = self.numeric_ids;
         sync.fsync = self.fsync;
         sync.bwlimit = self.bwlimit.unwrap_or(0);
+        sync.one_file_system = self.one_file_system.min(2);
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress {
@@ -746,6 +753,10 @@ mod tests {
         assert_eq!(p.sync.compression, proto::Compression::ZSTD);
         let p = plan(&["-q", "a", "srv:"]).unwrap();
         assert_eq!((p.verbosity, p.show_progress), (0, ShowProgress::Never));
+        assert_eq!(p.sync.one_file_system, 0);
+        assert_eq!(plan(&["-ax", "a", "b"]).unwrap().sync.one_file_system, 1);
+        let p = plan(&["-xx", "--one-file-system", "a", "b"]).unwrap();
+        assert_eq!(p.sync.one_file_system, 2);
     }
 
     #[test]

@@ -43,7 +43,33 @@ impl Jsrv {
     /// Starts `jsrv --config-dir KEYS --root ROOT --listen 127.0.0.1:0 EXTRA...` and
     /// waits for its "listening on" line. Its log (warnings) goes to the test's stderr.
     pub fn start(keys: &std::path::Path, root: &std::path::Path, extra: &[&str]) -> Jsrv {
-        Jsrv::spawn(keys, root, extra, "warn", std::process::Stdio::inherit())
+        Jsrv::spawn(
+            &[],
+            keys,
+            root,
+            extra,
+            "warn",
+            std::process::Stdio::inherit(),
+        )
+    }
+
+    /// [`Jsrv::start`] through `wrapper`: `WRAPPER... jsrv ARGS...` (say, a
+    /// shell in a mount namespace of its own that ends with `exec "$@"`, so
+    /// the process is jsrv's).
+    pub fn start_wrapped(
+        wrapper: &[String],
+        keys: &std::path::Path,
+        root: &std::path::Path,
+        extra: &[&str],
+    ) -> Jsrv {
+        Jsrv::spawn(
+            wrapper,
+            keys,
+            root,
+            extra,
+            "warn",
+            std::process::Stdio::inherit(),
+        )
     }
 
     /// [`Jsrv::start`] with its log at info level kept: the handle yields all
@@ -54,7 +80,7 @@ impl Jsrv {
         extra: &[&str],
     ) -> (Jsrv, std::thread::JoinHandle<String>) {
         use std::io::Read;
-        let mut srv = Jsrv::spawn(keys, root, extra, "info", std::process::Stdio::piped());
+        let mut srv = Jsrv::spawn(&[], keys, root, extra, "info", std::process::Stdio::piped());
         let mut stderr = srv.child.stderr.take().unwrap();
         let log = std::thread::spawn(move || {
             let mut s = String::new();
@@ -65,6 +91,7 @@ impl Jsrv {
     }
 
     fn spawn(
+        wrapper: &[String],
         keys: &std::path::Path,
         root: &std::path::Path,
         extra: &[&str],
@@ -72,7 +99,15 @@ impl Jsrv {
         stderr: std::process::Stdio,
     ) -> Jsrv {
         use std::io::BufRead;
-        let mut child = Command::new(bin("jsrv"))
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("jsrv"));
+                c
+            }
+            None => Command::new(bin("jsrv")),
+        };
+        let mut child = cmd
             .arg("--config-dir")
             .arg(keys)
             .arg("--root")

@@ -583,12 +583,19 @@ impl FsRoot {
     /// Removes `rel` and everything beneath it, like `rm -rf`: a missing path is
     /// fine, and symlinks are removed, never descended into.
     pub fn remove_all(&self, rel: &RelPath) -> Result<(), FsError> {
+        self.remove_all_on(rel, None)
+    }
+
+    /// [`FsRoot::remove_all`] that, given `dev`, enters no directory on
+    /// another filesystem (`--delete -x`): such a directory, and so each one
+    /// above it, stays, and the error names it.
+    pub fn remove_all_on(&self, rel: &RelPath, dev: Option<u64>) -> Result<(), FsError> {
         let (dir, name) = match self.locate_replaceable(rel) {
             Ok(found) => found,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        remove_tree(dir.as_fd(), name).map_err(|e| FsError::io(rel.display(), e))
+        remove_tree(dir.as_fd(), name, dev).map_err(|e| FsError::io(rel.display(), e))
     }
 
     /// The names in directory `rel` (not `.` and `..`), each with whether it is
@@ -1448,7 +1455,7 @@ fn in_use(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
 }
 
 /// `rm -rf name` relative to `dir`, never following symlinks.
-fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, dev: Option<u64>) -> io::Result<()> {
     match rfs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),
         Err(Errno::ISDIR) => {}
@@ -1460,6 +1467,14 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    if let Some(dev) = dev {
+        if Meta::from_stat(&rfs::fstat(&sub)?).dev != dev {
+            return Err(io::Error::other(format!(
+                "{} is on another filesystem (-x): not deleted",
+                Path::new(name).display()
+            )));
+        }
+    }
     let mut entries = Dir::new(sub)?;
     let mut names = Vec::new();
     while let Some(entry) = entries.read() {
@@ -1470,7 +1485,7 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     }
     let fd = entries.fd()?;
     for n in names {
-        remove_tree(fd, &n)?;
+        remove_tree(fd, &n, dev)?;
     }
     match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),

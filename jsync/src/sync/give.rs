@@ -166,6 +166,9 @@ pub(crate) struct GiveOptions {
     pub hard_links: bool,
     /// Send owner ids without names (`--numeric-ids`).
     pub numeric_ids: bool,
+    /// Do not cross filesystem boundaries (`-x`): 1 lists a directory on
+    /// another filesystem without its contents, 2 leaves it out (`-xx`).
+    pub one_file_system: u8,
     /// Paces file data (`--bwlimit`).
     pub throttle: Option<Arc<super::throttle::Throttle>>,
     pub progress: Arc<dyn Progress>,
@@ -494,7 +497,7 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         let r = b.strip_prefix(root_bytes).unwrap_or(b);
         r.strip_prefix(b"/").unwrap_or(r).to_vec()
     };
-    let walker = walkdir::WalkDir::new(&root)
+    let mut walker = walkdir::WalkDir::new(&root)
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
@@ -504,7 +507,9 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
                 || !filter.is_excluded(&rel_of(de.path()), de.file_type().is_dir())
         });
     let mut dirs = DirStack::default();
-    for item in walker {
+    // The filesystem of the walk's root, for `-x`.
+    let mut root_dev = None;
+    while let Some(item) = walker.next() {
         let item = match item {
             Ok(de) => {
                 let rel = rel_of(de.path());
@@ -526,7 +531,24 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
                     Ok(st) => match spec.entry_path(&rel) {
                         Ok(full) => {
                             let m = Meta::from_stat(&st);
+                            let root_dev = *root_dev.get_or_insert(m.dev);
+                            // A mount point (`-x`): listed as an empty
+                            // directory with its own attributes, as in
+                            // rsync, or left out with `-xx`.
+                            let unlisted = opts.one_file_system > 0
+                                && m.kind == Kind::Dir
+                                && m.dev != root_dev;
+                            if unlisted {
+                                walker.skip_current_dir();
+                                if opts.one_file_system > 1 {
+                                    continue;
+                                }
+                            }
                             match entry_for(spec, opts, &full, rel, &m, &mut links) {
+                                Some(WalkItem::Entry(mut e)) => {
+                                    e.unlisted = unlisted;
+                                    WalkItem::Entry(e)
+                                }
                                 Some(item) => item,
                                 None => continue,
                             }
@@ -652,6 +674,7 @@ fn entry_for(
         rdev: if kind.is_special() { m.rdev } else { 0 },
         link,
         xattrs,
+        unlisted: false,
     }))
 }
 

@@ -97,6 +97,11 @@ pub struct SyncOptions {
     /// Pace the file data the sender sends to this many bytes a second
     /// (before compression; 0: no limit). `--bwlimit`.
     pub bwlimit: u64,
+    /// Do not cross filesystem boundaries (`-x`). The sender lists a
+    /// directory on another filesystem than its source's without its
+    /// contents (2, `-xx`: leaves it out); the receiver's `--delete` enters
+    /// no directory on another filesystem than the destination's.
+    pub one_file_system: u8,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -124,6 +129,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("numeric_ids", &self.numeric_ids)
             .field("fsync", &self.fsync)
             .field("bwlimit", &self.bwlimit)
+            .field("one_file_system", &self.one_file_system)
             .finish()
     }
 }
@@ -151,6 +157,7 @@ impl Default for SyncOptions {
             numeric_ids: false,
             fsync: false,
             bwlimit: 0,
+            one_file_system: 0,
             progress: Arc::new(NoProgress),
         }
     }
@@ -226,6 +233,7 @@ impl Args {
             format!("numeric_ids={}", flag(opts.numeric_ids)),
             format!("fsync={}", flag(opts.fsync)),
             format!("bwlimit={}", opts.bwlimit),
+            format!("one_file_system={}", opts.one_file_system),
         ];
         let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
         out.extend(
@@ -281,6 +289,7 @@ impl Args {
                 "numeric_ids" => out.opts.numeric_ids = on,
                 "fsync" => out.opts.fsync = on,
                 "bwlimit" => out.opts.bwlimit = v.parse()?,
+                "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
@@ -297,6 +306,7 @@ impl Args {
             xattrs: self.opts.xattrs,
             hard_links: self.opts.hard_links,
             numeric_ids: self.opts.numeric_ids,
+            one_file_system: self.opts.one_file_system,
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
             progress,
@@ -321,6 +331,7 @@ impl Args {
             hard_links: self.opts.hard_links,
             numeric_ids: self.opts.numeric_ids,
             fsync: self.opts.fsync,
+            one_file_system: self.opts.one_file_system > 0,
             progress,
         }
     }
@@ -531,6 +542,7 @@ mod tests {
             numeric_ids: true,
             fsync: true,
             bwlimit: 123_456,
+            one_file_system: 2,
             size_only: true,
             update: true,
             ignore_existing: true,
@@ -551,6 +563,7 @@ mod tests {
         assert!(a.opts.xattrs && !a.opts.hard_links && a.opts.numeric_ids && a.opts.fsync);
         assert_eq!(a.opts.parallel, 3);
         assert_eq!(a.opts.bwlimit, 123_456);
+        assert_eq!(a.give_options(Arc::new(NoProgress)).one_file_system, 2);
         assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
         assert!(Args::parse(&Args::encode("", &SyncOptions::default()))
             .unwrap()
@@ -558,12 +571,13 @@ mod tests {
             .throttle
             .is_none());
         let t = a.take_options(Arc::new(NoProgress), true);
-        assert!(t.fsync && t.checksum && t.delete && t.numeric_ids);
+        assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         let k = &t.skips;
         assert!(t.size_only && k.update && k.ignore_existing && k.existing);
         assert_eq!((k.max_size, k.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
+        assert_eq!(d.opts.one_file_system, 0);
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

@@ -80,6 +80,9 @@ pub(crate) struct TakeOptions {
     pub numeric_ids: bool,
     /// `fsync` each file before renaming it into place.
     pub fsync: bool,
+    /// `--delete` enters no directory on another filesystem than the
+    /// destination's (`-x`).
+    pub one_file_system: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -289,9 +292,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             );
         } else {
             // A directory this run created holds only what the sender listed.
+            // Nor is anything deleted where the sender did not look (a
+            // mount point it did not cross).
             let mut scan: Vec<RelPath> = dirs
                 .iter()
-                .filter(|(r, _)| !fresh.0.contains(r.as_bytes()))
+                .filter(|(r, e)| !fresh.0.contains(r.as_bytes()) && !e.unlisted)
                 .map(|(r, _)| r.clone())
                 .collect();
             if source.kind == EntryKind::Dir && !dirs.iter().any(|(r, _)| r == &base) {
@@ -1196,6 +1201,17 @@ impl Seen {
 /// directories is the no-op run's tail). Itemized lines keep directory order.
 async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -> Result<()> {
     let seen = Arc::new(seen.finish());
+    // With -x, the destination's filesystem: deletion stays on it.
+    let home = match ctx.opts.one_file_system {
+        true => match ctx.fs.lstat(&ctx.base) {
+            Ok(m) => m.map(|m| m.dev),
+            Err(e) => {
+                ctx.counters.error(&ctx.shown_rel(&ctx.base), e.to_string());
+                return Ok(());
+            }
+        },
+        false => None,
+    };
     let half = scan.len().div_ceil(2);
     let mut halves = Vec::new();
     let mut scan = scan;
@@ -1205,7 +1221,7 @@ async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -
         halves.push(tokio::task::spawn_blocking(move || {
             let mut lines = Vec::new();
             for dir in &part {
-                delete_extraneous(&ctx, dir, &seen, &mut lines);
+                delete_extraneous(&ctx, dir, &seen, home, &mut lines);
             }
             lines
         }));
@@ -1222,13 +1238,26 @@ async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -
 }
 
 /// Removes what `dir` holds that the sender did not list (`seen`: the sorted
-/// names listed in each directory); itemized lines go to `lines`.
+/// names listed in each directory); itemized lines go to `lines`. With
+/// `home` (`-x`), nothing on another filesystem than that is touched.
 fn delete_extraneous(
     ctx: &Ctx,
     dir: &RelPath,
     seen: &HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    home: Option<u64>,
     lines: &mut Vec<String>,
 ) {
+    if let Some(home) = home {
+        match ctx.fs.lstat(dir) {
+            Ok(Some(m)) if m.dev == home => {}
+            // A mount point, or gone.
+            Ok(_) => return,
+            Err(e) => {
+                ctx.counters.error(&ctx.shown_rel(dir), e.to_string());
+                return;
+            }
+        }
+    }
     let listed = seen
         .get(dir.as_bytes())
         .map(Vec::as_slice)
@@ -1275,7 +1304,7 @@ fn delete_extraneous(
         }
         Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
-            if let Err(e) = fs.remove_all(&rel) {
+            if let Err(e) = fs.remove_all_on(&rel, home) {
                 ctx.counters.error(&ctx.shown_rel(&rel), e.to_string());
             }
         }

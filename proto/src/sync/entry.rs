@@ -109,13 +109,18 @@ pub struct Entry {
     pub link: HardLink,
     /// Extended attributes, sorted by name (sent only when asked for).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A directory whose contents were not listed: a mount point the sender
+    /// did not cross (`-x`). The receiver makes it but deletes nothing in it,
+    /// since the list says nothing about what it holds.
+    pub unlisted: bool,
 }
 
 const F_LEADER: u8 = 1;
 const F_FOLLOWER: u8 = 2;
 const F_XATTRS: u8 = 4;
 const F_RDEV: u8 = 8;
-const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV;
+const F_UNLISTED: u8 = 16;
+const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV | F_UNLISTED;
 
 impl Entry {
     /// Size, mtime and mode as listed: what a file's content and times should be.
@@ -143,6 +148,9 @@ impl Codec for Entry {
         }
         if self.rdev != 0 {
             flags |= F_RDEV;
+        }
+        if self.unlisted {
+            flags |= F_UNLISTED;
         }
         buf.push(flags);
         put_varint(buf, u64::from(self.mode));
@@ -173,7 +181,10 @@ impl Codec for Entry {
         let path = r.bytes("entry path", MAX_PATH)?.to_vec();
         let kind = EntryKind::from_code(r.u8()?)?;
         let flags = r.u8()?;
-        if flags & !F_KNOWN != 0 || flags & (F_LEADER | F_FOLLOWER) == F_LEADER | F_FOLLOWER {
+        if flags & !F_KNOWN != 0
+            || flags & (F_LEADER | F_FOLLOWER) == F_LEADER | F_FOLLOWER
+            || (flags & F_UNLISTED != 0 && kind != EntryKind::Dir)
+        {
             return Err(DecodeError::InvalidTag {
                 what: "entry flags",
                 tag: flags,
@@ -227,6 +238,7 @@ impl Codec for Entry {
             rdev,
             link,
             xattrs,
+            unlisted: flags & F_UNLISTED != 0,
         })
     }
 }
@@ -369,7 +381,10 @@ mod tests {
         let mut dev = entry(b"dev/null");
         dev.kind = EntryKind::CharDev;
         dev.rdev = 0x103;
-        let batch = EntryBatch(vec![entry(b""), link, leader, follower, dev]);
+        let mut mount = entry(b"mnt");
+        mount.kind = EntryKind::Dir;
+        mount.unlisted = true;
+        let batch = EntryBatch(vec![entry(b""), link, leader, follower, dev, mount]);
         let bytes = encode_to_vec(&batch);
         assert_eq!(decode_exact::<EntryBatch>(&bytes).unwrap(), batch);
         let ids = IdNames {
@@ -395,6 +410,10 @@ mod tests {
         ));
         let mut bad = encode_to_vec(&entry(b"a"));
         bad[3] = F_LEADER | F_FOLLOWER;
+        assert!(decode_exact::<Entry>(&bad).is_err());
+        // Only a directory can have its contents unlisted.
+        let mut bad = encode_to_vec(&entry(b"a"));
+        bad[3] = F_UNLISTED;
         assert!(decode_exact::<Entry>(&bad).is_err());
         let mut bad = encode_to_vec(&entry(b"a"));
         bad[3] = 0x80;
