@@ -415,6 +415,40 @@ async fn a_failed_service_sends_its_reason_to_the_other_side() {
     }
 }
 
+/// A service that fails at once (a pull of a path the server refuses) races
+/// the circuit the starter opens right away: the circuit reaches the other
+/// side after the peer is gone. Its refusal carries the service's reason,
+/// not "no peer N", so the starter reports what went wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_circuit_to_a_service_that_failed_at_once_carries_its_reason() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let services = Services::new().with("refuses", |_peer| async move {
+            anyhow::bail!("src/x: path escapes the root")
+        });
+        let srv = TestServer::start(keys.server(), services);
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        for round in 0..200 {
+            let peer = link.start("refuses", &[]).await.unwrap();
+            let outcome = match peer.open().await {
+                Err(e) => e.to_string(),
+                Ok(mut c) => match timeout(Duration::from_secs(10), c.recv()).await.unwrap() {
+                    Err(e) => e.to_string(),
+                    Ok(f) => panic!("{t}, round {round}: a circuit to a failed peer: {f:?}"),
+                },
+            };
+            assert!(
+                outcome.contains("src/x: path escapes the root"),
+                "{t}, round {round}: {outcome}"
+            );
+        }
+        link.close("done").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_peer_closes_its_circuits_on_both_sides() {
     for t in TRANSPORTS {

@@ -78,6 +78,10 @@ impl PeerEntry {
     }
 }
 
+/// How many failed peers' reasons a link keeps for circuits still on their
+/// way to them ([`LinkInner::failed`]).
+const FAILED_KEPT: usize = 64;
+
 struct LinkInner {
     shared: Arc<LinkShared>,
     side: Side,
@@ -92,6 +96,11 @@ struct LinkInner {
     /// error on the other end, not something to log here as well.
     in_process: bool,
     peers: Mutex<HashMap<u32, PeerEntry>>,
+    /// Why our most recently failed peers failed, newest last: a circuit the
+    /// other side opened to one of them before it heard of the failure is
+    /// refused with that reason (the one it would otherwise race to report)
+    /// rather than "no peer".
+    failed: Mutex<std::collections::VecDeque<(u32, String)>>,
     pending: Mutex<HashMap<u32, oneshot::Sender<std::result::Result<u32, String>>>>,
     next_peer: AtomicU32,
     next_circuit: AtomicU32,
@@ -160,6 +169,7 @@ impl Link {
                 sealed: est.sealed,
                 in_process: est.in_process,
                 peers: Mutex::new(HashMap::new()),
+                failed: Mutex::new(std::collections::VecDeque::new()),
                 pending: Mutex::new(HashMap::new()),
                 next_peer: AtomicU32::new(1),
                 next_circuit: AtomicU32::new(match side {
@@ -400,7 +410,23 @@ impl Link {
         self.send_control(frag);
     }
 
+    /// Why there is no peer `id` here, for a circuit opened to it.
+    fn failure_of(&self, id: u32) -> String {
+        let failed = self.inner.failed.lock().expect("poisoned");
+        match failed.iter().rev().find(|(failed, _)| *failed == id) {
+            Some((_, why)) => why.clone(),
+            None => format!("no peer {id} on this side"),
+        }
+    }
+
     pub(crate) fn peer_failed(&self, id: u32, remote_id: u32, reason: &str) {
+        {
+            let mut failed = self.inner.failed.lock().expect("poisoned");
+            if failed.len() >= FAILED_KEPT {
+                failed.pop_front();
+            }
+            failed.push_back((id, reason.to_string()));
+        }
         self.forget_peer(id);
         self.send_control(Fragment {
             subject: "peer".into(),
@@ -745,7 +771,8 @@ async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
                 .get(&target)
                 .map(|e| e.state.clone());
             let Some(state) = state else {
-                refuse_circuit(&mut write, open.circuit, target).await;
+                let reason = link.failure_of(target);
+                refuse_circuit(&mut write, open.circuit, reason).await;
                 return;
             };
             // Acknowledge at once: it tells the opener the peer exists. An
@@ -774,11 +801,11 @@ async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
     }
 }
 
-async fn refuse_circuit(w: &mut crate::net::mux::BoxWrite, circuit: u32, target: u32) {
+async fn refuse_circuit(w: &mut crate::net::mux::BoxWrite, circuit: u32, reason: String) {
     let fail = Fragment {
         circuit,
         serial: 0,
-        ..Fragment::new(Op::FAIL).with_error(format!("no peer {target} on this side"))
+        ..Fragment::new(Op::FAIL).with_error(reason)
     };
     let _ = write_frame(w, &fail, Compression::NONE, &mut Vec::new()).await;
 }
