@@ -168,10 +168,15 @@ pub struct Cli {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
-    /// Copy symlinks as symlinks: what jcp always does (accepted for rsync
-    /// habits)
+    /// Copy symlinks as symlinks: what jcp does unless -L (accepted for
+    /// rsync habits)
     #[arg(short = 'l', long)]
     pub links: bool,
+
+    /// Copy what symlinks lead to instead of the links: from a local source
+    /// wherever they lead, from a server's only beneath its root
+    #[arg(short = 'L', long)]
+    pub copy_links: bool,
 
     /// Keep modification times: what jcp always does (accepted for rsync
     /// habits)
@@ -569,6 +574,7 @@ impl Cli {
         sync.fsync = self.fsync;
         sync.bwlimit = self.bwlimit.unwrap_or(0);
         sync.one_file_system = self.one_file_system.min(2);
+        sync.copy_links = self.copy_links;
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress {
@@ -757,6 +763,8 @@ mod tests {
         assert_eq!(plan(&["-ax", "a", "b"]).unwrap().sync.one_file_system, 1);
         let p = plan(&["-xx", "--one-file-system", "a", "b"]).unwrap();
         assert_eq!(p.sync.one_file_system, 2);
+        assert!(!p.sync.copy_links);
+        assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
     }
 
     #[test]

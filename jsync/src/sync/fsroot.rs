@@ -438,21 +438,20 @@ impl FsRoot {
     /// `fstat` that checks it, so the caller needs no second one).
     pub fn open_read_meta(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
         let (dir, name) = self.locate(rel)?;
-        let flags =
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+        let flags = READ_FLAGS | OFlags::NOFOLLOW;
         let fd = rfs::openat(&dir, name, flags, Mode::empty()).map_err(|e| match e {
             Errno::LOOP => FsError::io(rel.display(), not_followed()),
             e => FsError::io(rel.display(), e),
         })?;
-        let st = rfs::fstat(&fd).map_err(|e| FsError::io(rel.display(), e))?;
-        let meta = Meta::from_stat(&st);
-        if meta.kind != Kind::File {
-            return Err(FsError::io(
-                rel.display(),
-                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
-        }
-        Ok((File::from(fd), meta))
+        regular_file(fd, &rel.display())
+    }
+
+    /// [`FsRoot::open_read_meta`] that follows symlinks, the final one too,
+    /// while they stay beneath the root (`-L` on a server; the fallback
+    /// resolver follows none).
+    pub fn open_read_follow_within(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
+        let fd = self.resolve(rel, READ_FLAGS, true)?;
+        regular_file(fd, &rel.display())
     }
 
     /// Creates `rel` and any missing parents with `mode` (less the umask). An
@@ -674,6 +673,13 @@ impl FsRoot {
             Some(fd) => fd_xattrs(fd.as_fd()).map_err(err),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// [`FsRoot::xattrs`] of what `rel` leads to, following symlinks while
+    /// they stay beneath the root (`-L -X` on a server).
+    pub fn xattrs_follow_within(&self, rel: &RelPath) -> Result<Xattrs, FsError> {
+        let fd = self.resolve(rel, READ_FLAGS, true)?;
+        fd_xattrs(fd.as_fd()).map_err(|e| FsError::io(rel.display(), e))
     }
 
     /// Makes the extended attributes of `rel` that this process may manage
@@ -1287,6 +1293,13 @@ pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)]) -> io::Resul
     fd_set_xattrs(file.as_fd(), want)
 }
 
+/// The extended attributes of the file or directory `path` leads to,
+/// wherever (`-L -X` from a local source).
+pub(crate) fn path_xattrs(path: &Path) -> io::Result<Xattrs> {
+    let fd = rfs::open(path, READ_FLAGS, Mode::empty())?;
+    fd_xattrs(fd.as_fd())
+}
+
 /// See [`file_xattrs`].
 fn fd_xattrs(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
     let names = match xattr_names(fd) {
@@ -1455,6 +1468,27 @@ fn in_use(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
 }
 
 /// `rm -rf name` relative to `dir`, never following symlinks.
+/// How a file is opened for reading: no controlling terminal, and no wait
+/// on a FIFO that took a regular file's place (it is refused after the open).
+pub(crate) const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::NONBLOCK);
+
+/// `fd` as a file with its metadata if it is a regular file; an error naming
+/// `shown` otherwise.
+pub(crate) fn regular_file(fd: OwnedFd, shown: &str) -> Result<(File, Meta), FsError> {
+    let st = rfs::fstat(&fd).map_err(|e| FsError::io(shown.to_string(), e))?;
+    let meta = Meta::from_stat(&st);
+    if meta.kind != Kind::File {
+        return Err(FsError::io(
+            shown.to_string(),
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    Ok((File::from(fd), meta))
+}
+
 fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, dev: Option<u64>) -> io::Result<()> {
     match rfs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),

@@ -19,7 +19,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
-use super::fsroot::{FsRoot, Kind, Meta, RelPath};
+use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
 use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
@@ -47,15 +47,24 @@ pub(crate) struct GiveSpec {
     pub fs: FsRoot,
     pub base: RelPath,
     pub source: Source,
+    /// With `-L`, symlinks are followed wherever they lead (a local source,
+    /// the user's own files, as rsync does); otherwise only while they stay
+    /// beneath the root (a server's).
+    pub follow_anywhere: bool,
 }
 
 impl GiveSpec {
     /// A local source path as given on the command line (trailing slash, or a
     /// last component `.` or `..`, = contents, as in rsync).
-    pub(crate) fn local(src: &Path) -> Result<GiveSpec> {
+    /// With `copy_links` (`-L`), a symlink is sent as what it leads to.
+    pub(crate) fn local(src: &Path, copy_links: bool) -> Result<GiveSpec> {
         let contents = names_contents(src.as_os_str().as_bytes());
-        let meta = std::fs::symlink_metadata(src)
-            .map_err(|e| Error::io(format!("cannot read {}", src.display()), e))?;
+        let meta = if copy_links {
+            std::fs::metadata(src).map_err(|e| no_referent(e, src))
+        } else {
+            std::fs::symlink_metadata(src)
+        }
+        .map_err(|e| Error::io(format!("cannot read {}", src.display()), e))?;
         if meta.is_dir() {
             let fs = FsRoot::open(src).map_err(fs_err)?;
             let name = std::fs::canonicalize(src)
@@ -70,6 +79,7 @@ impl GiveSpec {
                     contents: contents || name.is_empty(),
                     name,
                 },
+                follow_anywhere: true,
             });
         }
         let name = src
@@ -92,17 +102,23 @@ impl GiveSpec {
                 name: name.as_bytes().to_vec(),
                 contents: false,
             },
+            follow_anywhere: true,
         })
     }
 
-    /// A source named by a client, relative to a server's root.
-    pub(crate) fn in_root(fs: FsRoot, src: &str) -> Result<GiveSpec> {
+    /// A source named by a client, relative to a server's root. With
+    /// `copy_links` (`-L`), a symlink is sent as what it leads to, if that is
+    /// beneath the root.
+    pub(crate) fn in_root(fs: FsRoot, src: &str, copy_links: bool) -> Result<GiveSpec> {
         let contents = names_contents(src.as_bytes());
         let base = FsRoot::check(src.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
-        let meta = fs
-            .lstat(&base)
-            .map_err(fs_err)?
-            .ok_or_else(|| Error::Fs(format!("{src}: no such file or directory on the server")))?;
+        let meta = if copy_links {
+            fs.stat_follow_within(&base)
+        } else {
+            fs.lstat(&base)
+        }
+        .map_err(fs_err)?
+        .ok_or_else(|| Error::Fs(format!("{src}: no such file or directory on the server")))?;
         let name = base
             .file_name()
             .map(|n| n.as_bytes().to_vec())
@@ -123,7 +139,61 @@ impl GiveSpec {
                 name,
             },
             base,
+            follow_anywhere: false,
         })
+    }
+
+    /// The metadata of what `full` leads to (`-L`): anywhere for a local
+    /// source, only beneath the root for a server's.
+    fn referent(&self, full: &RelPath) -> std::io::Result<Meta> {
+        if self.follow_anywhere {
+            let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
+            return rustix::fs::stat(&path)
+                .map(|st| Meta::from_stat(&st))
+                .map_err(|e| no_referent(e.into(), &path));
+        }
+        match self.fs.stat_follow_within(full) {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(no_referent(
+                std::io::ErrorKind::NotFound.into(),
+                Path::new(""),
+            )),
+            Err(FsError::Escape { .. }) => Err(std::io::Error::other(
+                "symlink leads outside the root (or is absolute): not followed",
+            )),
+            Err(FsError::Io { source, .. }) => Err(source),
+        }
+    }
+
+    /// The extended attributes of what `full` leads to (`-L -X`), as
+    /// [`GiveSpec::referent`].
+    fn referent_xattrs(
+        &self,
+        full: &RelPath,
+    ) -> std::result::Result<super::fsroot::Xattrs, FsError> {
+        if !self.follow_anywhere {
+            return self.fs.xattrs_follow_within(full);
+        }
+        let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
+        super::fsroot::path_xattrs(&path).map_err(|e| FsError::Io {
+            path: full.display(),
+            source: e,
+        })
+    }
+
+    /// Opens the regular file `full` leads to (`-L`), as [`GiveSpec::referent`].
+    fn open_referent(&self, full: &RelPath) -> std::result::Result<(std::fs::File, Meta), FsError> {
+        if !self.follow_anywhere {
+            return self.fs.open_read_follow_within(full);
+        }
+        let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
+        let flags = super::fsroot::READ_FLAGS;
+        let fd =
+            rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).map_err(|e| FsError::Io {
+                path: full.display(),
+                source: e.into(),
+            })?;
+        super::fsroot::regular_file(fd, &full.display())
     }
 
     /// The confined path of an entry path (relative to the base) from the wire.
@@ -136,6 +206,18 @@ impl GiveSpec {
             full.extend_from_slice(path);
         }
         FsRoot::check(&full).map_err(fs_err)
+    }
+}
+
+/// A symlink that leads nowhere (`-L`), said as rsync says it; other
+/// errors as they are.
+fn no_referent(e: std::io::Error, link: &Path) -> std::io::Error {
+    let dangling = e.kind() == std::io::ErrorKind::NotFound
+        && (link.as_os_str().is_empty() || std::fs::symlink_metadata(link).is_ok());
+    if dangling {
+        std::io::Error::other("symlink has no referent")
+    } else {
+        e
     }
 }
 
@@ -169,6 +251,9 @@ pub(crate) struct GiveOptions {
     /// Do not cross filesystem boundaries (`-x`): 1 lists a directory on
     /// another filesystem without its contents, 2 leaves it out (`-xx`).
     pub one_file_system: u8,
+    /// Send what symlinks lead to instead of the links (`-L`); see
+    /// [`GiveSpec::follow_anywhere`] for how far.
+    pub copy_links: bool,
     /// Paces file data (`--bwlimit`).
     pub throttle: Option<Arc<super::throttle::Throttle>>,
     pub progress: Arc<dyn Progress>,
@@ -473,15 +558,15 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     let mut send = |item| out.push(item);
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
-        let item = match rustix::fs::lstat(&root) {
-            Ok(st) => entry_for(
-                spec,
-                opts,
-                &spec.base,
-                Vec::new(),
-                &Meta::from_stat(&st),
-                &mut links,
-            ),
+        let meta = if opts.copy_links {
+            spec.referent(&spec.base)
+        } else {
+            rustix::fs::lstat(&root)
+                .map(|st| Meta::from_stat(&st))
+                .map_err(Into::into)
+        };
+        let item = match meta {
+            Ok(m) => entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links),
             Err(e) => Some(WalkItem::Error(Vec::new(), e.to_string())),
         };
         if let Some(item) = item {
@@ -498,7 +583,7 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         r.strip_prefix(b"/").unwrap_or(r).to_vec()
     };
     let mut walker = walkdir::WalkDir::new(&root)
-        .follow_links(false)
+        .follow_links(opts.copy_links)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|de| {
@@ -506,7 +591,10 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
                 || de.depth() == 0
                 || !filter.is_excluded(&rel_of(de.path()), de.file_type().is_dir())
         });
-    let mut dirs = DirStack::default();
+    let mut dirs = DirStack {
+        follow: opts.copy_links,
+        ..DirStack::default()
+    };
     // The filesystem of the walk's root, for `-x`.
     let mut root_dev = None;
     while let Some(item) = walker.next() {
@@ -517,10 +605,24 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
                 // Stat relative to the parent's descriptor, not by full path.
                 let stat = if depth == 0 {
                     // walkdir follows a root that is a symlink; so do we.
-                    rustix::fs::stat(de.path()).map_err(std::io::Error::from)
+                    rustix::fs::stat(de.path())
+                        .map(|st| Meta::from_stat(&st))
+                        .map_err(std::io::Error::from)
+                } else if opts.copy_links && de.path_is_symlink() {
+                    // -L: what the link leads to, if the spec lets it go
+                    // there; a directory that it may not enter is not walked.
+                    let referent = spec
+                        .entry_path(&rel)
+                        .map_err(std::io::Error::other)
+                        .and_then(|full| spec.referent(&full));
+                    if referent.is_err() && de.file_type().is_dir() {
+                        walker.skip_current_dir();
+                    }
+                    referent
                 } else {
                     dirs.fd(depth - 1, &root).and_then(|parent| {
                         rustix::fs::statat(parent, de.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                            .map(|st| Meta::from_stat(&st))
                             .map_err(std::io::Error::from)
                     })
                 };
@@ -528,9 +630,8 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
                     dirs.entered(depth, de.file_name());
                 }
                 match stat {
-                    Ok(st) => match spec.entry_path(&rel) {
+                    Ok(m) => match spec.entry_path(&rel) {
                         Ok(full) => {
-                            let m = Meta::from_stat(&st);
                             let root_dev = *root_dev.get_or_insert(m.dev);
                             // A mount point (`-x`): listed as an empty
                             // directory with its own attributes, as in
@@ -560,10 +661,19 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
             }
             Err(e) => {
                 let rel = e.path().map(rel_of).unwrap_or_default();
-                let msg = e
-                    .io_error()
-                    .map(|io| io.to_string())
-                    .unwrap_or_else(|| e.to_string());
+                let msg = match (e.io_error(), e.path()) {
+                    // -L: a symlink to a directory it is in (walkdir's own
+                    // message would show the whole path, a server's root too).
+                    _ if e.loop_ancestor().is_some() => {
+                        "symlink leads to a directory it is in (a loop): not followed".into()
+                    }
+                    // -L: walkdir found a symlink that leads nowhere.
+                    (Some(io), Some(path)) if opts.copy_links => {
+                        no_referent(io.kind().into(), path).to_string()
+                    }
+                    (Some(io), _) => io.to_string(),
+                    (None, _) => e.to_string(),
+                };
                 WalkItem::Error(rel, msg)
             }
         };
@@ -576,35 +686,45 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
 /// The directories on the walk's current path, by depth, each opened
 /// (`O_PATH`, never following a symlink) the first time a child is stat'ed.
 #[derive(Default)]
-struct DirStack(Vec<(std::ffi::OsString, Option<std::os::fd::OwnedFd>)>);
+struct DirStack {
+    open: Vec<(std::ffi::OsString, Option<std::os::fd::OwnedFd>)>,
+    /// Whether a directory may be entered through a symlink (`-L`).
+    follow: bool,
+}
 
 impl DirStack {
     /// The walk went into directory `name` at `depth`.
     fn entered(&mut self, depth: usize, name: &OsStr) {
-        self.0.truncate(depth);
-        self.0.push((name.to_owned(), None));
+        self.open.truncate(depth);
+        self.open.push((name.to_owned(), None));
     }
 
     /// The descriptor of the directory at `depth` (0 is `root`).
     fn fd(&mut self, depth: usize, root: &Path) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
         use rustix::fs::{Mode, OFlags};
         use std::os::fd::AsFd;
-        if depth >= self.0.len() {
+        if depth >= self.open.len() {
             return Err(std::io::Error::other("the walk lost its place"));
         }
-        if self.0[depth].1.is_none() {
+        if self.open[depth].1.is_none() {
             let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
             let fd = if depth == 0 {
                 rustix::fs::open(root, flags, Mode::empty())?
             } else {
-                let flags = flags | OFlags::NOFOLLOW;
-                let name = self.0[depth].0.clone();
+                // Entered through a symlink only with -L (which checked
+                // where it leads before the walk went in).
+                let flags = if self.follow {
+                    flags
+                } else {
+                    flags | OFlags::NOFOLLOW
+                };
+                let name = self.open[depth].0.clone();
                 let parent = self.fd(depth - 1, root)?;
                 rustix::fs::openat(parent, &name, flags, Mode::empty())?
             };
-            self.0[depth].1 = Some(fd);
+            self.open[depth].1 = Some(fd);
         }
-        Ok(self.0[depth].1.as_ref().expect("just opened").as_fd())
+        Ok(self.open[depth].1.as_ref().expect("just opened").as_fd())
     }
 }
 
@@ -655,7 +775,12 @@ fn entry_for(
         HardLink::None
     };
     let xattrs = if opts.xattrs && matches!(kind, EntryKind::File | EntryKind::Dir) {
-        match spec.fs.xattrs(full) {
+        let got = if opts.copy_links {
+            spec.referent_xattrs(full)
+        } else {
+            spec.fs.xattrs(full)
+        };
+        match got {
             Ok(x) => x,
             Err(e) => return Some(WalkItem::Error(rel, format!("cannot read xattrs: {e}"))),
         }
@@ -934,19 +1059,20 @@ fn fill_whole(
     Ok(())
 }
 
-/// Opens the listed file at `path` (never following a symlink, only a regular
-/// file) with its size, mtime and mode as opened.
+/// Opens the listed file at `path` (only a regular file, and no symlink
+/// unless `-L` follows it) with its size, mtime and mode as opened.
 fn open_listed(
     giver: &Giver,
     path: &[u8],
     shown: &str,
 ) -> std::result::Result<(std::fs::File, FileMeta), Fail> {
     let rel = giver.spec.entry_path(path)?;
-    let (file, m) = giver
-        .spec
-        .fs
-        .open_read_meta(&rel)
-        .map_err(|e| open_fail(shown, e))?;
+    let opened = if giver.opts.copy_links {
+        giver.spec.open_referent(&rel)
+    } else {
+        giver.spec.fs.open_read_meta(&rel)
+    };
+    let (file, m) = opened.map_err(|e| open_fail(shown, e))?;
     let meta = FileMeta {
         size: m.size,
         mtime: m.mtime,

@@ -102,6 +102,10 @@ pub struct SyncOptions {
     /// contents (2, `-xx`: leaves it out); the receiver's `--delete` enters
     /// no directory on another filesystem than the destination's.
     pub one_file_system: u8,
+    /// Send what symlinks lead to instead of the links (`-L`): from a local
+    /// source wherever they lead, as rsync does; from a server's only while
+    /// they stay beneath its root (others fail, named, and the rest is sent).
+    pub copy_links: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -130,6 +134,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("fsync", &self.fsync)
             .field("bwlimit", &self.bwlimit)
             .field("one_file_system", &self.one_file_system)
+            .field("copy_links", &self.copy_links)
             .finish()
     }
 }
@@ -158,6 +163,7 @@ impl Default for SyncOptions {
             fsync: false,
             bwlimit: 0,
             one_file_system: 0,
+            copy_links: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -175,7 +181,7 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
             async move {
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let spec = GiveSpec::in_root(fs, &args.path)?;
+                let spec = GiveSpec::in_root(fs, &args.path, args.opts.copy_links)?;
                 let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, "pull served");
                 Ok(())
@@ -234,6 +240,7 @@ impl Args {
             format!("fsync={}", flag(opts.fsync)),
             format!("bwlimit={}", opts.bwlimit),
             format!("one_file_system={}", opts.one_file_system),
+            format!("copy_links={}", flag(opts.copy_links)),
         ];
         let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
         out.extend(
@@ -290,6 +297,7 @@ impl Args {
                 "fsync" => out.opts.fsync = on,
                 "bwlimit" => out.opts.bwlimit = v.parse()?,
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
+                "copy_links" => out.opts.copy_links = on,
                 "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
@@ -307,6 +315,7 @@ impl Args {
             hard_links: self.opts.hard_links,
             numeric_ids: self.opts.numeric_ids,
             one_file_system: self.opts.one_file_system,
+            copy_links: self.opts.copy_links,
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
             progress,
@@ -371,7 +380,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
     let wire0 = link.wire_bytes();
-    let spec = GiveSpec::local(src)?;
+    let spec = GiveSpec::local(src, opts.copy_links)?;
     let peer = link.start(TAKE, &Args::encode(dst, opts)).await?;
     let args = Args::parse(&Args::encode(dst, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let stats = give::give(peer.clone(), spec, args.give_options(opts.progress.clone())).await?;
@@ -543,6 +552,7 @@ mod tests {
             fsync: true,
             bwlimit: 123_456,
             one_file_system: 2,
+            copy_links: true,
             size_only: true,
             update: true,
             ignore_existing: true,
@@ -563,7 +573,8 @@ mod tests {
         assert!(a.opts.xattrs && !a.opts.hard_links && a.opts.numeric_ids && a.opts.fsync);
         assert_eq!(a.opts.parallel, 3);
         assert_eq!(a.opts.bwlimit, 123_456);
-        assert_eq!(a.give_options(Arc::new(NoProgress)).one_file_system, 2);
+        let g = a.give_options(Arc::new(NoProgress));
+        assert!(g.one_file_system == 2 && g.copy_links);
         assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
         assert!(Args::parse(&Args::encode("", &SyncOptions::default()))
             .unwrap()
@@ -577,7 +588,7 @@ mod tests {
         assert_eq!((k.max_size, k.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
-        assert_eq!(d.opts.one_file_system, 0);
+        assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

@@ -1,0 +1,188 @@
+//! `-L` (`--copy-links`) through the real binaries: what symlinks lead to is
+//! sent instead of the links. From a local source (jcp copying locally or
+//! pushing) they are followed wherever they lead, as rsync does; from a
+//! server's only while they stay beneath its root, so a pull cannot read
+//! outside it. Dangling links and loops fail alone, named.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Output;
+
+use jsync_tests::bins::{run, Jsrv};
+use jsync_tests::Keys;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Outside any source: a file and a directory that links lead to.
+fn make_outside(outside: &Path) {
+    std::fs::create_dir_all(outside.join("d")).unwrap();
+    std::fs::write(outside.join("file"), "outside\n").unwrap();
+    std::fs::write(outside.join("d/x"), "outside dir\n").unwrap();
+}
+
+/// A source whose links lead inside it, outside it (absolute and relative),
+/// nowhere, and to a directory they are in.
+fn make_source(src: &Path, outside: &Path) {
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::create_dir_all(src.join("inner_dir")).unwrap();
+    std::fs::write(src.join("real.txt"), "real\n").unwrap();
+    std::fs::write(src.join("inner_dir/f"), "inner\n").unwrap();
+    symlink("real.txt", src.join("link_in")).unwrap();
+    symlink("inner_dir", src.join("dirlink_in")).unwrap();
+    symlink(outside.join("file"), src.join("abs_out")).unwrap();
+    let rel_out = Path::new("../../outside/d");
+    assert!(src.join(rel_out).exists(), "the fixture's relative link");
+    symlink(rel_out, src.join("dirlink_out")).unwrap();
+    symlink("nowhere", src.join("dangling")).unwrap();
+    symlink("..", src.join("sub/loop")).unwrap();
+    // For -L -X: the attributes of what a link leads to.
+    for p in [src.join("real.txt"), src.join("inner_dir")] {
+        rustix::fs::setxattr(&p, "user.where", b"inside", rustix::fs::XattrFlags::empty())
+            .unwrap_or_else(|e| panic!("setxattr on {}: {e}", p.display()));
+    }
+}
+
+fn xattr(p: &Path) -> Vec<u8> {
+    let mut buf = vec![0; 64];
+    let n = rustix::fs::lgetxattr(p, "user.where", &mut buf)
+        .unwrap_or_else(|e| panic!("user.where of {}: {e}", p.display()));
+    buf.truncate(n);
+    buf
+}
+
+fn read(p: &Path) -> String {
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(m.is_file(), "{} is a regular file", p.display());
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// What `-L` sends from inside the source, whoever sends it.
+fn check_inside(dst: &Path, what: &str) {
+    assert_eq!(read(&dst.join("link_in")), "real\n", "{what}");
+    assert_eq!(read(&dst.join("dirlink_in/f")), "inner\n", "{what}");
+    assert!(!dst.join("dangling").exists(), "{what}");
+    assert!(dst.join("sub").is_dir(), "{what}");
+    assert!(
+        std::fs::symlink_metadata(dst.join("sub/loop")).is_err(),
+        "{what}: the loop is not sent"
+    );
+}
+
+fn check_errors(err: &str, what: &str) {
+    assert!(
+        err.contains("dangling: symlink has no referent"),
+        "{what}: {err}"
+    );
+    assert!(
+        err.contains("sub/loop: symlink leads to a directory it is in (a loop)"),
+        "{what}: {err}"
+    );
+}
+
+#[test]
+fn copy_links_from_a_local_source_follows_links_anywhere() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    // work/tree/src, so that ../../outside from src leads to work/outside.
+    let outside = work.path().join("outside");
+    make_outside(&outside);
+    let src = work.path().join("tree/src");
+    make_source(&src, &outside);
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+
+    let local = work.path().join("local");
+    let out = run("jcp", &["-q", "-LX", &src_arg, local.to_str().unwrap()]);
+    let pushed = srv.jcp(keys.path(), &["-q", "-LX", &src_arg, "127.0.0.1:dst"]);
+    for (out, dst, what) in [(out, local, "local"), (pushed, root.join("dst"), "push")] {
+        assert_eq!(out.status.code(), Some(3), "{what}: {}", stderr(&out));
+        check_errors(&stderr(&out), what);
+        check_inside(&dst, what);
+        assert_eq!(xattr(&dst.join("link_in")), b"inside", "{what}");
+        assert_eq!(xattr(&dst.join("dirlink_in")), b"inside", "{what}");
+        assert_eq!(read(&dst.join("abs_out")), "outside\n", "{what}");
+        assert_eq!(read(&dst.join("dirlink_out/x")), "outside dir\n", "{what}");
+    }
+
+    // A single file named through a link, and the same without -L: a link.
+    let single = work.path().join("single");
+    let link = src.join("abs_out");
+    let out = run(
+        "jcp",
+        &["-q", "-L", link.to_str().unwrap(), single.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(&single), "outside\n");
+    let plain = work.path().join("plain");
+    let out = run("jcp", &["-q", &src_arg, plain.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["link_in", "abs_out", "dirlink_in", "dangling", "sub/loop"] {
+        let m = std::fs::symlink_metadata(plain.join(name)).unwrap();
+        assert!(
+            m.file_type().is_symlink(),
+            "without -L, {name} stays a link"
+        );
+    }
+}
+
+#[test]
+fn copy_links_from_a_server_stays_beneath_its_root() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    make_outside(&outside);
+    let root = work.path().join("root");
+    let src = root.join("src");
+    make_source(&src, &outside);
+    // Absolute, though it leads inside the root: the server's paths are
+    // resolved beneath its root, where an absolute link has no place.
+    symlink(src.join("real.txt"), src.join("abs_in")).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+
+    let pulled = work.path().join("pulled");
+    let out = srv.jcp(
+        keys.path(),
+        &["-q", "-LX", "127.0.0.1:src/", pulled.to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    check_errors(&err, "pull");
+    check_inside(&pulled, "pull");
+    assert_eq!(xattr(&pulled.join("link_in")), b"inside");
+    assert_eq!(xattr(&pulled.join("dirlink_in")), b"inside");
+    for name in ["abs_out", "dirlink_out", "abs_in"] {
+        assert!(
+            err.contains(&format!("{name}: symlink leads outside the root")),
+            "{name}: {err}"
+        );
+        assert!(
+            std::fs::symlink_metadata(pulled.join(name)).is_err(),
+            "{name}"
+        );
+    }
+
+    // A single file: through a link beneath the root, and one outside it.
+    let y = work.path().join("y");
+    let out = srv.jcp(
+        keys.path(),
+        &["-q", "-L", "127.0.0.1:src/link_in", y.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(&y), "real\n");
+    let z = work.path().join("z");
+    let out = srv.jcp(
+        keys.path(),
+        &["-q", "-L", "127.0.0.1:src/abs_out", z.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("escapes the root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::symlink_metadata(&z).is_err(), "nothing written");
+}
