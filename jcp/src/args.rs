@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(short, long)]
     pub checksum: bool,
 
+    /// Do not take a file of the same size and time as up to date: as -c,
+    /// its content is compared (only what differs moves)
+    #[arg(short = 'I', long)]
+    pub ignore_times: bool,
+
     /// Take files of the same size as up to date, whatever their modification
     /// times (which are still brought over, with the mode)
     #[arg(long, conflicts_with = "checksum")]
@@ -548,7 +553,7 @@ impl Cli {
         let filter = build_filter(&rules)?;
         let direction = self.direction()?;
         let mut sync = jsync::sync::SyncOptions::default();
-        sync.checksum = self.checksum;
+        sync.checksum = self.checksum || self.ignore_times;
         sync.size_only = self.size_only;
         sync.update = self.update;
         sync.ignore_existing = self.ignore_existing;
@@ -765,6 +770,8 @@ mod tests {
         assert_eq!(p.sync.one_file_system, 2);
         assert!(!p.sync.copy_links);
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
+        assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);
+        assert!(plan(&["--ignore-times", "a", "b"]).unwrap().sync.checksum);
     }
 
     #[test]

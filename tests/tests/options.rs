@@ -1,8 +1,8 @@
 //! rsync's options for what to leave alone (`-u`, `--ignore-existing`,
-//! `--existing`, `--size-only`, `--max-size`, `--min-size`), `--bwlimit`, and
-//! its habits on the command line (`-avhP`, `-h` alone for help), through the
-//! real binaries: each option locally, pushed to a jsrv and pulled from it,
-//! against one destination state.
+//! `--existing`, `--size-only`, `--max-size`, `--min-size`) or not to (`-I`),
+//! `--bwlimit`, and its habits on the command line (`-avhP`, `-h` alone for
+//! help), through the real binaries: each option locally, pushed to a jsrv
+//! and pulled from it, against one destination state.
 
 use std::path::Path;
 use std::process::Output;
@@ -34,6 +34,7 @@ fn make_source(src: &Path) {
     put(&src.join("newer_here.txt"), b"from the source\n", T);
     put(&src.join("older_here.txt"), b"newer content\n", T + 100);
     put(&src.join("same_size.txt"), b"abcd", T + 200);
+    put(&src.join("same_stamp.txt"), b"source", T + 300);
     put(&src.join("only_there.txt"), b"new file\n", T);
     put(&src.join("new_dir/inner.txt"), b"inner\n", T);
     put(&src.join("linked_a"), b"linked\n", T);
@@ -46,6 +47,8 @@ fn make_destination(dst: &Path) {
     put(&dst.join("newer_here.txt"), b"edited here!!!!!\n", T + 500);
     put(&dst.join("older_here.txt"), b"old\n", T);
     put(&dst.join("same_size.txt"), b"wxyz", T + 100);
+    // The same size and mtime, other content: what only -c or -I finds.
+    put(&dst.join("same_stamp.txt"), b"destin", T + 300);
 }
 
 /// What an option leaves: each existing file's content and mtime, and
@@ -231,6 +234,24 @@ fn without_options_every_file_takes_the_source_state() {
             new_files: true,
         },
     );
+}
+
+/// `-I` (`--ignore-times`) takes no file as up to date by its size and
+/// mtime: the one the quick check would leave alone is compared and
+/// replaced.
+#[test]
+fn ignore_times_compares_what_the_quick_check_takes_as_up_to_date() {
+    let stamp = |want: &[u8]| {
+        let want = want.to_vec();
+        move |dst: &Path, what: &str| {
+            let p = dst.join("same_stamp.txt");
+            assert_eq!(read(&p), Some(want.clone()), "{what}");
+            assert_eq!(mtime(&p), T + 300, "{what}");
+        }
+    };
+    each_way_then(&[], stamp(b"destin"));
+    each_way_then(&["-I"], stamp(b"source"));
+    each_way_then(&["--ignore-times"], stamp(b"source"));
 }
 
 /// `jcp -avhP --stats` as rsync users type it: -h is --human-readable (sizes
