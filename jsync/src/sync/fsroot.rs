@@ -675,6 +675,13 @@ impl FsRoot {
         }
     }
 
+    /// Opens directory `rel` for reading its entries, following symlinks only
+    /// while they stay beneath the root (the sender's walk: its top, and with
+    /// `-L` a directory reached through a link).
+    pub fn open_dir(&self, rel: &RelPath) -> Result<OwnedFd, FsError> {
+        self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, true)
+    }
+
     /// [`FsRoot::xattrs`] of what `rel` leads to, following symlinks while
     /// they stay beneath the root (`-L -X` on a server).
     pub fn xattrs_follow_within(&self, rel: &RelPath) -> Result<Xattrs, FsError> {

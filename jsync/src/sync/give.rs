@@ -24,7 +24,7 @@ use super::proto_util::{decode, fragment};
 use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
 use crate::runtime::{Circuit, CircuitReceiver, Peer};
-use rustix::fs::AtFlags;
+use rustix::fs::{AtFlags, FileType};
 
 /// Flush a recipe fragment once it holds this much...
 const RECIPE_FLUSH: usize = 256 << 10;
@@ -575,157 +575,199 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         return;
     }
     let filter = &opts.filter;
-    let root_bytes = root.as_os_str().as_bytes();
-    // The relative path of a walked path (walkdir joins names onto `root`).
-    let rel_of = |p: &Path| -> Vec<u8> {
-        let b = p.as_os_str().as_bytes();
-        let r = b.strip_prefix(root_bytes).unwrap_or(b);
-        r.strip_prefix(b"/").unwrap_or(r).to_vec()
+    let excluded = |rel: &[u8], is_dir: bool| !filter.is_empty() && filter.is_excluded(rel, is_dir);
+    // The top, as a symlink to it leads (beneath the root for a server).
+    let top = spec.fs.open_dir(&spec.base).map_err(fs_err).and_then(|fd| {
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", e.into()))?;
+        Ok((fd, Meta::from_stat(&st)))
+    });
+    let (top_fd, top_meta) = match top {
+        Ok(top) => top,
+        Err(e) => {
+            send(WalkItem::Error(Vec::new(), e.to_string()));
+            return;
+        }
     };
-    let mut walker = walkdir::WalkDir::new(&root)
-        .follow_links(opts.copy_links)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|de| {
-            filter.is_empty()
-                || de.depth() == 0
-                || !filter.is_excluded(&rel_of(de.path()), de.file_type().is_dir())
-        });
-    let mut dirs = DirStack {
-        follow: opts.copy_links,
-        ..DirStack::default()
-    };
-    // The filesystem of the walk's root, for `-x`.
-    let mut root_dev = None;
-    while let Some(item) = walker.next() {
-        let item = match item {
-            Ok(de) => {
-                let rel = rel_of(de.path());
-                let depth = de.depth();
-                // Stat relative to the parent's descriptor, not by full path.
-                let stat = if depth == 0 {
-                    // walkdir follows a root that is a symlink; so do we.
-                    rustix::fs::stat(de.path())
-                        .map(|st| Meta::from_stat(&st))
-                        .map_err(std::io::Error::from)
-                } else if opts.copy_links && de.path_is_symlink() {
-                    // -L: what the link leads to, if the spec lets it go
-                    // there; a directory that it may not enter is not walked.
-                    let referent = spec
-                        .entry_path(&rel)
-                        .map_err(std::io::Error::other)
-                        .and_then(|full| spec.referent(&full));
-                    if referent.is_err() && de.file_type().is_dir() {
-                        walker.skip_current_dir();
-                    }
-                    referent
-                } else {
-                    dirs.fd(depth - 1, &root).and_then(|parent| {
-                        rustix::fs::statat(parent, de.file_name(), AtFlags::SYMLINK_NOFOLLOW)
-                            .map(|st| Meta::from_stat(&st))
-                            .map_err(std::io::Error::from)
-                    })
-                };
-                if de.file_type().is_dir() {
-                    dirs.entered(depth, de.file_name());
-                }
-                match stat {
-                    Ok(m) => match spec.entry_path(&rel) {
-                        Ok(full) => {
-                            let root_dev = *root_dev.get_or_insert(m.dev);
-                            // A mount point (`-x`): listed as an empty
-                            // directory with its own attributes, as in
-                            // rsync, or left out with `-xx`.
-                            let unlisted = opts.one_file_system > 0
-                                && m.kind == Kind::Dir
-                                && m.dev != root_dev;
-                            if unlisted {
-                                walker.skip_current_dir();
-                                if opts.one_file_system > 1 {
-                                    continue;
-                                }
-                            }
-                            match entry_for(spec, opts, &full, rel, &m, &mut links) {
-                                Some(WalkItem::Entry(mut e)) => {
-                                    e.unlisted = unlisted;
-                                    WalkItem::Entry(e)
-                                }
-                                Some(item) => item,
-                                None => continue,
-                            }
-                        }
-                        Err(e) => WalkItem::Error(rel, e.to_string()),
-                    },
-                    Err(e) => WalkItem::Error(rel, e.to_string()),
-                }
-            }
-            Err(e) => {
-                let rel = e.path().map(rel_of).unwrap_or_default();
-                let msg = match (e.io_error(), e.path()) {
-                    // -L: a symlink to a directory it is in (walkdir's own
-                    // message would show the whole path, a server's root too).
-                    _ if e.loop_ancestor().is_some() => {
-                        "symlink leads to a directory it is in (a loop): not followed".into()
-                    }
-                    // -L: walkdir found a symlink that leads nowhere.
-                    (Some(io), Some(path)) if opts.copy_links => {
-                        no_referent(io.kind().into(), path).to_string()
-                    }
-                    (Some(io), _) => io.to_string(),
-                    (None, _) => e.to_string(),
-                };
-                WalkItem::Error(rel, msg)
-            }
-        };
+    if let Some(item) = entry_for(spec, opts, &spec.base, Vec::new(), &top_meta, &mut links) {
         if !send(item) {
             return;
         }
     }
+    let mut stack = match Level::read(top_fd, Vec::new(), &top_meta) {
+        Ok(level) => vec![level],
+        Err(e) => {
+            send(WalkItem::Error(Vec::new(), e.to_string()));
+            return;
+        }
+    };
+    loop {
+        let Some(level) = stack.last_mut() else {
+            return;
+        };
+        let Some((name, ftype)) = level.names.next() else {
+            stack.pop();
+            continue;
+        };
+        let parent = stack.last().expect("in a directory");
+        let mut rel = parent.rel.clone();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(&name);
+        // What the directory entry says the name is, unless -L follows it
+        // or the filesystem does not say: enough for the filter, no stat.
+        let through_link = opts.copy_links && ftype == FileType::Symlink;
+        let known_dir = match ftype {
+            _ if through_link => None,
+            FileType::Unknown => None,
+            t => Some(t == FileType::Directory),
+        };
+        if known_dir.is_some_and(|is_dir| excluded(&rel, is_dir)) {
+            continue;
+        }
+        let full = match spec.entry_path(&rel) {
+            Ok(full) => full,
+            Err(e) => {
+                if !send(WalkItem::Error(rel, e.to_string())) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let meta = if through_link {
+            spec.referent(&full)
+        } else {
+            parent
+                .dir
+                .fd()
+                .and_then(|fd| {
+                    rustix::fs::statat(fd, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
+                })
+                .map(|st| Meta::from_stat(&st))
+                .map_err(std::io::Error::from)
+        };
+        let m = match meta {
+            Ok(m) => m,
+            Err(e) => {
+                if !send(WalkItem::Error(rel, e.to_string())) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let is_dir = m.kind == Kind::Dir;
+        if known_dir.is_none() && excluded(&rel, is_dir) {
+            continue;
+        }
+        if through_link && is_dir && stack.iter().any(|l| l.id == (m.dev, m.ino)) {
+            let why = "symlink leads to a directory it is in (a loop): not followed";
+            if !send(WalkItem::Error(rel, why.into())) {
+                return;
+            }
+            continue;
+        }
+        // A mount point (`-x`): listed as an empty directory with its own
+        // attributes, as in rsync, or left out with `-xx`.
+        let unlisted = opts.one_file_system > 0 && is_dir && m.dev != top_meta.dev;
+        if unlisted && opts.one_file_system > 1 {
+            continue;
+        }
+        let item = match entry_for(spec, opts, &full, rel.clone(), &m, &mut links) {
+            Some(WalkItem::Entry(mut e)) => {
+                e.unlisted = unlisted;
+                WalkItem::Entry(e)
+            }
+            Some(item) => item,
+            None => continue,
+        };
+        if !send(item) {
+            return;
+        }
+        if !is_dir || unlisted {
+            continue;
+        }
+        let child = open_child(spec, parent, &name, &full, through_link)
+            .and_then(|fd| Level::read(fd, rel.clone(), &m));
+        match child {
+            Ok(level) => stack.push(level),
+            Err(e) => {
+                if !send(WalkItem::Error(rel, e.to_string())) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
-/// The directories on the walk's current path, by depth, each opened
-/// (`O_PATH`, never following a symlink) the first time a child is stat'ed.
-#[derive(Default)]
-struct DirStack {
-    open: Vec<(std::ffi::OsString, Option<std::os::fd::OwnedFd>)>,
-    /// Whether a directory may be entered through a symlink (`-L`).
-    follow: bool,
+/// A directory the walk is in: its open stream, its path relative to the
+/// walk's top, its identity, and the names it holds not yet visited, in
+/// byte order (rsync's, and the receiver's directories come before what they
+/// hold).
+struct Level {
+    dir: rustix::fs::Dir,
+    rel: Vec<u8>,
+    /// Device and inode: with `-L`, a directory reached again through a link
+    /// is a loop.
+    id: (u64, u64),
+    names: std::vec::IntoIter<(Vec<u8>, FileType)>,
 }
 
-impl DirStack {
-    /// The walk went into directory `name` at `depth`.
-    fn entered(&mut self, depth: usize, name: &OsStr) {
-        self.open.truncate(depth);
-        self.open.push((name.to_owned(), None));
+impl Level {
+    /// Reads the directory open at `fd`, which must still be the one `meta`
+    /// describes (a directory swapped meanwhile is not walked).
+    fn read(fd: std::os::fd::OwnedFd, rel: Vec<u8>, meta: &Meta) -> std::io::Result<Level> {
+        let st = rustix::fs::fstat(&fd)?;
+        let now = Meta::from_stat(&st);
+        if (now.dev, now.ino) != (meta.dev, meta.ino) {
+            return Err(std::io::Error::other("replaced while being walked"));
+        }
+        let mut dir = rustix::fs::Dir::new(fd)?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push((name.to_vec(), entry.file_type()));
+            }
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Level {
+            dir,
+            rel,
+            id: (meta.dev, meta.ino),
+            names: names.into_iter(),
+        })
     }
+}
 
-    /// The descriptor of the directory at `depth` (0 is `root`).
-    fn fd(&mut self, depth: usize, root: &Path) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
-        use rustix::fs::{Mode, OFlags};
-        use std::os::fd::AsFd;
-        if depth >= self.open.len() {
-            return Err(std::io::Error::other("the walk lost its place"));
-        }
-        if self.open[depth].1.is_none() {
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            let fd = if depth == 0 {
-                rustix::fs::open(root, flags, Mode::empty())?
-            } else {
-                // Entered through a symlink only with -L (which checked
-                // where it leads before the walk went in).
-                let flags = if self.follow {
-                    flags
-                } else {
-                    flags | OFlags::NOFOLLOW
-                };
-                let name = self.open[depth].0.clone();
-                let parent = self.fd(depth - 1, root)?;
-                rustix::fs::openat(parent, &name, flags, Mode::empty())?
-            };
-            self.open[depth].1 = Some(fd);
-        }
-        Ok(self.open[depth].1.as_ref().expect("just opened").as_fd())
+/// Opens a directory the walk goes into: relative to its parent, never
+/// following a symlink; with `-L` through the link, beneath the root unless
+/// the source is local.
+fn open_child(
+    spec: &GiveSpec,
+    parent: &Level,
+    name: &[u8],
+    full: &RelPath,
+    through_link: bool,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    if through_link && !spec.follow_anywhere {
+        return spec
+            .fs
+            .open_dir(full)
+            .map_err(|e| std::io::Error::other(e.to_string()));
     }
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !through_link {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = rustix::fs::openat(
+        parent.dir.fd()?,
+        OsStr::from_bytes(name),
+        flags,
+        Mode::empty(),
+    )?;
+    Ok(fd)
 }
 
 /// Hard-link bookkeeping of the walk: the entry number of the first name seen
@@ -1330,4 +1372,81 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| std::io::Error::other(format!("worker failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// The top of a local walk of `dir`, and the spec.
+    fn top(dir: &Path, copy_links: bool) -> (GiveSpec, Level) {
+        let spec = GiveSpec::local(&dir.join(""), copy_links).unwrap();
+        let fd = spec.fs.open_dir(&spec.base).unwrap();
+        let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
+        let level = Level::read(fd, Vec::new(), &m).unwrap();
+        (spec, level)
+    }
+
+    fn lstat(p: &Path) -> Meta {
+        Meta::from_stat(&rustix::fs::lstat(p).unwrap())
+    }
+
+    /// The walk stats an entry, then goes into it: a directory swapped for a
+    /// symlink in between is not entered, nor one swapped for another
+    /// directory (what the walk would read is not what it listed).
+    #[test]
+    fn a_directory_swapped_mid_walk_is_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, outside) = (tmp.path().join("src"), tmp.path().join("outside"));
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::create_dir_all(outside.join("secret")).unwrap();
+        let (spec, top) = top(&src, false);
+        let listed = lstat(&src.join("d"));
+        let full = spec.entry_path(b"d").unwrap();
+
+        // (Made before the original goes, so it cannot take its inode.)
+        std::fs::create_dir(src.join("other")).unwrap();
+        std::fs::rename(src.join("d"), src.join("was_d")).unwrap();
+        symlink(&outside, src.join("d")).unwrap();
+        assert!(open_child(&spec, &top, b"d", &full, false).is_err());
+
+        std::fs::remove_file(src.join("d")).unwrap();
+        std::fs::rename(src.join("other"), src.join("d")).unwrap();
+        let fd = open_child(&spec, &top, b"d", &full, false).unwrap();
+        let err = Level::read(fd, b"d".to_vec(), &listed).err().unwrap();
+        assert!(
+            err.to_string().contains("replaced while being walked"),
+            "{err}"
+        );
+        // The same directory as listed is read.
+        let fd = open_child(&spec, &top, b"d", &full, false).unwrap();
+        assert!(Level::read(fd, b"d".to_vec(), &lstat(&src.join("d"))).is_ok());
+    }
+
+    /// With -L, a server's walk goes through a link only beneath its root;
+    /// a local one wherever the link leads.
+    #[test]
+    fn copy_links_enters_a_linked_directory_beneath_a_servers_root_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("src/inside")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("outside")).unwrap();
+        symlink("inside", root.join("src/in")).unwrap();
+        symlink("../../outside", root.join("src/out")).unwrap();
+        let fs = FsRoot::open(&root).unwrap();
+        let spec = GiveSpec::in_root(fs, "src/", true).unwrap();
+        let fd = spec.fs.open_dir(&spec.base).unwrap();
+        let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
+        let top = Level::read(fd, Vec::new(), &m).unwrap();
+        let path = |p: &[u8]| spec.entry_path(p).unwrap();
+        assert!(open_child(&spec, &top, b"in", &path(b"in"), true).is_ok());
+        assert!(open_child(&spec, &top, b"out", &path(b"out"), true).is_err());
+        assert!(spec.referent(&path(b"out")).is_err());
+
+        let (local, top) = self::top(&root.join("src"), true);
+        let out = local.entry_path(b"out").unwrap();
+        assert!(open_child(&local, &top, b"out", &out, true).is_ok());
+        assert!(local.referent(&out).is_ok());
+    }
 }
