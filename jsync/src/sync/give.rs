@@ -154,10 +154,8 @@ impl GiveSpec {
         }
         match self.fs.stat_follow_within(full) {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(no_referent(
-                std::io::ErrorKind::NotFound.into(),
-                Path::new(""),
-            )),
+            // Found nothing where the link leads (or the link itself went).
+            Ok(None) => Err(dangling()),
             Err(FsError::Escape { .. }) => Err(std::io::Error::other(
                 "symlink leads outside the root (or is absolute): not followed",
             )),
@@ -209,13 +207,16 @@ impl GiveSpec {
     }
 }
 
-/// A symlink that leads nowhere (`-L`), said as rsync says it; other
-/// errors as they are.
+/// A symlink that leads nowhere (`-L`), said as rsync says it.
+fn dangling() -> std::io::Error {
+    std::io::Error::other("symlink has no referent")
+}
+
+/// `e`, from following `link`, as [`dangling`] if `link` exists (so it is a
+/// link to nothing); other errors as they are.
 fn no_referent(e: std::io::Error, link: &Path) -> std::io::Error {
-    let dangling = e.kind() == std::io::ErrorKind::NotFound
-        && (link.as_os_str().is_empty() || std::fs::symlink_metadata(link).is_ok());
-    if dangling {
-        std::io::Error::other("symlink has no referent")
+    if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(link).is_ok() {
+        dangling()
     } else {
         e
     }
@@ -554,14 +555,14 @@ impl<'a> Handoff<'a> {
 
 /// The walk itself, item by item into `out`.
 fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
-    let root: PathBuf = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
     let mut send = |item| out.push(item);
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
         let meta = if opts.copy_links {
             spec.referent(&spec.base)
         } else {
-            rustix::fs::lstat(&root)
+            let path = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
+            rustix::fs::lstat(&path)
                 .map(|st| Meta::from_stat(&st))
                 .map_err(Into::into)
         };
@@ -574,32 +575,30 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         }
         return;
     }
-    let filter = &opts.filter;
-    let excluded = |rel: &[u8], is_dir: bool| !filter.is_empty() && filter.is_excluded(rel, is_dir);
     // The top, as a symlink to it leads (beneath the root for a server).
     let top = spec.fs.open_dir(&spec.base).map_err(fs_err).and_then(|fd| {
-        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", e.into()))?;
+        let st = rustix::fs::fstat(&fd)
+            .map_err(|e| Error::io(format!("cannot stat {}", spec.base.display()), e.into()))?;
         Ok((fd, Meta::from_stat(&st)))
     });
-    let (top_fd, top_meta) = match top {
+    let top = top.and_then(|(fd, m)| {
+        let item = entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links);
+        let level = Level::read(fd, Vec::new(), &m).map_err(|e| Error::io("cannot read", e));
+        Ok((item, level?, m.dev))
+    });
+    let (item, top, top_dev) = match top {
         Ok(top) => top,
         Err(e) => {
             send(WalkItem::Error(Vec::new(), e.to_string()));
             return;
         }
     };
-    if let Some(item) = entry_for(spec, opts, &spec.base, Vec::new(), &top_meta, &mut links) {
+    if let Some(item) = item {
         if !send(item) {
             return;
         }
     }
-    let mut stack = match Level::read(top_fd, Vec::new(), &top_meta) {
-        Ok(level) => vec![level],
-        Err(e) => {
-            send(WalkItem::Error(Vec::new(), e.to_string()));
-            return;
-        }
-    };
+    let mut stack = vec![top];
     loop {
         let Some(level) = stack.last_mut() else {
             return;
@@ -608,95 +607,117 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
             stack.pop();
             continue;
         };
-        let parent = stack.last().expect("in a directory");
-        let mut rel = parent.rel.clone();
-        if !rel.is_empty() {
-            rel.push(b'/');
-        }
-        rel.extend_from_slice(&name);
-        // What the directory entry says the name is, unless -L follows it
-        // or the filesystem does not say: enough for the filter, no stat.
-        let through_link = opts.copy_links && ftype == FileType::Symlink;
-        let known_dir = match ftype {
-            _ if through_link => None,
-            FileType::Unknown => None,
-            t => Some(t == FileType::Directory),
-        };
-        if known_dir.is_some_and(|is_dir| excluded(&rel, is_dir)) {
+        let Some((item, into)) = visit(spec, opts, &stack, &name, ftype, top_dev, &mut links)
+        else {
             continue;
-        }
-        let full = match spec.entry_path(&rel) {
-            Ok(full) => full,
-            Err(e) => {
-                if !send(WalkItem::Error(rel, e.to_string())) {
-                    return;
-                }
-                continue;
-            }
-        };
-        let meta = if through_link {
-            spec.referent(&full)
-        } else {
-            parent
-                .dir
-                .fd()
-                .and_then(|fd| {
-                    rustix::fs::statat(fd, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
-                })
-                .map(|st| Meta::from_stat(&st))
-                .map_err(std::io::Error::from)
-        };
-        let m = match meta {
-            Ok(m) => m,
-            Err(e) => {
-                if !send(WalkItem::Error(rel, e.to_string())) {
-                    return;
-                }
-                continue;
-            }
-        };
-        let is_dir = m.kind == Kind::Dir;
-        if known_dir.is_none() && excluded(&rel, is_dir) {
-            continue;
-        }
-        if through_link && is_dir && stack.iter().any(|l| l.id == (m.dev, m.ino)) {
-            let why = "symlink leads to a directory it is in (a loop): not followed";
-            if !send(WalkItem::Error(rel, why.into())) {
-                return;
-            }
-            continue;
-        }
-        // A mount point (`-x`): listed as an empty directory with its own
-        // attributes, as in rsync, or left out with `-xx`.
-        let unlisted = opts.one_file_system > 0 && is_dir && m.dev != top_meta.dev;
-        if unlisted && opts.one_file_system > 1 {
-            continue;
-        }
-        let item = match entry_for(spec, opts, &full, rel.clone(), &m, &mut links) {
-            Some(WalkItem::Entry(mut e)) => {
-                e.unlisted = unlisted;
-                WalkItem::Entry(e)
-            }
-            Some(item) => item,
-            None => continue,
         };
         if !send(item) {
             return;
         }
-        if !is_dir || unlisted {
-            continue;
-        }
-        let child = open_child(spec, parent, &name, &full, through_link)
-            .and_then(|fd| Level::read(fd, rel.clone(), &m));
+        let Some(into) = into else { continue };
+        let parent = stack.last().expect("in a directory");
+        let child = open_child(spec, parent, &name, &into.full, into.through_link)
+            .and_then(|fd| Level::read(fd, into.rel.clone(), &into.meta));
         match child {
             Ok(level) => stack.push(level),
             Err(e) => {
-                if !send(WalkItem::Error(rel, e.to_string())) {
+                if !send(WalkItem::Error(into.rel, e.to_string())) {
                     return;
                 }
             }
         }
     }
+}
+
+/// A directory the walk goes into after listing it.
+struct Descent {
+    rel: Vec<u8>,
+    full: RelPath,
+    meta: Meta,
+    /// Reached through a symlink (`-L`).
+    through_link: bool,
+}
+
+/// What the walk makes of `name` in the directory on top of `stack`: nothing
+/// (excluded, a socket, a mount point with `-xx`), or the item to send, and
+/// whether to go into it. `top_dev` is the walk's filesystem (`-x`).
+fn visit(
+    spec: &GiveSpec,
+    opts: &GiveOptions,
+    stack: &[Level],
+    name: &[u8],
+    ftype: FileType,
+    top_dev: u64,
+    links: &mut Links,
+) -> Option<(WalkItem, Option<Descent>)> {
+    let parent = stack.last().expect("in a directory");
+    let mut rel = parent.rel.clone();
+    if !rel.is_empty() {
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name);
+    let failed = |rel: Vec<u8>, why: String| Some((WalkItem::Error(rel, why), None));
+    let excluded =
+        |rel: &[u8], is_dir: bool| !opts.filter.is_empty() && opts.filter.is_excluded(rel, is_dir);
+    // What the directory entry says the name is, unless -L follows it or
+    // the filesystem does not say: enough for the filter, without a stat.
+    let through_link = opts.copy_links && ftype == FileType::Symlink;
+    let known_dir = match ftype {
+        _ if through_link => None,
+        FileType::Unknown => None,
+        t => Some(t == FileType::Directory),
+    };
+    if known_dir.is_some_and(|is_dir| excluded(&rel, is_dir)) {
+        return None;
+    }
+    let full = match spec.entry_path(&rel) {
+        Ok(full) => full,
+        Err(e) => return failed(rel, e.to_string()),
+    };
+    let meta = if through_link {
+        spec.referent(&full)
+    } else {
+        parent
+            .dir
+            .fd()
+            .and_then(|fd| {
+                rustix::fs::statat(fd, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+            })
+            .map(|st| Meta::from_stat(&st))
+            .map_err(std::io::Error::from)
+    };
+    let m = match meta {
+        Ok(m) => m,
+        Err(e) => return failed(rel, e.to_string()),
+    };
+    let is_dir = m.kind == Kind::Dir;
+    if known_dir.is_none() && excluded(&rel, is_dir) {
+        return None;
+    }
+    if through_link && is_dir && stack.iter().any(|l| l.id == (m.dev, m.ino)) {
+        let why = "symlink leads to a directory it is in (a loop): not followed";
+        return failed(rel, why.into());
+    }
+    // A mount point (`-x`): listed as an empty directory with its own
+    // attributes, as in rsync, or left out with `-xx`.
+    let unlisted = opts.one_file_system > 0 && is_dir && m.dev != top_dev;
+    if unlisted && opts.one_file_system > 1 {
+        return None;
+    }
+    let item = match entry_for(spec, opts, &full, rel.clone(), &m, links)? {
+        WalkItem::Entry(mut e) => {
+            e.unlisted = unlisted;
+            WalkItem::Entry(e)
+        }
+        other => return Some((other, None)),
+    };
+    let into = (is_dir && !unlisted).then_some(Descent {
+        rel,
+        full,
+        meta: m,
+        through_link,
+    });
+    Some((item, into))
 }
 
 /// A directory the walk is in: its open stream, its path relative to the
