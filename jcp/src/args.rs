@@ -72,7 +72,7 @@ pub struct Cli {
 
     /// Take files of the same size as up to date, whatever their modification
     /// times (which are still brought over, with the mode)
-    #[arg(long, conflicts_with = "checksum")]
+    #[arg(long, conflicts_with_all = ["checksum", "ignore_times"])]
     pub size_only: bool,
 
     /// Skip files that are newer in the destination than in the source
@@ -819,6 +819,8 @@ mod tests {
             &["jcp", "-z", "--compress", "lz4", "a", "b"],
             &["jcp", "--delete-excluded", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
+            &["jcp", "-I", "--size-only", "a", "b"],
+            &["jcp", "-c", "--size-only", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();

@@ -1474,7 +1474,6 @@ fn in_use(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
     }
 }
 
-/// `rm -rf name` relative to `dir`, never following symlinks.
 /// How a file is opened for reading: no controlling terminal, and no wait
 /// on a FIFO that took a regular file's place (it is refused after the open).
 pub(crate) const READ_FLAGS: OFlags = OFlags::RDONLY
@@ -1496,6 +1495,8 @@ pub(crate) fn regular_file(fd: OwnedFd, shown: &str) -> Result<(File, Meta), FsE
     Ok((File::from(fd), meta))
 }
 
+/// `rm -rf name` relative to `dir`, never following symlinks; given `dev`,
+/// entering no directory on another filesystem.
 fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, dev: Option<u64>) -> io::Result<()> {
     match rfs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),
