@@ -159,6 +159,12 @@ pub struct Cli {
     #[arg(short = 'x', long, action = ArgAction::Count)]
     pub one_file_system: u8,
 
+    /// Change the permissions the destination gets, as rsync's --chmod:
+    /// comma-separated chmod items (u+rw, go-w, a=rX), each optionally only
+    /// for directories (D...) or files (F...), or octal (D755,F644)
+    #[arg(long, value_name = "CHMOD")]
+    pub chmod: Vec<String>,
+
     /// Copy extended attributes (user.*; trusted.* and security.* as root)
     #[arg(short = 'X', long)]
     pub xattrs: bool,
@@ -580,6 +586,8 @@ impl Cli {
         sync.bwlimit = self.bwlimit.unwrap_or(0);
         sync.one_file_system = self.one_file_system.min(2);
         sync.copy_links = self.copy_links;
+        sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
+            .map_err(|e| UsageError(e.to_string()))?;
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress {
@@ -771,6 +779,10 @@ mod tests {
         assert!(!p.sync.copy_links);
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
         assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);
+        let p = plan(&["--chmod", "Dg+s", "--chmod=Fo-w,+X", "a", "b"]).unwrap();
+        assert_eq!(p.sync.chmod.to_string(), "Dg+s,Fo-w,+X");
+        let e = plan(&["--chmod", "u+q", "a", "b"]).unwrap_err();
+        assert!(e.0.contains("\"u+q\""), "{e}");
         assert!(plan(&["--ignore-times", "a", "b"]).unwrap().sync.checksum);
     }
 

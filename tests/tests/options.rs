@@ -1,6 +1,6 @@
 //! rsync's options for what to leave alone (`-u`, `--ignore-existing`,
 //! `--existing`, `--size-only`, `--max-size`, `--min-size`) or not to (`-I`),
-//! `--bwlimit`, and its habits on the command line (`-avhP`, `-h` alone for
+//! `--chmod`, `--bwlimit`, and its habits on the command line (`-avhP`, `-h` alone for
 //! help), through the real binaries: each option locally, pushed to a jsrv
 //! and pulled from it, against one destination state.
 
@@ -252,6 +252,30 @@ fn ignore_times_compares_what_the_quick_check_takes_as_up_to_date() {
     each_way_then(&[], stamp(b"destin"));
     each_way_then(&["-I"], stamp(b"source"));
     each_way_then(&["--ignore-times"], stamp(b"source"));
+}
+
+/// `--chmod` (rsync's man page example): the destination gets the changed
+/// modes, as though the source had them.
+#[test]
+fn chmod_changes_the_modes_the_destination_gets() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    each_way_then(&["--chmod=Dg+s,ug+w,Fo-w,+X"], |dst, what| {
+        for f in [
+            "newer_here.txt",
+            "same_stamp.txt",
+            "only_there.txt",
+            "new_dir/inner.txt",
+        ] {
+            assert_eq!(mode(&dst.join(f)), 0o664, "{what}: {f}");
+        }
+        assert_eq!(mode(&dst.join("new_dir")), 0o2775, "{what}: new_dir");
+    });
+    // Without it, the source's own modes (the fixture's umask-made ones).
+    each_way_then(&[], |dst, what| {
+        assert_eq!(mode(&dst.join("new_dir")) & 0o2000, 0, "{what}");
+        assert_eq!(mode(&dst.join("only_there.txt")) & 0o111, 0, "{what}");
+    });
 }
 
 /// `jcp -avhP --stats` as rsync users type it: -h is --human-readable (sizes

@@ -255,6 +255,8 @@ pub(crate) struct GiveOptions {
     /// Send what symlinks lead to instead of the links (`-L`); see
     /// [`GiveSpec::follow_anywhere`] for how far.
     pub copy_links: bool,
+    /// Permission changes applied to the list (`--chmod`).
+    pub chmod: Arc<super::Chmod>,
     /// Paces file data (`--bwlimit`).
     pub throttle: Option<Arc<super::throttle::Throttle>>,
     pub progress: Arc<dyn Progress>,
@@ -850,10 +852,14 @@ fn entry_for(
     } else {
         Vec::new()
     };
+    let mode = match kind {
+        EntryKind::Symlink => m.mode,
+        _ => opts.chmod.apply(m.mode, kind == EntryKind::Dir),
+    };
     Some(WalkItem::Entry(Entry {
         path: rel,
         kind,
-        mode: m.mode,
+        mode,
         size,
         mtime: m.mtime,
         target,
@@ -1139,7 +1145,7 @@ fn open_listed(
     let meta = FileMeta {
         size: m.size,
         mtime: m.mtime,
-        mode: m.mode,
+        mode: giver.opts.chmod.apply(m.mode, false),
     };
     Ok((file, meta))
 }

@@ -11,6 +11,7 @@
 //! file in a temporary file beside the target, checks the digest and renames it
 //! into place. Push and pull are the same two roles started from opposite ends.
 
+mod chmod;
 pub(crate) mod chunker;
 mod filter;
 pub(crate) mod fsroot;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use chmod::{Chmod, ChmodError};
 pub use filter::{Filter, FilterError, RuleKind};
 pub use glob::{has_glob, remote_glob, GLOB};
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
@@ -106,6 +108,9 @@ pub struct SyncOptions {
     /// source wherever they lead, as rsync does; from a server's only while
     /// they stay beneath its root (others fail, named, and the rest is sent).
     pub copy_links: bool,
+    /// Permission changes the sender applies to its list (`--chmod`), so
+    /// the receiver takes them for the sender's modes.
+    pub chmod: Chmod,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -135,6 +140,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("bwlimit", &self.bwlimit)
             .field("one_file_system", &self.one_file_system)
             .field("copy_links", &self.copy_links)
+            .field("chmod", &self.chmod.to_string())
             .finish()
     }
 }
@@ -164,6 +170,7 @@ impl Default for SyncOptions {
             bwlimit: 0,
             one_file_system: 0,
             copy_links: false,
+            chmod: Chmod::default(),
             progress: Arc::new(NoProgress),
         }
     }
@@ -242,6 +249,9 @@ impl Args {
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
         ];
+        if !opts.chmod.is_empty() {
+            out.push(format!("chmod={}", opts.chmod));
+        }
         let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
         out.extend(
             sizes
@@ -298,6 +308,7 @@ impl Args {
                 "bwlimit" => out.opts.bwlimit = v.parse()?,
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
+                "chmod" => out.opts.chmod = Chmod::parse(v)?,
                 "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
@@ -316,6 +327,7 @@ impl Args {
             numeric_ids: self.opts.numeric_ids,
             one_file_system: self.opts.one_file_system,
             copy_links: self.opts.copy_links,
+            chmod: Arc::new(self.opts.chmod.clone()),
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
             progress,
@@ -553,6 +565,7 @@ mod tests {
             bwlimit: 123_456,
             one_file_system: 2,
             copy_links: true,
+            chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             size_only: true,
             update: true,
             ignore_existing: true,
@@ -575,6 +588,8 @@ mod tests {
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
         assert!(g.one_file_system == 2 && g.copy_links);
+        assert_eq!(g.chmod.to_string(), "Dg+s,Fo-w");
+        assert_eq!(g.chmod.apply(0o755, true), 0o2755);
         assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
         assert!(Args::parse(&Args::encode("", &SyncOptions::default()))
             .unwrap()
@@ -589,6 +604,7 @@ mod tests {
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
+        assert!(d.opts.chmod.is_empty());
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);
