@@ -165,6 +165,12 @@ pub struct Cli {
     #[arg(long, value_name = "CHMOD")]
     pub chmod: Vec<String>,
 
+    /// Give every entry this owner and group on the receiving side (which
+    /// must run as root), as rsync's --chown: USER, USER:GROUP or :GROUP,
+    /// names (looked up there) or numbers
+    #[arg(long, value_name = "USER:GROUP")]
+    pub chown: Option<String>,
+
     /// Copy extended attributes (user.*; trusted.* and security.* as root)
     #[arg(short = 'X', long)]
     pub xattrs: bool,
@@ -588,6 +594,10 @@ impl Cli {
         sync.copy_links = self.copy_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;
+        sync.chown = match &self.chown {
+            Some(c) => Some(jsync::sync::Chown::parse(c).map_err(UsageError)?),
+            None => None,
+        };
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress {
@@ -781,6 +791,9 @@ mod tests {
         assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);
         let p = plan(&["--chmod", "Dg+s", "--chmod=Fo-w,+X", "a", "b"]).unwrap();
         assert_eq!(p.sync.chmod.to_string(), "Dg+s,Fo-w,+X");
+        let p = plan(&["--chown", "www-data:www-data", "a", "b"]).unwrap();
+        assert_eq!(p.sync.chown.unwrap().to_string(), "www-data:www-data");
+        assert!(plan(&["--chown", ":", "a", "b"]).is_err());
         let e = plan(&["--chmod", "u+q", "a", "b"]).unwrap_err();
         assert!(e.0.contains("\"u+q\""), "{e}");
         assert!(plan(&["--ignore-times", "a", "b"]).unwrap().sync.checksum);

@@ -1,8 +1,9 @@
 //! rsync's options for what to leave alone (`-u`, `--ignore-existing`,
 //! `--existing`, `--size-only`, `--max-size`, `--min-size`) or not to (`-I`),
-//! `--chmod`, `--bwlimit`, and its habits on the command line (`-avhP`, `-h` alone for
-//! help), through the real binaries: each option locally, pushed to a jsrv
-//! and pulled from it, against one destination state.
+//! `--chmod`, `--chown`, `--bwlimit`, and its habits on the command line
+//! (`-avhP`, `-h` alone for help), through the real binaries: each option
+//! locally, pushed to a jsrv and pulled from it, against one destination
+//! state.
 
 use std::path::Path;
 use std::process::Output;
@@ -276,6 +277,66 @@ fn chmod_changes_the_modes_the_destination_gets() {
         assert_eq!(mode(&dst.join("new_dir")) & 0o2000, 0, "{what}");
         assert_eq!(mode(&dst.join("only_there.txt")) & 0o111, 0, "{what}");
     });
+}
+
+/// `--chown`: every entry gets the owner and group named (looked up on the
+/// receiving side), where the receiver runs as root; elsewhere owners stay
+/// the receiver's, as rsync leaves them. A name the receiver does not know
+/// fails the run before anything is written.
+#[test]
+fn chown_gives_every_entry_the_owner_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    let id = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.trim()
+            .rsplit(':')
+            .find(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+            .map(|n| n.parse::<u32>().unwrap())
+            .unwrap_or_else(|| panic!("{args:?}: {text:?}"))
+    };
+    let nobody = id(&["id", "-u", "nobody"]);
+    let nogroup = id(&["getent", "group", "nogroup"]);
+    let me = rustix::process::geteuid();
+    let want = if me.is_root() {
+        (nobody, nogroup)
+    } else {
+        (me.as_raw(), rustix::process::getegid().as_raw())
+    };
+    each_way_then(&["--chown=nobody:nogroup"], |dst, what| {
+        for f in [
+            "newer_here.txt",
+            "only_there.txt",
+            "new_dir",
+            "new_dir/inner.txt",
+            "linked_b",
+        ] {
+            let m = std::fs::symlink_metadata(dst.join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), want, "{what}: {f}");
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_source(&src);
+    let dst = work.path().join("dst");
+    let out = run(
+        "jcp",
+        &[
+            "--chown=no-such-user-here",
+            &format!("{}/", src.display()),
+            dst.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no user called \"no-such-user-here\""),
+        "{err}"
+    );
+    assert!(!dst.exists(), "nothing made");
 }
 
 /// `jcp -avhP --stats` as rsync users type it: -h is --human-readable (sizes

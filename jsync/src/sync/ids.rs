@@ -106,9 +106,88 @@ pub(crate) fn gid_by_name(name: &[u8]) -> Option<u32> {
     )
 }
 
+/// `--chown USER:GROUP` (or `USER`, or `:GROUP`), as rsync's: the owner and
+/// group every entry gets on the receiving side (which must run as root to
+/// give files away). Names or numbers; the receiver looks names up in its own
+/// user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chown {
+    user: Option<String>,
+    group: Option<String>,
+}
+
+impl Chown {
+    /// Parses `USER`, `USER:GROUP` or `:GROUP`.
+    pub fn parse(spec: &str) -> Result<Chown, String> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let part = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let chown = Chown {
+            user: part(user),
+            group: group.and_then(part),
+        };
+        if chown.user.is_none() && chown.group.is_none() {
+            return Err(format!("--chown {spec:?}: give USER, USER:GROUP or :GROUP"));
+        }
+        Ok(chown)
+    }
+
+    /// The ids to give away to, looked up here: a number is taken as it is,
+    /// a name must exist.
+    pub(crate) fn resolve(&self) -> Result<(Option<u32>, Option<u32>), String> {
+        let id = |name: &Option<String>, what: &str, lookup: fn(&[u8]) -> Option<u32>| {
+            name.as_ref()
+                .map(|n| {
+                    n.parse::<u32>()
+                        .ok()
+                        .or_else(|| lookup(n.as_bytes()))
+                        .ok_or_else(|| format!("--chown: no {what} called {n:?} here"))
+                })
+                .transpose()
+        };
+        Ok((
+            id(&self.user, "user", uid_by_name)?,
+            id(&self.group, "group", gid_by_name)?,
+        ))
+    }
+}
+
+impl std::fmt::Display for Chown {
+    /// The form [`Chown::parse`] takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.user.as_deref().unwrap_or("");
+        match &self.group {
+            Some(g) => write!(f, "{user}:{g}"),
+            None => f.write_str(user),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chown_reads_user_group_and_numbers() {
+        let c = Chown::parse("root:root").unwrap();
+        assert_eq!(c.resolve(), Ok((Some(0), Some(0))));
+        assert_eq!(Chown::parse(&c.to_string()), Ok(c));
+        assert_eq!(
+            Chown::parse("1234").unwrap().resolve(),
+            Ok((Some(1234), None))
+        );
+        let g = Chown::parse(":77").unwrap();
+        assert_eq!(g.resolve(), Ok((None, Some(77))));
+        assert_eq!(g.to_string(), ":77");
+        assert!(Chown::parse(":").is_err() && Chown::parse("").is_err());
+        let e = Chown::parse("no-such-user-here:root")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.contains("no user called \"no-such-user-here\""), "{e}");
+    }
 
     #[test]
     fn root_maps_both_ways() {

@@ -31,6 +31,7 @@ use std::time::Instant;
 pub use chmod::{Chmod, ChmodError};
 pub use filter::{Filter, FilterError, RuleKind};
 pub use glob::{has_glob, remote_glob, GLOB};
+pub use ids::Chown;
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
 
 use crate::error::{Error, Result};
@@ -111,6 +112,9 @@ pub struct SyncOptions {
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
+    /// The owner and group every entry gets (`--chown`), where the receiver
+    /// runs as root; names are looked up on the receiving side.
+    pub chown: Option<Chown>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -141,6 +145,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("one_file_system", &self.one_file_system)
             .field("copy_links", &self.copy_links)
             .field("chmod", &self.chmod.to_string())
+            .field("chown", &self.chown)
             .finish()
     }
 }
@@ -171,6 +176,7 @@ impl Default for SyncOptions {
             one_file_system: 0,
             copy_links: false,
             chmod: Chmod::default(),
+            chown: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -252,6 +258,9 @@ impl Args {
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
         }
+        if let Some(c) = &opts.chown {
+            out.push(format!("chown={c}"));
+        }
         let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
         out.extend(
             sizes
@@ -309,6 +318,7 @@ impl Args {
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
                 "chmod" => out.opts.chmod = Chmod::parse(v)?,
+                "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
@@ -353,6 +363,7 @@ impl Args {
             numeric_ids: self.opts.numeric_ids,
             fsync: self.opts.fsync,
             one_file_system: self.opts.one_file_system > 0,
+            chown: self.opts.chown.clone(),
             progress,
         }
     }
@@ -566,6 +577,7 @@ mod tests {
             one_file_system: 2,
             copy_links: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
+            chown: Some(Chown::parse("1:2").unwrap()),
             size_only: true,
             update: true,
             ignore_existing: true,
@@ -598,13 +610,14 @@ mod tests {
             .is_none());
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
+        assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         let k = &t.skips;
         assert!(t.size_only && k.update && k.ignore_existing && k.existing);
         assert_eq!((k.max_size, k.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
-        assert!(d.opts.chmod.is_empty());
+        assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none());
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

@@ -83,6 +83,8 @@ pub(crate) struct TakeOptions {
     /// `--delete` enters no directory on another filesystem than the
     /// destination's (`-x`).
     pub one_file_system: bool,
+    /// The owner and group every entry gets (`--chown`, as root).
+    pub chown: Option<ids::Chown>,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -104,6 +106,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
     };
     check_source_name(&source, &name)?;
+    // Before anything is made: a name this side does not know fails the run.
+    let given = match &opts.chown {
+        Some(c) => c.resolve().map_err(Error::Usage)?,
+        None => (None, None),
+    };
     let base = placement(&spec, &source, opts.dry_run)?;
     let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run)?;
     opts.filter = super::rooted_filter(&opts.filter, &source);
@@ -118,6 +125,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         opts: opts.clone(),
         root: ids::is_root(),
         owners: std::sync::Mutex::new(Owners::default()),
+        given,
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
         listings: Default::default(),
         whole_digest: super::give::whole_digest(peer.link()),
@@ -572,6 +580,8 @@ struct Ctx {
     /// Whether owners can be set (the receiver runs as root).
     root: bool,
     owners: std::sync::Mutex<Owners>,
+    /// The owner and group `--chown` gives every entry, in local ids.
+    given: (Option<u32>, Option<u32>),
     /// Directories holding partial files from interrupted runs.
     partial_dirs: std::sync::Mutex<HashSet<Vec<u8>>>,
     /// With `--delete`: what each existing directory held when it was scanned
@@ -672,9 +682,10 @@ impl Ctx {
             return None;
         }
         let o = self.owners.lock().expect("poisoned");
+        let (uid, gid) = self.given;
         Some((
-            o.users.get(&e.uid).copied().unwrap_or(e.uid),
-            o.groups.get(&e.gid).copied().unwrap_or(e.gid),
+            uid.unwrap_or_else(|| o.users.get(&e.uid).copied().unwrap_or(e.uid)),
+            gid.unwrap_or_else(|| o.groups.get(&e.gid).copied().unwrap_or(e.gid)),
         ))
     }
 
