@@ -269,6 +269,12 @@ pub struct Cli {
     #[arg(long)]
     pub stats: bool,
 
+    /// rsync's --info for what jcp reports: progress (progress2: jcp's
+    /// progress is the whole transfer's), stats, name (-v); comma-separated,
+    /// 0 after a flag turns it off
+    #[arg(long, value_name = "FLAGS")]
+    pub info: Vec<String>,
+
     /// Sizes in --stats in units of 1000 (K, M, G); twice for units of 1024
     #[arg(short = 'h', long, action = ArgAction::Count)]
     pub human_readable: u8,
@@ -598,9 +604,10 @@ impl Cli {
             Some(c) => Some(jsync::sync::Chown::parse(c).map_err(UsageError)?),
             None => None,
         };
+        let info = Info::parse(&self.info)?;
         let show_progress = if self.quiet {
             ShowProgress::Never
-        } else if self.progress || self.partial_progress {
+        } else if self.progress || self.partial_progress || info.progress {
             ShowProgress::Always
         } else {
             ShowProgress::IfTerminal
@@ -624,12 +631,47 @@ impl Cli {
             show_progress,
             verbosity: if self.quiet {
                 0
+            } else if info.name {
+                self.verbose.max(1).saturating_add(1)
             } else {
                 self.verbose.saturating_add(1)
             },
-            stats: self.stats,
+            stats: self.stats || info.stats,
             human_readable: self.human_readable.min(2),
         })
+    }
+}
+
+/// What `--info` asks for (rsync's flags that jcp has a report for).
+#[derive(Debug, Default)]
+struct Info {
+    progress: bool,
+    stats: bool,
+    name: bool,
+}
+
+impl Info {
+    fn parse(args: &[String]) -> Result<Info, UsageError> {
+        let mut info = Info::default();
+        for flag in args
+            .iter()
+            .flat_map(|a| a.split(','))
+            .filter(|f| !f.is_empty())
+        {
+            let word = flag.trim_end_matches(|c: char| c.is_ascii_digit());
+            let on = !flag[word.len()..].starts_with('0');
+            match word.to_ascii_lowercase().as_str() {
+                "progress" => info.progress = on,
+                "stats" => info.stats = on,
+                "name" => info.name = on,
+                _ => {
+                    return Err(UsageError(format!(
+                        "--info {flag}: jcp reports progress, stats and name (rsync's other --info flags have no jcp report)"
+                    )))
+                }
+            }
+        }
+        Ok(info)
     }
 }
 
@@ -791,6 +833,20 @@ mod tests {
         assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);
         let p = plan(&["--chmod", "Dg+s", "--chmod=Fo-w,+X", "a", "b"]).unwrap();
         assert_eq!(p.sync.chmod.to_string(), "Dg+s,Fo-w,+X");
+        let p = plan(&["--info=progress2", "a", "b"]).unwrap();
+        assert_eq!(
+            (p.show_progress, p.stats, p.verbosity),
+            (ShowProgress::Always, false, 1)
+        );
+        let p = plan(&["--info", "stats2,name1", "a", "b"]).unwrap();
+        assert_eq!(
+            (p.show_progress, p.stats, p.verbosity),
+            (ShowProgress::IfTerminal, true, 2)
+        );
+        let p = plan(&["--stats", "--info=stats0", "a", "b"]).unwrap();
+        assert!(p.stats, "--stats still asks");
+        let e = plan(&["--info=flist2", "a", "b"]).unwrap_err();
+        assert!(e.0.contains("--info flist2"), "{e}");
         let p = plan(&["--chown", "www-data:www-data", "a", "b"]).unwrap();
         assert_eq!(p.sync.chown.unwrap().to_string(), "www-data:www-data");
         assert!(plan(&["--chown", ":", "a", "b"]).is_err());

@@ -379,6 +379,19 @@ fn rsync_habits_avhp_and_h_alone() {
         "sizes in units of 1024: {stats}"
     );
 
+    // rsync's --info=progress2,stats2: whole-transfer progress and the stats.
+    let out = run(
+        "jcp",
+        &[
+            "--info=progress2,stats2",
+            &format!("{}/", src.display()),
+            work.path().join("info").to_str().unwrap(),
+        ],
+    );
+    ok(&out, "jcp --info=progress2,stats2");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Total file size:"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3.00 MiB/3.00 MiB"));
+
     let out = run("jcp", &["-h"]);
     ok(&out, "jcp -h");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: jcp"));
