@@ -195,6 +195,11 @@ pub struct Cli {
     #[arg(short = 'L', long)]
     pub copy_links: bool,
 
+    /// Leave out symlinks that are absolute or lead above the transfer's top
+    /// from where they sit (each named in a warning), as rsync's --safe-links
+    #[arg(long)]
+    pub safe_links: bool,
+
     /// Keep modification times: what jcp always does (accepted for rsync
     /// habits)
     #[arg(short = 't', long)]
@@ -598,6 +603,7 @@ impl Cli {
         sync.bwlimit = self.bwlimit.unwrap_or(0);
         sync.one_file_system = self.one_file_system.min(2);
         sync.copy_links = self.copy_links;
+        sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;
         sync.chown = match &self.chown {
@@ -830,6 +836,8 @@ mod tests {
         assert_eq!(p.sync.one_file_system, 2);
         assert!(!p.sync.copy_links);
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
+        assert!(plan(&["--safe-links", "a", "b"]).unwrap().sync.safe_links);
+        assert!(!plan(&["a", "b"]).unwrap().sync.safe_links);
         assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);
         let p = plan(&["--chmod", "Dg+s", "--chmod=Fo-w,+X", "a", "b"]).unwrap();
         assert_eq!(p.sync.chmod.to_string(), "Dg+s,Fo-w,+X");

@@ -2,7 +2,9 @@
 //! sent instead of the links. From a local source (jcp copying locally or
 //! pushing) they are followed wherever they lead, as rsync does; from a
 //! server's only while they stay beneath its root, so a pull cannot read
-//! outside it. Dangling links and loops fail alone, named.
+//! outside it. Dangling links and loops fail alone, named. And
+//! `--safe-links`: the receiver leaves out links that lead outside the
+//! transfer.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -185,4 +187,81 @@ fn copy_links_from_a_server_stays_beneath_its_root() {
         stderr(&out)
     );
     assert!(std::fs::symlink_metadata(&z).is_err(), "nothing written");
+}
+
+/// `--safe-links`: links that are absolute or climb above the transfer's top
+/// are left out, each named in a warning (exit 0); the others are kept as
+/// links. Locally, pushed and pulled (the receiver decides).
+#[test]
+fn safe_links_leaves_out_links_that_lead_outside_the_transfer() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let make = |src: &Path| {
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("real.txt"), "real\n").unwrap();
+        symlink("../real.txt", src.join("sub/up")).unwrap();
+        symlink("../../x", src.join("sub/out")).unwrap();
+        symlink("/etc/passwd", src.join("abs")).unwrap();
+    };
+    let src = work.path().join("src");
+    make(&src);
+    make(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let local = work.path().join("local");
+    let pulled = work.path().join("pulled");
+    let runs = [
+        (
+            run(
+                "jcp",
+                &["-q", "--safe-links", &src_arg, local.to_str().unwrap()],
+            ),
+            local,
+            "local",
+        ),
+        (
+            srv.jcp(
+                keys.path(),
+                &["-q", "--safe-links", &src_arg, "127.0.0.1:dst"],
+            ),
+            root.join("dst"),
+            "push",
+        ),
+        (
+            srv.jcp(
+                keys.path(),
+                &[
+                    "-q",
+                    "--safe-links",
+                    "127.0.0.1:src/",
+                    pulled.to_str().unwrap(),
+                ],
+            ),
+            pulled,
+            "pull",
+        ),
+    ];
+    for (out, dst, what) in runs {
+        let err = stderr(&out);
+        assert!(out.status.success(), "{what}: {err}");
+        for (name, target) in [("sub/out", "../../x"), ("abs", "/etc/passwd")] {
+            assert!(
+                err.contains(&format!("{name}: ignoring unsafe symlink to {target}")),
+                "{what}: {err}"
+            );
+            assert!(
+                std::fs::symlink_metadata(dst.join(name)).is_err(),
+                "{what}: {name}"
+            );
+        }
+        let up = std::fs::read_link(dst.join("sub/up")).unwrap();
+        assert_eq!(up, Path::new("../real.txt"), "{what}");
+    }
+    // Without it, every link is copied as it is.
+    let plain = work.path().join("plain");
+    let out = run("jcp", &["-q", &src_arg, plain.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_link(plain.join("abs")).is_ok());
+    assert!(std::fs::read_link(plain.join("sub/out")).is_ok());
 }

@@ -115,6 +115,10 @@ pub struct SyncOptions {
     /// The owner and group every entry gets (`--chown`), where the receiver
     /// runs as root; names are looked up on the receiving side.
     pub chown: Option<Chown>,
+    /// The receiver leaves out symlinks that are absolute or lead above the
+    /// transfer's top from where they sit (`--safe-links`), each named in a
+    /// warning.
+    pub safe_links: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -146,6 +150,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("copy_links", &self.copy_links)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
+            .field("safe_links", &self.safe_links)
             .finish()
     }
 }
@@ -177,6 +182,7 @@ impl Default for SyncOptions {
             copy_links: false,
             chmod: Chmod::default(),
             chown: None,
+            safe_links: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -254,6 +260,7 @@ impl Args {
             format!("bwlimit={}", opts.bwlimit),
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
+            format!("safe_links={}", flag(opts.safe_links)),
         ];
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
@@ -317,6 +324,7 @@ impl Args {
                 "bwlimit" => out.opts.bwlimit = v.parse()?,
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
+                "safe_links" => out.opts.safe_links = on,
                 "chmod" => out.opts.chmod = Chmod::parse(v)?,
                 "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
@@ -364,6 +372,7 @@ impl Args {
             fsync: self.opts.fsync,
             one_file_system: self.opts.one_file_system > 0,
             chown: self.opts.chown.clone(),
+            safe_links: self.opts.safe_links,
             progress,
         }
     }
@@ -578,6 +587,7 @@ mod tests {
             copy_links: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
+            safe_links: true,
             size_only: true,
             update: true,
             ignore_existing: true,
@@ -611,13 +621,14 @@ mod tests {
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
+        assert!(t.safe_links);
         let k = &t.skips;
         assert!(t.size_only && k.update && k.ignore_existing && k.existing);
         assert_eq!((k.max_size, k.min_size), (Some(10), Some(2)));
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
-        assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none());
+        assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none() && !d.opts.safe_links);
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

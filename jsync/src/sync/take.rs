@@ -85,6 +85,8 @@ pub(crate) struct TakeOptions {
     pub one_file_system: bool,
     /// The owner and group every entry gets (`--chown`, as root).
     pub chown: Option<ids::Chown>,
+    /// Leave out symlinks that lead outside the transfer (`--safe-links`).
+    pub safe_links: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -987,6 +989,14 @@ fn plan(
             Ok(Plan::Dir)
         }
         EntryKind::Symlink => {
+            if ctx.opts.safe_links && unsafe_symlink(&ctx.shown_bytes(&e.path), &e.target) {
+                let target = String::from_utf8_lossy(&e.target);
+                ctx.counters.warning(
+                    &ctx.shown(&e.path),
+                    format!("ignoring unsafe symlink to {target}"),
+                );
+                return Ok(Plan::Nothing);
+            }
             if let Some(m) = &here {
                 if m.kind == Kind::Symlink
                     && fs.read_link(rel).ok().as_deref() == Some(&e.target[..])
@@ -1246,6 +1256,25 @@ async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -
         }
     }
     Ok(())
+}
+
+/// rsync's `--safe-links` rule: a symlink at `link` (its path from the
+/// transfer's top) is unsafe if its target is absolute (or empty) or climbs
+/// above that top from the link's directory.
+fn unsafe_symlink(link: &[u8], target: &[u8]) -> bool {
+    if target.is_empty() || target.starts_with(b"/") {
+        return true;
+    }
+    let parts = |p: &'static [u8]| move |c: &&[u8]| !c.is_empty() && *c != p;
+    // Directories between the top and the link.
+    let mut depth = link.split(|&b| b == b'/').filter(parts(b".")).count() as i64 - 1;
+    for c in target.split(|&b| b == b'/').filter(parts(b".")) {
+        depth += if c == b".." { -1 } else { 1 };
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
 }
 
 /// Removes what `dir` holds that the sender did not list (`seen`: the sorted
@@ -2306,6 +2335,33 @@ fn ended(peer: &str, shown: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsafe_symlinks_are_absolute_or_climb_above_the_top() {
+        for (link, target, unsafe_) in [
+            (&b"l"[..], &b"x"[..], false),
+            (b"l", b"./x", false),
+            (b"l", b"../x", true),
+            (b"d/l", b"../x", false),
+            (b"d/l", b"../../x", true),
+            (b"d/l", b"a/../../x", false),
+            (b"d/l", b"a/../../../x", true),
+            (b"d/l", b"../d/../x", false),
+            (b"d/e/l", b"../../x", false),
+            (b"l", b"/etc/passwd", true),
+            (b"l", b"", true),
+            (b"d/l", b"..", false),
+            (b"d/l", b"../..", true),
+        ] {
+            assert_eq!(
+                unsafe_symlink(link, target),
+                unsafe_,
+                "{} -> {}",
+                String::from_utf8_lossy(link),
+                String::from_utf8_lossy(target)
+            );
+        }
+    }
 
     /// The chunk checker of large rebuilds says whether every chunk it was
     /// given matched its hash, a bad one among good ones included, and gives
