@@ -44,6 +44,16 @@ pub struct Cli {
     #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
+    /// Fail when the server has been silent for SECONDS (it is asked for a
+    /// sign of life every quarter of that): rsync's I/O timeout. 0: never
+    /// [default: 20]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Give up connecting (and the handshake) after SECONDS [default: 10]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub contimeout: Option<u64>,
+
     /// Connect over QUIC instead of TLS over TCP
     #[arg(long, conflicts_with = "insecure_plaintext")]
     pub quic: bool,
@@ -343,6 +353,8 @@ pub struct Plan {
     pub config_dir: PathBuf,
     pub plaintext: bool,
     pub tls: TlsOptions,
+    /// Timeouts of the connection to a server (`--timeout`, `--contimeout`).
+    pub link: jsync::LinkOptions,
     /// What to sync and how, as the library takes it (jcp sets the progress
     /// hooks when it runs).
     pub sync: jsync::sync::SyncOptions,
@@ -352,6 +364,28 @@ pub struct Plan {
     pub stats: bool,
     /// `--stats` sizes: 0 in bytes, 1 in units of 1000, 2 of 1024 (`-h`, `-hh`).
     pub human_readable: u8,
+}
+
+/// The link's timeouts: `--timeout` the silence after which the server is
+/// taken for dead (0: never; pings go out four times in it), `--contimeout`
+/// the bound on connecting and on the handshake.
+fn link_options(timeout: Option<u64>, contimeout: Option<u64>) -> jsync::LinkOptions {
+    use std::time::Duration;
+    let mut link = jsync::LinkOptions::default();
+    match timeout {
+        // "Never", as rsync's 0: a year.
+        Some(0) => link.idle_timeout = Duration::from_secs(365 * 86_400),
+        Some(secs) => {
+            link.idle_timeout = Duration::from_secs(secs);
+            link.keepalive = link.keepalive.min(Duration::from_millis(secs * 250));
+        }
+        None => {}
+    }
+    if let Some(secs) = contimeout {
+        link.connect_timeout = Duration::from_secs(secs);
+        link.handshake_timeout = Duration::from_secs(secs);
+    }
+    link
 }
 
 /// `--bwlimit` RATE in bytes a second: a number of KiB, or with a unit as
@@ -633,6 +667,7 @@ impl Cli {
             tls: TlsOptions {
                 chacha_only: self.chacha,
             },
+            link: link_options(self.timeout, self.contimeout),
             sync,
             show_progress,
             verbosity: if self.quiet {
@@ -855,6 +890,19 @@ mod tests {
         assert!(p.stats, "--stats still asks");
         let e = plan(&["--info=flist2", "a", "b"]).unwrap_err();
         assert!(e.0.contains("--info flist2"), "{e}");
+        let p = plan(&["--timeout", "8", "--contimeout=3", "a", "srv:"]).unwrap();
+        assert_eq!(p.link.idle_timeout.as_secs(), 8);
+        assert_eq!(p.link.keepalive.as_millis(), 2000);
+        assert_eq!(p.link.connect_timeout.as_secs(), 3);
+        assert_eq!(p.link.handshake_timeout.as_secs(), 3);
+        let p = plan(&["--timeout=0", "a", "srv:"]).unwrap();
+        assert!(p.link.idle_timeout.as_secs() > 86_400 * 300);
+        let d = plan(&["a", "srv:"]).unwrap().link;
+        assert_eq!(
+            (d.idle_timeout.as_secs(), d.connect_timeout.as_secs()),
+            (20, 10)
+        );
+        assert!(Cli::try_parse_from(["jcp", "--contimeout=0", "a", "b"]).is_err());
         let p = plan(&["--chown", "www-data:www-data", "a", "b"]).unwrap();
         assert_eq!(p.sync.chown.unwrap().to_string(), "www-data:www-data");
         assert!(plan(&["--chown", ":", "a", "b"]).is_err());

@@ -230,6 +230,7 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
     };
     let link = jsync::Client::new(security, Services::new())
         .transport(plan.transport)
+        .options(plan.link.clone())
         .connect(addr)
         .await?;
     tracing::info!(server = %addr, transport = %plan.transport, "connected");

@@ -200,6 +200,49 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
     assert_eq!(names(&local), ["big.bin"]);
 }
 
+/// `--timeout`: a server that stops answering (SIGSTOP, as a hung machine)
+/// fails the pull once it has been silent that long, with the connection's
+/// exit code, instead of after the default 20 s; the local file stays whole.
+#[test]
+fn timeout_gives_up_on_a_server_gone_silent() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("slow.bin"), pseudo_random(4 << 20, 77)).unwrap();
+    let local = work.path().join("slow.bin");
+    let mut srv = Jsrv::start(keys.path(), &root, &[]);
+    // 4 MiB at 256 KiB/s: 16 s, unless the server falls silent first.
+    let child = std::process::Command::new(bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args([
+            "-p",
+            &srv.port.to_string(),
+            "-q",
+            "--timeout=2",
+            "--bwlimit=256",
+        ])
+        .args(["127.0.0.1:slow.bin", local.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = Pid::from_child(&srv.child);
+    kill_process(pid, Signal::STOP).unwrap();
+    let stopped = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = stopped.elapsed();
+    kill_process(pid, Signal::CONT).unwrap();
+    srv.kill();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("no response from the peer for 2 s"), "{err}");
+    assert!(waited < Duration::from_secs(10), "gave up after {waited:?}");
+    assert!(!local.exists(), "no torn file at the target");
+}
+
 /// A successful push is logged as received, never as a failed service: the
 /// client closes the connection as soon as it has the report, which may
 /// reach the server before the end of the client's circuit does.
