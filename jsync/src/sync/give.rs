@@ -585,7 +585,8 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     });
     let top = top.and_then(|(fd, m)| {
         let item = entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links);
-        let level = Level::read(fd, Vec::new(), &m).map_err(|e| Error::io("cannot read", e));
+        let level = Level::read(fd, Vec::new(), &m)
+            .map_err(|e| Error::io(format!("cannot read {}", spec.base.display()), e));
         Ok((item, level?, m.dev))
     });
     let (item, top, top_dev) = match top {
