@@ -16,6 +16,17 @@ fn data(payload: Vec<u8>) -> Fragment {
 
 /// Reads the first circuit the other side opens until it ends, and says how it
 /// ended ("clean end" or "error: ..."), whether the failure hit `accept` or `recv`.
+/// A test server with `services`, and a client's link to it over `t`
+/// (keep the server: dropping it stops it).
+async fn serve(keys: &Keys, services: Services, t: Transport) -> (TestServer, jsync::Link) {
+    let srv = TestServer::start(keys.server(), services);
+    let link = client(keys.client(), Services::new(), t)
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    (srv, link)
+}
+
 async fn drain_outcome(peer: &jsync::Peer) -> String {
     let mut c = match peer.accept().await {
         Ok(Some(c)) => c,
@@ -112,11 +123,7 @@ async fn services_on_both_sides_open_circuits_to_each_other() {
 async fn a_thousand_concurrent_circuits_on_one_connection() {
     for t in TRANSPORTS {
         let keys = Keys::new();
-        let srv = TestServer::start(keys.server(), echo_services());
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, echo_services(), t).await;
         let peer = link.start("echo", &[]).await.unwrap();
         let mut circuits = Vec::new();
         for _ in 0..1000 {
@@ -176,11 +183,7 @@ async fn a_stalled_reader_slows_only_its_own_circuit() {
                 Ok(())
             }
         });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, services, t).await;
         let peer = link.start("sink", &[]).await.unwrap();
         let mut stalled = peer.open().await.unwrap();
         stalled.send(data(vec![1; 16])).await.unwrap();
@@ -249,11 +252,7 @@ async fn half_close_works_in_both_directions() {
             anyhow::ensure!(got == b"client still sending", "got {got:?}");
             Ok(())
         });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, services, t).await;
         let peer = link.start("half", &[]).await.unwrap();
         let mut c = peer.open().await.unwrap();
         for i in 0..3u64 {
@@ -357,11 +356,7 @@ async fn circuits_a_finished_service_opened_are_all_accepted() {
             }
             Ok(())
         });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, services, t).await;
         for round in 0..100 {
             let peer = link.start("tell", &[]).await.unwrap();
             let mut got = Vec::new();
@@ -391,11 +386,7 @@ async fn a_failed_service_sends_its_reason_to_the_other_side() {
             let _ = c.recv().await?;
             anyhow::bail!("disk full while writing /srv/x")
         });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, services, t).await;
         let peer = link.start("fails", &[]).await.unwrap();
         let mut c = peer.open().await.unwrap();
         c.send(data(vec![1])).await.unwrap();
@@ -426,11 +417,7 @@ async fn a_circuit_to_a_service_that_failed_at_once_carries_its_reason() {
         let services = Services::new().with("refuses", |_peer| async move {
             anyhow::bail!("src/x: path escapes the root")
         });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, services, t).await;
         for round in 0..200 {
             let peer = link.start("refuses", &[]).await.unwrap();
             let outcome = match peer.open().await {
@@ -461,11 +448,7 @@ async fn cancelling_a_peer_closes_its_circuits_on_both_sides() {
                 Ok(())
             }
         });
-        let srv = TestServer::start(keys.server(), services);
-        let link = client(keys.client(), Services::new(), t)
-            .connect(&srv.addr_string())
-            .await
-            .unwrap();
+        let (_srv, link) = serve(&keys, services, t).await;
         let peer = link.start("wait", &[]).await.unwrap();
         let mut c = peer.open().await.unwrap();
         c.send(data(vec![1])).await.unwrap();

@@ -79,7 +79,7 @@ pub(crate) enum FsError {
 }
 
 impl FsError {
-    fn io(path: impl Into<String>, source: impl Into<io::Error>) -> FsError {
+    pub(crate) fn io(path: impl Into<String>, source: impl Into<io::Error>) -> FsError {
         FsError::Io {
             path: path.into(),
             source: source.into(),

@@ -173,10 +173,7 @@ impl GiveSpec {
             return self.fs.xattrs_follow_within(full);
         }
         let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
-        super::fsroot::path_xattrs(&path).map_err(|e| FsError::Io {
-            path: full.display(),
-            source: e,
-        })
+        super::fsroot::path_xattrs(&path).map_err(|e| FsError::io(full.display(), e))
     }
 
     /// Opens the regular file `full` leads to (`-L`), as [`GiveSpec::referent`].
@@ -186,11 +183,8 @@ impl GiveSpec {
         }
         let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
         let flags = super::fsroot::READ_FLAGS;
-        let fd =
-            rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).map_err(|e| FsError::Io {
-                path: full.display(),
-                source: e.into(),
-            })?;
+        let fd = rustix::fs::open(&path, flags, rustix::fs::Mode::empty())
+            .map_err(|e| FsError::io(full.display(), e))?;
         super::fsroot::regular_file(fd, &full.display())
     }
 
