@@ -32,6 +32,7 @@ pub const DEFAULT_PORT: u16 = 7433;
     override_usage = "jcp [OPTIONS] SRC... DST",
     // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
     disable_help_flag = true,
+    group(clap::ArgGroup::new("backup_any").args(["backup", "backup_dir"]).multiple(true)),
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -180,6 +181,24 @@ pub struct Cli {
     /// names (looked up there) or numbers
     #[arg(long, value_name = "USER:GROUP")]
     pub chown: Option<String>,
+
+    /// Keep what the destination had before it is replaced or deleted, as
+    /// rsync's -b: beside it as NAME~ (--delete leaves those alone), or in
+    /// --backup-dir
+    #[arg(short = 'b', long)]
+    pub backup: bool,
+
+    /// With -b (implied), keep replaced and deleted entries in DIR, at the
+    /// same path as in the destination directory (a relative DIR is taken
+    /// from there; on a server DIR must lie beneath its root, and an
+    /// absolute DIR is taken from the root). DIR must be on the
+    /// destination's filesystem
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<String>,
+
+    /// Suffix for backups (default ~, or none with --backup-dir)
+    #[arg(long, value_name = "SUFFIX", requires = "backup_any")]
+    pub suffix: Option<String>,
 
     /// Copy extended attributes (user.*; trusted.* and security.* as root)
     #[arg(short = 'X', long)]
@@ -644,6 +663,12 @@ impl Cli {
             Some(c) => Some(jsync::sync::Chown::parse(c).map_err(UsageError)?),
             None => None,
         };
+        if self.backup || self.backup_dir.is_some() {
+            sync.backup = Some(
+                jsync::sync::Backup::new(self.backup_dir.clone(), self.suffix.clone())
+                    .map_err(UsageError)?,
+            );
+        }
         let info = Info::parse(&self.info)?;
         let show_progress = if self.quiet {
             ShowProgress::Never
@@ -903,6 +928,19 @@ mod tests {
             (20, 10)
         );
         assert!(Cli::try_parse_from(["jcp", "--contimeout=0", "a", "b"]).is_err());
+        let b = |args: &[&str]| plan(args).unwrap().sync.backup;
+        assert_eq!(b(&["a", "b"]), None);
+        let beside = b(&["-b", "a", "b"]).unwrap();
+        assert_eq!((beside.dir, beside.suffix.as_str()), (None, "~"));
+        let into = b(&["--backup-dir", "../old", "a", "b"]).unwrap();
+        assert_eq!(
+            (into.dir.as_deref(), into.suffix.as_str()),
+            (Some("../old"), "")
+        );
+        let both = b(&["-b", "--suffix", ".bak", "a", "b"]).unwrap();
+        assert_eq!(both.suffix, ".bak");
+        assert!(plan(&["-b", "--suffix", "", "a", "b"]).is_err());
+        assert!(plan(&["-b", "--suffix", "x/y", "a", "b"]).is_err());
         let p = plan(&["--chown", "www-data:www-data", "a", "b"]).unwrap();
         assert_eq!(p.sync.chown.unwrap().to_string(), "www-data:www-data");
         assert!(plan(&["--chown", ":", "a", "b"]).is_err());
@@ -958,6 +996,7 @@ mod tests {
             &["jcp", "--compress", "gzip", "a", "b"],
             &["jcp", "-I", "--size-only", "a", "b"],
             &["jcp", "-c", "--size-only", "a", "b"],
+            &["jcp", "--suffix", ".bak", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();

@@ -1,9 +1,10 @@
 //! rsync's options for what to leave alone (`-u`, `--ignore-existing`,
 //! `--existing`, `--size-only`, `--max-size`, `--min-size`) or not to (`-I`),
-//! `--chmod`, `--chown`, `--bwlimit`, and its habits on the command line
-//! (`-avhP`, `-h` alone for help), through the real binaries: each option
-//! locally, pushed to a jsrv and pulled from it, against one destination
-//! state.
+//! `--chmod`, `--chown`, `--bwlimit`, what to keep of what is replaced or
+//! deleted (`-b`, `--backup-dir`, `--suffix`), and its habits on the
+//! command line (`-avhP`, `-h` alone for help), through the real binaries:
+//! each option locally, pushed to a jsrv and pulled from it, against one
+//! destination state.
 
 use std::path::Path;
 use std::process::Output;
@@ -29,6 +30,11 @@ fn read(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
+/// Asserts what `dir/name` holds (`None`: nothing there).
+fn holds(dir: &Path, name: &str, data: Option<&[u8]>, what: &str) {
+    assert_eq!(read(&dir.join(name)).as_deref(), data, "{what}: {name}");
+}
+
 /// The source: files the destination has newer, older, of the same size,
 /// and files and a directory it lacks (one pair of names hard-linked).
 fn make_source(src: &Path) {
@@ -50,6 +56,11 @@ fn make_destination(dst: &Path) {
     put(&dst.join("same_size.txt"), b"wxyz", T + 100);
     // The same size and mtime, other content: what only -c or -I finds.
     put(&dst.join("same_stamp.txt"), b"destin", T + 300);
+    // What the source lacks (only --delete removes it), and an earlier
+    // backup (which -b's --delete keeps).
+    put(&dst.join("extra.txt"), b"extra\n", T);
+    put(&dst.join("extra_dir/deep/x"), b"x\n", T);
+    put(&dst.join("earlier.txt~"), b"earlier\n", T);
 }
 
 /// What an option leaves: each existing file's content and mtime, and
@@ -144,9 +155,7 @@ fn each_way_then(options: &[&str], check: impl Fn(&Path, &str)) {
 /// (new or not); directories are made as ever.
 #[test]
 fn max_size_and_min_size_leave_files_beyond_the_limits_alone() {
-    let has = |dst: &Path, name: &str, data: Option<&[u8]>, what: &str| {
-        assert_eq!(read(&dst.join(name)).as_deref(), data, "{what}: {name}");
-    };
+    let has = holds;
     each_way_then(&["--max-size", "5"], |dst, what| {
         has(dst, "newer_here.txt", Some(b"edited here!!!!!\n"), what);
         has(dst, "older_here.txt", Some(b"old\n"), what);
@@ -226,15 +235,17 @@ fn size_only_takes_a_file_of_the_same_size_as_up_to_date() {
 /// fixture itself is checked, so the tests above cannot pass by accident.
 #[test]
 fn without_options_every_file_takes_the_source_state() {
-    each_way(
-        "-a",
-        Expect {
-            newer_here: (b"from the source\n", T),
-            older_here: (b"newer content\n", T + 100),
-            same_size: (b"abcd", T + 200),
-            new_files: true,
-        },
-    );
+    each_way("-a", source_state());
+}
+
+/// Every file as the source has it.
+fn source_state() -> Expect {
+    Expect {
+        newer_here: (b"from the source\n", T),
+        older_here: (b"newer content\n", T + 100),
+        same_size: (b"abcd", T + 200),
+        new_files: true,
+    }
 }
 
 /// `-I` (`--ignore-times`) takes no file as up to date by its size and
@@ -492,5 +503,153 @@ fn bwlimit_paces_the_data_each_way() {
             )
         },
         &pulled,
+    );
+}
+
+/// `-b` keeps what a run replaces or deletes beside it as NAME~: the old
+/// content of each replaced file, a deleted file, a deleted directory with
+/// all it holds. Nothing is kept of what was up to date or new, and
+/// --delete leaves earlier backups alone. Without -b nothing is kept.
+#[test]
+fn backup_keeps_what_is_replaced_or_deleted_beside_it() {
+    let kept = |dst: &Path, what: &str| {
+        let has = |name: &str, data: Option<&[u8]>| holds(dst, name, data, what);
+        has("newer_here.txt~", Some(b"edited here!!!!!\n"));
+        has("older_here.txt~", Some(b"old\n"));
+        has("same_size.txt~", Some(b"wxyz"));
+        // The old time goes with the old content.
+        assert_eq!(mtime(&dst.join("older_here.txt~")), T, "{what}");
+        has("extra.txt~", Some(b"extra\n"));
+        has("extra_dir~/deep/x", Some(b"x\n"));
+        has("earlier.txt~", Some(b"earlier\n"));
+        // Up to date, or new: nothing to keep.
+        has("same_stamp.txt~", None);
+        has("only_there.txt~", None);
+        has("extra.txt", None);
+        assert!(!dst.join("extra_dir").exists(), "{what}");
+    };
+    each_way_then(&["-b", "--delete"], |dst, what| {
+        check(dst, &source_state(), what);
+        kept(dst, what);
+    });
+    each_way_then(&["--backup", "--suffix", ".old"], |dst, what| {
+        check(dst, &source_state(), what);
+        assert_eq!(
+            read(&dst.join("older_here.txt.old")).as_deref(),
+            Some(&b"old\n"[..]),
+            "{what}"
+        );
+        assert_eq!(read(&dst.join("older_here.txt~")), None, "{what}");
+    });
+    each_way_then(&["--delete"], |dst, what| {
+        check(dst, &source_state(), what);
+        for name in [
+            "older_here.txt~",
+            "extra.txt~",
+            "earlier.txt~",
+            "extra_dir~",
+        ] {
+            assert!(!dst.join(name).exists(), "{what}: {name}");
+        }
+    });
+}
+
+/// `--backup-dir DIR` keeps them at the same paths beneath DIR, taken from
+/// the destination directory: inside the destination (where --delete
+/// leaves DIR alone) or beside it.
+#[test]
+fn backup_dir_keeps_them_in_a_tree_of_their_own() {
+    let kept = |bak: &Path, what: &str| {
+        let has = |name: &str, data: Option<&[u8]>| holds(bak, name, data, what);
+        has("older_here.txt", Some(b"old\n"));
+        has("same_size.txt", Some(b"wxyz"));
+        has("extra.txt", Some(b"extra\n"));
+        has("extra_dir/deep/x", Some(b"x\n"));
+        has("same_stamp.txt", None);
+        has("only_there.txt", None);
+    };
+    each_way_then(&["--backup-dir", "bak", "--delete"], |dst, what| {
+        check(dst, &source_state(), what);
+        kept(&dst.join("bak"), what);
+        assert!(!dst.join("extra.txt").exists(), "{what}");
+        assert!(!dst.join("bak/bak").exists(), "{what}");
+    });
+    each_way_then(&["--backup-dir", "../bak"], |dst, what| {
+        let bak = dst.parent().unwrap().join("bak");
+        assert_eq!(
+            read(&bak.join("older_here.txt")).as_deref(),
+            Some(&b"old\n"[..]),
+            "{what}"
+        );
+        // Local and pulled destinations share a parent.
+        std::fs::remove_dir_all(bak).unwrap();
+    });
+    // A directory sent by its name lands one level down, and so do its backups.
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    put(&src.join("sub/f"), b"new\n", T + 1);
+    put(&dst.join("src/sub/f"), b"old\n", T);
+    let out = run(
+        "jcp",
+        &[
+            "--backup-dir",
+            "../bak",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "jcp --backup-dir src dst");
+    assert_eq!(
+        read(&work.path().join("bak/src/sub/f")).as_deref(),
+        Some(&b"old\n"[..])
+    );
+    assert_eq!(read(&dst.join("src/sub/f")).as_deref(), Some(&b"new\n"[..]));
+}
+
+/// A server keeps backups beneath its root: an absolute --backup-dir is
+/// taken from the root, and one that leads out is refused before anything
+/// is changed.
+#[test]
+fn a_servers_backup_dir_stays_beneath_its_root() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_source(&src);
+    let root = work.path().join("root");
+    make_destination(&root.join("dst"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let out = srv.jcp(
+        keys.path(),
+        &["--backup-dir", "../../out", &src_arg, "127.0.0.1:dst"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        jsync_tests::bins::describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("leads outside the server's root"), "{err}");
+    assert!(!work.path().join("out").exists());
+    assert_eq!(
+        read(&root.join("dst/older_here.txt")).as_deref(),
+        Some(&b"old\n"[..])
+    );
+    ok(
+        &srv.jcp(
+            keys.path(),
+            &["--backup-dir", "/keep", &src_arg, "127.0.0.1:dst"],
+        ),
+        "push --backup-dir /keep",
+    );
+    check(
+        &root.join("dst"),
+        &source_state(),
+        "push --backup-dir /keep",
+    );
+    assert_eq!(
+        read(&root.join("keep/older_here.txt")).as_deref(),
+        Some(&b"old\n"[..])
     );
 }

@@ -86,7 +86,7 @@ impl FsError {
         }
     }
 
-    fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 }
@@ -580,14 +580,9 @@ impl FsRoot {
     }
 
     /// Removes `rel` and everything beneath it, like `rm -rf`: a missing path is
-    /// fine, and symlinks are removed, never descended into.
-    pub fn remove_all(&self, rel: &RelPath) -> Result<(), FsError> {
-        self.remove_all_on(rel, None)
-    }
-
-    /// [`FsRoot::remove_all`] that, given `dev`, enters no directory on
-    /// another filesystem (`--delete -x`): such a directory, and so each one
-    /// above it, stays, and the error names it.
+    /// fine, and symlinks are removed, never descended into. Given `dev`, it
+    /// enters no directory on another filesystem (`--delete -x`): such a
+    /// directory, and so each one above it, stays, and the error names it.
     pub fn remove_all_on(&self, rel: &RelPath, dev: Option<u64>) -> Result<(), FsError> {
         let (dir, name) = match self.locate_replaceable(rel) {
             Ok(found) => found,
@@ -749,8 +744,19 @@ impl FsRoot {
     /// rename). Nothing happens if both already name the same inode. Both must
     /// be on the same filesystem (`EXDEV` otherwise); directories are refused.
     pub fn hard_link(&self, existing: &RelPath, new: &RelPath) -> Result<(), FsError> {
+        self.hard_link_into(existing, self, new)
+    }
+
+    /// [`FsRoot::hard_link`] with `new` beneath `dest`, this root or another
+    /// on the same filesystem (a backup directory).
+    pub fn hard_link_into(
+        &self,
+        existing: &RelPath,
+        dest: &FsRoot,
+        new: &RelPath,
+    ) -> Result<(), FsError> {
         let (src_dir, src_name) = self.locate(existing)?;
-        let (dir, name) = self.locate_replaceable(new)?;
+        let (dir, name) = dest.locate_replaceable(new)?;
         let src = rfs::statat(&src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| FsError::io(existing.display(), e))?;
         let src = Meta::from_stat(&src);
@@ -771,6 +777,32 @@ impl FsRoot {
             rfs::linkat(&src_dir, src_name, &dir, temp, AtFlags::empty())
         })
         .map_err(|e| FsError::io(new.display(), e))
+    }
+
+    /// Moves `rel` (a directory with all it holds) to `to` beneath `dest`,
+    /// this root or another on the same filesystem (a backup directory),
+    /// replacing whatever was there: a non-directory atomically, anything
+    /// else removed first. Neither path's final symlink is followed.
+    pub fn rename_into(&self, rel: &RelPath, dest: &FsRoot, to: &RelPath) -> Result<(), FsError> {
+        let (dir, name) = self.locate_replaceable(rel)?;
+        let (to_dir, to_name) = dest.locate_replaceable(to)?;
+        let err = |e: Errno| FsError::io(rel.display(), e);
+        match rfs::renameat(&dir, name, &to_dir, to_name) {
+            // A directory there, or a directory to put where a file is.
+            Err(Errno::ISDIR | Errno::NOTDIR | Errno::NOTEMPTY | Errno::EXIST) => {
+                remove_tree(to_dir.as_fd(), to_name, None)
+                    .map_err(|e| FsError::io(to.display(), e))?;
+                rfs::renameat(&dir, name, &to_dir, to_name).map_err(err)
+            }
+            other => other.map_err(err),
+        }
+    }
+
+    /// The device of the root's filesystem.
+    pub fn dev(&self) -> Result<u64, FsError> {
+        rfs::fstat(&self.fd)
+            .map(|st| Meta::from_stat(&st).dev)
+            .map_err(|e| FsError::io(self.path.display().to_string(), e))
     }
 
     /// The partial file `.<name>.jsync-partial` kept beside `rel` by
@@ -1843,7 +1875,7 @@ mod tests {
                 assert!(is_escape(fs.create_temp(&p("x"))));
                 assert!(is_escape(fs.mkdir_all(&p("new/deeper"), 0o755)));
                 assert!(is_escape(fs.remove(&p("x"))));
-                assert!(is_escape(fs.remove_all(&p("x"))));
+                assert!(is_escape(fs.remove_all_on(&p("x"), None)));
                 assert!(is_escape(fs.symlink(b"/etc", &p("l"))));
                 assert!(is_escape(fs.lstat(&p("x"))));
                 assert!(is_escape(fs.stat_follow_within(&p("x"))));
@@ -1890,7 +1922,7 @@ mod tests {
         assert_eq!(read(b"d/sub/x"), "old");
         assert_eq!(fs.lstat(&rel(b"d/sub")).unwrap().unwrap().kind, Kind::Dir);
         // d is removed and becomes a symlink to e: d/sub/x now names e/sub/x.
-        fs.remove_all(&rel(b"d")).unwrap();
+        fs.remove_all_on(&rel(b"d"), None).unwrap();
         fs.symlink(b"e", &rel(b"d")).unwrap();
         assert_eq!(read(b"d/sub/x"), "other");
         // d becomes a file: nothing beneath it resolves any more.
@@ -1932,7 +1964,7 @@ mod tests {
             // The fallback refuses every symlink in a directory position.
             assert!(is_escape(walk.open_read(&p("f"))));
             assert!(is_escape(walk.stat_follow_within(&rel(via))));
-            fs.remove_all(&p("made")).unwrap();
+            fs.remove_all_on(&p("made"), None).unwrap();
             fs.remove(&p("f")).unwrap();
         }
         assert_eq!(names(&root.join("real")), ["deep"]);
@@ -1991,8 +2023,8 @@ mod tests {
             std::fs::write(root.join("tree/sub/file"), b"x").unwrap();
             fs.remove(&rel(b"f-link")).unwrap();
             fs.remove(&rel(b"d-link")).unwrap();
-            fs.remove_all(&rel(b"tree")).unwrap();
-            fs.remove_all(&rel(b"tree")).unwrap(); // already gone: fine
+            fs.remove_all_on(&rel(b"tree"), None).unwrap();
+            fs.remove_all_on(&rel(b"tree"), None).unwrap(); // already gone: fine
             assert!(names(&root).is_empty());
             assert!(fs.remove(&rel(b"f-link")).is_err());
         }
@@ -2008,9 +2040,9 @@ mod tests {
             fs.remove(&rel(b"empty")).unwrap();
             fs.mkdir_all(&rel(b"full/x"), 0o755).unwrap();
             assert!(fs.remove(&rel(b"full")).is_err());
-            fs.remove_all(&rel(b"full")).unwrap();
+            fs.remove_all_on(&rel(b"full"), None).unwrap();
             assert!(fs.remove(&RelPath::root()).is_err());
-            assert!(fs.remove_all(&RelPath::root()).is_err());
+            assert!(fs.remove_all_on(&RelPath::root(), None).is_err());
             assert!(fs.create_temp(&RelPath::root()).is_err());
             assert!(fs.symlink(b"x", &RelPath::root()).is_err());
             assert!(t.path().is_dir());

@@ -11,6 +11,7 @@
 //! file in a temporary file beside the target, checks the digest and renames it
 //! into place. Push and pull are the same two roles started from opposite ends.
 
+mod backup;
 mod chmod;
 pub(crate) mod chunker;
 mod filter;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
 pub use filter::{Filter, FilterError, RuleKind};
 pub use glob::{has_glob, remote_glob, GLOB};
@@ -119,6 +121,9 @@ pub struct SyncOptions {
     /// transfer's top from where they sit (`--safe-links`), each named in a
     /// warning.
     pub safe_links: bool,
+    /// Keep what the receiver replaces or deletes (`--backup`,
+    /// `--backup-dir`, `--suffix`).
+    pub backup: Option<Backup>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -151,6 +156,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
+            .field("backup", &self.backup)
             .finish()
     }
 }
@@ -183,6 +189,7 @@ impl Default for SyncOptions {
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
+            backup: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -191,6 +198,13 @@ impl Default for SyncOptions {
 /// Server side: the services that let clients push into and pull from `root`
 /// (and expand wildcards beneath it). With `read_only`, pushes are refused.
 pub fn server_services(root: PathBuf, read_only: bool) -> Services {
+    services(root, read_only, true)
+}
+
+/// [`server_services`]; `confined`: a backup directory a push names must lie
+/// beneath `root` (not so for the in-process peer of a local sync, where
+/// the user may write anywhere).
+fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
     let give_root = root.clone();
     let glob_root = root.clone();
     Services::new()
@@ -219,7 +233,8 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
                     fs: Arc::new(fs),
                     dir: names_dir(args.path.as_bytes()),
                 };
-                let opts = args.take_options(Arc::new(NoProgress), true);
+                let mut opts = args.take_options(Arc::new(NoProgress), true);
+                opts.backup_confined = confined;
                 let stats = take::take(peer, spec, opts).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, errors = stats.errors.len(), "push received");
                 Ok(())
@@ -268,6 +283,10 @@ impl Args {
         if let Some(c) = &opts.chown {
             out.push(format!("chown={c}"));
         }
+        if let Some(b) = &opts.backup {
+            out.push(format!("backup_suffix={}", b.suffix));
+            out.extend(b.dir.iter().map(|d| format!("backup_dir={d}")));
+        }
         let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
         out.extend(
             sizes
@@ -293,6 +312,7 @@ impl Args {
             opts: SyncOptions::default(),
         };
         let mut rules = Vec::new();
+        let (mut suffix, mut backup_dir) = (None, None);
         for a in &args[1..] {
             let (k, v) = a
                 .split_once('=')
@@ -328,10 +348,15 @@ impl Args {
                 "chmod" => out.opts.chmod = Chmod::parse(v)?,
                 "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
+                "backup_suffix" => suffix = Some(v.to_string()),
+                "backup_dir" => backup_dir = Some(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
         }
         out.opts.filter = Filter::from_args(&rules)?;
+        if suffix.is_some() || backup_dir.is_some() {
+            out.opts.backup = Some(Backup::new(backup_dir, suffix).map_err(anyhow::Error::msg)?);
+        }
         Ok(out)
     }
 
@@ -373,6 +398,8 @@ impl Args {
             one_file_system: self.opts.one_file_system > 0,
             chown: self.opts.chown.clone(),
             safe_links: self.opts.safe_links,
+            backup: self.opts.backup.clone(),
+            backup_confined: remote,
             progress,
         }
     }
@@ -447,7 +474,7 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     let dst_rel = format!("{}{slash}", spec.dst.display());
     let (a, _b) = Link::pair(
         Arc::new(Services::new()),
-        Arc::new(server_services(root, false)),
+        Arc::new(services(root, false, false)),
     )
     .await?;
     let report = push(&a, src, &dst_rel, opts).await;
@@ -594,6 +621,7 @@ mod tests {
             existing: true,
             max_size: Some(10),
             min_size: Some(2),
+            backup: Some(Backup::new(Some("../old".into()), Some(".1".into())).unwrap()),
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -622,6 +650,20 @@ mod tests {
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links);
+        assert_eq!(t.backup, opts.backup);
+        assert!(t.backup_confined);
+        let beside = SyncOptions {
+            backup: Some(Backup::new(None, None).unwrap()),
+            ..SyncOptions::default()
+        };
+        let b = Args::parse(&Args::encode("", &beside)).unwrap().opts.backup;
+        assert_eq!(b, beside.backup);
+        assert!(
+            !Args::parse(&Args::encode("", &beside))
+                .unwrap()
+                .take_options(Arc::new(NoProgress), false)
+                .backup_confined
+        );
         let k = &t.skips;
         assert!(t.size_only && k.update && k.ignore_existing && k.existing);
         assert_eq!((k.max_size, k.min_size), (Some(10), Some(2)));
@@ -629,6 +671,7 @@ mod tests {
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
         assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none() && !d.opts.safe_links);
+        assert!(d.opts.backup.is_none());
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

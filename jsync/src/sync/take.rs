@@ -18,6 +18,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::{mpsc, Mutex, Semaphore};
 use tokio::task::JoinSet;
 
+use super::backup::Backups;
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
@@ -87,6 +88,11 @@ pub(crate) struct TakeOptions {
     pub chown: Option<ids::Chown>,
     /// Leave out symlinks that lead outside the transfer (`--safe-links`).
     pub safe_links: bool,
+    /// Keep what is replaced or deleted (`--backup`).
+    pub backup: Option<super::Backup>,
+    /// The backup directory must lie beneath the destination's root (the
+    /// receiver is a server).
+    pub backup_confined: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -114,7 +120,27 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         None => (None, None),
     };
     let base = placement(&spec, &source, opts.dry_run)?;
-    let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run)?;
+    let backups = match &opts.backup {
+        // A dry run replaces nothing.
+        Some(b) if !opts.dry_run => {
+            let dir = source.kind == EntryKind::Dir;
+            // Backups mirror the tree beneath the destination directory: the
+            // one named, or a single file's.
+            let dest_dir = if dir {
+                spec.dst.clone()
+            } else {
+                base.parent().unwrap_or_else(RelPath::root)
+            };
+            let work = if dir { base.clone() } else { RelPath::root() };
+            let protect = opts.delete && !opts.delete_excluded;
+            let confined = opts.backup_confined;
+            Some(Backups::open(
+                b, &spec.fs, work, dest_dir, confined, protect,
+            )?)
+        }
+        _ => None,
+    };
+    let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run, backups.as_ref())?;
     opts.filter = super::rooted_filter(&opts.filter, &source);
     let counters = Arc::new(Counters::default());
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
@@ -134,6 +160,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         kept: Arc::new(KeptBudget::new()),
         base: base.clone(),
         prefix: super::shown_prefix(&source),
+        backups,
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -512,6 +539,7 @@ fn confine(
     base: RelPath,
     kind: EntryKind,
     dry_run: bool,
+    backups: Option<&Backups>,
 ) -> Result<(Arc<FsRoot>, RelPath, bool)> {
     if kind != EntryKind::Dir || base.is_root() {
         return Ok((spec.fs.clone(), base, false));
@@ -522,7 +550,12 @@ fn confine(
         _ if dry_run => return Ok((spec.fs.clone(), base, false)),
         other => {
             if other.is_some() {
-                fs.remove(&base).map_err(fs_err)?;
+                match backups {
+                    Some(b) => b
+                        .keep_top(fs, &base)
+                        .map_err(|e| Error::Fs(format!("{}: {e}", base.display())))?,
+                    None => fs.remove(&base).map_err(fs_err)?,
+                }
             }
             fs.mkdir_all(&base, 0o755).map_err(fs_err)?;
             true
@@ -597,6 +630,8 @@ struct Ctx {
     /// paths ([`super::shown_prefix`]).
     base: RelPath,
     prefix: Vec<u8>,
+    /// With `--backup`: where what is replaced or deleted is kept.
+    backups: Option<Backups>,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -659,6 +694,24 @@ struct Owners {
 }
 
 impl Ctx {
+    /// Before `rel` is replaced by a new entry: its backup, with `--backup`.
+    fn keep_replaced(&self, rel: &RelPath) -> std::result::Result<(), String> {
+        match &self.backups {
+            Some(b) => b.keep_replaced(&self.fs, rel),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes `rel`, a directory with all it holds (entering none on
+    /// another filesystem than `dev`'s); with `--backup`, moves it to its
+    /// backup instead.
+    fn remove(&self, rel: &RelPath, dev: Option<u64>) -> std::result::Result<(), String> {
+        match &self.backups {
+            Some(b) => b.keep_removed(&self.fs, rel),
+            None => self.fs.remove_all_on(rel, dev).map_err(|e| e.to_string()),
+        }
+    }
+
     /// Maps the sender's names to local ids (as root, without `--numeric-ids`).
     fn learn_names(&self, names: &IdNames) {
         if !self.root || self.opts.numeric_ids {
@@ -956,8 +1009,8 @@ fn plan(
         if dry {
             return Ok(());
         }
-        if m.kind == Kind::Dir {
-            fs.remove_all(rel).map_err(s)
+        if m.kind == Kind::Dir || ctx.backups.is_some() {
+            ctx.remove(rel, None)
         } else {
             fs.remove(rel).map_err(s)
         }
@@ -1020,8 +1073,10 @@ fn plan(
             };
             ctx.item(Update::Created, e, &change);
             if !dry {
-                if let Some(m) = here.as_ref().filter(|m| m.kind == Kind::Dir) {
-                    clear(m)?;
+                match &here {
+                    Some(m) if m.kind == Kind::Dir => clear(m)?,
+                    Some(_) => ctx.keep_replaced(rel)?,
+                    None => {}
                 }
                 fs.symlink(&e.target, rel).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
@@ -1054,8 +1109,10 @@ fn plan(
             }
             ctx.item(Update::Created, e, &new);
             if !dry {
-                if let Some(m) = here.as_ref().filter(|m| m.kind == Kind::Dir) {
-                    clear(m)?;
+                match &here {
+                    Some(m) if m.kind == Kind::Dir => clear(m)?,
+                    Some(_) => ctx.keep_replaced(rel)?,
+                    None => {}
                 }
                 fs.mknod(rel, kind, e.mode, e.rdev).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
@@ -1163,12 +1220,13 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         return;
     }
     let res = match here {
-        Ok(Some(m)) if m.kind == Kind::Dir => fs.remove_all(rel),
+        Ok(Some(m)) if m.kind == Kind::Dir => ctx.remove(rel, None),
+        Ok(Some(_)) => ctx.keep_replaced(rel),
         _ => Ok(()),
     }
-    .and_then(|()| fs.hard_link(leader, rel));
+    .and_then(|()| fs.hard_link(leader, rel).map_err(|e| e.to_string()));
     if let Err(err) = res {
-        ctx.counters.error(&shown, err.to_string());
+        ctx.counters.error(&shown, err);
     }
 }
 
@@ -1334,6 +1392,9 @@ fn delete_extraneous(
             continue;
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
+        if ctx.backups.as_ref().is_some_and(|b| b.protects(&rel)) {
+            continue;
+        }
         let shown = ctx.under_base(&rel).to_vec();
         // Excluded entries are protected from deletion unless asked otherwise.
         if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded(&shown, is_dir) {
@@ -1344,8 +1405,8 @@ fn delete_extraneous(
         }
         Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
-            if let Err(e) = fs.remove_all_on(&rel, home) {
-                ctx.counters.error(&ctx.shown_rel(&rel), e.to_string());
+            if let Err(e) = ctx.remove(&rel, home) {
+                ctx.counters.error(&ctx.shown_rel(&rel), e);
             }
         }
     }
@@ -1958,7 +2019,7 @@ async fn receive_file(
                     msg::END => {
                         let end: msg::End = decode(&f.payload, &peer())?;
                         let (literal, reused) = (build.literal, build.reused);
-                        let res = build.finish(ctx, &meta, &end, e);
+                        let res = build.finish(ctx, &meta, &end, e, &job.rel);
                         placed(ctx, job, res, literal, reused);
                         return Ok(());
                     }
@@ -1999,6 +2060,7 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
         let temp = ctx.fs.create_unnamed(&job.rel).map_err(|e| e.to_string())?;
         temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
         finish_file(ctx, &temp, &job.entry)?;
+        ctx.keep_replaced(&job.rel)?;
         temp.commit(whole.meta.mode, whole.meta.mtime, ctx.opts.fsync)
             .map_err(|e| e.to_string())
     })();
@@ -2291,6 +2353,7 @@ impl<'a> Build<'a> {
         meta: &FileMeta,
         end: &msg::End,
         e: &Entry,
+        rel: &RelPath,
     ) -> std::result::Result<(), String> {
         let temp = self.temp?;
         if let Some(v) = self.verifier {
@@ -2308,6 +2371,7 @@ impl<'a> Build<'a> {
         }
         temp.set_len(end.size).map_err(|err| err.to_string())?;
         finish_file(ctx, &temp, e)?;
+        ctx.keep_replaced(rel)?;
         temp.commit(meta.mode, meta.mtime, ctx.opts.fsync)
             .map_err(|e| e.to_string())
     }
