@@ -196,6 +196,14 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<String>,
 
+    /// Remove from the sending side each file (not directory) the
+    /// destination now has, transferred or already up to date, as rsync's
+    /// --remove-source-files: a move. A file changed since it was sent
+    /// stays (named in an error); a server asked for it must not be
+    /// read-only
+    #[arg(long, conflicts_with = "copy_links")]
+    pub remove_source_files: bool,
+
     /// Suffix for backups (default ~, or none with --backup-dir)
     #[arg(long, value_name = "SUFFIX", requires = "backup_any")]
     pub suffix: Option<String>,
@@ -663,6 +671,7 @@ impl Cli {
             Some(c) => Some(jsync::sync::Chown::parse(c).map_err(UsageError)?),
             None => None,
         };
+        sync.remove_source_files = self.remove_source_files;
         if self.backup || self.backup_dir.is_some() {
             sync.backup = Some(
                 jsync::sync::Backup::new(self.backup_dir.clone(), self.suffix.clone())
@@ -941,6 +950,13 @@ mod tests {
         assert_eq!(both.suffix, ".bak");
         assert!(plan(&["-b", "--suffix", "", "a", "b"]).is_err());
         assert!(plan(&["-b", "--suffix", "x/y", "a", "b"]).is_err());
+        assert!(
+            plan(&["--remove-source-files", "a", "b"])
+                .unwrap()
+                .sync
+                .remove_source_files
+        );
+        assert!(!plan(&["a", "b"]).unwrap().sync.remove_source_files);
         let p = plan(&["--chown", "www-data:www-data", "a", "b"]).unwrap();
         assert_eq!(p.sync.chown.unwrap().to_string(), "www-data:www-data");
         assert!(plan(&["--chown", ":", "a", "b"]).is_err());
@@ -997,6 +1013,7 @@ mod tests {
             &["jcp", "-I", "--size-only", "a", "b"],
             &["jcp", "-c", "--size-only", "a", "b"],
             &["jcp", "--suffix", ".bak", "a", "b"],
+            &["jcp", "-L", "--remove-source-files", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();

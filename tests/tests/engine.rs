@@ -140,3 +140,57 @@ async fn an_unchanged_symlink_still_gets_the_new_mtime() {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_same_tree(&a, &b);
 }
+
+/// `--remove-source-files` removes a source file only while it is what was
+/// sent: one changed after it was sent (here by the itemize hook, which
+/// sees the file's line before the sender is told it is in place) stays,
+/// named in an error, pushed and pulled (where the server is the one that
+/// kept it and tells the client).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_file_changed_after_it_was_sent_is_not_removed() {
+    struct Touch(std::path::PathBuf);
+    impl sync::Progress for Touch {
+        fn itemize(&self, line: &str) {
+            if line.ends_with("touched.txt") {
+                let later = filetime::FileTime::from_unix_time(2_000_000_000, 0);
+                filetime::set_file_mtime(&self.0, later).unwrap();
+            }
+        }
+    }
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    let (local_src, server_src) = (work.path().join("src"), root.join("src"));
+    for (pull, src) in [(false, &local_src), (true, &server_src)] {
+        std::fs::create_dir_all(src).unwrap();
+        std::fs::write(src.join("touched.txt"), b"touched").unwrap();
+        std::fs::write(src.join("moved.txt"), b"moved").unwrap();
+        let mut o = opts();
+        o.remove_source_files = true;
+        o.itemize = true;
+        o.progress = std::sync::Arc::new(Touch(src.join("touched.txt")));
+        let r = if pull {
+            sync::pull(&link, "src/", &work.path().join("pulled"), &o).await
+        } else {
+            let src_arg = format!("{}/", src.display());
+            sync::push(&link, Path::new(&src_arg), "dst", &o).await
+        }
+        .unwrap();
+        let what = if pull { "pull" } else { "push" };
+        assert_eq!(r.errors.len(), 1, "{what}: {:?}", r.errors);
+        assert_eq!(r.errors[0].path, "touched.txt", "{what}");
+        assert!(
+            r.errors[0].message.contains("changed since it was sent"),
+            "{what}: {:?}",
+            r.errors
+        );
+        assert!(src.join("touched.txt").exists(), "{what}");
+        assert!(!src.join("moved.txt").exists(), "{what}");
+    }
+}

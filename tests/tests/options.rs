@@ -653,3 +653,117 @@ fn a_servers_backup_dir_stays_beneath_its_root() {
         Some(&b"old\n"[..])
     );
 }
+
+/// The files (not directories) beneath `top`, sorted, as paths relative
+/// to it.
+fn files_in(top: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![top.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                dirs.push(p);
+            } else {
+                out.push(p.strip_prefix(top).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `--remove-source-files` makes a copy a move, locally, pushed and
+/// pulled: each file the destination now has, received or found up to
+/// date, leaves the source; one left alone (here by `-u`) stays, and so do
+/// directories. Without it the source is untouched, and a read-only server
+/// refuses it (a dry run excepted).
+#[test]
+fn remove_source_files_moves_what_the_destination_has() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let local_src = work.path().join("src");
+    let server_src = root.join("src");
+    let local_src_arg = format!("{}/", local_src.display());
+    let (local, pulled) = (work.path().join("local"), work.path().join("pulled"));
+    let (local_arg, pulled_arg) = (local.to_str().unwrap(), pulled.to_str().unwrap());
+    let runs: [(&str, &Path, &Path, Vec<&str>); 3] = [
+        ("local", &local_src, &local, vec![&local_src_arg, local_arg]),
+        (
+            "push",
+            &local_src,
+            &root.join("dst"),
+            vec![&local_src_arg, "127.0.0.1:dst"],
+        ),
+        (
+            "pull",
+            &server_src,
+            &pulled,
+            vec!["127.0.0.1:src/", pulled_arg],
+        ),
+    ];
+    for (how, src, dst, operands) in runs {
+        let newer_kept = Expect {
+            newer_here: (b"edited here!!!!!\n", T + 500),
+            ..source_state()
+        };
+        let unmoved = (&[][..], files_in_source(), source_state());
+        let moved = (
+            &["--remove-source-files", "-u"][..],
+            vec!["newer_here.txt".to_string()],
+            newer_kept,
+        );
+        for (options, left, expect) in [unmoved, moved] {
+            let _ = std::fs::remove_dir_all(src);
+            make_source(src);
+            make_destination(dst);
+            let what = format!("{how} {}", options.join(" "));
+            let mut args = options.to_vec();
+            args.extend(&operands);
+            ok(&srv.jcp(keys.path(), &args), &what);
+            assert_eq!(files_in(src), left, "{what}: the source");
+            assert!(src.join("new_dir").is_dir(), "{what}: directories stay");
+            check(dst, &expect, &what);
+        }
+    }
+    let mut ro = Jsrv::start(keys.path(), &root, &["--read-only"]);
+    make_source(&server_src);
+    for (dry, code) in [(true, 0), (false, 1)] {
+        let mut args = vec!["--remove-source-files", "127.0.0.1:src/", pulled_arg];
+        if dry {
+            args.insert(0, "-n");
+        }
+        let out = ro.jcp(keys.path(), &args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            jsync_tests::bins::describe(&out)
+        );
+        assert_eq!(
+            files_in(&server_src),
+            files_in_source(),
+            "read-only, dry run {dry}"
+        );
+    }
+    ro.terminate();
+}
+
+/// Every file [`make_source`] makes.
+fn files_in_source() -> Vec<String> {
+    [
+        "linked_a",
+        "linked_b",
+        "new_dir/inner.txt",
+        "newer_here.txt",
+        "older_here.txt",
+        "only_there.txt",
+        "same_size.txt",
+        "same_stamp.txt",
+    ]
+    .map(String::from)
+    .to_vec()
+}

@@ -11,11 +11,11 @@
 //! entry as it was, and that entry fails alone. On a server the backup
 //! directory must lie beneath the root.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::Arc;
 
+use super::destdir::{open_side_dir, strip, DestMap};
 use super::fsroot::{FsError, FsRoot, Kind, RelPath};
 use crate::error::{Error, Result};
 
@@ -75,11 +75,9 @@ pub(crate) struct Backups {
     /// receiver's own root.
     dir: Option<Arc<FsRoot>>,
     suffix: OsString,
-    /// The receiver's root, and the destination directory backups mirror,
-    /// as paths beneath the destination's root (the server's root, or a
-    /// local destination's parent): the second is the first or above it.
-    work: RelPath,
-    dest_dir: RelPath,
+    /// Where the receiver's entries go: backups in a directory mirror the
+    /// tree beneath the destination directory.
+    map: DestMap,
     /// The backup directory's path beneath the receiver's root, when it
     /// lies there: `--delete` leaves it alone.
     inside: Option<RelPath>,
@@ -88,15 +86,14 @@ pub(crate) struct Backups {
 }
 
 impl Backups {
-    /// Resolves `spec` for a receiver working in `work` (beneath `top`,
-    /// the destination's root) that places entries relative to `dest_dir`.
-    /// `confined`: the receiver is a server, and the backup directory must
-    /// lie beneath `top`. The directory is made if missing.
+    /// Resolves `spec` for a receiver placing entries by `map` beneath
+    /// `top`, the destination's root. `confined`: the receiver is a server,
+    /// and the backup directory must lie beneath `top`. The directory is
+    /// made if missing.
     pub(crate) fn open(
         spec: &Backup,
         top: &Arc<FsRoot>,
-        work: RelPath,
-        dest_dir: RelPath,
+        map: DestMap,
         confined: bool,
         protect_suffixed: bool,
     ) -> Result<Backups> {
@@ -104,55 +101,32 @@ impl Backups {
         let mut out = Backups {
             dir: None,
             suffix: OsString::from(&spec.suffix),
-            work,
-            dest_dir,
+            map,
             inside: None,
             protect_suffixed: false,
         };
-        let Some(dir) = &spec.dir else {
+        let Some(name) = &spec.dir else {
             out.protect_suffixed = protect_suffixed;
             return Ok(out);
         };
-        let named = |what: &str| Error::Fs(format!("--backup-dir {dir}: {what}"));
-        let (root, at) = if confined {
-            let from = if dir.starts_with('/') {
-                RelPath::root()
-            } else {
-                out.dest_dir.clone()
-            };
-            let at = beneath(&from, dir.as_bytes())
-                .ok_or_else(|| named("leads outside the server's root"))?;
-            top.mkdir_all(&at, 0o755)
-                .map_err(|e| named(&e.to_string()))?;
-            let root = if at.is_root() {
-                top.clone()
-            } else {
-                Arc::new(top.sub(&at).map_err(|e| named(&e.to_string()))?)
-            };
-            (root, Some(at))
-        } else {
-            let path = top
-                .path()
-                .join(OsStr::from_bytes(out.dest_dir.as_bytes()))
-                .join(dir);
-            let root = FsRoot::open_or_create(&path).map_err(|e| named(&e.to_string()))?;
-            (Arc::new(root), within(top.path(), &path))
-        };
+        let named = |what: &str| Error::Fs(format!("--backup-dir {name}: {what}"));
+        let dir = open_side_dir("--backup-dir", name, top, &out.map, confined, true)?
+            .ok_or_else(|| named("not made"))?;
         let err = |e: FsError| named(&e.to_string());
-        if root.dev().map_err(err)? != top.dev().map_err(err)? {
+        if dir.fs.dev().map_err(err)? != top.dev().map_err(err)? {
             return Err(named(
                 "on another filesystem than the destination (backups are made by hard links and renames)",
             ));
         }
-        if let Some(at) = &at {
-            if at == &out.work || at == &out.dest_dir {
+        if let Some(at) = &dir.at {
+            if at == &out.map.work || at == &out.map.dest {
                 return Err(named(
                     "is the destination itself: backups would replace what they keep",
                 ));
             }
-            out.inside = strip(at, &out.work);
+            out.inside = strip(at, &out.map.work);
         }
-        out.dir = Some(root);
+        out.dir = Some(dir.fs);
         Ok(out)
     }
 
@@ -160,13 +134,7 @@ impl Backups {
     fn target<'a>(&'a self, fs: &'a FsRoot, rel: &RelPath) -> (&'a FsRoot, RelPath) {
         match &self.dir {
             None => (fs, self.suffixed(rel)),
-            Some(dir) => {
-                let full = join_rel(&self.work, rel);
-                let under = strip(&full, &self.dest_dir)
-                    .filter(|r| !r.is_root())
-                    .unwrap_or(full);
-                (dir, self.suffixed(&under))
-            }
+            Some(dir) => (dir, self.suffixed(&self.map.under_dest(rel))),
         }
     }
 
@@ -269,65 +237,19 @@ fn failed(to: &RelPath, e: FsError) -> String {
     )
 }
 
-/// `rel` resolved from `from` by name alone, `..` climbing (never above the
-/// root: `None`), `.` and empty components dropped.
-fn beneath(from: &RelPath, rel: &[u8]) -> Option<RelPath> {
-    let mut parts: Vec<&[u8]> = from
-        .as_bytes()
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty())
-        .collect();
-    for c in rel.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop()?;
-            }
-            c => parts.push(c),
-        }
-    }
-    FsRoot::check(&parts.join(&b'/')).ok()
-}
-
-/// `rel` beneath `base` as a path of its own (`None` if it is not beneath).
-fn strip(rel: &RelPath, base: &RelPath) -> Option<RelPath> {
-    let (r, b) = (rel.as_bytes(), base.as_bytes());
-    if b.is_empty() {
-        return Some(rel.clone());
-    }
-    match r.strip_prefix(b)? {
-        [] => Some(RelPath::root()),
-        [b'/', rest @ ..] => FsRoot::check(rest).ok(),
-        _ => None,
-    }
-}
-
-fn join_rel(a: &RelPath, b: &RelPath) -> RelPath {
-    if a.is_root() {
-        return b.clone();
-    }
-    if b.is_root() {
-        return a.clone();
-    }
-    let mut bytes = a.as_bytes().to_vec();
-    bytes.push(b'/');
-    bytes.extend_from_slice(b.as_bytes());
-    FsRoot::check(&bytes).unwrap_or_else(|_| a.join(OsStr::new("..")))
-}
-
-/// `path` as a path beneath `root` on disk (both resolved), if it is.
-fn within(root: &Path, path: &Path) -> Option<RelPath> {
-    let (root, path) = (root.canonicalize().ok()?, path.canonicalize().ok()?);
-    let rest = path.strip_prefix(&root).ok()?;
-    FsRoot::check(rest.as_os_str().as_bytes()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rel(p: &str) -> RelPath {
         FsRoot::check(p.as_bytes()).unwrap()
+    }
+
+    fn map(work: &str, dest: &str) -> DestMap {
+        DestMap {
+            work: rel(work),
+            dest: rel(dest),
+        }
     }
 
     #[test]
@@ -346,15 +268,6 @@ mod tests {
     }
 
     #[test]
-    fn a_backup_directory_on_a_server_stays_beneath_its_root() {
-        assert_eq!(beneath(&rel("d"), b"../bak"), Some(rel("bak")));
-        assert_eq!(beneath(&rel("a/b"), b"./x/../y"), Some(rel("a/b/y")));
-        assert_eq!(beneath(&rel("d"), b"../.."), None);
-        assert_eq!(beneath(&RelPath::root(), b".."), None);
-        assert_eq!(beneath(&RelPath::root(), b"/srv/bak"), Some(rel("srv/bak")));
-    }
-
-    #[test]
     fn backups_mirror_the_destination_directory() {
         let t = tempfile::tempdir().unwrap();
         let top = Arc::new(FsRoot::open(t.path()).unwrap());
@@ -362,7 +275,7 @@ mod tests {
         std::fs::write(t.path().join("dst/src/sub/f"), b"old").unwrap();
         let work_fs = top.sub(&rel("dst/src")).unwrap();
         let spec = Backup::new(Some("../bak".into()), None).unwrap();
-        let b = Backups::open(&spec, &top, rel("dst/src"), rel("dst"), true, true).unwrap();
+        let b = Backups::open(&spec, &top, map("dst/src", "dst"), true, true).unwrap();
         b.keep_replaced(&work_fs, &rel("sub/f")).unwrap();
         // The file stays; its backup is a link to it, at the same path
         // beneath the backup directory as beneath the destination.
@@ -382,14 +295,13 @@ mod tests {
         assert!(Backups::open(
             &Backup::new(Some("../../..".into()), None).unwrap(),
             &top,
-            rel("dst/src"),
-            rel("dst"),
+            map("dst/src", "dst"),
             true,
             true
         )
         .is_err());
         let itself = Backup::new(Some(".".into()), None).unwrap();
-        assert!(Backups::open(&itself, &top, rel("dst"), rel("dst"), true, true).is_err());
+        assert!(Backups::open(&itself, &top, map("dst", "dst"), true, true).is_err());
     }
 
     #[test]
@@ -399,21 +311,18 @@ mod tests {
         let beside = Backups::open(
             &Backup::new(None, None).unwrap(),
             &top,
-            RelPath::root(),
-            RelPath::root(),
+            map("", ""),
             false,
             true,
         )
         .unwrap();
         assert!(beside.protects(&rel("a/f~")) && !beside.protects(&rel("a/f")));
         let spec = Backup::new(Some("keep/old".into()), None).unwrap();
-        let inside =
-            Backups::open(&spec, &top, RelPath::root(), RelPath::root(), true, true).unwrap();
+        let inside = Backups::open(&spec, &top, map("", ""), true, true).unwrap();
         assert!(inside.protects(&rel("keep")) && inside.protects(&rel("keep/old")));
         assert!(!inside.protects(&rel("keep/other")) && !inside.protects(&rel("kee")));
         assert!(!inside.protects(&rel("f~")));
-        let local =
-            Backups::open(&spec, &top, RelPath::root(), RelPath::root(), false, true).unwrap();
+        let local = Backups::open(&spec, &top, map("", ""), false, true).unwrap();
         assert!(local.protects(&rel("keep/old")) && !local.protects(&rel("keep/older")));
     }
 }

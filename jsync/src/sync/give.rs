@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use proto::sync::{
-    self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, Recipe, Source, Stats, Want,
-    WantHow,
+    self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, Placed, Recipe, SenderErrors,
+    Source, Stats, StatsError, Want, WantHow,
 };
 use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
+use super::remove::Removals;
 use super::{ids, Filter, Progress};
 use crate::error::{Error, Result};
 use crate::runtime::{Circuit, CircuitReceiver, Peer};
@@ -189,7 +190,7 @@ impl GiveSpec {
     }
 
     /// The confined path of an entry path (relative to the base) from the wire.
-    fn entry_path(&self, path: &[u8]) -> Result<RelPath> {
+    pub(crate) fn entry_path(&self, path: &[u8]) -> Result<RelPath> {
         let mut full = self.base.as_bytes().to_vec();
         if !path.is_empty() {
             if !full.is_empty() {
@@ -253,6 +254,9 @@ pub(crate) struct GiveOptions {
     pub chmod: Arc<super::Chmod>,
     /// Paces file data (`--bwlimit`).
     pub throttle: Option<Arc<super::throttle::Throttle>>,
+    /// Remove what the receiver says it has in place
+    /// (`--remove-source-files`).
+    pub remove_source: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -267,6 +271,8 @@ struct Giver {
     whole_digest: bool,
     /// Shown before each path ([`super::shown_prefix`]).
     prefix: Vec<u8>,
+    /// With `--remove-source-files`: what was listed, to remove.
+    removals: Option<Removals>,
 }
 
 impl Giver {
@@ -321,12 +327,14 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
     let progress = opts.progress.clone();
     opts.filter = super::rooted_filter(&opts.filter, &spec.source);
     let prefix = super::shown_prefix(&spec.source);
+    let removals = opts.remove_source.then(Removals::default);
     let giver = Arc::new(Giver {
         spec,
         opts,
         files: RwLock::new(Vec::new()),
         whole_digest: whole_digest(peer.link()),
         prefix,
+        removals,
     });
     let control = peer.accept().await?.ok_or_else(|| Error::Violation {
         peer: peer.link().peer_name().into(),
@@ -352,7 +360,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
     // The receiver's itemized changes and its report come back on the control circuit.
     let reports = tokio::spawn(read_reports(
         control_rx,
-        progress.clone(),
+        giver.clone(),
         peer.link().peer_name().to_string(),
     ));
 
@@ -387,6 +395,9 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
                         }
                     }
                     progress.found(&giver.shown(&e.path), e.size);
+                    if let Some(r) = &giver.removals {
+                        r.list(&e);
+                    }
                     giver
                         .files
                         .write()
@@ -417,28 +428,51 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
         .await?;
     progress.walk_done();
 
-    let stats = reports
+    let (mut stats, unremoved) = reports
         .await
         .map_err(|e| Error::io("report reader", std::io::Error::other(e)))??;
+    if !unremoved.is_empty() {
+        // The receiver (the user's side in a pull) reports them too.
+        let f = fragment(msg::SENDER_ERRORS, &SenderErrors(unremoved.clone()));
+        control.send_with(f, Compression::ZSTD).await?;
+        stats.errors.extend(unremoved);
+    }
     control.finish().await?;
     server.abort();
     Ok(stats)
 }
 
 /// Reads the receiver's side of the control circuit: ITEMS lines go to the
-/// progress hooks, and REPORT ends the run (after the receiver's FIN).
+/// progress hooks, PLACED entries are removed (`--remove-source-files`), and
+/// REPORT ends the run (after the receiver's FIN). Returns the report and
+/// the source files not removed.
 async fn read_reports(
     mut rx: CircuitReceiver,
-    progress: Arc<dyn Progress>,
+    giver: Arc<Giver>,
     peer: String,
-) -> Result<Stats> {
+) -> Result<(Stats, Vec<StatsError>)> {
     let mut stats = None;
+    let mut unremoved = Vec::new();
     while let Some(f) = rx.recv().await? {
         match f.op {
             msg::ITEMS => {
                 for line in String::from_utf8_lossy(&f.payload).lines() {
-                    progress.itemize(line);
+                    giver.opts.progress.itemize(line);
                 }
+            }
+            msg::PLACED if giver.removals.is_some() => {
+                let placed: Placed = decode(&f.payload, &peer)?;
+                let (giver, peer) = (giver.clone(), peer.clone());
+                let failed = tokio::task::spawn_blocking(move || {
+                    let shown = |p: &[u8]| giver.shown(p).into_owned();
+                    match &giver.removals {
+                        Some(r) => r.remove(&giver.spec, &placed.0, shown, &peer),
+                        None => Ok(Vec::new()),
+                    }
+                })
+                .await
+                .map_err(|e| Error::io("source file remover", std::io::Error::other(e)))??;
+                unremoved.extend(failed);
             }
             msg::REPORT if stats.is_none() => stats = Some(decode::<Stats>(&f.payload, &peer)?),
             other => {
@@ -449,10 +483,11 @@ async fn read_reports(
             }
         }
     }
-    stats.ok_or_else(|| Error::Violation {
+    let stats = stats.ok_or_else(|| Error::Violation {
         peer,
         what: "the control circuit ended without a report".into(),
-    })
+    })?;
+    Ok((stats, unremoved))
 }
 
 async fn send_batch(

@@ -14,6 +14,7 @@
 mod backup;
 mod chmod;
 pub(crate) mod chunker;
+mod destdir;
 mod filter;
 pub(crate) mod fsroot;
 mod give;
@@ -21,6 +22,7 @@ mod glob;
 pub(crate) mod ids;
 mod itemize;
 mod proto_util;
+mod remove;
 mod report;
 mod take;
 mod throttle;
@@ -124,6 +126,9 @@ pub struct SyncOptions {
     /// Keep what the receiver replaces or deletes (`--backup`,
     /// `--backup-dir`, `--suffix`).
     pub backup: Option<Backup>,
+    /// The sender removes each non-directory the receiver has in place
+    /// (`--remove-source-files`), if it is still what was listed.
+    pub remove_source_files: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -157,6 +162,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
             .field("backup", &self.backup)
+            .field("remove_source_files", &self.remove_source_files)
             .finish()
     }
 }
@@ -190,6 +196,7 @@ impl Default for SyncOptions {
             chown: None,
             safe_links: false,
             backup: None,
+            remove_source_files: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -213,6 +220,11 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
             let root = give_root.clone();
             async move {
                 let args = Args::parse(peer.args())?;
+                if read_only && args.opts.remove_source_files && !args.opts.dry_run {
+                    anyhow::bail!(
+                        "this server is read-only (jsrv --read-only): --remove-source-files is refused"
+                    );
+                }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
                 let spec = GiveSpec::in_root(fs, &args.path, args.opts.copy_links)?;
                 let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
@@ -276,6 +288,7 @@ impl Args {
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
             format!("safe_links={}", flag(opts.safe_links)),
+            format!("remove_source_files={}", flag(opts.remove_source_files)),
         ];
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
@@ -345,6 +358,7 @@ impl Args {
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
                 "safe_links" => out.opts.safe_links = on,
+                "remove_source_files" => out.opts.remove_source_files = on,
                 "chmod" => out.opts.chmod = Chmod::parse(v)?,
                 "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
@@ -354,6 +368,11 @@ impl Args {
             }
         }
         out.opts.filter = Filter::from_args(&rules)?;
+        if out.opts.remove_source_files && out.opts.copy_links {
+            // What was sent is what a link leads to; removing the link
+            // would not move it, and removing its referent is not asked.
+            anyhow::bail!("--remove-source-files cannot be used with -L/--copy-links");
+        }
         if suffix.is_some() || backup_dir.is_some() {
             out.opts.backup = Some(Backup::new(backup_dir, suffix).map_err(anyhow::Error::msg)?);
         }
@@ -373,6 +392,7 @@ impl Args {
             chmod: Arc::new(self.opts.chmod.clone()),
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
+            remove_source: self.opts.remove_source_files && !self.opts.dry_run,
             progress,
         }
     }
@@ -400,6 +420,7 @@ impl Args {
             safe_links: self.opts.safe_links,
             backup: self.opts.backup.clone(),
             backup_confined: remote,
+            confirm_placed: self.opts.remove_source_files && !self.opts.dry_run,
             progress,
         }
     }

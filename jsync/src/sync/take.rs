@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
+use super::destdir::DestMap;
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
 use super::itemize::{self, Change, Update};
@@ -93,6 +94,9 @@ pub(crate) struct TakeOptions {
     /// The backup directory must lie beneath the destination's root (the
     /// receiver is a server).
     pub backup_confined: bool,
+    /// Tell the sender which entries are in place (PLACED), for
+    /// `--remove-source-files`.
+    pub confirm_placed: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -120,23 +124,23 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         None => (None, None),
     };
     let base = placement(&spec, &source, opts.dry_run)?;
+    // Backups (and the --*-dest directories) mirror the tree beneath the
+    // destination directory: the one named, or a single file's.
+    let dir = source.kind == EntryKind::Dir;
+    let map = DestMap {
+        work: if dir { base.clone() } else { RelPath::root() },
+        dest: if dir {
+            spec.dst.clone()
+        } else {
+            base.parent().unwrap_or_else(RelPath::root)
+        },
+    };
     let backups = match &opts.backup {
         // A dry run replaces nothing.
         Some(b) if !opts.dry_run => {
-            let dir = source.kind == EntryKind::Dir;
-            // Backups mirror the tree beneath the destination directory: the
-            // one named, or a single file's.
-            let dest_dir = if dir {
-                spec.dst.clone()
-            } else {
-                base.parent().unwrap_or_else(RelPath::root)
-            };
-            let work = if dir { base.clone() } else { RelPath::root() };
             let protect = opts.delete && !opts.delete_excluded;
             let confined = opts.backup_confined;
-            Some(Backups::open(
-                b, &spec.fs, work, dest_dir, confined, protect,
-            )?)
+            Some(Backups::open(b, &spec.fs, map.clone(), confined, protect)?)
         }
         _ => None,
     };
@@ -189,7 +193,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     let mut index = 0u64;
     // Hard links: the path of each leader by entry number, and the followers.
     let mut leaders: HashMap<u64, (RelPath, Entry)> = HashMap::new();
-    let mut followers: Vec<(RelPath, Entry, u64)> = Vec::new();
+    // Followers: path, entry, leader's number, own number.
+    let mut followers: Vec<(RelPath, Entry, u64, u64)> = Vec::new();
     // What --update, --ignore-existing, --existing and the size limits left
     // alone: directories (with all they hold) and the first names of
     // hard-linked files.
@@ -235,13 +240,14 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             leaders.insert(i, (rel.clone(), entry.clone()));
                         }
                         HardLink::Follower(leader) if entry.kind == EntryKind::File => {
-                            followers.push((rel, entry, leader));
+                            followers.push((rel, entry, leader, i));
                             continue;
                         }
                         _ => {}
                     }
                     match plan(&ctx, &rel, &entry, &mut fresh, &mut skipped) {
-                        Ok(Plan::Nothing) => {}
+                        Ok(Plan::LeftOut) => {}
+                        Ok(Plan::InPlace) => ctx.placed(i),
                         Ok(Plan::Skipped) => {
                             if entry.link == HardLink::Leader {
                                 skipped_leaders.insert(i);
@@ -315,11 +321,13 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             reason: peer.link().failure().unwrap_or_default(),
         });
     }
-    for (rel, e, leader) in followers {
+    for (rel, e, leader, i) in followers {
         if skipped_leaders.contains(&leader) || skipped.holds(&rel) {
             continue;
         }
-        link_follower(&ctx, &rel, &e, leaders.get(&leader));
+        if link_follower(&ctx, &rel, &e, leaders.get(&leader)) {
+            ctx.placed(i);
+        }
     }
     if opts.delete {
         if walk_errors {
@@ -379,13 +387,22 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // finishes. The run is complete by now: a sender that closes the whole
     // connection as soon as it has the report (a client does) may end it
     // before its circuit's end arrives, and that is no failure.
-    while let Ok(Some(_)) = control.recv().await {}
+    let mut stats = stats;
+    while let Ok(Some(f)) = control.recv().await {
+        // Source files the sender did not remove (--remove-source-files).
+        if f.op == msg::SENDER_ERRORS {
+            let msg::SenderErrors(list) = decode(&f.payload, &name)?;
+            stats.errors.extend(list);
+        }
+    }
     Ok(stats)
 }
 
 /// What goes out on the control circuit.
 enum Outgoing {
     Item(String),
+    /// An entry in place (`--remove-source-files`).
+    Placed(u64),
     Report(Stats),
 }
 
@@ -399,8 +416,10 @@ fn control_writer(
     let (out, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     tokio::spawn(async move {
         let mut batch = String::new();
+        let mut placed = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
+            let mut report = None;
             while let Some(m) = next.take() {
                 match m {
                     Outgoing::Item(line) => {
@@ -409,24 +428,15 @@ fn control_writer(
                             batch.push_str(&line);
                             batch.push('\n');
                         }
-                        if batch.len() < 64 << 10 {
-                            next = rx.try_recv().ok();
-                        }
                     }
+                    Outgoing::Placed(index) => placed.push(index),
                     Outgoing::Report(stats) => {
-                        if !batch.is_empty() {
-                            let f = Fragment::new(msg::ITEMS)
-                                .with_payload(std::mem::take(&mut batch).into_bytes());
-                            if tx.send_with(f, Compression::ZSTD).await.is_err() {
-                                return;
-                            }
-                        }
-                        let _ = tx
-                            .send_with(fragment(msg::REPORT, &stats), Compression::NONE)
-                            .await;
-                        let _ = tx.finish().await;
-                        return;
+                        report = Some(stats);
+                        break;
                     }
+                }
+                if batch.len() < 64 << 10 && placed.len() < msg::MAX_PLACED {
+                    next = rx.try_recv().ok();
                 }
             }
             if !batch.is_empty() {
@@ -435,6 +445,19 @@ fn control_writer(
                 if tx.send_with(f, Compression::ZSTD).await.is_err() {
                     return;
                 }
+            }
+            if !placed.is_empty() {
+                let f = fragment(msg::PLACED, &msg::Placed(std::mem::take(&mut placed)));
+                if tx.send_with(f, Compression::ZSTD).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(stats) = report {
+                let _ = tx
+                    .send_with(fragment(msg::REPORT, &stats), Compression::NONE)
+                    .await;
+                let _ = tx.finish().await;
+                return;
             }
         }
     });
@@ -448,6 +471,10 @@ struct Items(mpsc::UnboundedSender<Outgoing>);
 impl Items {
     fn send(&self, line: String) {
         let _ = self.0.send(Outgoing::Item(line));
+    }
+
+    fn placed(&self, index: u64) {
+        let _ = self.0.send(Outgoing::Placed(index));
     }
 }
 
@@ -694,6 +721,14 @@ struct Owners {
 }
 
 impl Ctx {
+    /// Entry `index` is in place: the sender may remove its source
+    /// (`--remove-source-files`).
+    fn placed(&self, index: u64) {
+        if self.opts.confirm_placed {
+            self.items.placed(index);
+        }
+    }
+
     /// Before `rel` is replaced by a new entry: its backup, with `--backup`.
     fn keep_replaced(&self, rel: &RelPath) -> std::result::Result<(), String> {
         match &self.backups {
@@ -857,7 +892,11 @@ impl Ctx {
 }
 
 enum Plan {
-    Nothing,
+    /// The entry is now as listed (made, or found up to date).
+    InPlace,
+    /// Not made, with a warning (`--safe-links`, a device a non-root
+    /// receiver cannot make), or not made in a dry run.
+    LeftOut,
     /// Left alone by choice (`--update`, `--ignore-existing`, `--existing`,
     /// `--max-size`, `--min-size`).
     Skipped,
@@ -1048,7 +1087,7 @@ fn plan(
                     &ctx.shown(&e.path),
                     format!("ignoring unsafe symlink to {target}"),
                 );
-                return Ok(Plan::Nothing);
+                return Ok(Plan::LeftOut);
             }
             if let Some(m) = &here {
                 if m.kind == Kind::Symlink
@@ -1060,7 +1099,7 @@ fn plan(
                     if !dry {
                         ctx.update_attrs(rel, e, &c).map_err(s)?;
                     }
-                    return Ok(Plan::Nothing);
+                    return Ok(Plan::InPlace);
                 }
             }
             let change = match &here {
@@ -1082,7 +1121,7 @@ fn plan(
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
                 fs.set_times(rel, e.mtime, false).map_err(s)?;
             }
-            Ok(Plan::Nothing)
+            Ok(Plan::InPlace)
         }
         EntryKind::Fifo | EntryKind::CharDev | EntryKind::BlockDev => {
             let kind = match e.kind {
@@ -1095,7 +1134,7 @@ fn plan(
                     &ctx.shown(&e.path),
                     "skipping device node (only root can create one)",
                 );
-                return Ok(Plan::Nothing);
+                return Ok(Plan::LeftOut);
             }
             if let Some(m) = &here {
                 if m.kind == kind && (kind == Kind::Fifo || m.rdev == e.rdev) {
@@ -1104,7 +1143,7 @@ fn plan(
                     if !dry {
                         ctx.update_attrs(rel, e, &c).map_err(s)?;
                     }
-                    return Ok(Plan::Nothing);
+                    return Ok(Plan::InPlace);
                 }
             }
             ctx.item(Update::Created, e, &new);
@@ -1119,7 +1158,7 @@ fn plan(
                 fs.set_mode(rel, e.mode).map_err(s)?;
                 fs.set_times(rel, e.mtime, false).map_err(s)?;
             }
-            Ok(Plan::Nothing)
+            Ok(Plan::InPlace)
         }
         EntryKind::File => {
             Counters::add(&ctx.counters.total_size, e.size);
@@ -1149,7 +1188,7 @@ fn plan(
                     if !dry {
                         ctx.update_attrs(rel, e, &c).map_err(s)?;
                     }
-                    return Ok(Plan::Nothing);
+                    return Ok(Plan::InPlace);
                 }
                 Some(m) => {
                     let mut c = ctx.attr_change(rel, m, e);
@@ -1168,27 +1207,28 @@ fn plan(
                 // Content is not compared in a dry run (as rsync): report what
                 // the quick check found.
                 ctx.item(Update::Received, e, &change);
-                return Ok(Plan::Nothing);
+                return Ok(Plan::LeftOut);
             }
             Ok(Plan::Fetch(how, change, here.map_or(0, |m| m.size)))
         }
     }
 }
 
-/// Makes a follower name a hard link to its leader's file (after all fetches).
-fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Entry)>) {
+/// Makes a follower name a hard link to its leader's file (after all fetches);
+/// whether the name is now that link.
+fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Entry)>) -> bool {
     let shown = ctx.shown(&e.path);
     let Some((leader, leader_entry)) = leader else {
         ctx.counters
             .error(&shown, "hard link to an entry that was not listed");
-        return;
+        return false;
     };
     let leader_path = &leader_entry.path;
     let fs = &ctx.fs;
     let (here, there) = (fs.lstat(rel), fs.lstat(leader));
     if let Ok(h) = &here {
         if ctx.opts.skips.leaves_alone(h.as_ref(), e) {
-            return;
+            return false;
         }
     }
     // The first name must hold the new content: if its transfer failed, linking
@@ -1203,12 +1243,12 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
                 ctx.shown(leader_path)
             ),
         );
-        return;
+        return false;
     }
     let linked =
         matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
     if linked {
-        return;
+        return true;
     }
     if ctx.opts.itemize {
         ctx.items.send(itemize::hard_link(
@@ -1217,7 +1257,7 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         ));
     }
     if ctx.opts.dry_run {
-        return;
+        return false;
     }
     let res = match here {
         Ok(Some(m)) if m.kind == Kind::Dir => ctx.remove(rel, None),
@@ -1225,8 +1265,12 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         _ => Ok(()),
     }
     .and_then(|()| fs.hard_link(leader, rel).map_err(|e| e.to_string()));
-    if let Err(err) = res {
-        ctx.counters.error(&shown, err);
+    match res {
+        Ok(()) => true,
+        Err(err) => {
+            ctx.counters.error(&shown, err);
+            false
+        }
     }
 }
 
@@ -1881,7 +1925,10 @@ async fn receive_verdicts(
         };
         // (A checked file is never a retry: retries are deltas.)
         match apply_same(ctx, &job, hashed, &meta) {
-            Ok(true) => ctx.progress.file_done(&job.shown, job.entry.size),
+            Ok(true) => {
+                ctx.placed(job.index);
+                ctx.progress.file_done(&job.shown, job.entry.size);
+            }
             Ok(false) => differ.push(job),
             Err(err) => ctx.counters.error(&job.shown, err),
         }
@@ -2132,6 +2179,8 @@ fn placed(
                 change.content = true;
             }
             ctx.item(Update::Received, &job.entry, &change);
+            // After its itemized line, which the sender then sees first.
+            ctx.placed(job.index);
         }
         Err(message) => ctx.counters.error(&job.shown, message),
     }

@@ -7,7 +7,9 @@
 //! `IDS` (owner names, before the entries that use them), `LIST` batches and
 //! `WALK_ERROR`s as it walks, and `LIST_END`. Entries are numbered in the order
 //! sent. The receiver may send `ITEMS` (itemized changes, for the sender's user)
-//! at any time, and ends with `REPORT`.
+//! and, with `--remove-source-files`, `PLACED` (entries it has in place) at any
+//! time, and ends with `REPORT`; the sender then sends `SENDER_ERRORS` if it
+//! failed to remove any of them, and ends its side.
 //!
 //! **Lanes** (a few circuits opened by the receiver): requests are pipelined,
 //! answers come back in request order. A request is `WANT` (by entry number),
@@ -37,7 +39,7 @@ pub use entry::{
 };
 pub use glob::{Matches, MAX_MATCHES};
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
-pub use stats::{Stats, StatsError, MAX_ERRORS};
+pub use stats::{Placed, SenderErrors, Stats, StatsError, MAX_ERRORS, MAX_PLACED};
 pub use want::{
     begin_whole_file, begin_whole_record, Checks, End, FileMeta, FileRecord, FileRecords, Verdict,
     Want, WantHow, Wants, WholeFile, CHECK_HASH, MAX_CHECKS,
@@ -59,6 +61,12 @@ pub const REPORT: Op = Op(0x0114);
 pub const IDS: Op = Op(0x0115);
 /// Receiver → sender: itemized changes, one per line (UTF-8, paths lossy).
 pub const ITEMS: Op = Op(0x0116);
+/// Receiver → sender: entries now in place, for `--remove-source-files`
+/// ([`Placed`]).
+pub const PLACED: Op = Op(0x0117);
+/// Sender → receiver, after `REPORT`: source files it did not remove
+/// ([`SenderErrors`]).
+pub const SENDER_ERRORS: Op = Op(0x0118);
 /// Receiver → sender: which file, and what the receiver has ([`Want`]).
 pub const WANT: Op = Op(0x0120);
 /// Receiver → sender: a batch of the receiver's chunk list (the signature).

@@ -1,4 +1,6 @@
-//! The receiver's closing report: counts, bytes, and the files that failed.
+//! The receiver's closing report: counts, bytes, and the files that failed;
+//! with `--remove-source-files`, the entries it has in place (as they are
+//! done) and the sender's failures to remove them.
 
 use crate::codec::{put_bytes, put_str, put_varint, Codec, Reader};
 use crate::DecodeError;
@@ -98,6 +100,47 @@ impl Codec for Stats {
     }
 }
 
+/// Most entry numbers one [`Placed`] carries.
+pub const MAX_PLACED: usize = 4096;
+
+/// Receiver → sender (PLACED), with `--remove-source-files`: entries (by
+/// number) the receiver now has as listed, transferred or up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placed(pub Vec<u64>);
+
+impl Codec for Placed {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        put_varint(buf, self.0.len() as u64);
+        for i in &self.0 {
+            put_varint(buf, *i);
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.count("placed entries", MAX_PLACED, 1)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(r.varint()?);
+        }
+        Ok(Placed(out))
+    }
+}
+
+/// Sender → receiver (SENDER_ERRORS), after the report: source files the
+/// sender did not remove, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SenderErrors(pub Vec<StatsError>);
+
+impl Codec for SenderErrors {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        put_list(buf, &self.0);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        get_list(r).map(SenderErrors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +170,26 @@ mod tests {
         let mut hostile = vec![0u8; 7];
         put_varint(&mut hostile, u64::MAX);
         assert!(decode_exact::<Stats>(&hostile).is_err());
+    }
+
+    #[test]
+    fn placed_and_sender_errors_roundtrip_and_are_bounded() {
+        let p = Placed(vec![0, 7, u64::MAX]);
+        assert_eq!(decode_exact::<Placed>(&encode_to_vec(&p)).unwrap(), p);
+        let mut hostile = Vec::new();
+        put_varint(&mut hostile, MAX_PLACED as u64 + 1);
+        assert!(decode_exact::<Placed>(&hostile).is_err());
+        let mut short = Vec::new();
+        put_varint(&mut short, 3);
+        put_varint(&mut short, 1);
+        assert!(decode_exact::<Placed>(&short).is_err());
+        let e = SenderErrors(vec![StatsError {
+            path: b"a/b".to_vec(),
+            message: "changed since it was sent: not removed".into(),
+        }]);
+        assert_eq!(decode_exact::<SenderErrors>(&encode_to_vec(&e)).unwrap(), e);
+        let mut hostile = Vec::new();
+        put_varint(&mut hostile, u64::MAX);
+        assert!(decode_exact::<SenderErrors>(&hostile).is_err());
     }
 }
