@@ -196,6 +196,25 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<String>,
 
+    /// Look in DIR for each file the destination lacks, as rsync's
+    /// --compare-dest: one of the same size and time there is left out of
+    /// the destination, any other is the basis of its delta. DIR mirrors the
+    /// destination directory (a relative DIR is taken from there); may be
+    /// given up to 20 times
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["copy_dest", "link_dest", "checksum"])]
+    pub compare_dest: Vec<String>,
+
+    /// As --compare-dest, but a file found the same is copied into the
+    /// destination from DIR (no data crosses the wire)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["link_dest", "checksum"])]
+    pub copy_dest: Vec<String>,
+
+    /// As --copy-dest, but a file found the same (mode and owner too) is
+    /// hard-linked from DIR: rsync's snapshot backups (DIR must be on the
+    /// destination's filesystem to link; otherwise it is copied)
+    #[arg(long, value_name = "DIR", conflicts_with = "checksum")]
+    pub link_dest: Vec<String>,
+
     /// Remove from the sending side each file (not directory) the
     /// destination now has, transferred or already up to date, as rsync's
     /// --remove-source-files: a move. A file changed since it was sent
@@ -672,6 +691,21 @@ impl Cli {
             None => None,
         };
         sync.remove_source_files = self.remove_source_files;
+        use jsync::sync::{AltDest, AltHow};
+        for (how, dirs) in [
+            (AltHow::Compare, &self.compare_dest),
+            (AltHow::Copy, &self.copy_dest),
+            (AltHow::Link, &self.link_dest),
+        ] {
+            if !dirs.is_empty() {
+                let alt = AltDest {
+                    how,
+                    dirs: dirs.clone(),
+                };
+                alt.check().map_err(UsageError)?;
+                sync.alt_dest = Some(alt);
+            }
+        }
         if self.backup || self.backup_dir.is_some() {
             sync.backup = Some(
                 jsync::sync::Backup::new(self.backup_dir.clone(), self.suffix.clone())
@@ -957,6 +991,14 @@ mod tests {
                 .remove_source_files
         );
         assert!(!plan(&["a", "b"]).unwrap().sync.remove_source_files);
+        let alt = plan(&["--link-dest", "../a", "--link-dest", "/b", "a", "b"])
+            .unwrap()
+            .sync
+            .alt_dest
+            .unwrap();
+        assert_eq!(alt.how, jsync::sync::AltHow::Link);
+        assert_eq!(alt.dirs, ["../a", "/b"]);
+        assert!(plan(&["--copy-dest", "", "a", "b"]).is_err());
         let p = plan(&["--chown", "www-data:www-data", "a", "b"]).unwrap();
         assert_eq!(p.sync.chown.unwrap().to_string(), "www-data:www-data");
         assert!(plan(&["--chown", ":", "a", "b"]).is_err());
@@ -1014,6 +1056,9 @@ mod tests {
             &["jcp", "-c", "--size-only", "a", "b"],
             &["jcp", "--suffix", ".bak", "a", "b"],
             &["jcp", "-L", "--remove-source-files", "a", "b"],
+            &["jcp", "--link-dest", "x", "--copy-dest", "y", "a", "b"],
+            &["jcp", "--compare-dest", "x", "--link-dest", "y", "a", "b"],
+            &["jcp", "-c", "--link-dest", "x", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();

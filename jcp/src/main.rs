@@ -51,7 +51,12 @@ async fn main() -> ExitCode {
                 );
             }
             for w in &report.warnings {
-                eprintln!("jcp: warning: {}: {}", shown(&w.path), w.message);
+                if w.path.is_empty() {
+                    // About the run, not one entry.
+                    eprintln!("jcp: warning: {}", w.message);
+                } else {
+                    eprintln!("jcp: warning: {}: {}", shown(&w.path), w.message);
+                }
             }
             for v in &report.vanished {
                 eprintln!("jcp: file has vanished: {}", shown(&v.path));

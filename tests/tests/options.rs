@@ -767,3 +767,104 @@ fn files_in_source() -> Vec<String> {
     .map(String::from)
     .to_vec()
 }
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).unwrap().ino()
+}
+
+/// `--link-dest`, `--copy-dest` and `--compare-dest` (rsync's snapshot
+/// backups), locally, pushed and pulled into a new destination beside a
+/// previous copy: a file the previous copy has the same is hard-linked,
+/// copied, or left out; one it has otherwise is received (as a delta from
+/// it); a directory that does not exist is passed over with a warning.
+#[test]
+fn link_copy_and_compare_dest_use_a_previous_copy() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_source(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src = work.path().join("src");
+    make_source(&src);
+    // A large file whose previous copy lacks its last bytes.
+    let big = jsync_tests::pseudo_random(256 << 10, 7);
+    for s in [&src, &root.join("src")] {
+        put(&s.join("big.bin"), &big, T);
+    }
+    // The previous copies (beside each destination): all the same but two.
+    for prev in [work.path().join("prev"), root.join("prev")] {
+        make_source(&prev);
+        put(&prev.join("older_here.txt"), b"old\n", T);
+        put(&prev.join("big.bin"), &big[..big.len() - 100], T - 1);
+    }
+    let src_arg = format!("{}/", src.display());
+    let same = ["same_size.txt", "new_dir/inner.txt", "linked_a"];
+    for how in ["--link-dest", "--copy-dest", "--compare-dest"] {
+        let ways = [
+            ("local", work.path().join("local"), src_arg.clone()),
+            ("push", root.join("dst"), src_arg.clone()),
+            (
+                "pull",
+                work.path().join("pulled"),
+                "127.0.0.1:src/".to_string(),
+            ),
+        ];
+        for (way, dst, from) in ways {
+            let _ = std::fs::remove_dir_all(&dst);
+            let to = match way {
+                "push" => "127.0.0.1:dst".to_string(),
+                _ => dst.display().to_string(),
+            };
+            let what = format!("{way} {how}");
+            let args = [how, "../nowhere", how, "../prev", "--stats", &from, &to];
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &what);
+            // big.bin crosses as a delta from its previous copy.
+            let literal = jsync_tests::bins::stat(&out.stdout, "Literal data:");
+            assert!(
+                literal < 64 << 10,
+                "{what}: {literal} bytes of literal data"
+            );
+            assert_eq!(read(&dst.join("big.bin")), Some(big.clone()), "{what}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("../nowhere: no such directory"),
+                "{what}: {err}"
+            );
+            let prev = dst.parent().unwrap().join("prev");
+            // The one file that differs is received, whatever the option.
+            holds(&dst, "older_here.txt", Some(b"newer content\n"), &what);
+            assert_ne!(
+                inode(&dst.join("older_here.txt")),
+                inode(&prev.join("older_here.txt"))
+            );
+            for name in same {
+                if how == "--compare-dest" {
+                    assert!(!dst.join(name).exists(), "{what}: {name} left out");
+                    continue;
+                }
+                holds(&dst, name, read(&src.join(name)).as_deref(), &what);
+                assert_eq!(
+                    mtime(&dst.join(name)),
+                    mtime(&src.join(name)),
+                    "{what}: {name}"
+                );
+                let linked = inode(&dst.join(name)) == inode(&prev.join(name));
+                assert_eq!(linked, how == "--link-dest", "{what}: {name} linked");
+            }
+        }
+    }
+    // A server's stay beneath its root.
+    let out = srv.jcp(
+        keys.path(),
+        &["--link-dest", "../../x", &src_arg, "127.0.0.1:dst2"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        jsync_tests::bins::describe(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leads outside the server's root"));
+}

@@ -11,6 +11,7 @@
 //! file in a temporary file beside the target, checks the digest and renames it
 //! into place. Push and pull are the same two roles started from opposite ends.
 
+mod alt;
 mod backup;
 mod chmod;
 pub(crate) mod chunker;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use alt::{AltDest, AltHow};
 pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
 pub use filter::{Filter, FilterError, RuleKind};
@@ -129,6 +131,9 @@ pub struct SyncOptions {
     /// The sender removes each non-directory the receiver has in place
     /// (`--remove-source-files`), if it is still what was listed.
     pub remove_source_files: bool,
+    /// Where a file the receiver lacks may be found already
+    /// (`--compare-dest`, `--copy-dest`, `--link-dest`).
+    pub alt_dest: Option<AltDest>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -163,6 +168,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("safe_links", &self.safe_links)
             .field("backup", &self.backup)
             .field("remove_source_files", &self.remove_source_files)
+            .field("alt_dest", &self.alt_dest)
             .finish()
     }
 }
@@ -197,6 +203,7 @@ impl Default for SyncOptions {
             safe_links: false,
             backup: None,
             remove_source_files: false,
+            alt_dest: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -246,7 +253,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                     dir: names_dir(args.path.as_bytes()),
                 };
                 let mut opts = args.take_options(Arc::new(NoProgress), true);
-                opts.backup_confined = confined;
+                opts.side_dirs_confined = confined;
                 let stats = take::take(peer, spec, opts).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, errors = stats.errors.len(), "push received");
                 Ok(())
@@ -295,6 +302,10 @@ impl Args {
         }
         if let Some(c) = &opts.chown {
             out.push(format!("chown={c}"));
+        }
+        if let Some(a) = &opts.alt_dest {
+            let how = &a.how.option()[2..];
+            out.extend(a.dirs.iter().map(|d| format!("{how}={d}")));
         }
         if let Some(b) = &opts.backup {
             out.push(format!("backup_suffix={}", b.suffix));
@@ -363,11 +374,31 @@ impl Args {
                 "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
                 "backup_suffix" => suffix = Some(v.to_string()),
+                k if AltHow::parse(k).is_some() => {
+                    let how = AltHow::parse(k).expect("matched");
+                    let alt = out.opts.alt_dest.get_or_insert(AltDest {
+                        how,
+                        dirs: Vec::new(),
+                    });
+                    if alt.how != how {
+                        anyhow::bail!("{} and {} cannot be mixed", alt.how.option(), how.option());
+                    }
+                    alt.dirs.push(v.to_string());
+                }
                 "backup_dir" => backup_dir = Some(v.to_string()),
                 _ => {} // options from a newer client: ignored
             }
         }
         out.opts.filter = Filter::from_args(&rules)?;
+        if let Some(a) = &out.opts.alt_dest {
+            a.check().map_err(anyhow::Error::msg)?;
+            if out.opts.checksum {
+                anyhow::bail!(
+                    "{} cannot be used with -c/--checksum (not built yet)",
+                    a.how.option()
+                );
+            }
+        }
         if out.opts.remove_source_files && out.opts.copy_links {
             // What was sent is what a link leads to; removing the link
             // would not move it, and removing its referent is not asked.
@@ -419,7 +450,8 @@ impl Args {
             chown: self.opts.chown.clone(),
             safe_links: self.opts.safe_links,
             backup: self.opts.backup.clone(),
-            backup_confined: remote,
+            alt_dest: self.opts.alt_dest.clone(),
+            side_dirs_confined: remote,
             confirm_placed: self.opts.remove_source_files && !self.opts.dry_run,
             progress,
         }
@@ -672,7 +704,7 @@ mod tests {
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links);
         assert_eq!(t.backup, opts.backup);
-        assert!(t.backup_confined);
+        assert!(t.side_dirs_confined);
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),
             ..SyncOptions::default()
@@ -683,7 +715,7 @@ mod tests {
             !Args::parse(&Args::encode("", &beside))
                 .unwrap()
                 .take_options(Arc::new(NoProgress), false)
-                .backup_confined
+                .side_dirs_confined
         );
         let k = &t.skips;
         assert!(t.size_only && k.update && k.ignore_existing && k.existing);
@@ -692,7 +724,24 @@ mod tests {
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
         assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none() && !d.opts.safe_links);
-        assert!(d.opts.backup.is_none());
+        assert!(d.opts.backup.is_none() && d.opts.alt_dest.is_none());
+        let linked = SyncOptions {
+            alt_dest: Some(AltDest {
+                how: AltHow::Link,
+                dirs: vec!["../a".into(), "/b".into()],
+            }),
+            ..SyncOptions::default()
+        };
+        let a = Args::parse(&Args::encode("", &linked)).unwrap();
+        assert_eq!(a.opts.alt_dest, linked.alt_dest);
+        assert_eq!(
+            a.take_options(Arc::new(NoProgress), true).alt_dest,
+            linked.alt_dest
+        );
+        let mixed = ["p".into(), "link-dest=a".into(), "copy-dest=b".into()];
+        assert!(Args::parse(&mixed).is_err());
+        let checksum = ["p".into(), "checksum=1".into(), "link-dest=a".into()];
+        assert!(Args::parse(&checksum).is_err());
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

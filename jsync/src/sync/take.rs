@@ -18,6 +18,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::{mpsc, Mutex, Semaphore};
 use tokio::task::JoinSet;
 
+use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
 use super::destdir::DestMap;
@@ -91,9 +92,11 @@ pub(crate) struct TakeOptions {
     pub safe_links: bool,
     /// Keep what is replaced or deleted (`--backup`).
     pub backup: Option<super::Backup>,
-    /// The backup directory must lie beneath the destination's root (the
-    /// receiver is a server).
-    pub backup_confined: bool,
+    /// Where a file the destination lacks may be found already.
+    pub alt_dest: Option<super::AltDest>,
+    /// The backup directory and those of `alt_dest` must lie beneath the
+    /// destination's root (the receiver is a server).
+    pub side_dirs_confined: bool,
     /// Tell the sender which entries are in place (PLACED), for
     /// `--remove-source-files`.
     pub confirm_placed: bool,
@@ -139,14 +142,38 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         // A dry run replaces nothing.
         Some(b) if !opts.dry_run => {
             let protect = opts.delete && !opts.delete_excluded;
-            let confined = opts.backup_confined;
+            let confined = opts.side_dirs_confined;
             Some(Backups::open(b, &spec.fs, map.clone(), confined, protect)?)
         }
         _ => None,
     };
+    let placed_at = base.clone();
     let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run, backups.as_ref())?;
+    let mut alt_warnings = Vec::new();
+    let alts = match &opts.alt_dest {
+        Some(a) => {
+            // Entries' paths are beneath the directory's own root once
+            // confine made one (not in a dry run of a new destination).
+            let map = DestMap {
+                work: if dir && base.is_root() {
+                    placed_at
+                } else {
+                    RelPath::root()
+                },
+                dest: map.dest.clone(),
+            };
+            let confined = opts.side_dirs_confined;
+            Some(Alts::open(a, &spec.fs, map, confined, |w| {
+                alt_warnings.push(w)
+            })?)
+        }
+        None => None,
+    };
     opts.filter = super::rooted_filter(&opts.filter, &source);
     let counters = Arc::new(Counters::default());
+    for w in alt_warnings {
+        counters.warning("", w);
+    }
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
     let ctx = Arc::new(Ctx {
         peer: peer.clone(),
@@ -165,6 +192,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         base: base.clone(),
         prefix: super::shown_prefix(&source),
         backups,
+        alts,
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -254,7 +282,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             }
                         }
                         Ok(Plan::Dir) => dirs.push((rel, entry)),
-                        Ok(Plan::Fetch(how, change, local_size)) => {
+                        Ok(Plan::Fetch(how, change, local)) => {
                             let job = FileJob {
                                 index: i,
                                 rel,
@@ -264,7 +292,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                                 change,
                                 retry: false,
                                 partial: false,
-                                local_size,
+                                local,
                             };
                             handful_weight += weight(job.entry.size);
                             handful.push(job);
@@ -659,6 +687,9 @@ struct Ctx {
     prefix: Vec<u8>,
     /// With `--backup`: where what is replaced or deleted is kept.
     backups: Option<Backups>,
+    /// With `--compare-dest`, `--copy-dest`, `--link-dest`: where files the
+    /// destination lacks may be found.
+    alts: Option<Alts>,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -902,7 +933,7 @@ enum Plan {
     Skipped,
     Dir,
     /// How to ask, what changed, and the local file's size.
-    Fetch(WantHow, Change, u64),
+    Fetch(WantHow, Change, Local),
 }
 
 /// A file whose content must be fetched.
@@ -918,8 +949,16 @@ struct FileJob {
     /// The basis is a partial file an interrupted run kept (removed once the
     /// file is in place).
     partial: bool,
-    /// Size of the local file (0 if none), from the planning `lstat`.
-    local_size: u64,
+    local: Local,
+}
+
+/// The local file a job's delta starts from, as planning found it.
+#[derive(Clone, Copy, Default)]
+struct Local {
+    /// Its size (0 if none).
+    size: u64,
+    /// In which `--*-dest` directory, when the destination has none.
+    alt: Option<usize>,
 }
 
 /// A set of directories whose entries all get the same treatment: those this
@@ -1167,8 +1206,16 @@ fn plan(
             let shared = matches!(&here, Some(m) if m.kind == Kind::File && m.nlink > 1)
                 && ctx.opts.hard_links
                 && e.link == HardLink::None;
+            let mut alt = None;
             let (how, change) = match &here {
-                None => (WantHow::Full, new),
+                None => match ctx.alts.as_ref().and_then(|a| a.find(rel, e)) {
+                    Some(Found::Same(i, m)) => return from_alt(ctx, rel, e, i, &m),
+                    Some(Found::Basis(i, m)) => {
+                        alt = Some((i, m.size));
+                        (WantHow::Delta, new)
+                    }
+                    None => (WantHow::Full, new),
+                },
                 Some(m) if m.kind != Kind::File || shared => {
                     clear(m)?;
                     let mut c = new;
@@ -1209,9 +1256,66 @@ fn plan(
                 ctx.item(Update::Received, e, &change);
                 return Ok(Plan::LeftOut);
             }
-            Ok(Plan::Fetch(how, change, here.map_or(0, |m| m.size)))
+            let local = match alt {
+                Some((i, size)) => Local { size, alt: Some(i) },
+                None => Local {
+                    size: here.map_or(0, |m| m.size),
+                    alt: None,
+                },
+            };
+            Ok(Plan::Fetch(how, change, local))
         }
     }
+}
+
+/// A file the destination lacks, found the same (size and time) in a
+/// `--*-dest` directory: left out, copied, or linked (when its mode, owner
+/// and attributes are the entry's too; otherwise copied).
+fn from_alt(
+    ctx: &Ctx,
+    rel: &RelPath,
+    e: &Entry,
+    i: usize,
+    there: &Meta,
+) -> std::result::Result<Plan, String> {
+    let alts = ctx.alts.as_ref().expect("found in them");
+    let copied = Change {
+        new: true,
+        ..Change::default()
+    };
+    let linkable = alts.how == AltHow::Link
+        && there.mode == e.mode
+        && ctx
+            .owner_of(e)
+            .is_none_or(|owner| owner == (there.uid, there.gid))
+        && (!ctx.opts.xattrs || alts.xattrs(i, rel).is_ok_and(|x| x == e.xattrs));
+    if alts.how == AltHow::Compare {
+        return Ok(Plan::Skipped);
+    }
+    if ctx.opts.dry_run {
+        if !linkable {
+            ctx.item(Update::Created, e, &copied);
+        }
+        return Ok(Plan::LeftOut);
+    }
+    if linkable && alts.link(i, rel, &ctx.fs).is_ok() {
+        return Ok(Plan::InPlace);
+    }
+    // A copy: also where linking failed (another filesystem).
+    let src = alts.open_read(i, rel).map_err(|e| e.to_string())?;
+    let temp = ctx.fs.create_temp(rel).map_err(|e| e.to_string())?;
+    let n = std::io::copy(&mut &src, &mut &temp.file)
+        .map_err(|err| format!("{}: {err}", ctx.shown(&e.path)))?;
+    if n != e.size {
+        return Err(
+            "its copy in the --copy-dest/--link-dest directory changed while it was copied".into(),
+        );
+    }
+    finish_file(ctx, &temp, e)?;
+    temp.commit(e.mode, e.mtime, ctx.opts.fsync)
+        .map_err(|e| e.to_string())?;
+    ctx.item(Update::Created, e, &copied);
+    Ok(Plan::InPlace)
 }
 
 /// Makes a follower name a hard link to its leader's file (after all fetches);
@@ -1777,10 +1881,17 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             (f, size)
         }
-        None => match ctx.fs.open_read(&out.job.rel) {
-            Ok(f) => (f, out.job.local_size),
-            Err(_) => return out,
-        },
+        None => {
+            let local = out.job.local;
+            let opened = match (local.alt, &ctx.alts) {
+                (Some(i), Some(alts)) => alts.open_read(i, &out.job.rel),
+                _ => ctx.fs.open_read(&out.job.rel),
+            };
+            match opened {
+                Ok(f) => (f, local.size),
+                Err(_) => return out,
+            }
+        }
     };
     // (A file to check by hash that gets here had a partial file that went
     // away: a signature of the local file serves as well.)
