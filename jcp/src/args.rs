@@ -237,9 +237,28 @@ pub struct Cli {
     pub archive: bool,
 
     /// Recurse into directories: what jcp always does (accepted for rsync
-    /// habits)
+    /// habits); with --files-from, go into the directories listed
     #[arg(short = 'r', long)]
     pub recursive: bool,
+
+    /// Keep each source's path in the destination, as rsync's -R: `jcp -R
+    /// src/a/f dst` makes dst/src/a/f (with the directories on the way); a
+    /// `/./` in the source marks where the kept path starts
+    /// (`/srv/./a/f` makes dst/a/f)
+    #[arg(short = 'R', long)]
+    pub relative: bool,
+
+    /// Copy only the paths FILE lists (one per line, relative to the
+    /// source directory; '-' reads stdin; blank lines and lines starting
+    /// with '#' or ';' are skipped), each with the directories on the way,
+    /// as rsync's --files-from: -R is implied, and a listed directory's
+    /// contents only with -r (not with -a alone)
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<PathBuf>,
+
+    /// Paths in --files-from end with NUL instead of newline
+    #[arg(short = '0', long, requires = "files_from")]
+    pub from0: bool,
 
     /// Copy symlinks as symlinks: what jcp does unless -L (accepted for
     /// rsync habits)
@@ -379,6 +398,68 @@ pub enum Direction {
     Pull { srcs: Vec<Remote>, dst: PathBuf },
 }
 
+/// Which paths beneath each source are sent (rsync's `-R` and
+/// `--files-from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// The whole source, placed by its name (without `-R`).
+    Whole,
+    /// The source's path is kept (`-R`): from `/./`, or all of it.
+    Relative,
+    /// These paths beneath the source directory (`--files-from`).
+    Paths(Vec<Vec<u8>>),
+}
+
+impl Listing {
+    /// The directory a source's paths are taken beneath, and the paths,
+    /// for a source typed as `path` (a local path, or a server's path);
+    /// `None` without a listing. Without `/./` a relative `-R` path is taken
+    /// beneath the current directory (a server's root for a pull), an
+    /// absolute one beneath `/`.
+    pub fn split(&self, path: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+        match self {
+            Listing::Whole => None,
+            Listing::Paths(paths) => Some((path.to_vec(), paths.clone())),
+            Listing::Relative => {
+                let marker = path.windows(3).position(|w| w == b"/./");
+                let (root, rest) = match marker {
+                    Some(i) => (path[..i].to_vec(), &path[i + 3..]),
+                    None if path.starts_with(b"/") => (b"/".to_vec(), path),
+                    None => (Vec::new(), path),
+                };
+                let end = rest.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+                let rest = rest[..end].to_vec();
+                Some((root, vec![rest]))
+            }
+        }
+    }
+}
+
+/// Reads a `--files-from` list: one path per line (per NUL with
+/// `--from0`), blank entries and those starting with `#` or `;` skipped.
+fn read_listing(file: &std::path::Path, from0: bool) -> Result<Vec<Vec<u8>>, UsageError> {
+    let data = if file == std::path::Path::new("-") {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map(|_| v)
+    } else {
+        std::fs::read(file)
+    }
+    .map_err(|e| UsageError(format!("--files-from {}: {e}", file.display())))?;
+    let sep = if from0 { b'\0' } else { b'\n' };
+    Ok(data
+        .split(|&b| b == sep)
+        .map(|l| {
+            if from0 {
+                l
+            } else {
+                l.strip_suffix(b"\r").unwrap_or(l)
+            }
+        })
+        .filter(|l| !l.is_empty() && !l.starts_with(b"#") && !l.starts_with(b";"))
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
 /// When to draw progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShowProgress {
@@ -394,6 +475,8 @@ pub enum ShowProgress {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub direction: Direction,
+    /// `-R` or `--files-from`: what of each source is sent.
+    pub listing: Listing,
     pub port: u16,
     pub transport: Transport,
     pub config_dir: PathBuf,
@@ -691,6 +774,22 @@ impl Cli {
             None => None,
         };
         sync.remove_source_files = self.remove_source_files;
+        let listing = match &self.files_from {
+            Some(file) => {
+                if self.operands.len() > 2 {
+                    return Err(UsageError(
+                        "--files-from takes one source directory (the paths are beneath it)".into(),
+                    ));
+                }
+                sync.recurse_listed = self.recursive;
+                Listing::Paths(read_listing(file, self.from0)?)
+            }
+            None if self.relative => {
+                sync.recurse_listed = true;
+                Listing::Relative
+            }
+            None => Listing::Whole,
+        };
         use jsync::sync::{AltDest, AltHow};
         for (how, dirs) in [
             (AltHow::Compare, &self.compare_dest),
@@ -722,6 +821,7 @@ impl Cli {
         };
         Ok(Plan {
             direction,
+            listing,
             port: self.port,
             transport: if self.quic {
                 Transport::Quic
@@ -1044,6 +1144,49 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_split_at_the_marker() {
+        let r = Listing::Relative;
+        let split = |p: &str| {
+            let (root, only) = r.split(p.as_bytes()).unwrap();
+            (
+                String::from_utf8(root).unwrap(),
+                String::from_utf8(only[0].clone()).unwrap(),
+            )
+        };
+        assert_eq!(split("a/b/c"), ("".into(), "a/b/c".into()));
+        assert_eq!(split("/etc/hosts"), ("/".into(), "/etc/hosts".into()));
+        assert_eq!(split("/srv/./a/b/"), ("/srv".into(), "a/b".into()));
+        assert_eq!(split("x/./"), ("x".into(), "".into()));
+        assert!(Listing::Whole.split(b"a").is_none());
+        let list = Listing::Paths(vec![b"p".to_vec()]);
+        assert_eq!(
+            list.split(b"src"),
+            Some((b"src".to_vec(), vec![b"p".to_vec()]))
+        );
+    }
+
+    #[test]
+    fn files_from_lists_skip_blanks_and_comments() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(t.path(), "a\r\n\n# c\n; c\nb c\n").unwrap();
+        let got = read_listing(t.path(), false).unwrap();
+        assert_eq!(got, [b"a".to_vec(), b"b c".to_vec()]);
+        std::fs::write(t.path(), "a\nb\0#c\0\0d").unwrap();
+        let got = read_listing(t.path(), true).unwrap();
+        assert_eq!(got, [b"a\nb".to_vec(), b"d".to_vec()]);
+        assert!(read_listing(std::path::Path::new("/nonexistent/list"), false).is_err());
+        let p = plan(&["-r", "--files-from", t.path().to_str().unwrap(), "a", "b"]).unwrap();
+        assert!(p.sync.recurse_listed && matches!(p.listing, Listing::Paths(_)));
+        let p = plan(&["-a", "--files-from", t.path().to_str().unwrap(), "a", "b"]).unwrap();
+        assert!(
+            !p.sync.recurse_listed,
+            "-a alone does not recurse a listing"
+        );
+        let p = plan(&["-R", "a", "b"]).unwrap();
+        assert!(p.sync.recurse_listed && p.listing == Listing::Relative);
+    }
+
+    #[test]
     fn bad_combinations_are_clap_usage_errors() {
         for args in [
             &["jcp", "-q", "-v", "a", "b"][..],
@@ -1059,6 +1202,7 @@ mod tests {
             &["jcp", "--link-dest", "x", "--copy-dest", "y", "a", "b"],
             &["jcp", "--compare-dest", "x", "--link-dest", "y", "a", "b"],
             &["jcp", "-c", "--link-dest", "x", "a", "b"],
+            &["jcp", "-0", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();

@@ -12,12 +12,12 @@ mod exit;
 mod progress;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use jsync::sync::{NoProgress, Report};
+use jsync::sync::{NoProgress, Report, SyncOptions};
 use jsync::{ClientSecurity, Link, Services};
 
 use args::{Direction, Plan};
@@ -127,9 +127,12 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Local { srcs, dst } => {
             srcs.iter().try_for_each(|s| check_source(s))?;
             for src in srcs {
-                let r = jsync::sync::local(src, dst, &opts).await.with_context(|| {
-                    format!("cannot copy {} to {}", src.display(), dst.display())
-                })?;
+                let (root, opts) = local_listing(plan, src, &opts);
+                let r = jsync::sync::local(&root, dst, &opts)
+                    .await
+                    .with_context(|| {
+                        format!("cannot copy {} to {}", src.display(), dst.display())
+                    })?;
                 report.absorb(r);
             }
         }
@@ -138,7 +141,8 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             let link = connect(plan, &dst.address(plan.port)).await?;
             let result = async {
                 for src in srcs {
-                    let r = jsync::sync::push(&link, src, &dst.path, &opts)
+                    let (root, opts) = local_listing(plan, src, &opts);
+                    let r = jsync::sync::push(&link, &root, &dst.path, &opts)
                         .await
                         .with_context(|| format!("cannot copy {} to {dst}", src.display()))?;
                     report.absorb(r);
@@ -160,7 +164,17 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     dst.clone()
                 };
                 for src in &srcs {
-                    let r = jsync::sync::pull(&link, &src.path, dst, &opts)
+                    let mut opts = opts.clone();
+                    let path = match plan.listing.split(src.path.as_bytes()) {
+                        Some((root, only)) => {
+                            opts.only = Some(only);
+                            // The server's root stands for `/`.
+                            let root = String::from_utf8_lossy(&root);
+                            root.trim_start_matches('/').to_string()
+                        }
+                        None => src.path.clone(),
+                    };
+                    let r = jsync::sync::pull(&link, &path, dst, &opts)
                         .await
                         .with_context(|| format!("cannot copy {src} to {}", dst.display()))?;
                     report.absorb(r);
@@ -209,6 +223,26 @@ async fn expand_wildcards(
         .into());
     }
     Ok(out)
+}
+
+/// With `-R` or `--files-from`, the directory a local source's paths are
+/// taken beneath (the current one for a relative `-R` path without `/./`),
+/// and options that list the paths.
+fn local_listing(plan: &Plan, src: &Path, opts: &SyncOptions) -> (PathBuf, SyncOptions) {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    match plan.listing.split(src.as_os_str().as_bytes()) {
+        Some((root, only)) => {
+            let root = if root.is_empty() {
+                PathBuf::from(".")
+            } else {
+                PathBuf::from(std::ffi::OsString::from_vec(root))
+            };
+            let mut opts = opts.clone();
+            opts.only = Some(only);
+            (root, opts)
+        }
+        None => (src.to_path_buf(), opts.clone()),
+    }
 }
 
 /// Fails early, before any connection, with a message naming a missing source.

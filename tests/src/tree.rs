@@ -146,3 +146,22 @@ pub fn make_tree(root: &Path, big: usize) {
         filetime::set_symlink_file_times(&p, t, t).unwrap();
     }
 }
+
+/// The files (not directories) beneath `top`, sorted, as paths relative to
+/// it.
+pub fn files_in(top: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![top.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                dirs.push(p);
+            } else {
+                out.push(p.strip_prefix(top).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

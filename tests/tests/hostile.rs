@@ -97,6 +97,7 @@ fn dir_source() -> Source {
         kind: EntryKind::Dir,
         name: b"src".to_vec(),
         contents: true,
+        listed: false,
     }
 }
 
@@ -126,6 +127,7 @@ fn file_source(name: &[u8]) -> Source {
         kind: EntryKind::File,
         name: name.to_vec(),
         contents: false,
+        listed: false,
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::Output;
 
 use filetime::FileTime;
 use jsync_tests::bins::{assert_ok as ok, run, Jsrv};
+use jsync_tests::tree::files_in;
 use jsync_tests::Keys;
 
 /// Base of the test's mtimes (2024-01-01).
@@ -652,25 +653,6 @@ fn a_servers_backup_dir_stays_beneath_its_root() {
         read(&root.join("keep/older_here.txt")).as_deref(),
         Some(&b"old\n"[..])
     );
-}
-
-/// The files (not directories) beneath `top`, sorted, as paths relative
-/// to it.
-fn files_in(top: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut dirs = vec![top.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                dirs.push(p);
-            } else {
-                out.push(p.strip_prefix(top).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `--remove-source-files` makes a copy a move, locally, pushed and

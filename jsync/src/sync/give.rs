@@ -52,6 +52,9 @@ pub(crate) struct GiveSpec {
     /// the user's own files, as rsync does); otherwise only while they stay
     /// beneath the root (a server's).
     pub follow_anywhere: bool,
+    /// Only these paths beneath the base, each with the directories that
+    /// lead to it ([`GiveSpec::listing`]); sorted, normalized.
+    pub only: Option<Vec<Vec<u8>>>,
 }
 
 impl GiveSpec {
@@ -79,8 +82,10 @@ impl GiveSpec {
                     kind: EntryKind::Dir,
                     contents: contents || name.is_empty(),
                     name,
+                    listed: false,
                 },
                 follow_anywhere: true,
+                only: None,
             });
         }
         let name = src
@@ -102,8 +107,10 @@ impl GiveSpec {
                 },
                 name: name.as_bytes().to_vec(),
                 contents: false,
+                listed: false,
             },
             follow_anywhere: true,
+            only: None,
         })
     }
 
@@ -138,10 +145,45 @@ impl GiveSpec {
                 kind,
                 contents: kind == EntryKind::Dir && (contents || base.is_root()),
                 name,
+                listed: false,
             },
             base,
             follow_anywhere: false,
+            only: None,
         })
+    }
+
+    /// Sends only `paths` beneath this directory (`-R`, `--files-from`),
+    /// each with the directories that lead to it. Paths are taken as
+    /// relative (leading slashes dropped, as rsync does); one that climbs
+    /// out with `..` is refused.
+    pub(crate) fn listing(mut self, paths: &[Vec<u8>]) -> Result<GiveSpec> {
+        if self.source.kind != EntryKind::Dir {
+            return Err(Error::Fs(format!(
+                "{}: not a directory (-R and --files-from paths are taken beneath one)",
+                self.fs
+                    .path()
+                    .join(OsStr::from_bytes(self.base.as_bytes()))
+                    .display()
+            )));
+        }
+        let mut only = Vec::with_capacity(paths.len());
+        for p in paths {
+            let start = p.iter().position(|&b| b != b'/').unwrap_or(p.len());
+            let rel = FsRoot::check(&p[start..]).map_err(|_| {
+                Error::Usage(format!(
+                    "{}: a listed path may not climb out with ..",
+                    p.escape_ascii()
+                ))
+            })?;
+            only.push(rel.as_bytes().to_vec());
+        }
+        only.sort_unstable();
+        only.dedup();
+        self.source.contents = true;
+        self.source.listed = true;
+        self.only = Some(only);
+        Ok(self)
     }
 
     /// The metadata of what `full` leads to (`-L`): anywhere for a local
@@ -257,6 +299,9 @@ pub(crate) struct GiveOptions {
     /// Remove what the receiver says it has in place
     /// (`--remove-source-files`).
     pub remove_source: bool,
+    /// Send what a directory of a listing holds (`-R`; `--files-from`
+    /// with `-r`).
+    pub recurse_listed: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -587,6 +632,9 @@ impl<'a> Handoff<'a> {
 /// The walk itself, item by item into `out`.
 fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     let mut send = |item| out.push(item);
+    if let Some(paths) = &spec.only {
+        return walk_listed(spec, opts, paths, opts.recurse_listed, &mut send);
+    }
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
         let meta = if opts.copy_links {
@@ -630,21 +678,33 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
             return;
         }
     }
+    descend(spec, opts, top, top_dev, &mut links, &mut send);
+}
+
+/// Walks what the directory `top` holds, depth first, in byte order, into
+/// `send`; false once `send` is (the list loop is gone).
+fn descend(
+    spec: &GiveSpec,
+    opts: &GiveOptions,
+    top: Level,
+    top_dev: u64,
+    links: &mut Links,
+    send: &mut impl FnMut(WalkItem) -> bool,
+) -> bool {
     let mut stack = vec![top];
     loop {
         let Some(level) = stack.last_mut() else {
-            return;
+            return true;
         };
         let Some((name, ftype)) = level.names.next() else {
             stack.pop();
             continue;
         };
-        let Some((item, into)) = visit(spec, opts, &stack, &name, ftype, top_dev, &mut links)
-        else {
+        let Some((item, into)) = visit(spec, opts, &stack, &name, ftype, top_dev, links) else {
             continue;
         };
         if !send(item) {
-            return;
+            return false;
         }
         let Some(into) = into else { continue };
         let parent = stack.last().expect("in a directory");
@@ -654,11 +714,152 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
             Ok(level) => stack.push(level),
             Err(e) => {
                 if !send(WalkItem::Error(into.rel, e.to_string())) {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// The walk of a [`GiveSpec::listing`]: each listed path after the
+/// directories that lead to it (each sent once, marked unlisted: the
+/// receiver deletes nothing in them), and with `recurse` what a listed
+/// directory holds (otherwise it too is unlisted). Paths a directory sent
+/// whole already holds are not sent again.
+fn walk_listed(
+    spec: &GiveSpec,
+    opts: &GiveOptions,
+    paths: &[Vec<u8>],
+    recurse: bool,
+    send: &mut impl FnMut(WalkItem) -> bool,
+) {
+    let mut links = Links::default();
+    let mut sent_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
+    let mut whole: std::collections::HashSet<Vec<u8>> = Default::default();
+    let top_dev = match spec.fs.lstat(&spec.base) {
+        Ok(Some(m)) => m.dev,
+        other => {
+            let why = other.err().map_or("not found".into(), |e| e.to_string());
+            send(WalkItem::Error(Vec::new(), why));
+            return;
+        }
+    };
+    'paths: for path in paths {
+        let prefixes: Vec<&[u8]> = path
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'/')
+            .map(|(i, _)| &path[..i])
+            .collect();
+        if prefixes.iter().any(|p| whole.contains(*p)) || whole.contains(path) {
+            continue;
+        }
+        for dir in prefixes {
+            if sent_dirs.contains(dir) {
+                continue;
+            }
+            match listed_entry(spec, opts, dir, &mut links) {
+                Ok((WalkItem::Entry(mut e), m)) if m.kind == Kind::Dir => {
+                    e.unlisted = true;
+                    sent_dirs.insert(dir.to_vec());
+                    if !send(WalkItem::Entry(e)) {
+                        return;
+                    }
+                }
+                Ok(_) => {
+                    let why = format!("{} is not a directory", String::from_utf8_lossy(dir));
+                    if !send(WalkItem::Error(path.clone(), why)) {
+                        return;
+                    }
+                    continue 'paths;
+                }
+                Err(why) => {
+                    if !send(WalkItem::Error(path.clone(), why)) {
+                        return;
+                    }
+                    continue 'paths;
+                }
+            }
+        }
+        let excluded = |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded(path, is_dir);
+        let (item, m) = match listed_entry(spec, opts, path, &mut links) {
+            Ok(found) => found,
+            Err(why) => {
+                if !send(WalkItem::Error(path.clone(), why)) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let is_dir = m.kind == Kind::Dir;
+        if !path.is_empty() && excluded(is_dir) {
+            continue;
+        }
+        let item = match item {
+            WalkItem::Entry(mut e) if is_dir => {
+                if sent_dirs.contains(path) && !recurse {
+                    continue;
+                }
+                e.unlisted = !recurse;
+                WalkItem::Entry(e)
+            }
+            other => other,
+        };
+        if !send(item) {
+            return;
+        }
+        if !is_dir || !recurse {
+            continue;
+        }
+        sent_dirs.insert(path.clone());
+        whole.insert(path.clone());
+        let level = spec
+            .entry_path(path)
+            .and_then(|full| spec.fs.open_dir(&full).map_err(fs_err))
+            .and_then(|fd| {
+                Level::read(fd, path.clone(), &m)
+                    .map_err(|e| Error::io(String::from_utf8_lossy(path), e))
+            });
+        match level {
+            Ok(level) => {
+                if !descend(spec, opts, level, top_dev, &mut links, send) {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !send(WalkItem::Error(path.clone(), e.to_string())) {
                     return;
                 }
             }
         }
     }
+}
+
+/// The entry for `path` (relative to the base) of a listing, and what it
+/// is; or why there is none.
+fn listed_entry(
+    spec: &GiveSpec,
+    opts: &GiveOptions,
+    path: &[u8],
+    links: &mut Links,
+) -> std::result::Result<(WalkItem, Meta), String> {
+    let full = spec.entry_path(path).map_err(|e| e.to_string())?;
+    let meta = if opts.copy_links {
+        spec.referent(&full).map_err(|e| e.to_string())?
+    } else {
+        match spec.fs.lstat(&full) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                let gone = rustix::io::Errno::NOENT.raw_os_error();
+                return Err(std::io::Error::from_raw_os_error(gone).to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    // (A socket lists as nothing, and is not sent.)
+    let item = entry_for(spec, opts, &full, path.to_vec(), &meta, links)
+        .ok_or_else(|| "a socket: not sent".to_string())?;
+    Ok((item, meta))
 }
 
 /// A directory the walk goes into after listing it.

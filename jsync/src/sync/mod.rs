@@ -134,6 +134,13 @@ pub struct SyncOptions {
     /// Where a file the receiver lacks may be found already
     /// (`--compare-dest`, `--copy-dest`, `--link-dest`).
     pub alt_dest: Option<AltDest>,
+    /// Send only these paths beneath the source directory, relative to it,
+    /// each with the directories that lead to it (rsync's `-R` and
+    /// `--files-from`; the receiver deletes nothing in those directories).
+    pub only: Option<Vec<Vec<u8>>>,
+    /// With `only`: send what a listed directory holds (`-R`;
+    /// `--files-from` only with `-r`, as in rsync).
+    pub recurse_listed: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -169,6 +176,8 @@ impl std::fmt::Debug for SyncOptions {
             .field("backup", &self.backup)
             .field("remove_source_files", &self.remove_source_files)
             .field("alt_dest", &self.alt_dest)
+            .field("only", &self.only.as_ref().map(Vec::len))
+            .field("recurse_listed", &self.recurse_listed)
             .finish()
     }
 }
@@ -204,6 +213,8 @@ impl Default for SyncOptions {
             backup: None,
             remove_source_files: false,
             alt_dest: None,
+            only: None,
+            recurse_listed: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -233,7 +244,10 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                     );
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let spec = GiveSpec::in_root(fs, &args.path, args.opts.copy_links)?;
+                let mut spec = GiveSpec::in_root(fs, &args.path, args.opts.copy_links)?;
+                if let Some(only) = &args.opts.only {
+                    spec = spec.listing(only)?;
+                }
                 let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, "pull served");
                 Ok(())
@@ -296,6 +310,7 @@ impl Args {
             format!("copy_links={}", flag(opts.copy_links)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
+            format!("recurse_listed={}", flag(opts.recurse_listed)),
         ];
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
@@ -324,6 +339,36 @@ impl Args {
                 .map(|r| format!("filter={r}")),
         );
         out
+    }
+
+    /// [`Args::encode`] for the sender's service (GIVE): with the paths of
+    /// a listing, newline-separated in arguments of at most
+    /// [`proto::MAX_ARG`] bytes. Paths must be UTF-8 without newlines.
+    fn encode_give(path: &str, opts: &SyncOptions) -> Result<Vec<String>> {
+        let mut out = Args::encode(path, opts);
+        let Some(only) = &opts.only else {
+            return Ok(out);
+        };
+        let mut arg = String::from("only=");
+        for (i, p) in only.iter().enumerate() {
+            let p = std::str::from_utf8(p)
+                .ok()
+                .filter(|p| !p.contains('\n'))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{}: a listed path of a pull must be UTF-8 without newlines",
+                        p.escape_ascii()
+                    ))
+                })?;
+            if arg.len() + 1 + p.len() > proto::MAX_ARG && arg.len() > "only=".len() {
+                out.push(std::mem::replace(&mut arg, String::from("only=")));
+            } else if i > 0 {
+                arg.push('\n');
+            }
+            arg.push_str(p);
+        }
+        out.push(arg);
+        Ok(out)
     }
 
     fn parse(args: &[String]) -> anyhow::Result<Args> {
@@ -370,6 +415,11 @@ impl Args {
                 "copy_links" => out.opts.copy_links = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
+                "recurse_listed" => out.opts.recurse_listed = on,
+                "only" => {
+                    let only = out.opts.only.get_or_insert_with(Vec::new);
+                    only.extend(v.split('\n').map(|p| p.as_bytes().to_vec()));
+                }
                 "chmod" => out.opts.chmod = Chmod::parse(v)?,
                 "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
@@ -424,6 +474,7 @@ impl Args {
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
             remove_source: self.opts.remove_source_files && !self.opts.dry_run,
+            recurse_listed: self.opts.recurse_listed,
             progress,
         }
     }
@@ -492,7 +543,10 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
     let wire0 = link.wire_bytes();
-    let spec = GiveSpec::local(src, opts.copy_links)?;
+    let mut spec = GiveSpec::local(src, opts.copy_links)?;
+    if let Some(only) = &opts.only {
+        spec = spec.listing(only)?;
+    }
     let peer = link.start(TAKE, &Args::encode(dst, opts)).await?;
     let args = Args::parse(&Args::encode(dst, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let stats = give::give(peer.clone(), spec, args.give_options(opts.progress.clone())).await?;
@@ -506,7 +560,7 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
     let start = Instant::now();
     let wire0 = link.wire_bytes();
     let spec = local_destination(dst, opts.dry_run)?;
-    let peer = link.start(GIVE, &Args::encode(src, opts)).await?;
+    let peer = link.start(GIVE, &Args::encode_give(src, opts)?).await?;
     let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let stats = take::take(
         peer.clone(),
@@ -742,6 +796,31 @@ mod tests {
         assert!(Args::parse(&mixed).is_err());
         let checksum = ["p".into(), "checksum=1".into(), "link-dest=a".into()];
         assert!(Args::parse(&checksum).is_err());
+        // A listing goes to the sender in arguments of bounded size.
+        let long = vec![b'x'; 1000];
+        let listed = SyncOptions {
+            only: Some(
+                (0..40)
+                    .flat_map(|_| [Vec::new(), b"a/b".to_vec(), long.clone(), long.clone()])
+                    .collect(),
+            ),
+            recurse_listed: true,
+            ..SyncOptions::default()
+        };
+        let args = Args::encode_give("src", &listed).unwrap();
+        assert!(args.iter().all(|a| a.len() <= proto::MAX_ARG));
+        assert!(args.iter().filter(|a| a.starts_with("only=")).count() > 1);
+        let a = Args::parse(&args).unwrap();
+        assert_eq!(a.opts.only, listed.only);
+        assert!(a.opts.recurse_listed && a.give_options(Arc::new(NoProgress)).recurse_listed);
+        assert!(!Args::encode("src", &listed)
+            .iter()
+            .any(|a| a.starts_with("only=")));
+        let newline = SyncOptions {
+            only: Some(vec![b"a\nb".to_vec()]),
+            ..SyncOptions::default()
+        };
+        assert!(Args::encode_give("", &newline).is_err());
         let t = d.take_options(Arc::new(NoProgress), true);
         let k = &t.skips;
         assert!(!t.size_only && !k.update && !k.ignore_existing && !k.existing);

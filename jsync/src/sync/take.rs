@@ -372,7 +372,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                 .filter(|(r, e)| !fresh.0.contains(r.as_bytes()) && !e.unlisted)
                 .map(|(r, _)| r.clone())
                 .collect();
-            if source.kind == EntryKind::Dir && !dirs.iter().any(|(r, _)| r == &base) {
+            // (A listing's top is not listed, and nothing in it is deleted.)
+            if source.kind == EntryKind::Dir
+                && !source.listed
+                && !dirs.iter().any(|(r, _)| r == &base)
+            {
                 scan.push(base.clone());
             }
             delete_all_extraneous(&ctx, scan, seen).await?;

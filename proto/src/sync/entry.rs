@@ -320,32 +320,44 @@ pub struct Source {
     pub name: Vec<u8>,
     /// A directory given with a trailing slash: send its contents, not itself.
     pub contents: bool,
+    /// Only some paths beneath the directory are sent, each with the
+    /// directories that lead to it (`-R`, `--files-from`): the directory
+    /// itself is not listed, and nothing in it is deleted.
+    pub listed: bool,
 }
+
+const SOURCE_CONTENTS: u8 = 1;
+const SOURCE_LISTED: u8 = 2;
 
 impl Codec for Source {
     fn encode(&self, buf: &mut Vec<u8>) {
         buf.push(self.kind.code());
         put_bytes(buf, &self.name);
-        buf.push(u8::from(self.contents));
+        let mut flags = 0;
+        if self.contents {
+            flags |= SOURCE_CONTENTS;
+        }
+        if self.listed {
+            flags |= SOURCE_LISTED;
+        }
+        buf.push(flags);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let kind = EntryKind::from_code(r.u8()?)?;
         let name = r.bytes("source name", MAX_PATH)?.to_vec();
-        let contents = match r.u8()? {
-            0 => false,
-            1 => true,
-            tag => {
-                return Err(DecodeError::InvalidTag {
-                    what: "contents flag",
-                    tag,
-                })
-            }
-        };
+        let flags = r.u8()?;
+        if flags & !(SOURCE_CONTENTS | SOURCE_LISTED) != 0 {
+            return Err(DecodeError::InvalidTag {
+                what: "source flags",
+                tag: flags,
+            });
+        }
         Ok(Source {
             kind,
             name,
-            contents,
+            contents: flags & SOURCE_CONTENTS != 0,
+            listed: flags & SOURCE_LISTED != 0,
         })
     }
 }
@@ -428,11 +440,22 @@ mod tests {
         let at = bytes.len() - 1 - 1 - 6 - 1;
         bytes[at] = 0x7f;
         assert!(decode_exact::<Entry>(&bytes).is_err());
-        let s = Source {
+        for (contents, listed) in [(false, false), (true, false), (true, true), (false, true)] {
+            let s = Source {
+                kind: EntryKind::Dir,
+                name: b"x".to_vec(),
+                contents,
+                listed,
+            };
+            assert_eq!(decode_exact::<Source>(&encode_to_vec(&s)).unwrap(), s);
+        }
+        let mut bad = encode_to_vec(&Source {
             kind: EntryKind::Dir,
-            name: b"x".to_vec(),
+            name: Vec::new(),
             contents: true,
-        };
-        assert_eq!(decode_exact::<Source>(&encode_to_vec(&s)).unwrap(), s);
+            listed: false,
+        });
+        *bad.last_mut().unwrap() = 4;
+        assert!(decode_exact::<Source>(&bad).is_err());
     }
 }

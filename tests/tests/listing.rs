@@ -1,0 +1,183 @@
+//! rsync's `-R/--relative` and `--files-from` through the real binaries,
+//! locally, pushed to a jsrv and pulled from it: only the paths named are
+//! sent, each with the directories on the way, and `--delete` deletes only
+//! in the directories sent whole.
+
+use std::path::{Path, PathBuf};
+
+use jsync_tests::bins::{assert_ok as ok, describe, Jsrv};
+use jsync_tests::tree::files_in;
+use jsync_tests::Keys;
+
+fn make_source(src: &Path) {
+    for (path, data) in [
+        ("a/b/f", "f\n"),
+        ("a/g", "g\n"),
+        ("c/h", "h\n"),
+        ("top", "top\n"),
+        ("skip", "skip\n"),
+    ] {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+}
+
+/// A server serving `root` (which holds the source as `src/`), the local
+/// source `work/src`, and the keys.
+struct Setup {
+    keys: Keys,
+    work: tempfile::TempDir,
+    root: PathBuf,
+    srv: Jsrv,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let keys = Keys::new();
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        make_source(&root.join("src"));
+        make_source(&work.path().join("src"));
+        let srv = Jsrv::start(keys.path(), &root, &[]);
+        Setup {
+            keys,
+            work,
+            root,
+            srv,
+        }
+    }
+
+    /// Runs `jcp OPTIONS SRC DST` locally, pushed and pulled, where the
+    /// source is `local_src` (a local path) or `remote_src` (on the server),
+    /// each into a fresh destination that `prepare` fills first; returns
+    /// each destination, named by the way it was reached.
+    fn each_way(
+        &self,
+        options: &[&str],
+        local_src: &str,
+        remote_src: &str,
+        prepare: impl Fn(&Path),
+    ) -> Vec<(&'static str, PathBuf)> {
+        let w = self.work.path();
+        let ways = [
+            ("local", w.join("local"), local_src.to_string()),
+            ("push", self.root.join("dst"), local_src.to_string()),
+            ("pull", w.join("pulled"), format!("127.0.0.1:{remote_src}")),
+        ];
+        let mut out = Vec::new();
+        for (way, dst, src) in ways {
+            let _ = std::fs::remove_dir_all(&dst);
+            std::fs::create_dir_all(&dst).unwrap();
+            prepare(&dst);
+            let to = match way {
+                "push" => "127.0.0.1:dst/".to_string(),
+                _ => format!("{}/", dst.display()),
+            };
+            let mut args = options.to_vec();
+            args.extend([src.as_str(), to.as_str()]);
+            ok(
+                &self.srv.jcp(self.keys.path(), &args),
+                &format!("{way} {options:?}"),
+            );
+            out.push((way, dst));
+        }
+        out
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn relative_keeps_each_sources_path_from_the_marker() {
+    let s = Setup::new();
+    let local = format!("{}/./src/a/b", s.work.path().display());
+    for (way, dst) in s.each_way(&["-R"], &local, "src/a/b", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["src/a/b/f"]), "{way}");
+    }
+    // From the marker: the path after /./ is kept.
+    let local = format!("{}/src/./a", s.work.path().display());
+    for (way, dst) in s.each_way(&["--relative"], &local, "src/./a", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["a/b/f", "a/g"]), "{way}");
+    }
+}
+
+#[test]
+fn files_from_sends_what_is_listed_and_recurses_only_with_r() {
+    let s = Setup::new();
+    let list = s.work.path().join("list");
+    std::fs::write(&list, "a/b/f\n# a comment\n\n; another\nc\n/top\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let local = format!("{}/src", s.work.path().display());
+    for (way, dst) in s.each_way(&[&from], &local, "src", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["a/b/f", "top"]), "{way}");
+        assert!(dst.join("c").is_dir(), "{way}: c is listed, empty");
+    }
+    for (way, dst) in s.each_way(&[&from, "-r"], &local, "src", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["a/b/f", "c/h", "top"]), "{way}");
+    }
+    // NUL-separated, as find -print0 writes.
+    std::fs::write(&list, "a/g\0top\0").unwrap();
+    for (way, dst) in s.each_way(&[&from, "-0"], &local, "src", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["a/g", "top"]), "{way}");
+    }
+}
+
+/// `--delete` deletes in the directories sent whole (`-R`'s source,
+/// `--files-from -r`'s directories), never in those on the way to a path.
+#[test]
+fn delete_stays_in_the_directories_sent_whole() {
+    let s = Setup::new();
+    let extras = |dst: &Path| {
+        for p in ["a/extra", "a/b/extra", "outside"] {
+            std::fs::create_dir_all(dst.join(p).parent().unwrap()).unwrap();
+            std::fs::write(dst.join(p), "extra\n").unwrap();
+        }
+    };
+    let local = format!("{}/src/./a/b", s.work.path().display());
+    for (way, dst) in s.each_way(&["-R", "--delete"], &local, "src/./a/b", extras) {
+        let want = ["a/b/f", "a/extra", "outside"];
+        assert_eq!(files_in(&dst), strings(&want), "{way}");
+    }
+    let list = s.work.path().join("list");
+    std::fs::write(&list, "a/b\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let local = format!("{}/src", s.work.path().display());
+    for (way, dst) in s.each_way(&[&from, "--delete"], &local, "src", extras) {
+        // Without -r, a/b itself is not sent whole either.
+        let want = ["a/b/extra", "a/extra", "outside"];
+        assert_eq!(files_in(&dst), strings(&want), "{way}");
+    }
+    for (way, dst) in s.each_way(&[&from, "-r", "--delete"], &local, "src", extras) {
+        let want = ["a/b/f", "a/extra", "outside"];
+        assert_eq!(files_in(&dst), strings(&want), "{way}");
+    }
+}
+
+#[test]
+fn listed_paths_stay_beneath_the_source_and_take_one_source() {
+    let s = Setup::new();
+    let list = s.work.path().join("list");
+    std::fs::write(&list, "a/../../root/src/top\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let dst = s.work.path().join("out");
+    let dst_arg = dst.display().to_string();
+    let local = format!("{}/src", s.work.path().display());
+    for src in [local.as_str(), "127.0.0.1:src"] {
+        let out = s.srv.jcp(s.keys.path(), &[&from, src, &dst_arg]);
+        assert_ne!(out.status.code(), Some(0), "{src}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("may not climb out"), "{src}: {err}");
+        assert!(!dst.join("top").exists());
+    }
+    let out = s.srv.jcp(s.keys.path(), &[&from, &local, &local, &dst_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // A listed path that is not there is named; the rest is sent.
+    std::fs::write(&list, "top\nmissing\n").unwrap();
+    let out = s.srv.jcp(s.keys.path(), &[&from, &local, &dst_arg]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    assert!(dst.join("top").exists());
+}
