@@ -160,6 +160,17 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", action = ArgAction::Append)]
     pub include_from: Vec<PathBuf>,
 
+    /// With --delete, delete at most NUM entries; the rest are skipped, a
+    /// warning says how many, and jcp exits with 25 (rsync's
+    /// --max-delete; 0: only warn about what would be deleted)
+    #[arg(long, value_name = "NUM", requires = "delete")]
+    pub max_delete: Option<u64>,
+
+    /// Make the destination's missing parent directories: what jcp always
+    /// does (accepted for rsync habits)
+    #[arg(long)]
+    pub mkpath: bool,
+
     /// With --delete, also delete excluded files in the destination
     #[arg(long, requires = "delete")]
     pub delete_excluded: bool,
@@ -774,6 +785,7 @@ impl Cli {
             None => None,
         };
         sync.remove_source_files = self.remove_source_files;
+        sync.max_delete = self.max_delete;
         let listing = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1091,6 +1103,9 @@ mod tests {
                 .remove_source_files
         );
         assert!(!plan(&["a", "b"]).unwrap().sync.remove_source_files);
+        let p = plan(&["--delete", "--max-delete", "3", "--mkpath", "a", "b"]).unwrap();
+        assert_eq!(p.sync.max_delete, Some(3));
+        assert_eq!(plan(&["a", "b"]).unwrap().sync.max_delete, None);
         let alt = plan(&["--link-dest", "../a", "--link-dest", "/b", "a", "b"])
             .unwrap()
             .sync
@@ -1203,6 +1218,7 @@ mod tests {
             &["jcp", "--compare-dest", "x", "--link-dest", "y", "a", "b"],
             &["jcp", "-c", "--link-dest", "x", "a", "b"],
             &["jcp", "-0", "a", "b"],
+            &["jcp", "--max-delete", "3", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();

@@ -10,6 +10,7 @@
 //! | 3 | some files could not be transferred; each is named on stderr, the others were transferred |
 //! | 4 | connection or authentication failure: the server could not be reached, the TLS or jsync handshake failed, or the connection was lost |
 //! | 24 | some source files vanished before they could be sent (rsync's code); everything else was transferred |
+//! | 25 | `--max-delete` stopped deletions (rsync's code); everything else was done |
 
 use std::fmt;
 
@@ -25,6 +26,8 @@ pub const PARTIAL: u8 = 3;
 pub const CONNECTION: u8 = 4;
 /// Some source files vanished during the run (rsync uses 24 too).
 pub const VANISHED: u8 = 24;
+/// `--max-delete` held deletions back (rsync uses 25 too).
+pub const DELETE_LIMIT: u8 = 25;
 
 /// The text for `jcp --help`.
 pub const HELP: &str = "\
@@ -38,7 +41,9 @@ Exit status:
   4  connection or authentication failure (server unreachable, TLS or handshake
      refused, connection lost)
   24 some source files vanished before they could be sent (each is listed on
-     stderr as 'jcp: file has vanished: PATH'); everything else was transferred";
+     stderr as 'jcp: file has vanished: PATH'); everything else was transferred
+  25 --max-delete stopped deletions (a warning says how many were skipped);
+     everything else was done";
 
 /// A command line that parses but makes no sense (both operands remote, ...).
 #[derive(Debug)]

@@ -70,6 +70,8 @@ async fn main() -> ExitCode {
                     report.errors.len()
                 );
                 ExitCode::from(exit::PARTIAL)
+            } else if report.deletes_skipped > 0 {
+                ExitCode::from(exit::DELETE_LIMIT)
             } else if !report.vanished.is_empty() {
                 ExitCode::from(exit::VANISHED)
             } else {

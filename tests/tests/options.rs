@@ -850,3 +850,72 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("leads outside the server's root"));
 }
+
+/// `--max-delete NUM` deletes at most NUM entries, warns of the rest and
+/// exits with 25, locally, pushed and pulled; 0 only warns; a limit that
+/// is not reached changes nothing.
+#[test]
+fn max_delete_stops_deleting_at_the_limit() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_source(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src = work.path().join("src");
+    make_source(&src);
+    let src_arg = format!("{}/", src.display());
+    // make_destination leaves three entries the source lacks.
+    let extra = ["earlier.txt~", "extra.txt", "extra_dir"];
+    for (max, code, left) in [("1", 25, 2), ("0", 25, 3), ("3", 0, 0)] {
+        let ways = [
+            ("local", work.path().join("local"), src_arg.clone()),
+            ("push", root.join("dst"), src_arg.clone()),
+            (
+                "pull",
+                work.path().join("pulled"),
+                "127.0.0.1:src/".to_string(),
+            ),
+        ];
+        for (way, dst, from) in ways {
+            make_destination(&dst);
+            let to = match way {
+                "push" => "127.0.0.1:dst".to_string(),
+                _ => dst.display().to_string(),
+            };
+            let what = format!("{way} --max-delete {max}");
+            let out = srv.jcp(keys.path(), &["--delete", "--max-delete", max, &from, &to]);
+            let shown = jsync_tests::bins::describe(&out);
+            assert_eq!(out.status.code(), Some(code), "{what}: {shown}");
+            let still = extra.iter().filter(|n| dst.join(n).exists()).count();
+            assert_eq!(still, left, "{what}: {shown}");
+            if code == 25 {
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(err.contains(&format!("({left} skipped)")), "{what}: {err}");
+            }
+            // Everything else is done.
+            check(&dst, &source_state(), &what);
+        }
+    }
+}
+
+/// A file pushed to a name in directories the server lacks gets them, as
+/// a local copy does (rsync's --mkpath, accepted).
+#[test]
+fn missing_parent_directories_of_a_destination_are_made() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let file = work.path().join("f.txt");
+    put(&file, b"f\n", T);
+    let file = file.to_str().unwrap();
+    ok(&srv.jcp(keys.path(), &[file, "127.0.0.1:a/b/name"]), "push");
+    holds(&root, "a/b/name", Some(b"f\n"), "push");
+    let local = work.path().join("x/y/name");
+    ok(
+        &srv.jcp(keys.path(), &["--mkpath", file, local.to_str().unwrap()]),
+        "local",
+    );
+    holds(&work.path().join("x/y"), "name", Some(b"f\n"), "local");
+}

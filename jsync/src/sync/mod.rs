@@ -141,6 +141,9 @@ pub struct SyncOptions {
     /// With `only`: send what a listed directory holds (`-R`;
     /// `--files-from` only with `-r`, as in rsync).
     pub recurse_listed: bool,
+    /// With `delete`: delete at most this many entries; the rest are
+    /// counted in [`Report::deletes_skipped`] (`--max-delete`).
+    pub max_delete: Option<u64>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -178,6 +181,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("alt_dest", &self.alt_dest)
             .field("only", &self.only.as_ref().map(Vec::len))
             .field("recurse_listed", &self.recurse_listed)
+            .field("max_delete", &self.max_delete)
             .finish()
     }
 }
@@ -215,6 +219,7 @@ impl Default for SyncOptions {
             alt_dest: None,
             only: None,
             recurse_listed: false,
+            max_delete: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -326,7 +331,11 @@ impl Args {
             out.push(format!("backup_suffix={}", b.suffix));
             out.extend(b.dir.iter().map(|d| format!("backup_dir={d}")));
         }
-        let sizes = [("max_size", opts.max_size), ("min_size", opts.min_size)];
+        let sizes = [
+            ("max_size", opts.max_size),
+            ("min_size", opts.min_size),
+            ("max_delete", opts.max_delete),
+        ];
         out.extend(
             sizes
                 .iter()
@@ -395,6 +404,7 @@ impl Args {
                 "existing" => out.opts.existing = on,
                 "max_size" => out.opts.max_size = Some(v.parse()?),
                 "min_size" => out.opts.min_size = Some(v.parse()?),
+                "max_delete" => out.opts.max_delete = Some(v.parse()?),
                 "parallel" => out.opts.parallel = v.parse::<usize>()?.clamp(1, 64),
                 "compress" => {
                     out.opts.compression = v
@@ -504,6 +514,7 @@ impl Args {
             alt_dest: self.opts.alt_dest.clone(),
             side_dirs_confined: remote,
             confirm_placed: self.opts.remove_source_files && !self.opts.dry_run,
+            max_delete: self.opts.max_delete,
             progress,
         }
     }
@@ -523,6 +534,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
     };
     Report {
         deleted: stats.deleted,
+        deletes_skipped: stats.deletes_skipped,
         vanished: list(stats.vanished),
         warnings: list(stats.warnings),
         files_checked: stats.files_checked,
@@ -728,6 +740,7 @@ mod tests {
             existing: true,
             max_size: Some(10),
             min_size: Some(2),
+            max_delete: Some(0),
             backup: Some(Backup::new(Some("../old".into()), Some(".1".into())).unwrap()),
             ..SyncOptions::default()
         };
@@ -758,6 +771,7 @@ mod tests {
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links);
         assert_eq!(t.backup, opts.backup);
+        assert_eq!(t.max_delete, Some(0));
         assert!(t.side_dirs_confined);
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),

@@ -26,6 +26,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Entries removed by `--delete` (or that would be, with `--dry-run`).
     pub deleted: u64,
+    /// Deletions `--max-delete` held back.
+    pub deletes_skipped: u64,
     /// Files that could not be transferred, each with its path and cause.
     pub errors: Vec<FileError>,
     /// Source files that vanished before they could be sent (not errors, as in
@@ -62,6 +64,7 @@ impl Report {
         self.wire_bytes += other.wire_bytes;
         self.elapsed += other.elapsed;
         self.deleted += other.deleted;
+        self.deletes_skipped += other.deletes_skipped;
         self.errors.extend(other.errors);
         self.vanished.extend(other.vanished);
         self.warnings.extend(other.warnings);
@@ -180,6 +183,7 @@ pub(crate) struct Counters {
     pub bytes_reused: AtomicU64,
     pub total_size: AtomicU64,
     pub deleted: AtomicU64,
+    pub deletes_skipped: AtomicU64,
     pub errors: Mutex<Vec<FileError>>,
     pub vanished: Mutex<Vec<FileError>>,
     pub warnings: Mutex<Vec<FileError>>,

@@ -100,6 +100,8 @@ pub(crate) struct TakeOptions {
     /// Tell the sender which entries are in place (PLACED), for
     /// `--remove-source-files`.
     pub confirm_placed: bool,
+    /// Delete at most this many entries (`--max-delete`).
+    pub max_delete: Option<u64>,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -380,6 +382,13 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                 scan.push(base.clone());
             }
             delete_all_extraneous(&ctx, scan, seen).await?;
+            let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
+            if let (Some(max), 1..) = (opts.max_delete, skipped) {
+                counters.warning(
+                    "",
+                    format!("deletions stopped at --max-delete={max} ({skipped} skipped)"),
+                );
+            }
         }
     }
     if !opts.dry_run {
@@ -530,6 +539,7 @@ fn stats_of(c: &Counters) -> Stats {
         bytes_reused: get(&c.bytes_reused),
         total_size: get(&c.total_size),
         deleted: get(&c.deleted),
+        deletes_skipped: get(&c.deletes_skipped),
         errors_omitted: errors.len().saturating_sub(msg::MAX_ERRORS) as u64,
         errors,
         vanished: list(&c.vanished),
@@ -559,6 +569,15 @@ fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<RelPath>
             if is_dir {
                 into(&source.name)
             } else {
+                // The file takes the destination's name; the directories on
+                // the way are made as a local copy makes them (rsync's
+                // --mkpath).
+                match spec.dst.parent() {
+                    Some(parent) if !dry_run && !parent.is_root() => {
+                        spec.fs.mkdir_all(&parent, 0o755).map_err(fs_err)?
+                    }
+                    _ => {}
+                }
                 Ok(spec.dst.clone())
             }
         }
@@ -1552,10 +1571,18 @@ fn delete_extraneous(
         if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded(&shown, is_dir) {
             continue;
         }
+        // Counted before it is made, so that the halves deleting at once
+        // share --max-delete's limit.
+        let deleted = &ctx.counters.deleted;
+        let before = deleted.fetch_add(1, Ordering::Relaxed);
+        if ctx.opts.max_delete.is_some_and(|max| before >= max) {
+            deleted.fetch_sub(1, Ordering::Relaxed);
+            Counters::add(&ctx.counters.deletes_skipped, 1);
+            continue;
+        }
         if ctx.opts.itemize {
             lines.push(itemize::deleting(&ctx.shown_bytes(&shown), is_dir));
         }
-        Counters::add(&ctx.counters.deleted, 1);
         if !ctx.opts.dry_run {
             if let Err(e) = ctx.remove(&rel, home) {
                 ctx.counters.error(&ctx.shown_rel(&rel), e);

@@ -27,6 +27,8 @@ pub struct Stats {
     pub total_size: u64,
     /// Entries removed by `--delete` (or that would be, in a dry run).
     pub deleted: u64,
+    /// Deletions `--max-delete` held back.
+    pub deletes_skipped: u64,
     /// Failures: the run did not do everything it was asked.
     pub errors: Vec<StatsError>,
     /// Errors beyond [`MAX_ERRORS`] that were counted but not listed.
@@ -69,6 +71,7 @@ impl Codec for Stats {
             self.total_size,
             self.errors_omitted,
             self.deleted,
+            self.deletes_skipped,
         ] {
             put_varint(buf, v);
         }
@@ -78,7 +81,7 @@ impl Codec for Stats {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let mut v = [0u64; 7];
+        let mut v = [0u64; 8];
         for x in &mut v {
             *x = r.varint()?;
         }
@@ -93,6 +96,7 @@ impl Codec for Stats {
             total_size: v[4],
             errors_omitted: v[5],
             deleted: v[6],
+            deletes_skipped: v[7],
             errors,
             vanished,
             warnings,
@@ -160,6 +164,7 @@ mod tests {
             }],
             errors_omitted: 0,
             deleted: 4,
+            deletes_skipped: 2,
             vanished: vec![StatsError {
                 path: b"gone".to_vec(),
                 message: "vanished".into(),
@@ -167,7 +172,7 @@ mod tests {
             warnings: Vec::new(),
         };
         assert_eq!(decode_exact::<Stats>(&encode_to_vec(&s)).unwrap(), s);
-        let mut hostile = vec![0u8; 7];
+        let mut hostile = vec![0u8; 8];
         put_varint(&mut hostile, u64::MAX);
         assert!(decode_exact::<Stats>(&hostile).is_err());
     }
