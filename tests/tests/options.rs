@@ -637,6 +637,28 @@ fn a_servers_backup_dir_stays_beneath_its_root() {
         read(&root.join("dst/older_here.txt")).as_deref(),
         Some(&b"old\n"[..])
     );
+    // Nor through a symlink in the root that leads out, as a backup
+    // directory or a place to link or copy from (a file of the source's
+    // size and time waits there): the run is refused before it starts.
+    let outside = work.path().join("outside");
+    put(
+        &outside.join("older_here.txt"),
+        b"secret content\n",
+        T + 100,
+    );
+    std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+    for option in ["--backup-dir", "--link-dest", "--copy-dest"] {
+        make_destination(&root.join("dst"));
+        std::fs::remove_file(root.join("dst/older_here.txt")).unwrap();
+        let out = srv.jcp(keys.path(), &[option, "../out", &src_arg, "127.0.0.1:dst"]);
+        let shown = jsync_tests::bins::describe(&out);
+        assert_eq!(out.status.code(), Some(1), "{option}: {shown}");
+        assert!(shown.contains("escapes the root"), "{option}: {shown}");
+        assert!(!root.join("dst/older_here.txt").exists(), "{option}");
+        assert_eq!(files_in(&outside), ["older_here.txt"], "{option}");
+    }
+    std::fs::remove_file(root.join("out")).unwrap();
+    make_destination(&root.join("dst"));
     ok(
         &srv.jcp(
             keys.path(),
