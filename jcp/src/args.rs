@@ -208,22 +208,23 @@ pub struct Cli {
     pub backup_dir: Option<String>,
 
     /// Look in DIR for each file the destination lacks, as rsync's
-    /// --compare-dest: one of the same size and time there is left out of
+    /// --compare-dest: one of the same size and time (with -c, the same
+    /// content) there is left out of
     /// the destination, any other is the basis of its delta. DIR mirrors the
     /// destination directory (a relative DIR is taken from there); may be
     /// given up to 20 times
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["copy_dest", "link_dest", "checksum"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["copy_dest", "link_dest"])]
     pub compare_dest: Vec<String>,
 
     /// As --compare-dest, but a file found the same is copied into the
     /// destination from DIR (no data crosses the wire)
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["link_dest", "checksum"])]
+    #[arg(long, value_name = "DIR", conflicts_with = "link_dest")]
     pub copy_dest: Vec<String>,
 
     /// As --copy-dest, but a file found the same (mode and owner too) is
     /// hard-linked from DIR: rsync's snapshot backups (DIR must be on the
     /// destination's filesystem to link; otherwise it is copied)
-    #[arg(long, value_name = "DIR", conflicts_with = "checksum")]
+    #[arg(long, value_name = "DIR")]
     pub link_dest: Vec<String>,
 
     /// Remove from the sending side each file (not directory) the
@@ -1216,7 +1217,6 @@ mod tests {
             &["jcp", "-L", "--remove-source-files", "a", "b"],
             &["jcp", "--link-dest", "x", "--copy-dest", "y", "a", "b"],
             &["jcp", "--compare-dest", "x", "--link-dest", "y", "a", "b"],
-            &["jcp", "-c", "--link-dest", "x", "a", "b"],
             &["jcp", "-0", "a", "b"],
             &["jcp", "--max-delete", "3", "a", "b"],
             &["jcp"],

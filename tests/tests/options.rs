@@ -941,3 +941,63 @@ fn missing_parent_directories_of_a_destination_are_made() {
     );
     holds(&work.path().join("x/y"), "name", Some(b"f\n"), "local");
 }
+
+/// With `-c`, what a `--*-dest` directory holds of the same size is compared
+/// by content: the same content is taken (hard-linked only when its time
+/// matches too, else copied), other content is received, even at the same
+/// size and time (which without `-c` counts as the same, as in rsync).
+#[test]
+fn with_checksum_dest_directories_are_compared_by_content() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_source(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src = work.path().join("src");
+    make_source(&src);
+    for prev in [work.path().join("prev"), root.join("prev")] {
+        make_source(&prev);
+        // Same size and time, other content; same content, other time.
+        put(&prev.join("same_stamp.txt"), b"destin", T + 300);
+        put(&prev.join("older_here.txt"), b"newer content\n", T);
+    }
+    let src_arg = format!("{}/", src.display());
+    for how in ["--link-dest", "--copy-dest", "--compare-dest"] {
+        let ways = [
+            ("local", work.path().join("local"), src_arg.clone()),
+            ("push", root.join("dst"), src_arg.clone()),
+            (
+                "pull",
+                work.path().join("pulled"),
+                "127.0.0.1:src/".to_string(),
+            ),
+        ];
+        for (way, dst, from) in ways {
+            let _ = std::fs::remove_dir_all(&dst);
+            let to = match way {
+                "push" => "127.0.0.1:dst".to_string(),
+                _ => dst.display().to_string(),
+            };
+            let what = format!("{way} -c {how}");
+            ok(
+                &srv.jcp(keys.path(), &["-c", how, "../prev", &from, &to]),
+                &what,
+            );
+            let prev = dst.parent().unwrap().join("prev");
+            let linked = |name: &str| inode(&dst.join(name)) == inode(&prev.join(name));
+            holds(&dst, "same_stamp.txt", Some(b"source"), &what);
+            assert!(!linked("same_stamp.txt"), "{what}");
+            if how == "--compare-dest" {
+                for name in ["older_here.txt", "same_size.txt"] {
+                    assert!(!dst.join(name).exists(), "{what}: {name} left out");
+                }
+                continue;
+            }
+            holds(&dst, "older_here.txt", Some(b"newer content\n"), &what);
+            assert_eq!(mtime(&dst.join("older_here.txt")), T + 100, "{what}");
+            assert!(!linked("older_here.txt"), "{what}: its time differs");
+            holds(&dst, "same_size.txt", Some(b"abcd"), &what);
+            assert_eq!(linked("same_size.txt"), how == "--link-dest", "{what}");
+        }
+    }
+}

@@ -2,9 +2,10 @@
 //! directories on the receiving side, mirroring the destination directory's
 //! tree, where a file the destination lacks may be found already (a
 //! previous snapshot, say). A file there of the same size and modification
-//! time is taken as the sender's: the destination leaves it out
-//! (`--compare-dest`), gets a local copy (`--copy-dest`), or gets a hard link
-//! to it (`--link-dest`, when mode and owner match too; otherwise a copy).
+//! time (with `-c`: of the same size, then the same content by hash) is
+//! taken as the sender's: the destination leaves it out (`--compare-dest`),
+//! gets a local copy (`--copy-dest`), or gets a hard link to it
+//! (`--link-dest`, when time, mode and owner match too; otherwise a copy).
 //! Any other regular file there is the basis of the file's delta, so only
 //! what differs crosses the wire. Directories are tried in the order given;
 //! one that does not exist is named in a warning and passed over.
@@ -120,15 +121,16 @@ impl Alts {
     }
 
     /// What the directories hold at `rel` (beneath the receiver's root) for
-    /// entry `e`: the first of the same size and time, else the first
-    /// regular file. Unreadable places count as nothing there.
-    pub(crate) fn find(&self, rel: &RelPath, e: &Entry) -> Option<Found> {
+    /// entry `e`: the first of the same size and time (with `by_size`, the
+    /// first of the same size: its content is compared next), else the
+    /// first regular file. Unreadable places count as nothing there.
+    pub(crate) fn find(&self, rel: &RelPath, e: &Entry, by_size: bool) -> Option<Found> {
         let at = self.map.under_dest(rel);
         let mut basis = None;
         for (i, dir) in self.dirs.iter().enumerate() {
             match dir.lstat(&at) {
                 Ok(Some(m)) if m.kind == Kind::File => {
-                    if (m.size, m.mtime) == (e.size, e.mtime) {
+                    if m.size == e.size && (by_size || m.mtime == e.mtime) {
                         return Some(Found::Same(i, m));
                     }
                     basis.get_or_insert(Found::Basis(i, m));
@@ -142,6 +144,15 @@ impl Alts {
     /// Opens what directory `i` holds at `rel`, for reading.
     pub(crate) fn open_read(&self, i: usize, rel: &RelPath) -> std::result::Result<File, FsError> {
         self.dirs[i].open_read(&self.map.under_dest(rel))
+    }
+
+    /// [`Alts::open_read`] with the file's metadata.
+    pub(crate) fn open_read_meta(
+        &self,
+        i: usize,
+        rel: &RelPath,
+    ) -> std::result::Result<(File, Meta), FsError> {
+        self.dirs[i].open_read_meta(&self.map.under_dest(rel))
     }
 
     /// The extended attributes of what directory `i` holds at `rel`.
@@ -235,10 +246,18 @@ mod tests {
         };
         // a/f has the size but (maybe) not the time of b/f: b/f wins.
         std::fs::write(t.path().join("a/f"), b"othe").unwrap();
-        assert!(matches!(alts.find(&f, &e), Some(Found::Same(1, _))));
+        assert!(matches!(alts.find(&f, &e, false), Some(Found::Same(1, _))));
         let changed = Entry { mtime: (1, 0), ..e };
-        assert!(matches!(alts.find(&f, &changed), Some(Found::Basis(0, _))));
+        assert!(matches!(
+            alts.find(&f, &changed, false),
+            Some(Found::Basis(0, _))
+        ));
+        // With -c the size is enough to compare the content.
+        assert!(matches!(
+            alts.find(&f, &changed, true),
+            Some(Found::Same(1, _))
+        ));
         let missing = FsRoot::check(b"nothing").unwrap();
-        assert!(alts.find(&missing, &changed).is_none());
+        assert!(alts.find(&missing, &changed, false).is_none());
     }
 }

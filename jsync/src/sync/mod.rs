@@ -452,12 +452,6 @@ impl Args {
         out.opts.filter = Filter::from_args(&rules)?;
         if let Some(a) = &out.opts.alt_dest {
             a.check().map_err(anyhow::Error::msg)?;
-            if out.opts.checksum {
-                anyhow::bail!(
-                    "{} cannot be used with -c/--checksum (not built yet)",
-                    a.how.option()
-                );
-            }
         }
         if out.opts.remove_source_files && out.opts.copy_links {
             // What was sent is what a link leads to; removing the link
@@ -809,7 +803,7 @@ mod tests {
         let mixed = ["p".into(), "link-dest=a".into(), "copy-dest=b".into()];
         assert!(Args::parse(&mixed).is_err());
         let checksum = ["p".into(), "checksum=1".into(), "link-dest=a".into()];
-        assert!(Args::parse(&checksum).is_err());
+        assert!(Args::parse(&checksum).is_ok_and(|a| a.opts.checksum && a.opts.alt_dest.is_some()));
         // A listing goes to the sender in arguments of bounded size.
         let long = vec![b'x'; 1000];
         let listed = SyncOptions {

@@ -1231,7 +1231,16 @@ fn plan(
                 && e.link == HardLink::None;
             let mut alt = None;
             let (how, change) = match &here {
-                None => match ctx.alts.as_ref().and_then(|a| a.find(rel, e)) {
+                None => match ctx
+                    .alts
+                    .as_ref()
+                    .and_then(|a| a.find(rel, e, ctx.opts.checksum))
+                {
+                    // With -c, the content is compared first.
+                    Some(Found::Same(i, m)) if ctx.opts.checksum => {
+                        alt = Some((i, m.size));
+                        (WantHow::HashCheck, new)
+                    }
                     Some(Found::Same(i, m)) => return from_alt(ctx, rel, e, i, &m),
                     Some(Found::Basis(i, m)) => {
                         alt = Some((i, m.size));
@@ -1307,7 +1316,7 @@ fn from_alt(
         ..Change::default()
     };
     let linkable = alts.how == AltHow::Link
-        && there.mode == e.mode
+        && (there.mode, there.mtime) == (e.mode, e.mtime)
         && ctx
             .owner_of(e)
             .is_none_or(|owner| owner == (there.uid, there.gid))
@@ -1363,6 +1372,12 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     let leader_ok = matches!(&there, Ok(Some(m))
         if m.kind == Kind::File && m.size == leader_entry.size && m.mtime == leader_entry.mtime);
     if !leader_ok && !ctx.opts.dry_run {
+        // A first name --compare-dest left out (after comparing its
+        // content, -c) leaves out its other names too.
+        let compared = ctx.alts.as_ref().is_some_and(|a| a.how == AltHow::Compare);
+        if compared && matches!(&there, Ok(None)) {
+            return false;
+        }
         ctx.counters.error(
             &shown,
             format!(
@@ -1847,17 +1862,17 @@ fn hash_local(
     let mut checked = Vec::with_capacity(batch.len());
     let mut unreadable = Vec::new();
     for mut job in batch {
-        let hashed = ctx
-            .fs
-            .open_read_meta(&job.rel)
-            .map_err(|e| e.to_string())
-            .and_then(|(f, m)| {
-                let h = chunker::file_hash(&f, m.size).map_err(|e| e.to_string())?;
-                let mut short = [0u8; msg::CHECK_HASH];
-                short.copy_from_slice(&h[..msg::CHECK_HASH]);
-                let kept = ctx.kept.keep(f);
-                Ok((Checked { meta: m, kept }, short))
-            });
+        let opened = match (job.local.alt, &ctx.alts) {
+            (Some(i), Some(alts)) => alts.open_read_meta(i, &job.rel),
+            _ => ctx.fs.open_read_meta(&job.rel),
+        };
+        let hashed = opened.map_err(|e| e.to_string()).and_then(|(f, m)| {
+            let h = chunker::file_hash(&f, m.size).map_err(|e| e.to_string())?;
+            let mut short = [0u8; msg::CHECK_HASH];
+            short.copy_from_slice(&h[..msg::CHECK_HASH]);
+            let kept = ctx.kept.keep(f);
+            Ok((Checked { meta: m, kept }, short))
+        });
         match hashed {
             Ok((m, h)) => checked.push((job, m, h)),
             Err(e) => {
@@ -2065,6 +2080,18 @@ async fn receive_verdicts(
                 continue;
             }
         };
+        if let Some(i) = job.local.alt {
+            // Found the same in a --*-dest directory.
+            let mut e = job.entry.clone();
+            (e.mode, e.mtime) = (meta.mode, meta.mtime);
+            match from_alt(ctx, &job.rel, &e, i, &hashed.meta) {
+                Ok(Plan::InPlace) => ctx.placed(job.index),
+                Ok(_) => {}
+                Err(err) => ctx.counters.error(&job.shown, err),
+            }
+            ctx.progress.file_done(&job.shown, job.entry.size);
+            continue;
+        }
         // (A checked file is never a retry: retries are deltas.)
         match apply_same(ctx, &job, hashed, &meta) {
             Ok(true) => {
