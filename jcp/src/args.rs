@@ -253,6 +253,12 @@ pub struct Cli {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
+    /// List the sources (like ls -l) instead of copying them, as rsync's
+    /// --list-only: every operand is a source. A source alone lists too. One
+    /// level unless -r or -a; times are UTC
+    #[arg(long)]
+    pub list_only: bool,
+
     /// Keep each source's path in the destination, as rsync's -R: `jcp -R
     /// src/a/f dst` makes dst/src/a/f (with the directories on the way); a
     /// `/./` in the source marks where the kept path starts
@@ -408,6 +414,10 @@ pub enum Direction {
     Push { srcs: Vec<PathBuf>, dst: Remote },
     /// A server to local (every source on the same server).
     Pull { srcs: Vec<Remote>, dst: PathBuf },
+    /// List local sources (`--list-only`, or a source alone).
+    ListLocal { srcs: Vec<PathBuf> },
+    /// List sources on a server.
+    ListRemote { srcs: Vec<Remote> },
 }
 
 /// Which paths beneath each source are sent (rsync's `-R` and
@@ -489,6 +499,8 @@ pub struct Plan {
     pub direction: Direction,
     /// `-R` or `--files-from`: what of each source is sent.
     pub listing: Listing,
+    /// A listing (`--list-only`) goes into directories (`-r`, `-a`).
+    pub list_recursive: bool,
     pub port: u16,
     pub transport: Transport,
     pub config_dir: PathBuf,
@@ -664,12 +676,49 @@ fn build_filter(rules: &[RuleArg]) -> Result<jsync::sync::Filter, UsageError> {
     Ok(f)
 }
 
+/// Source operands: all local, or all on one server.
+fn sources(typed: &[String]) -> Result<(Vec<PathBuf>, Vec<Remote>), UsageError> {
+    let mut local = Vec::new();
+    let mut remote: Vec<Remote> = Vec::new();
+    for t in typed {
+        match endpoint::parse(t).map_err(UsageError)? {
+            Endpoint::Local(p) => local.push(p),
+            Endpoint::Remote(r) => {
+                if let Some(first) = remote.first() {
+                    if first.host != r.host {
+                        return Err(UsageError(format!(
+                            "{t}: every remote source must be on one server ({})",
+                            first.host
+                        )));
+                    }
+                }
+                remote.push(r)
+            }
+        }
+    }
+    if !local.is_empty() && !remote.is_empty() {
+        return Err(UsageError(
+            "sources are either all local or all on one server".into(),
+        ));
+    }
+    Ok((local, remote))
+}
+
 impl Cli {
     /// The operands: sources all local or all on one server, the destination
     /// on the other side (or local too). Several sources go into the
     /// destination as a directory (as if it ended in `/`), and cannot be
     /// combined with `--delete` (each would delete what the others copied).
     fn direction(&self) -> Result<Direction, UsageError> {
+        // One operand, or --list-only: list, as rsync does.
+        if self.list_only || self.operands.len() == 1 {
+            let (local, remote) = sources(&self.operands)?;
+            return Ok(if remote.is_empty() {
+                Direction::ListLocal { srcs: local }
+            } else {
+                Direction::ListRemote { srcs: remote }
+            });
+        }
         let (dst_typed, src_typed) = self
             .operands
             .split_last()
@@ -679,12 +728,7 @@ impl Cli {
                 "a destination is needed after the source".into(),
             ));
         }
-        let srcs = src_typed
-            .iter()
-            .map(|s| endpoint::parse(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(UsageError)?;
-        let several = srcs.len() > 1;
+        let several = src_typed.len() > 1;
         if several && self.delete {
             return Err(UsageError(
                 "--delete takes one source: with several, each would delete what the \
@@ -694,29 +738,7 @@ impl Cli {
         }
         let dst = endpoint::parse(dst_typed).map_err(UsageError)?;
         let dst = if several { dst.into_dir() } else { dst };
-        let mut local = Vec::new();
-        let mut remote: Vec<Remote> = Vec::new();
-        for (src, typed) in srcs.into_iter().zip(src_typed) {
-            match src {
-                Endpoint::Local(p) => local.push(p),
-                Endpoint::Remote(r) => {
-                    if let Some(first) = remote.first() {
-                        if first.host != r.host {
-                            return Err(UsageError(format!(
-                                "{typed}: every remote source must be on one server ({})",
-                                first.host
-                            )));
-                        }
-                    }
-                    remote.push(r)
-                }
-            }
-        }
-        if !local.is_empty() && !remote.is_empty() {
-            return Err(UsageError(
-                "sources are either all local or all on one server".into(),
-            ));
-        }
+        let (local, remote) = sources(src_typed)?;
         Ok(match dst {
             Endpoint::Local(dst) if remote.is_empty() => Direction::Local { srcs: local, dst },
             Endpoint::Remote(dst) if remote.is_empty() => Direction::Push { srcs: local, dst },
@@ -835,6 +857,7 @@ impl Cli {
         Ok(Plan {
             direction,
             listing,
+            list_recursive: self.recursive || self.archive,
             port: self.port,
             transport: if self.quic {
                 Transport::Quic
@@ -992,7 +1015,12 @@ mod tests {
             let mut args = habit.to_vec();
             args.extend(["a", "srv:"]);
             let p = plan(&args).unwrap();
-            let p = Plan { verbosity: 1, ..p };
+            // (-r and -a matter to a listing only.)
+            let p = Plan {
+                verbosity: 1,
+                list_recursive: false,
+                ..p
+            };
             assert_eq!(format!("{p:?}"), plain, "{habit:?}");
         }
     }
@@ -1224,9 +1252,14 @@ mod tests {
             let e = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(e.exit_code(), i32::from(exit::USAGE), "{args:?}");
         }
-        // One operand parses (options may sit between operands) but is no plan.
-        let e = plan(&["a"]).unwrap_err();
-        assert!(e.0.contains("destination"), "{e}");
+        // One operand lists it, as rsync does; so does --list-only, with
+        // every operand a source.
+        let p = plan(&["a"]).unwrap();
+        assert!(matches!(p.direction, Direction::ListLocal { ref srcs } if srcs.len() == 1));
+        let p = plan(&["-r", "--list-only", "h:a", "h:b"]).unwrap();
+        assert!(matches!(p.direction, Direction::ListRemote { ref srcs } if srcs.len() == 2));
+        assert!(p.list_recursive);
+        assert!(plan(&["--list-only", "a", "h:b"]).is_err());
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! locally, with jsync's delta engine. This file runs a resolved [`args::Plan`]
 //! and turns the outcome into an exit code ([`exit`] documents them all):
 //! 0 done, 1 local or other failure, 2 usage, 3 some files failed,
-//! 4 connection or authentication failure, 24 some source files vanished.
+//! 4 connection or authentication failure, 24 some source files vanished,
+//! 25 `--max-delete` stopped deletions. A source alone (or `--list-only`)
+//! is listed instead ([`listing`]).
 
 mod args;
 mod endpoint;
 mod exit;
+mod listing;
 mod progress;
 
 use std::io::Write;
@@ -155,6 +158,32 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             close(&link, &result).await;
             result?;
         }
+        Direction::ListLocal { srcs } => {
+            srcs.iter().try_for_each(|s| check_source(s))?;
+            for src in srcs {
+                let (root, opts) = local_listing(plan, src, &opts);
+                let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
+                    .await
+                    .with_context(|| format!("cannot list {}", src.display()))?;
+                print_listing(listed, &mut report);
+            }
+        }
+        Direction::ListRemote { srcs } => {
+            let link = connect(plan, &srcs[0].address(plan.port)).await?;
+            let result = async {
+                for src in &expand_wildcards(&link, srcs, false).await? {
+                    let (path, opts) = remote_listing(plan, &src.path, &opts);
+                    let listed = jsync::sync::list(&link, &path, &opts, plan.list_recursive)
+                        .await
+                        .with_context(|| format!("cannot list {src}"))?;
+                    print_listing(listed, &mut report);
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            close(&link, &result).await;
+            result?;
+        }
         Direction::Pull { srcs, dst } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
@@ -166,16 +195,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     dst.clone()
                 };
                 for src in &srcs {
-                    let mut opts = opts.clone();
-                    let path = match plan.listing.split(src.path.as_bytes()) {
-                        Some((root, only)) => {
-                            opts.only = Some(only);
-                            // The server's root stands for `/`.
-                            let root = String::from_utf8_lossy(&root);
-                            root.trim_start_matches('/').to_string()
-                        }
-                        None => src.path.clone(),
-                    };
+                    let (path, opts) = remote_listing(plan, &src.path, &opts);
                     let r = jsync::sync::pull(&link, &path, dst, &opts)
                         .await
                         .with_context(|| format!("cannot copy {src} to {}", dst.display()))?;
@@ -225,6 +245,34 @@ async fn expand_wildcards(
         .into());
     }
     Ok(out)
+}
+
+/// Prints a listing's entries on stdout; what could not be listed goes into
+/// `report` (stderr and the exit code, as for a copy).
+fn print_listing(listed: jsync::sync::Listing, report: &mut Report) {
+    let mut out = std::io::stdout().lock();
+    for e in &listed.entries {
+        // A closed stdout (`jcp host: | head`) is not a failure.
+        if writeln!(out, "{}", listing::line(e)).is_err() {
+            break;
+        }
+    }
+    report.errors.extend(listed.errors);
+    report.vanished.extend(listed.vanished);
+}
+
+/// [`local_listing`] for a server's source: the path to name to it, and the
+/// options (the server's root stands for `/`).
+fn remote_listing(plan: &Plan, path: &str, opts: &SyncOptions) -> (String, SyncOptions) {
+    match plan.listing.split(path.as_bytes()) {
+        Some((root, only)) => {
+            let mut opts = opts.clone();
+            opts.only = Some(only);
+            let root = String::from_utf8_lossy(&root);
+            (root.trim_start_matches('/').to_string(), opts)
+        }
+        None => (path.to_string(), opts.clone()),
+    }
 }
 
 /// With `-R` or `--files-from`, the directory a local source's paths are

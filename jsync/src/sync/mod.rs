@@ -22,6 +22,7 @@ mod give;
 mod glob;
 pub(crate) mod ids;
 mod itemize;
+mod list;
 mod proto_util;
 mod remove;
 mod report;
@@ -38,6 +39,7 @@ pub use chmod::{Chmod, ChmodError};
 pub use filter::{Filter, FilterError, RuleKind};
 pub use glob::{has_glob, remote_glob, GLOB};
 pub use ids::Chown;
+pub use list::{list, list_local, ListedEntry, Listing};
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
 
 use crate::error::{Error, Result};

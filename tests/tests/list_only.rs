@@ -1,0 +1,84 @@
+//! `jcp --list-only` and `jcp SRC` alone, through the real binaries: a
+//! source listed as rsync lists it (`ls -l` style), locally and on a
+//! server (a read-only one too), one level unless `-r`, with filters.
+
+use std::path::Path;
+
+use filetime::FileTime;
+use jsync_tests::bins::{assert_ok as ok, describe, run, Jsrv};
+use jsync_tests::Keys;
+
+/// 2024-01-01 00:00:00 UTC.
+const T: i64 = 1_704_067_200;
+
+fn make_source(src: &Path) {
+    for (path, data) in [("f.txt", "hello\n"), ("sub/g.o", "g"), ("sub/h.txt", "hh")] {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+    }
+    std::os::unix::fs::symlink("f.txt", src.join("link")).unwrap();
+    std::fs::set_permissions(
+        src.join("f.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    for p in ["f.txt", "sub/g.o", "sub/h.txt", "sub", "."] {
+        filetime::set_file_mtime(src.join(p), FileTime::from_unix_time(T, 0)).unwrap();
+    }
+    filetime::set_symlink_file_times(
+        src.join("link"),
+        FileTime::from_unix_time(T, 0),
+        FileTime::from_unix_time(T, 0),
+    )
+    .unwrap();
+}
+
+fn lines(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_source_is_listed_as_rsync_lists_it() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_source(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &["--read-only"]);
+    let local = format!("{}/", root.join("src").display());
+    let top = [
+        "drwxr-xr-x              0 2024/01/01 00:00:00 .",
+        "-rw-r-----              6 2024/01/01 00:00:00 f.txt",
+        "lrwxrwxrwx              0 2024/01/01 00:00:00 link -> f.txt",
+        "drwxr-xr-x              0 2024/01/01 00:00:00 sub",
+    ];
+    for (how, src) in [("local", local.as_str()), ("server", "127.0.0.1:src/")] {
+        // A source alone lists, as does --list-only.
+        for args in [vec![src], vec!["--list-only", src]] {
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &format!("{how} {args:?}"));
+            assert_eq!(lines(&out), top, "{how} {args:?}");
+        }
+        let out = srv.jcp(keys.path(), &["-r", "--exclude", "*.o", src]);
+        ok(&out, how);
+        let mut all = top.to_vec();
+        all.push("-rw-r--r--              2 2024/01/01 00:00:00 sub/h.txt");
+        assert_eq!(lines(&out), all, "{how} -r");
+    }
+    // The directory itself, named without a slash.
+    let out = srv.jcp(keys.path(), &["127.0.0.1:src"]);
+    ok(&out, "server src");
+    assert_eq!(
+        lines(&out),
+        ["drwxr-xr-x              0 2024/01/01 00:00:00 src"]
+    );
+    // Nothing is copied anywhere, and nothing there fails the run.
+    let out = srv.jcp(keys.path(), &["127.0.0.1:missing"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let out = run("jcp", &[work.path().join("missing").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
