@@ -3,11 +3,10 @@
 //! (`name -> target` for a symlink). Times are UTC (jcp reads no time-zone
 //! database).
 
-use jsync::sync::ListedEntry;
-use proto::sync::EntryKind;
+use proto::sync::{Entry, EntryKind};
 
 /// One entry's line: `drwxr-xr-x          4,096 2024/01/01 12:00:00 path`.
-pub fn line(e: &ListedEntry) -> String {
+pub fn line(e: &Entry) -> String {
     let mut path = String::from_utf8_lossy(&e.path).into_owned();
     if e.kind == EntryKind::Symlink {
         path.push_str(" -> ");
@@ -65,29 +64,8 @@ fn with_commas(n: u64) -> String {
 
 /// `YYYY/MM/DD HH:MM:SS` in UTC for seconds since the epoch.
 fn date(secs: i64) -> String {
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}/{m:02}/{d:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day number (days since 1970-01-01),
-/// by Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let (y, m, d, h, mi, s) = jsync::civil::utc_civil(secs);
+    format!("{y:04}/{m:02}/{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
 #[cfg(test)]
@@ -96,25 +74,25 @@ mod tests {
 
     #[test]
     fn lines_read_as_rsyncs() {
-        let e = ListedEntry {
+        let e = Entry {
             path: b"dir/f".to_vec(),
             kind: EntryKind::File,
             mode: 0o644,
             size: 1_234_567,
             mtime: (1_704_067_200, 0),
-            target: Vec::new(),
+            ..Entry::default()
         };
         assert_eq!(
             line(&e),
             "-rw-r--r--      1,234,567 2024/01/01 00:00:00 dir/f"
         );
-        let l = ListedEntry {
+        let l = Entry {
             path: b"l".to_vec(),
             kind: EntryKind::Symlink,
             mode: 0o777,
-            size: 0,
             mtime: (951_782_400 + 86_399, 0),
             target: b"t".to_vec(),
+            ..Entry::default()
         };
         assert_eq!(
             line(&l),

@@ -775,7 +775,8 @@ fn set_not_before(params: &mut CertificateParams) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d, ..) = crate::known_keys::utc_civil(now.saturating_sub(86_400));
+    let (y, m, d, ..) =
+        crate::civil::utc_civil(i64::try_from(now.saturating_sub(86_400)).unwrap_or(0));
     let y = i32::try_from(y).unwrap_or(1975);
     // Month and day are in range by construction.
     params.not_before = rcgen::date_time_ymd(y, m as u8, d as u8);

@@ -55,6 +55,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod civil;
 pub mod error;
 pub mod identity;
 pub mod known_keys;

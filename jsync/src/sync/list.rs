@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use proto::sync::{self as msg, EntryBatch, EntryKind, Source, Stats};
+use proto::sync::{self as msg, Entry, EntryBatch, Source, Stats};
 use proto::Compression;
 
 use super::give::{self, GiveSpec};
@@ -17,27 +17,13 @@ use super::{Args, NoProgress, SyncOptions, GIVE};
 use crate::error::{Error, Result};
 use crate::runtime::{Link, Peer, Services};
 
-/// One listed entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedEntry {
-    /// As rsync shows it: relative to where a copy would put the source
-    /// (`.` for a directory's contents, its name for the directory itself).
-    pub path: Vec<u8>,
-    pub kind: EntryKind,
-    /// Permission bits (with setuid, setgid and sticky).
-    pub mode: u32,
-    /// Content size of a regular file (0 for the rest).
-    pub size: u64,
-    /// Modification time: seconds and nanoseconds since the epoch.
-    pub mtime: (i64, u32),
-    /// What a symlink holds.
-    pub target: Vec<u8>,
-}
-
 /// What a listing found.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub entries: Vec<ListedEntry>,
+    /// The entries as listed, each path as rsync shows it: relative to where
+    /// a copy would put the source (`.` for a directory's contents, its
+    /// name for the directory itself).
+    pub entries: Vec<Entry>,
     /// Entries the sender could not list, each with why.
     pub errors: Vec<FileError>,
     /// Entries that vanished while they were listed.
@@ -100,7 +86,7 @@ async fn read_list(peer: Peer, recursive: bool) -> Result<Listing> {
         match f.op {
             msg::LIST => {
                 let batch: EntryBatch = decode(&f.payload, &name)?;
-                for e in batch.0 {
+                for mut e in batch.0 {
                     // Not recursive: the source, and a directory's own
                     // entries when its contents are listed.
                     let depth_ok =
@@ -108,18 +94,11 @@ async fn read_list(peer: Peer, recursive: bool) -> Result<Listing> {
                     if !recursive && !depth_ok {
                         continue;
                     }
-                    let mut path = super::shown_bytes(&prefix, &e.path);
-                    if path.is_empty() {
-                        path = b".".to_vec();
+                    e.path = super::shown_bytes(&prefix, &e.path);
+                    if e.path.is_empty() {
+                        e.path = b".".to_vec();
                     }
-                    out.entries.push(ListedEntry {
-                        path,
-                        kind: e.kind,
-                        mode: e.mode,
-                        size: e.size,
-                        mtime: e.mtime,
-                        target: e.target,
-                    });
+                    out.entries.push(e);
                 }
             }
             msg::IDS => {}

@@ -39,7 +39,7 @@ pub use chmod::{Chmod, ChmodError};
 pub use filter::{Filter, FilterError, RuleKind};
 pub use glob::{has_glob, remote_glob, GLOB};
 pub use ids::Chown;
-pub use list::{list, list_local, ListedEntry, Listing};
+pub use list::{list, list_local, Listing};
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
 
 use crate::error::{Error, Result};
