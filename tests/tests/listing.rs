@@ -118,6 +118,17 @@ fn files_from_sends_what_is_listed_and_recurses_only_with_r() {
     for (way, dst) in s.each_way(&[&from, "-r"], &local, "src", |_| {}) {
         assert_eq!(files_in(&dst), strings(&["a/b/f", "c/h", "top"]), "{way}");
     }
+    // `.` with -r is the whole tree, each path in it sent once.
+    std::fs::write(&list, ".\na/b/f\n").unwrap();
+    let dst = s.work.path().join("whole");
+    let dst_arg = dst.display().to_string();
+    let out = s
+        .srv
+        .jcp(s.keys.path(), &[&from, "-r", "-i", &local, &dst_arg]);
+    ok(&out, "--files-from . -r");
+    let items = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(items.matches("a/b/f").count(), 1, "{items}");
+    assert_eq!(files_in(&dst).len(), 5, "{items}");
     // NUL-separated, as find -print0 writes.
     std::fs::write(&list, "a/g\0top\0").unwrap();
     for (way, dst) in s.each_way(&[&from, "-0"], &local, "src", |_| {}) {

@@ -751,7 +751,9 @@ fn walk_listed(
             .filter(|&(_, &b)| b == b'/')
             .map(|(i, _)| &path[..i])
             .collect();
-        if prefixes.iter().any(|p| whole.contains(*p)) || whole.contains(path) {
+        // (The top sent whole, `.` listed with -r, holds every path.)
+        let covered = |p: &[u8]| whole.contains(p) || whole.contains(&b""[..]);
+        if prefixes.iter().any(|p| covered(p)) || covered(path) {
             continue;
         }
         for dir in prefixes {

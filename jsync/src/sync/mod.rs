@@ -233,9 +233,9 @@ pub fn server_services(root: PathBuf, read_only: bool) -> Services {
     services(root, read_only, true)
 }
 
-/// [`server_services`]; `confined`: a backup directory a push names must lie
-/// beneath `root` (not so for the in-process peer of a local sync, where
-/// the user may write anywhere).
+/// [`server_services`]; `confined`: the backup and `--*-dest` directories a
+/// push names must lie beneath `root` (not so for the in-process peer of a
+/// local sync, where the user may write anywhere).
 fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
     let give_root = root.clone();
     let glob_root = root.clone();

@@ -952,10 +952,10 @@ enum Plan {
     /// receiver cannot make), or not made in a dry run.
     LeftOut,
     /// Left alone by choice (`--update`, `--ignore-existing`, `--existing`,
-    /// `--max-size`, `--min-size`).
+    /// `--max-size`, `--min-size`; `--compare-dest` found it).
     Skipped,
     Dir,
-    /// How to ask, what changed, and the local file's size.
+    /// How to ask, what changed, and the local file to start from.
     Fetch(WantHow, Change, Local),
 }
 
@@ -1311,6 +1311,9 @@ fn from_alt(
     there: &Meta,
 ) -> std::result::Result<Plan, String> {
     let alts = ctx.alts.as_ref().expect("found in them");
+    if alts.how == AltHow::Compare {
+        return Ok(Plan::Skipped);
+    }
     let copied = Change {
         new: true,
         ..Change::default()
@@ -1321,9 +1324,6 @@ fn from_alt(
             .owner_of(e)
             .is_none_or(|owner| owner == (there.uid, there.gid))
         && (!ctx.opts.xattrs || alts.xattrs(i, rel).is_ok_and(|x| x == e.xattrs));
-    if alts.how == AltHow::Compare {
-        return Ok(Plan::Skipped);
-    }
     if ctx.opts.dry_run {
         if !linkable {
             ctx.item(Update::Created, e, &copied);
