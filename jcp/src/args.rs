@@ -304,14 +304,24 @@ pub struct Cli {
     pub perms: bool,
 
     /// Keep owners: what jcp always does where the receiving side runs as
-    /// root (accepted for rsync habits)
+    /// root, unless --no-owner (accepted for rsync habits)
     #[arg(short = 'o', long)]
     pub owner: bool,
 
+    /// Do not keep owners: the receiving side (as root) leaves an existing
+    /// entry's owner as it is and owns what it makes, as rsync's --no-o
+    /// (for filesystems without owners, say)
+    #[arg(long, visible_alias = "no-o", conflicts_with = "owner")]
+    pub no_owner: bool,
+
     /// Keep groups: what jcp always does where the receiving side runs as
-    /// root (accepted for rsync habits)
+    /// root, unless --no-group (accepted for rsync habits)
     #[arg(short = 'g', long)]
     pub group: bool,
+
+    /// Do not keep groups, as --no-owner for groups (rsync's --no-g)
+    #[arg(long, visible_alias = "no-g", conflicts_with = "group")]
+    pub no_group: bool,
 
     /// Copy device files: what jcp always does (accepted for rsync habits;
     /// devices are made only by a receiving side that runs as root). -D is
@@ -809,6 +819,8 @@ impl Cli {
         };
         sync.remove_source_files = self.remove_source_files;
         sync.max_delete = self.max_delete;
+        sync.owner = !self.no_owner;
+        sync.group = !self.no_group;
         let listing = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1135,6 +1147,10 @@ mod tests {
         let p = plan(&["--delete", "--max-delete", "3", "--mkpath", "a", "b"]).unwrap();
         assert_eq!(p.sync.max_delete, Some(3));
         assert_eq!(plan(&["a", "b"]).unwrap().sync.max_delete, None);
+        let p = plan(&["-a", "--no-o", "--no-group", "a", "b"]).unwrap();
+        assert!(!p.sync.owner && !p.sync.group);
+        let p = plan(&["a", "b"]).unwrap();
+        assert!(p.sync.owner && p.sync.group);
         let alt = plan(&["--link-dest", "../a", "--link-dest", "/b", "a", "b"])
             .unwrap()
             .sync

@@ -1001,3 +1001,62 @@ fn with_checksum_dest_directories_are_compared_by_content() {
         }
     }
 }
+
+/// `--no-owner` and `--no-group` (as root): an entry whose content is up to
+/// date keeps its owner and group, and what is made or replaced belongs to
+/// the receiving user; without them every entry takes the source's.
+#[test]
+fn no_owner_and_no_group_leave_owners_to_the_receiver() {
+    use std::os::unix::fs::{chown, MetadataExt};
+    if !rustix::process::geteuid().is_root() {
+        // Owners are set only as root (checked by the chown test above).
+        return;
+    }
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let src = work.path().join("src");
+    for s in [&src, &root.join("src")] {
+        make_source(s);
+        for f in ["same_stamp.txt", "older_here.txt", "only_there.txt"] {
+            chown(s.join(f), Some(1234), Some(1235)).unwrap();
+        }
+    }
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    for (options, up_to_date, made) in [
+        (&["--no-o", "--no-g"][..], (4321, 4322), (0, 0)),
+        (&["--no-owner"][..], (4321, 1235), (0, 1235)),
+        (&[][..], (1234, 1235), (1234, 1235)),
+    ] {
+        let ways = [
+            ("local", work.path().join("local"), src_arg.clone()),
+            ("push", root.join("dst"), src_arg.clone()),
+            (
+                "pull",
+                work.path().join("pulled"),
+                "127.0.0.1:src/".to_string(),
+            ),
+        ];
+        for (way, dst, from) in ways {
+            make_destination(&dst);
+            // Up to date but for its owner (the quick check passes).
+            chown(dst.join("same_stamp.txt"), Some(4321), Some(4322)).unwrap();
+            let to = match way {
+                "push" => "127.0.0.1:dst".to_string(),
+                _ => dst.display().to_string(),
+            };
+            let what = format!("{way} {options:?}");
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            ok(&srv.jcp(keys.path(), &args), &what);
+            let owner = |f: &str| {
+                let m = std::fs::metadata(dst.join(f)).unwrap();
+                (m.uid(), m.gid())
+            };
+            assert_eq!(owner("same_stamp.txt"), up_to_date, "{what}");
+            assert_eq!(owner("older_here.txt"), made, "{what}: replaced");
+            assert_eq!(owner("only_there.txt"), made, "{what}: new");
+        }
+    }
+}

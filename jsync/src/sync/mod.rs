@@ -146,6 +146,11 @@ pub struct SyncOptions {
     /// With `delete`: delete at most this many entries; the rest are
     /// counted in [`Report::deletes_skipped`] (`--max-delete`).
     pub max_delete: Option<u64>,
+    /// Keep owners (where the receiver runs as root; on by default, as
+    /// rsync's `-a`; `--no-owner` turns it off).
+    pub owner: bool,
+    /// Keep groups (as `owner`; `--no-group`).
+    pub group: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -184,6 +189,8 @@ impl std::fmt::Debug for SyncOptions {
             .field("only", &self.only.as_ref().map(Vec::len))
             .field("recurse_listed", &self.recurse_listed)
             .field("max_delete", &self.max_delete)
+            .field("owner", &self.owner)
+            .field("group", &self.group)
             .finish()
     }
 }
@@ -222,6 +229,8 @@ impl Default for SyncOptions {
             only: None,
             recurse_listed: false,
             max_delete: None,
+            owner: true,
+            group: true,
             progress: Arc::new(NoProgress),
         }
     }
@@ -318,6 +327,8 @@ impl Args {
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
+            format!("owner={}", flag(opts.owner)),
+            format!("group={}", flag(opts.group)),
         ];
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
@@ -428,6 +439,8 @@ impl Args {
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
+                "owner" => out.opts.owner = on,
+                "group" => out.opts.group = on,
                 "only" => {
                     let only = out.opts.only.get_or_insert_with(Vec::new);
                     only.extend(v.split('\n').map(|p| p.as_bytes().to_vec()));
@@ -511,6 +524,8 @@ impl Args {
             side_dirs_confined: remote,
             confirm_placed: self.opts.remove_source_files && !self.opts.dry_run,
             max_delete: self.opts.max_delete,
+            owner: self.opts.owner,
+            group: self.opts.group,
             progress,
         }
     }
@@ -737,6 +752,7 @@ mod tests {
             max_size: Some(10),
             min_size: Some(2),
             max_delete: Some(0),
+            owner: false,
             backup: Some(Backup::new(Some("../old".into()), Some(".1".into())).unwrap()),
             ..SyncOptions::default()
         };
@@ -768,6 +784,7 @@ mod tests {
         assert!(t.safe_links);
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));
+        assert!(!t.owner && t.group);
         assert!(t.side_dirs_confined);
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),

@@ -102,6 +102,10 @@ pub(crate) struct TakeOptions {
     pub confirm_placed: bool,
     /// Delete at most this many entries (`--max-delete`).
     pub max_delete: Option<u64>,
+    /// Keep owners and groups (as root; `--no-owner`, `--no-group` turn
+    /// them off).
+    pub owner: bool,
+    pub group: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -820,17 +824,24 @@ impl Ctx {
     }
 
     /// The local owner and group an entry should get; `None` when owners are
-    /// not ours to set (not root), as rsync skips them silently.
-    fn owner_of(&self, e: &Entry) -> Option<(u32, u32)> {
+    /// not ours to set (not root), as rsync skips them silently, and either
+    /// one `None` where it is not kept (`--no-owner`, `--no-group`; `--chown`
+    /// still gives its own).
+    fn owner_of(&self, e: &Entry) -> Option<(Option<u32>, Option<u32>)> {
         if !self.root {
             return None;
         }
         let o = self.owners.lock().expect("poisoned");
         let (uid, gid) = self.given;
-        Some((
-            uid.unwrap_or_else(|| o.users.get(&e.uid).copied().unwrap_or(e.uid)),
-            gid.unwrap_or_else(|| o.groups.get(&e.gid).copied().unwrap_or(e.gid)),
-        ))
+        let uid = uid.or_else(|| {
+            let kept = o.users.get(&e.uid).copied().unwrap_or(e.uid);
+            self.opts.owner.then_some(kept)
+        });
+        let gid = gid.or_else(|| {
+            let kept = o.groups.get(&e.gid).copied().unwrap_or(e.gid);
+            self.opts.group.then_some(kept)
+        });
+        Some((uid, gid))
     }
 
     /// Whether a job can go in a WANTS: a small file wanted whole, with no
@@ -861,8 +872,8 @@ impl Ctx {
             ..Change::default()
         };
         if let Some((uid, gid)) = self.owner_of(e) {
-            c.owner = here.uid != uid;
-            c.group = here.gid != gid;
+            c.owner = uid.is_some_and(|u| here.uid != u);
+            c.group = gid.is_some_and(|g| here.gid != g);
         }
         if self.opts.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
             c.xattrs = self.fs.xattrs(rel).map(|x| x != e.xattrs).unwrap_or(true);
@@ -879,8 +890,10 @@ impl Ctx {
     ) -> std::result::Result<(), super::fsroot::FsError> {
         if let Some((uid, gid)) = self.owner_of(e) {
             let here = self.fs.lstat(rel)?;
-            if here.is_some_and(|m| m.uid != uid || m.gid != gid) {
-                self.fs.chown(rel, Some(uid), Some(gid))?;
+            let differs =
+                |m: &Meta| uid.is_some_and(|u| m.uid != u) || gid.is_some_and(|g| m.gid != g);
+            if here.is_some_and(|m| differs(&m)) {
+                self.fs.chown(rel, uid, gid)?;
             }
         }
         if self.opts.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
@@ -1320,9 +1333,9 @@ fn from_alt(
     };
     let linkable = alts.how == AltHow::Link
         && (there.mode, there.mtime) == (e.mode, e.mtime)
-        && ctx
-            .owner_of(e)
-            .is_none_or(|owner| owner == (there.uid, there.gid))
+        && ctx.owner_of(e).is_none_or(|(uid, gid)| {
+            uid.is_none_or(|u| u == there.uid) && gid.is_none_or(|g| g == there.gid)
+        })
         && (!ctx.opts.xattrs || alts.xattrs(i, rel).is_ok_and(|x| x == e.xattrs));
     if ctx.opts.dry_run {
         if !linkable {
@@ -2359,10 +2372,9 @@ fn placed(
 /// into place (the owner first: chown clears setuid bits and capabilities; the
 /// mode follows in the commit).
 fn finish_file(ctx: &Ctx, temp: &TempFile, e: &Entry) -> std::result::Result<(), String> {
-    if let Some((uid, gid)) = ctx.owner_of(e) {
+    if let Some((uid, gid)) = ctx.owner_of(e).filter(|(u, g)| u.is_some() || g.is_some()) {
         // Always: a new file's group may be its directory's (setgid), not ours.
-        temp.set_owner(Some(uid), Some(gid))
-            .map_err(|err| err.to_string())?;
+        temp.set_owner(uid, gid).map_err(|err| err.to_string())?;
     }
     if ctx.opts.xattrs {
         super::fsroot::fset_xattrs(&temp.file, &e.xattrs)
