@@ -433,7 +433,7 @@ pub enum Direction {
 /// Which paths beneath each source are sent (rsync's `-R` and
 /// `--files-from`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listing {
+pub enum Selection {
     /// The whole source, placed by its name (without `-R`).
     Whole,
     /// The source's path is kept (`-R`): from `/./`, or all of it.
@@ -442,17 +442,17 @@ pub enum Listing {
     Paths(Vec<Vec<u8>>),
 }
 
-impl Listing {
+impl Selection {
     /// The directory a source's paths are taken beneath, and the paths,
     /// for a source typed as `path` (a local path, or a server's path);
-    /// `None` without a listing. Without `/./` a relative `-R` path is taken
+    /// `None` for the whole source. Without `/./` a relative `-R` path is taken
     /// beneath the current directory (a server's root for a pull), an
     /// absolute one beneath `/`.
     pub fn split(&self, path: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
         match self {
-            Listing::Whole => None,
-            Listing::Paths(paths) => Some((path.to_vec(), paths.clone())),
-            Listing::Relative => {
+            Selection::Whole => None,
+            Selection::Paths(paths) => Some((path.to_vec(), paths.clone())),
+            Selection::Relative => {
                 let marker = path.windows(3).position(|w| w == b"/./");
                 let (root, rest) = match marker {
                     Some(i) => (path[..i].to_vec(), &path[i + 3..]),
@@ -469,7 +469,7 @@ impl Listing {
 
 /// Reads a `--files-from` list: one path per line (per NUL with
 /// `--from0`), blank entries and those starting with `#` or `;` skipped.
-fn read_listing(file: &std::path::Path, from0: bool) -> Result<Vec<Vec<u8>>, UsageError> {
+fn read_files_from(file: &std::path::Path, from0: bool) -> Result<Vec<Vec<u8>>, UsageError> {
     let data = if file == std::path::Path::new("-") {
         let mut v = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map(|_| v)
@@ -508,7 +508,7 @@ pub enum ShowProgress {
 pub struct Plan {
     pub direction: Direction,
     /// `-R` or `--files-from`: what of each source is sent.
-    pub listing: Listing,
+    pub selection: Selection,
     /// A listing (`--list-only`) goes into directories (`-r`, `-a`).
     pub list_recursive: bool,
     pub port: u16,
@@ -821,7 +821,7 @@ impl Cli {
         sync.max_delete = self.max_delete;
         sync.owner = !self.no_owner;
         sync.group = !self.no_group;
-        let listing = match &self.files_from {
+        let selection = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
                     return Err(UsageError(
@@ -829,13 +829,13 @@ impl Cli {
                     ));
                 }
                 sync.recurse_listed = self.recursive;
-                Listing::Paths(read_listing(file, self.from0)?)
+                Selection::Paths(read_files_from(file, self.from0)?)
             }
             None if self.relative => {
                 sync.recurse_listed = true;
-                Listing::Relative
+                Selection::Relative
             }
-            None => Listing::Whole,
+            None => Selection::Whole,
         };
         use jsync::sync::{AltDest, AltHow};
         for (how, dirs) in [
@@ -868,7 +868,7 @@ impl Cli {
         };
         Ok(Plan {
             direction,
-            listing,
+            selection,
             list_recursive: self.recursive || self.archive,
             port: self.port,
             transport: if self.quic {
@@ -1205,7 +1205,7 @@ mod tests {
 
     #[test]
     fn relative_paths_split_at_the_marker() {
-        let r = Listing::Relative;
+        let r = Selection::Relative;
         let split = |p: &str| {
             let (root, only) = r.split(p.as_bytes()).unwrap();
             (
@@ -1217,8 +1217,8 @@ mod tests {
         assert_eq!(split("/etc/hosts"), ("/".into(), "/etc/hosts".into()));
         assert_eq!(split("/srv/./a/b/"), ("/srv".into(), "a/b".into()));
         assert_eq!(split("x/./"), ("x".into(), "".into()));
-        assert!(Listing::Whole.split(b"a").is_none());
-        let list = Listing::Paths(vec![b"p".to_vec()]);
+        assert!(Selection::Whole.split(b"a").is_none());
+        let list = Selection::Paths(vec![b"p".to_vec()]);
         assert_eq!(
             list.split(b"src"),
             Some((b"src".to_vec(), vec![b"p".to_vec()]))
@@ -1229,21 +1229,21 @@ mod tests {
     fn files_from_lists_skip_blanks_and_comments() {
         let t = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(t.path(), "a\r\n\n# c\n; c\nb c\n").unwrap();
-        let got = read_listing(t.path(), false).unwrap();
+        let got = read_files_from(t.path(), false).unwrap();
         assert_eq!(got, [b"a".to_vec(), b"b c".to_vec()]);
         std::fs::write(t.path(), "a\nb\0#c\0\0d").unwrap();
-        let got = read_listing(t.path(), true).unwrap();
+        let got = read_files_from(t.path(), true).unwrap();
         assert_eq!(got, [b"a\nb".to_vec(), b"d".to_vec()]);
-        assert!(read_listing(std::path::Path::new("/nonexistent/list"), false).is_err());
+        assert!(read_files_from(std::path::Path::new("/nonexistent/list"), false).is_err());
         let p = plan(&["-r", "--files-from", t.path().to_str().unwrap(), "a", "b"]).unwrap();
-        assert!(p.sync.recurse_listed && matches!(p.listing, Listing::Paths(_)));
+        assert!(p.sync.recurse_listed && matches!(p.selection, Selection::Paths(_)));
         let p = plan(&["-a", "--files-from", t.path().to_str().unwrap(), "a", "b"]).unwrap();
         assert!(
             !p.sync.recurse_listed,
-            "-a alone does not recurse a listing"
+            "-a alone does not recurse into the listed directories"
         );
         let p = plan(&["-R", "a", "b"]).unwrap();
-        assert!(p.sync.recurse_listed && p.listing == Listing::Relative);
+        assert!(p.sync.recurse_listed && p.selection == Selection::Relative);
     }
 
     #[test]

@@ -132,7 +132,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Local { srcs, dst } => {
             srcs.iter().try_for_each(|s| check_source(s))?;
             for src in srcs {
-                let (root, opts) = local_listing(plan, src, &opts);
+                let (root, opts) = local_selection(plan, src, &opts);
                 let r = jsync::sync::local(&root, dst, &opts)
                     .await
                     .with_context(|| {
@@ -146,7 +146,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             let link = connect(plan, &dst.address(plan.port)).await?;
             let result = async {
                 for src in srcs {
-                    let (root, opts) = local_listing(plan, src, &opts);
+                    let (root, opts) = local_selection(plan, src, &opts);
                     let r = jsync::sync::push(&link, &root, &dst.path, &opts)
                         .await
                         .with_context(|| format!("cannot copy {} to {dst}", src.display()))?;
@@ -161,7 +161,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::ListLocal { srcs } => {
             srcs.iter().try_for_each(|s| check_source(s))?;
             for src in srcs {
-                let (root, opts) = local_listing(plan, src, &opts);
+                let (root, opts) = local_selection(plan, src, &opts);
                 let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
                     .await
                     .with_context(|| format!("cannot list {}", src.display()))?;
@@ -172,7 +172,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
                 for src in &expand_wildcards(&link, srcs, false).await? {
-                    let (path, opts) = remote_listing(plan, &src.path, &opts);
+                    let (path, opts) = remote_selection(plan, &src.path, &opts);
                     let listed = jsync::sync::list(&link, &path, &opts, plan.list_recursive)
                         .await
                         .with_context(|| format!("cannot list {src}"))?;
@@ -195,7 +195,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     dst.clone()
                 };
                 for src in &srcs {
-                    let (path, opts) = remote_listing(plan, &src.path, &opts);
+                    let (path, opts) = remote_selection(plan, &src.path, &opts);
                     let r = jsync::sync::pull(&link, &path, dst, &opts)
                         .await
                         .with_context(|| format!("cannot copy {src} to {}", dst.display()))?;
@@ -261,10 +261,10 @@ fn print_listing(listed: jsync::sync::Listing, report: &mut Report) {
     report.vanished.extend(listed.vanished);
 }
 
-/// [`local_listing`] for a server's source: the path to name to it, and the
+/// [`local_selection`] for a server's source: the path to name to it, and the
 /// options (the server's root stands for `/`).
-fn remote_listing(plan: &Plan, path: &str, opts: &SyncOptions) -> (String, SyncOptions) {
-    match plan.listing.split(path.as_bytes()) {
+fn remote_selection(plan: &Plan, path: &str, opts: &SyncOptions) -> (String, SyncOptions) {
+    match plan.selection.split(path.as_bytes()) {
         Some((root, only)) => {
             let mut opts = opts.clone();
             opts.only = Some(only);
@@ -278,9 +278,9 @@ fn remote_listing(plan: &Plan, path: &str, opts: &SyncOptions) -> (String, SyncO
 /// With `-R` or `--files-from`, the directory a local source's paths are
 /// taken beneath (the current one for a relative `-R` path without `/./`),
 /// and options that list the paths.
-fn local_listing(plan: &Plan, src: &Path, opts: &SyncOptions) -> (PathBuf, SyncOptions) {
+fn local_selection(plan: &Plan, src: &Path, opts: &SyncOptions) -> (PathBuf, SyncOptions) {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    match plan.listing.split(src.as_os_str().as_bytes()) {
+    match plan.selection.split(src.as_os_str().as_bytes()) {
         Some((root, only)) => {
             let root = if root.is_empty() {
                 PathBuf::from(".")

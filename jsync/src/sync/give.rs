@@ -53,7 +53,7 @@ pub(crate) struct GiveSpec {
     /// beneath the root (a server's).
     pub follow_anywhere: bool,
     /// Only these paths beneath the base, each with the directories that
-    /// lead to it ([`GiveSpec::listing`]); sorted, normalized.
+    /// lead to it ([`GiveSpec::select`]); sorted, normalized.
     pub only: Option<Vec<Vec<u8>>>,
 }
 
@@ -157,7 +157,7 @@ impl GiveSpec {
     /// each with the directories that lead to it. Paths are taken as
     /// relative (leading slashes dropped, as rsync does); one that climbs
     /// out with `..` is refused.
-    pub(crate) fn listing(mut self, paths: &[Vec<u8>]) -> Result<GiveSpec> {
+    pub(crate) fn select(mut self, paths: &[Vec<u8>]) -> Result<GiveSpec> {
         if self.source.kind != EntryKind::Dir {
             return Err(Error::Fs(format!(
                 "{}: not a directory (-R and --files-from paths are taken beneath one)",
@@ -299,7 +299,7 @@ pub(crate) struct GiveOptions {
     /// Remove what the receiver says it has in place
     /// (`--remove-source-files`).
     pub remove_source: bool,
-    /// Send what a directory of a listing holds (`-R`; `--files-from`
+    /// Send what a selected directory holds (`-R`; `--files-from`
     /// with `-r`).
     pub recurse_listed: bool,
     pub progress: Arc<dyn Progress>,
@@ -633,7 +633,7 @@ impl<'a> Handoff<'a> {
 fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     let mut send = |item| out.push(item);
     if let Some(paths) = &spec.only {
-        return walk_listed(spec, opts, paths, opts.recurse_listed, &mut send);
+        return walk_selected(spec, opts, paths, opts.recurse_listed, &mut send);
     }
     let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
@@ -721,12 +721,12 @@ fn descend(
     }
 }
 
-/// The walk of a [`GiveSpec::listing`]: each listed path after the
+/// The walk of a selection ([`GiveSpec::select`]): each listed path after the
 /// directories that lead to it (each sent once, marked unlisted: the
 /// receiver deletes nothing in them), and with `recurse` what a listed
 /// directory holds (otherwise it too is unlisted). Paths a directory sent
 /// whole already holds are not sent again.
-fn walk_listed(
+fn walk_selected(
     spec: &GiveSpec,
     opts: &GiveOptions,
     paths: &[Vec<u8>],
@@ -760,7 +760,7 @@ fn walk_listed(
             if sent_dirs.contains(dir) {
                 continue;
             }
-            match listed_entry(spec, opts, dir, &mut links) {
+            match selected_entry(spec, opts, dir, &mut links) {
                 Ok((WalkItem::Entry(mut e), m)) if m.kind == Kind::Dir => {
                     e.unlisted = true;
                     sent_dirs.insert(dir.to_vec());
@@ -784,7 +784,7 @@ fn walk_listed(
             }
         }
         let excluded = |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded(path, is_dir);
-        let (item, m) = match listed_entry(spec, opts, path, &mut links) {
+        let (item, m) = match selected_entry(spec, opts, path, &mut links) {
             Ok(found) => found,
             Err(why) => {
                 if !send(WalkItem::Error(path.clone(), why)) {
@@ -837,9 +837,9 @@ fn walk_listed(
     }
 }
 
-/// The entry for `path` (relative to the base) of a listing, and what it
+/// The entry for `path` (relative to the base) of a selection, and what it
 /// is; or why there is none.
-fn listed_entry(
+fn selected_entry(
     spec: &GiveSpec,
     opts: &GiveOptions,
     path: &[u8],

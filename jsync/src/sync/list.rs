@@ -51,7 +51,7 @@ pub async fn list_local(src: &Path, opts: &SyncOptions, recursive: bool) -> Resu
         async move {
             let mut spec = GiveSpec::local(&src, copy_links)?;
             if let Some(only) = &only {
-                spec = spec.listing(only)?;
+                spec = spec.select(only)?;
             }
             give::give(peer, spec, give_opts).await?;
             Ok(())

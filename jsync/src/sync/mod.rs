@@ -262,7 +262,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
                 let mut spec = GiveSpec::in_root(fs, &args.path, args.opts.copy_links)?;
                 if let Some(only) = &args.opts.only {
-                    spec = spec.listing(only)?;
+                    spec = spec.select(only)?;
                 }
                 let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
                 tracing::info!(path = %args.path, files = stats.files_transferred, "pull served");
@@ -364,7 +364,7 @@ impl Args {
     }
 
     /// [`Args::encode`] for the sender's service (GIVE): with the paths of
-    /// a listing, newline-separated in arguments of at most
+    /// a selection (`-R`, `--files-from`), newline-separated in arguments of at most
     /// [`proto::MAX_ARG`] bytes. Paths must be UTF-8 without newlines.
     fn encode_give(path: &str, opts: &SyncOptions) -> Result<Vec<String>> {
         let mut out = Args::encode(path, opts);
@@ -568,7 +568,7 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
     let wire0 = link.wire_bytes();
     let mut spec = GiveSpec::local(src, opts.copy_links)?;
     if let Some(only) = &opts.only {
-        spec = spec.listing(only)?;
+        spec = spec.select(only)?;
     }
     let peer = link.start(TAKE, &Args::encode(dst, opts)).await?;
     let args = Args::parse(&Args::encode(dst, opts)).map_err(|e| Error::Usage(e.to_string()))?;
@@ -823,7 +823,7 @@ mod tests {
         assert!(Args::parse(&mixed).is_err());
         let checksum = ["p".into(), "checksum=1".into(), "link-dest=a".into()];
         assert!(Args::parse(&checksum).is_ok_and(|a| a.opts.checksum && a.opts.alt_dest.is_some()));
-        // A listing goes to the sender in arguments of bounded size.
+        // A selection goes to the sender in arguments of bounded size.
         let long = vec![b'x'; 1000];
         let listed = SyncOptions {
             only: Some(

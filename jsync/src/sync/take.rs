@@ -378,7 +378,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                 .filter(|(r, e)| !fresh.0.contains(r.as_bytes()) && !e.unlisted)
                 .map(|(r, _)| r.clone())
                 .collect();
-            // (A listing's top is not listed, and nothing in it is deleted.)
+            // (A selection's top is not listed, and nothing in it is deleted.)
             if source.kind == EntryKind::Dir
                 && !source.listed
                 && !dirs.iter().any(|(r, _)| r == &base)
