@@ -81,6 +81,12 @@ pub struct Cli {
     #[arg(short = 'I', long)]
     pub ignore_times: bool,
 
+    /// Count modification times at most NUM seconds apart as the same, as
+    /// rsync's --modify-window (1 for FAT's two-second times); 0, the
+    /// default: to the nanosecond
+    #[arg(short = '@', long, value_name = "NUM")]
+    pub modify_window: Option<u64>,
+
     /// Take files of the same size as up to date, whatever their modification
     /// times (which are still brought over, with the mode)
     #[arg(long, conflicts_with_all = ["checksum", "ignore_times"])]
@@ -820,6 +826,7 @@ impl Cli {
         sync.remove_source_files = self.remove_source_files;
         sync.max_delete = self.max_delete;
         sync.owner = !self.no_owner;
+        sync.modify_window = self.modify_window.unwrap_or(0);
         sync.group = !self.no_group;
         let selection = match &self.files_from {
             Some(file) => {
@@ -1151,6 +1158,15 @@ mod tests {
         assert!(!p.sync.owner && !p.sync.group);
         let p = plan(&["a", "b"]).unwrap();
         assert!(p.sync.owner && p.sync.group);
+        assert_eq!(p.sync.modify_window, 0);
+        assert_eq!(plan(&["-@", "1", "a", "b"]).unwrap().sync.modify_window, 1);
+        assert_eq!(
+            plan(&["--modify-window=2", "a", "b"])
+                .unwrap()
+                .sync
+                .modify_window,
+            2
+        );
         let alt = plan(&["--link-dest", "../a", "--link-dest", "/b", "a", "b"])
             .unwrap()
             .sync

@@ -6,7 +6,7 @@
 //! each option locally, pushed to a jsrv and pulled from it, against one
 //! destination state.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use filetime::FileTime;
@@ -805,21 +805,8 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
     let src_arg = format!("{}/", src.display());
     let same = ["same_size.txt", "new_dir/inner.txt", "linked_a"];
     for how in ["--link-dest", "--copy-dest", "--compare-dest"] {
-        let ways = [
-            ("local", work.path().join("local"), src_arg.clone()),
-            ("push", root.join("dst"), src_arg.clone()),
-            (
-                "pull",
-                work.path().join("pulled"),
-                "127.0.0.1:src/".to_string(),
-            ),
-        ];
-        for (way, dst, from) in ways {
+        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
             let _ = std::fs::remove_dir_all(&dst);
-            let to = match way {
-                "push" => "127.0.0.1:dst".to_string(),
-                _ => dst.display().to_string(),
-            };
             let what = format!("{way} {how}");
             let args = [how, "../nowhere", how, "../prev", "--stats", &from, &to];
             let out = srv.jcp(keys.path(), &args);
@@ -889,21 +876,8 @@ fn max_delete_stops_deleting_at_the_limit() {
     // make_destination leaves three entries the source lacks.
     let extra = ["earlier.txt~", "extra.txt", "extra_dir"];
     for (max, code, left) in [("1", 25, 2), ("0", 25, 3), ("3", 0, 0)] {
-        let ways = [
-            ("local", work.path().join("local"), src_arg.clone()),
-            ("push", root.join("dst"), src_arg.clone()),
-            (
-                "pull",
-                work.path().join("pulled"),
-                "127.0.0.1:src/".to_string(),
-            ),
-        ];
-        for (way, dst, from) in ways {
+        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
             make_destination(&dst);
-            let to = match way {
-                "push" => "127.0.0.1:dst".to_string(),
-                _ => dst.display().to_string(),
-            };
             let what = format!("{way} --max-delete {max}");
             let out = srv.jcp(keys.path(), &["--delete", "--max-delete", max, &from, &to]);
             let shown = jsync_tests::bins::describe(&out);
@@ -963,21 +937,8 @@ fn with_checksum_dest_directories_are_compared_by_content() {
     }
     let src_arg = format!("{}/", src.display());
     for how in ["--link-dest", "--copy-dest", "--compare-dest"] {
-        let ways = [
-            ("local", work.path().join("local"), src_arg.clone()),
-            ("push", root.join("dst"), src_arg.clone()),
-            (
-                "pull",
-                work.path().join("pulled"),
-                "127.0.0.1:src/".to_string(),
-            ),
-        ];
-        for (way, dst, from) in ways {
+        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
             let _ = std::fs::remove_dir_all(&dst);
-            let to = match way {
-                "push" => "127.0.0.1:dst".to_string(),
-                _ => dst.display().to_string(),
-            };
             let what = format!("{way} -c {how}");
             ok(
                 &srv.jcp(keys.path(), &["-c", how, "../prev", &from, &to]),
@@ -1029,23 +990,10 @@ fn no_owner_and_no_group_leave_owners_to_the_receiver() {
         (&["--no-owner"][..], (4321, 1235), (0, 1235)),
         (&[][..], (1234, 1235), (1234, 1235)),
     ] {
-        let ways = [
-            ("local", work.path().join("local"), src_arg.clone()),
-            ("push", root.join("dst"), src_arg.clone()),
-            (
-                "pull",
-                work.path().join("pulled"),
-                "127.0.0.1:src/".to_string(),
-            ),
-        ];
-        for (way, dst, from) in ways {
+        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
             make_destination(&dst);
             // Up to date but for its owner (the quick check passes).
             chown(dst.join("same_stamp.txt"), Some(4321), Some(4322)).unwrap();
-            let to = match way {
-                "push" => "127.0.0.1:dst".to_string(),
-                _ => dst.display().to_string(),
-            };
             let what = format!("{way} {options:?}");
             let mut args = options.to_vec();
             args.extend([from.as_str(), to.as_str()]);
@@ -1057,6 +1005,65 @@ fn no_owner_and_no_group_leave_owners_to_the_receiver() {
             assert_eq!(owner("same_stamp.txt"), up_to_date, "{what}");
             assert_eq!(owner("older_here.txt"), made, "{what}: replaced");
             assert_eq!(owner("only_there.txt"), made, "{what}: new");
+        }
+    }
+}
+
+/// The three ways each option is tried: locally, pushed to a jsrv serving
+/// `root` (into `root/dst`) and pulled from it (`root/src/`); each with its
+/// destination directory and its source and destination operands.
+fn ways(work: &Path, root: &Path, src_arg: &str) -> [(&'static str, PathBuf, String, String); 3] {
+    let (local, pulled) = (work.join("local"), work.join("pulled"));
+    let shown = |p: &Path| p.display().to_string();
+    [
+        ("local", local.clone(), src_arg.to_string(), shown(&local)),
+        (
+            "push",
+            root.join("dst"),
+            src_arg.to_string(),
+            "127.0.0.1:dst".into(),
+        ),
+        (
+            "pull",
+            pulled.clone(),
+            "127.0.0.1:src/".into(),
+            shown(&pulled),
+        ),
+    ]
+}
+
+/// `--modify-window 1`: a file of the same size whose time is a second off
+/// (as FAT keeps times) counts as up to date and is left as it is, time
+/// included; without it the file is compared and replaced.
+#[test]
+fn modify_window_takes_close_times_as_the_same() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let src = work.path().join("src");
+    for s in [&src, &root.join("src")] {
+        make_source(s);
+        put(&s.join("coarse.txt"), b"new!", T + 601);
+    }
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    for (options, kept) in [(&["--modify-window", "1"][..], true), (&[][..], false)] {
+        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
+            make_destination(&dst);
+            put(&dst.join("coarse.txt"), b"old!", T + 600);
+            let what = format!("{way} {options:?}");
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            ok(&srv.jcp(keys.path(), &args), &what);
+            let (data, t): (&[u8], i64) = if kept {
+                (b"old!", T + 600)
+            } else {
+                (b"new!", T + 601)
+            };
+            holds(&dst, "coarse.txt", Some(data), &what);
+            assert_eq!(mtime(&dst.join("coarse.txt")), t, "{what}");
+            // Times further apart are still told apart.
+            check(&dst, &source_state(), &what);
         }
     }
 }

@@ -124,13 +124,20 @@ impl Alts {
     /// entry `e`: the first of the same size and time (with `by_size`, the
     /// first of the same size: its content is compared next), else the
     /// first regular file. Unreadable places count as nothing there.
-    pub(crate) fn find(&self, rel: &RelPath, e: &Entry, by_size: bool) -> Option<Found> {
+    pub(crate) fn find(
+        &self,
+        rel: &RelPath,
+        e: &Entry,
+        by_size: bool,
+        window: u64,
+    ) -> Option<Found> {
         let at = self.map.under_dest(rel);
         let mut basis = None;
         for (i, dir) in self.dirs.iter().enumerate() {
             match dir.lstat(&at) {
                 Ok(Some(m)) if m.kind == Kind::File => {
-                    if m.size == e.size && (by_size || m.mtime == e.mtime) {
+                    if m.size == e.size && (by_size || super::same_mtime(m.mtime, e.mtime, window))
+                    {
                         return Some(Found::Same(i, m));
                     }
                     basis.get_or_insert(Found::Basis(i, m));
@@ -246,18 +253,21 @@ mod tests {
         };
         // a/f has the size but (maybe) not the time of b/f: b/f wins.
         std::fs::write(t.path().join("a/f"), b"othe").unwrap();
-        assert!(matches!(alts.find(&f, &e, false), Some(Found::Same(1, _))));
+        assert!(matches!(
+            alts.find(&f, &e, false, 0),
+            Some(Found::Same(1, _))
+        ));
         let changed = Entry { mtime: (1, 0), ..e };
         assert!(matches!(
-            alts.find(&f, &changed, false),
+            alts.find(&f, &changed, false, 0),
             Some(Found::Basis(0, _))
         ));
         // With -c the size is enough to compare the content.
         assert!(matches!(
-            alts.find(&f, &changed, true),
+            alts.find(&f, &changed, true, 0),
             Some(Found::Same(1, _))
         ));
         let missing = FsRoot::check(b"nothing").unwrap();
-        assert!(alts.find(&missing, &changed, false).is_none());
+        assert!(alts.find(&missing, &changed, false, 0).is_none());
     }
 }

@@ -151,6 +151,10 @@ pub struct SyncOptions {
     pub owner: bool,
     /// Keep groups (as `owner`; `--no-group`).
     pub group: bool,
+    /// Modification times this many seconds apart count as the same
+    /// (`--modify-window`, for filesystems that keep coarse times, as FAT's
+    /// two seconds); 0: to the nanosecond.
+    pub modify_window: u64,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -191,6 +195,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("max_delete", &self.max_delete)
             .field("owner", &self.owner)
             .field("group", &self.group)
+            .field("modify_window", &self.modify_window)
             .finish()
     }
 }
@@ -231,6 +236,7 @@ impl Default for SyncOptions {
             max_delete: None,
             owner: true,
             group: true,
+            modify_window: 0,
             progress: Arc::new(NoProgress),
         }
     }
@@ -328,6 +334,7 @@ impl Args {
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
             format!("owner={}", flag(opts.owner)),
+            format!("modify_window={}", opts.modify_window),
             format!("group={}", flag(opts.group)),
         ];
         if !opts.chmod.is_empty() {
@@ -440,6 +447,7 @@ impl Args {
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
                 "owner" => out.opts.owner = on,
+                "modify_window" => out.opts.modify_window = v.parse()?,
                 "group" => out.opts.group = on,
                 "only" => {
                     let only = out.opts.only.get_or_insert_with(Vec::new);
@@ -526,6 +534,7 @@ impl Args {
             max_delete: self.opts.max_delete,
             owner: self.opts.owner,
             group: self.opts.group,
+            modify_window: self.opts.modify_window,
             progress,
         }
     }
@@ -610,6 +619,16 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     let report = push(&a, src, &dst_rel, opts).await;
     a.close("done").await;
     report
+}
+
+/// Whether two modification times count as the same: to the nanosecond, or
+/// with a `--modify-window` of `window` seconds, whole seconds at most that
+/// far apart (as rsync compares them).
+pub(crate) fn same_mtime(a: (i64, u32), b: (i64, u32), window: u64) -> bool {
+    match window {
+        0 => a == b,
+        w => a.0.abs_diff(b.0) <= w,
+    }
 }
 
 /// Whether a destination as typed ends in `/`: a directory ([`TakeSpec::dir`]).
@@ -753,6 +772,7 @@ mod tests {
             min_size: Some(2),
             max_delete: Some(0),
             owner: false,
+            modify_window: 2,
             backup: Some(Backup::new(Some("../old".into()), Some(".1".into())).unwrap()),
             ..SyncOptions::default()
         };
@@ -785,6 +805,7 @@ mod tests {
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));
         assert!(!t.owner && t.group);
+        assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),

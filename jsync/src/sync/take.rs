@@ -106,6 +106,9 @@ pub(crate) struct TakeOptions {
     /// them off).
     pub owner: bool,
     pub group: bool,
+    /// Seconds apart that modification times may be and count as the same
+    /// (`--modify-window`; 0: exact).
+    pub modify_window: u64,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -779,6 +782,11 @@ struct Owners {
 }
 
 impl Ctx {
+    /// Whether two modification times count as the same (`--modify-window`).
+    fn same_mtime(&self, a: (i64, u32), b: (i64, u32)) -> bool {
+        super::same_mtime(a, b, self.opts.modify_window)
+    }
+
     /// Entry `index` is in place: the sender may remove its source
     /// (`--remove-source-files`).
     fn placed(&self, index: u64) {
@@ -867,7 +875,7 @@ impl Ctx {
     /// What differs in attributes between what is here and the entry.
     fn attr_change(&self, rel: &RelPath, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
-            time: here.mtime != e.mtime,
+            time: !self.same_mtime(here.mtime, e.mtime),
             perms: here.mode != e.mode && here.kind != Kind::Symlink,
             ..Change::default()
         };
@@ -1031,6 +1039,8 @@ pub(crate) struct Skips {
     pub existing: bool,
     pub max_size: Option<u64>,
     pub min_size: Option<u64>,
+    /// `--modify-window`: for `-u`, times this close are the same.
+    pub window: u64,
 }
 
 impl Skips {
@@ -1042,6 +1052,7 @@ impl Skips {
             existing: o.existing,
             max_size: o.max_size,
             min_size: o.min_size,
+            window: o.modify_window,
         }
     }
 
@@ -1064,7 +1075,8 @@ impl Skips {
                     || (self.update
                         && m.kind == Kind::File
                         && e.kind == EntryKind::File
-                        && m.mtime > e.mtime)
+                        && m.mtime > e.mtime
+                        && !super::same_mtime(m.mtime, e.mtime, self.window))
             }
         }
     }
@@ -1180,7 +1192,7 @@ fn plan(
             let change = match &here {
                 Some(m) if m.kind == Kind::Symlink => Change {
                     content: true,
-                    time: m.mtime != e.mtime,
+                    time: !ctx.same_mtime(m.mtime, e.mtime),
                     ..Change::default()
                 },
                 _ => new,
@@ -1247,7 +1259,7 @@ fn plan(
                 None => match ctx
                     .alts
                     .as_ref()
-                    .and_then(|a| a.find(rel, e, ctx.opts.checksum))
+                    .and_then(|a| a.find(rel, e, ctx.opts.checksum, ctx.opts.modify_window))
                 {
                     // With -c, the content is compared first.
                     Some(Found::Same(i, m)) if ctx.opts.checksum => {
@@ -1272,7 +1284,7 @@ fn plan(
                 }
                 Some(m)
                     if m.size == e.size
-                        && (m.mtime == e.mtime || ctx.opts.size_only)
+                        && (ctx.same_mtime(m.mtime, e.mtime) || ctx.opts.size_only)
                         && !ctx.opts.checksum =>
                 {
                     let c = ctx.attr_change(rel, m, e);
@@ -1332,7 +1344,8 @@ fn from_alt(
         ..Change::default()
     };
     let linkable = alts.how == AltHow::Link
-        && (there.mode, there.mtime) == (e.mode, e.mtime)
+        && there.mode == e.mode
+        && ctx.same_mtime(there.mtime, e.mtime)
         && ctx.owner_of(e).is_none_or(|(uid, gid)| {
             uid.is_none_or(|u| u == there.uid) && gid.is_none_or(|g| g == there.gid)
         })
@@ -1383,7 +1396,9 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     // The first name must hold the new content: if its transfer failed, linking
     // to what is there would give this name stale data.
     let leader_ok = matches!(&there, Ok(Some(m))
-        if m.kind == Kind::File && m.size == leader_entry.size && m.mtime == leader_entry.mtime);
+        if m.kind == Kind::File
+            && m.size == leader_entry.size
+            && ctx.same_mtime(m.mtime, leader_entry.mtime));
     if !leader_ok && !ctx.opts.dry_run {
         // A first name --compare-dest left out (after comparing its
         // content, -c) leaves out its other names too.
@@ -2159,7 +2174,7 @@ fn apply_same(
     };
     let mut c = c;
     c.perms = here.mode != meta.mode;
-    c.time = here.mtime != meta.mtime;
+    c.time = !ctx.same_mtime(here.mtime, meta.mtime);
     match by_fd {
         Some(k) => {
             if c.time {
