@@ -191,9 +191,60 @@ pub fn succeeded(out: &Output, what: &str) -> Result<(), String> {
     }
 }
 
+/// Panics with the output unless the run exited with `code` and said
+/// `needle` on stderr.
+pub fn assert_fails(out: &Output, code: i32, needle: &str, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(code) || !err.contains(needle) {
+        panic!(
+            "{what}: expected exit {code} and {needle:?} on stderr: {}",
+            describe(out)
+        );
+    }
+}
+
 /// Panics with the output unless the run exited with 0.
 pub fn assert_ok(out: &Output, what: &str) {
     if let Err(e) = succeeded(out, what) {
         panic!("{e}");
+    }
+}
+
+/// A source made twice, locally (`work/src`) and on a jsrv serving `root`
+/// (as `root/src`), with the server and its keys: for running one command
+/// locally, pushed and pulled.
+#[derive(Debug)]
+pub struct Sources {
+    pub keys: crate::Keys,
+    pub work: tempfile::TempDir,
+    pub root: PathBuf,
+    pub srv: Jsrv,
+}
+
+impl Sources {
+    /// `make` builds the source in the directory it is given.
+    pub fn new(make: impl Fn(&std::path::Path)) -> Sources {
+        let keys = crate::Keys::new();
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        make(&root.join("src"));
+        make(&work.path().join("src"));
+        let srv = Jsrv::start(keys.path(), &root, &[]);
+        Sources {
+            keys,
+            work,
+            root,
+            srv,
+        }
+    }
+
+    /// The local source.
+    pub fn src(&self) -> PathBuf {
+        self.work.path().join("src")
+    }
+
+    /// The local source's contents as an operand (`work/src/`).
+    pub fn src_arg(&self) -> String {
+        format!("{}/", self.src().display())
     }
 }

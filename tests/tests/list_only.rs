@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use filetime::FileTime;
-use jsync_tests::bins::{assert_ok as ok, describe, run, Jsrv};
+use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, run, Jsrv};
 use jsync_tests::Keys;
 
 /// 2024-01-01 00:00:00 UTC.
@@ -77,8 +77,7 @@ fn a_source_is_listed_as_rsync_lists_it() {
     );
     // Nothing is copied anywhere, and nothing there fails the run.
     let out = srv.jcp(keys.path(), &["127.0.0.1:missing"]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    fails(&out, 1, "missing", "a server's missing source");
     let out = run("jcp", &[work.path().join("missing").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    fails(&out, 1, "missing", "a missing local source");
 }

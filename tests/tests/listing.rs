@@ -5,9 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use jsync_tests::bins::{assert_ok as ok, describe, Jsrv};
+use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, Sources};
 use jsync_tests::tree::files_in;
-use jsync_tests::Keys;
 
 fn make_source(src: &Path) {
     for (path, data) in [
@@ -23,29 +22,19 @@ fn make_source(src: &Path) {
     }
 }
 
-/// A server serving `root` (which holds the source as `src/`), the local
-/// source `work/src`, and the keys.
-struct Setup {
-    keys: Keys,
-    work: tempfile::TempDir,
-    root: PathBuf,
-    srv: Jsrv,
+/// The sources of these tests, made by [`make_source`].
+struct Setup(Sources);
+
+impl std::ops::Deref for Setup {
+    type Target = Sources;
+    fn deref(&self) -> &Sources {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Setup {
-        let keys = Keys::new();
-        let work = tempfile::tempdir().unwrap();
-        let root = work.path().join("root");
-        make_source(&root.join("src"));
-        make_source(&work.path().join("src"));
-        let srv = Jsrv::start(keys.path(), &root, &[]);
-        Setup {
-            keys,
-            work,
-            root,
-            srv,
-        }
+        Setup(Sources::new(make_source))
     }
 
     /// Runs `jcp OPTIONS SRC DST` locally, pushed and pulled, where the
@@ -176,19 +165,18 @@ fn listed_paths_stay_beneath_the_source_and_take_one_source() {
     let dst = s.work.path().join("out");
     let dst_arg = dst.display().to_string();
     let local = format!("{}/src", s.work.path().display());
+    // Refused before anything is sent, locally as by the server.
     for src in [local.as_str(), "127.0.0.1:src"] {
         let out = s.srv.jcp(s.keys.path(), &[&from, src, &dst_arg]);
-        assert_ne!(out.status.code(), Some(0), "{src}: {}", describe(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("may not climb out"), "{src}: {err}");
+        fails(&out, 1, "may not climb out", src);
         assert!(!dst.join("top").exists());
     }
     let out = s.srv.jcp(s.keys.path(), &[&from, &local, &local, &dst_arg]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    // A listed path that is not there is named; the rest is sent.
+    fails(&out, 2, "one source directory", "two sources");
+    // A listed path that is not there is named, as vanished (24); the rest
+    // is sent.
     std::fs::write(&list, "top\nmissing\n").unwrap();
     let out = s.srv.jcp(s.keys.path(), &[&from, &local, &dst_arg]);
-    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    fails(&out, 24, "missing", "a missing listed path");
     assert!(dst.join("top").exists());
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use filetime::FileTime;
-use jsync_tests::bins::{assert_ok as ok, run, Jsrv};
+use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, run, Jsrv, Sources};
 use jsync_tests::tree::files_in;
 use jsync_tests::Keys;
 
@@ -110,16 +110,10 @@ fn each_way_then(options: &[&str], check: impl Fn(&Path, &str)) {
     fn refs(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    make_source(&src);
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
     // The server serves the source under src/ and receives pushes in dst/.
-    make_source(&root.join("src"));
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let src_arg = format!("{}/", src.display());
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let src_arg = setup.src_arg();
     let with = |src: &str, dst: &str| {
         let mut v: Vec<String> = options.iter().map(|o| o.to_string()).collect();
         v.extend([src.to_string(), dst.to_string()]);
@@ -624,14 +618,12 @@ fn a_servers_backup_dir_stays_beneath_its_root() {
         keys.path(),
         &["--backup-dir", "../../out", &src_arg, "127.0.0.1:dst"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        jsync_tests::bins::describe(&out)
+    fails(
+        &out,
+        1,
+        "leads outside the server's root",
+        "--backup-dir ../../out",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("leads outside the server's root"), "{err}");
     assert!(!work.path().join("out").exists());
     assert_eq!(
         read(&root.join("dst/older_here.txt")).as_deref(),
@@ -651,9 +643,7 @@ fn a_servers_backup_dir_stays_beneath_its_root() {
         make_destination(&root.join("dst"));
         std::fs::remove_file(root.join("dst/older_here.txt")).unwrap();
         let out = srv.jcp(keys.path(), &[option, "../out", &src_arg, "127.0.0.1:dst"]);
-        let shown = jsync_tests::bins::describe(&out);
-        assert_eq!(out.status.code(), Some(1), "{option}: {shown}");
-        assert!(shown.contains("escapes the root"), "{option}: {shown}");
+        fails(&out, 1, "escapes the root", option);
         assert!(!root.join("dst/older_here.txt").exists(), "{option}");
         assert_eq!(files_in(&outside), ["older_here.txt"], "{option}");
     }
@@ -784,13 +774,9 @@ fn inode(path: &Path) -> u64 {
 /// it); a directory that does not exist is passed over with a warning.
 #[test]
 fn link_copy_and_compare_dest_use_a_previous_copy() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    make_source(&root.join("src"));
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let src = work.path().join("src");
-    make_source(&src);
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let src = setup.src();
     // A large file whose previous copy lacks its last bytes.
     let big = jsync_tests::pseudo_random(256 << 10, 7);
     for s in [&src, &root.join("src")] {
@@ -805,7 +791,7 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
     let src_arg = format!("{}/", src.display());
     let same = ["same_size.txt", "new_dir/inner.txt", "linked_a"];
     for how in ["--link-dest", "--copy-dest", "--compare-dest"] {
-        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
+        for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             let _ = std::fs::remove_dir_all(&dst);
             let what = format!("{way} {how}");
             let args = [how, "../nowhere", how, "../prev", "--stats", &from, &to];
@@ -851,13 +837,12 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
         keys.path(),
         &["--link-dest", "../../x", &src_arg, "127.0.0.1:dst2"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        jsync_tests::bins::describe(&out)
+    fails(
+        &out,
+        1,
+        "leads outside the server's root",
+        "--link-dest ../../x",
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("leads outside the server's root"));
 }
 
 /// `--max-delete NUM` deletes at most NUM entries, warns of the rest and
@@ -865,18 +850,13 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
 /// is not reached changes nothing.
 #[test]
 fn max_delete_stops_deleting_at_the_limit() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    make_source(&root.join("src"));
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let src = work.path().join("src");
-    make_source(&src);
-    let src_arg = format!("{}/", src.display());
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let src_arg = setup.src_arg();
     // make_destination leaves three entries the source lacks.
     let extra = ["earlier.txt~", "extra.txt", "extra_dir"];
     for (max, code, left) in [("1", 25, 2), ("0", 25, 3), ("3", 0, 0)] {
-        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
+        for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             make_destination(&dst);
             let what = format!("{way} --max-delete {max}");
             let out = srv.jcp(keys.path(), &["--delete", "--max-delete", max, &from, &to]);
@@ -922,13 +902,9 @@ fn missing_parent_directories_of_a_destination_are_made() {
 /// size and time (which without `-c` counts as the same, as in rsync).
 #[test]
 fn with_checksum_dest_directories_are_compared_by_content() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    make_source(&root.join("src"));
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let src = work.path().join("src");
-    make_source(&src);
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let src = setup.src();
     for prev in [work.path().join("prev"), root.join("prev")] {
         make_source(&prev);
         // Same size and time, other content; same content, other time.
@@ -937,7 +913,7 @@ fn with_checksum_dest_directories_are_compared_by_content() {
     }
     let src_arg = format!("{}/", src.display());
     for how in ["--link-dest", "--copy-dest", "--compare-dest"] {
-        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
+        for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             let _ = std::fs::remove_dir_all(&dst);
             let what = format!("{way} -c {how}");
             ok(
@@ -973,24 +949,20 @@ fn no_owner_and_no_group_leave_owners_to_the_receiver() {
         // Owners are set only as root (checked by the chown test above).
         return;
     }
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    let src = work.path().join("src");
-    for s in [&src, &root.join("src")] {
-        make_source(s);
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for s in [setup.src(), root.join("src")] {
         for f in ["same_stamp.txt", "older_here.txt", "only_there.txt"] {
             chown(s.join(f), Some(1234), Some(1235)).unwrap();
         }
     }
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let src_arg = format!("{}/", src.display());
+    let src_arg = setup.src_arg();
     for (options, up_to_date, made) in [
         (&["--no-o", "--no-g"][..], (4321, 4322), (0, 0)),
         (&["--no-owner"][..], (4321, 1235), (0, 1235)),
         (&[][..], (1234, 1235), (1234, 1235)),
     ] {
-        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
+        for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             make_destination(&dst);
             // Up to date but for its owner (the quick check passes).
             chown(dst.join("same_stamp.txt"), Some(4321), Some(4322)).unwrap();
@@ -1037,18 +1009,14 @@ fn ways(work: &Path, root: &Path, src_arg: &str) -> [(&'static str, PathBuf, Str
 /// included; without it the file is compared and replaced.
 #[test]
 fn modify_window_takes_close_times_as_the_same() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    let src = work.path().join("src");
-    for s in [&src, &root.join("src")] {
-        make_source(s);
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for s in [setup.src(), root.join("src")] {
         put(&s.join("coarse.txt"), b"new!", T + 601);
     }
-    let srv = Jsrv::start(keys.path(), &root, &[]);
-    let src_arg = format!("{}/", src.display());
+    let src_arg = setup.src_arg();
     for (options, kept) in [(&["--modify-window", "1"][..], true), (&[][..], false)] {
-        for (way, dst, from, to) in ways(work.path(), &root, &src_arg) {
+        for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             make_destination(&dst);
             put(&dst.join("coarse.txt"), b"old!", T + 600);
             let what = format!("{way} {options:?}");
