@@ -246,23 +246,46 @@ impl CircuitSender {
             Compression::NONE
         };
         let token = self.shared.peer.token.clone();
+        // The writer is this call's while it writes. A write cut short (the
+        // peer ended, or the caller dropped this call) may still wait in
+        // line for the connection's writer, and jsync's multiplexer hands
+        // its turns out in order: a waiter never polled again would hold
+        // up every other stream of the connection, control included. So
+        // the writer goes with the call, and the sender, whose framing a
+        // half-written frame has broken anyway, sends no more.
+        let mut w = self.take_writer();
         let res = tokio::select! {
             biased;
             _ = token.cancelled() => return Err(self.shared.peer.error()),
-            r = write_frame(&mut self.w, &frag, compression, &mut self.buf) => r,
+            r = write_frame(&mut w, &frag, compression, &mut self.buf) => r,
         };
+        self.w = w;
+        self.finished = false;
         match res {
             Ok(()) => Ok(()),
             Err(e) => Err(self.shared.abnormal(format!("send failed: {e}")).await),
         }
     }
 
+    /// Takes the writer out, leaving a sink; marks the sender finished
+    /// until the writer is put back.
+    fn take_writer(&mut self) -> BoxWrite {
+        self.finished = true;
+        std::mem::replace(&mut self.w, Box::new(tokio::io::sink()))
+    }
+
+    /// Ends our direction of the stream (the writer goes with it, as in
+    /// [`CircuitSender::raw_send`], should the shutdown be cut short).
+    async fn shut_down(&mut self) {
+        let mut w = self.take_writer();
+        let _ = w.shutdown().await;
+    }
+
     /// Half-close: sends FIN and closes our direction of the stream.
     pub async fn finish(&mut self) -> Result<()> {
         self.raw_send(Fragment::new(Op::FIN), Compression::NONE)
             .await?;
-        self.finished = true;
-        let _ = self.w.shutdown().await;
+        self.shut_down().await;
         Ok(())
     }
 
@@ -275,8 +298,7 @@ impl CircuitSender {
                 .await;
         }
         self.shared.closed.store(true, Ordering::Release);
-        self.finished = true;
-        let _ = self.w.shutdown().await;
+        self.shut_down().await;
         Ok(())
     }
 
@@ -288,8 +310,7 @@ impl CircuitSender {
             Compression::NONE,
         )
         .await?;
-        self.finished = true;
-        let _ = self.w.shutdown().await;
+        self.shut_down().await;
         Ok(())
     }
 }
