@@ -39,7 +39,6 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
-use tokio_util::sync::PollSemaphore;
 
 use super::handshake::Side;
 use super::mux::{Driven, Mux, RawStream};
@@ -240,9 +239,14 @@ impl futures::task::ArcWake for WakeAll {
 
 struct Shared {
     state: Mutex<State>,
-    /// The turn to use the writer: one permit, handed out in order, so that a
-    /// writer waiting for its turn yields its thread instead of blocking it.
-    turn: Arc<Semaphore>,
+    /// The turn to use the writer: one permit, so that a writer waiting for
+    /// its turn yields its thread instead of blocking it. Taken without
+    /// queueing: a writer that finds it taken leaves its waker in
+    /// `turn_waiting` and is woken when it is given back. (A queue hands the
+    /// turn to the first in line, and a writer never polled again, a write
+    /// cut short, would then hold it for good.)
+    turn: Semaphore,
+    turn_waiting: Mutex<Vec<Waker>>,
     writer: Mutex<Writer>,
     /// Control frames waiting for the writer. Lock order: `state` or
     /// `writer`, then `control`; never `state` and `writer` together.
@@ -264,17 +268,42 @@ impl Shared {
         self.flush.notify_one();
     }
 
-    /// Runs `f` on the writer in our `turn`, with queued control frames moved in first,
+    /// Runs `f` on the writer in the connection's turn, with queued control frames moved in first,
     /// waking `cx` (and any other waiting writer) when the stream can take more.
     fn with_writer<R>(
         &self,
-        turn: &mut PollSemaphore,
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Writer, &mut Context<'_>) -> Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
-        let Some(_permit) = std::task::ready!(turn.poll_acquire(cx)) else {
-            return Poll::Ready(Err(closed()));
+        let permit = match self.turn.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                {
+                    let mut waiting = self.turn_waiting.lock().expect("poisoned");
+                    if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                        waiting.push(cx.waker().clone());
+                    }
+                }
+                // The turn may have been given back before the waker was left.
+                match self.turn.try_acquire() {
+                    Ok(p) => p,
+                    Err(_) => return Poll::Pending,
+                }
+            }
         };
+        let res = self.in_turn(cx, f);
+        drop(permit);
+        let waiting = std::mem::take(&mut *self.turn_waiting.lock().expect("poisoned"));
+        waiting.into_iter().for_each(Waker::wake);
+        res
+    }
+
+    /// [`Shared::with_writer`]'s work, in our turn.
+    fn in_turn<R>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Writer, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
         let mut w = self.writer.lock().expect("poisoned");
         {
             let mut control = self.control.lock().expect("poisoned");
@@ -306,10 +335,6 @@ impl Shared {
         if was_full && st.buffered < CONN_BUFFER {
             self.room.notify_one();
         }
-    }
-
-    fn turn(&self) -> PollSemaphore {
-        PollSemaphore::new(self.turn.clone())
     }
 
     fn is_ended(&self) -> bool {
@@ -347,9 +372,8 @@ impl Handle {
     /// ends it.
     pub(crate) async fn close(&self) {
         self.shared.control(0, GOAWAY, 0);
-        let mut turn = self.shared.turn();
         let _ = std::future::poll_fn(|cx| {
-            self.shared.with_writer(&mut turn, cx, |w, cx| {
+            self.shared.with_writer(cx, |w, cx| {
                 std::task::ready!(w.poll_flush(cx))?;
                 Pin::new(&mut w.io).poll_shutdown(cx)
             })
@@ -367,7 +391,6 @@ fn halves(shared: &Arc<Shared>, id: u32) -> RawStream {
         write: Box::new(StreamWrite {
             shared: shared.clone(),
             id,
-            turn: shared.turn(),
         }),
     }
 }
@@ -384,7 +407,8 @@ where
         Side::Server => (2, 1),
     };
     let shared = Arc::new(Shared {
-        turn: Arc::new(Semaphore::new(1)),
+        turn: Semaphore::new(1),
+        turn_waiting: Mutex::default(),
         state: Mutex::new(State {
             streams: HashMap::new(),
             next_id: first,
@@ -427,23 +451,19 @@ where
         let _ = end_tx.send(Some(reason));
         // Our side of the connection ends too, so the peer sees it end now
         // rather than when the last stream here is dropped.
-        let mut turn = s.turn();
         let shut = std::future::poll_fn(|cx| {
-            s.with_writer(&mut turn, cx, |w, cx| Pin::new(&mut w.io).poll_shutdown(cx))
+            s.with_writer(cx, |w, cx| Pin::new(&mut w.io).poll_shutdown(cx))
         });
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), shut).await;
     });
     let s = shared.clone();
     tokio::spawn(async move {
-        let mut turn = s.turn();
         loop {
             s.flush.notified().await;
             if s.is_ended() {
                 break;
             }
-            let res =
-                std::future::poll_fn(|cx| s.with_writer(&mut turn, cx, |w, cx| w.poll_flush(cx)))
-                    .await;
+            let res = std::future::poll_fn(|cx| s.with_writer(cx, |w, cx| w.poll_flush(cx))).await;
             if res.is_err() {
                 break;
             }
@@ -679,7 +699,6 @@ impl Drop for StreamRead {
 struct StreamWrite {
     shared: Arc<Shared>,
     id: u32,
-    turn: PollSemaphore,
 }
 
 impl StreamWrite {
@@ -731,11 +750,7 @@ impl AsyncWrite for StreamWrite {
         let head = header(this.id, DATA, n as u32);
         std::task::ready!(this
             .shared
-            .with_writer(&mut this.turn, cx, |w, cx| w.poll_frame(
-                cx,
-                head,
-                &buf[..n]
-            )))?;
+            .with_writer(cx, |w, cx| w.poll_frame(cx, head, &buf[..n])))?;
         this.shared
             .state
             .lock()
@@ -750,15 +765,13 @@ impl AsyncWrite for StreamWrite {
             return Poll::Ready(Err(closed()));
         }
         let this = self.get_mut();
-        this.shared
-            .with_writer(&mut this.turn, cx, |w, cx| w.poll_flush(cx))
+        this.shared.with_writer(cx, |w, cx| w.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.finish()?;
-        this.shared
-            .with_writer(&mut this.turn, cx, |w, cx| w.poll_flush(cx))
+        this.shared.with_writer(cx, |w, cx| w.poll_flush(cx))
     }
 }
 
@@ -923,6 +936,38 @@ mod tests {
 
     /// A reader that reads nothing holds back only its own stream: its writer
     /// stops at the window, and another stream goes on.
+    /// A write that found the writer busy and was never polled again (cut
+    /// short by its caller, its stream kept) holds up no other stream: the
+    /// turn is not handed to it in a queue.
+    #[tokio::test]
+    async fn a_write_cut_short_holds_up_no_other_stream() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ca, _ina, _) = drive(a, Side::Client);
+        let (_cb, mut inb, _) = drive(b, Side::Server);
+        let handle = &ca;
+        let mut cut = handle.open().unwrap();
+        let mut live = handle.open().unwrap();
+        // Another writer has the turn when `cut` tries to write.
+        let busy = handle.shared.turn.try_acquire().unwrap();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let tried = Pin::new(&mut cut.write).poll_write(&mut cx, b"never");
+        assert!(tried.is_pending());
+        drop(busy);
+        let moved = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            live.write.write_all(b"moves on").await?;
+            live.write.flush().await
+        })
+        .await;
+        assert!(moved.is_ok_and(|r| r.is_ok()), "the other stream stalled");
+        let _cut_end = inb.recv().await.unwrap();
+        let mut other = inb.recv().await.unwrap();
+        let mut got = [0u8; 8];
+        other.read.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"moves on");
+        drop(cut);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_full_window_stalls_only_its_stream() {
         let (a, b) = tokio::io::duplex(1 << 16);

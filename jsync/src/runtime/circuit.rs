@@ -246,13 +246,11 @@ impl CircuitSender {
             Compression::NONE
         };
         let token = self.shared.peer.token.clone();
-        // The writer is this call's while it writes. A write cut short (the
-        // peer ended, or the caller dropped this call) may still wait in
-        // line for the connection's writer, and jsync's multiplexer hands
-        // its turns out in order: a waiter never polled again would hold
-        // up every other stream of the connection, control included. So
-        // the writer goes with the call, and the sender, whose framing a
-        // half-written frame has broken anyway, sends no more.
+        // The writer is this call's while it writes: a write cut short (the
+        // peer ended, or the caller dropped this call) may have left half a
+        // frame, so the writer goes with the call and the sender sends no
+        // more. (The multiplexer gives its turn to no writer that is not
+        // polled again, so nothing else waits on it meanwhile.)
         let mut w = self.take_writer();
         let res = tokio::select! {
             biased;
