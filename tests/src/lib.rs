@@ -129,6 +129,17 @@ pub fn fast_options() -> LinkOptions {
     }
 }
 
+/// A test server with `services`, and a client's link to it over `t`
+/// (keep the server: dropping it stops it).
+pub async fn serve(keys: &Keys, services: Services, t: Transport) -> (TestServer, jsync::Link) {
+    let srv = TestServer::start(keys.server(), services);
+    let link = client(keys.client(), Services::new(), t)
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    (srv, link)
+}
+
 pub fn client(security: ClientSecurity, services: Services, transport: Transport) -> Client {
     Client::new(security, services)
         .transport(transport)

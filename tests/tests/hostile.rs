@@ -113,12 +113,7 @@ async fn hostile_server(
         let (source, entries) = (source.clone(), entries.clone());
         async move { hostile_give(peer, source, entries).await.map(drop) }
     });
-    let srv = TestServer::start(keys.server(), services);
-    let link = client(keys.client(), Services::new(), t)
-        .connect(&srv.addr_string())
-        .await
-        .unwrap();
-    (srv, link)
+    jsync_tests::serve(keys, services, t).await
 }
 
 /// A single file sent under `name`.

@@ -107,43 +107,19 @@ fn each_way(option: &str, e: Expect) {
 /// `jcp OPTIONS src/ dst` locally, pushed and pulled, each from the same
 /// destination state, then `check(dst, what)` on each destination.
 fn each_way_then(options: &[&str], check: impl Fn(&Path, &str)) {
-    fn refs(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
     // The server serves the source under src/ and receives pushes in dst/.
     let setup = Sources::new(make_source);
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
-    let src_arg = setup.src_arg();
-    let with = |src: &str, dst: &str| {
-        let mut v: Vec<String> = options.iter().map(|o| o.to_string()).collect();
-        v.extend([src.to_string(), dst.to_string()]);
-        v
-    };
     let shown = options.join(" ");
-
-    let local = work.path().join("local");
-    make_destination(&local);
-    let args = with(&src_arg, local.to_str().unwrap());
-    ok(&run("jcp", &refs(&args)), &format!("local {shown}"));
-    check(&local, &format!("local {shown}"));
-
-    let pushed = root.join("dst");
-    make_destination(&pushed);
-    let args = with(&src_arg, "127.0.0.1:dst");
-    ok(
-        &srv.jcp(keys.path(), &refs(&args)),
-        &format!("push {shown}"),
-    );
-    check(&pushed, &format!("push {shown}"));
-
-    let pulled = work.path().join("pulled");
-    make_destination(&pulled);
-    let args = with("127.0.0.1:src/", pulled.to_str().unwrap());
-    ok(
-        &srv.jcp(keys.path(), &refs(&args)),
-        &format!("pull {shown}"),
-    );
-    check(&pulled, &format!("pull {shown}"));
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        make_destination(&dst);
+        let mut args = options.to_vec();
+        args.extend([from.as_str(), to.as_str()]);
+        // (The local run names no server; the port and keys go unused.)
+        let what = format!("{way} {shown}");
+        ok(&srv.jcp(keys.path(), &args), &what);
+        check(&dst, &what);
+    }
 }
 
 /// `--max-size` and `--min-size` leave alone regular files beyond the limits

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jsync::{Error, Services, Transport};
-use jsync_tests::{client, pseudo_random, CutProxy, Keys, TestServer, TRANSPORTS};
+use jsync_tests::{client, pseudo_random, serve, CutProxy, Keys, TestServer, TRANSPORTS};
 use proto::{Fragment, Op};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -16,17 +16,6 @@ fn data(payload: Vec<u8>) -> Fragment {
 
 /// Reads the first circuit the other side opens until it ends, and says how it
 /// ended ("clean end" or "error: ..."), whether the failure hit `accept` or `recv`.
-/// A test server with `services`, and a client's link to it over `t`
-/// (keep the server: dropping it stops it).
-async fn serve(keys: &Keys, services: Services, t: Transport) -> (TestServer, jsync::Link) {
-    let srv = TestServer::start(keys.server(), services);
-    let link = client(keys.client(), Services::new(), t)
-        .connect(&srv.addr_string())
-        .await
-        .unwrap();
-    (srv, link)
-}
-
 async fn drain_outcome(peer: &jsync::Peer) -> String {
     let mut c = match peer.accept().await {
         Ok(Some(c)) => c,

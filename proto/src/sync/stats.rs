@@ -114,19 +114,11 @@ pub struct Placed(pub Vec<u64>);
 
 impl Codec for Placed {
     fn encode(&self, buf: &mut Vec<u8>) {
-        put_varint(buf, self.0.len() as u64);
-        for i in &self.0 {
-            put_varint(buf, *i);
-        }
+        super::want::put_entry_numbers(buf, &self.0);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.count("placed entries", MAX_PLACED, 1)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(r.varint()?);
-        }
-        Ok(Placed(out))
+        super::want::entry_numbers(r, "placed entries", MAX_PLACED).map(Placed)
     }
 }
 

@@ -292,20 +292,34 @@ pub struct Wants(pub Vec<u64>);
 
 impl Codec for Wants {
     fn encode(&self, buf: &mut Vec<u8>) {
-        put_varint(buf, self.0.len() as u64);
-        for i in &self.0 {
-            put_varint(buf, *i);
-        }
+        put_entry_numbers(buf, &self.0);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = batch_count(r, "file request batch", MAX_WANTS, 1)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(r.varint()?);
-        }
-        Ok(Wants(out))
+        entry_numbers(r, "file request batch", MAX_WANTS).map(Wants)
     }
+}
+
+/// A batch of entry numbers (WANTS, PLACED): the count, then each number.
+pub(super) fn put_entry_numbers(buf: &mut Vec<u8>, numbers: &[u64]) {
+    put_varint(buf, numbers.len() as u64);
+    for i in numbers {
+        put_varint(buf, *i);
+    }
+}
+
+/// Reads what [`put_entry_numbers`] wrote: at least one, at most `max`.
+pub(super) fn entry_numbers(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    max: usize,
+) -> Result<Vec<u64>, DecodeError> {
+    let n = batch_count(r, what, max, 1)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(r.varint()?);
+    }
+    Ok(out)
 }
 
 /// One answer in a FILES message.
