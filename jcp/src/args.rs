@@ -166,6 +166,37 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", action = ArgAction::Append)]
     pub include_from: Vec<PathBuf>,
 
+    /// Add a filter rule, as rsync's --filter: '- PATTERN', '+ PATTERN',
+    /// 'hide'/'show' (sender only), 'protect'/'risk' (receiver only), '!'
+    /// (clear), 'merge FILE' ('. FILE'), 'dir-merge NAME' (': NAME'), with
+    /// rsync's modifiers ('-!', '+s', ':n-', ...); in order with --include and
+    /// --exclude
+    #[arg(
+        short = 'f',
+        long,
+        value_name = "RULE",
+        action = ArgAction::Append,
+        allow_hyphen_values = true
+    )]
+    pub filter: Vec<String>,
+
+    /// Read filter rules from each directory's .rsync-filter file ('dir-merge
+    /// /.rsync-filter'), as rsync's -F; twice (-FF), also leave those files out
+    #[arg(
+        short = 'F',
+        action = ArgAction::Append,
+        num_args = 0,
+        default_missing_value = "true",
+        value_parser = clap::value_parser!(bool)
+    )]
+    pub filter_files: Vec<bool>,
+
+    /// Leave out what CVS would (rsync's -C): its default list (*.o, *~,
+    /// .git/, ...), $HOME/.cvsignore, $CVSIGNORE and each directory's
+    /// .cvsignore, after every other rule
+    #[arg(short = 'C', long)]
+    pub cvs_exclude: bool,
+
     /// With --delete, delete at most NUM entries; the rest are skipped, a
     /// warning says how many, and jcp exits with 25 (rsync's
     /// --max-delete; 0: only warn about what would be deleted)
@@ -640,7 +671,17 @@ pub enum RuleArg {
     Exclude(String),
     IncludeFrom(PathBuf),
     ExcludeFrom(PathBuf),
+    /// A `--filter` rule (and each `-F`, as the rule it stands for).
+    Filter(String),
 }
+
+/// The rule each `-F` stands for: the first, then the second.
+const F_RULES: [&str; 2] = ["dir-merge /.rsync-filter", "- .rsync-filter"];
+
+/// What `-C` leaves out before any .cvsignore is read (rsync's list).
+const CVS_IGNORE: &str = "RCS SCCS CVS CVS.adm RCSLOG cvslog.* tags TAGS .make.state \
+    .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK *.orig *.rej .del-* *.a *.olb *.o \
+    *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/ .hg/ .bzr/";
 
 /// The --include/--exclude(-from) options in the order they were given: rsync's
 /// first-match-wins rules depend on it.
@@ -653,6 +694,11 @@ pub fn filter_rules(m: &clap::ArgMatches) -> Vec<RuleArg> {
     };
     take("include", &RuleArg::Include);
     take("exclude", &RuleArg::Exclude);
+    take("filter", &RuleArg::Filter);
+    if let Some(idx) = m.indices_of("filter_files") {
+        let rules = F_RULES.iter().map(|r| RuleArg::Filter(r.to_string()));
+        out.extend(idx.zip(rules));
+    }
     let mut take_path = |id: &str, make: &dyn Fn(PathBuf) -> RuleArg| {
         if let (Some(vals), Some(idx)) = (m.get_many::<PathBuf>(id), m.indices_of(id)) {
             out.extend(idx.zip(vals.cloned().map(make)));
@@ -664,7 +710,9 @@ pub fn filter_rules(m: &clap::ArgMatches) -> Vec<RuleArg> {
     out.into_iter().map(|(_, r)| r).collect()
 }
 
-fn build_filter(rules: &[RuleArg]) -> Result<jsync::sync::Filter, UsageError> {
+/// The filter of `rules` (command-line order), then with `cvs` (`-C`) what
+/// CVS ignores, as rsync appends it.
+fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, UsageError> {
     use jsync::sync::RuleKind;
     let mut f = jsync::sync::Filter::default();
     let bad = |e: jsync::sync::FilterError| UsageError(e.to_string());
@@ -672,6 +720,7 @@ fn build_filter(rules: &[RuleArg]) -> Result<jsync::sync::Filter, UsageError> {
         match r {
             RuleArg::Include(p) => f.add(RuleKind::Include, p).map_err(bad)?,
             RuleArg::Exclude(p) => f.add(RuleKind::Exclude, p).map_err(bad)?,
+            RuleArg::Filter(rule) => f.add_rule(rule).map_err(bad)?,
             RuleArg::IncludeFrom(path) | RuleArg::ExcludeFrom(path) => {
                 let kind = if matches!(r, RuleArg::IncludeFrom(_)) {
                     RuleKind::Include
@@ -688,6 +737,16 @@ fn build_filter(rules: &[RuleArg]) -> Result<jsync::sync::Filter, UsageError> {
                 .map_err(bad)?;
             }
         }
+    }
+    if cvs {
+        let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cvsignore"));
+        let home = home.and_then(|p| std::fs::read_to_string(p).ok());
+        let env = std::env::var("CVSIGNORE").ok();
+        let words = [Some(CVS_IGNORE.to_string()), home, env];
+        for w in words.iter().flatten().flat_map(|t| t.split_whitespace()) {
+            f.add(RuleKind::Exclude, w).map_err(bad)?;
+        }
+        f.add_rule(":nw- .cvsignore").map_err(bad)?;
     }
     Ok(f)
 }
@@ -772,7 +831,7 @@ impl Cli {
     /// Checks the operands against each other and builds the plan, with the
     /// filter rules in command-line order (from [`filter_rules`]).
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
-        let filter = build_filter(&rules)?;
+        let filter = build_filter(&rules, self.cvs_exclude)?;
         let mut plan = self.resolve()?;
         plan.sync.filter = filter;
         Ok(plan)
@@ -786,7 +845,10 @@ impl Cli {
         rules.extend(self.exclude.iter().cloned().map(RuleArg::Exclude));
         rules.extend(self.include_from.iter().cloned().map(RuleArg::IncludeFrom));
         rules.extend(self.exclude_from.iter().cloned().map(RuleArg::ExcludeFrom));
-        let filter = build_filter(&rules)?;
+        rules.extend(self.filter.iter().cloned().map(RuleArg::Filter));
+        let f_rules = F_RULES.iter().take(self.filter_files.len());
+        rules.extend(f_rules.map(|r| RuleArg::Filter(r.to_string())));
+        let filter = build_filter(&rules, self.cvs_exclude)?;
         let direction = self.direction()?;
         let mut sync = jsync::sync::SyncOptions::default();
         sync.checksum = self.checksum || self.ignore_times;
@@ -1207,6 +1269,39 @@ mod tests {
                 RuleArg::Exclude("c".into())
             ]
         );
+        // --filter and each -F (-FF: both of its rules) in their places.
+        let m = Cli::command()
+            .try_get_matches_from([
+                "jcp",
+                "-FF",
+                "--exclude",
+                "a",
+                "-f",
+                "- b",
+                "--filter=+ c",
+                "-F",
+                "x",
+                "y",
+            ])
+            .unwrap();
+        let f = |r: &str| RuleArg::Filter(r.into());
+        assert_eq!(
+            filter_rules(&m),
+            vec![
+                f("dir-merge /.rsync-filter"),
+                f("- .rsync-filter"),
+                RuleArg::Exclude("a".into()),
+                f("- b"),
+                f("+ c"),
+            ]
+        );
+        let p = plan(&["-C", "--filter", "+ keep.o", "a", "b"]).unwrap();
+        let args = p.sync.filter.to_args();
+        assert_eq!(args.first().map(String::as_str), Some("+ keep.o"));
+        assert!(args.contains(&"- *.o".to_string()) && args.contains(&"- .git/".to_string()));
+        assert_eq!(args.last().map(String::as_str), Some(":-nw .cvsignore"));
+        let e = plan(&["--filter", "merge /nonexistent/rules", "a", "b"]).unwrap_err();
+        assert!(e.0.contains("/nonexistent/rules"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("rules");
         std::fs::write(&list, "# comment\n+ keep.o\n*.o\n").unwrap();

@@ -248,3 +248,30 @@ impl Sources {
         format!("{}/", self.src().display())
     }
 }
+
+/// The three ways each option is tried: locally, pushed to a jsrv serving
+/// `root` (into `root/dst`) and pulled from it (`root/src/`); each with its
+/// destination directory and its source and destination operands.
+pub fn ways(
+    work: &std::path::Path,
+    root: &std::path::Path,
+    src_arg: &str,
+) -> [(&'static str, PathBuf, String, String); 3] {
+    let (local, pulled) = (work.join("local"), work.join("pulled"));
+    let shown = |p: &std::path::Path| p.display().to_string();
+    [
+        ("local", local.clone(), src_arg.to_string(), shown(&local)),
+        (
+            "push",
+            root.join("dst"),
+            src_arg.to_string(),
+            "127.0.0.1:dst".into(),
+        ),
+        (
+            "pull",
+            pulled.clone(),
+            "127.0.0.1:src/".into(),
+            shown(&pulled),
+        ),
+    ]
+}

@@ -6,11 +6,11 @@
 //! each option locally, pushed to a jsrv and pulled from it, against one
 //! destination state.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use filetime::FileTime;
-use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, run, Jsrv, Sources};
+use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, run, ways, Jsrv, Sources};
 use jsync_tests::tree::files_in;
 use jsync_tests::Keys;
 
@@ -955,29 +955,6 @@ fn no_owner_and_no_group_leave_owners_to_the_receiver() {
             assert_eq!(owner("only_there.txt"), made, "{what}: new");
         }
     }
-}
-
-/// The three ways each option is tried: locally, pushed to a jsrv serving
-/// `root` (into `root/dst`) and pulled from it (`root/src/`); each with its
-/// destination directory and its source and destination operands.
-fn ways(work: &Path, root: &Path, src_arg: &str) -> [(&'static str, PathBuf, String, String); 3] {
-    let (local, pulled) = (work.join("local"), work.join("pulled"));
-    let shown = |p: &Path| p.display().to_string();
-    [
-        ("local", local.clone(), src_arg.to_string(), shown(&local)),
-        (
-            "push",
-            root.join("dst"),
-            src_arg.to_string(),
-            "127.0.0.1:dst".into(),
-        ),
-        (
-            "pull",
-            pulled.clone(),
-            "127.0.0.1:src/".into(),
-            shown(&pulled),
-        ),
-    ]
 }
 
 /// `--modify-window 1`: a file of the same size whose time is a second off

@@ -1,6 +1,7 @@
-//! Include/exclude rules, as rsync's `--include`, `--exclude`, `--include-from`
-//! and `--exclude-from` have them, so users can say which parts of a tree a sync
-//! moves (and, with deletion, which parts of the destination it leaves alone).
+//! Include/exclude rules, as rsync's `--include`, `--exclude`, `--include-from`,
+//! `--exclude-from` and `--filter` have them, so users can say which parts of a
+//! tree a sync moves (and, with deletion, which parts of the destination it
+//! leaves alone).
 //!
 //! The rules are kept here, apart from the engine, so both ends of a transfer
 //! can apply the same list: the client parses the command line, sends the list
@@ -40,11 +41,24 @@
 //!   `--exclude '*'` also needs `--include 'dir/'`. Callers must not descend
 //!   into a directory for which [`Filter::is_excluded`] is true.
 //!
-//! Not supported (yet): rsync's full `--filter` syntax (merge files, `!` to
-//! clear the list, modifiers such as `-/` or `+!`, per-directory rules), POSIX
-//! character classes (`[[:alpha:]]`) and case-insensitive matching.
+//! * rsync's `--filter` syntax ([`Filter::add_rule`]): `+`/`-` with the `!`
+//!   (not matching), `s` and `r` (one side) modifiers; `hide`/`show`
+//!   (sender-side) and `protect`/`risk` (receiver-side); `!` to clear;
+//!   `merge FILE`, read where the rules are given (never by a server); and
+//!   `dir-merge NAME`, whose rules come from a file of that name in each
+//!   directory a walk enters ([`Filter::enter`], [`DirScope`]). A directory's
+//!   rules come before its parent's, sit where the `dir-merge` rule sits in
+//!   the list, apply below it unless `n`, and anchor `/x` at the directory.
+//!   Each side keeps only the rules for it ([`Filter::for_side`]).
+//!
+//! Not supported (yet): the `/`, `C`, `p` and `x` modifiers, merges inside a
+//! per-directory file, rsync's scan of the directories above the transfer
+//! for a `dir-merge /NAME`, POSIX character classes (`[[:alpha:]]`) and
+//! case-insensitive matching.
 
 use std::io::BufRead;
+
+use std::sync::Arc;
 
 use globset::{Candidate, GlobBuilder, GlobMatcher};
 
@@ -85,10 +99,42 @@ pub enum FilterError {
         #[source]
         error: std::io::Error,
     },
-    /// A wire-form rule did not start with `"+ "` or `"- "`.
-    #[error("bad filter rule {0:?}: expected \"+ PATTERN\" or \"- PATTERN\"")]
-    BadRule(String),
+    /// A rule (`--filter`, a merge file's line, the wire form) did not parse.
+    #[error("bad filter rule {rule:?}: {reason}")]
+    BadRule { rule: String, reason: String },
+    /// A per-directory rule file (`dir-merge`) could not be read or used.
+    #[error("{path}: {reason}")]
+    DirFile { path: String, reason: String },
 }
+
+/// Which side of a transfer a rule speaks for: rsync's `s` and `r`
+/// modifiers. `hide`/`show` are sender-side excludes/includes (what is
+/// listed), `protect`/`risk` receiver-side ones (what `--delete` leaves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Both,
+    Sender,
+    Receiver,
+}
+
+impl Side {
+    /// Whether a rule for `self` counts on side `on` (`Both`: a filter not
+    /// yet given to one side keeps every rule).
+    fn applies(self, on: Side) -> bool {
+        self == Side::Both || on == Side::Both || self == on
+    }
+
+    fn modifier(self) -> &'static str {
+        match self {
+            Side::Both => "",
+            Side::Sender => "s",
+            Side::Receiver => "r",
+        }
+    }
+}
+
+/// Merge files nest at most this deep (a file merging itself fails).
+const MAX_MERGE_DEPTH: usize = 8;
 
 /// One compiled way a rule can match (most rules have one; `a**b` and
 /// `dir/***` expand to two or more).
@@ -104,23 +150,277 @@ struct Rule {
     /// The pattern as the user gave it, for the wire form.
     pattern: String,
     alts: Vec<Alt>,
+    /// `!`: the rule applies to what the pattern does not match.
+    negate: bool,
+    side: Side,
 }
 
 impl Rule {
+    fn new(kind: RuleKind, pattern: &str, negate: bool, side: Side) -> Result<Rule, FilterError> {
+        let alts = compile(pattern).map_err(|reason| FilterError::BadPattern {
+            pattern: pattern.to_string(),
+            reason,
+        })?;
+        Ok(Rule {
+            kind,
+            pattern: pattern.to_string(),
+            alts,
+            negate,
+            side,
+        })
+    }
+
     fn matches(&self, path: &Candidate<'_>, is_dir: bool) -> bool {
-        self.alts
+        let hit = self
+            .alts
             .iter()
-            .any(|a| (is_dir || !a.dir_only) && a.matcher.is_match_candidate(path))
+            .any(|a| (is_dir || !a.dir_only) && a.matcher.is_match_candidate(path));
+        hit != self.negate
+    }
+
+    /// The rule in rsync's syntax (`-! PATTERN`, `+s PATTERN`).
+    fn to_arg(&self) -> String {
+        let neg = if self.negate { "!" } else { "" };
+        let kind = self.kind.prefix().trim_end();
+        format!("{kind}{neg}{} {}", self.side.modifier(), self.pattern)
     }
 }
 
+/// `dir-merge NAME` (`: NAME`): rules read from a file of this name in each
+/// directory a walk enters, for that directory and (unless `n`) those below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DirMerge {
+    name: String,
+    /// `+`/`-`: every line is a pattern of this kind.
+    kind: Option<RuleKind>,
+    /// Not with `n`: the rules also apply in subdirectories.
+    inherit: bool,
+    /// `e`: the rule files themselves are excluded.
+    exclude_self: bool,
+    /// `w`: a file is split into words at whitespace, not into lines.
+    words: bool,
+    /// `s`/`r`: the file's rules are for one side.
+    side: Side,
+}
+
+impl DirMerge {
+    fn to_arg(&self) -> String {
+        let kind = self.kind.map_or("", |k| k.prefix().trim_end());
+        let n = if self.inherit { "" } else { "n" };
+        let e = if self.exclude_self { "e" } else { "" };
+        let w = if self.words { "w" } else { "" };
+        format!(":{kind}{n}{e}{w}{} {}", self.side.modifier(), self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Rule(Rule),
+    DirMerge(DirMerge),
+}
+
 /// An ordered list of include/exclude rules; see the module docs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Filter {
-    rules: Vec<Rule>,
+    entries: Vec<Entry>,
     /// Prepended (with a `/`) to every path asked about: the name of a source
     /// directory copied as itself, whose parent is the transfer root.
     prefix: Vec<u8>,
+    /// The side asking: rules for the other side are passed over.
+    side: Side,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            entries: Vec::new(),
+            prefix: Vec::new(),
+            side: Side::Both,
+        }
+    }
+}
+
+/// The per-directory rules in force in one directory of a walk: read from
+/// the `dir-merge` files in it and, unless `n`, in the directories above it
+/// ([`Filter::enter`]). The default is the top's parent: none.
+#[derive(Debug, Clone, Default)]
+pub struct DirScope {
+    /// Deepest directory first: a subdirectory's rules come before its
+    /// parent's, as in rsync.
+    layers: Vec<Arc<Layer>>,
+}
+
+/// The rules one `dir-merge` file gave one directory.
+#[derive(Debug)]
+struct Layer {
+    /// Which `dir-merge` entry of the filter read it.
+    slot: usize,
+    /// The directory, relative to the walk's top ("" for the top): the
+    /// rules' patterns are matched relative to it (`/x` is the `x` beside
+    /// the file).
+    dir: Vec<u8>,
+    rules: Vec<Rule>,
+    inherit: bool,
+    /// A `!` in the file: the rules of the directories above stop here.
+    clear: bool,
+}
+
+/// What one rule string says (rsync's filter-rule syntax).
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed<'a> {
+    Rule {
+        kind: RuleKind,
+        negate: bool,
+        side: Side,
+        pattern: &'a str,
+    },
+    /// `!` / `clear`: the rules so far are dropped.
+    Clear,
+    /// `merge FILE` (`. FILE`): the file's rules, read once, in place.
+    Merge {
+        file: &'a str,
+        kind: Option<RuleKind>,
+        words: bool,
+        side: Side,
+    },
+    DirMerge(DirMerge),
+}
+
+/// Reads one rule: `+ PAT`, `- PAT`, `include`/`exclude`/`hide`/`show`/
+/// `protect`/`risk PAT`, `!`/`clear`, `merge FILE` (`.`), `dir-merge NAME`
+/// (`:`), each with rsync's modifiers after the rule (`-!`, `exclude,s`,
+/// `:n-`), then one space or `_`, then the pattern as it is.
+fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
+    if matches!(text.trim_end(), "!" | "clear") {
+        return Ok(Parsed::Clear);
+    }
+    const LONG: [(&str, char); 8] = [
+        ("include", '+'),
+        ("exclude", '-'),
+        ("merge", '.'),
+        ("dir-merge", ':'),
+        ("hide", 'H'),
+        ("show", 'S'),
+        ("protect", 'P'),
+        ("risk", 'R'),
+    ];
+    let (rule, rest) = match LONG.iter().find(|(word, _)| {
+        text.strip_prefix(word)
+            .is_some_and(|r| r.starts_with([',', ' ', '_']))
+    }) {
+        Some(&(word, c)) => {
+            let r = &text[word.len()..];
+            (c, r.strip_prefix(',').unwrap_or(r))
+        }
+        None => {
+            let mut chars = text.chars();
+            let c = chars.next().ok_or("an empty rule")?;
+            if !"+-.:HSPR".contains(c) {
+                return Err("expected a rule: +, -, ., :, H, S, P, R, !, or their names".into());
+            }
+            (c, chars.as_str())
+        }
+    };
+    let sep = rest
+        .find([' ', '_'])
+        .ok_or("expected a space or '_' before the pattern")?;
+    let (mods, arg) = (&rest[..sep], &rest[sep + 1..]);
+    if arg.is_empty() {
+        return Err("no pattern after the rule".into());
+    }
+    let unsupported = |m: char| format!("jcp does not support the '{m}' modifier");
+    let side_of = |s: bool, r: bool| match (s, r) {
+        (true, false) => Side::Sender,
+        (false, true) => Side::Receiver,
+        _ => Side::Both,
+    };
+    let (mut s, mut r, mut negate) = (false, false, false);
+    if matches!(rule, '.' | ':') {
+        let mut dm = DirMerge {
+            name: String::new(),
+            kind: None,
+            inherit: true,
+            exclude_self: false,
+            words: false,
+            side: Side::Both,
+        };
+        for m in mods.chars() {
+            match m {
+                '-' => dm.kind = Some(RuleKind::Exclude),
+                '+' => dm.kind = Some(RuleKind::Include),
+                'n' if rule == ':' => dm.inherit = false,
+                'e' if rule == ':' => dm.exclude_self = true,
+                'w' => dm.words = true,
+                's' => s = true,
+                'r' => r = true,
+                'n' | 'e' => return Err(format!("'{m}' is for dir-merge rules only")),
+                'C' => return Err(unsupported(m)),
+                _ => return Err(format!("unknown modifier '{m}'")),
+            }
+        }
+        dm.side = side_of(s, r);
+        if rule == '.' {
+            return Ok(Parsed::Merge {
+                file: arg,
+                kind: dm.kind,
+                words: dm.words,
+                side: dm.side,
+            });
+        }
+        // A leading '/' asks rsync to look in the directories above the
+        // transfer too; jcp reads the files only inside the transfer.
+        let name = arg.strip_prefix('/').unwrap_or(arg);
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err("a dir-merge file is a name, not a path".into());
+        }
+        dm.name = name.to_string();
+        return Ok(Parsed::DirMerge(dm));
+    }
+    for m in mods.chars() {
+        match m {
+            '!' => negate = true,
+            's' => s = true,
+            'r' => r = true,
+            '/' | 'C' | 'p' | 'x' => return Err(unsupported(m)),
+            _ => return Err(format!("unknown modifier '{m}'")),
+        }
+    }
+    let (kind, side) = match rule {
+        '+' => (RuleKind::Include, side_of(s, r)),
+        '-' => (RuleKind::Exclude, side_of(s, r)),
+        'H' => (RuleKind::Exclude, Side::Sender),
+        'S' => (RuleKind::Include, Side::Sender),
+        'P' => (RuleKind::Exclude, Side::Receiver),
+        _ => (RuleKind::Include, Side::Receiver),
+    };
+    Ok(Parsed::Rule {
+        kind,
+        negate,
+        side,
+        pattern: arg,
+    })
+}
+
+/// The rules (or patterns) of a rule file's text: lines (or with `words`,
+/// whitespace-separated words), without blank lines and, by lines, `#` or
+/// `;` comments; a trailing `\r` is dropped.
+fn rule_lines(text: &[u8], words: bool) -> impl Iterator<Item = (usize, &[u8])> {
+    let lines = text.split(|&b| b == b'\n').enumerate().map(|(i, l)| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        (i + 1, l)
+    });
+    lines.flat_map(move |(n, l)| {
+        let items: Vec<&[u8]> = if words {
+            l.split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .collect()
+        } else if l.trim_ascii().is_empty() || l.starts_with(b"#") || l.starts_with(b";") {
+            Vec::new()
+        } else {
+            vec![l]
+        };
+        items.into_iter().map(move |w| (n, w))
+    })
 }
 
 /// At most this many unbordered `**` in one pattern (each doubles the globs).
@@ -129,21 +429,14 @@ const MAX_INNER_DOUBLE_STARS: usize = 4;
 impl Filter {
     /// True when there are no rules (everything is included).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.entries.is_empty()
     }
 
     /// Appends a rule. The pattern is taken as is: a leading `"+ "` or `"- "` is
     /// part of the pattern here (only [`Filter::add_from_reader`] reads those).
     pub fn add(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
-        let alts = compile(pattern).map_err(|reason| FilterError::BadPattern {
-            pattern: pattern.to_string(),
-            reason,
-        })?;
-        self.rules.push(Rule {
-            kind,
-            pattern: pattern.to_string(),
-            alts,
-        });
+        let rule = Rule::new(kind, pattern, false, Side::Both)?;
+        self.entries.push(Entry::Rule(rule));
         Ok(())
     }
 
@@ -154,34 +447,187 @@ impl Filter {
     /// or `-` for stdin) labels errors with the line number.
     pub fn add_from_reader(
         &mut self,
-        r: impl BufRead,
+        mut r: impl BufRead,
         default: RuleKind,
         source_name: &str,
     ) -> Result<(), FilterError> {
-        for (i, line) in r.split(b'\n').enumerate() {
-            let line = line.map_err(|error| FilterError::Read {
+        let mut text = Vec::new();
+        r.read_to_end(&mut text)
+            .map_err(|error| FilterError::Read {
                 source_name: source_name.to_string(),
                 error,
             })?;
-            let in_file = |error: FilterError| FilterError::InFile {
-                source_name: source_name.to_string(),
-                line: i + 1,
-                error: Box::new(error),
-            };
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            let line = std::str::from_utf8(line).map_err(|_| {
-                in_file(FilterError::BadPattern {
-                    pattern: String::from_utf8_lossy(line).into_owned(),
-                    reason: "not UTF-8".to_string(),
-                })
-            })?;
-            if line.trim().is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
+        for (n, line) in rule_lines(&text, false) {
+            let line = utf8_line(line, source_name, n)?;
             let (kind, pattern) = split_prefix(line).unwrap_or((default, line));
-            self.add(kind, pattern).map_err(in_file)?;
+            self.add(kind, pattern)
+                .map_err(|e| in_file(e, source_name, n))?;
         }
         Ok(())
+    }
+
+    /// Appends one rule in rsync's `--filter` syntax (`+ PAT`, `-! PAT`, `hide PAT`, ...):
+    /// `!` drops the rules so far, and `merge FILE` reads FILE's rules (a
+    /// path on this machine) into their place now.
+    pub fn add_rule(&mut self, rule: &str) -> Result<(), FilterError> {
+        self.add_rule_at(rule, 0)
+    }
+
+    fn add_rule_at(&mut self, rule: &str, depth: usize) -> Result<(), FilterError> {
+        let bad = |reason: String| FilterError::BadRule {
+            rule: rule.to_string(),
+            reason,
+        };
+        match parse_rule(rule).map_err(bad)? {
+            Parsed::Rule {
+                kind,
+                negate,
+                side,
+                pattern,
+            } => {
+                let rule = Rule::new(kind, pattern, negate, side)?;
+                self.entries.push(Entry::Rule(rule));
+            }
+            Parsed::Clear => self.entries.clear(),
+            Parsed::DirMerge(dm) => self.entries.push(Entry::DirMerge(dm)),
+            Parsed::Merge {
+                file,
+                kind,
+                words,
+                side,
+            } => {
+                if depth >= MAX_MERGE_DEPTH {
+                    return Err(bad(format!(
+                        "merge files nested more than {MAX_MERGE_DEPTH} deep"
+                    )));
+                }
+                let text = std::fs::read(file).map_err(|error| FilterError::Read {
+                    source_name: file.to_string(),
+                    error,
+                })?;
+                for (n, line) in rule_lines(&text, words) {
+                    let line = utf8_line(line, file, n)?;
+                    let added = match kind {
+                        Some(_) if line == "!" => {
+                            self.entries.clear();
+                            Ok(())
+                        }
+                        Some(kind) => Rule::new(kind, line, false, side)
+                            .map(|r| self.entries.push(Entry::Rule(r))),
+                        None => {
+                            let before = self.entries.len();
+                            let added = self.add_rule_at(line, depth + 1);
+                            // The merge rule's `s`/`r` holds for what it merged.
+                            for e in self.entries.iter_mut().skip(before) {
+                                match e {
+                                    Entry::Rule(r) if r.side == Side::Both => r.side = side,
+                                    Entry::DirMerge(d) if d.side == Side::Both => d.side = side,
+                                    _ => {}
+                                }
+                            }
+                            added
+                        }
+                    };
+                    added.map_err(|e| in_file(e, file, n))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The same filter as `side` applies it: the other side's rules (`s`,
+    /// `r`, `hide`, `protect`, ...) are passed over.
+    pub fn for_side(&self, side: Side) -> Filter {
+        Filter {
+            side,
+            ..self.clone()
+        }
+    }
+
+    /// Whether walks must look for per-directory rule files ([`Filter::enter`]).
+    pub fn has_dir_merge(&self) -> bool {
+        self.entries.iter().any(|e| matches!(e, Entry::DirMerge(_)))
+    }
+
+    /// The rules in force in directory `dir` (relative to the walk's top)
+    /// whose parent's are `parent`: `read(NAME)` gives the bytes of the rule
+    /// file NAME in that directory, if there is one. A file that does not
+    /// parse is an error naming it.
+    pub fn enter(
+        &self,
+        parent: &DirScope,
+        dir: &[u8],
+        mut read: impl FnMut(&str) -> Result<Option<Vec<u8>>, String>,
+    ) -> Result<DirScope, FilterError> {
+        let mut layers = Vec::new();
+        for (slot, e) in self.entries.iter().enumerate() {
+            let Entry::DirMerge(dm) = e else { continue };
+            let shown = || {
+                let mut p = String::from_utf8_lossy(dir).into_owned();
+                if !p.is_empty() {
+                    p.push('/');
+                }
+                p + &dm.name
+            };
+            let failed = |reason: String| FilterError::DirFile {
+                path: shown(),
+                reason,
+            };
+            let Some(text) = read(&dm.name).map_err(failed)? else {
+                continue;
+            };
+            let mut rules = Vec::new();
+            let mut clear = false;
+            for (n, item) in rule_lines(&text, dm.words) {
+                let at = |e: FilterError| in_file(e, &shown(), n);
+                let item = utf8_line(item, &shown(), n)?;
+                let parsed = match dm.kind {
+                    Some(_) if item == "!" => Parsed::Clear,
+                    Some(kind) => Parsed::Rule {
+                        kind,
+                        negate: false,
+                        side: Side::Both,
+                        pattern: item,
+                    },
+                    None => parse_rule(item).map_err(|reason| {
+                        at(FilterError::BadRule {
+                            rule: item.to_string(),
+                            reason,
+                        })
+                    })?,
+                };
+                match parsed {
+                    Parsed::Rule {
+                        kind,
+                        negate,
+                        side,
+                        pattern,
+                    } => {
+                        let side = if side == Side::Both { dm.side } else { side };
+                        rules.push(Rule::new(kind, pattern, negate, side).map_err(at)?);
+                    }
+                    Parsed::Clear => {
+                        rules.clear();
+                        clear = true;
+                    }
+                    Parsed::Merge { .. } | Parsed::DirMerge(_) => {
+                        return Err(at(FilterError::BadRule {
+                            rule: item.to_string(),
+                            reason: "jcp does not merge files from a per-directory file".into(),
+                        }))
+                    }
+                }
+            }
+            layers.push(Arc::new(Layer {
+                slot,
+                dir: dir.to_vec(),
+                rules,
+                inherit: dm.inherit,
+                clear,
+            }));
+        }
+        layers.extend(parent.layers.iter().filter(|l| l.inherit).cloned());
+        Ok(DirScope { layers })
     }
 
     /// Whether the first matching rule excludes `rel_path` (relative to the
@@ -190,7 +636,13 @@ impl Filter {
     /// whether the entry is a directory, for directory-only rules. The root (an
     /// empty path) is never excluded.
     pub fn is_excluded(&self, rel_path: &[u8], is_dir: bool) -> bool {
-        if rel_path.is_empty() || self.rules.is_empty() {
+        self.is_excluded_in(&DirScope::default(), rel_path, is_dir)
+    }
+
+    /// [`Filter::is_excluded`] for an entry of the directory whose
+    /// per-directory rules are `scope`.
+    pub fn is_excluded_in(&self, scope: &DirScope, rel_path: &[u8], is_dir: bool) -> bool {
+        if rel_path.is_empty() || self.entries.is_empty() {
             return false;
         }
         let rooted;
@@ -201,10 +653,45 @@ impl Filter {
             &rooted[..]
         };
         let cand = Candidate::from_bytes(path);
-        self.rules
-            .iter()
-            .find(|r| r.matches(&cand, is_dir))
-            .is_some_and(|r| r.kind == RuleKind::Exclude)
+        let decide = |r: &Rule, cand: &Candidate<'_>| {
+            (r.side.applies(self.side) && r.matches(cand, is_dir))
+                .then_some(r.kind == RuleKind::Exclude)
+        };
+        for (slot, e) in self.entries.iter().enumerate() {
+            match e {
+                Entry::Rule(r) => {
+                    if let Some(excluded) = decide(r, &cand) {
+                        return excluded;
+                    }
+                }
+                Entry::DirMerge(dm) => {
+                    let name = rel_path.rsplit(|&b| b == b'/').next().unwrap_or(rel_path);
+                    if dm.exclude_self && name == dm.name.as_bytes() {
+                        return true;
+                    }
+                    for layer in scope.layers.iter().filter(|l| l.slot == slot) {
+                        let inside = match layer.dir.is_empty() {
+                            true => Some(rel_path),
+                            false => rel_path
+                                .strip_prefix(&layer.dir[..])
+                                .and_then(|r| r.strip_prefix(b"/")),
+                        };
+                        if let Some(inside) = inside {
+                            let cand = Candidate::from_bytes(inside);
+                            if let Some(excluded) =
+                                layer.rules.iter().find_map(|r| decide(r, &cand))
+                            {
+                                return excluded;
+                            }
+                        }
+                        if layer.clear {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// The same rules for paths relative to directory `name` inside the transfer
@@ -212,29 +699,64 @@ impl Filter {
     /// matches `/name/x` there, not `/x`). An empty name changes nothing.
     pub fn under(&self, name: &[u8]) -> Filter {
         Filter {
-            rules: self.rules.clone(),
             prefix: name.to_vec(),
+            ..self.clone()
         }
     }
 
-    /// The rules in order as `"+ PATTERN"` / `"- PATTERN"` strings, one per rule;
-    /// [`Filter::from_args`] reads them back into the same filter.
+    /// The rules in order in rsync's syntax, one string each (`"+ PATTERN"`,
+    /// `"-! PATTERN"`, `":n- NAME"`); [`Filter::from_args`] reads them back
+    /// into the same filter.
     pub fn to_args(&self) -> Vec<String> {
-        self.rules
+        self.entries
             .iter()
-            .map(|r| format!("{}{}", r.kind.prefix(), r.pattern))
+            .map(|e| match e {
+                Entry::Rule(r) => r.to_arg(),
+                Entry::DirMerge(d) => d.to_arg(),
+            })
             .collect()
     }
 
-    /// The inverse of [`Filter::to_args`]: each string must be `"+ PATTERN"` or
-    /// `"- PATTERN"` (the pattern is everything after the two-byte prefix).
+    /// The inverse of [`Filter::to_args`]: include and exclude rules (with
+    /// `!`, `s`, `r`) and `dir-merge` rules. `merge` and `!` are refused: a
+    /// client's merge files are read on the client, never on a server.
     pub fn from_args(args: &[String]) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
         for a in args {
-            let (kind, pattern) = split_prefix(a).ok_or_else(|| FilterError::BadRule(a.clone()))?;
-            f.add(kind, pattern)?;
+            let bad = |reason: &str| FilterError::BadRule {
+                rule: a.clone(),
+                reason: reason.to_string(),
+            };
+            match parse_rule(a).map_err(|r| bad(&r))? {
+                Parsed::Rule { .. } | Parsed::DirMerge(_) => f.add_rule(a)?,
+                Parsed::Clear | Parsed::Merge { .. } => {
+                    return Err(bad("not a rule that travels (merge files and ! are read where the rules are given)"))
+                }
+            }
         }
         Ok(f)
+    }
+}
+
+/// A rule file's line as text; not UTF-8 is an error naming the line.
+fn utf8_line<'a>(line: &'a [u8], source: &str, n: usize) -> Result<&'a str, FilterError> {
+    std::str::from_utf8(line).map_err(|_| {
+        in_file(
+            FilterError::BadPattern {
+                pattern: String::from_utf8_lossy(line).into_owned(),
+                reason: "not UTF-8".to_string(),
+            },
+            source,
+            n,
+        )
+    })
+}
+
+fn in_file(error: FilterError, source: &str, line: usize) -> FilterError {
+    FilterError::InFile {
+        source_name: source.to_string(),
+        line,
+        error: Box::new(error),
     }
 }
 
@@ -724,11 +1246,249 @@ mod tests {
         assert!(f.is_empty());
         let e = Filter::from_args(&["* x".to_string()]).unwrap_err();
         assert!(
-            matches!(e, FilterError::BadRule(ref r) if r == "* x"),
+            matches!(e, FilterError::BadRule { ref rule, .. } if rule == "* x"),
             "{e}"
         );
         assert!(Filter::from_args(&["+".to_string()]).is_err());
         assert!(Filter::from_args(&["- a[".to_string()]).is_err());
+    }
+
+    fn rules(list: &[&str]) -> Filter {
+        let mut f = Filter::default();
+        for r in list {
+            f.add_rule(r).unwrap_or_else(|e| panic!("{r}: {e}"));
+        }
+        f
+    }
+
+    #[test]
+    fn filter_rule_syntax_short_and_long() {
+        let f = rules(&[
+            "+ keep.o",
+            "exclude *.o",
+            "include,s shown_only_to_sender",
+            "-_under score",
+            "-! *.c",
+        ]);
+        assert_eq!(
+            f.to_args(),
+            [
+                "+ keep.o",
+                "- *.o",
+                "+s shown_only_to_sender",
+                "- under score",
+                "-! *.c"
+            ]
+        );
+        assert!(!excl(&f, "keep.o"));
+        assert!(excl(&f, "x.o"));
+        assert!(excl(&f, "under score"));
+        // `-!`: everything the pattern does not match.
+        assert!(!excl(&f, "main.c"));
+        assert!(excl(&f, "main.h"));
+        // `!` drops what came before.
+        let f = rules(&["- *.o", "!", "- *.h"]);
+        assert_eq!(f.to_args(), ["- *.h"]);
+        let f = rules(&["- *.o", "clear"]);
+        assert!(f.is_empty());
+        for (bad, why) in [
+            ("*.o", "expected a rule"),
+            ("-*.o", "expected a space"),
+            ("- ", "no pattern"),
+            ("-/ /abs", "does not support the '/'"),
+            ("-p *.o", "does not support the 'p'"),
+            ("-q *.o", "unknown modifier 'q'"),
+            (".n f", "dir-merge rules only"),
+            (": a/b", "a name, not a path"),
+            (": ..", "a name, not a path"),
+            ("- a[", "bad filter pattern"),
+        ] {
+            let e = Filter::default().add_rule(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sides_keep_their_rules() {
+        let f = rules(&[
+            "hide secret",
+            "protect keep/",
+            "- *.tmp",
+            "risk *.bak",
+            "show *.log",
+            "- *.log",
+            "-r local",
+            "+s *.x",
+        ]);
+        assert_eq!(
+            f.to_args(),
+            [
+                "-s secret",
+                "-r keep/",
+                "- *.tmp",
+                "+r *.bak",
+                "+s *.log",
+                "- *.log",
+                "-r local",
+                "+s *.x"
+            ]
+        );
+        let sender = f.for_side(Side::Sender);
+        let receiver = f.for_side(Side::Receiver);
+        assert!(excl(&sender, "secret") && !excl(&receiver, "secret"));
+        assert!(!excl_dir(&sender, "keep") && excl_dir(&receiver, "keep"));
+        assert!(excl(&sender, "a.tmp") && excl(&receiver, "a.tmp"));
+        assert!(!excl(&sender, "a.log") && excl(&receiver, "a.log"));
+        assert!(!excl(&sender, "local") && excl(&receiver, "local"));
+        let back = Filter::from_args(&f.to_args()).unwrap();
+        assert_eq!(back.to_args(), f.to_args());
+        assert!(excl(&back.for_side(Side::Sender), "secret"));
+    }
+
+    #[test]
+    fn merge_files_are_read_in_place_and_nest() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("inner");
+        std::fs::write(&inner, "- *.inner\n").unwrap();
+        let outer = dir.path().join("outer");
+        std::fs::write(
+            &outer,
+            format!(
+                "# rules\n+ keep.o\n- *.o\nmerge {}\n: .rules\n",
+                inner.display()
+            ),
+        )
+        .unwrap();
+        let f = rules(&["- first", &format!("merge {}", outer.display()), "- last"]);
+        assert_eq!(
+            f.to_args(),
+            [
+                "- first",
+                "+ keep.o",
+                "- *.o",
+                "- *.inner",
+                ": .rules",
+                "- last"
+            ]
+        );
+        // With a kind, each line is a pattern; `s` holds for what is merged.
+        let words = dir.path().join("words");
+        std::fs::write(&words, "a.o b.o\n+ c\n").unwrap();
+        let f = rules(&[&format!("merge,-ws {}", words.display())]);
+        assert_eq!(f.to_args(), ["-s a.o", "-s b.o", "-s +", "-s c"]);
+        // A file merging itself stops at the depth limit.
+        let me = dir.path().join("me");
+        std::fs::write(&me, format!("merge {}\n", me.display())).unwrap();
+        let e = Filter::default()
+            .add_rule(&format!(". {}", me.display()))
+            .unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        let e = Filter::default().add_rule(". /no/such/rules").unwrap_err();
+        assert!(e.to_string().contains("/no/such/rules"), "{e}");
+        // A server takes no merge rule (it would read its own files).
+        assert!(Filter::from_args(&[". /etc/passwd".to_string()]).is_err());
+        assert!(Filter::from_args(&["!".to_string()]).is_err());
+    }
+
+    /// The scope of `dir` given the rule files in `files` (directory, text).
+    fn scope_of(f: &Filter, files: &[(&str, &str)], dir: &str) -> DirScope {
+        let mut scope = DirScope::default();
+        let mut at = String::new();
+        let parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+        for i in 0..=parts.len() {
+            if i > 0 {
+                at = parts[..i].join("/");
+            }
+            scope = f
+                .enter(&scope, at.as_bytes(), |name| {
+                    assert_eq!(name, ".rules");
+                    Ok(files
+                        .iter()
+                        .find(|(d, _)| *d == at)
+                        .map(|(_, t)| t.as_bytes().to_vec()))
+                })
+                .unwrap();
+        }
+        scope
+    }
+
+    #[test]
+    fn per_directory_rules_apply_below_their_directory() {
+        let f = rules(&["- first", ": .rules", "- *.last"]);
+        assert!(f.has_dir_merge());
+        let files = [
+            ("", "- *.top\n- /anchored\n"),
+            ("a", "+ keep.top\n- *.a\n"),
+            ("a/b", "!\n- *.b\n"),
+        ];
+        let at = |dir: &str, path: &str| {
+            let scope = scope_of(&f, &files, dir);
+            f.is_excluded_in(&scope, path.as_bytes(), false)
+        };
+        assert!(at("", "x.top"));
+        assert!(at("", "anchored"));
+        assert!(!at("a", "a/anchored"), "/ is the rule file's own directory");
+        assert!(at("a", "a/x.top"), "inherited");
+        assert!(!at("a", "a/keep.top"), "a subdirectory's rules come first");
+        assert!(at("a", "a/x.a"));
+        assert!(!at("", "x.a"), "not above its directory");
+        // a/b's `!` stops the rules of the directories above.
+        assert!(!at("a/b", "a/b/x.top") && !at("a/b", "a/b/x.a"));
+        assert!(at("a/b", "a/b/x.b"));
+        // Rules before and after the dir-merge keep their places.
+        assert!(at("a", "a/first") && at("a/b", "a/b/y.last"));
+        // Without the file's directory in the scope, its rules do not apply.
+        assert!(!f.is_excluded(b"x.top", false));
+    }
+
+    #[test]
+    fn dir_merge_modifiers() {
+        // n: not inherited; e: the rule files are excluded; -: patterns.
+        let f = rules(&[":ne- .rules"]);
+        assert_eq!(f.to_args(), [":-ne .rules"]);
+        let files = [("", "*.o\n+ x\n")];
+        let top = scope_of(&f, &files, "");
+        assert!(f.is_excluded_in(&top, b"a.o", false));
+        assert!(
+            f.is_excluded_in(&top, b"+ x", false),
+            "a pattern, not a rule"
+        );
+        assert!(f.is_excluded_in(&top, b".rules", false));
+        assert!(f.is_excluded_in(&top, b"d/.rules", false));
+        let below = scope_of(&f, &files, "d");
+        assert!(!f.is_excluded_in(&below, b"d/a.o", false));
+        // w: words; s: the file's rules are the sender's.
+        let f = rules(&[":ws .rules"]);
+        let files = [("", "-_a.o -_b.o")];
+        let top = scope_of(&f, &files, "");
+        let sender = f.for_side(Side::Sender);
+        let receiver = f.for_side(Side::Receiver);
+        assert!(sender.is_excluded_in(&top, b"b.o", false));
+        assert!(!receiver.is_excluded_in(&top, b"b.o", false));
+        assert_eq!(
+            Filter::from_args(&f.to_args()).unwrap().to_args(),
+            [":ws .rules"]
+        );
+        // A bad line names the file and the line; so does a read failure.
+        let f = rules(&[": .rules"]);
+        let e = f
+            .enter(&DirScope::default(), b"d", |_| {
+                Ok(Some(b"- ok\n-bad\n".to_vec()))
+            })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("d/.rules:2:"), "{e}");
+        let e = f
+            .enter(&DirScope::default(), b"", |_| {
+                Err("Permission denied".into())
+            })
+            .unwrap_err();
+        assert_eq!(e.to_string(), ".rules: Permission denied");
+        let e = f
+            .enter(&DirScope::default(), b"", |_| {
+                Ok(Some(b"merge x\n".to_vec()))
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("per-directory"), "{e}");
     }
 
     #[test]

@@ -670,6 +670,19 @@ impl FsRoot {
         }
     }
 
+    /// The per-directory filter file `name` (`dir-merge`) in directory `dir`:
+    /// see [`read_rule_file`]. Errors do not name the file (the caller does).
+    pub(crate) fn read_rule_file(&self, dir: &RelPath, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let rel = dir.join(OsStr::new(name));
+        let dir = match self.locate(&rel) {
+            Ok((dir, _)) => dir,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(FsError::Io { source, .. }) => return Err(source),
+            Err(e @ FsError::Escape { .. }) => return Err(io::Error::other(e.to_string())),
+        };
+        read_rule_file(dir.as_fd(), name)
+    }
+
     /// Opens directory `rel` for reading its entries, following symlinks only
     /// while they stay beneath the root (the sender's walk: its top, and with
     /// `-L` a directory reached through a link).
@@ -1512,6 +1525,39 @@ pub(crate) const READ_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC)
     .union(OFlags::NOCTTY)
     .union(OFlags::NONBLOCK);
+
+/// Per-directory filter files larger than this are refused.
+const MAX_RULE_FILE: u64 = 1 << 20;
+
+/// The bytes of the per-directory filter file (`dir-merge`) `name` in the
+/// directory open at `dir`; `None` when there is none. Only a regular file,
+/// never through a symlink (a rule file that cannot be read is an error, not
+/// an empty list: its rules may hide what must not be sent or deleted).
+pub(crate) fn read_rule_file(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let fd = match rfs::openat(dir, name, READ_FLAGS | OFlags::NOFOLLOW, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err(not_followed()),
+        Err(e) => return Err(e.into()),
+    };
+    let st = rfs::fstat(&fd)?;
+    if Meta::from_stat(&st).kind != Kind::File {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if st.st_size as u64 > MAX_RULE_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_RULE_FILE >> 20),
+        ));
+    }
+    let mut text = Vec::new();
+    File::from(fd).take(MAX_RULE_FILE).read_to_end(&mut text)?;
+    Ok(Some(text))
+}
 
 /// `fd` as a file with its metadata if it is a regular file; an error naming
 /// `shown` otherwise.

@@ -19,6 +19,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
+use super::filter::DirScope;
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
 use super::remove::Removals;
@@ -370,7 +371,7 @@ impl Giver {
 /// Runs the sender role until the receiver's report arrives.
 pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> Result<Stats> {
     let progress = opts.progress.clone();
-    opts.filter = super::rooted_filter(&opts.filter, &spec.source);
+    opts.filter = super::rooted_filter(&opts.filter, &spec.source, super::Side::Sender);
     let prefix = super::shown_prefix(&spec.source);
     let removals = opts.remove_source.then(Removals::default);
     let giver = Arc::new(Giver {
@@ -663,6 +664,7 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     let top = top.and_then(|(fd, m)| {
         let item = entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links);
         let level = Level::read(fd, Vec::new(), &m)
+            .and_then(|l| l.with_rules(&opts.filter, &DirScope::default()))
             .map_err(|e| Error::io(format!("cannot read {}", spec.base.display()), e));
         Ok((item, level?, m.dev))
     });
@@ -709,7 +711,8 @@ fn descend(
         let Some(into) = into else { continue };
         let parent = stack.last().expect("in a directory");
         let child = open_child(spec, parent, &name, &into.full, into.through_link)
-            .and_then(|fd| Level::read(fd, into.rel.clone(), &into.meta));
+            .and_then(|fd| Level::read(fd, into.rel.clone(), &into.meta))
+            .and_then(|l| l.with_rules(&opts.filter, &parent.scope));
         match child {
             Ok(level) => stack.push(level),
             Err(e) => {
@@ -734,6 +737,7 @@ fn walk_selected(
     send: &mut impl FnMut(WalkItem) -> bool,
 ) {
     let mut links = Links::default();
+    let mut scopes = SelectedScopes::default();
     let mut sent_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
     let mut whole: std::collections::HashSet<Vec<u8>> = Default::default();
     let top_dev = match spec.fs.lstat(&spec.base) {
@@ -756,7 +760,7 @@ fn walk_selected(
         if prefixes.iter().any(|p| covered(p)) || covered(path) {
             continue;
         }
-        for dir in prefixes {
+        for &dir in &prefixes {
             if sent_dirs.contains(dir) {
                 continue;
             }
@@ -783,7 +787,23 @@ fn walk_selected(
                 }
             }
         }
-        let excluded = |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded(path, is_dir);
+        // The rules of the directory holding `path` (none above the top).
+        let parent = prefixes.last().copied().unwrap_or_default();
+        let scope = match path.is_empty() {
+            true => Ok(DirScope::default()),
+            false => scopes.at(spec, &opts.filter, parent),
+        };
+        let scope = match scope {
+            Ok(scope) => scope,
+            Err(why) => {
+                if !send(WalkItem::Error(path.clone(), why)) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let excluded =
+            |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded_in(&scope, path, is_dir);
         let (item, m) = match selected_entry(spec, opts, path, &mut links) {
             Ok(found) => found,
             Err(why) => {
@@ -820,6 +840,7 @@ fn walk_selected(
             .and_then(|full| spec.fs.open_dir(&full).map_err(fs_err))
             .and_then(|fd| {
                 Level::read(fd, path.clone(), &m)
+                    .and_then(|l| l.with_rules(&opts.filter, &scope))
                     .map_err(|e| Error::io(String::from_utf8_lossy(path), e))
             });
         match level {
@@ -834,6 +855,45 @@ fn walk_selected(
                 }
             }
         }
+    }
+}
+
+/// The per-directory filter rules of the directories a selection's walk
+/// passes through, read from the top down once each.
+#[derive(Default)]
+struct SelectedScopes(HashMap<Vec<u8>, DirScope>);
+
+impl SelectedScopes {
+    /// The rules in force in `dir` (relative to the base), or why they could
+    /// not be read.
+    fn at(
+        &mut self,
+        spec: &GiveSpec,
+        filter: &Filter,
+        dir: &[u8],
+    ) -> std::result::Result<DirScope, String> {
+        if !filter.has_dir_merge() {
+            return Ok(DirScope::default());
+        }
+        if let Some(s) = self.0.get(dir) {
+            return Ok(s.clone());
+        }
+        let parent = match dir.iter().rposition(|&b| b == b'/') {
+            Some(i) => self.at(spec, filter, &dir[..i])?,
+            None if dir.is_empty() => DirScope::default(),
+            None => self.at(spec, filter, b"")?,
+        };
+        let full = spec.entry_path(dir).map_err(|e| e.to_string())?;
+        let read = |name: &str| {
+            spec.fs
+                .read_rule_file(&full, name)
+                .map_err(|e| e.to_string())
+        };
+        let scope = filter
+            .enter(&parent, dir, read)
+            .map_err(|e| format!("not walked: {e}"))?;
+        self.0.insert(dir.to_vec(), scope.clone());
+        Ok(scope)
     }
 }
 
@@ -892,8 +952,9 @@ fn visit(
     }
     rel.extend_from_slice(name);
     let failed = |rel: Vec<u8>, why: String| Some((WalkItem::Error(rel, why), None));
-    let excluded =
-        |rel: &[u8], is_dir: bool| !opts.filter.is_empty() && opts.filter.is_excluded(rel, is_dir);
+    let excluded = |rel: &[u8], is_dir: bool| {
+        !opts.filter.is_empty() && opts.filter.is_excluded_in(&parent.scope, rel, is_dir)
+    };
     // What the directory entry says the name is, unless -L follows it or
     // the filesystem does not say: enough for the filter, without a stat.
     let through_link = opts.copy_links && ftype == FileType::Symlink;
@@ -966,6 +1027,8 @@ struct Level {
     /// is a loop.
     id: (u64, u64),
     names: std::vec::IntoIter<(Vec<u8>, FileType)>,
+    /// The per-directory filter rules in force here (`dir-merge`).
+    scope: DirScope,
 }
 
 impl Level {
@@ -992,7 +1055,23 @@ impl Level {
             rel,
             id: (meta.dev, meta.ino),
             names: names.into_iter(),
+            scope: DirScope::default(),
         })
+    }
+
+    /// Reads this directory's per-directory filter files (`dir-merge`) on top
+    /// of the rules of its parent (`parent`); none without such a rule. A
+    /// directory whose rule file cannot be read or parsed is not walked.
+    fn with_rules(mut self, filter: &Filter, parent: &DirScope) -> std::io::Result<Level> {
+        if filter.has_dir_merge() {
+            let fd = self.dir.fd()?;
+            let read =
+                |name: &str| super::fsroot::read_rule_file(fd, name).map_err(|e| e.to_string());
+            self.scope = filter
+                .enter(parent, &self.rel, read)
+                .map_err(|e| std::io::Error::other(format!("not walked: {e}")))?;
+        }
+        Ok(self)
     }
 }
 

@@ -36,7 +36,7 @@ use std::time::Instant;
 pub use alt::{AltDest, AltHow};
 pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
-pub use filter::{Filter, FilterError, RuleKind};
+pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
 pub use glob::{has_glob, remote_glob, GLOB};
 pub use ids::Chown;
 pub use list::{list, list_local, Listing};
@@ -727,18 +727,18 @@ pub(crate) fn shown_path<'a>(prefix: &[u8], path: &'a [u8]) -> std::borrow::Cow<
         .into()
 }
 
-/// The filter as both ends apply it to `source`'s entries: a directory sent as
+/// The filter as `side` applies it to `source`'s entries: a directory sent as
 /// itself (no trailing slash) sits below the transfer root, so rules see its
-/// entries as `NAME/...`, as rsync's do.
-fn rooted_filter(filter: &Arc<Filter>, source: &proto::sync::Source) -> Arc<Filter> {
-    if filter.is_empty()
-        || source.kind != proto::sync::EntryKind::Dir
-        || source.contents
-        || source.name.is_empty()
-    {
+/// entries as `NAME/...`, as rsync's do; the other side's rules are passed over.
+fn rooted_filter(filter: &Arc<Filter>, source: &proto::sync::Source, side: Side) -> Arc<Filter> {
+    if filter.is_empty() {
         return filter.clone();
     }
-    Arc::new(filter.under(&source.name))
+    let sided = filter.for_side(side);
+    if source.kind != proto::sync::EntryKind::Dir || source.contents || source.name.is_empty() {
+        return Arc::new(sided);
+    }
+    Arc::new(sided.under(&source.name))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
 use super::destdir::DestMap;
+use super::filter::DirScope;
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
 use super::itemize::{self, Change, Update};
@@ -178,7 +179,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
         None => None,
     };
-    opts.filter = super::rooted_filter(&opts.filter, &source);
+    opts.filter = super::rooted_filter(&opts.filter, &source, super::Side::Receiver);
     let counters = Arc::new(Counters::default());
     for w in alt_warnings {
         counters.warning("", w);
@@ -196,6 +197,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         given,
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
         listings: Default::default(),
+        rule_scopes: Default::default(),
         whole_digest: super::give::whole_digest(peer.link()),
         kept: Arc::new(KeptBudget::new()),
         base: base.clone(),
@@ -707,6 +709,9 @@ struct Ctx {
     /// With `--delete`: what each existing directory held when it was scanned
     /// for temp files (everything added since is the sender's, so not deleted).
     listings: std::sync::Mutex<HashMap<Vec<u8>, super::fsroot::Listing>>,
+    /// With `--delete` and `dir-merge` rules: the per-directory rules of each
+    /// destination directory (by its path under the base), read once.
+    rule_scopes: std::sync::Mutex<HashMap<Vec<u8>, DirScope>>,
     /// Whether files sent whole carry a digest ([`super::give::whole_digest`]).
     whole_digest: bool,
     /// Descriptors of hashed files kept open until their verdict.
@@ -945,6 +950,28 @@ impl Ctx {
         b.strip_prefix(self.base.as_bytes())
             .map(|p| p.strip_prefix(b"/").unwrap_or(p))
             .unwrap_or(b)
+    }
+
+    /// The per-directory filter rules (`dir-merge`) in force in destination
+    /// directory `dir`, from the destination's own rule files, read from the
+    /// base down once each (as rsync's receiver does for its deletions).
+    fn rule_scope(&self, dir: &RelPath) -> std::result::Result<DirScope, String> {
+        if !self.opts.filter.has_dir_merge() {
+            return Ok(DirScope::default());
+        }
+        let key = self.under_base(dir).to_vec();
+        if let Some(s) = self.rule_scopes.lock().expect("poisoned").get(&key) {
+            return Ok(s.clone());
+        }
+        let parent = match dir.parent() {
+            Some(up) if !key.is_empty() => self.rule_scope(&up)?,
+            _ => DirScope::default(),
+        };
+        let read = |name: &str| self.fs.read_rule_file(dir, name).map_err(|e| e.to_string());
+        let scope = (self.opts.filter.enter(&parent, &key, read)).map_err(|e| e.to_string())?;
+        let mut scopes = self.rule_scopes.lock().expect("poisoned");
+        scopes.insert(key, scope.clone());
+        Ok(scope)
     }
 
     /// A path beneath the base (`rel`) as the user sees it.
@@ -1596,6 +1623,15 @@ fn delete_extraneous(
             return;
         }
     };
+    let scope = match ctx.rule_scope(dir) {
+        Ok(scope) => scope,
+        Err(e) => {
+            // Its rules may protect what is there: nothing is deleted.
+            let why = format!("nothing deleted here: {e}");
+            ctx.counters.error(&ctx.shown_rel(dir), why);
+            return;
+        }
+    };
     for (name, is_dir) in names {
         // Temp files of transfers in flight and partial files kept for the
         // next run are not the user's entries.
@@ -1611,7 +1647,7 @@ fn delete_extraneous(
         }
         let shown = ctx.under_base(&rel).to_vec();
         // Excluded entries are protected from deletion unless asked otherwise.
-        if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded(&shown, is_dir) {
+        if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir) {
             continue;
         }
         // Counted before it is made, so that the halves deleting at once

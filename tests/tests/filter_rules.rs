@@ -1,0 +1,274 @@
+//! rsync's filter rules through the real binaries, locally, pushed to a
+//! jsrv and pulled from it: `--filter` (`-f`) rules with their modifiers,
+//! `merge` files, per-directory rule files (`dir-merge`, `-F`, `-FF`), the
+//! sides rules speak for (`hide` only hides, `protect` only protects), and
+//! `-C`. The sender reads the per-directory files of its tree; the receiver
+//! reads those of the destination for `--delete`, as rsync's do.
+
+use std::path::Path;
+
+use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, ways, Sources};
+use jsync_tests::tree::files_in;
+
+fn put(path: &Path, data: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// A source with per-directory `.rsync-filter` files: `a/` leaves out `*.o`
+/// and its own `local-only` (anchored there); `a/b/` keeps only `keep.txt`
+/// (its rule file too is left out by its own `- *`).
+fn make_source(src: &Path) {
+    for f in [
+        "keep.o",
+        "x.o",
+        "local-only",
+        "top.txt",
+        "secret.key",
+        "a/y.o",
+        "a/local-only",
+        "a/kept.txt",
+        "a/b/z.o",
+        "a/b/keep.txt",
+        "a/b/other.txt",
+        "c/w.o",
+        ".git/HEAD",
+        "d/notes~",
+        "d/scratch.tmp",
+        "d/fine.txt",
+    ] {
+        put(&src.join(f), f);
+    }
+    put(
+        &src.join("a/.rsync-filter"),
+        "# rules of a/\n- *.o\n- /local-only\n",
+    );
+    put(&src.join("a/b/.rsync-filter"), "+ keep.txt\n- *\n");
+    put(&src.join("d/.cvsignore"), "*.tmp  other.tmp\n");
+}
+
+/// Runs `jcp OPTIONS src/ dst` each way from an empty destination (made by
+/// `prepare` first) and checks the files there against `want`.
+fn each_way(options: &[&str], prepare: impl Fn(&Path), want: &[&str]) {
+    let setup = Sources::new(make_source);
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(&dst).unwrap();
+        prepare(&dst);
+        let mut args = options.to_vec();
+        args.extend([from.as_str(), to.as_str()]);
+        let what = format!("{way} {}", options.join(" "));
+        ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+        assert_eq!(files_in(&dst), want, "{what}");
+    }
+}
+
+#[test]
+fn per_directory_rule_files_and_filter_rules_choose_what_is_sent() {
+    let opts = [
+        "-F",
+        "--filter=- top.txt",
+        "-f",
+        "hide *.key",
+        "-f",
+        "exclude .git/",
+    ];
+    let want = [
+        "a/.rsync-filter",
+        "a/b/keep.txt",
+        "a/kept.txt",
+        "c/w.o",
+        "d/.cvsignore",
+        "d/fine.txt",
+        "d/notes~",
+        "d/scratch.tmp",
+        "keep.o",
+        "local-only",
+        "x.o",
+    ];
+    each_way(&opts, |_| {}, &want);
+    // -FF also leaves out the rule files themselves. `-! PATTERN` leaves
+    // out all the pattern does not match, directories too, so `+ */` first.
+    // The rule files' rules come first (-F is given first).
+    let opts = ["-FF", "-f", "+ */", "--filter", "-! *.txt"];
+    let want = ["a/b/keep.txt", "a/kept.txt", "d/fine.txt", "top.txt"];
+    each_way(&opts, |_| {}, &want);
+    each_way(&["--filter", "-! *.txt", "-F"], |_| {}, &["top.txt"]);
+    // A selection (--files-from) reads the rule files of the directories on
+    // the way to each listed path: a/b/'s leaves out a/b/z.o, listed or not.
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(list.path(), "a/b/z.o\na/b/other.txt\na/b/keep.txt\nc\n").unwrap();
+    let from = list.path().to_str().unwrap();
+    let want = ["a/b/keep.txt", "c/w.o"];
+    each_way(&["-F", "-r", "--files-from", from], |_| {}, &want);
+    // A listed directory's walk starts with the rules of those above it.
+    std::fs::write(list.path(), "a/b\n").unwrap();
+    each_way(
+        &["-F", "-r", "--files-from", from],
+        |_| {},
+        &["a/b/keep.txt"],
+    );
+}
+
+#[test]
+fn merge_files_and_cvs_exclude() {
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules");
+    // A merge file of rules, then one of patterns (`merge,-`).
+    let patterns = work.path().join("patterns");
+    put(&rules, "+ keep.o\n- *.o\nmerge,- PATTERNS\n");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    put(
+        &rules,
+        &text.replace("PATTERNS", &patterns.display().to_string()),
+    );
+    put(&patterns, "*.key\n.rsync-filter\n");
+    let merge = format!("merge {}", rules.display());
+    let want = [
+        "a/b/keep.txt",
+        "a/b/other.txt",
+        "a/kept.txt",
+        "a/local-only",
+        "d/.cvsignore",
+        "d/fine.txt",
+        "d/notes~",
+        "d/scratch.tmp",
+        "keep.o",
+        "local-only",
+        "top.txt",
+    ];
+    let mut with_git = want.to_vec();
+    with_git.insert(0, ".git/HEAD");
+    each_way(&["--filter", &merge], |_| {}, &with_git);
+    // -C: CVS's list (*.o, *~, .git/), each directory's .cvsignore, after
+    // the other rules (so `+ keep.o` still keeps it).
+    let want = [
+        "a/.rsync-filter",
+        "a/b/.rsync-filter",
+        "a/b/keep.txt",
+        "a/b/other.txt",
+        "a/kept.txt",
+        "a/local-only",
+        "d/.cvsignore",
+        "d/fine.txt",
+        "keep.o",
+        "local-only",
+        "secret.key",
+        "top.txt",
+    ];
+    each_way(&["-C", "-f", "+ keep.o"], |_| {}, &want);
+}
+
+#[test]
+fn delete_leaves_what_the_receivers_rules_protect() {
+    // The destination's own rule files count for what --delete removes: a/'s
+    // (sent with the transfer) protects a/old.o; `protect` (receiver only)
+    // keeps kept/ and `hide` (sender only) protects nothing.
+    let prepare = |dst: &Path| {
+        for f in [
+            "a/old.o",
+            "a/gone.txt",
+            "kept/x",
+            "secret.key",
+            "extra.txt",
+            "e/.rsync-filter",
+        ] {
+            put(&dst.join(f), "old");
+        }
+        put(&dst.join("e/.rsync-filter"), "- *.log\n");
+        put(&dst.join("e/app.log"), "log");
+        put(&dst.join("e/stale"), "stale");
+    };
+    let opts = [
+        "-F",
+        "--delete",
+        "-f",
+        "protect kept/",
+        "-f",
+        "hide secret.key",
+        "-f",
+        "- e/",
+    ];
+    let want = [
+        "a/.rsync-filter",
+        "a/b/keep.txt",
+        "a/kept.txt",
+        "a/old.o",
+        "c/w.o",
+        "d/.cvsignore",
+        "d/fine.txt",
+        "d/notes~",
+        "d/scratch.tmp",
+        ".git/HEAD",
+        "e/.rsync-filter",
+        "e/app.log",
+        "e/stale",
+        "keep.o",
+        "kept/x",
+        "local-only",
+        "top.txt",
+        "x.o",
+    ];
+    let mut want = want.to_vec();
+    want.sort();
+    each_way(&opts, prepare, &want);
+}
+
+#[test]
+fn a_rule_file_that_does_not_parse_stops_its_directory() {
+    let setup = Sources::new(|src| {
+        make_source(src);
+        put(&src.join("a/b/.rsync-filter"), "- ok\nnot a rule\n");
+    });
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let what = format!("{way} -F");
+        let out = setup.srv.jcp(setup.keys.path(), &["-F", &from, &to]);
+        fails(
+            &out,
+            3,
+            "a/b/.rsync-filter:2: bad filter rule \"not a rule\"",
+            &what,
+        );
+        let got = files_in(&dst);
+        assert!(got.contains(&"a/kept.txt".to_string()), "{what}: {got:?}");
+        assert!(
+            !got.iter().any(|f| f.starts_with("a/b/")),
+            "{what}: {got:?}"
+        );
+    }
+    // On the receiving side, nothing is deleted where the rules are unknown.
+    let setup = Sources::new(make_source);
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        put(&dst.join("c/.rsync-filter"), "-bad\n");
+        put(&dst.join("c/extra"), "extra");
+        let what = format!("{way} -F --delete");
+        let out = setup
+            .srv
+            .jcp(setup.keys.path(), &["-F", "--delete", &from, &to]);
+        fails(&out, 3, "c/.rsync-filter:1: bad filter rule", &what);
+        assert!(dst.join("c/extra").exists(), "{what}");
+    }
+}
+
+#[test]
+fn bad_rules_are_usage_errors() {
+    let setup = Sources::new(make_source);
+    let src = setup.src_arg();
+    for (args, needle) in [
+        (vec!["-f", "*.o"], "expected a rule"),
+        (
+            vec!["--filter", "-/ /etc"],
+            "does not support the '/' modifier",
+        ),
+        (vec!["--filter", ": a/b"], "a name, not a path"),
+        (
+            vec!["--filter", "merge /nonexistent/rules"],
+            "/nonexistent/rules",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend([src.as_str(), "unused"]);
+        let out = setup.srv.jcp(setup.keys.path(), &all);
+        fails(&out, 2, needle, &args.join(" "));
+    }
+}
