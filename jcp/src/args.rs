@@ -33,6 +33,7 @@ pub const DEFAULT_PORT: u16 = 7433;
     // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
     disable_help_flag = true,
     group(clap::ArgGroup::new("backup_any").args(["backup", "backup_dir"]).multiple(true)),
+    group(clap::ArgGroup::new("deleting").args(["delete", "delete_before"]).multiple(true)),
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -140,6 +141,48 @@ pub struct Cli {
     #[arg(long, aliases = ["delete-after", "delete-delay"])]
     pub delete: bool,
 
+    /// Delete as --delete, but before the transfer, once the whole file list
+    /// has arrived (what is deleted frees its space first; no file is
+    /// requested before). --delete-during and --del say the same: jcp does
+    /// not delete directory by directory
+    #[arg(long, visible_aliases = ["delete-during", "del"])]
+    pub delete_before: bool,
+
+    /// Delete even when the sender could not read everything (rsync's
+    /// --ignore-errors); otherwise nothing is deleted then
+    #[arg(long, requires = "deleting")]
+    pub ignore_errors: bool,
+
+    /// Send changed files whole, without the delta algorithm (rsync's -W:
+    /// the receiver does not read its old copy; best where the network is
+    /// faster than the disks). A partial file an interrupted run left is
+    /// still resumed
+    #[arg(short = 'W', long, overrides_with = "no_whole_file")]
+    pub whole_file: bool,
+
+    /// Use the delta algorithm (the default)
+    #[arg(long, visible_alias = "no-W")]
+    pub no_whole_file: bool,
+
+    /// Leave directories' modification times alone (rsync's -O, for
+    /// filesystems that cannot keep them, as NFS shares may)
+    #[arg(short = 'O', long)]
+    pub omit_dir_times: bool,
+
+    /// Leave symlinks' modification times alone (rsync's -J)
+    #[arg(short = 'J', long)]
+    pub omit_link_times: bool,
+
+    /// Leave each aligned 4 KiB block of zeros a hole in the files received,
+    /// as rsync's -S (a source file's own holes are kept without it)
+    #[arg(short = 'S', long)]
+    pub sparse: bool,
+
+    /// Replace a non-empty directory with a non-directory: what jcp always
+    /// does (accepted for rsync habits)
+    #[arg(long)]
+    pub force: bool,
+
     /// Change nothing; list what would change (in --itemize-changes form)
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -200,7 +243,7 @@ pub struct Cli {
     /// With --delete, delete at most NUM entries; the rest are skipped, a
     /// warning says how many, and jcp exits with 25 (rsync's
     /// --max-delete; 0: only warn about what would be deleted)
-    #[arg(long, value_name = "NUM", requires = "delete")]
+    #[arg(long, value_name = "NUM", requires = "deleting")]
     pub max_delete: Option<u64>,
 
     /// Make the destination's missing parent directories: what jcp always
@@ -209,7 +252,7 @@ pub struct Cli {
     pub mkpath: bool,
 
     /// With --delete, also delete excluded files in the destination
-    #[arg(long, requires = "delete")]
+    #[arg(long, requires = "deleting")]
     pub delete_excluded: bool,
 
     /// Do not cross filesystem boundaries: a directory on another filesystem
@@ -804,7 +847,7 @@ impl Cli {
             ));
         }
         let several = src_typed.len() > 1;
-        if several && self.delete {
+        if several && (self.delete || self.delete_before) {
             return Err(UsageError(
                 "--delete takes one source: with several, each would delete what the \
                  others copied (run jcp once per source)"
@@ -866,7 +909,7 @@ impl Cli {
         };
         // Compress whole files too (not just new data in deltas).
         sync.compress_whole = self.z || !matches!(self.compress, Compress::Auto);
-        sync.delete = self.delete;
+        sync.delete = self.delete || self.delete_before;
         sync.dry_run = self.dry_run;
         sync.itemize = self.itemize_changes;
         sync.filter = filter;
@@ -890,6 +933,12 @@ impl Cli {
         sync.owner = !self.no_owner;
         sync.modify_window = self.modify_window.unwrap_or(0);
         sync.group = !self.no_group;
+        sync.delete_before = self.delete_before;
+        sync.ignore_errors = self.ignore_errors;
+        sync.whole_file = self.whole_file && !self.no_whole_file;
+        sync.omit_dir_times = self.omit_dir_times;
+        sync.omit_link_times = self.omit_link_times;
+        sync.sparse = self.sparse;
         let selection = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1031,8 +1080,24 @@ mod tests {
     #[test]
     fn delete_after_and_delete_delay_are_delete() {
         for flag in ["--delete", "--delete-after", "--delete-delay"] {
-            assert!(plan(&[flag, "a/", "b"]).unwrap().sync.delete, "{flag}");
+            let p = plan(&[flag, "a/", "b"]).unwrap();
+            assert!(p.sync.delete && !p.sync.delete_before, "{flag}");
         }
+        for flag in ["--delete-before", "--delete-during", "--del"] {
+            let p = plan(&[flag, "--delete-excluded", "--ignore-errors", "a/", "b"]).unwrap();
+            assert!(p.sync.delete && p.sync.delete_before, "{flag}");
+            assert!(p.sync.delete_excluded && p.sync.ignore_errors, "{flag}");
+            assert!(
+                plan(&[flag, "a/", "c/", "b"]).is_err(),
+                "{flag}: several sources"
+            );
+        }
+        let lone = Cli::try_parse_from(["jcp", "--ignore-errors", "a/", "b"]);
+        assert!(lone.is_err(), "--ignore-errors without --delete");
+        let p = plan(&["-WOJS", "--force", "a/", "b"]).unwrap();
+        assert!(p.sync.whole_file && p.sync.omit_dir_times && p.sync.omit_link_times);
+        assert!(p.sync.sparse);
+        assert!(!plan(&["-W", "--no-W", "a/", "b"]).unwrap().sync.whole_file);
         assert!(!plan(&["a/", "b"]).unwrap().sync.delete);
     }
 

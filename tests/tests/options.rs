@@ -988,3 +988,199 @@ fn modify_window_takes_close_times_as_the_same() {
         }
     }
 }
+
+/// `jcp OPTIONS src/ dst` each way from [`make_destination`]'s state
+/// (after `prepare(dst)`); `check(dst, output, what)` on each.
+fn each_way_out(options: &[&str], prepare: impl Fn(&Path), check: impl Fn(&Path, &Output, &str)) {
+    let setup = Sources::new(|src| {
+        make_source(src);
+        put(
+            &src.join("big.bin"),
+            &jsync_tests::pseudo_random(256 << 10, 1),
+            T,
+        );
+        put(
+            &src.join("same.bin"),
+            &jsync_tests::pseudo_random(64 << 10, 2),
+            T,
+        );
+        std::os::unix::fs::symlink("new_dir/inner.txt", src.join("link")).unwrap();
+        let link = FileTime::from_unix_time(T, 0);
+        filetime::set_symlink_file_times(src.join("link"), link, link).unwrap();
+        filetime::set_file_mtime(src.join("new_dir"), link).unwrap();
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        make_destination(&dst);
+        prepare(&dst);
+        let mut args = options.to_vec();
+        args.extend([from.as_str(), to.as_str()]);
+        let what = format!("{way} {}", options.join(" "));
+        let out = srv.jcp(keys.path(), &args);
+        check(&dst, &out, &what);
+    }
+}
+
+/// `-W`: a changed file comes whole (its old copy is no basis), and one of
+/// the same size and another time is sent, not compared by hash (unless
+/// `-c`); without it only the changed bytes cross.
+#[test]
+fn whole_file_sends_changed_files_whole() {
+    use jsync_tests::bins::stat;
+    let prepare = |dst: &Path| {
+        let mut big = jsync_tests::pseudo_random(256 << 10, 1);
+        big[100_000..100_010].copy_from_slice(b"0123456789");
+        put(&dst.join("big.bin"), &big, T + 5);
+        put(
+            &dst.join("same.bin"),
+            &jsync_tests::pseudo_random(64 << 10, 2),
+            T + 5,
+        );
+    };
+    let (big, same) = (256 << 10, 64 << 10);
+    for (options, least, most) in [
+        (&["-W"][..], big + same, u64::MAX),
+        (&["-W", "-c"][..], big, big + same - 1),
+        (&[][..], 0, 100_000),
+    ] {
+        let mut args = options.to_vec();
+        args.push("--stats");
+        each_way_out(&args, prepare, |dst, out, what| {
+            ok(out, what);
+            let literal = stat(&out.stdout, "Literal data:");
+            assert!(
+                (least..=most).contains(&literal),
+                "{what}: {literal} literal bytes"
+            );
+            assert_eq!(
+                read(&dst.join("big.bin")),
+                Some(jsync_tests::pseudo_random(big as usize, 1))
+            );
+            assert_eq!(mtime(&dst.join("same.bin")), T, "{what}");
+        });
+    }
+}
+
+/// `-O` leaves directories' times, `-J` symlinks' times, as they come.
+#[test]
+fn omit_dir_times_and_omit_link_times() {
+    let ltime = |p: &Path| mtime(p);
+    for (options, dir_kept, link_kept) in [
+        (&["-O"][..], false, true),
+        (&["-J"][..], true, false),
+        (&[][..], true, true),
+    ] {
+        each_way_out(
+            options,
+            |_| {},
+            |dst, out, what| {
+                ok(out, what);
+                assert_eq!(
+                    ltime(&dst.join("new_dir")) == T,
+                    dir_kept,
+                    "{what}: new_dir"
+                );
+                assert_eq!(ltime(&dst.join("link")) == T, link_kept, "{what}: link");
+                assert_eq!(
+                    mtime(&dst.join("new_dir/inner.txt")),
+                    T,
+                    "{what}: files keep theirs"
+                );
+            },
+        );
+    }
+}
+
+/// `--delete-before` (`--delete-during`, `--del`) deletes before any file
+/// is received: its `*deleting` lines come first. `--delete` deletes after.
+#[test]
+fn delete_before_deletes_before_the_transfer() {
+    for (option, before) in [
+        ("--delete-before", true),
+        ("--delete-during", true),
+        ("--del", true),
+        ("--delete", false),
+    ] {
+        each_way_out(
+            &[option, "-i"],
+            |_| {},
+            |dst, out, what| {
+                ok(out, what);
+                let text = String::from_utf8_lossy(&out.stdout);
+                let lines: Vec<&str> = text.lines().collect();
+                let at = |p: &str| lines.iter().position(|l| l.starts_with(p));
+                let (deleted, received) = (at("*deleting"), at(">f"));
+                let (Some(deleted), Some(received)) = (deleted, received) else {
+                    panic!("{what}: {text}");
+                };
+                assert_eq!(deleted < received, before, "{what}: {text}");
+                assert!(!dst.join("extra.txt").exists(), "{what}");
+                check(dst, &source_state(), what);
+            },
+        );
+    }
+}
+
+/// `--ignore-errors`: deletion goes ahead after the sender's I/O errors
+/// (a per-directory rule file that does not parse); without it nothing is
+/// deleted then.
+#[test]
+fn ignore_errors_deletes_despite_io_errors() {
+    let setup = Sources::new(|src| {
+        make_source(src);
+        put(&src.join("bad/.rsync-filter"), b"not a rule\n", T);
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (options, deleted) in [(&["--ignore-errors"][..], true), (&[][..], false)] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            make_destination(&dst);
+            let mut args = vec!["-F", "--delete"];
+            args.extend(options);
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", args.join(" "));
+            fails(
+                &srv.jcp(keys.path(), &args),
+                3,
+                "bad/.rsync-filter:1",
+                &what,
+            );
+            assert_eq!(!dst.join("extra.txt").exists(), deleted, "{what}");
+        }
+    }
+}
+
+/// `-S`: blocks of zeros arrive as holes, in a small file sent whole and in
+/// a large one rebuilt from a recipe; without it they are written (the
+/// content is the same either way).
+#[test]
+fn sparse_leaves_blocks_of_zeros_as_holes() {
+    use std::os::unix::fs::MetadataExt;
+    let mut small = vec![0u8; 200 << 10];
+    small[150_000] = 1;
+    let mut large = vec![0u8; 2 << 20];
+    large[1 << 20] = 1;
+    let setup = Sources::new(|src| {
+        put(&src.join("small.bin"), &small, T);
+        put(&src.join("large.bin"), &large, T);
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (options, sparse) in [(&["-S"][..], true), (&[][..], false)] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {options:?}");
+            ok(&srv.jcp(keys.path(), &args), &what);
+            for (name, data) in [("small.bin", &small), ("large.bin", &large)] {
+                let p = dst.join(name);
+                assert_eq!(read(&p).as_ref(), Some(data), "{what}: {name}");
+                let allocated = std::fs::metadata(&p).unwrap().blocks() * 512;
+                assert_eq!(
+                    allocated < 64 << 10,
+                    sparse,
+                    "{what}: {name}: {allocated} bytes"
+                );
+            }
+        }
+    }
+}

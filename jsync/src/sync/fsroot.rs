@@ -1695,6 +1695,27 @@ impl TempFile {
             .map_err(|e| FsError::io(self.shown.clone(), e))
     }
 
+    /// [`TempFile::write_at`], but each aligned 4 KiB block of `buf` that is
+    /// all zeros is left a hole, not written (rsync's `-S`). The file is new,
+    /// so a hole reads as zeros; the caller sets its length after the last
+    /// write (a hole at the end does not extend it).
+    pub fn write_sparse_at(&self, buf: &[u8], offset: u64) -> Result<(), FsError> {
+        const BLOCK: u64 = 4096;
+        let mut run = 0; // start of the data not yet written
+        let mut i = 0;
+        while i < buf.len() {
+            let at = offset + i as u64;
+            let end = ((at / BLOCK + 1) * BLOCK - offset).min(buf.len() as u64) as usize;
+            let whole_block = at % BLOCK == 0 && end - i == BLOCK as usize;
+            if whole_block && buf[i..end].iter().all(|&b| b == 0) {
+                self.write_at(&buf[run..i], offset + run as u64)?;
+                run = end;
+            }
+            i = end;
+        }
+        self.write_at(&buf[run..], offset + run as u64)
+    }
+
     /// Truncates or extends the file to `size` bytes (extending adds a hole).
     pub fn set_len(&self, size: u64) -> Result<(), FsError> {
         self.file
@@ -2093,6 +2114,30 @@ mod tests {
             assert!(fs.symlink(b"x", &RelPath::root()).is_err());
             assert!(t.path().is_dir());
         }
+    }
+
+    #[test]
+    fn sparse_writes_leave_whole_zero_blocks_as_holes_and_keep_the_content() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsRoot::open(t.path()).unwrap();
+        // Pieces at unaligned offsets: zeros that fill whole blocks, zeros
+        // that straddle them, and data around.
+        let mut want = vec![0u8; 64 << 10];
+        want[..100].fill(7);
+        want[20_000..20_010].fill(9);
+        want[(64 << 10) - 1] = 1;
+        let tmp = fs.create_temp(&rel(b"s")).unwrap();
+        for (start, end) in [(0, 3), (3, 5_000), (5_000, 20_005), (20_005, 65_536)] {
+            tmp.write_sparse_at(&want[start..end], start as u64)
+                .unwrap();
+        }
+        tmp.set_len(want.len() as u64).unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut &tmp.file, &mut got).unwrap();
+        assert!(got == want, "content");
+        let allocated = tmp.file.metadata().unwrap().blocks() * 512;
+        assert!(allocated <= 4 * 4096, "{allocated} bytes allocated");
     }
 
     #[test]

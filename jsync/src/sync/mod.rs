@@ -155,6 +155,23 @@ pub struct SyncOptions {
     /// (`--modify-window`, for filesystems that keep coarse times, as FAT's
     /// two seconds); 0: to the nanosecond.
     pub modify_window: u64,
+    /// Send changed files whole, without the delta algorithm (`-W`): the
+    /// receiver neither reads its old copy nor compares by hash (unless
+    /// `checksum`), as rsync's `--whole-file`.
+    pub whole_file: bool,
+    /// Leave directories' modification times as they come (`-O`).
+    pub omit_dir_times: bool,
+    /// Leave symlinks' modification times as they come (`-J`).
+    pub omit_link_times: bool,
+    /// With `delete`: delete before the transfer, once the whole list has
+    /// arrived (`--delete-before`), not after it.
+    pub delete_before: bool,
+    /// With `delete`: delete even when the sender reported I/O errors
+    /// (`--ignore-errors`); otherwise nothing is deleted then.
+    pub ignore_errors: bool,
+    /// The receiver leaves each aligned 4 KiB block of zeros it receives a
+    /// hole (`-S`); a source file's own holes are kept either way.
+    pub sparse: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -196,6 +213,12 @@ impl std::fmt::Debug for SyncOptions {
             .field("owner", &self.owner)
             .field("group", &self.group)
             .field("modify_window", &self.modify_window)
+            .field("whole_file", &self.whole_file)
+            .field("omit_dir_times", &self.omit_dir_times)
+            .field("omit_link_times", &self.omit_link_times)
+            .field("delete_before", &self.delete_before)
+            .field("ignore_errors", &self.ignore_errors)
+            .field("sparse", &self.sparse)
             .finish()
     }
 }
@@ -237,6 +260,12 @@ impl Default for SyncOptions {
             owner: true,
             group: true,
             modify_window: 0,
+            whole_file: false,
+            omit_dir_times: false,
+            omit_link_times: false,
+            delete_before: false,
+            ignore_errors: false,
+            sparse: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -336,6 +365,12 @@ impl Args {
             format!("owner={}", flag(opts.owner)),
             format!("modify_window={}", opts.modify_window),
             format!("group={}", flag(opts.group)),
+            format!("whole_file={}", flag(opts.whole_file)),
+            format!("omit_dir_times={}", flag(opts.omit_dir_times)),
+            format!("omit_link_times={}", flag(opts.omit_link_times)),
+            format!("delete_before={}", flag(opts.delete_before)),
+            format!("ignore_errors={}", flag(opts.ignore_errors)),
+            format!("sparse={}", flag(opts.sparse)),
         ];
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
@@ -449,6 +484,12 @@ impl Args {
                 "owner" => out.opts.owner = on,
                 "modify_window" => out.opts.modify_window = v.parse()?,
                 "group" => out.opts.group = on,
+                "whole_file" => out.opts.whole_file = on,
+                "omit_dir_times" => out.opts.omit_dir_times = on,
+                "omit_link_times" => out.opts.omit_link_times = on,
+                "delete_before" => out.opts.delete_before = on,
+                "ignore_errors" => out.opts.ignore_errors = on,
+                "sparse" => out.opts.sparse = on,
                 "only" => {
                     let only = out.opts.only.get_or_insert_with(Vec::new);
                     only.extend(v.split('\n').map(|p| p.as_bytes().to_vec()));
@@ -535,6 +576,12 @@ impl Args {
             owner: self.opts.owner,
             group: self.opts.group,
             modify_window: self.opts.modify_window,
+            whole_file: self.opts.whole_file,
+            omit_dir_times: self.opts.omit_dir_times,
+            omit_link_times: self.opts.omit_link_times,
+            delete_before: self.opts.delete_before,
+            ignore_errors: self.opts.ignore_errors,
+            sparse: self.opts.sparse,
             progress,
         }
     }
@@ -774,6 +821,12 @@ mod tests {
             owner: false,
             modify_window: 2,
             backup: Some(Backup::new(Some("../old".into()), Some(".1".into())).unwrap()),
+            whole_file: true,
+            omit_dir_times: true,
+            omit_link_times: true,
+            delete_before: true,
+            ignore_errors: true,
+            sparse: true,
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -807,6 +860,12 @@ mod tests {
         assert!(!t.owner && t.group);
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
+        assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);
+        assert!(t.delete_before && t.ignore_errors && t.sparse);
+        let plain = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
+        let p = plain.take_options(Arc::new(NoProgress), false);
+        assert!(!(p.whole_file || p.omit_dir_times || p.omit_link_times));
+        assert!(!(p.delete_before || p.ignore_errors || p.sparse));
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),
             ..SyncOptions::default()

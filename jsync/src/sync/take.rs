@@ -110,6 +110,18 @@ pub(crate) struct TakeOptions {
     /// Seconds apart that modification times may be and count as the same
     /// (`--modify-window`; 0: exact).
     pub modify_window: u64,
+    /// Changed files come whole: no signature of the old file, no hash
+    /// check unless `checksum` (`-W`; a partial file is still resumed).
+    pub whole_file: bool,
+    /// Directories' (`-O`) and symlinks' (`-J`) times are left alone.
+    pub omit_dir_times: bool,
+    pub omit_link_times: bool,
+    /// Delete once the list is complete, before any file is requested.
+    pub delete_before: bool,
+    /// Delete even after the sender's I/O errors.
+    pub ignore_errors: bool,
+    /// Leave 4 KiB blocks of zeros as holes (`-S`).
+    pub sparse: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -239,6 +251,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // hard-linked files.
     let mut skipped = DirSet::default();
     let mut skipped_leaders: HashSet<u64> = HashSet::new();
+    // With --delete-before, requests wait until the deletions are done.
+    let mut held: Vec<Vec<FileJob>> = Vec::new();
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
             peer: name.clone(),
@@ -310,7 +324,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             if handful.len() >= JOBS_HANDFUL || handful_weight >= HANDFUL_WEIGHT {
                                 handful_weight = 0;
                                 let full = std::mem::take(&mut handful);
-                                if jobs_tx.send(full).await.is_err() {
+                                if opts.delete_before {
+                                    held.push(full);
+                                } else if jobs_tx.send(full).await.is_err() {
                                     break;
                                 }
                             }
@@ -319,7 +335,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     }
                 }
                 // (If the lanes are gone, their error is the run's.)
-                if !handful.is_empty() {
+                if opts.delete_before {
+                    held.push(handful);
+                } else if !handful.is_empty() {
                     let _ = jobs_tx.send(handful).await;
                 }
             }
@@ -346,6 +364,22 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             }
         }
     }
+    let deletion = Deletion {
+        walk_errors,
+        dirs: &dirs,
+        fresh: &fresh,
+        source: &source,
+        base: &base,
+    };
+    let mut seen = Some(seen);
+    if opts.delete && opts.delete_before {
+        deletion.run(&ctx, seen.take().unwrap_or_default()).await?;
+    }
+    for h in held.into_iter().filter(|h| !h.is_empty()) {
+        if jobs_tx.send(h).await.is_err() {
+            break;
+        }
+    }
     drop(jobs_tx);
     while let Some(res) = lanes.join_next().await {
         match res {
@@ -368,37 +402,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             ctx.placed(i);
         }
     }
-    if opts.delete {
-        if walk_errors {
-            counters.warning(
-                "",
-                "I/O errors on the sender: skipping deletion (nothing was deleted)",
-            );
-        } else {
-            // A directory this run created holds only what the sender listed.
-            // Nor is anything deleted where the sender did not look (a
-            // mount point it did not cross).
-            let mut scan: Vec<RelPath> = dirs
-                .iter()
-                .filter(|(r, e)| !fresh.0.contains(r.as_bytes()) && !e.unlisted)
-                .map(|(r, _)| r.clone())
-                .collect();
-            // (A selection's top is not listed, and nothing in it is deleted.)
-            if source.kind == EntryKind::Dir
-                && !source.listed
-                && !dirs.iter().any(|(r, _)| r == &base)
-            {
-                scan.push(base.clone());
-            }
-            delete_all_extraneous(&ctx, scan, seen).await?;
-            let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
-            if let (Some(max), 1..) = (opts.max_delete, skipped) {
-                counters.warning(
-                    "",
-                    format!("deletions stopped at --max-delete={max} ({skipped} skipped)"),
-                );
-            }
-        }
+    if let Some(seen) = seen.filter(|_| opts.delete) {
+        deletion.run(&ctx, seen).await?;
     }
     if !opts.dry_run {
         // Directory times last, deepest first, so writing into them does not undo it.
@@ -880,7 +885,7 @@ impl Ctx {
     /// What differs in attributes between what is here and the entry.
     fn attr_change(&self, rel: &RelPath, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
-            time: !self.same_mtime(here.mtime, e.mtime),
+            time: self.keeps_time(e.kind) && !self.same_mtime(here.mtime, e.mtime),
             perms: here.mode != e.mode && here.kind != Kind::Symlink,
             ..Change::default()
         };
@@ -892,6 +897,16 @@ impl Ctx {
             c.xattrs = self.fs.xattrs(rel).map(|x| x != e.xattrs).unwrap_or(true);
         }
         c
+    }
+
+    /// Whether entries of this kind get the sender's modification time (not
+    /// directories with `-O`, not symlinks with `-J`).
+    fn keeps_time(&self, kind: EntryKind) -> bool {
+        match kind {
+            EntryKind::Dir => !self.opts.omit_dir_times,
+            EntryKind::Symlink => !self.opts.omit_link_times,
+            _ => true,
+        }
     }
 
     /// Sets owner (as root) and xattrs (with -X) of an existing entry; the
@@ -1219,7 +1234,7 @@ fn plan(
             let change = match &here {
                 Some(m) if m.kind == Kind::Symlink => Change {
                     content: true,
-                    time: !ctx.same_mtime(m.mtime, e.mtime),
+                    time: ctx.keeps_time(e.kind) && !ctx.same_mtime(m.mtime, e.mtime),
                     ..Change::default()
                 },
                 _ => new,
@@ -1233,7 +1248,9 @@ fn plan(
                 }
                 fs.symlink(&e.target, rel).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
-                fs.set_times(rel, e.mtime, false).map_err(s)?;
+                if ctx.keeps_time(e.kind) {
+                    fs.set_times(rel, e.mtime, false).map_err(s)?;
+                }
             }
             Ok(Plan::InPlace)
         }
@@ -1294,6 +1311,8 @@ fn plan(
                         (WantHow::HashCheck, new)
                     }
                     Some(Found::Same(i, m)) => return from_alt(ctx, rel, e, i, &m),
+                    // (-W: no basis; the file comes whole.)
+                    Some(Found::Basis(..)) if ctx.opts.whole_file => (WantHow::Full, new),
                     Some(Found::Basis(i, m)) => {
                         alt = Some((i, m.size));
                         (WantHow::Delta, new)
@@ -1324,9 +1343,11 @@ fn plan(
                 Some(m) => {
                     let mut c = ctx.attr_change(rel, m, e);
                     c.size = m.size != e.size;
-                    let how = if m.size == e.size {
+                    let how = if ctx.opts.whole_file && !ctx.opts.checksum {
+                        WantHow::Full
+                    } else if m.size == e.size {
                         WantHow::HashCheck
-                    } else if m.size == 0 {
+                    } else if m.size == 0 || ctx.opts.whole_file {
                         WantHow::Full
                     } else {
                         WantHow::Delta
@@ -1468,6 +1489,59 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
             ctx.counters.error(&shown, err);
             false
         }
+    }
+}
+
+/// What `--delete` needs of the list, once it has all arrived: after the
+/// transfer, or with `--delete-before` before it.
+struct Deletion<'a> {
+    /// The sender could not read everything: its list may lack what it has.
+    walk_errors: bool,
+    dirs: &'a [(RelPath, Entry)],
+    /// Directories this run created.
+    fresh: &'a DirSet,
+    source: &'a Source,
+    base: &'a RelPath,
+}
+
+impl Deletion<'_> {
+    /// Deletes what the destination's listed directories hold and the list
+    /// (`seen`) lacks; nothing after the sender's I/O errors unless
+    /// `--ignore-errors`.
+    async fn run(&self, ctx: &Arc<Ctx>, seen: Seen) -> Result<()> {
+        let counters = &ctx.counters;
+        if self.walk_errors && !ctx.opts.ignore_errors {
+            counters.warning(
+                "",
+                "I/O errors on the sender: skipping deletion (nothing was deleted)",
+            );
+            return Ok(());
+        }
+        // A directory this run created holds only what the sender listed.
+        // Nor is anything deleted where the sender did not look (a mount
+        // point it did not cross).
+        let mut scan: Vec<RelPath> = self
+            .dirs
+            .iter()
+            .filter(|(r, e)| !self.fresh.0.contains(r.as_bytes()) && !e.unlisted)
+            .map(|(r, _)| r.clone())
+            .collect();
+        // (A selection's top is not listed, and nothing in it is deleted.)
+        if self.source.kind == EntryKind::Dir
+            && !self.source.listed
+            && !self.dirs.iter().any(|(r, _)| r == self.base)
+        {
+            scan.push(self.base.clone());
+        }
+        delete_all_extraneous(ctx, scan, seen).await?;
+        let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
+        if let (Some(max), 1..) = (ctx.opts.max_delete, skipped) {
+            counters.warning(
+                "",
+                format!("deletions stopped at --max-delete={max} ({skipped} skipped)"),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -1973,7 +2047,8 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
         basis: None,
     };
     // What an interrupted run left of this file is the best basis: it is a
-    // prefix of (a recent version of) the new file.
+    // prefix of (a recent version of) the new file (even with -W: it is
+    // what this transfer already sent).
     let has_partials = ctx.may_have_partial(&out.job.rel);
     let partial = match has_partials.then(|| ctx.fs.partial(&out.job.rel)) {
         Some(Ok(Some(f))) => {
@@ -2040,7 +2115,8 @@ fn signature(file: &File, size: u64) -> std::io::Result<Vec<ChunkRef>> {
 }
 
 /// Reads a lane's answers in request order and applies them. A file whose
-/// hash differs goes back to the writer as a delta request (a retry); the
+/// hash differs goes back to the writer as a delta request (a retry; with
+/// `-W`, a request for the whole file); the
 /// reader lets the writer end (by dropping `retry`) once the writer has no new
 /// requests (a `Drain` marker) and no retry is still unanswered.
 async fn lane_reader(
@@ -2060,6 +2136,8 @@ async fn lane_reader(
                 }
             }
             Pending::Batch { jobs, permits } => {
+                // (With -W a retry is asked for whole, and may go in a batch.)
+                retries_out -= jobs.iter().filter(|j| j.retry).count();
                 receive_batch(&ctx, &mut rx, &jobs).await?;
                 window.add_permits(permits as usize);
             }
@@ -2075,7 +2153,11 @@ async fn lane_reader(
                             ),
                         ));
                     };
-                    job.how = WantHow::Delta;
+                    job.how = if ctx.opts.whole_file {
+                        WantHow::Full
+                    } else {
+                        WantHow::Delta
+                    };
                     job.change.content = true;
                     job.retry = true;
                     retries_out += 1;
@@ -2156,7 +2238,7 @@ async fn receive_verdicts(
             ctx.progress.file_done(&job.shown, job.entry.size);
             continue;
         }
-        // (A checked file is never a retry: retries are deltas.)
+        // (A checked file is never a retry: retries are deltas or whole.)
         match apply_same(ctx, &job, hashed, &meta) {
             Ok(true) => {
                 ctx.placed(job.index);
@@ -2239,7 +2321,6 @@ async fn receive_file(
     let peer = || ctx.peer.link().peer_name().to_string();
     let shown = &job.shown;
     let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
-    let fs = &ctx.fs;
     let e = &job.entry;
     match f.op {
         msg::FILE_ERR => {
@@ -2264,7 +2345,7 @@ async fn receive_file(
             ctx.progress.file_started(shown, meta.size);
             // A file sent whole over a sealed link comes without a digest.
             let verify = ctx.whole_digest || job.how == WantHow::Delta;
-            let mut build = Build::new(fs, &job.rel, shown, verify, meta.size);
+            let mut build = Build::new(ctx, &job.rel, shown, verify, meta.size);
             loop {
                 let f = match rx.recv().await {
                     Ok(Some(f)) => f,
@@ -2338,7 +2419,10 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
             return Err(format!("{shown}: verification failed (hash mismatch)"));
         }
         let temp = ctx.fs.create_unnamed(&job.rel).map_err(|e| e.to_string())?;
-        temp.write_at(whole.data, 0).map_err(|e| e.to_string())?;
+        write_data(&temp, whole.data, 0, ctx.opts.sparse).map_err(|e| e.to_string())?;
+        if ctx.opts.sparse {
+            temp.set_len(whole.meta.size).map_err(|e| e.to_string())?;
+        }
         finish_file(ctx, &temp, &job.entry)?;
         ctx.keep_replaced(&job.rel)?;
         temp.commit(whole.meta.mode, whole.meta.mtime, ctx.opts.fsync)
@@ -2449,6 +2533,23 @@ struct Build<'a> {
     /// checked on a thread of their own, and that thread once started.
     large: bool,
     verifier: Option<Verifier>,
+    /// Blocks of zeros are left holes (`-S`).
+    sparse: bool,
+}
+
+/// Writes received data into a file being made: with `sparse` (`-S`),
+/// leaving its blocks of zeros as holes.
+fn write_data(
+    temp: &TempFile,
+    data: &[u8],
+    at: u64,
+    sparse: bool,
+) -> std::result::Result<(), super::fsroot::FsError> {
+    if sparse {
+        temp.write_sparse_at(data, at)
+    } else {
+        temp.write_at(data, at)
+    }
 }
 
 /// Checks the old chunks copied into a large rebuilt file on a thread of its
@@ -2503,9 +2604,9 @@ fn changed_during(shown: &str) -> String {
 }
 
 impl<'a> Build<'a> {
-    fn new(fs: &FsRoot, rel: &RelPath, shown: &'a str, verify: bool, size: u64) -> Build<'a> {
+    fn new(ctx: &Ctx, rel: &RelPath, shown: &'a str, verify: bool, size: u64) -> Build<'a> {
         Build {
-            temp: fs.create_temp(rel).map_err(|e| e.to_string()),
+            temp: ctx.fs.create_temp(rel).map_err(|e| e.to_string()),
             shown,
             pos: 0,
             digest: verify.then(DigestBuilder::default),
@@ -2514,6 +2615,7 @@ impl<'a> Build<'a> {
             buf: Vec::new(),
             large: size >= chunker::PIPELINE_MIN,
             verifier: None,
+            sparse: ctx.opts.sparse,
         }
     }
 
@@ -2542,7 +2644,7 @@ impl<'a> Build<'a> {
                 let at = self.pos;
                 self.pos += data.len() as u64;
                 let temp = self.temp.as_ref().ok()?;
-                if let Err(e) = temp.write_at(data, at) {
+                if let Err(e) = write_data(temp, data, at, self.sparse) {
                     self.temp = Err(e.to_string());
                     return None;
                 }
@@ -2598,7 +2700,9 @@ impl<'a> Build<'a> {
                     let res = old
                         .read_exact_at(&mut buf, first.offset)
                         .map_err(|e| format!("cannot read the old {shown}: {e}"))
-                        .and_then(|()| temp.write_at(&buf, at).map_err(|e| e.to_string()))
+                        .and_then(|()| {
+                            write_data(temp, &buf, at, self.sparse).map_err(|e| e.to_string())
+                        })
                         .and_then(|()| match &self.verifier {
                             Some(v) => {
                                 let chunks = run_chunks.iter().map(|r| (r.len, r.hash)).collect();
