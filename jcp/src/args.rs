@@ -164,6 +164,12 @@ pub struct Cli {
     #[arg(long, visible_alias = "no-W")]
     pub no_whole_file: bool,
 
+    /// Make no directory that would stay empty (of all but directories), as
+    /// rsync's -m: with --include '*/' --include '*.jpg' --exclude '*',
+    /// only the directories that hold a .jpg somewhere below
+    #[arg(short = 'm', long)]
+    pub prune_empty_dirs: bool,
+
     /// Leave directories' modification times alone (rsync's -O, for
     /// filesystems that cannot keep them, as NFS shares may)
     #[arg(short = 'O', long)]
@@ -939,6 +945,7 @@ impl Cli {
         sync.omit_dir_times = self.omit_dir_times;
         sync.omit_link_times = self.omit_link_times;
         sync.sparse = self.sparse;
+        sync.prune_empty_dirs = self.prune_empty_dirs;
         let selection = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1096,7 +1103,8 @@ mod tests {
         assert!(lone.is_err(), "--ignore-errors without --delete");
         let p = plan(&["-WOJS", "--force", "a/", "b"]).unwrap();
         assert!(p.sync.whole_file && p.sync.omit_dir_times && p.sync.omit_link_times);
-        assert!(p.sync.sparse);
+        assert!(p.sync.sparse && !p.sync.prune_empty_dirs);
+        assert!(plan(&["-m", "a/", "b"]).unwrap().sync.prune_empty_dirs);
         assert!(!plan(&["-W", "--no-W", "a/", "b"]).unwrap().sync.whole_file);
         assert!(!plan(&["a/", "b"]).unwrap().sync.delete);
     }

@@ -272,3 +272,38 @@ fn bad_rules_are_usage_errors() {
         fails(&out, 2, needle, &args.join(" "));
     }
 }
+
+/// `-m`: no directory is made that would hold no file (only directories),
+/// the usual partner of `--include '*/' ... --exclude '*'`; an existing one
+/// is left as it is. Without it every directory the rules let in is made.
+#[test]
+fn prune_empty_dirs_makes_only_directories_that_hold_files() {
+    let setup = Sources::new(make_source);
+    let rules = ["--include", "*/", "--include", "*.txt", "--exclude", "*"];
+    for (pruned, extra) in [(true, &["-m"][..]), (false, &[][..])] {
+        for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            std::fs::create_dir_all(dst.join("e")).unwrap();
+            let mut args = rules.to_vec();
+            args.extend(extra);
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", args.join(" "));
+            ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+            let want = [
+                "a/b/keep.txt",
+                "a/b/other.txt",
+                "a/kept.txt",
+                "d/fine.txt",
+                "top.txt",
+            ];
+            assert_eq!(files_in(&dst), want, "{what}");
+            for empty in ["c", ".git"] {
+                assert_eq!(dst.join(empty).is_dir(), !pruned, "{what}: {empty}/");
+            }
+            assert!(
+                dst.join("e").is_dir(),
+                "{what}: an existing directory stays"
+            );
+        }
+    }
+}

@@ -172,6 +172,9 @@ pub struct SyncOptions {
     /// The receiver leaves each aligned 4 KiB block of zeros it receives a
     /// hole (`-S`); a source file's own holes are kept either way.
     pub sparse: bool,
+    /// The receiver makes a new directory only when something other than a
+    /// directory goes in it, below it (`-m`, rsync's `--prune-empty-dirs`).
+    pub prune_empty_dirs: bool,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -219,6 +222,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("delete_before", &self.delete_before)
             .field("ignore_errors", &self.ignore_errors)
             .field("sparse", &self.sparse)
+            .field("prune_empty_dirs", &self.prune_empty_dirs)
             .finish()
     }
 }
@@ -266,6 +270,7 @@ impl Default for SyncOptions {
             delete_before: false,
             ignore_errors: false,
             sparse: false,
+            prune_empty_dirs: false,
             progress: Arc::new(NoProgress),
         }
     }
@@ -371,6 +376,7 @@ impl Args {
             format!("delete_before={}", flag(opts.delete_before)),
             format!("ignore_errors={}", flag(opts.ignore_errors)),
             format!("sparse={}", flag(opts.sparse)),
+            format!("prune_empty_dirs={}", flag(opts.prune_empty_dirs)),
         ];
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
@@ -490,6 +496,7 @@ impl Args {
                 "delete_before" => out.opts.delete_before = on,
                 "ignore_errors" => out.opts.ignore_errors = on,
                 "sparse" => out.opts.sparse = on,
+                "prune_empty_dirs" => out.opts.prune_empty_dirs = on,
                 "only" => {
                     let only = out.opts.only.get_or_insert_with(Vec::new);
                     only.extend(v.split('\n').map(|p| p.as_bytes().to_vec()));
@@ -582,6 +589,7 @@ impl Args {
             delete_before: self.opts.delete_before,
             ignore_errors: self.opts.ignore_errors,
             sparse: self.opts.sparse,
+            prune_empty_dirs: self.opts.prune_empty_dirs,
             progress,
         }
     }
@@ -827,6 +835,7 @@ mod tests {
             delete_before: true,
             ignore_errors: true,
             sparse: true,
+            prune_empty_dirs: true,
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -861,11 +870,11 @@ mod tests {
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
         assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);
-        assert!(t.delete_before && t.ignore_errors && t.sparse);
+        assert!(t.delete_before && t.ignore_errors && t.sparse && t.prune_empty_dirs);
         let plain = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         let p = plain.take_options(Arc::new(NoProgress), false);
         assert!(!(p.whole_file || p.omit_dir_times || p.omit_link_times));
-        assert!(!(p.delete_before || p.ignore_errors || p.sparse));
+        assert!(!(p.delete_before || p.ignore_errors || p.sparse || p.prune_empty_dirs));
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),
             ..SyncOptions::default()

@@ -122,6 +122,9 @@ pub(crate) struct TakeOptions {
     pub ignore_errors: bool,
     /// Leave 4 KiB blocks of zeros as holes (`-S`).
     pub sparse: bool,
+    /// Make a new directory only for something other than a directory to
+    /// go in (`-m`).
+    pub prune_empty_dirs: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -253,6 +256,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     let mut skipped_leaders: HashSet<u64> = HashSet::new();
     // With --delete-before, requests wait until the deletions are done.
     let mut held: Vec<Vec<FileJob>> = Vec::new();
+    let mut unmade = Unmade::default();
     loop {
         let f = control.recv().await?.ok_or_else(|| Error::Violation {
             peer: name.clone(),
@@ -287,6 +291,21 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     };
                     if opts.delete {
                         seen.insert(&rel);
+                    }
+                    if opts.prune_empty_dirs {
+                        unmade.leave_all_but_parents_of(&rel);
+                        if entry.kind != EntryKind::Dir {
+                            for (r, e) in unmade.0.drain(..) {
+                                match plan(&ctx, &r, &e, &mut fresh, &mut skipped) {
+                                    Ok(Plan::Dir) => dirs.push((r, e)),
+                                    Ok(_) => {}
+                                    Err(err) => counters.error(&shown(&e), err),
+                                }
+                            }
+                        } else if !entry.path.is_empty() && matches!(fs.lstat(&rel), Ok(None)) {
+                            unmade.0.push((rel, entry));
+                            continue;
+                        }
                     }
                     match entry.link {
                         HardLink::Leader => {
@@ -1488,6 +1507,29 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         Err(err) => {
             ctx.counters.error(&shown, err);
             false
+        }
+    }
+}
+
+/// `-m`: new directories not made yet, outermost first. Each is made, with
+/// those above it, only when something other than a directory is to go in
+/// it; one the list has left by then is empty (of all but directories), and
+/// is never made.
+#[derive(Default)]
+struct Unmade(Vec<(RelPath, Entry)>);
+
+impl Unmade {
+    /// Forgets the directories `rel` is not in: the list has left them.
+    fn leave_all_but_parents_of(&mut self, rel: &RelPath) {
+        while let Some((dir, _)) = self.0.last() {
+            let inside = rel
+                .as_bytes()
+                .strip_prefix(dir.as_bytes())
+                .is_some_and(|rest| rest.starts_with(b"/"));
+            if inside {
+                break;
+            }
+            self.0.pop();
         }
     }
 }
