@@ -189,6 +189,15 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
 
+    /// Print a line per changed entry in FORMAT instead (rsync's
+    /// --out-format): %n path, %f path without a directory's /, %L
+    /// ' -> target' or ' => first name', %i itemized code, %o send, recv or
+    /// del., %l size, %M mtime (UTC), %B permissions, %U/%G owner/group ids,
+    /// %t now (UTC), %%; a width as %-10n or %10l, %'l for 1,234. Without %i
+    /// only what is received, made or deleted
+    #[arg(long, value_name = "FORMAT", visible_alias = "log-format")]
+    pub out_format: Option<String>,
+
     /// Change nothing; list what would change (in --itemize-changes form)
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -946,6 +955,10 @@ impl Cli {
         sync.omit_link_times = self.omit_link_times;
         sync.sparse = self.sparse;
         sync.prune_empty_dirs = self.prune_empty_dirs;
+        if let Some(f) = &self.out_format {
+            sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
+            sync.itemize = true;
+        }
         let selection = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1105,6 +1118,9 @@ mod tests {
         assert!(p.sync.whole_file && p.sync.omit_dir_times && p.sync.omit_link_times);
         assert!(p.sync.sparse && !p.sync.prune_empty_dirs);
         assert!(plan(&["-m", "a/", "b"]).unwrap().sync.prune_empty_dirs);
+        let p = plan(&["--out-format", "%n%L", "a/", "b"]).unwrap();
+        assert!(p.sync.itemize && p.sync.out_format.is_some());
+        assert!(plan(&["--out-format", "%b", "a/", "b"]).is_err());
         assert!(!plan(&["-W", "--no-W", "a/", "b"]).unwrap().sync.whole_file);
         assert!(!plan(&["a/", "b"]).unwrap().sync.delete);
     }

@@ -19,6 +19,13 @@ pub fn utc_civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `YYYY/MM/DD HH:MM:SS` in UTC, with `between` between the date and the
+/// time (rsync's listings use a space, its `%M` a `-`).
+pub fn utc_stamp(secs: i64, between: char) -> String {
+    let (y, m, d, h, mi, s) = utc_civil(secs);
+    format!("{y:04}/{m:02}/{d:02}{between}{h:02}:{mi:02}:{s:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,6 +35,10 @@ mod tests {
         assert_eq!(utc_civil(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(utc_civil(951_782_400), (2000, 2, 29, 0, 0, 0));
         assert_eq!(utc_civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
+        assert_eq!(utc_stamp(1_700_000_000, '-'), "2023/11/14-22:13:20");
+        assert_eq!(utc_stamp(0, ' '), "1970/01/01 00:00:00");
+        assert_eq!(utc_stamp(-1, ' '), "1969/12/31 23:59:59");
+        assert_eq!(utc_stamp(4_102_444_800, ' '), "2100/01/01 00:00:00");
         assert_eq!(utc_civil(-1), (1969, 12, 31, 23, 59, 59));
         assert_eq!(utc_civil(4_102_444_800), (2100, 1, 1, 0, 0, 0));
     }

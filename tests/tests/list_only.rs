@@ -52,7 +52,7 @@ fn a_source_is_listed_as_rsync_lists_it() {
     let top = [
         "drwxr-xr-x              0 2024/01/01 00:00:00 .",
         "-rw-r-----              6 2024/01/01 00:00:00 f.txt",
-        "lrwxrwxrwx              0 2024/01/01 00:00:00 link -> f.txt",
+        "lrwxrwxrwx              5 2024/01/01 00:00:00 link -> f.txt",
         "drwxr-xr-x              0 2024/01/01 00:00:00 sub",
     ];
     for (how, src) in [("local", local.as_str()), ("server", "127.0.0.1:src/")] {

@@ -1184,3 +1184,49 @@ fn sparse_leaves_blocks_of_zeros_as_holes() {
         }
     }
 }
+
+/// `--out-format`: a line per entry received, made or deleted, in the
+/// format, on stdout whoever receives; `%i` makes it a line per change.
+#[test]
+fn out_format_lines_each_way() {
+    each_way_out(
+        &["--delete", "--out-format", "%o|%n%L|%'l|%B"],
+        |_| {},
+        |_, out, what| {
+            ok(out, what);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let op = if what.starts_with("pull") {
+                "recv"
+            } else {
+                "send"
+            };
+            for want in [
+                format!("{op}|only_there.txt|9|rw-r--r--"),
+                format!("{op}|big.bin|262,144|rw-r--r--"),
+                format!("{op}|new_dir/|0|rwxr-xr-x"),
+                format!("{op}|link -> new_dir/inner.txt|17|rwxrwxrwx"),
+                "del.|extra.txt|0|---------".to_string(),
+            ] {
+                assert!(
+                    text.lines().any(|l| l == want),
+                    "{what}: no {want:?} in\n{text}"
+                );
+            }
+            // Attributes alone are not a transfer (same_stamp.txt is up to
+            // date by size and time; its mode is the same).
+            assert!(!text.contains("same_stamp"), "{what}: {text}");
+        },
+    );
+    each_way_out(
+        &["--out-format", "%i %n"],
+        |_| {},
+        |_, out, what| {
+            ok(out, what);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.lines().any(|l| l == ">f+++++++++ only_there.txt"),
+                "{what}: {text}"
+            );
+        },
+    );
+}

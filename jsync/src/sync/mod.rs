@@ -39,6 +39,7 @@ pub use chmod::{Chmod, ChmodError};
 pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
 pub use glob::{has_glob, remote_glob, GLOB};
 pub use ids::Chown;
+pub use itemize::{mode_string, with_commas, OutFormat};
 pub use list::{list, list_local, Listing};
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
 
@@ -175,6 +176,9 @@ pub struct SyncOptions {
     /// The receiver makes a new directory only when something other than a
     /// directory goes in it, below it (`-m`, rsync's `--prune-empty-dirs`).
     pub prune_empty_dirs: bool,
+    /// With `itemize`: lines in this format instead (`--out-format`), only
+    /// for transfers unless it shows `%i`.
+    pub out_format: Option<OutFormat>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -223,6 +227,10 @@ impl std::fmt::Debug for SyncOptions {
             .field("ignore_errors", &self.ignore_errors)
             .field("sparse", &self.sparse)
             .field("prune_empty_dirs", &self.prune_empty_dirs)
+            .field(
+                "out_format",
+                &self.out_format.as_ref().map(ToString::to_string),
+            )
             .finish()
     }
 }
@@ -271,6 +279,7 @@ impl Default for SyncOptions {
             ignore_errors: false,
             sparse: false,
             prune_empty_dirs: false,
+            out_format: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -383,6 +392,9 @@ impl Args {
         }
         if let Some(c) = &opts.chown {
             out.push(format!("chown={c}"));
+        }
+        if let Some(f) = &opts.out_format {
+            out.push(format!("out_format={f}"));
         }
         if let Some(a) = &opts.alt_dest {
             let how = &a.how.option()[2..];
@@ -497,6 +509,9 @@ impl Args {
                 "ignore_errors" => out.opts.ignore_errors = on,
                 "sparse" => out.opts.sparse = on,
                 "prune_empty_dirs" => out.opts.prune_empty_dirs = on,
+                "out_format" => {
+                    out.opts.out_format = Some(OutFormat::parse(v).map_err(anyhow::Error::msg)?)
+                }
                 "only" => {
                     let only = out.opts.only.get_or_insert_with(Vec::new);
                     only.extend(v.split('\n').map(|p| p.as_bytes().to_vec()));
@@ -590,6 +605,7 @@ impl Args {
             ignore_errors: self.opts.ignore_errors,
             sparse: self.opts.sparse,
             prune_empty_dirs: self.opts.prune_empty_dirs,
+            out_format: self.opts.out_format.clone().map(Arc::new),
             progress,
         }
     }
@@ -836,6 +852,7 @@ mod tests {
             ignore_errors: true,
             sparse: true,
             prune_empty_dirs: true,
+            out_format: Some(OutFormat::parse("%o %n %'l").unwrap()),
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -871,6 +888,10 @@ mod tests {
         assert!(t.side_dirs_confined);
         assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);
         assert!(t.delete_before && t.ignore_errors && t.sparse && t.prune_empty_dirs);
+        assert_eq!(
+            t.out_format.map(|f| f.to_string()).as_deref(),
+            Some("%o %n %'l")
+        );
         let plain = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         let p = plain.take_options(Arc::new(NoProgress), false);
         assert!(!(p.whole_file || p.omit_dir_times || p.omit_link_times));

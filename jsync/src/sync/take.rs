@@ -25,7 +25,7 @@ use super::destdir::DestMap;
 use super::filter::DirScope;
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
-use super::itemize::{self, Change, Update};
+use super::itemize::{Attrs, Change, Item, Update};
 use super::proto_util::{decode, fragment};
 use super::report::{Counters, FileError};
 use super::{ids, Filter, Progress};
@@ -125,6 +125,8 @@ pub(crate) struct TakeOptions {
     /// Make a new directory only for something other than a directory to
     /// go in (`-m`).
     pub prune_empty_dirs: bool,
+    /// Lines in this format instead of itemized ones (`--out-format`).
+    pub out_format: Option<Arc<super::OutFormat>>,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -1016,14 +1018,45 @@ impl Ctx {
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
         if self.opts.itemize && c.any() {
-            self.items.send(itemize::line(
-                update,
-                e.kind,
-                c,
-                &self.shown_bytes(&e.path),
-                &e.target,
-            ));
+            let path = self.shown_bytes(&e.path);
+            let item = Item::changed(update, e.kind, c, &path, &e.target, attrs_of(e));
+            if let Some(line) = self.line_of(&item) {
+                self.items.send(line);
+            }
         }
+    }
+
+    /// The line to show for a changed entry: itemized (`-i`), or in the
+    /// `--out-format` (which without `%i` shows only transfers).
+    fn line_of(&self, item: &Item) -> Option<String> {
+        match &self.opts.out_format {
+            None => Some(item.line()),
+            Some(f) if f.itemizes() || item.transferred() => {
+                // The client is the sender when the receiver is remote.
+                let op = if self.opts.items_to_sender {
+                    "send"
+                } else {
+                    "recv"
+                };
+                Some(f.render(item, op))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// What an `--out-format` line may show of a listed entry.
+fn attrs_of(e: &Entry) -> Attrs {
+    Attrs {
+        // (A symlink's size is its target's length, as rsync shows it.)
+        size: match e.kind {
+            EntryKind::Symlink => e.target.len() as u64,
+            _ => e.size,
+        },
+        mtime: e.mtime.0,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
     }
 }
 
@@ -1488,10 +1521,10 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         return true;
     }
     if ctx.opts.itemize {
-        ctx.items.send(itemize::hard_link(
-            &ctx.shown_bytes(&e.path),
-            &ctx.shown_bytes(leader_path),
-        ));
+        let (path, leader) = (ctx.shown_bytes(&e.path), ctx.shown_bytes(leader_path));
+        if let Some(line) = ctx.line_of(&Item::hard_link(&path, &leader, attrs_of(e))) {
+            ctx.items.send(line);
+        }
     }
     if ctx.opts.dry_run {
         return false;
@@ -1776,7 +1809,8 @@ fn delete_extraneous(
             continue;
         }
         if ctx.opts.itemize {
-            lines.push(itemize::deleting(&ctx.shown_bytes(&shown), is_dir));
+            let item = Item::deleting(&ctx.shown_bytes(&shown), is_dir);
+            lines.extend(ctx.line_of(&item));
         }
         if !ctx.opts.dry_run {
             if let Err(e) = ctx.remove(&rel, home) {
