@@ -180,7 +180,8 @@ pub struct Cli {
     pub omit_link_times: bool,
 
     /// Leave each aligned 4 KiB block of zeros a hole in the files received,
-    /// as rsync's -S (a source file's own holes are kept without it)
+    /// as rsync's -S (without it, a source file's own holes are kept in
+    /// files over 256 KiB)
     #[arg(short = 'S', long)]
     pub sparse: bool,
 
@@ -797,8 +798,14 @@ fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, Usa
         }
     }
     if cvs {
-        let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cvsignore"));
-        let home = home.and_then(|p| std::fs::read_to_string(p).ok());
+        let home = match std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cvsignore")) {
+            Some(p) => match std::fs::read(&p) {
+                Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(UsageError(format!("cannot read {}: {e}", p.display()))),
+            },
+            None => None,
+        };
         let env = std::env::var("CVSIGNORE").ok();
         let words = [Some(CVS_IGNORE.to_string()), home, env];
         for w in words.iter().flatten().flat_map(|t| t.split_whitespace()) {
@@ -886,18 +893,9 @@ impl Cli {
         })
     }
 
-    /// Checks the operands against each other and builds the plan, with the
-    /// filter rules in command-line order (from [`filter_rules`]).
-    pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
-        let filter = build_filter(&rules, self.cvs_exclude)?;
-        let mut plan = self.resolve()?;
-        plan.sync.filter = filter;
-        Ok(plan)
-    }
-
-    /// Checks the operands against each other and builds the plan (rules in
-    /// the order includes, excludes, include files, exclude files; use
-    /// [`Cli::resolve_with`] for command-line order).
+    /// [`Cli::resolve_with`] for tests, with the rules in the order
+    /// includes, excludes, include files, exclude files, `--filter`, `-F`.
+    #[cfg(test)]
     pub fn resolve(self) -> Result<Plan, UsageError> {
         let mut rules: Vec<RuleArg> = self.include.iter().cloned().map(RuleArg::Include).collect();
         rules.extend(self.exclude.iter().cloned().map(RuleArg::Exclude));
@@ -906,6 +904,13 @@ impl Cli {
         rules.extend(self.filter.iter().cloned().map(RuleArg::Filter));
         let f_rules = F_RULES.iter().take(self.filter_files.len());
         rules.extend(f_rules.map(|r| RuleArg::Filter(r.to_string())));
+        self.resolve_with(rules)
+    }
+
+    /// Checks the operands against each other and builds the plan, with the
+    /// filter rules in command-line order (from [`filter_rules`]); each
+    /// rule file is read once.
+    pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
         let filter = build_filter(&rules, self.cvs_exclude)?;
         let direction = self.direction()?;
         let mut sync = jsync::sync::SyncOptions::default();

@@ -16,11 +16,7 @@ pub fn line(e: &Entry) -> String {
     format!(
         "{} {:>14} {} {path}",
         mode_string(e.kind, e.mode),
-        // (A symlink's size is its target's length, as rsync shows it.)
-        with_commas(match e.kind {
-            EntryKind::Symlink => e.target.len() as u64,
-            _ => e.size,
-        }),
+        with_commas(e.shown_size()),
         jsync::civil::utc_stamp(e.mtime.0, ' ')
     )
 }

@@ -307,3 +307,73 @@ fn prune_empty_dirs_makes_only_directories_that_hold_files() {
         }
     }
 }
+
+/// With `--delete-excluded`, plain rules no longer keep anything, but the
+/// receiver's own (`protect`) still do, as rsync's.
+#[test]
+fn delete_excluded_still_keeps_what_protect_rules_protect() {
+    let setup = Sources::new(make_source);
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let _ = std::fs::remove_dir_all(&dst);
+        for f in ["keep.log", "other.log", "x.o"] {
+            put(&dst.join(f), "old");
+        }
+        let args = [
+            "--delete",
+            "--delete-excluded",
+            "-f",
+            "protect keep.log",
+            "-f",
+            "- *.log",
+            &from,
+            &to,
+        ];
+        let what = format!("{way} {}", args.join(" "));
+        ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+        assert!(dst.join("keep.log").exists(), "{what}");
+        assert!(!dst.join("other.log").exists(), "{what}");
+        assert!(dst.join("x.o").exists(), "{what}: sent, not deleted");
+    }
+}
+
+/// A directory --delete removes keeps what the receiver's rules protect in
+/// it (its own rule files count too), and so stays, with a warning; one
+/// with nothing protected goes whole.
+#[test]
+fn delete_keeps_protected_entries_inside_a_deleted_directory() {
+    let setup = Sources::new(make_source);
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let _ = std::fs::remove_dir_all(&dst);
+        for f in [
+            "gone/x.o",
+            "gone/y",
+            "gone/sub/z",
+            "gone/sub/deep.o",
+            "all/y",
+            "own/keep",
+        ] {
+            put(&dst.join(f), "old");
+        }
+        put(&dst.join("own/.rsync-filter"), "- keep\n");
+        let args = ["-F", "--delete", "--exclude", "*.o", &from, &to];
+        let what = format!("{way} {}", args.join(" "));
+        let out = setup.srv.jcp(setup.keys.path(), &args);
+        ok(&out, &what);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("gone: cannot delete non-empty directory"),
+            "{what}: {err}"
+        );
+        for (f, kept) in [
+            ("gone/x.o", true),
+            ("gone/sub/deep.o", true),
+            ("gone/y", false),
+            ("gone/sub/z", false),
+            ("all", false),
+            ("own/keep", true),
+            ("own/.rsync-filter", false),
+        ] {
+            assert_eq!(dst.join(f).exists(), kept, "{what}: {f}");
+        }
+    }
+}

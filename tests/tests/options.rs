@@ -1134,6 +1134,9 @@ fn ignore_errors_deletes_despite_io_errors() {
     for (options, deleted) in [(&["--ignore-errors"][..], true), (&[][..], false)] {
         for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
             make_destination(&dst);
+            // What the unreadable directory holds here is never deleted: the
+            // sender lists it as unlisted.
+            put(&dst.join("bad/precious"), b"keep", T);
             let mut args = vec!["-F", "--delete"];
             args.extend(options);
             args.extend([from.as_str(), to.as_str()]);
@@ -1145,6 +1148,7 @@ fn ignore_errors_deletes_despite_io_errors() {
                 &what,
             );
             assert_eq!(!dst.join("extra.txt").exists(), deleted, "{what}");
+            assert!(dst.join("bad/precious").exists(), "{what}");
         }
     }
 }

@@ -136,6 +136,11 @@ impl Side {
 /// Merge files nest at most this deep (a file merging itself fails).
 const MAX_MERGE_DEPTH: usize = 8;
 
+/// At most this many rules in one per-directory file (each is a compiled
+/// pattern tried on every entry below it; a server reads these files for
+/// any client).
+const MAX_DIR_FILE_RULES: usize = 10_000;
+
 /// One compiled way a rule can match (most rules have one; `a**b` and
 /// `dir/***` expand to two or more).
 #[derive(Debug, Clone)]
@@ -153,6 +158,9 @@ struct Rule {
     /// `!`: the rule applies to what the pattern does not match.
     negate: bool,
     side: Side,
+    /// `/PATTERN`: matched from where the rule was given (the transfer's
+    /// root, or a per-directory file's directory), not at any depth.
+    anchored: bool,
 }
 
 impl Rule {
@@ -167,6 +175,7 @@ impl Rule {
             alts,
             negate,
             side,
+            anchored: pattern.starts_with('/'),
         })
     }
 
@@ -228,6 +237,9 @@ pub struct Filter {
     prefix: Vec<u8>,
     /// The side asking: rules for the other side are passed over.
     side: Side,
+    /// Whether rules for both sides count (not for a receiver with
+    /// `--delete-excluded`: only its own `protect`/`risk` rules do).
+    shared: bool,
 }
 
 impl Default for Filter {
@@ -236,6 +248,7 @@ impl Default for Filter {
             entries: Vec::new(),
             prefix: Vec::new(),
             side: Side::Both,
+            shared: true,
         }
     }
 }
@@ -248,6 +261,42 @@ pub struct DirScope {
     /// Deepest directory first: a subdirectory's rules come before its
     /// parent's, as in rsync.
     layers: Vec<Arc<Layer>>,
+}
+
+/// The per-directory rules of directories reached by their paths rather than
+/// by a walk that enters each in turn (a selection's listed paths, the
+/// receiver's deletions): each read from the top down, once.
+#[derive(Debug, Default)]
+pub struct Scopes(std::collections::HashMap<Vec<u8>, DirScope>);
+
+impl Scopes {
+    /// The rules in force in `dir` (relative to the top; "" is the top):
+    /// `read(DIR, NAME)` gives the bytes of the rule file NAME in directory
+    /// DIR, if there is one.
+    pub fn at<F>(
+        &mut self,
+        filter: &Filter,
+        dir: &[u8],
+        read: &mut F,
+    ) -> Result<DirScope, FilterError>
+    where
+        F: FnMut(&[u8], &str) -> Result<Option<Vec<u8>>, String>,
+    {
+        if !filter.has_dir_merge() {
+            return Ok(DirScope::default());
+        }
+        if let Some(s) = self.0.get(dir) {
+            return Ok(s.clone());
+        }
+        let parent = match dir.iter().rposition(|&b| b == b'/') {
+            Some(i) => self.at(filter, &dir[..i], read)?,
+            None if dir.is_empty() => DirScope::default(),
+            None => self.at(filter, b"", read)?,
+        };
+        let scope = filter.enter(&parent, dir, |name| read(dir, name))?;
+        self.0.insert(dir.to_vec(), scope.clone());
+        Ok(scope)
+    }
 }
 
 /// The rules one `dir-merge` file gave one directory.
@@ -433,7 +482,8 @@ impl Filter {
     }
 
     /// Appends a rule. The pattern is taken as is: a leading `"+ "` or `"- "` is
-    /// part of the pattern here (only [`Filter::add_from_reader`] reads those).
+    /// part of the pattern here ([`Filter::add_from_reader`] and
+    /// [`Filter::add_rule`] read those).
     pub fn add(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
         let rule = Rule::new(kind, pattern, false, Side::Both)?;
         self.entries.push(Entry::Rule(rule));
@@ -544,6 +594,21 @@ impl Filter {
         }
     }
 
+    /// The same filter with only the rules for its side itself (`s`/`r`,
+    /// `hide`/`protect`/...): what a receiver with `--delete-excluded` keeps,
+    /// as rsync's, which makes the plain rules the sender's.
+    pub fn own_rules_only(&self) -> Filter {
+        Filter {
+            shared: false,
+            ..self.clone()
+        }
+    }
+
+    /// Whether a rule (or a `dir-merge` file's rules) for `side` counts here.
+    fn counts(&self, side: Side) -> bool {
+        side.applies(self.side) && (self.shared || side != Side::Both)
+    }
+
     /// Whether walks must look for per-directory rule files ([`Filter::enter`]).
     pub fn has_dir_merge(&self) -> bool {
         self.entries.iter().any(|e| matches!(e, Entry::DirMerge(_)))
@@ -562,6 +627,10 @@ impl Filter {
         let mut layers = Vec::new();
         for (slot, e) in self.entries.iter().enumerate() {
             let Entry::DirMerge(dm) = e else { continue };
+            // (A file of rules for the other side is not even read.)
+            if !dm.side.applies(self.side) {
+                continue;
+            }
             let shown = || {
                 let mut p = String::from_utf8_lossy(dir).into_owned();
                 if !p.is_empty() {
@@ -604,6 +673,10 @@ impl Filter {
                         pattern,
                     } => {
                         let side = if side == Side::Both { dm.side } else { side };
+                        if rules.len() == MAX_DIR_FILE_RULES {
+                            let reason = format!("more than {MAX_DIR_FILE_RULES} rules");
+                            return Err(failed(reason));
+                        }
                         rules.push(Rule::new(kind, pattern, negate, side).map_err(at)?);
                     }
                     Parsed::Clear => {
@@ -654,8 +727,7 @@ impl Filter {
         };
         let cand = Candidate::from_bytes(path);
         let decide = |r: &Rule, cand: &Candidate<'_>| {
-            (r.side.applies(self.side) && r.matches(cand, is_dir))
-                .then_some(r.kind == RuleKind::Exclude)
+            (self.counts(r.side) && r.matches(cand, is_dir)).then_some(r.kind == RuleKind::Exclude)
         };
         for (slot, e) in self.entries.iter().enumerate() {
             match e {
@@ -666,7 +738,7 @@ impl Filter {
                 }
                 Entry::DirMerge(dm) => {
                     let name = rel_path.rsplit(|&b| b == b'/').next().unwrap_or(rel_path);
-                    if dm.exclude_self && name == dm.name.as_bytes() {
+                    if dm.exclude_self && self.counts(dm.side) && name == dm.name.as_bytes() {
                         return true;
                     }
                     for layer in scope.layers.iter().filter(|l| l.slot == slot) {
@@ -677,10 +749,14 @@ impl Filter {
                                 .and_then(|r| r.strip_prefix(b"/")),
                         };
                         if let Some(inside) = inside {
-                            let cand = Candidate::from_bytes(inside);
-                            if let Some(excluded) =
-                                layer.rules.iter().find_map(|r| decide(r, &cand))
-                            {
+                            // `/x` from the file's directory; others, as
+                            // rsync's, at the end of the whole path.
+                            let here = Candidate::from_bytes(inside);
+                            let found = layer
+                                .rules
+                                .iter()
+                                .find_map(|r| decide(r, if r.anchored { &here } else { &cand }));
+                            if let Some(excluded) = found {
                                 return excluded;
                             }
                         }
@@ -1439,6 +1515,58 @@ mod tests {
         assert!(at("a", "a/first") && at("a/b", "a/b/y.last"));
         // Without the file's directory in the scope, its rules do not apply.
         assert!(!f.is_excluded(b"x.top", false));
+    }
+
+    #[test]
+    fn per_directory_patterns_and_sides() {
+        // In a/'s file, `/x` is a/x; `b/y` (not anchored) matches the end
+        // of the whole path, as rsync's: a/b/y, and so does `a/b/z`.
+        let f = rules(&[": .rules"]);
+        let files = [("a", "- /x\n- b/y\n- a/b/z\n")];
+        let a = scope_of(&f, &files, "a");
+        let ab = scope_of(&f, &files, "a/b");
+        assert!(f.is_excluded_in(&a, b"a/x", false));
+        assert!(!f.is_excluded_in(&ab, b"a/b/x", false));
+        assert!(f.is_excluded_in(&ab, b"a/b/y", false));
+        assert!(f.is_excluded_in(&ab, b"a/b/z", false));
+        // A receiver with --delete-excluded: plain rules no longer count,
+        // its own (`protect`, `-r`, and those of a `:r` file) still do.
+        let f = rules(&["- *.o", "protect keep.o", ": .rules", ":r .mine"]);
+        let mut read = 0;
+        let own = f.for_side(Side::Receiver).own_rules_only();
+        let top = own
+            .enter(&DirScope::default(), b"", |name| {
+                read += 1;
+                Ok(Some(match name {
+                    ".rules" => b"- *.tmp\nP *.cfg\n".to_vec(),
+                    _ => b"- *.mine\n".to_vec(),
+                }))
+            })
+            .unwrap();
+        assert_eq!(read, 2);
+        assert!(!own.is_excluded_in(&top, b"x.o", false));
+        assert!(own.is_excluded_in(&top, b"keep.o", false));
+        assert!(!own.is_excluded_in(&top, b"x.tmp", false));
+        assert!(own.is_excluded_in(&top, b"x.cfg", false));
+        assert!(own.is_excluded_in(&top, b"x.mine", false));
+        // The sender does not even read a file of receiver rules.
+        let sender = f.for_side(Side::Sender);
+        let names = std::cell::RefCell::new(Vec::new());
+        sender
+            .enter(&DirScope::default(), b"", |name| {
+                names.borrow_mut().push(name.to_string());
+                Ok(None)
+            })
+            .unwrap();
+        assert_eq!(names.into_inner(), [".rules"]);
+        // A per-directory file is refused past its rule limit.
+        let big = "- x\n".repeat(MAX_DIR_FILE_RULES + 1);
+        let e = f
+            .enter(&DirScope::default(), b"d", |_| {
+                Ok(Some(big.clone().into_bytes()))
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("more than 10000 rules"), "{e}");
     }
 
     #[test]

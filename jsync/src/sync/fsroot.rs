@@ -1535,27 +1535,29 @@ const MAX_RULE_FILE: u64 = 1 << 20;
 /// an empty list: its rules may hide what must not be sent or deleted).
 pub(crate) fn read_rule_file(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read;
-    let fd = match rfs::openat(dir, name, READ_FLAGS | OFlags::NOFOLLOW, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(Errno::LOOP) => return Err(not_followed()),
-        Err(e) => return Err(e.into()),
+    // (Its kind is checked before it is opened for reading: a device or a
+    // FIFO planted under the name is never opened.)
+    let fd = match open_plain(dir, OsStr::new(name), false) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let st = rfs::fstat(&fd)?;
-    if Meta::from_stat(&st).kind != Kind::File {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    if st.st_size as u64 > MAX_RULE_FILE {
+    let mut text = Vec::new();
+    File::from(fd)
+        .take(MAX_RULE_FILE + 1)
+        .read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_RULE_FILE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("larger than {} MiB", MAX_RULE_FILE >> 20),
         ));
     }
-    let mut text = Vec::new();
-    File::from(fd).take(MAX_RULE_FILE).read_to_end(&mut text)?;
     Ok(Some(text))
 }
 

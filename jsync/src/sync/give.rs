@@ -19,7 +19,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
-use super::filter::DirScope;
+use super::filter::{DirScope, Scopes};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
 use super::remove::Removals;
@@ -705,22 +705,42 @@ fn descend(
         let Some((item, into)) = visit(spec, opts, &stack, &name, ftype, top_dev, links) else {
             continue;
         };
-        if !send(item) {
+        // A directory is read (and its rule files) before it is listed: one
+        // that cannot be is listed unlisted, so that the receiver deletes
+        // nothing in it, even with --ignore-errors.
+        let child = into.map(|into| {
+            let parent = stack.last().expect("in a directory");
+            open_child(spec, parent, &name, &into.full, into.through_link)
+                .and_then(|fd| Level::read(fd, into.rel.clone(), &into.meta))
+                .and_then(|l| l.with_rules(&opts.filter, &parent.scope))
+                .map_err(|e| (into.rel, e.to_string()))
+        });
+        if !send(unlisted_if_failed(item, child.as_ref())) {
             return false;
         }
-        let Some(into) = into else { continue };
-        let parent = stack.last().expect("in a directory");
-        let child = open_child(spec, parent, &name, &into.full, into.through_link)
-            .and_then(|fd| Level::read(fd, into.rel.clone(), &into.meta))
-            .and_then(|l| l.with_rules(&opts.filter, &parent.scope));
-        match child {
-            Ok(level) => stack.push(level),
-            Err(e) => {
-                if !send(WalkItem::Error(into.rel, e.to_string())) {
-                    return false;
-                }
+        let sent = match child {
+            None => true,
+            Some(Ok(level)) => {
+                stack.push(level);
+                true
             }
+            Some(Err((rel, why))) => send(WalkItem::Error(rel, why)),
+        };
+        if !sent {
+            return false;
         }
+    }
+}
+
+/// A directory's entry, marked unlisted when what it holds could not be
+/// read (`child`): the receiver then makes it but deletes nothing in it.
+fn unlisted_if_failed<T, E>(item: WalkItem, child: Option<&std::result::Result<T, E>>) -> WalkItem {
+    match (item, child) {
+        (WalkItem::Entry(mut e), Some(Err(_))) => {
+            e.unlisted = true;
+            WalkItem::Entry(e)
+        }
+        (item, _) => item,
     }
 }
 
@@ -737,7 +757,13 @@ fn walk_selected(
     send: &mut impl FnMut(WalkItem) -> bool,
 ) {
     let mut links = Links::default();
-    let mut scopes = SelectedScopes::default();
+    let mut scopes = Scopes::default();
+    let mut read = |dir: &[u8], name: &str| {
+        let full = spec.entry_path(dir).map_err(|e| e.to_string())?;
+        spec.fs
+            .read_rule_file(&full, name)
+            .map_err(|e| e.to_string())
+    };
     let mut sent_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
     let mut whole: std::collections::HashSet<Vec<u8>> = Default::default();
     let top_dev = match spec.fs.lstat(&spec.base) {
@@ -791,7 +817,9 @@ fn walk_selected(
         let parent = prefixes.last().copied().unwrap_or_default();
         let scope = match path.is_empty() {
             true => Ok(DirScope::default()),
-            false => scopes.at(spec, &opts.filter, parent),
+            false => scopes
+                .at(&opts.filter, parent, &mut read)
+                .map_err(|e| format!("not walked: {e}")),
         };
         let scope = match scope {
             Ok(scope) => scope,
@@ -827,22 +855,22 @@ fn walk_selected(
             }
             other => other,
         };
-        if !send(item) {
+        // (Read before it is listed, as in `descend`.)
+        let level = (is_dir && recurse).then(|| {
+            spec.entry_path(path)
+                .and_then(|full| spec.fs.open_dir(&full).map_err(fs_err))
+                .and_then(|fd| {
+                    Level::read(fd, path.clone(), &m)
+                        .and_then(|l| l.with_rules(&opts.filter, &scope))
+                        .map_err(|e| Error::io(String::from_utf8_lossy(path), e))
+                })
+        });
+        if !send(unlisted_if_failed(item, level.as_ref())) {
             return;
         }
-        if !is_dir || !recurse {
-            continue;
-        }
+        let Some(level) = level else { continue };
         sent_dirs.insert(path.clone());
         whole.insert(path.clone());
-        let level = spec
-            .entry_path(path)
-            .and_then(|full| spec.fs.open_dir(&full).map_err(fs_err))
-            .and_then(|fd| {
-                Level::read(fd, path.clone(), &m)
-                    .and_then(|l| l.with_rules(&opts.filter, &scope))
-                    .map_err(|e| Error::io(String::from_utf8_lossy(path), e))
-            });
         match level {
             Ok(level) => {
                 if !descend(spec, opts, level, top_dev, &mut links, send) {
@@ -855,45 +883,6 @@ fn walk_selected(
                 }
             }
         }
-    }
-}
-
-/// The per-directory filter rules of the directories a selection's walk
-/// passes through, read from the top down once each.
-#[derive(Default)]
-struct SelectedScopes(HashMap<Vec<u8>, DirScope>);
-
-impl SelectedScopes {
-    /// The rules in force in `dir` (relative to the base), or why they could
-    /// not be read.
-    fn at(
-        &mut self,
-        spec: &GiveSpec,
-        filter: &Filter,
-        dir: &[u8],
-    ) -> std::result::Result<DirScope, String> {
-        if !filter.has_dir_merge() {
-            return Ok(DirScope::default());
-        }
-        if let Some(s) = self.0.get(dir) {
-            return Ok(s.clone());
-        }
-        let parent = match dir.iter().rposition(|&b| b == b'/') {
-            Some(i) => self.at(spec, filter, &dir[..i])?,
-            None if dir.is_empty() => DirScope::default(),
-            None => self.at(spec, filter, b"")?,
-        };
-        let full = spec.entry_path(dir).map_err(|e| e.to_string())?;
-        let read = |name: &str| {
-            spec.fs
-                .read_rule_file(&full, name)
-                .map_err(|e| e.to_string())
-        };
-        let scope = filter
-            .enter(&parent, dir, read)
-            .map_err(|e| format!("not walked: {e}"))?;
-        self.0.insert(dir.to_vec(), scope.clone());
-        Ok(scope)
     }
 }
 

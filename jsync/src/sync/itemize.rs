@@ -205,6 +205,11 @@ enum Piece {
 /// The escapes [`OutFormat`] knows, as rsync's.
 const ESCAPES: &str = "nfLiolMBUGt";
 
+/// Longest format, and widest field: a line stays far below what one
+/// message carries (a server formats the lines a client asked for).
+const MAX_FORMAT: usize = 1024;
+const MAX_WIDTH: usize = 256;
+
 impl OutFormat {
     /// Reads a format: `%n` the path (`/` after a directory), `%f` the path
     /// without it, `%L` ` -> TARGET` or ` => LEADER`, `%i` the itemized
@@ -213,6 +218,9 @@ impl OutFormat {
     /// `%G` the owner and group numbers, `%t` the time now (UTC), `%%`.
     /// rsync's other escapes are refused, named.
     pub fn parse(format: &str) -> Result<OutFormat, String> {
+        if format.len() > MAX_FORMAT {
+            return Err(format!("an --out-format is at most {MAX_FORMAT} bytes"));
+        }
         let mut pieces = Vec::new();
         let mut text = String::new();
         let mut chars = format.chars().peekable();
@@ -243,7 +251,13 @@ impl OutFormat {
             if !text.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut text)));
             }
-            let width = digits.parse().unwrap_or(0).min(4096);
+            let width = match digits.parse::<usize>() {
+                Ok(w) if w <= MAX_WIDTH => w,
+                Ok(_) | Err(_) if !digits.is_empty() => {
+                    return Err(format!("{format:?}: a width is at most {MAX_WIDTH}"))
+                }
+                _ => 0,
+            };
             pieces.push(Piece::Escape {
                 what,
                 left,
@@ -489,7 +503,16 @@ mod tests {
             .unwrap()
             .render(&file, "")
             .starts_with("20"));
-        for bad in ["%b", "%h %n", "50%", "%-"] {
+        let long = "x".repeat(MAX_FORMAT + 1);
+        for bad in [
+            "%b",
+            "%h %n",
+            "50%",
+            "%-",
+            "%257n",
+            "%99999999999999999999n",
+            &long,
+        ] {
             assert!(OutFormat::parse(bad).is_err(), "{bad}");
         }
     }

@@ -171,7 +171,8 @@ pub struct SyncOptions {
     /// (`--ignore-errors`); otherwise nothing is deleted then.
     pub ignore_errors: bool,
     /// The receiver leaves each aligned 4 KiB block of zeros it receives a
-    /// hole (`-S`); a source file's own holes are kept either way.
+    /// hole (`-S`); without it, a source file's own holes are kept in files
+    /// larger than 256 KiB (smaller ones travel whole, as data).
     pub sparse: bool,
     /// The receiver makes a new directory only when something other than a
     /// directory goes in it, below it (`-m`, rsync's `--prune-empty-dirs`).

@@ -22,7 +22,7 @@ use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
 use super::destdir::DestMap;
-use super::filter::DirScope;
+use super::filter::{DirScope, Scopes};
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
 use super::itemize::{Attrs, Change, Item, Update};
@@ -113,8 +113,9 @@ pub(crate) struct TakeOptions {
     /// Changed files come whole: no signature of the old file, no hash
     /// check unless `checksum` (`-W`; a partial file is still resumed).
     pub whole_file: bool,
-    /// Directories' (`-O`) and symlinks' (`-J`) times are left alone.
+    /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
+    /// Symlinks' times are left alone (`-J`).
     pub omit_link_times: bool,
     /// Delete once the list is complete, before any file is requested.
     pub delete_before: bool,
@@ -197,6 +198,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         None => None,
     };
     opts.filter = super::rooted_filter(&opts.filter, &source, super::Side::Receiver);
+    if opts.delete_excluded && !opts.filter.is_empty() {
+        // Excluded entries are deleted too: only the receiver's own rules
+        // (`protect`, `risk`, `-r`) still keep what they match.
+        opts.filter = Arc::new(opts.filter.own_rules_only());
+    }
     let counters = Arc::new(Counters::default());
     for w in alt_warnings {
         counters.warning("", w);
@@ -356,10 +362,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     }
                 }
                 // (If the lanes are gone, their error is the run's.)
-                if opts.delete_before {
-                    held.push(handful);
-                } else if !handful.is_empty() {
-                    let _ = jobs_tx.send(handful).await;
+                if !handful.is_empty() {
+                    if opts.delete_before {
+                        held.push(handful);
+                    } else {
+                        let _ = jobs_tx.send(handful).await;
+                    }
                 }
             }
             msg::IDS => {
@@ -396,7 +404,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     if opts.delete && opts.delete_before {
         deletion.run(&ctx, seen.take().unwrap_or_default()).await?;
     }
-    for h in held.into_iter().filter(|h| !h.is_empty()) {
+    for h in held {
         if jobs_tx.send(h).await.is_err() {
             break;
         }
@@ -737,7 +745,7 @@ struct Ctx {
     listings: std::sync::Mutex<HashMap<Vec<u8>, super::fsroot::Listing>>,
     /// With `--delete` and `dir-merge` rules: the per-directory rules of each
     /// destination directory (by its path under the base), read once.
-    rule_scopes: std::sync::Mutex<HashMap<Vec<u8>, DirScope>>,
+    rule_scopes: std::sync::Mutex<Scopes>,
     /// Whether files sent whole carry a digest ([`super::give::whole_digest`]).
     whole_digest: bool,
     /// Descriptors of hashed files kept open until their verdict.
@@ -992,22 +1000,17 @@ impl Ctx {
     /// directory `dir`, from the destination's own rule files, read from the
     /// base down once each (as rsync's receiver does for its deletions).
     fn rule_scope(&self, dir: &RelPath) -> std::result::Result<DirScope, String> {
-        if !self.opts.filter.has_dir_merge() {
-            return Ok(DirScope::default());
-        }
-        let key = self.under_base(dir).to_vec();
-        if let Some(s) = self.rule_scopes.lock().expect("poisoned").get(&key) {
-            return Ok(s.clone());
-        }
-        let parent = match dir.parent() {
-            Some(up) if !key.is_empty() => self.rule_scope(&up)?,
-            _ => DirScope::default(),
+        let mut read = |d: &[u8], name: &str| {
+            let dir = join(&self.base, d).map_err(|e| e.to_string())?;
+            self.fs
+                .read_rule_file(&dir, name)
+                .map_err(|e| e.to_string())
         };
-        let read = |name: &str| self.fs.read_rule_file(dir, name).map_err(|e| e.to_string());
-        let scope = (self.opts.filter.enter(&parent, &key, read)).map_err(|e| e.to_string())?;
         let mut scopes = self.rule_scopes.lock().expect("poisoned");
-        scopes.insert(key, scope.clone());
-        Ok(scope)
+        let key = self.under_base(dir);
+        scopes
+            .at(&self.opts.filter, key, &mut read)
+            .map_err(|e| e.to_string())
     }
 
     /// A path beneath the base (`rel`) as the user sees it.
@@ -1048,11 +1051,7 @@ impl Ctx {
 /// What an `--out-format` line may show of a listed entry.
 fn attrs_of(e: &Entry) -> Attrs {
     Attrs {
-        // (A symlink's size is its target's length, as rsync shows it.)
-        size: match e.kind {
-            EntryKind::Symlink => e.target.len() as u64,
-            _ => e.size,
-        },
+        size: e.shown_size(),
         mtime: e.mtime.0,
         mode: e.mode,
         uid: e.uid,
@@ -1082,7 +1081,7 @@ struct FileJob {
     how: WantHow,
     change: Change,
     shown: String,
-    /// Asked again as a delta after a DIFFERS answer.
+    /// Asked again after a DIFFERS answer (as a delta; with `-W`, whole).
     retry: bool,
     /// The basis is a partial file an interrupted run kept (removed once the
     /// file is in place).
@@ -1585,6 +1584,15 @@ impl Deletion<'_> {
     /// `--ignore-errors`.
     async fn run(&self, ctx: &Arc<Ctx>, seen: Seen) -> Result<()> {
         let counters = &ctx.counters;
+        let top_listed = self.dirs.iter().any(|(r, _)| r == self.base);
+        if self.walk_errors && !top_listed && self.source.kind == EntryKind::Dir {
+            // Not even with --ignore-errors: the list lacks everything.
+            counters.warning(
+                "",
+                "the sender could not read the top directory: skipping deletion",
+            );
+            return Ok(());
+        }
         if self.walk_errors && !ctx.opts.ignore_errors {
             counters.warning(
                 "",
@@ -1602,10 +1610,7 @@ impl Deletion<'_> {
             .map(|(r, _)| r.clone())
             .collect();
         // (A selection's top is not listed, and nothing in it is deleted.)
-        if self.source.kind == EntryKind::Dir
-            && !self.source.listed
-            && !self.dirs.iter().any(|(r, _)| r == self.base)
-        {
+        if self.source.kind == EntryKind::Dir && !self.source.listed && !top_listed {
             scan.push(self.base.clone());
         }
         delete_all_extraneous(ctx, scan, seen).await?;
@@ -1796,7 +1801,7 @@ fn delete_extraneous(
         }
         let shown = ctx.under_base(&rel).to_vec();
         // Excluded entries are protected from deletion unless asked otherwise.
-        if !ctx.opts.delete_excluded && ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir) {
+        if ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir) {
             continue;
         }
         // Counted before it is made, so that the halves deleting at once
@@ -1813,11 +1818,72 @@ fn delete_extraneous(
             lines.extend(ctx.line_of(&item));
         }
         if !ctx.opts.dry_run {
-            if let Err(e) = ctx.remove(&rel, home) {
-                ctx.counters.error(&ctx.shown_rel(&rel), e);
+            let removed = match is_dir {
+                true => remove_unprotected(ctx, &rel, home),
+                false => ctx.remove(&rel, home).map(|()| true),
+            };
+            match removed {
+                Ok(true) => {}
+                Ok(false) => ctx.counters.warning(
+                    &ctx.shown_rel(&rel),
+                    "cannot delete non-empty directory: it holds protected entries",
+                ),
+                Err(e) => ctx.counters.error(&ctx.shown_rel(&rel), e),
             }
         }
     }
+}
+
+/// Removes the extraneous directory `rel` (`--delete`) but what the
+/// receiver's rules protect inside it (its own rule files read too), as
+/// rsync's; `false` when something stays, and so the directory. Without
+/// rules the directory goes whole.
+fn remove_unprotected(
+    ctx: &Ctx,
+    rel: &RelPath,
+    home: Option<u64>,
+) -> std::result::Result<bool, String> {
+    if ctx.opts.filter.is_empty() {
+        return ctx.remove(rel, home).map(|()| true);
+    }
+    if let Some(home) = home {
+        if ctx
+            .fs
+            .lstat(rel)
+            .map_err(|e| e.to_string())?
+            .is_some_and(|m| m.dev != home)
+        {
+            return Err("on another filesystem (-x): not deleted".into());
+        }
+    }
+    let scope = ctx.rule_scope(rel)?;
+    let names = ctx.fs.read_dir(rel).map_err(|e| e.to_string())?;
+    let mut kept = false;
+    for (name, is_dir) in names {
+        let child = rel.join(std::ffi::OsStr::from_bytes(&name));
+        let shown = ctx.under_base(&child).to_vec();
+        if ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir)
+            || ctx.backups.as_ref().is_some_and(|b| b.protects(&child))
+        {
+            kept = true;
+            continue;
+        }
+        let removed = match is_dir {
+            true => remove_unprotected(ctx, &child, home),
+            false => ctx.remove(&child, home).map(|()| true),
+        };
+        match removed {
+            Ok(gone) => kept |= !gone,
+            Err(e) => {
+                ctx.counters.error(&ctx.shown_rel(&child), e);
+                kept = true;
+            }
+        }
+    }
+    if kept {
+        return Ok(false);
+    }
+    ctx.remove(rel, home).map(|()| true)
 }
 
 /// One lane: a circuit whose requests are sent ahead of the answers.
@@ -2261,7 +2327,7 @@ async fn lane_reader(
 }
 
 /// Reads the VERDICTS answering one CHECKS and applies them: files found the
-/// same get the sender's mode and time. Returns the jobs to ask again as deltas
+/// same get the sender's mode and time. Returns the jobs to ask again (as deltas, or with `-W` whole)
 /// (content differs, or the local copy changed since it was hashed).
 async fn receive_verdicts(
     ctx: &Ctx,

@@ -123,6 +123,15 @@ const F_UNLISTED: u8 = 16;
 const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV | F_UNLISTED;
 
 impl Entry {
+    /// The size a listing shows, as rsync's: a symlink's is its target's
+    /// length.
+    pub fn shown_size(&self) -> u64 {
+        match self.kind {
+            EntryKind::Symlink => self.target.len() as u64,
+            _ => self.size,
+        }
+    }
+
     /// Size, mtime and mode as listed: what a file's content and times should be.
     pub fn file_meta(&self) -> super::FileMeta {
         super::FileMeta {
