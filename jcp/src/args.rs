@@ -170,6 +170,17 @@ pub struct Cli {
     #[arg(short = 'm', long)]
     pub prune_empty_dirs: bool,
 
+    /// Give the receiving side's owners in place of the sender's, as rsync's
+    /// --usermap: FROM:TO pairs, comma-separated, the first match wins; FROM
+    /// a sender's name or wildcard (* also takes owners without a name), id,
+    /// or LOW-HIGH range; TO a name or id there (which must run as root)
+    #[arg(long, value_name = "FROM:TO,...", conflicts_with = "chown")]
+    pub usermap: Option<String>,
+
+    /// As --usermap, for groups (rsync's --groupmap)
+    #[arg(long, value_name = "FROM:TO,...", conflicts_with = "chown")]
+    pub groupmap: Option<String>,
+
     /// Leave directories' modification times alone (rsync's -O, for
     /// filesystems that cannot keep them, as NFS shares may)
     #[arg(short = 'O', long)]
@@ -960,6 +971,9 @@ impl Cli {
         sync.omit_link_times = self.omit_link_times;
         sync.sparse = self.sparse;
         sync.prune_empty_dirs = self.prune_empty_dirs;
+        let idmap = |m: &Option<String>| m.as_deref().map(jsync::sync::IdMap::parse).transpose();
+        sync.usermap = idmap(&self.usermap).map_err(UsageError)?;
+        sync.groupmap = idmap(&self.groupmap).map_err(UsageError)?;
         if let Some(f) = &self.out_format {
             sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
             sync.itemize = true;
@@ -1123,6 +1137,11 @@ mod tests {
         assert!(p.sync.whole_file && p.sync.omit_dir_times && p.sync.omit_link_times);
         assert!(p.sync.sparse && !p.sync.prune_empty_dirs);
         assert!(plan(&["-m", "a/", "b"]).unwrap().sync.prune_empty_dirs);
+        let p = plan(&["--usermap", "*:1", "--groupmap", "0-9:2", "a/", "b"]).unwrap();
+        assert_eq!(p.sync.usermap.unwrap().to_string(), "*:1");
+        assert!(plan(&["--usermap", "x", "a/", "b"]).is_err());
+        let both = Cli::try_parse_from(["jcp", "--usermap", "*:1", "--chown", "a", "x/", "y"]);
+        assert!(both.is_err(), "--usermap with --chown");
         let p = plan(&["--out-format", "%n%L", "a/", "b"]).unwrap();
         assert!(p.sync.itemize && p.sync.out_format.is_some());
         assert!(plan(&["--out-format", "%b", "a/", "b"]).is_err());

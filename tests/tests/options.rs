@@ -1234,3 +1234,62 @@ fn out_format_lines_each_way() {
         },
     );
 }
+
+/// `--usermap` and `--groupmap` (as root): the first pair that matches the
+/// sender's owner, by name, wildcard, id or range, gives the receiver's
+/// (`*` takes owners without a name too); unmatched owners are kept.
+#[test]
+fn usermap_and_groupmap_give_the_receivers_owners() {
+    use std::os::unix::fs::{chown, MetadataExt};
+    if !rustix::process::geteuid().is_root() {
+        // Owners are set only as root (checked by the chown test above).
+        return;
+    }
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for s in [setup.src(), root.join("src")] {
+        chown(s.join("only_there.txt"), Some(1234), Some(1235)).unwrap();
+    }
+    let src_arg = setup.src_arg();
+    for (options, of_root, of_1234) in [
+        (
+            &["--usermap", "ro*:501", "--groupmap", "0:502"][..],
+            (501, 502),
+            (1234, 1235),
+        ),
+        (
+            &["--usermap", "1000-2000:601,*:602", "--groupmap", "*:603"][..],
+            (602, 603),
+            (601, 603),
+        ),
+    ] {
+        for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
+            make_destination(&dst);
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {options:?}");
+            ok(&srv.jcp(keys.path(), &args), &what);
+            let owner = |f: &str| {
+                let m = std::fs::metadata(dst.join(f)).unwrap();
+                (m.uid(), m.gid())
+            };
+            assert_eq!(owner("new_dir/inner.txt"), of_root, "{what}");
+            assert_eq!(owner("only_there.txt"), of_1234, "{what}");
+        }
+    }
+    let out = srv.jcp(
+        keys.path(),
+        &[
+            "--usermap",
+            "*:no-such-user-here",
+            &src_arg,
+            "127.0.0.1:dst",
+        ],
+    );
+    fails(
+        &out,
+        1,
+        "no user called \"no-such-user-here\"",
+        "an unknown TO",
+    );
+}

@@ -154,6 +154,119 @@ impl Chown {
     }
 }
 
+/// `--usermap` or `--groupmap`, as rsync's: comma-separated `FROM:TO`
+/// pairs, the first that matches a sender's owner wins. FROM is a name or a
+/// wildcard (`*`, `?`, `[...]`) matched against the sender's names (`*` also
+/// matches owners without one), a number, or a range `LOW-HIGH` of the
+/// sender's ids; TO a name or a number on the receiving side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMap {
+    text: String,
+    pairs: Vec<(IdFrom, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IdFrom {
+    Ids(u32, u32),
+    Names(String),
+}
+
+impl IdMap {
+    /// Parses `FROM:TO[,FROM:TO...]`.
+    pub fn parse(spec: &str) -> Result<IdMap, String> {
+        let bad = |why: &str| format!("{spec:?}: {why}");
+        let mut pairs = Vec::new();
+        for pair in spec.split(',') {
+            let (from, to) = pair
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected FROM:TO"))?;
+            if from.is_empty() || to.is_empty() {
+                return Err(bad("expected FROM:TO"));
+            }
+            let number = |s: &str| s.parse::<u32>().ok();
+            let range = from.split_once('-').map(|(a, b)| (number(a), number(b)));
+            let from = match (number(from), range) {
+                (Some(n), _) => IdFrom::Ids(n, n),
+                (None, Some((Some(low), Some(high)))) if low <= high => IdFrom::Ids(low, high),
+                (None, Some((Some(_), Some(_)))) => {
+                    return Err(bad("a range LOW-HIGH runs upwards"))
+                }
+                _ => {
+                    globset::Glob::new(from).map_err(|e| bad(&e.kind().to_string()))?;
+                    IdFrom::Names(from.to_string())
+                }
+            };
+            pairs.push((from, to.to_string()));
+        }
+        Ok(IdMap {
+            text: spec.to_string(),
+            pairs,
+        })
+    }
+
+    /// The map with each TO looked up here (`lookup` for names; a name that
+    /// does not exist here fails, naming `what`).
+    pub(crate) fn resolve(
+        &self,
+        what: &str,
+        lookup: fn(&[u8]) -> Option<u32>,
+    ) -> Result<ResolvedIdMap, String> {
+        let mut rules = Vec::new();
+        for (from, to) in &self.pairs {
+            let id = to
+                .parse::<u32>()
+                .ok()
+                .or_else(|| lookup(to.as_bytes()))
+                .ok_or_else(|| format!("{}: no {what} called {to:?} here", self.text))?;
+            let from = match from {
+                IdFrom::Ids(low, high) => MapFrom::Ids(*low, *high),
+                IdFrom::Names(p) if p == "*" => MapFrom::All,
+                IdFrom::Names(p) => {
+                    let glob = globset::Glob::new(p).map_err(|e| e.kind().to_string())?;
+                    MapFrom::Names(glob.compile_matcher())
+                }
+            };
+            rules.push((from, id));
+        }
+        Ok(ResolvedIdMap(rules))
+    }
+}
+
+impl std::fmt::Display for IdMap {
+    /// The form [`IdMap::parse`] takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// An [`IdMap`] ready to map: TO as local ids, wildcards compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedIdMap(Vec<(MapFrom, u32)>);
+
+#[derive(Debug, Clone)]
+enum MapFrom {
+    Ids(u32, u32),
+    All,
+    Names(globset::GlobMatcher),
+}
+
+impl ResolvedIdMap {
+    /// The local id for the sender's `id` (named `name` there, if it is);
+    /// `None` when no pair matches.
+    pub(crate) fn map(&self, id: u32, name: Option<&[u8]>) -> Option<u32> {
+        self.0.iter().find_map(|(from, to)| {
+            let hit = match from {
+                MapFrom::Ids(low, high) => (*low..=*high).contains(&id),
+                MapFrom::All => true,
+                MapFrom::Names(m) => {
+                    name.is_some_and(|n| m.is_match_candidate(&globset::Candidate::from_bytes(n)))
+                }
+            };
+            hit.then_some(*to)
+        })
+    }
+}
+
 impl std::fmt::Display for Chown {
     /// The form [`Chown::parse`] takes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,6 +300,33 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(e.contains("no user called \"no-such-user-here\""), "{e}");
+    }
+
+    #[test]
+    fn id_maps_take_names_wildcards_numbers_and_ranges() {
+        let m = IdMap::parse("10-20:5,root:1234,ad*:7,99:root,*:4321").unwrap();
+        assert_eq!(m.to_string(), "10-20:5,root:1234,ad*:7,99:root,*:4321");
+        let r = m.resolve("user", uid_by_name).unwrap();
+        assert_eq!(r.map(15, Some(b"x")), Some(5));
+        assert_eq!(r.map(0, Some(b"root")), Some(1234));
+        assert_eq!(r.map(3, Some(b"admin")), Some(7));
+        assert_eq!(r.map(99, None), Some(0));
+        assert_eq!(r.map(42, None), Some(4321), "* takes owners without names");
+        let none = IdMap::parse("bob:1")
+            .unwrap()
+            .resolve("user", uid_by_name)
+            .unwrap();
+        assert_eq!(none.map(0, Some(b"root")), None);
+        assert_eq!(none.map(0, None), None);
+        for bad in ["", "x", ":1", "a:", "20-10:1", "a[:1"] {
+            assert!(IdMap::parse(bad).is_err(), "{bad}");
+        }
+        let e = IdMap::parse("*:no-such-user-here")
+            .unwrap()
+            .resolve("user", uid_by_name);
+        assert!(e
+            .unwrap_err()
+            .contains("no user called \"no-such-user-here\""));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
 pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
 pub use glob::{has_glob, remote_glob, GLOB};
-pub use ids::Chown;
+pub use ids::{Chown, IdMap};
 pub use itemize::{mode_string, with_commas, OutFormat};
 pub use list::{list, list_local, Listing};
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
@@ -180,6 +180,10 @@ pub struct SyncOptions {
     /// With `itemize`: lines in this format instead (`--out-format`), only
     /// for transfers unless it shows `%i`.
     pub out_format: Option<OutFormat>,
+    /// Owners (`--usermap`) and groups (`--groupmap`) the receiver gives
+    /// in place of the sender's, where it sets them (as root).
+    pub usermap: Option<IdMap>,
+    pub groupmap: Option<IdMap>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -232,6 +236,8 @@ impl std::fmt::Debug for SyncOptions {
                 "out_format",
                 &self.out_format.as_ref().map(ToString::to_string),
             )
+            .field("usermap", &self.usermap.as_ref().map(ToString::to_string))
+            .field("groupmap", &self.groupmap.as_ref().map(ToString::to_string))
             .finish()
     }
 }
@@ -281,6 +287,8 @@ impl Default for SyncOptions {
             sparse: false,
             prune_empty_dirs: false,
             out_format: None,
+            usermap: None,
+            groupmap: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -397,6 +405,12 @@ impl Args {
         if let Some(f) = &opts.out_format {
             out.push(format!("out_format={f}"));
         }
+        if let Some(m) = &opts.usermap {
+            out.push(format!("usermap={m}"));
+        }
+        if let Some(m) = &opts.groupmap {
+            out.push(format!("groupmap={m}"));
+        }
         if let Some(a) = &opts.alt_dest {
             let how = &a.how.option()[2..];
             out.extend(a.dirs.iter().map(|d| format!("{how}={d}")));
@@ -510,6 +524,10 @@ impl Args {
                 "ignore_errors" => out.opts.ignore_errors = on,
                 "sparse" => out.opts.sparse = on,
                 "prune_empty_dirs" => out.opts.prune_empty_dirs = on,
+                "usermap" => out.opts.usermap = Some(IdMap::parse(v).map_err(anyhow::Error::msg)?),
+                "groupmap" => {
+                    out.opts.groupmap = Some(IdMap::parse(v).map_err(anyhow::Error::msg)?)
+                }
                 "out_format" => {
                     out.opts.out_format = Some(OutFormat::parse(v).map_err(anyhow::Error::msg)?)
                 }
@@ -607,6 +625,8 @@ impl Args {
             sparse: self.opts.sparse,
             prune_empty_dirs: self.opts.prune_empty_dirs,
             out_format: self.opts.out_format.clone().map(Arc::new),
+            usermap: self.opts.usermap.clone(),
+            groupmap: self.opts.groupmap.clone(),
             progress,
         }
     }
@@ -854,6 +874,8 @@ mod tests {
             sparse: true,
             prune_empty_dirs: true,
             out_format: Some(OutFormat::parse("%o %n %'l").unwrap()),
+            usermap: Some(IdMap::parse("0-9:1,*:2").unwrap()),
+            groupmap: Some(IdMap::parse("root:3").unwrap()),
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -893,6 +915,11 @@ mod tests {
             t.out_format.map(|f| f.to_string()).as_deref(),
             Some("%o %n %'l")
         );
+        assert_eq!(
+            t.usermap.map(|m| m.to_string()).as_deref(),
+            Some("0-9:1,*:2")
+        );
+        assert_eq!(t.groupmap.map(|m| m.to_string()).as_deref(), Some("root:3"));
         let plain = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         let p = plain.take_options(Arc::new(NoProgress), false);
         assert!(!(p.whole_file || p.omit_dir_times || p.omit_link_times));

@@ -128,6 +128,10 @@ pub(crate) struct TakeOptions {
     pub prune_empty_dirs: bool,
     /// Lines in this format instead of itemized ones (`--out-format`).
     pub out_format: Option<Arc<super::OutFormat>>,
+    /// Owners and groups given in place of the sender's (`--usermap`,
+    /// `--groupmap`).
+    pub usermap: Option<super::IdMap>,
+    pub groupmap: Option<super::IdMap>,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -154,6 +158,15 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         Some(c) => c.resolve().map_err(Error::Usage)?,
         None => (None, None),
     };
+    let resolve = |m: &Option<super::IdMap>, what, lookup| {
+        m.as_ref()
+            .map(|m| m.resolve(what, lookup).map_err(Error::Usage))
+            .transpose()
+    };
+    let maps = (
+        resolve(&opts.usermap, "user", ids::uid_by_name)?,
+        resolve(&opts.groupmap, "group", ids::gid_by_name)?,
+    );
     let base = placement(&spec, &source, opts.dry_run)?;
     // Backups (and the --*-dest directories) mirror the tree beneath the
     // destination directory: the one named, or a single file's.
@@ -218,6 +231,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         root: ids::is_root(),
         owners: std::sync::Mutex::new(Owners::default()),
         given,
+        maps,
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
         listings: Default::default(),
         rule_scopes: Default::default(),
@@ -738,6 +752,8 @@ struct Ctx {
     owners: std::sync::Mutex<Owners>,
     /// The owner and group `--chown` gives every entry, in local ids.
     given: (Option<u32>, Option<u32>),
+    /// `--usermap` and `--groupmap`, looked up here.
+    maps: (Option<ids::ResolvedIdMap>, Option<ids::ResolvedIdMap>),
     /// Directories holding partial files from interrupted runs.
     partial_dirs: std::sync::Mutex<HashSet<Vec<u8>>>,
     /// With `--delete`: what each existing directory held when it was scanned
@@ -818,6 +834,9 @@ impl Drop for Kept {
 struct Owners {
     users: HashMap<u32, u32>,
     groups: HashMap<u32, u32>,
+    /// The sender's names for its ids (for `--usermap`/`--groupmap`).
+    user_names: HashMap<u32, Vec<u8>>,
+    group_names: HashMap<u32, Vec<u8>>,
 }
 
 impl Ctx {
@@ -858,6 +877,12 @@ impl Ctx {
             return;
         }
         let mut o = self.owners.lock().expect("poisoned");
+        if self.maps.0.is_some() {
+            o.user_names.extend(names.users.iter().cloned());
+        }
+        if self.maps.1.is_some() {
+            o.group_names.extend(names.groups.iter().cloned());
+        }
         for (id, n) in &names.users {
             if let Some(local) = ids::uid_by_name(n) {
                 o.users.insert(*id, local);
@@ -880,12 +905,18 @@ impl Ctx {
         }
         let o = self.owners.lock().expect("poisoned");
         let (uid, gid) = self.given;
+        // --usermap/--groupmap first, then the sender's names, then its ids.
+        let mapped = |map: &Option<ids::ResolvedIdMap>, id, names: &HashMap<u32, Vec<u8>>| {
+            map.as_ref()?.map(id, names.get(&id).map(Vec::as_slice))
+        };
         let uid = uid.or_else(|| {
-            let kept = o.users.get(&e.uid).copied().unwrap_or(e.uid);
+            let kept = mapped(&self.maps.0, e.uid, &o.user_names)
+                .unwrap_or_else(|| o.users.get(&e.uid).copied().unwrap_or(e.uid));
             self.opts.owner.then_some(kept)
         });
         let gid = gid.or_else(|| {
-            let kept = o.groups.get(&e.gid).copied().unwrap_or(e.gid);
+            let kept = mapped(&self.maps.1, e.gid, &o.group_names)
+                .unwrap_or_else(|| o.groups.get(&e.gid).copied().unwrap_or(e.gid));
             self.opts.group.then_some(kept)
         });
         Some((uid, gid))
