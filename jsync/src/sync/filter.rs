@@ -450,6 +450,28 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
     })
 }
 
+/// One line (or word) of a rule file: with `kind` (a merge's `+` or `-`)
+/// a pattern of that kind, or `!`; otherwise a rule.
+fn parse_line(item: &str, kind: Option<RuleKind>) -> Result<Parsed<'_>, String> {
+    match kind {
+        Some(_) if item == "!" => Ok(Parsed::Clear),
+        Some(kind) => Ok(Parsed::Rule {
+            kind,
+            negate: false,
+            side: Side::Both,
+            pattern: item,
+        }),
+        None => parse_rule(item),
+    }
+}
+
+fn bad_rule(rule: &str, reason: String) -> FilterError {
+    FilterError::BadRule {
+        rule: rule.to_string(),
+        reason,
+    }
+}
+
 /// The rules (or patterns) of a rule file's text: lines (or with `words`,
 /// whitespace-separated words), without blank lines and, by lines, `#` or
 /// `;` comments; a trailing `\r` is dropped.
@@ -524,11 +546,19 @@ impl Filter {
     }
 
     fn add_rule_at(&mut self, rule: &str, depth: usize) -> Result<(), FilterError> {
-        let bad = |reason: String| FilterError::BadRule {
-            rule: rule.to_string(),
-            reason,
-        };
-        match parse_rule(rule).map_err(bad)? {
+        let parsed = parse_rule(rule).map_err(|reason| bad_rule(rule, reason))?;
+        self.add_parsed(parsed, rule, depth)
+    }
+
+    /// Adds one parsed rule (`text` as given, for errors), reading a merge
+    /// file's rules in its place.
+    fn add_parsed(
+        &mut self,
+        parsed: Parsed<'_>,
+        text: &str,
+        depth: usize,
+    ) -> Result<(), FilterError> {
+        match parsed {
             Parsed::Rule {
                 kind,
                 negate,
@@ -547,9 +577,8 @@ impl Filter {
                 side,
             } => {
                 if depth >= MAX_MERGE_DEPTH {
-                    return Err(bad(format!(
-                        "merge files nested more than {MAX_MERGE_DEPTH} deep"
-                    )));
+                    let reason = format!("merge files nested more than {MAX_MERGE_DEPTH} deep");
+                    return Err(bad_rule(text, reason));
                 }
                 let text = std::fs::read(file).map_err(|error| FilterError::Read {
                     source_name: file.to_string(),
@@ -557,28 +586,19 @@ impl Filter {
                 })?;
                 for (n, line) in rule_lines(&text, words) {
                     let line = utf8_line(line, file, n)?;
-                    let added = match kind {
-                        Some(_) if line == "!" => {
-                            self.entries.clear();
-                            Ok(())
-                        }
-                        Some(kind) => Rule::new(kind, line, false, side)
-                            .map(|r| self.entries.push(Entry::Rule(r))),
-                        None => {
-                            let before = self.entries.len();
-                            let added = self.add_rule_at(line, depth + 1);
-                            // The merge rule's `s`/`r` holds for what it merged.
-                            for e in self.entries.iter_mut().skip(before) {
-                                match e {
-                                    Entry::Rule(r) if r.side == Side::Both => r.side = side,
-                                    Entry::DirMerge(d) if d.side == Side::Both => d.side = side,
-                                    _ => {}
-                                }
-                            }
-                            added
-                        }
-                    };
+                    let before = self.entries.len();
+                    let added = parse_line(line, kind)
+                        .map_err(|reason| bad_rule(line, reason))
+                        .and_then(|parsed| self.add_parsed(parsed, line, depth + 1));
                     added.map_err(|e| in_file(e, file, n))?;
+                    // The merge rule's `s`/`r` holds for what it merged.
+                    for e in self.entries.iter_mut().skip(before) {
+                        match e {
+                            Entry::Rule(r) if r.side == Side::Both => r.side = side,
+                            Entry::DirMerge(d) if d.side == Side::Both => d.side = side,
+                            _ => {}
+                        }
+                    }
                 }
             }
         }
@@ -650,21 +670,7 @@ impl Filter {
             for (n, item) in rule_lines(&text, dm.words) {
                 let at = |e: FilterError| in_file(e, &shown(), n);
                 let item = utf8_line(item, &shown(), n)?;
-                let parsed = match dm.kind {
-                    Some(_) if item == "!" => Parsed::Clear,
-                    Some(kind) => Parsed::Rule {
-                        kind,
-                        negate: false,
-                        side: Side::Both,
-                        pattern: item,
-                    },
-                    None => parse_rule(item).map_err(|reason| {
-                        at(FilterError::BadRule {
-                            rule: item.to_string(),
-                            reason,
-                        })
-                    })?,
-                };
+                let parsed = parse_line(item, dm.kind).map_err(|r| at(bad_rule(item, r)))?;
                 match parsed {
                     Parsed::Rule {
                         kind,
