@@ -149,7 +149,9 @@ pub struct Cli {
     pub delete_before: bool,
 
     /// Delete even when the sender could not read everything (rsync's
-    /// --ignore-errors); otherwise nothing is deleted then
+    /// --ignore-errors); otherwise nothing is deleted then. Nothing is ever
+    /// deleted in a directory the sender could not read, nor anywhere when
+    /// it could not read the top
     #[arg(long, requires = "deleting")]
     pub ignore_errors: bool,
 
@@ -173,7 +175,9 @@ pub struct Cli {
     /// Give the receiving side's owners in place of the sender's, as rsync's
     /// --usermap: FROM:TO pairs, comma-separated, the first match wins; FROM
     /// a sender's name or wildcard (* also takes owners without a name), id,
-    /// or LOW-HIGH range; TO a name or id there (which must run as root)
+    /// or LOW-HIGH range (with --numeric-ids only ids, ranges and *); TO a
+    /// name or id on the receiving side, which sets owners only as root and
+    /// not with --no-owner
     #[arg(long, value_name = "FROM:TO,...", conflicts_with = "chown")]
     pub usermap: Option<String>,
 

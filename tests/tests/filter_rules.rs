@@ -377,3 +377,66 @@ fn delete_keeps_protected_entries_inside_a_deleted_directory() {
         }
     }
 }
+
+/// With --backup-dir, a deleted directory that holds protected entries
+/// keeps them and sends the rest, each entry, to the backups; one with
+/// nothing protected goes there whole, its contents with it.
+#[test]
+fn backups_of_a_partly_deleted_directory_keep_what_they_hold() {
+    let setup = Sources::new(make_source);
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let _ = std::fs::remove_dir_all(&dst);
+        for f in ["gone/x.o", "gone/y", "gone/sub/z", "all/y"] {
+            put(&dst.join(f), "old");
+        }
+        let args = [
+            "--delete",
+            "--backup-dir",
+            "bak",
+            "--exclude",
+            "*.o",
+            &from,
+            &to,
+        ];
+        let what = format!("{way} {}", args.join(" "));
+        ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+        for (f, there) in [
+            ("gone/x.o", true),
+            ("gone/y", false),
+            ("bak/gone/y", true),
+            ("bak/gone/sub/z", true),
+            ("all", false),
+            ("bak/all/y", true),
+        ] {
+            assert_eq!(dst.join(f).exists(), there, "{what}: {f}");
+        }
+    }
+}
+
+/// A selection (--files-from) with a path that is not there: with
+/// --ignore-errors the directories sent whole are still cleaned; without,
+/// nothing is deleted.
+#[test]
+fn a_selection_with_errors_deletes_only_with_ignore_errors() {
+    let setup = Sources::new(make_source);
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(list.path(), "c\nno-such-path\n").unwrap();
+    let from_list = list.path().to_str().unwrap();
+    for (extra, deleted) in [(&["--ignore-errors"][..], true), (&[][..], false)] {
+        for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            put(&dst.join("c/extra"), "old");
+            let mut args = vec!["-r", "--delete", "--files-from", from_list];
+            args.extend(extra);
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", args.join(" "));
+            let out = setup.srv.jcp(setup.keys.path(), &args);
+            assert!(
+                !out.status.success(),
+                "{what}: the missing path is an error"
+            );
+            assert_eq!(!dst.join("c/extra").exists(), deleted, "{what}");
+            assert!(dst.join("c/w.o").exists(), "{what}");
+        }
+    }
+}

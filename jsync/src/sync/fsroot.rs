@@ -607,9 +607,25 @@ impl FsRoot {
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(err)?;
             let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                out.push((name.to_vec(), entry.file_type() == FileType::Directory));
+            if name == b"." || name == b".." {
+                continue;
             }
+            let is_dir = match entry.file_type() {
+                FileType::Directory => true,
+                // A filesystem that does not say: look (never following).
+                FileType::Unknown => {
+                    let name = name.to_vec();
+                    let st = rfs::statat(
+                        dir.fd().map_err(err)?,
+                        name.as_slice(),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    );
+                    st.map(|st| Meta::from_stat(&st).kind == Kind::Dir)
+                        .map_err(err)?
+                }
+                _ => false,
+            };
+            out.push((name.to_vec(), is_dir));
         }
         Ok((dir, out))
     }

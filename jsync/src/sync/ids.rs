@@ -183,7 +183,8 @@ impl IdMap {
             if from.is_empty() || to.is_empty() {
                 return Err(bad("expected FROM:TO"));
             }
-            let number = |s: &str| s.parse::<u32>().ok();
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let number = |s: &str| digits(s).then(|| s.parse::<u32>().ok()).flatten();
             let range = from.split_once('-').map(|(a, b)| (number(a), number(b)));
             let from = match (number(from), range) {
                 (Some(n), _) => IdFrom::Ids(n, n),
@@ -191,8 +192,12 @@ impl IdMap {
                 (None, Some((Some(_), Some(_)))) => {
                     return Err(bad("a range LOW-HIGH runs upwards"))
                 }
+                // A name does not start with a digit: `1000-`, `1-x`, `99999999999`.
+                _ if from.starts_with(|c: char| c.is_ascii_digit()) => {
+                    return Err(bad("expected an id, a range LOW-HIGH or a name"))
+                }
                 _ => {
-                    globset::Glob::new(from).map_err(|e| bad(&e.kind().to_string()))?;
+                    name_glob(from).map_err(|e| bad(&e))?;
                     IdFrom::Names(from.to_string())
                 }
             };
@@ -221,10 +226,7 @@ impl IdMap {
             let from = match from {
                 IdFrom::Ids(low, high) => MapFrom::Ids(*low, *high),
                 IdFrom::Names(p) if p == "*" => MapFrom::All,
-                IdFrom::Names(p) => {
-                    let glob = globset::Glob::new(p).map_err(|e| e.kind().to_string())?;
-                    MapFrom::Names(glob.compile_matcher())
-                }
+                IdFrom::Names(p) => MapFrom::Names(name_glob(p)?.compile_matcher()),
             };
             rules.push((from, id));
         }
@@ -237,6 +239,13 @@ impl std::fmt::Display for IdMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// A FROM name as a glob: `*`, `?` and `[...]`; braces are literal, as in
+/// rsync (globset would read `{a,b}` as alternatives).
+fn name_glob(pattern: &str) -> Result<globset::Glob, String> {
+    let escaped = pattern.replace('{', "[{]").replace('}', "[}]");
+    globset::Glob::new(&escaped).map_err(|e| e.kind().to_string())
 }
 
 /// An [`IdMap`] ready to map: TO as local ids, wildcards compiled.
@@ -318,7 +327,28 @@ mod tests {
             .unwrap();
         assert_eq!(none.map(0, Some(b"root")), None);
         assert_eq!(none.map(0, None), None);
-        for bad in ["", "x", ":1", "a:", "20-10:1", "a[:1"] {
+        let plus = IdMap::parse("+5:1")
+            .unwrap()
+            .resolve("user", uid_by_name)
+            .unwrap();
+        assert_eq!(plus.map(5, None), None, "+5 is a name, not the id 5");
+        let braces = IdMap::parse("{ab}:5")
+            .unwrap()
+            .resolve("user", uid_by_name)
+            .unwrap();
+        assert_eq!(braces.map(1, Some(b"ab")), None);
+        assert_eq!(braces.map(1, Some(b"{ab}")), Some(5));
+        for bad in [
+            "",
+            "x",
+            ":1",
+            "a:",
+            "20-10:1",
+            "a[:1",
+            "1000-:1",
+            "1-x:1",
+            "99999999999:1",
+        ] {
             assert!(IdMap::parse(bad).is_err(), "{bad}");
         }
         let e = IdMap::parse("*:no-such-user-here")

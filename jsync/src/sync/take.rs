@@ -1616,7 +1616,9 @@ impl Deletion<'_> {
     async fn run(&self, ctx: &Arc<Ctx>, seen: Seen) -> Result<()> {
         let counters = &ctx.counters;
         let top_listed = self.dirs.iter().any(|(r, _)| r == self.base);
-        if self.walk_errors && !top_listed && self.source.kind == EntryKind::Dir {
+        // (A selection's top is never listed: its errors are its paths'.)
+        let top_unread = self.source.kind == EntryKind::Dir && !self.source.listed && !top_listed;
+        if self.walk_errors && top_unread {
             // Not even with --ignore-errors: the list lacks everything.
             counters.warning(
                 "",
@@ -1835,86 +1837,112 @@ fn delete_extraneous(
         if ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir) {
             continue;
         }
-        // Counted before it is made, so that the halves deleting at once
-        // share --max-delete's limit.
-        let deleted = &ctx.counters.deleted;
-        let before = deleted.fetch_add(1, Ordering::Relaxed);
-        if ctx.opts.max_delete.is_some_and(|max| before >= max) {
-            deleted.fetch_sub(1, Ordering::Relaxed);
-            Counters::add(&ctx.counters.deletes_skipped, 1);
-            continue;
-        }
-        if ctx.opts.itemize {
-            let item = Item::deleting(&ctx.shown_bytes(&shown), is_dir);
-            lines.extend(ctx.line_of(&item));
-        }
-        if !ctx.opts.dry_run {
-            let removed = match is_dir {
-                true => remove_unprotected(ctx, &rel, home),
-                false => ctx.remove(&rel, home).map(|()| true),
-            };
-            match removed {
-                Ok(true) => {}
-                Ok(false) => ctx.counters.warning(
-                    &ctx.shown_rel(&rel),
-                    "cannot delete non-empty directory: it holds protected entries",
-                ),
-                Err(e) => ctx.counters.error(&ctx.shown_rel(&rel), e),
+        delete_one(ctx, &rel, is_dir, home, lines);
+    }
+}
+
+/// Deletes one extraneous entry (`--delete`): counted against
+/// `--max-delete`, itemized, removed (only itemized in a dry run). A
+/// directory that holds what the receiver's rules protect (at any depth,
+/// its own rule files read too) keeps it, as rsync's: the rest goes, entry
+/// by entry, and the directory stays, with a warning.
+fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, lines: &mut Vec<String>) {
+    if is_dir && !ctx.opts.filter.is_empty() {
+        match protected_inside(ctx, rel, home) {
+            Ok(false) => {}
+            Ok(true) => {
+                delete_unprotected(ctx, rel, home, lines);
+                let why = "cannot delete non-empty directory: it holds protected entries";
+                ctx.counters.warning(&ctx.shown_rel(rel), why);
+                return;
             }
+            Err(e) => {
+                ctx.counters.error(&ctx.shown_rel(rel), e);
+                return;
+            }
+        }
+    }
+    // Counted before it is made, so that the halves deleting at once
+    // share --max-delete's limit.
+    let deleted = &ctx.counters.deleted;
+    let before = deleted.fetch_add(1, Ordering::Relaxed);
+    if ctx.opts.max_delete.is_some_and(|max| before >= max) {
+        deleted.fetch_sub(1, Ordering::Relaxed);
+        Counters::add(&ctx.counters.deletes_skipped, 1);
+        return;
+    }
+    if ctx.opts.itemize {
+        let item = Item::deleting(&ctx.shown_bytes(ctx.under_base(rel)), is_dir);
+        lines.extend(ctx.line_of(&item));
+    }
+    if !ctx.opts.dry_run {
+        if let Err(e) = ctx.remove(rel, home) {
+            ctx.counters.error(&ctx.shown_rel(rel), e);
         }
     }
 }
 
-/// Removes the extraneous directory `rel` (`--delete`) but what the
-/// receiver's rules protect inside it (its own rule files read too), as
-/// rsync's; `false` when something stays, and so the directory. Without
-/// rules the directory goes whole.
-fn remove_unprotected(
+/// Whether what directory `rel` holds, at any depth, includes something the
+/// receiver's rules (or a backup directory) protect, or, with `-x`, a
+/// directory on another filesystem.
+fn protected_inside(
     ctx: &Ctx,
     rel: &RelPath,
     home: Option<u64>,
 ) -> std::result::Result<bool, String> {
-    if ctx.opts.filter.is_empty() {
-        return ctx.remove(rel, home).map(|()| true);
-    }
-    if let Some(home) = home {
+    let scope = ctx.rule_scope(rel)?;
+    for (name, is_dir) in ctx.fs.read_dir(rel).map_err(|e| e.to_string())? {
+        let child = rel.join(std::ffi::OsStr::from_bytes(&name));
         if ctx
-            .fs
-            .lstat(rel)
-            .map_err(|e| e.to_string())?
-            .is_some_and(|m| m.dev != home)
+            .opts
+            .filter
+            .is_excluded_in(&scope, ctx.under_base(&child), is_dir)
+            || ctx.backups.as_ref().is_some_and(|b| b.protects(&child))
+            || (is_dir && elsewhere(ctx, &child, home))
+            || (is_dir && protected_inside(ctx, &child, home)?)
         {
-            return Err("on another filesystem (-x): not deleted".into());
+            return Ok(true);
         }
     }
-    let scope = ctx.rule_scope(rel)?;
-    let names = ctx.fs.read_dir(rel).map_err(|e| e.to_string())?;
-    let mut kept = false;
+    Ok(false)
+}
+
+/// With `-x` (`home`), whether directory `rel` is on another filesystem.
+fn elsewhere(ctx: &Ctx, rel: &RelPath, home: Option<u64>) -> bool {
+    home.is_some_and(|home| matches!(ctx.fs.lstat(rel), Ok(Some(m)) if m.dev != home))
+}
+
+/// Deletes what directory `rel` holds but what is protected
+/// ([`protected_inside`]), each entry through [`delete_one`].
+fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut Vec<String>) {
+    let listed = ctx.rule_scope(rel).and_then(|scope| {
+        let names = ctx.fs.read_dir(rel).map_err(|e| e.to_string())?;
+        Ok((scope, names))
+    });
+    let (scope, names) = match listed {
+        Ok(found) => found,
+        Err(e) => {
+            ctx.counters.error(&ctx.shown_rel(rel), e);
+            return;
+        }
+    };
     for (name, is_dir) in names {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        let shown = ctx.under_base(&child).to_vec();
-        if ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir)
+        if ctx
+            .opts
+            .filter
+            .is_excluded_in(&scope, ctx.under_base(&child), is_dir)
             || ctx.backups.as_ref().is_some_and(|b| b.protects(&child))
         {
-            kept = true;
             continue;
         }
-        let removed = match is_dir {
-            true => remove_unprotected(ctx, &child, home),
-            false => ctx.remove(&child, home).map(|()| true),
-        };
-        match removed {
-            Ok(gone) => kept |= !gone,
-            Err(e) => {
-                ctx.counters.error(&ctx.shown_rel(&child), e);
-                kept = true;
-            }
+        if is_dir && elsewhere(ctx, &child, home) {
+            let why = "on another filesystem (-x): not deleted";
+            ctx.counters.error(&ctx.shown_rel(&child), why);
+            continue;
         }
+        delete_one(ctx, &child, is_dir, home, lines);
     }
-    if kept {
-        return Ok(false);
-    }
-    ctx.remove(rel, home).map(|()| true)
 }
 
 /// One lane: a circuit whose requests are sent ahead of the answers.
