@@ -6,6 +6,7 @@
 //! reads those of the destination for `--delete`, as rsync's do.
 
 use std::path::Path;
+use std::process::Output;
 
 use jsync_tests::bins::{assert_fails as fails, assert_ok as ok, ways, Sources};
 use jsync_tests::tree::files_in;
@@ -50,6 +51,14 @@ fn make_source(src: &Path) {
 /// Runs `jcp OPTIONS src/ dst` each way from an empty destination (made by
 /// `prepare` first) and checks the files there against `want`.
 fn each_way(options: &[&str], prepare: impl Fn(&Path), want: &[&str]) {
+    each_way_then(options, prepare, |dst, out, what| {
+        ok(out, what);
+        assert_eq!(files_in(dst), want, "{what}");
+    });
+}
+
+/// [`each_way`], with `check(dst, output, what)` on each run.
+fn each_way_then(options: &[&str], prepare: impl Fn(&Path), check: impl Fn(&Path, &Output, &str)) {
     let setup = Sources::new(make_source);
     for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
         let _ = std::fs::remove_dir_all(&dst);
@@ -58,8 +67,7 @@ fn each_way(options: &[&str], prepare: impl Fn(&Path), want: &[&str]) {
         let mut args = options.to_vec();
         args.extend([from.as_str(), to.as_str()]);
         let what = format!("{way} {}", options.join(" "));
-        ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
-        assert_eq!(files_in(&dst), want, "{what}");
+        check(&dst, &setup.srv.jcp(setup.keys.path(), &args), &what);
     }
 }
 
@@ -237,17 +245,14 @@ fn a_rule_file_that_does_not_parse_stops_its_directory() {
         );
     }
     // On the receiving side, nothing is deleted where the rules are unknown.
-    let setup = Sources::new(make_source);
-    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+    let prepare = |dst: &Path| {
         put(&dst.join("c/.rsync-filter"), "-bad\n");
         put(&dst.join("c/extra"), "extra");
-        let what = format!("{way} -F --delete");
-        let out = setup
-            .srv
-            .jcp(setup.keys.path(), &["-F", "--delete", &from, &to]);
-        fails(&out, 3, "c/.rsync-filter:1: bad filter rule", &what);
+    };
+    each_way_then(&["-F", "--delete"], prepare, |dst, out, what| {
+        fails(out, 3, "c/.rsync-filter:1: bad filter rule", what);
         assert!(dst.join("c/extra").exists(), "{what}");
-    }
+    });
 }
 
 #[test]
@@ -278,17 +283,12 @@ fn bad_rules_are_usage_errors() {
 /// is left as it is. Without it every directory the rules let in is made.
 #[test]
 fn prune_empty_dirs_makes_only_directories_that_hold_files() {
-    let setup = Sources::new(make_source);
-    let rules = ["--include", "*/", "--include", "*.txt", "--exclude", "*"];
     for (pruned, extra) in [(true, &["-m"][..]), (false, &[][..])] {
-        for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
-            let _ = std::fs::remove_dir_all(&dst);
-            std::fs::create_dir_all(dst.join("e")).unwrap();
-            let mut args = rules.to_vec();
-            args.extend(extra);
-            args.extend([from.as_str(), to.as_str()]);
-            let what = format!("{way} {}", args.join(" "));
-            ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+        let mut args = vec!["--include", "*/", "--include", "*.txt", "--exclude", "*"];
+        args.extend(extra);
+        let prepare = |dst: &Path| std::fs::create_dir_all(dst.join("e")).unwrap();
+        each_way_then(&args, prepare, |dst, out, what| {
+            ok(out, what);
             let want = [
                 "a/b/keep.txt",
                 "a/b/other.txt",
@@ -296,7 +296,7 @@ fn prune_empty_dirs_makes_only_directories_that_hold_files() {
                 "d/fine.txt",
                 "top.txt",
             ];
-            assert_eq!(files_in(&dst), want, "{what}");
+            assert_eq!(files_in(dst), want, "{what}");
             for empty in ["c", ".git"] {
                 assert_eq!(dst.join(empty).is_dir(), !pruned, "{what}: {empty}/");
             }
@@ -304,7 +304,7 @@ fn prune_empty_dirs_makes_only_directories_that_hold_files() {
                 dst.join("e").is_dir(),
                 "{what}: an existing directory stays"
             );
-        }
+        });
     }
 }
 
@@ -312,28 +312,25 @@ fn prune_empty_dirs_makes_only_directories_that_hold_files() {
 /// receiver's own (`protect`) still do, as rsync's.
 #[test]
 fn delete_excluded_still_keeps_what_protect_rules_protect() {
-    let setup = Sources::new(make_source);
-    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
-        let _ = std::fs::remove_dir_all(&dst);
+    let prepare = |dst: &Path| {
         for f in ["keep.log", "other.log", "x.o"] {
             put(&dst.join(f), "old");
         }
-        let args = [
-            "--delete",
-            "--delete-excluded",
-            "-f",
-            "protect keep.log",
-            "-f",
-            "- *.log",
-            &from,
-            &to,
-        ];
-        let what = format!("{way} {}", args.join(" "));
-        ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+    };
+    let opts = [
+        "--delete",
+        "--delete-excluded",
+        "-f",
+        "protect keep.log",
+        "-f",
+        "- *.log",
+    ];
+    each_way_then(&opts, prepare, |dst, out, what| {
+        ok(out, what);
         assert!(dst.join("keep.log").exists(), "{what}");
         assert!(!dst.join("other.log").exists(), "{what}");
         assert!(dst.join("x.o").exists(), "{what}: sent, not deleted");
-    }
+    });
 }
 
 /// A directory --delete removes keeps what the receiver's rules protect in
@@ -341,9 +338,7 @@ fn delete_excluded_still_keeps_what_protect_rules_protect() {
 /// with nothing protected goes whole.
 #[test]
 fn delete_keeps_protected_entries_inside_a_deleted_directory() {
-    let setup = Sources::new(make_source);
-    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
-        let _ = std::fs::remove_dir_all(&dst);
+    let prepare = |dst: &Path| {
         for f in [
             "gone/x.o",
             "gone/y",
@@ -355,27 +350,30 @@ fn delete_keeps_protected_entries_inside_a_deleted_directory() {
             put(&dst.join(f), "old");
         }
         put(&dst.join("own/.rsync-filter"), "- keep\n");
-        let args = ["-F", "--delete", "--exclude", "*.o", &from, &to];
-        let what = format!("{way} {}", args.join(" "));
-        let out = setup.srv.jcp(setup.keys.path(), &args);
-        ok(&out, &what);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("gone: cannot delete non-empty directory"),
-            "{what}: {err}"
-        );
-        for (f, kept) in [
-            ("gone/x.o", true),
-            ("gone/sub/deep.o", true),
-            ("gone/y", false),
-            ("gone/sub/z", false),
-            ("all", false),
-            ("own/keep", true),
-            ("own/.rsync-filter", false),
-        ] {
-            assert_eq!(dst.join(f).exists(), kept, "{what}: {f}");
-        }
-    }
+    };
+    each_way_then(
+        &["-F", "--delete", "--exclude", "*.o"],
+        prepare,
+        |dst, out, what| {
+            ok(out, what);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("gone: cannot delete non-empty directory"),
+                "{what}: {err}"
+            );
+            for (f, kept) in [
+                ("gone/x.o", true),
+                ("gone/sub/deep.o", true),
+                ("gone/y", false),
+                ("gone/sub/z", false),
+                ("all", false),
+                ("own/keep", true),
+                ("own/.rsync-filter", false),
+            ] {
+                assert_eq!(dst.join(f).exists(), kept, "{what}: {f}");
+            }
+        },
+    );
 }
 
 /// With --backup-dir, a deleted directory that holds protected entries
@@ -383,23 +381,14 @@ fn delete_keeps_protected_entries_inside_a_deleted_directory() {
 /// nothing protected goes there whole, its contents with it.
 #[test]
 fn backups_of_a_partly_deleted_directory_keep_what_they_hold() {
-    let setup = Sources::new(make_source);
-    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
-        let _ = std::fs::remove_dir_all(&dst);
+    let prepare = |dst: &Path| {
         for f in ["gone/x.o", "gone/y", "gone/sub/z", "all/y"] {
             put(&dst.join(f), "old");
         }
-        let args = [
-            "--delete",
-            "--backup-dir",
-            "bak",
-            "--exclude",
-            "*.o",
-            &from,
-            &to,
-        ];
-        let what = format!("{way} {}", args.join(" "));
-        ok(&setup.srv.jcp(setup.keys.path(), &args), &what);
+    };
+    let opts = ["--delete", "--backup-dir", "bak", "--exclude", "*.o"];
+    each_way_then(&opts, prepare, |dst, out, what| {
+        ok(out, what);
         for (f, there) in [
             ("gone/x.o", true),
             ("gone/y", false),
@@ -410,7 +399,7 @@ fn backups_of_a_partly_deleted_directory_keep_what_they_hold() {
         ] {
             assert_eq!(dst.join(f).exists(), there, "{what}: {f}");
         }
-    }
+    });
 }
 
 /// A selection (--files-from) with a path that is not there: with
@@ -418,25 +407,20 @@ fn backups_of_a_partly_deleted_directory_keep_what_they_hold() {
 /// nothing is deleted.
 #[test]
 fn a_selection_with_errors_deletes_only_with_ignore_errors() {
-    let setup = Sources::new(make_source);
     let list = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(list.path(), "c\nno-such-path\n").unwrap();
     let from_list = list.path().to_str().unwrap();
     for (extra, deleted) in [(&["--ignore-errors"][..], true), (&[][..], false)] {
-        for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
-            let _ = std::fs::remove_dir_all(&dst);
-            put(&dst.join("c/extra"), "old");
-            let mut args = vec!["-r", "--delete", "--files-from", from_list];
-            args.extend(extra);
-            args.extend([from.as_str(), to.as_str()]);
-            let what = format!("{way} {}", args.join(" "));
-            let out = setup.srv.jcp(setup.keys.path(), &args);
+        let mut args = vec!["-r", "--delete", "--files-from", from_list];
+        args.extend(extra);
+        let prepare = |dst: &Path| put(&dst.join("c/extra"), "old");
+        each_way_then(&args, prepare, |dst, out, what| {
             assert!(
                 !out.status.success(),
                 "{what}: the missing path is an error"
             );
             assert_eq!(!dst.join("c/extra").exists(), deleted, "{what}");
             assert!(dst.join("c/w.o").exists(), "{what}");
-        }
+        });
     }
 }

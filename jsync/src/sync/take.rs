@@ -1044,6 +1044,15 @@ impl Ctx {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether `--delete` leaves `rel` alone: the receiver's rules (`scope`,
+    /// those of its directory) exclude it, or it is the backup directory.
+    fn spared(&self, scope: &DirScope, rel: &RelPath, is_dir: bool) -> bool {
+        self.opts
+            .filter
+            .is_excluded_in(scope, self.under_base(rel), is_dir)
+            || self.backups.as_ref().is_some_and(|b| b.protects(rel))
+    }
+
     /// A path beneath the base (`rel`) as the user sees it.
     fn shown_rel(&self, rel: &RelPath) -> String {
         self.shown(self.under_base(rel)).into_owned()
@@ -1829,15 +1838,9 @@ fn delete_extraneous(
             continue;
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx.backups.as_ref().is_some_and(|b| b.protects(&rel)) {
-            continue;
+        if !ctx.spared(&scope, &rel, is_dir) {
+            delete_one(ctx, &rel, is_dir, home, lines);
         }
-        let shown = ctx.under_base(&rel).to_vec();
-        // Excluded entries are protected from deletion unless asked otherwise.
-        if ctx.opts.filter.is_excluded_in(&scope, &shown, is_dir) {
-            continue;
-        }
-        delete_one(ctx, &rel, is_dir, home, lines);
     }
 }
 
@@ -1893,11 +1896,7 @@ fn protected_inside(
     let scope = ctx.rule_scope(rel)?;
     for (name, is_dir) in ctx.fs.read_dir(rel).map_err(|e| e.to_string())? {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx
-            .opts
-            .filter
-            .is_excluded_in(&scope, ctx.under_base(&child), is_dir)
-            || ctx.backups.as_ref().is_some_and(|b| b.protects(&child))
+        if ctx.spared(&scope, &child, is_dir)
             || (is_dir && elsewhere(ctx, &child, home))
             || (is_dir && protected_inside(ctx, &child, home)?)
         {
@@ -1928,12 +1927,7 @@ fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut V
     };
     for (name, is_dir) in names {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx
-            .opts
-            .filter
-            .is_excluded_in(&scope, ctx.under_base(&child), is_dir)
-            || ctx.backups.as_ref().is_some_and(|b| b.protects(&child))
-        {
+        if ctx.spared(&scope, &child, is_dir) {
             continue;
         }
         if is_dir && elsewhere(ctx, &child, home) {
