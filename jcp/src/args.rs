@@ -354,6 +354,12 @@ pub struct Cli {
     #[arg(short = 'X', long)]
     pub xattrs: bool,
 
+    /// Copy POSIX ACLs (access ACLs, and directories' default ACLs), as
+    /// rsync's -A: named users and groups are mapped by name, as owners are
+    /// (by number with --numeric-ids)
+    #[arg(short = 'A', long)]
+    pub acls: bool,
+
     /// Archive mode, rsync's -a (-rlptgoD): what jcp always does (accepted
     /// for rsync habits)
     #[arg(short = 'a', long)]
@@ -950,6 +956,7 @@ impl Cli {
         sync.filter = filter;
         sync.delete_excluded = self.delete_excluded;
         sync.xattrs = self.xattrs;
+        sync.acls = self.acls;
         sync.hard_links = !self.no_hard_links;
         sync.numeric_ids = self.numeric_ids;
         sync.fsync = self.fsync;
@@ -1428,6 +1435,9 @@ mod tests {
         assert!(plan(&["--exclude-from", "/nonexistent/rules", "a", "b"]).is_err());
         let p = plan(&["-X", "--numeric-ids", "--no-hard-links", "a", "b"]).unwrap();
         assert!(p.sync.xattrs && p.sync.numeric_ids && !p.sync.hard_links && !p.sync.fsync);
+        assert!(!p.sync.acls);
+        let p = plan(&["-aAX", "a", "b"]).unwrap();
+        assert!(p.sync.acls && p.sync.xattrs);
         assert!(plan(&["--fsync", "a", "b"]).is_ok_and(|p| p.sync.fsync));
     }
 

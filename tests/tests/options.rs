@@ -1293,3 +1293,131 @@ fn usermap_and_groupmap_give_the_receivers_owners() {
         "an unknown TO",
     );
 }
+
+/// A POSIX ACL as Linux keeps it in `system.posix_acl_*`: owner rw, user
+/// `uid` with `perm`, group r, mask rw, others r.
+fn acl(uid: u32, perm: u16) -> Vec<u8> {
+    acl_masked(uid, perm, 6)
+}
+
+/// [`acl`] with mask `mask`.
+fn acl_masked(uid: u32, perm: u16, mask: u16) -> Vec<u8> {
+    let none = u32::MAX;
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for (tag, p, id) in [
+        (0x01u16, 6u16, none),
+        (0x02, perm, uid),
+        (0x04, 4, none),
+        (0x10, mask, none),
+        (0x20, 4, none),
+    ] {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&p.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+const ACCESS: &str = "system.posix_acl_access";
+const DEFAULT: &str = "system.posix_acl_default";
+
+fn set_acl(path: &Path, name: &str, value: &[u8]) {
+    rustix::fs::setxattr(path, name, value, rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("{name} on {}: {e}", path.display()));
+}
+
+/// The ACL `name` of `path`, if it has one.
+fn get_acl(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0; 4096];
+    let n = rustix::fs::getxattr(path, name, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// `-A` brings access ACLs and directories' default ACLs over (a user
+/// without a name keeps its number or takes `--usermap`'s; `daemon`'s is
+/// mapped by name) and
+/// removes those the source lacks, itemized with `a`; a second run finds
+/// nothing to do. Without `-A` (with `-X` too) ACLs are left alone on both
+/// sides, and a second run finds nothing to do either (it used to see the
+/// source's ACL as an attribute to set again on every run).
+#[test]
+fn acls_travel_with_a_and_are_left_alone_without() {
+    use std::os::unix::fs::PermissionsExt;
+    let file_acl = acl(12345, 6);
+    let dir_acl = acl(1, 4);
+    let setup = Sources::new(|src| {
+        make_source(src);
+        put(&src.join("acl_dir/in.txt"), b"in\n", T);
+        put(&src.join("acl.txt"), b"acl\n", T);
+        set_acl(&src.join("acl.txt"), ACCESS, &file_acl);
+        set_acl(&src.join("acl_dir"), ACCESS, &dir_acl);
+        set_acl(&src.join("acl_dir"), DEFAULT, &file_acl);
+        filetime::set_file_mtime(src.join("acl.txt"), FileTime::from_unix_time(T, 0)).unwrap();
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let mapped = acl(54321, 6);
+    for (options, file_got) in [
+        (&["-A"][..], &file_acl),
+        (&["-aAX"], &file_acl),
+        // Named users are mapped as owners are.
+        (&["-A", "--usermap=12345:54321"], &mapped),
+        (&["-X"], &file_acl),
+        (&[], &file_acl),
+    ] {
+        let with = options.iter().any(|o| o.contains('A'));
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            make_destination(&dst);
+            // Up to date but for an ACL the source lacks (its mask gives
+            // the group write, so the mode differs too).
+            put(&dst.join("only_there.txt"), b"new file\n", T);
+            set_acl(&dst.join("only_there.txt"), ACCESS, &acl(777, 4));
+            filetime::set_file_mtime(dst.join("only_there.txt"), FileTime::from_unix_time(T, 0))
+                .unwrap();
+            let what = format!("{way} {}", options.join(" "));
+            let mut args = options.to_vec();
+            args.extend(["-i", from.as_str(), to.as_str()]);
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &what);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let got = |p: &str, n| get_acl(&dst.join(p), n);
+            if with {
+                assert_eq!(got("acl.txt", ACCESS).as_ref(), Some(file_got), "{what}");
+                assert_eq!(got("acl_dir", ACCESS), Some(dir_acl.clone()), "{what}");
+                assert_eq!(got("acl_dir", DEFAULT).as_ref(), Some(file_got), "{what}");
+                assert_eq!(got("only_there.txt", ACCESS), None, "{what}");
+                assert!(
+                    stdout.contains(".f...p...a. only_there.txt"),
+                    "{what}: {stdout}"
+                );
+            } else {
+                assert_eq!(got("acl.txt", ACCESS), None, "{what}");
+                assert_eq!(got("acl_dir", DEFAULT), None, "{what}");
+                // Kept (its mask follows the mode the file gets).
+                assert_eq!(
+                    got("only_there.txt", ACCESS),
+                    Some(acl_masked(777, 4, 4)),
+                    "{what}"
+                );
+                assert!(
+                    stdout.contains(".f...p..... only_there.txt"),
+                    "{what}: {stdout}"
+                );
+            }
+            // The mode the ACL gives (mask rw) is the source's.
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode(&dst.join("acl.txt")),
+                mode(&setup.src().join("acl.txt")),
+                "{what}"
+            );
+            let again = srv.jcp(keys.path(), &args);
+            ok(&again, &what);
+            assert_eq!(
+                String::from_utf8_lossy(&again.stdout),
+                "",
+                "{what}: a second run"
+            );
+        }
+    }
+}

@@ -713,21 +713,27 @@ impl FsRoot {
         fd_xattrs(fd.as_fd()).map_err(|e| FsError::io(rel.display(), e))
     }
 
-    /// Makes the extended attributes of `rel` that this process may manage
-    /// equal to those in `want`: sets the missing and different ones, removes
-    /// the unwanted ones. Manageable are `user.*` always and `trusted.*` and
-    /// `security.*` only as root; `system.*` (ACLs) and anything else is left
-    /// alone, on either side. A non-`user.*` attribute the kernel refuses with
-    /// `EPERM` or `ENOTSUP` is skipped. Like [`FsRoot::xattrs`], only regular
-    /// files and directories are touched (a no-op for other kinds) and a final
-    /// symlink is never followed. Changing `user.*` needs write permission on
-    /// the file (set them before making it read-only), and a later
-    /// [`FsRoot::chown`] drops `security.capability`, so set ownership first.
-    pub fn set_xattrs(&self, rel: &RelPath, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), FsError> {
+    /// Makes the extended attributes of `rel` that `kept` covers equal to
+    /// those in `want`: sets the missing and different ones, removes the
+    /// unwanted ones; the others are left alone, on either side (see
+    /// [`Kept::covers`]). A non-`user.*`, non-ACL attribute the kernel
+    /// refuses with `EPERM` or `ENOTSUP` is skipped. Like [`FsRoot::xattrs`],
+    /// only regular files and directories are touched (a no-op for other
+    /// kinds) and a final symlink is never followed. Changing `user.*` needs
+    /// write permission on the file (set them before making it read-only), a
+    /// later [`FsRoot::chown`] drops `security.capability`, so set ownership
+    /// first, and setting an ACL sets the permission bits it covers, so set
+    /// the mode after.
+    pub fn set_xattrs(
+        &self,
+        rel: &RelPath,
+        want: &[(Vec<u8>, Vec<u8>)],
+        kept: Kept,
+    ) -> Result<(), FsError> {
         let (dir, name) = self.locate(rel)?;
         let err = |e: io::Error| FsError::io(rel.display(), e);
         match open_plain(dir.as_fd(), name, true).map_err(err)? {
-            Some(fd) => fd_set_xattrs(fd.as_fd(), want).map_err(err),
+            Some(fd) => fd_set_xattrs(fd.as_fd(), want, kept).map_err(err),
             None => Ok(()),
         }
     }
@@ -1357,8 +1363,8 @@ pub(crate) fn file_xattrs(file: &File) -> io::Result<Xattrs> {
 
 /// [`FsRoot::set_xattrs`] for an open file, such as a [`TempFile`]'s before
 /// its commit: makes the attributes this process may manage equal to `want`.
-pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
-    fd_set_xattrs(file.as_fd(), want)
+pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)], kept: Kept) -> io::Result<()> {
+    fd_set_xattrs(file.as_fd(), want, kept)
 }
 
 /// The extended attributes of the file or directory `path` leads to,
@@ -1432,25 +1438,65 @@ fn xattr_value(fd: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<u8>, Errno> {
     Err(Errno::RANGE)
 }
 
-/// Whether this process may set and remove attribute `name`: `user.*` always,
-/// `trusted.*` and `security.*` as root; never `system.*` (ACLs) or others.
-fn manageable_xattr(name: &[u8], root: bool) -> bool {
-    name.starts_with(b"user.")
-        || (root && (name.starts_with(b"trusted.") || name.starts_with(b"security.")))
+/// Which extended attributes a receiver keeps equal to the sender's: `-X`'s
+/// and `-A`'s (the ACLs, which Linux keeps as attributes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Kept {
+    /// `-X`: `user.*` always, `trusted.*` and `security.*` as root.
+    pub xattrs: bool,
+    /// `-A`: `system.posix_acl_access` and `system.posix_acl_default`.
+    pub acls: bool,
+}
+
+impl Kept {
+    /// Whether any attribute is kept.
+    pub(crate) fn any(self) -> bool {
+        self.xattrs || self.acls
+    }
+
+    /// Whether attribute `name` is kept, by a process running as root or
+    /// not: nothing else in `system.*`, and no other namespace.
+    pub(crate) fn covers(self, name: &[u8], root: bool) -> bool {
+        if super::acl::is_acl(name) {
+            return self.acls;
+        }
+        self.xattrs
+            && (name.starts_with(b"user.")
+                || (root && (name.starts_with(b"trusted.") || name.starts_with(b"security."))))
+    }
+
+    /// Whether what is kept of `have` differs from `want`: (in attributes
+    /// other than ACLs, in ACLs). Both lists sorted by name.
+    pub(crate) fn differences(
+        self,
+        have: &[(Vec<u8>, Vec<u8>)],
+        want: &[(Vec<u8>, Vec<u8>)],
+    ) -> (bool, bool) {
+        let root = super::ids::is_root();
+        let differ = |acl: bool| {
+            let part = |n: &&(Vec<u8>, Vec<u8>)| {
+                super::acl::is_acl(&n.0) == acl && self.covers(&n.0, root)
+            };
+            !have.iter().filter(part).eq(want.iter().filter(part))
+        };
+        (differ(false), differ(true))
+    }
 }
 
 /// See [`FsRoot::set_xattrs`].
-fn fd_set_xattrs(fd: BorrowedFd<'_>, want: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+fn fd_set_xattrs(fd: BorrowedFd<'_>, want: &[(Vec<u8>, Vec<u8>)], kept: Kept) -> io::Result<()> {
     let root = super::ids::is_root();
     let have = fd_xattrs(fd)?;
     let have: BTreeMap<&[u8], &[u8]> = have.iter().map(|(n, v)| (&n[..], &v[..])).collect();
     // A refusal on a namespace beyond user.* is not an error: an LSM or the
-    // filesystem may keep those to itself.
+    // filesystem may keep those to itself. ACLs asked for (-A) must be set.
     let skippable = |name: &[u8], e: Errno| {
-        !name.starts_with(b"user.") && matches!(e, Errno::PERM | Errno::NOTSUP)
+        !name.starts_with(b"user.")
+            && !super::acl::is_acl(name)
+            && matches!(e, Errno::PERM | Errno::NOTSUP)
     };
     for (name, value) in want {
-        if !manageable_xattr(name, root) || have.get(&name[..]) == Some(&&value[..]) {
+        if !kept.covers(name, root) || have.get(&name[..]) == Some(&&value[..]) {
             continue;
         }
         match rfs::fsetxattr(fd, OsStr::from_bytes(name), value, XattrFlags::empty()) {
@@ -1460,7 +1506,7 @@ fn fd_set_xattrs(fd: BorrowedFd<'_>, want: &[(Vec<u8>, Vec<u8>)]) -> io::Result<
         }
     }
     for name in have.keys() {
-        if !manageable_xattr(name, root) || want.iter().any(|(n, _)| n == name) {
+        if !kept.covers(name, root) || want.iter().any(|(n, _)| n == name) {
             continue;
         }
         match rfs::fremovexattr(fd, OsStr::from_bytes(name)) {
@@ -1774,6 +1820,12 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What -X keeps.
+    const X: Kept = Kept {
+        xattrs: true,
+        acls: false,
+    };
     use crate::sync::ids;
     use std::io::{Read, Write};
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -1971,7 +2023,7 @@ mod tests {
                 assert!(is_escape(fs.clean_stale_temps(&rel(dir))));
                 assert!(is_escape(fs.stat_follow_within(&rel(dir))));
                 assert!(is_escape(fs.xattrs(&p("x"))));
-                assert!(is_escape(fs.set_xattrs(&p("x"), &[])));
+                assert!(is_escape(fs.set_xattrs(&p("x"), &[], X)));
                 assert!(is_escape(fs.chown(&p("x"), Some(0), None)));
                 assert!(is_escape(fs.mknod(&p("x"), Kind::Fifo, 0o644, 0)));
                 assert!(is_escape(fs.hard_link(&p("x"), &rel(b"in"))));
@@ -2611,21 +2663,19 @@ mod tests {
     }
 
     /// A POSIX ACL as the kernel stores it in `system.posix_acl_access`: the
-    /// owner, user 1000 with read, the group, a read mask and others.
-    fn acl_blob() -> Vec<u8> {
-        let mut v = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [
-            (0x01u16, 6u16, u32::MAX),
-            (0x02, 4, 1000),
+    /// owner, user 1000 with read (`perm`), the group, a read mask and others.
+    fn acl_with(perm: u16) -> Vec<u8> {
+        super::super::acl::tests::value(&[
+            (0x01, 6, u32::MAX),
+            (0x02, perm, 1000),
             (0x04, 4, u32::MAX),
             (0x10, 4, u32::MAX),
             (0x20, 4, u32::MAX),
-        ] {
-            v.extend_from_slice(&tag.to_le_bytes());
-            v.extend_from_slice(&perm.to_le_bytes());
-            v.extend_from_slice(&id.to_le_bytes());
-        }
-        v
+        ])
+    }
+
+    fn acl_blob() -> Vec<u8> {
+        acl_with(4)
     }
 
     #[test]
@@ -2656,28 +2706,28 @@ mod tests {
                 .unwrap();
                 let acl = (b"system.posix_acl_access".to_vec(), acl_blob());
                 let want = xa(&[("user.b", "2"), ("user.a", ""), ("user.c", "\0bin")]);
-                fs.set_xattrs(p, &want).unwrap();
+                fs.set_xattrs(p, &want, X).unwrap();
                 let mut expect = want.clone();
                 expect.push(acl.clone());
                 expect.sort();
                 assert_eq!(fs.xattrs(p).unwrap(), expect);
                 // Changed, removed, kept; the ACL is not ours to remove.
                 let want = xa(&[("user.b", "changed"), ("user.a", "")]);
-                fs.set_xattrs(p, &want).unwrap();
+                fs.set_xattrs(p, &want, X).unwrap();
                 let mut expect = want.clone();
                 expect.push(acl.clone());
                 expect.sort();
                 assert_eq!(fs.xattrs(p).unwrap(), expect);
                 if as_root {
                     let want = xa(&[("trusted.t", "1"), ("user.a", "")]);
-                    fs.set_xattrs(p, &want).unwrap();
+                    fs.set_xattrs(p, &want, X).unwrap();
                     let mut expect = want.clone();
                     expect.push(acl.clone());
                     expect.sort();
                     assert_eq!(fs.xattrs(p).unwrap(), expect);
                 }
                 // Wanting system.* does not set or change it either.
-                fs.set_xattrs(p, &[(acl.0.clone(), b"junk".to_vec())])
+                fs.set_xattrs(p, &[(acl.0.clone(), b"junk".to_vec())], X)
                     .unwrap();
                 assert_eq!(fs.xattrs(p).unwrap(), std::slice::from_ref(&acl));
             }
@@ -2688,13 +2738,13 @@ mod tests {
             fs.mknod(&p, Kind::Fifo, 0o644, 0).unwrap();
             for q in [&l, &p] {
                 assert_eq!(fs.xattrs(q).unwrap(), []);
-                fs.set_xattrs(q, &xa(&[("user.x", "1")])).unwrap();
+                fs.set_xattrs(q, &xa(&[("user.x", "1")]), X).unwrap();
             }
             assert_eq!(fs.xattrs(&RelPath::root()).unwrap(), []);
             assert!(fs.xattrs(&rel(b"missing")).is_err());
-            assert!(fs.set_xattrs(&rel(b"missing"), &[]).is_err());
+            assert!(fs.set_xattrs(&rel(b"missing"), &[], X).is_err());
             let err = fs
-                .set_xattrs(&f, &xa(&[("user.", "bad name")]))
+                .set_xattrs(&f, &xa(&[("user.", "bad name")]), X)
                 .unwrap_err();
             assert!(
                 matches!(&err, FsError::Io { path, .. } if *path == f.display()),
@@ -2711,15 +2761,64 @@ mod tests {
         );
     }
 
+    /// With `-A` the ACLs are set, changed and removed like `-X`'s
+    /// attributes, and told apart from them in what differs.
+    #[test]
+    fn acls_are_kept_with_a() {
+        let (_t, root, _outside) = root_and_outside();
+        let both = Kept {
+            xattrs: true,
+            acls: true,
+        };
+        let access = |perm| (super::super::acl::ACCESS.to_vec(), acl_with(perm));
+        for (i, fs) in roots(&root).into_iter().enumerate() {
+            let f = rel(format!("f{i}").as_bytes());
+            std::fs::write(root.join(f.display()), b"x").unwrap();
+            let mut want = xa(&[("user.a", "1")]);
+            want.push(access(4));
+            want.sort();
+            assert_eq!(both.differences(&[], &want), (true, true));
+            assert_eq!(X.differences(&[], &want), (true, false));
+            fs.set_xattrs(&f, &want, both).unwrap();
+            let have = fs.xattrs(&f).unwrap();
+            assert_eq!(have, want);
+            assert_eq!(both.differences(&have, &want), (false, false));
+            // The ACL set its group bits: the mask's read.
+            let mode = std::fs::metadata(root.join(f.display())).unwrap().mode();
+            assert_eq!(mode & 0o070, 0o040, "{mode:o}");
+            // Changed, then removed with the attribute.
+            let mut changed = xa(&[("user.a", "1")]);
+            changed.push(access(6));
+            changed.sort();
+            assert_eq!(both.differences(&have, &changed), (false, true));
+            fs.set_xattrs(&f, &changed, both).unwrap();
+            assert_eq!(fs.xattrs(&f).unwrap(), changed);
+            fs.set_xattrs(&f, &[], both).unwrap();
+            assert_eq!(fs.xattrs(&f).unwrap(), []);
+            // -A alone leaves the other attributes alone.
+            let only_acls = Kept {
+                xattrs: false,
+                acls: true,
+            };
+            rfs::setxattr(root.join(f.display()), "user.b", b"2", XattrFlags::empty()).unwrap();
+            fs.set_xattrs(&f, &[access(4)], only_acls).unwrap();
+            let mut expect = vec![access(4)];
+            expect.extend(xa(&[("user.b", "2")]));
+            expect.sort();
+            assert_eq!(fs.xattrs(&f).unwrap(), expect);
+            assert_eq!(only_acls.differences(&expect, &[access(4)]), (false, false));
+        }
+    }
+
     #[test]
     fn temp_file_xattrs_and_owner_survive_the_commit() {
         let t = tempfile::tempdir().unwrap();
         let fs = FsRoot::open(t.path()).unwrap();
         let tmp = fs.create_temp(&rel(b"f")).unwrap();
         let want = xa(&[("user.one", "1"), ("user.two", "2")]);
-        fset_xattrs(&tmp.file, &want).unwrap();
+        fset_xattrs(&tmp.file, &want, X).unwrap();
         assert_eq!(file_xattrs(&tmp.file).unwrap(), want);
-        fset_xattrs(&tmp.file, &want[1..]).unwrap();
+        fset_xattrs(&tmp.file, &want[1..], X).unwrap();
         let me = rustix::process::geteuid().as_raw();
         let (uid, gid) = if ids::is_root() {
             (4321, 8765)
@@ -2825,7 +2924,7 @@ mod tests {
                 // trusted.* is neither visible nor managed: wanting it is skipped,
                 // and the one there is not removed.
                 let want = xa(&[("trusted.t", "1"), ("user.u", "2")]);
-                fs.set_xattrs(&rel(b"f"), &want).unwrap();
+                fs.set_xattrs(&rel(b"f"), &want, X).unwrap();
                 assert_eq!(fs.xattrs(&rel(b"f")).unwrap(), xa(&[("user.u", "2")]));
             });
             assert_eq!(fs.lstat(&dev).unwrap(), None);

@@ -18,6 +18,7 @@ use proto::sync::{
 use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
+use super::acl;
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
 use super::filter::{DirScope, Scopes};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
@@ -281,8 +282,9 @@ pub(crate) struct GiveOptions {
     pub compress_whole: bool,
     /// Which entries to leave out (the walk does not descend into excluded dirs).
     pub filter: Arc<Filter>,
-    /// Send extended attributes (`-X`).
-    pub xattrs: bool,
+    /// Which extended attributes to send: `-X`'s (all but the ACLs; the
+    /// receiver keeps those it may), `-A`'s (the ACLs).
+    pub kept: super::fsroot::Kept,
     /// Mark names of multiply-linked inodes (`-H`, on by default).
     pub hard_links: bool,
     /// Send owner ids without names (`--numeric-ids`).
@@ -562,20 +564,36 @@ struct Names {
 }
 
 impl Names {
-    /// The names of ids `e` uses that were not sent yet (None if there are none).
+    /// The names of ids `e` uses (as owner and group, and in its ACLs) that
+    /// were not sent yet (None if there are none).
     fn learn(&mut self, e: &Entry) -> Option<msg::IdNames> {
         let mut out = msg::IdNames::default();
-        if self.users.insert(e.uid) {
-            if let Some(n) = ids::user_name(e.uid) {
-                out.users.push((e.uid, n));
-            }
-        }
-        if self.groups.insert(e.gid) {
-            if let Some(n) = ids::group_name(e.gid) {
-                out.groups.push((e.gid, n));
-            }
+        self.user(e.uid, &mut out);
+        self.group(e.gid, &mut out);
+        for (_, value) in e.xattrs.iter().filter(|(n, _)| acl::is_acl(n)) {
+            let (users, groups) = acl::ids(value);
+            users.into_iter().for_each(|u| self.user(u, &mut out));
+            groups.into_iter().for_each(|g| self.group(g, &mut out));
         }
         (!out.users.is_empty() || !out.groups.is_empty()).then_some(out)
+    }
+
+    /// Adds the name of user `uid` to `out` unless sent already.
+    fn user(&mut self, uid: u32, out: &mut msg::IdNames) {
+        if self.users.insert(uid) {
+            if let Some(n) = ids::user_name(uid) {
+                out.users.push((uid, n));
+            }
+        }
+    }
+
+    /// Adds the name of group `gid` to `out` unless sent already.
+    fn group(&mut self, gid: u32, out: &mut msg::IdNames) {
+        if self.groups.insert(gid) {
+            if let Some(n) = ids::group_name(gid) {
+                out.groups.push((gid, n));
+            }
+        }
     }
 }
 
@@ -1140,14 +1158,24 @@ fn entry_for(
     } else {
         HardLink::None
     };
-    let xattrs = if opts.xattrs && matches!(kind, EntryKind::File | EntryKind::Dir) {
+    let kept = opts.kept;
+    let xattrs = if kept.any() && matches!(kind, EntryKind::File | EntryKind::Dir) {
         let got = if opts.copy_links {
             spec.referent_xattrs(full)
         } else {
             spec.fs.xattrs(full)
         };
         match got {
-            Ok(x) => x,
+            Ok(mut x) => {
+                x.retain(|(n, _)| {
+                    if acl::is_acl(n) {
+                        kept.acls
+                    } else {
+                        kept.xattrs
+                    }
+                });
+                x
+            }
             Err(e) => return Some(WalkItem::Error(rel, format!("cannot read xattrs: {e}"))),
         }
     } else {

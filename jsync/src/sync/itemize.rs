@@ -28,6 +28,8 @@ pub(crate) struct Change {
     pub owner: bool,
     pub group: bool,
     pub xattrs: bool,
+    /// ACLs (`-A`).
+    pub acls: bool,
 }
 
 impl Change {
@@ -41,6 +43,7 @@ impl Change {
             || self.owner
             || self.group
             || self.xattrs
+            || self.acls
     }
 }
 
@@ -117,7 +120,7 @@ impl Item {
                 (c.owner, 'o'),
                 (c.group, 'g'),
                 (false, 'u'),
-                (false, 'a'),
+                (c.acls, 'a'),
                 (c.xattrs, 'x'),
             ] {
                 code.push(if on { letter } else { '.' });
@@ -439,12 +442,13 @@ mod tests {
             time: true,
             perms: true,
             xattrs: true,
+            acls: true,
             ..Change::default()
         };
         assert!(p.any() && !Change::default().any());
         assert_eq!(
             line(Update::Attrs, EntryKind::Dir, &p, b"", b""),
-            ".d..tp....x ./"
+            ".d..tp...ax ./"
         );
         assert_eq!(Item::deleting(b"old", true).line(), "*deleting   old/");
         let a = Attrs::default();

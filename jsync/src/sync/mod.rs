@@ -11,6 +11,7 @@
 //! file in a temporary file beside the target, checks the digest and renames it
 //! into place. Push and pull are the same two roles started from opposite ends.
 
+mod acl;
 mod alt;
 mod backup;
 mod chmod;
@@ -96,6 +97,9 @@ pub struct SyncOptions {
     pub delete_excluded: bool,
     /// Copy extended attributes (`-X`).
     pub xattrs: bool,
+    /// Copy POSIX ACLs (`-A`), their named users and groups mapped as
+    /// owners are.
+    pub acls: bool,
     /// Keep hard links: names sharing an inode on the sender share one on the
     /// receiver (`-H`; on by default).
     pub hard_links: bool,
@@ -207,6 +211,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("filter", &self.filter)
             .field("delete_excluded", &self.delete_excluded)
             .field("xattrs", &self.xattrs)
+            .field("acls", &self.acls)
             .field("hard_links", &self.hard_links)
             .field("numeric_ids", &self.numeric_ids)
             .field("fsync", &self.fsync)
@@ -261,6 +266,7 @@ impl Default for SyncOptions {
             filter: Filter::default(),
             delete_excluded: false,
             xattrs: false,
+            acls: false,
             hard_links: true,
             numeric_ids: false,
             fsync: false,
@@ -376,6 +382,7 @@ impl Args {
             format!("itemize={}", flag(opts.itemize)),
             format!("delete_excluded={}", flag(opts.delete_excluded)),
             format!("xattrs={}", flag(opts.xattrs)),
+            format!("acls={}", flag(opts.acls)),
             format!("hard_links={}", flag(opts.hard_links)),
             format!("numeric_ids={}", flag(opts.numeric_ids)),
             format!("fsync={}", flag(opts.fsync)),
@@ -505,6 +512,7 @@ impl Args {
                 "itemize" => out.opts.itemize = on,
                 "delete_excluded" => out.opts.delete_excluded = on,
                 "xattrs" => out.opts.xattrs = on,
+                "acls" => out.opts.acls = on,
                 "hard_links" => out.opts.hard_links = on,
                 "numeric_ids" => out.opts.numeric_ids = on,
                 "fsync" => out.opts.fsync = on,
@@ -569,12 +577,20 @@ impl Args {
         Ok(out)
     }
 
+    /// The extended attributes that travel and are kept (`-X`, `-A`).
+    fn kept(&self) -> fsroot::Kept {
+        fsroot::Kept {
+            xattrs: self.opts.xattrs,
+            acls: self.opts.acls,
+        }
+    }
+
     fn give_options(&self, progress: Arc<dyn Progress>) -> GiveOptions {
         GiveOptions {
             compression: self.opts.compression,
             compress_whole: self.opts.compress_whole,
             filter: Arc::new(self.opts.filter.clone()),
-            xattrs: self.opts.xattrs,
+            kept: self.kept(),
             hard_links: self.opts.hard_links,
             numeric_ids: self.opts.numeric_ids,
             one_file_system: self.opts.one_file_system,
@@ -602,7 +618,7 @@ impl Args {
             items_to_sender: remote && (self.opts.itemize || self.opts.dry_run),
             filter: Arc::new(self.opts.filter.clone()),
             delete_excluded: self.opts.delete_excluded,
-            xattrs: self.opts.xattrs,
+            kept: self.kept(),
             hard_links: self.opts.hard_links,
             numeric_ids: self.opts.numeric_ids,
             fsync: self.opts.fsync,
@@ -847,6 +863,7 @@ mod tests {
             itemize: true,
             delete_excluded: true,
             xattrs: true,
+            acls: true,
             hard_links: false,
             numeric_ids: true,
             fsync: true,
@@ -892,6 +909,11 @@ mod tests {
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
         assert!(g.one_file_system == 2 && g.copy_links);
+        let both = fsroot::Kept {
+            xattrs: true,
+            acls: true,
+        };
+        assert_eq!(g.kept, both);
         assert_eq!(g.chmod.to_string(), "Dg+s,Fo-w");
         assert_eq!(g.chmod.apply(0o755, true), 0o2755);
         assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
@@ -904,6 +926,7 @@ mod tests {
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links);
+        assert_eq!(t.kept, both);
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));
         assert!(!t.owner && t.group);
@@ -942,6 +965,7 @@ mod tests {
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
+        assert!(!d.opts.xattrs && !d.opts.acls);
         assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none() && !d.opts.safe_links);
         assert!(d.opts.backup.is_none() && d.opts.alt_dest.is_none());
         let linked = SyncOptions {

@@ -75,8 +75,8 @@ pub(crate) struct TakeOptions {
     pub filter: Arc<Filter>,
     /// ...unless this is set.
     pub delete_excluded: bool,
-    /// Set extended attributes as listed (`-X`).
-    pub xattrs: bool,
+    /// Which extended attributes to make as listed: `-X`'s, `-A`'s (ACLs).
+    pub kept: super::fsroot::Kept,
     /// Names of multiply-linked inodes are kept linked (`-H`); a local file
     /// linked elsewhere whose source has one name gets its own inode.
     pub hard_links: bool,
@@ -289,7 +289,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                 let batch: EntryBatch = decode(&f.payload, &name)?;
                 let mut handful = Vec::with_capacity(JOBS_HANDFUL);
                 let mut handful_weight = 0;
-                for entry in batch.0 {
+                for mut entry in batch.0 {
+                    ctx.localize_acls(&mut entry);
                     let i = index;
                     index += 1;
                     Counters::add(&counters.files_checked, 1);
@@ -871,9 +872,10 @@ impl Ctx {
         }
     }
 
-    /// Maps the sender's names to local ids (as root, without `--numeric-ids`).
+    /// Maps the sender's names to local ids (as root, or for ACLs' named
+    /// users and groups, which need no root; not with `--numeric-ids`).
     fn learn_names(&self, names: &IdNames) {
-        if !self.root || self.opts.numeric_ids {
+        if !(self.root || self.opts.kept.acls) || self.opts.numeric_ids {
             return;
         }
         let mut o = self.owners.lock().expect("poisoned");
@@ -905,21 +907,43 @@ impl Ctx {
         }
         let o = self.owners.lock().expect("poisoned");
         let (uid, gid) = self.given;
-        // --usermap/--groupmap first, then the sender's names, then its ids.
-        let mapped = |map: &Option<ids::ResolvedIdMap>, id, names: &HashMap<u32, Vec<u8>>| {
-            map.as_ref()?.map(id, names.get(&id).map(Vec::as_slice))
-        };
-        let uid = uid.or_else(|| {
-            let kept = mapped(&self.maps.0, e.uid, &o.user_names)
-                .unwrap_or_else(|| o.users.get(&e.uid).copied().unwrap_or(e.uid));
-            self.opts.owner.then_some(kept)
-        });
-        let gid = gid.or_else(|| {
-            let kept = mapped(&self.maps.1, e.gid, &o.group_names)
-                .unwrap_or_else(|| o.groups.get(&e.gid).copied().unwrap_or(e.gid));
-            self.opts.group.then_some(kept)
-        });
+        let uid = uid.or_else(|| self.opts.owner.then(|| self.local_uid(&o, e.uid)));
+        let gid = gid.or_else(|| self.opts.group.then(|| self.local_gid(&o, e.gid)));
         Some((uid, gid))
+    }
+
+    /// The local user id for the sender's `uid`: by `--usermap` first, then
+    /// by the sender's name for it, then the number itself.
+    fn local_uid(&self, o: &Owners, uid: u32) -> u32 {
+        let named = o.user_names.get(&uid).map(Vec::as_slice);
+        let mapped = self.maps.0.as_ref().and_then(|m| m.map(uid, named));
+        mapped.unwrap_or_else(|| o.users.get(&uid).copied().unwrap_or(uid))
+    }
+
+    /// [`Ctx::local_uid`] for groups (`--groupmap`).
+    fn local_gid(&self, o: &Owners, gid: u32) -> u32 {
+        let named = o.group_names.get(&gid).map(Vec::as_slice);
+        let mapped = self.maps.1.as_ref().and_then(|m| m.map(gid, named));
+        mapped.unwrap_or_else(|| o.groups.get(&gid).copied().unwrap_or(gid))
+    }
+
+    /// `e` with the named users and groups of its ACLs (`-A`) mapped to
+    /// local ids, as owners are (names learned so far: the sender sends an
+    /// id's name before the first entry that uses it).
+    fn localize_acls(&self, e: &mut Entry) {
+        if !self.opts.kept.acls || e.xattrs.is_empty() {
+            return;
+        }
+        let o = self.owners.lock().expect("poisoned");
+        for (name, value) in &mut e.xattrs {
+            if super::acl::is_acl(name) {
+                *value = super::acl::map_ids(
+                    value,
+                    |u| self.local_uid(&o, u),
+                    |g| self.local_gid(&o, g),
+                );
+            }
+        }
     }
 
     /// Whether a job can go in a WANTS: a small file wanted whole, with no
@@ -953,8 +977,12 @@ impl Ctx {
             c.owner = uid.is_some_and(|u| here.uid != u);
             c.group = gid.is_some_and(|g| here.gid != g);
         }
-        if self.opts.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-            c.xattrs = self.fs.xattrs(rel).map(|x| x != e.xattrs).unwrap_or(true);
+        let kept = self.opts.kept;
+        if kept.any() && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+            (c.xattrs, c.acls) = match self.fs.xattrs(rel) {
+                Ok(have) => kept.differences(&have, &e.xattrs),
+                Err(_) => (kept.xattrs, kept.acls),
+            };
         }
         c
     }
@@ -969,8 +997,9 @@ impl Ctx {
         }
     }
 
-    /// Sets owner (as root) and xattrs (with -X) of an existing entry; the
-    /// owner first, since chown clears setuid bits and file capabilities.
+    /// Sets owner (as root) and xattrs (with -X) and ACLs (-A) of an
+    /// existing entry; the owner first, since chown clears setuid bits and
+    /// file capabilities (and the mode after: an ACL sets permission bits).
     fn set_owner_and_xattrs(
         &self,
         rel: &RelPath,
@@ -984,8 +1013,8 @@ impl Ctx {
                 self.fs.chown(rel, uid, gid)?;
             }
         }
-        if self.opts.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-            self.fs.set_xattrs(rel, &e.xattrs)?;
+        if self.opts.kept.any() && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+            self.fs.set_xattrs(rel, &e.xattrs, self.opts.kept)?;
         }
         Ok(())
     }
@@ -997,10 +1026,10 @@ impl Ctx {
         e: &Entry,
         c: &Change,
     ) -> std::result::Result<(), super::fsroot::FsError> {
-        if c.owner || c.group || c.xattrs {
+        if c.owner || c.group || c.xattrs || c.acls {
             self.set_owner_and_xattrs(rel, e)?;
         }
-        if c.perms || c.owner || c.group {
+        if c.perms || c.owner || c.group || c.acls {
             self.fs.set_mode(rel, e.mode)?;
         }
         if c.time && e.kind != EntryKind::Dir {
@@ -1488,7 +1517,10 @@ fn from_alt(
         && ctx.owner_of(e).is_none_or(|(uid, gid)| {
             uid.is_none_or(|u| u == there.uid) && gid.is_none_or(|g| g == there.gid)
         })
-        && (!ctx.opts.xattrs || alts.xattrs(i, rel).is_ok_and(|x| x == e.xattrs));
+        && (!ctx.opts.kept.any()
+            || alts
+                .xattrs(i, rel)
+                .is_ok_and(|x| ctx.opts.kept.differences(&x, &e.xattrs) == (false, false)));
     if ctx.opts.dry_run {
         if !linkable {
             ctx.item(Update::Created, e, &copied);
@@ -2461,7 +2493,8 @@ fn apply_same(
 ) -> std::result::Result<bool, String> {
     let Checked { meta: hashed, kept } = hashed;
     let c = job.change;
-    let by_fd = kept.filter(|_| !(c.owner || c.group || c.xattrs) && hashed.mode == meta.mode);
+    let by_fd =
+        kept.filter(|_| !(c.owner || c.group || c.xattrs || c.acls) && hashed.mode == meta.mode);
     let here = match &by_fd {
         Some(k) => super::fsroot::file_meta(&k.file).map_err(|e| format!("{}: {e}", job.shown))?,
         None => match ctx.fs.lstat(&job.rel) {
@@ -2706,8 +2739,8 @@ fn finish_file(ctx: &Ctx, temp: &TempFile, e: &Entry) -> std::result::Result<(),
         // Always: a new file's group may be its directory's (setgid), not ours.
         temp.set_owner(uid, gid).map_err(|err| err.to_string())?;
     }
-    if ctx.opts.xattrs {
-        super::fsroot::fset_xattrs(&temp.file, &e.xattrs)
+    if ctx.opts.kept.any() {
+        super::fsroot::fset_xattrs(&temp.file, &e.xattrs, ctx.opts.kept)
             .map_err(|err| format!("cannot set xattrs of {}: {err}", e.path.escape_ascii()))?;
     }
     Ok(())
