@@ -343,7 +343,7 @@ pub struct Cli {
     /// --remove-source-files: a move. A file changed since it was sent
     /// stays (named in an error); a server asked for it must not be
     /// read-only
-    #[arg(long, conflicts_with = "copy_links")]
+    #[arg(long, conflicts_with_all = ["copy_links", "copy_dirlinks"])]
     pub remove_source_files: bool,
 
     /// Suffix for backups (default ~, or none with --backup-dir)
@@ -404,6 +404,12 @@ pub struct Cli {
     /// wherever they lead, from a server's only beneath its root
     #[arg(short = 'L', long)]
     pub copy_links: bool,
+
+    /// Copy a symlink to a directory as the directory, as rsync's -k; other
+    /// symlinks stay links. As far as -L follows: from a server's source
+    /// only beneath its root (a link leading out stays a link)
+    #[arg(short = 'k', long)]
+    pub copy_dirlinks: bool,
 
     /// Leave out symlinks that are absolute or lead above the transfer's top
     /// from where they sit (each named in a warning), as rsync's --safe-links
@@ -963,6 +969,7 @@ impl Cli {
         sync.bwlimit = self.bwlimit.unwrap_or(0);
         sync.one_file_system = self.one_file_system.min(2);
         sync.copy_links = self.copy_links;
+        sync.copy_dirlinks = self.copy_dirlinks;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;
@@ -1285,6 +1292,9 @@ mod tests {
         assert_eq!(p.sync.one_file_system, 2);
         assert!(!p.sync.copy_links);
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
+        let k = plan(&["-ak", "a", "b"]).unwrap().sync;
+        assert!(k.copy_dirlinks && !k.copy_links);
+        assert!(Cli::try_parse_from(["jcp", "-k", "--remove-source-files", "a", "b"]).is_err());
         assert!(plan(&["--safe-links", "a", "b"]).unwrap().sync.safe_links);
         assert!(!plan(&["a", "b"]).unwrap().sync.safe_links);
         assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);

@@ -4,7 +4,8 @@
 //! server's only while they stay beneath its root, so a pull cannot read
 //! outside it. Dangling links and loops fail alone, named. And
 //! `--safe-links`: the receiver leaves out links that lead outside the
-//! transfer.
+//! transfer. And `-k` (`--copy-dirlinks`): only links to directories are
+//! followed.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -187,6 +188,103 @@ fn copy_links_from_a_server_stays_beneath_its_root() {
         stderr(&out)
     );
     assert!(std::fs::symlink_metadata(&z).is_err(), "nothing written");
+}
+
+/// The target of the symlink `p` (which must be one).
+fn link_target(p: &Path) -> String {
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(m.file_type().is_symlink(), "{} is a symlink", p.display());
+    std::fs::read_link(p).unwrap().display().to_string()
+}
+
+/// `-k` (`--copy-dirlinks`): a symlink to a directory is sent as the
+/// directory, other symlinks (to files, dangling) as links. From a local
+/// source wherever the link leads, from a server's only beneath its root
+/// (a link leading out stays a link). A link to a directory it is in is a
+/// loop, named (exit 3). A source named through a link to a directory is
+/// the directory.
+#[test]
+fn copy_dirlinks_sends_links_to_directories_as_directories() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    make_outside(&outside);
+    let src = work.path().join("tree/src");
+    make_source(&src, &outside);
+    let root = work.path().join("root");
+    make_source(&root.join("src"), &outside);
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let (local, pulled) = (work.path().join("local"), work.path().join("pulled"));
+    let runs = [
+        (
+            run("jcp", &["-q", "-k", &src_arg, local.to_str().unwrap()]),
+            local,
+            "local",
+        ),
+        (
+            srv.jcp(keys.path(), &["-q", "-k", &src_arg, "127.0.0.1:dst"]),
+            root.join("dst"),
+            "push",
+        ),
+        (
+            srv.jcp(
+                keys.path(),
+                &["-q", "-k", "127.0.0.1:src/", pulled.to_str().unwrap()],
+            ),
+            pulled,
+            "pull",
+        ),
+    ];
+    for (out, dst, what) in runs {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{what}: {err}");
+        assert!(
+            err.contains("sub/loop: symlink leads to a directory it is in (a loop)"),
+            "{what}: {err}"
+        );
+        assert_eq!(read(&dst.join("dirlink_in/f")), "inner\n", "{what}");
+        assert_eq!(link_target(&dst.join("link_in")), "real.txt", "{what}");
+        assert_eq!(link_target(&dst.join("dangling")), "nowhere", "{what}");
+        assert!(link_target(&dst.join("abs_out")).ends_with("outside/file"));
+        if what == "pull" {
+            assert_eq!(
+                link_target(&dst.join("dirlink_out")),
+                "../../outside/d",
+                "{what}: leads out of the root"
+            );
+        } else {
+            assert_eq!(read(&dst.join("dirlink_out/x")), "outside dir\n", "{what}");
+        }
+    }
+    // A source named through a link to a directory, without a slash: the
+    // directory under the link's name, as in rsync.
+    let named = work.path().join("named");
+    let link = src.join("dirlink_in");
+    let out = run(
+        "jcp",
+        &["-q", "-k", link.to_str().unwrap(), named.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(&named.join("dirlink_in/f")), "inner\n");
+    let out = run(
+        "jcp",
+        &["-q", "-L", link.to_str().unwrap(), named.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!named.join("inner_dir").exists(), "-L names it as -k does");
+    let named = work.path().join("named_pull");
+    let out = srv.jcp(
+        keys.path(),
+        &[
+            "-q",
+            "-k",
+            "127.0.0.1:src/dirlink_in",
+            named.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(&named.join("dirlink_in/f")), "inner\n");
 }
 
 /// `--safe-links`: links that are absolute or climb above the transfer's top

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -62,8 +62,9 @@ pub(crate) struct GiveSpec {
 impl GiveSpec {
     /// A local source path as given on the command line (trailing slash, or a
     /// last component `.` or `..`, = contents, as in rsync).
-    /// With `copy_links` (`-L`), a symlink is sent as what it leads to.
-    pub(crate) fn local(src: &Path, copy_links: bool) -> Result<GiveSpec> {
+    /// With `copy_links` (`-L`), a symlink is sent as what it leads to;
+    /// with `copy_dirlinks` (`-k`), one that leads to a directory is.
+    pub(crate) fn local(src: &Path, copy_links: bool, copy_dirlinks: bool) -> Result<GiveSpec> {
         let contents = names_contents(src.as_os_str().as_bytes());
         let meta = if copy_links {
             std::fs::metadata(src).map_err(|e| no_referent(e, src))
@@ -71,11 +72,21 @@ impl GiveSpec {
             std::fs::symlink_metadata(src)
         }
         .map_err(|e| Error::io(format!("cannot read {}", src.display()), e))?;
+        let meta = match std::fs::metadata(src) {
+            Ok(dir) if copy_dirlinks && meta.is_symlink() && dir.is_dir() => dir,
+            _ => meta,
+        };
         if meta.is_dir() {
             let fs = FsRoot::open(src).map_err(fs_err)?;
-            let name = std::fs::canonicalize(src)
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
+            // Its name as given (a link to it, with -L or -k, names it as
+            // in rsync); `.` and `..` name what they lead to.
+            let name = src
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .or_else(|| {
+                    let full = std::fs::canonicalize(src).ok()?;
+                    full.file_name().map(|n| n.as_bytes().to_vec())
+                })
                 .unwrap_or_default();
             return Ok(GiveSpec {
                 fs,
@@ -118,8 +129,14 @@ impl GiveSpec {
 
     /// A source named by a client, relative to a server's root. With
     /// `copy_links` (`-L`), a symlink is sent as what it leads to, if that is
-    /// beneath the root.
-    pub(crate) fn in_root(fs: FsRoot, src: &str, copy_links: bool) -> Result<GiveSpec> {
+    /// beneath the root; with `copy_dirlinks` (`-k`), one that leads to a
+    /// directory there is.
+    pub(crate) fn in_root(
+        fs: FsRoot,
+        src: &str,
+        copy_links: bool,
+        copy_dirlinks: bool,
+    ) -> Result<GiveSpec> {
         let contents = names_contents(src.as_bytes());
         let base = FsRoot::check(src.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
         let meta = if copy_links {
@@ -129,6 +146,14 @@ impl GiveSpec {
         }
         .map_err(fs_err)?
         .ok_or_else(|| Error::Fs(format!("{src}: no such file or directory on the server")))?;
+        let meta = match fs.stat_follow_within(&base) {
+            Ok(Some(dir))
+                if copy_dirlinks && meta.kind == Kind::Symlink && dir.kind == Kind::Dir =>
+            {
+                dir
+            }
+            _ => meta,
+        };
         let name = base
             .file_name()
             .map(|n| n.as_bytes().to_vec())
@@ -221,6 +246,19 @@ impl GiveSpec {
         super::fsroot::path_xattrs(&path).map_err(|e| FsError::io(full.display(), e))
     }
 
+    /// The target of symlink `full`. With `-k` its path may lead through
+    /// links to directories, followed as [`GiveSpec::referent`] follows
+    /// them; the link itself is not.
+    fn read_link(&self, full: &RelPath, through_dirlinks: bool) -> std::io::Result<Vec<u8>> {
+        if through_dirlinks && self.follow_anywhere {
+            let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
+            return std::fs::read_link(path).map(|t| t.into_os_string().into_vec());
+        }
+        self.fs
+            .read_link(full)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
     /// Opens the regular file `full` leads to (`-L`), as [`GiveSpec::referent`].
     fn open_referent(&self, full: &RelPath) -> std::result::Result<(std::fs::File, Meta), FsError> {
         if !self.follow_anywhere {
@@ -295,6 +333,9 @@ pub(crate) struct GiveOptions {
     /// Send what symlinks lead to instead of the links (`-L`); see
     /// [`GiveSpec::follow_anywhere`] for how far.
     pub copy_links: bool,
+    /// Send a symlink to a directory as the directory (`-k`), as far as
+    /// `-L` would follow it; other symlinks stay links.
+    pub copy_dirlinks: bool,
     /// Permission changes applied to the list (`--chmod`).
     pub chmod: Arc<super::Chmod>,
     /// Paces file data (`--bwlimit`).
@@ -917,7 +958,7 @@ fn selected_entry(
         spec.referent(&full).map_err(|e| e.to_string())?
     } else {
         match spec.fs.lstat(&full) {
-            Ok(Some(m)) => m,
+            Ok(Some(m)) => dirlink(spec, opts, &full, m).0,
             Ok(None) => {
                 let gone = rustix::io::Errno::NOENT.raw_os_error();
                 return Err(std::io::Error::from_raw_os_error(gone).to_string());
@@ -929,6 +970,19 @@ fn selected_entry(
     let item = entry_for(spec, opts, &full, path.to_vec(), &meta, links)
         .ok_or_else(|| "a socket: not sent".to_string())?;
     Ok((item, meta))
+}
+
+/// With `-k`, a symlink that leads to a directory (as far as `-L` would
+/// follow it) as that directory, and true; anything else as it is. A link
+/// that cannot be followed stays a link.
+fn dirlink(spec: &GiveSpec, opts: &GiveOptions, full: &RelPath, m: Meta) -> (Meta, bool) {
+    if opts.copy_dirlinks && m.kind == Kind::Symlink {
+        match spec.referent(full) {
+            Ok(dir) if dir.kind == Kind::Dir => return (dir, true),
+            _ => {}
+        }
+    }
+    (m, false)
 }
 
 /// A directory the walk goes into after listing it.
@@ -962,11 +1016,13 @@ fn visit(
     let excluded = |rel: &[u8], is_dir: bool| {
         !opts.filter.is_empty() && opts.filter.is_excluded_in(&parent.scope, rel, is_dir)
     };
-    // What the directory entry says the name is, unless -L follows it or
-    // the filesystem does not say: enough for the filter, without a stat.
+    // What the directory entry says the name is, unless -L or -k follows
+    // it or the filesystem does not say: enough for the filter, without a
+    // stat.
     let through_link = opts.copy_links && ftype == FileType::Symlink;
     let known_dir = match ftype {
         _ if through_link => None,
+        FileType::Symlink if opts.copy_dirlinks => None,
         FileType::Unknown => None,
         t => Some(t == FileType::Directory),
     };
@@ -989,8 +1045,9 @@ fn visit(
             .map(|st| Meta::from_stat(&st))
             .map_err(std::io::Error::from)
     };
-    let m = match meta {
-        Ok(m) => m,
+    let (m, through_link) = match meta {
+        Ok(m) if through_link => (m, true),
+        Ok(m) => dirlink(spec, opts, &full, m),
         Err(e) => return failed(rel, e.to_string()),
     };
     let is_dir = m.kind == Kind::Dir;
@@ -1132,7 +1189,7 @@ fn entry_for(
     let (kind, size, target) = match m.kind {
         Kind::Dir => (EntryKind::Dir, 0, Vec::new()),
         Kind::File => (EntryKind::File, m.size, Vec::new()),
-        Kind::Symlink => match spec.fs.read_link(full) {
+        Kind::Symlink => match spec.read_link(full, opts.copy_dirlinks) {
             Ok(t) => (EntryKind::Symlink, 0, t),
             Err(e) => return Some(WalkItem::Error(rel, e.to_string())),
         },
@@ -1160,7 +1217,7 @@ fn entry_for(
     };
     let kept = opts.kept;
     let xattrs = if kept.any() && matches!(kind, EntryKind::File | EntryKind::Dir) {
-        let got = if opts.copy_links {
+        let got = if opts.copy_links || opts.copy_dirlinks {
             spec.referent_xattrs(full)
         } else {
             spec.fs.xattrs(full)
@@ -1465,7 +1522,7 @@ fn open_listed(
     shown: &str,
 ) -> std::result::Result<(std::fs::File, FileMeta), Fail> {
     let rel = giver.spec.entry_path(path)?;
-    let opened = if giver.opts.copy_links {
+    let opened = if giver.opts.copy_links || giver.opts.copy_dirlinks {
         giver.spec.open_referent(&rel)
     } else {
         giver.spec.fs.open_read_meta(&rel)
@@ -1737,7 +1794,7 @@ mod tests {
 
     /// The top of a local walk of `dir`, and the spec.
     fn top(dir: &Path, copy_links: bool) -> (GiveSpec, Level) {
-        let spec = GiveSpec::local(&dir.join(""), copy_links).unwrap();
+        let spec = GiveSpec::local(&dir.join(""), copy_links, false).unwrap();
         let fd = spec.fs.open_dir(&spec.base).unwrap();
         let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
         let level = Level::read(fd, Vec::new(), &m).unwrap();
@@ -1791,7 +1848,7 @@ mod tests {
         symlink("inside", root.join("src/in")).unwrap();
         symlink("../../outside", root.join("src/out")).unwrap();
         let fs = FsRoot::open(&root).unwrap();
-        let spec = GiveSpec::in_root(fs, "src/", true).unwrap();
+        let spec = GiveSpec::in_root(fs, "src/", true, false).unwrap();
         let fd = spec.fs.open_dir(&spec.base).unwrap();
         let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
         let top = Level::read(fd, Vec::new(), &m).unwrap();

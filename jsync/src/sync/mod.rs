@@ -122,6 +122,9 @@ pub struct SyncOptions {
     /// source wherever they lead, as rsync does; from a server's only while
     /// they stay beneath its root (others fail, named, and the rest is sent).
     pub copy_links: bool,
+    /// Send a symlink to a directory as the directory (`-k`), as far as
+    /// `copy_links` would follow it; other symlinks stay links.
+    pub copy_dirlinks: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -218,6 +221,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("bwlimit", &self.bwlimit)
             .field("one_file_system", &self.one_file_system)
             .field("copy_links", &self.copy_links)
+            .field("copy_dirlinks", &self.copy_dirlinks)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
@@ -273,6 +277,7 @@ impl Default for SyncOptions {
             bwlimit: 0,
             one_file_system: 0,
             copy_links: false,
+            copy_dirlinks: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -324,7 +329,8 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                     );
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let mut spec = GiveSpec::in_root(fs, &args.path, args.opts.copy_links)?;
+                let o = &args.opts;
+                let mut spec = GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?;
                 if let Some(only) = &args.opts.only {
                     spec = spec.select(only)?;
                 }
@@ -389,6 +395,7 @@ impl Args {
             format!("bwlimit={}", opts.bwlimit),
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
+            format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
@@ -519,6 +526,7 @@ impl Args {
                 "bwlimit" => out.opts.bwlimit = v.parse()?,
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
+                "copy_dirlinks" => out.opts.copy_dirlinks = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
@@ -566,10 +574,10 @@ impl Args {
         if let Some(a) = &out.opts.alt_dest {
             a.check().map_err(anyhow::Error::msg)?;
         }
-        if out.opts.remove_source_files && out.opts.copy_links {
+        if out.opts.remove_source_files && (out.opts.copy_links || out.opts.copy_dirlinks) {
             // What was sent is what a link leads to; removing the link
             // would not move it, and removing its referent is not asked.
-            anyhow::bail!("--remove-source-files cannot be used with -L/--copy-links");
+            anyhow::bail!("--remove-source-files cannot be used with -L or -k");
         }
         if suffix.is_some() || backup_dir.is_some() {
             out.opts.backup = Some(Backup::new(backup_dir, suffix).map_err(anyhow::Error::msg)?);
@@ -595,6 +603,7 @@ impl Args {
             numeric_ids: self.opts.numeric_ids,
             one_file_system: self.opts.one_file_system,
             copy_links: self.opts.copy_links,
+            copy_dirlinks: self.opts.copy_dirlinks,
             chmod: Arc::new(self.opts.chmod.clone()),
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
@@ -683,7 +692,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
     let wire0 = link.wire_bytes();
-    let mut spec = GiveSpec::local(src, opts.copy_links)?;
+    let mut spec = GiveSpec::local(src, opts.copy_links, opts.copy_dirlinks)?;
     if let Some(only) = &opts.only {
         spec = spec.select(only)?;
     }
@@ -870,6 +879,7 @@ mod tests {
             bwlimit: 123_456,
             one_file_system: 2,
             copy_links: true,
+            copy_dirlinks: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
             safe_links: true,
@@ -908,7 +918,7 @@ mod tests {
         assert_eq!(a.opts.parallel, 3);
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
-        assert!(g.one_file_system == 2 && g.copy_links);
+        assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks);
         let both = fsroot::Kept {
             xattrs: true,
             acls: true,
@@ -965,7 +975,7 @@ mod tests {
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
-        assert!(!d.opts.xattrs && !d.opts.acls);
+        assert!(!d.opts.xattrs && !d.opts.acls && !d.opts.copy_dirlinks);
         assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none() && !d.opts.safe_links);
         assert!(d.opts.backup.is_none() && d.opts.alt_dest.is_none());
         let linked = SyncOptions {
