@@ -370,6 +370,14 @@ pub struct Cli {
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
+    /// Copy directories without recursing, as rsync's -d (unless -r or -a
+    /// is given too): a directory named with a trailing slash (or `.`)
+    /// sends what it holds, and the directories in it arrive empty (what the
+    /// destination has in them is left alone, by --delete too); one named
+    /// without arrives empty itself
+    #[arg(short = 'd', long)]
+    pub dirs: bool,
+
     /// List the sources (like ls -l) instead of copying them, as rsync's
     /// --list-only: every operand is a source. A source alone lists too. One
     /// level unless -r or -a; times are UTC
@@ -970,6 +978,7 @@ impl Cli {
         sync.one_file_system = self.one_file_system.min(2);
         sync.copy_links = self.copy_links;
         sync.copy_dirlinks = self.copy_dirlinks;
+        sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;
@@ -1292,6 +1301,9 @@ mod tests {
         assert_eq!(p.sync.one_file_system, 2);
         assert!(!p.sync.copy_links);
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
+        assert!(plan(&["-d", "a", "b"]).unwrap().sync.dirs_only);
+        assert!(!plan(&["-rd", "a", "b"]).unwrap().sync.dirs_only);
+        assert!(!plan(&["-ad", "a", "b"]).unwrap().sync.dirs_only);
         let k = plan(&["-ak", "a", "b"]).unwrap().sync;
         assert!(k.copy_dirlinks && !k.copy_links);
         assert!(Cli::try_parse_from(["jcp", "-k", "--remove-source-files", "a", "b"]).is_err());

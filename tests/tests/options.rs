@@ -1421,3 +1421,39 @@ fn acls_travel_with_a_and_are_left_alone_without() {
         }
     }
 }
+
+/// `-d` (without `-r`/`-a`): what the named directory holds arrives, its
+/// directories empty; what the destination has in them stays, with
+/// `--delete` too (which deletes only beside them). With `-r` it recurses
+/// as ever.
+#[test]
+fn dirs_copies_directories_without_recursing() {
+    let prepare = |dst: &Path| put(&dst.join("new_dir/kept.txt"), b"kept\n", T);
+    for (options, recursed, deleted) in [
+        (&["-d"][..], false, false),
+        (&["-d", "--delete"], false, true),
+        (&["-d", "-r"], true, false),
+    ] {
+        each_way_out(options, prepare, |dst, out, what| {
+            ok(out, what);
+            holds(dst, "newer_here.txt", Some(b"from the source\n"), what);
+            holds(dst, "only_there.txt", Some(b"new file\n"), what);
+            holds(dst, "linked_b", Some(b"linked\n"), what);
+            assert!(dst.join("new_dir").is_dir(), "{what}");
+            holds(dst, "new_dir/kept.txt", Some(b"kept\n"), what);
+            let inner = recursed.then_some(&b"inner\n"[..]);
+            holds(dst, "new_dir/inner.txt", inner, what);
+            assert_eq!(!dst.join("extra_dir").exists(), deleted, "{what}");
+            assert_eq!(!dst.join("extra.txt").exists(), deleted, "{what}");
+        });
+    }
+    // A directory named without a trailing slash arrives empty.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_source(&src);
+    let dst = work.path().join("dst");
+    let out = run("jcp", &["-d", src.to_str().unwrap(), dst.to_str().unwrap()]);
+    ok(&out, "-d src");
+    assert!(dst.join("src").is_dir());
+    assert_eq!(files_in(&dst), Vec::<String>::new(), "-d src");
+}

@@ -336,6 +336,10 @@ pub(crate) struct GiveOptions {
     /// Send a symlink to a directory as the directory (`-k`), as far as
     /// `-L` would follow it; other symlinks stay links.
     pub copy_dirlinks: bool,
+    /// Do not recurse (`-d` without `-r`): the directories met are listed
+    /// without their contents (unlisted: the receiver deletes nothing in
+    /// them), and a source directory named without a trailing slash alone.
+    pub dirs_only: bool,
     /// Permission changes applied to the list (`--chmod`).
     pub chmod: Arc<super::Chmod>,
     /// Paces file data (`--bwlimit`).
@@ -734,8 +738,17 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
             return;
         }
     };
+    // -d with a directory named without a trailing slash: itself alone.
+    let alone = opts.dirs_only && !spec.source.contents;
     if let Some(item) = item {
-        if !send(item) {
+        let item = match item {
+            WalkItem::Entry(mut e) if alone => {
+                e.unlisted = true;
+                WalkItem::Entry(e)
+            }
+            other => other,
+        };
+        if !send(item) || alone {
             return;
         }
     }
@@ -1059,11 +1072,13 @@ fn visit(
         return failed(rel, why.into());
     }
     // A mount point (`-x`): listed as an empty directory with its own
-    // attributes, as in rsync, or left out with `-xx`.
-    let unlisted = opts.one_file_system > 0 && is_dir && m.dev != top_dev;
-    if unlisted && opts.one_file_system > 1 {
+    // attributes, as in rsync, or left out with `-xx`. With -d every
+    // directory is listed so.
+    let mount = opts.one_file_system > 0 && is_dir && m.dev != top_dev;
+    if mount && opts.one_file_system > 1 {
         return None;
     }
+    let unlisted = mount || (is_dir && opts.dirs_only);
     let item = match entry_for(spec, opts, &full, rel.clone(), &m, links)? {
         WalkItem::Entry(mut e) => {
             e.unlisted = unlisted;

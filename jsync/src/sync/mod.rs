@@ -125,6 +125,11 @@ pub struct SyncOptions {
     /// Send a symlink to a directory as the directory (`-k`), as far as
     /// `copy_links` would follow it; other symlinks stay links.
     pub copy_dirlinks: bool,
+    /// Transfer directories without recursing (`-d` without `-r`): a
+    /// directory's contents go only when it is named with a trailing slash
+    /// (or `.`), and the directories met there are made empty (their
+    /// contents on the receiver left alone, `--delete` too).
+    pub dirs_only: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -222,6 +227,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("one_file_system", &self.one_file_system)
             .field("copy_links", &self.copy_links)
             .field("copy_dirlinks", &self.copy_dirlinks)
+            .field("dirs_only", &self.dirs_only)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
@@ -278,6 +284,7 @@ impl Default for SyncOptions {
             one_file_system: 0,
             copy_links: false,
             copy_dirlinks: false,
+            dirs_only: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -396,6 +403,7 @@ impl Args {
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
+            format!("dirs_only={}", flag(opts.dirs_only)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
@@ -527,6 +535,7 @@ impl Args {
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
+                "dirs_only" => out.opts.dirs_only = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
@@ -604,6 +613,7 @@ impl Args {
             one_file_system: self.opts.one_file_system,
             copy_links: self.opts.copy_links,
             copy_dirlinks: self.opts.copy_dirlinks,
+            dirs_only: self.opts.dirs_only,
             chmod: Arc::new(self.opts.chmod.clone()),
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
@@ -880,6 +890,7 @@ mod tests {
             one_file_system: 2,
             copy_links: true,
             copy_dirlinks: true,
+            dirs_only: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
             safe_links: true,
@@ -918,7 +929,7 @@ mod tests {
         assert_eq!(a.opts.parallel, 3);
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
-        assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks);
+        assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks && g.dirs_only);
         let both = fsroot::Kept {
             xattrs: true,
             acls: true,
@@ -975,7 +986,7 @@ mod tests {
         let d = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         assert!(!d.opts.fsync && d.opts.hard_links && !d.opts.delete);
         assert_eq!((d.opts.one_file_system, d.opts.copy_links), (0, false));
-        assert!(!d.opts.xattrs && !d.opts.acls && !d.opts.copy_dirlinks);
+        assert!(!d.opts.xattrs && !d.opts.acls && !d.opts.copy_dirlinks && !d.opts.dirs_only);
         assert!(d.opts.chmod.is_empty() && d.opts.chown.is_none() && !d.opts.safe_links);
         assert!(d.opts.backup.is_none() && d.opts.alt_dest.is_none());
         let linked = SyncOptions {
