@@ -378,6 +378,13 @@ pub struct Cli {
     #[arg(short = 'd', long)]
     pub dirs: bool,
 
+    /// For a file the destination lacks, start from a similar file beside
+    /// it, as rsync's -y: one of the same size and mtime, else the closest
+    /// name with the same suffix (report-v1.pdf for report-v2.pdf), so only
+    /// what differs crosses
+    #[arg(short = 'y', long)]
+    pub fuzzy: bool,
+
     /// List the sources (like ls -l) instead of copying them, as rsync's
     /// --list-only: every operand is a source. A source alone lists too. One
     /// level unless -r or -a; times are UTC
@@ -979,6 +986,7 @@ impl Cli {
         sync.copy_links = self.copy_links;
         sync.copy_dirlinks = self.copy_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
+        sync.fuzzy = self.fuzzy;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;
@@ -1302,6 +1310,7 @@ mod tests {
         assert!(!p.sync.copy_links);
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
         assert!(plan(&["-d", "a", "b"]).unwrap().sync.dirs_only);
+        assert!(plan(&["-y", "a", "b"]).unwrap().sync.fuzzy);
         assert!(!plan(&["-rd", "a", "b"]).unwrap().sync.dirs_only);
         assert!(!plan(&["-ad", "a", "b"]).unwrap().sync.dirs_only);
         let k = plan(&["-ak", "a", "b"]).unwrap().sync;

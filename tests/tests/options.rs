@@ -1457,3 +1457,47 @@ fn dirs_copies_directories_without_recursing() {
     assert!(dst.join("src").is_dir());
     assert_eq!(files_in(&dst), Vec::<String>::new(), "-d src");
 }
+
+/// `-y`: a file the destination lacks starts from a similar one beside it
+/// (the closest name with the same suffix), so only what differs crosses;
+/// without it, or when no name is close, the file comes whole.
+#[test]
+fn fuzzy_starts_a_new_file_from_a_similar_one_beside_it() {
+    use jsync_tests::bins::stat;
+    let big = 256 << 10;
+    let near = |dst: &Path, name: &str| {
+        let mut old = jsync_tests::pseudo_random(big, 1);
+        old[100_000..100_010].copy_from_slice(b"0123456789");
+        put(&dst.join(name), &old, T + 5);
+    };
+    for (options, name, most) in [
+        (&["-y"][..], "bigg.bin", 100_000),
+        (&["--fuzzy", "--delete"], "bigg.bin", 100_000),
+        (&[], "bigg.bin", u64::MAX),
+        (&["-y"], "big.dat", u64::MAX),
+        (&["-y"], "zzzzzzz.bin", u64::MAX),
+    ] {
+        let mut args = options.to_vec();
+        args.push("--stats");
+        each_way_out(
+            &args,
+            |dst| near(dst, name),
+            |dst, out, what| {
+                ok(out, what);
+                let literal = stat(&out.stdout, "Literal data:");
+                let least = if most == u64::MAX { big as u64 } else { 0 };
+                assert!(
+                    (least..=most).contains(&literal),
+                    "{what} ({name}): {literal} literal bytes"
+                );
+                assert_eq!(
+                    read(&dst.join("big.bin")),
+                    Some(jsync_tests::pseudo_random(big, 1)),
+                    "{what}"
+                );
+                let deleted = options.contains(&"--delete");
+                assert_eq!(!dst.join(name).exists(), deleted, "{what}: {name}");
+            },
+        );
+    }
+}

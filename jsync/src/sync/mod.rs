@@ -19,6 +19,7 @@ pub(crate) mod chunker;
 mod destdir;
 mod filter;
 pub(crate) mod fsroot;
+mod fuzzy;
 mod give;
 mod glob;
 pub(crate) mod ids;
@@ -130,6 +131,10 @@ pub struct SyncOptions {
     /// (or `.`), and the directories met there are made empty (their
     /// contents on the receiver left alone, `--delete` too).
     pub dirs_only: bool,
+    /// A file the destination lacks takes a similar one beside it as the
+    /// basis of its delta (`--fuzzy`): one of the same size and mtime, else
+    /// the closest name with the same suffix.
+    pub fuzzy: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -228,6 +233,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("copy_links", &self.copy_links)
             .field("copy_dirlinks", &self.copy_dirlinks)
             .field("dirs_only", &self.dirs_only)
+            .field("fuzzy", &self.fuzzy)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
@@ -285,6 +291,7 @@ impl Default for SyncOptions {
             copy_links: false,
             copy_dirlinks: false,
             dirs_only: false,
+            fuzzy: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -404,6 +411,7 @@ impl Args {
             format!("copy_links={}", flag(opts.copy_links)),
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
             format!("dirs_only={}", flag(opts.dirs_only)),
+            format!("fuzzy={}", flag(opts.fuzzy)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
@@ -536,6 +544,7 @@ impl Args {
                 "copy_links" => out.opts.copy_links = on,
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
                 "dirs_only" => out.opts.dirs_only = on,
+                "fuzzy" => out.opts.fuzzy = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
@@ -653,6 +662,7 @@ impl Args {
             group: self.opts.group,
             modify_window: self.opts.modify_window,
             whole_file: self.opts.whole_file,
+            fuzzy: self.opts.fuzzy,
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,
             delete_before: self.opts.delete_before,
@@ -891,6 +901,7 @@ mod tests {
             copy_links: true,
             copy_dirlinks: true,
             dirs_only: true,
+            fuzzy: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
             safe_links: true,
@@ -946,7 +957,7 @@ mod tests {
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
-        assert!(t.safe_links);
+        assert!(t.safe_links && t.fuzzy);
         assert_eq!(t.kept, both);
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));

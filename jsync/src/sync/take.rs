@@ -113,6 +113,9 @@ pub(crate) struct TakeOptions {
     /// Changed files come whole: no signature of the old file, no hash
     /// check unless `checksum` (`-W`; a partial file is still resumed).
     pub whole_file: bool,
+    /// A file the destination lacks may start from a similar one beside
+    /// it (`--fuzzy`).
+    pub fuzzy: bool,
     /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
     /// Symlinks' times are left alone (`-J`).
@@ -241,6 +244,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         prefix: super::shown_prefix(&source),
         backups,
         alts,
+        fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -776,6 +780,9 @@ struct Ctx {
     /// With `--compare-dest`, `--copy-dest`, `--link-dest`: where files the
     /// destination lacks may be found.
     alts: Option<Alts>,
+    /// With `--fuzzy`: a basis for a file the destination lacks, among its
+    /// siblings.
+    fuzzy: Option<super::fuzzy::Fuzzy>,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -1159,12 +1166,14 @@ struct FileJob {
 }
 
 /// The local file a job's delta starts from, as planning found it.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Local {
     /// Its size (0 if none).
     size: u64,
     /// In which `--*-dest` directory, when the destination has none.
     alt: Option<usize>,
+    /// Another file of the destination (`--fuzzy`), when it has none.
+    sibling: Option<RelPath>,
 }
 
 /// A set of directories whose entries all get the same treatment: those this
@@ -1419,6 +1428,7 @@ fn plan(
                 && ctx.opts.hard_links
                 && e.link == HardLink::None;
             let mut alt = None;
+            let mut sibling = None;
             let (how, change) = match &here {
                 None => match ctx
                     .alts
@@ -1437,7 +1447,18 @@ fn plan(
                         alt = Some((i, m.size));
                         (WantHow::Delta, new)
                     }
-                    None => (WantHow::Full, new),
+                    None => {
+                        // (-W: no basis; a new directory has no siblings.)
+                        let fuzzy = ctx
+                            .fuzzy
+                            .as_ref()
+                            .filter(|_| !ctx.opts.whole_file && !dry && !fresh.holds(rel));
+                        sibling = fuzzy.and_then(|f| f.basis(fs, rel, e));
+                        match sibling {
+                            Some(_) => (WantHow::Delta, new),
+                            None => (WantHow::Full, new),
+                        }
+                    }
                 },
                 Some(m) if m.kind != Kind::File || shared => {
                     clear(m)?;
@@ -1481,11 +1502,20 @@ fn plan(
                 ctx.item(Update::Received, e, &change);
                 return Ok(Plan::LeftOut);
             }
-            let local = match alt {
-                Some((i, size)) => Local { size, alt: Some(i) },
-                None => Local {
-                    size: here.map_or(0, |m| m.size),
+            let local = match (alt, sibling) {
+                (Some((i, size)), _) => Local {
+                    size,
+                    alt: Some(i),
+                    sibling: None,
+                },
+                (None, Some((path, size))) => Local {
+                    size,
                     alt: None,
+                    sibling: Some(path),
+                },
+                (None, None) => Local {
+                    size: here.map_or(0, |m| m.size),
+                    ..Local::default()
                 },
             };
             Ok(Plan::Fetch(how, change, local))
@@ -2294,9 +2324,10 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
             (f, size)
         }
         None => {
-            let local = out.job.local;
-            let opened = match (local.alt, &ctx.alts) {
-                (Some(i), Some(alts)) => alts.open_read(i, &out.job.rel),
+            let local = &out.job.local;
+            let opened = match (local.alt, &ctx.alts, &local.sibling) {
+                (Some(i), Some(alts), _) => alts.open_read(i, &out.job.rel),
+                (_, _, Some(sibling)) => ctx.fs.open_read(sibling),
                 _ => ctx.fs.open_read(&out.job.rel),
             };
             match opened {

@@ -1,0 +1,185 @@
+//! `-y/--fuzzy`, as rsync's: a file the destination lacks takes as the
+//! basis of its delta a file in the same destination directory that looks
+//! like an earlier version of it, so a renamed or re-versioned file
+//! (`report-v1.pdf` → `report-v2.pdf`, `linux-6.1.tar` → `linux-6.2.tar`)
+//! crosses as its changes rather than whole.
+//!
+//! As in rsync, a file of the same size and modification time wins
+//! whatever its name; otherwise the name closest by edit distance among
+//! those with the same suffix (what follows the last `.`), if it shares at
+//! least half of the name. Only regular, non-empty files are candidates,
+//! never jsync's own temp or partial files. A directory is read (and its
+//! files looked up) once for all the new files it gets; the last few such
+//! directories are kept, since the sender's depth-first list comes back to
+//! a directory after each subdirectory.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex};
+
+use proto::sync::Entry;
+
+use super::fsroot::{is_partial_name, is_temp_name, FsRoot, Kind, RelPath};
+
+/// Directories whose candidates are kept.
+const KEPT_DIRS: usize = 32;
+/// Candidates weighed per directory at most (the first in name order).
+const MAX_CANDIDATES: usize = 10_000;
+
+/// A file that may serve as a basis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    name: Vec<u8>,
+    size: u64,
+    mtime: (i64, u32),
+}
+
+/// A directory (its path) and its candidates.
+type Read = (Vec<u8>, Arc<Vec<Candidate>>);
+
+/// The receiver's fuzzy lookups, shared by its tasks.
+#[derive(Default)]
+pub(crate) struct Fuzzy {
+    recent: Mutex<VecDeque<Read>>,
+}
+
+impl Fuzzy {
+    /// A basis for `rel` (a file the destination lacks, listed as `e`)
+    /// among its siblings: the sibling's path and size, or `None`.
+    pub(crate) fn basis(&self, fs: &FsRoot, rel: &RelPath, e: &Entry) -> Option<(RelPath, u64)> {
+        let dir = rel.parent()?;
+        let name = rel.file_name()?.as_bytes();
+        let candidates = self.candidates(fs, &dir);
+        let best = pick(&candidates, name, e.size, e.mtime)?;
+        Some((dir.join(OsStr::from_bytes(&best.name)), best.size))
+    }
+
+    /// The candidates of directory `dir`, read now or kept from before.
+    fn candidates(&self, fs: &FsRoot, dir: &RelPath) -> Arc<Vec<Candidate>> {
+        let key = dir.as_bytes();
+        {
+            let recent = self.recent.lock().expect("poisoned");
+            if let Some((_, c)) = recent.iter().find(|(d, _)| d == key) {
+                return c.clone();
+            }
+        }
+        let found = Arc::new(read_candidates(fs, dir));
+        let mut recent = self.recent.lock().expect("poisoned");
+        if recent.len() >= KEPT_DIRS {
+            recent.pop_front();
+        }
+        recent.push_back((key.to_vec(), found.clone()));
+        found
+    }
+}
+
+/// The regular, non-empty files of `dir` (none if it cannot be read).
+fn read_candidates(fs: &FsRoot, dir: &RelPath) -> Vec<Candidate> {
+    let Ok(mut names) = fs.read_dir(dir) else {
+        return Vec::new();
+    };
+    names.retain(|(n, is_dir)| !is_dir && !is_temp_name(n) && !is_partial_name(n));
+    names.sort_unstable();
+    names.truncate(MAX_CANDIDATES);
+    names
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let m = fs.lstat(&dir.join(OsStr::from_bytes(&name))).ok()??;
+            (m.kind == Kind::File && m.size > 0).then_some(Candidate {
+                name,
+                size: m.size,
+                mtime: m.mtime,
+            })
+        })
+        .collect()
+}
+
+/// The best of `candidates` for a file `name` of `size` and `mtime`.
+fn pick<'a>(
+    candidates: &'a [Candidate],
+    name: &[u8],
+    size: u64,
+    mtime: (i64, u32),
+) -> Option<&'a Candidate> {
+    if let Some(same) = candidates
+        .iter()
+        .find(|c| c.size == size && c.mtime == mtime)
+    {
+        return Some(same);
+    }
+    let suffix = |n: &[u8]| n.iter().rposition(|&b| b == b'.').map(|i| n[i..].to_vec());
+    let wanted = suffix(name);
+    // Closer than half the name, or not at all.
+    let mut best: Option<(usize, &Candidate)> = None;
+    let mut bound = name.len().div_ceil(2);
+    for c in candidates {
+        if suffix(&c.name) != wanted || c.name.len().abs_diff(name.len()) >= bound {
+            continue;
+        }
+        let d = distance(name, &c.name);
+        if d < bound {
+            bound = d;
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// The edit distance (insertions, deletions, substitutions) between `a`
+/// and `b`.
+fn distance(a: &[u8], b: &[u8]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diag + usize::from(ca != cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diag = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, size: u64, t: i64) -> Candidate {
+        Candidate {
+            name: name.as_bytes().to_vec(),
+            size,
+            mtime: (t, 0),
+        }
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance(b"", b""), 0);
+        assert_eq!(distance(b"abc", b""), 3);
+        assert_eq!(distance(b"kitten", b"sitting"), 3);
+        assert_eq!(distance(b"report-v1.pdf", b"report-v2.pdf"), 1);
+    }
+
+    #[test]
+    fn the_same_size_and_time_first_then_the_closest_name_with_the_suffix() {
+        let list = [
+            c("notes.txt", 10, 1),
+            c("report-v1.pdf", 500, 2),
+            c("report-v10.pdf", 500, 3),
+            c("report-v1.doc", 500, 4),
+            c("other.bin", 77, 9),
+        ];
+        let name = |n: &str, size, t| pick(&list, n.as_bytes(), size, (t, 0)).map(|c| &c.name[..]);
+        assert_eq!(name("report-v2.pdf", 1, 1), Some(&b"report-v1.pdf"[..]));
+        // Size and time beat any name.
+        assert_eq!(name("report-v2.pdf", 77, 9), Some(&b"other.bin"[..]));
+        // Another suffix, or too far a name: none.
+        assert_eq!(name("report-v2.odt", 1, 1), None);
+        assert_eq!(name("summary.pdf", 1, 1), None);
+        assert_eq!(name("x", 1, 1), None);
+    }
+}
