@@ -385,6 +385,13 @@ pub struct Cli {
     #[arg(short = 'y', long)]
     pub fuzzy: bool,
 
+    /// Put every received file in place at the end of the run, together,
+    /// as rsync's --delay-updates: until then the destination keeps its old
+    /// files (the new ones wait under temp names beside them); a run that
+    /// fails keeps them as partial files, so the next run sends nothing again
+    #[arg(long)]
+    pub delay_updates: bool,
+
     /// List the sources (like ls -l) instead of copying them, as rsync's
     /// --list-only: every operand is a source. A source alone lists too. One
     /// level unless -r or -a; times are UTC
@@ -987,6 +994,7 @@ impl Cli {
         sync.copy_dirlinks = self.copy_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
+        sync.delay_updates = self.delay_updates;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;
@@ -1311,6 +1319,12 @@ mod tests {
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
         assert!(plan(&["-d", "a", "b"]).unwrap().sync.dirs_only);
         assert!(plan(&["-y", "a", "b"]).unwrap().sync.fuzzy);
+        assert!(
+            plan(&["--delay-updates", "a", "b"])
+                .unwrap()
+                .sync
+                .delay_updates
+        );
         assert!(!plan(&["-rd", "a", "b"]).unwrap().sync.dirs_only);
         assert!(!plan(&["-ad", "a", "b"]).unwrap().sync.dirs_only);
         let k = plan(&["-ak", "a", "b"]).unwrap().sync;

@@ -194,3 +194,71 @@ async fn a_source_file_changed_after_it_was_sent_is_not_removed() {
         assert!(!src.join("moved.txt").exists(), "{what}");
     }
 }
+
+/// `--delay-updates`: no received file is in place before the last one
+/// arrives (the receiver stages each under a temp name and renames them
+/// all at the end); without it, each is in place by then. Pulled over one
+/// lane, so the receiver takes the files in list order and starts the last
+/// (large) one after the others are done; either way the run ends with the
+/// source's tree.
+#[tokio::test(flavor = "multi_thread")]
+async fn delay_updates_puts_files_in_place_at_the_end() {
+    /// At the start of `zz-last.bin`, which of the others are in place.
+    struct Look {
+        dst: std::path::PathBuf,
+        src: std::path::PathBuf,
+        in_place: std::sync::Mutex<Vec<(String, bool)>>,
+    }
+    impl sync::Progress for Look {
+        fn file_started(&self, path: &str, _size: u64) {
+            if path != "zz-last.bin" {
+                return;
+            }
+            let mut seen = self.in_place.lock().unwrap();
+            for i in 0..20 {
+                let name = format!("f{i:02}.txt");
+                let now = std::fs::read(self.dst.join(&name)).ok();
+                let new = std::fs::read(self.src.join(&name)).ok();
+                seen.push((name, now.is_some() && now == new));
+            }
+        }
+    }
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join(format!("f{i:02}.txt")), format!("new {i}")).unwrap();
+    }
+    std::fs::write(src.join("zz-last.bin"), pseudo_random(1 << 20, 3)).unwrap();
+    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    for delay in [true, false] {
+        let dst = work.path().join(format!("dst-{delay}"));
+        std::fs::create_dir_all(&dst).unwrap();
+        // One file replaced, the rest new.
+        std::fs::write(dst.join("f03.txt"), b"old").unwrap();
+        let look = std::sync::Arc::new(Look {
+            dst: dst.clone(),
+            src: src.clone(),
+            in_place: Default::default(),
+        });
+        let mut o = opts();
+        o.delay_updates = delay;
+        o.parallel = 1;
+        o.progress = look.clone();
+        let r = sync::pull(&link, "src/", &dst, &o).await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_same_tree(&src, &dst);
+        let seen = look.in_place.lock().unwrap();
+        assert_eq!(seen.len(), 20, "{seen:?}");
+        assert!(
+            seen.iter().all(|(_, placed)| *placed != delay),
+            "delay {delay}: {seen:?}"
+        );
+    }
+}

@@ -1501,3 +1501,24 @@ fn fuzzy_starts_a_new_file_from_a_similar_one_beside_it() {
         );
     }
 }
+
+/// `--delay-updates` (each way; the engine's tests check that files wait
+/// for the end): the destination ends as the source, hard links included.
+#[test]
+fn delay_updates_ends_with_the_source_state() {
+    each_way("--delay-updates", source_state());
+    each_way_then(&["--delay-updates", "--delete"], |dst, what| {
+        check(dst, &source_state(), what);
+        assert_eq!(
+            inode(&dst.join("linked_a")),
+            inode(&dst.join("linked_b")),
+            "{what}"
+        );
+        assert!(!dst.join("extra.txt").exists(), "{what}");
+        let left: Vec<_> = files_in(dst)
+            .into_iter()
+            .filter(|n| n.contains("jsync"))
+            .collect();
+        assert!(left.is_empty(), "{what}: {left:?}");
+    });
+}

@@ -1723,6 +1723,29 @@ impl TempFile {
         Ok(())
     }
 
+    /// [`TempFile::commit`] but for the rename (`--delay-updates`): sets
+    /// mode and mtime, syncs if asked, gives an unnamed file a temp name and
+    /// closes it. The [`Staged`] file is renamed into place later.
+    pub fn stage(mut self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<Staged, FsError> {
+        let file = self.file.as_fd();
+        let temp = rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
+            .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
+            .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
+            .and_then(|()| match &self.temp {
+                Temp::Named(temp) => Ok(temp.clone()),
+                Temp::Unnamed(via) => self.name_it(*via),
+            })
+            .map_err(|e| FsError::io(self.shown.clone(), e))?;
+        self.done = true;
+        Ok(Staged {
+            dir: self.dir.clone(),
+            temp,
+            target: self.target.clone(),
+            shown: self.shown.clone(),
+            done: false,
+        })
+    }
+
     /// Renames the temp (named first if it is unnamed) to `to` in its directory.
     fn rename_to(&mut self, to: &OsStr) -> Result<(), Errno> {
         let temp = match &self.temp {
@@ -1806,6 +1829,41 @@ impl TempFile {
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
         Ok(())
+    }
+}
+
+/// A complete file under a temp name beside its target, waiting for the
+/// end of the run to be renamed into place ([`TempFile::stage`],
+/// `--delay-updates`). Dropped unplaced (the run failed), it is kept as the
+/// target's partial file, which the next run resumes from (so nothing is
+/// sent again).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    dir: Arc<OwnedFd>,
+    temp: OsString,
+    target: OsString,
+    shown: String,
+    done: bool,
+}
+
+impl Staged {
+    /// Renames the file over its target (a symlink there is replaced).
+    pub fn place(mut self) -> Result<(), FsError> {
+        rfs::renameat(&self.dir, &self.temp, &self.dir, &self.target)
+            .map_err(|e| FsError::io(self.shown.clone(), e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let partial = partial_name(&self.target);
+            if rfs::renameat(&self.dir, &self.temp, &self.dir, &partial).is_err() {
+                let _ = rfs::unlinkat(&self.dir, &self.temp, AtFlags::empty());
+            }
+        }
     }
 }
 
@@ -2808,6 +2866,41 @@ mod tests {
             assert_eq!(fs.xattrs(&f).unwrap(), expect);
             assert_eq!(only_acls.differences(&expect, &[access(4)]), (false, false));
         }
+    }
+
+    /// A staged file (`--delay-updates`) has its mode and time, sits
+    /// under a temp name until placed, and left unplaced becomes the
+    /// target's partial file; small (unnamed) and named temps alike.
+    #[test]
+    fn a_staged_file_is_placed_later_or_kept_as_partial() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsRoot::open(t.path()).unwrap();
+        for (i, unnamed) in [false, true].into_iter().enumerate() {
+            let f = rel(format!("f{i}").as_bytes());
+            std::fs::write(t.path().join(f.display()), b"old").unwrap();
+            let make = || {
+                let tmp = match unnamed {
+                    true => fs.create_unnamed(&f),
+                    false => fs.create_temp(&f),
+                }
+                .unwrap();
+                tmp.write_at(b"new", 0).unwrap();
+                tmp.stage(0o640, (1_000, 0), false).unwrap()
+            };
+            let staged = make();
+            assert_eq!(std::fs::read(t.path().join(f.display())).unwrap(), b"old");
+            staged.place().unwrap();
+            let m = std::fs::metadata(t.path().join(f.display())).unwrap();
+            assert_eq!(std::fs::read(t.path().join(f.display())).unwrap(), b"new");
+            assert_eq!((m.mode() & 0o7777, m.mtime()), (0o640, 1_000));
+            drop(make());
+            let mut partial = fs.partial(&f).unwrap().expect("kept as partial");
+            let mut got = Vec::new();
+            partial.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"new");
+            fs.remove_partial(&f).unwrap();
+        }
+        assert_eq!(names(t.path()), ["f0", "f1"], "nothing else left");
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct SyncOptions {
     /// basis of its delta (`--fuzzy`): one of the same size and mtime, else
     /// the closest name with the same suffix.
     pub fuzzy: bool,
+    /// Rename received files into place together at the end
+    /// (`--delay-updates`), so the destination changes in one short step.
+    pub delay_updates: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -234,6 +237,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("copy_dirlinks", &self.copy_dirlinks)
             .field("dirs_only", &self.dirs_only)
             .field("fuzzy", &self.fuzzy)
+            .field("delay_updates", &self.delay_updates)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
@@ -292,6 +296,7 @@ impl Default for SyncOptions {
             copy_dirlinks: false,
             dirs_only: false,
             fuzzy: false,
+            delay_updates: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -412,6 +417,7 @@ impl Args {
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
             format!("dirs_only={}", flag(opts.dirs_only)),
             format!("fuzzy={}", flag(opts.fuzzy)),
+            format!("delay_updates={}", flag(opts.delay_updates)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
@@ -545,6 +551,7 @@ impl Args {
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
+                "delay_updates" => out.opts.delay_updates = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
@@ -663,6 +670,7 @@ impl Args {
             modify_window: self.opts.modify_window,
             whole_file: self.opts.whole_file,
             fuzzy: self.opts.fuzzy,
+            delay_updates: self.opts.delay_updates,
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,
             delete_before: self.opts.delete_before,
@@ -902,6 +910,7 @@ mod tests {
             copy_dirlinks: true,
             dirs_only: true,
             fuzzy: true,
+            delay_updates: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
             safe_links: true,
@@ -957,7 +966,7 @@ mod tests {
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
-        assert!(t.safe_links && t.fuzzy);
+        assert!(t.safe_links && t.fuzzy && t.delay_updates);
         assert_eq!(t.kept, both);
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));

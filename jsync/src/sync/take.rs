@@ -116,6 +116,9 @@ pub(crate) struct TakeOptions {
     /// A file the destination lacks may start from a similar one beside
     /// it (`--fuzzy`).
     pub fuzzy: bool,
+    /// Received files are renamed into place together at the end
+    /// (`--delay-updates`).
+    pub delay_updates: bool,
     /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
     /// Symlinks' times are left alone (`-J`).
@@ -245,6 +248,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         backups,
         alts,
         fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
+        staged: opts.delay_updates.then(Default::default),
     });
     if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
@@ -442,6 +446,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             reason: peer.link().failure().unwrap_or_default(),
         });
     }
+    // --delay-updates: what arrived goes in place now, before the second
+    // names of hard links (which link to it) and --delete.
+    ctx.place_staged();
     for (rel, e, leader, i) in followers {
         if skipped_leaders.contains(&leader) || skipped.holds(&rel) {
             continue;
@@ -783,6 +790,9 @@ struct Ctx {
     /// With `--fuzzy`: a basis for a file the destination lacks, among its
     /// siblings.
     fuzzy: Option<super::fuzzy::Fuzzy>,
+    /// With `--delay-updates`: received files waiting to be renamed into
+    /// place at the end, with their entry numbers.
+    staged: Option<std::sync::Mutex<Vec<(super::fsroot::Staged, u64)>>>,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -858,6 +868,49 @@ impl Ctx {
     fn placed(&self, index: u64) {
         if self.opts.confirm_placed {
             self.items.placed(index);
+        }
+    }
+
+    /// Puts the received file `temp` in place as entry `index` with `mode`
+    /// and `mtime`, or with `--delay-updates` stages it for the end (true
+    /// then: its PLACED waits for the rename).
+    fn put_in_place(
+        &self,
+        temp: TempFile,
+        meta: &FileMeta,
+        index: u64,
+    ) -> std::result::Result<bool, String> {
+        let Some(staged) = &self.staged else {
+            temp.commit(meta.mode, meta.mtime, self.opts.fsync)
+                .map_err(|e| e.to_string())?;
+            return Ok(false);
+        };
+        let file = temp
+            .stage(meta.mode, meta.mtime, self.opts.fsync)
+            .map_err(|e| e.to_string())?;
+        staged.lock().expect("poisoned").push((file, index));
+        Ok(true)
+    }
+
+    /// `--delay-updates`: renames what was staged into place, in list order.
+    fn place_staged(&self) {
+        let Some(staged) = &self.staged else {
+            return;
+        };
+        let mut files = std::mem::take(&mut *staged.lock().expect("poisoned"));
+        files.sort_unstable_by_key(|(_, i)| *i);
+        for (file, index) in files {
+            match file.place() {
+                Ok(()) => self.placed(index),
+                Err(e) => {
+                    let path = match &e {
+                        super::fsroot::FsError::Io { path, .. } => path.clone(),
+                        other => other.to_string(),
+                    };
+                    self.counters
+                        .error(&self.shown(path.as_bytes()), e.to_string())
+                }
+            }
         }
     }
 
@@ -2580,7 +2633,6 @@ async fn receive_file(
     let peer = || ctx.peer.link().peer_name().to_string();
     let shown = &job.shown;
     let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
-    let e = &job.entry;
     match f.op {
         msg::FILE_ERR => {
             let message = f.error.unwrap_or_else(|| "the sender failed".into());
@@ -2639,7 +2691,7 @@ async fn receive_file(
                     msg::END => {
                         let end: msg::End = decode(&f.payload, &peer())?;
                         let (literal, reused) = (build.literal, build.reused);
-                        let res = build.finish(ctx, &meta, &end, e, &job.rel);
+                        let res = build.finish(ctx, &meta, &end, job);
                         placed(ctx, job, res, literal, reused);
                         return Ok(());
                     }
@@ -2673,7 +2725,7 @@ async fn receive_file(
 /// Writes a whole small file beside its target, checks it, and puts it in place.
 fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
     let shown = &job.shown;
-    let res = (|| -> std::result::Result<(), String> {
+    let res = (|| -> std::result::Result<bool, String> {
         if ctx.whole_digest && blake3::hash(whole.data).as_bytes() != &whole.hash {
             return Err(format!("{shown}: verification failed (hash mismatch)"));
         }
@@ -2684,8 +2736,7 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
         }
         finish_file(ctx, &temp, &job.entry)?;
         ctx.keep_replaced(&job.rel)?;
-        temp.commit(whole.meta.mode, whole.meta.mtime, ctx.opts.fsync)
-            .map_err(|e| e.to_string())
+        ctx.put_in_place(temp, &whole.meta, job.index)
     })();
     ctx.progress.file_started(shown, whole.meta.size);
     ctx.progress.file_progress(shown, whole.meta.size);
@@ -2735,12 +2786,12 @@ async fn receive_batch(ctx: &Ctx, rx: &mut CircuitReceiver, jobs: &[FileJob]) ->
 fn placed(
     ctx: &Ctx,
     job: &FileJob,
-    res: std::result::Result<(), String>,
+    res: std::result::Result<bool, String>,
     literal: u64,
     reused: u64,
 ) {
     match res {
-        Ok(()) => {
+        Ok(staged) => {
             if job.partial {
                 if let Err(e) = ctx.fs.remove_partial(&job.rel) {
                     tracing::warn!(path = %job.shown, error = %e, "cannot remove the partial file");
@@ -2755,8 +2806,11 @@ fn placed(
                 change.content = true;
             }
             ctx.item(Update::Received, &job.entry, &change);
-            // After its itemized line, which the sender then sees first.
-            ctx.placed(job.index);
+            // After its itemized line, which the sender then sees first (a
+            // staged file's once it is renamed into place).
+            if !staged {
+                ctx.placed(job.index);
+            }
         }
         Err(message) => ctx.counters.error(&job.shown, message),
     }
@@ -2990,15 +3044,15 @@ impl<'a> Build<'a> {
         }
     }
 
-    /// Checks the rebuilt file against the sender's END and puts it in place.
+    /// Checks the rebuilt file against the sender's END and puts it in place
+    /// ([`Ctx::put_in_place`]).
     fn finish(
         self,
         ctx: &Ctx,
         meta: &FileMeta,
         end: &msg::End,
-        e: &Entry,
-        rel: &RelPath,
-    ) -> std::result::Result<(), String> {
+        job: &FileJob,
+    ) -> std::result::Result<bool, String> {
         let temp = self.temp?;
         if let Some(v) = self.verifier {
             drop(v.runs);
@@ -3014,10 +3068,9 @@ impl<'a> Build<'a> {
             ));
         }
         temp.set_len(end.size).map_err(|err| err.to_string())?;
-        finish_file(ctx, &temp, e)?;
-        ctx.keep_replaced(rel)?;
-        temp.commit(meta.mode, meta.mtime, ctx.opts.fsync)
-            .map_err(|e| e.to_string())
+        finish_file(ctx, &temp, &job.entry)?;
+        ctx.keep_replaced(&job.rel)?;
+        ctx.put_in_place(temp, meta, job.index)
     }
 
     /// The connection broke part-way: keep what arrived as the file's partial
