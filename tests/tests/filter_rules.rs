@@ -234,7 +234,7 @@ fn a_rule_file_that_does_not_parse_stops_its_directory() {
         fails(
             &out,
             3,
-            "a/b/.rsync-filter:2: bad filter rule \"not a rule\"",
+            "a/b: not walked: .rsync-filter:2: bad filter rule \"not a rule\"",
             &what,
         );
         let got = files_in(&dst);
@@ -244,14 +244,20 @@ fn a_rule_file_that_does_not_parse_stops_its_directory() {
             "{what}: {got:?}"
         );
     }
-    // On the receiving side, nothing is deleted where the rules are unknown.
+    // On the receiving side, nothing is deleted where the rules are
+    // unknown, nor below; said once, for the directory of the file.
     let prepare = |dst: &Path| {
         put(&dst.join("c/.rsync-filter"), "-bad\n");
         put(&dst.join("c/extra"), "extra");
+        put(&dst.join("c/sub/deeper/extra"), "extra");
     };
     each_way_then(&["-F", "--delete"], prepare, |dst, out, what| {
-        fails(out, 3, "c/.rsync-filter:1: bad filter rule", what);
+        let needle = "c: nothing deleted here or below: .rsync-filter:1: bad filter rule";
+        fails(out, 3, needle, what);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches(".rsync-filter:1").count(), 1, "{what}: {err}");
         assert!(dst.join("c/extra").exists(), "{what}");
+        assert!(dst.join("c/sub/deeper/extra").exists(), "{what}");
     });
 }
 

@@ -265,9 +265,21 @@ pub struct DirScope {
 
 /// The per-directory rules of directories reached by their paths rather than
 /// by a walk that enters each in turn (a selection's listed paths, the
-/// receiver's deletions): each read from the top down, once.
+/// receiver's deletions): each read from the top down, once. A directory
+/// whose rule file failed is remembered as failed (`None`), with all below.
 #[derive(Debug, Default)]
-pub struct Scopes(std::collections::HashMap<Vec<u8>, DirScope>);
+pub struct Scopes(std::collections::HashMap<Vec<u8>, Option<DirScope>>);
+
+/// Why [`Scopes::at`] has no rules for a directory.
+#[derive(Debug)]
+pub enum ScopeError {
+    /// The rule file of directory `dir` (relative to the top; it or one
+    /// above the directory asked for) failed: said once, here.
+    Failed { dir: Vec<u8>, error: FilterError },
+    /// A directory at or above the one asked for failed before (and was
+    /// said then).
+    Below,
+}
 
 impl Scopes {
     /// The rules in force in `dir` (relative to the top; "" is the top):
@@ -278,24 +290,33 @@ impl Scopes {
         filter: &Filter,
         dir: &[u8],
         read: &mut F,
-    ) -> Result<DirScope, FilterError>
+    ) -> Result<DirScope, ScopeError>
     where
         F: FnMut(&[u8], &str) -> Result<Option<Vec<u8>>, String>,
     {
         if !filter.has_dir_merge() {
             return Ok(DirScope::default());
         }
-        if let Some(s) = self.0.get(dir) {
-            return Ok(s.clone());
+        match self.0.get(dir) {
+            Some(Some(s)) => return Ok(s.clone()),
+            Some(None) => return Err(ScopeError::Below),
+            None => {}
         }
         let parent = match dir.iter().rposition(|&b| b == b'/') {
-            Some(i) => self.at(filter, &dir[..i], read)?,
-            None if dir.is_empty() => DirScope::default(),
-            None => self.at(filter, b"", read)?,
+            Some(i) => self.at(filter, &dir[..i], read),
+            None if dir.is_empty() => Ok(DirScope::default()),
+            None => self.at(filter, b"", read),
         };
-        let scope = filter.enter(&parent, dir, |name| read(dir, name))?;
-        self.0.insert(dir.to_vec(), scope.clone());
-        Ok(scope)
+        let scope = parent.and_then(|parent| {
+            filter
+                .enter(&parent, dir, |name| read(dir, name))
+                .map_err(|error| ScopeError::Failed {
+                    dir: dir.to_vec(),
+                    error,
+                })
+        });
+        self.0.insert(dir.to_vec(), scope.as_ref().ok().cloned());
+        scope
     }
 }
 
@@ -651,13 +672,8 @@ impl Filter {
             if !dm.side.applies(self.side) {
                 continue;
             }
-            let shown = || {
-                let mut p = String::from_utf8_lossy(dir).into_owned();
-                if !p.is_empty() {
-                    p.push('/');
-                }
-                p + &dm.name
-            };
+            // (The caller names the directory.)
+            let shown = || dm.name.clone();
             let failed = |reason: String| FilterError::DirFile {
                 path: shown(),
                 reason,
@@ -1610,7 +1626,7 @@ mod tests {
                 Ok(Some(b"- ok\n-bad\n".to_vec()))
             })
             .unwrap_err();
-        assert!(e.to_string().starts_with("d/.rules:2:"), "{e}");
+        assert!(e.to_string().starts_with(".rules:2:"), "{e}");
         let e = f
             .enter(&DirScope::default(), b"", |_| {
                 Err("Permission denied".into())

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::acl;
 use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
-use super::filter::{DirScope, Scopes};
+use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
 use super::remove::Removals;
@@ -889,18 +889,18 @@ fn walk_selected(
         let parent = prefixes.last().copied().unwrap_or_default();
         let scope = match path.is_empty() {
             true => Ok(DirScope::default()),
-            false => scopes
-                .at(&opts.filter, parent, &mut read)
-                .map_err(|e| format!("not walked: {e}")),
+            false => scopes.at(&opts.filter, parent, &mut read),
         };
         let scope = match scope {
             Ok(scope) => scope,
-            Err(why) => {
-                if !send(WalkItem::Error(path.clone(), why)) {
+            // Said once, for the directory whose rule file failed.
+            Err(ScopeError::Failed { dir, error }) => {
+                if !send(WalkItem::Error(dir, format!("not walked: {error}"))) {
                     return;
                 }
                 continue;
             }
+            Err(ScopeError::Below) => continue,
         };
         let excluded =
             |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded_in(&scope, path, is_dir);

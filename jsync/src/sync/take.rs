@@ -22,7 +22,7 @@ use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, DigestBuilder, MAX_CHUNK};
 use super::destdir::DestMap;
-use super::filter::{DirScope, Scopes};
+use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::{blocking, fs_err};
 use super::itemize::{Attrs, Change, Item, Update};
@@ -1119,7 +1119,7 @@ impl Ctx {
     /// The per-directory filter rules (`dir-merge`) in force in destination
     /// directory `dir`, from the destination's own rule files, read from the
     /// base down once each (as rsync's receiver does for its deletions).
-    fn rule_scope(&self, dir: &RelPath) -> std::result::Result<DirScope, String> {
+    fn rule_scope(&self, dir: &RelPath) -> std::result::Result<DirScope, ScopeError> {
         let mut read = |d: &[u8], name: &str| {
             let dir = join(&self.base, d).map_err(|e| e.to_string())?;
             self.fs
@@ -1128,9 +1128,7 @@ impl Ctx {
         };
         let mut scopes = self.rule_scopes.lock().expect("poisoned");
         let key = self.under_base(dir);
-        scopes
-            .at(&self.opts.filter, key, &mut read)
-            .map_err(|e| e.to_string())
+        scopes.at(&self.opts.filter, key, &mut read)
     }
 
     /// Whether `--delete` leaves `rel` alone: the receiver's rules (`scope`,
@@ -1934,14 +1932,8 @@ fn delete_extraneous(
             return;
         }
     };
-    let scope = match ctx.rule_scope(dir) {
-        Ok(scope) => scope,
-        Err(e) => {
-            // Its rules may protect what is there: nothing is deleted.
-            let why = format!("nothing deleted here: {e}");
-            ctx.counters.error(&ctx.shown_rel(dir), why);
-            return;
-        }
+    let Some(scope) = scope_or_say(ctx, dir) else {
+        return;
     };
     for (name, is_dir) in names {
         // Temp files of transfers in flight and partial files kept for the
@@ -2000,15 +1992,34 @@ fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, lines: 
     }
 }
 
+/// The receiver's rules in directory `rel` ([`Ctx::rule_scope`]); `None`
+/// when its rule file, or one above it, failed. Rules that cannot be read
+/// may protect what is there, so nothing is deleted there; said once, for
+/// the directory whose rule file failed.
+fn scope_or_say(ctx: &Ctx, rel: &RelPath) -> Option<DirScope> {
+    match ctx.rule_scope(rel) {
+        Ok(scope) => Some(scope),
+        Err(ScopeError::Failed { dir, error }) => {
+            let why = format!("nothing deleted here or below: {error}");
+            ctx.counters.error(&ctx.shown(&dir), why);
+            None
+        }
+        Err(ScopeError::Below) => None,
+    }
+}
+
 /// Whether what directory `rel` holds, at any depth, includes something the
 /// receiver's rules (or a backup directory) protect, or, with `-x`, a
-/// directory on another filesystem.
+/// directory on another filesystem. Where the rules cannot be read, all is
+/// taken as protected.
 fn protected_inside(
     ctx: &Ctx,
     rel: &RelPath,
     home: Option<u64>,
 ) -> std::result::Result<bool, String> {
-    let scope = ctx.rule_scope(rel)?;
+    let Some(scope) = scope_or_say(ctx, rel) else {
+        return Ok(true);
+    };
     for (name, is_dir) in ctx.fs.read_dir(rel).map_err(|e| e.to_string())? {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
         if ctx.spared(&scope, &child, is_dir)
@@ -2029,14 +2040,13 @@ fn elsewhere(ctx: &Ctx, rel: &RelPath, home: Option<u64>) -> bool {
 /// Deletes what directory `rel` holds but what is protected
 /// ([`protected_inside`]), each entry through [`delete_one`].
 fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut Vec<String>) {
-    let listed = ctx.rule_scope(rel).and_then(|scope| {
-        let names = ctx.fs.read_dir(rel).map_err(|e| e.to_string())?;
-        Ok((scope, names))
-    });
-    let (scope, names) = match listed {
-        Ok(found) => found,
+    let Some(scope) = scope_or_say(ctx, rel) else {
+        return;
+    };
+    let names = match ctx.fs.read_dir(rel) {
+        Ok(names) => names,
         Err(e) => {
-            ctx.counters.error(&ctx.shown_rel(rel), e);
+            ctx.counters.error(&ctx.shown_rel(rel), e.to_string());
             return;
         }
     };
