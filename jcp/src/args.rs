@@ -214,6 +214,14 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", visible_alias = "log-format")]
     pub out_format: Option<String>,
 
+    /// Append what the run does to FILE, as rsync's --log-file: a line for
+    /// the start (the command), one per change (itemized, or in the
+    /// --out-format), each error and warning, and the totals, each after a
+    /// UTC time and jcp's process id. FILE is opened before anything is
+    /// copied
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
     /// Change nothing; list what would change (in --itemize-changes form)
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -672,6 +680,10 @@ pub struct Plan {
     pub stats: bool,
     /// `--stats` sizes: 0 in bytes, 1 in units of 1000, 2 of 1024 (`-h`, `-hh`).
     pub human_readable: u8,
+    /// Print a line per change on stdout (`-i`, `--out-format`; `-n` too).
+    pub print_items: bool,
+    /// Append what the run did to this file (`--log-file`).
+    pub log_file: Option<PathBuf>,
 }
 
 /// The link's timeouts: `--timeout` the silence after which the server is
@@ -1021,6 +1033,9 @@ impl Cli {
             sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
             sync.itemize = true;
         }
+        // Lines are printed when asked for; --log-file wants them too.
+        let print_items = sync.itemize || sync.dry_run;
+        sync.itemize |= self.log_file.is_some();
         let selection = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1095,6 +1110,8 @@ impl Cli {
             },
             stats: self.stats || info.stats,
             human_readable: self.human_readable.min(2),
+            print_items,
+            log_file: self.log_file,
         })
     }
 }
@@ -1325,6 +1342,9 @@ mod tests {
                 .sync
                 .delay_updates
         );
+        let logged = plan(&["--log-file", "l", "a", "b"]).unwrap();
+        assert!(logged.sync.itemize && !logged.print_items && logged.log_file.is_some());
+        assert!(plan(&["-i", "a", "b"]).unwrap().print_items);
         assert!(!plan(&["-rd", "a", "b"]).unwrap().sync.dirs_only);
         assert!(!plan(&["-ad", "a", "b"]).unwrap().sync.dirs_only);
         let k = plan(&["-ak", "a", "b"]).unwrap().sync;

@@ -36,13 +36,30 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(plan.verbosity);
-    let display = Arc::new(Display::new(
-        plan.show_progress,
-        plan.verbosity >= 2,
-        plan.sync.itemize || plan.sync.dry_run,
-    ));
+    let mut display = Display::new(plan.show_progress, plan.verbosity >= 2, plan.print_items);
+    if let Some(path) = &plan.log_file {
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        match opened {
+            Ok(file) => display = display.with_log(file),
+            Err(e) => {
+                eprintln!("jcp: cannot open the log file {}: {e}", path.display());
+                return ExitCode::from(exit::USAGE);
+            }
+        }
+        let args: Vec<String> = std::env::args().collect();
+        display.log(&args.join(" "));
+    }
+    let display = Arc::new(display);
     let result = run(&plan, display.clone()).await;
     display.finish(matches!(&result, Ok(r) if r.errors.is_empty()));
+    // A message for stderr, and the log file.
+    let say = |line: String| {
+        display.log(&line);
+        eprintln!("{line}");
+    };
     match result {
         Ok(report) => {
             if plan.stats {
@@ -56,22 +73,26 @@ async fn main() -> ExitCode {
             for w in &report.warnings {
                 if w.path.is_empty() {
                     // About the run, not one entry.
-                    eprintln!("jcp: warning: {}", w.message);
+                    say(format!("jcp: warning: {}", w.message));
                 } else {
-                    eprintln!("jcp: warning: {}: {}", shown(&w.path), w.message);
+                    say(format!("jcp: warning: {}: {}", shown(&w.path), w.message));
                 }
             }
             for v in &report.vanished {
-                eprintln!("jcp: file has vanished: {}", shown(&v.path));
+                say(format!("jcp: file has vanished: {}", shown(&v.path)));
             }
+            display.log(&format!(
+                "{} files transferred, {} bytes on the wire, total size {}, {} deleted",
+                report.files_transferred, report.wire_bytes, report.total_size, report.deleted
+            ));
             if !report.errors.is_empty() {
                 for e in &report.errors {
-                    eprintln!("jcp: {}: {}", shown(&e.path), e.message);
+                    say(format!("jcp: {}: {}", shown(&e.path), e.message));
                 }
-                eprintln!(
+                say(format!(
                     "jcp: {} of the files could not be transferred; the others were",
                     report.errors.len()
-                );
+                ));
                 ExitCode::from(exit::PARTIAL)
             } else if report.deletes_skipped > 0 {
                 ExitCode::from(exit::DELETE_LIMIT)
@@ -82,7 +103,7 @@ async fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("jcp: {}", exit::describe(&e));
+            say(format!("jcp: {}", exit::describe(&e)));
             ExitCode::from(exit::code_for(&e))
         }
     }

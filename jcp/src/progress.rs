@@ -30,6 +30,9 @@ pub struct Display {
     bars: Option<Bars>,
     list_files: bool,
     itemize: bool,
+    /// `--log-file`: where each change (and the run's start, errors and
+    /// totals, through [`Display::log`]) is appended.
+    log: Option<Mutex<std::fs::File>>,
     start: Instant,
     last_length_sync_ms: AtomicU64,
 }
@@ -90,14 +93,34 @@ impl Display {
             bars,
             list_files,
             itemize,
+            log: None,
             start: Instant::now(),
             last_length_sync_ms: AtomicU64::new(0),
         }
     }
 
+    /// This display, also appending to `log` (`--log-file`).
+    pub fn with_log(mut self, log: std::fs::File) -> Display {
+        self.log = Some(Mutex::new(log));
+        self
+    }
+
     /// Whether this display does anything at all.
     pub fn is_active(&self) -> bool {
-        self.bars.is_some() || self.list_files || self.itemize
+        self.bars.is_some() || self.list_files || self.itemize || self.log.is_some()
+    }
+
+    /// Appends `line` to the log file, if there is one, after the time (UTC,
+    /// as rsync's `YYYY/MM/DD HH:MM:SS`) and jcp's process id. A log that
+    /// cannot be written does not stop the copy.
+    pub fn log(&self, line: &str) {
+        let Some(log) = &self.log else { return };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let stamp = jsync::civil::utc_stamp(now, ' ');
+        let mut log = log.lock().expect("poisoned");
+        let _ = writeln!(log, "{stamp} [{}] {line}", std::process::id());
     }
 
     /// Ends the display: per-file bars vanish, the overall bar stays as a summary
@@ -231,6 +254,7 @@ impl Progress for Display {
     }
 
     fn itemize(&self, line: &str) {
+        self.log(line);
         if !self.itemize {
             return;
         }

@@ -1522,3 +1522,61 @@ fn delay_updates_ends_with_the_source_state() {
         assert!(left.is_empty(), "{what}: {left:?}");
     });
 }
+
+/// `--log-file FILE`: the command, a line per change (stdout stays empty
+/// without `-i`), each warning, and the totals are appended to FILE, each
+/// after a time and jcp's process id; a log that cannot be opened stops
+/// the run before anything is copied.
+#[test]
+fn log_file_records_the_run() {
+    let logs = tempfile::tempdir().unwrap();
+    for print in [false, true] {
+        let log = logs.path().join(format!("log-{print}"));
+        let log_arg = format!("--log-file={}", log.display());
+        // (--max-delete=0 for a warning: the deletions are skipped.)
+        let mut options = vec![log_arg.as_str(), "--delete", "--max-delete=0"];
+        if print {
+            options.push("-i");
+        }
+        each_way_out(
+            &options,
+            |_| {},
+            |dst, out, what| {
+                fails(out, 25, "deletions", what);
+                assert_eq!(out.stdout.is_empty(), !print, "{what}");
+                holds(dst, "only_there.txt", Some(b"new file\n"), what);
+            },
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+        // Three runs (local, push, pull).
+        assert_eq!(count(&log_arg), 3, "{text}");
+        assert_eq!(count("files transferred"), 3, "{text}");
+        assert_eq!(count("jcp: warning: "), 3, "{text}");
+        assert_eq!(count("] >f+++++++++ only_there.txt"), 3, "{text}");
+        assert_eq!(count("] >fcst...... newer_here.txt"), 3, "{text}");
+        for l in &lines {
+            let (stamp, rest) = l.split_at(20);
+            assert!(stamp.starts_with("20") && stamp.ends_with(' '), "{l}");
+            assert!(rest.starts_with('[') && rest.contains("] "), "{l}");
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    let out = run(
+        "jcp",
+        &[
+            "--log-file=/nonexistent/log",
+            work.path().to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    );
+    fails(
+        &out,
+        2,
+        "cannot open the log file /nonexistent/log",
+        "bad log",
+    );
+    assert!(!dst.exists());
+}
