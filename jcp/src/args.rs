@@ -400,6 +400,12 @@ pub struct Cli {
     #[arg(long)]
     pub delay_updates: bool,
 
+    /// Pass over in silence a source, or a path --files-from lists, that
+    /// does not exist, as rsync's --ignore-missing-args (other errors still
+    /// count); with every source missing there is nothing to do
+    #[arg(long)]
+    pub ignore_missing_args: bool,
+
     /// List the sources (like ls -l) instead of copying them, as rsync's
     /// --list-only: every operand is a source. A source alone lists too. One
     /// level unless -r or -a; times are UTC
@@ -1007,6 +1013,7 @@ impl Cli {
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
         sync.delay_updates = self.delay_updates;
+        sync.ignore_missing_args = self.ignore_missing_args;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;

@@ -151,8 +151,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     let mut report = Report::default();
     match &plan.direction {
         Direction::Local { srcs, dst } => {
-            srcs.iter().try_for_each(|s| check_source(s))?;
-            for src in srcs {
+            for src in &present(plan, srcs)? {
                 let (root, opts) = local_selection(plan, src, &opts);
                 let r = jsync::sync::local(&root, dst, &opts)
                     .await
@@ -163,10 +162,13 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             }
         }
         Direction::Push { srcs, dst } => {
-            srcs.iter().try_for_each(|s| check_source(s))?;
+            let srcs = present(plan, srcs)?;
+            if srcs.is_empty() {
+                return Ok(report);
+            }
             let link = connect(plan, &dst.address(plan.port)).await?;
             let result = async {
-                for src in srcs {
+                for src in &srcs {
                     let (root, opts) = local_selection(plan, src, &opts);
                     let r = jsync::sync::push(&link, &root, &dst.path, &opts)
                         .await
@@ -180,8 +182,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             result?;
         }
         Direction::ListLocal { srcs } => {
-            srcs.iter().try_for_each(|s| check_source(s))?;
-            for src in srcs {
+            for src in &present(plan, srcs)? {
                 let (root, opts) = local_selection(plan, src, &opts);
                 let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
                     .await
@@ -192,7 +193,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::ListRemote { srcs } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
-                for src in &expand_wildcards(&link, srcs, false).await? {
+                for src in &expand_wildcards(&link, srcs, false, plan).await? {
                     let (path, opts) = remote_selection(plan, &src.path, &opts);
                     let listed = jsync::sync::list(&link, &path, &opts, plan.list_recursive)
                         .await
@@ -208,7 +209,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Pull { srcs, dst } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
-                let srcs = expand_wildcards(&link, srcs, plan.sync.delete).await?;
+                let srcs = expand_wildcards(&link, srcs, plan.sync.delete, plan).await?;
                 // Several matches go into the destination as a directory.
                 let dst = &if srcs.len() > 1 {
                     endpoint::dir_path(dst)
@@ -240,16 +241,34 @@ async fn expand_wildcards(
     link: &Link,
     srcs: &[endpoint::Remote],
     delete: bool,
+    plan: &Plan,
 ) -> anyhow::Result<Vec<endpoint::Remote>> {
+    let ignore_missing = plan.sync.ignore_missing_args;
     let mut out = Vec::with_capacity(srcs.len());
     for src in srcs {
-        if !jsync::sync::has_glob(&src.path) {
+        let literal = !jsync::sync::has_glob(&src.path);
+        if literal && !ignore_missing {
             out.push(src.clone());
             continue;
         }
-        let matches = jsync::sync::remote_glob(link, &src.path)
+        // (--ignore-missing-args: a literal source is asked for as a
+        // pattern that matches itself, if it is there.)
+        let pattern = match literal {
+            true => jsync::sync::glob_quote(&src.path),
+            false => src.path.clone(),
+        };
+        let matches = jsync::sync::remote_glob(link, &pattern)
             .await
             .with_context(|| format!("cannot expand {src}"))?;
+        if literal {
+            if !matches.is_empty() {
+                out.push(src.clone());
+            }
+            continue;
+        }
+        if matches.is_empty() && ignore_missing {
+            continue;
+        }
         if matches.is_empty() {
             anyhow::bail!("{src}: nothing on the server matches");
         }
@@ -321,6 +340,20 @@ fn check_source(src: &Path) -> anyhow::Result<()> {
     std::fs::symlink_metadata(src)
         .map(drop)
         .with_context(|| format!("cannot read {}", src.display()))
+}
+
+/// The local sources, each checked before anything is copied; with
+/// `--ignore-missing-args` those that do not exist are left out.
+fn present(plan: &Plan, srcs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::with_capacity(srcs.len());
+    for src in srcs {
+        let gone = matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if !(gone && plan.sync.ignore_missing_args) {
+            check_source(src)?;
+            out.push(src.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Loads the client keys and connects; jsync's errors name the server.

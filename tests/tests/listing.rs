@@ -180,3 +180,75 @@ fn listed_paths_stay_beneath_the_source_and_take_one_source() {
     fails(&out, 24, "missing", "a missing listed path");
     assert!(dst.join("top").exists());
 }
+
+/// `--ignore-missing-args`: a listed path (or one on the way to it) or a
+/// source that does not exist is passed over in silence, locally, pushed
+/// and pulled; without it the run says so and fails (exit 23 or 24), and a
+/// missing source stops it before anything is copied.
+#[test]
+fn ignore_missing_args_passes_over_what_is_not_there() {
+    let s = Setup::new();
+    let list = s.work.path().join("list");
+    std::fs::write(&list, "a/g\nnot/there\nmissing\ntop\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let local = format!("{}/src", s.work.path().display());
+    for (way, dst) in s.each_way(&[&from, "--ignore-missing-args"], &local, "src", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["a/g", "top"]), "{way}");
+    }
+    let dst = s.work.path().join("strict");
+    let out = s
+        .srv
+        .jcp(s.keys.path(), &[&from, &local, dst.to_str().unwrap()]);
+    assert!(
+        matches!(out.status.code(), Some(23 | 24)),
+        "without the option: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing"),
+        "{out:?}"
+    );
+    // Sources: one there, one not.
+    let w = s.work.path();
+    let (top, gone) = (format!("{local}/top"), format!("{local}/gone"));
+    for (way, srcs, to) in [
+        (
+            "local",
+            [top.clone(), gone.clone()],
+            format!("{}/", w.join("l").display()),
+        ),
+        (
+            "push",
+            [top.clone(), gone.clone()],
+            "127.0.0.1:p/".to_string(),
+        ),
+        (
+            "pull",
+            ["127.0.0.1:src/top".into(), "127.0.0.1:src/gone".into()],
+            format!("{}/", w.join("q").display()),
+        ),
+    ] {
+        let args = ["--ignore-missing-args", &srcs[0], &srcs[1], &to];
+        ok(&s.srv.jcp(s.keys.path(), &args), way);
+        let got = match way {
+            "push" => s.root.join("p"),
+            "local" => w.join("l"),
+            _ => w.join("q"),
+        };
+        assert_eq!(files_in(&got), strings(&["top"]), "{way}");
+        let args = [srcs[0].as_str(), &srcs[1], &to];
+        let _ = std::fs::remove_dir_all(&got);
+        let out = s.srv.jcp(s.keys.path(), &args);
+        assert!(!out.status.success(), "{way} without the option");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("gone"),
+            "{way}: {out:?}"
+        );
+    }
+    // Every source missing: nothing to do.
+    let out = s.srv.jcp(
+        s.keys.path(),
+        &["--ignore-missing-args", &gone, "127.0.0.1:z/"],
+    );
+    ok(&out, "all missing");
+    assert!(!s.root.join("z").exists());
+}

@@ -340,6 +340,9 @@ pub(crate) struct GiveOptions {
     /// without their contents (unlisted: the receiver deletes nothing in
     /// them), and a source directory named without a trailing slash alone.
     pub dirs_only: bool,
+    /// A listed path (`--files-from`) the source lacks, or one on the way
+    /// to it, is passed over in silence (`--ignore-missing-args`).
+    pub ignore_missing: bool,
     /// Permission changes applied to the list (`--chmod`).
     pub chmod: Arc<super::Chmod>,
     /// Paces file data (`--bwlimit`).
@@ -863,6 +866,7 @@ fn walk_selected(
                 continue;
             }
             match selected_entry(spec, opts, dir, &mut links) {
+                Err(_) if missing(spec, opts, dir) => continue 'paths,
                 Ok((WalkItem::Entry(mut e), m)) if m.kind == Kind::Dir => {
                     e.unlisted = true;
                     sent_dirs.insert(dir.to_vec());
@@ -906,6 +910,7 @@ fn walk_selected(
             |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded_in(&scope, path, is_dir);
         let (item, m) = match selected_entry(spec, opts, path, &mut links) {
             Ok(found) => found,
+            Err(_) if missing(spec, opts, path) => continue,
             Err(why) => {
                 if !send(WalkItem::Error(path.clone(), why)) {
                     return;
@@ -956,6 +961,15 @@ fn walk_selected(
             }
         }
     }
+}
+
+/// With `--ignore-missing-args`, whether the listed `path` (relative to the
+/// base) is not there at all.
+fn missing(spec: &GiveSpec, opts: &GiveOptions, path: &[u8]) -> bool {
+    opts.ignore_missing
+        && spec
+            .entry_path(path)
+            .is_ok_and(|full| matches!(spec.fs.lstat(&full), Ok(None)))
 }
 
 /// The entry for `path` (relative to the base) of a selection, and what it

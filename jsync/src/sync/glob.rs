@@ -39,6 +39,20 @@ pub fn has_glob(path: &str) -> bool {
     false
 }
 
+/// `path` with every wildcard character and `\` quoted by a `\`: a pattern
+/// that matches the path itself, if it exists (`--ignore-missing-args`
+/// asks the server so).
+pub fn glob_quote(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `comp` with its `\` quoting removed (a name without wildcards).
 fn unquote(comp: &str) -> String {
     let mut out = String::with_capacity(comp.len());
@@ -274,6 +288,16 @@ mod tests {
         assert!(expand(&fs, "../*").is_err());
         assert!(expand(&fs, "logs/../../*").is_err());
         assert!(expand(&fs, "/etc/*").is_err());
+    }
+
+    #[test]
+    fn quoted_paths_match_themselves() {
+        for p in ["plain/name", "a*b/[x]?", "back\\slash", "dir/"] {
+            let q = glob_quote(p);
+            assert!(!has_glob(&q), "{q}");
+            let back: Vec<String> = q.split('/').map(unquote).collect();
+            assert_eq!(back.join("/"), p);
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use alt::{AltDest, AltHow};
 pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
 pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
-pub use glob::{has_glob, remote_glob, GLOB};
+pub use glob::{glob_quote, has_glob, remote_glob, GLOB};
 pub use ids::{Chown, IdMap};
 pub use itemize::{mode_string, with_commas, OutFormat};
 pub use list::{list, list_local, Listing};
@@ -138,6 +138,9 @@ pub struct SyncOptions {
     /// Rename received files into place together at the end
     /// (`--delay-updates`), so the destination changes in one short step.
     pub delay_updates: bool,
+    /// A path `--files-from` lists that the source lacks is passed over
+    /// in silence (`--ignore-missing-args`; jcp also drops such sources).
+    pub ignore_missing_args: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -238,6 +241,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("dirs_only", &self.dirs_only)
             .field("fuzzy", &self.fuzzy)
             .field("delay_updates", &self.delay_updates)
+            .field("ignore_missing_args", &self.ignore_missing_args)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
             .field("safe_links", &self.safe_links)
@@ -297,6 +301,7 @@ impl Default for SyncOptions {
             dirs_only: false,
             fuzzy: false,
             delay_updates: false,
+            ignore_missing_args: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -418,6 +423,7 @@ impl Args {
             format!("dirs_only={}", flag(opts.dirs_only)),
             format!("fuzzy={}", flag(opts.fuzzy)),
             format!("delay_updates={}", flag(opts.delay_updates)),
+            format!("ignore_missing_args={}", flag(opts.ignore_missing_args)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
@@ -552,6 +558,7 @@ impl Args {
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
                 "delay_updates" => out.opts.delay_updates = on,
+                "ignore_missing_args" => out.opts.ignore_missing_args = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
@@ -630,6 +637,7 @@ impl Args {
             copy_links: self.opts.copy_links,
             copy_dirlinks: self.opts.copy_dirlinks,
             dirs_only: self.opts.dirs_only,
+            ignore_missing: self.opts.ignore_missing_args,
             chmod: Arc::new(self.opts.chmod.clone()),
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
@@ -911,6 +919,7 @@ mod tests {
             dirs_only: true,
             fuzzy: true,
             delay_updates: true,
+            ignore_missing_args: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
             safe_links: true,
@@ -950,6 +959,7 @@ mod tests {
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
         assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks && g.dirs_only);
+        assert!(g.ignore_missing);
         let both = fsroot::Kept {
             xattrs: true,
             acls: true,
