@@ -285,8 +285,8 @@ fn bad_rules_are_usage_errors() {
 }
 
 /// `-m`: no directory is made that would hold no file (only directories),
-/// the usual partner of `--include '*/' ... --exclude '*'`; an existing one
-/// is left as it is. Without it every directory the rules let in is made.
+/// the usual partner of `--include '*/' ... --exclude '*'`. Without it every
+/// directory the rules let in is made.
 #[test]
 fn prune_empty_dirs_makes_only_directories_that_hold_files() {
     for (pruned, extra) in [(true, &["-m"][..]), (false, &[][..])] {
@@ -310,6 +310,32 @@ fn prune_empty_dirs_makes_only_directories_that_hold_files() {
                 dst.join("e").is_dir(),
                 "{what}: an existing directory stays"
             );
+        });
+    }
+    // A directory the destination has, empty in the source (of all but
+    // directories), is left out as rsync's sender leaves it out: untouched
+    // (its time stays), and removed by --delete. Without -m it is listed.
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    let prepare = |dst: &Path| {
+        std::fs::create_dir_all(dst.join("c")).unwrap();
+        filetime::set_file_mtime(dst.join("c"), old).unwrap();
+    };
+    let rules = ["--include", "*/", "--include", "*.txt", "--exclude", "*"];
+    for (extra, kept, touched) in [
+        (&["-m"][..], true, false),
+        (&["-m", "--delete"], false, false),
+        (&["--delete"], true, true),
+    ] {
+        let mut args = rules.to_vec();
+        args.extend(extra);
+        each_way_then(&args, prepare, |dst, out, what| {
+            ok(out, what);
+            assert_eq!(dst.join("c").is_dir(), kept, "{what}: c/");
+            if kept {
+                let m = std::fs::metadata(dst.join("c")).unwrap();
+                let t = filetime::FileTime::from_last_modification_time(&m);
+                assert_eq!(t != old, touched, "{what}: c/'s time");
+            }
         });
     }
 }

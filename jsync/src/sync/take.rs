@@ -320,22 +320,28 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             continue;
                         }
                     };
-                    if opts.delete {
+                    // -m: a directory waits for something to go in it.
+                    let waits = opts.prune_empty_dirs
+                        && entry.kind == EntryKind::Dir
+                        && !entry.path.is_empty();
+                    if opts.delete && !waits {
                         seen.insert(&rel);
                     }
                     if opts.prune_empty_dirs {
                         unmade.leave_all_but_parents_of(&rel);
-                        if entry.kind != EntryKind::Dir {
-                            for (r, e) in unmade.0.drain(..) {
-                                match plan(&ctx, &r, &e, &mut fresh, &mut skipped) {
-                                    Ok(Plan::Dir) => dirs.push((r, e)),
-                                    Ok(_) => {}
-                                    Err(err) => counters.error(&shown(&e), err),
-                                }
-                            }
-                        } else if !entry.path.is_empty() && matches!(fs.lstat(&rel), Ok(None)) {
+                        if waits {
                             unmade.0.push((rel, entry));
                             continue;
+                        }
+                        for (r, e) in unmade.0.drain(..) {
+                            if opts.delete {
+                                seen.insert(&r);
+                            }
+                            match plan(&ctx, &r, &e, &mut fresh, &mut skipped) {
+                                Ok(Plan::Dir) => dirs.push((r, e)),
+                                Ok(_) => {}
+                                Err(err) => counters.error(&shown(&e), err),
+                            }
                         }
                     }
                     match entry.link {
@@ -1696,10 +1702,11 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     }
 }
 
-/// `-m`: new directories not made yet, outermost first. Each is made, with
-/// those above it, only when something other than a directory is to go in
-/// it; one the list has left by then is empty (of all but directories), and
-/// is never made.
+/// `-m`: directories not made (or, when the destination has them, not
+/// touched) yet, outermost first. Each is planned, with those above it, only
+/// when something other than a directory is to go in it; one the list has
+/// left by then is empty (of all but directories) and counts as not listed,
+/// as rsync's sender leaves it out: never made, and removed by `--delete`.
 #[derive(Default)]
 struct Unmade(Vec<(RelPath, Entry)>);
 
