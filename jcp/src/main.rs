@@ -49,7 +49,10 @@ async fn main() -> ExitCode {
                 return ExitCode::from(exit::USAGE);
             }
         }
-        let args: Vec<String> = std::env::args().collect();
+        // (Arguments need not be UTF-8.)
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         display.log(&args.join(" "));
     }
     let display = Arc::new(display);

@@ -119,8 +119,10 @@ impl Display {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let stamp = jsync::civil::utc_stamp(now, ' ');
-        let mut log = log.lock().expect("poisoned");
-        let _ = writeln!(log, "{stamp} [{}] {line}", std::process::id());
+        // One write per line, so that runs sharing the file do not mix
+        // their lines (the file is opened for appending).
+        let line = format!("{stamp} [{}] {line}\n", std::process::id());
+        let _ = log.lock().expect("poisoned").write_all(line.as_bytes());
     }
 
     /// Ends the display: per-file bars vanish, the overall bar stays as a summary

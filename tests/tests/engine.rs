@@ -196,7 +196,7 @@ async fn a_source_file_changed_after_it_was_sent_is_not_removed() {
 }
 
 /// `--delay-updates`: no received file is in place before the last one
-/// arrives (the receiver stages each under a temp name and renames them
+/// arrives (the receiver stages each as its partial file and renames them
 /// all at the end); without it, each is in place by then. Pulled over one
 /// lane, so the receiver takes the files in list order and starts the last
 /// (large) one after the others are done; either way the run ends with the
@@ -207,7 +207,7 @@ async fn delay_updates_puts_files_in_place_at_the_end() {
     struct Look {
         dst: std::path::PathBuf,
         src: std::path::PathBuf,
-        in_place: std::sync::Mutex<Vec<(String, bool)>>,
+        in_place: std::sync::Mutex<Vec<(String, bool, bool)>>,
     }
     impl sync::Progress for Look {
         fn file_started(&self, path: &str, _size: u64) {
@@ -219,7 +219,11 @@ async fn delay_updates_puts_files_in_place_at_the_end() {
                 let name = format!("f{i:02}.txt");
                 let now = std::fs::read(self.dst.join(&name)).ok();
                 let new = std::fs::read(self.src.join(&name)).ok();
-                seen.push((name, now.is_some() && now == new));
+                // Staged, a file waits as its partial file.
+                let partial = format!(".{name}.jsync-partial");
+                let waiting = std::fs::read(self.dst.join(partial)).ok();
+                let (placed, staged) = (now.is_some() && now == new, waiting == new);
+                seen.push((name, placed, staged));
             }
         }
     }
@@ -257,7 +261,8 @@ async fn delay_updates_puts_files_in_place_at_the_end() {
         let seen = look.in_place.lock().unwrap();
         assert_eq!(seen.len(), 20, "{seen:?}");
         assert!(
-            seen.iter().all(|(_, placed)| *placed != delay),
+            seen.iter()
+                .all(|(_, placed, staged)| *placed != delay && *staged == delay),
             "delay {delay}: {seen:?}"
         );
     }

@@ -23,6 +23,8 @@ fn make_outside(outside: &Path) {
     std::fs::create_dir_all(outside.join("d")).unwrap();
     std::fs::write(outside.join("file"), "outside\n").unwrap();
     std::fs::write(outside.join("d/x"), "outside dir\n").unwrap();
+    // A link in a directory that links lead to (-k keeps it a link).
+    symlink("x", outside.join("d/sl")).unwrap();
 }
 
 /// A source whose links lead inside it, outside it (absolute and relative),
@@ -32,6 +34,7 @@ fn make_source(src: &Path, outside: &Path) {
     std::fs::create_dir_all(src.join("inner_dir")).unwrap();
     std::fs::write(src.join("real.txt"), "real\n").unwrap();
     std::fs::write(src.join("inner_dir/f"), "inner\n").unwrap();
+    symlink("f", src.join("inner_dir/sl")).unwrap();
     symlink("real.txt", src.join("link_in")).unwrap();
     symlink("inner_dir", src.join("dirlink_in")).unwrap();
     symlink(outside.join("file"), src.join("abs_out")).unwrap();
@@ -244,6 +247,7 @@ fn copy_dirlinks_sends_links_to_directories_as_directories() {
             "{what}: {err}"
         );
         assert_eq!(read(&dst.join("dirlink_in/f")), "inner\n", "{what}");
+        assert_eq!(link_target(&dst.join("dirlink_in/sl")), "f", "{what}");
         assert_eq!(link_target(&dst.join("link_in")), "real.txt", "{what}");
         assert_eq!(link_target(&dst.join("dangling")), "nowhere", "{what}");
         assert!(link_target(&dst.join("abs_out")).ends_with("outside/file"));
@@ -255,6 +259,7 @@ fn copy_dirlinks_sends_links_to_directories_as_directories() {
             );
         } else {
             assert_eq!(read(&dst.join("dirlink_out/x")), "outside dir\n", "{what}");
+            assert_eq!(link_target(&dst.join("dirlink_out/sl")), "x", "{what}");
         }
     }
     // A source named through a link to a directory, without a slash: the

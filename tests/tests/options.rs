@@ -686,7 +686,17 @@ fn remove_source_files_moves_what_the_destination_has() {
             vec!["newer_here.txt".to_string()],
             newer_kept,
         );
-        for (options, left, expect) in [unmoved, moved] {
+        // With --delay-updates the sources go once their copies are in
+        // place, at the end.
+        let delayed = (
+            &["--remove-source-files", "-u", "--delay-updates"][..],
+            moved.1.clone(),
+            Expect {
+                newer_here: (b"edited here!!!!!\n", T + 500),
+                ..source_state()
+            },
+        );
+        for (options, left, expect) in [unmoved, moved, delayed] {
             let _ = std::fs::remove_dir_all(src);
             make_source(src);
             make_destination(dst);
@@ -1357,13 +1367,17 @@ fn acls_travel_with_a_and_are_left_alone_without() {
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     let mapped = acl(54321, 6);
-    for (options, file_got) in [
-        (&["-A"][..], &file_acl),
-        (&["-aAX"], &file_acl),
+    // --chmod takes the group's write away: the mask follows the mode.
+    let chmodded = acl_masked(12345, 6, 4);
+    for (options, file_got, default_got) in [
+        (&["-A"][..], &file_acl, &file_acl),
+        (&["-aAX"], &file_acl, &file_acl),
         // Named users are mapped as owners are.
-        (&["-A", "--usermap=12345:54321"], &mapped),
-        (&["-X"], &file_acl),
-        (&[], &file_acl),
+        (&["-A", "--usermap=12345:54321"], &mapped, &mapped),
+        // (A default ACL has no mode to follow.)
+        (&["-A", "--chmod=Fg-w"], &chmodded, &file_acl),
+        (&["-X"], &file_acl, &file_acl),
+        (&[], &file_acl, &file_acl),
     ] {
         let with = options.iter().any(|o| o.contains('A'));
         for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
@@ -1384,7 +1398,11 @@ fn acls_travel_with_a_and_are_left_alone_without() {
             if with {
                 assert_eq!(got("acl.txt", ACCESS).as_ref(), Some(file_got), "{what}");
                 assert_eq!(got("acl_dir", ACCESS), Some(dir_acl.clone()), "{what}");
-                assert_eq!(got("acl_dir", DEFAULT).as_ref(), Some(file_got), "{what}");
+                assert_eq!(
+                    got("acl_dir", DEFAULT).as_ref(),
+                    Some(default_got),
+                    "{what}"
+                );
                 assert_eq!(got("only_there.txt", ACCESS), None, "{what}");
                 assert!(
                     stdout.contains(".f...p...a. only_there.txt"),
@@ -1404,11 +1422,13 @@ fn acls_travel_with_a_and_are_left_alone_without() {
                     "{what}: {stdout}"
                 );
             }
-            // The mode the ACL gives (mask rw) is the source's.
+            // The mode the ACL gives (mask rw) is the source's (less
+            // --chmod's g-w).
             let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let chmod = if what.contains("g-w") { 0o020 } else { 0 };
             assert_eq!(
                 mode(&dst.join("acl.txt")),
-                mode(&setup.src().join("acl.txt")),
+                mode(&setup.src().join("acl.txt")) & !chmod,
                 "{what}"
             );
             let again = srv.jcp(keys.path(), &args);
@@ -1524,7 +1544,7 @@ fn delay_updates_ends_with_the_source_state() {
 }
 
 /// `--log-file FILE`: the command, a line per change (stdout stays empty
-/// without `-i`), each warning, and the totals are appended to FILE, each
+/// without `-i`), each warning and error, and the totals are appended to FILE, each
 /// after a time and jcp's process id; a log that cannot be opened stops
 /// the run before anything is copied.
 #[test]
@@ -1562,8 +1582,29 @@ fn log_file_records_the_run() {
             assert!(rest.starts_with('[') && rest.contains("] "), "{l}");
         }
     }
+    // Errors too (a rule file that does not parse), and the line that ends
+    // them, as on stderr.
     let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    put(&src.join("bad/.rsync-filter"), b"not a rule\n", T);
+    let log = work.path().join("log");
+    let log_arg = format!("--log-file={}", log.display());
     let dst = work.path().join("dst");
+    let out = run(
+        "jcp",
+        &["-F", &log_arg, src.to_str().unwrap(), dst.to_str().unwrap()],
+    );
+    fails(&out, 3, "not walked", "bad rules");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("] jcp: src/bad: not walked: .rsync-filter:1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("of the files could not be transferred"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dst);
     let out = run(
         "jcp",
         &[

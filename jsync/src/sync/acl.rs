@@ -21,10 +21,18 @@ pub(crate) const DEFAULT: &[u8] = b"system.posix_acl_default";
 const VERSION: u32 = 2;
 const HEADER: usize = 4;
 const ENTRY: usize = 8;
+/// `ACL_USER_OBJ`: the owner's entry.
+const TAG_USER_OBJ: u16 = 0x01;
 /// `ACL_USER`: an entry for a named user.
 const TAG_USER: u16 = 0x02;
+/// `ACL_GROUP_OBJ`: the owning group's entry.
+const TAG_GROUP_OBJ: u16 = 0x04;
 /// `ACL_GROUP`: an entry for a named group.
 const TAG_GROUP: u16 = 0x08;
+/// `ACL_MASK`: the most any named entry or the group may have.
+const TAG_MASK: u16 = 0x10;
+/// `ACL_OTHER`: everyone else's entry.
+const TAG_OTHER: u16 = 0x20;
 
 /// Whether an extended attribute name is an ACL's.
 pub(crate) fn is_acl(name: &[u8]) -> bool {
@@ -68,7 +76,9 @@ pub(crate) fn ids(value: &[u8]) -> (Vec<u32>, Vec<u32>) {
 /// `value` with each named user's id given by `user` and each named
 /// group's by `group`, its entries in the order the kernel and `setfacl`
 /// keep (by tag, then id), so the same ACL always reads back as the same
-/// bytes. A value of another layout is returned as it is.
+/// bytes. Two names that map to one id become one entry with the
+/// permissions of both (the kernel refuses an ACL that names an id twice).
+/// A value of another layout is returned as it is.
 pub(crate) fn map_ids(
     value: &[u8],
     user: impl Fn(u32) -> u32,
@@ -85,9 +95,45 @@ pub(crate) fn map_ids(
         }
     }
     list.sort_by_key(|&(tag, _, id)| (tag, id));
-    let mut out = Vec::with_capacity(value.len());
+    list.dedup_by(|later, kept| {
+        let named = matches!(kept.0, TAG_USER | TAG_GROUP);
+        let same = named && (later.0, later.2) == (kept.0, kept.2);
+        if same {
+            kept.1 |= later.1;
+        }
+        same
+    });
+    encode(&list)
+}
+
+/// An access ACL `value` with the permissions the mode bits stand for (the
+/// owner's, the mask's or, without a mask, the group's, and others') taken
+/// from `mode`, as `chmod` sets them: the mode the receiver gives the file
+/// (after `--chmod`) and its ACL then agree, and the next run finds both as
+/// it left them. A value of another layout is returned as it is.
+pub(crate) fn with_mode(value: &[u8], mode: u32) -> Vec<u8> {
+    let Some(mut list) = entries(value) else {
+        return value.to_vec();
+    };
+    let masked = list.iter().any(|e| e.0 == TAG_MASK);
+    let bits = |shift: u32| ((mode >> shift) & 7) as u16;
+    for (tag, perm, _) in &mut list {
+        match *tag {
+            TAG_USER_OBJ => *perm = bits(6),
+            TAG_MASK => *perm = bits(3),
+            TAG_GROUP_OBJ if !masked => *perm = bits(3),
+            TAG_OTHER => *perm = bits(0),
+            _ => {}
+        }
+    }
+    encode(&list)
+}
+
+/// The kernel's layout of `list`.
+fn encode(list: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + ENTRY * list.len());
     out.extend_from_slice(&VERSION.to_le_bytes());
-    for (tag, perm, id) in list {
+    for &(tag, perm, id) in list {
         out.extend_from_slice(&tag.to_le_bytes());
         out.extend_from_slice(&perm.to_le_bytes());
         out.extend_from_slice(&id.to_le_bytes());
@@ -101,13 +147,7 @@ pub(crate) mod tests {
 
     /// An ACL value from (tag, permissions, id) entries, in the order given.
     pub(crate) fn value(list: &[(u16, u16, u32)]) -> Vec<u8> {
-        let mut out = VERSION.to_le_bytes().to_vec();
-        for (tag, perm, id) in list {
-            out.extend_from_slice(&tag.to_le_bytes());
-            out.extend_from_slice(&perm.to_le_bytes());
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-        out
+        encode(list)
     }
 
     const NONE: u32 = u32::MAX;
@@ -143,6 +183,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn two_names_for_one_id_become_one_entry() {
+        let acl = value(&[
+            (0x01, 6, NONE),
+            (TAG_USER, 4, 7),
+            (TAG_USER, 2, 8),
+            (0x04, 4, NONE),
+            (0x10, 6, NONE),
+            (0x20, 4, NONE),
+        ]);
+        let mapped = map_ids(&acl, |_| 9, |g| g);
+        let want = value(&[
+            (0x01, 6, NONE),
+            (TAG_USER, 6, 9),
+            (0x04, 4, NONE),
+            (0x10, 6, NONE),
+            (0x20, 4, NONE),
+        ]);
+        assert_eq!(mapped, want);
+    }
+
+    #[test]
+    fn the_mode_sets_the_owner_mask_and_others() {
+        let acl = value(&[
+            (0x01, 6, NONE),
+            (TAG_USER, 6, 7),
+            (0x04, 4, NONE),
+            (0x10, 6, NONE),
+            (0x20, 4, NONE),
+        ]);
+        let want = value(&[
+            (0x01, 7, NONE),
+            (TAG_USER, 6, 7),
+            (0x04, 4, NONE),
+            (0x10, 5, NONE),
+            (0x20, 0, NONE),
+        ]);
+        assert_eq!(with_mode(&acl, 0o750), want);
+        // Without a mask, the group's entry is the group bits.
+        let plain = value(&[(0x01, 6, NONE), (0x04, 4, NONE), (0x20, 4, NONE)]);
+        let want = value(&[(0x01, 6, NONE), (0x04, 0, NONE), (0x20, 0, NONE)]);
+        assert_eq!(with_mode(&plain, 0o600), want);
+    }
+
+    #[test]
     fn other_layouts_are_left_as_they_are() {
         for odd in [
             &b""[..],
@@ -152,6 +236,7 @@ pub(crate) mod tests {
         ] {
             assert_eq!(ids(odd), (vec![], vec![]));
             assert_eq!(map_ids(odd, |_| 1, |_| 1), odd);
+            assert_eq!(with_mode(odd, 0o777), odd);
         }
         assert!(is_acl(ACCESS) && is_acl(DEFAULT) && !is_acl(b"user.x"));
     }

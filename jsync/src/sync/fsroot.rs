@@ -863,6 +863,14 @@ impl FsRoot {
         }
     }
 
+    /// Renames the partial file kept beside `rel` over it: a file staged
+    /// complete by [`TempFile::stage`] goes in place (`--delay-updates`).
+    pub fn place_partial(&self, rel: &RelPath) -> Result<(), FsError> {
+        let (dir, name) = self.locate_replaceable(rel)?;
+        rfs::renameat(&dir, partial_name(name), &dir, name)
+            .map_err(|e| FsError::io(rel.display(), e))
+    }
+
     /// Deals with the temp files a crash left in `rel_dir` (names of the form
     /// `.<X>.jsync-tmp.<16 hex digits>`): for each target `X` the largest
     /// non-empty regular one becomes `.<X>.jsync-partial`, the basis to resume
@@ -1362,7 +1370,7 @@ pub(crate) fn file_xattrs(file: &File) -> io::Result<Xattrs> {
 }
 
 /// [`FsRoot::set_xattrs`] for an open file, such as a [`TempFile`]'s before
-/// its commit: makes the attributes this process may manage equal to `want`.
+/// its commit: makes the attributes `kept` covers equal to `want`.
 pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)], kept: Kept) -> io::Result<()> {
     fd_set_xattrs(file.as_fd(), want, kept)
 }
@@ -1495,24 +1503,29 @@ fn fd_set_xattrs(fd: BorrowedFd<'_>, want: &[(Vec<u8>, Vec<u8>)], kept: Kept) ->
             && !super::acl::is_acl(name)
             && matches!(e, Errno::PERM | Errno::NOTSUP)
     };
-    for (name, value) in want {
-        if !kept.covers(name, root) || have.get(&name[..]) == Some(&&value[..]) {
-            continue;
+    // The ACLs last: setting one sets permission bits, and changing
+    // user.* needs write permission.
+    for acls in [false, true] {
+        let ours = |name: &[u8]| super::acl::is_acl(name) == acls && kept.covers(name, root);
+        for (name, value) in want {
+            if !ours(name) || have.get(&name[..]) == Some(&&value[..]) {
+                continue;
+            }
+            match rfs::fsetxattr(fd, OsStr::from_bytes(name), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e) if skippable(name, e) => {}
+                Err(e) => return Err(xattr_err(name, e)),
+            }
         }
-        match rfs::fsetxattr(fd, OsStr::from_bytes(name), value, XattrFlags::empty()) {
-            Ok(()) => {}
-            Err(e) if skippable(name, e) => {}
-            Err(e) => return Err(xattr_err(name, e)),
-        }
-    }
-    for name in have.keys() {
-        if !kept.covers(name, root) || want.iter().any(|(n, _)| n == name) {
-            continue;
-        }
-        match rfs::fremovexattr(fd, OsStr::from_bytes(name)) {
-            Ok(()) | Err(Errno::NODATA) => {}
-            Err(e) if skippable(name, e) => {}
-            Err(e) => return Err(xattr_err(name, e)),
+        for name in have.keys() {
+            if !ours(name) || want.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            match rfs::fremovexattr(fd, OsStr::from_bytes(name)) {
+                Ok(()) | Err(Errno::NODATA) => {}
+                Err(e) if skippable(name, e) => {}
+                Err(e) => return Err(xattr_err(name, e)),
+            }
         }
     }
     Ok(())
@@ -1724,26 +1737,18 @@ impl TempFile {
     }
 
     /// [`TempFile::commit`] but for the rename (`--delay-updates`): sets
-    /// mode and mtime, syncs if asked, gives an unnamed file a temp name and
-    /// closes it. The [`Staged`] file is renamed into place later.
-    pub fn stage(mut self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<Staged, FsError> {
+    /// mode and mtime, syncs if asked, and keeps the file as the target's
+    /// partial file (replacing an older one), which
+    /// [`FsRoot::place_partial`] renames into place at the end of the run.
+    /// Under that name no other run's cleanup takes it for a crash's
+    /// leftover, and if this run fails it is what the next one resumes from.
+    pub fn stage(self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(), FsError> {
         let file = self.file.as_fd();
-        let temp = rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
+        rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
             .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
-            .and_then(|()| match &self.temp {
-                Temp::Named(temp) => Ok(temp.clone()),
-                Temp::Unnamed(via) => self.name_it(*via),
-            })
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
-        self.done = true;
-        Ok(Staged {
-            dir: self.dir.clone(),
-            temp,
-            target: self.target.clone(),
-            shown: self.shown.clone(),
-            done: false,
-        })
+        self.keep_as_partial()
     }
 
     /// Renames the temp (named first if it is unnamed) to `to` in its directory.
@@ -1829,41 +1834,6 @@ impl TempFile {
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
         Ok(())
-    }
-}
-
-/// A complete file under a temp name beside its target, waiting for the
-/// end of the run to be renamed into place ([`TempFile::stage`],
-/// `--delay-updates`). Dropped unplaced (the run failed), it is kept as the
-/// target's partial file, which the next run resumes from (so nothing is
-/// sent again).
-#[derive(Debug)]
-pub(crate) struct Staged {
-    dir: Arc<OwnedFd>,
-    temp: OsString,
-    target: OsString,
-    shown: String,
-    done: bool,
-}
-
-impl Staged {
-    /// Renames the file over its target (a symlink there is replaced).
-    pub fn place(mut self) -> Result<(), FsError> {
-        rfs::renameat(&self.dir, &self.temp, &self.dir, &self.target)
-            .map_err(|e| FsError::io(self.shown.clone(), e))?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.done {
-            let partial = partial_name(&self.target);
-            if rfs::renameat(&self.dir, &self.temp, &self.dir, &partial).is_err() {
-                let _ = rfs::unlinkat(&self.dir, &self.temp, AtFlags::empty());
-            }
-        }
     }
 }
 
@@ -2868,37 +2838,36 @@ mod tests {
         }
     }
 
-    /// A staged file (`--delay-updates`) has its mode and time, sits
-    /// under a temp name until placed, and left unplaced becomes the
-    /// target's partial file; small (unnamed) and named temps alike.
+    /// A staged file (`--delay-updates`) has its mode and time and waits
+    /// as the target's partial file (the old one replaced) until placed;
+    /// small (unnamed) and named temps alike.
     #[test]
-    fn a_staged_file_is_placed_later_or_kept_as_partial() {
+    fn a_staged_file_waits_as_the_partial_until_placed() {
         let t = tempfile::tempdir().unwrap();
         let fs = FsRoot::open(t.path()).unwrap();
         for (i, unnamed) in [false, true].into_iter().enumerate() {
             let f = rel(format!("f{i}").as_bytes());
-            std::fs::write(t.path().join(f.display()), b"old").unwrap();
-            let make = || {
-                let tmp = match unnamed {
-                    true => fs.create_unnamed(&f),
-                    false => fs.create_temp(&f),
-                }
-                .unwrap();
-                tmp.write_at(b"new", 0).unwrap();
-                tmp.stage(0o640, (1_000, 0), false).unwrap()
-            };
-            let staged = make();
-            assert_eq!(std::fs::read(t.path().join(f.display())).unwrap(), b"old");
-            staged.place().unwrap();
-            let m = std::fs::metadata(t.path().join(f.display())).unwrap();
-            assert_eq!(std::fs::read(t.path().join(f.display())).unwrap(), b"new");
-            assert_eq!((m.mode() & 0o7777, m.mtime()), (0o640, 1_000));
-            drop(make());
-            let mut partial = fs.partial(&f).unwrap().expect("kept as partial");
+            let path = t.path().join(f.display());
+            std::fs::write(&path, b"old").unwrap();
+            let older = t.path().join(partial_name(f.file_name().unwrap()));
+            std::fs::write(&older, b"an older partial").unwrap();
+            let tmp = match unnamed {
+                true => fs.create_unnamed(&f),
+                false => fs.create_temp(&f),
+            }
+            .unwrap();
+            tmp.write_at(b"new", 0).unwrap();
+            tmp.stage(0o640, (1_000, 0), false).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"old");
+            let mut partial = fs.partial(&f).unwrap().expect("staged as the partial");
             let mut got = Vec::new();
             partial.read_to_end(&mut got).unwrap();
             assert_eq!(got, b"new");
-            fs.remove_partial(&f).unwrap();
+            fs.place_partial(&f).unwrap();
+            let m = std::fs::metadata(&path).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"new");
+            assert_eq!((m.mode() & 0o7777, m.mtime()), (0o640, 1_000));
+            assert!(fs.partial(&f).unwrap().is_none());
         }
         assert_eq!(names(t.path()), ["f0", "f1"], "nothing else left");
     }

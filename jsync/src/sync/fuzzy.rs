@@ -8,7 +8,11 @@
 //! whatever its name; otherwise the name closest by edit distance among
 //! those with the same suffix (what follows the last `.`), if it shares at
 //! least half of the name. Only regular, non-empty files are candidates,
-//! never jsync's own temp or partial files. A directory is read (and its
+//! never jsync's own temp or partial files, nor one more than eight times
+//! larger or smaller than the file; the first thousand of a directory (in
+//! name order) are weighed, each only as far as it could still win, so a
+//! directory of many similar names costs bounded work per file. (The
+//! receiver asks only for files too large to go whole in a batch.) A directory is read (and its
 //! files looked up) once for all the new files it gets; the last few such
 //! directories are kept, since the sender's depth-first list comes back to
 //! a directory after each subdirectory.
@@ -25,7 +29,10 @@ use super::fsroot::{is_partial_name, is_temp_name, FsRoot, Kind, RelPath};
 /// Directories whose candidates are kept.
 const KEPT_DIRS: usize = 32;
 /// Candidates weighed per directory at most (the first in name order).
-const MAX_CANDIDATES: usize = 10_000;
+const MAX_CANDIDATES: usize = 1_000;
+/// A candidate more than this many times larger or smaller than the file
+/// is no basis worth reading.
+const MAX_RATIO: u64 = 8;
 
 /// A file that may serve as a basis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,24 +118,25 @@ fn pick<'a>(
     let suffix = |n: &[u8]| n.iter().rposition(|&b| b == b'.').map(|i| n[i..].to_vec());
     let wanted = suffix(name);
     // Closer than half the name, or not at all.
-    let mut best: Option<(usize, &Candidate)> = None;
+    let mut best = None;
     let mut bound = name.len().div_ceil(2);
+    let near =
+        |c: &Candidate| c.size <= size.saturating_mul(MAX_RATIO) && c.size >= size / MAX_RATIO;
     for c in candidates {
-        if suffix(&c.name) != wanted || c.name.len().abs_diff(name.len()) >= bound {
+        if !near(c) || suffix(&c.name) != wanted || c.name.len().abs_diff(name.len()) >= bound {
             continue;
         }
-        let d = distance(name, &c.name);
-        if d < bound {
+        if let Some(d) = distance_below(name, &c.name, bound) {
             bound = d;
-            best = Some((d, c));
+            best = Some(c);
         }
     }
-    best.map(|(_, c)| c)
+    best
 }
 
 /// The edit distance (insertions, deletions, substitutions) between `a`
-/// and `b`.
-fn distance(a: &[u8], b: &[u8]) -> usize {
+/// and `b` if it is below `bound`; `None` as soon as it cannot be.
+fn distance_below(a: &[u8], b: &[u8], bound: usize) -> Option<usize> {
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, &ca) in a.iter().enumerate() {
         let mut diag = row[0];
@@ -140,8 +148,12 @@ fn distance(a: &[u8], b: &[u8]) -> usize {
                 .min(row[j] + 1);
             diag = above;
         }
+        // No later row has a smaller least value.
+        if row.iter().min().is_some_and(|&m| m >= bound) {
+            return None;
+        }
     }
-    row[b.len()]
+    Some(row[b.len()]).filter(|&d| d < bound)
 }
 
 #[cfg(test)]
@@ -158,10 +170,14 @@ mod tests {
 
     #[test]
     fn edit_distance() {
-        assert_eq!(distance(b"", b""), 0);
-        assert_eq!(distance(b"abc", b""), 3);
-        assert_eq!(distance(b"kitten", b"sitting"), 3);
-        assert_eq!(distance(b"report-v1.pdf", b"report-v2.pdf"), 1);
+        let d = |a: &[u8], b: &[u8]| distance_below(a, b, usize::MAX);
+        assert_eq!(d(b"", b""), Some(0));
+        assert_eq!(d(b"abc", b""), Some(3));
+        assert_eq!(d(b"kitten", b"sitting"), Some(3));
+        assert_eq!(d(b"report-v1.pdf", b"report-v2.pdf"), Some(1));
+        assert_eq!(distance_below(b"kitten", b"sitting", 3), None);
+        assert_eq!(distance_below(b"kitten", b"sitting", 4), Some(3));
+        assert_eq!(distance_below(b"aaaaaaaa", b"bbbbbbbb", 2), None);
     }
 
     #[test]
@@ -174,12 +190,15 @@ mod tests {
             c("other.bin", 77, 9),
         ];
         let name = |n: &str, size, t| pick(&list, n.as_bytes(), size, (t, 0)).map(|c| &c.name[..]);
-        assert_eq!(name("report-v2.pdf", 1, 1), Some(&b"report-v1.pdf"[..]));
+        assert_eq!(name("report-v2.pdf", 600, 1), Some(&b"report-v1.pdf"[..]));
+        // Far larger or smaller: none.
+        assert_eq!(name("report-v2.pdf", 5_000, 1), None);
+        assert_eq!(name("report-v2.pdf", 50, 1), None);
         // Size and time beat any name.
         assert_eq!(name("report-v2.pdf", 77, 9), Some(&b"other.bin"[..]));
         // Another suffix, or too far a name: none.
-        assert_eq!(name("report-v2.odt", 1, 1), None);
-        assert_eq!(name("summary.pdf", 1, 1), None);
-        assert_eq!(name("x", 1, 1), None);
+        assert_eq!(name("report-v2.odt", 600, 1), None);
+        assert_eq!(name("summary.pdf", 600, 1), None);
+        assert_eq!(name("x", 600, 1), None);
     }
 }

@@ -72,9 +72,12 @@ impl GiveSpec {
             std::fs::symlink_metadata(src)
         }
         .map_err(|e| Error::io(format!("cannot read {}", src.display()), e))?;
-        let meta = match std::fs::metadata(src) {
-            Ok(dir) if copy_dirlinks && meta.is_symlink() && dir.is_dir() => dir,
-            _ => meta,
+        let meta = match copy_dirlinks && meta.is_symlink() {
+            true => match std::fs::metadata(src) {
+                Ok(dir) if dir.is_dir() => dir,
+                _ => meta,
+            },
+            false => meta,
         };
         if meta.is_dir() {
             let fs = FsRoot::open(src).map_err(fs_err)?;
@@ -146,13 +149,12 @@ impl GiveSpec {
         }
         .map_err(fs_err)?
         .ok_or_else(|| Error::Fs(format!("{src}: no such file or directory on the server")))?;
-        let meta = match fs.stat_follow_within(&base) {
-            Ok(Some(dir))
-                if copy_dirlinks && meta.kind == Kind::Symlink && dir.kind == Kind::Dir =>
-            {
-                dir
-            }
-            _ => meta,
+        let meta = match copy_dirlinks && meta.kind == Kind::Symlink {
+            true => match fs.stat_follow_within(&base) {
+                Ok(Some(dir)) if dir.kind == Kind::Dir => dir,
+                _ => meta,
+            },
+            false => meta,
         };
         let name = base
             .file_name()
@@ -247,8 +249,10 @@ impl GiveSpec {
     }
 
     /// The target of symlink `full`. With `-k` its path may lead through
-    /// links to directories, followed as [`GiveSpec::referent`] follows
-    /// them; the link itself is not.
+    /// links to directories: from a local source wherever they lead; in a
+    /// server's root as [`FsRoot`] resolves every path (links beneath the
+    /// root only, none with the fallback resolver). The link itself is not
+    /// followed.
     fn read_link(&self, full: &RelPath, through_dirlinks: bool) -> std::io::Result<Vec<u8>> {
         if through_dirlinks && self.follow_anywhere {
             let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));

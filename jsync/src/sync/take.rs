@@ -796,9 +796,10 @@ struct Ctx {
     /// With `--fuzzy`: a basis for a file the destination lacks, among its
     /// siblings.
     fuzzy: Option<super::fuzzy::Fuzzy>,
-    /// With `--delay-updates`: received files waiting to be renamed into
-    /// place at the end, with their entry numbers.
-    staged: Option<std::sync::Mutex<Vec<(super::fsroot::Staged, u64)>>>,
+    /// With `--delay-updates`: received files waiting (as their partial
+    /// files) to be renamed into place at the end: where, entry number, and
+    /// the path as the user sees it.
+    staged: Option<std::sync::Mutex<Vec<(RelPath, u64, String)>>>,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -877,24 +878,24 @@ impl Ctx {
         }
     }
 
-    /// Puts the received file `temp` in place as entry `index` with `mode`
-    /// and `mtime`, or with `--delay-updates` stages it for the end (true
+    /// Puts the received file `temp` in place as `job`'s with `meta`'s mode
+    /// and mtime, or with `--delay-updates` stages it for the end (true
     /// then: its PLACED waits for the rename).
     fn put_in_place(
         &self,
         temp: TempFile,
         meta: &FileMeta,
-        index: u64,
+        job: &FileJob,
     ) -> std::result::Result<bool, String> {
         let Some(staged) = &self.staged else {
             temp.commit(meta.mode, meta.mtime, self.opts.fsync)
                 .map_err(|e| e.to_string())?;
             return Ok(false);
         };
-        let file = temp
-            .stage(meta.mode, meta.mtime, self.opts.fsync)
+        temp.stage(meta.mode, meta.mtime, self.opts.fsync)
             .map_err(|e| e.to_string())?;
-        staged.lock().expect("poisoned").push((file, index));
+        let mut staged = staged.lock().expect("poisoned");
+        staged.push((job.rel.clone(), job.index, job.shown.clone()));
         Ok(true)
     }
 
@@ -904,18 +905,15 @@ impl Ctx {
             return;
         };
         let mut files = std::mem::take(&mut *staged.lock().expect("poisoned"));
-        files.sort_unstable_by_key(|(_, i)| *i);
-        for (file, index) in files {
-            match file.place() {
+        files.sort_unstable_by_key(|(_, i, _)| *i);
+        for (rel, index, shown) in files {
+            match self.fs.place_partial(&rel) {
                 Ok(()) => self.placed(index),
-                Err(e) => {
-                    let path = match &e {
-                        super::fsroot::FsError::Io { path, .. } => path.clone(),
-                        other => other.to_string(),
-                    };
-                    self.counters
-                        .error(&self.shown(path.as_bytes()), e.to_string())
+                Err(super::fsroot::FsError::Io { source, .. }) => {
+                    let why = format!("cannot put it in place (--delay-updates): {source}");
+                    self.counters.error(&shown, why)
                 }
+                Err(e) => self.counters.error(&shown, e.to_string()),
             }
         }
     }
@@ -995,12 +993,14 @@ impl Ctx {
 
     /// `e` with the named users and groups of its ACLs (`-A`) mapped to
     /// local ids, as owners are (names learned so far: the sender sends an
-    /// id's name before the first entry that uses it).
+    /// id's name before the first entry that uses it), and its access ACL's
+    /// owner, mask and other entries those of its mode.
     fn localize_acls(&self, e: &mut Entry) {
         if !self.opts.kept.acls || e.xattrs.is_empty() {
             return;
         }
         let o = self.owners.lock().expect("poisoned");
+        let mode = e.mode;
         for (name, value) in &mut e.xattrs {
             if super::acl::is_acl(name) {
                 *value = super::acl::map_ids(
@@ -1008,6 +1008,10 @@ impl Ctx {
                     |u| self.local_uid(&o, u),
                     |g| self.local_gid(&o, g),
                 );
+            }
+            // (--chmod may have changed the mode the ACL must agree with.)
+            if name.as_slice() == super::acl::ACCESS {
+                *value = super::acl::with_mode(value, mode);
             }
         }
     }
@@ -1505,11 +1509,14 @@ fn plan(
                         (WantHow::Delta, new)
                     }
                     None => {
-                        // (-W: no basis; a new directory has no siblings.)
-                        let fuzzy = ctx
-                            .fuzzy
-                            .as_ref()
-                            .filter(|_| !ctx.opts.whole_file && !dry && !fresh.holds(rel));
+                        // (-W: no basis; a new directory has no siblings;
+                        // a small file goes whole in a batch.)
+                        let fuzzy = ctx.fuzzy.as_ref().filter(|_| {
+                            !ctx.opts.whole_file
+                                && !dry
+                                && !fresh.holds(rel)
+                                && e.size > BATCH_FILE_MAX
+                        });
                         sibling = fuzzy.and_then(|f| f.basis(fs, rel, e));
                         match sibling {
                             Some(_) => (WantHow::Delta, new),
@@ -2396,12 +2403,15 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
         None => {
             let local = &out.job.local;
             let opened = match (local.alt, &ctx.alts, &local.sibling) {
-                (Some(i), Some(alts), _) => alts.open_read(i, &out.job.rel),
-                (_, _, Some(sibling)) => ctx.fs.open_read(sibling),
-                _ => ctx.fs.open_read(&out.job.rel),
+                (Some(i), Some(alts), _) => {
+                    alts.open_read(i, &out.job.rel).map(|f| (f, local.size))
+                }
+                // (A sibling by its size now: it was looked up earlier.)
+                (_, _, Some(sibling)) => ctx.fs.open_read_meta(sibling).map(|(f, m)| (f, m.size)),
+                _ => ctx.fs.open_read(&out.job.rel).map(|f| (f, local.size)),
             };
             match opened {
-                Ok(f) => (f, local.size),
+                Ok(found) => found,
                 Err(_) => return out,
             }
         }
@@ -2753,7 +2763,7 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
         }
         finish_file(ctx, &temp, &job.entry)?;
         ctx.keep_replaced(&job.rel)?;
-        ctx.put_in_place(temp, &whole.meta, job.index)
+        ctx.put_in_place(temp, &whole.meta, job)
     })();
     ctx.progress.file_started(shown, whole.meta.size);
     ctx.progress.file_progress(shown, whole.meta.size);
@@ -2809,7 +2819,8 @@ fn placed(
 ) {
     match res {
         Ok(staged) => {
-            if job.partial {
+            // (A staged file is the partial now, until it is placed.)
+            if job.partial && !staged {
                 if let Err(e) = ctx.fs.remove_partial(&job.rel) {
                     tracing::warn!(path = %job.shown, error = %e, "cannot remove the partial file");
                 }
@@ -3087,7 +3098,7 @@ impl<'a> Build<'a> {
         temp.set_len(end.size).map_err(|err| err.to_string())?;
         finish_file(ctx, &temp, &job.entry)?;
         ctx.keep_replaced(&job.rel)?;
-        ctx.put_in_place(temp, meta, job.index)
+        ctx.put_in_place(temp, meta, job)
     }
 
     /// The connection broke part-way: keep what arrived as the file's partial
