@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Output;
 
-use jsync_tests::bins::{run, Jsrv};
+use jsync_tests::bins::{assert_ok as ok, run, Jsrv};
 use jsync_tests::Keys;
 
 fn stderr(out: &Output) -> String {
@@ -265,30 +265,21 @@ fn copy_dirlinks_sends_links_to_directories_as_directories() {
     // A source named through a link to a directory, without a slash: the
     // directory under the link's name, as in rsync.
     let named = work.path().join("named");
-    let link = src.join("dirlink_in");
-    let out = run(
-        "jcp",
-        &["-q", "-k", link.to_str().unwrap(), named.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(read(&named.join("dirlink_in/f")), "inner\n");
-    let out = run(
-        "jcp",
-        &["-q", "-L", link.to_str().unwrap(), named.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!named.join("inner_dir").exists(), "-L names it as -k does");
+    let (link, to) = (src.join("dirlink_in"), named.to_str().unwrap());
+    for follow in ["-k", "-L"] {
+        ok(
+            &run("jcp", &["-q", follow, link.to_str().unwrap(), to]),
+            follow,
+        );
+        assert_eq!(read(&named.join("dirlink_in/f")), "inner\n", "{follow}");
+        assert!(!named.join("inner_dir").exists(), "{follow}");
+    }
     let named = work.path().join("named_pull");
-    let out = srv.jcp(
-        keys.path(),
-        &[
-            "-q",
-            "-k",
-            "127.0.0.1:src/dirlink_in",
-            named.to_str().unwrap(),
-        ],
+    let from = "127.0.0.1:src/dirlink_in";
+    ok(
+        &srv.jcp(keys.path(), &["-q", "-k", from, named.to_str().unwrap()]),
+        "pull",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read(&named.join("dirlink_in/f")), "inner\n");
 }
 
