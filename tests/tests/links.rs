@@ -264,9 +264,10 @@ fn copy_dirlinks_sends_links_to_directories_as_directories() {
     }
     // A source named through a link to a directory, without a slash: the
     // directory under the link's name, as in rsync.
-    let named = work.path().join("named");
-    let (link, to) = (src.join("dirlink_in"), named.to_str().unwrap());
+    let link = src.join("dirlink_in");
     for follow in ["-k", "-L"] {
+        let named = work.path().join(format!("named{follow}"));
+        let to = named.to_str().unwrap();
         ok(
             &run("jcp", &["-q", follow, link.to_str().unwrap(), to]),
             follow,

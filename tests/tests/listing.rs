@@ -184,7 +184,8 @@ fn listed_paths_stay_beneath_the_source_and_take_one_source() {
 /// `--ignore-missing-args`: a listed path (or one on the way to it) or a
 /// source that does not exist is passed over in silence, locally, pushed
 /// and pulled; without it the run says so and fails (exit 23 or 24), and a
-/// missing source stops it before anything is copied.
+/// missing local source stops it before anything is copied (a server's
+/// sources are found one after the other).
 #[test]
 fn ignore_missing_args_passes_over_what_is_not_there() {
     let s = Setup::new();
@@ -243,12 +244,31 @@ fn ignore_missing_args_passes_over_what_is_not_there() {
             String::from_utf8_lossy(&out.stderr).contains("gone"),
             "{way}: {out:?}"
         );
+        if way != "pull" {
+            assert!(!got.exists(), "{way}: nothing copied");
+        }
     }
-    // Every source missing: nothing to do.
+    // Every source missing: nothing to do, pushed or pulled.
     let out = s.srv.jcp(
         s.keys.path(),
         &["--ignore-missing-args", &gone, "127.0.0.1:z/"],
     );
     ok(&out, "all missing");
     assert!(!s.root.join("z").exists());
+    let to = w.join("none");
+    let args = [
+        "--ignore-missing-args",
+        "127.0.0.1:src/gone",
+        to.to_str().unwrap(),
+    ];
+    ok(&s.srv.jcp(s.keys.path(), &args), "all missing, pulled");
+    assert!(!to.exists());
+    // Another error than "not there" still counts.
+    let args = [
+        "--ignore-missing-args",
+        "127.0.0.1:src/top/x",
+        to.to_str().unwrap(),
+    ];
+    let out = s.srv.jcp(s.keys.path(), &args);
+    assert!(!out.status.success(), "through a file: {out:?}");
 }

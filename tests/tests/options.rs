@@ -1452,6 +1452,8 @@ fn dirs_copies_directories_without_recursing() {
     for (options, recursed, deleted) in [
         (&["-d"][..], false, false),
         (&["-d", "--delete"], false, true),
+        // With -m too: the directories met are unlisted, never deleted.
+        (&["-d", "-m", "--delete"], false, true),
         (&["-d", "-r"], true, false),
     ] {
         each_way_out(options, prepare, |dst, out, what| {

@@ -863,12 +863,23 @@ impl FsRoot {
         }
     }
 
-    /// Renames the partial file kept beside `rel` over it: a file staged
-    /// complete by [`TempFile::stage`] goes in place (`--delay-updates`).
-    pub fn place_partial(&self, rel: &RelPath) -> Result<(), FsError> {
+    /// Renames the partial file kept beside `rel` over it, if it is still
+    /// the file `id` (device, inode) that [`TempFile::stage`] staged there
+    /// (`--delay-updates`): not if another run, or another name whose
+    /// partial name is the same, put something else under that name.
+    pub fn place_partial(&self, rel: &RelPath, id: (u64, u64)) -> Result<(), FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
-        rfs::renameat(&dir, partial_name(name), &dir, name)
-            .map_err(|e| FsError::io(rel.display(), e))
+        let partial = partial_name(name);
+        let err = |e: Errno| FsError::io(rel.display(), e);
+        let st = rfs::statat(&dir, &partial, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+        let m = Meta::from_stat(&st);
+        if (m.dev, m.ino) != id {
+            return Err(FsError::io(
+                rel.display(),
+                io::Error::other("its staged copy was replaced meanwhile (another run?)"),
+            ));
+        }
+        rfs::renameat(&dir, &partial, &dir, name).map_err(err)
     }
 
     /// Deals with the temp files a crash left in `rel_dir` (names of the form
@@ -1742,13 +1753,17 @@ impl TempFile {
     /// [`FsRoot::place_partial`] renames into place at the end of the run.
     /// Under that name no other run's cleanup takes it for a crash's
     /// leftover, and if this run fails it is what the next one resumes from.
-    pub fn stage(self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(), FsError> {
+    /// Returns the file's device and inode, for [`FsRoot::place_partial`].
+    pub fn stage(self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(u64, u64), FsError> {
         let file = self.file.as_fd();
-        rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
+        let st = rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
             .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
+            .and_then(|()| rfs::fstat(file))
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
-        self.keep_as_partial()
+        let m = Meta::from_stat(&st);
+        self.keep_as_partial()?;
+        Ok((m.dev, m.ino))
     }
 
     /// Renames the temp (named first if it is unnamed) to `to` in its directory.
@@ -2857,13 +2872,19 @@ mod tests {
             }
             .unwrap();
             tmp.write_at(b"new", 0).unwrap();
-            tmp.stage(0o640, (1_000, 0), false).unwrap();
+            let id = tmp.stage(0o640, (1_000, 0), false).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), b"old");
             let mut partial = fs.partial(&f).unwrap().expect("staged as the partial");
             let mut got = Vec::new();
             partial.read_to_end(&mut got).unwrap();
             assert_eq!(got, b"new");
-            fs.place_partial(&f).unwrap();
+            // Another file under the partial name is not put in place.
+            let moved = t.path().join("moved");
+            std::fs::rename(&older, &moved).unwrap();
+            std::fs::write(&older, b"someone else's").unwrap();
+            assert!(fs.place_partial(&f, id).is_err());
+            std::fs::rename(&moved, &older).unwrap();
+            fs.place_partial(&f, id).unwrap();
             let m = std::fs::metadata(&path).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), b"new");
             assert_eq!((m.mode() & 0o7777, m.mtime()), (0o640, 1_000));

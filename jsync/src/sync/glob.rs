@@ -141,12 +141,24 @@ pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<Stri
         }
         found = next;
     }
+    // A pattern without wildcards (a quoted path: --ignore-missing-args
+    // asking whether it is there) matches whatever is there, and only what
+    // is not there is no match: any other error is said.
+    let literal = !has_glob(pattern);
     let mut out = Vec::new();
     for path in found {
-        // With a trailing slash only directories match, as in a shell.
-        let exists = FsRoot::check(&path).ok().is_some_and(|rel| {
-            matches!(fs.lstat(&rel), Ok(Some(m)) if !slash || m.kind == super::fsroot::Kind::Dir)
-        });
+        let there = match FsRoot::check(&path) {
+            Ok(rel) => fs.lstat(&rel),
+            Err(e) => Err(e),
+        };
+        let exists = match there {
+            Ok(Some(_)) if literal => true,
+            // With a trailing slash only directories match, as in a shell.
+            Ok(Some(m)) => !slash || m.kind == super::fsroot::Kind::Dir,
+            Ok(None) => false,
+            Err(e) if literal => return Err(e.to_string()),
+            Err(_) => false,
+        };
         if !exists {
             continue;
         }
@@ -292,12 +304,24 @@ mod tests {
 
     #[test]
     fn quoted_paths_match_themselves() {
-        for p in ["plain/name", "a*b/[x]?", "back\\slash", "dir/"] {
-            let q = glob_quote(p);
-            assert!(!has_glob(&q), "{q}");
-            let back: Vec<String> = q.split('/').map(unquote).collect();
-            assert_eq!(back.join("/"), p);
+        let (t, fs) = tree();
+        std::os::unix::fs::symlink("logs", t.path().join("to-logs")).unwrap();
+        let e = |p: &str| expand(&fs, &glob_quote(p));
+        for p in [
+            "logs/a.gz",
+            "star*.txt",
+            "br{ace}.txt",
+            "logs/",
+            "logs",
+            "to-logs/",
+        ] {
+            assert!(!has_glob(&glob_quote(p)), "{p}");
+            assert_eq!(e(p).unwrap(), [p], "{p}");
         }
+        assert!(e("logs/missing").unwrap().is_empty());
+        assert!(e("star?.txt").unwrap().is_empty(), "quoted: no wildcard");
+        // Another error than "not there" is an error.
+        assert!(e("logs/a.gz/x").is_err(), "through a file");
     }
 
     #[test]

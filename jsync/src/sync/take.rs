@@ -324,7 +324,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     let waits = opts.prune_empty_dirs
                         && entry.kind == EntryKind::Dir
                         && !entry.path.is_empty();
-                    if opts.delete && !waits {
+                    // (An unlisted directory, whose contents the sender did
+                    // not list, is never deleted, made or not.)
+                    if opts.delete && (!waits || entry.unlisted) {
                         seen.insert(&rel);
                     }
                     if opts.prune_empty_dirs {
@@ -334,7 +336,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             continue;
                         }
                         for (r, e) in unmade.0.drain(..) {
-                            if opts.delete {
+                            if opts.delete && !e.unlisted {
                                 seen.insert(&r);
                             }
                             match plan(&ctx, &r, &e, &mut fresh, &mut skipped) {
@@ -797,9 +799,18 @@ struct Ctx {
     /// siblings.
     fuzzy: Option<super::fuzzy::Fuzzy>,
     /// With `--delay-updates`: received files waiting (as their partial
-    /// files) to be renamed into place at the end: where, entry number, and
-    /// the path as the user sees it.
-    staged: Option<std::sync::Mutex<Vec<(RelPath, u64, String)>>>,
+    /// files) to be renamed into place at the end: where, the staged file's
+    /// device and inode, entry number, and the path as the user sees it.
+    staged: Option<std::sync::Mutex<Vec<Staged>>>,
+}
+
+/// A received file waiting as its partial file (`--delay-updates`).
+struct Staged {
+    rel: RelPath,
+    /// The staged file's device and inode: only it is put in place.
+    id: (u64, u64),
+    index: u64,
+    shown: String,
 }
 
 /// How many hashed files may stay open awaiting their verdicts: a quarter of
@@ -892,10 +903,16 @@ impl Ctx {
                 .map_err(|e| e.to_string())?;
             return Ok(false);
         };
-        temp.stage(meta.mode, meta.mtime, self.opts.fsync)
+        let id = temp
+            .stage(meta.mode, meta.mtime, self.opts.fsync)
             .map_err(|e| e.to_string())?;
         let mut staged = staged.lock().expect("poisoned");
-        staged.push((job.rel.clone(), job.index, job.shown.clone()));
+        staged.push(Staged {
+            rel: job.rel.clone(),
+            id,
+            index: job.index,
+            shown: job.shown.clone(),
+        });
         Ok(true)
     }
 
@@ -905,15 +922,15 @@ impl Ctx {
             return;
         };
         let mut files = std::mem::take(&mut *staged.lock().expect("poisoned"));
-        files.sort_unstable_by_key(|(_, i, _)| *i);
-        for (rel, index, shown) in files {
-            match self.fs.place_partial(&rel) {
-                Ok(()) => self.placed(index),
+        files.sort_unstable_by_key(|s| s.index);
+        for s in files {
+            match self.fs.place_partial(&s.rel, s.id) {
+                Ok(()) => self.placed(s.index),
                 Err(super::fsroot::FsError::Io { source, .. }) => {
                     let why = format!("cannot put it in place (--delay-updates): {source}");
-                    self.counters.error(&shown, why)
+                    self.counters.error(&s.shown, why)
                 }
-                Err(e) => self.counters.error(&shown, e.to_string()),
+                Err(e) => self.counters.error(&s.shown, e.to_string()),
             }
         }
     }
