@@ -462,6 +462,17 @@ pub struct Cli {
     #[arg(long)]
     pub perms: bool,
 
+    /// Keep executability: what jcp always does, keeping every permission
+    /// bit (accepted for rsync habits)
+    #[arg(short = 'E', long)]
+    pub executability: bool,
+
+    /// Keep names from a remote shell's word splitting: what jcp always
+    /// does, passing paths to the server as arguments of the service it
+    /// starts, never through a shell (accepted for rsync habits)
+    #[arg(short = 's', long, visible_alias = "secluded-args")]
+    pub protect_args: bool,
+
     /// Keep owners: what jcp always does where the receiving side runs as
     /// root, unless --no-owner (accepted for rsync habits)
     #[arg(short = 'o', long)]

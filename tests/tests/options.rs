@@ -374,6 +374,25 @@ fn rsync_habits_avhp_and_h_alone() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Total file size:"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("3.00 MiB/3.00 MiB"));
 
+    // -E and -s: what jcp always does (an executable stays executable).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let script = src.join("run.sh");
+        put(&script, b"#!/bin/sh\n", T);
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let to = work.path().join("es");
+        let from = format!("{}/", src.display());
+        ok(
+            &run("jcp", &["-rtEs", &from, to.to_str().unwrap()]),
+            "-rtEs",
+        );
+        let mode = std::fs::metadata(to.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o750);
+    }
+
     let out = run("jcp", &["-h"]);
     ok(&out, "jcp -h");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: jcp"));
