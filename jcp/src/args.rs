@@ -400,6 +400,14 @@ pub struct Cli {
     #[arg(long)]
     pub delay_updates: bool,
 
+    /// Keep partial files in directory DIR inside each directory, under
+    /// their own names, as rsync's --partial-dir (`.rsync-partial` is the
+    /// usual name), instead of beside them as .NAME.jsync-partial. DIR is a
+    /// name (no `/`), made when needed and removed when empty; as in rsync,
+    /// a rule `- DIR/` is added: DIR is not sent, and --delete keeps it
+    #[arg(long, value_name = "DIR")]
+    pub partial_dir: Option<String>,
+
     /// Pass over in silence a source, or a path --files-from lists, that
     /// does not exist, as rsync's --ignore-missing-args (other errors still
     /// count); with every source missing there is nothing to do
@@ -989,7 +997,21 @@ impl Cli {
     /// filter rules in command-line order (from [`filter_rules`]); each
     /// rule file is read once.
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
-        let filter = build_filter(&rules, self.cvs_exclude)?;
+        let mut filter = build_filter(&rules, self.cvs_exclude)?;
+        if let Some(d) = &self.partial_dir {
+            let plain =
+                !d.is_empty() && d != "." && d != ".." && !d.contains(['/', '*', '?', '[', '\\']);
+            if !plain {
+                return Err(UsageError(format!(
+                    "--partial-dir {d}: jcp takes a plain name, made inside each directory (like .rsync-partial)"
+                )));
+            }
+            let exclude = format!("{d}/");
+            let kind = jsync::sync::RuleKind::Exclude;
+            filter
+                .add(kind, &exclude)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
         let direction = self.direction()?;
         let mut sync = jsync::sync::SyncOptions::default();
         sync.checksum = self.checksum || self.ignore_times;
@@ -1024,6 +1046,7 @@ impl Cli {
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
         sync.delay_updates = self.delay_updates;
+        sync.partial_dir = self.partial_dir.clone();
         sync.ignore_missing_args = self.ignore_missing_args;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))

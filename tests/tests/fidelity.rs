@@ -1441,6 +1441,13 @@ async fn a_second_name_is_not_linked_to_a_first_name_that_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_file_is_resumed_from_what_arrived() {
+    // Kept beside the file, and with --partial-dir in a directory of its own.
+    for partial_dir in [None, Some(".rsync-partial")] {
+        resume_after_a_cut(partial_dir).await;
+    }
+}
+
+async fn resume_after_a_cut(partial_dir: Option<&'static str>) {
     const SIZE: usize = 64 << 20;
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
@@ -1459,14 +1466,14 @@ async fn an_interrupted_file_is_resumed_from_what_arrived() {
         let keys = keys.path().to_path_buf();
         let src = src.clone();
         tokio::task::spawn_blocking(move || {
-            Command::new(bin("jcp"))
-                .arg("--config-dir")
+            let mut cmd = Command::new(bin("jcp"));
+            cmd.arg("--config-dir")
                 .arg(&keys)
-                .args(["-p", &port.to_string(), "--stats"])
-                .arg(&src)
-                .arg("127.0.0.1:")
-                .output()
-                .unwrap()
+                .args(["-p", &port.to_string(), "--stats"]);
+            if let Some(d) = partial_dir {
+                cmd.arg(format!("--partial-dir={d}"));
+            }
+            cmd.arg(&src).arg("127.0.0.1:").output().unwrap()
         })
     };
 
@@ -1491,6 +1498,13 @@ async fn an_interrupted_file_is_resumed_from_what_arrived() {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if let Some(d) = partial_dir {
+        let kept = fs::metadata(root.join(d).join("big.bin")).map(|m| m.len());
+        assert!(
+            kept.as_ref().is_ok_and(|&n| n > 0),
+            "no partial in {d}: {kept:?}"
+        );
+    }
 
     let out = jcp(srv.port).await.unwrap();
     assert_ok(&out, "the resumed push");
@@ -1506,6 +1520,9 @@ async fn an_interrupted_file_is_resumed_from_what_arrived() {
     );
     let left = temp_leftovers(&root);
     assert!(left.is_empty(), "left behind: {left:?}");
+    if let Some(d) = partial_dir {
+        assert!(!root.join(d).exists(), "{d} is removed once empty");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1642,3 +1642,31 @@ fn log_file_records_the_run() {
     );
     assert!(!dst.exists());
 }
+
+/// `--partial-dir`: with `--delay-updates` the files wait in it and it is
+/// gone once they are in place; what the destination keeps in one is left
+/// alone by `--delete` (rsync's added rule `- DIR/`), and a path is no
+/// name for it.
+#[test]
+fn partial_dir_holds_partial_files_and_is_kept_from_delete() {
+    let prepare = |dst: &Path| put(&dst.join(".part/left"), b"an older partial", T);
+    let options = ["--partial-dir=.part", "--delay-updates", "--delete"];
+    each_way_out(&options, prepare, |dst, out, what| {
+        ok(out, what);
+        check(dst, &source_state(), what);
+        assert!(!dst.join("extra.txt").exists(), "{what}");
+        holds(dst, ".part/left", Some(b"an older partial"), what);
+        assert!(!dst.join("new_dir/.part").exists(), "{what}");
+        let waiting: Vec<_> = files_in(dst)
+            .into_iter()
+            .filter(|n| n.contains("jsync"))
+            .collect();
+        assert!(waiting.is_empty(), "{what}: {waiting:?}");
+    });
+    let setup = Sources::new(make_source);
+    let out = setup.srv.jcp(
+        setup.keys.path(),
+        &["--partial-dir=a/b", &setup.src_arg(), "unused"],
+    );
+    fails(&out, 2, "--partial-dir a/b", "a path");
+}

@@ -305,6 +305,9 @@ pub(crate) struct FsRoot {
     /// every operation that removes or replaces a path drops what is cached at
     /// and below it.
     dirs: std::sync::Mutex<BTreeMap<Vec<u8>, Arc<OwnedFd>>>,
+    /// `--partial-dir`: partial files live in this directory inside each
+    /// directory, under their files' names ([`FsRoot::set_partial_dir`]).
+    partial_dir: std::sync::OnceLock<OsString>,
 }
 
 /// The names in a directory, each with whether it is a directory.
@@ -349,6 +352,7 @@ impl FsRoot {
             path: dir.to_path_buf(),
             resolver,
             dirs: Default::default(),
+            partial_dir: Default::default(),
         })
     }
 
@@ -371,6 +375,7 @@ impl FsRoot {
             path: self.path.join(OsStr::from_bytes(rel.as_bytes())),
             resolver: self.resolver,
             dirs: Default::default(),
+            partial_dir: Default::default(),
         })
     }
 
@@ -505,6 +510,7 @@ impl FsRoot {
                         temp: Temp::Named(temp),
                         target: name.to_owned(),
                         shown: rel.display(),
+                        partial_dir: self.partial_dir.get().cloned(),
                         done: false,
                     });
                 }
@@ -548,6 +554,7 @@ impl FsRoot {
             temp: Temp::Unnamed(via),
             target: name.to_owned(),
             shown: rel.display(),
+            partial_dir: self.partial_dir.get().cloned(),
             done: false,
         })
     }
@@ -846,21 +853,47 @@ impl FsRoot {
     /// (a symlink, a FIFO, a device) also gives `None` and is not opened.
     pub fn partial(&self, rel: &RelPath) -> Result<Option<File>, FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
-        match open_plain(dir.as_fd(), &partial_name(name), false) {
+        let place = partial_place(
+            self.partial_dir.get().map(OsString::as_os_str),
+            dir.as_fd(),
+            name,
+            false,
+        );
+        let Some((pdir, pname)) = place.map_err(|e| FsError::io(rel.display(), e))? else {
+            return Ok(None);
+        };
+        let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
+        match open_plain(at, &pname, false) {
             Ok(fd) => Ok(fd.map(File::from)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(FsError::io(rel.display(), e)),
         }
     }
 
+    /// `--partial-dir`: partial files go in directory `name` inside each
+    /// directory (made when the first goes there, removed when the last
+    /// leaves), under their files' own names. Set once, by the receiver,
+    /// before any file is written.
+    pub(crate) fn set_partial_dir(&self, name: &OsStr) {
+        let _ = self.partial_dir.set(name.to_owned());
+    }
+
     /// Removes the partial file kept beside `rel`, if any (whatever kind of
     /// non-directory it is; a symlink is removed, not followed).
     pub fn remove_partial(&self, rel: &RelPath) -> Result<(), FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
-        match rfs::unlinkat(&dir, partial_name(name), AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(FsError::io(rel.display(), e)),
+        let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
+        let place = partial_place(pdir_name, dir.as_fd(), name, false);
+        let Some((pdir, pname)) = place.map_err(|e| FsError::io(rel.display(), e))? else {
+            return Ok(());
+        };
+        let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
+        match rfs::unlinkat(at, &pname, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(FsError::io(rel.display(), e)),
         }
+        tidy_partial_dir(pdir_name, dir.as_fd());
+        Ok(())
     }
 
     /// Renames the partial file kept beside `rel` over it, if it is still
@@ -869,9 +902,12 @@ impl FsRoot {
     /// partial name is the same, put something else under that name.
     pub fn place_partial(&self, rel: &RelPath, id: (u64, u64)) -> Result<(), FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
-        let partial = partial_name(name);
         let err = |e: Errno| FsError::io(rel.display(), e);
-        let st = rfs::statat(&dir, &partial, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+        let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
+        let place = partial_place(pdir_name, dir.as_fd(), name, false).map_err(err)?;
+        let (pdir, partial) = place.ok_or_else(|| err(Errno::NOENT))?;
+        let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
+        let st = rfs::statat(at, &partial, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
         let m = Meta::from_stat(&st);
         if (m.dev, m.ino) != id {
             return Err(FsError::io(
@@ -879,7 +915,9 @@ impl FsRoot {
                 io::Error::other("its staged copy was replaced meanwhile (another run?)"),
             ));
         }
-        rfs::renameat(&dir, &partial, &dir, name).map_err(err)
+        rfs::renameat(at, &partial, &dir, name).map_err(err)?;
+        tidy_partial_dir(pdir_name, dir.as_fd());
+        Ok(())
     }
 
     /// Deals with the temp files a crash left in `rel_dir` (names of the form
@@ -906,7 +944,12 @@ impl FsRoot {
             .filter(|(name, is_dir)| !is_dir && is_temp_name(name))
             .map(|(name, _)| OsString::from_vec(name.clone()))
             .collect();
-        let partials = names.iter().any(|(name, _)| is_partial_name(name));
+        let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
+        let in_partial_dir =
+            |name: &[u8], is_dir: bool| is_dir && pdir_name.is_some_and(|p| p.as_bytes() == name);
+        let partials = names
+            .iter()
+            .any(|(name, is_dir)| is_partial_name(name) || in_partial_dir(name, *is_dir));
         let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
         // Stale temps by target, in a stable order.
@@ -936,8 +979,13 @@ impl FsRoot {
                 .map(|(i, _)| i);
             if let Some(i) = largest {
                 let (name, meta) = temps.swap_remove(i);
-                let partial = partial_name(OsStr::from_bytes(&target));
-                match rename_noreplace(dirfd, &name, &partial) {
+                let target = OsStr::from_bytes(&target);
+                let kept = partial_place(pdir_name, dirfd, target, true).and_then(|place| {
+                    let (pdir, partial) = place.ok_or(Errno::NOENT)?;
+                    let at = pdir.as_ref().map_or(dirfd, |d| d.as_fd());
+                    rename_noreplace(dirfd, &name, at, &partial)
+                });
+                match kept {
                     Ok(()) => {
                         cleaned += 1;
                         kept_partial = true;
@@ -1257,6 +1305,42 @@ fn partial_name(name: &OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
+/// Where the partial file of `name` in directory `dir` lives: the partial
+/// directory's descriptor (`None`: `dir` itself) and the file's name there.
+/// Beside the file as `.<name>.jsync-partial`, or with `--partial-dir`
+/// (`pdir`) as `pdir/<name>`; `pdir` is made (mode 0700) with `create`,
+/// and never followed if it is a symlink (an error, so nothing is written
+/// or read through it). `None`: there is no partial directory.
+fn partial_place(
+    pdir: Option<&OsStr>,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    create: bool,
+) -> Result<Option<(Option<OwnedFd>, OsString)>, Errno> {
+    let Some(pdir) = pdir else {
+        return Ok(Some((None, partial_name(name))));
+    };
+    if create {
+        match rfs::mkdirat(dir, pdir, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rfs::openat(dir, pdir, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some((Some(fd), name.to_owned()))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the partial directory `pdir` of `dir` if it is empty now.
+fn tidy_partial_dir(pdir: Option<&OsStr>, dir: BorrowedFd<'_>) {
+    if let Some(pdir) = pdir {
+        let _ = rfs::unlinkat(dir, pdir, AtFlags::REMOVEDIR);
+    }
+}
+
 /// Whether `name` has the form of a partial file name, `.<X>.jsync-partial`
 /// with a non-empty `X` (for walks that should skip or clean them).
 pub(crate) fn is_partial_name(name: &[u8]) -> bool {
@@ -1269,11 +1353,16 @@ pub(crate) fn is_partial_name(name: &[u8]) -> bool {
 /// Renames `from` to `to` in `dir` unless `to` exists (`EEXIST` then). On a
 /// filesystem without `RENAME_NOREPLACE`, checks first and renames, which a
 /// concurrent creation of `to` could race; only used for partial files.
-fn rename_noreplace(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> Result<(), Errno> {
-    match rfs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
-        Err(Errno::INVAL) => match rfs::statat(dir, to, AtFlags::SYMLINK_NOFOLLOW) {
+fn rename_noreplace(
+    dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> Result<(), Errno> {
+    match rfs::renameat_with(dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) => match rfs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Err(Errno::EXIST),
-            Err(Errno::NOENT) => rfs::renameat(dir, from, dir, to),
+            Err(Errno::NOENT) => rfs::renameat(dir, from, to_dir, to),
             Err(e) => Err(e),
         },
         other => other,
@@ -1710,6 +1799,8 @@ pub(crate) struct TempFile {
     temp: Temp,
     target: OsString,
     shown: String,
+    /// Where it goes if kept as a partial file (`--partial-dir`).
+    partial_dir: Option<OsString>,
     done: bool,
 }
 
@@ -1768,11 +1859,18 @@ impl TempFile {
 
     /// Renames the temp (named first if it is unnamed) to `to` in its directory.
     fn rename_to(&mut self, to: &OsStr) -> Result<(), Errno> {
+        let dir = self.dir.clone();
+        self.rename_into(dir.as_fd(), to)
+    }
+
+    /// [`TempFile::rename_to`] `to` in directory `to_dir` (on the same
+    /// filesystem).
+    fn rename_into(&mut self, to_dir: BorrowedFd<'_>, to: &OsStr) -> Result<(), Errno> {
         let temp = match &self.temp {
             Temp::Named(temp) => temp.clone(),
             Temp::Unnamed(via) => self.name_it(*via)?,
         };
-        rfs::renameat(&self.dir, &temp, &self.dir, to)
+        rfs::renameat(&self.dir, &temp, to_dir, to)
     }
 
     /// Links an unnamed temp in under a fresh temp name, locked first like
@@ -1840,13 +1938,24 @@ impl TempFile {
     }
 
     /// Instead of discarding an unfinished file, renames it to
-    /// `.<name>.jsync-partial` beside the target (replacing an older partial),
-    /// for a later run to find with [`FsRoot::partial`] and resume from. On
-    /// error the temp file is removed.
+    /// `.<name>.jsync-partial` beside the target (with `--partial-dir`, to
+    /// `DIR/<name>`, DIR made if need be), replacing an older partial, for a
+    /// later run to find with [`FsRoot::partial`] and resume from. On error
+    /// the temp file is removed.
     pub fn keep_as_partial(mut self) -> Result<(), FsError> {
-        let partial = partial_name(&self.target);
-        self.rename_to(&partial)
-            .map_err(|e| FsError::io(self.shown.clone(), e))?;
+        let err = |e: Errno| FsError::io(self.shown.clone(), e);
+        let place = partial_place(
+            self.partial_dir.as_deref(),
+            self.dir.as_fd(),
+            &self.target,
+            true,
+        );
+        match place.map_err(err)? {
+            Some((Some(pdir), name)) => self.rename_into(pdir.as_fd(), &name),
+            Some((None, name)) => self.rename_to(&name),
+            None => Err(Errno::NOENT),
+        }
+        .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
         Ok(())
     }
@@ -2891,6 +3000,60 @@ mod tests {
             assert!(fs.partial(&f).unwrap().is_none());
         }
         assert_eq!(names(t.path()), ["f0", "f1"], "nothing else left");
+    }
+
+    /// `--partial-dir`: a kept partial goes in the directory (made then,
+    /// removed when the last partial leaves it) under the file's own name,
+    /// where a later run finds, stages, places or removes it; a crash's
+    /// stale temp goes there too; a symlink planted under the directory's
+    /// name is never followed.
+    #[test]
+    fn partial_files_live_in_the_partial_dir() {
+        let (_t, root, outside) = root_and_outside();
+        let fs = FsRoot::open(&root).unwrap();
+        fs.set_partial_dir(OsStr::new(".p"));
+        std::fs::create_dir(root.join("d")).unwrap();
+        let f = rel(b"d/f");
+        let keep = |data: &[u8]| {
+            let tmp = fs.create_temp(&f).unwrap();
+            tmp.write_at(data, 0).unwrap();
+            tmp.keep_as_partial().unwrap();
+        };
+        let read_partial = || {
+            let mut got = Vec::new();
+            fs.partial(&f)
+                .unwrap()
+                .map(|mut p| p.read_to_end(&mut got).unwrap());
+            got
+        };
+        keep(b"half");
+        assert_eq!(std::fs::read(root.join("d/.p/f")).unwrap(), b"half");
+        assert_eq!(names(&root.join("d")), [".p"]);
+        assert_eq!(read_partial(), b"half");
+        fs.remove_partial(&f).unwrap();
+        assert!(fs.partial(&f).unwrap().is_none());
+        assert!(names(&root.join("d")).is_empty(), "the empty .p went too");
+        // Staged (--delay-updates) and placed.
+        let tmp = fs.create_unnamed(&f).unwrap();
+        tmp.write_at(b"whole", 0).unwrap();
+        let id = tmp.stage(0o644, (1_000, 0), false).unwrap();
+        assert!(!root.join("d/f").exists());
+        fs.place_partial(&f, id).unwrap();
+        assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"whole");
+        assert_eq!(names(&root.join("d")), ["f"]);
+        // A crash's stale temp becomes the partial, in .p.
+        std::fs::write(root.join("d").join(temp_name(OsStr::new("g"))), b"stale").unwrap();
+        let scan = fs.clean_stale_temps_scan(&rel(b"d")).unwrap();
+        assert!(scan.partials && scan.cleaned == 1);
+        assert_eq!(std::fs::read(root.join("d/.p/g")).unwrap(), b"stale");
+        std::fs::remove_dir_all(root.join("d/.p")).unwrap();
+        // A symlink planted as .p is not followed.
+        symlink(&outside, root.join("d/.p")).unwrap();
+        let tmp = fs.create_temp(&f).unwrap();
+        tmp.write_at(b"x", 0).unwrap();
+        assert!(tmp.keep_as_partial().is_err());
+        assert!(fs.partial(&f).is_err());
+        assert!(names(&outside).is_empty(), "nothing went outside");
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub struct SyncOptions {
     /// Rename received files into place together at the end
     /// (`--delay-updates`), so the destination changes in one short step.
     pub delay_updates: bool,
+    /// Partial files live in this directory inside each directory, under
+    /// their own names (`--partial-dir`; a plain name).
+    pub partial_dir: Option<String>,
     /// A path `--files-from` lists that the source lacks is passed over
     /// in silence (`--ignore-missing-args`; jcp also drops such sources).
     pub ignore_missing_args: bool,
@@ -241,6 +244,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("dirs_only", &self.dirs_only)
             .field("fuzzy", &self.fuzzy)
             .field("delay_updates", &self.delay_updates)
+            .field("partial_dir", &self.partial_dir)
             .field("ignore_missing_args", &self.ignore_missing_args)
             .field("chmod", &self.chmod.to_string())
             .field("chown", &self.chown)
@@ -301,6 +305,7 @@ impl Default for SyncOptions {
             dirs_only: false,
             fuzzy: false,
             delay_updates: false,
+            partial_dir: None,
             ignore_missing_args: false,
             chmod: Chmod::default(),
             chown: None,
@@ -450,6 +455,9 @@ impl Args {
         if let Some(m) = &opts.usermap {
             out.push(format!("usermap={m}"));
         }
+        if let Some(d) = &opts.partial_dir {
+            out.push(format!("partial_dir={d}"));
+        }
         if let Some(m) = &opts.groupmap {
             out.push(format!("groupmap={m}"));
         }
@@ -558,6 +566,12 @@ impl Args {
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
                 "delay_updates" => out.opts.delay_updates = on,
+                "partial_dir" => {
+                    if v.is_empty() || v == "." || v == ".." || v.contains('/') {
+                        anyhow::bail!("--partial-dir {v:?}: a plain name is needed");
+                    }
+                    out.opts.partial_dir = Some(v.to_string());
+                }
                 "ignore_missing_args" => out.opts.ignore_missing_args = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
@@ -679,6 +693,7 @@ impl Args {
             whole_file: self.opts.whole_file,
             fuzzy: self.opts.fuzzy,
             delay_updates: self.opts.delay_updates,
+            partial_dir: self.opts.partial_dir.clone(),
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,
             delete_before: self.opts.delete_before,
@@ -919,6 +934,7 @@ mod tests {
             dirs_only: true,
             fuzzy: true,
             delay_updates: true,
+            partial_dir: Some(".rsync-partial".into()),
             ignore_missing_args: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
@@ -977,6 +993,11 @@ mod tests {
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links && t.fuzzy && t.delay_updates);
+        assert_eq!(t.partial_dir.as_deref(), Some(".rsync-partial"));
+        let bad = Args::encode("", &SyncOptions::default());
+        let mut bad = bad.clone();
+        bad.push("partial_dir=../x".into());
+        assert!(Args::parse(&bad).is_err());
         assert_eq!(t.kept, both);
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));

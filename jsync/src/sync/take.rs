@@ -119,6 +119,9 @@ pub(crate) struct TakeOptions {
     /// Received files are renamed into place together at the end
     /// (`--delay-updates`).
     pub delay_updates: bool,
+    /// Partial files live in this directory inside each directory
+    /// (`--partial-dir`).
+    pub partial_dir: Option<String>,
     /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
     /// Symlinks' times are left alone (`-J`).
@@ -174,6 +177,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         resolve(&opts.groupmap, "group", ids::gid_by_name)?,
     );
     let base = placement(&spec, &source, opts.dry_run)?;
+    if let Some(d) = &opts.partial_dir {
+        spec.fs.set_partial_dir(std::ffi::OsStr::new(d));
+    }
     // Backups (and the --*-dest directories) mirror the tree beneath the
     // destination directory: the one named, or a single file's.
     let dir = source.kind == EntryKind::Dir;
