@@ -999,18 +999,18 @@ impl Cli {
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
         let mut filter = build_filter(&rules, self.cvs_exclude)?;
         if let Some(d) = &self.partial_dir {
-            let plain =
-                !d.is_empty() && d != "." && d != ".." && !d.contains(['/', '*', '?', '[', '\\']);
-            if !plain {
+            if !jsync::sync::plain_partial_dir(d) {
                 return Err(UsageError(format!(
                     "--partial-dir {d}: jcp takes a plain name, made inside each directory (like .rsync-partial)"
                 )));
             }
-            let exclude = format!("{d}/");
-            let kind = jsync::sync::RuleKind::Exclude;
-            filter
-                .add(kind, &exclude)
-                .map_err(|e| UsageError(e.to_string()))?;
+            // As rsync: not sent, whatever it is, and kept from deletion,
+            // --delete-excluded too.
+            for rule in [format!("- {d}"), format!("P {d}")] {
+                filter
+                    .add_rule(&rule)
+                    .map_err(|e| UsageError(e.to_string()))?;
+            }
         }
         let direction = self.direction()?;
         let mut sync = jsync::sync::SyncOptions::default();

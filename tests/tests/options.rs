@@ -1643,16 +1643,40 @@ fn log_file_records_the_run() {
     assert!(!dst.exists());
 }
 
-/// `--partial-dir`: with `--delay-updates` the files wait in it and it is
-/// gone once they are in place; what the destination keeps in one is left
-/// alone by `--delete` (rsync's added rule `- DIR/`), and a path is no
-/// name for it.
+/// `--partial-dir`: a partial file there is resumed from (only the rest
+/// crosses) and goes; with `--delay-updates` the files wait in it, and it is
+/// gone once they are in place; what else the destination keeps in one is
+/// left alone by `--delete` (rsync's added rules). A path is no name for it.
 #[test]
 fn partial_dir_holds_partial_files_and_is_kept_from_delete() {
-    let prepare = |dst: &Path| put(&dst.join(".part/left"), b"an older partial", T);
-    let options = ["--partial-dir=.part", "--delay-updates", "--delete"];
+    use jsync_tests::bins::stat;
+    let big = 256 << 10;
+    let prepare = |dst: &Path| {
+        put(&dst.join(".part/left"), b"an older partial", T);
+        // What an interrupted run kept of big.bin (the destination lacks it).
+        let half = &jsync_tests::pseudo_random(big, 1)[..big / 2];
+        put(&dst.join(".part/big.bin"), half, T);
+    };
+    let options = [
+        "--partial-dir=.part",
+        "--delay-updates",
+        "--delete",
+        "--stats",
+    ];
     each_way_out(&options, prepare, |dst, out, what| {
         ok(out, what);
+        let literal = stat(&out.stdout, "Literal data:");
+        // same.bin (64 KiB) and the half of big.bin not kept, and small files.
+        assert!(
+            literal < (64 << 10) + big as u64 / 2 + 4096,
+            "{what}: {literal}"
+        );
+        assert_eq!(
+            read(&dst.join("big.bin")),
+            Some(jsync_tests::pseudo_random(big, 1)),
+            "{what}"
+        );
+        assert!(!dst.join(".part/big.bin").exists(), "{what}: used up");
         check(dst, &source_state(), what);
         assert!(!dst.join("extra.txt").exists(), "{what}");
         holds(dst, ".part/left", Some(b"an older partial"), what);

@@ -375,7 +375,7 @@ impl FsRoot {
             path: self.path.join(OsStr::from_bytes(rel.as_bytes())),
             resolver: self.resolver,
             dirs: Default::default(),
-            partial_dir: Default::default(),
+            partial_dir: self.partial_dir.clone(),
         })
     }
 
@@ -847,7 +847,8 @@ impl FsRoot {
             .map_err(|e| FsError::io(self.path.display().to_string(), e))
     }
 
-    /// The partial file `.<name>.jsync-partial` kept beside `rel` by
+    /// The partial file `.<name>.jsync-partial` kept beside `rel` (with
+    /// `--partial-dir`, `DIR/<name>`) by
     /// [`TempFile::keep_as_partial`] or [`FsRoot::clean_stale_temps`], opened
     /// for reading; `None` if there is none. Anything there but a regular file
     /// (a symlink, a FIFO, a device) also gives `None` and is not opened.
@@ -859,7 +860,7 @@ impl FsRoot {
             name,
             false,
         );
-        let Some((pdir, pname)) = place.map_err(|e| FsError::io(rel.display(), e))? else {
+        let Some((pdir, pname)) = place.map_err(|e| self.partial_err(rel, e))? else {
             return Ok(None);
         };
         let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
@@ -867,6 +868,15 @@ impl FsRoot {
             Ok(fd) => Ok(fd.map(File::from)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(FsError::io(rel.display(), e)),
+        }
+    }
+
+    /// An error about the partial file of `rel`: with `--partial-dir` it
+    /// names the partial directory (`PARENT/DIR`), which is what failed.
+    fn partial_err(&self, rel: &RelPath, e: Errno) -> FsError {
+        match (self.partial_dir.get(), rel.parent()) {
+            (Some(d), Some(parent)) => FsError::io(parent.join(d).display(), e),
+            _ => FsError::io(rel.display(), e),
         }
     }
 
@@ -878,13 +888,14 @@ impl FsRoot {
         let _ = self.partial_dir.set(name.to_owned());
     }
 
-    /// Removes the partial file kept beside `rel`, if any (whatever kind of
+    /// Removes the partial file kept for `rel` (beside it, or in the
+    /// partial directory, which goes too once empty), if any (whatever kind of
     /// non-directory it is; a symlink is removed, not followed).
     pub fn remove_partial(&self, rel: &RelPath) -> Result<(), FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
         let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
         let place = partial_place(pdir_name, dir.as_fd(), name, false);
-        let Some((pdir, pname)) = place.map_err(|e| FsError::io(rel.display(), e))? else {
+        let Some((pdir, pname)) = place.map_err(|e| self.partial_err(rel, e))? else {
             return Ok(());
         };
         let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
@@ -896,7 +907,7 @@ impl FsRoot {
         Ok(())
     }
 
-    /// Renames the partial file kept beside `rel` over it, if it is still
+    /// Renames the partial file kept for `rel` over it, if it is still
     /// the file `id` (device, inode) that [`TempFile::stage`] staged there
     /// (`--delay-updates`): not if another run, or another name whose
     /// partial name is the same, put something else under that name.
@@ -904,7 +915,8 @@ impl FsRoot {
         let (dir, name) = self.locate_replaceable(rel)?;
         let err = |e: Errno| FsError::io(rel.display(), e);
         let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
-        let place = partial_place(pdir_name, dir.as_fd(), name, false).map_err(err)?;
+        let place = partial_place(pdir_name, dir.as_fd(), name, false)
+            .map_err(|e| self.partial_err(rel, e))?;
         let (pdir, partial) = place.ok_or_else(|| err(Errno::NOENT))?;
         let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
         let st = rfs::statat(at, &partial, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
@@ -995,6 +1007,9 @@ impl FsRoot {
                         temps.push((name, meta))
                     }
                     Err(Errno::NOENT) => {}
+                    // A partial directory that will not do (not ours, not
+                    // a directory): the temp stays, for a run that can.
+                    Err(_) if pdir_name.is_some() => {}
                     Err(e) => return Err(named(&name, e)),
                 }
             }
@@ -1327,11 +1342,18 @@ fn partial_place(
         }
     }
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match rfs::openat(dir, pdir, flags, Mode::empty()) {
-        Ok(fd) => Ok(Some((Some(fd), name.to_owned()))),
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e),
+    let fd = match rfs::openat(dir, pdir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Ours alone: one another user made (or may write in) could swap what
+    // it holds.
+    let st = rfs::fstat(&fd)?;
+    if st.st_uid != rustix::process::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
+        return Err(Errno::PERM);
     }
+    Ok(Some((Some(fd), name.to_owned())))
 }
 
 /// Removes the partial directory `pdir` of `dir` if it is empty now.
@@ -1863,6 +1885,19 @@ impl TempFile {
         self.rename_into(dir.as_fd(), to)
     }
 
+    /// An error about keeping the partial file, naming the partial
+    /// directory when there is one.
+    fn partial_err(&self, e: Errno) -> FsError {
+        match &self.partial_dir {
+            Some(d) => {
+                let shown = Path::new(&self.shown);
+                let at = shown.parent().unwrap_or(Path::new("")).join(d);
+                FsError::io(at.display().to_string(), e)
+            }
+            None => FsError::io(self.shown.clone(), e),
+        }
+    }
+
     /// [`TempFile::rename_to`] `to` in directory `to_dir` (on the same
     /// filesystem).
     fn rename_into(&mut self, to_dir: BorrowedFd<'_>, to: &OsStr) -> Result<(), Errno> {
@@ -1943,19 +1978,27 @@ impl TempFile {
     /// later run to find with [`FsRoot::partial`] and resume from. On error
     /// the temp file is removed.
     pub fn keep_as_partial(mut self) -> Result<(), FsError> {
-        let err = |e: Errno| FsError::io(self.shown.clone(), e);
-        let place = partial_place(
-            self.partial_dir.as_deref(),
-            self.dir.as_fd(),
-            &self.target,
-            true,
-        );
-        match place.map_err(err)? {
-            Some((Some(pdir), name)) => self.rename_into(pdir.as_fd(), &name),
-            Some((None, name)) => self.rename_to(&name),
-            None => Err(Errno::NOENT),
+        let mut tries = 0;
+        loop {
+            let place = partial_place(
+                self.partial_dir.as_deref(),
+                self.dir.as_fd(),
+                &self.target,
+                true,
+            );
+            let moved = match place {
+                Ok(Some((Some(pdir), name))) => self.rename_into(pdir.as_fd(), &name),
+                Ok(Some((None, name))) => self.rename_to(&name),
+                Ok(None) => Err(Errno::NOENT),
+                Err(e) => Err(e),
+            };
+            match moved {
+                Ok(()) => break,
+                // The partial directory went meanwhile (another emptied it).
+                Err(Errno::NOENT) if self.partial_dir.is_some() && tries == 0 => tries += 1,
+                Err(e) => return Err(self.partial_err(e)),
+            }
         }
-        .map_err(|e| FsError::io(self.shown.clone(), e))?;
         self.done = true;
         Ok(())
     }
@@ -3028,6 +3071,8 @@ mod tests {
         };
         keep(b"half");
         assert_eq!(std::fs::read(root.join("d/.p/f")).unwrap(), b"half");
+        let m = std::fs::metadata(root.join("d/.p")).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o700);
         assert_eq!(names(&root.join("d")), [".p"]);
         assert_eq!(read_partial(), b"half");
         fs.remove_partial(&f).unwrap();
@@ -3047,6 +3092,15 @@ mod tests {
         assert!(scan.partials && scan.cleaned == 1);
         assert_eq!(std::fs::read(root.join("d/.p/g")).unwrap(), b"stale");
         std::fs::remove_dir_all(root.join("d/.p")).unwrap();
+        // A .p others may write in is not used (one not ours neither).
+        std::fs::create_dir(root.join("d/.p")).unwrap();
+        std::fs::set_permissions(root.join("d/.p"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        let tmp = fs.create_temp(&f).unwrap();
+        let err = tmp.keep_as_partial().unwrap_err();
+        assert!(err.to_string().starts_with("d/.p: "), "{err}");
+        assert!(names(&root.join("d/.p")).is_empty());
+        std::fs::remove_dir(root.join("d/.p")).unwrap();
         // A symlink planted as .p is not followed.
         symlink(&outside, root.join("d/.p")).unwrap();
         let tmp = fs.create_temp(&f).unwrap();

@@ -334,6 +334,12 @@ impl Default for SyncOptions {
     }
 }
 
+/// Whether `name` can be a `--partial-dir`: a plain name, made inside each
+/// directory (not `.` or `..`, no `/`, no wildcard).
+pub fn plain_partial_dir(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '*', '?', '[', '\\'])
+}
+
 /// Server side: the services that let clients push into and pull from `root`
 /// (and expand wildcards beneath it). With `read_only`, pushes are refused.
 pub fn server_services(root: PathBuf, read_only: bool) -> Services {
@@ -567,7 +573,7 @@ impl Args {
                 "fuzzy" => out.opts.fuzzy = on,
                 "delay_updates" => out.opts.delay_updates = on,
                 "partial_dir" => {
-                    if v.is_empty() || v == "." || v == ".." || v.contains('/') {
+                    if !plain_partial_dir(v) {
                         anyhow::bail!("--partial-dir {v:?}: a plain name is needed");
                     }
                     out.opts.partial_dir = Some(v.to_string());
@@ -994,8 +1000,7 @@ mod tests {
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links && t.fuzzy && t.delay_updates);
         assert_eq!(t.partial_dir.as_deref(), Some(".rsync-partial"));
-        let bad = Args::encode("", &SyncOptions::default());
-        let mut bad = bad.clone();
+        let mut bad = Args::encode("", &SyncOptions::default());
         bad.push("partial_dir=../x".into());
         assert!(Args::parse(&bad).is_err());
         assert_eq!(t.kept, both);
