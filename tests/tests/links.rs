@@ -50,6 +50,42 @@ fn make_source(src: &Path, outside: &Path) {
     }
 }
 
+/// A test's files: `work/outside` ([`make_outside`]); the local source
+/// `work/tree/src` (so that `../../outside` from it leads to
+/// `work/outside`) and the server's `root/src`, each made by
+/// [`make_source`] when asked for; and a jsrv serving `work/root`.
+struct Tree {
+    keys: Keys,
+    work: tempfile::TempDir,
+    src: std::path::PathBuf,
+    root: std::path::PathBuf,
+    srv: Jsrv,
+}
+
+fn tree(local: bool, served: bool) -> Tree {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    make_outside(&outside);
+    let src = work.path().join("tree/src");
+    if local {
+        make_source(&src, &outside);
+    }
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    if served {
+        make_source(&root.join("src"), &outside);
+    }
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    Tree {
+        keys,
+        work,
+        src,
+        root,
+        srv,
+    }
+}
+
 fn xattr(p: &Path) -> Vec<u8> {
     let mut buf = vec![0; 64];
     let n = rustix::fs::lgetxattr(p, "user.where", &mut buf)
@@ -89,16 +125,13 @@ fn check_errors(err: &str, what: &str) {
 
 #[test]
 fn copy_links_from_a_local_source_follows_links_anywhere() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    // work/tree/src, so that ../../outside from src leads to work/outside.
-    let outside = work.path().join("outside");
-    make_outside(&outside);
-    let src = work.path().join("tree/src");
-    make_source(&src, &outside);
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let Tree {
+        keys,
+        work,
+        src,
+        root,
+        srv,
+    } = tree(true, false);
     let src_arg = format!("{}/", src.display());
 
     let local = work.path().join("local");
@@ -137,17 +170,17 @@ fn copy_links_from_a_local_source_follows_links_anywhere() {
 
 #[test]
 fn copy_links_from_a_server_stays_beneath_its_root() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let outside = work.path().join("outside");
-    make_outside(&outside);
-    let root = work.path().join("root");
+    let Tree {
+        keys,
+        work,
+        root,
+        srv,
+        ..
+    } = tree(false, true);
     let src = root.join("src");
-    make_source(&src, &outside);
     // Absolute, though it leads inside the root: the server's paths are
     // resolved beneath its root, where an absolute link has no place.
     symlink(src.join("real.txt"), src.join("abs_in")).unwrap();
-    let srv = Jsrv::start(keys.path(), &root, &[]);
 
     let pulled = work.path().join("pulled");
     let out = srv.jcp(
@@ -208,15 +241,13 @@ fn link_target(p: &Path) -> String {
 /// the directory.
 #[test]
 fn copy_dirlinks_sends_links_to_directories_as_directories() {
-    let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let outside = work.path().join("outside");
-    make_outside(&outside);
-    let src = work.path().join("tree/src");
-    make_source(&src, &outside);
-    let root = work.path().join("root");
-    make_source(&root.join("src"), &outside);
-    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let Tree {
+        keys,
+        work,
+        src,
+        root,
+        srv,
+    } = tree(true, true);
     let src_arg = format!("{}/", src.display());
     let (local, pulled) = (work.path().join("local"), work.path().join("pulled"));
     let runs = [

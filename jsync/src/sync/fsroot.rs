@@ -853,31 +853,37 @@ impl FsRoot {
     /// for reading; `None` if there is none. Anything there but a regular file
     /// (a symlink, a FIFO, a device) also gives `None` and is not opened.
     pub fn partial(&self, rel: &RelPath) -> Result<Option<File>, FsError> {
-        let (dir, name) = self.locate_replaceable(rel)?;
-        let place = partial_place(
-            self.partial_dir.get().map(OsString::as_os_str),
-            dir.as_fd(),
-            name,
-            false,
-        );
-        let Some((pdir, pname)) = place.map_err(|e| self.partial_err(rel, e))? else {
+        let Some(p) = self.partial_of(rel)? else {
             return Ok(None);
         };
-        let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
-        match open_plain(at, &pname, false) {
+        match open_plain(p.at(), &p.name, false) {
             Ok(fd) => Ok(fd.map(File::from)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(FsError::io(rel.display(), e)),
         }
     }
 
-    /// An error about the partial file of `rel`: with `--partial-dir` it
-    /// names the partial directory (`PARENT/DIR`), which is what failed.
-    fn partial_err(&self, rel: &RelPath, e: Errno) -> FsError {
-        match (self.partial_dir.get(), rel.parent()) {
+    /// Where the partial file of `rel` is (beside it, or in the partial
+    /// directory); `None` when there is no partial directory. An error names
+    /// the partial directory (`PARENT/DIR`), which is what failed.
+    fn partial_of<'r>(&self, rel: &'r RelPath) -> Result<Option<PartialAt<'r>>, FsError> {
+        let (dir, target) = self.locate_replaceable(rel)?;
+        let place = partial_place(self.partial_dir(), dir.as_fd(), target, false);
+        let place = place.map_err(|e| match (self.partial_dir(), rel.parent()) {
             (Some(d), Some(parent)) => FsError::io(parent.join(d).display(), e),
             _ => FsError::io(rel.display(), e),
-        }
+        })?;
+        Ok(place.map(|(pdir, name)| PartialAt {
+            dir,
+            pdir,
+            name,
+            target,
+        }))
+    }
+
+    /// The `--partial-dir` name, if one is set.
+    fn partial_dir(&self) -> Option<&OsStr> {
+        self.partial_dir.get().map(OsString::as_os_str)
     }
 
     /// `--partial-dir`: partial files go in directory `name` inside each
@@ -892,18 +898,14 @@ impl FsRoot {
     /// partial directory, which goes too once empty), if any (whatever kind of
     /// non-directory it is; a symlink is removed, not followed).
     pub fn remove_partial(&self, rel: &RelPath) -> Result<(), FsError> {
-        let (dir, name) = self.locate_replaceable(rel)?;
-        let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
-        let place = partial_place(pdir_name, dir.as_fd(), name, false);
-        let Some((pdir, pname)) = place.map_err(|e| self.partial_err(rel, e))? else {
+        let Some(p) = self.partial_of(rel)? else {
             return Ok(());
         };
-        let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
-        match rfs::unlinkat(at, &pname, AtFlags::empty()) {
+        match rfs::unlinkat(p.at(), &p.name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(FsError::io(rel.display(), e)),
         }
-        tidy_partial_dir(pdir_name, dir.as_fd());
+        tidy_partial_dir(self.partial_dir(), p.dir.as_fd());
         Ok(())
     }
 
@@ -912,14 +914,9 @@ impl FsRoot {
     /// (`--delay-updates`): not if another run, or another name whose
     /// partial name is the same, put something else under that name.
     pub fn place_partial(&self, rel: &RelPath, id: (u64, u64)) -> Result<(), FsError> {
-        let (dir, name) = self.locate_replaceable(rel)?;
         let err = |e: Errno| FsError::io(rel.display(), e);
-        let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
-        let place = partial_place(pdir_name, dir.as_fd(), name, false)
-            .map_err(|e| self.partial_err(rel, e))?;
-        let (pdir, partial) = place.ok_or_else(|| err(Errno::NOENT))?;
-        let at = pdir.as_ref().map_or(dir.as_fd(), |d| d.as_fd());
-        let st = rfs::statat(at, &partial, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+        let p = self.partial_of(rel)?.ok_or_else(|| err(Errno::NOENT))?;
+        let st = rfs::statat(p.at(), &p.name, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
         let m = Meta::from_stat(&st);
         if (m.dev, m.ino) != id {
             return Err(FsError::io(
@@ -927,8 +924,8 @@ impl FsRoot {
                 io::Error::other("its staged copy was replaced meanwhile (another run?)"),
             ));
         }
-        rfs::renameat(at, &partial, &dir, name).map_err(err)?;
-        tidy_partial_dir(pdir_name, dir.as_fd());
+        rfs::renameat(p.at(), &p.name, &p.dir, p.target).map_err(err)?;
+        tidy_partial_dir(self.partial_dir(), p.dir.as_fd());
         Ok(())
     }
 
@@ -956,7 +953,7 @@ impl FsRoot {
             .filter(|(name, is_dir)| !is_dir && is_temp_name(name))
             .map(|(name, _)| OsString::from_vec(name.clone()))
             .collect();
-        let pdir_name = self.partial_dir.get().map(OsString::as_os_str);
+        let pdir_name = self.partial_dir();
         let in_partial_dir =
             |name: &[u8], is_dir: bool| is_dir && pdir_name.is_some_and(|p| p.as_bytes() == name);
         let partials = names
@@ -1318,6 +1315,25 @@ fn partial_name(name: &OsStr) -> OsString {
     out.extend_from_slice(&name[..name.len().min(TEMP_NAME_KEEP)]);
     out.extend_from_slice(PARTIAL_MARK);
     OsString::from_vec(out)
+}
+
+/// Where a file's partial file is ([`FsRoot::partial_of`]).
+struct PartialAt<'r> {
+    /// The file's directory.
+    dir: Arc<OwnedFd>,
+    /// The partial directory, with `--partial-dir`.
+    pdir: Option<OwnedFd>,
+    /// The partial file's name there.
+    name: OsString,
+    /// The file's own name.
+    target: &'r OsStr,
+}
+
+impl PartialAt<'_> {
+    /// The directory holding the partial file.
+    fn at(&self) -> BorrowedFd<'_> {
+        self.pdir.as_ref().map_or(self.dir.as_fd(), |d| d.as_fd())
+    }
 }
 
 /// Where the partial file of `name` in directory `dir` lives: the partial

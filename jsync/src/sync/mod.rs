@@ -57,7 +57,7 @@ pub const GIVE: &str = "jsync.give";
 pub const TAKE: &str = "jsync.take";
 
 /// What a sync run should do.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SyncOptions {
     /// Compare content of every file, not size and mtime (`-c`).
@@ -212,67 +212,6 @@ pub struct SyncOptions {
     pub groupmap: Option<IdMap>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
-}
-
-impl std::fmt::Debug for SyncOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncOptions")
-            .field("checksum", &self.checksum)
-            .field("size_only", &self.size_only)
-            .field("update", &self.update)
-            .field("ignore_existing", &self.ignore_existing)
-            .field("existing", &self.existing)
-            .field("max_size", &self.max_size)
-            .field("min_size", &self.min_size)
-            .field("parallel", &self.parallel)
-            .field("compression", &self.compression)
-            .field("compress_whole", &self.compress_whole)
-            .field("delete", &self.delete)
-            .field("dry_run", &self.dry_run)
-            .field("itemize", &self.itemize)
-            .field("filter", &self.filter)
-            .field("delete_excluded", &self.delete_excluded)
-            .field("xattrs", &self.xattrs)
-            .field("acls", &self.acls)
-            .field("hard_links", &self.hard_links)
-            .field("numeric_ids", &self.numeric_ids)
-            .field("fsync", &self.fsync)
-            .field("bwlimit", &self.bwlimit)
-            .field("one_file_system", &self.one_file_system)
-            .field("copy_links", &self.copy_links)
-            .field("copy_dirlinks", &self.copy_dirlinks)
-            .field("dirs_only", &self.dirs_only)
-            .field("fuzzy", &self.fuzzy)
-            .field("delay_updates", &self.delay_updates)
-            .field("partial_dir", &self.partial_dir)
-            .field("ignore_missing_args", &self.ignore_missing_args)
-            .field("chmod", &self.chmod.to_string())
-            .field("chown", &self.chown)
-            .field("safe_links", &self.safe_links)
-            .field("backup", &self.backup)
-            .field("remove_source_files", &self.remove_source_files)
-            .field("alt_dest", &self.alt_dest)
-            .field("only", &self.only.as_ref().map(Vec::len))
-            .field("recurse_listed", &self.recurse_listed)
-            .field("max_delete", &self.max_delete)
-            .field("owner", &self.owner)
-            .field("group", &self.group)
-            .field("modify_window", &self.modify_window)
-            .field("whole_file", &self.whole_file)
-            .field("omit_dir_times", &self.omit_dir_times)
-            .field("omit_link_times", &self.omit_link_times)
-            .field("delete_before", &self.delete_before)
-            .field("ignore_errors", &self.ignore_errors)
-            .field("sparse", &self.sparse)
-            .field("prune_empty_dirs", &self.prune_empty_dirs)
-            .field(
-                "out_format",
-                &self.out_format.as_ref().map(ToString::to_string),
-            )
-            .field("usermap", &self.usermap.as_ref().map(ToString::to_string))
-            .field("groupmap", &self.groupmap.as_ref().map(ToString::to_string))
-            .finish()
-    }
 }
 
 impl Default for SyncOptions {

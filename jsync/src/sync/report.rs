@@ -169,6 +169,14 @@ pub trait Progress: Send + Sync {
     fn itemize(&self, _line: &str) {}
 }
 
+/// Progress hooks show as their trait in the `Debug` of what holds them
+/// ([`super::SyncOptions`]): they may be any type.
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Progress")
+    }
+}
+
 /// The progress sink that does nothing.
 #[derive(Debug, Default)]
 pub struct NoProgress;
