@@ -158,7 +158,9 @@ fn sig_wire(c: &mut Criterion) {
         })
     });
     g.bench_function("decode", |b| {
-        b.iter(|| chunker::decode_sig_batch(black_box(&wire), 0, N).unwrap())
+        b.iter(|| {
+            chunker::decode_sig_batch(black_box(&wire), 0, N, chunker::MAX_CHUNK as usize).unwrap()
+        })
     });
     g.finish();
 }

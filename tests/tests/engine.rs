@@ -267,3 +267,169 @@ async fn delay_updates_puts_files_in_place_at_the_end() {
         );
     }
 }
+
+/// Where a sync of one large file runs: locally, pushed into a server's root,
+/// or pulled out of it.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    Local,
+    Push,
+    Pull,
+}
+
+/// Syncs the directory `src` to `dst` (`root` is the server's root; pulls
+/// come from beneath it, pushes go beneath it).
+async fn sync_way(
+    way: Way,
+    link: &jsync::Link,
+    root: &Path,
+    src: &Path,
+    dst: &Path,
+    o: &SyncOptions,
+) -> sync::Report {
+    let src_arg = format!("{}/", src.display());
+    let rel = |p: &Path| p.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+    let r = match way {
+        Way::Local => sync::local(Path::new(&src_arg), dst, o).await,
+        Way::Push => sync::push(link, Path::new(&src_arg), &rel(dst), o).await,
+        Way::Pull => sync::pull(link, &format!("{}/", rel(src)), dst, o).await,
+    }
+    .unwrap();
+    assert!(r.errors.is_empty(), "{way:?}: {:?}", r.errors);
+    r
+}
+
+/// A change made to a file's bytes.
+type Change = fn(&mut Vec<u8>);
+
+fn ino(p: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
+}
+
+fn set_mtime(p: &Path, secs: i64) {
+    filetime::set_file_mtime(p, filetime::FileTime::from_unix_time(secs, 0)).unwrap();
+}
+
+/// A large file's delta, each way over each transport. A copy that only has
+/// a new mtime is found the same while the signature streams in, and keeps
+/// its inode (nothing rewritten; no hash check first for a file over 64 MiB);
+/// one changed in place, grown, cut short, or with bytes put in front, is
+/// rebuilt exactly from its old chunks (the sender compares its file with
+/// the receiver's chunks as they come, and cuts the rest from the first that
+/// differs; chunks of a file this large average 16 KiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn large_file_deltas_each_way() {
+    const SIZE: usize = 65 << 20;
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        for way in [Way::Local, Way::Push, Way::Pull] {
+            let (src, dst) = match way {
+                Way::Local => (work.path().join("src-l"), work.path().join("dst-l")),
+                Way::Push => (work.path().join("src-p"), root.join("dst-p")),
+                Way::Pull => (root.join("src-q"), work.path().join("dst-q")),
+            };
+            std::fs::create_dir_all(&src).unwrap();
+            let big = src.join("big.bin");
+            let mut data = pseudo_random(SIZE, 5);
+            std::fs::write(&big, &data).unwrap();
+            set_mtime(&big, 1_700_000_000);
+            sync_way(way, &link, &root, &src, &dst, &opts()).await;
+            assert_same_tree(&src, &dst);
+
+            let what = format!("{t} {way:?}");
+            let before = ino(&dst.join("big.bin"));
+            set_mtime(&big, 1_700_000_100);
+            let r = sync_way(way, &link, &root, &src, &dst, &opts()).await;
+            assert_same_tree(&src, &dst);
+            assert_eq!(r.files_transferred, 0, "{what} touched: {r}");
+            assert_eq!(r.bytes_literal, 0, "{what} touched: {r}");
+            assert_eq!(ino(&dst.join("big.bin")), before, "{what}: rewritten");
+
+            let changes: [(&str, Change); 4] = [
+                ("edited", |d| {
+                    d[5_000_000..5_000_010].copy_from_slice(b"0123456789")
+                }),
+                ("grown", |d| d.extend(pseudo_random(300_000, 6))),
+                ("cut short", |d| d.truncate(d.len() - (1 << 20))),
+                ("put in front", |d| {
+                    d.splice(0..0, pseudo_random(1000, 7));
+                }),
+            ];
+            for (i, (change, apply)) in changes.into_iter().enumerate() {
+                apply(&mut data);
+                std::fs::write(&big, &data).unwrap();
+                set_mtime(&big, 1_700_000_200 + i as i64);
+                let r = sync_way(way, &link, &root, &src, &dst, &opts()).await;
+                assert_same_tree(&src, &dst);
+                assert_eq!(r.files_transferred, 1, "{what} {change}: {r}");
+                assert!(r.bytes_literal < 450_000, "{what} {change}: {r}");
+                assert!(r.bytes_reused > (60 << 20), "{what} {change}: {r}");
+            }
+        }
+        link.close("done").await;
+    }
+}
+
+/// A delta whose basis is not the target (here a `--fuzzy` sibling) and that
+/// the sender finds to be that basis exactly: the new file is made as a copy
+/// of it, and the sibling is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_file_the_same_as_its_fuzzy_basis_is_copied_from_it() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    let data = pseudo_random(2 << 20, 8);
+    std::fs::write(src.join("new.bin"), &data).unwrap();
+    std::fs::write(dst.join("old.bin"), &data).unwrap();
+    // A sibling of the same size and mtime is the basis.
+    set_mtime(&src.join("new.bin"), 1_700_000_000);
+    set_mtime(&dst.join("old.bin"), 1_700_000_000);
+    let old = ino(&dst.join("old.bin"));
+    let mut o = opts();
+    o.fuzzy = true;
+    let src_arg = format!("{}/", src.display());
+    let r = sync::local(Path::new(&src_arg), &dst, &o).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.files_transferred, 1, "{r}");
+    assert_eq!(r.bytes_literal, 0, "{r}");
+    assert_eq!(std::fs::read(dst.join("new.bin")).unwrap(), data);
+    assert_eq!(std::fs::read(dst.join("old.bin")).unwrap(), data);
+    assert_eq!(ino(&dst.join("old.bin")), old);
+    assert_ne!(ino(&dst.join("new.bin")), old);
+}
+
+/// A basis with a hole whose data, back to back, is the new file: the
+/// sender finds its file to be the receiver's chunks exactly, but the copy
+/// here also holds the hole, so it is rebuilt from those chunks, not kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_basis_with_a_hole_is_rebuilt_even_when_its_chunks_are_the_file() {
+    use std::os::unix::fs::FileExt;
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    let (a, b) = (pseudo_random(3 << 20, 9), pseudo_random(3 << 20, 10));
+    std::fs::write(src.join("f.bin"), [&a[..], &b[..]].concat()).unwrap();
+    let f = std::fs::File::create(dst.join("f.bin")).unwrap();
+    f.write_all_at(&a, 0).unwrap();
+    f.write_all_at(&b, (5 << 20) as u64).unwrap();
+    drop(f);
+    set_mtime(&dst.join("f.bin"), 1_600_000_000);
+    let src_arg = format!("{}/", src.display());
+    let r = sync::local(Path::new(&src_arg), &dst, &opts())
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.files_transferred, 1, "{r}");
+    assert_eq!(r.bytes_literal, 0, "{r}");
+    assert_same_tree(&src, &dst);
+}

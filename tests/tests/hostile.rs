@@ -481,6 +481,7 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
         Fragment::new(msg::WANT).with_payload(encode_to_vec(&Want {
             index,
             how: WantHow::Full,
+            chunk_bits: 0,
         }))
     };
     let requests = [

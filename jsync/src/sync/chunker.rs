@@ -35,6 +35,68 @@ pub(crate) const MAX_CHUNK: u32 = 64 * 1024;
 /// FastCDC's normalization: level 1 keeps most chunks near [`AVG_CHUNK`].
 const LEVEL: Normalization = Normalization::Level1;
 
+/// The chunk sizes FastCDC aims for in one file. A large file is cut into
+/// larger chunks so that its signature stays small (rsync's block size grows
+/// with the square root of the file's size for the same reason): the average
+/// is the power of two at or above that root, from [`AVG_CHUNK`] (files up to
+/// 64 MiB: every file of a source tree) to 128 KiB (files of 16 GiB and
+/// more); the smallest chunk is a quarter of it and the largest eight times
+/// it, as with [`AVG_CHUNK`]. The receiver chooses it from the new file's size
+/// and names it in its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chunking {
+    /// log2 of the average.
+    bits: u8,
+}
+
+impl Chunking {
+    /// [`MIN_CHUNK`], [`AVG_CHUNK`], [`MAX_CHUNK`].
+    pub(crate) const DEFAULT: Chunking = Chunking {
+        bits: AVG_CHUNK.trailing_zeros() as u8,
+    };
+    const MAX_BITS: u8 = 17;
+
+    /// The chunking for a file of `size` bytes.
+    pub(crate) fn for_size(size: u64) -> Chunking {
+        // ceil(log2(size)), halved and rounded up: log2 of sqrt(size), up.
+        let log2 = 64 - size.saturating_sub(1).leading_zeros();
+        let bits = log2.div_ceil(2);
+        Chunking {
+            bits: (bits as u8).clamp(Self::DEFAULT.bits, Self::MAX_BITS),
+        }
+    }
+
+    /// The chunking named by a peer, if it is one of ours.
+    pub(crate) fn from_bits(bits: u8) -> Option<Chunking> {
+        (Self::DEFAULT.bits..=Self::MAX_BITS)
+            .contains(&bits)
+            .then_some(Chunking { bits })
+    }
+
+    /// Its name on the wire: log2 of the average.
+    pub(crate) fn bits(self) -> u8 {
+        self.bits
+    }
+
+    /// How many times larger than [`Chunking::DEFAULT`]'s its sizes are.
+    fn scale(self) -> usize {
+        1 << (self.bits - Self::DEFAULT.bits)
+    }
+
+    pub(crate) fn min(self) -> usize {
+        MIN_CHUNK as usize * self.scale()
+    }
+
+    pub(crate) fn avg(self) -> usize {
+        AVG_CHUNK as usize * self.scale()
+    }
+
+    /// The largest chunk it cuts (at most 1 MiB).
+    pub(crate) fn max(self) -> usize {
+        MAX_CHUNK as usize * self.scale()
+    }
+}
+
 /// Bytes read from the file per refill. Buffers from 128 KiB to 4 MiB cut at
 /// the same speed here (the copy into the buffer costs ~3%), so the size is
 /// chosen to exceed a caller's 1 MiB `BufReader`: such a reader then hands our
@@ -51,7 +113,7 @@ pub(crate) struct ChunkRef {
     pub hash: Hash,
     /// Where the chunk starts in the file.
     pub offset: u64,
-    /// Its length: 1 to [`MAX_CHUNK`] bytes.
+    /// Its length: 1 to its [`Chunking`]'s largest.
     pub len: u32,
 }
 
@@ -65,23 +127,24 @@ pub(crate) fn for_each_cut<R: Read>(
     reader: R,
     f: impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    cut_with_block(reader, BLOCK, f)
+    cut_with_block(reader, BLOCK, Chunking::DEFAULT, f)
 }
 
 /// The loop behind [`for_each_cut`], with the buffer size as a parameter so
 /// tests can force many refills.
 ///
 /// The buffer holds `buf[start..end]` not yet cut. A cut is final once at
-/// least [`MAX_CHUNK`] bytes are there (FastCDC never looks further), or at end
+/// least a largest chunk's bytes are there (FastCDC never looks further), or at end
 /// of input; otherwise the tail, less than one chunk, moves to the front and
 /// the rest of the buffer is refilled. FastCDC's free `cut` works on the slice
 /// in place: no allocation or copy per chunk.
 fn cut_with_block<R: Read>(
     mut reader: R,
     block: usize,
+    c: Chunking,
     mut f: impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let max = MAX_CHUNK as usize;
+    let max = c.max();
     debug_assert!(block >= 2 * max, "the buffer must hold two largest chunks");
     let mut buf = vec![0u8; block];
     let (mut start, mut end) = (0usize, 0usize);
@@ -95,7 +158,7 @@ fn cut_with_block<R: Read>(
             (end, eof) = fill(&mut reader, &mut buf, end)?;
         }
         while end - start >= max || (eof && start < end) {
-            let n = cut_point(&buf[start..end]);
+            let n = cut_point(&buf[start..end], c);
             f(offset, &buf[start..start + n])?;
             start += n;
             offset += n as u64;
@@ -120,11 +183,11 @@ fn fill<R: Read>(reader: &mut R, buf: &mut [u8], mut end: usize) -> io::Result<(
     Ok((end, false))
 }
 
-/// The length of the chunk that starts `data` (FastCDC v2020 with this
-/// module's parameters): a cut is final once `data` holds [`MAX_CHUNK`] bytes,
-/// or when it is the rest of the input.
-fn cut_point(data: &[u8]) -> usize {
-    let (min, avg, max) = (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize);
+/// The length of the chunk that starts `data` (FastCDC v2020 with the sizes
+/// of `c`): a cut is final once `data` holds `c`'s largest chunk, or when it is
+/// the rest of the input.
+fn cut_point(data: &[u8], c: Chunking) -> usize {
+    let (min, avg, max) = (c.min(), c.avg(), c.max());
     let (mask_s, mask_l) = v2020::select_masks(avg, LEVEL);
     let (_, n) = v2020::cut(
         data,
@@ -146,7 +209,7 @@ pub(crate) fn for_each_chunk<R: Read>(
     reader: R,
     f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    for_each_chunk_sized(reader, BLOCK as u64, f)
+    for_each_chunk_sized(reader, BLOCK as u64, Chunking::DEFAULT, f)
 }
 
 /// [`for_each_chunk`] with the expected size of the input, so that a small file
@@ -155,19 +218,20 @@ pub(crate) fn for_each_chunk<R: Read>(
 pub(crate) fn for_each_chunk_sized<R: Read>(
     reader: R,
     size_hint: u64,
+    c: Chunking,
     mut f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
     if size_hint >= PIPELINE_MIN {
-        return for_each_chunk_pipelined(reader, BLOCK, f);
+        return for_each_chunk_pipelined(reader, BLOCK, c, f);
     }
     let block = usize::try_from(size_hint.saturating_add(1))
         .unwrap_or(BLOCK)
-        .clamp(2 * MAX_CHUNK as usize, BLOCK);
-    cut_with_block(reader, block, |offset, data| {
+        .clamp(2 * c.max(), BLOCK);
+    cut_with_block(reader, block, c, |offset, data| {
         let r = ChunkRef {
             hash: *blake3::hash(data).as_bytes(),
             offset,
-            // A chunk is at most MAX_CHUNK bytes.
+            // A chunk is at most 1 MiB.
             len: data.len() as u32,
         };
         f(r, data)
@@ -176,6 +240,11 @@ pub(crate) fn for_each_chunk_sized<R: Read>(
 
 /// Inputs of at least this many bytes are cut and hashed on two threads.
 pub(crate) const PIPELINE_MIN: u64 = 2 * BLOCK as u64;
+
+/// A delta's two cuts of a file at least this large run at the same time: the
+/// receiver sends its chunks as it cuts, and the sender cuts its own file
+/// meanwhile (keeping the chunk list until the receiver's is complete).
+pub(crate) const CONCURRENT_CUT_MIN: u64 = 1 << 20;
 
 /// A block of a large input on its way through [`for_each_chunk_pipelined`]:
 /// its bytes, where its chunks are (start in `buf`, length, file offset), and
@@ -194,9 +263,10 @@ struct CutBlock {
 fn for_each_chunk_pipelined<R: Read>(
     mut reader: R,
     block: usize,
+    c: Chunking,
     mut f: impl FnMut(ChunkRef, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let max = MAX_CHUNK as usize;
+    let max = c.max();
     debug_assert!(block >= 2 * max, "the buffer must hold two largest chunks");
     let deliver = |b: &CutBlock, f: &mut dyn FnMut(ChunkRef, &[u8]) -> io::Result<()>| {
         for (&(at, n, offset), hash) in b.cuts.iter().zip(&b.hashes) {
@@ -242,7 +312,7 @@ fn for_each_chunk_pipelined<R: Read>(
             cur.cuts.clear();
             let mut pos = 0;
             while end - pos >= max || (eof && pos < end) {
-                let n = cut_point(&cur.buf[pos..end]);
+                let n = cut_point(&cur.buf[pos..end], c);
                 cur.cuts.push((pos, n, offset));
                 pos += n;
                 offset += n as u64;
@@ -382,10 +452,6 @@ impl DigestBuilder {
 /// A digest of a chunk list, to verify a rebuilt file without hashing its bytes
 /// again: BLAKE3 in derive-key mode ([`DIGEST_CONTEXT`]) over
 /// `len (u32 LE) || hash` of each chunk in order.
-#[allow(
-    dead_code,
-    reason = "callers stream through DigestBuilder; tests and benches use it"
-)]
 pub(crate) fn chunk_list_digest(chunks: impl IntoIterator<Item = (u32, Hash)>) -> Hash {
     let mut d = DigestBuilder::default();
     for (len, hash) in chunks {
@@ -417,6 +483,7 @@ pub(crate) fn decode_sig_batch(
     buf: &[u8],
     start_offset: u64,
     max_chunks: usize,
+    max_len: usize,
 ) -> Result<Vec<ChunkRef>, DecodeError> {
     let mut r = Reader::new(buf);
     let count = r.varint()?;
@@ -439,16 +506,16 @@ pub(crate) fn decode_sig_batch(
                 tag: 0,
             });
         }
-        if len > u64::from(MAX_CHUNK) {
+        if len > max_len as u64 {
             return Err(DecodeError::FieldTooLarge {
                 what: "chunk length",
                 len,
-                max: u64::from(MAX_CHUNK),
+                max: max_len as u64,
             });
         }
         let mut hash = [0u8; 32];
         hash.copy_from_slice(r.take(32)?);
-        // `len <= MAX_CHUNK` fits in u32.
+        // `len <= max_len`, a chunk's length, fits in u32.
         let len = len as u32;
         out.push(ChunkRef { hash, offset, len });
         // Offsets are the receiver's own running total; they cannot reach 2^64.
@@ -517,19 +584,20 @@ mod tests {
             for sizes in [vec![usize::MAX], vec![1000, 70_000, 3]] {
                 let reader = Dribble { data, sizes, i: 0 };
                 let mut got = Vec::new();
-                let total = for_each_chunk_pipelined(reader, block, |r, bytes| {
-                    let at = r.offset as usize;
-                    assert_eq!(bytes, &data[at..at + r.len as usize]);
-                    got.push(r);
-                    Ok(())
-                })
-                .unwrap();
+                let total =
+                    for_each_chunk_pipelined(reader, block, Chunking::DEFAULT, |r, bytes| {
+                        let at = r.offset as usize;
+                        assert_eq!(bytes, &data[at..at + r.len as usize]);
+                        got.push(r);
+                        Ok(())
+                    })
+                    .unwrap();
                 assert_eq!(total, len as u64);
                 assert!(got == want, "{len} bytes: the chunk lists differ");
             }
         }
         // An error from the callback or the reader stops the walk.
-        let e = for_each_chunk_pipelined(Cursor::new(&data), block, |r, _| {
+        let e = for_each_chunk_pipelined(Cursor::new(&data), block, Chunking::DEFAULT, |r, _| {
             if r.offset > block as u64 {
                 Err(io::Error::other("enough"))
             } else {
@@ -552,7 +620,8 @@ mod tests {
             }
         }
         let failing = FailsLater(&data[..3 * block]);
-        let e = for_each_chunk_pipelined(failing, block, |_, _| Ok(())).unwrap_err();
+        let e =
+            for_each_chunk_pipelined(failing, block, Chunking::DEFAULT, |_, _| Ok(())).unwrap_err();
         assert_eq!(e.to_string(), "disk on fire");
     }
 
@@ -566,6 +635,51 @@ mod tests {
 
     fn hex(h: &Hash) -> String {
         h.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A file's chunk sizes grow with the square root of its size, in steps
+    /// of two, from the pinned sizes (every file up to 64 MiB) to a 128 KiB
+    /// average; peers name them by log2 of the average, and nothing else is
+    /// taken. A large file cut with its chunking gets chunks of those sizes.
+    #[test]
+    fn chunking_grows_with_the_file() {
+        let d = Chunking::DEFAULT;
+        assert_eq!(
+            (d.min(), d.avg(), d.max()),
+            (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize)
+        );
+        for (size, avg) in [
+            (0, 8 << 10),
+            (1, 8 << 10),
+            (64 << 20, 8 << 10),
+            ((64 << 20) + 1, 16 << 10),
+            (1 << 30, 32 << 10),
+            (2 << 30, 64 << 10),
+            (4 << 30, 64 << 10),
+            ((4 << 30) + 1, 128 << 10),
+            (u64::MAX, 128 << 10),
+        ] {
+            let c = Chunking::for_size(size);
+            assert_eq!(c.avg(), avg, "{size}");
+            assert_eq!((c.min(), c.max()), (avg / 4, avg * 8), "{size}");
+            assert_eq!(Chunking::from_bits(c.bits()), Some(c));
+        }
+        for bits in [0, 12, 18, 255] {
+            assert_eq!(Chunking::from_bits(bits), None, "{bits}");
+        }
+        let big = Chunking::for_size(2 << 30);
+        let data = pseudo_random(6 << 20, 3);
+        let mut lens = Vec::new();
+        for_each_chunk_sized(Cursor::new(&data), data.len() as u64, big, |r, _| {
+            lens.push(r.len as usize);
+            Ok(())
+        })
+        .unwrap();
+        let (last, most) = lens.split_last().unwrap();
+        assert!(most.iter().all(|&n| (big.min()..=big.max()).contains(&n)));
+        assert!(*last <= big.max());
+        let mean = data.len() / lens.len();
+        assert!((big.avg() / 2..big.avg() * 2).contains(&mean), "{mean}");
     }
 
     /// Pins the cut points: a change of size, mask or normalization (which
@@ -640,7 +754,7 @@ mod tests {
                     i: 0,
                 };
                 let mut got = Vec::new();
-                let total = cut_with_block(reader, block, |offset, bytes| {
+                let total = cut_with_block(reader, block, Chunking::DEFAULT, |offset, bytes| {
                     got.push(ChunkRef {
                         hash: *blake3::hash(bytes).as_bytes(),
                         offset,
@@ -778,17 +892,22 @@ mod tests {
         let (first, rest) = sig.split_at(40);
         let mut buf = Vec::new();
         encode_sig_batch(first, &mut buf);
-        assert_eq!(decode_sig_batch(&buf, 0, first.len()).unwrap(), first);
+        assert_eq!(
+            decode_sig_batch(&buf, 0, first.len(), MAX_CHUNK as usize).unwrap(),
+            first
+        );
         buf.clear();
         encode_sig_batch(rest, &mut buf);
         assert_eq!(
-            decode_sig_batch(&buf, rest[0].offset, usize::MAX).unwrap(),
+            decode_sig_batch(&buf, rest[0].offset, usize::MAX, MAX_CHUNK as usize).unwrap(),
             rest
         );
         buf.clear();
         encode_sig_batch(&[], &mut buf);
         assert_eq!(buf, [0]);
-        assert!(decode_sig_batch(&buf, 5, 0).unwrap().is_empty());
+        assert!(decode_sig_batch(&buf, 5, 0, MAX_CHUNK as usize)
+            .unwrap()
+            .is_empty());
     }
 
     fn entry(len: u64, out: &mut Vec<u8>) {
@@ -802,14 +921,14 @@ mod tests {
         put_varint(&mut good, 2);
         entry(5, &mut good);
         entry(u64::from(MAX_CHUNK), &mut good);
-        let ok = decode_sig_batch(&good, 100, 2).unwrap();
+        let ok = decode_sig_batch(&good, 100, 2, MAX_CHUNK as usize).unwrap();
         assert_eq!((ok[1].offset, ok[1].len), (105, MAX_CHUNK));
 
         // Truncated: at every cut of the input, including inside a varint.
         for n in 0..good.len() {
             assert!(
                 matches!(
-                    decode_sig_batch(&good[..n], 0, 2),
+                    decode_sig_batch(&good[..n], 0, 2, MAX_CHUNK as usize),
                     Err(DecodeError::Truncated { .. })
                 ),
                 "cut at {n}"
@@ -819,26 +938,26 @@ mod tests {
         let mut long = good.clone();
         long.push(0);
         assert_eq!(
-            decode_sig_batch(&long, 0, 2),
+            decode_sig_batch(&long, 0, 2, MAX_CHUNK as usize),
             Err(DecodeError::TrailingBytes(1))
         );
         // Too many.
         assert!(matches!(
-            decode_sig_batch(&good, 0, 1),
+            decode_sig_batch(&good, 0, 1, MAX_CHUNK as usize),
             Err(DecodeError::FieldTooLarge { len: 2, max: 1, .. })
         ));
         // Zero length.
         let mut zero = vec![1];
         entry(0, &mut zero);
         assert!(matches!(
-            decode_sig_batch(&zero, 0, 10),
+            decode_sig_batch(&zero, 0, 10, MAX_CHUNK as usize),
             Err(DecodeError::InvalidTag { tag: 0, .. })
         ));
         // Oversized length.
         let mut big = vec![1];
         entry(u64::from(MAX_CHUNK) + 1, &mut big);
         assert!(matches!(
-            decode_sig_batch(&big, 0, 10),
+            decode_sig_batch(&big, 0, 10, MAX_CHUNK as usize),
             Err(DecodeError::FieldTooLarge { len, .. }) if len == u64::from(MAX_CHUNK) + 1
         ));
         // A huge claimed count with no bytes behind it allocates nothing big
@@ -846,7 +965,7 @@ mod tests {
         let mut huge = Vec::new();
         put_varint(&mut huge, u64::MAX);
         assert!(matches!(
-            decode_sig_batch(&huge, 0, usize::MAX),
+            decode_sig_batch(&huge, 0, usize::MAX, MAX_CHUNK as usize),
             Err(DecodeError::Truncated { .. })
         ));
     }

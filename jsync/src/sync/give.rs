@@ -19,7 +19,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::acl;
-use super::chunker::{self, DigestBuilder, Hash, MAX_CHUNK};
+use super::chunker::{self, Chunking, DigestBuilder, Hash, MAX_CHUNK};
 use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
@@ -1358,14 +1358,9 @@ async fn serve_lane(mut c: Circuit, giver: Arc<Giver>) {
 
 /// Answers one request; only lane-breaking errors are returned.
 async fn answer(c: &mut Circuit, giver: &Giver, want: Want) -> Result<()> {
-    let have = if want.how == WantHow::Delta {
-        Some(receive_signature(c).await?)
-    } else {
-        None
-    };
     let path = giver.file(want.index)?;
     let shown = giver.shown(&path).into_owned();
-    let size = match serve(c, giver, &path, have, &shown).await {
+    let size = match serve(c, giver, &path, &want, &shown).await {
         Ok(size) => size,
         Err(Fail::Lane(e)) => return Err(e),
         Err(Fail::File { message, vanished }) => {
@@ -1630,10 +1625,44 @@ async fn serve(
     c: &mut Circuit,
     giver: &Giver,
     path: &[u8],
-    have: Option<HashMap<Hash, u64>>,
+    want: &Want,
     shown: &str,
 ) -> std::result::Result<u64, Fail> {
-    let (file, meta) = open_listed(giver, path, shown)?;
+    let opened = open_listed(giver, path, shown);
+    // A delta's signature is read whatever happens to the file. A large file
+    // is compared with it as it arrives.
+    let have = match want.how {
+        WantHow::Delta => {
+            let chunking =
+                Chunking::from_bits(want.chunk_bits).ok_or_else(|| Error::Violation {
+                    peer: "the receiver".into(),
+                    what: format!("no chunking of 2^{} bytes", want.chunk_bits),
+                })?;
+            let (tx, follower) = match &opened {
+                Ok((f, m)) if m.size >= chunker::CONCURRENT_CUT_MIN => match f.try_clone() {
+                    Ok(f) => {
+                        let size = m.size;
+                        let (tx, rx) = std::sync::mpsc::channel();
+                        let follower =
+                            tokio::task::spawn_blocking(move || follow(f, size, chunking, rx));
+                        (Some(tx), Some(follower))
+                    }
+                    Err(_) => (None, None),
+                },
+                _ => (None, None),
+            };
+            let theirs = Theirs::receive(c, tx, chunking).await?;
+            let followed = match follower {
+                Some(f) => Some(f.await.map_err(|e| {
+                    Fail::Lane(Error::io("signature follower", std::io::Error::other(e)))
+                })?),
+                None => None,
+            };
+            Some((theirs, followed))
+        }
+        _ => None,
+    };
+    let (file, meta) = opened?;
     let progress = &giver.opts.progress;
 
     progress.file_started(shown, meta.size);
@@ -1662,7 +1691,15 @@ async fn serve(
     let size = meta.size;
     let digest = have.is_some() || giver.whole_digest;
     let builder = tokio::task::spawn_blocking(move || {
-        let out = build_recipe(&file, size, have.as_ref(), digest, &tx);
+        let out = match have {
+            Some((have, Some(followed))) => {
+                followed.and_then(|f| recipe_followed(&file, &have, f, &tx))
+            }
+            Some((have, None)) => {
+                build_recipe(&file, size, Some(&have), digest, &tx).map(|(e, d)| (e, d, false))
+            }
+            None => build_recipe(&file, size, None, digest, &tx).map(|(e, d)| (e, d, false)),
+        };
         out.map(|o| (o, file))
     });
     while let Some((payload, literal, covered)) = rx.recv().await {
@@ -1675,11 +1712,19 @@ async fn serve(
     let built = builder
         .await
         .map_err(|e| Fail::Lane(Error::io("recipe builder", std::io::Error::other(e))))?;
-    let ((total, digest), file) = built.map_err(|e| file_fail(shown, "read", e))?;
+    let ((total, digest, unchanged), file) = built.map_err(|e| match e.kind() {
+        // A literal read again after the cut: the file shrank meanwhile.
+        std::io::ErrorKind::UnexpectedEof => changed_while_sent(shown),
+        _ => file_fail(shown, "read", e),
+    })?;
     if total != meta.size {
         return Err(changed_while_sent(shown));
     }
     check_unchanged(&file, &meta, shown)?;
+    if unchanged {
+        c.send(Fragment::new(msg::UNCHANGED)).await?;
+        return Ok(meta.size);
+    }
     c.send(fragment(
         msg::END,
         &msg::End {
@@ -1699,115 +1744,395 @@ async fn serve(
 fn build_recipe(
     file: &std::fs::File,
     size: u64,
-    have: Option<&HashMap<Hash, u64>>,
+    have: Option<&Theirs>,
     digest_wanted: bool,
     tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
 ) -> std::io::Result<(u64, Hash)> {
-    let mut recipe = Recipe::new();
-    let mut digest = DigestBuilder::default();
-    let finish = |d: DigestBuilder| if digest_wanted { d.finish() } else { [0; 32] };
-    let mut covered = 0u64;
-    let mut pos = 0u64;
-    let gone = || std::io::Error::other("transfer ended");
-    let flush = |recipe: &mut Recipe, covered: &mut u64, force: bool| {
-        if recipe.is_empty()
-            || (!force && recipe.len() < RECIPE_FLUSH && *covered < RECIPE_FLUSH_COVERED)
-        {
-            return Ok(());
+    let mut out = RecipeOut::new(tx);
+    let end = match have {
+        Some(have) => cut_file(file, 0, size, have.chunking, |cut, data| {
+            out.cut(cut, data, have)
+        })?,
+        None => {
+            let mut buf = vec![0u8; MAX_CHUNK as usize];
+            for_each_region(file, 0, size, |region| match region {
+                Region::Hole(n) => out.hole(n),
+                Region::Data { start, len } => {
+                    let mut done = 0u64;
+                    while done < len {
+                        let want = (len - done).min(u64::from(MAX_CHUNK)) as usize;
+                        let got = file.read_at(&mut buf[..want], start + done)?;
+                        if got == 0 {
+                            break;
+                        }
+                        let piece = &buf[..got];
+                        let hash = match digest_wanted {
+                            true => *blake3::hash(piece).as_bytes(),
+                            false => [0; 32],
+                        };
+                        out.literal(piece, hash)?;
+                        done += got as u64;
+                    }
+                    Ok(done)
+                }
+            })?
         }
-        let literal = recipe.has_literals();
-        let payload = recipe.take();
-        tx.blocking_send((payload, literal, std::mem::take(covered)))
-            .map_err(|_| gone())
     };
+    out.finish(end, digest_wanted)
+}
+
+/// A part of a file as [`for_each_region`] walks it.
+enum Region {
+    /// A hole of this many bytes (`-S` on the receiver keeps it one).
+    Hole(u64),
+    /// Data from `start`, `len` bytes.
+    Data { start: u64, len: u64 },
+}
+
+/// Walks `file`'s holes and data regions from `from` up to `size` in order;
+/// `f` takes a data region and says how much of it it got through (less than
+/// all: the file shrank, and the walk stops there). Returns the end reached.
+fn for_each_region(
+    file: &std::fs::File,
+    from: u64,
+    size: u64,
+    mut f: impl FnMut(Region) -> std::io::Result<u64>,
+) -> std::io::Result<u64> {
+    let mut pos = from;
     for (start, len) in super::fsroot::data_extents(file, size)? {
-        if start > pos {
-            recipe.hole(start - pos);
-            digest.push_hole(start - pos);
-            covered += start - pos;
+        let end = start + len;
+        if end <= pos {
+            continue;
         }
-        let mut region = file.try_clone()?;
-        region.seek(SeekFrom::Start(start))?;
-        let region = region.take(len);
-        let n = match have {
-            Some(have) => chunker::for_each_chunk_sized(region, len, |r, data| {
-                digest.push(r.len, r.hash);
-                match have.get(&r.hash) {
-                    Some(&i) => recipe.copy(i),
-                    None => recipe.literal(data),
-                }
-                covered += u64::from(r.len);
-                flush(&mut recipe, &mut covered, false)
-            })?,
-            None => {
-                let mut buf = vec![0u8; MAX_CHUNK as usize];
-                let mut done = 0u64;
-                while done < len {
-                    let want = (len - done).min(u64::from(MAX_CHUNK)) as usize;
-                    let got = file.read_at(&mut buf[..want], start + done)?;
-                    if got == 0 {
-                        break;
-                    }
-                    let piece = &buf[..got];
-                    if digest_wanted {
-                        digest.push(got as u32, *blake3::hash(piece).as_bytes());
-                    }
-                    recipe.literal(piece);
-                    covered += got as u64;
-                    done += got as u64;
-                    flush(&mut recipe, &mut covered, false)?;
-                }
-                done
-            }
-        };
+        let start = start.max(pos);
+        if start > pos {
+            f(Region::Hole(start - pos))?;
+        }
+        let n = f(Region::Data {
+            start,
+            len: end - start,
+        })?;
         pos = start + n;
-        if n != len {
+        if pos != end {
             // Shorter than listed: the file shrank while being read.
-            return Ok((pos, finish(digest)));
+            return Ok(pos);
         }
     }
     if size > pos {
-        recipe.hole(size - pos);
-        digest.push_hole(size - pos);
-        covered += size - pos;
+        f(Region::Hole(size - pos))?;
         pos = size;
     }
-    flush(&mut recipe, &mut covered, true)?;
-    Ok((pos, finish(digest)))
+    Ok(pos)
 }
 
-/// Reads SIG batches until SIG_END into "hash → first chunk index".
-async fn receive_signature(c: &mut Circuit) -> Result<HashMap<Hash, u64>> {
-    let mut have = HashMap::new();
-    let mut index = 0u64;
-    let mut offset = 0u64;
-    loop {
-        let f = c.recv().await?.ok_or_else(|| Error::Violation {
-            peer: "the receiver".into(),
-            what: "circuit ended inside the signature".into(),
-        })?;
-        match f.op {
-            msg::SIG => {
-                let refs = chunker::decode_sig_batch(&f.payload, offset, usize::MAX).map_err(
-                    |source| Error::Protocol {
-                        peer: "the receiver".into(),
-                        source,
-                    },
-                )?;
-                for r in refs {
-                    have.entry(r.hash).or_insert(index);
-                    index += 1;
-                    offset += u64::from(r.len);
+/// One step of a file cut for a delta.
+enum Cut {
+    Hole(u64),
+    /// A chunk at its offset in the file.
+    Chunk(chunker::ChunkRef),
+}
+
+/// Cuts `file`'s data regions from `from` with FastCDC, giving `f` each hole
+/// and each chunk with its bytes, in order; returns the end reached (short of
+/// `size`: the file shrank meanwhile).
+fn cut_file(
+    file: &std::fs::File,
+    from: u64,
+    size: u64,
+    chunking: Chunking,
+    mut f: impl FnMut(Cut, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    for_each_region(file, from, size, |region| match region {
+        Region::Hole(n) => f(Cut::Hole(n), &[]).map(|()| n),
+        Region::Data { start, len } => {
+            let mut region = file.try_clone()?;
+            region.seek(SeekFrom::Start(start))?;
+            chunker::for_each_chunk_sized(region.take(len), len, chunking, |mut r, data| {
+                r.offset += start;
+                f(Cut::Chunk(r), data)
+            })
+        }
+    })
+}
+
+/// How a large file compares with the receiver's basis, found while the
+/// receiver's signature streams in ([`follow`]).
+struct Followed {
+    /// How many of the receiver's chunks the file begins with.
+    prefix: usize,
+    /// The rest of the file from where those end, being cut ([`precut`]);
+    /// `None` when the file is exactly those chunks.
+    rest: Option<std::sync::mpsc::Receiver<Precut>>,
+}
+
+/// Compares a large file with the receiver's chunks as they arrive (`sig`:
+/// batches of length and hash, in the receiver's order), hashing the same
+/// ranges of the file: no cut is needed while they match, and a file the
+/// same as the receiver's costs one read and hash here, not a cut. At the
+/// first chunk that differs, the rest of the file is cut ([`precut`]) while
+/// the signature still arrives.
+fn follow(
+    file: std::fs::File,
+    size: u64,
+    chunking: Chunking,
+    sig: std::sync::mpsc::Receiver<Vec<(u32, Hash)>>,
+) -> std::io::Result<Followed> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file.try_clone()?);
+    let mut buf = vec![0u8; chunking.max()];
+    let (mut prefix, mut at) = (0usize, 0u64);
+    let differs = 'sig: {
+        for batch in &sig {
+            for (len, hash) in batch {
+                let n = len as usize;
+                if n > buf.len() || at + u64::from(len) > size {
+                    break 'sig true;
                 }
-            }
-            msg::SIG_END => return Ok(have),
-            other => {
-                return Err(Error::Violation {
-                    peer: "the receiver".into(),
-                    what: format!("unexpected {other} inside a signature"),
-                })
+                match reader.read_exact(&mut buf[..n]) {
+                    Ok(()) => {}
+                    // Shrunk meanwhile: the cut of the rest says so.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break 'sig true,
+                    Err(e) => return Err(e),
+                }
+                if blake3::hash(&buf[..n]).as_bytes() != &hash {
+                    break 'sig true;
+                }
+                prefix += 1;
+                at += u64::from(len);
             }
         }
+        false
+    };
+    let rest = (differs || at < size).then(|| precut(file, at, size, chunking));
+    Ok(Followed { prefix, rest })
+}
+
+/// What [`precut`] hands on: a batch of cuts, then the end reached.
+enum Precut {
+    Cuts(Vec<Cut>),
+    End(std::io::Result<u64>),
+}
+
+/// Cuts a large file from `from` on a thread of its own while the receiver's
+/// signature arrives (the two cuts overlap); the cuts wait in the channel,
+/// without their bytes, until [`recipe_followed`] takes them.
+fn precut(
+    file: std::fs::File,
+    from: u64,
+    size: u64,
+    chunking: Chunking,
+) -> std::sync::mpsc::Receiver<Precut> {
+    const BATCH: usize = 1024;
+    let (tx, rx) = std::sync::mpsc::channel();
+    tokio::task::spawn_blocking(move || {
+        let gone = || std::io::Error::other("request abandoned");
+        let mut batch = Vec::with_capacity(BATCH);
+        let end = cut_file(&file, from, size, chunking, |cut, _| {
+            batch.push(cut);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                tx.send(Precut::Cuts(full)).map_err(|_| gone())?;
+            }
+            Ok(())
+        });
+        let _ = tx.send(Precut::Cuts(batch));
+        let _ = tx.send(Precut::End(end));
+    });
+    rx
+}
+
+/// [`build_recipe`] for a large file compared as the signature came: the
+/// receiver's chunks it begins with become copies, and the rest, cut already,
+/// copies or literals, each literal read again from where the cut found it (a
+/// file changed since shows in the status check after the recipe). A file
+/// that is exactly the receiver's chunks sends nothing: it is UNCHANGED.
+fn recipe_followed(
+    file: &std::fs::File,
+    have: &Theirs,
+    followed: Followed,
+    tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
+) -> std::io::Result<Built> {
+    let prefix = &have.order[..followed.prefix.min(have.order.len())];
+    let prefix_end = prefix.iter().map(|&(len, _)| u64::from(len)).sum();
+    let Some(cuts) = followed.rest else {
+        if prefix.len() == have.order.len() {
+            return Ok((prefix_end, [0; 32], true));
+        }
+        return Err(std::io::Error::other(
+            "the signature follower stopped early",
+        ));
+    };
+    let mut out = RecipeOut::new(tx);
+    for (i, &(len, hash)) in prefix.iter().enumerate() {
+        out.copy(i as u64, len, hash)?;
+    }
+    let mut buf = vec![0u8; have.chunking.max()];
+    for step in cuts {
+        match step {
+            Precut::Cuts(cuts) => {
+                for cut in cuts {
+                    let data = match &cut {
+                        Cut::Chunk(r) if !have.index.contains_key(&r.hash) => {
+                            let piece = &mut buf[..r.len as usize];
+                            file.read_exact_at(piece, r.offset)?;
+                            &piece[..]
+                        }
+                        _ => &[],
+                    };
+                    out.cut(cut, data, have)?;
+                }
+            }
+            Precut::End(end) => {
+                let (end, digest) = out.finish(end?, true)?;
+                return Ok((end, digest, false));
+            }
+        }
+    }
+    Err(std::io::Error::other("the chunk cutting thread stopped"))
+}
+
+/// What a delta's recipe came to: the end of the file reached, the digest of
+/// its chunk list, and whether the file is exactly the receiver's basis (then
+/// no recipe was sent).
+type Built = (u64, Hash, bool);
+
+/// The receiver's signature: where each chunk it has first is, its chunks in
+/// order, and the chunk sizes it was cut with.
+struct Theirs {
+    index: HashMap<Hash, u64>,
+    order: Vec<(u32, Hash)>,
+    chunking: Chunking,
+}
+
+impl Theirs {
+    /// Reads SIG batches until SIG_END, handing each batch on to `follow`
+    /// while it takes them.
+    async fn receive(
+        c: &mut Circuit,
+        mut follow: Option<std::sync::mpsc::Sender<Vec<(u32, Hash)>>>,
+        chunking: Chunking,
+    ) -> Result<Theirs> {
+        let mut theirs = Theirs {
+            index: HashMap::new(),
+            order: Vec::new(),
+            chunking,
+        };
+        let mut offset = 0u64;
+        loop {
+            let f = c.recv().await?.ok_or_else(|| Error::Violation {
+                peer: "the receiver".into(),
+                what: "circuit ended inside the signature".into(),
+            })?;
+            match f.op {
+                msg::SIG => {
+                    let refs =
+                        chunker::decode_sig_batch(&f.payload, offset, usize::MAX, chunking.max())
+                            .map_err(|source| Error::Protocol {
+                            peer: "the receiver".into(),
+                            source,
+                        })?;
+                    let start = theirs.order.len();
+                    for r in refs {
+                        let i = theirs.order.len() as u64;
+                        theirs.index.entry(r.hash).or_insert(i);
+                        theirs.order.push((r.len, r.hash));
+                        offset += u64::from(r.len);
+                    }
+                    if let Some(tx) = &follow {
+                        if tx.send(theirs.order[start..].to_vec()).is_err() {
+                            follow = None; // it found a difference
+                        }
+                    }
+                }
+                msg::SIG_END => return Ok(theirs),
+                other => {
+                    return Err(Error::Violation {
+                        peer: "the receiver".into(),
+                        what: format!("unexpected {other} inside a signature"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A recipe being built and sent in payloads of about [`RECIPE_FLUSH`], with
+/// the digest of the data it covers.
+struct RecipeOut<'a> {
+    recipe: Recipe,
+    digest: DigestBuilder,
+    /// Bytes of the file covered since the last payload (for progress).
+    covered: u64,
+    tx: &'a mpsc::Sender<(Vec<u8>, bool, u64)>,
+}
+
+impl<'a> RecipeOut<'a> {
+    fn new(tx: &'a mpsc::Sender<(Vec<u8>, bool, u64)>) -> Self {
+        RecipeOut {
+            recipe: Recipe::new(),
+            digest: DigestBuilder::default(),
+            covered: 0,
+            tx,
+        }
+    }
+
+    fn hole(&mut self, n: u64) -> std::io::Result<u64> {
+        self.recipe.hole(n);
+        self.digest.push_hole(n);
+        self.covered += n;
+        self.flush(false).map(|()| n)
+    }
+
+    /// A piece sent as it is, with its hash for the digest.
+    fn literal(&mut self, data: &[u8], hash: Hash) -> std::io::Result<()> {
+        self.digest.push(data.len() as u32, hash);
+        self.recipe.literal(data);
+        self.covered += data.len() as u64;
+        self.flush(false)
+    }
+
+    /// The receiver's chunk number `i`.
+    fn copy(&mut self, i: u64, len: u32, hash: Hash) -> std::io::Result<()> {
+        self.digest.push(len, hash);
+        self.recipe.copy(i);
+        self.covered += u64::from(len);
+        self.flush(false)
+    }
+
+    /// A step of a delta: a chunk the receiver has becomes a copy, one it
+    /// lacks a literal of `data`.
+    fn cut(&mut self, cut: Cut, data: &[u8], have: &Theirs) -> std::io::Result<()> {
+        match cut {
+            Cut::Hole(n) => self.hole(n).map(|_| ()),
+            Cut::Chunk(r) => match have.index.get(&r.hash) {
+                Some(&i) => self.copy(i, r.len, r.hash),
+                None => self.literal(data, r.hash),
+            },
+        }
+    }
+
+    fn flush(&mut self, force: bool) -> std::io::Result<()> {
+        if self.recipe.is_empty()
+            || (!force && self.recipe.len() < RECIPE_FLUSH && self.covered < RECIPE_FLUSH_COVERED)
+        {
+            return Ok(());
+        }
+        let literal = self.recipe.has_literals();
+        let payload = self.recipe.take();
+        self.tx
+            .blocking_send((payload, literal, std::mem::take(&mut self.covered)))
+            .map_err(|_| std::io::Error::other("transfer ended"))
+    }
+
+    /// Sends what is left; the end reached and the digest (all zero without
+    /// `digest_wanted`: a file sent whole over a sealed link).
+    fn finish(mut self, end: u64, digest_wanted: bool) -> std::io::Result<(u64, Hash)> {
+        self.flush(true)?;
+        let digest = if digest_wanted {
+            self.digest.finish()
+        } else {
+            [0; 32]
+        };
+        Ok((end, digest))
     }
 }
 

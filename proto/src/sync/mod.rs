@@ -20,8 +20,9 @@
 //! `VERDICTS` message (same, same with new metadata, differs, failed, vanished);
 //! for a file that differs the receiver sends a `WANT` for a delta. An answer to
 //! `WANT` is one of: `FILE` (a whole small file in one message), `META` then
-//! `RECIPE`s then `END`, or `FILE_ERR` (this file failed or vanished; the lane
-//! goes on). The receiver half-closes a lane when it has no more requests.
+//! `RECIPE`s then `END`, `META` then `UNCHANGED` (a delta found the file to be
+//! the receiver's basis exactly), or `FILE_ERR` (this file failed or vanished;
+//! the lane goes on). The receiver half-closes a lane when it has no more requests.
 //!
 //! **Wildcards** (`jsync.glob`, a service of its own): the server opens one
 //! circuit and sends the paths the pattern matched as `GLOB_MATCHES`
@@ -79,6 +80,10 @@ pub const META: Op = Op(0x0125);
 pub const RECIPE: Op = Op(0x0126);
 /// Sender → receiver: the recipe is complete ([`End`]).
 pub const END: Op = Op(0x0127);
+/// Sender → receiver, after `META` instead of a recipe: the file is exactly
+/// the receiver's basis as its signature listed it (every chunk in order,
+/// nothing else, no holes), so nothing needs writing.
+pub const UNCHANGED: Op = Op(0x012E);
 /// Sender → receiver: a whole small file ([`WholeFile`]).
 pub const FILE: Op = Op(0x0128);
 /// Sender → receiver: this file could not be sent (error: why; part 1 when it

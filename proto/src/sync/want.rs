@@ -24,22 +24,33 @@ pub struct Want {
     pub index: u64,
     /// [`WantHow::Full`] or [`WantHow::Delta`]; a hash check goes in a [`Checks`].
     pub how: WantHow,
+    /// For a delta: log2 of the average chunk size the signature was cut
+    /// with, which the sender cuts its file with too (sent only for a delta;
+    /// 0 otherwise). Which sizes a peer accepts is the sync engine's business.
+    pub chunk_bits: u8,
 }
 
 impl Codec for Want {
     fn encode(&self, buf: &mut Vec<u8>) {
         put_varint(buf, self.index);
         buf.push(u8::from(self.how == WantHow::Delta));
+        if self.how == WantHow::Delta {
+            buf.push(self.chunk_bits);
+        }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let index = r.varint()?;
-        let how = match r.u8()? {
-            0 => WantHow::Full,
-            1 => WantHow::Delta,
+        let (how, chunk_bits) = match r.u8()? {
+            0 => (WantHow::Full, 0),
+            1 => (WantHow::Delta, r.u8()?),
             tag => return Err(DecodeError::InvalidTag { what: "want", tag }),
         };
-        Ok(Want { index, how })
+        Ok(Want {
+            index,
+            how,
+            chunk_bits,
+        })
     }
 }
 
@@ -429,15 +440,19 @@ mod tests {
             Want {
                 index: 70_000,
                 how: WantHow::Delta,
+                chunk_bits: 16,
             },
             Want {
                 index: 1,
                 how: WantHow::Full,
+                chunk_bits: 0,
             },
         ] {
             assert_eq!(decode_exact::<Want>(&encode_to_vec(&w)).unwrap(), w);
         }
         assert!(decode_exact::<Want>(&[0, 2]).is_err());
+        // A delta names its chunking.
+        assert!(decode_exact::<Want>(&[0, 1]).is_err());
         assert!(decode_exact::<Want>(&[0, 9]).is_err());
         assert!(decode_exact::<Want>(&[0]).is_err());
         let m = FileMeta {
