@@ -159,7 +159,7 @@ fn sig_wire(c: &mut Criterion) {
     });
     g.bench_function("decode", |b| {
         b.iter(|| {
-            chunker::decode_sig_batch(black_box(&wire), 0, N, chunker::MAX_CHUNK as usize).unwrap()
+            chunker::decode_sig_batch(black_box(&wire), N, chunker::MAX_CHUNK as usize).unwrap()
         })
     });
     g.finish();

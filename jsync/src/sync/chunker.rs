@@ -460,31 +460,47 @@ pub(crate) fn chunk_list_digest(chunks: impl IntoIterator<Item = (u32, Hash)>) -
     d.finish()
 }
 
+/// Bytes of a chunk's hash in a signature: 128 bits, half the wire of a full
+/// hash. A sender looks chunks up by them; a chunk it copies is still checked
+/// by its full hash, which the receiver keeps, when the rebuilt file's chunk
+/// list digest is compared (two chunks that share the first half of their
+/// hashes make that check fail; they are never taken for each other).
+pub(crate) const SIG_HASH: usize = 16;
+
+/// A chunk's hash as a signature carries it.
+pub(crate) type SigHash = [u8; SIG_HASH];
+
+/// The signature's part of a hash.
+pub(crate) fn sig_hash(h: &Hash) -> SigHash {
+    let mut out = [0u8; SIG_HASH];
+    out.copy_from_slice(&h[..SIG_HASH]);
+    out
+}
+
 /// The fewest bytes one encoded chunk ref takes: a one-byte length and a hash.
-const MIN_SIG_ENTRY: usize = 1 + 32;
+const MIN_SIG_ENTRY: usize = 1 + SIG_HASH;
 
 /// Appends a batch of chunk refs in the signature's wire form: a varint count,
-/// then per chunk a varint length and the raw 32-byte hash. Offsets are not
-/// sent; the decoder sums the lengths from the batch's starting offset.
+/// then per chunk a varint length and the first [`SIG_HASH`] bytes of its
+/// hash. Offsets are not sent: chunks lie back to back.
 pub(crate) fn encode_sig_batch(chunks: &[ChunkRef], out: &mut Vec<u8>) {
-    out.reserve(proto::varint_len(chunks.len() as u64) + chunks.len() * (3 + 32));
+    out.reserve(proto::varint_len(chunks.len() as u64) + chunks.len() * (3 + SIG_HASH));
     put_varint(out, chunks.len() as u64);
     for c in chunks {
         put_varint(out, u64::from(c.len));
-        out.extend_from_slice(&c.hash);
+        out.extend_from_slice(&c.hash[..SIG_HASH]);
     }
 }
 
-/// Decodes one [`encode_sig_batch`] payload whose first chunk starts at
-/// `start_offset`. Refuses more than `max_chunks` entries, lengths of 0 or
-/// above [`MAX_CHUNK`], truncated input and trailing bytes. Allocates for at
-/// most `buf.len() / 33` entries, whatever count the peer claims.
+/// Decodes one [`encode_sig_batch`] payload into each chunk's length and
+/// hash. Refuses more than `max_chunks` entries, lengths of 0 or above
+/// `max_len`, truncated input and trailing bytes. Allocates for at most
+/// `buf.len() / 17` entries, whatever count the peer claims.
 pub(crate) fn decode_sig_batch(
     buf: &[u8],
-    start_offset: u64,
     max_chunks: usize,
     max_len: usize,
-) -> Result<Vec<ChunkRef>, DecodeError> {
+) -> Result<Vec<(u32, SigHash)>, DecodeError> {
     let mut r = Reader::new(buf);
     let count = r.varint()?;
     if count > max_chunks as u64 {
@@ -497,7 +513,6 @@ pub(crate) fn decode_sig_batch(
     let fits = (r.remaining() / MIN_SIG_ENTRY) as u64;
     // `min` with a usize-derived value fits in usize.
     let mut out = Vec::with_capacity(count.min(fits) as usize);
-    let mut offset = start_offset;
     for _ in 0..count {
         let len = r.varint()?;
         if len == 0 {
@@ -513,13 +528,10 @@ pub(crate) fn decode_sig_batch(
                 max: max_len as u64,
             });
         }
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(r.take(32)?);
+        let mut hash = [0u8; SIG_HASH];
+        hash.copy_from_slice(r.take(SIG_HASH)?);
         // `len <= max_len`, a chunk's length, fits in u32.
-        let len = len as u32;
-        out.push(ChunkRef { hash, offset, len });
-        // Offsets are the receiver's own running total; they cannot reach 2^64.
-        offset += u64::from(len);
+        out.push((len as u32, hash));
     }
     r.expect_end()?;
     Ok(out)
@@ -892,27 +904,30 @@ mod tests {
         let (first, rest) = sig.split_at(40);
         let mut buf = Vec::new();
         encode_sig_batch(first, &mut buf);
+        let wire = |c: &[ChunkRef]| -> Vec<(u32, SigHash)> {
+            c.iter().map(|r| (r.len, sig_hash(&r.hash))).collect()
+        };
         assert_eq!(
-            decode_sig_batch(&buf, 0, first.len(), MAX_CHUNK as usize).unwrap(),
-            first
+            decode_sig_batch(&buf, first.len(), MAX_CHUNK as usize).unwrap(),
+            wire(first)
         );
         buf.clear();
         encode_sig_batch(rest, &mut buf);
         assert_eq!(
-            decode_sig_batch(&buf, rest[0].offset, usize::MAX, MAX_CHUNK as usize).unwrap(),
-            rest
+            decode_sig_batch(&buf, usize::MAX, MAX_CHUNK as usize).unwrap(),
+            wire(rest)
         );
         buf.clear();
         encode_sig_batch(&[], &mut buf);
         assert_eq!(buf, [0]);
-        assert!(decode_sig_batch(&buf, 5, 0, MAX_CHUNK as usize)
+        assert!(decode_sig_batch(&buf, 0, MAX_CHUNK as usize)
             .unwrap()
             .is_empty());
     }
 
     fn entry(len: u64, out: &mut Vec<u8>) {
         put_varint(out, len);
-        out.extend_from_slice(&[7u8; 32]);
+        out.extend_from_slice(&[7u8; SIG_HASH]);
     }
 
     #[test]
@@ -921,14 +936,14 @@ mod tests {
         put_varint(&mut good, 2);
         entry(5, &mut good);
         entry(u64::from(MAX_CHUNK), &mut good);
-        let ok = decode_sig_batch(&good, 100, 2, MAX_CHUNK as usize).unwrap();
-        assert_eq!((ok[1].offset, ok[1].len), (105, MAX_CHUNK));
+        let ok = decode_sig_batch(&good, 2, MAX_CHUNK as usize).unwrap();
+        assert_eq!(ok, [(5, [7; SIG_HASH]), (MAX_CHUNK, [7; SIG_HASH])]);
 
         // Truncated: at every cut of the input, including inside a varint.
         for n in 0..good.len() {
             assert!(
                 matches!(
-                    decode_sig_batch(&good[..n], 0, 2, MAX_CHUNK as usize),
+                    decode_sig_batch(&good[..n], 2, MAX_CHUNK as usize),
                     Err(DecodeError::Truncated { .. })
                 ),
                 "cut at {n}"
@@ -938,26 +953,26 @@ mod tests {
         let mut long = good.clone();
         long.push(0);
         assert_eq!(
-            decode_sig_batch(&long, 0, 2, MAX_CHUNK as usize),
+            decode_sig_batch(&long, 2, MAX_CHUNK as usize),
             Err(DecodeError::TrailingBytes(1))
         );
         // Too many.
         assert!(matches!(
-            decode_sig_batch(&good, 0, 1, MAX_CHUNK as usize),
+            decode_sig_batch(&good, 1, MAX_CHUNK as usize),
             Err(DecodeError::FieldTooLarge { len: 2, max: 1, .. })
         ));
         // Zero length.
         let mut zero = vec![1];
         entry(0, &mut zero);
         assert!(matches!(
-            decode_sig_batch(&zero, 0, 10, MAX_CHUNK as usize),
+            decode_sig_batch(&zero, 10, MAX_CHUNK as usize),
             Err(DecodeError::InvalidTag { tag: 0, .. })
         ));
         // Oversized length.
         let mut big = vec![1];
         entry(u64::from(MAX_CHUNK) + 1, &mut big);
         assert!(matches!(
-            decode_sig_batch(&big, 0, 10, MAX_CHUNK as usize),
+            decode_sig_batch(&big, 10, MAX_CHUNK as usize),
             Err(DecodeError::FieldTooLarge { len, .. }) if len == u64::from(MAX_CHUNK) + 1
         ));
         // A huge claimed count with no bytes behind it allocates nothing big
@@ -965,7 +980,7 @@ mod tests {
         let mut huge = Vec::new();
         put_varint(&mut huge, u64::MAX);
         assert!(matches!(
-            decode_sig_batch(&huge, 0, usize::MAX, MAX_CHUNK as usize),
+            decode_sig_batch(&huge, usize::MAX, MAX_CHUNK as usize),
             Err(DecodeError::Truncated { .. })
         ));
     }

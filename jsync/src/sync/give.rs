@@ -19,7 +19,7 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::acl;
-use super::chunker::{self, Chunking, DigestBuilder, Hash, MAX_CHUNK};
+use super::chunker::{self, sig_hash, Chunking, DigestBuilder, Hash, SigHash, MAX_CHUNK};
 use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
@@ -1858,8 +1858,8 @@ fn cut_file(
 /// How a large file compares with the receiver's basis, found while the
 /// receiver's signature streams in ([`follow`]).
 struct Followed {
-    /// How many of the receiver's chunks the file begins with.
-    prefix: usize,
+    /// The full hashes of the receiver's chunks the file begins with.
+    prefix: Vec<Hash>,
     /// The rest of the file from where those end, being cut ([`precut`]);
     /// `None` when the file is exactly those chunks.
     rest: Option<std::sync::mpsc::Receiver<Precut>>,
@@ -1875,11 +1875,11 @@ fn follow(
     file: std::fs::File,
     size: u64,
     chunking: Chunking,
-    sig: std::sync::mpsc::Receiver<Vec<(u32, Hash)>>,
+    sig: std::sync::mpsc::Receiver<Vec<(u32, SigHash)>>,
 ) -> std::io::Result<Followed> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file.try_clone()?);
     let mut buf = vec![0u8; chunking.max()];
-    let (mut prefix, mut at) = (0usize, 0u64);
+    let (mut prefix, mut at) = (Vec::new(), 0u64);
     let differs = 'sig: {
         for batch in &sig {
             for (len, hash) in batch {
@@ -1893,10 +1893,11 @@ fn follow(
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break 'sig true,
                     Err(e) => return Err(e),
                 }
-                if blake3::hash(&buf[..n]).as_bytes() != &hash {
+                let mine = *blake3::hash(&buf[..n]).as_bytes();
+                if sig_hash(&mine) != hash {
                     break 'sig true;
                 }
-                prefix += 1;
+                prefix.push(mine);
                 at += u64::from(len);
             }
         }
@@ -1951,10 +1952,11 @@ fn recipe_followed(
     followed: Followed,
     tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
 ) -> std::io::Result<Built> {
-    let prefix = &have.order[..followed.prefix.min(have.order.len())];
-    let prefix_end = prefix.iter().map(|&(len, _)| u64::from(len)).sum();
+    // The receiver's lengths with this file's own hashes of those ranges.
+    let prefix = have.order.iter().zip(&followed.prefix);
+    let prefix_end = prefix.clone().map(|(&(len, _), _)| u64::from(len)).sum();
     let Some(cuts) = followed.rest else {
-        if prefix.len() == have.order.len() {
+        if followed.prefix.len() == have.order.len() {
             return Ok((prefix_end, [0; 32], true));
         }
         return Err(std::io::Error::other(
@@ -1962,7 +1964,7 @@ fn recipe_followed(
         ));
     };
     let mut out = RecipeOut::new(tx);
-    for (i, &(len, hash)) in prefix.iter().enumerate() {
+    for (i, (&(len, _), &hash)) in prefix.enumerate() {
         out.copy(i as u64, len, hash)?;
     }
     let mut buf = vec![0u8; have.chunking.max()];
@@ -1971,7 +1973,7 @@ fn recipe_followed(
             Precut::Cuts(cuts) => {
                 for cut in cuts {
                     let data = match &cut {
-                        Cut::Chunk(r) if !have.index.contains_key(&r.hash) => {
+                        Cut::Chunk(r) if !have.index.contains_key(&sig_hash(&r.hash)) => {
                             let piece = &mut buf[..r.len as usize];
                             file.read_exact_at(piece, r.offset)?;
                             &piece[..]
@@ -1998,8 +2000,8 @@ type Built = (u64, Hash, bool);
 /// The receiver's signature: where each chunk it has first is, its chunks in
 /// order, and the chunk sizes it was cut with.
 struct Theirs {
-    index: HashMap<Hash, u64>,
-    order: Vec<(u32, Hash)>,
+    index: HashMap<SigHash, u64>,
+    order: Vec<(u32, SigHash)>,
     chunking: Chunking,
 }
 
@@ -2008,7 +2010,7 @@ impl Theirs {
     /// while it takes them.
     async fn receive(
         c: &mut Circuit,
-        mut follow: Option<std::sync::mpsc::Sender<Vec<(u32, Hash)>>>,
+        mut follow: Option<std::sync::mpsc::Sender<Vec<(u32, SigHash)>>>,
         chunking: Chunking,
     ) -> Result<Theirs> {
         let mut theirs = Theirs {
@@ -2016,7 +2018,6 @@ impl Theirs {
             order: Vec::new(),
             chunking,
         };
-        let mut offset = 0u64;
         loop {
             let f = c.recv().await?.ok_or_else(|| Error::Violation {
                 peer: "the receiver".into(),
@@ -2024,18 +2025,16 @@ impl Theirs {
             })?;
             match f.op {
                 msg::SIG => {
-                    let refs =
-                        chunker::decode_sig_batch(&f.payload, offset, usize::MAX, chunking.max())
-                            .map_err(|source| Error::Protocol {
+                    let refs = chunker::decode_sig_batch(&f.payload, usize::MAX, chunking.max())
+                        .map_err(|source| Error::Protocol {
                             peer: "the receiver".into(),
                             source,
                         })?;
                     let start = theirs.order.len();
-                    for r in refs {
+                    for (len, hash) in refs {
                         let i = theirs.order.len() as u64;
-                        theirs.index.entry(r.hash).or_insert(i);
-                        theirs.order.push((r.len, r.hash));
-                        offset += u64::from(r.len);
+                        theirs.index.entry(hash).or_insert(i);
+                        theirs.order.push((len, hash));
                     }
                     if let Some(tx) = &follow {
                         if tx.send(theirs.order[start..].to_vec()).is_err() {
@@ -2103,7 +2102,7 @@ impl<'a> RecipeOut<'a> {
     fn cut(&mut self, cut: Cut, data: &[u8], have: &Theirs) -> std::io::Result<()> {
         match cut {
             Cut::Hole(n) => self.hole(n).map(|_| ()),
-            Cut::Chunk(r) => match have.index.get(&r.hash) {
+            Cut::Chunk(r) => match have.index.get(&sig_hash(&r.hash)) {
                 Some(&i) => self.copy(i, r.len, r.hash),
                 None => self.literal(data, r.hash),
             },
