@@ -433,3 +433,38 @@ async fn a_basis_with_a_hole_is_rebuilt_even_when_its_chunks_are_the_file() {
     assert_eq!(r.bytes_literal, 0, "{r}");
     assert_same_tree(&src, &dst);
 }
+
+/// Regression (found by the fidelity seeds): a sparse source file whose
+/// receiver has the same bytes written out (a dense copy, here one byte
+/// longer) keeps its holes: the sender follows the receiver's chunks only
+/// through its own first data, so its holes go as holes, not as copies of
+/// the receiver's zeros.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sparse_file_stays_sparse_when_the_receivers_copy_is_dense() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    let (a, b) = (pseudo_random(1 << 20, 11), pseudo_random(1 << 20, 12));
+    let f = std::fs::File::create(src.join("f.bin")).unwrap();
+    f.write_all_at(&a, 0).unwrap();
+    f.write_all_at(&b, 3 << 20).unwrap();
+    drop(f);
+    let dense = [&a[..], &vec![0; 2 << 20], &b[..], b"!"].concat();
+    std::fs::write(dst.join("f.bin"), dense).unwrap();
+    set_mtime(&dst.join("f.bin"), 1_600_000_000);
+    let src_arg = format!("{}/", src.display());
+    let r = sync::local(Path::new(&src_arg), &dst, &opts())
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_same_tree(&src, &dst);
+    let m = std::fs::metadata(dst.join("f.bin")).unwrap();
+    assert!(
+        m.blocks() * 512 < (3 << 20),
+        "not sparse: {} bytes",
+        m.blocks() * 512
+    );
+    assert!(r.bytes_literal < 200_000, "{r}");
+}

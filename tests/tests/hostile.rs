@@ -48,6 +48,9 @@ fn symlink(path: &[u8], target: &[u8]) -> Entry {
 const EVIL: &[u8] = b"planted by a hostile peer\n";
 /// The one honest file of the list, and its content.
 const HONEST: &[u8] = b"ok.txt";
+/// A file the hostile sender answers a delta for with UNCHANGED (the
+/// receiver's chunks, it claims), whatever they are.
+const UNCHANGED_LIE: &[u8] = b"lie.bin";
 const HONEST_DATA: &[u8] = b"an honest file\n";
 
 /// The hostile list, for a destination `dst_depth` levels below `work`, with
@@ -211,6 +214,13 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
                         break;
                     }
                 }
+            }
+            let e = entry(want.index)?;
+            if e.path == UNCHANGED_LIE && want.how == WantHow::Delta {
+                let meta = encode_to_vec(&e.file_meta());
+                c.send(Fragment::new(msg::META).with_payload(meta)).await?;
+                c.send(Fragment::new(msg::UNCHANGED)).await?;
+                continue;
             }
             let mut payload = Vec::new();
             whole(entry(want.index)?).encode(&mut payload);
@@ -498,9 +508,38 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
         ),
         ("no request at all", Fragment::new(msg::REPORT)),
     ];
+    let public = entries
+        .iter()
+        .position(|e| e.path == b"public.txt")
+        .unwrap() as u64;
+    let delta = |chunk_bits: u8| {
+        Fragment::new(msg::WANT).with_payload(encode_to_vec(&Want {
+            index: public,
+            how: WantHow::Delta,
+            chunk_bits,
+        }))
+    };
+    // A chunk size no peer cuts with; a chunk larger than the one named
+    // allows (8 KiB chunks are at most 64 KiB).
+    let mut too_long = Vec::new();
+    proto::put_varint(&mut too_long, 1);
+    proto::put_varint(&mut too_long, (64 << 10) + 1);
+    too_long.extend_from_slice(&[0; 16]);
+    let requests = requests
+        .map(|(what, f)| (what, vec![f]))
+        .into_iter()
+        .chain([
+            ("chunks of 2^40 bytes", vec![delta(40)]),
+            (
+                "a chunk over the largest",
+                vec![delta(13), Fragment::new(msg::SIG).with_payload(too_long)],
+            ),
+        ]);
     for (what, request) in requests {
         let mut lane = peer.open().await.unwrap();
-        lane.send(request).await.unwrap();
+        for f in request {
+            lane.send(f).await.unwrap();
+        }
         match lane.recv().await {
             Err(e) => assert!(!e.to_string().is_empty(), "{what}"),
             Ok(Some(f)) => panic!("{what}: answered with {}", f.op),
@@ -520,5 +559,28 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
         .unwrap()
         .file_type()
         .is_symlink());
+    link.close("done").await;
+}
+
+/// A hostile sender that answers a delta with UNCHANGED for a file the
+/// receiver's chunks do not make (they hold 2 MiB; it lists 3 MiB): the run
+/// fails, naming the sender's answer, and the receiver's copy is as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_for_a_file_of_another_size_is_refused() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let old = jsync_tests::pseudo_random(2 << 20, 4);
+    std::fs::write(dst.join("lie.bin"), &old).unwrap();
+    let entries = vec![file(UNCHANGED_LIE, 3 << 20)];
+    let (_srv, link) = hostile_server(&keys, dir_source(), entries, TRANSPORTS[0]).await;
+    let r = sync::pull(&link, "", &dst, &SyncOptions::default()).await;
+    let err = match r {
+        Err(e) => e.to_string(),
+        Ok(r) => r.errors.iter().map(|e| e.message.clone()).collect(),
+    };
+    assert!(err.contains("UNCHANGED"), "{err}");
+    assert_eq!(std::fs::read(dst.join("lie.bin")).unwrap(), old);
     link.close("done").await;
 }

@@ -1870,7 +1870,9 @@ struct Followed {
 /// ranges of the file: no cut is needed while they match, and a file the
 /// same as the receiver's costs one read and hash here, not a cut. At the
 /// first chunk that differs, the rest of the file is cut ([`precut`]) while
-/// the signature still arrives.
+/// the signature still arrives. Only the file's data from its start is
+/// followed: its first hole ends the run, so that holes go as holes (the cut
+/// finds them), not as copies of whatever zeros the receiver has.
 fn follow(
     file: std::fs::File,
     size: u64,
@@ -1879,12 +1881,16 @@ fn follow(
 ) -> std::io::Result<Followed> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file.try_clone()?);
     let mut buf = vec![0u8; chunking.max()];
+    let dense = match super::fsroot::data_extents(&file, size)?.first() {
+        Some(&(0, len)) => len,
+        _ => 0,
+    };
     let (mut prefix, mut at) = (Vec::new(), 0u64);
     let differs = 'sig: {
         for batch in &sig {
             for (len, hash) in batch {
                 let n = len as usize;
-                if n > buf.len() || at + u64::from(len) > size {
+                if n > buf.len() || at + u64::from(len) > dense {
                     break 'sig true;
                 }
                 match reader.read_exact(&mut buf[..n]) {
