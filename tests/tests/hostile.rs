@@ -492,6 +492,7 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
             index,
             how: WantHow::Full,
             chunk_bits: 0,
+            basis_size: 0,
         }))
     };
     let requests = [
@@ -517,6 +518,7 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
             index: public,
             how: WantHow::Delta,
             chunk_bits,
+            basis_size: 7,
         }))
     };
     // A chunk size no peer cuts with; a chunk larger than the one named

@@ -180,6 +180,11 @@ impl Circuit {
     pub fn split(self) -> (CircuitSender, CircuitReceiver) {
         (self.tx, self.rx)
     }
+
+    /// Both halves, borrowed: to send and receive at once in one task.
+    pub fn halves(&mut self) -> (&mut CircuitSender, &mut CircuitReceiver) {
+        (&mut self.tx, &mut self.rx)
+    }
 }
 
 impl CircuitSender {

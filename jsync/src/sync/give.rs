@@ -1629,37 +1629,26 @@ async fn serve(
     shown: &str,
 ) -> std::result::Result<u64, Fail> {
     let opened = open_listed(giver, path, shown);
-    // A delta's signature is read whatever happens to the file. A large file
-    // is compared with it as it arrives.
-    let have = match want.how {
+    let chunking = match want.how {
         WantHow::Delta => {
-            let chunking =
+            Some(
                 Chunking::from_bits(want.chunk_bits).ok_or_else(|| Error::Violation {
                     peer: "the receiver".into(),
                     what: format!("no chunking of 2^{} bytes", want.chunk_bits),
-                })?;
-            let (tx, follower) = match &opened {
-                Ok((f, m)) if m.size >= chunker::CONCURRENT_CUT_MIN => match f.try_clone() {
-                    Ok(f) => {
-                        let size = m.size;
-                        let (tx, rx) = std::sync::mpsc::channel();
-                        let follower =
-                            tokio::task::spawn_blocking(move || follow(f, size, chunking, rx));
-                        (Some(tx), Some(follower))
-                    }
-                    Err(_) => (None, None),
-                },
-                _ => (None, None),
-            };
-            let theirs = Theirs::receive(c, tx, chunking).await?;
-            let followed = match follower {
-                Some(f) => Some(f.await.map_err(|e| {
-                    Fail::Lane(Error::io("signature follower", std::io::Error::other(e)))
-                })?),
-                None => None,
-            };
-            Some((theirs, followed))
+                })?,
+            )
         }
+        _ => None,
+    };
+    // A large file's delta is built while the receiver's signature arrives
+    // (the recipe starts before the signature ends); any other waits for the
+    // whole signature, which is read whatever happens to the file.
+    let large = matches!(
+        (&opened, chunking),
+        (Ok((_, m)), Some(_)) if m.size >= chunker::CONCURRENT_CUT_MIN
+    );
+    let have = match chunking {
+        Some(chunking) if !large => Some(Theirs::receive(c, chunking).await?),
         _ => None,
     };
     let (file, meta) = opened?;
@@ -1671,7 +1660,7 @@ async fn serve(
     } else {
         Compression::NONE
     };
-    if have.is_none() && meta.size <= WHOLE_MAX {
+    if chunking.is_none() && meta.size <= WHOLE_MAX {
         // Read straight into the message, as for a batch of small files.
         let mut payload = Vec::with_capacity(meta.size as usize + 64);
         let slot = msg::begin_whole_file(&mut payload, &meta);
@@ -1685,29 +1674,47 @@ async fn serve(
 
     // The general case: a recipe built off the async threads and streamed.
     c.send(fragment(msg::META, &meta)).await?;
-    let delta_alg = giver.opts.compression;
-    let alg = if have.is_some() { delta_alg } else { whole_alg };
+    let alg = if chunking.is_some() {
+        giver.opts.compression
+    } else {
+        whole_alg
+    };
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, bool, u64)>(4);
+    let (sig_tx, sig_rx) = std::sync::mpsc::channel();
     let size = meta.size;
-    let digest = have.is_some() || giver.whole_digest;
+    let basis_size = want.basis_size;
+    let digest = chunking.is_some() || giver.whole_digest;
     let builder = tokio::task::spawn_blocking(move || {
-        let out = match have {
-            Some((have, Some(followed))) => {
-                followed.and_then(|f| recipe_followed(&file, &have, f, &tx))
+        let out = match (chunking, have) {
+            (Some(chunking), None) => {
+                let maybe_same = basis_size == size;
+                build_large(&file, size, chunking, maybe_same, sig_rx, &tx)
             }
-            Some((have, None)) => {
-                build_recipe(&file, size, Some(&have), digest, &tx).map(|(e, d)| (e, d, false))
+            (_, have) => {
+                build_recipe(&file, size, have.as_ref(), digest, &tx).map(|(e, d)| (e, d, false))
             }
-            None => build_recipe(&file, size, None, digest, &tx).map(|(e, d)| (e, d, false)),
         };
         out.map(|o| (o, file))
     });
-    while let Some((payload, literal, covered)) = rx.recv().await {
-        let alg = if literal { alg } else { Compression::NONE };
-        giver.pace(payload.len()).await;
-        c.send_with(Fragment::new(msg::RECIPE).with_payload(payload), alg)
-            .await?;
-        progress.file_progress(shown, covered);
+    let (c_tx, c_rx) = c.halves();
+    let send = async {
+        while let Some((payload, literal, covered)) = rx.recv().await {
+            let alg = if literal { alg } else { Compression::NONE };
+            giver.pace(payload.len()).await;
+            c_tx.send_with(Fragment::new(msg::RECIPE).with_payload(payload), alg)
+                .await?;
+            progress.file_progress(shown, covered);
+        }
+        Ok::<_, Error>(())
+    };
+    match chunking {
+        Some(chunking) if large => {
+            tokio::try_join!(forward_signature(c_rx, sig_tx, chunking), send)?;
+        }
+        _ => {
+            drop(sig_tx);
+            send.await?;
+        }
     }
     let built = builder
         .await
@@ -1855,62 +1862,107 @@ fn cut_file(
     })
 }
 
-/// How a large file compares with the receiver's basis, found while the
-/// receiver's signature streams in ([`follow`]).
-struct Followed {
-    /// The full hashes of the receiver's chunks the file begins with.
-    prefix: Vec<Hash>,
-    /// The rest of the file from where those end, being cut ([`precut`]);
-    /// `None` when the file is exactly those chunks.
-    rest: Option<std::sync::mpsc::Receiver<Precut>>,
-}
+/// Receiver chunks in a row whose ranges may differ here while the file is
+/// still taken to be edited in place (each then goes as a literal); past
+/// this, the rest of the file is cut.
+const IN_PLACE_MAX: usize = 8;
 
-/// Compares a large file with the receiver's chunks as they arrive (`sig`:
-/// batches of length and hash, in the receiver's order), hashing the same
-/// ranges of the file: no cut is needed while they match, and a file the
-/// same as the receiver's costs one read and hash here, not a cut. At the
-/// first chunk that differs, the rest of the file is cut ([`precut`]) while
-/// the signature still arrives. Only the file's data from its start is
-/// followed: its first hole ends the run, so that holes go as holes (the cut
-/// finds them), not as copies of whatever zeros the receiver has.
-fn follow(
-    file: std::fs::File,
+/// The recipe of a large file's delta, built while the receiver's signature
+/// arrives (`sig`: its batches, in order; the channel closes at its end). The
+/// file is read along with the receiver's chunks, hashing the same ranges: a
+/// range that matches is a copy, sent at once (the receiver rebuilds while it
+/// still cuts), and no cut is needed. A chunk or a few that differ followed
+/// by one that matches again are an edit in place: their ranges go as
+/// literals. More than [`IN_PLACE_MAX`] in a row (bytes put in or taken
+/// out), the file's first hole, or its end, and the rest of the file is cut
+/// ([`precut`], while the signature still arrives) and matched against the
+/// whole signature. A file that is exactly the receiver's chunks sends no
+/// recipe at all: it is UNCHANGED; so while one of the same size as the
+/// receiver's (`maybe_same`) has matched from its start, its copies wait.
+fn build_large(
+    file: &std::fs::File,
     size: u64,
     chunking: Chunking,
+    maybe_same: bool,
     sig: std::sync::mpsc::Receiver<Vec<(u32, SigHash)>>,
-) -> std::io::Result<Followed> {
+    tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
+) -> std::io::Result<Built> {
+    let mut theirs = Theirs::new(chunking);
+    let mut out = RecipeOut::new(tx);
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file.try_clone()?);
     let mut buf = vec![0u8; chunking.max()];
-    let dense = match super::fsroot::data_extents(&file, size)?.first() {
+    // Only the data from the start is read along: holes go as holes.
+    let dense = match super::fsroot::data_extents(file, size)?.first() {
         Some(&(0, len)) => len,
         _ => 0,
     };
-    let (mut prefix, mut at) = (Vec::new(), 0u64);
-    let differs = 'sig: {
-        for batch in &sig {
-            for (len, hash) in batch {
-                let n = len as usize;
-                if n > buf.len() || at + u64::from(len) > dense {
-                    break 'sig true;
-                }
-                match reader.read_exact(&mut buf[..n]) {
-                    Ok(()) => {}
-                    // Shrunk meanwhile: the cut of the rest says so.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break 'sig true,
-                    Err(e) => return Err(e),
-                }
-                let mine = *blake3::hash(&buf[..n]).as_bytes();
-                if sig_hash(&mine) != hash {
-                    break 'sig true;
-                }
-                prefix.push(mine);
-                at += u64::from(len);
+    // While the file has been the receiver's chunks so far: their lengths
+    // and hashes here (their copies wait: a file that is exactly them needs
+    // none).
+    let mut same = maybe_same.then(Vec::new);
+    // The receiver's chunks just passed whose ranges differ here: where, how
+    // long, and their hash here.
+    let mut differing: Vec<(u64, u32, Hash)> = Vec::new();
+    let (mut at, mut next, mut complete) = (0u64, 0usize, false);
+    loop {
+        while next == theirs.order.len() && !complete {
+            match sig.recv() {
+                Ok(batch) => theirs.add(batch),
+                Err(_) => complete = true,
             }
         }
-        false
+        let Some(&(len, hash)) = theirs.order.get(next) else {
+            break;
+        };
+        let n = len as usize;
+        if at + u64::from(len) > dense || n > buf.len() {
+            break;
+        }
+        match reader.read_exact(&mut buf[..n]) {
+            Ok(()) => {}
+            // Shrunk meanwhile: the cut of the rest says so.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+        let mine = *blake3::hash(&buf[..n]).as_bytes();
+        if sig_hash(&mine) == hash {
+            // An edit in place ends here: what differed goes as it is.
+            for (off, len, h) in std::mem::take(&mut differing) {
+                let piece = &mut buf[..len as usize];
+                file.read_exact_at(piece, off)?;
+                out.literal(piece, h)?;
+            }
+            match &mut same {
+                Some(held) => held.push((len, mine)),
+                None => out.copy(next as u64, len, mine)?,
+            }
+        } else {
+            out.differs(&mut same)?;
+            differing.push((at, len, mine));
+            if differing.len() > IN_PLACE_MAX {
+                break;
+            }
+        }
+        at += u64::from(len);
+        next += 1;
+    }
+    let from = differing.first().map_or(at, |&(off, _, _)| off);
+    if same.is_some() && complete && next == theirs.order.len() && at == size {
+        return Ok((size, [0; 32], true));
+    }
+    out.differs(&mut same)?;
+    let end = if from < size {
+        let cuts = precut(file.try_clone()?, from, size, chunking);
+        // The rest of the signature, for the cut's chunks to be looked up in.
+        for batch in &sig {
+            theirs.add(batch);
+        }
+        recipe_of_cuts(file, &theirs, cuts, &mut out)?
+    } else {
+        from
     };
-    let rest = (differs || at < size).then(|| precut(file, at, size, chunking));
-    Ok(Followed { prefix, rest })
+    let (end, digest) = out.finish(end, true)?;
+    Ok((end, digest, false))
 }
 
 /// What [`precut`] hands on: a batch of cuts, then the end reached.
@@ -1921,7 +1973,7 @@ enum Precut {
 
 /// Cuts a large file from `from` on a thread of its own while the receiver's
 /// signature arrives (the two cuts overlap); the cuts wait in the channel,
-/// without their bytes, until [`recipe_followed`] takes them.
+/// without their bytes, until [`recipe_of_cuts`] takes them.
 fn precut(
     file: std::fs::File,
     from: u64,
@@ -1947,32 +1999,16 @@ fn precut(
     rx
 }
 
-/// [`build_recipe`] for a large file compared as the signature came: the
-/// receiver's chunks it begins with become copies, and the rest, cut already,
-/// copies or literals, each literal read again from where the cut found it (a
-/// file changed since shows in the status check after the recipe). A file
-/// that is exactly the receiver's chunks sends nothing: it is UNCHANGED.
-fn recipe_followed(
+/// Adds the cuts of [`precut`] to `out`, looked up in the whole signature:
+/// each chunk the receiver lacks is read again, from where the cut found it
+/// (a file changed since shows in the status check after the recipe).
+/// Returns the end the cut reached.
+fn recipe_of_cuts(
     file: &std::fs::File,
     have: &Theirs,
-    followed: Followed,
-    tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
-) -> std::io::Result<Built> {
-    // The receiver's lengths with this file's own hashes of those ranges.
-    let prefix = have.order.iter().zip(&followed.prefix);
-    let prefix_end = prefix.clone().map(|(&(len, _), _)| u64::from(len)).sum();
-    let Some(cuts) = followed.rest else {
-        if followed.prefix.len() == have.order.len() {
-            return Ok((prefix_end, [0; 32], true));
-        }
-        return Err(std::io::Error::other(
-            "the signature follower stopped early",
-        ));
-    };
-    let mut out = RecipeOut::new(tx);
-    for (i, (&(len, _), &hash)) in prefix.enumerate() {
-        out.copy(i as u64, len, hash)?;
-    }
+    cuts: std::sync::mpsc::Receiver<Precut>,
+    out: &mut RecipeOut<'_>,
+) -> std::io::Result<u64> {
     let mut buf = vec![0u8; have.chunking.max()];
     for step in cuts {
         match step {
@@ -1989,10 +2025,7 @@ fn recipe_followed(
                     out.cut(cut, data, have)?;
                 }
             }
-            Precut::End(end) => {
-                let (end, digest) = out.finish(end?, true)?;
-                return Ok((end, digest, false));
-            }
+            Precut::End(end) => return end,
         }
     }
     Err(std::io::Error::other("the chunk cutting thread stopped"))
@@ -2012,52 +2045,69 @@ struct Theirs {
 }
 
 impl Theirs {
-    /// Reads SIG batches until SIG_END, handing each batch on to `follow`
-    /// while it takes them.
-    async fn receive(
-        c: &mut Circuit,
-        mut follow: Option<std::sync::mpsc::Sender<Vec<(u32, SigHash)>>>,
-        chunking: Chunking,
-    ) -> Result<Theirs> {
-        let mut theirs = Theirs {
+    fn new(chunking: Chunking) -> Theirs {
+        Theirs {
             index: HashMap::new(),
             order: Vec::new(),
             chunking,
-        };
-        loop {
-            let f = c.recv().await?.ok_or_else(|| Error::Violation {
-                peer: "the receiver".into(),
-                what: "circuit ended inside the signature".into(),
-            })?;
-            match f.op {
-                msg::SIG => {
-                    let refs = chunker::decode_sig_batch(&f.payload, usize::MAX, chunking.max())
-                        .map_err(|source| Error::Protocol {
-                            peer: "the receiver".into(),
-                            source,
-                        })?;
-                    let start = theirs.order.len();
-                    for (len, hash) in refs {
-                        let i = theirs.order.len() as u64;
-                        theirs.index.entry(hash).or_insert(i);
-                        theirs.order.push((len, hash));
-                    }
-                    if let Some(tx) = &follow {
-                        if tx.send(theirs.order[start..].to_vec()).is_err() {
-                            follow = None; // it found a difference
-                        }
-                    }
-                }
-                msg::SIG_END => return Ok(theirs),
-                other => {
-                    return Err(Error::Violation {
-                        peer: "the receiver".into(),
-                        what: format!("unexpected {other} inside a signature"),
-                    })
-                }
-            }
         }
     }
+
+    /// The next batch of the signature.
+    fn add(&mut self, batch: Vec<(u32, SigHash)>) {
+        for (len, hash) in batch {
+            let i = self.order.len() as u64;
+            self.index.entry(hash).or_insert(i);
+            self.order.push((len, hash));
+        }
+    }
+
+    /// Reads SIG batches until SIG_END.
+    async fn receive(c: &mut Circuit, chunking: Chunking) -> Result<Theirs> {
+        let mut theirs = Theirs::new(chunking);
+        let (_, rx) = c.halves();
+        while let Some(batch) = next_sig_batch(rx, chunking).await? {
+            theirs.add(batch);
+        }
+        Ok(theirs)
+    }
+}
+
+/// The next SIG batch of a signature; `None` at SIG_END.
+async fn next_sig_batch(
+    rx: &mut CircuitReceiver,
+    chunking: Chunking,
+) -> Result<Option<Vec<(u32, SigHash)>>> {
+    let f = rx.recv().await?.ok_or_else(|| Error::Violation {
+        peer: "the receiver".into(),
+        what: "circuit ended inside the signature".into(),
+    })?;
+    match f.op {
+        msg::SIG => chunker::decode_sig_batch(&f.payload, usize::MAX, chunking.max())
+            .map(Some)
+            .map_err(|source| Error::Protocol {
+                peer: "the receiver".into(),
+                source,
+            }),
+        msg::SIG_END => Ok(None),
+        other => Err(Error::Violation {
+            peer: "the receiver".into(),
+            what: format!("unexpected {other} inside a signature"),
+        }),
+    }
+}
+
+/// Reads a signature's batches until SIG_END, handing each to the recipe
+/// builder (which may have stopped taking them), and closes its channel.
+async fn forward_signature(
+    rx: &mut CircuitReceiver,
+    to: std::sync::mpsc::Sender<Vec<(u32, SigHash)>>,
+    chunking: Chunking,
+) -> Result<()> {
+    while let Some(batch) = next_sig_batch(rx, chunking).await? {
+        let _ = to.send(batch);
+    }
+    Ok(())
 }
 
 /// A recipe being built and sent in payloads of about [`RECIPE_FLUSH`], with
@@ -2078,6 +2128,15 @@ impl<'a> RecipeOut<'a> {
             covered: 0,
             tx,
         }
+    }
+
+    /// The file is no longer the receiver's chunks from the start: the
+    /// copies held back for them (`same`) go into the recipe.
+    fn differs(&mut self, same: &mut Option<Vec<(u32, Hash)>>) -> std::io::Result<()> {
+        for (i, (len, hash)) in same.take().into_iter().flatten().enumerate() {
+            self.copy(i as u64, len, hash)?;
+        }
+        Ok(())
     }
 
     fn hole(&mut self, n: u64) -> std::io::Result<u64> {

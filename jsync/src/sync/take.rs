@@ -2147,7 +2147,7 @@ enum Pending {
     File {
         job: Box<FileJob>,
         /// The chunks of the basis (old or partial file) the sender may copy.
-        sig: Vec<ChunkRef>,
+        sig: SigFeed,
         basis: Option<File>,
         /// When the basis is the target itself: what it was when opened.
         own: Option<Meta>,
@@ -2316,44 +2316,33 @@ async fn lane_writer(
         let Prepared {
             job,
             sig,
-            mut basis,
+            basis,
             own,
+            basis_size,
         } = prepare(ctx, job).await;
         let want = Want {
             index: job.index,
             how: job.how,
             chunk_bits: Chunking::for_size(job.entry.size).bits(),
+            basis_size,
         };
         tx.send(fragment(msg::WANT, &want)).await?;
-        let sig = match sig {
-            _ if job.how != WantHow::Delta => Vec::new(),
+        let delta = job.how == WantHow::Delta;
+        let (sig, streaming) = match sig {
+            _ if !delta => (SigFeed::ready(Vec::new()), None),
             Sig::Ready(sig) => {
                 for batch in sig.chunks(SIG_BATCH) {
                     send_sig_batch(&mut tx, batch).await?;
                 }
-                sig
+                (SigFeed::ready(sig), None)
             }
-            Sig::Streaming { mut batches, cut } => {
-                let mut sig = Vec::new();
-                while let Some(batch) = batches.recv().await {
-                    send_sig_batch(&mut tx, &batch).await?;
-                    sig.extend(batch);
-                }
-                // A cut stopped part-way by an error offers the chunks it got
-                // to (sent already); copies from them are checked as made.
-                let (old, res) = cut
-                    .await
-                    .map_err(|e| Error::io("signature worker", std::io::Error::other(e)))?;
-                if let Err(e) = res {
-                    tracing::debug!(path = %job.shown, error = %e, "cannot cut the local file");
-                }
-                basis = Some(old);
-                sig
+            Sig::Streaming { batches, cut } => {
+                let (feed, filler) = SigFeed::streaming();
+                (feed, Some((batches, cut, filler, job.shown.clone())))
             }
         };
-        if job.how == WantHow::Delta {
-            tx.send(Fragment::new(msg::SIG_END)).await?;
-        }
+        // The reader takes the answer as it comes: for a signature still
+        // being cut, while it is sent (the sender's recipe starts before).
         let sent = pending.send(Pending::File {
             job: Box::new(job),
             sig,
@@ -2363,6 +2352,24 @@ async fn lane_writer(
         });
         if sent.is_err() {
             break; // the reader failed; its error is the lane's
+        }
+        if let Some((mut batches, cut, filler, shown)) = streaming {
+            while let Some(batch) = batches.recv().await {
+                filler.add(&batch);
+                send_sig_batch(&mut tx, &batch).await?;
+            }
+            // A cut stopped part-way by an error offers the chunks it got
+            // to (sent already); copies from them are checked as made.
+            let res = cut
+                .await
+                .map_err(|e| Error::io("signature worker", std::io::Error::other(e)))?;
+            if let Err(e) = res {
+                tracing::debug!(path = %shown, error = %e, "cannot cut the local file");
+            }
+            filler.done();
+        }
+        if delta {
+            tx.send(Fragment::new(msg::SIG_END)).await?;
         }
         if exhausted {
             let _ = pending.send(Pending::Drain);
@@ -2447,6 +2454,8 @@ struct Prepared {
     basis: Option<File>,
     /// When the basis is the target itself: what it was when opened.
     own: Option<Meta>,
+    /// The basis's size.
+    basis_size: u64,
 }
 
 /// The chunks of a delta's basis: cut already (a small file), or being cut on
@@ -2456,9 +2465,71 @@ enum Sig {
     Ready(Vec<ChunkRef>),
     Streaming {
         batches: mpsc::Receiver<Vec<ChunkRef>>,
-        /// The basis, once cut through or stopped by an error.
-        cut: tokio::task::JoinHandle<(File, std::io::Result<()>)>,
+        /// How the cut ended.
+        cut: tokio::task::JoinHandle<std::io::Result<()>>,
     },
+}
+
+/// A delta's signature as the lane reader sees it: complete, or still being
+/// cut and sent by the lane writer, which adds each batch here before it
+/// sends it (so any chunk the sender's recipe copies is here by the time the
+/// recipe arrives) and says when it is done.
+struct SigFeed {
+    have: Vec<ChunkRef>,
+    more: Option<(SentSig, tokio::sync::oneshot::Receiver<()>)>,
+}
+
+/// The batches of a signature the lane writer has sent so far.
+type SentSig = Arc<std::sync::Mutex<Vec<ChunkRef>>>;
+
+/// The writer's end of a [`SigFeed`] still being sent.
+struct SigFiller {
+    sent: SentSig,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl SigFeed {
+    fn ready(have: Vec<ChunkRef>) -> SigFeed {
+        SigFeed { have, more: None }
+    }
+
+    fn streaming() -> (SigFeed, SigFiller) {
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let feed = SigFeed {
+            have: Vec::new(),
+            more: Some((sent.clone(), finished)),
+        };
+        (feed, SigFiller { sent, done })
+    }
+
+    /// Takes the batches sent so far.
+    fn catch_up(&mut self) {
+        if let Some((sent, _)) = &self.more {
+            let sent = sent.lock().expect("poisoned");
+            self.have.extend_from_slice(&sent[self.have.len()..]);
+        }
+    }
+
+    /// Waits for the whole signature (all of it that was sent, if the lane
+    /// writer stopped).
+    async fn complete(&mut self) {
+        if let Some((_, finished)) = &mut self.more {
+            let _ = finished.await;
+        }
+        self.catch_up();
+        self.more = None;
+    }
+}
+
+impl SigFiller {
+    fn add(&self, batch: &[ChunkRef]) {
+        self.sent.lock().expect("poisoned").extend_from_slice(batch);
+    }
+
+    fn done(self) {
+        let _ = self.done.send(());
+    }
 }
 
 /// Hashes or cuts the local file for a request; when that fails (the local file
@@ -2470,6 +2541,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
         sig: Sig::Ready(Vec::new()),
         basis: None,
         own: None,
+        basis_size: 0,
     };
     // What an interrupted run left of this file is the best basis: it is a
     // prefix of (a recent version of) the new file (even with -W: it is
@@ -2514,8 +2586,14 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     // (A file to check by hash that gets here had a partial file that went
     // away: a signature of the local file serves as well.)
     out.job.how = WantHow::Delta;
+    out.basis_size = size;
     let chunking = Chunking::for_size(out.job.entry.size);
-    if size >= BLOCKING_MIN {
+    // (The reader copies from its own descriptor while the cut goes on.)
+    let copy = (size >= BLOCKING_MIN)
+        .then(|| old.try_clone().ok())
+        .flatten();
+    if let Some(copy) = copy {
+        out.basis = Some(copy);
         let (tx, batches) = mpsc::channel(4);
         let cut = tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(SIG_BATCH);
@@ -2531,7 +2609,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
             if !batch.is_empty() {
                 let _ = tx.blocking_send(batch);
             }
-            (old, res)
+            res
         });
         out.sig = Sig::Streaming { batches, cut };
         return out;
@@ -2622,7 +2700,7 @@ async fn lane_reader(
             }
             Pending::File {
                 job,
-                sig,
+                mut sig,
                 basis,
                 own,
                 permits,
@@ -2630,12 +2708,7 @@ async fn lane_reader(
                 if job.retry {
                     retries_out -= 1;
                 }
-                let basis = Basis {
-                    sig: &sig,
-                    file: basis.as_ref(),
-                    own: own.as_ref(),
-                };
-                receive_file(&ctx, &mut rx, &job, basis).await?;
+                receive_file(&ctx, &mut rx, &job, &mut sig, basis.as_ref(), own.as_ref()).await?;
                 window.add_permits(permits as usize);
                 ctx.progress.file_done(&job.shown, job.entry.size);
             }
@@ -2771,9 +2844,6 @@ fn apply_same(
     Ok(true)
 }
 
-/// Reads one answer and applies it. Local failures (cannot write, verification)
-/// are recorded for the file and the rest of its answer is drained; only a
-/// broken lane is an error.
 /// What a delta request offered the sender: its signature, the file cut, and
 /// (when that is the target itself) what it was when opened.
 #[derive(Clone, Copy)]
@@ -2783,13 +2853,18 @@ struct Basis<'a> {
     own: Option<&'a Meta>,
 }
 
+/// Reads one answer and applies it. Local failures (cannot write, verification)
+/// are recorded for the file and the rest of its answer is drained; only a
+/// broken lane is an error. A delta's answer may start while its signature
+/// is still being sent (`sig`).
 async fn receive_file(
     ctx: &Ctx,
     rx: &mut CircuitReceiver,
     job: &FileJob,
-    basis: Basis<'_>,
+    sig: &mut SigFeed,
+    file: Option<&File>,
+    own: Option<&Meta>,
 ) -> Result<()> {
-    let Basis { sig, .. } = basis;
     let peer = || ctx.peer.link().peer_name().to_string();
     let shown = &job.shown;
     let f = rx.recv().await?.ok_or_else(|| ended(&peer(), shown))?;
@@ -2833,12 +2908,13 @@ async fn receive_file(
                 };
                 match f.op {
                     msg::RECIPE => {
+                        sig.catch_up();
                         for op in RecipeReader::new(&f.payload, largest) {
                             let op = op.map_err(|source| Error::Protocol {
                                 peer: peer(),
                                 source,
                             })?;
-                            let n = build.apply(op, sig, basis.file);
+                            let n = build.apply(op, &sig.have, file);
                             if let Some(Err(v)) = n {
                                 return Err(Error::Violation {
                                     peer: peer(),
@@ -2858,6 +2934,12 @@ async fn receive_file(
                         return Ok(());
                     }
                     msg::UNCHANGED if job.how == WantHow::Delta && build.pos == 0 => {
+                        sig.complete().await;
+                        let basis = Basis {
+                            sig: &sig.have,
+                            file,
+                            own,
+                        };
                         return unchanged(ctx, job, build, &meta, basis)
                             .map_err(|what| Error::Violation { peer: peer(), what });
                     }

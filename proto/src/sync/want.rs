@@ -28,6 +28,9 @@ pub struct Want {
     /// with, which the sender cuts its file with too (sent only for a delta;
     /// 0 otherwise). Which sizes a peer accepts is the sync engine's business.
     pub chunk_bits: u8,
+    /// For a delta: the size of the file the signature was cut from (only a
+    /// file of the same size can turn out to be it exactly; 0 otherwise).
+    pub basis_size: u64,
 }
 
 impl Codec for Want {
@@ -36,20 +39,22 @@ impl Codec for Want {
         buf.push(u8::from(self.how == WantHow::Delta));
         if self.how == WantHow::Delta {
             buf.push(self.chunk_bits);
+            put_varint(buf, self.basis_size);
         }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let index = r.varint()?;
-        let (how, chunk_bits) = match r.u8()? {
-            0 => (WantHow::Full, 0),
-            1 => (WantHow::Delta, r.u8()?),
+        let (how, chunk_bits, basis_size) = match r.u8()? {
+            0 => (WantHow::Full, 0, 0),
+            1 => (WantHow::Delta, r.u8()?, r.varint()?),
             tag => return Err(DecodeError::InvalidTag { what: "want", tag }),
         };
         Ok(Want {
             index,
             how,
             chunk_bits,
+            basis_size,
         })
     }
 }
@@ -441,11 +446,13 @@ mod tests {
                 index: 70_000,
                 how: WantHow::Delta,
                 chunk_bits: 16,
+                basis_size: 5 << 30,
             },
             Want {
                 index: 1,
                 how: WantHow::Full,
                 chunk_bits: 0,
+                basis_size: 0,
             },
         ] {
             assert_eq!(decode_exact::<Want>(&encode_to_vec(&w)).unwrap(), w);
@@ -453,6 +460,7 @@ mod tests {
         assert!(decode_exact::<Want>(&[0, 2]).is_err());
         // A delta names its chunking.
         assert!(decode_exact::<Want>(&[0, 1]).is_err());
+        assert!(decode_exact::<Want>(&[0, 1, 13]).is_err());
         assert!(decode_exact::<Want>(&[0, 9]).is_err());
         assert!(decode_exact::<Want>(&[0]).is_err());
         let m = FileMeta {
