@@ -487,3 +487,32 @@ async fn a_sparse_file_stays_sparse_when_the_receivers_copy_is_dense() {
     );
     assert!(r.bytes_literal < 200_000, "{r}");
 }
+
+/// Bytes put in near the start of a file whose data alternates with runs of
+/// zeros written out: the zero chunks match wherever the bytes were put in,
+/// but only a chunk the receiver has once ends a run of differing ranges, so
+/// the shifted data is cut and found, not sent again as edits in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_insertion_before_runs_of_zeros_is_not_taken_for_edits_in_place() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    // Data of a few chunks, then zeros over many largest chunks (64 KiB).
+    let mut data = Vec::new();
+    for i in 0..64 {
+        data.extend(pseudo_random(32 << 10, 100 + i));
+        data.extend(vec![0u8; 512 << 10]);
+    }
+    std::fs::write(dst.join("f.bin"), &data).unwrap();
+    set_mtime(&dst.join("f.bin"), 1_600_000_000);
+    data.splice(1000..1000, pseudo_random(100, 7));
+    std::fs::write(src.join("f.bin"), &data).unwrap();
+    let src_arg = format!("{}/", src.display());
+    let r = sync::local(Path::new(&src_arg), &dst, &opts())
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_same_tree(&src, &dst);
+    assert!(r.bytes_literal < 600_000, "{r}");
+}

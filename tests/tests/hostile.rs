@@ -48,9 +48,10 @@ fn symlink(path: &[u8], target: &[u8]) -> Entry {
 const EVIL: &[u8] = b"planted by a hostile peer\n";
 /// The one honest file of the list, and its content.
 const HONEST: &[u8] = b"ok.txt";
-/// A file the hostile sender answers a delta for with UNCHANGED (the
-/// receiver's chunks, it claims), whatever they are.
-const UNCHANGED_LIE: &[u8] = b"lie.bin";
+/// Files (named so) the hostile sender answers a delta for with UNCHANGED
+/// (the receiver's chunks, it claims, with a digest of zeros), whatever they
+/// are.
+const UNCHANGED_LIE: &[u8] = b"lie";
 const HONEST_DATA: &[u8] = b"an honest file\n";
 
 /// The hostile list, for a destination `dst_depth` levels below `work`, with
@@ -216,10 +217,15 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
                 }
             }
             let e = entry(want.index)?;
-            if e.path == UNCHANGED_LIE && want.how == WantHow::Delta {
+            if e.path.starts_with(UNCHANGED_LIE) && want.how == WantHow::Delta {
                 let meta = encode_to_vec(&e.file_meta());
                 c.send(Fragment::new(msg::META).with_payload(meta)).await?;
-                c.send(Fragment::new(msg::UNCHANGED)).await?;
+                let end = msg::End {
+                    size: e.size,
+                    digest: [0; 32],
+                };
+                c.send(Fragment::new(msg::UNCHANGED).with_payload(encode_to_vec(&end)))
+                    .await?;
                 continue;
             }
             let mut payload = Vec::new();
@@ -575,7 +581,7 @@ async fn unchanged_for_a_file_of_another_size_is_refused() {
     std::fs::create_dir(&dst).unwrap();
     let old = jsync_tests::pseudo_random(2 << 20, 4);
     std::fs::write(dst.join("lie.bin"), &old).unwrap();
-    let entries = vec![file(UNCHANGED_LIE, 3 << 20)];
+    let entries = vec![file(b"lie.bin", 3 << 20)];
     let (_srv, link) = hostile_server(&keys, dir_source(), entries, TRANSPORTS[0]).await;
     let r = sync::pull(&link, "", &dst, &SyncOptions::default()).await;
     let err = match r {
@@ -584,5 +590,42 @@ async fn unchanged_for_a_file_of_another_size_is_refused() {
     };
     assert!(err.contains("UNCHANGED"), "{err}");
     assert_eq!(std::fs::read(dst.join("lie.bin")).unwrap(), old);
+    link.close("done").await;
+}
+
+/// A hostile sender that answers a delta with UNCHANGED for a file of the
+/// receiver's size, but with a digest that is not that of the receiver's
+/// chunks: the file fails verification, and the receiver's copy keeps its
+/// bytes and its time.
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_with_a_wrong_digest_fails_verification() {
+    use std::os::unix::fs::MetadataExt;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let old = jsync_tests::pseudo_random(2 << 20, 5);
+    std::fs::write(dst.join("lie-same-size.bin"), &old).unwrap();
+    let before = std::fs::metadata(dst.join("lie-same-size.bin")).unwrap();
+    // Same size, another time: checked by hash first (answered "differs"),
+    // then asked for as a delta.
+    let entries = vec![file(b"lie-same-size.bin", 2 << 20)];
+    let (_srv, link) = hostile_server(&keys, dir_source(), entries, TRANSPORTS[0]).await;
+    let r = sync::pull(&link, "", &dst, &SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.path == "lie-same-size.bin" && e.message.contains("verification failed")),
+        "{:?}",
+        r.errors
+    );
+    let after = std::fs::metadata(dst.join("lie-same-size.bin")).unwrap();
+    assert_eq!(std::fs::read(dst.join("lie-same-size.bin")).unwrap(), old);
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (before.mtime(), before.mtime_nsec())
+    );
     link.close("done").await;
 }

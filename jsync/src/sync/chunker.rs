@@ -39,8 +39,9 @@ const LEVEL: Normalization = Normalization::Level1;
 /// larger chunks so that its signature stays small (rsync's block size grows
 /// with the square root of the file's size for the same reason): the average
 /// is the power of two at or above that root, from [`AVG_CHUNK`] (files up to
-/// 64 MiB: every file of a source tree) to 128 KiB (files of 16 GiB and
-/// more); the smallest chunk is a quarter of it and the largest eight times
+/// 64 MiB: every file of a source tree) through 16 KiB (to 256 MiB), 32 KiB
+/// (to 1 GiB) and 64 KiB (to 4 GiB) to 128 KiB (larger files); the smallest
+/// chunk is a quarter of it and the largest eight times
 /// it, as with [`AVG_CHUNK`]. The receiver chooses it from the new file's size
 /// and names it in its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,9 +242,9 @@ pub(crate) fn for_each_chunk_sized<R: Read>(
 /// Inputs of at least this many bytes are cut and hashed on two threads.
 pub(crate) const PIPELINE_MIN: u64 = 2 * BLOCK as u64;
 
-/// A delta's two cuts of a file at least this large run at the same time: the
-/// receiver sends its chunks as it cuts, and the sender cuts its own file
-/// meanwhile (keeping the chunk list until the receiver's is complete).
+/// A delta of a file at least this large streams both ways: the receiver
+/// sends its chunks as it cuts, the sender reads its own file along with them
+/// and sends its recipe as it goes, and the receiver rebuilds meanwhile.
 pub(crate) const CONCURRENT_CUT_MIN: u64 = 1 << 20;
 
 /// A block of a large input on its way through [`for_each_chunk_pipelined`]:
@@ -435,7 +436,7 @@ impl DigestBuilder {
 
     /// Adds a hole of `len` zero bytes (a sparse file's hole, never read as
     /// data). Its entry cannot collide with a chunk's: chunk lengths are at most
-    /// [`MAX_CHUNK`], far below the marker.
+    /// 1 MiB ([`Chunking::max`]), far below the marker.
     pub(crate) fn push_hole(&mut self, len: u64) {
         let mut entry = [0u8; 36];
         entry[..4].copy_from_slice(&u32::MAX.to_le_bytes());

@@ -1728,18 +1728,12 @@ async fn serve(
         return Err(changed_while_sent(shown));
     }
     check_unchanged(&file, &meta, shown)?;
-    if unchanged {
-        c.send(Fragment::new(msg::UNCHANGED)).await?;
-        return Ok(meta.size);
-    }
-    c.send(fragment(
-        msg::END,
-        &msg::End {
-            size: total,
-            digest,
-        },
-    ))
-    .await?;
+    let end = msg::End {
+        size: total,
+        digest,
+    };
+    let op = if unchanged { msg::UNCHANGED } else { msg::END };
+    c.send(fragment(op, &end)).await?;
     Ok(meta.size)
 }
 
@@ -1925,7 +1919,11 @@ fn build_large(
             Err(e) => return Err(e),
         }
         let mine = *blake3::hash(&buf[..n]).as_bytes();
-        if sig_hash(&mine) == hash {
+        // A chunk that differed before this one is taken back only at a match
+        // of a chunk the receiver has once (or first): a run of equal chunks,
+        // zeros written out say, matches wherever bytes were put in before it.
+        let anchor = differing.is_empty() || theirs.index.get(&hash) == Some(&(next as u64));
+        if sig_hash(&mine) == hash && anchor {
             // An edit in place ends here: what differed goes as it is.
             for (off, len, h) in std::mem::take(&mut differing) {
                 let piece = &mut buf[..len as usize];
@@ -1947,8 +1945,14 @@ fn build_large(
         next += 1;
     }
     let from = differing.first().map_or(at, |&(off, _, _)| off);
-    if same.is_some() && complete && next == theirs.order.len() && at == size {
-        return Ok((size, [0; 32], true));
+    if let Some(held) = same
+        .as_ref()
+        .filter(|_| complete && next == theirs.order.len())
+    {
+        if at == size {
+            // The receiver checks these, its chunks by their full hashes.
+            return Ok((size, chunker::chunk_list_digest(held.iter().copied()), true));
+        }
     }
     out.differs(&mut same)?;
     let end = if from < size {

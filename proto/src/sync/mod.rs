@@ -22,7 +22,9 @@
 //! `WANT` is one of: `FILE` (a whole small file in one message), `META` then
 //! `RECIPE`s then `END`, `META` then `UNCHANGED` (a delta found the file to be
 //! the receiver's basis exactly), or `FILE_ERR` (this file failed or vanished;
-//! the lane goes on). The receiver half-closes a lane when it has no more requests.
+//! the lane goes on). The answer to a delta of a large file may begin before
+//! its request's `SIG_END`: the sender builds the recipe as the signature
+//! comes, and copies only chunks it has already been sent. The receiver half-closes a lane when it has no more requests.
 //!
 //! **Wildcards** (`jsync.glob`, a service of its own): the server opens one
 //! circuit and sends the paths the pattern matched as `GLOB_MATCHES`
@@ -82,7 +84,8 @@ pub const RECIPE: Op = Op(0x0126);
 pub const END: Op = Op(0x0127);
 /// Sender → receiver, after `META` instead of a recipe: the file is exactly
 /// the receiver's basis as its signature listed it (every chunk in order,
-/// nothing else, no holes), so nothing needs writing.
+/// nothing else, no holes), so nothing needs writing; with the [`End`] of
+/// that chunk list, for the receiver to check by its chunks' full hashes.
 pub const UNCHANGED: Op = Op(0x012E);
 /// Sender → receiver: a whole small file ([`WholeFile`]).
 pub const FILE: Op = Op(0x0128);
