@@ -299,6 +299,22 @@ async fn sync_way(
     r
 }
 
+/// `dir/src` and `dir/dst`, made.
+fn src_and_dst(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    (src, dst)
+}
+
+/// A local sync of the contents of `src` into `dst` that reports no errors.
+async fn local_ok(src: &Path, dst: &Path, o: &SyncOptions) -> sync::Report {
+    let src_arg = format!("{}/", src.display());
+    let r = sync::local(Path::new(&src_arg), dst, o).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    r
+}
+
 /// A change made to a file's bytes.
 type Change = fn(&mut Vec<u8>);
 
@@ -403,9 +419,7 @@ async fn large_file_deltas_each_way() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_file_the_same_as_its_fuzzy_basis_is_copied_from_it() {
     let work = tempfile::tempdir().unwrap();
-    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(work.path());
     let data = pseudo_random(2 << 20, 8);
     std::fs::write(src.join("new.bin"), &data).unwrap();
     std::fs::write(dst.join("old.bin"), &data).unwrap();
@@ -415,9 +429,7 @@ async fn a_new_file_the_same_as_its_fuzzy_basis_is_copied_from_it() {
     let old = ino(&dst.join("old.bin"));
     let mut o = opts();
     o.fuzzy = true;
-    let src_arg = format!("{}/", src.display());
-    let r = sync::local(Path::new(&src_arg), &dst, &o).await.unwrap();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let r = local_ok(&src, &dst, &o).await;
     assert_eq!(r.files_transferred, 1, "{r}");
     assert_eq!(r.bytes_literal, 0, "{r}");
     assert_eq!(std::fs::read(dst.join("new.bin")).unwrap(), data);
@@ -433,9 +445,7 @@ async fn a_new_file_the_same_as_its_fuzzy_basis_is_copied_from_it() {
 async fn a_basis_with_a_hole_is_rebuilt_even_when_its_chunks_are_the_file() {
     use std::os::unix::fs::FileExt;
     let work = tempfile::tempdir().unwrap();
-    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(work.path());
     let (a, b) = (pseudo_random(3 << 20, 9), pseudo_random(3 << 20, 10));
     std::fs::write(src.join("f.bin"), [&a[..], &b[..]].concat()).unwrap();
     let f = std::fs::File::create(dst.join("f.bin")).unwrap();
@@ -443,11 +453,7 @@ async fn a_basis_with_a_hole_is_rebuilt_even_when_its_chunks_are_the_file() {
     f.write_all_at(&b, (5 << 20) as u64).unwrap();
     drop(f);
     set_mtime(&dst.join("f.bin"), 1_600_000_000);
-    let src_arg = format!("{}/", src.display());
-    let r = sync::local(Path::new(&src_arg), &dst, &opts())
-        .await
-        .unwrap();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let r = local_ok(&src, &dst, &opts()).await;
     assert_eq!(r.files_transferred, 1, "{r}");
     assert_eq!(r.bytes_literal, 0, "{r}");
     assert_same_tree(&src, &dst);
@@ -462,9 +468,7 @@ async fn a_basis_with_a_hole_is_rebuilt_even_when_its_chunks_are_the_file() {
 async fn a_sparse_file_stays_sparse_when_the_receivers_copy_is_dense() {
     use std::os::unix::fs::{FileExt, MetadataExt};
     let work = tempfile::tempdir().unwrap();
-    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(work.path());
     let (a, b) = (pseudo_random(1 << 20, 11), pseudo_random(1 << 20, 12));
     let f = std::fs::File::create(src.join("f.bin")).unwrap();
     f.write_all_at(&a, 0).unwrap();
@@ -473,11 +477,7 @@ async fn a_sparse_file_stays_sparse_when_the_receivers_copy_is_dense() {
     let dense = [&a[..], &vec![0; 2 << 20], &b[..], b"!"].concat();
     std::fs::write(dst.join("f.bin"), dense).unwrap();
     set_mtime(&dst.join("f.bin"), 1_600_000_000);
-    let src_arg = format!("{}/", src.display());
-    let r = sync::local(Path::new(&src_arg), &dst, &opts())
-        .await
-        .unwrap();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let r = local_ok(&src, &dst, &opts()).await;
     assert_same_tree(&src, &dst);
     let m = std::fs::metadata(dst.join("f.bin")).unwrap();
     assert!(
@@ -495,9 +495,7 @@ async fn a_sparse_file_stays_sparse_when_the_receivers_copy_is_dense() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_insertion_before_runs_of_zeros_is_not_taken_for_edits_in_place() {
     let work = tempfile::tempdir().unwrap();
-    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(&dst).unwrap();
+    let (src, dst) = src_and_dst(work.path());
     // Data of a few chunks, then zeros over many largest chunks (64 KiB).
     let mut data = Vec::new();
     for i in 0..64 {
@@ -508,11 +506,7 @@ async fn an_insertion_before_runs_of_zeros_is_not_taken_for_edits_in_place() {
     set_mtime(&dst.join("f.bin"), 1_600_000_000);
     data.splice(1000..1000, pseudo_random(100, 7));
     std::fs::write(src.join("f.bin"), &data).unwrap();
-    let src_arg = format!("{}/", src.display());
-    let r = sync::local(Path::new(&src_arg), &dst, &opts())
-        .await
-        .unwrap();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let r = local_ok(&src, &dst, &opts()).await;
     assert_same_tree(&src, &dst);
     assert!(r.bytes_literal < 600_000, "{r}");
 }
