@@ -52,6 +52,9 @@ const HONEST: &[u8] = b"ok.txt";
 /// (the receiver's chunks, it claims, with a digest of zeros), whatever they
 /// are.
 const UNCHANGED_LIE: &[u8] = b"lie";
+/// Files (named so) the hostile sender answers with a recipe that is no
+/// recipe.
+const BAD_RECIPE: &[u8] = b"bad-recipe";
 const HONEST_DATA: &[u8] = b"an honest file\n";
 
 /// The hostile list, for a destination `dst_depth` levels below `work`, with
@@ -217,6 +220,13 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
                 }
             }
             let e = entry(want.index)?;
+            if e.path.starts_with(BAD_RECIPE) {
+                let meta = encode_to_vec(&e.file_meta());
+                c.send(Fragment::new(msg::META).with_payload(meta)).await?;
+                c.send(Fragment::new(msg::RECIPE).with_payload(vec![0xff; 8]))
+                    .await?;
+                continue;
+            }
             if e.path.starts_with(UNCHANGED_LIE) && want.how == WantHow::Delta {
                 let meta = encode_to_vec(&e.file_meta());
                 c.send(Fragment::new(msg::META).with_payload(meta)).await?;
@@ -627,5 +637,33 @@ async fn unchanged_with_a_wrong_digest_fails_verification() {
         (after.mtime(), after.mtime_nsec()),
         (before.mtime(), before.mtime_nsec())
     );
+    link.close("done").await;
+}
+
+/// A hostile sender that answers with a recipe that does not parse, while
+/// the receiver's lane waits for room in its window to ask for the next
+/// file (each is large enough to take the whole window): the run fails at
+/// once, naming the protocol error, instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_recipe_fails_the_run_while_more_files_wait() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    let entries = vec![
+        file(b"bad-recipe-1.bin", 20 << 20),
+        file(b"bad-recipe-2.bin", 20 << 20),
+    ];
+    let (_srv, link) = hostile_server(&keys, dir_source(), entries, TRANSPORTS[0]).await;
+    let mut o = SyncOptions::default();
+    o.parallel = 1;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        sync::pull(&link, "", &dst, &o),
+    )
+    .await
+    .expect("the run hung");
+    let err = r.expect_err("a broken recipe").to_string();
+    assert!(err.contains("recipe") || err.contains("protocol"), "{err}");
+    assert!(!dst.join("bad-recipe-1.bin").exists());
     link.close("done").await;
 }

@@ -2128,13 +2128,15 @@ async fn run_lane(ctx: Arc<Ctx>, jobs: Arc<Mutex<mpsc::Receiver<Vec<FileJob>>>>)
     let window = Arc::new(Semaphore::new(LANE_WINDOW as usize));
     let (pending_tx, pending_rx) = mpsc::unbounded_channel::<Pending>();
     let (retry_tx, retry_rx) = mpsc::unbounded_channel::<FileJob>();
-    let reader = tokio::spawn(lane_reader(
-        ctx.clone(),
-        rx,
-        pending_rx,
-        retry_tx,
-        window.clone(),
-    ));
+    let reader = tokio::spawn({
+        let (ctx, window) = (ctx.clone(), window.clone());
+        async move {
+            let read = lane_reader(ctx, rx, pending_rx, retry_tx, window.clone()).await;
+            // A writer waiting for room in the window would wait for ever.
+            window.close();
+            read
+        }
+    });
     let written = lane_writer(&ctx, tx, first, jobs, retry_rx, pending_tx, window).await;
     let read = reader
         .await
@@ -2244,11 +2246,11 @@ async fn lane_writer(
                 batch.push(j);
             }
             let permits = weight(size);
-            window
-                .acquire_many(permits)
-                .await
-                .expect("never closed")
-                .forget();
+            // (Closed: the reader failed, and its error is the lane's.)
+            let Ok(p) = window.acquire_many(permits).await else {
+                break;
+            };
+            p.forget();
             let c = ctx.clone();
             let (checked, unreadable) = tokio::task::spawn_blocking(move || hash_local(&c, batch))
                 .await
@@ -2271,11 +2273,10 @@ async fn lane_writer(
             continue;
         }
         let permits = weight(job.entry.size);
-        window
-            .acquire_many(permits)
-            .await
-            .expect("never closed")
-            .forget();
+        let Ok(p) = window.acquire_many(permits).await else {
+            break; // the reader failed; its error is the lane's
+        };
+        p.forget();
         if ctx.batchable(&job) {
             // Small new files go many to a message, both ways.
             let mut batch = vec![job];
