@@ -35,15 +35,16 @@ pub(crate) const MAX_CHUNK: u32 = 64 * 1024;
 /// FastCDC's normalization: level 1 keeps most chunks near [`AVG_CHUNK`].
 const LEVEL: Normalization = Normalization::Level1;
 
-/// The chunk sizes FastCDC aims for in one file. A large file is cut into
-/// larger chunks so that its signature stays small (rsync's block size grows
-/// with the square root of the file's size for the same reason): the average
-/// is the power of two at or above that root, from [`AVG_CHUNK`] (files up to
-/// 64 MiB: every file of a source tree) through 16 KiB (to 256 MiB), 32 KiB
-/// (to 1 GiB) and 64 KiB (to 4 GiB) to 128 KiB (larger files); the smallest
-/// chunk is a quarter of it and the largest eight times
-/// it, as with [`AVG_CHUNK`]. The receiver chooses it from the new file's size
-/// and names it in its request.
+/// The chunk sizes FastCDC aims for in one file's delta. They grow with the
+/// square root of the file's size, as rsync's blocks do: small chunks keep a
+/// small file's delta small (an edit sends the chunk around it), large ones
+/// keep a large file's signature small. The average is the power of two at or
+/// above that root: 2 KiB for files up to 4 MiB (most of a source tree), 4
+/// KiB to 16 MiB, [`AVG_CHUNK`] to 64 MiB, then 16 KiB (to 256 MiB), 32 KiB
+/// (to 1 GiB), 64 KiB (to 4 GiB) and 128 KiB (larger files); the smallest
+/// chunk is a quarter of it and the largest eight times it, as with
+/// [`AVG_CHUNK`]. The receiver chooses it from the new file's size and names
+/// it in its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Chunking {
     /// log2 of the average.
@@ -56,6 +57,7 @@ impl Chunking {
         bits: AVG_CHUNK.trailing_zeros() as u8,
     };
     const MAX_BITS: u8 = 17;
+    const MIN_BITS: u8 = 11;
 
     /// The chunking for a file of `size` bytes.
     pub(crate) fn for_size(size: u64) -> Chunking {
@@ -63,13 +65,13 @@ impl Chunking {
         let log2 = 64 - size.saturating_sub(1).leading_zeros();
         let bits = log2.div_ceil(2);
         Chunking {
-            bits: (bits as u8).clamp(Self::DEFAULT.bits, Self::MAX_BITS),
+            bits: (bits as u8).clamp(Self::MIN_BITS, Self::MAX_BITS),
         }
     }
 
     /// The chunking named by a peer, if it is one of ours.
     pub(crate) fn from_bits(bits: u8) -> Option<Chunking> {
-        (Self::DEFAULT.bits..=Self::MAX_BITS)
+        (Self::MIN_BITS..=Self::MAX_BITS)
             .contains(&bits)
             .then_some(Chunking { bits })
     }
@@ -79,22 +81,27 @@ impl Chunking {
         self.bits
     }
 
-    /// How many times larger than [`Chunking::DEFAULT`]'s its sizes are.
-    fn scale(self) -> usize {
-        1 << (self.bits - Self::DEFAULT.bits)
+    /// Its sizes from [`Chunking::DEFAULT`]'s, scaled by a power of two.
+    fn scaled(self, size: u32) -> usize {
+        let d = Self::DEFAULT.bits;
+        if self.bits >= d {
+            (size as usize) << (self.bits - d)
+        } else {
+            (size as usize) >> (d - self.bits)
+        }
     }
 
     pub(crate) fn min(self) -> usize {
-        MIN_CHUNK as usize * self.scale()
+        self.scaled(MIN_CHUNK)
     }
 
     pub(crate) fn avg(self) -> usize {
-        AVG_CHUNK as usize * self.scale()
+        self.scaled(AVG_CHUNK)
     }
 
     /// The largest chunk it cuts (at most 1 MiB).
     pub(crate) fn max(self) -> usize {
-        MAX_CHUNK as usize * self.scale()
+        self.scaled(MAX_CHUNK)
     }
 }
 
@@ -651,9 +658,9 @@ mod tests {
     }
 
     /// A file's chunk sizes grow with the square root of its size, in steps
-    /// of two, from the pinned sizes (every file up to 64 MiB) to a 128 KiB
-    /// average; peers name them by log2 of the average, and nothing else is
-    /// taken. A large file cut with its chunking gets chunks of those sizes.
+    /// of two, from a 2 KiB average (files up to 4 MiB) through the pinned
+    /// sizes (to 64 MiB) to 128 KiB; peers name them by log2 of the average,
+    /// and nothing else is taken. A large file cut with its chunking gets chunks of those sizes.
     #[test]
     fn chunking_grows_with_the_file() {
         let d = Chunking::DEFAULT;
@@ -662,8 +669,12 @@ mod tests {
             (MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize)
         );
         for (size, avg) in [
-            (0, 8 << 10),
-            (1, 8 << 10),
+            (0, 2 << 10),
+            (1, 2 << 10),
+            (4 << 20, 2 << 10),
+            ((4 << 20) + 1, 4 << 10),
+            (16 << 20, 4 << 10),
+            ((16 << 20) + 1, 8 << 10),
             (64 << 20, 8 << 10),
             ((64 << 20) + 1, 16 << 10),
             (1 << 30, 32 << 10),
@@ -677,7 +688,7 @@ mod tests {
             assert_eq!((c.min(), c.max()), (avg / 4, avg * 8), "{size}");
             assert_eq!(Chunking::from_bits(c.bits()), Some(c));
         }
-        for bits in [0, 12, 18, 255] {
+        for bits in [0, 10, 18, 255] {
             assert_eq!(Chunking::from_bits(bits), None, "{bits}");
         }
         let big = Chunking::for_size(2 << 30);

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
-use super::chunker::{self, ChunkRef, Chunking, DigestBuilder};
+use super::chunker::{self, ChunkRef, Chunking, DigestBuilder, MAX_CHUNK};
 use super::destdir::DestMap;
 use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
@@ -2907,8 +2907,10 @@ async fn receive_file(
             // A file sent whole over a sealed link comes without a digest.
             let verify = ctx.whole_digest || job.how == WantHow::Delta;
             let mut build = Build::new(ctx, &job.rel, shown, verify, meta.size);
-            // A literal is one chunk (or a piece of a file sent whole, smaller).
-            let largest = Chunking::for_size(job.entry.size).max();
+            // A literal is one chunk, or a piece of a file sent whole.
+            let largest = Chunking::for_size(job.entry.size)
+                .max()
+                .max(MAX_CHUNK as usize);
             loop {
                 let f = match rx.recv().await {
                     Ok(Some(f)) => f,
