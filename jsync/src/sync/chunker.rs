@@ -254,6 +254,41 @@ pub(crate) const PIPELINE_MIN: u64 = 2 * BLOCK as u64;
 /// and sends its recipe as it goes, and the receiver rebuilds meanwhile.
 pub(crate) const CONCURRENT_CUT_MIN: u64 = 1 << 20;
 
+/// Items handed on `size` at a time to `send` (a thread's chunks or cuts to
+/// the task that sends them on), and what is left by [`Batches::finish`].
+pub(crate) struct Batches<T, F> {
+    batch: Vec<T>,
+    size: usize,
+    send: F,
+}
+
+impl<T, F: FnMut(Vec<T>) -> io::Result<()>> Batches<T, F> {
+    pub(crate) fn new(size: usize, send: F) -> Self {
+        Batches {
+            batch: Vec::with_capacity(size),
+            size,
+            send,
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: T) -> io::Result<()> {
+        self.batch.push(item);
+        if self.batch.len() < self.size {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
+        (self.send)(full)
+    }
+
+    /// Sends the last, partial batch (if any).
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        match self.batch.is_empty() {
+            true => Ok(()),
+            false => (self.send)(std::mem::take(&mut self.batch)),
+        }
+    }
+}
+
 /// A block of a large input on its way through [`for_each_chunk_pipelined`]:
 /// its bytes, where its chunks are (start in `buf`, length, file offset), and
 /// their hashes once the hashing thread has filled them in.

@@ -1987,17 +1987,12 @@ fn precut(
     const BATCH: usize = 1024;
     let (tx, rx) = std::sync::mpsc::channel();
     tokio::task::spawn_blocking(move || {
-        let gone = || std::io::Error::other("request abandoned");
-        let mut batch = Vec::with_capacity(BATCH);
-        let end = cut_file(&file, from, size, chunking, |cut, _| {
-            batch.push(cut);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.send(Precut::Cuts(full)).map_err(|_| gone())?;
-            }
-            Ok(())
+        let mut batches = chunker::Batches::new(BATCH, |b| {
+            tx.send(Precut::Cuts(b))
+                .map_err(|_| std::io::Error::other("request abandoned"))
         });
-        let _ = tx.send(Precut::Cuts(batch));
+        let end = cut_file(&file, from, size, chunking, |cut, _| batches.push(cut));
+        let _ = batches.finish();
         let _ = tx.send(Precut::End(end));
     });
     rx

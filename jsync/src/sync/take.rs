@@ -39,8 +39,6 @@ const COPY_RUN_MAX: u64 = 1 << 20;
 const SIG_BATCH: usize = 2048;
 /// Requests one lane may have outstanding, weighted by size (see [`weight`]).
 const LANE_WINDOW: u32 = 64;
-/// Files above this size are read and hashed off the async threads.
-const BLOCKING_MIN: u64 = chunker::CONCURRENT_CUT_MIN;
 /// A file larger than this whose size matches but whose time does not goes
 /// straight to a delta instead of a hash check first: the receiver cuts its
 /// copy while the sender reads along, and one that is the same after all
@@ -2594,26 +2592,19 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     out.basis_size = size;
     let chunking = Chunking::for_size(out.job.entry.size);
     // (The reader copies from its own descriptor while the cut goes on.)
-    let copy = (size >= BLOCKING_MIN)
+    let copy = (size >= chunker::CONCURRENT_CUT_MIN)
         .then(|| old.try_clone().ok())
         .flatten();
     if let Some(copy) = copy {
         out.basis = Some(copy);
         let (tx, batches) = mpsc::channel(4);
         let cut = tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(SIG_BATCH);
-            let res = signature(&old, size, chunking, |r| {
-                batch.push(r);
-                if batch.len() == SIG_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(SIG_BATCH));
-                    tx.blocking_send(full)
-                        .map_err(|_| std::io::Error::other("request abandoned"))?;
-                }
-                Ok(())
+            let mut batches = chunker::Batches::new(SIG_BATCH, |b| {
+                tx.blocking_send(b)
+                    .map_err(|_| std::io::Error::other("request abandoned"))
             });
-            if !batch.is_empty() {
-                let _ = tx.blocking_send(batch);
-            }
+            let res = signature(&old, size, chunking, |r| batches.push(r));
+            let _ = batches.finish();
             res
         });
         out.sig = Sig::Streaming { batches, cut };
@@ -2628,7 +2619,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
         .map(|()| (sig, old))
     };
     // (Off the async threads if large: a descriptor could not be spared.)
-    let cut = if size >= BLOCKING_MIN {
+    let cut = if size >= chunker::CONCURRENT_CUT_MIN {
         super::give::blocking(cut).await
     } else {
         cut()
