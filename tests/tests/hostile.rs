@@ -580,6 +580,102 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
     link.close("done").await;
 }
 
+/// A step of a recipe, owned.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Copy(u64, u64),
+    Literal(Vec<u8>),
+    Hole(u64),
+}
+
+/// A signature longer than the sender keeps (for a small file, 4,096 chunks)
+/// is read to its end and dropped past that, so a hostile receiver cannot
+/// make a server hold a signature of any length, and the lane still
+/// answers: the file's one chunk in the last place kept comes back as a copy
+/// of it; one place further, as the file's bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_is_kept_only_up_to_the_senders_limit() {
+    const KEPT: u64 = 4096;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(root.join("small"), &data).unwrap();
+    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    let peer = link.start(GIVE, &[String::new()]).await.unwrap();
+    let (_ctl_tx, mut ctl_rx) = peer.open().await.unwrap().split();
+    let mut entries = Vec::new();
+    while let Some(f) = ctl_rx.recv().await.unwrap() {
+        if f.op == msg::LIST {
+            entries.extend(decode_exact::<EntryBatch>(&f.payload).unwrap().0);
+        } else if f.op == msg::LIST_END {
+            break;
+        }
+    }
+    let index = entries.iter().position(|e| e.path == b"small").unwrap() as u64;
+    let total = KEPT + 2;
+    for (at, want) in [
+        (KEPT - 1, Step::Copy(KEPT - 1, 1)),
+        (KEPT, Step::Literal(data.clone())),
+    ] {
+        let mut lane = peer.open().await.unwrap();
+        let request = Want {
+            index,
+            how: WantHow::Delta,
+            chunk_bits: 11,
+            basis_size: total - 1 + data.len() as u64,
+        };
+        lane.send(Fragment::new(msg::WANT).with_payload(encode_to_vec(&request)))
+            .await
+            .unwrap();
+        // One-byte chunks the file does not have, and the file's own in `at`.
+        for start in (0..total).step_by(1024) {
+            let end = (start + 1024).min(total);
+            let mut batch = Vec::new();
+            proto::put_varint(&mut batch, end - start);
+            for i in start..end {
+                let (len, hash) = if i == at {
+                    (data.len() as u64, blake3::hash(&data))
+                } else {
+                    (1, blake3::hash(&i.to_le_bytes()))
+                };
+                proto::put_varint(&mut batch, len);
+                batch.extend_from_slice(&hash.as_bytes()[..16]);
+            }
+            lane.send(Fragment::new(msg::SIG).with_payload(batch))
+                .await
+                .unwrap();
+        }
+        lane.send(Fragment::new(msg::SIG_END)).await.unwrap();
+        let mut steps = Vec::new();
+        loop {
+            let f = lane.recv().await.unwrap().expect("an answer to the delta");
+            match f.op {
+                msg::META => {}
+                msg::RECIPE => {
+                    for op in msg::RecipeReader::new(&f.payload, 1 << 20) {
+                        steps.push(match op.unwrap() {
+                            msg::RecipeOp::Copy { start, count } => Step::Copy(start, count),
+                            msg::RecipeOp::Literal(d) => Step::Literal(d.to_vec()),
+                            msg::RecipeOp::Hole(n) => Step::Hole(n),
+                        });
+                    }
+                }
+                msg::END => break,
+                other => panic!("answered with {other}"),
+            }
+        }
+        assert_eq!(steps, [want], "the file's chunk in place {at}");
+    }
+    peer.close();
+    link.close("done").await;
+}
+
 /// A hostile sender that answers a delta with UNCHANGED for a file the
 /// receiver's chunks do not make (they hold 2 MiB; it lists 3 MiB): the run
 /// fails, naming the sender's answer, and the receiver's copy is as it was.

@@ -1648,7 +1648,10 @@ async fn serve(
         (Ok((_, m)), Some(_)) if m.size >= chunker::CONCURRENT_CUT_MIN
     );
     let have = match chunking {
-        Some(chunking) if !large => Some(Theirs::receive(c, chunking).await?),
+        Some(chunking) if !large => {
+            let size = opened.as_ref().map_or(0, |(_, m)| m.size);
+            Some(Theirs::receive(c, chunking, size).await?)
+        }
         _ => None,
     };
     let (file, meta) = opened?;
@@ -1881,7 +1884,7 @@ fn build_large(
     sig: std::sync::mpsc::Receiver<Vec<(u32, SigHash)>>,
     tx: &mpsc::Sender<(Vec<u8>, bool, u64)>,
 ) -> std::io::Result<Built> {
-    let mut theirs = Theirs::new(chunking);
+    let mut theirs = Theirs::new(chunking, size);
     let mut out = RecipeOut::new(tx);
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file.try_clone()?);
     let mut buf = vec![0u8; chunking.max()];
@@ -2036,25 +2039,42 @@ fn recipe_of_cuts(
 type Built = (u64, Hash, bool);
 
 /// The receiver's signature: where each chunk it has first is, its chunks in
-/// order, and the chunk sizes it was cut with.
+/// order, and the chunk sizes it was cut with. At most [`sig_limit`] chunks
+/// are kept; the rest is read and dropped.
 struct Theirs {
     index: HashMap<SigHash, u64>,
     order: Vec<(u32, SigHash)>,
     chunking: Chunking,
+    limit: usize,
+}
+
+/// How many of the receiver's chunks the sender keeps for a file of `size`
+/// bytes: twice as many as the file itself is cut into (by the chunking its
+/// size is given), and 4,096 more. A basis more than twice the file's size is
+/// matched only that far: what the file takes from the rest costs at most the
+/// file's own size in literals. A hostile receiver, which may send a signature
+/// of any length with any chunking, cannot make the sender hold more (about
+/// 70 bytes a chunk: 10 MB for a 4 GiB file).
+fn sig_limit(size: u64) -> usize {
+    let chunks = size / Chunking::for_size(size).avg() as u64;
+    usize::try_from(chunks.saturating_mul(2).saturating_add(4096)).unwrap_or(usize::MAX)
 }
 
 impl Theirs {
-    fn new(chunking: Chunking) -> Theirs {
+    /// For a file of `size` bytes (0 when it could not be opened).
+    fn new(chunking: Chunking, size: u64) -> Theirs {
         Theirs {
             index: HashMap::new(),
             order: Vec::new(),
             chunking,
+            limit: sig_limit(size),
         }
     }
 
     /// The next batch of the signature.
     fn add(&mut self, batch: Vec<(u32, SigHash)>) {
-        for (len, hash) in batch {
+        let room = self.limit.saturating_sub(self.order.len());
+        for (len, hash) in batch.into_iter().take(room) {
             let i = self.order.len() as u64;
             self.index.entry(hash).or_insert(i);
             self.order.push((len, hash));
@@ -2062,8 +2082,8 @@ impl Theirs {
     }
 
     /// Reads SIG batches until SIG_END.
-    async fn receive(c: &mut Circuit, chunking: Chunking) -> Result<Theirs> {
-        let mut theirs = Theirs::new(chunking);
+    async fn receive(c: &mut Circuit, chunking: Chunking, size: u64) -> Result<Theirs> {
+        let mut theirs = Theirs::new(chunking, size);
         let (_, rx) = c.halves();
         while let Some(batch) = next_sig_batch(rx, chunking).await? {
             theirs.add(batch);
@@ -2282,5 +2302,31 @@ mod tests {
         let out = local.entry_path(b"out").unwrap();
         assert!(open_child(&local, &top, b"out", &out, true).is_ok());
         assert!(local.referent(&out).is_ok());
+    }
+
+    /// A signature longer than the file warrants is kept only up to
+    /// [`sig_limit`]: the chunks after it are neither indexed nor held.
+    #[test]
+    fn a_signature_is_kept_up_to_its_limit() {
+        // 1 GiB is cut into 32 KiB chunks on average.
+        assert_eq!(sig_limit(1 << 30), 2 * (1 << 15) + 4096);
+        assert_eq!(sig_limit(0), 4096);
+        assert_eq!(sig_limit(u64::MAX), 2 * (u64::MAX >> 17) as usize + 4096);
+        let size = 1 << 20;
+        let limit = sig_limit(size);
+        let mut theirs = Theirs::new(Chunking::from_bits(11).unwrap(), size);
+        let sig: Vec<(u32, SigHash)> = (0..limit + 1000)
+            .map(|i| (1, sig_hash(blake3::hash(&i.to_le_bytes()).as_bytes())))
+            .collect();
+        for batch in sig.chunks(300) {
+            theirs.add(batch.to_vec());
+        }
+        assert_eq!(theirs.order.len(), limit);
+        assert_eq!(theirs.index.len(), limit);
+        assert_eq!(
+            theirs.index.get(&sig[limit - 1].1),
+            Some(&(limit as u64 - 1))
+        );
+        assert_eq!(theirs.index.get(&sig[limit].1), None);
     }
 }
