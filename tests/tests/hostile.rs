@@ -116,9 +116,24 @@ async fn hostile_server(
     entries: Vec<Entry>,
     t: jsync::Transport,
 ) -> (TestServer, jsync::Link) {
+    hostile_server_with(keys, source, entries, t, hostile_lane).await
+}
+
+/// [`hostile_server`] whose lanes are answered by `lane`.
+async fn hostile_server_with<L, F>(
+    keys: &Keys,
+    source: Source,
+    entries: Vec<Entry>,
+    t: jsync::Transport,
+    lane: L,
+) -> (TestServer, jsync::Link)
+where
+    L: Fn(Circuit, Vec<Entry>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let services = Services::new().with(GIVE, move |peer| {
-        let (source, entries) = (source.clone(), entries.clone());
-        async move { hostile_give(peer, source, entries).await.map(drop) }
+        let (source, entries, lane) = (source.clone(), entries.clone(), lane.clone());
+        async move { hostile_give(peer, source, entries, lane).await.map(drop) }
     });
     jsync_tests::serve(keys, services, t).await
 }
@@ -133,14 +148,20 @@ fn file_source(name: &[u8]) -> Source {
     }
 }
 
-/// Plays the sender of `source` on `peer`: lists `entries` and answers every
-/// request for a file with content (the honest file's own, [`EVIL`] for the
-/// rest). Returns the receiver's report.
-async fn hostile_give(
+/// Plays the sender of `source` on `peer`: lists `entries` and answers the
+/// requests on each lane with `lane` ([`hostile_lane`]: every file with
+/// content, the honest file's own, [`EVIL`] for the rest). Returns the
+/// receiver's report.
+async fn hostile_give<L, F>(
     peer: Peer,
     source: Source,
     entries: Vec<Entry>,
-) -> anyhow::Result<msg::Stats> {
+    lane: L,
+) -> anyhow::Result<msg::Stats>
+where
+    L: Fn(Circuit, Vec<Entry>) -> F + Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let control = peer
         .accept()
         .await?
@@ -157,7 +178,7 @@ async fn hostile_give(
         let peer = peer.clone();
         tokio::spawn(async move {
             while let Ok(Some(c)) = peer.accept().await {
-                let _ = lane_tx.send(tokio::spawn(hostile_lane(c, entries.clone())));
+                let _ = lane_tx.send(tokio::spawn(lane(c, entries.clone())));
             }
         })
     };
@@ -256,6 +277,80 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
     }
     c.finish().await?;
     Ok(())
+}
+
+/// Answers a lane as an honest sender whose one file is exactly the
+/// receiver's copy (`theirs`, the bytes the receiver holds): every check
+/// "differs", and a delta UNCHANGED, with the digest of the receiver's own
+/// chunks as their lengths in the signature cut `theirs`. `meanwhile` runs
+/// between the signature's end and the answer: what changes the receiver's
+/// copy after it was cut.
+async fn unchanged_lane(
+    mut c: Circuit,
+    entries: Vec<Entry>,
+    theirs: std::sync::Arc<Vec<u8>>,
+    meanwhile: std::sync::Arc<dyn Fn() + Send + Sync>,
+) -> anyhow::Result<()> {
+    while let Some(f) = c.recv().await? {
+        if f.op == msg::CHECKS {
+            let checks: msg::Checks = decode_exact(&f.payload)?;
+            let mut payload = Vec::new();
+            for _ in checks.0 {
+                Verdict::Differs.encode(&mut payload);
+            }
+            c.send(Fragment::new(msg::VERDICTS).with_payload(payload))
+                .await?;
+            continue;
+        }
+        anyhow::ensure!(f.op == msg::WANT, "unexpected {} on a lane", f.op);
+        let want: Want = decode_exact(&f.payload)?;
+        anyhow::ensure!(want.how == WantHow::Delta, "asked for {:?}", want.how);
+        let e = entries.get(want.index as usize).context("unlisted")?;
+        // The chunk-list digest (chunker.rs): BLAKE3 keyed by its context
+        // over each chunk's length (u32 LE) and full hash.
+        let mut digest = blake3::Hasher::new_derive_key("jsync 2026 chunk-list digest");
+        let mut at = 0usize;
+        loop {
+            let s = c.recv().await?.context("signature cut short")?;
+            if s.op == msg::SIG_END {
+                break;
+            }
+            let mut r = s.payload.as_slice();
+            for _ in 0..varint(&mut r) {
+                let len = varint(&mut r) as usize;
+                r = &r[16..];
+                digest.update(&(len as u32).to_le_bytes());
+                digest.update(blake3::hash(&theirs[at..at + len]).as_bytes());
+                at += len;
+            }
+        }
+        anyhow::ensure!(at == theirs.len(), "the signature covers {at} bytes");
+        meanwhile();
+        c.send(Fragment::new(msg::META).with_payload(encode_to_vec(&e.file_meta())))
+            .await?;
+        let end = msg::End {
+            size: e.size,
+            digest: *digest.finalize().as_bytes(),
+        };
+        c.send(Fragment::new(msg::UNCHANGED).with_payload(encode_to_vec(&end)))
+            .await?;
+    }
+    c.finish().await?;
+    Ok(())
+}
+
+/// Reads a varint (LEB128) off the front of `r`.
+fn varint(r: &mut &[u8]) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let b = r[0];
+        *r = &r[1..];
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
 }
 
 /// The scene: `work/outside/sentinel`, `beside/sentinel` next to where the
@@ -402,7 +497,7 @@ async fn a_hostile_client_cannot_make_a_push_write_outside_its_destination() {
         let entries = hostile_list(2, &scene.outside(), &scene.abs);
         let peer = link.start(TAKE, &["dst".to_string()]).await.unwrap();
         let what = format!("push over {t}");
-        let report = hostile_give(peer, dir_source(), entries)
+        let report = hostile_give(peer, dir_source(), entries, hostile_lane)
             .await
             .unwrap_or_else(|e| panic!("{what}: {e:#}"));
         scene.assert_contained(&root.join("dst"), &what);
@@ -734,6 +829,71 @@ async fn unchanged_with_a_wrong_digest_fails_verification() {
         (before.mtime(), before.mtime_nsec())
     );
     link.close("done").await;
+}
+
+/// A receiver's copy that changes after it was cut, before the sender
+/// answers that the file is exactly those chunks (UNCHANGED, rightly so when
+/// it was cut): the receiver does not just give the copy the sender's time
+/// (which would make other bytes pass for synced); it rebuilds the file from
+/// the chunks it cut, each checked against its hash. Rewritten with the same
+/// bytes, the file is rebuilt (a new inode) and placed; with other bytes of
+/// the same size, the rebuild fails for that file, naming it, and the copy
+/// is left as it was written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
+    use std::os::unix::fs::MetadataExt;
+    let keys = Keys::new();
+    let old = std::sync::Arc::new(jsync_tests::pseudo_random(2 << 20, 11));
+    for same_bytes in [true, false] {
+        let work = tempfile::tempdir().unwrap();
+        let dst = work.path().join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        let target = dst.join("f.bin");
+        std::fs::write(&target, &*old).unwrap();
+        let ino = std::fs::metadata(&target).unwrap().ino();
+        let written = if same_bytes {
+            old.to_vec()
+        } else {
+            jsync_tests::pseudo_random(old.len(), 12)
+        };
+        let meanwhile: std::sync::Arc<dyn Fn() + Send + Sync> = {
+            let (target, written) = (target.clone(), written.clone());
+            std::sync::Arc::new(move || {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .unwrap();
+                f.write_all_at(&written, 0).unwrap();
+            })
+        };
+        // Same size, another time: checked by hash first, then a delta.
+        let entries = vec![file(b"f.bin", old.len() as u64)];
+        let theirs = old.clone();
+        let lane = move |c, entries| unchanged_lane(c, entries, theirs.clone(), meanwhile.clone());
+        let (_srv, link) =
+            hostile_server_with(&keys, dir_source(), entries, TRANSPORTS[0], lane).await;
+        let r = sync::pull(&link, "", &dst, &SyncOptions::default())
+            .await
+            .unwrap();
+        let after = std::fs::metadata(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), written);
+        if same_bytes {
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            assert_ne!(after.ino(), ino, "the copy was not rebuilt");
+            assert_eq!((after.mtime(), after.mtime_nsec()), (1_700_000_000, 0));
+        } else {
+            assert!(
+                r.errors.iter().any(|e| e.path == "f.bin"
+                    && e.message.contains("changed during the transfer")),
+                "{:?}",
+                r.errors
+            );
+            assert_eq!(after.ino(), ino);
+            assert_ne!(after.mtime(), 1_700_000_000);
+        }
+        link.close("done").await;
+    }
 }
 
 /// A hostile sender that answers with a recipe that does not parse, while
