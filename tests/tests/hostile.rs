@@ -8,6 +8,7 @@
 //! it gets nothing the sender did not list as a file.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use jsync::sync::{self, SyncOptions, GIVE, TAKE};
@@ -279,17 +280,65 @@ async fn hostile_lane(mut c: Circuit, entries: Vec<Entry>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// How [`unchanged_lane`] answers.
+#[derive(Clone)]
+struct AsUnchanged {
+    /// The bytes the receiver holds.
+    theirs: Arc<Vec<u8>>,
+    /// Runs just before the answer: what changes the receiver's copy after
+    /// it was cut.
+    meanwhile: Arc<dyn Fn() + Send + Sync>,
+    /// The receiver's chunk lengths, learnt from an earlier signature of the
+    /// same bytes. While they are known, the answer goes right after the
+    /// signature's first batch, before its end.
+    lens: Arc<Mutex<Option<Vec<usize>>>>,
+    /// Signature batches that came after an answer.
+    late: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AsUnchanged {
+    fn new(theirs: Vec<u8>, meanwhile: impl Fn() + Send + Sync + 'static) -> AsUnchanged {
+        AsUnchanged {
+            theirs: Arc::new(theirs),
+            meanwhile: Arc::new(meanwhile),
+            lens: Arc::default(),
+            late: Arc::default(),
+        }
+    }
+
+    /// META, then UNCHANGED with the digest of the receiver's chunks of
+    /// these lengths, as an honest sender whose file is exactly them sends.
+    async fn answer(&self, c: &mut Circuit, e: &Entry, lens: &[usize]) -> anyhow::Result<()> {
+        // The chunk-list digest (chunker.rs): BLAKE3 keyed by its context
+        // over each chunk's length (u32 LE) and full hash.
+        let mut digest = blake3::Hasher::new_derive_key("jsync 2026 chunk-list digest");
+        let mut at = 0;
+        for &len in lens {
+            digest.update(&(len as u32).to_le_bytes());
+            digest.update(blake3::hash(&self.theirs[at..at + len]).as_bytes());
+            at += len;
+        }
+        anyhow::ensure!(at == self.theirs.len(), "the signature covers {at} bytes");
+        (self.meanwhile)();
+        c.send(Fragment::new(msg::META).with_payload(encode_to_vec(&e.file_meta())))
+            .await?;
+        let end = msg::End {
+            size: e.size,
+            digest: *digest.finalize().as_bytes(),
+        };
+        c.send(Fragment::new(msg::UNCHANGED).with_payload(encode_to_vec(&end)))
+            .await?;
+        Ok(())
+    }
+}
+
 /// Answers a lane as an honest sender whose one file is exactly the
-/// receiver's copy (`theirs`, the bytes the receiver holds): every check
-/// "differs", and a delta UNCHANGED, with the digest of the receiver's own
-/// chunks as their lengths in the signature cut `theirs`. `meanwhile` runs
-/// between the signature's end and the answer: what changes the receiver's
-/// copy after it was cut.
+/// receiver's copy ([`AsUnchanged`]): every check "differs", and a delta
+/// UNCHANGED, with the digest of the receiver's own chunks.
 async fn unchanged_lane(
     mut c: Circuit,
     entries: Vec<Entry>,
-    theirs: std::sync::Arc<Vec<u8>>,
-    meanwhile: std::sync::Arc<dyn Fn() + Send + Sync>,
+    how: AsUnchanged,
 ) -> anyhow::Result<()> {
     while let Some(f) = c.recv().await? {
         if f.op == msg::CHECKS {
@@ -306,34 +355,30 @@ async fn unchanged_lane(
         let want: Want = decode_exact(&f.payload)?;
         anyhow::ensure!(want.how == WantHow::Delta, "asked for {:?}", want.how);
         let e = entries.get(want.index as usize).context("unlisted")?;
-        // The chunk-list digest (chunker.rs): BLAKE3 keyed by its context
-        // over each chunk's length (u32 LE) and full hash.
-        let mut digest = blake3::Hasher::new_derive_key("jsync 2026 chunk-list digest");
-        let mut at = 0usize;
+        let known = how.lens.lock().unwrap().clone();
+        let (mut lens, mut answered) = (Vec::new(), false);
         loop {
             let s = c.recv().await?.context("signature cut short")?;
             if s.op == msg::SIG_END {
                 break;
             }
+            if answered {
+                how.late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut r = s.payload.as_slice();
             for _ in 0..varint(&mut r) {
-                let len = varint(&mut r) as usize;
+                lens.push(varint(&mut r) as usize);
                 r = &r[16..];
-                digest.update(&(len as u32).to_le_bytes());
-                digest.update(blake3::hash(&theirs[at..at + len]).as_bytes());
-                at += len;
+            }
+            if let Some(known) = known.as_ref().filter(|_| !answered) {
+                how.answer(&mut c, e, known).await?;
+                answered = true;
             }
         }
-        anyhow::ensure!(at == theirs.len(), "the signature covers {at} bytes");
-        meanwhile();
-        c.send(Fragment::new(msg::META).with_payload(encode_to_vec(&e.file_meta())))
-            .await?;
-        let end = msg::End {
-            size: e.size,
-            digest: *digest.finalize().as_bytes(),
-        };
-        c.send(Fragment::new(msg::UNCHANGED).with_payload(encode_to_vec(&end)))
-            .await?;
+        if !answered {
+            how.answer(&mut c, e, &lens).await?;
+            *how.lens.lock().unwrap() = Some(lens);
+        }
     }
     c.finish().await?;
     Ok(())
@@ -843,22 +888,22 @@ async fn unchanged_with_a_wrong_digest_fails_verification() {
 async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
     use std::os::unix::fs::MetadataExt;
     let keys = Keys::new();
-    let old = std::sync::Arc::new(jsync_tests::pseudo_random(2 << 20, 11));
+    let old = jsync_tests::pseudo_random(2 << 20, 11);
     for same_bytes in [true, false] {
         let work = tempfile::tempdir().unwrap();
         let dst = work.path().join("dst");
         std::fs::create_dir(&dst).unwrap();
         let target = dst.join("f.bin");
-        std::fs::write(&target, &*old).unwrap();
+        std::fs::write(&target, &old).unwrap();
         let ino = std::fs::metadata(&target).unwrap().ino();
         let written = if same_bytes {
-            old.to_vec()
+            old.clone()
         } else {
             jsync_tests::pseudo_random(old.len(), 12)
         };
-        let meanwhile: std::sync::Arc<dyn Fn() + Send + Sync> = {
+        let how = {
             let (target, written) = (target.clone(), written.clone());
-            std::sync::Arc::new(move || {
+            AsUnchanged::new(old.clone(), move || {
                 use std::os::unix::fs::FileExt;
                 let f = std::fs::OpenOptions::new()
                     .write(true)
@@ -869,8 +914,7 @@ async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
         };
         // Same size, another time: checked by hash first, then a delta.
         let entries = vec![file(b"f.bin", old.len() as u64)];
-        let theirs = old.clone();
-        let lane = move |c, entries| unchanged_lane(c, entries, theirs.clone(), meanwhile.clone());
+        let lane = move |c, entries| unchanged_lane(c, entries, how.clone());
         let (_srv, link) =
             hostile_server_with(&keys, dir_source(), entries, TRANSPORTS[0], lane).await;
         let r = sync::pull(&link, "", &dst, &SyncOptions::default())
@@ -894,6 +938,55 @@ async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
         }
         link.close("done").await;
     }
+}
+
+/// An UNCHANGED that comes while the receiver still sends its signature (a
+/// hasty or hostile sender's; an honest one answers after its end) is
+/// checked only once the receiver's own cut is complete: a copy that is
+/// exactly the sender's file takes the sender's time in place. (A first run
+/// teaches the sender the receiver's chunks; the second answers after the
+/// first of the signature's batches.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unchanged_before_the_signature_ends_waits_for_it() {
+    use std::os::unix::fs::MetadataExt;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let dst = work.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let target = dst.join("f.bin");
+    // 16 MiB: about 4,000 chunks, in two batches or more.
+    let old = jsync_tests::pseudo_random(16 << 20, 13);
+    std::fs::write(&target, &old).unwrap();
+    let ino = std::fs::metadata(&target).unwrap().ino();
+    let how = AsUnchanged::new(old.clone(), || {});
+    let entries = vec![file(b"f.bin", old.len() as u64)];
+    let lane = {
+        let how = how.clone();
+        move |c, entries| unchanged_lane(c, entries, how.clone())
+    };
+    let (_srv, link) = hostile_server_with(&keys, dir_source(), entries, TRANSPORTS[0], lane).await;
+    for round in ["after the signature", "before its end"] {
+        // Another time than the sender's: checked by hash, then a delta.
+        filetime::set_file_mtime(
+            &target,
+            filetime::FileTime::from_unix_time(1_600_000_000, 0),
+        )
+        .unwrap();
+        let r = sync::pull(&link, "", &dst, &SyncOptions::default())
+            .await
+            .unwrap();
+        assert!(r.errors.is_empty(), "{round}: {:?}", r.errors);
+        let after = std::fs::metadata(&target).unwrap();
+        assert_eq!(after.ino(), ino, "{round}");
+        assert_eq!(
+            (after.mtime(), after.mtime_nsec()),
+            (1_700_000_000, 0),
+            "{round}"
+        );
+    }
+    assert!(how.late.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(std::fs::read(&target).unwrap(), old);
+    link.close("done").await;
 }
 
 /// A hostile sender that answers with a recipe that does not parse, while
