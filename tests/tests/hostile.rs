@@ -625,23 +625,9 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
     std::fs::write(root.join("public.txt"), b"public\n").unwrap();
     std::fs::write(work.path().join("secret.txt"), b"secret\n").unwrap();
     std::os::unix::fs::symlink(work.path().join("secret.txt"), root.join("link")).unwrap();
-    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
-    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
-        .connect(&srv.addr_string())
-        .await
-        .unwrap();
-
-    let peer = link.start(GIVE, &[String::new()]).await.unwrap();
-    let (_ctl_tx, mut ctl_rx) = peer.open().await.unwrap().split();
-    let mut entries = Vec::new();
-    while let Some(f) = ctl_rx.recv().await.unwrap() {
-        if f.op == msg::LIST {
-            entries.extend(decode_exact::<EntryBatch>(&f.payload).unwrap().0);
-        } else if f.op == msg::LIST_END {
-            break;
-        }
-    }
-    let link_index = entries.iter().position(|e| e.path == b"link").unwrap() as u64;
+    let give = ListedGive::start(&keys, &root).await;
+    let (peer, link, entries) = (&give.peer, &give.link, &give.entries);
+    let link_index = give.index(b"link");
     assert_eq!(entries[link_index as usize].kind, EntryKind::Symlink);
     let want = |index: u64| {
         Fragment::new(msg::WANT).with_payload(encode_to_vec(&Want {
@@ -665,10 +651,7 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
         ),
         ("no request at all", Fragment::new(msg::REPORT)),
     ];
-    let public = entries
-        .iter()
-        .position(|e| e.path == b"public.txt")
-        .unwrap() as u64;
+    let public = give.index(b"public.txt");
     let delta = |chunk_bits: u8| {
         Fragment::new(msg::WANT).with_payload(encode_to_vec(&Want {
             index: public,
@@ -708,7 +691,7 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
 
     // Still serving: an honest pull gets the file, and the link as a link.
     let dst = work.path().join("pulled");
-    let r = sync::pull(&link, "", &dst, &SyncOptions::default())
+    let r = sync::pull(link, "", &dst, &SyncOptions::default())
         .await
         .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -718,6 +701,53 @@ async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
         .file_type()
         .is_symlink());
     link.close("done").await;
+}
+
+/// A scripted receiver's view of a real server of `root`: the server, the
+/// link to it, its GIVE of the whole root, that service's control circuit
+/// (kept open while the test asks on lanes of its own) and the entries it
+/// listed.
+struct ListedGive {
+    _srv: TestServer,
+    link: jsync::Link,
+    peer: Peer,
+    _control: jsync::CircuitSender,
+    entries: Vec<Entry>,
+}
+
+impl ListedGive {
+    async fn start(keys: &Keys, root: &Path) -> ListedGive {
+        let srv = TestServer::start(
+            keys.server(),
+            sync::server_services(root.to_path_buf(), false),
+        );
+        let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+            .connect(&srv.addr_string())
+            .await
+            .unwrap();
+        let peer = link.start(GIVE, &[String::new()]).await.unwrap();
+        let (control, mut ctl_rx) = peer.open().await.unwrap().split();
+        let mut entries = Vec::new();
+        while let Some(f) = ctl_rx.recv().await.unwrap() {
+            if f.op == msg::LIST {
+                entries.extend(decode_exact::<EntryBatch>(&f.payload).unwrap().0);
+            } else if f.op == msg::LIST_END {
+                break;
+            }
+        }
+        ListedGive {
+            _srv: srv,
+            link,
+            peer,
+            _control: control,
+            entries,
+        }
+    }
+
+    /// The index of the entry listed as `path`.
+    fn index(&self, path: &[u8]) -> u64 {
+        self.entries.iter().position(|e| e.path == path).unwrap() as u64
+    }
 }
 
 /// A step of a recipe, owned.
@@ -742,28 +772,14 @@ async fn a_signature_is_kept_only_up_to_the_senders_limit() {
     std::fs::create_dir(&root).unwrap();
     let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(root.join("small"), &data).unwrap();
-    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
-    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
-        .connect(&srv.addr_string())
-        .await
-        .unwrap();
-    let peer = link.start(GIVE, &[String::new()]).await.unwrap();
-    let (_ctl_tx, mut ctl_rx) = peer.open().await.unwrap().split();
-    let mut entries = Vec::new();
-    while let Some(f) = ctl_rx.recv().await.unwrap() {
-        if f.op == msg::LIST {
-            entries.extend(decode_exact::<EntryBatch>(&f.payload).unwrap().0);
-        } else if f.op == msg::LIST_END {
-            break;
-        }
-    }
-    let index = entries.iter().position(|e| e.path == b"small").unwrap() as u64;
+    let give = ListedGive::start(&keys, &root).await;
+    let index = give.index(b"small");
     let total = KEPT + 2;
     for (at, want) in [
         (KEPT - 1, Step::Copy(KEPT - 1, 1)),
         (KEPT, Step::Literal(data.clone())),
     ] {
-        let mut lane = peer.open().await.unwrap();
+        let mut lane = give.peer.open().await.unwrap();
         let request = Want {
             index,
             how: WantHow::Delta,
@@ -812,8 +828,78 @@ async fn a_signature_is_kept_only_up_to_the_senders_limit() {
         }
         assert_eq!(steps, [want], "the file's chunk in place {at}");
     }
-    peer.close();
-    link.close("done").await;
+    give.peer.close();
+    give.link.close("done").await;
+}
+
+/// A file that shrinks on the server while a scripted receiver still sends
+/// the signature for its delta: the sender reads the signature to its end,
+/// then gives the file up (FILE_ERR, naming it) instead of ending it, and
+/// the lane stays in step (the next request on it gets its file).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_shrinks_while_its_signature_streams_is_given_up_in_step() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("big"), jsync_tests::pseudo_random(8 << 20, 21)).unwrap();
+    std::fs::write(root.join("small"), b"small\n").unwrap();
+    let give = ListedGive::start(&keys, &root).await;
+    let mut lane = give.peer.open().await.unwrap();
+    let want = |path: &[u8], how| {
+        let want = Want {
+            index: give.index(path),
+            how,
+            chunk_bits: 12,
+            basis_size: 8 << 20,
+        };
+        Fragment::new(msg::WANT).with_payload(encode_to_vec(&want))
+    };
+    // Chunks the file does not have: 2,048 of 4 KiB in each batch.
+    let batch = |seed: u64| {
+        let mut b = Vec::new();
+        proto::put_varint(&mut b, 2048);
+        for i in 0..2048u64 {
+            proto::put_varint(&mut b, 4096);
+            let h = blake3::hash(&[seed.to_le_bytes(), i.to_le_bytes()].concat());
+            b.extend_from_slice(&h.as_bytes()[..16]);
+        }
+        Fragment::new(msg::SIG).with_payload(b)
+    };
+    lane.send(want(b"big", WantHow::Delta)).await.unwrap();
+    lane.send(batch(0)).await.unwrap();
+    // The sender has opened the file (its META says 8 MiB) and waits for the
+    // rest of the signature before it reads what the receiver lacks; the
+    // file shrinks meanwhile.
+    let f = lane.recv().await.unwrap().expect("an answer to the delta");
+    assert_eq!(f.op, msg::META);
+    assert_eq!(decode_exact::<FileMeta>(&f.payload).unwrap().size, 8 << 20);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("big"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    lane.send(batch(1)).await.unwrap();
+    lane.send(Fragment::new(msg::SIG_END)).await.unwrap();
+    loop {
+        let f = lane.recv().await.unwrap().expect("an answer to the delta");
+        match f.op {
+            msg::RECIPE => {}
+            msg::FILE_ERR => {
+                let e = f.error.unwrap_or_default();
+                assert!(e.contains("big") && e.contains("changed"), "{e}");
+                break;
+            }
+            other => panic!("answered with {other}"),
+        }
+    }
+    lane.send(want(b"small", WantHow::Full)).await.unwrap();
+    let f = lane.recv().await.unwrap().expect("an answer");
+    assert_eq!(f.op, msg::FILE);
+    assert_eq!(WholeFile::decode(&f.payload).unwrap().data, b"small\n");
+    give.peer.close();
+    give.link.close("done").await;
 }
 
 /// A hostile sender that answers a delta with UNCHANGED for a file the
