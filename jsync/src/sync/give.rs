@@ -373,6 +373,8 @@ struct Giver {
     prefix: Vec<u8>,
     /// With `--remove-source-files`: what was listed, to remove.
     removals: Option<Removals>,
+    /// The receiver's name, for errors that blame it.
+    peer: String,
 }
 
 impl Giver {
@@ -416,7 +418,7 @@ impl Giver {
             .and_then(|i| files.get(i))
             .and_then(|p| p.clone())
             .ok_or_else(|| Error::Violation {
-                peer: "the receiver".into(),
+                peer: self.peer.clone(),
                 what: format!("asked for entry {index}, which is not a listed file"),
             })
     }
@@ -435,6 +437,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
         whole_digest: whole_digest(peer.link()),
         prefix,
         removals,
+        peer: peer.link().peer_name().to_string(),
     });
     let control = peer.accept().await?.ok_or_else(|| Error::Violation {
         peer: peer.link().peer_name().into(),
@@ -1314,7 +1317,7 @@ fn file_fail(shown: &str, what: &str, e: std::io::Error) -> Fail {
 
 /// Answers one lane's requests, in order, until the receiver finishes it.
 async fn serve_lane(mut c: Circuit, giver: Arc<Giver>) {
-    let peer = "the receiver";
+    let peer = giver.peer.as_str();
     loop {
         let f = match c.recv().await {
             Ok(Some(f)) => f,
@@ -1633,7 +1636,7 @@ async fn serve(
         WantHow::Delta => {
             Some(
                 Chunking::from_bits(want.chunk_bits).ok_or_else(|| Error::Violation {
-                    peer: "the receiver".into(),
+                    peer: giver.peer.clone(),
                     what: format!("no chunking of 2^{} bytes", want.chunk_bits),
                 })?,
             )
@@ -1650,7 +1653,7 @@ async fn serve(
     let have = match chunking {
         Some(chunking) if !large => {
             let size = opened.as_ref().map_or(0, |(_, m)| m.size);
-            Some(Theirs::receive(c, chunking, size).await?)
+            Some(Theirs::receive(c, &giver.peer, chunking, size).await?)
         }
         _ => None,
     };
@@ -1694,7 +1697,11 @@ async fn serve(
                 build_large(&file, size, chunking, maybe_same, sig_rx, &tx)
             }
             (_, have) => {
-                build_recipe(&file, size, have.as_ref(), digest, &tx).map(|(e, d)| (e, d, false))
+                build_recipe(&file, size, have.as_ref(), digest, &tx).map(|(end, digest)| Built {
+                    end,
+                    digest,
+                    unchanged: false,
+                })
             }
         };
         out.map(|o| (o, file))
@@ -1712,7 +1719,7 @@ async fn serve(
     };
     match chunking {
         Some(chunking) if large => {
-            tokio::try_join!(forward_signature(c_rx, sig_tx, chunking), send)?;
+            tokio::try_join!(forward_signature(c_rx, &giver.peer, sig_tx, chunking), send)?;
         }
         _ => {
             drop(sig_tx);
@@ -1722,7 +1729,14 @@ async fn serve(
     let built = builder
         .await
         .map_err(|e| Fail::Lane(Error::io("recipe builder", std::io::Error::other(e))))?;
-    let ((total, digest, unchanged), file) = built.map_err(|e| match e.kind() {
+    let (
+        Built {
+            end: total,
+            digest,
+            unchanged,
+        },
+        file,
+    ) = built.map_err(|e| match e.kind() {
         // A literal read again after the cut: the file shrank meanwhile.
         std::io::ErrorKind::UnexpectedEof => changed_while_sent(shown),
         _ => file_fail(shown, "read", e),
@@ -1954,7 +1968,11 @@ fn build_large(
     {
         if at == size {
             // The receiver checks these, its chunks by their full hashes.
-            return Ok((size, chunker::chunk_list_digest(held.iter().copied()), true));
+            return Ok(Built {
+                end: size,
+                digest: chunker::chunk_list_digest(held.iter().copied()),
+                unchanged: true,
+            });
         }
     }
     out.differs(&mut same)?;
@@ -1969,7 +1987,11 @@ fn build_large(
         from
     };
     let (end, digest) = out.finish(end, true)?;
-    Ok((end, digest, false))
+    Ok(Built {
+        end,
+        digest,
+        unchanged: false,
+    })
 }
 
 /// What [`precut`] hands on: a batch of cuts, then the end reached.
@@ -2033,10 +2055,16 @@ fn recipe_of_cuts(
     Err(std::io::Error::other("the chunk cutting thread stopped"))
 }
 
-/// What a delta's recipe came to: the end of the file reached, the digest of
-/// its chunk list, and whether the file is exactly the receiver's basis (then
-/// no recipe was sent).
-type Built = (u64, Hash, bool);
+/// What a file's recipe came to.
+struct Built {
+    /// The end of the file reached.
+    end: u64,
+    /// The digest of its chunk list (all zero when none was wanted).
+    digest: Hash,
+    /// The file is exactly the receiver's basis: no recipe was sent, and the
+    /// answer is UNCHANGED.
+    unchanged: bool,
+}
 
 /// The receiver's signature: where each chunk it has first is, its chunks in
 /// order, and the chunk sizes it was cut with. At most [`sig_limit`] chunks
@@ -2082,10 +2110,10 @@ impl Theirs {
     }
 
     /// Reads SIG batches until SIG_END.
-    async fn receive(c: &mut Circuit, chunking: Chunking, size: u64) -> Result<Theirs> {
+    async fn receive(c: &mut Circuit, peer: &str, chunking: Chunking, size: u64) -> Result<Theirs> {
         let mut theirs = Theirs::new(chunking, size);
         let (_, rx) = c.halves();
-        while let Some(batch) = next_sig_batch(rx, chunking).await? {
+        while let Some(batch) = next_sig_batch(rx, peer, chunking).await? {
             theirs.add(batch);
         }
         Ok(theirs)
@@ -2095,22 +2123,23 @@ impl Theirs {
 /// The next SIG batch of a signature; `None` at SIG_END.
 async fn next_sig_batch(
     rx: &mut CircuitReceiver,
+    peer: &str,
     chunking: Chunking,
 ) -> Result<Option<Vec<(u32, SigHash)>>> {
     let f = rx.recv().await?.ok_or_else(|| Error::Violation {
-        peer: "the receiver".into(),
+        peer: peer.into(),
         what: "circuit ended inside the signature".into(),
     })?;
     match f.op {
         msg::SIG => chunker::decode_sig_batch(&f.payload, usize::MAX, chunking.max())
             .map(Some)
             .map_err(|source| Error::Protocol {
-                peer: "the receiver".into(),
+                peer: peer.into(),
                 source,
             }),
         msg::SIG_END => Ok(None),
         other => Err(Error::Violation {
-            peer: "the receiver".into(),
+            peer: peer.into(),
             what: format!("unexpected {other} inside a signature"),
         }),
     }
@@ -2120,10 +2149,11 @@ async fn next_sig_batch(
 /// builder (which may have stopped taking them), and closes its channel.
 async fn forward_signature(
     rx: &mut CircuitReceiver,
+    peer: &str,
     to: std::sync::mpsc::Sender<Vec<(u32, SigHash)>>,
     chunking: Chunking,
 ) -> Result<()> {
-    while let Some(batch) = next_sig_batch(rx, chunking).await? {
+    while let Some(batch) = next_sig_batch(rx, peer, chunking).await? {
         let _ = to.send(batch);
     }
     Ok(())
