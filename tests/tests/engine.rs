@@ -71,6 +71,39 @@ async fn push_and_pull_with_a_delta_over_each_transport() {
     }
 }
 
+/// A file cut short to a small part of what the receiver has (a log
+/// truncated, say): the receiver cuts only as much of its copy as a file of
+/// the new size warrants (chunker's sig_limit: here about 4,400 chunks of 2 KiB,
+/// 9 MB of the 32 MiB), so the signature stays small (about 80 KB; the whole
+/// copy's would be 300 KB), and what the file keeps from the copy's start
+/// still crosses as copies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_cut_short_sends_a_signature_for_its_new_size() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let (src, root) = (work.path().join("src"), work.path().join("root"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(root.join("dst")).unwrap();
+    let old = pseudo_random(32 << 20, 31);
+    std::fs::write(root.join("dst/log"), &old).unwrap();
+    std::fs::write(src.join("log"), &old[..300 << 10]).unwrap();
+    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    let src_arg = format!("{}/", src.display());
+    let r = sync::push(&link, Path::new(&src_arg), "dst", &opts())
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_same_tree(&src, &root.join("dst"));
+    assert_eq!(r.files_transferred, 1, "{r}");
+    assert!(r.bytes_literal < 20_000, "{r}");
+    assert!(r.wire_bytes < 150_000, "{r}");
+    link.close("done").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn checksum_mode_finds_changes_the_quick_check_cannot_see() {
     let work = tempfile::tempdir().unwrap();

@@ -503,6 +503,20 @@ pub(crate) fn chunk_list_digest(chunks: impl IntoIterator<Item = (u32, Hash)>) -
     d.finish()
 }
 
+/// The most chunks of a signature worth sending for a file of `size` bytes:
+/// twice as many as the file itself is cut into (by the chunking its size is
+/// given), and 4,096 more. A receiver cuts its basis only that far (a basis
+/// far larger than the new file, a log cut short say, would otherwise cost
+/// its whole cut and a signature larger than the file); what the file takes
+/// from the rest costs at most its own size in literals. A sender keeps no
+/// more than this of what a receiver sends, whatever the receiver claims, so
+/// a hostile one cannot make it hold more (about 70 bytes a chunk: 10 MB for
+/// a 4 GiB file).
+pub(crate) fn sig_limit(size: u64) -> usize {
+    let chunks = size / Chunking::for_size(size).avg() as u64;
+    usize::try_from(chunks.saturating_mul(2).saturating_add(4096)).unwrap_or(usize::MAX)
+}
+
 /// Bytes of a chunk's hash in a signature: 128 bits, half the wire of a full
 /// hash. A sender looks chunks up by them; a chunk it copies is still checked
 /// by its full hash, which the receiver keeps, when the rebuilt file's chunk

@@ -19,7 +19,9 @@ use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
 
 use super::acl;
-use super::chunker::{self, sig_hash, Chunking, DigestBuilder, Hash, SigHash, MAX_CHUNK};
+use super::chunker::{
+    self, sig_hash, sig_limit, Chunking, DigestBuilder, Hash, SigHash, MAX_CHUNK,
+};
 use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
 use super::proto_util::{decode, fragment};
@@ -2074,18 +2076,6 @@ struct Theirs {
     order: Vec<(u32, SigHash)>,
     chunking: Chunking,
     limit: usize,
-}
-
-/// How many of the receiver's chunks the sender keeps for a file of `size`
-/// bytes: twice as many as the file itself is cut into (by the chunking its
-/// size is given), and 4,096 more. A basis more than twice the file's size is
-/// matched only that far: what the file takes from the rest costs at most the
-/// file's own size in literals. A hostile receiver, which may send a signature
-/// of any length with any chunking, cannot make the sender hold more (about
-/// 70 bytes a chunk: 10 MB for a 4 GiB file).
-fn sig_limit(size: u64) -> usize {
-    let chunks = size / Chunking::for_size(size).avg() as u64;
-    usize::try_from(chunks.saturating_mul(2).saturating_add(4096)).unwrap_or(usize::MAX)
 }
 
 impl Theirs {

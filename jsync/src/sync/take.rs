@@ -2591,6 +2591,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     out.job.how = WantHow::Delta;
     out.basis_size = size;
     let chunking = Chunking::for_size(out.job.entry.size);
+    let limit = chunker::sig_limit(out.job.entry.size);
     // (The reader copies from its own descriptor while the cut goes on.)
     let copy = (size >= chunker::CONCURRENT_CUT_MIN)
         .then(|| old.try_clone().ok())
@@ -2603,7 +2604,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
                 tx.blocking_send(b)
                     .map_err(|_| std::io::Error::other("request abandoned"))
             });
-            let res = signature(&old, size, chunking, |r| batches.push(r));
+            let res = signature(&old, size, chunking, limit, |r| batches.push(r));
             let _ = batches.finish();
             res
         });
@@ -2612,7 +2613,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     }
     let cut = move || {
         let mut sig = Vec::new();
-        signature(&old, size, chunking, |r| {
+        signature(&old, size, chunking, limit, |r| {
             sig.push(r);
             Ok(())
         })
@@ -2635,21 +2636,43 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
 }
 
 /// Cuts a local file's data regions (holes are not chunked) and gives each
-/// chunk to `f`, in order.
+/// chunk to `f`, in order: at most `limit` chunks ([`chunker::sig_limit`]),
+/// the rest of the file is not read.
 fn signature(
     file: &File,
     size: u64,
     chunking: Chunking,
+    limit: usize,
     mut f: impl FnMut(ChunkRef) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
+    /// Ends the cut at the limit.
+    #[derive(Debug)]
+    struct Enough;
+    impl std::fmt::Display for Enough {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("enough chunks")
+        }
+    }
+    impl std::error::Error for Enough {}
+    let mut left = limit;
     for (start, len) in super::fsroot::data_extents(file, size)? {
         let mut region = file.try_clone()?;
         region.seek(SeekFrom::Start(start))?;
-        chunker::for_each_chunk_sized(region.take(len), len, chunking, |mut r, _| {
+        let cut = chunker::for_each_chunk_sized(region.take(len), len, chunking, |mut r, _| {
             r.offset += start;
-            f(r)
-        })?;
+            f(r)?;
+            left -= 1;
+            match left {
+                0 => Err(std::io::Error::other(Enough)),
+                _ => Ok(()),
+            }
+        });
+        match cut {
+            Ok(_) => {}
+            Err(e) if e.get_ref().is_some_and(|e| e.is::<Enough>()) => return Ok(()),
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
