@@ -73,8 +73,8 @@ async fn push_and_pull_with_a_delta_over_each_transport() {
 
 /// A file cut short to a small part of what the receiver has (a log
 /// truncated, say): the receiver cuts only as much of its copy as a file of
-/// the new size warrants (chunker's sig_limit: here about 4,400 chunks of 2 KiB,
-/// 9 MB of the 32 MiB), so the signature stays small (about 80 KB; the whole
+/// the new size warrants (chunker's sig_limit: here about 5,300 chunks of 2 KiB,
+/// 11 MB of the 32 MiB), so the signature stays small (about 95 KB; the whole
 /// copy's would be 300 KB), and what the file keeps from the copy's start
 /// still crosses as copies.
 #[tokio::test(flavor = "multi_thread")]

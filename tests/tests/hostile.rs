@@ -309,8 +309,9 @@ impl AsUnchanged {
     /// META, then UNCHANGED with the digest of the receiver's chunks of
     /// these lengths, as an honest sender whose file is exactly them sends.
     async fn answer(&self, c: &mut Circuit, e: &Entry, lens: &[usize]) -> anyhow::Result<()> {
-        // The chunk-list digest (chunker.rs): BLAKE3 keyed by its context
-        // over each chunk's length (u32 LE) and full hash.
+        // The chunk-list digest (chunker.rs's chunk_list_digest, with its
+        // DIGEST_CONTEXT): BLAKE3 in derive-key mode over each chunk's length
+        // (u32 LE) and full hash.
         let mut digest = blake3::Hasher::new_derive_key("jsync 2026 chunk-list digest");
         let mut at = 0;
         for &len in lens {
@@ -365,10 +366,10 @@ async fn unchanged_lane(
             if answered {
                 how.late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let mut r = s.payload.as_slice();
-            for _ in 0..varint(&mut r) {
-                lens.push(varint(&mut r) as usize);
-                r = &r[16..];
+            let mut r = proto::codec::Reader::new(&s.payload);
+            for _ in 0..r.varint()? {
+                lens.push(r.varint()? as usize);
+                r.take(16)?;
             }
             if let Some(known) = known.as_ref().filter(|_| !answered) {
                 how.answer(&mut c, e, known).await?;
@@ -382,20 +383,6 @@ async fn unchanged_lane(
     }
     c.finish().await?;
     Ok(())
-}
-
-/// Reads a varint (LEB128) off the front of `r`.
-fn varint(r: &mut &[u8]) -> u64 {
-    let (mut v, mut shift) = (0u64, 0);
-    loop {
-        let b = r[0];
-        *r = &r[1..];
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
 }
 
 /// The scene: `work/outside/sentinel`, `beside/sentinel` next to where the
@@ -751,82 +738,97 @@ impl ListedGive {
 }
 
 /// A step of a recipe, owned.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Step {
     Copy(u64, u64),
     Literal(Vec<u8>),
     Hole(u64),
 }
 
-/// A signature longer than the sender keeps (for a small file, 4,096 chunks)
-/// is read to its end and dropped past that, so a hostile receiver cannot
-/// make a server hold a signature of any length, and the lane still
-/// answers: the file's one chunk in the last place kept comes back as a copy
-/// of it; one place further, as the file's bytes.
+/// A SIG payload of these chunks (length, full hash: the first 16 bytes go).
+fn sig_batch(chunks: impl IntoIterator<Item = (u64, blake3::Hash)>) -> Fragment {
+    let chunks: Vec<_> = chunks.into_iter().collect();
+    let mut b = Vec::new();
+    proto::put_varint(&mut b, chunks.len() as u64);
+    for (len, hash) in chunks {
+        proto::put_varint(&mut b, len);
+        b.extend_from_slice(&hash.as_bytes()[..16]);
+    }
+    Fragment::new(msg::SIG).with_payload(b)
+}
+
+/// A signature longer than the sender keeps is read to its end and dropped
+/// past that, so a hostile receiver cannot make a server hold a signature of
+/// any length, and the lane still answers: the file's chunk in the last
+/// place kept comes back as a copy of it; one place further, as the file's
+/// bytes. For a file under 256 bytes, answered once the signature is in,
+/// the sender keeps 4,096 chunks; for one of 1 MiB, whose recipe is built
+/// while the signature arrives, 8,192 (twice as many as 1 MiB has chunks of
+/// 512 bytes, its smallest, and 4,096). The 1 MiB file is zeros: 64 chunks
+/// of 16 KiB, its largest, all alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signature_is_kept_only_up_to_the_senders_limit() {
-    const KEPT: u64 = 4096;
     let keys = Keys::new();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(root.join("small"), &data).unwrap();
+    let small: Vec<u8> = (0..250u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(root.join("small"), &small).unwrap();
+    std::fs::write(root.join("zeros"), vec![0u8; 1 << 20]).unwrap();
     let give = ListedGive::start(&keys, &root).await;
-    let index = give.index(b"small");
-    let total = KEPT + 2;
-    for (at, want) in [
-        (KEPT - 1, Step::Copy(KEPT - 1, 1)),
-        (KEPT, Step::Literal(data.clone())),
-    ] {
-        let mut lane = give.peer.open().await.unwrap();
-        let request = Want {
-            index,
-            how: WantHow::Delta,
-            chunk_bits: 11,
-            basis_size: total - 1 + data.len() as u64,
-        };
-        lane.send(Fragment::new(msg::WANT).with_payload(encode_to_vec(&request)))
-            .await
-            .unwrap();
-        // One-byte chunks the file does not have, and the file's own in `at`.
-        for start in (0..total).step_by(1024) {
-            let end = (start + 1024).min(total);
-            let mut batch = Vec::new();
-            proto::put_varint(&mut batch, end - start);
-            for i in start..end {
-                let (len, hash) = if i == at {
-                    (data.len() as u64, blake3::hash(&data))
-                } else {
-                    (1, blake3::hash(&i.to_le_bytes()))
-                };
-                proto::put_varint(&mut batch, len);
-                batch.extend_from_slice(&hash.as_bytes()[..16]);
-            }
-            lane.send(Fragment::new(msg::SIG).with_payload(batch))
+    let zero_chunk = vec![0u8; 16 << 10];
+    let cases: [(&[u8], &[u8], u64, usize); 2] = [
+        (b"small", &small, 4096, 1),
+        (b"zeros", &zero_chunk, 8192, 64),
+    ];
+    for (name, chunk, kept, chunks) in cases {
+        let total = kept + 2;
+        let chunk_hash = blake3::hash(chunk);
+        for (at, step) in [
+            (kept - 1, Step::Copy(kept - 1, 1)),
+            (kept, Step::Literal(chunk.to_vec())),
+        ] {
+            let mut lane = give.peer.open().await.unwrap();
+            let request = Want {
+                index: give.index(name),
+                how: WantHow::Delta,
+                chunk_bits: 11,
+                basis_size: total - 1 + chunk.len() as u64,
+            };
+            lane.send(Fragment::new(msg::WANT).with_payload(encode_to_vec(&request)))
                 .await
                 .unwrap();
-        }
-        lane.send(Fragment::new(msg::SIG_END)).await.unwrap();
-        let mut steps = Vec::new();
-        loop {
-            let f = lane.recv().await.unwrap().expect("an answer to the delta");
-            match f.op {
-                msg::META => {}
-                msg::RECIPE => {
-                    for op in msg::RecipeReader::new(&f.payload, 1 << 20) {
-                        steps.push(match op.unwrap() {
-                            msg::RecipeOp::Copy { start, count } => Step::Copy(start, count),
-                            msg::RecipeOp::Literal(d) => Step::Literal(d.to_vec()),
-                            msg::RecipeOp::Hole(n) => Step::Hole(n),
-                        });
-                    }
-                }
-                msg::END => break,
-                other => panic!("answered with {other}"),
+            // One-byte chunks the file does not have, and its own in `at`.
+            for start in (0..total).step_by(1024) {
+                let chunks = (start..(start + 1024).min(total)).map(|i| match i == at {
+                    true => (chunk.len() as u64, chunk_hash),
+                    false => (1, blake3::hash(&i.to_le_bytes())),
+                });
+                lane.send(sig_batch(chunks)).await.unwrap();
             }
+            lane.send(Fragment::new(msg::SIG_END)).await.unwrap();
+            let mut steps = Vec::new();
+            loop {
+                let f = lane.recv().await.unwrap().expect("an answer to the delta");
+                match f.op {
+                    msg::META => {}
+                    msg::RECIPE => {
+                        for op in msg::RecipeReader::new(&f.payload, 1 << 20) {
+                            steps.push(match op.unwrap() {
+                                msg::RecipeOp::Copy { start, count } => Step::Copy(start, count),
+                                msg::RecipeOp::Literal(d) => Step::Literal(d.to_vec()),
+                                msg::RecipeOp::Hole(n) => Step::Hole(n),
+                            });
+                        }
+                    }
+                    msg::END => break,
+                    other => panic!("answered with {other}"),
+                }
+            }
+            let want: Vec<Step> = (0..chunks).map(|_| step.clone()).collect();
+            let what = format!("{}: the file's chunk in place {at}", name.escape_ascii());
+            assert_eq!(steps, want, "{what}");
         }
-        assert_eq!(steps, [want], "the file's chunk in place {at}");
     }
     give.peer.close();
     give.link.close("done").await;
@@ -857,14 +859,10 @@ async fn a_file_that_shrinks_while_its_signature_streams_is_given_up_in_step() {
     };
     // Chunks the file does not have: 2,048 of 4 KiB in each batch.
     let batch = |seed: u64| {
-        let mut b = Vec::new();
-        proto::put_varint(&mut b, 2048);
-        for i in 0..2048u64 {
-            proto::put_varint(&mut b, 4096);
+        sig_batch((0..2048u64).map(|i| {
             let h = blake3::hash(&[seed.to_le_bytes(), i.to_le_bytes()].concat());
-            b.extend_from_slice(&h.as_bytes()[..16]);
-        }
-        Fragment::new(msg::SIG).with_payload(b)
+            (4096, h)
+        }))
     };
     lane.send(want(b"big", WantHow::Delta)).await.unwrap();
     lane.send(batch(0)).await.unwrap();
@@ -991,6 +989,9 @@ async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
             let (target, written) = (target.clone(), written.clone());
             AsUnchanged::new(old.clone(), move || {
                 use std::os::unix::fs::FileExt;
+                // Past the clock tick of the copy's last change: a kernel
+                // with coarse timestamps would give the write the same ctime.
+                std::thread::sleep(std::time::Duration::from_millis(20));
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&target)

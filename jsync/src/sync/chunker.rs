@@ -504,17 +504,20 @@ pub(crate) fn chunk_list_digest(chunks: impl IntoIterator<Item = (u32, Hash)>) -
 }
 
 /// The most chunks of a signature worth sending for a file of `size` bytes:
-/// twice as many as the file itself is cut into (by the chunking its size is
-/// given), and 4,096 more. A receiver cuts its basis only that far (a basis
-/// far larger than the new file, a log cut short say, would otherwise cost
-/// its whole cut and a signature larger than the file); what the file takes
-/// from the rest costs at most its own size in literals. A sender keeps no
-/// more than this of what a receiver sends, whatever the receiver claims, so
-/// a hostile one cannot make it hold more (about 70 bytes a chunk: 10 MB for
-/// a 4 GiB file).
+/// as many as twice its size could be cut into at the smallest chunk size
+/// its size is given, and 4,096 more. (A basis of the file's size is never
+/// cut short unless it is sparse in very many extents smaller than a chunk,
+/// each of which ends in a short chunk; what is past the limit then goes as
+/// literals.) A receiver cuts its basis only that far (a basis far larger
+/// than the new file, a log cut short say, would otherwise cost its whole cut
+/// and a signature larger than the file); what the file takes from the rest
+/// costs at most its own size in literals. A sender keeps no more than this
+/// of what a receiver sends, whatever the receiver claims, so a hostile one
+/// cannot make it hold more (about 70 bytes a chunk: 37 MB for a 4 GiB file,
+/// whose honest signature is about 65,000 chunks).
 pub(crate) fn sig_limit(size: u64) -> usize {
-    let chunks = size / Chunking::for_size(size).avg() as u64;
-    usize::try_from(chunks.saturating_mul(2).saturating_add(4096)).unwrap_or(usize::MAX)
+    let chunks = size.saturating_mul(2) / Chunking::for_size(size).min() as u64;
+    usize::try_from(chunks.saturating_add(4096)).unwrap_or(usize::MAX)
 }
 
 /// Bytes of a chunk's hash in a signature: 128 bits, half the wire of a full

@@ -1721,7 +1721,9 @@ async fn serve(
     };
     match chunking {
         Some(chunking) if large => {
-            tokio::try_join!(forward_signature(c_rx, &giver.peer, sig_tx, chunking), send)?;
+            let limit = sig_limit(size);
+            let forward = forward_signature(c_rx, &giver.peer, sig_tx, chunking, limit);
+            tokio::try_join!(forward, send)?;
         }
         _ => {
             drop(sig_tx);
@@ -2135,16 +2137,25 @@ async fn next_sig_batch(
     }
 }
 
-/// Reads a signature's batches until SIG_END, handing each to the recipe
-/// builder (which may have stopped taking them), and closes its channel.
+/// Reads a signature's batches until SIG_END, handing the first `limit`
+/// chunks ([`sig_limit`]) to the recipe builder (which may have stopped
+/// taking them) and dropping the rest, and closes its channel. (The channel
+/// is unbounded: the builder may take nothing for a while, hashing or
+/// waiting for the receiver to read its recipe, and what waits in the
+/// channel is bounded by the limit alone.)
 async fn forward_signature(
     rx: &mut CircuitReceiver,
     peer: &str,
     to: std::sync::mpsc::Sender<Vec<(u32, SigHash)>>,
     chunking: Chunking,
+    mut limit: usize,
 ) -> Result<()> {
-    while let Some(batch) = next_sig_batch(rx, peer, chunking).await? {
-        let _ = to.send(batch);
+    while let Some(mut batch) = next_sig_batch(rx, peer, chunking).await? {
+        batch.truncate(limit);
+        limit -= batch.len();
+        if !batch.is_empty() {
+            let _ = to.send(batch);
+        }
     }
     Ok(())
 }
@@ -2328,10 +2339,9 @@ mod tests {
     /// [`sig_limit`]: the chunks after it are neither indexed nor held.
     #[test]
     fn a_signature_is_kept_up_to_its_limit() {
-        // 1 GiB is cut into 32 KiB chunks on average.
-        assert_eq!(sig_limit(1 << 30), 2 * (1 << 15) + 4096);
+        // 1 GiB is cut into chunks of 8 KiB at least (32 KiB on average).
+        assert_eq!(sig_limit(1 << 30), 2 * (1 << 17) + 4096);
         assert_eq!(sig_limit(0), 4096);
-        assert_eq!(sig_limit(u64::MAX), 2 * (u64::MAX >> 17) as usize + 4096);
         let size = 1 << 20;
         let limit = sig_limit(size);
         let mut theirs = Theirs::new(Chunking::from_bits(11).unwrap(), size);
