@@ -893,8 +893,16 @@ fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, Usa
             None => None,
         };
         let env = std::env::var("CVSIGNORE").ok();
-        let words = [Some(CVS_IGNORE.to_string()), home, env];
-        for w in words.iter().flatten().flat_map(|t| t.split_whitespace()) {
+        // rsync's own list is perishable (a directory deleted on the
+        // source goes though it holds `*.o`); the user's lists are not.
+        for w in CVS_IGNORE.split_whitespace() {
+            f.add_perishable(RuleKind::Exclude, w).map_err(bad)?;
+        }
+        for w in [home, env]
+            .iter()
+            .flatten()
+            .flat_map(|t| t.split_whitespace())
+        {
             f.add(RuleKind::Exclude, w).map_err(bad)?;
         }
         f.add_rule(":nw- .cvsignore").map_err(bad)?;
@@ -1005,8 +1013,9 @@ impl Cli {
                 )));
             }
             // As rsync: not sent, whatever it is, and kept from deletion,
-            // --delete-excluded too.
-            for rule in [format!("- {d}"), format!("P {d}")] {
+            // --delete-excluded too; perishable, so a directory the source
+            // no longer has goes though it holds DIR.
+            for rule in [format!("-p {d}"), format!("Pp {d}")] {
                 filter
                     .add_rule(&rule)
                     .map_err(|e| UsageError(e.to_string()))?;

@@ -408,6 +408,60 @@ fn delete_keeps_protected_entries_inside_a_deleted_directory() {
     );
 }
 
+/// Perishable rules (`p`, as rsync's) keep entries from --delete as any
+/// rule does, but not inside a directory being deleted: that directory goes
+/// whole, what they match with it. rsync marks `-C`'s own patterns so, and
+/// the rules `--partial-dir` adds, so a directory the source no longer has
+/// goes though it holds `*.o` files or a partial directory.
+#[test]
+fn perishable_rules_do_not_keep_a_deleted_directory() {
+    let prepare = |dst: &Path| {
+        for f in [
+            "gone/x.o",
+            "gone/y",
+            "gone/sub/deep.o",
+            "gone/.part/f",
+            "extra.o",
+        ] {
+            put(&dst.join(f), "old");
+        }
+    };
+    for opts in [
+        &["--delete", "-f", "-p *.o", "-f", "-p .part"][..],
+        &["--delete", "-C", "--partial-dir", ".part"][..],
+    ] {
+        each_way_then(opts, prepare, |dst, out, what| {
+            ok(out, what);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("cannot delete"), "{what}: {err}");
+            assert!(!dst.join("gone").exists(), "{what}");
+            // Outside a deleted directory the rule keeps what it matches.
+            assert!(dst.join("extra.o").exists(), "{what}");
+        });
+    }
+    // Without `p` the same rules keep the directory and what they match.
+    each_way_then(
+        &["--delete", "-f", "- *.o", "-f", "- .part"],
+        prepare,
+        |dst, out, what| {
+            ok(out, what);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("gone: cannot delete non-empty directory"),
+                "{what}: {err}"
+            );
+            for (f, kept) in [
+                ("gone/x.o", true),
+                ("gone/sub/deep.o", true),
+                ("gone/.part/f", true),
+                ("gone/y", false),
+            ] {
+                assert_eq!(dst.join(f).exists(), kept, "{what}: {f}");
+            }
+        },
+    );
+}
+
 /// With --backup-dir, a deleted directory that holds protected entries
 /// keeps them and sends the rest, each entry, to the backups; one with
 /// nothing protected goes there whole, its contents with it.

@@ -51,7 +51,10 @@
 //!   the list, apply below it unless `n`, and anchor `/x` at the directory.
 //!   Each side keeps only the rules for it ([`Filter::for_side`]).
 //!
-//! Not supported (yet): the `/`, `C`, `p` and `x` modifiers, merges inside a
+//!   The `p` modifier makes a rule perishable: it does not count inside a
+//!   directory `--delete` is removing ([`Filter::is_excluded_in_deleted`]).
+//!
+//! Not supported (yet): the `/`, `C` and `x` modifiers, merges inside a
 //! per-directory file, rsync's scan of the directories above the transfer
 //! for a `dir-merge /NAME`, POSIX character classes (`[[:alpha:]]`) and
 //! case-insensitive matching.
@@ -161,6 +164,9 @@ struct Rule {
     /// `/PATTERN`: matched from where the rule was given (the transfer's
     /// root, or a per-directory file's directory), not at any depth.
     anchored: bool,
+    /// `p`: not counted inside a directory being deleted (so what it keeps
+    /// from `--delete` does not keep that directory).
+    perishable: bool,
 }
 
 impl Rule {
@@ -176,7 +182,14 @@ impl Rule {
             negate,
             side,
             anchored: pattern.starts_with('/'),
+            perishable: false,
         })
+    }
+
+    /// The rule with its `p` modifier.
+    fn perishable(mut self, perishable: bool) -> Rule {
+        self.perishable = perishable;
+        self
     }
 
     fn matches(&self, path: &Candidate<'_>, is_dir: bool) -> bool {
@@ -187,11 +200,12 @@ impl Rule {
         hit != self.negate
     }
 
-    /// The rule in rsync's syntax (`-! PATTERN`, `+s PATTERN`).
+    /// The rule in rsync's syntax (`-! PATTERN`, `+s PATTERN`, `-p PATTERN`).
     fn to_arg(&self) -> String {
         let neg = if self.negate { "!" } else { "" };
+        let p = if self.perishable { "p" } else { "" };
         let kind = self.kind.prefix().trim_end();
-        format!("{kind}{neg}{} {}", self.side.modifier(), self.pattern)
+        format!("{kind}{neg}{p}{} {}", self.side.modifier(), self.pattern)
     }
 }
 
@@ -342,6 +356,7 @@ enum Parsed<'a> {
         kind: RuleKind,
         negate: bool,
         side: Side,
+        perishable: bool,
         pattern: &'a str,
     },
     /// `!` / `clear`: the rules so far are dropped.
@@ -404,7 +419,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         (false, true) => Side::Receiver,
         _ => Side::Both,
     };
-    let (mut s, mut r, mut negate) = (false, false, false);
+    let (mut s, mut r, mut negate, mut perishable) = (false, false, false, false);
     if matches!(rule, '.' | ':') {
         let mut dm = DirMerge {
             name: String::new(),
@@ -451,7 +466,8 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             '!' => negate = true,
             's' => s = true,
             'r' => r = true,
-            '/' | 'C' | 'p' | 'x' => return Err(unsupported(m)),
+            'p' => perishable = true,
+            '/' | 'C' | 'x' => return Err(unsupported(m)),
             _ => return Err(format!("unknown modifier '{m}'")),
         }
     }
@@ -467,6 +483,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         kind,
         negate,
         side,
+        perishable,
         pattern: arg,
     })
 }
@@ -480,6 +497,7 @@ fn parse_line(item: &str, kind: Option<RuleKind>) -> Result<Parsed<'_>, String> 
             kind,
             negate: false,
             side: Side::Both,
+            perishable: false,
             pattern: item,
         }),
         None => parse_rule(item),
@@ -529,6 +547,14 @@ impl Filter {
     /// [`Filter::add_rule`] read those).
     pub fn add(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
         let rule = Rule::new(kind, pattern, false, Side::Both)?;
+        self.entries.push(Entry::Rule(rule));
+        Ok(())
+    }
+
+    /// [`Filter::add`] of a perishable rule (`p`: see
+    /// [`Filter::is_excluded_in_deleted`]), as `-C`'s default patterns are.
+    pub fn add_perishable(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
+        let rule = Rule::new(kind, pattern, false, Side::Both)?.perishable(true);
         self.entries.push(Entry::Rule(rule));
         Ok(())
     }
@@ -584,9 +610,10 @@ impl Filter {
                 kind,
                 negate,
                 side,
+                perishable,
                 pattern,
             } => {
-                let rule = Rule::new(kind, pattern, negate, side)?;
+                let rule = Rule::new(kind, pattern, negate, side)?.perishable(perishable);
                 self.entries.push(Entry::Rule(rule));
             }
             Parsed::Clear => self.entries.clear(),
@@ -692,6 +719,7 @@ impl Filter {
                         kind,
                         negate,
                         side,
+                        perishable,
                         pattern,
                     } => {
                         let side = if side == Side::Both { dm.side } else { side };
@@ -699,7 +727,8 @@ impl Filter {
                             let reason = format!("more than {MAX_DIR_FILE_RULES} rules");
                             return Err(failed(reason));
                         }
-                        rules.push(Rule::new(kind, pattern, negate, side).map_err(at)?);
+                        let rule = Rule::new(kind, pattern, negate, side).map_err(at)?;
+                        rules.push(rule.perishable(perishable));
                     }
                     Parsed::Clear => {
                         rules.clear();
@@ -737,6 +766,17 @@ impl Filter {
     /// [`Filter::is_excluded`] for an entry of the directory whose
     /// per-directory rules are `scope`.
     pub fn is_excluded_in(&self, scope: &DirScope, rel_path: &[u8], is_dir: bool) -> bool {
+        self.excluded(scope, rel_path, is_dir, false)
+    }
+
+    /// [`Filter::is_excluded_in`] for an entry inside a directory that
+    /// `--delete` is removing: perishable rules (`p`) do not count, as
+    /// rsync's, so what only they keep does not keep the directory.
+    pub fn is_excluded_in_deleted(&self, scope: &DirScope, rel_path: &[u8], is_dir: bool) -> bool {
+        self.excluded(scope, rel_path, is_dir, true)
+    }
+
+    fn excluded(&self, scope: &DirScope, rel_path: &[u8], is_dir: bool, deleting: bool) -> bool {
         if rel_path.is_empty() || self.entries.is_empty() {
             return false;
         }
@@ -749,7 +789,8 @@ impl Filter {
         };
         let cand = Candidate::from_bytes(path);
         let decide = |r: &Rule, cand: &Candidate<'_>| {
-            (self.counts(r.side) && r.matches(cand, is_dir)).then_some(r.kind == RuleKind::Exclude)
+            let counts = self.counts(r.side) && !(deleting && r.perishable);
+            (counts && r.matches(cand, is_dir)).then_some(r.kind == RuleKind::Exclude)
         };
         for (slot, e) in self.entries.iter().enumerate() {
             match e {
@@ -1589,6 +1630,27 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.to_string().contains("more than 10000 rules"), "{e}");
+    }
+
+    #[test]
+    fn perishable_rules_do_not_count_inside_a_deleted_directory() {
+        let f = rules(&["-p *.o", "Pp keep/", "- *.log"]);
+        assert_eq!(f.to_args(), ["-p *.o", "-pr keep/", "- *.log"]);
+        let back = Filter::from_args(&f.to_args()).unwrap();
+        assert_eq!(back.to_args(), f.to_args());
+        let none = DirScope::default();
+        for f in [&f, &back] {
+            assert!(f.is_excluded_in(&none, b"a.o", false));
+            assert!(!f.is_excluded_in_deleted(&none, b"a.o", false));
+            assert!(f.is_excluded_in(&none, b"keep", true));
+            assert!(!f.is_excluded_in_deleted(&none, b"keep", true));
+            assert!(f.is_excluded_in_deleted(&none, b"x.log", false));
+        }
+        // In a per-directory rule file too.
+        let d = rules(&[": .rules"]);
+        let top = scope_of(&d, &[("", "-p *.tmp\n")], "");
+        assert!(d.is_excluded_in(&top, b"x.tmp", false));
+        assert!(!d.is_excluded_in_deleted(&top, b"x.tmp", false));
     }
 
     #[test]

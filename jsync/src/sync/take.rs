@@ -1188,6 +1188,15 @@ impl Ctx {
             || self.backups.as_ref().is_some_and(|b| b.protects(rel))
     }
 
+    /// [`Ctx::spared`] for `rel` inside a directory being deleted: rules
+    /// marked perishable (`p`) do not count there, as in rsync.
+    fn spared_in_deleted(&self, scope: &DirScope, rel: &RelPath, is_dir: bool) -> bool {
+        self.opts
+            .filter
+            .is_excluded_in_deleted(scope, self.under_base(rel), is_dir)
+            || self.backups.as_ref().is_some_and(|b| b.protects(rel))
+    }
+
     /// A path beneath the base (`rel`) as the user sees it.
     fn shown_rel(&self, rel: &RelPath) -> String {
         self.shown(self.under_base(rel)).into_owned()
@@ -2074,7 +2083,7 @@ fn protected_inside(
     };
     for (name, is_dir) in ctx.fs.read_dir(rel).map_err(|e| e.to_string())? {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx.spared(&scope, &child, is_dir)
+        if ctx.spared_in_deleted(&scope, &child, is_dir)
             || (is_dir && elsewhere(ctx, &child, home))
             || (is_dir && protected_inside(ctx, &child, home)?)
         {
@@ -2104,7 +2113,7 @@ fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut V
     };
     for (name, is_dir) in names {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx.spared(&scope, &child, is_dir) {
+        if ctx.spared_in_deleted(&scope, &child, is_dir) {
             continue;
         }
         if is_dir && elsewhere(ctx, &child, home) {
