@@ -87,11 +87,8 @@ async fn a_file_cut_short_sends_a_signature_for_its_new_size() {
     let old = pseudo_random(32 << 20, 31);
     std::fs::write(root.join("dst/log"), &old).unwrap();
     std::fs::write(src.join("log"), &old[..300 << 10]).unwrap();
-    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
-    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
-        .connect(&srv.addr_string())
-        .await
-        .unwrap();
+    let services = sync::server_services(root.clone(), false);
+    let (_srv, link) = jsync_tests::serve(&keys, services, TRANSPORTS[0]).await;
     let src_arg = format!("{}/", src.display());
     let r = sync::push(&link, Path::new(&src_arg), "dst", &opts())
         .await

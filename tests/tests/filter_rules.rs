@@ -412,7 +412,9 @@ fn delete_keeps_protected_entries_inside_a_deleted_directory() {
 /// rule does, but not inside a directory being deleted: that directory goes
 /// whole, what they match with it. rsync marks `-C`'s own patterns so, and
 /// the rules `--partial-dir` adds, so a directory the source no longer has
-/// goes though it holds `*.o` files or a partial directory.
+/// goes though it holds `*.o` files or a partial directory. (Without `p`,
+/// the same rules keep the directory and what they match:
+/// delete_keeps_protected_entries_inside_a_deleted_directory.)
 #[test]
 fn perishable_rules_do_not_keep_a_deleted_directory() {
     let prepare = |dst: &Path| {
@@ -439,27 +441,6 @@ fn perishable_rules_do_not_keep_a_deleted_directory() {
             assert!(dst.join("extra.o").exists(), "{what}");
         });
     }
-    // Without `p` the same rules keep the directory and what they match.
-    each_way_then(
-        &["--delete", "-f", "- *.o", "-f", "- .part"],
-        prepare,
-        |dst, out, what| {
-            ok(out, what);
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                err.contains("gone: cannot delete non-empty directory"),
-                "{what}: {err}"
-            );
-            for (f, kept) in [
-                ("gone/x.o", true),
-                ("gone/sub/deep.o", true),
-                ("gone/.part/f", true),
-                ("gone/y", false),
-            ] {
-                assert_eq!(dst.join(f).exists(), kept, "{what}: {f}");
-            }
-        },
-    );
 }
 
 /// With --backup-dir, a deleted directory that holds protected entries
