@@ -224,6 +224,8 @@ struct DirMerge {
     words: bool,
     /// `s`/`r`: the file's rules are for one side.
     side: Side,
+    /// `p`: the file's rules are perishable.
+    perishable: bool,
 }
 
 impl DirMerge {
@@ -232,7 +234,8 @@ impl DirMerge {
         let n = if self.inherit { "" } else { "n" };
         let e = if self.exclude_self { "e" } else { "" };
         let w = if self.words { "w" } else { "" };
-        format!(":{kind}{n}{e}{w}{} {}", self.side.modifier(), self.name)
+        let p = if self.perishable { "p" } else { "" };
+        format!(":{kind}{n}{e}{w}{p}{} {}", self.side.modifier(), self.name)
     }
 }
 
@@ -367,6 +370,7 @@ enum Parsed<'a> {
         kind: Option<RuleKind>,
         words: bool,
         side: Side,
+        perishable: bool,
     },
     DirMerge(DirMerge),
 }
@@ -428,6 +432,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             exclude_self: false,
             words: false,
             side: Side::Both,
+            perishable: false,
         };
         for m in mods.chars() {
             match m {
@@ -436,6 +441,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 'n' if rule == ':' => dm.inherit = false,
                 'e' if rule == ':' => dm.exclude_self = true,
                 'w' => dm.words = true,
+                'p' => dm.perishable = true,
                 's' => s = true,
                 'r' => r = true,
                 'n' | 'e' => return Err(format!("'{m}' is for dir-merge rules only")),
@@ -450,6 +456,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 kind: dm.kind,
                 words: dm.words,
                 side: dm.side,
+                perishable: dm.perishable,
             });
         }
         // A leading '/' asks rsync to look in the directories above the
@@ -623,6 +630,7 @@ impl Filter {
                 kind,
                 words,
                 side,
+                perishable,
             } => {
                 if depth >= MAX_MERGE_DEPTH {
                     let reason = format!("merge files nested more than {MAX_MERGE_DEPTH} deep");
@@ -639,12 +647,17 @@ impl Filter {
                         .map_err(|reason| bad_rule(line, reason))
                         .and_then(|parsed| self.add_parsed(parsed, line, depth + 1));
                     added.map_err(|e| in_file(e, file, n))?;
-                    // The merge rule's `s`/`r` holds for what it merged.
+                    // The merge rule's `s`/`r` and `p` hold for what it merged.
                     for e in self.entries.iter_mut().skip(before) {
                         match e {
-                            Entry::Rule(r) if r.side == Side::Both => r.side = side,
-                            Entry::DirMerge(d) if d.side == Side::Both => d.side = side,
-                            _ => {}
+                            Entry::Rule(r) => {
+                                r.side = if r.side == Side::Both { side } else { r.side };
+                                r.perishable |= perishable;
+                            }
+                            Entry::DirMerge(d) => {
+                                d.side = if d.side == Side::Both { side } else { d.side };
+                                d.perishable |= perishable;
+                            }
                         }
                     }
                 }
@@ -728,7 +741,7 @@ impl Filter {
                             return Err(failed(reason));
                         }
                         let rule = Rule::new(kind, pattern, negate, side).map_err(at)?;
-                        rules.push(rule.perishable(perishable));
+                        rules.push(rule.perishable(perishable || dm.perishable));
                     }
                     Parsed::Clear => {
                         rules.clear();
@@ -801,7 +814,8 @@ impl Filter {
                 }
                 Entry::DirMerge(dm) => {
                     let name = rel_path.rsplit(|&b| b == b'/').next().unwrap_or(rel_path);
-                    if dm.exclude_self && self.counts(dm.side) && name == dm.name.as_bytes() {
+                    let counts = self.counts(dm.side) && !(deleting && dm.perishable);
+                    if dm.exclude_self && counts && name == dm.name.as_bytes() {
                         return true;
                     }
                     for layer in scope.layers.iter().filter(|l| l.slot == slot) {
@@ -857,7 +871,7 @@ impl Filter {
     }
 
     /// The inverse of [`Filter::to_args`]: include and exclude rules (with
-    /// `!`, `s`, `r`) and `dir-merge` rules. `merge` and `!` are refused: a
+    /// `!`, `s`, `r`, `p`) and `dir-merge` rules. `merge` and `!` are refused: a
     /// client's merge files are read on the client, never on a server.
     pub fn from_args(args: &[String]) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
@@ -1435,7 +1449,7 @@ mod tests {
             ("-*.o", "expected a space"),
             ("- ", "no pattern"),
             ("-/ /abs", "does not support the '/'"),
-            ("-p *.o", "does not support the 'p'"),
+            ("-x *.o", "does not support the 'x'"),
             ("-q *.o", "unknown modifier 'q'"),
             (".n f", "dir-merge rules only"),
             (": a/b", "a name, not a path"),
@@ -1646,11 +1660,29 @@ mod tests {
             assert!(!f.is_excluded_in_deleted(&none, b"keep", true));
             assert!(f.is_excluded_in_deleted(&none, b"x.log", false));
         }
-        // In a per-directory rule file too.
+        // In a per-directory rule file too, or for all of one (`:p`), or
+        // for all of a merged file (`.p`).
         let d = rules(&[": .rules"]);
-        let top = scope_of(&d, &[("", "-p *.tmp\n")], "");
+        let top = scope_of(&d, &[("", "-p *.tmp\n- *.bak\n")], "");
         assert!(d.is_excluded_in(&top, b"x.tmp", false));
         assert!(!d.is_excluded_in_deleted(&top, b"x.tmp", false));
+        assert!(d.is_excluded_in_deleted(&top, b"x.bak", false));
+        let d = rules(&[":pe .rules"]);
+        assert_eq!(d.to_args(), [":ep .rules"]);
+        assert_eq!(
+            Filter::from_args(&d.to_args()).unwrap().to_args(),
+            d.to_args()
+        );
+        let top = scope_of(&d, &[("", "- *.bak\n")], "");
+        for p in [&b"x.bak"[..], b".rules"] {
+            assert!(d.is_excluded_in(&top, p, false));
+            assert!(!d.is_excluded_in_deleted(&top, p, false));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rules");
+        std::fs::write(&file, "- *.bak\n").unwrap();
+        let m = rules(&[&format!(".p {}", file.display())]);
+        assert_eq!(m.to_args(), ["-p *.bak"]);
     }
 
     #[test]
