@@ -443,6 +443,33 @@ fn perishable_rules_do_not_keep_a_deleted_directory() {
     }
 }
 
+/// A directory in the way of a file is not removed while it holds what the
+/// receiver's rules protect, as in rsync ("cannot make way"): the run fails
+/// for that file, naming it, and the directory stays as it was. A
+/// perishable rule does not hold it.
+#[test]
+fn a_directory_holding_protected_entries_does_not_make_way() {
+    let prepare = |dst: &Path| {
+        for f in ["top.txt/keep.o", "top.txt/other"] {
+            put(&dst.join(f), "old");
+        }
+    };
+    each_way_then(&["-f", "- *.o"], prepare, |dst, out, what| {
+        fails(out, 3, "top.txt: cannot make way for it", what);
+        assert!(dst.join("top.txt/keep.o").exists(), "{what}");
+        assert!(dst.join("top.txt/other").exists(), "{what}");
+        assert!(dst.join("a/kept.txt").exists(), "{what}: the rest arrives");
+    });
+    each_way_then(&["-f", "-p *.o"], prepare, |dst, out, what| {
+        ok(out, what);
+        assert_eq!(
+            std::fs::read(dst.join("top.txt")).unwrap(),
+            b"top.txt",
+            "{what}"
+        );
+    });
+}
+
 /// With --backup-dir, a deleted directory that holds protected entries
 /// keeps them and sends the rest, each entry, to the backups; one with
 /// nothing protected goes there whole, its contents with it.

@@ -962,6 +962,19 @@ impl Ctx {
     /// Removes `rel`, a directory with all it holds (entering none on
     /// another filesystem than `dev`'s); with `--backup`, moves it to its
     /// backup instead.
+    /// Removes the directory at `rel` for an entry of another kind (backed
+    /// up with `--backup`), unless it holds what the receiver's rules
+    /// protect (perishable rules do not count), as rsync's: then an error,
+    /// and the directory stays.
+    fn make_way(&self, rel: &RelPath) -> std::result::Result<(), String> {
+        if !self.opts.filter.is_empty() && protected_inside(self, rel, None)? {
+            return Err(
+                "cannot make way for it: the directory there holds protected entries".into(),
+            );
+        }
+        self.remove(rel, None)
+    }
+
     fn remove(&self, rel: &RelPath, dev: Option<u64>) -> std::result::Result<(), String> {
         match &self.backups {
             Some(b) => b.keep_removed(&self.fs, rel),
@@ -1414,10 +1427,10 @@ fn plan(
         if dry {
             return Ok(());
         }
-        if m.kind == Kind::Dir || ctx.backups.is_some() {
-            ctx.remove(rel, None)
-        } else {
-            fs.remove(rel).map_err(s)
+        match m.kind {
+            Kind::Dir => ctx.make_way(rel),
+            _ if ctx.backups.is_some() => ctx.remove(rel, None),
+            _ => fs.remove(rel).map_err(s),
         }
     };
     match e.kind {
@@ -1742,7 +1755,7 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
         return false;
     }
     let res = match here {
-        Ok(Some(m)) if m.kind == Kind::Dir => ctx.remove(rel, None),
+        Ok(Some(m)) if m.kind == Kind::Dir => ctx.make_way(rel),
         Ok(Some(_)) => ctx.keep_replaced(rel),
         _ => Ok(()),
     }
