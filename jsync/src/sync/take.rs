@@ -962,6 +962,13 @@ impl Ctx {
     /// Removes `rel`, a directory with all it holds (entering none on
     /// another filesystem than `dev`'s); with `--backup`, moves it to its
     /// backup instead.
+    fn remove(&self, rel: &RelPath, dev: Option<u64>) -> std::result::Result<(), String> {
+        match &self.backups {
+            Some(b) => b.keep_removed(&self.fs, rel),
+            None => self.fs.remove_all_on(rel, dev).map_err(|e| e.to_string()),
+        }
+    }
+
     /// Removes the directory at `rel` for an entry of another kind (backed
     /// up with `--backup`), unless it holds what the receiver's rules
     /// protect (perishable rules do not count), as rsync's: then an error,
@@ -973,13 +980,6 @@ impl Ctx {
             );
         }
         self.remove(rel, None)
-    }
-
-    fn remove(&self, rel: &RelPath, dev: Option<u64>) -> std::result::Result<(), String> {
-        match &self.backups {
-            Some(b) => b.keep_removed(&self.fs, rel),
-            None => self.fs.remove_all_on(rel, dev).map_err(|e| e.to_string()),
-        }
     }
 
     /// Maps the sender's names to local ids (as root, or for ACLs' named
