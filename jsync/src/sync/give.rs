@@ -2335,6 +2335,59 @@ mod tests {
         assert!(local.referent(&out).is_ok());
     }
 
+    /// The streamed path's forwarder hands on at most its limit of a
+    /// signature (cutting a batch short) and reads the rest to its end:
+    /// what waits in its unbounded channel for a busy recipe builder is
+    /// bounded by the limit, whatever the receiver sends.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn forward_signature_hands_on_at_most_its_limit() {
+        use crate::runtime::{Link, Services};
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+        let got_tx = std::sync::Mutex::new(Some(got_tx));
+        let services = Services::new().with("sig", move |peer| {
+            let got_tx = got_tx.lock().unwrap().take();
+            async move {
+                let mut c = peer.accept().await?.expect("a circuit");
+                let (to, batches) = std::sync::mpsc::channel();
+                let chunking = Chunking::from_bits(11).unwrap();
+                forward_signature(c.halves().1, "test", to, chunking, 2500).await?;
+                let sizes: Vec<usize> = batches.try_iter().map(|b| b.len()).collect();
+                let next = c.recv().await?.map(|f| f.op);
+                let _ = got_tx.expect("one circuit").send((sizes, next));
+                Ok(())
+            }
+        });
+        let (a, _b) = Link::pair(Arc::new(Services::new()), Arc::new(services))
+            .await
+            .unwrap();
+        let peer = a.start("sig", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        for b in 0..4u64 {
+            let chunks: Vec<chunker::ChunkRef> = (0..1000u64)
+                .map(|i| chunker::ChunkRef {
+                    hash: *blake3::hash(&(b * 1000 + i).to_le_bytes()).as_bytes(),
+                    offset: b * 1000 + i,
+                    len: 1,
+                })
+                .collect();
+            let mut payload = Vec::new();
+            chunker::encode_sig_batch(&chunks, &mut payload);
+            c.send(Fragment::new(msg::SIG).with_payload(payload))
+                .await
+                .unwrap();
+        }
+        c.send(Fragment::new(msg::SIG_END)).await.unwrap();
+        c.send(Fragment::new(msg::REPORT)).await.unwrap();
+        let (sizes, next) = got_rx.await.unwrap();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(
+            next,
+            Some(msg::REPORT),
+            "read to the signature's end, no further"
+        );
+        a.close("done").await;
+    }
+
     /// A signature longer than the file warrants is kept only up to
     /// [`sig_limit`]: the chunks after it are neither indexed nor held.
     #[test]
