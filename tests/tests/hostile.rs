@@ -385,6 +385,15 @@ async fn unchanged_lane(
     Ok(())
 }
 
+/// A temporary directory holding an empty directory `name`, and that
+/// directory's path.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    (work, dir)
+}
+
 /// The scene: `work/outside/sentinel`, `beside/sentinel` next to where the
 /// destination will be, and an absolute path outside `work` that must not come
 /// to exist.
@@ -606,9 +615,7 @@ async fn a_source_name_that_is_not_one_file_name_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_client_gets_nothing_the_server_did_not_list_as_a_file() {
     let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let (work, root) = scratch("root");
     std::fs::write(root.join("public.txt"), b"public\n").unwrap();
     std::fs::write(work.path().join("secret.txt"), b"secret\n").unwrap();
     std::os::unix::fs::symlink(work.path().join("secret.txt"), root.join("link")).unwrap();
@@ -769,9 +776,7 @@ fn sig_batch(chunks: impl IntoIterator<Item = (u64, blake3::Hash)>) -> Fragment 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signature_is_kept_only_up_to_the_senders_limit() {
     let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let (_work, root) = scratch("root");
     let small: Vec<u8> = (0..250u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(root.join("small"), &small).unwrap();
     std::fs::write(root.join("zeros"), vec![0u8; 1 << 20]).unwrap();
@@ -841,9 +846,7 @@ async fn a_signature_is_kept_only_up_to_the_senders_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_that_shrinks_while_its_signature_streams_is_given_up_in_step() {
     let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let (_work, root) = scratch("root");
     std::fs::write(root.join("big"), jsync_tests::pseudo_random(8 << 20, 21)).unwrap();
     std::fs::write(root.join("small"), b"small\n").unwrap();
     let give = ListedGive::start(&keys, &root).await;
@@ -906,9 +909,7 @@ async fn a_file_that_shrinks_while_its_signature_streams_is_given_up_in_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unchanged_for_a_file_of_another_size_is_refused() {
     let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let dst = work.path().join("dst");
-    std::fs::create_dir(&dst).unwrap();
+    let (_work, dst) = scratch("dst");
     let old = jsync_tests::pseudo_random(2 << 20, 4);
     std::fs::write(dst.join("lie.bin"), &old).unwrap();
     let entries = vec![file(b"lie.bin", 3 << 20)];
@@ -931,9 +932,7 @@ async fn unchanged_for_a_file_of_another_size_is_refused() {
 async fn unchanged_with_a_wrong_digest_fails_verification() {
     use std::os::unix::fs::MetadataExt;
     let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let dst = work.path().join("dst");
-    std::fs::create_dir(&dst).unwrap();
+    let (_work, dst) = scratch("dst");
     let old = jsync_tests::pseudo_random(2 << 20, 5);
     std::fs::write(dst.join("lie-same-size.bin"), &old).unwrap();
     let before = std::fs::metadata(dst.join("lie-same-size.bin")).unwrap();
@@ -974,9 +973,7 @@ async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
     let keys = Keys::new();
     let old = jsync_tests::pseudo_random(2 << 20, 11);
     for same_bytes in [true, false] {
-        let work = tempfile::tempdir().unwrap();
-        let dst = work.path().join("dst");
-        std::fs::create_dir(&dst).unwrap();
+        let (_work, dst) = scratch("dst");
         let target = dst.join("f.bin");
         std::fs::write(&target, &old).unwrap();
         let ino = std::fs::metadata(&target).unwrap().ino();
@@ -1037,9 +1034,7 @@ async fn a_copy_changed_after_its_cut_is_not_taken_as_unchanged() {
 async fn an_unchanged_before_the_signature_ends_waits_for_it() {
     use std::os::unix::fs::MetadataExt;
     let keys = Keys::new();
-    let work = tempfile::tempdir().unwrap();
-    let dst = work.path().join("dst");
-    std::fs::create_dir(&dst).unwrap();
+    let (_work, dst) = scratch("dst");
     let target = dst.join("f.bin");
     // 16 MiB: about 4,000 chunks, in two batches or more.
     let old = jsync_tests::pseudo_random(16 << 20, 13);
