@@ -738,6 +738,12 @@ impl ListedGive {
         }
     }
 
+    /// Ends the service and the link.
+    async fn close(self) {
+        self.peer.close();
+        self.link.close("done").await;
+    }
+
     /// The index of the entry listed as `path`.
     fn index(&self, path: &[u8]) -> u64 {
         self.entries.iter().position(|e| e.path == path).unwrap() as u64
@@ -835,8 +841,7 @@ async fn a_signature_is_kept_only_up_to_the_senders_limit() {
             assert_eq!(steps, want, "{what}");
         }
     }
-    give.peer.close();
-    give.link.close("done").await;
+    give.close().await;
 }
 
 /// A file that shrinks on the server while a scripted receiver still sends
@@ -899,8 +904,7 @@ async fn a_file_that_shrinks_while_its_signature_streams_is_given_up_in_step() {
     let f = lane.recv().await.unwrap().expect("an answer");
     assert_eq!(f.op, msg::FILE);
     assert_eq!(WholeFile::decode(&f.payload).unwrap().data, b"small\n");
-    give.peer.close();
-    give.link.close("done").await;
+    give.close().await;
 }
 
 /// A hostile sender that answers a delta with UNCHANGED for a file the
