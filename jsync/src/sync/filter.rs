@@ -553,15 +553,22 @@ impl Filter {
     /// part of the pattern here ([`Filter::add_from_reader`] and
     /// [`Filter::add_rule`] read those).
     pub fn add(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
-        let rule = Rule::new(kind, pattern, false, Side::Both)?;
-        self.entries.push(Entry::Rule(rule));
-        Ok(())
+        self.add_plain(kind, pattern, false)
     }
 
     /// [`Filter::add`] of a perishable rule (`p`: see
     /// [`Filter::is_excluded_in_deleted`]), as `-C`'s default patterns are.
     pub fn add_perishable(&mut self, kind: RuleKind, pattern: &str) -> Result<(), FilterError> {
-        let rule = Rule::new(kind, pattern, false, Side::Both)?.perishable(true);
+        self.add_plain(kind, pattern, true)
+    }
+
+    fn add_plain(
+        &mut self,
+        kind: RuleKind,
+        pattern: &str,
+        perishable: bool,
+    ) -> Result<(), FilterError> {
+        let rule = Rule::new(kind, pattern, false, Side::Both)?.perishable(perishable);
         self.entries.push(Entry::Rule(rule));
         Ok(())
     }

@@ -1730,9 +1730,10 @@ async fn serve(
             send.await?;
         }
     }
-    let built = builder
-        .await
-        .map_err(|e| Fail::Lane(Error::io("recipe builder", std::io::Error::other(e))))?;
+    let built = builder.await.map_err(|e| {
+        let what = format!("recipe builder for {shown}");
+        Fail::Lane(Error::io(what, std::io::Error::other(e)))
+    })?;
     let (
         Built {
             end: total,

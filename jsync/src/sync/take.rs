@@ -1194,20 +1194,15 @@ impl Ctx {
 
     /// Whether `--delete` leaves `rel` alone: the receiver's rules (`scope`,
     /// those of its directory) exclude it, or it is the backup directory.
-    fn spared(&self, scope: &DirScope, rel: &RelPath, is_dir: bool) -> bool {
-        self.opts
-            .filter
-            .is_excluded_in(scope, self.under_base(rel), is_dir)
-            || self.backups.as_ref().is_some_and(|b| b.protects(rel))
-    }
-
-    /// [`Ctx::spared`] for `rel` inside a directory being deleted: rules
-    /// marked perishable (`p`) do not count there, as in rsync.
-    fn spared_in_deleted(&self, scope: &DirScope, rel: &RelPath, is_dir: bool) -> bool {
-        self.opts
-            .filter
-            .is_excluded_in_deleted(scope, self.under_base(rel), is_dir)
-            || self.backups.as_ref().is_some_and(|b| b.protects(rel))
+    /// Inside a directory being deleted (`in_deleted`), rules marked
+    /// perishable (`p`) do not count, as in rsync.
+    fn spared(&self, scope: &DirScope, rel: &RelPath, is_dir: bool, in_deleted: bool) -> bool {
+        let (filter, path) = (&self.opts.filter, self.under_base(rel));
+        let excluded = match in_deleted {
+            true => filter.is_excluded_in_deleted(scope, path, is_dir),
+            false => filter.is_excluded_in(scope, path, is_dir),
+        };
+        excluded || self.backups.as_ref().is_some_and(|b| b.protects(rel))
     }
 
     /// A path beneath the base (`rel`) as the user sees it.
@@ -2019,7 +2014,7 @@ fn delete_extraneous(
             continue;
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
-        if !ctx.spared(&scope, &rel, is_dir) {
+        if !ctx.spared(&scope, &rel, is_dir, false) {
             delete_one(ctx, &rel, is_dir, home, lines);
         }
     }
@@ -2096,7 +2091,7 @@ fn protected_inside(
     };
     for (name, is_dir) in ctx.fs.read_dir(rel).map_err(|e| e.to_string())? {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx.spared_in_deleted(&scope, &child, is_dir)
+        if ctx.spared(&scope, &child, is_dir, true)
             || (is_dir && elsewhere(ctx, &child, home))
             || (is_dir && protected_inside(ctx, &child, home)?)
         {
@@ -2126,7 +2121,7 @@ fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut V
     };
     for (name, is_dir) in names {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-        if ctx.spared_in_deleted(&scope, &child, is_dir) {
+        if ctx.spared(&scope, &child, is_dir, true) {
             continue;
         }
         if is_dir && elsewhere(ctx, &child, home) {
@@ -2386,9 +2381,12 @@ async fn lane_writer(
             drop(batches);
             // A cut stopped part-way by an error offers the chunks it got
             // to (sent already); copies from them are checked as made.
-            let res = cut
-                .await
-                .map_err(|e| Error::io("signature worker", std::io::Error::other(e)))?;
+            let res = cut.await.map_err(|e| {
+                Error::io(
+                    format!("signature worker for {shown}"),
+                    std::io::Error::other(e),
+                )
+            })?;
             if let Err(e) = res {
                 tracing::debug!(path = %shown, error = %e, "cannot cut the local file");
             }
@@ -2668,35 +2666,26 @@ fn signature(
     mut f: impl FnMut(ChunkRef) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    /// Ends the cut at the limit.
-    #[derive(Debug)]
-    struct Enough;
-    impl std::fmt::Display for Enough {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("enough chunks")
-        }
-    }
-    impl std::error::Error for Enough {}
     let mut left = limit;
-    if left == 0 {
-        return Ok(());
-    }
     for (start, len) in super::fsroot::data_extents(file, size)? {
+        if left == 0 {
+            break;
+        }
         let mut region = file.try_clone()?;
         region.seek(SeekFrom::Start(start))?;
+        // The limit ends the cut with an error of its own, known by `left`.
         let cut = chunker::for_each_chunk_sized(region.take(len), len, chunking, |mut r, _| {
             r.offset += start;
             f(r)?;
             left -= 1;
             match left {
-                0 => Err(std::io::Error::other(Enough)),
+                0 => Err(std::io::Error::other("enough chunks")),
                 _ => Ok(()),
             }
         });
         match cut {
-            Ok(_) => {}
-            Err(e) if e.get_ref().is_some_and(|e| e.is::<Enough>()) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(_) if left == 0 => break,
+            other => other.map(drop)?,
         }
     }
     Ok(())
