@@ -907,6 +907,67 @@ async fn a_file_that_shrinks_while_its_signature_streams_is_given_up_in_step() {
     give.close().await;
 }
 
+/// A receiver that breaks its signature (an op that has no place in one)
+/// while the sender is held inside a write of the recipe it already builds
+/// (the receiver reads nothing until then, so the lane's window fills): the
+/// sender finishes that write, stops, and the lane's failure names the
+/// broken signature. (Cancelling the write instead would take the lane's
+/// writer with it, and the lane would end without a reason.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_broken_while_the_recipe_waits_fails_the_lane_with_its_reason() {
+    let keys = Keys::new();
+    let (_work, root) = scratch("root");
+    let data = jsync_tests::pseudo_random(24 << 20, 33);
+    std::fs::write(root.join("big"), &data).unwrap();
+    let give = ListedGive::start(&keys, &root).await;
+    let mut lane = give.peer.open().await.unwrap();
+    let want = Want {
+        index: give.index(b"big"),
+        how: WantHow::Delta,
+        chunk_bits: 12,
+        basis_size: data.len() as u64,
+    };
+    lane.send(Fragment::new(msg::WANT).with_payload(encode_to_vec(&want)))
+        .await
+        .unwrap();
+    // 4 KiB chunks over the first 16 MiB: every other one is the file's own,
+    // the rest are not, so the sender answers with a copy and a literal in
+    // turn (8 MiB of literals, twice the lane's window) before the
+    // signature ends.
+    let chunk = |i: usize| match i % 2 {
+        0 => (4096, blake3::hash(&data[i * 4096..(i + 1) * 4096])),
+        _ => (4096, blake3::hash(&i.to_le_bytes())),
+    };
+    for first in (0..4096).step_by(1024) {
+        lane.send(sig_batch((first..first + 1024).map(chunk)))
+            .await
+            .unwrap();
+    }
+    // Time for the sender to fill the window (it takes milliseconds).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    lane.send(Fragment::new(msg::REPORT)).await.unwrap();
+    let mut literal = 0;
+    let reason = loop {
+        match lane.recv().await {
+            Ok(Some(f)) if f.op == msg::META => {}
+            Ok(Some(f)) if f.op == msg::RECIPE => {
+                for op in msg::RecipeReader::new(&f.payload, 1 << 20) {
+                    if let msg::RecipeOp::Literal(d) = op.unwrap() {
+                        literal += d.len();
+                    }
+                }
+            }
+            Ok(Some(f)) => panic!("answered with {}", f.op),
+            Ok(None) => panic!("the lane ended without a reason"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    let what = format!("{literal} bytes of literals came first ({reason})");
+    assert!(literal >= 3 << 20, "the lane's window was full: {what}");
+    assert!(reason.contains("inside a signature"), "{reason}");
+    give.close().await;
+}
+
 /// A hostile sender that answers a delta with UNCHANGED for a file the
 /// receiver's chunks do not make (they hold 2 MiB; it lists 3 MiB): the run
 /// fails, naming the sender's answer, and the receiver's copy is as it was.

@@ -17,6 +17,7 @@ use proto::sync::{
 };
 use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::acl;
 use super::chunker::{
@@ -1709,8 +1710,20 @@ async fn serve(
         out.map(|o| (o, file))
     });
     let (c_tx, c_rx) = c.halves();
+    // Stops the sending between payloads, never inside one: a write cut
+    // short would take the lane's writer with it, and the reason the lane
+    // fails would not reach the receiver.
+    let stop = CancellationToken::new();
     let send = async {
-        while let Some((payload, literal, covered)) = rx.recv().await {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = stop.cancelled() => None,
+                next = rx.recv() => next,
+            };
+            let Some((payload, literal, covered)) = next else {
+                break;
+            };
             let alg = if literal { alg } else { Compression::NONE };
             giver.pace(payload.len()).await;
             c_tx.send_with(Fragment::new(msg::RECIPE).with_payload(payload), alg)
@@ -1721,9 +1734,27 @@ async fn serve(
     };
     match chunking {
         Some(chunking) if large => {
+            // The signature is read while the recipe goes out; whichever
+            // fails first stops the other.
             let limit = sig_limit(size);
-            let forward = forward_signature(c_rx, &giver.peer, sig_tx, chunking, limit);
-            tokio::try_join!(forward, send)?;
+            let forward = async {
+                tokio::select! {
+                    biased;
+                    r = forward_signature(c_rx, &giver.peer, sig_tx, chunking, limit) => r,
+                    _ = stop.cancelled() => Ok(()),
+                }
+            };
+            let failing = |r: Result<()>| {
+                if r.is_err() {
+                    stop.cancel();
+                }
+                r
+            };
+            let (forwarded, sent) = tokio::join!(async { failing(forward.await) }, async {
+                failing(send.await)
+            });
+            forwarded?;
+            sent?;
         }
         _ => {
             drop(sig_tx);
