@@ -1012,10 +1012,10 @@ impl Cli {
                     "--partial-dir {d}: jcp takes a plain name, made inside each directory (like .rsync-partial)"
                 )));
             }
-            // As rsync: not sent, whatever it is, and kept from deletion,
-            // --delete-excluded too; perishable, so a directory the source
-            // no longer has goes though it holds DIR.
-            for rule in [format!("-p {d}"), format!("Pp {d}")] {
+            // As rsync's `-p DIR/`: a directory named DIR is not sent, and
+            // is kept from deletion, --delete-excluded too; perishable, so a
+            // directory the source no longer has goes though it holds DIR.
+            for rule in [format!("-p {d}/"), format!("Pp {d}/")] {
                 filter
                     .add_rule(&rule)
                     .map_err(|e| UsageError(e.to_string()))?;

@@ -443,6 +443,31 @@ fn perishable_rules_do_not_keep_a_deleted_directory() {
     }
 }
 
+/// The rules `--partial-dir DIR` adds are rsync's `-p DIR/` (and here `Pp
+/// DIR/`): they match directories named DIR only, so a source file of that
+/// name is sent and a source directory is not.
+#[test]
+fn partial_dir_rules_match_only_directories() {
+    each_way_then(
+        &["--partial-dir", "top.txt"],
+        |_| {},
+        |dst, out, what| {
+            ok(out, what);
+            let got = std::fs::read(dst.join("top.txt")).ok();
+            assert_eq!(got.as_deref(), Some(&b"top.txt"[..]), "{what}");
+        },
+    );
+    each_way_then(
+        &["--partial-dir", "c"],
+        |_| {},
+        |dst, out, what| {
+            ok(out, what);
+            assert!(!dst.join("c").exists(), "{what}");
+            assert!(dst.join("top.txt").exists(), "{what}");
+        },
+    );
+}
+
 /// A directory in the way of a file is not removed while it holds what the
 /// receiver's rules protect, as in rsync ("cannot make way"): the run fails
 /// for that file, naming it, and the directory stays as it was. A
