@@ -455,6 +455,14 @@ pub struct Cli {
     #[arg(short = 'k', long)]
     pub copy_dirlinks: bool,
 
+    /// Keep a symlink to a directory in the destination where the source has
+    /// a directory, as rsync's -K: what the source's directory holds goes
+    /// into the one the link leads to, which must be beneath the
+    /// destination (a server's: beneath its root); a link leading out is
+    /// left as it is, named in an error, and nothing is sent into it
+    #[arg(short = 'K', long)]
+    pub keep_dirlinks: bool,
+
     /// Leave out symlinks that are absolute or lead above the transfer's top
     /// from where they sit (each named in a warning), as rsync's --safe-links
     #[arg(long)]
@@ -1052,6 +1060,7 @@ impl Cli {
         sync.one_file_system = self.one_file_system.min(2);
         sync.copy_links = self.copy_links;
         sync.copy_dirlinks = self.copy_dirlinks;
+        sync.keep_dirlinks = self.keep_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
         sync.delay_updates = self.delay_updates;

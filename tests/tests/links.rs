@@ -391,3 +391,82 @@ fn safe_links_leaves_out_links_that_lead_outside_the_transfer() {
     assert!(std::fs::read_link(plain.join("abs")).is_ok());
     assert!(std::fs::read_link(plain.join("sub/out")).is_ok());
 }
+
+/// `-K` (`--keep-dirlinks`), each way: a symlink in the destination that
+/// leads to a directory where the source has a directory stays a link, and
+/// what the source's directory holds goes into the one it leads to (its
+/// extraneous entries deleted with `--delete`, its mtime the source's). A
+/// link leading out of the destination is left as it is, named in an error
+/// (exit 3), with nothing written through it. Without `-K` both links are
+/// replaced by directories, as rsync's.
+#[test]
+fn keep_dirlinks_keeps_links_to_directories_in_the_destination() {
+    use jsync_tests::bins::{assert_fails as fails, ways, Sources};
+    let setup = Sources::new(|src| {
+        std::fs::create_dir_all(src.join("d/sub")).unwrap();
+        std::fs::create_dir_all(src.join("out")).unwrap();
+        std::fs::write(src.join("d/f"), "new\n").unwrap();
+        std::fs::write(src.join("d/sub/g"), "g\n").unwrap();
+        std::fs::write(src.join("out/x"), "x\n").unwrap();
+        std::fs::write(src.join("top.txt"), "top\n").unwrap();
+        let t = filetime::FileTime::from_unix_time(1_500_000_000, 0);
+        filetime::set_file_mtime(src.join("d"), t).unwrap();
+    });
+    let outside = setup.work.path().join("outside");
+    let prepare = |dst: &Path| {
+        std::fs::create_dir_all(dst.join("store")).unwrap();
+        std::fs::write(dst.join("store/f"), "older\n").unwrap();
+        std::fs::write(dst.join("store/stale"), "stale\n").unwrap();
+        symlink("store", dst.join("d")).unwrap();
+        let _ = std::fs::remove_dir_all(&outside);
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "keep\n").unwrap();
+        symlink(&outside, dst.join("out")).unwrap();
+    };
+    let is_link = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    };
+    for keep in [true, false] {
+        for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            prepare(&dst);
+            let mut args = vec!["-q", "--delete", "-f", "P /store"];
+            if keep {
+                args.push("-K");
+            }
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", args.join(" "));
+            let out = setup.srv.jcp(setup.keys.path(), &args);
+            assert_eq!(read(&dst.join("top.txt")), "top\n", "{what}");
+            assert_eq!(read(&dst.join("d/f")), "new\n", "{what}");
+            assert_eq!(read(&dst.join("d/sub/g")), "g\n", "{what}");
+            assert!(!outside.join("x").exists(), "{what}: written outside");
+            assert_eq!(read(&outside.join("keep")), "keep\n", "{what}");
+            if keep {
+                fails(&out, 3, "out: -K follows only symlinks", &what);
+                assert!(
+                    is_link(&dst.join("d")) && is_link(&dst.join("out")),
+                    "{what}"
+                );
+                assert!(!dst.join("store/stale").exists(), "{what}: --delete");
+                let m = std::fs::metadata(dst.join("store")).unwrap();
+                assert_eq!(
+                    m.modified().unwrap(),
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000),
+                    "{what}"
+                );
+            } else {
+                ok(&out, &what);
+                assert!(
+                    !is_link(&dst.join("d")) && !is_link(&dst.join("out")),
+                    "{what}"
+                );
+                assert_eq!(read(&dst.join("out/x")), "x\n", "{what}");
+                assert_eq!(read(&dst.join("store/f")), "older\n", "{what}");
+            }
+        }
+    }
+}

@@ -433,6 +433,29 @@ impl FsRoot {
         }
     }
 
+    /// Where the symlink `rel` leads when that is a directory beneath the
+    /// root (`-K`): the directory's path beneath the root and its metadata.
+    /// `None` when the link leads to anything else or nowhere; an escape
+    /// error when it leads out of the root (or, with the fallback resolver,
+    /// anywhere). The path is read back from `/proc/self/fd` once the
+    /// kernel has resolved the link beneath the root.
+    pub fn dirlink_target(&self, rel: &RelPath) -> Result<Option<(RelPath, Meta)>, FsError> {
+        let fd = match self.resolve_follow(rel) {
+            Ok(fd) => fd,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let err = |e: io::Error| FsError::io(rel.display(), e);
+        let meta = Meta::from_stat(&rfs::fstat(&fd).map_err(|e| err(e.into()))?);
+        if meta.kind != Kind::Dir {
+            return Ok(None);
+        }
+        let at = std::fs::read_link(proc_fd_path(&fd)).map_err(err)?;
+        let root = std::fs::read_link(proc_fd_path(&self.fd)).map_err(err)?;
+        let beneath = at.strip_prefix(&root).map_err(|_| escape(rel.as_bytes()))?;
+        Ok(Some((FsRoot::check(beneath.as_os_str().as_bytes())?, meta)))
+    }
+
     /// Opens a regular file for reading. A final symlink is refused, not
     /// followed; so is anything but a regular file (a FIFO would block).
     pub fn open_read(&self, rel: &RelPath) -> Result<File, FsError> {

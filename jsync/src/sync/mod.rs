@@ -126,6 +126,11 @@ pub struct SyncOptions {
     /// Send a symlink to a directory as the directory (`-k`), as far as
     /// `copy_links` would follow it; other symlinks stay links.
     pub copy_dirlinks: bool,
+    /// Keep a symlink in the destination that leads to a directory where the
+    /// source has a directory (`-K`): its contents and attributes go to the
+    /// directory it leads to, which must be beneath the destination's root
+    /// (a link leading out of it is refused, named, with what it holds).
+    pub keep_dirlinks: bool,
     /// Transfer directories without recursing (`-d` without `-r`): a
     /// directory's contents go only when it is named with a trailing slash
     /// (or `.`), and the directories met there are made empty (their
@@ -241,6 +246,7 @@ impl Default for SyncOptions {
             one_file_system: 0,
             copy_links: false,
             copy_dirlinks: false,
+            keep_dirlinks: false,
             dirs_only: false,
             fuzzy: false,
             delay_updates: false,
@@ -370,6 +376,7 @@ impl Args {
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
+            format!("keep_dirlinks={}", flag(opts.keep_dirlinks)),
             format!("dirs_only={}", flag(opts.dirs_only)),
             format!("fuzzy={}", flag(opts.fuzzy)),
             format!("delay_updates={}", flag(opts.delay_updates)),
@@ -508,6 +515,7 @@ impl Args {
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
+                "keep_dirlinks" => out.opts.keep_dirlinks = on,
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
                 "delay_updates" => out.opts.delay_updates = on,
@@ -639,6 +647,7 @@ impl Args {
             fuzzy: self.opts.fuzzy,
             delay_updates: self.opts.delay_updates,
             partial_dir: self.opts.partial_dir.clone(),
+            keep_dirlinks: self.opts.keep_dirlinks,
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,
             delete_before: self.opts.delete_before,
@@ -876,6 +885,7 @@ mod tests {
             one_file_system: 2,
             copy_links: true,
             copy_dirlinks: true,
+            keep_dirlinks: true,
             dirs_only: true,
             fuzzy: true,
             delay_updates: true,
@@ -937,7 +947,7 @@ mod tests {
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
-        assert!(t.safe_links && t.fuzzy && t.delay_updates);
+        assert!(t.safe_links && t.fuzzy && t.delay_updates && t.keep_dirlinks);
         assert_eq!(t.partial_dir.as_deref(), Some(".rsync-partial"));
         let mut bad = Args::encode("", &SyncOptions::default());
         bad.push("partial_dir=../x".into());

@@ -132,6 +132,9 @@ pub(crate) struct TakeOptions {
     /// Partial files live in this directory inside each directory
     /// (`--partial-dir`).
     pub partial_dir: Option<String>,
+    /// A symlink to a directory beneath the root stands for the directory
+    /// the sender has (`-K`).
+    pub keep_dirlinks: bool,
     /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
     /// Symlinks' times are left alone (`-J`).
@@ -495,21 +498,17 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             // Only what differs now that the contents are in place: an
             // up-to-date directory is not touched at all (not even its ctime).
             let res = match fs.lstat(&rel) {
-                Ok(Some(here)) => {
-                    let c = ctx.attr_change(&rel, &here, &e);
-                    ctx.update_attrs(&rel, &e, &c).and_then(|()| {
-                        if c.time {
-                            fs.set_times(&rel, e.mtime, true)
-                        } else {
-                            Ok(())
-                        }
-                    })
-                }
+                Ok(Some(here)) => match ctx.kept_dirlink(&rel, &here) {
+                    // (-K: the attributes go to where the link leads.)
+                    Ok(Some((at, here))) => ctx.finish_dir(&at, &here, &e),
+                    Ok(None) => ctx.finish_dir(&rel, &here, &e),
+                    Err(err) => Err(err),
+                },
                 Ok(None) => Ok(()),
-                Err(err) => Err(err),
+                Err(err) => Err(err.to_string()),
             };
             if let Err(err) = res {
-                counters.error(&ctx.shown_rel(&rel), err.to_string());
+                counters.error(&ctx.shown_rel(&rel), err);
             }
         }
     }
@@ -1087,6 +1086,40 @@ impl Ctx {
         !dirs.is_empty() && rel.parent().is_some_and(|p| dirs.contains(p.as_bytes()))
     }
 
+    /// Gives directory `rel` (`here`) the sender's attributes, once its
+    /// contents are in place: only what differs (an up-to-date directory is
+    /// not touched, not even its ctime).
+    fn finish_dir(&self, rel: &RelPath, here: &Meta, e: &Entry) -> std::result::Result<(), String> {
+        let c = self.attr_change(rel, here, e);
+        self.update_attrs(rel, e, &c)
+            .and_then(|()| match c.time {
+                true => self.fs.set_times(rel, e.mtime, true),
+                false => Ok(()),
+            })
+            .map_err(|err| err.to_string())
+    }
+
+    /// With `-K`, where a symlink at `rel` (`here`) leads when that is a
+    /// directory beneath the root: the directory's path and metadata, which
+    /// stand for `rel` when the sender has a directory there. `None` for
+    /// anything else (a symlink to no directory is replaced, as rsync's).
+    fn kept_dirlink(
+        &self,
+        rel: &RelPath,
+        here: &Meta,
+    ) -> std::result::Result<Option<(RelPath, Meta)>, String> {
+        if !self.opts.keep_dirlinks || here.kind != Kind::Symlink {
+            return Ok(None);
+        }
+        self.fs.dirlink_target(rel).map_err(|e| match e {
+            super::fsroot::FsError::Escape { .. } => format!(
+                "{}: -K follows only symlinks that stay beneath the destination's root; this one leads out of it and is left as it is, with nothing sent into it",
+                self.shown_rel(rel)
+            ),
+            e => e.to_string(),
+        })
+    }
+
     /// What differs in attributes between what is here and the entry.
     fn attr_change(&self, rel: &RelPath, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
@@ -1430,20 +1463,33 @@ fn plan(
     };
     match e.kind {
         EntryKind::Dir => {
-            match &here {
-                Some(m) if m.kind == Kind::Dir => {
+            // -K: a symlink to a directory stands for it; one leading out
+            // of the root is left alone, with what the sender has in it.
+            let dirlink = match &here {
+                Some(m) => ctx.kept_dirlink(rel, m).inspect_err(|_| {
+                    skipped.0.insert(rel.as_bytes().to_vec());
+                })?,
+                None => None,
+            };
+            let existing = match (&here, &dirlink) {
+                (_, Some((at, m))) => Some((at, m)),
+                (Some(m), None) if m.kind == Kind::Dir => Some((rel, m)),
+                _ => None,
+            };
+            match existing {
+                Some((at, m)) => {
                     // Mode, owner, xattrs and time are set after the contents.
                     if ctx.opts.itemize {
-                        ctx.item(Update::Attrs, e, &ctx.attr_change(rel, m, e));
+                        ctx.item(Update::Attrs, e, &ctx.attr_change(at, m, e));
                     }
                     // An existing directory may hold temp files a crashed run left.
                     if !dry {
                         clean_temps(ctx, rel);
                     }
                 }
-                other => {
+                None => {
                     ctx.item(Update::Created, e, &new);
-                    if let Some(m) = other {
+                    if let Some(m) = &here {
                         clear(m)?;
                     }
                     if !dry {
