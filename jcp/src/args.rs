@@ -414,6 +414,14 @@ pub struct Cli {
     #[arg(long)]
     pub ignore_missing_args: bool,
 
+    /// Make each source, and each path --files-from lists, that does not
+    /// exist a deletion of what the destination has in its place, as
+    /// rsync's --delete-missing-args (as --delete deletes: the receiver's
+    /// protect rules, --max-delete, --backup and -n hold; a directory goes
+    /// whole). A source naming a directory's contents (gone/) is passed over
+    #[arg(long)]
+    pub delete_missing_args: bool,
+
     /// List the sources (like ls -l) instead of copying them, as rsync's
     /// --list-only: every operand is a source. A source alone lists too. One
     /// level unless -r or -a; times are UTC
@@ -1066,6 +1074,7 @@ impl Cli {
         sync.delay_updates = self.delay_updates;
         sync.partial_dir = self.partial_dir.clone();
         sync.ignore_missing_args = self.ignore_missing_args;
+        sync.delete_missing_args = self.delete_missing_args;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;

@@ -185,7 +185,9 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             result?;
         }
         Direction::ListLocal { srcs } => {
-            for src in &present(plan, srcs)? {
+            // (--delete-missing-args keeps a missing source; nothing to list.)
+            let there = |s: &&PathBuf| std::fs::symlink_metadata(s).is_ok();
+            for src in present(plan, srcs)?.iter().filter(there) {
                 let (root, opts) = local_selection(plan, src, &opts);
                 let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
                     .await
@@ -246,11 +248,15 @@ async fn expand_wildcards(
     delete: bool,
     plan: &Plan,
 ) -> anyhow::Result<Vec<endpoint::Remote>> {
-    let ignore_missing = plan.sync.ignore_missing_args;
+    let delete_missing = plan.sync.delete_missing_args;
+    let ignore_missing = plan.sync.ignore_missing_args || delete_missing;
     let mut out = Vec::with_capacity(srcs.len());
     for src in srcs {
         let literal = !jsync::sync::has_glob(&src.path);
-        if literal && !ignore_missing {
+        // (--delete-missing-args: a missing source is for the server to
+        // name as missing, unless it names a directory's contents.)
+        let keep_missing = delete_missing && !src.path.ends_with('/');
+        if literal && (!ignore_missing || keep_missing) {
             out.push(src.clone());
             continue;
         }
@@ -346,15 +352,23 @@ fn check_source(src: &Path) -> anyhow::Result<()> {
 }
 
 /// The local sources, each checked before anything is copied; with
-/// `--ignore-missing-args` those that do not exist are left out.
+/// `--ignore-missing-args` those that do not exist are left out, and with
+/// `--delete-missing-args` kept, for the destination to delete what it has
+/// in their place (not one naming a directory's contents: `gone/`).
 fn present(plan: &Plan, srcs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let (ignore, delete) = (plan.sync.ignore_missing_args, plan.sync.delete_missing_args);
     let mut out = Vec::with_capacity(srcs.len());
     for src in srcs {
         let gone = matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        if !(gone && plan.sync.ignore_missing_args) {
-            check_source(src)?;
-            out.push(src.clone());
+        if gone && (ignore || delete) {
+            if delete && !src.as_os_str().as_bytes().ends_with(b"/") {
+                out.push(src.clone());
+            }
+            continue;
         }
+        check_source(src)?;
+        out.push(src.clone());
     }
     Ok(out)
 }

@@ -552,6 +552,61 @@ async fn a_hostile_client_cannot_make_a_push_write_outside_its_destination() {
     }
 }
 
+/// A sender that lists a path as missing (a deletion, with
+/// `--delete-missing-args`), or names its source as missing, when the
+/// receiver did not ask for that: the run fails as a protocol violation and
+/// nothing is deleted. Asked for, a missing path climbing out of the
+/// destination is refused, named, and nothing outside is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_paths_delete_only_when_asked_and_only_beneath_the_destination() {
+    let keys = Keys::new();
+    let (work, _) = scratch("unused");
+    let dst = work.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["victim", "src"] {
+        std::fs::write(dst.join(f), "keep\n").unwrap();
+    }
+    std::fs::write(work.path().join("outside"), "keep\n").unwrap();
+    let missing = |path: &[u8]| Entry {
+        path: path.to_vec(),
+        kind: EntryKind::Missing,
+        ..Entry::default()
+    };
+    let gone_source = Source {
+        kind: EntryKind::Missing,
+        ..file_source(b"src")
+    };
+    let unasked = [
+        (dir_source(), vec![missing(b"victim")]),
+        (gone_source, Vec::new()),
+    ];
+    for (source, entries) in unasked {
+        let t = TRANSPORTS[0];
+        let (_srv, link) = hostile_server(&keys, source, entries, t).await;
+        let e = sync::pull(&link, "src", &dst, &SyncOptions::default())
+            .await
+            .expect_err("a deletion nobody asked for");
+        assert!(e.to_string().contains("--delete-missing-args"), "{e}");
+        for f in ["victim", "src"] {
+            assert!(dst.join(f).exists(), "{f}");
+        }
+        link.close("done").await;
+    }
+    let mut asked = SyncOptions::default();
+    asked.delete_missing_args = true;
+    let entries = vec![missing(b"../outside"), missing(b"victim")];
+    let (_srv, link) = hostile_server(&keys, dir_source(), entries, TRANSPORTS[0]).await;
+    let r = sync::pull(&link, "src/", &dst, &asked).await.unwrap();
+    assert!(work.path().join("outside").exists());
+    assert!(!dst.join("victim").exists(), "asked for: deleted");
+    assert!(
+        r.errors.iter().any(|e| e.path.contains("outside")),
+        "{:?}",
+        r.errors
+    );
+    link.close("done").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_server_sending_one_file_cannot_list_more_through_it() {
     let scene = Scene::new();

@@ -272,3 +272,99 @@ fn ignore_missing_args_passes_over_what_is_not_there() {
     let out = s.srv.jcp(s.keys.path(), &args);
     assert!(!out.status.success(), "through a file: {out:?}");
 }
+
+/// `--delete-missing-args`, locally, pushed and pulled: a path
+/// `--files-from` lists that the source lacks (a file, a directory with
+/// what it holds) is deleted from the destination, itemized as rsync's
+/// `*deleting`; one the receiver's rules protect stays, and so does
+/// everything in a dry run. A missing source deletes what the destination
+/// has in its place, beside the sources that are there.
+#[test]
+fn delete_missing_args_deletes_what_the_source_lacks() {
+    let s = Setup::new();
+    let list = s.work.path().join("list");
+    std::fs::write(&list, "a/g\nnot/there\nold\nolddir\nkept\ntop\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let local = format!("{}/src", s.work.path().display());
+    let prepare = |dst: &Path| {
+        for f in ["old", "olddir/x/y", "kept", "other"] {
+            let p = dst.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "old\n").unwrap();
+        }
+    };
+    let opts = [from.as_str(), "--delete-missing-args", "-f", "P kept", "-i"];
+    for (way, dst) in s.each_way(&opts, &local, "src", prepare) {
+        let want = ["a/g", "kept", "other", "top"];
+        assert_eq!(files_in(&dst), strings(&want), "{way}");
+        assert!(!dst.join("olddir").exists(), "{way}");
+    }
+    for (way, dst) in s.each_way(&[opts[0], opts[1], "-n"], &local, "src", prepare) {
+        let want = ["kept", "old", "olddir/x/y", "other"];
+        assert_eq!(files_in(&dst), strings(&want), "{way}: a dry run");
+    }
+    // Itemized, as rsync's.
+    let dst = s.work.path().join("items");
+    std::fs::create_dir_all(&dst).unwrap();
+    prepare(&dst);
+    let out = s.srv.jcp(
+        s.keys.path(),
+        &[opts[0], opts[1], "-i", &local, dst.to_str().unwrap()],
+    );
+    ok(&out, "itemized");
+    let items = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "*deleting   old\n",
+        "*deleting   olddir/\n",
+        "*deleting   kept\n",
+    ] {
+        assert!(items.contains(line), "{line:?} in {items}");
+    }
+    // Sources: one there, one not, and one the destination keeps.
+    let w = s.work.path();
+    let (top, gone, kept) = (
+        format!("{local}/top"),
+        format!("{local}/old"),
+        format!("{local}/kept"),
+    );
+    for (way, srcs, to, got) in [
+        (
+            "local",
+            [top.clone(), gone.clone(), kept.clone()],
+            format!("{}/", w.join("l").display()),
+            w.join("l"),
+        ),
+        (
+            "push",
+            [top.clone(), gone.clone(), kept.clone()],
+            "127.0.0.1:p/".to_string(),
+            s.root.join("p"),
+        ),
+        (
+            "pull",
+            [
+                "127.0.0.1:src/top".into(),
+                "127.0.0.1:src/old".into(),
+                "127.0.0.1:src/kept".into(),
+            ],
+            format!("{}/", w.join("q").display()),
+            w.join("q"),
+        ),
+    ] {
+        let _ = std::fs::remove_dir_all(&got);
+        std::fs::create_dir_all(&got).unwrap();
+        prepare(&got);
+        let args = [
+            "--delete-missing-args",
+            "-f",
+            "P kept",
+            &srcs[0],
+            &srcs[1],
+            &srcs[2],
+            &to,
+        ];
+        ok(&s.srv.jcp(s.keys.path(), &args), way);
+        let want = ["kept", "olddir/x/y", "other", "top"];
+        assert_eq!(files_in(&got), strings(&want), "{way}");
+    }
+}

@@ -185,6 +185,33 @@ impl GiveSpec {
         })
     }
 
+    /// A source that does not exist, for `--delete-missing-args`: nothing
+    /// is listed, and the receiver deletes what it has where the source
+    /// would land. `fs` is never read. A path naming a directory's contents
+    /// (a trailing slash, `.`) is refused: there is no one name to delete.
+    pub(crate) fn missing(fs: FsRoot, src: &[u8]) -> Result<GiveSpec> {
+        let shown = String::from_utf8_lossy(src);
+        let no_name = || Error::Fs(format!("{shown}: no such file or directory"));
+        if names_contents(src) {
+            return Err(no_name());
+        }
+        let name = src.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        let base = FsRoot::check(name).map_err(fs_err)?;
+        let name = base.file_name().ok_or_else(no_name)?.as_bytes().to_vec();
+        Ok(GiveSpec {
+            fs,
+            source: Source {
+                kind: EntryKind::Missing,
+                name,
+                contents: false,
+                listed: false,
+            },
+            base,
+            follow_anywhere: false,
+            only: None,
+        })
+    }
+
     /// Sends only `paths` beneath this directory (`-R`, `--files-from`),
     /// each with the directories that lead to it. Paths are taken as
     /// relative (leading slashes dropped, as rsync does); one that climbs
@@ -350,6 +377,9 @@ pub(crate) struct GiveOptions {
     /// A listed path (`--files-from`) the source lacks, or one on the way
     /// to it, is passed over in silence (`--ignore-missing-args`).
     pub ignore_missing: bool,
+    /// ... and listed as missing, for the receiver to delete what it has
+    /// there (`--delete-missing-args`, which implies `ignore_missing`).
+    pub delete_missing: bool,
     /// Permission changes applied to the list (`--chmod`).
     pub chmod: Arc<super::Chmod>,
     /// Paces file data (`--bwlimit`).
@@ -515,6 +545,18 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
                         send_batch(&mut control, &mut batch).await?;
                     }
                 }
+                WalkItem::Missing(path) => {
+                    giver.files.write().expect("poisoned").push(None);
+                    batch.push(Entry {
+                        path,
+                        kind: EntryKind::Missing,
+                        ..Entry::default()
+                    });
+                    count += 1;
+                    if batch.len() >= LIST_BATCH {
+                        send_batch(&mut control, &mut batch).await?;
+                    }
+                }
                 WalkItem::Error(path, message) => {
                     send_batch(&mut control, &mut batch).await?;
                     let f = Fragment::new(msg::WALK_ERROR)
@@ -612,6 +654,9 @@ async fn send_batch(
 enum WalkItem {
     Entry(Entry),
     Error(Vec<u8>, String),
+    /// A listed path the source lacks, for the receiver to delete
+    /// (`--delete-missing-args`).
+    Missing(Vec<u8>),
 }
 
 /// Owner and group ids whose names were sent already.
@@ -709,6 +754,11 @@ impl<'a> Handoff<'a> {
 /// The walk itself, item by item into `out`.
 fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     let mut send = |item| out.push(item);
+    // (A missing source, `--delete-missing-args`: the receiver deletes what
+    // it has there, and nothing is listed.)
+    if spec.source.kind == EntryKind::Missing {
+        return;
+    }
     if let Some(paths) = &spec.only {
         return walk_selected(spec, opts, paths, opts.recurse_listed, &mut send);
     }
@@ -920,7 +970,12 @@ fn walk_selected(
             |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded_in(&scope, path, is_dir);
         let (item, m) = match selected_entry(spec, opts, path, &mut links) {
             Ok(found) => found,
-            Err(_) if missing(spec, opts, path) => continue,
+            Err(_) if missing(spec, opts, path) => {
+                if opts.delete_missing && !send(WalkItem::Missing(path.clone())) {
+                    return;
+                }
+                continue;
+            }
             Err(why) => {
                 if !send(WalkItem::Error(path.clone(), why)) {
                     return;

@@ -65,6 +65,9 @@ fn kind_letter(kind: EntryKind) -> char {
         EntryKind::Symlink => 'L',
         EntryKind::CharDev | EntryKind::BlockDev => 'D',
         EntryKind::Fifo => 'S',
+        // (Never itemized itself: its deletion is, as a file's or a
+        // directory's.)
+        EntryKind::Missing => '?',
     }
 }
 
@@ -356,6 +359,7 @@ pub fn mode_string(kind: EntryKind, mode: u32) -> String {
         EntryKind::CharDev => 'c',
         EntryKind::BlockDev => 'b',
         EntryKind::File => '-',
+        EntryKind::Missing => '?',
     };
     let mut s = String::with_capacity(10);
     s.push(kind);

@@ -88,6 +88,11 @@ async fn read_list(peer: Peer, recursive: bool) -> Result<Listing> {
             msg::LIST => {
                 let batch: EntryBatch = decode(&f.payload, &name)?;
                 for mut e in batch.0 {
+                    // (A path the source lacks, `--delete-missing-args`:
+                    // nothing to list.)
+                    if e.kind == proto::sync::EntryKind::Missing {
+                        continue;
+                    }
                     // Not recursive: the source, and a directory's own
                     // entries when its contents are listed.
                     let depth_ok =

@@ -149,6 +149,10 @@ pub struct SyncOptions {
     /// A path `--files-from` lists that the source lacks is passed over
     /// in silence (`--ignore-missing-args`; jcp also drops such sources).
     pub ignore_missing_args: bool,
+    /// Each missing source, and each missing `--files-from` path, becomes a
+    /// deletion of what the destination has in its place
+    /// (`--delete-missing-args`; implies `ignore_missing_args`).
+    pub delete_missing_args: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -252,6 +256,7 @@ impl Default for SyncOptions {
             delay_updates: false,
             partial_dir: None,
             ignore_missing_args: false,
+            delete_missing_args: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -310,7 +315,13 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
                 let o = &args.opts;
-                let mut spec = GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?;
+                let mut spec = match o.delete_missing_args && o.only.is_none() {
+                    true => match fs.lstat(&FsRoot::check(args.path.as_bytes()).map_err(fs_err)?) {
+                        Ok(None) => GiveSpec::missing(fs, args.path.as_bytes())?,
+                        _ => GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?,
+                    },
+                    false => GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?,
+                };
                 if let Some(only) = &args.opts.only {
                     spec = spec.select(only)?;
                 }
@@ -381,6 +392,7 @@ impl Args {
             format!("fuzzy={}", flag(opts.fuzzy)),
             format!("delay_updates={}", flag(opts.delay_updates)),
             format!("ignore_missing_args={}", flag(opts.ignore_missing_args)),
+            format!("delete_missing_args={}", flag(opts.delete_missing_args)),
             format!("safe_links={}", flag(opts.safe_links)),
             format!("remove_source_files={}", flag(opts.remove_source_files)),
             format!("recurse_listed={}", flag(opts.recurse_listed)),
@@ -526,6 +538,7 @@ impl Args {
                     out.opts.partial_dir = Some(v.to_string());
                 }
                 "ignore_missing_args" => out.opts.ignore_missing_args = on,
+                "delete_missing_args" => out.opts.delete_missing_args = on,
                 "safe_links" => out.opts.safe_links = on,
                 "remove_source_files" => out.opts.remove_source_files = on,
                 "recurse_listed" => out.opts.recurse_listed = on,
@@ -604,7 +617,8 @@ impl Args {
             copy_links: self.opts.copy_links,
             copy_dirlinks: self.opts.copy_dirlinks,
             dirs_only: self.opts.dirs_only,
-            ignore_missing: self.opts.ignore_missing_args,
+            ignore_missing: self.opts.ignore_missing_args || self.opts.delete_missing_args,
+            delete_missing: self.opts.delete_missing_args,
             chmod: Arc::new(self.opts.chmod.clone()),
             throttle: (self.opts.bwlimit > 0)
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
@@ -648,6 +662,7 @@ impl Args {
             delay_updates: self.opts.delay_updates,
             partial_dir: self.opts.partial_dir.clone(),
             keep_dirlinks: self.opts.keep_dirlinks,
+            delete_missing: self.opts.delete_missing_args,
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,
             delete_before: self.opts.delete_before,
@@ -697,7 +712,17 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
     let wire0 = link.wire_bytes();
-    let mut spec = GiveSpec::local(src, opts.copy_links, opts.copy_dirlinks)?;
+    let gone = opts.delete_missing_args
+        && opts.only.is_none()
+        && matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let mut spec = match gone {
+        // (Never read: a missing source lists nothing.)
+        true => {
+            let fs = FsRoot::open(Path::new("/")).map_err(fs_err)?;
+            GiveSpec::missing(fs, src.as_os_str().as_encoded_bytes())?
+        }
+        false => GiveSpec::local(src, opts.copy_links, opts.copy_dirlinks)?,
+    };
     if let Some(only) = &opts.only {
         spec = spec.select(only)?;
     }
@@ -886,6 +911,7 @@ mod tests {
             copy_links: true,
             copy_dirlinks: true,
             keep_dirlinks: true,
+            delete_missing_args: true,
             dirs_only: true,
             fuzzy: true,
             delay_updates: true,
@@ -930,7 +956,7 @@ mod tests {
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
         assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks && g.dirs_only);
-        assert!(g.ignore_missing);
+        assert!(g.ignore_missing && g.delete_missing);
         let both = fsroot::Kept {
             xattrs: true,
             acls: true,
@@ -948,6 +974,7 @@ mod tests {
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
         assert!(t.safe_links && t.fuzzy && t.delay_updates && t.keep_dirlinks);
+        assert!(t.delete_missing);
         assert_eq!(t.partial_dir.as_deref(), Some(".rsync-partial"));
         let mut bad = Args::encode("", &SyncOptions::default());
         bad.push("partial_dir=../x".into());

@@ -135,6 +135,9 @@ pub(crate) struct TakeOptions {
     /// A symlink to a directory beneath the root stands for the directory
     /// the sender has (`-K`).
     pub keep_dirlinks: bool,
+    /// The sender may list missing paths, each a deletion of what is here
+    /// (`--delete-missing-args`); without it, one is a protocol violation.
+    pub delete_missing: bool,
     /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
     /// Symlinks' times are left alone (`-J`).
@@ -175,6 +178,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
     };
     check_source_name(&source, &name)?;
+    if source.kind == EntryKind::Missing && !opts.delete_missing {
+        return Err(missing_unasked(&name));
+    }
     // Before anything is made: a name this side does not know fails the run.
     let given = match &opts.chown {
         Some(c) => c.resolve().map_err(Error::Usage)?,
@@ -189,7 +195,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         resolve(&opts.usermap, "user", ids::uid_by_name)?,
         resolve(&opts.groupmap, "group", ids::gid_by_name)?,
     );
-    let base = placement(&spec, &source, opts.dry_run)?;
+    // (A missing source makes nothing: it only deletes.)
+    let missing = source.kind == EntryKind::Missing;
+    let base = placement(&spec, &source, opts.dry_run || missing)?;
     if let Some(d) = &opts.partial_dir {
         spec.fs.set_partial_dir(std::ffi::OsStr::new(d));
     }
@@ -269,7 +277,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
         staged: opts.delay_updates.then(Default::default),
     });
-    if source.kind != EntryKind::Dir && !opts.dry_run {
+    if missing {
+        delete_missing(&ctx, &base, Some(&source.name));
+    } else if source.kind != EntryKind::Dir && !opts.dry_run {
         // A single file: its directory may hold a temp file a crashed run left.
         if let Some(parent) = base.parent() {
             clean_temps(&ctx, &parent);
@@ -320,9 +330,23 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     ctx.localize_acls(&mut entry);
                     let i = index;
                     index += 1;
-                    Counters::add(&counters.files_checked, 1);
                     // The path as shown in messages (made only when needed).
                     let shown = |e: &Entry| ctx.shown(&e.path).into_owned();
+                    if entry.kind == EntryKind::Missing || missing {
+                        if !opts.delete_missing {
+                            return Err(missing_unasked(&name));
+                        }
+                        match join(&base, &entry.path) {
+                            Ok(rel) if !missing => delete_missing(&ctx, &rel, None),
+                            Ok(_) => counters.error(
+                                &shown(&entry),
+                                "refused: the source is missing, and lists nothing",
+                            ),
+                            Err(e) => counters.error(&shown(&entry), e.to_string()),
+                        }
+                        continue;
+                    }
+                    Counters::add(&counters.files_checked, 1);
                     // A single file's list holds the file alone: anything
                     // more would be written through what that entry made.
                     if source.kind != EntryKind::Dir && !entry.path.is_empty() {
@@ -1582,6 +1606,8 @@ fn plan(
             }
             Ok(Plan::InPlace)
         }
+        // (Taken as a deletion before any plan: see `delete_missing`.)
+        EntryKind::Missing => Err("a missing path cannot be made".into()),
         EntryKind::File => {
             Counters::add(&ctx.counters.total_size, e.size);
             // A local file linked to other names, whose source has one name,
@@ -1979,6 +2005,67 @@ async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -
         }
     }
     Ok(())
+}
+
+/// `--delete-missing-args`: the sender lacks `rel` (a path `--files-from`
+/// lists, or a missing source named `source`: the rules see it by that
+/// name), so what is here goes, as `--delete` deletes it: unless the
+/// receiver's rules protect it, within `--max-delete`, itemized, kept as a
+/// backup with `--backup`, and in a dry run only itemized. With `-x`, a
+/// directory's contents on other filesystems stay.
+fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
+    let shown = || ctx.shown_rel(rel);
+    let here = match ctx.fs.lstat(rel) {
+        Ok(Some(m)) => m,
+        // (Nothing here, or not even the directories on the way.)
+        Ok(None) => return,
+        Err(super::fsroot::FsError::Io { source, .. }) if matches!(source.raw_os_error(), Some(e) if e == rustix::io::Errno::NOENT.raw_os_error() || e == rustix::io::Errno::NOTDIR.raw_os_error()) => {
+            return
+        }
+        Err(e) => return ctx.counters.error(&shown(), e.to_string()),
+    };
+    if rel.is_root() {
+        return ctx
+            .counters
+            .error(&shown(), "refused: the destination itself is not deleted");
+    }
+    let is_dir = here.kind == Kind::Dir;
+    let parent = rel.parent().unwrap_or_else(RelPath::root);
+    let spared = match source {
+        // (A source's own name; no per-directory rules above a transfer.)
+        Some(name) => {
+            let scope = DirScope::default();
+            ctx.opts.filter.is_excluded_in(&scope, name, is_dir)
+                || ctx.backups.as_ref().is_some_and(|b| b.protects(rel))
+        }
+        None => match scope_or_say(ctx, &parent) {
+            Some(scope) => ctx.spared(&scope, rel, is_dir, false),
+            None => true,
+        },
+    };
+    if spared {
+        return;
+    }
+    let home = match ctx.opts.one_file_system {
+        true => match ctx.fs.lstat(&parent) {
+            Ok(m) => m.map(|m| m.dev),
+            Err(e) => return ctx.counters.error(&shown(), e.to_string()),
+        },
+        false => None,
+    };
+    let mut lines = Vec::new();
+    delete_one(ctx, rel, is_dir, home, &mut lines);
+    for line in lines {
+        ctx.items.send(line);
+    }
+}
+
+/// A missing path from a sender that was not asked for them.
+fn missing_unasked(peer: &str) -> Error {
+    Error::Violation {
+        peer: peer.into(),
+        what: "a missing path listed without --delete-missing-args".into(),
+    }
 }
 
 /// rsync's `--safe-links` rule: a symlink at `link` (its path from the

@@ -35,6 +35,10 @@ pub enum EntryKind {
     CharDev,
     /// A block device ([`Entry::rdev`]).
     BlockDev,
+    /// A path the sender was asked for and does not have
+    /// (`--delete-missing-args`): the receiver deletes what it has there. As
+    /// a [`Source`]'s kind, a missing source, listed as nothing.
+    Missing,
 }
 
 impl EntryKind {
@@ -46,6 +50,7 @@ impl EntryKind {
             EntryKind::Fifo => 3,
             EntryKind::CharDev => 4,
             EntryKind::BlockDev => 5,
+            EntryKind::Missing => 6,
         }
     }
 
@@ -57,6 +62,7 @@ impl EntryKind {
             3 => EntryKind::Fifo,
             4 => EntryKind::CharDev,
             5 => EntryKind::BlockDev,
+            6 => EntryKind::Missing,
             tag => {
                 return Err(DecodeError::InvalidTag {
                     what: "entry kind",
@@ -405,7 +411,9 @@ mod tests {
         let mut mount = entry(b"mnt");
         mount.kind = EntryKind::Dir;
         mount.unlisted = true;
-        let batch = EntryBatch(vec![entry(b""), link, leader, follower, dev, mount]);
+        let mut gone = entry(b"gone");
+        gone.kind = EntryKind::Missing;
+        let batch = EntryBatch(vec![entry(b""), link, leader, follower, dev, mount, gone]);
         let bytes = encode_to_vec(&batch);
         assert_eq!(decode_exact::<EntryBatch>(&bytes).unwrap(), batch);
         let ids = IdNames {
@@ -424,7 +432,7 @@ mod tests {
             Err(DecodeError::FieldTooLarge { .. })
         ));
         let mut bad = encode_to_vec(&entry(b"a"));
-        bad[2] = 9; // kind
+        bad[2] = 7; // kind
         assert!(matches!(
             decode_exact::<Entry>(&bad),
             Err(DecodeError::InvalidTag { .. })
