@@ -275,7 +275,8 @@ fn ignore_missing_args_passes_over_what_is_not_there() {
 
 /// `--delete-missing-args`, locally, pushed and pulled: a path
 /// `--files-from` lists that the source lacks (a file, a directory with
-/// what it holds) is deleted from the destination, itemized as rsync's
+/// what it holds, a file in a directory the source lacks) is deleted from
+/// the destination, itemized as rsync's
 /// `*deleting`; one the receiver's rules protect stays, and so does
 /// everything in a dry run. A missing source deletes what the destination
 /// has in its place, beside the sources that are there.
@@ -287,7 +288,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     let from = format!("--files-from={}", list.display());
     let local = format!("{}/src", s.work.path().display());
     let prepare = |dst: &Path| {
-        for f in ["old", "olddir/x/y", "kept", "other"] {
+        for f in ["old", "olddir/x/y", "kept", "other", "not/there"] {
             let p = dst.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "old\n").unwrap();
@@ -300,7 +301,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
         assert!(!dst.join("olddir").exists(), "{way}");
     }
     for (way, dst) in s.each_way(&[opts[0], opts[1], "-n"], &local, "src", prepare) {
-        let want = ["kept", "old", "olddir/x/y", "other"];
+        let want = ["kept", "not/there", "old", "olddir/x/y", "other"];
         assert_eq!(files_in(&dst), strings(&want), "{way}: a dry run");
     }
     // Itemized, as rsync's.
@@ -364,7 +365,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
             &to,
         ];
         ok(&s.srv.jcp(s.keys.path(), &args), way);
-        let want = ["kept", "olddir/x/y", "other", "top"];
+        let want = ["kept", "not/there", "olddir/x/y", "other", "top"];
         assert_eq!(files_in(&got), strings(&want), "{way}");
     }
 }

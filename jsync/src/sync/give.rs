@@ -926,7 +926,13 @@ fn walk_selected(
                 continue;
             }
             match selected_entry(spec, opts, dir, &mut links) {
-                Err(_) if missing(spec, opts, dir) => continue 'paths,
+                Err(_) if missing(spec, opts, dir) => {
+                    // (Missing too: what the receiver has there goes.)
+                    if opts.delete_missing && !send(WalkItem::Missing(path.clone())) {
+                        return;
+                    }
+                    continue 'paths;
+                }
                 Ok((WalkItem::Entry(mut e), m)) if m.kind == Kind::Dir => {
                     e.unlisted = true;
                     sent_dirs.insert(dir.to_vec());
