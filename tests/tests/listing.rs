@@ -369,3 +369,69 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
         assert_eq!(files_in(&got), strings(&want), "{way}");
     }
 }
+
+/// Hard links (`-H`) in a listing whose entries the sender does not all
+/// walk alike: a missing path (`--delete-missing-args`) and an excluded one
+/// sorting before a file's two names (a list is sent sorted). Each side numbers the entries the
+/// receiver gets, so the second name is linked to the first (before, the
+/// sender's count drifted from the receiver's: linked to the wrong entry).
+#[test]
+fn hard_links_after_missing_and_excluded_listed_paths() {
+    let s = Setup(Sources::new(|src| {
+        std::fs::create_dir_all(src).unwrap();
+        std::fs::write(src.join("h1"), "linked\n").unwrap();
+        std::fs::hard_link(src.join("h1"), src.join("h2")).unwrap();
+        std::fs::write(src.join("a.tmp"), "left out\n").unwrap();
+        std::fs::write(src.join("y"), "y\n").unwrap();
+    }));
+    let list = s.work.path().join("list");
+    std::fs::write(&list, "gone\na.tmp\nother-gone\nh1\ny\nh2\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let local = format!("{}/src", s.work.path().display());
+    let opts = [
+        from.as_str(),
+        "-H",
+        "--delete-missing-args",
+        "-f",
+        "- *.tmp",
+    ];
+    for (way, dst) in s.each_way(&opts, &local, "src", |_| {}) {
+        assert_eq!(files_in(&dst), strings(&["h1", "h2", "y"]), "{way}");
+        use std::os::unix::fs::MetadataExt;
+        let ino = |n: &str| std::fs::metadata(dst.join(n)).unwrap().ino();
+        assert_eq!(ino("h1"), ino("h2"), "{way}: one inode");
+        assert_ne!(ino("h1"), ino("y"), "{way}");
+        assert_eq!(std::fs::read(dst.join("h2")).unwrap(), b"linked\n", "{way}");
+    }
+}
+
+/// `--remove-source-files` with `--delete-missing-args`: the receiver names
+/// the entries in place by number, missing ones counted, and the sender
+/// removes exactly those (before, its count left the missing entries out
+/// and it removed the wrong files).
+#[test]
+fn remove_source_files_after_a_missing_listed_path() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(src.join(f), f).unwrap();
+    }
+    let list = work.path().join("list");
+    std::fs::write(&list, "0-gone\na\nb\n").unwrap();
+    let from = format!("--files-from={}", list.display());
+    let args = [
+        from.as_str(),
+        "--delete-missing-args",
+        "--remove-source-files",
+        &format!("{}/", src.display()),
+        &format!("{}/", dst.display()),
+    ];
+    ok(&jsync_tests::bins::run("jcp", &args), "moved");
+    assert_eq!(files_in(&dst), strings(&["a", "b"]));
+    assert_eq!(
+        files_in(&src),
+        strings(&["c"]),
+        "only what arrived is removed"
+    );
+}

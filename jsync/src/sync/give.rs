@@ -506,6 +506,8 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
         tokio::task::spawn_blocking(move || walk(&giver.spec, &giver.opts, &tx))
     };
     let mut names = Names::default();
+    // The entry number of the first name listed of each multiply-linked inode.
+    let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
     let mut batch = Vec::with_capacity(LIST_BATCH);
     let mut count = 0u64;
     loop {
@@ -520,50 +522,59 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
         };
         let Some(chunk) = chunk else { break };
         for item in chunk {
-            match item {
-                WalkItem::Entry(e) => {
-                    if !giver.opts.numeric_ids {
-                        if let Some(new) = names.learn(&e) {
-                            send_batch(&mut control, &mut batch).await?;
-                            control
-                                .send_with(fragment(msg::IDS, &new), Compression::ZSTD)
-                                .await?;
+            // Entries are numbered here, in the order the receiver gets
+            // them (`count`): files, removals and hard links refer to them so.
+            let e = match item {
+                WalkItem::Entry(e) => e,
+                WalkItem::Linked(mut e, inode) => {
+                    e.link = match inodes.entry(inode) {
+                        std::collections::hash_map::Entry::Occupied(first) => {
+                            HardLink::Follower(*first.get())
                         }
-                    }
-                    progress.found(&giver.shown(&e.path), e.size);
-                    if let Some(r) = &giver.removals {
-                        r.list(&e);
-                    }
-                    giver
-                        .files
-                        .write()
-                        .expect("poisoned")
-                        .push((e.kind == EntryKind::File).then(|| (e.path.clone(), e.file_meta())));
-                    batch.push(e);
-                    count += 1;
-                    if batch.len() >= LIST_BATCH {
-                        send_batch(&mut control, &mut batch).await?;
-                    }
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(count);
+                            HardLink::Leader
+                        }
+                    };
+                    e
                 }
-                WalkItem::Missing(path) => {
-                    giver.files.write().expect("poisoned").push(None);
-                    batch.push(Entry {
-                        path,
-                        kind: EntryKind::Missing,
-                        ..Entry::default()
-                    });
-                    count += 1;
-                    if batch.len() >= LIST_BATCH {
-                        send_batch(&mut control, &mut batch).await?;
-                    }
-                }
+                WalkItem::Missing(path) => Entry {
+                    path,
+                    kind: EntryKind::Missing,
+                    ..Entry::default()
+                },
                 WalkItem::Error(path, message) => {
                     send_batch(&mut control, &mut batch).await?;
                     let f = Fragment::new(msg::WALK_ERROR)
                         .with_payload(path)
                         .with_error(message);
                     control.send(f).await?;
+                    continue;
                 }
+            };
+            if e.kind != EntryKind::Missing {
+                if !giver.opts.numeric_ids {
+                    if let Some(new) = names.learn(&e) {
+                        send_batch(&mut control, &mut batch).await?;
+                        control
+                            .send_with(fragment(msg::IDS, &new), Compression::ZSTD)
+                            .await?;
+                    }
+                }
+                progress.found(&giver.shown(&e.path), e.size);
+            }
+            if let Some(r) = &giver.removals {
+                r.list(&e);
+            }
+            giver
+                .files
+                .write()
+                .expect("poisoned")
+                .push((e.kind == EntryKind::File).then(|| (e.path.clone(), e.file_meta())));
+            batch.push(e);
+            count += 1;
+            if batch.len() >= LIST_BATCH {
+                send_batch(&mut control, &mut batch).await?;
             }
         }
     }
@@ -653,6 +664,9 @@ async fn send_batch(
 
 enum WalkItem {
     Entry(Entry),
+    /// A file whose inode has other names (`-H`): the list loop makes it
+    /// the leader of the inode's names, or a follower of the first.
+    Linked(Entry, (u64, u64)),
     Error(Vec<u8>, String),
     /// A listed path the source lacks, for the receiver to delete
     /// (`--delete-missing-args`).
@@ -762,7 +776,6 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
     if let Some(paths) = &spec.only {
         return walk_selected(spec, opts, paths, opts.recurse_listed, &mut send);
     }
-    let mut links = Links::default();
     if spec.source.kind != EntryKind::Dir {
         let meta = if opts.copy_links {
             spec.referent(&spec.base)
@@ -773,7 +786,7 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
                 .map_err(Into::into)
         };
         let item = match meta {
-            Ok(m) => entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links),
+            Ok(m) => entry_for(spec, opts, &spec.base, Vec::new(), &m),
             Err(e) => Some(WalkItem::Error(Vec::new(), e.to_string())),
         };
         if let Some(item) = item {
@@ -788,7 +801,7 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         Ok((fd, Meta::from_stat(&st)))
     });
     let top = top.and_then(|(fd, m)| {
-        let item = entry_for(spec, opts, &spec.base, Vec::new(), &m, &mut links);
+        let item = entry_for(spec, opts, &spec.base, Vec::new(), &m);
         let level = Level::read(fd, Vec::new(), &m)
             .and_then(|l| l.with_rules(&opts.filter, &DirScope::default()))
             .map_err(|e| Error::io(format!("cannot read {}", spec.base.display()), e));
@@ -815,7 +828,7 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
             return;
         }
     }
-    descend(spec, opts, top, top_dev, &mut links, &mut send);
+    descend(spec, opts, top, top_dev, &mut send);
 }
 
 /// Walks what the directory `top` holds, depth first, in byte order, into
@@ -825,7 +838,6 @@ fn descend(
     opts: &GiveOptions,
     top: Level,
     top_dev: u64,
-    links: &mut Links,
     send: &mut impl FnMut(WalkItem) -> bool,
 ) -> bool {
     let mut stack = vec![top];
@@ -837,7 +849,7 @@ fn descend(
             stack.pop();
             continue;
         };
-        let Some((item, into)) = visit(spec, opts, &stack, &name, ftype, top_dev, links) else {
+        let Some((item, into)) = visit(spec, opts, &stack, &name, ftype, top_dev) else {
             continue;
         };
         // A directory is read (and its rule files) before it is listed: one
@@ -891,7 +903,6 @@ fn walk_selected(
     recurse: bool,
     send: &mut impl FnMut(WalkItem) -> bool,
 ) {
-    let mut links = Links::default();
     let mut scopes = Scopes::default();
     let mut read = |dir: &[u8], name: &str| {
         let full = spec.entry_path(dir).map_err(|e| e.to_string())?;
@@ -925,7 +936,7 @@ fn walk_selected(
             if sent_dirs.contains(dir) {
                 continue;
             }
-            match selected_entry(spec, opts, dir, &mut links) {
+            match selected_entry(spec, opts, dir) {
                 Err(_) if missing(spec, opts, dir) => {
                     // (Missing too: what the receiver has there goes.)
                     if opts.delete_missing && !send(WalkItem::Missing(path.clone())) {
@@ -974,7 +985,7 @@ fn walk_selected(
         };
         let excluded =
             |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded_in(&scope, path, is_dir);
-        let (item, m) = match selected_entry(spec, opts, path, &mut links) {
+        let (item, m) = match selected_entry(spec, opts, path) {
             Ok(found) => found,
             Err(_) if missing(spec, opts, path) => {
                 if opts.delete_missing && !send(WalkItem::Missing(path.clone())) {
@@ -1021,7 +1032,7 @@ fn walk_selected(
         whole.insert(path.clone());
         match level {
             Ok(level) => {
-                if !descend(spec, opts, level, top_dev, &mut links, send) {
+                if !descend(spec, opts, level, top_dev, send) {
                     return;
                 }
             }
@@ -1049,7 +1060,6 @@ fn selected_entry(
     spec: &GiveSpec,
     opts: &GiveOptions,
     path: &[u8],
-    links: &mut Links,
 ) -> std::result::Result<(WalkItem, Meta), String> {
     let full = spec.entry_path(path).map_err(|e| e.to_string())?;
     let meta = if opts.copy_links {
@@ -1065,7 +1075,7 @@ fn selected_entry(
         }
     };
     // (A socket lists as nothing, and is not sent.)
-    let item = entry_for(spec, opts, &full, path.to_vec(), &meta, links)
+    let item = entry_for(spec, opts, &full, path.to_vec(), &meta)
         .ok_or_else(|| "a socket: not sent".to_string())?;
     Ok((item, meta))
 }
@@ -1102,7 +1112,6 @@ fn visit(
     name: &[u8],
     ftype: FileType,
     top_dev: u64,
-    links: &mut Links,
 ) -> Option<(WalkItem, Option<Descent>)> {
     let parent = stack.last().expect("in a directory");
     let mut rel = parent.rel.clone();
@@ -1164,7 +1173,7 @@ fn visit(
         return None;
     }
     let unlisted = mount || (is_dir && opts.dirs_only);
-    let item = match entry_for(spec, opts, &full, rel.clone(), &m, links)? {
+    let item = match entry_for(spec, opts, &full, rel.clone(), &m)? {
         WalkItem::Entry(mut e) => {
             e.unlisted = unlisted;
             WalkItem::Entry(e)
@@ -1269,14 +1278,6 @@ fn open_child(
     Ok(fd)
 }
 
-/// Hard-link bookkeeping of the walk: the entry number of the first name seen
-/// for each multiply-linked inode.
-#[derive(Default)]
-struct Links {
-    next: u64,
-    seen: HashMap<(u64, u64), u64>,
-}
-
 /// The entry for one walked path; `None` for what is skipped on purpose (sockets).
 fn entry_for(
     spec: &GiveSpec,
@@ -1284,7 +1285,6 @@ fn entry_for(
     full: &RelPath,
     rel: Vec<u8>,
     m: &Meta,
-    links: &mut Links,
 ) -> Option<WalkItem> {
     let (kind, size, target) = match m.kind {
         Kind::Dir => (EntryKind::Dir, 0, Vec::new()),
@@ -1302,19 +1302,10 @@ fn entry_for(
             return None;
         }
     };
-    let index = links.next;
-    links.next += 1;
-    let link = if kind == EntryKind::File && opts.hard_links && m.nlink > 1 {
-        match links.seen.entry((m.dev, m.ino)) {
-            std::collections::hash_map::Entry::Occupied(first) => HardLink::Follower(*first.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(index);
-                HardLink::Leader
-            }
-        }
-    } else {
-        HardLink::None
-    };
+    // (Which name leads is for the list loop to say: only it numbers the
+    // entries the receiver gets.)
+    let inode =
+        (kind == EntryKind::File && opts.hard_links && m.nlink > 1).then_some((m.dev, m.ino));
     let kept = opts.kept;
     let xattrs = if kept.any() && matches!(kind, EntryKind::File | EntryKind::Dir) {
         let got = if opts.copy_links || opts.copy_dirlinks {
@@ -1342,7 +1333,7 @@ fn entry_for(
         EntryKind::Symlink => m.mode,
         _ => opts.chmod.apply(m.mode, kind == EntryKind::Dir),
     };
-    Some(WalkItem::Entry(Entry {
+    let e = Entry {
         path: rel,
         kind,
         mode,
@@ -1352,10 +1343,14 @@ fn entry_for(
         uid: m.uid,
         gid: m.gid,
         rdev: if kind.is_special() { m.rdev } else { 0 },
-        link,
+        link: HardLink::None,
         xattrs,
         unlisted: false,
-    }))
+    };
+    Some(match inode {
+        Some(inode) => WalkItem::Linked(e, inode),
+        None => WalkItem::Entry(e),
+    })
 }
 
 /// Why answering one request did not work out.

@@ -35,7 +35,9 @@ struct Listed {
 impl Removals {
     /// Records the next entry of the list (entries are numbered in order).
     pub(crate) fn list(&self, e: &Entry) {
-        let listed = (e.kind != EntryKind::Dir).then(|| Listed {
+        // (Neither a directory nor a path the source lacks is removed.)
+        let kept = matches!(e.kind, EntryKind::Dir | EntryKind::Missing);
+        let listed = (!kept).then(|| Listed {
             path: e.path.clone(),
             kind: e.kind,
             size: e.size,
