@@ -554,9 +554,12 @@ async fn a_hostile_client_cannot_make_a_push_write_outside_its_destination() {
 
 /// A sender that lists a path as missing (a deletion, with
 /// `--delete-missing-args`), or names its source as missing, when the
-/// receiver did not ask for that: the run fails as a protocol violation and
-/// nothing is deleted. Asked for, a missing path climbing out of the
-/// destination is refused, named, and nothing outside is touched.
+/// receiver did not ask for that, or lists a missing path in a whole
+/// directory (only a `--files-from` listing names paths the source may
+/// lack): the run fails as a protocol violation, naming the path, and
+/// nothing is deleted. Asked for, in a listing, a missing path climbing
+/// out of the destination is refused, named, and nothing outside is
+/// touched.
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_paths_delete_only_when_asked_and_only_beneath_the_destination() {
     let keys = Keys::new();
@@ -576,26 +579,45 @@ async fn missing_paths_delete_only_when_asked_and_only_beneath_the_destination()
         kind: EntryKind::Missing,
         ..file_source(b"src")
     };
+    let mut asked = SyncOptions::default();
+    asked.delete_missing_args = true;
+    let listing = Source {
+        listed: true,
+        ..dir_source()
+    };
     let unasked = [
-        (dir_source(), vec![missing(b"victim")]),
-        (gone_source, Vec::new()),
+        (
+            listing.clone(),
+            vec![missing(b"victim")],
+            SyncOptions::default(),
+            "victim",
+        ),
+        (gone_source, Vec::new(), SyncOptions::default(), "src"),
+        (
+            dir_source(),
+            vec![missing(b"victim")],
+            asked.clone(),
+            "victim",
+        ),
     ];
-    for (source, entries) in unasked {
+    for (source, entries, opts, named) in unasked {
         let t = TRANSPORTS[0];
         let (_srv, link) = hostile_server(&keys, source, entries, t).await;
-        let e = sync::pull(&link, "src", &dst, &SyncOptions::default())
+        let e = sync::pull(&link, "src", &dst, &opts)
             .await
             .expect_err("a deletion nobody asked for");
-        assert!(e.to_string().contains("--delete-missing-args"), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("--delete-missing-args") && e.contains(named),
+            "{e}"
+        );
         for f in ["victim", "src"] {
             assert!(dst.join(f).exists(), "{f}");
         }
         link.close("done").await;
     }
-    let mut asked = SyncOptions::default();
-    asked.delete_missing_args = true;
     let entries = vec![missing(b"../outside"), missing(b"victim")];
-    let (_srv, link) = hostile_server(&keys, dir_source(), entries, TRANSPORTS[0]).await;
+    let (_srv, link) = hostile_server(&keys, listing, entries, TRANSPORTS[0]).await;
     let r = sync::pull(&link, "src/", &dst, &asked).await.unwrap();
     assert!(work.path().join("outside").exists());
     assert!(!dst.join("victim").exists(), "asked for: deleted");

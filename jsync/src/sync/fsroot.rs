@@ -89,6 +89,12 @@ impl FsError {
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
+
+    /// Not found, or a non-directory on the way: nothing is at the path.
+    pub(crate) fn is_absent(&self) -> bool {
+        self.is_not_found()
+            || matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotADirectory)
+    }
 }
 
 /// A checked path relative to a root: `/`-separated components, none of them

@@ -179,7 +179,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     };
     check_source_name(&source, &name)?;
     if source.kind == EntryKind::Missing && !opts.delete_missing {
-        return Err(missing_unasked(&name));
+        return Err(missing_unasked(
+            &name,
+            &String::from_utf8_lossy(&source.name),
+        ));
     }
     // Before anything is made: a name this side does not know fails the run.
     let given = match &opts.chown {
@@ -332,30 +335,30 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     index += 1;
                     // The path as shown in messages (made only when needed).
                     let shown = |e: &Entry| ctx.shown(&e.path).into_owned();
-                    if entry.kind == EntryKind::Missing || missing {
-                        if !opts.delete_missing {
-                            return Err(missing_unasked(&name));
+                    // A single file's list holds the file alone: anything
+                    // more would be written through what that entry made;
+                    // a missing source's holds nothing.
+                    if missing || (source.kind != EntryKind::Dir && !entry.path.is_empty()) {
+                        let why = match missing {
+                            true => "refused: the source is missing, and lists nothing",
+                            false => "refused: the source is a single file, listed as itself alone",
+                        };
+                        counters.error(&shown(&entry), why);
+                        continue;
+                    }
+                    if entry.kind == EntryKind::Missing {
+                        // (Only a listing, `--files-from`, names paths the
+                        // source may lack, and only when asked to.)
+                        if !opts.delete_missing || !source.listed {
+                            return Err(missing_unasked(&name, &shown(&entry)));
                         }
                         match join(&base, &entry.path) {
-                            Ok(rel) if !missing => delete_missing(&ctx, &rel, None),
-                            Ok(_) => counters.error(
-                                &shown(&entry),
-                                "refused: the source is missing, and lists nothing",
-                            ),
+                            Ok(rel) => delete_missing(&ctx, &rel, None),
                             Err(e) => counters.error(&shown(&entry), e.to_string()),
                         }
                         continue;
                     }
                     Counters::add(&counters.files_checked, 1);
-                    // A single file's list holds the file alone: anything
-                    // more would be written through what that entry made.
-                    if source.kind != EntryKind::Dir && !entry.path.is_empty() {
-                        counters.error(
-                            &shown(&entry),
-                            "refused: the source is a single file, listed as itself alone",
-                        );
-                        continue;
-                    }
                     let rel = match join(&base, &entry.path) {
                         Ok(r) => r,
                         Err(e) => {
@@ -1254,7 +1257,20 @@ impl Ctx {
     /// Inside a directory being deleted (`in_deleted`), rules marked
     /// perishable (`p`) do not count, as in rsync.
     fn spared(&self, scope: &DirScope, rel: &RelPath, is_dir: bool, in_deleted: bool) -> bool {
-        let (filter, path) = (&self.opts.filter, self.under_base(rel));
+        self.spared_as(scope, rel, self.under_base(rel), is_dir, in_deleted)
+    }
+
+    /// [`Ctx::spared`] with the rules matched against `path` (a missing
+    /// source's own name).
+    fn spared_as(
+        &self,
+        scope: &DirScope,
+        rel: &RelPath,
+        path: &[u8],
+        is_dir: bool,
+        in_deleted: bool,
+    ) -> bool {
+        let filter = &self.opts.filter;
         let excluded = match in_deleted {
             true => filter.is_excluded_in_deleted(scope, path, is_dir),
             false => filter.is_excluded_in(scope, path, is_dir),
@@ -2019,9 +2035,7 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
         Ok(Some(m)) => m,
         // (Nothing here, or not even the directories on the way.)
         Ok(None) => return,
-        Err(super::fsroot::FsError::Io { source, .. }) if matches!(source.raw_os_error(), Some(e) if e == rustix::io::Errno::NOENT.raw_os_error() || e == rustix::io::Errno::NOTDIR.raw_os_error()) => {
-            return
-        }
+        Err(e) if e.is_absent() => return,
         Err(e) => return ctx.counters.error(&shown(), e.to_string()),
     };
     if rel.is_root() {
@@ -2033,11 +2047,7 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
     let parent = rel.parent().unwrap_or_else(RelPath::root);
     let spared = match source {
         // (A source's own name; no per-directory rules above a transfer.)
-        Some(name) => {
-            let scope = DirScope::default();
-            ctx.opts.filter.is_excluded_in(&scope, name, is_dir)
-                || ctx.backups.as_ref().is_some_and(|b| b.protects(rel))
-        }
+        Some(name) => ctx.spared_as(&DirScope::default(), rel, name, is_dir, false),
         None => match scope_or_say(ctx, &parent) {
             Some(scope) => ctx.spared(&scope, rel, is_dir, false),
             None => true,
@@ -2060,11 +2070,15 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
     }
 }
 
-/// A missing path from a sender that was not asked for them.
-fn missing_unasked(peer: &str) -> Error {
+/// A path listed as missing (`shown`) by a sender that was not asked for
+/// them: `--delete-missing-args`, and a listing (`--files-from`) for a
+/// path other than the source.
+fn missing_unasked(peer: &str, shown: &str) -> Error {
     Error::Violation {
         peer: peer.into(),
-        what: "a missing path listed without --delete-missing-args".into(),
+        what: format!(
+            "{shown}: listed as missing, which only --delete-missing-args asks for (and, below the source, only with --files-from)"
+        ),
     }
 }
 
