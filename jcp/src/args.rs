@@ -466,8 +466,8 @@ pub struct Cli {
     /// Keep a symlink to a directory in the destination where the source has
     /// a directory, as rsync's -K: what the source's directory holds goes
     /// into the one the link leads to, which must be beneath the
-    /// destination (a server's: beneath its root); a link leading out is
-    /// left as it is, named in an error, and nothing is sent into it
+    /// destination directory; a link leading out is left as it is, named
+    /// in an error, and nothing is sent into it
     #[arg(short = 'K', long)]
     pub keep_dirlinks: bool,
 

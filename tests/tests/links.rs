@@ -469,4 +469,19 @@ fn keep_dirlinks_keeps_links_to_directories_in_the_destination() {
             }
         }
     }
+    // The transfer's top directory (the source named without a trailing
+    // slash) is kept as a link too.
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(dst.join("top")).unwrap();
+        symlink("top", dst.join("src")).unwrap();
+        let from = from.trim_end_matches('/');
+        let args = ["-q", "-K", from, to.as_str()];
+        let what = format!("{way} {}", args.join(" "));
+        let out = setup.srv.jcp(setup.keys.path(), &args);
+        ok(&out, &what);
+        assert!(is_link(&dst.join("src")), "{what}");
+        assert_eq!(read(&dst.join("top/top.txt")), "top\n", "{what}");
+        assert_eq!(read(&dst.join("top/d/f")), "new\n", "{what}");
+    }
 }

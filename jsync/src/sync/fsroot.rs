@@ -444,7 +444,8 @@ impl FsRoot {
     /// `None` when the link leads to anything else or nowhere; an escape
     /// error when it leads out of the root (or, with the fallback resolver,
     /// anywhere). The path is read back from `/proc/self/fd` once the
-    /// kernel has resolved the link beneath the root.
+    /// kernel has resolved the link beneath the root (without `/proc`, an
+    /// error).
     pub fn dirlink_target(&self, rel: &RelPath) -> Result<Option<(RelPath, Meta)>, FsError> {
         let fd = match self.resolve_follow(rel) {
             Ok(fd) => fd,

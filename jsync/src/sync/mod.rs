@@ -128,8 +128,9 @@ pub struct SyncOptions {
     pub copy_dirlinks: bool,
     /// Keep a symlink in the destination that leads to a directory where the
     /// source has a directory (`-K`): its contents and attributes go to the
-    /// directory it leads to, which must be beneath the destination's root
-    /// (a link leading out of it is refused, named, with what it holds).
+    /// directory it leads to, which must be beneath the destination
+    /// directory (a link leading out of it is refused, named, with what it
+    /// holds).
     pub keep_dirlinks: bool,
     /// Transfer directories without recursing (`-d` without `-r`): a
     /// directory's contents go only when it is named with a trailing slash

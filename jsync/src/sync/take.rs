@@ -225,7 +225,14 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         _ => None,
     };
     let placed_at = base.clone();
-    let (fs, base, made_base) = confine(&spec, base, source.kind, opts.dry_run, backups.as_ref())?;
+    let (fs, base, made_base) = confine(
+        &spec,
+        base,
+        source.kind,
+        opts.dry_run,
+        backups.as_ref(),
+        opts.keep_dirlinks,
+    )?;
     let mut alt_warnings = Vec::new();
     let alts = match &opts.alt_dest {
         Some(a) => {
@@ -737,12 +744,33 @@ fn confine(
     kind: EntryKind,
     dry_run: bool,
     backups: Option<&Backups>,
+    keep_dirlinks: bool,
 ) -> Result<(Arc<FsRoot>, RelPath, bool)> {
     if kind != EntryKind::Dir || base.is_root() {
         return Ok((spec.fs.clone(), base, false));
     }
     let fs = &spec.fs;
-    let made = match fs.lstat(&base).map_err(fs_err)? {
+    let here = fs.lstat(&base).map_err(fs_err)?;
+    // -K: a symlink to a directory stands for it, the top one too.
+    let dirlink = match &here {
+        Some(m) if keep_dirlinks && m.kind == Kind::Symlink => {
+            fs.dirlink_target(&base).map_err(|e| match e {
+                super::fsroot::FsError::Escape { .. } => {
+                    Error::Fs(format!("{}: {DIRLINK_OUT}", base.display()))
+                }
+                e => fs_err(e),
+            })?
+        }
+        _ => None,
+    };
+    if let Some((at, _)) = dirlink {
+        return Ok((
+            Arc::new(fs.sub(&at).map_err(fs_err)?),
+            RelPath::root(),
+            false,
+        ));
+    }
+    let made = match here {
         Some(m) if m.kind == Kind::Dir => false,
         _ if dry_run => return Ok((spec.fs.clone(), base, false)),
         other => {
@@ -772,6 +800,11 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
     }
     FsRoot::check(&full)
 }
+
+/// Why `-K` keeps no symlink that leads out of the destination (or loops,
+/// or, with the fallback resolver of kernels before 5.6, any symlink).
+const DIRLINK_OUT: &str =
+    "-K follows only symlinks that resolve to a directory beneath the destination; this one does not";
 
 /// Cleans what a crashed run left in `dir`; remembers the directory when it
 /// holds partial files (only those directories are searched for them).
@@ -1139,10 +1172,12 @@ impl Ctx {
             return Ok(None);
         }
         self.fs.dirlink_target(rel).map_err(|e| match e {
-            super::fsroot::FsError::Escape { .. } => format!(
-                "{}: -K follows only symlinks that stay beneath the destination's root; this one leads out of it and is left as it is, with nothing sent into it",
-                self.shown_rel(rel)
-            ),
+            super::fsroot::FsError::Escape { .. } => {
+                format!(
+                    "{}: {DIRLINK_OUT}; left as it is, with nothing sent into it",
+                    self.shown_rel(rel)
+                )
+            }
             e => e.to_string(),
         })
     }
