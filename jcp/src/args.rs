@@ -34,6 +34,7 @@ pub const DEFAULT_PORT: u16 = 7433;
     disable_help_flag = true,
     group(clap::ArgGroup::new("backup_any").args(["backup", "backup_dir"]).multiple(true)),
     group(clap::ArgGroup::new("deleting").args(["delete", "delete_before"]).multiple(true)),
+    group(clap::ArgGroup::new("any_deleting").args(["delete", "delete_before", "delete_missing_args"]).multiple(true)),
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -279,10 +280,11 @@ pub struct Cli {
     #[arg(short = 'C', long)]
     pub cvs_exclude: bool,
 
-    /// With --delete, delete at most NUM entries; the rest are skipped, a
-    /// warning says how many, and jcp exits with 25 (rsync's
-    /// --max-delete; 0: only warn about what would be deleted)
-    #[arg(long, value_name = "NUM", requires = "deleting")]
+    /// With --delete (or --delete-missing-args), delete at most NUM
+    /// entries; the rest are skipped, a warning says how many, and jcp
+    /// exits with 25 (rsync's --max-delete; 0: only warn about what would
+    /// be deleted)
+    #[arg(long, value_name = "NUM", requires = "any_deleting")]
     pub max_delete: Option<u64>,
 
     /// Make the destination's missing parent directories: what jcp always

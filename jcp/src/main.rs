@@ -255,7 +255,7 @@ async fn expand_wildcards(
         let literal = !jsync::sync::has_glob(&src.path);
         // (--delete-missing-args: a missing source is for the server to
         // name as missing, unless it names a directory's contents.)
-        let keep_missing = delete_missing && !src.path.ends_with('/');
+        let keep_missing = delete_missing && !jsync::sync::names_contents(src.path.as_bytes());
         if literal && (!ignore_missing || keep_missing) {
             out.push(src.clone());
             continue;
@@ -362,7 +362,7 @@ fn present(plan: &Plan, srcs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     for src in srcs {
         let gone = matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         if gone && (ignore || delete) {
-            if delete && !src.as_os_str().as_bytes().ends_with(b"/") {
+            if delete && !jsync::sync::names_contents(src.as_os_str().as_bytes()) {
                 out.push(src.clone());
             }
             continue;

@@ -998,6 +998,7 @@ async fn a_signature_broken_while_the_recipe_waits_fails_the_lane_with_its_reaso
     std::fs::write(root.join("big"), &data).unwrap();
     let give = ListedGive::start(&keys, &root).await;
     let mut lane = give.peer.open().await.unwrap();
+    let before = give.link.wire_bytes();
     let want = Want {
         index: give.index(b"big"),
         how: WantHow::Delta,
@@ -1020,8 +1021,18 @@ async fn a_signature_broken_while_the_recipe_waits_fails_the_lane_with_its_reaso
             .await
             .unwrap();
     }
-    // Time for the sender to fill the window (it takes milliseconds).
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    // The sender fills the lane's window (4 MiB, which the link takes in
+    // unread: 15 payloads of 256 KiB) and waits inside its next write:
+    // watched on the link's byte count, then a moment for that write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while give.link.wire_bytes() - before < 3 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never filled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     lane.send(Fragment::new(msg::REPORT)).await.unwrap();
     let mut literal = 0;
     let reason = loop {

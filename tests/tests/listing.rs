@@ -304,6 +304,27 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
         let want = ["kept", "not/there", "old", "olddir/x/y", "other"];
         assert_eq!(files_in(&dst), strings(&want), "{way}: a dry run");
     }
+    // --max-delete holds (exit 25, as rsync's): one of four deleted.
+    let dst = s.work.path().join("max");
+    std::fs::create_dir_all(&dst).unwrap();
+    prepare(&dst);
+    let args = [
+        opts[0],
+        opts[1],
+        "--max-delete=1",
+        &local,
+        dst.to_str().unwrap(),
+    ];
+    let out = s.srv.jcp(s.keys.path(), &args);
+    fails(
+        &out,
+        25,
+        "deletions stopped at --max-delete=1 (3 skipped)",
+        "max",
+    );
+    let left = ["kept", "not/there", "old", "olddir/x/y", "other"];
+    let left = left.iter().filter(|f| dst.join(f).exists()).count();
+    assert_eq!(left, 4, "one deleted");
     // Itemized, as rsync's.
     let dst = s.work.path().join("items");
     std::fs::create_dir_all(&dst).unwrap();

@@ -336,7 +336,7 @@ fn no_referent(e: std::io::Error, link: &Path) -> std::io::Error {
 /// Whether a source path names a directory's contents rather than the
 /// directory itself: rsync's rule, a trailing slash (`src/`) or a last
 /// component `.` or `..` (`.`, `src/.`).
-fn names_contents(path: &[u8]) -> bool {
+pub fn names_contents(path: &[u8]) -> bool {
     let last = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
     path.ends_with(b"/") || last == b"." || last == b".."
 }
@@ -1768,7 +1768,9 @@ async fn serve(
     let (c_tx, c_rx) = c.halves();
     // Stops the sending between payloads, never inside one: a write cut
     // short would take the lane's writer with it, and the reason the lane
-    // fails would not reach the receiver.
+    // fails would not reach the receiver. (A write in hand waits for the
+    // receiver to read, as every write does; one that never reads holds
+    // its lane whatever happens here, until the link ends.)
     let stop = CancellationToken::new();
     let send = async {
         loop {

@@ -39,6 +39,7 @@ pub use alt::{AltDest, AltHow};
 pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
 pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
+pub use give::names_contents;
 pub use glob::{glob_quote, has_glob, remote_glob, GLOB};
 pub use ids::{Chown, IdMap};
 pub use itemize::{mode_string, with_commas, OutFormat};
@@ -713,10 +714,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
     let wire0 = link.wire_bytes();
-    let gone = opts.delete_missing_args
-        && opts.only.is_none()
-        && matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-    let mut spec = match gone {
+    let mut spec = match source_missing(src, opts) {
         // (Never read: a missing source lists nothing.)
         true => {
             let fs = FsRoot::open(Path::new("/")).map_err(fs_err)?;
@@ -732,6 +730,14 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
     let stats = give::give(peer.clone(), spec, args.give_options(opts.progress.clone())).await?;
     peer.close();
     Ok(report_of(stats, link.wire_bytes() - wire0, start))
+}
+
+/// Whether local `src` is a missing source to list as such
+/// (`--delete-missing-args`, not a `--files-from` or `-R` listing's top).
+fn source_missing(src: &Path, opts: &SyncOptions) -> bool {
+    opts.delete_missing_args
+        && opts.only.is_none()
+        && matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Pull: fetch `src` (relative to the server's root; trailing-slash rules as in
@@ -754,7 +760,9 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
 
 /// Local sync through an in-process peer pair: the same engine, no daemon.
 pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report> {
-    let spec = local_destination(dst, opts.dry_run)?;
+    // (A missing source, --delete-missing-args, makes nothing: not even
+    // the destination's parents.)
+    let spec = local_destination(dst, opts.dry_run || source_missing(src, opts))?;
     let root = spec.fs.path().to_path_buf();
     // The in-process server takes the destination as a client names it.
     let slash = if spec.dir { "/" } else { "" };

@@ -521,6 +521,14 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     if let Some(seen) = seen.filter(|_| opts.delete) {
         deletion.run(&ctx, seen).await?;
     }
+    // (--delete's and --delete-missing-args' deletions alike.)
+    let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
+    if let (Some(max), 1..) = (opts.max_delete, skipped) {
+        counters.warning(
+            "",
+            format!("deletions stopped at --max-delete={max} ({skipped} skipped)"),
+        );
+    }
     if !opts.dry_run {
         // Directory times last, deepest first, so writing into them does not undo it.
         dirs.sort_by_key(|(r, _)| {
@@ -1960,15 +1968,7 @@ impl Deletion<'_> {
         if self.source.kind == EntryKind::Dir && !self.source.listed && !top_listed {
             scan.push(self.base.clone());
         }
-        delete_all_extraneous(ctx, scan, seen).await?;
-        let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
-        if let (Some(max), 1..) = (ctx.opts.max_delete, skipped) {
-            counters.warning(
-                "",
-                format!("deletions stopped at --max-delete={max} ({skipped} skipped)"),
-            );
-        }
-        Ok(())
+        delete_all_extraneous(ctx, scan, seen).await
     }
 }
 
