@@ -467,8 +467,8 @@ pub struct Cli {
 
     /// Keep a symlink to a directory in the destination where the source has
     /// a directory, as rsync's -K: what the source's directory holds goes
-    /// into the one the link leads to, which must be beneath the
-    /// destination directory; a link leading out is left as it is, named
+    /// into the one the link leads to, which must be beneath the directory
+    /// the transfer writes into; a link leading out is left as it is, named
     /// in an error, and nothing is sent into it
     #[arg(short = 'K', long)]
     pub keep_dirlinks: bool,
@@ -985,6 +985,13 @@ impl Cli {
             return Err(UsageError(
                 "--delete takes one source: with several, each would delete what the \
                  others copied (run jcp once per source)"
+                    .into(),
+            ));
+        }
+        if several && self.max_delete.is_some() {
+            return Err(UsageError(
+                "--max-delete takes one source: each source is a run of its own, which \
+                 would count its deletions alone (run jcp once per source)"
                     .into(),
             ));
         }

@@ -483,5 +483,14 @@ fn keep_dirlinks_keeps_links_to_directories_in_the_destination() {
         assert!(is_link(&dst.join("src")), "{what}");
         assert_eq!(read(&dst.join("top/top.txt")), "top\n", "{what}");
         assert_eq!(read(&dst.join("top/d/f")), "new\n", "{what}");
+        // One leading out of the destination fails the run, writing nothing.
+        std::fs::remove_file(dst.join("src")).unwrap();
+        symlink(&outside, dst.join("src")).unwrap();
+        let _ = std::fs::remove_dir_all(&outside);
+        std::fs::create_dir_all(&outside).unwrap();
+        let out = setup.srv.jcp(setup.keys.path(), &args);
+        fails(&out, 1, "-K follows only symlinks", &what);
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{what}");
+        assert!(is_link(&dst.join("src")), "{what}");
     }
 }

@@ -325,6 +325,17 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     let left = ["kept", "not/there", "old", "olddir/x/y", "other"];
     let left = left.iter().filter(|f| dst.join(f).exists()).count();
     assert_eq!(left, 4, "one deleted");
+    // Each source is a run of its own: --max-delete takes one.
+    let (a, b) = (format!("{local}/gone1"), format!("{local}/gone2"));
+    let args = [
+        "--delete-missing-args",
+        "--max-delete=1",
+        &a,
+        &b,
+        dst.to_str().unwrap(),
+    ];
+    let out = s.srv.jcp(s.keys.path(), &args);
+    fails(&out, 2, "--max-delete takes one source", "max, two sources");
     // Itemized, as rsync's.
     let dst = s.work.path().join("items");
     std::fs::create_dir_all(&dst).unwrap();
@@ -392,8 +403,9 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
 }
 
 /// Hard links (`-H`) in a listing whose entries the sender does not all
-/// walk alike: a missing path (`--delete-missing-args`) and an excluded one
-/// sorting before a file's two names (a list is sent sorted). Each side numbers the entries the
+/// walk alike: two missing paths (`--delete-missing-args`) and an excluded
+/// one sorting before a file's two names (a list is sent sorted; one of
+/// each would leave the old counts even by chance). Each side numbers the entries the
 /// receiver gets, so the second name is linked to the first (before, the
 /// sender's count drifted from the receiver's: linked to the wrong entry).
 #[test]
@@ -406,7 +418,7 @@ fn hard_links_after_missing_and_excluded_listed_paths() {
         std::fs::write(src.join("y"), "y\n").unwrap();
     }));
     let list = s.work.path().join("list");
-    std::fs::write(&list, "gone\na.tmp\nother-gone\nh1\ny\nh2\n").unwrap();
+    std::fs::write(&list, "gone\na.tmp\nb-gone\nh1\ny\nh2\n").unwrap();
     let from = format!("--files-from={}", list.display());
     let local = format!("{}/src", s.work.path().display());
     let opts = [

@@ -718,8 +718,8 @@ fn mtime_of(m: &std::fs::Metadata) -> (i64, u32) {
     (m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
-/// Walks the source (never following symlinks) and streams entries, numbering
-/// them as the receiver will, so a second name of an inode can point at the first.
+/// Walks the source (never following symlinks) and streams entries to the
+/// list loop, which numbers them as the receiver will.
 fn walk(spec: &GiveSpec, opts: &GiveOptions, tx: &mpsc::Sender<Vec<WalkItem>>) {
     let mut out = Handoff::new(tx);
     walk_into(spec, opts, &mut out);

@@ -665,6 +665,7 @@ impl Args {
             partial_dir: self.opts.partial_dir.clone(),
             keep_dirlinks: self.opts.keep_dirlinks,
             delete_missing: self.opts.delete_missing_args,
+            listing_asked: true,
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,
             delete_before: self.opts.delete_before,
@@ -748,12 +749,9 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
     let spec = local_destination(dst, opts.dry_run)?;
     let peer = link.start(GIVE, &Args::encode_give(src, opts)?).await?;
     let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
-    let stats = take::take(
-        peer.clone(),
-        spec,
-        args.take_options(opts.progress.clone(), false),
-    )
-    .await?;
+    let mut take_opts = args.take_options(opts.progress.clone(), false);
+    take_opts.listing_asked = opts.only.is_some();
+    let stats = take::take(peer.clone(), spec, take_opts).await?;
     peer.close();
     Ok(report_of(stats, link.wire_bytes() - wire0, start))
 }

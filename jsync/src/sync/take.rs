@@ -138,6 +138,10 @@ pub(crate) struct TakeOptions {
     /// The sender may list missing paths, each a deletion of what is here
     /// (`--delete-missing-args`); without it, one is a protocol violation.
     pub delete_missing: bool,
+    /// Whether this side asked for a listing (`-R`, `--files-from`): a
+    /// pull's receiver knows; a server's takes the pushing client's word,
+    /// since that client is the sender anyway.
+    pub listing_asked: bool,
     /// Directories' times are left alone (`-O`).
     pub omit_dir_times: bool,
     /// Symlinks' times are left alone (`-J`).
@@ -178,6 +182,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
     };
     check_source_name(&source, &name)?;
+    if source.listed && (source.kind != EntryKind::Dir || !opts.listing_asked) {
+        return Err(Error::Violation {
+            peer: name,
+            what: "a listing (-R, --files-from) this side did not ask for".into(),
+        });
+    }
     if source.kind == EntryKind::Missing && !opts.delete_missing {
         return Err(missing_unasked(
             &name,
@@ -356,7 +366,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                     if entry.kind == EntryKind::Missing {
                         // (Only a listing, `--files-from`, names paths the
                         // source may lack, and only when asked to.)
-                        if !opts.delete_missing || !source.listed {
+                        if !opts.delete_missing || !source.listed || !opts.listing_asked {
                             return Err(missing_unasked(&name, &shown(&entry)));
                         }
                         match join(&base, &entry.path) {
@@ -809,10 +819,12 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
     FsRoot::check(&full)
 }
 
-/// Why `-K` keeps no symlink that leads out of the destination (or loops,
-/// or, with the fallback resolver of kernels before 5.6, any symlink).
+/// Why `-K` keeps no symlink that leads out of the directory the transfer
+/// writes into (or loops, or, with the fallback resolver of kernels before
+/// 5.6, any symlink); for the top directory's own link, out of the local
+/// destination directory or the server's root.
 const DIRLINK_OUT: &str =
-    "-K follows only symlinks that resolve to a directory beneath the destination; this one does not";
+    "-K follows only symlinks that resolve to a directory beneath the directory the transfer writes into; this one does not";
 
 /// Cleans what a crashed run left in `dir`; remembers the directory when it
 /// holds partial files (only those directories are searched for them).
@@ -2112,7 +2124,7 @@ fn missing_unasked(peer: &str, shown: &str) -> Error {
     Error::Violation {
         peer: peer.into(),
         what: format!(
-            "{shown}: listed as missing, which only --delete-missing-args asks for (and, below the source, only with --files-from)"
+            "{shown}: listed as missing, which only --delete-missing-args asks for (and, below the source, only with -R or --files-from)"
         ),
     }
 }
