@@ -317,11 +317,13 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
                 let o = &args.opts;
-                let mut spec = match o.delete_missing_args && o.only.is_none() {
-                    true => match fs.lstat(&FsRoot::check(args.path.as_bytes()).map_err(fs_err)?) {
-                        Ok(None) => GiveSpec::missing(fs, args.path.as_bytes())?,
-                        _ => GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?,
-                    },
+                // (--delete-missing-args: a missing source is listed as such.)
+                let gone = o.delete_missing_args
+                    && o.only.is_none()
+                    && FsRoot::check(args.path.as_bytes())
+                        .is_ok_and(|p| matches!(fs.lstat(&p), Ok(None)));
+                let mut spec = match gone {
+                    true => GiveSpec::missing(fs, args.path.as_bytes())?,
                     false => GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?,
                 };
                 if let Some(only) = &args.opts.only {

@@ -188,7 +188,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             what: "a listing (-R, --files-from) this side did not ask for".into(),
         });
     }
-    if source.kind == EntryKind::Missing && !opts.delete_missing {
+    // (A missing source makes nothing: it only deletes.)
+    let missing = source.kind == EntryKind::Missing;
+    if missing && !opts.delete_missing {
         return Err(missing_unasked(
             &name,
             &String::from_utf8_lossy(&source.name),
@@ -208,8 +210,6 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         resolve(&opts.usermap, "user", ids::uid_by_name)?,
         resolve(&opts.groupmap, "group", ids::gid_by_name)?,
     );
-    // (A missing source makes nothing: it only deletes.)
-    let missing = source.kind == EntryKind::Missing;
     let base = placement(&spec, &source, opts.dry_run || missing)?;
     if let Some(d) = &opts.partial_dir {
         spec.fs.set_partial_dir(std::ffi::OsStr::new(d));
@@ -772,12 +772,7 @@ fn confine(
     // -K: a symlink to a directory stands for it, the top one too.
     let dirlink = match &here {
         Some(m) if keep_dirlinks && m.kind == Kind::Symlink => {
-            fs.dirlink_target(&base).map_err(|e| match e {
-                super::fsroot::FsError::Escape { .. } => {
-                    Error::Fs(format!("{}: {DIRLINK_OUT}", base.display()))
-                }
-                e => fs_err(e),
-            })?
+            dirlink_target(fs, &base, &base.display()).map_err(Error::Fs)?
         }
         _ => None,
     };
@@ -819,12 +814,24 @@ fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsro
     FsRoot::check(&full)
 }
 
-/// Why `-K` keeps no symlink that leads out of the directory the transfer
-/// writes into (or loops, or, with the fallback resolver of kernels before
-/// 5.6, any symlink); for the top directory's own link, out of the local
-/// destination directory or the server's root.
-const DIRLINK_OUT: &str =
-    "-K follows only symlinks that resolve to a directory beneath the directory the transfer writes into; this one does not";
+/// [`FsRoot::dirlink_target`] for `-K`, its errors naming the link as
+/// `shown`: one that does not resolve beneath the root (it leads out of the
+/// directory the transfer writes into, or for the top directory's own link
+/// out of the local destination directory or the server's root; or it
+/// loops; or, with the fallback resolver of kernels before 5.6, any link)
+/// says why -K does not follow it.
+fn dirlink_target(
+    fs: &FsRoot,
+    rel: &RelPath,
+    shown: &str,
+) -> std::result::Result<Option<(RelPath, Meta)>, String> {
+    fs.dirlink_target(rel).map_err(|e| match e {
+        super::fsroot::FsError::Escape { .. } => format!(
+            "{shown}: -K follows only symlinks that resolve to a directory beneath the directory the transfer writes into; this one does not"
+        ),
+        e => e.to_string(),
+    })
+}
 
 /// Cleans what a crashed run left in `dir`; remembers the directory when it
 /// holds partial files (only those directories are searched for them).
@@ -1191,15 +1198,8 @@ impl Ctx {
         if !self.opts.keep_dirlinks || here.kind != Kind::Symlink {
             return Ok(None);
         }
-        self.fs.dirlink_target(rel).map_err(|e| match e {
-            super::fsroot::FsError::Escape { .. } => {
-                format!(
-                    "{}: {DIRLINK_OUT}; left as it is, with nothing sent into it",
-                    self.shown_rel(rel)
-                )
-            }
-            e => e.to_string(),
-        })
+        dirlink_target(&self.fs, rel, &self.shown_rel(rel))
+            .map_err(|e| format!("{e}; left as it is, with nothing sent into it"))
     }
 
     /// What differs in attributes between what is here and the entry.
