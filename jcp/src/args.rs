@@ -410,6 +410,16 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub partial_dir: Option<String>,
 
+    /// Make temp files in DIR instead of beside their files, as rsync's
+    /// --temp-dir (a relative DIR is taken from the destination directory;
+    /// on a server DIR must lie beneath its root, and an absolute DIR is
+    /// taken from the root). DIR must exist, and --delete leaves it alone.
+    /// A file on another filesystem than DIR still gets its temp beside it
+    /// (with a warning): jcp renames new files into place and never copies
+    /// one over its old version, as rsync does then
+    #[arg(short = 'T', long, value_name = "DIR")]
+    pub temp_dir: Option<String>,
+
     /// Pass over in silence a source, or a path --files-from lists, that
     /// does not exist, as rsync's --ignore-missing-args (other errors still
     /// count); with every source missing there is nothing to do
@@ -1031,6 +1041,9 @@ impl Cli {
     /// rule file is read once.
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
         let mut filter = build_filter(&rules, self.cvs_exclude)?;
+        if self.temp_dir.as_deref() == Some("") {
+            return Err(UsageError("--temp-dir: an empty directory name".into()));
+        }
         if let Some(d) = &self.partial_dir {
             if !jsync::sync::plain_partial_dir(d) {
                 return Err(UsageError(format!(
@@ -1082,6 +1095,7 @@ impl Cli {
         sync.fuzzy = self.fuzzy;
         sync.delay_updates = self.delay_updates;
         sync.partial_dir = self.partial_dir.clone();
+        sync.temp_dir = self.temp_dir.clone();
         sync.ignore_missing_args = self.ignore_missing_args;
         sync.delete_missing_args = self.delete_missing_args;
         sync.safe_links = self.safe_links;

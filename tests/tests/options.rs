@@ -1694,3 +1694,91 @@ fn partial_dir_holds_partial_files_and_is_kept_from_delete() {
     );
     fails(&out, 2, "--partial-dir a/b", "a path");
 }
+
+/// `-T DIR`: temp files are made in DIR (a relative DIR from the
+/// destination directory), not beside their files: DIR sees them come and
+/// go (its mtime moves) and the destination holds none; a temp a killed run
+/// left in DIR goes; `--delete` leaves DIR alone inside the destination.
+/// A missing DIR fails the run, named, as does one leading outside a
+/// server's root; one on another filesystem than the destination is not
+/// used, with a warning.
+#[test]
+fn temp_dir_holds_the_temp_files() {
+    use std::os::unix::fs::MetadataExt;
+    let old = FileTime::from_unix_time(T, 0);
+    let beside = |dst: &Path| dst.parent().unwrap().join("tdir");
+    let prepare = |dst: &Path| {
+        let t = beside(dst);
+        let _ = std::fs::remove_dir_all(&t);
+        put(&t.join("mine"), b"the user's", T);
+        filetime::set_file_mtime(&t, old).unwrap();
+    };
+    let no_temps = |dir: &Path, what: &str| {
+        let temps: Vec<_> = files_in(dir)
+            .into_iter()
+            .filter(|n| n.contains("jsync"))
+            .collect();
+        assert!(temps.is_empty(), "{what}: {temps:?}");
+    };
+    each_way_out(&["-T", "../tdir"], prepare, |dst, out, what| {
+        ok(out, what);
+        check(dst, &source_state(), what);
+        no_temps(dst, what);
+        let t = beside(dst);
+        no_temps(&t, what);
+        holds(&t, "mine", Some(b"the user's"), what);
+        // older_here.txt, replaced, had its temp there.
+        assert!(mtime(&t) > T, "{what}: the temp dir was not used");
+    });
+    let stale = ".big.bin.jsync-tmp.0123456789abcdef";
+    let inside = |dst: &Path| {
+        put(
+            &dst.join(".scratch").join(stale),
+            b"left by a killed run",
+            T,
+        );
+        put(&dst.join(".scratch/mine"), b"the user's", T);
+    };
+    each_way_out(&["-T", ".scratch", "--delete"], inside, |dst, out, what| {
+        ok(out, what);
+        check(dst, &source_state(), what);
+        assert!(!dst.join("extra.txt").exists(), "{what}: deleted");
+        holds(dst, ".scratch/mine", Some(b"the user's"), what);
+        holds(dst, &format!(".scratch/{stale}"), None, what);
+    });
+    let setup = Sources::new(make_source);
+    let (keys, srv) = (setup.keys.path(), &setup.srv);
+    let local = setup.work.path().join("local");
+    let out = srv.jcp(keys, &["-T", "nope", &setup.src_arg(), "127.0.0.1:dst"]);
+    fails(&out, 1, "--temp-dir nope: no such directory", "missing");
+    let out = srv.jcp(keys, &["-T", "../..", &setup.src_arg(), "127.0.0.1:dst"]);
+    fails(
+        &out,
+        1,
+        "--temp-dir ../..: leads outside the server's root",
+        "out",
+    );
+    let out = srv.jcp(keys, &["-T", "", &setup.src_arg(), "127.0.0.1:dst"]);
+    fails(&out, 2, "--temp-dir: an empty directory name", "empty");
+    // A directory on another filesystem (tmpfs /dev/shm, or /tmp when the
+    // test runs there): left alone, with a warning.
+    let here = std::fs::metadata(setup.work.path()).unwrap().dev();
+    let other = ["/dev/shm", "/tmp", "/var/tmp", "/run"]
+        .into_iter()
+        .find(|d| std::fs::metadata(d).is_ok_and(|m| m.dev() != here))
+        .expect("a second filesystem (/dev/shm, /tmp, /var/tmp or /run)");
+    let elsewhere = tempfile::tempdir_in(other).unwrap();
+    filetime::set_file_mtime(elsewhere.path(), old).unwrap();
+    make_destination(&local);
+    let t = elsewhere.path().to_str().unwrap();
+    let out = srv.jcp(keys, &["-T", t, &setup.src_arg(), local.to_str().unwrap()]);
+    ok(&out, "another filesystem");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("--temp-dir {t} is on another filesystem")),
+        "{err}"
+    );
+    check(&local, &source_state(), "another filesystem");
+    no_temps(&local, "another filesystem");
+    assert_eq!(mtime(elsewhere.path()), T, "another filesystem: used");
+}

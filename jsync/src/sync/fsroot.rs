@@ -314,6 +314,17 @@ pub(crate) struct FsRoot {
     /// `--partial-dir`: partial files live in this directory inside each
     /// directory, under their files' names ([`FsRoot::set_partial_dir`]).
     partial_dir: std::sync::OnceLock<OsString>,
+    /// `-T`: temp files are made in this directory ([`FsRoot::set_temp_dir`]).
+    temp_dir: std::sync::OnceLock<TempHome>,
+}
+
+/// The directory `-T` names, and the mount it is on: a temp file is made
+/// there only for a target on the same mount (a rename or link cannot
+/// cross one).
+#[derive(Debug, Clone)]
+struct TempHome {
+    fd: Arc<OwnedFd>,
+    mount: u64,
 }
 
 /// The names in a directory, each with whether it is a directory.
@@ -359,6 +370,7 @@ impl FsRoot {
             resolver,
             dirs: Default::default(),
             partial_dir: Default::default(),
+            temp_dir: Default::default(),
         })
     }
 
@@ -382,6 +394,7 @@ impl FsRoot {
             resolver: self.resolver,
             dirs: Default::default(),
             partial_dir: self.partial_dir.clone(),
+            temp_dir: self.temp_dir.clone(),
         })
     }
 
@@ -519,12 +532,13 @@ impl FsRoot {
     /// `.<name>.jsync-tmp.<random>`; [`TempFile::commit`] renames it over `rel`.
     pub fn create_temp(&self, rel: &RelPath) -> Result<TempFile, FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
+        let home = self.temp_home(&dir);
         let flags =
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut last = Errno::EXIST;
         for _ in 0..RETRIES {
             let temp = temp_name(name);
-            match rfs::openat(&dir, &temp, flags, Mode::from_raw_mode(0o600)) {
+            match rfs::openat(&home, &temp, flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
                     // Held while the temp is being written, so another run's
                     // cleanup can tell it from a crash's leftover. Waited for:
@@ -537,6 +551,7 @@ impl FsRoot {
                     return Ok(TempFile {
                         file: File::from(fd),
                         dir,
+                        home,
                         temp: Temp::Named(temp),
                         target: name.to_owned(),
                         shown: rel.display(),
@@ -564,8 +579,9 @@ impl FsRoot {
             return self.create_temp(rel);
         }
         let (dir, name) = self.locate_replaceable(rel)?;
+        let home = self.temp_home(&dir);
         let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
-        let fd = match rfs::openat(&dir, ".", flags, Mode::from_raw_mode(0o600)) {
+        let fd = match rfs::openat(&home, ".", flags, Mode::from_raw_mode(0o600)) {
             Ok(fd) => fd,
             // Filesystems without O_TMPFILE (and kernels that take it for a
             // plain O_DIRECTORY open).
@@ -574,13 +590,14 @@ impl FsRoot {
             }
             Err(e) => return Err(FsError::io(rel.display(), e)),
         };
-        let via = probe_link_via(&fd, &dir);
+        let via = probe_link_via(&fd, &home);
         if via == LinkVia::Unsupported {
             return self.create_temp(rel);
         }
         Ok(TempFile {
             file: File::from(fd),
             dir,
+            home,
             temp: Temp::Unnamed(via),
             target: name.to_owned(),
             shown: rel.display(),
@@ -909,6 +926,53 @@ impl FsRoot {
             name,
             target,
         }))
+    }
+
+    /// `-T`: temp files are made in `dir` instead of beside their targets
+    /// (for a target on another mount, still beside it). Stale temps a
+    /// killed run left there (unlocked, [`is_temp_name`]) are removed first:
+    /// they are not resumed from. Returns whether `dir` is on this root's
+    /// mount. Set once, by the receiver, before any file is written.
+    pub(crate) fn set_temp_dir(&self, dir: &FsRoot) -> Result<bool, FsError> {
+        let err = |e: Errno| FsError::io(dir.path.display().to_string(), e);
+        let (listed, names) = dir.list(&RelPath::root())?;
+        let fd = listed.fd().map_err(err)?;
+        for (name, is_dir) in names {
+            let name = OsString::from_vec(name);
+            if !is_dir && is_temp_name(name.as_bytes()) && !in_use(fd, &name) {
+                match rfs::unlinkat(fd, &name, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => {
+                        return Err(FsError::io(dir.path.join(&name).display().to_string(), e))
+                    }
+                }
+            }
+        }
+        let home = rfs::openat(
+            &dir.fd,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
+        let mount = mount_of(home.as_fd()).map_err(err)?;
+        let same = mount_of(self.fd.as_fd())
+            .map_err(|e| FsError::io(self.path.display().to_string(), e))?
+            == mount;
+        let _ = self.temp_dir.set(TempHome {
+            fd: Arc::new(home),
+            mount,
+        });
+        Ok(same)
+    }
+
+    /// Where a temp file for a target in `dir` is made: the `-T` directory
+    /// when it is on the same mount, else `dir` itself.
+    fn temp_home(&self, dir: &Arc<OwnedFd>) -> Arc<OwnedFd> {
+        match self.temp_dir.get() {
+            Some(t) if mount_of(dir.as_fd()) == Ok(t.mount) => t.fd.clone(),
+            _ => dir.clone(),
+        }
     }
 
     /// The `--partial-dir` name, if one is set.
@@ -1284,6 +1348,18 @@ fn link_unnamed_via(via: LinkVia, file: &File, dir: &OwnedFd, name: &OsStr) -> R
         LinkVia::EmptyPath => rfs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH),
         LinkVia::Proc => rfs::linkat(CWD, proc_fd_path(file), dir, name, AtFlags::SYMLINK_FOLLOW),
         LinkVia::Unsupported => Err(Errno::NOTSUP),
+    }
+}
+
+/// The mount `fd` is on, as renames and links see it: its mount id where
+/// the kernel says (Linux 5.8), else its device (bind mounts of one
+/// filesystem then look alike, and a rename between them fails loudly).
+fn mount_of(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    match rfs::statx(fd, "", AtFlags::EMPTY_PATH, rfs::StatxFlags::MNT_ID) {
+        Ok(st) if st.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0 => Ok(st.stx_mnt_id),
+        Ok(st) => Ok(rfs::makedev(st.stx_dev_major, st.stx_dev_minor)),
+        Err(Errno::NOSYS) => rfs::fstat(fd).map(|st| st.st_dev),
+        Err(e) => Err(e),
     }
 }
 
@@ -1863,7 +1939,10 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, dev: Option<u64>) -> io::Resul
 #[derive(Debug)]
 pub(crate) struct TempFile {
     pub file: File,
+    /// The target's directory.
     dir: Arc<OwnedFd>,
+    /// Where the temp is: `dir`, or the `-T` directory.
+    home: Arc<OwnedFd>,
     temp: Temp,
     target: OsString,
     shown: String,
@@ -1875,7 +1954,7 @@ pub(crate) struct TempFile {
 /// Where a [`TempFile`]'s content lives until the commit.
 #[derive(Debug)]
 enum Temp {
-    /// Under a temp name beside the target.
+    /// Under a temp name beside the target (or in the `-T` directory).
     Named(OsString),
     /// An unnamed inode ([`FsRoot::create_unnamed`]), linked in the way found.
     Unnamed(LinkVia),
@@ -1925,7 +2004,8 @@ impl TempFile {
         Ok((m.dev, m.ino))
     }
 
-    /// Renames the temp (named first if it is unnamed) to `to` in its directory.
+    /// Renames the temp (named first if it is unnamed) to `to` in the
+    /// target's directory.
     fn rename_to(&mut self, to: &OsStr) -> Result<(), Errno> {
         let dir = self.dir.clone();
         self.rename_into(dir.as_fd(), to)
@@ -1951,7 +2031,7 @@ impl TempFile {
             Temp::Named(temp) => temp.clone(),
             Temp::Unnamed(via) => self.name_it(*via)?,
         };
-        rfs::renameat(&self.dir, &temp, to_dir, to)
+        rfs::renameat(&self.home, &temp, to_dir, to)
     }
 
     /// Links an unnamed temp in under a fresh temp name, locked first like
@@ -1960,7 +2040,7 @@ impl TempFile {
         let _ = rfs::flock(&self.file, rfs::FlockOperation::LockExclusive);
         for _ in 0..RETRIES {
             let temp = temp_name(&self.target);
-            match link_unnamed_via(via, &self.file, &self.dir, &temp) {
+            match link_unnamed_via(via, &self.file, &self.home, &temp) {
                 Ok(()) => {
                     self.temp = Temp::Named(temp.clone());
                     return Ok(temp);
@@ -2053,7 +2133,7 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if let (false, Temp::Named(temp)) = (self.done, &self.temp) {
-            let _ = rfs::unlinkat(&self.dir, temp, AtFlags::empty());
+            let _ = rfs::unlinkat(&self.home, temp, AtFlags::empty());
         }
     }
 }

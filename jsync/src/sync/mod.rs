@@ -148,6 +148,10 @@ pub struct SyncOptions {
     /// Partial files live in this directory inside each directory, under
     /// their own names (`--partial-dir`; a plain name).
     pub partial_dir: Option<String>,
+    /// Temp files are made in this directory (`-T`, `--temp-dir`): taken
+    /// from the destination directory when relative; on a server it must
+    /// lie beneath the root (an absolute one is taken from the root).
+    pub temp_dir: Option<String>,
     /// A path `--files-from` lists that the source lacks is passed over
     /// in silence (`--ignore-missing-args`; jcp also drops such sources).
     pub ignore_missing_args: bool,
@@ -257,6 +261,7 @@ impl Default for SyncOptions {
             fuzzy: false,
             delay_updates: false,
             partial_dir: None,
+            temp_dir: None,
             ignore_missing_args: false,
             delete_missing_args: false,
             chmod: Chmod::default(),
@@ -426,6 +431,9 @@ impl Args {
         if let Some(d) = &opts.partial_dir {
             out.push(format!("partial_dir={d}"));
         }
+        if let Some(d) = &opts.temp_dir {
+            out.push(format!("temp_dir={d}"));
+        }
         if let Some(m) = &opts.groupmap {
             out.push(format!("groupmap={m}"));
         }
@@ -541,6 +549,7 @@ impl Args {
                     }
                     out.opts.partial_dir = Some(v.to_string());
                 }
+                "temp_dir" => out.opts.temp_dir = Some(v.to_string()),
                 "ignore_missing_args" => out.opts.ignore_missing_args = on,
                 "delete_missing_args" => out.opts.delete_missing_args = on,
                 "safe_links" => out.opts.safe_links = on,
@@ -665,6 +674,7 @@ impl Args {
             fuzzy: self.opts.fuzzy,
             delay_updates: self.opts.delay_updates,
             partial_dir: self.opts.partial_dir.clone(),
+            temp_dir: self.opts.temp_dir.clone(),
             keep_dirlinks: self.opts.keep_dirlinks,
             delete_missing: self.opts.delete_missing_args,
             listing_asked: true,
@@ -925,6 +935,7 @@ mod tests {
             fuzzy: true,
             delay_updates: true,
             partial_dir: Some(".rsync-partial".into()),
+            temp_dir: Some("../tmp dir".into()),
             ignore_missing_args: true,
             chmod: Chmod::parse("Dg+s,Fo-w").unwrap(),
             chown: Some(Chown::parse("1:2").unwrap()),
@@ -985,6 +996,7 @@ mod tests {
         assert!(t.safe_links && t.fuzzy && t.delay_updates && t.keep_dirlinks);
         assert!(t.delete_missing);
         assert_eq!(t.partial_dir.as_deref(), Some(".rsync-partial"));
+        assert_eq!(t.temp_dir.as_deref(), Some("../tmp dir"));
         let mut bad = Args::encode("", &SyncOptions::default());
         bad.push("partial_dir=../x".into());
         assert!(Args::parse(&bad).is_err());

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, Chunking, DigestBuilder, MAX_CHUNK};
-use super::destdir::DestMap;
+use super::destdir::{open_side_dir, strip, DestMap};
 use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::fs_err;
@@ -132,6 +132,9 @@ pub(crate) struct TakeOptions {
     /// Partial files live in this directory inside each directory
     /// (`--partial-dir`).
     pub partial_dir: Option<String>,
+    /// Temp files are made in this directory (`-T`), named from the
+    /// destination directory as `--backup-dir` is.
+    pub temp_dir: Option<String>,
     /// A symlink to a directory beneath the root stands for the directory
     /// the sender has (`-K`).
     pub keep_dirlinks: bool,
@@ -234,6 +237,17 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
         _ => None,
     };
+    let mut warnings = Vec::new();
+    // A dry run makes no temp files (and its destination may not exist).
+    let temp_inside = match &opts.temp_dir {
+        Some(d) if !opts.dry_run && !missing => {
+            let confined = opts.side_dirs_confined;
+            let (inside, warning) = use_temp_dir(d, &spec.fs, &map, confined)?;
+            warnings.extend(warning);
+            inside
+        }
+        _ => None,
+    };
     let placed_at = base.clone();
     let (fs, base, made_base) = confine(
         &spec,
@@ -243,7 +257,6 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         backups.as_ref(),
         opts.keep_dirlinks,
     )?;
-    let mut alt_warnings = Vec::new();
     let alts = match &opts.alt_dest {
         Some(a) => {
             // Entries' paths are beneath the directory's own root once
@@ -258,7 +271,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             };
             let confined = opts.side_dirs_confined;
             Some(Alts::open(a, &spec.fs, map, confined, |w| {
-                alt_warnings.push(w)
+                warnings.push(w)
             })?)
         }
         None => None,
@@ -270,7 +283,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         opts.filter = Arc::new(opts.filter.own_rules_only());
     }
     let counters = Arc::new(Counters::default());
-    for w in alt_warnings {
+    for w in warnings {
         counters.warning("", w);
     }
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
@@ -293,6 +306,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         base: base.clone(),
         prefix: super::shown_prefix(&source),
         backups,
+        temp_inside,
         alts,
         fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
         staged: opts.delay_updates.then(Default::default),
@@ -803,6 +817,34 @@ fn confine(
     Ok((Arc::new(sub), RelPath::root(), made))
 }
 
+/// `-T`: opens the temp directory `name` (which must exist, named as
+/// `--backup-dir` is) and has `fs` make its temp files there. Returns
+/// where the directory lies beneath the receiver's root, if it does (for
+/// `--delete` to leave alone), and a warning when it is on another mount
+/// than the destination: temp files are then made beside their files, as
+/// without `-T` (jcp never copies a file over its old version in place,
+/// which is what rsync does then).
+fn use_temp_dir(
+    name: &str,
+    fs: &Arc<FsRoot>,
+    map: &DestMap,
+    confined: bool,
+) -> Result<(Option<RelPath>, Option<String>)> {
+    let named = |what: &str| Error::Fs(format!("--temp-dir {name}: {what}"));
+    let dir = open_side_dir("--temp-dir", name, fs, map, confined, false)?
+        .ok_or_else(|| named("no such directory"))?;
+    let same = fs
+        .set_temp_dir(&dir.fs)
+        .map_err(|e| named(&e.to_string()))?;
+    let warning = (!same).then(|| {
+        format!(
+            "--temp-dir {name} is on another filesystem than the destination: \
+             temp files are made beside their files"
+        )
+    });
+    Ok((dir.at.and_then(|at| strip(&at, &map.work)), warning))
+}
+
 fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsroot::FsError> {
     let mut full = base.as_bytes().to_vec();
     if !path.is_empty() {
@@ -894,6 +936,9 @@ struct Ctx {
     prefix: Vec<u8>,
     /// With `--backup`: where what is replaced or deleted is kept.
     backups: Option<Backups>,
+    /// With `-T`: where its directory lies beneath the root, which
+    /// `--delete` leaves alone.
+    temp_inside: Option<RelPath>,
     /// With `--compare-dest`, `--copy-dest`, `--link-dest`: where files the
     /// destination lacks may be found.
     alts: Option<Alts>,
@@ -1330,7 +1375,12 @@ impl Ctx {
             true => filter.is_excluded_in_deleted(scope, path, is_dir),
             false => filter.is_excluded_in(scope, path, is_dir),
         };
-        excluded || self.backups.as_ref().is_some_and(|b| b.protects(rel))
+        excluded
+            || self.backups.as_ref().is_some_and(|b| b.protects(rel))
+            || self
+                .temp_inside
+                .as_ref()
+                .is_some_and(|t| strip(t, rel).is_some())
     }
 
     /// A path beneath the base (`rel`) as the user sees it.
