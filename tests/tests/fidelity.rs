@@ -1441,13 +1441,18 @@ async fn a_second_name_is_not_linked_to_a_first_name_that_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_file_is_resumed_from_what_arrived() {
-    // Kept beside the file, and with --partial-dir in a directory of its own.
-    for partial_dir in [None, Some(".rsync-partial")] {
-        resume_after_a_cut(partial_dir).await;
+    // Kept beside the file, and with --partial-dir in a directory of its
+    // own; with -T the temp is written in another directory, then kept.
+    for (partial_dir, temp_dir) in [
+        (None, None),
+        (Some(".rsync-partial"), None),
+        (None, Some("scratch")),
+    ] {
+        resume_after_a_cut(partial_dir, temp_dir).await;
     }
 }
 
-async fn resume_after_a_cut(partial_dir: Option<&'static str>) {
+async fn resume_after_a_cut(partial_dir: Option<&'static str>, temp_dir: Option<&'static str>) {
     const SIZE: usize = 64 << 20;
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
@@ -1458,6 +1463,9 @@ async fn resume_after_a_cut(partial_dir: Option<&'static str>) {
     // The server has an unrelated older version, which nothing may tear.
     let old = pseudo_random(4 << 20, 82);
     fs::write(root.join("big.bin"), &old).unwrap();
+    if let Some(d) = temp_dir {
+        fs::create_dir(root.join(d)).unwrap();
+    }
     let keys = Keys::new();
     let srv = Jsrv::start(keys.path(), &root, &[]);
     let relay = Relay::tcp(format!("127.0.0.1:{}", srv.port).parse().unwrap()).await;
@@ -1472,6 +1480,9 @@ async fn resume_after_a_cut(partial_dir: Option<&'static str>) {
                 .args(["-p", &port.to_string(), "--stats"]);
             if let Some(d) = partial_dir {
                 cmd.arg(format!("--partial-dir={d}"));
+            }
+            if let Some(d) = temp_dir {
+                cmd.args(["-T", d]);
             }
             cmd.arg(&src).arg("127.0.0.1:").output().unwrap()
         })
@@ -1503,6 +1514,13 @@ async fn resume_after_a_cut(partial_dir: Option<&'static str>) {
         assert!(
             kept.as_ref().is_ok_and(|&n| n > 0),
             "no partial in {d}: {kept:?}"
+        );
+    }
+    if temp_dir.is_some() {
+        let kept = fs::metadata(root.join(".big.bin.jsync-partial")).map(|m| m.len());
+        assert!(
+            kept.as_ref().is_ok_and(|&n| n > 0),
+            "-T: no partial beside the file: {kept:?}"
         );
     }
 

@@ -23,8 +23,9 @@
 //! `O_NOFOLLOW|O_DIRECTORY`. That fallback is stricter: every symlink in a
 //! directory position is refused, even one that would stay inside the root.
 //!
-//! New file content is written to a [`TempFile`] beside its target and renamed
-//! over it by [`TempFile::commit`]; an uncommitted temp file is removed on drop,
+//! New file content is written to a [`TempFile`] beside its target (or in the
+//! `-T` directory, [`FsRoot::set_temp_dir`]) and renamed over it by
+//! [`TempFile::commit`]; an uncommitted temp file is removed on drop,
 //! or kept as `.<name>.jsync-partial` by [`TempFile::keep_as_partial`] for a
 //! later run to resume from ([`FsRoot::partial`]). A small file written at once
 //! is an unnamed inode instead ([`FsRoot::create_unnamed`], `O_TMPFILE`), linked
@@ -2394,6 +2395,43 @@ mod tests {
         assert_eq!(read(b"d-2/y"), "y");
         fs.remove(&rel(b"d")).unwrap();
         assert_eq!(read(b"d-2/y"), "y");
+    }
+
+    /// `-T`: named and unnamed temps live in the temp directory until the
+    /// commit puts them at their targets (elsewhere), a dropped one leaves
+    /// nothing there, a kept partial goes beside its file, and an unlocked
+    /// leftover there is removed when the directory is set.
+    #[test]
+    fn temp_files_live_in_the_temp_dir() {
+        let (_t, root, scratch) = root_and_outside();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(scratch.join(".f.jsync-tmp.0123456789abcdef"), "stale").unwrap();
+        std::fs::write(scratch.join("other"), "kept").unwrap();
+        let fs = FsRoot::open(&root).unwrap();
+        assert!(fs.set_temp_dir(&FsRoot::open(&scratch).unwrap()).unwrap());
+        assert_eq!(names(&scratch), ["other"]);
+        let named: fn(&FsRoot, &RelPath) -> Result<TempFile, FsError> = FsRoot::create_temp;
+        for create in [named, FsRoot::create_unnamed] {
+            let mut tmp = create(&fs, &rel(b"d/f")).unwrap();
+            tmp.file.write_all(b"new").unwrap();
+            // (An unnamed file's path reads `DIR/#INODE (deleted)`.)
+            let at = std::fs::read_link(proc_fd_path(&tmp.file)).unwrap();
+            assert_eq!(at.parent(), Some(scratch.as_path()), "{at:?}");
+            assert!(names(&root.join("d")).is_empty());
+            tmp.commit(0o644, (1_000, 0), false).unwrap();
+            assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"new");
+            assert_eq!(names(&scratch), ["other"]);
+            let dropped = create(&fs, &rel(b"d/g")).unwrap();
+            drop(dropped);
+            assert_eq!(names(&scratch), ["other"]);
+            assert_eq!(names(&root.join("d")), ["f"]);
+            std::fs::remove_file(root.join("d/f")).unwrap();
+        }
+        let mut tmp = fs.create_temp(&rel(b"d/f")).unwrap();
+        tmp.file.write_all(b"half").unwrap();
+        tmp.keep_as_partial().unwrap();
+        assert_eq!(names(&root.join("d")), [".f.jsync-partial"]);
+        assert_eq!(names(&scratch), ["other"]);
     }
 
     #[test]
