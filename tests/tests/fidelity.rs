@@ -1538,6 +1538,10 @@ async fn resume_after_a_cut(partial_dir: Option<&'static str>, temp_dir: Option<
     );
     let left = temp_leftovers(&root);
     assert!(left.is_empty(), "left behind: {left:?}");
+    if let Some(d) = temp_dir {
+        let held = fs::read_dir(root.join(d)).unwrap().count();
+        assert_eq!(held, 0, "{d} still holds files");
+    }
     if let Some(d) = partial_dir {
         assert!(!root.join(d).exists(), "{d} is removed once empty");
     }

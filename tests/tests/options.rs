@@ -1746,6 +1746,24 @@ fn temp_dir_holds_the_temp_files() {
         holds(dst, ".scratch/mine", Some(b"the user's"), what);
         holds(dst, &format!(".scratch/{stale}"), None, what);
     });
+    // A dry run says what the run would do: DIR stays, nothing is removed.
+    each_way_out(
+        &["-n", "-T", ".scratch", "--delete"],
+        inside,
+        |dst, out, what| {
+            ok(out, what);
+            let said = String::from_utf8_lossy(&out.stdout);
+            let deleting = |l: &str| l.starts_with("*deleting") && l.ends_with(" extra.txt");
+        assert!(said.lines().any(deleting), "{what}: {said}");
+            assert!(!said.contains(".scratch"), "{what}: {said}");
+            holds(
+                dst,
+                &format!(".scratch/{stale}"),
+                Some(b"left by a killed run"),
+                what,
+            );
+        },
+    );
     let setup = Sources::new(make_source);
     let (keys, srv) = (setup.keys.path(), &setup.srv);
     let local = setup.work.path().join("local");

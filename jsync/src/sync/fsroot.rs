@@ -325,7 +325,9 @@ pub(crate) struct FsRoot {
 #[derive(Debug, Clone)]
 struct TempHome {
     fd: Arc<OwnedFd>,
-    mount: u64,
+    mount: (u64, u64),
+    /// Its device and inode.
+    id: (u64, u64),
 }
 
 /// The names in a directory, each with whether it is a directory.
@@ -931,24 +933,14 @@ impl FsRoot {
 
     /// `-T`: temp files are made in `dir` instead of beside their targets
     /// (for a target on another mount, still beside it). Stale temps a
-    /// killed run left there (unlocked, [`is_temp_name`]) are removed first:
-    /// they are not resumed from. Returns whether `dir` is on this root's
-    /// mount. Set once, by the receiver, before any file is written.
+    /// killed run of this user left there are removed first
+    /// ([`remove_stale_temps`]): they are not resumed from. Returns whether
+    /// `dir` is on the mount of this root (the destination directory). Set
+    /// once, by the receiver, before any file is written.
     pub(crate) fn set_temp_dir(&self, dir: &FsRoot) -> Result<bool, FsError> {
         let err = |e: Errno| FsError::io(dir.path.display().to_string(), e);
         let (listed, names) = dir.list(&RelPath::root())?;
-        let fd = listed.fd().map_err(err)?;
-        for (name, is_dir) in names {
-            let name = OsString::from_vec(name);
-            if !is_dir && is_temp_name(name.as_bytes()) && !in_use(fd, &name) {
-                match rfs::unlinkat(fd, &name, AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    Err(e) => {
-                        return Err(FsError::io(dir.path.join(&name).display().to_string(), e))
-                    }
-                }
-            }
-        }
+        remove_stale_temps(listed.fd().map_err(err)?, names);
         let home = rfs::openat(
             &dir.fd,
             ".",
@@ -957,14 +949,25 @@ impl FsRoot {
         )
         .map_err(err)?;
         let mount = mount_of(home.as_fd()).map_err(err)?;
+        let st = rfs::fstat(&home).map_err(err)?;
         let same = mount_of(self.fd.as_fd())
             .map_err(|e| FsError::io(self.path.display().to_string(), e))?
             == mount;
         let _ = self.temp_dir.set(TempHome {
             fd: Arc::new(home),
             mount,
+            id: (st.st_dev, st.st_ino),
         });
         Ok(same)
+    }
+
+    /// Whether the directory open at `fd` is the `-T` directory, whose
+    /// temps belong to targets anywhere (so they are not this directory's
+    /// to resume from or remove while this run writes them).
+    fn is_temp_home(&self, fd: BorrowedFd<'_>) -> bool {
+        self.temp_dir
+            .get()
+            .is_some_and(|t| rfs::fstat(fd).is_ok_and(|st| (st.st_dev, st.st_ino) == t.id))
     }
 
     /// Where a temp file for a target in `dir` is made: the `-T` directory
@@ -1056,8 +1059,14 @@ impl FsRoot {
             .any(|(name, is_dir)| is_partial_name(name) || in_partial_dir(name, *is_dir));
         let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
-        // Stale temps by target, in a stable order.
+        // Stale temps by target, in a stable order. (In the -T directory,
+        // set_temp_dir removed those; the rest are this run's.)
         let mut stale: BTreeMap<Vec<u8>, Vec<(OsString, Meta)>> = BTreeMap::new();
+        let temps = if self.is_temp_home(dirfd) {
+            Vec::new()
+        } else {
+            temps
+        };
         for name in temps {
             let st = match rfs::statat(dirfd, &name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
@@ -1352,15 +1361,48 @@ fn link_unnamed_via(via: LinkVia, file: &File, dir: &OwnedFd, name: &OsStr) -> R
     }
 }
 
-/// The mount `fd` is on, as renames and links see it: its mount id where
-/// the kernel says (Linux 5.8), else its device (bind mounts of one
-/// filesystem then look alike, and a rename between them fails loudly).
-fn mount_of(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+/// The mount and device `fd` is on, which a rename or link cannot cross:
+/// its mount id where the kernel says (Linux 5.8; else 0, and bind mounts
+/// of one filesystem look alike) and its device (a btrfs subvolume has one
+/// of its own). A rename can still fail between directories of different
+/// quota projects: that file then fails, named.
+fn mount_of(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
     match rfs::statx(fd, "", AtFlags::EMPTY_PATH, rfs::StatxFlags::MNT_ID) {
-        Ok(st) if st.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0 => Ok(st.stx_mnt_id),
-        Ok(st) => Ok(rfs::makedev(st.stx_dev_major, st.stx_dev_minor)),
-        Err(Errno::NOSYS) => rfs::fstat(fd).map(|st| st.st_dev),
+        Ok(st) => {
+            let dev = rfs::makedev(st.stx_dev_major, st.stx_dev_minor);
+            let has_id = st.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0;
+            Ok((if has_id { st.stx_mnt_id } else { 0 }, dev))
+        }
+        Err(Errno::NOSYS) => rfs::fstat(fd).map(|st| (0, st.st_dev)),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes, from the `-T` directory open at `dir` (listed as `names`), the
+/// temps a killed run of this user left: regular files with a temp name,
+/// owned by this user, that no writer holds locked ([`in_use`]; one that
+/// cannot be opened to tell counts as in use). Others' files, and any this
+/// user may not remove, stay: the directory may be shared (`-T /tmp`).
+fn remove_stale_temps(dir: BorrowedFd<'_>, names: Listing) {
+    let me = rustix::process::geteuid().as_raw();
+    for (name, is_dir) in names {
+        let name = OsString::from_vec(name);
+        if is_dir || !is_temp_name(name.as_bytes()) {
+            continue;
+        }
+        let ours = rfs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_uid == me
+        });
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let unlocked = ours
+            && rfs::openat(dir, &name, flags, Mode::empty()).is_ok_and(|fd| {
+                rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
+            });
+        if unlocked {
+            if let Err(e) = rfs::unlinkat(dir, &name, AtFlags::empty()) {
+                tracing::debug!(name = ?name, error = %e, "cannot remove a stale temp");
+            }
+        }
     }
 }
 
@@ -2432,6 +2474,61 @@ mod tests {
         tmp.keep_as_partial().unwrap();
         assert_eq!(names(&root.join("d")), [".f.jsync-partial"]);
         assert_eq!(names(&scratch), ["other"]);
+    }
+
+    /// `-T` in a directory others may share: only this user's unlocked
+    /// regular temps go; a locked one (a live run's), another kind of file
+    /// with a temp name, and (as root) another user's stay. The directory's
+    /// own cleanup, when the transfer passes through it, leaves temps there
+    /// alone too: they are this run's.
+    #[test]
+    fn only_stale_temps_of_this_user_leave_the_temp_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_t, root, scratch) = root_and_outside();
+        let stale = |n: &str| format!(".{n}.jsync-tmp.0123456789abcdef");
+        std::fs::write(scratch.join(stale("mine")), "stale").unwrap();
+        std::fs::create_dir(scratch.join(stale("dir"))).unwrap();
+        rustix::fs::mknodat(
+            CWD,
+            &scratch.join(stale("fifo")),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let other = FsRoot::open(&root).unwrap();
+        other
+            .set_temp_dir(&FsRoot::open(&scratch).unwrap())
+            .unwrap();
+        let live = other.create_temp(&rel(b"live")).unwrap();
+        let foreign = rustix::process::geteuid().is_root().then(|| {
+            let p = scratch.join(stale("theirs"));
+            std::fs::write(&p, "theirs").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+            stale("theirs")
+        });
+        let fs = FsRoot::open(&scratch).unwrap();
+        assert!(fs.set_temp_dir(&FsRoot::open(&scratch).unwrap()).unwrap());
+        let left = names(&scratch);
+        assert!(!left.contains(&stale("mine").into()), "{left:?}");
+        let mut kept = vec![stale("dir"), stale("fifo")];
+        kept.extend(foreign);
+        let Temp::Named(live_name) = &live.temp else {
+            panic!("a named temp")
+        };
+        kept.push(live_name.to_str().unwrap().to_string());
+        for k in &kept {
+            assert!(left.contains(&k.into()), "{k} went: {left:?}");
+        }
+        // Unlocked a moment (between its create and its lock), a temp of
+        // this run in the directory is not a crash's leftover to its own
+        // cleanup: nothing is renamed or removed.
+        std::fs::write(scratch.join(stale("racing")), "this run's").unwrap();
+        let before = names(&scratch);
+        assert_eq!(fs.clean_stale_temps(&RelPath::root()).unwrap(), 0);
+        assert_eq!(names(&scratch), before);
+        drop(live);
     }
 
     #[test]

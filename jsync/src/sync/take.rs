@@ -238,16 +238,6 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         _ => None,
     };
     let mut warnings = Vec::new();
-    // A dry run makes no temp files (and its destination may not exist).
-    let temp_inside = match &opts.temp_dir {
-        Some(d) if !opts.dry_run && !missing => {
-            let confined = opts.side_dirs_confined;
-            let (inside, warning) = use_temp_dir(d, &spec.fs, &map, confined)?;
-            warnings.extend(warning);
-            inside
-        }
-        _ => None,
-    };
     let placed_at = base.clone();
     let (fs, base, made_base) = confine(
         &spec,
@@ -257,6 +247,14 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         backups.as_ref(),
         opts.keep_dirlinks,
     )?;
+    let temp_inside = match &opts.temp_dir {
+        Some(d) if !missing => {
+            let (inside, warning) = use_temp_dir(d, &spec.fs, &fs, &map, &opts)?;
+            warnings.extend(warning);
+            inside
+        }
+        _ => None,
+    };
     let alts = match &opts.alt_dest {
         Some(a) => {
             // Entries' paths are beneath the directory's own root once
@@ -817,22 +815,32 @@ fn confine(
     Ok((Arc::new(sub), RelPath::root(), made))
 }
 
-/// `-T`: opens the temp directory `name` (which must exist, named as
-/// `--backup-dir` is) and has `fs` make its temp files there. Returns
-/// where the directory lies beneath the receiver's root, if it does (for
-/// `--delete` to leave alone), and a warning when it is on another mount
-/// than the destination: temp files are then made beside their files, as
-/// without `-T` (jcp never copies a file over its old version in place,
-/// which is what rsync does then).
+/// `-T`: opens the temp directory `name` (named as `--backup-dir` is,
+/// from `top` by `map`) and has `fs`, the root the receiver works in, make
+/// its temp files there. Returns where the directory lies beneath that
+/// root, if it does (for `--delete` to leave alone), and a warning when it
+/// is on another mount than the destination directory: temp files are then
+/// made beside their files, as without `-T` (jcp never copies a file over
+/// its old version in place, which is what rsync does then). The directory
+/// must exist, except in a dry run, which makes no temp files.
 fn use_temp_dir(
     name: &str,
-    fs: &Arc<FsRoot>,
+    top: &Arc<FsRoot>,
+    fs: &FsRoot,
     map: &DestMap,
-    confined: bool,
+    opts: &TakeOptions,
 ) -> Result<(Option<RelPath>, Option<String>)> {
     let named = |what: &str| Error::Fs(format!("--temp-dir {name}: {what}"));
-    let dir = open_side_dir("--temp-dir", name, fs, map, confined, false)?
-        .ok_or_else(|| named("no such directory"))?;
+    let confined = opts.side_dirs_confined;
+    let dir = match open_side_dir("--temp-dir", name, top, map, confined, false)? {
+        Some(dir) => dir,
+        None if opts.dry_run => return Ok((None, None)),
+        None => return Err(named("no such directory")),
+    };
+    let inside = dir.at.as_ref().and_then(|at| strip(at, &map.work));
+    if opts.dry_run {
+        return Ok((inside, None));
+    }
     let same = fs
         .set_temp_dir(&dir.fs)
         .map_err(|e| named(&e.to_string()))?;
@@ -842,7 +850,7 @@ fn use_temp_dir(
              temp files are made beside their files"
         )
     });
-    Ok((dir.at.and_then(|at| strip(&at, &map.work)), warning))
+    Ok((inside, warning))
 }
 
 fn join(base: &RelPath, path: &[u8]) -> std::result::Result<RelPath, super::fsroot::FsError> {
