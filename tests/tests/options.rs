@@ -1754,7 +1754,7 @@ fn temp_dir_holds_the_temp_files() {
             ok(out, what);
             let said = String::from_utf8_lossy(&out.stdout);
             let deleting = |l: &str| l.starts_with("*deleting") && l.ends_with(" extra.txt");
-        assert!(said.lines().any(deleting), "{what}: {said}");
+            assert!(said.lines().any(deleting), "{what}: {said}");
             assert!(!said.contains(".scratch"), "{what}: {said}");
             holds(
                 dst,

@@ -2490,7 +2490,7 @@ mod tests {
         std::fs::create_dir(scratch.join(stale("dir"))).unwrap();
         rustix::fs::mknodat(
             CWD,
-            &scratch.join(stale("fifo")),
+            scratch.join(stale("fifo")),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
