@@ -415,8 +415,9 @@ pub struct Cli {
     /// on a server DIR must lie beneath its root, and an absolute DIR is
     /// taken from the root). DIR must exist, and --delete leaves it alone.
     /// A file on another filesystem than DIR still gets its temp beside it
-    /// (with a warning): jcp renames new files into place and never copies
-    /// one over its old version, as rsync does then
+    /// (with a warning when the destination directory is on another one):
+    /// jcp renames new files into place and never copies one over its old
+    /// version, as rsync does then
     #[arg(short = 'T', long, value_name = "DIR")]
     pub temp_dir: Option<String>,
 
