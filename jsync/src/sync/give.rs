@@ -1691,30 +1691,23 @@ async fn serve(
     shown: &str,
 ) -> std::result::Result<u64, Fail> {
     let opened = open_listed(giver, path, shown);
-    let chunking = match want.how {
+    let basis = match want.how {
         WantHow::Delta => {
-            Some(
+            let chunking =
                 Chunking::from_bits(want.chunk_bits).ok_or_else(|| Error::Violation {
                     peer: giver.peer.clone(),
                     what: format!("no chunking of 2^{} bytes", want.chunk_bits),
-                })?,
-            )
+                })?;
+            match &opened {
+                Ok((_, m)) if m.size >= chunker::CONCURRENT_CUT_MIN => Basis::Streamed(chunking),
+                // Read whatever happens to the file, to keep the lane in step.
+                _ => {
+                    let size = opened.as_ref().map_or(0, |(_, m)| m.size);
+                    Basis::Delta(Theirs::receive(c, &giver.peer, chunking, size).await?)
+                }
+            }
         }
-        _ => None,
-    };
-    // A large file's delta is built while the receiver's signature arrives
-    // (the recipe starts before the signature ends); any other waits for the
-    // whole signature, which is read whatever happens to the file.
-    let large = matches!(
-        (&opened, chunking),
-        (Ok((_, m)), Some(_)) if m.size >= chunker::CONCURRENT_CUT_MIN
-    );
-    let have = match chunking {
-        Some(chunking) if !large => {
-            let size = opened.as_ref().map_or(0, |(_, m)| m.size);
-            Some(Theirs::receive(c, &giver.peer, chunking, size).await?)
-        }
-        _ => None,
+        _ => Basis::Whole,
     };
     let (file, meta) = opened?;
     let progress = &giver.opts.progress;
@@ -1725,7 +1718,7 @@ async fn serve(
     } else {
         Compression::NONE
     };
-    if chunking.is_none() && meta.size <= WHOLE_MAX {
+    if matches!(basis, Basis::Whole) && meta.size <= WHOLE_MAX {
         // Read straight into the message, as for a batch of small files.
         let mut payload = Vec::with_capacity(meta.size as usize + 64);
         let slot = msg::begin_whole_file(&mut payload, &meta);
@@ -1739,28 +1732,33 @@ async fn serve(
 
     // The general case: a recipe built off the async threads and streamed.
     c.send(fragment(msg::META, &meta)).await?;
-    let alg = if chunking.is_some() {
-        giver.opts.compression
-    } else {
-        whole_alg
+    let alg = match basis {
+        Basis::Whole => whole_alg,
+        _ => giver.opts.compression,
     };
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, bool, u64)>(4);
     let (sig_tx, sig_rx) = std::sync::mpsc::channel();
     let size = meta.size;
     let basis_size = want.basis_size;
-    let digest = chunking.is_some() || giver.whole_digest;
+    let digest = !matches!(basis, Basis::Whole) || giver.whole_digest;
+    let streamed = match basis {
+        Basis::Streamed(chunking) => Some(chunking),
+        _ => None,
+    };
     let builder = tokio::task::spawn_blocking(move || {
-        let out = match (chunking, have) {
-            (Some(chunking), None) => {
+        let recipe = |have: Option<&Theirs>| {
+            build_recipe(&file, size, have, digest, &tx).map(|(end, digest)| Built {
+                end,
+                digest,
+                unchanged: false,
+            })
+        };
+        let out = match basis {
+            Basis::Whole => recipe(None),
+            Basis::Delta(have) => recipe(Some(&have)),
+            Basis::Streamed(chunking) => {
                 let maybe_same = basis_size == size;
                 build_large(&file, size, chunking, maybe_same, sig_rx, &tx)
-            }
-            (_, have) => {
-                build_recipe(&file, size, have.as_ref(), digest, &tx).map(|(end, digest)| Built {
-                    end,
-                    digest,
-                    unchanged: false,
-                })
             }
         };
         out.map(|o| (o, file))
@@ -1790,8 +1788,8 @@ async fn serve(
         }
         Ok::<_, Error>(())
     };
-    match chunking {
-        Some(chunking) if large => {
+    match streamed {
+        Some(chunking) => {
             // The signature is read while the recipe goes out; whichever
             // fails first stops the other.
             let limit = sig_limit(size);
@@ -1814,7 +1812,7 @@ async fn serve(
             forwarded?;
             sent?;
         }
-        _ => {
+        None => {
             drop(sig_tx);
             send.await?;
         }
@@ -1846,6 +1844,16 @@ async fn serve(
     let op = if unchanged { msg::UNCHANGED } else { msg::END };
     c.send(fragment(op, &end)).await?;
     Ok(meta.size)
+}
+
+/// What a file's recipe is built against: nothing (the file goes whole),
+/// the receiver's signature read in full first (a delta of a small file),
+/// or its signature read while the recipe goes out (a large file's delta,
+/// which starts before the signature ends).
+enum Basis {
+    Whole,
+    Delta(Theirs),
+    Streamed(Chunking),
 }
 
 /// Reads `file` (its data regions; holes become HOLE ops) and streams recipe

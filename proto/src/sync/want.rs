@@ -29,7 +29,9 @@ pub struct Want {
     /// 0 otherwise). Which sizes a peer accepts is the sync engine's business.
     pub chunk_bits: u8,
     /// For a delta: the size of the file the signature was cut from (only a
-    /// file of the same size can turn out to be it exactly; 0 otherwise).
+    /// file of the same size can turn out to be it exactly, which a sender
+    /// may answer with UNCHANGED instead of a recipe; jsync's does for
+    /// large files, whose deltas stream; 0 otherwise).
     pub basis_size: u64,
 }
 
