@@ -2626,8 +2626,12 @@ async fn lane_writer(
                 if pending.is_closed() {
                     break; // the reader failed; its error is the lane's
                 }
-                filler.add(&batch);
-                send_sig_batch(&mut tx, &batch).await?;
+                let mut payload = Vec::new();
+                chunker::encode_sig_batch(&batch, &mut payload);
+                // (The reader gone, the send fails; the check above saw it.)
+                let _ = filler.send(batch);
+                tx.send(Fragment::new(msg::SIG).with_payload(payload))
+                    .await?;
             }
             // (A cut still going stops at its next batch.)
             drop(batches);
@@ -2642,7 +2646,7 @@ async fn lane_writer(
             if let Err(e) = res {
                 tracing::debug!(path = %shown, error = %e, "cannot cut the local file");
             }
-            filler.done();
+            drop(filler); // the signature is complete
         }
         if delta {
             tx.send(Fragment::new(msg::SIG_END)).await?;
@@ -2747,21 +2751,14 @@ enum Sig {
 }
 
 /// A delta's signature as the lane reader sees it: complete, or still being
-/// cut and sent by the lane writer, which adds each batch here before it
-/// sends it (so any chunk the sender's recipe copies is here by the time the
-/// recipe arrives) and says when it is done.
+/// cut and sent by the lane writer, which passes each batch on here before
+/// it sends it (so any chunk the sender's recipe copies is here by the time
+/// the recipe arrives) and drops its end of the channel when it is done.
+/// (Unbounded: it holds at most the signature this side cut, which
+/// [`chunker::sig_limit`] bounds.)
 struct SigFeed {
     have: Vec<ChunkRef>,
-    more: Option<(SentSig, tokio::sync::oneshot::Receiver<()>)>,
-}
-
-/// The batches of a signature the lane writer has sent so far.
-type SentSig = Arc<std::sync::Mutex<Vec<ChunkRef>>>;
-
-/// The writer's end of a [`SigFeed`] still being sent.
-struct SigFiller {
-    sent: SentSig,
-    done: tokio::sync::oneshot::Sender<()>,
+    more: Option<mpsc::UnboundedReceiver<Vec<ChunkRef>>>,
 }
 
 impl SigFeed {
@@ -2769,41 +2766,33 @@ impl SigFeed {
         SigFeed { have, more: None }
     }
 
-    fn streaming() -> (SigFeed, SigFiller) {
-        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (done, finished) = tokio::sync::oneshot::channel();
+    /// A feed being filled, and the lane writer's end of it.
+    fn streaming() -> (SigFeed, mpsc::UnboundedSender<Vec<ChunkRef>>) {
+        let (filler, more) = mpsc::unbounded_channel();
         let feed = SigFeed {
             have: Vec::new(),
-            more: Some((sent.clone(), finished)),
+            more: Some(more),
         };
-        (feed, SigFiller { sent, done })
+        (feed, filler)
     }
 
     /// Takes the batches sent so far.
     fn catch_up(&mut self) {
-        if let Some((sent, _)) = &self.more {
-            self.have.append(&mut sent.lock().expect("poisoned"));
+        if let Some(more) = &mut self.more {
+            while let Ok(batch) = more.try_recv() {
+                self.have.extend(batch);
+            }
         }
     }
 
     /// Waits for the whole signature (all of it that was sent, if the lane
     /// writer stopped).
     async fn complete(&mut self) {
-        if let Some((_, finished)) = &mut self.more {
-            let _ = finished.await;
+        if let Some(mut more) = self.more.take() {
+            while let Some(batch) = more.recv().await {
+                self.have.extend(batch);
+            }
         }
-        self.catch_up();
-        self.more = None;
-    }
-}
-
-impl SigFiller {
-    fn add(&self, batch: &[ChunkRef]) {
-        self.sent.lock().expect("poisoned").extend_from_slice(batch);
-    }
-
-    fn done(self) {
-        let _ = self.done.send(());
     }
 }
 
