@@ -852,11 +852,6 @@ pub enum RuleArg {
 /// The rule each `-F` stands for: the first, then the second.
 const F_RULES: [&str; 2] = ["dir-merge /.rsync-filter", "- .rsync-filter"];
 
-/// What `-C` leaves out before any .cvsignore is read (rsync's list).
-const CVS_IGNORE: &str = "RCS SCCS CVS CVS.adm RCSLOG cvslog.* tags TAGS .make.state \
-    .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK *.orig *.rej .del-* *.a *.olb *.o \
-    *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/ .hg/ .bzr/";
-
 /// The --include/--exclude(-from) options in the order they were given: rsync's
 /// first-match-wins rules depend on it.
 pub fn filter_rules(m: &clap::ArgMatches) -> Vec<RuleArg> {
@@ -913,28 +908,9 @@ fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, Usa
         }
     }
     if cvs {
-        let home = match std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cvsignore")) {
-            Some(p) => match std::fs::read(&p) {
-                Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(UsageError(format!("cannot read {}: {e}", p.display()))),
-            },
-            None => None,
-        };
-        let env = std::env::var("CVSIGNORE").ok();
-        // rsync's own list is perishable (a directory deleted on the
-        // source goes though it holds `*.o`); the user's lists are not.
-        for w in CVS_IGNORE.split_whitespace() {
-            f.add_perishable(RuleKind::Exclude, w).map_err(bad)?;
-        }
-        for w in [home, env]
-            .iter()
-            .flatten()
-            .flat_map(|t| t.split_whitespace())
-        {
-            f.add(RuleKind::Exclude, w).map_err(bad)?;
-        }
-        f.add_rule(":nw- .cvsignore").map_err(bad)?;
+        // As rsync's -C (`-f -C -f :C`), after every other rule.
+        f.add_cvs_excludes().map_err(bad)?;
+        f.add_rule(":C").map_err(bad)?;
     }
     Ok(f)
 }

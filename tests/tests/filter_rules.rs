@@ -165,6 +165,15 @@ fn merge_files_and_cvs_exclude() {
         "top.txt",
     ];
     each_way(&["-C", "-f", "+ keep.o"], |_| {}, &want);
+    // The same as rules (`-C` CVS's list, `:C` each .cvsignore), in place:
+    // first, they exclude keep.o before `+ keep.o` is reached.
+    let first: Vec<&str> = want.iter().copied().filter(|&f| f != "keep.o").collect();
+    each_way(&["-f", "-C", "-f", ":C", "-f", "+ keep.o"], |_| {}, &first);
+    each_way(
+        &["-f", "exclude,C", "-f", "dir-merge,C", "-f", "+ keep.o"],
+        |_| {},
+        &first,
+    );
 }
 
 #[test]
@@ -272,6 +281,10 @@ fn bad_rules_are_usage_errors() {
             "does not support the '/' modifier",
         ),
         (vec!["--filter", ": a/b"], "a name, not a path"),
+        (
+            vec!["--filter", "-C *.o"],
+            "the C modifier takes no pattern",
+        ),
         (
             vec!["--filter", "merge /nonexistent/rules"],
             "/nonexistent/rules",

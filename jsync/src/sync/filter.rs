@@ -54,12 +54,25 @@
 //!   The `p` modifier makes a rule perishable: it does not count inside a
 //!   directory `--delete` is removing ([`Filter::is_excluded_in_deleted`]).
 //!
-//! Not supported (yet): the `/`, `C` and `x` modifiers, merges inside a
+//!   The `C` modifier is CVS's way: `-C` puts rsync's CVS excludes in place
+//!   ([`Filter::add_cvs_excludes`]); on a merge (`:C`, `.C`) every word of
+//!   the file is an exclude, not inherited, and the file is `.cvsignore`
+//!   unless named.
+//!
+//! Not supported (yet): the `/` and `x` modifiers, merges inside a
 //! per-directory file, rsync's scan of the directories above the transfer
 //! for a `dir-merge /NAME`, POSIX character classes (`[[:alpha:]]`) and
 //! case-insensitive matching.
 
 use std::io::BufRead;
+
+/// What `-C` leaves out before any .cvsignore is read (rsync's list).
+const CVS_IGNORE: &str = "RCS SCCS CVS CVS.adm RCSLOG cvslog.* tags TAGS .make.state \
+    .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK *.orig *.rej .del-* *.a *.olb *.o \
+    *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/ .hg/ .bzr/";
+
+/// CVS's per-directory (and `$HOME`) list of what to leave out.
+const CVS_FILE: &str = ".cvsignore";
 
 use std::sync::Arc;
 
@@ -373,6 +386,9 @@ enum Parsed<'a> {
         perishable: bool,
     },
     DirMerge(DirMerge),
+    /// `-C` (an exclude with the `C` modifier, no pattern): rsync's CVS
+    /// excludes in place ([`Filter::add_cvs_excludes`]).
+    CvsExcludes,
 }
 
 /// Reads one rule: `+ PAT`, `- PAT`, `include`/`exclude`/`hide`/`show`/
@@ -410,10 +426,15 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             (c, chars.as_str())
         }
     };
-    let sep = rest
-        .find([' ', '_'])
-        .ok_or("expected a space or '_' before the pattern")?;
-    let (mods, arg) = (&rest[..sep], &rest[sep + 1..]);
+    if rule == '-' && rest.trim_end() == "C" {
+        return Ok(Parsed::CvsExcludes);
+    }
+    let (mods, arg) = match rest.find([' ', '_']) {
+        Some(sep) => (&rest[..sep], &rest[sep + 1..]),
+        // `:C` and `.C` name .cvsignore when they name no file.
+        None if matches!(rule, '.' | ':') && rest.contains('C') => (rest, CVS_FILE),
+        None => return Err("expected a space or '_' before the pattern".into()),
+    };
     if arg.is_empty() {
         return Err("no pattern after the rule".into());
     }
@@ -445,7 +466,12 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 's' => s = true,
                 'r' => r = true,
                 'n' | 'e' => return Err(format!("'{m}' is for dir-merge rules only")),
-                'C' => return Err(unsupported(m)),
+                // CVS's way: words, each an exclude (or `!`), not inherited.
+                'C' => {
+                    dm.kind = Some(RuleKind::Exclude);
+                    dm.words = true;
+                    dm.inherit = rule != ':';
+                }
                 _ => return Err(format!("unknown modifier '{m}'")),
             }
         }
@@ -474,7 +500,8 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             's' => s = true,
             'r' => r = true,
             'p' => perishable = true,
-            '/' | 'C' | 'x' => return Err(unsupported(m)),
+            'C' => return Err("the C modifier takes no pattern (-C)".into()),
+            '/' | 'x' => return Err(unsupported(m)),
             _ => return Err(format!("unknown modifier '{m}'")),
         }
     }
@@ -562,6 +589,41 @@ impl Filter {
         self.add_plain(kind, pattern, true)
     }
 
+    /// rsync's CVS excludes, here in the list (`-C`, which puts them after
+    /// every other rule, and a `-C` rule): its own list of what CVS leaves
+    /// out (perishable, as rsync's: a directory the source no longer has goes
+    /// though it holds `*.o` files), then the words of `$HOME/.cvsignore` and
+    /// of `$CVSIGNORE`, read where the rules are given. Each directory's
+    /// `.cvsignore` is another rule (`:C`).
+    pub fn add_cvs_excludes(&mut self) -> Result<(), FilterError> {
+        for w in CVS_IGNORE.split_whitespace() {
+            self.add_perishable(RuleKind::Exclude, w)?;
+        }
+        if let Some(home) = std::env::var_os("HOME") {
+            let path = std::path::Path::new(&home).join(CVS_FILE);
+            match std::fs::read(&path) {
+                Ok(text) => self.add_words(&String::from_utf8_lossy(&text))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(FilterError::Read {
+                        source_name: path.display().to_string(),
+                        error,
+                    })
+                }
+            }
+        }
+        if let Ok(words) = std::env::var("CVSIGNORE") {
+            self.add_words(&words)?;
+        }
+        Ok(())
+    }
+
+    /// Each whitespace-separated word of `text` as an exclude.
+    fn add_words(&mut self, text: &str) -> Result<(), FilterError> {
+        text.split_whitespace()
+            .try_for_each(|w| self.add(RuleKind::Exclude, w))
+    }
+
     fn add_plain(
         &mut self,
         kind: RuleKind,
@@ -632,6 +694,7 @@ impl Filter {
             }
             Parsed::Clear => self.entries.clear(),
             Parsed::DirMerge(dm) => self.entries.push(Entry::DirMerge(dm)),
+            Parsed::CvsExcludes => self.add_cvs_excludes()?,
             Parsed::Merge {
                 file,
                 kind,
@@ -754,10 +817,11 @@ impl Filter {
                         rules.clear();
                         clear = true;
                     }
-                    Parsed::Merge { .. } | Parsed::DirMerge(_) => {
+                    Parsed::Merge { .. } | Parsed::DirMerge(_) | Parsed::CvsExcludes => {
                         return Err(at(FilterError::BadRule {
                             rule: item.to_string(),
-                            reason: "jcp does not merge files from a per-directory file".into(),
+                            reason: "jcp does not merge files (or -C) from a per-directory file"
+                                .into(),
                         }))
                     }
                 }
@@ -889,8 +953,8 @@ impl Filter {
             };
             match parse_rule(a).map_err(|r| bad(&r))? {
                 Parsed::Rule { .. } | Parsed::DirMerge(_) => f.add_rule(a)?,
-                Parsed::Clear | Parsed::Merge { .. } => {
-                    return Err(bad("not a rule that travels (merge files and ! are read where the rules are given)"))
+                Parsed::Clear | Parsed::Merge { .. } | Parsed::CvsExcludes => {
+                    return Err(bad("not a rule that travels (merge files, ! and -C are read where the rules are given)"))
                 }
             }
         }
@@ -1690,6 +1754,44 @@ mod tests {
         std::fs::write(&file, "- *.bak\n").unwrap();
         let m = rules(&[&format!(".p {}", file.display())]);
         assert_eq!(m.to_args(), ["-p *.bak"]);
+    }
+
+    #[test]
+    fn the_c_modifier_is_cvs_s_way() {
+        // :C is each directory's .cvsignore, words, excludes, not inherited.
+        for text in [":C", "dir-merge,C", ":C .cvsignore"] {
+            assert_eq!(rules(&[text]).to_args(), [":-nw .cvsignore"], "{text}");
+        }
+        assert_eq!(rules(&[":C .ignore"]).to_args(), [":-nw .ignore"]);
+        let f = rules(&[":C .rules"]);
+        let files = [("", "*.tmp ! core")];
+        let top = scope_of(&f, &files, "");
+        assert!(f.is_excluded_in(&top, b"core", false));
+        assert!(!f.is_excluded_in(&top, b"x.tmp", false), "! cleared it");
+        assert!(!f.is_excluded_in(&scope_of(&f, &files, "d"), b"d/core", false));
+        // .C FILE: the file's words, excludes.
+        let t = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(t.path(), "*.bak\n+x\n").unwrap();
+        let f = rules(&[&format!(".C {}", t.path().display())]);
+        assert!(excl(&f, "a.bak") && excl(&f, "+x"), "{:?}", f.to_args());
+        // -C: CVS's list in place (perishable), before the rules after it.
+        let f = rules(&["-C", "+ keep.o"]);
+        assert!(excl(&f, "keep.o") && excl(&f, "core") && !excl(&f, "main.c"));
+        assert!(f.is_excluded_in(&DirScope::default(), b".git", true));
+        assert!(!f.is_excluded_in_deleted(&DirScope::default(), b"x.o", false));
+        let f = rules(&["exclude,C"]);
+        assert!(excl(&f, "x.o"));
+        // Only where the rules are given: not in a per-directory file, and
+        // it does not travel (its words do).
+        assert!(rules(&["-C"]).to_args().iter().any(|a| a == "-p *.o"));
+        assert!(Filter::from_args(&["-C".to_string()]).is_err());
+        let e = rules(&[": .rules"])
+            .enter(&DirScope::default(), b"", |_| Ok(Some(b"-C\n".to_vec())))
+            .unwrap_err();
+        assert!(e.to_string().contains("(or -C)"), "{e}");
+        for bad in ["-C *.o", "+C", "-Cp"] {
+            assert!(Filter::default().add_rule(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
