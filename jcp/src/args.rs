@@ -61,6 +61,14 @@ pub struct Cli {
     #[arg(long, conflicts_with = "insecure_plaintext")]
     pub quic: bool,
 
+    /// Connect to the server's IPv4 addresses only (rsync's and ssh's -4)
+    #[arg(short = '4', long, conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Connect to the server's IPv6 addresses only (rsync's and ssh's -6)
+    #[arg(short = '6', long)]
+    pub ipv6: bool,
+
     /// Where the client keys and known_server_keys live
     /// [default: $JSYNC_CONFIG_DIR, else ~/.config/jsync]
     #[arg(long, value_name = "DIR")]
@@ -720,6 +728,8 @@ pub struct Plan {
     pub list_recursive: bool,
     pub port: u16,
     pub transport: Transport,
+    /// `-4`, `-6`: the server's addresses of one kind only.
+    pub family: Option<jsync::runtime::AddrFamily>,
     pub config_dir: PathBuf,
     pub plaintext: bool,
     pub tls: TlsOptions,
@@ -1154,6 +1164,11 @@ impl Cli {
             selection,
             list_recursive: self.recursive || self.archive,
             port: self.port,
+            family: match (self.ipv4, self.ipv6) {
+                (true, _) => Some(jsync::runtime::AddrFamily::V4),
+                (_, true) => Some(jsync::runtime::AddrFamily::V6),
+                _ => None,
+            },
             transport: if self.quic {
                 Transport::Quic
             } else {

@@ -390,6 +390,7 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
     };
     let link = jsync::Client::new(security, Services::new())
         .transport(plan.transport)
+        .family(plan.family)
         .options(plan.link.clone())
         .connect(addr)
         .await?;

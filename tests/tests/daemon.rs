@@ -269,3 +269,31 @@ fn successful_pushes_are_logged_as_received_not_failed() {
     assert!(!log.contains("service failed"), "{log}");
     assert_eq!(log.matches("push received").count(), PUSHES, "{log}");
 }
+
+/// `-4` and `-6` connect over one kind of address only, as ssh's: a jsrv on
+/// 127.0.0.1 is reached by name with -4 (and over QUIC), and not at all
+/// with -6 (exit 4, saying why); both at once is a usage error.
+#[test]
+fn minus_4_and_minus_6_choose_the_kind_of_address() {
+    use jsync_tests::bins::{assert_fails, assert_ok};
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src = work.path().join("f.txt");
+    std::fs::write(&src, b"x").unwrap();
+    let src = src.to_str().unwrap();
+    assert_ok(&srv.jcp(keys.path(), &["-4", src, "localhost:a"]), "-4");
+    assert_ok(
+        &srv.jcp(keys.path(), &["--ipv4", "--quic", src, "127.0.0.1:b"]),
+        "-4 QUIC",
+    );
+    assert_eq!(std::fs::read(root.join("a")).unwrap(), b"x");
+    assert_eq!(std::fs::read(root.join("b")).unwrap(), b"x");
+    let out = srv.jcp(keys.path(), &["-6", src, "127.0.0.1:c"]);
+    assert_fails(&out, 4, "no IPv6 address found", "-6");
+    assert!(!root.join("c").exists());
+    let out = srv.jcp(keys.path(), &["-4", "-6", src, "127.0.0.1:c"]);
+    assert_fails(&out, 2, "cannot be used with", "-4 -6");
+}

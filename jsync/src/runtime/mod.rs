@@ -21,6 +21,6 @@ mod services;
 
 pub use circuit::{Circuit, CircuitReceiver, CircuitSender};
 pub use link::Link;
-pub use node::{Client, Server};
+pub use node::{AddrFamily, Client, Server};
 pub use peer::Peer;
 pub use services::{ServiceFn, Services};

@@ -21,6 +21,14 @@ pub struct Client {
     security: ClientSecurity,
     transport: Transport,
     opts: LinkOptions,
+    family: Option<AddrFamily>,
+}
+
+/// One kind of IP address, to connect over only (`-4`, `-6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrFamily {
+    V4,
+    V6,
 }
 
 impl Client {
@@ -31,6 +39,7 @@ impl Client {
             security,
             transport: Transport::Tcp,
             opts: LinkOptions::default(),
+            family: None,
         }
     }
 
@@ -46,29 +55,87 @@ impl Client {
         self
     }
 
-    /// Connects to `addr` ("host:port"), runs the handshake, and returns the link.
+    /// Connects over addresses of `family` only (any, by default).
+    pub fn family(mut self, family: Option<AddrFamily>) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// Connects to `addr` ("host:port"), runs the handshake, and returns the
+    /// link. A name with several addresses is tried at each in turn, as ssh
+    /// does, until one answers (`localhost` may be `::1` first while the
+    /// server listens on IPv4 only); a server that answers and then fails
+    /// (its key, the handshake) is the answer.
     pub async fn connect(&self, addr: &str) -> Result<Link> {
-        let sock = resolve(addr).await?;
+        let addrs = resolve(addr, self.family).await?;
+        self.connect_any(addr, &addrs).await
+    }
+
+    /// [`Client::connect`] to the addresses `addrs` of `addr`, in order.
+    pub(crate) async fn connect_any(&self, addr: &str, addrs: &[SocketAddr]) -> Result<Link> {
         let name = format!("server {addr}");
-        let est = match self.transport {
-            Transport::Tcp => tcp::connect(sock, &name, &self.security, &self.opts).await?,
-            Transport::Quic => quic::connect(sock, &name, &self.security, &self.opts).await?,
-        };
-        Link::establish(est, Side::Client, self.services.clone(), &self.opts, name).await
+        let mut failed = None;
+        for &sock in addrs {
+            let est = match self.transport {
+                Transport::Tcp => tcp::connect(sock, &name, &self.security, &self.opts).await,
+                Transport::Quic => quic::connect(sock, &name, &self.security, &self.opts).await,
+            };
+            match est {
+                Ok(est) => {
+                    let services = self.services.clone();
+                    return Link::establish(est, Side::Client, services, &self.opts, name).await;
+                }
+                Err(e) if unanswered(&e) => {
+                    tracing::debug!(address = %sock, error = %e, "no answer; trying the next address");
+                    failed = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(failed.unwrap_or_else(|| no_address(addr, "no address found")))
     }
 }
 
-async fn resolve(addr: &str) -> Result<SocketAddr> {
-    let mut addrs = tokio::net::lookup_host(addr)
+/// Whether a connection failed before any server answered (refused,
+/// unreachable, silent), so another address of the name may do better.
+fn unanswered(e: &Error) -> bool {
+    match e {
+        Error::Connect { .. } => true,
+        Error::Timeout { what, .. } => matches!(*what, "connect" | "QUIC handshake"),
+        _ => false,
+    }
+}
+
+/// The addresses of `addr` ("host:port"), of `family` only if given, in
+/// the resolver's order.
+async fn resolve(addr: &str, family: Option<AddrFamily>) -> Result<Vec<SocketAddr>> {
+    let addrs = tokio::net::lookup_host(addr)
         .await
         .map_err(|source| Error::Connect {
             addr: addr.into(),
             source,
         })?;
-    addrs.next().ok_or_else(|| Error::Connect {
+    let wanted = |a: &SocketAddr| match family {
+        Some(AddrFamily::V4) => a.is_ipv4(),
+        Some(AddrFamily::V6) => a.is_ipv6(),
+        None => true,
+    };
+    let out: Vec<SocketAddr> = addrs.filter(wanted).collect();
+    if out.is_empty() {
+        return Err(match family {
+            Some(AddrFamily::V4) => no_address(addr, "no IPv4 address found"),
+            Some(AddrFamily::V6) => no_address(addr, "no IPv6 address found"),
+            None => no_address(addr, "no address found"),
+        });
+    }
+    Ok(out)
+}
+
+fn no_address(addr: &str, what: &str) -> Error {
+    Error::Connect {
         addr: addr.into(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
-    })
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, what),
+    }
 }
 
 /// Accepts connections on one port over TCP and (unless plaintext) QUIC.
@@ -252,5 +319,61 @@ async fn accept_quic(ep: Option<&quinn::Endpoint>) -> Option<quinn::Incoming> {
     match ep {
         Some(ep) => ep.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name's addresses are tried in turn until one answers; one that
+    /// answers and then fails is the answer, the rest untried.
+    #[tokio::test]
+    async fn a_name_s_addresses_are_tried_until_one_answers() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(any, ServerSecurity::Plaintext, Services::new()).unwrap();
+        let live = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        // Nothing listens there (bound, then closed): refused.
+        let dead = std::net::TcpListener::bind(any)
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // Something answers and hangs up at once.
+        let rude = std::net::TcpListener::bind(any).unwrap();
+        let rude_addr = rude.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in rude.incoming() {
+                drop(s);
+            }
+        });
+        let client = Client::new(ClientSecurity::Plaintext, Services::new());
+        let link = client.connect_any("host", &[dead, live]).await.unwrap();
+        link.close("done").await;
+        let e = client.connect_any("host", &[dead]).await.unwrap_err();
+        assert!(matches!(e, Error::Connect { .. }), "{e}");
+        let e = client
+            .connect_any("host", &[rude_addr, live])
+            .await
+            .unwrap_err();
+        assert!(!matches!(e, Error::Connect { .. }), "{e}");
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn minus_4_and_minus_6_keep_one_kind_of_address() {
+        let v4 = resolve("127.0.0.1:5", Some(AddrFamily::V4)).await.unwrap();
+        assert_eq!(v4, ["127.0.0.1:5".parse().unwrap()]);
+        let e = resolve("127.0.0.1:5", Some(AddrFamily::V6))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no IPv6 address found"), "{e}");
+        let e = resolve("[::1]:5", Some(AddrFamily::V4)).await.unwrap_err();
+        assert!(e.to_string().contains("no IPv4 address found"), "{e}");
+        assert_eq!(resolve("[::1]:5", None).await.unwrap().len(), 1);
     }
 }
