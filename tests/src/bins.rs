@@ -142,6 +142,9 @@ impl Jsrv {
     /// `jcp --config-dir KEYS -p PORT ARGS...` against this server.
     pub fn jcp(&self, keys: &std::path::Path, args: &[&str]) -> Output {
         Command::new(bin("jcp"))
+            // -C reads $HOME/.cvsignore and $CVSIGNORE: not the tester's.
+            .env("HOME", keys)
+            .env_remove("CVSIGNORE")
             .arg("--config-dir")
             .arg(keys)
             .args(["-p", &self.port.to_string()])

@@ -293,6 +293,8 @@ fn minus_4_and_minus_6_choose_the_kind_of_address() {
     assert_eq!(std::fs::read(root.join("b")).unwrap(), b"x");
     let out = srv.jcp(keys.path(), &["-6", src, "127.0.0.1:c"]);
     assert_fails(&out, 4, "no IPv6 address found", "-6");
+    let out = srv.jcp(keys.path(), &["-4", src, "[::1]:c"]);
+    assert_fails(&out, 4, "no IPv4 address found", "-4 to ::1");
     assert!(!root.join("c").exists());
     let out = srv.jcp(keys.path(), &["-4", "-6", src, "127.0.0.1:c"]);
     assert_fails(&out, 2, "cannot be used with", "-4 -6");

@@ -556,3 +556,31 @@ fn a_selection_with_errors_deletes_only_with_ignore_errors() {
         });
     }
 }
+
+/// -C reads the user's lists where jcp runs: the words of
+/// `$HOME/.cvsignore` and of `$CVSIGNORE` are excluded too, and a `!`
+/// there drops rsync's list before it.
+#[test]
+fn cvs_exclude_reads_the_users_lists() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, home) = (work.path().join("src"), work.path().join("home"));
+    for f in ["a.home", "b.env", "x.o", "keep.txt"] {
+        put(&src.join(f), f);
+    }
+    let sync = |home_list: &str, dst: &str| {
+        put(&home.join(".cvsignore"), home_list);
+        let dst = work.path().join(dst);
+        let out = std::process::Command::new(jsync_tests::bins::bin("jcp"))
+            .env("HOME", &home)
+            .env("CVSIGNORE", "*.env")
+            .args(["--config-dir", home.to_str().unwrap(), "-C"])
+            .arg(format!("{}/", src.display()))
+            .arg(&dst)
+            .output()
+            .unwrap();
+        ok(&out, home_list);
+        files_in(&dst)
+    };
+    assert_eq!(sync("*.home\n", "one"), ["keep.txt"]);
+    assert_eq!(sync("! *.home\n", "two"), ["keep.txt", "x.o"]);
+}

@@ -172,9 +172,16 @@ pub(crate) async fn connect(
         .connect_with(config, addr, crate::tls::SERVER_NAME)
         .map_err(|e| connect_err(std::io::Error::other(e)))?;
     let conn = timed(opts.connect_timeout, "QUIC handshake", peer, async {
-        connecting
-            .await
-            .map_err(|e| conn_error(&e, peer, Role::Client))
+        connecting.await.map_err(|e| match e {
+            // Nothing answered before quinn's idle timeout (shorter than
+            // the connect timeout): the same as no answer at all.
+            quinn::ConnectionError::TimedOut => Error::Timeout {
+                what: "QUIC handshake",
+                peer: peer.to_string(),
+                secs: opts.idle_timeout.as_secs_f64(),
+            },
+            e => conn_error(&e, peer, Role::Client),
+        })
     })
     .await?;
     let fingerprint = quic_fingerprint(&conn);

@@ -337,11 +337,10 @@ mod tests {
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        // Nothing listens there (bound, then closed): refused.
-        let dead = std::net::TcpListener::bind(any)
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // Bound (so no one else takes the port) but not listening: refused.
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind(any).unwrap();
+        let dead = closed.local_addr().unwrap();
         // Something answers and hangs up at once.
         let rude = std::net::TcpListener::bind(any).unwrap();
         let rude_addr = rude.local_addr().unwrap();
@@ -362,6 +361,31 @@ mod tests {
         assert!(!matches!(e, Error::Connect { .. }), "{e}");
         let _ = stop.send(());
         task.await.unwrap().unwrap();
+    }
+
+    /// Only a failure before any server answered moves on to the next
+    /// address: never one of TLS (an unknown key) or of the handshake.
+    #[test]
+    fn only_no_answer_tries_the_next_address() {
+        let peer = || "server x".to_string();
+        let timeout = |what| Error::Timeout {
+            what,
+            peer: peer(),
+            secs: 1.0,
+        };
+        let refused = Error::Connect {
+            addr: "x".into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert!(unanswered(&refused));
+        assert!(unanswered(&timeout("connect")));
+        assert!(unanswered(&timeout("QUIC handshake")));
+        assert!(!unanswered(&timeout("handshake")));
+        let tls = Error::Tls {
+            peer: peer(),
+            reason: "unknown server key".into(),
+        };
+        assert!(!unanswered(&tls));
     }
 
     #[tokio::test]

@@ -65,15 +65,6 @@
 //! case-insensitive matching.
 
 use std::io::BufRead;
-
-/// What `-C` leaves out before any .cvsignore is read (rsync's list).
-const CVS_IGNORE: &str = "RCS SCCS CVS CVS.adm RCSLOG cvslog.* tags TAGS .make.state \
-    .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK *.orig *.rej .del-* *.a *.olb *.o \
-    *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/ .hg/ .bzr/";
-
-/// CVS's per-directory (and `$HOME`) list of what to leave out.
-const CVS_FILE: &str = ".cvsignore";
-
 use std::sync::Arc;
 
 use globset::{Candidate, GlobBuilder, GlobMatcher};
@@ -391,6 +382,14 @@ enum Parsed<'a> {
     CvsExcludes,
 }
 
+/// What `-C` leaves out before any .cvsignore is read (rsync's list).
+const CVS_IGNORE: &str = "RCS SCCS CVS CVS.adm RCSLOG cvslog.* tags TAGS .make.state \
+    .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK *.orig *.rej .del-* *.a *.olb *.o \
+    *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/ .hg/ .bzr/";
+
+/// CVS's per-directory (and `$HOME`) list of what to leave out.
+const CVS_FILE: &str = ".cvsignore";
+
 /// Reads one rule: `+ PAT`, `- PAT`, `include`/`exclude`/`hide`/`show`/
 /// `protect`/`risk PAT`, `!`/`clear`, `merge FILE` (`.`), `dir-merge NAME`
 /// (`:`), each with rsync's modifiers after the rule (`-!`, `exclude,s`,
@@ -431,10 +430,20 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
     }
     let (mods, arg) = match rest.find([' ', '_']) {
         Some(sep) => (&rest[..sep], &rest[sep + 1..]),
-        // `:C` and `.C` name .cvsignore when they name no file.
-        None if matches!(rule, '.' | ':') && rest.contains('C') => (rest, CVS_FILE),
-        None => return Err("expected a space or '_' before the pattern".into()),
+        None => (rest, ""),
     };
+    // `:C` and `.C` name .cvsignore when they name no file.
+    let cvs_merge = matches!(rule, '.' | ':') && mods.contains('C');
+    let arg = match arg {
+        a if cvs_merge && a.trim().is_empty() => CVS_FILE,
+        _ if mods.len() == rest.len() => {
+            return Err("expected a space or '_' before the pattern".into())
+        }
+        a => a,
+    };
+    if cvs_merge && (mods.contains('+') || mods.contains('-')) {
+        return Err("the C modifier makes every word an exclude: not with + or -".into());
+    }
     if arg.is_empty() {
         return Err("no pattern after the rule".into());
     }
@@ -500,7 +509,8 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             's' => s = true,
             'r' => r = true,
             'p' => perishable = true,
-            'C' => return Err("the C modifier takes no pattern (-C)".into()),
+            'C' if rule == '-' => return Err("the C modifier takes no pattern (-C)".into()),
+            'C' => return Err("the C modifier is for -C and merge rules only".into()),
             '/' | 'x' => return Err(unsupported(m)),
             _ => return Err(format!("unknown modifier '{m}'")),
         }
@@ -596,32 +606,44 @@ impl Filter {
     /// of `$CVSIGNORE`, read where the rules are given. Each directory's
     /// `.cvsignore` is another rule (`:C`).
     pub fn add_cvs_excludes(&mut self) -> Result<(), FilterError> {
+        let home = match std::env::var_os("HOME") {
+            Some(home) => {
+                let path = std::path::Path::new(&home).join(CVS_FILE);
+                match std::fs::read(&path) {
+                    Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(error) => {
+                        return Err(FilterError::Read {
+                            source_name: path.display().to_string(),
+                            error,
+                        })
+                    }
+                }
+            }
+            None => None,
+        };
+        let env = std::env::var_os("CVSIGNORE").map(|v| v.to_string_lossy().into_owned());
+        self.add_cvs_lists(home.as_deref(), env.as_deref())
+    }
+
+    /// [`Filter::add_cvs_excludes`] with the user's lists given: each word
+    /// an exclude, `!` dropping the CVS excludes before it (as in rsync).
+    fn add_cvs_lists(&mut self, home: Option<&str>, env: Option<&str>) -> Result<(), FilterError> {
+        let start = self.entries.len();
         for w in CVS_IGNORE.split_whitespace() {
             self.add_perishable(RuleKind::Exclude, w)?;
         }
-        if let Some(home) = std::env::var_os("HOME") {
-            let path = std::path::Path::new(&home).join(CVS_FILE);
-            match std::fs::read(&path) {
-                Ok(text) => self.add_words(&String::from_utf8_lossy(&text))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    return Err(FilterError::Read {
-                        source_name: path.display().to_string(),
-                        error,
-                    })
-                }
+        for w in [home, env]
+            .into_iter()
+            .flatten()
+            .flat_map(str::split_whitespace)
+        {
+            match w {
+                "!" => self.entries.truncate(start),
+                w => self.add(RuleKind::Exclude, w)?,
             }
         }
-        if let Ok(words) = std::env::var("CVSIGNORE") {
-            self.add_words(&words)?;
-        }
         Ok(())
-    }
-
-    /// Each whitespace-separated word of `text` as an exclude.
-    fn add_words(&mut self, text: &str) -> Result<(), FilterError> {
-        text.split_whitespace()
-            .try_for_each(|w| self.add(RuleKind::Exclude, w))
     }
 
     fn add_plain(
@@ -1759,8 +1781,13 @@ mod tests {
     #[test]
     fn the_c_modifier_is_cvs_s_way() {
         // :C is each directory's .cvsignore, words, excludes, not inherited.
-        for text in [":C", "dir-merge,C", ":C .cvsignore"] {
-            assert_eq!(rules(&[text]).to_args(), [":-nw .cvsignore"], "{text}");
+        for text in [":C", "dir-merge,C", ":C .cvsignore", ":C ", "dir-merge,C_"] {
+            let f = rules(&[text]);
+            assert_eq!(f.to_args(), [":-nw .cvsignore"], "{text}");
+            assert_eq!(
+                Filter::from_args(&f.to_args()).unwrap().to_args(),
+                f.to_args()
+            );
         }
         assert_eq!(rules(&[":C .ignore"]).to_args(), [":-nw .ignore"]);
         let f = rules(&[":C .rules"]);
@@ -1774,11 +1801,26 @@ mod tests {
         std::fs::write(t.path(), "*.bak\n+x\n").unwrap();
         let f = rules(&[&format!(".C {}", t.path().display())]);
         assert!(excl(&f, "a.bak") && excl(&f, "+x"), "{:?}", f.to_args());
-        // -C: CVS's list in place (perishable), before the rules after it.
+        // -C: CVS's list in place (perishable), before the rules after it;
+        // then the words of $HOME/.cvsignore and $CVSIGNORE, `!` dropping
+        // what came before (as add_cvs_excludes reads them).
         let f = rules(&["-C", "+ keep.o"]);
-        assert!(excl(&f, "keep.o") && excl(&f, "core") && !excl(&f, "main.c"));
+        assert!(excl(&f, "keep.o") && excl(&f, "core"));
         assert!(f.is_excluded_in(&DirScope::default(), b".git", true));
         assert!(!f.is_excluded_in_deleted(&DirScope::default(), b"x.o", false));
+        let mut f = rules(&["- early"]);
+        f.add_cvs_lists(Some("*.home\nother"), Some("*.env"))
+            .unwrap();
+        assert!(excl(&f, "x.o") && excl(&f, "a.home") && excl(&f, "other"));
+        assert!(excl(&f, "a.env") && excl(&f, "early") && !excl(&f, "main.c"));
+        let mut f = rules(&["- early"]);
+        f.add_cvs_lists(Some("*.home ! *.again"), None).unwrap();
+        assert!(!excl(&f, "x.o") && !excl(&f, "a.home"), "! dropped them");
+        assert!(
+            excl(&f, "a.again") && excl(&f, "early"),
+            "not the rules before"
+        );
+        assert!(excl(&rules(&["- C"]), "C"), "a pattern named C");
         let f = rules(&["exclude,C"]);
         assert!(excl(&f, "x.o"));
         // Only where the rules are given: not in a per-directory file, and
@@ -1789,7 +1831,7 @@ mod tests {
             .enter(&DirScope::default(), b"", |_| Ok(Some(b"-C\n".to_vec())))
             .unwrap_err();
         assert!(e.to_string().contains("(or -C)"), "{e}");
-        for bad in ["-C *.o", "+C", "-Cp"] {
+        for bad in ["-C *.o", "+C", "+C x", "-Cp", ":C+", ":-C x", ".C- f"] {
             assert!(Filter::default().add_rule(bad).is_err(), "{bad}");
         }
     }

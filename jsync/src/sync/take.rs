@@ -2628,7 +2628,7 @@ async fn lane_writer(
                 }
                 let mut payload = Vec::new();
                 chunker::encode_sig_batch(&batch, &mut payload);
-                // (The reader gone, the send fails; the check above saw it.)
+                // (Fails only when the reader is gone; its error is the lane's.)
                 let _ = filler.send(batch);
                 tx.send(Fragment::new(msg::SIG).with_payload(payload))
                     .await?;
