@@ -173,8 +173,8 @@ pub(crate) async fn connect(
         .map_err(|e| connect_err(std::io::Error::other(e)))?;
     let conn = timed(opts.connect_timeout, "QUIC handshake", peer, async {
         connecting.await.map_err(|e| match e {
-            // Nothing answered before quinn's idle timeout (shorter than
-            // the connect timeout): the same as no answer at all.
+            // Nothing answered before quinn's idle timeout (when that is
+            // the shorter): the same as no answer at all.
             quinn::ConnectionError::TimedOut => Error::Timeout {
                 what: "QUIC handshake",
                 peer: peer.to_string(),

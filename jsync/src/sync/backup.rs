@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use super::destdir::{open_side_dir, strip, DestMap};
+use super::destdir::{at_or_above, open_side_dir, strip, DestMap};
 use super::fsroot::{FsError, FsRoot, Kind, RelPath};
 use crate::error::{Error, Result};
 
@@ -219,10 +219,7 @@ impl Backups {
         if self.protect_suffixed && name.ends_with(self.suffix.as_bytes()) {
             return true;
         }
-        self.inside.as_ref().is_some_and(|b| {
-            let (b, r) = (b.as_bytes(), rel.as_bytes());
-            b.starts_with(r) && (b.len() == r.len() || b[r.len()] == b'/')
-        })
+        self.inside.as_ref().is_some_and(|b| at_or_above(rel, b))
     }
 }
 

@@ -118,6 +118,13 @@ fn beneath(from: &RelPath, rel: &[u8]) -> Option<RelPath> {
     FsRoot::check(&parts.join(&b'/')).ok()
 }
 
+/// Whether `rel` is `dir` or a directory above it: what `--delete` leaves
+/// standing for `dir` (the backup or temp directory) to stay.
+pub(crate) fn at_or_above(rel: &RelPath, dir: &RelPath) -> bool {
+    let (d, r) = (dir.as_bytes(), rel.as_bytes());
+    d.starts_with(r) && (d.len() == r.len() || d[r.len()] == b'/')
+}
+
 /// `rel` beneath `base` as a path of its own (`None` if it is not beneath).
 pub(crate) fn strip(rel: &RelPath, base: &RelPath) -> Option<RelPath> {
     let (r, b) = (rel.as_bytes(), base.as_bytes());

@@ -59,8 +59,8 @@
 //!   the file is an exclude, not inherited, and the file is `.cvsignore`
 //!   unless named.
 //!
-//! Not supported (yet): the `/` and `x` modifiers, merges inside a
-//! per-directory file, rsync's scan of the directories above the transfer
+//! Not supported (yet): the `/` and `x` modifiers, merges (and `-C`) inside
+//! a per-directory file, rsync's scan of the directories above the transfer
 //! for a `dir-merge /NAME`, POSIX character classes (`[[:alpha:]]`) and
 //! case-insensitive matching.
 
@@ -393,7 +393,9 @@ const CVS_FILE: &str = ".cvsignore";
 /// Reads one rule: `+ PAT`, `- PAT`, `include`/`exclude`/`hide`/`show`/
 /// `protect`/`risk PAT`, `!`/`clear`, `merge FILE` (`.`), `dir-merge NAME`
 /// (`:`), each with rsync's modifiers after the rule (`-!`, `exclude,s`,
-/// `:n-`), then one space or `_`, then the pattern as it is.
+/// `:n-`), then one space or `_`, then the pattern as it is. Two take no
+/// pattern: `-C` (rsync's CVS excludes) and `:C`/`.C`, whose file is then
+/// `.cvsignore`.
 fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
     if matches!(text.trim_end(), "!" | "clear") {
         return Ok(Parsed::Clear);
@@ -436,6 +438,12 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
     let cvs_merge = matches!(rule, '.' | ':') && mods.contains('C');
     let arg = match arg {
         a if cvs_merge && a.trim().is_empty() => CVS_FILE,
+        _ if mods.contains('C') && !matches!(rule, '.' | ':') => {
+            return Err(match rule {
+                '-' => "the C modifier takes no pattern, nor other modifiers (-C)".into(),
+                _ => "the C modifier is for -C and merge rules only".into(),
+            })
+        }
         _ if mods.len() == rest.len() => {
             return Err("expected a space or '_' before the pattern".into())
         }
@@ -509,8 +517,6 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             's' => s = true,
             'r' => r = true,
             'p' => perishable = true,
-            'C' if rule == '-' => return Err("the C modifier takes no pattern (-C)".into()),
-            'C' => return Err("the C modifier is for -C and merge rules only".into()),
             '/' | 'x' => return Err(unsupported(m)),
             _ => return Err(format!("unknown modifier '{m}'")),
         }
@@ -1804,7 +1810,16 @@ mod tests {
         // -C: CVS's list in place (perishable), before the rules after it;
         // then the words of $HOME/.cvsignore and $CVSIGNORE, `!` dropping
         // what came before (as add_cvs_excludes reads them).
-        let f = rules(&["-C", "+ keep.o"]);
+        // (Parsed here, not added: adding reads this tester's $HOME.)
+        for text in ["-C", "exclude,C", "-C "] {
+            assert!(
+                matches!(parse_rule(text), Ok(Parsed::CvsExcludes)),
+                "{text}"
+            );
+        }
+        let mut f = Filter::default();
+        f.add_cvs_lists(None, None).unwrap();
+        f.add_rule("+ keep.o").unwrap();
         assert!(excl(&f, "keep.o") && excl(&f, "core"));
         assert!(f.is_excluded_in(&DirScope::default(), b".git", true));
         assert!(!f.is_excluded_in_deleted(&DirScope::default(), b"x.o", false));
@@ -1821,18 +1836,27 @@ mod tests {
             "not the rules before"
         );
         assert!(excl(&rules(&["- C"]), "C"), "a pattern named C");
-        let f = rules(&["exclude,C"]);
-        assert!(excl(&f, "x.o"));
         // Only where the rules are given: not in a per-directory file, and
         // it does not travel (its words do).
-        assert!(rules(&["-C"]).to_args().iter().any(|a| a == "-p *.o"));
+        let mut f = Filter::default();
+        f.add_cvs_lists(None, None).unwrap();
+        assert!(f.to_args().iter().any(|a| a == "-p *.o"));
         assert!(Filter::from_args(&["-C".to_string()]).is_err());
         let e = rules(&[": .rules"])
             .enter(&DirScope::default(), b"", |_| Ok(Some(b"-C\n".to_vec())))
             .unwrap_err();
         assert!(e.to_string().contains("(or -C)"), "{e}");
-        for bad in ["-C *.o", "+C", "+C x", "-Cp", ":C+", ":-C x", ".C- f"] {
-            assert!(Filter::default().add_rule(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            ("-C *.o", "takes no pattern"),
+            ("-Cp", "takes no pattern"),
+            ("+C", "for -C and merge rules only"),
+            ("+C x", "for -C and merge rules only"),
+            (":C+", "not with + or -"),
+            (":-C x", "not with + or -"),
+            (".C- f", "not with + or -"),
+        ] {
+            let e = Filter::default().add_rule(bad).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
 

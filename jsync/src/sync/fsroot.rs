@@ -531,8 +531,9 @@ impl FsRoot {
         Ok(())
     }
 
-    /// A new, empty temp file (mode 0600) in the directory of `rel`, named
-    /// `.<name>.jsync-tmp.<random>`; [`TempFile::commit`] renames it over `rel`.
+    /// A new, empty temp file (mode 0600) in the directory of `rel` (or the
+    /// `-T` directory), named `.<name>.jsync-tmp.<random>`;
+    /// [`TempFile::commit`] renames it over `rel`.
     pub fn create_temp(&self, rel: &RelPath) -> Result<TempFile, FsError> {
         let (dir, name) = self.locate_replaceable(rel)?;
         let home = self.temp_home(&dir);
@@ -570,8 +571,9 @@ impl FsRoot {
     }
 
     /// [`FsRoot::create_temp`] for a file written at once (a small file that
-    /// arrived whole): an unnamed inode (`O_TMPFILE`) in the target's directory,
-    /// which [`TempFile::commit`] links in at the target's name. That saves the
+    /// arrived whole): an unnamed inode (`O_TMPFILE`) in the target's directory
+    /// (or the `-T` directory), which [`TempFile::commit`] links in at the
+    /// target's name. That saves the
     /// temp name, its lock and the rename; and a run killed before the commit
     /// leaves nothing behind (no partial to resume from either, which a small
     /// file does not need). Where the filesystem has no unnamed files, or this
@@ -1393,12 +1395,7 @@ fn remove_stale_temps(dir: BorrowedFd<'_>, names: Listing) {
         let ours = rfs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
             FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_uid == me
         });
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let unlocked = ours
-            && rfs::openat(dir, &name, flags, Mode::empty()).is_ok_and(|fd| {
-                rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
-            });
-        if unlocked {
+        if ours && locked(dir, &name) == Some(false) {
             if let Err(e) = rfs::unlinkat(dir, &name, AtFlags::empty()) {
                 tracing::debug!(name = ?name, error = %e, "cannot remove a stale temp");
             }
@@ -1871,14 +1868,18 @@ pub(crate) fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>
 /// Whether a temp file is still being written: its writer holds an exclusive
 /// `flock` on it ([`FsRoot::create_temp`]) until it commits, drops it or dies.
 fn in_use(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    locked(dir, name) == Some(true)
+}
+
+/// Whether someone holds a temp file locked ([`in_use`]); `None` when it
+/// cannot be opened to tell.
+fn locked(dir: BorrowedFd<'_>, name: &OsStr) -> Option<bool> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    match rfs::openat(dir, name, flags, Mode::empty()) {
-        Ok(fd) => matches!(
-            rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive),
-            Err(Errno::WOULDBLOCK)
-        ),
-        Err(_) => false,
-    }
+    let fd = rfs::openat(dir, name, flags, Mode::empty()).ok()?;
+    Some(matches!(
+        rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive),
+        Err(Errno::WOULDBLOCK)
+    ))
 }
 
 /// How a file is opened for reading: no controlling terminal, and no wait
@@ -2005,7 +2006,8 @@ enum Temp {
 
 impl TempFile {
     /// Sets mode (`& 0o7777`) and mtime on the descriptor, syncs the file to
-    /// disk if asked, and renames it over the target in the same directory. A
+    /// disk if asked, and renames (or links) it over the target, from beside
+    /// it or from the `-T` directory. A
     /// target symlink is replaced, not followed; on error the temp file is removed.
     pub fn commit(mut self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(), FsError> {
         let file = self.file.as_fd();

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use super::alt::{AltHow, Alts, Found};
 use super::backup::Backups;
 use super::chunker::{self, ChunkRef, Chunking, DigestBuilder, MAX_CHUNK};
-use super::destdir::{open_side_dir, strip, DestMap};
+use super::destdir::{at_or_above, open_side_dir, strip, DestMap};
 use super::filter::{DirScope, ScopeError, Scopes};
 use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
 use super::give::fs_err;
@@ -1388,7 +1388,7 @@ impl Ctx {
             || self
                 .temp_inside
                 .as_ref()
-                .is_some_and(|t| strip(t, rel).is_some())
+                .is_some_and(|t| at_or_above(rel, t))
     }
 
     /// A path beneath the base (`rel`) as the user sees it.
@@ -2626,12 +2626,10 @@ async fn lane_writer(
                 if pending.is_closed() {
                     break; // the reader failed; its error is the lane's
                 }
-                let mut payload = Vec::new();
-                chunker::encode_sig_batch(&batch, &mut payload);
+                let sig = sig_fragment(&batch);
                 // (Fails only when the reader is gone; its error is the lane's.)
                 let _ = filler.send(batch);
-                tx.send(Fragment::new(msg::SIG).with_payload(payload))
-                    .await?;
+                tx.send(sig).await?;
             }
             // (A cut still going stops at its next batch.)
             drop(batches);
@@ -2660,9 +2658,14 @@ async fn lane_writer(
 
 /// Sends one SIG batch of a delta request.
 async fn send_sig_batch(tx: &mut CircuitSender, batch: &[ChunkRef]) -> Result<()> {
+    tx.send(sig_fragment(batch)).await
+}
+
+/// A SIG message carrying `batch`.
+fn sig_fragment(batch: &[ChunkRef]) -> Fragment {
     let mut payload = Vec::new();
     chunker::encode_sig_batch(batch, &mut payload);
-    tx.send(Fragment::new(msg::SIG).with_payload(payload)).await
+    Fragment::new(msg::SIG).with_payload(payload)
 }
 
 /// The next job for a batch being filled, if one is at hand without waiting
