@@ -92,7 +92,18 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        Err(failed.unwrap_or_else(|| no_address(addr, "no address found")))
+        Err(match failed {
+            // Each address refused: name them all.
+            Some(Error::Connect { source, .. }) if addrs.len() > 1 => {
+                let tried: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                Error::Connect {
+                    addr: format!("{addr} (at {})", tried.join(", ")),
+                    source,
+                }
+            }
+            Some(e) => e,
+            None => no_address(addr, "no address found"),
+        })
     }
 }
 
@@ -354,6 +365,18 @@ mod tests {
         link.close("done").await;
         let e = client.connect_any("host", &[dead]).await.unwrap_err();
         assert!(matches!(e, Error::Connect { .. }), "{e}");
+        let also = tokio::net::TcpSocket::new_v4().unwrap();
+        also.bind(any).unwrap();
+        let dead2 = also.local_addr().unwrap();
+        let e = client
+            .connect_any("host", &[dead, dead2])
+            .await
+            .unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.starts_with(&format!("cannot connect to host (at {dead}, {dead2}): ")),
+            "{said}"
+        );
         let e = client
             .connect_any("host", &[rude_addr, live])
             .await
