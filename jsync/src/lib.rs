@@ -67,5 +67,6 @@ pub mod tls;
 pub use error::{Error, Result};
 pub use net::{ClientSecurity, LinkOptions, ServerSecurity, Transport};
 pub use runtime::{
-    Circuit, CircuitReceiver, CircuitSender, Client, Link, Peer, Server, ServiceFn, Services,
+    AddrFamily, Circuit, CircuitReceiver, CircuitSender, Client, Link, Peer, Server, ServiceFn,
+    Services,
 };

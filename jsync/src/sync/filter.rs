@@ -434,24 +434,25 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         Some(sep) => (&rest[..sep], &rest[sep + 1..]),
         None => (rest, ""),
     };
-    // `:C` and `.C` name .cvsignore when they name no file.
-    let cvs_merge = matches!(rule, '.' | ':') && mods.contains('C');
-    let arg = match arg {
-        a if cvs_merge && a.trim().is_empty() => CVS_FILE,
-        _ if mods.contains('C') && !matches!(rule, '.' | ':') => {
-            return Err(match rule {
-                '-' => "the C modifier takes no pattern, nor other modifiers (-C)".into(),
-                _ => "the C modifier is for -C and merge rules only".into(),
-            })
-        }
+    let merge = matches!(rule, '.' | ':');
+    let cvs = mods.contains('C');
+    if cvs && !merge {
+        return Err(match rule {
+            '-' => "the C modifier takes no pattern, nor other modifiers (-C)".into(),
+            _ => "the C modifier is for -C and merge rules only".into(),
+        });
+    }
+    if cvs && (mods.contains('+') || mods.contains('-')) {
+        return Err("the C modifier makes every word an exclude: not with + or -".into());
+    }
+    let arg = match arg.trim() {
+        // `:C` and `.C` name .cvsignore when they name no file.
+        "" if cvs => CVS_FILE,
         _ if mods.len() == rest.len() => {
             return Err("expected a space or '_' before the pattern".into())
         }
-        a => a,
+        _ => arg,
     };
-    if cvs_merge && (mods.contains('+') || mods.contains('-')) {
-        return Err("the C modifier makes every word an exclude: not with + or -".into());
-    }
     if arg.is_empty() {
         return Err("no pattern after the rule".into());
     }

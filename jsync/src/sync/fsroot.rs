@@ -1048,27 +1048,26 @@ impl FsRoot {
     pub fn clean_stale_temps_scan(&self, rel_dir: &RelPath) -> Result<TempScan, FsError> {
         let (dir, names) = self.list(rel_dir)?;
         let err = |e: Errno| FsError::io(rel_dir.display(), e);
-        let temps: Vec<OsString> = names
-            .iter()
-            .filter(|(name, is_dir)| !is_dir && is_temp_name(name))
-            .map(|(name, _)| OsString::from_vec(name.clone()))
-            .collect();
+        let dirfd = dir.fd().map_err(err)?;
+        // (In the -T directory, set_temp_dir removed the stale temps; the
+        // rest are this run's.)
+        let temps: Vec<OsString> = match self.is_temp_home(dirfd) {
+            true => Vec::new(),
+            false => names
+                .iter()
+                .filter(|(name, is_dir)| !is_dir && is_temp_name(name))
+                .map(|(name, _)| OsString::from_vec(name.clone()))
+                .collect(),
+        };
         let pdir_name = self.partial_dir();
         let in_partial_dir =
             |name: &[u8], is_dir: bool| is_dir && pdir_name.is_some_and(|p| p.as_bytes() == name);
         let partials = names
             .iter()
             .any(|(name, is_dir)| is_partial_name(name) || in_partial_dir(name, *is_dir));
-        let dirfd = dir.fd().map_err(err)?;
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
-        // Stale temps by target, in a stable order. (In the -T directory,
-        // set_temp_dir removed those; the rest are this run's.)
+        // Stale temps by target, in a stable order.
         let mut stale: BTreeMap<Vec<u8>, Vec<(OsString, Meta)>> = BTreeMap::new();
-        let temps = if self.is_temp_home(dirfd) {
-            Vec::new()
-        } else {
-            temps
-        };
         for name in temps {
             let st = match rfs::statat(dirfd, &name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
@@ -1382,7 +1381,7 @@ fn mount_of(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
 
 /// Removes, from the `-T` directory open at `dir` (listed as `names`), the
 /// temps a killed run of this user left: regular files with a temp name,
-/// owned by this user, that no writer holds locked ([`in_use`]; one that
+/// owned by this user, that no writer holds locked ([`locked`]; one that
 /// cannot be opened to tell counts as in use). Others' files, and any this
 /// user may not remove, stay: the directory may be shared (`-T /tmp`).
 fn remove_stale_temps(dir: BorrowedFd<'_>, names: Listing) {
