@@ -497,18 +497,36 @@ pub struct Cli {
     #[arg(long)]
     pub safe_links: bool,
 
-    /// Keep modification times: what jcp always does (accepted for rsync
-    /// habits)
-    #[arg(short = 't', long)]
+    /// Keep modification times: what jcp does unless --no-times (accepted
+    /// for rsync habits)
+    #[arg(short = 't', long, overrides_with = "no_times")]
     pub times: bool,
 
-    /// Keep permissions: what jcp always does (accepted for rsync habits; -p
-    /// is --port here)
-    #[arg(long)]
+    /// Do not keep modification times, as rsync's --no-times (--no-t): a
+    /// received file keeps the time it was written, and nothing gets the
+    /// source's time. Files are still compared by size and time, so one
+    /// of another time is checked by hash on every run
+    #[arg(long, visible_alias = "no-t")]
+    pub no_times: bool,
+
+    /// Keep permissions: what jcp does unless --no-perms (accepted for
+    /// rsync habits; -p is --port here)
+    #[arg(long, overrides_with = "no_perms")]
     pub perms: bool,
 
-    /// Keep executability: what jcp always does, keeping every permission
-    /// bit (accepted for rsync habits)
+    /// Do not keep permissions, as rsync's --no-perms (--no-p): what the
+    /// destination has keeps its permissions (an updated file too), and a
+    /// new entry gets the source's less the receiving side's umask, without
+    /// setuid, setgid and sticky bits (a new directory still inherits its
+    /// parent's setgid). For filesystems without Unix permissions, say.
+    /// Not with -A (an access ACL holds the permission bits)
+    #[arg(long, visible_alias = "no-p", conflicts_with = "acls")]
+    pub no_perms: bool,
+
+    /// Keep executability: with --no-perms, a regular file the destination
+    /// has loses its execute bits when the source's has none, and gains
+    /// them where it can be read when the source's has one (as rsync's
+    /// -E); otherwise jcp keeps every permission bit anyway
     #[arg(short = 'E', long)]
     pub executability: bool,
 
@@ -1097,6 +1115,9 @@ impl Cli {
         sync.owner = !self.no_owner;
         sync.modify_window = self.modify_window.unwrap_or(0);
         sync.group = !self.no_group;
+        sync.perms = !self.no_perms;
+        sync.times = !self.no_times;
+        sync.executability = self.executability;
         sync.delete_before = self.delete_before;
         sync.ignore_errors = self.ignore_errors;
         sync.whole_file = self.whole_file && !self.no_whole_file;
@@ -1290,6 +1311,16 @@ mod tests {
         assert!(plan(&["--out-format", "%b", "a/", "b"]).is_err());
         assert!(!plan(&["-W", "--no-W", "a/", "b"]).unwrap().sync.whole_file);
         assert!(!plan(&["a/", "b"]).unwrap().sync.delete);
+        let p = plan(&["-a", "--no-perms", "--no-times", "-E", "a/", "b"]).unwrap();
+        assert!(!p.sync.perms && !p.sync.times && p.sync.executability);
+        let p = plan(&["--no-p", "--perms", "--no-t", "-t", "a/", "b"]).unwrap();
+        assert!(p.sync.perms && p.sync.times && !p.sync.executability);
+        let p = plan(&["--perms", "--no-p", "-t", "--no-t", "a/", "b"]).unwrap();
+        assert!(!p.sync.perms && !p.sync.times);
+        let p = plan(&["a/", "b"]).unwrap();
+        assert!(p.sync.perms && p.sync.times);
+        let acls = Cli::try_parse_from(["jcp", "-A", "--no-perms", "a/", "b"]);
+        assert!(acls.is_err(), "-A with --no-perms");
     }
 
     #[test]

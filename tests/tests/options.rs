@@ -1800,3 +1800,176 @@ fn temp_dir_holds_the_temp_files() {
     no_temps(&local, "another filesystem");
     assert_eq!(mtime(elsewhere.path()), T, "another filesystem: used");
 }
+
+/// This process's umask (jcp and the jsrv the tests start inherit it).
+fn test_umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
+    u32::from_str_radix(line.trim(), 8).unwrap()
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `--no-perms` (rsync's): what the destination has keeps its modes (an
+/// updated file too); what is new gets the source's access bits less the
+/// umask, without setuid, while a new directory still inherits its
+/// parent's setgid; with `-E` a file the destination has follows the
+/// source's executability. `--perms` after it, or neither, keeps the
+/// source's modes.
+#[test]
+fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
+    let setup = Sources::new(|src| {
+        put(&src.join("new.sh"), b"#!/bin/sh\n", T);
+        set_mode(&src.join("new.sh"), 0o4777);
+        put(&src.join("updated.txt"), b"new content\n", T + 100);
+        set_mode(&src.join("updated.txt"), 0o600);
+        put(&src.join("to_exec.sh"), b"same\n", T + 10);
+        set_mode(&src.join("to_exec.sh"), 0o755);
+        put(&src.join("to_plain.txt"), b"plain\n", T + 10);
+        set_mode(&src.join("to_plain.txt"), 0o644);
+        put(&src.join("new_dir/f"), b"f\n", T);
+        set_mode(&src.join("new_dir/f"), 0o666);
+        set_mode(&src.join("new_dir"), 0o777);
+        put(&src.join("kept_dir/g"), b"g\n", T);
+        set_mode(&src.join("kept_dir"), 0o755);
+        std::fs::create_dir_all(src.join("sgid/sub")).unwrap();
+        set_mode(&src.join("sgid"), 0o755);
+        set_mode(&src.join("sgid/sub"), 0o755);
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let um = test_umask();
+    let new = |m: u32| m & 0o777 & !um;
+    for (options, kept, exec) in [
+        (&["--no-perms"][..], true, false),
+        (&["--no-p", "-E"][..], true, true),
+        (&["--no-perms", "--perms"][..], false, false),
+        (&[][..], false, false),
+    ] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            put(&dst.join("updated.txt"), b"old\n", T);
+            set_mode(&dst.join("updated.txt"), 0o664);
+            put(&dst.join("to_exec.sh"), b"same\n", T);
+            set_mode(&dst.join("to_exec.sh"), 0o644);
+            put(&dst.join("to_plain.txt"), b"plain\n", T);
+            set_mode(&dst.join("to_plain.txt"), 0o751);
+            std::fs::create_dir_all(dst.join("kept_dir")).unwrap();
+            set_mode(&dst.join("kept_dir"), 0o750);
+            std::fs::create_dir_all(dst.join("sgid")).unwrap();
+            set_mode(&dst.join("sgid"), 0o2775);
+            let sgid = mode_of(&dst.join("sgid")) & 0o2000;
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", options.join(" "));
+            ok(&srv.jcp(keys.path(), &args), &what);
+            holds(&dst, "updated.txt", Some(b"new content\n"), &what);
+            let expected: &[(&str, u32)] = match (kept, exec) {
+                (true, _) => &[
+                    ("new.sh", new(0o777)),
+                    ("updated.txt", 0o664),
+                    ("to_exec.sh", if exec { 0o755 } else { 0o644 }),
+                    ("to_plain.txt", if exec { 0o640 } else { 0o751 }),
+                    ("new_dir", new(0o777)),
+                    ("new_dir/f", new(0o666)),
+                    ("kept_dir", 0o750),
+                    ("sgid", 0o2775),
+                    ("sgid/sub", new(0o755) | sgid),
+                ],
+                (false, _) => &[
+                    ("new.sh", 0o4777),
+                    ("updated.txt", 0o600),
+                    ("to_exec.sh", 0o755),
+                    ("to_plain.txt", 0o644),
+                    ("new_dir", 0o777),
+                    ("new_dir/f", 0o666),
+                    ("kept_dir", 0o755),
+                    ("sgid", 0o755),
+                    ("sgid/sub", 0o755),
+                ],
+            };
+            for (name, mode) in expected {
+                assert_eq!(
+                    mode_of(&dst.join(name)),
+                    *mode,
+                    "{what}: {name} (umask {um:o})"
+                );
+            }
+        }
+    }
+}
+
+/// `--no-times` (rsync's): nothing gets the source's modification time (a
+/// received file keeps the time it was written); a file whose content is
+/// the same keeps its own. `-t` after it, or neither, brings the source's.
+#[test]
+fn no_times_leaves_modification_times_alone() {
+    let setup = Sources::new(|src| {
+        put(&src.join("new.txt"), b"new\n", T);
+        put(&src.join("updated.txt"), b"new content\n", T + 100);
+        put(&src.join("same.txt"), b"same\n", T + 10);
+        put(&src.join("new_dir/f"), b"f\n", T);
+        filetime::set_file_mtime(src.join("new_dir"), FileTime::from_unix_time(T, 0)).unwrap();
+        std::os::unix::fs::symlink("new.txt", src.join("link")).unwrap();
+        let t = FileTime::from_unix_time(T, 0);
+        filetime::set_symlink_file_times(src.join("link"), t, t).unwrap();
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (options, kept) in [
+        (&["--no-times", "-i"][..], false),
+        (&["--no-t", "-t"][..], true),
+        (&["-t", "--no-t"][..], false),
+        (&[][..], true),
+    ] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            put(&dst.join("updated.txt"), b"old\n", T);
+            put(&dst.join("same.txt"), b"same\n", T + 5);
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", options.join(" "));
+            let before = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                - 1;
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &what);
+            if options.contains(&"-i") {
+                // T: the time of the transfer.
+                let items = String::from_utf8_lossy(&out.stdout);
+                assert!(items.contains(">fcsT...... updated.txt"), "{what}: {items}");
+            }
+            holds(&dst, "updated.txt", Some(b"new content\n"), &what);
+            for (name, source) in [
+                ("new.txt", T),
+                ("updated.txt", T + 100),
+                ("new_dir", T),
+                ("new_dir/f", T),
+                ("link", T),
+            ] {
+                let t = mtime(&dst.join(name));
+                if kept {
+                    assert_eq!(t, source, "{what}: {name}");
+                } else {
+                    assert!(
+                        t >= before,
+                        "{what}: {name} has {t}, not the time it was made"
+                    );
+                }
+            }
+            let same = if kept { T + 10 } else { T + 5 };
+            assert_eq!(mtime(&dst.join("same.txt")), same, "{what}: same.txt");
+        }
+    }
+}

@@ -1406,6 +1406,15 @@ fn proc_fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
+/// Gives the open file `mtime` (and the same atime), or with `None` leaves
+/// its times alone.
+fn set_mtime(file: BorrowedFd<'_>, mtime: Option<(i64, u32)>) -> Result<(), Errno> {
+    match mtime {
+        Some(t) => rfs::futimens(file, &timestamps(t)),
+        None => Ok(()),
+    }
+}
+
 fn timestamps((secs, nanos): (i64, u32)) -> Timestamps {
     let t = Timespec {
         tv_sec: secs,
@@ -2004,14 +2013,19 @@ enum Temp {
 }
 
 impl TempFile {
-    /// Sets mode (`& 0o7777`) and mtime on the descriptor, syncs the file to
-    /// disk if asked, and renames (or links) it over the target, from beside
+    /// Sets mode (`& 0o7777`) and mtime (unless `None`: the file keeps the
+    /// time it was written) on the descriptor, syncs the file to disk if asked, and renames (or links) it over the target, from beside
     /// it or from the `-T` directory. A
     /// target symlink is replaced, not followed; on error the temp file is removed.
-    pub fn commit(mut self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(), FsError> {
+    pub fn commit(
+        mut self,
+        mode: u32,
+        mtime: Option<(i64, u32)>,
+        fsync: bool,
+    ) -> Result<(), FsError> {
         let file = self.file.as_fd();
         rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
-            .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
+            .and_then(|()| set_mtime(file, mtime))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
             .and_then(|()| {
                 // An unnamed file goes straight to a free target name; an
@@ -2036,10 +2050,15 @@ impl TempFile {
     /// Under that name no other run's cleanup takes it for a crash's
     /// leftover, and if this run fails it is what the next one resumes from.
     /// Returns the file's device and inode, for [`FsRoot::place_partial`].
-    pub fn stage(self, mode: u32, mtime: (i64, u32), fsync: bool) -> Result<(u64, u64), FsError> {
+    pub fn stage(
+        self,
+        mode: u32,
+        mtime: Option<(i64, u32)>,
+        fsync: bool,
+    ) -> Result<(u64, u64), FsError> {
         let file = self.file.as_fd();
         let st = rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
-            .and_then(|()| rfs::futimens(file, &timestamps(mtime)))
+            .and_then(|()| set_mtime(file, mtime))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
             .and_then(|()| rfs::fstat(file))
             .map_err(|e| FsError::io(self.shown.clone(), e))?;
@@ -2461,7 +2480,7 @@ mod tests {
             let at = std::fs::read_link(proc_fd_path(&tmp.file)).unwrap();
             assert_eq!(at.parent(), Some(scratch.as_path()), "{at:?}");
             assert!(names(&root.join("d")).is_empty());
-            tmp.commit(0o644, (1_000, 0), false).unwrap();
+            tmp.commit(0o644, Some((1_000, 0)), false).unwrap();
             assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"new");
             assert_eq!(names(&scratch), ["other"]);
             let dropped = create(&fs, &rel(b"d/g")).unwrap();
@@ -2543,7 +2562,7 @@ mod tests {
             let p = |name: &str| rel(&[via, b"/", name.as_bytes()].concat());
             let mut tmp = fs.create_temp(&p("f")).unwrap();
             tmp.file.write_all(b"hello").unwrap();
-            tmp.commit(0o644, (1_000, 0), true).unwrap();
+            tmp.commit(0o644, Some((1_000, 0)), true).unwrap();
             let mut s = String::new();
             fs.open_read(&p("f"))
                 .unwrap()
@@ -2594,7 +2613,7 @@ mod tests {
                 symlink(outside.join("secret"), root.join(link.display())).unwrap();
                 let mut tmp = create(&fs, &link).unwrap();
                 tmp.file.write_all(b"new").unwrap();
-                tmp.commit(0o600, (5, 0), true).unwrap();
+                tmp.commit(0o600, Some((5, 0)), true).unwrap();
                 assert_eq!(fs.lstat(&link).unwrap().unwrap().kind, Kind::File);
                 assert_eq!(std::fs::read(root.join(link.display())).unwrap(), b"new");
             }
@@ -2693,7 +2712,7 @@ mod tests {
                 names(t.path()).is_empty(),
                 "nothing is named before the commit"
             );
-            tmp.commit(0o640, (7, 8), false).unwrap();
+            tmp.commit(0o640, Some((7, 8)), false).unwrap();
             assert_eq!(names(t.path()), ["new"]);
             let m = std::fs::symlink_metadata(t.path().join("new")).unwrap();
             assert_eq!(m.mode() & 0o7777, 0o640);
@@ -2704,7 +2723,7 @@ mod tests {
             let old_ino = m.ino();
             let mut tmp = fs.create_unnamed(&rel(b"new")).unwrap();
             tmp.file.write_all(b"other").unwrap();
-            tmp.commit(0o600, (9, 0), false).unwrap();
+            tmp.commit(0o600, Some((9, 0)), false).unwrap();
             assert_eq!(names(t.path()), ["new"]);
             let m = std::fs::symlink_metadata(t.path().join("new")).unwrap();
             assert_ne!(m.ino(), old_ino);
@@ -2770,7 +2789,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("busy/child")).unwrap();
         let fs = FsRoot::open(t.path()).unwrap();
         let tmp = fs.create_temp(&rel(b"busy")).unwrap();
-        let err = tmp.commit(0o644, (0, 0), true).unwrap_err();
+        let err = tmp.commit(0o644, Some((0, 0)), true).unwrap_err();
         assert!(
             matches!(&err, FsError::Io { path, .. } if path == "busy"),
             "{err}"
@@ -2807,7 +2826,7 @@ mod tests {
             ] {
                 let mut tmp = fs.create_temp(&rel(b"d/f")).unwrap();
                 tmp.file.write_all(b"data").unwrap();
-                tmp.commit(mode, mtime, true).unwrap();
+                tmp.commit(mode, Some(mtime), true).unwrap();
                 let m = fs.lstat(&rel(b"d/f")).unwrap().unwrap();
                 assert_eq!(
                     (m.kind, m.mode, m.mtime, m.size, m.nlink),
@@ -3286,7 +3305,7 @@ mod tests {
             }
             .unwrap();
             tmp.write_at(b"new", 0).unwrap();
-            let id = tmp.stage(0o640, (1_000, 0), false).unwrap();
+            let id = tmp.stage(0o640, Some((1_000, 0)), false).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), b"old");
             let mut partial = fs.partial(&f).unwrap().expect("staged as the partial");
             let mut got = Vec::new();
@@ -3343,7 +3362,7 @@ mod tests {
         // Staged (--delay-updates) and placed.
         let tmp = fs.create_unnamed(&f).unwrap();
         tmp.write_at(b"whole", 0).unwrap();
-        let id = tmp.stage(0o644, (1_000, 0), false).unwrap();
+        let id = tmp.stage(0o644, Some((1_000, 0)), false).unwrap();
         assert!(!root.join("d/f").exists());
         fs.place_partial(&f, id).unwrap();
         assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"whole");
@@ -3389,7 +3408,7 @@ mod tests {
         };
         tmp.set_owner(Some(uid), Some(gid)).unwrap();
         assert!(tmp.set_owner(Some(u32::MAX), None).is_err());
-        tmp.commit(0o6755, (5, 6), true).unwrap();
+        tmp.commit(0o6755, Some((5, 6)), true).unwrap();
         let m = fs.lstat(&rel(b"f")).unwrap().unwrap();
         assert_eq!((m.uid, m.gid, m.mode), (uid, gid, 0o6755));
         assert_eq!(fs.xattrs(&rel(b"f")).unwrap(), want[1..]);
@@ -3509,7 +3528,7 @@ mod tests {
         tmp.write_at(&[b'a'; 4096], 0).unwrap();
         tmp.write_at(&[b'b'; 4096], 10 * MIB).unwrap();
         tmp.set_len(20 * MIB).unwrap();
-        tmp.commit(0o644, (1, 0), true).unwrap();
+        tmp.commit(0o644, Some((1, 0)), true).unwrap();
         let m = fs.lstat(&rel(b"sparse")).unwrap().unwrap();
         assert_eq!(m.size, 20 * MIB);
         assert!(m.blocks * 512 < MIB, "{} blocks", m.blocks);
@@ -3553,7 +3572,7 @@ mod tests {
             fs.mkdir_all(&dir, 0o755).unwrap();
             let mut tmp = fs.create_temp(&file).unwrap();
             tmp.file.write_all(b"x").unwrap();
-            tmp.commit(0o644, (1, 2), true).unwrap();
+            tmp.commit(0o644, Some((1, 2)), true).unwrap();
             assert_eq!(fs.lstat(&file).unwrap().unwrap().size, 1);
             assert!(fs.open_read(&file).is_ok());
             let link = dir.join(OsStr::from_bytes(b"l\xff"));

@@ -8,7 +8,8 @@
 //!   another entry, `.` only attributes change, `*` a message (`*deleting`).
 //! * `X`, the kind: `f` file, `d` directory, `L` symlink, `D` device, `S` FIFO.
 //! * then one letter per attribute, `.` when unchanged: `c` content (a
-//!   checksum or symlink target differs), `s` size, `t` modification time, `p`
+//!   checksum or symlink target differs), `s` size, `t` modification time
+//!   (`T`: set to the time of the transfer, with `--no-times`), `p`
 //!   permissions, `o` owner, `g` group, `u` unused, `a` ACL (unused), `x`
 //!   extended attributes. A new entry shows `+++++++++` instead.
 //!
@@ -24,6 +25,8 @@ pub(crate) struct Change {
     pub content: bool,
     pub size: bool,
     pub time: bool,
+    /// The new content keeps the time it was written (`--no-times`): `T`.
+    pub transfer_time: bool,
     pub perms: bool,
     pub owner: bool,
     pub group: bool,
@@ -118,7 +121,7 @@ impl Item {
             for (on, letter) in [
                 (c.content, 'c'),
                 (c.size, 's'),
-                (c.time, 't'),
+                (c.time || c.transfer_time, if c.time { 't' } else { 'T' }),
                 (c.perms, 'p'),
                 (c.owner, 'o'),
                 (c.group, 'g'),
@@ -441,6 +444,15 @@ mod tests {
         assert_eq!(
             line(Update::Received, EntryKind::File, &c, b"x", b""),
             ">fcst...... x"
+        );
+        let now = Change {
+            content: true,
+            transfer_time: true,
+            ..Change::default()
+        };
+        assert_eq!(
+            line(Update::Received, EntryKind::File, &now, b"x", b""),
+            ">fc.T...... x"
         );
         let p = Change {
             time: true,

@@ -193,6 +193,22 @@ pub struct SyncOptions {
     pub owner: bool,
     /// Keep groups (as `owner`; `--no-group`).
     pub group: bool,
+    /// Give entries the sender's permission bits (on by default, as rsync's
+    /// `-a`). Off (`--no-perms`), as rsync's: what the receiver has keeps
+    /// its bits (an updated file too), and a new entry gets the sender's
+    /// bits less the receiver's umask, without setuid, setgid and sticky
+    /// (a new directory still inherits its parent's setgid).
+    pub perms: bool,
+    /// With `perms` off, a regular file still follows the sender's
+    /// executability (`-E`): it loses every execute bit when the sender's
+    /// has none, and gains one where it can be read when the sender's has
+    /// one and it had none.
+    pub executability: bool,
+    /// Give entries the sender's modification times (on by default, as
+    /// rsync's `-a`). Off (`--no-times`): a received file keeps the time it
+    /// was written, and nothing has its time set; size and time are still
+    /// compared, so a file of another time is checked again by hash.
+    pub times: bool,
     /// Modification times this many seconds apart count as the same
     /// (`--modify-window`, for filesystems that keep coarse times, as FAT's
     /// two seconds); 0: to the nanosecond.
@@ -275,6 +291,9 @@ impl Default for SyncOptions {
             max_delete: None,
             owner: true,
             group: true,
+            perms: true,
+            executability: false,
+            times: true,
             modify_window: 0,
             whole_file: false,
             omit_dir_times: false,
@@ -408,6 +427,9 @@ impl Args {
             format!("owner={}", flag(opts.owner)),
             format!("modify_window={}", opts.modify_window),
             format!("group={}", flag(opts.group)),
+            format!("perms={}", flag(opts.perms)),
+            format!("executability={}", flag(opts.executability)),
+            format!("times={}", flag(opts.times)),
             format!("whole_file={}", flag(opts.whole_file)),
             format!("omit_dir_times={}", flag(opts.omit_dir_times)),
             format!("omit_link_times={}", flag(opts.omit_link_times)),
@@ -558,6 +580,9 @@ impl Args {
                 "owner" => out.opts.owner = on,
                 "modify_window" => out.opts.modify_window = v.parse()?,
                 "group" => out.opts.group = on,
+                "perms" => out.opts.perms = on,
+                "executability" => out.opts.executability = on,
+                "times" => out.opts.times = on,
                 "whole_file" => out.opts.whole_file = on,
                 "omit_dir_times" => out.opts.omit_dir_times = on,
                 "omit_link_times" => out.opts.omit_link_times = on,
@@ -669,6 +694,9 @@ impl Args {
             max_delete: self.opts.max_delete,
             owner: self.opts.owner,
             group: self.opts.group,
+            perms: self.opts.perms,
+            executability: self.opts.executability,
+            times: self.opts.times,
             modify_window: self.opts.modify_window,
             whole_file: self.opts.whole_file,
             fuzzy: self.opts.fuzzy,
@@ -948,6 +976,9 @@ mod tests {
             min_size: Some(2),
             max_delete: Some(0),
             owner: false,
+            perms: false,
+            executability: true,
+            times: false,
             modify_window: 2,
             backup: Some(Backup::new(Some("../old".into()), Some(".1".into())).unwrap()),
             whole_file: true,
@@ -1004,6 +1035,7 @@ mod tests {
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));
         assert!(!t.owner && t.group);
+        assert!(!t.perms && t.executability && !t.times);
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
         assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);
@@ -1020,6 +1052,7 @@ mod tests {
         let plain = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         let p = plain.take_options(Arc::new(NoProgress), false);
         assert!(!(p.whole_file || p.omit_dir_times || p.omit_link_times));
+        assert!(p.perms && !p.executability && p.times);
         assert!(!(p.delete_before || p.ignore_errors || p.sparse || p.prune_empty_dirs));
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),

@@ -117,6 +117,13 @@ pub(crate) struct TakeOptions {
     /// them off).
     pub owner: bool,
     pub group: bool,
+    /// Give entries the sender's permission bits; without, rsync's
+    /// `--no-perms` ([`Ctx::wanted_mode`]).
+    pub perms: bool,
+    /// Without `perms`, regular files follow the sender's executability (`-E`).
+    pub executability: bool,
+    /// Give entries the sender's modification times (`--no-times` turns it off).
+    pub times: bool,
     /// Seconds apart that modification times may be and count as the same
     /// (`--modify-window`; 0: exact).
     pub modify_window: u64,
@@ -308,6 +315,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         alts,
         fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
         staged: opts.delay_updates.then(Default::default),
+        umask: if opts.perms { 0 } else { umask() },
     });
     if missing {
         delete_missing(&ctx, &base, Some(&source.name));
@@ -410,11 +418,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             unmade.0.push((rel, entry));
                             continue;
                         }
-                        for (r, e) in unmade.0.drain(..) {
+                        for (r, mut e) in unmade.0.drain(..) {
                             if opts.delete && !e.unlisted {
                                 seen.insert(&r);
                             }
-                            match plan(&ctx, &r, &e, &mut fresh, &mut skipped) {
+                            match plan(&ctx, &r, &mut e, &mut fresh, &mut skipped) {
                                 Ok(Plan::Dir) => dirs.push((r, e)),
                                 Ok(_) => {}
                                 Err(err) => counters.error(&shown(&e), err),
@@ -431,7 +439,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                         }
                         _ => {}
                     }
-                    match plan(&ctx, &rel, &entry, &mut fresh, &mut skipped) {
+                    match plan(&ctx, &rel, &mut entry, &mut fresh, &mut skipped) {
                         Ok(Plan::LeftOut) => {}
                         Ok(Plan::InPlace) => ctx.placed(i),
                         Ok(Plan::Skipped) => {
@@ -883,6 +891,37 @@ fn dirlink_target(
     })
 }
 
+/// Whether what the receiver has (`have`) is of the sender's `kind`, so
+/// that without `perms` it keeps its mode.
+fn same_kind(have: Kind, kind: EntryKind) -> bool {
+    matches!(
+        (have, kind),
+        (Kind::File, EntryKind::File)
+            | (Kind::Dir, EntryKind::Dir)
+            | (Kind::Symlink, EntryKind::Symlink)
+            | (Kind::Fifo, EntryKind::Fifo)
+            | (Kind::CharDev, EntryKind::CharDev)
+            | (Kind::BlockDev, EntryKind::BlockDev)
+    )
+}
+
+/// This process's umask, which new entries' modes go through without
+/// `perms` (as rsync's do): read from /proc (asking the kernel would mean
+/// setting it, which other threads could see); 0o022 where /proc does not
+/// say.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+            u32::from_str_radix(line.trim(), 8).ok()
+        })
+        .unwrap_or_else(|| {
+            tracing::warn!("cannot read the umask from /proc/self/status; taking 022");
+            0o022
+        })
+}
+
 /// Cleans what a crashed run left in `dir`; remembers the directory when it
 /// holds partial files (only those directories are searched for them).
 /// With `--delete`, keeps the names the directory held for the deletion pass.
@@ -915,6 +954,8 @@ fn clean_temps(ctx: &Ctx, dir: &RelPath) {
 struct Ctx {
     peer: Peer,
     fs: Arc<FsRoot>,
+    /// This process's umask, for new entries' modes without `perms`.
+    umask: u32,
     counters: Arc<Counters>,
     progress: Arc<dyn Progress>,
     items: Items,
@@ -1053,13 +1094,15 @@ impl Ctx {
         meta: &FileMeta,
         job: &FileJob,
     ) -> std::result::Result<bool, String> {
+        let meta = self.as_applied(job, meta);
+        let mtime = self.applied_mtime(meta.mtime);
         let Some(staged) = &self.staged else {
-            temp.commit(meta.mode, meta.mtime, self.opts.fsync)
+            temp.commit(meta.mode, mtime, self.opts.fsync)
                 .map_err(|e| e.to_string())?;
             return Ok(false);
         };
         let id = temp
-            .stage(meta.mode, meta.mtime, self.opts.fsync)
+            .stage(meta.mode, mtime, self.opts.fsync)
             .map_err(|e| e.to_string())?;
         let mut staged = staged.lock().expect("poisoned");
         staged.push(Staged {
@@ -1230,6 +1273,18 @@ impl Ctx {
     /// contents are in place: only what differs (an up-to-date directory is
     /// not touched, not even its ctime).
     fn finish_dir(&self, rel: &RelPath, here: &Meta, e: &Entry) -> std::result::Result<(), String> {
+        // (Without `perms`, a new directory keeps the setgid bit it
+        // inherited, as rsync's does.)
+        let kept;
+        let e = if self.opts.perms {
+            e
+        } else {
+            kept = Entry {
+                mode: (e.mode & !0o2000) | (here.mode & 0o2000),
+                ..e.clone()
+            };
+            &kept
+        };
         let c = self.attr_change(rel, here, e);
         self.update_attrs(rel, e, &c)
             .and_then(|()| match c.time {
@@ -1279,11 +1334,58 @@ impl Ctx {
     /// Whether entries of this kind get the sender's modification time (not
     /// directories with `-O`, not symlinks with `-J`).
     fn keeps_time(&self, kind: EntryKind) -> bool {
-        match kind {
-            EntryKind::Dir => !self.opts.omit_dir_times,
-            EntryKind::Symlink => !self.opts.omit_link_times,
-            _ => true,
+        self.opts.times
+            && match kind {
+                EntryKind::Dir => !self.opts.omit_dir_times,
+                EntryKind::Symlink => !self.opts.omit_link_times,
+                _ => true,
+            }
+    }
+
+    /// The permission bits an entry the sender lists with `sent` gets where
+    /// the receiver has `here`: `sent`, or without `perms` rsync's choice
+    /// for `--no-perms` (its `dest_mode`): an entry of the same kind keeps
+    /// its bits (with `-E`, a regular file loses its execute bits when the
+    /// sender's has none, and gains them where it can be read when the
+    /// sender's has one and it had none); anything else gets the sender's
+    /// access bits less the umask (no setuid, setgid or sticky bit).
+    fn wanted_mode(&self, sent: u32, kind: EntryKind, here: Option<&Meta>) -> u32 {
+        if self.opts.perms {
+            return sent;
         }
+        match here {
+            Some(m) if same_kind(m.kind, kind) => {
+                let mut mode = m.mode & 0o7777;
+                if self.opts.executability && kind == EntryKind::File {
+                    if sent & 0o111 == 0 {
+                        mode &= !0o111;
+                    } else if mode & 0o111 == 0 {
+                        mode |= (mode & 0o444) >> 2;
+                    }
+                }
+                mode
+            }
+            _ => sent & 0o777 & !self.umask,
+        }
+    }
+
+    /// The sender's view of `job`'s file as this side applies it: without
+    /// `perms`, with the mode planning chose ([`Ctx::wanted_mode`]).
+    fn as_applied(&self, job: &FileJob, meta: &FileMeta) -> FileMeta {
+        FileMeta {
+            mode: if self.opts.perms {
+                meta.mode
+            } else {
+                job.entry.mode
+            },
+            ..*meta
+        }
+    }
+
+    /// The modification time a received file gets: the sender's, or with
+    /// `--no-times` none (it keeps the time it was written).
+    fn applied_mtime(&self, mtime: (i64, u32)) -> Option<(i64, u32)> {
+        self.opts.times.then_some(mtime)
     }
 
     /// Sets owner (as root) and xattrs (with -X) and ACLs (-A) of an
@@ -1399,6 +1501,11 @@ impl Ctx {
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
         if self.opts.itemize && c.any() {
+            // (New content without --times keeps the time it is written.)
+            let c = &Change {
+                transfer_time: !self.opts.times && c.content && !c.new,
+                ..*c
+            };
             let path = self.shown_bytes(&e.path);
             let item = Item::changed(update, e.kind, c, &path, &e.target, attrs_of(e));
             if let Some(line) = self.line_of(&item) {
@@ -1557,23 +1664,27 @@ impl Skips {
 
 /// Decides what an entry needs; does the cheap work (dirs, links, attributes)
 /// inline. In a dry run nothing is changed, only reported.
+///
+/// Without `perms`, `e` leaves with the mode this side gives it
+/// ([`Ctx::wanted_mode`]).
 fn plan(
     ctx: &Ctx,
     rel: &RelPath,
-    e: &Entry,
+    e: &mut Entry,
     fresh: &mut DirSet,
     skipped: &mut DirSet,
 ) -> std::result::Result<Plan, String> {
     let fs = &ctx.fs;
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
+    let (kind, size) = (e.kind, e.size);
     let skip = |skipped: &mut DirSet| {
-        match e.kind {
+        match kind {
             EntryKind::Dir => {
                 skipped.0.insert(rel.as_bytes().to_vec());
             }
             // Still part of what the sender has, as in rsync's total.
-            EntryKind::File => Counters::add(&ctx.counters.total_size, e.size),
+            EntryKind::File => Counters::add(&ctx.counters.total_size, size),
             _ => {}
         }
         Ok(Plan::Skipped)
@@ -1598,6 +1709,10 @@ fn plan(
     };
     if ctx.opts.skips.leaves_alone(here.as_ref(), e) {
         return skip(skipped);
+    }
+    // (A directory's may stand behind a -K link: decided below.)
+    if kind != EntryKind::Dir {
+        e.mode = ctx.wanted_mode(e.mode, kind, here.as_ref());
     }
     let new = Change {
         new: true,
@@ -1629,6 +1744,7 @@ fn plan(
                 (Some(m), None) if m.kind == Kind::Dir => Some((rel, m)),
                 _ => None,
             };
+            e.mode = ctx.wanted_mode(e.mode, kind, existing.map(|(_, m)| m));
             match existing {
                 Some((at, m)) => {
                     // Mode, owner, xattrs and time are set after the contents.
@@ -1731,7 +1847,9 @@ fn plan(
                 fs.mknod(rel, kind, e.mode, e.rdev).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
                 fs.set_mode(rel, e.mode).map_err(s)?;
-                fs.set_times(rel, e.mtime, false).map_err(s)?;
+                if ctx.keeps_time(e.kind) {
+                    fs.set_times(rel, e.mtime, false).map_err(s)?;
+                }
             }
             Ok(Plan::InPlace)
         }
@@ -1891,7 +2009,7 @@ fn from_alt(
         );
     }
     finish_file(ctx, &temp, e)?;
-    temp.commit(e.mode, e.mtime, ctx.opts.fsync)
+    temp.commit(e.mode, ctx.applied_mtime(e.mtime), ctx.opts.fsync)
         .map_err(|e| e.to_string())?;
     ctx.item(Update::Created, e, &copied);
     Ok(Plan::InPlace)
@@ -3051,7 +3169,7 @@ async fn receive_verdicts(
         if let Some(i) = job.local.alt {
             // Found the same in a --*-dest directory.
             let mut e = job.entry.clone();
-            (e.mode, e.mtime) = (meta.mode, meta.mtime);
+            (e.mode, e.mtime) = (ctx.as_applied(&job, &meta).mode, meta.mtime);
             match from_alt(ctx, &job.rel, &e, i, &hashed.meta) {
                 Ok(Plan::InPlace) => ctx.placed(job.index),
                 Ok(_) => {}
@@ -3087,6 +3205,7 @@ fn apply_same(
     meta: &FileMeta,
 ) -> std::result::Result<bool, String> {
     let Checked { meta: hashed, kept } = hashed;
+    let meta = &ctx.as_applied(job, meta);
     let c = job.change;
     let by_fd =
         kept.filter(|_| !(c.owner || c.group || c.xattrs || c.acls) && hashed.mode == meta.mode);
@@ -3115,7 +3234,7 @@ fn apply_same(
     };
     let mut c = c;
     c.perms = here.mode != meta.mode;
-    c.time = !ctx.same_mtime(here.mtime, meta.mtime);
+    c.time = ctx.keeps_time(EntryKind::File) && !ctx.same_mtime(here.mtime, meta.mtime);
     match by_fd {
         Some(k) => {
             if c.time {
