@@ -235,9 +235,10 @@ pub struct Cli {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
-    /// Print one line per changed entry saying what changed (rsync's format)
-    #[arg(short = 'i', long)]
-    pub itemize_changes: bool,
+    /// Print one line per changed entry saying what changed (rsync's
+    /// format); twice (-ii), unchanged entries too
+    #[arg(short = 'i', long, action = ArgAction::Count)]
+    pub itemize_changes: u8,
 
     /// Leave out paths matching PATTERN (rsync rules: the first matching
     /// --include/--exclude wins; see --help)
@@ -1083,7 +1084,8 @@ impl Cli {
         sync.compress_whole = self.z || !matches!(self.compress, Compress::Auto);
         sync.delete = self.delete || self.delete_before;
         sync.dry_run = self.dry_run;
-        sync.itemize = self.itemize_changes;
+        sync.itemize = self.itemize_changes > 0;
+        sync.itemize_unchanged = self.itemize_changes > 1;
         sync.filter = filter;
         sync.delete_excluded = self.delete_excluded;
         sync.xattrs = self.xattrs;
@@ -1318,7 +1320,11 @@ mod tests {
         let p = plan(&["--perms", "--no-p", "-t", "--no-t", "a/", "b"]).unwrap();
         assert!(!p.sync.perms && !p.sync.times);
         let p = plan(&["a/", "b"]).unwrap();
-        assert!(p.sync.perms && p.sync.times);
+        assert!(p.sync.perms && p.sync.times && !p.sync.itemize);
+        let p = plan(&["-i", "a/", "b"]).unwrap();
+        assert!(p.sync.itemize && !p.sync.itemize_unchanged);
+        let p = plan(&["-ii", "a/", "b"]).unwrap();
+        assert!(p.sync.itemize && p.sync.itemize_unchanged);
         let acls = Cli::try_parse_from(["jcp", "-A", "--no-perms", "a/", "b"]);
         assert!(acls.is_err(), "-A with --no-perms");
     }

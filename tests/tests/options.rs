@@ -1973,3 +1973,28 @@ fn no_times_leaves_modification_times_alone() {
         }
     }
 }
+
+/// `-ii` (rsync's): unchanged entries are itemized too, as
+/// `.f          PATH`; `-i` shows only what changes.
+#[test]
+fn itemize_twice_shows_unchanged_entries() {
+    for (options, shown) in [(&["-ii"][..], true), (&["-i"][..], false)] {
+        each_way_out(
+            options,
+            |dst| {
+                let same = jsync_tests::pseudo_random(64 << 10, 2);
+                put(&dst.join("same.bin"), &same, T);
+            },
+            |_, out, what| {
+                ok(out, what);
+                let items = String::from_utf8_lossy(&out.stdout);
+                assert_eq!(
+                    items.contains(".f          same.bin\n"),
+                    shown,
+                    "{what}: {items}"
+                );
+                assert!(items.contains(">f+++++++++ big.bin\n"), "{what}: {items}");
+            },
+        );
+    }
+}

@@ -132,6 +132,12 @@ impl Item {
                 code.push(if on { letter } else { '.' });
             }
         }
+        // An entry where nothing changed (shown only with -ii) reads
+        // `.f          PATH`, as rsync's.
+        if update != Update::Received && code[2..].bytes().all(|b| b == b'.') {
+            code.truncate(2);
+            code.push_str("         ");
+        }
         let link = (kind == EntryKind::Symlink).then(|| (" -> ", target.to_vec()));
         Item {
             code,
@@ -453,6 +459,15 @@ mod tests {
         assert_eq!(
             line(Update::Received, EntryKind::File, &now, b"x", b""),
             ">fc.T...... x"
+        );
+        let none = Change::default();
+        assert_eq!(
+            line(Update::Attrs, EntryKind::File, &none, b"x", b""),
+            ".f          x"
+        );
+        assert_eq!(
+            line(Update::Received, EntryKind::File, &none, b"x", b""),
+            ">f......... x"
         );
         let p = Change {
             time: true,

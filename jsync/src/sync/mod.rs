@@ -92,6 +92,8 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Report each change through [`Progress::itemize`] (`-i`).
     pub itemize: bool,
+    /// With `itemize`, report unchanged entries too (`-ii`): `.f          PATH`.
+    pub itemize_unchanged: bool,
     /// Which entries to leave out; excluded receiver entries are also safe from
     /// `delete` unless `delete_excluded`.
     pub filter: Filter,
@@ -261,6 +263,7 @@ impl Default for SyncOptions {
             delete: false,
             dry_run: false,
             itemize: false,
+            itemize_unchanged: false,
             filter: Filter::default(),
             delete_excluded: false,
             xattrs: false,
@@ -405,6 +408,7 @@ impl Args {
             format!("delete={}", flag(opts.delete)),
             format!("dry_run={}", flag(opts.dry_run)),
             format!("itemize={}", flag(opts.itemize)),
+            format!("itemize_unchanged={}", flag(opts.itemize_unchanged)),
             format!("delete_excluded={}", flag(opts.delete_excluded)),
             format!("xattrs={}", flag(opts.xattrs)),
             format!("acls={}", flag(opts.acls)),
@@ -551,6 +555,7 @@ impl Args {
                 "delete" => out.opts.delete = on,
                 "dry_run" => out.opts.dry_run = on,
                 "itemize" => out.opts.itemize = on,
+                "itemize_unchanged" => out.opts.itemize_unchanged = on,
                 "delete_excluded" => out.opts.delete_excluded = on,
                 "xattrs" => out.opts.xattrs = on,
                 "acls" => out.opts.acls = on,
@@ -677,6 +682,7 @@ impl Args {
             delete: self.opts.delete,
             dry_run: self.opts.dry_run,
             itemize: self.opts.itemize || self.opts.dry_run,
+            itemize_unchanged: self.opts.itemize_unchanged,
             items_to_sender: remote && (self.opts.itemize || self.opts.dry_run),
             filter: Arc::new(self.opts.filter.clone()),
             delete_excluded: self.opts.delete_excluded,
@@ -947,6 +953,7 @@ mod tests {
             delete: true,
             dry_run: true,
             itemize: true,
+            itemize_unchanged: true,
             delete_excluded: true,
             xattrs: true,
             acls: true,
@@ -1036,6 +1043,7 @@ mod tests {
         assert_eq!(t.max_delete, Some(0));
         assert!(!t.owner && t.group);
         assert!(!t.perms && t.executability && !t.times);
+        assert!(t.itemize && t.itemize_unchanged);
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
         assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);
@@ -1052,7 +1060,7 @@ mod tests {
         let plain = Args::parse(&Args::encode("", &SyncOptions::default())).unwrap();
         let p = plain.take_options(Arc::new(NoProgress), false);
         assert!(!(p.whole_file || p.omit_dir_times || p.omit_link_times));
-        assert!(p.perms && !p.executability && p.times);
+        assert!(p.perms && !p.executability && p.times && !p.itemize_unchanged);
         assert!(!(p.delete_before || p.ignore_errors || p.sparse || p.prune_empty_dirs));
         let beside = SyncOptions {
             backup: Some(Backup::new(None, None).unwrap()),

@@ -79,6 +79,8 @@ pub(crate) struct TakeOptions {
     pub dry_run: bool,
     /// Itemize changes at all (`-i`, `-n`); otherwise no line is made.
     pub itemize: bool,
+    /// With `itemize`, unchanged entries too (`-ii`).
+    pub itemize_unchanged: bool,
     /// Send itemized changes to the sender too (it is the one with a user).
     pub items_to_sender: bool,
     /// Receiver entries this excludes are safe from `delete`...
@@ -1500,7 +1502,7 @@ impl Ctx {
 
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
-        if self.opts.itemize && c.any() {
+        if self.opts.itemize && (c.any() || self.opts.itemize_unchanged) {
             // (New content without --times keeps the time it is written.)
             let c = &Change {
                 transfer_time: !self.opts.times && c.content && !c.new,
@@ -2057,6 +2059,7 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     let linked =
         matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
     if linked {
+        ctx.item(Update::Attrs, e, &Change::default());
         return true;
     }
     if ctx.opts.itemize {
