@@ -1834,6 +1834,8 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
         set_mode(&src.join("new.sh"), 0o4777);
         put(&src.join("updated.txt"), b"new content\n", T + 100);
         set_mode(&src.join("updated.txt"), 0o600);
+        put(&src.join("updated.sh"), b"#!/bin/sh -e\n", T + 100);
+        set_mode(&src.join("updated.sh"), 0o700);
         put(&src.join("to_exec.sh"), b"same\n", T + 10);
         set_mode(&src.join("to_exec.sh"), 0o755);
         put(&src.join("to_plain.txt"), b"plain\n", T + 10);
@@ -1860,6 +1862,8 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
             let _ = std::fs::remove_dir_all(&dst);
             put(&dst.join("updated.txt"), b"old\n", T);
             set_mode(&dst.join("updated.txt"), 0o664);
+            put(&dst.join("updated.sh"), b"old\n", T);
+            set_mode(&dst.join("updated.sh"), 0o640);
             put(&dst.join("to_exec.sh"), b"same\n", T);
             set_mode(&dst.join("to_exec.sh"), 0o644);
             put(&dst.join("to_plain.txt"), b"plain\n", T);
@@ -1878,6 +1882,7 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
                 (true, _) => &[
                     ("new.sh", new(0o777)),
                     ("updated.txt", 0o664),
+                    ("updated.sh", if exec { 0o750 } else { 0o640 }),
                     ("to_exec.sh", if exec { 0o755 } else { 0o644 }),
                     ("to_plain.txt", if exec { 0o640 } else { 0o751 }),
                     ("new_dir", new(0o777)),
@@ -1889,6 +1894,7 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
                 (false, _) => &[
                     ("new.sh", 0o4777),
                     ("updated.txt", 0o600),
+                    ("updated.sh", 0o700),
                     ("to_exec.sh", 0o755),
                     ("to_plain.txt", 0o644),
                     ("new_dir", 0o777),
@@ -1910,12 +1916,15 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
 }
 
 /// `--no-times` (rsync's): nothing gets the source's modification time (a
-/// received file keeps the time it was written); a file whose content is
-/// the same keeps its own. `-t` after it, or neither, brings the source's.
+/// received file keeps the time it was written, itemized `T`, a dry run's
+/// too); a file whose content is the same keeps its own; hard links are
+/// still made. `-t` after it, or neither, brings the source's.
 #[test]
 fn no_times_leaves_modification_times_alone() {
     let setup = Sources::new(|src| {
         put(&src.join("new.txt"), b"new\n", T);
+        put(&src.join("linked_a"), b"linked\n", T);
+        std::fs::hard_link(src.join("linked_a"), src.join("linked_b")).unwrap();
         put(&src.join("updated.txt"), b"new content\n", T + 100);
         put(&src.join("same.txt"), b"same\n", T + 10);
         put(&src.join("new_dir/f"), b"f\n", T);
@@ -1927,6 +1936,7 @@ fn no_times_leaves_modification_times_alone() {
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     for (options, kept) in [
         (&["--no-times", "-i"][..], false),
+        (&["--no-times", "-H"][..], false),
         (&["--no-t", "-t"][..], true),
         (&["-t", "--no-t"][..], false),
         (&[][..], true),
@@ -1970,6 +1980,22 @@ fn no_times_leaves_modification_times_alone() {
             }
             let same = if kept { T + 10 } else { T + 5 };
             assert_eq!(mtime(&dst.join("same.txt")), same, "{what}: same.txt");
+            let ino = |n: &str| {
+                std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dst.join(n)).unwrap())
+            };
+            assert_eq!(ino("linked_a"), ino("linked_b"), "{what}: linked");
+            if !kept {
+                // The next run finds all up to date, and changes nothing.
+                let out = srv.jcp(keys.path(), &["-i", "--no-times", &from, &to]);
+                ok(&out, &what);
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{what}: again");
+                // A dry run shows what a run would receive, T too.
+                put(&dst.join("same.txt"), b"same\n", T + 5);
+                let out = srv.jcp(keys.path(), &["-n", "--no-times", &from, &to]);
+                ok(&out, &what);
+                let items = String::from_utf8_lossy(&out.stdout);
+                assert!(items.contains(">f..T...... same.txt"), "{what}: {items}");
+            }
         }
     }
 }
@@ -1996,5 +2022,32 @@ fn itemize_twice_shows_unchanged_entries() {
                 assert!(items.contains(">f+++++++++ big.bin\n"), "{what}: {items}");
             },
         );
+    }
+}
+
+/// With `--no-perms`, `--link-dest` links a previous copy whatever its mode
+/// (as rsync's: modes count only where they are kept); with them kept, one
+/// of another mode is copied.
+#[test]
+fn link_dest_without_perms_links_whatever_the_mode() {
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for prev in [work.path().join("prev"), root.join("prev")] {
+        make_source(&prev);
+        set_mode(&prev.join("same_size.txt"), 0o600);
+    }
+    for (options, linked) in [(&["--no-perms"][..], true), (&[][..], false)] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            let what = format!("{way} {}", options.join(" "));
+            let mut args = options.to_vec();
+            args.extend(["--link-dest", "../prev", &from, &to]);
+            ok(&srv.jcp(keys.path(), &args), &what);
+            let prev = dst.parent().unwrap().join("prev");
+            let name = "same_size.txt";
+            holds(&dst, name, Some(b"abcd"), &what);
+            let same = inode(&dst.join(name)) == inode(&prev.join(name));
+            assert_eq!(same, linked, "{what}: {name} linked");
+        }
     }
 }

@@ -42,6 +42,7 @@ impl Change {
             || self.content
             || self.size
             || self.time
+            || self.transfer_time
             || self.perms
             || self.owner
             || self.group

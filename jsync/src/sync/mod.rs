@@ -626,6 +626,9 @@ impl Args {
             }
         }
         out.opts.filter = Filter::from_args(&rules)?;
+        if out.opts.acls && !out.opts.perms {
+            anyhow::bail!("-A cannot go with --no-perms (an access ACL holds the permission bits)");
+        }
         if let Some(a) = &out.opts.alt_dest {
             a.check().map_err(anyhow::Error::msg)?;
         }
@@ -983,7 +986,6 @@ mod tests {
             min_size: Some(2),
             max_delete: Some(0),
             owner: false,
-            perms: false,
             executability: true,
             times: false,
             modify_window: 2,
@@ -1038,11 +1040,26 @@ mod tests {
         let mut bad = Args::encode("", &SyncOptions::default());
         bad.push("partial_dir=../x".into());
         assert!(Args::parse(&bad).is_err());
+        let acls = SyncOptions {
+            acls: true,
+            perms: false,
+            ..SyncOptions::default()
+        };
+        assert!(
+            Args::parse(&Args::encode("", &acls)).is_err(),
+            "-A --no-perms"
+        );
         assert_eq!(t.kept, both);
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));
         assert!(!t.owner && t.group);
-        assert!(!t.perms && t.executability && !t.times);
+        assert!(t.perms && t.executability && !t.times);
+        let np = SyncOptions {
+            perms: false,
+            ..SyncOptions::default()
+        };
+        let np = Args::parse(&Args::encode("", &np)).unwrap();
+        assert!(!np.take_options(Arc::new(NoProgress), true).perms);
         assert!(t.itemize && t.itemize_unchanged);
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);

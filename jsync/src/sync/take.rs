@@ -318,6 +318,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
         staged: opts.delay_updates.then(Default::default),
         umask: if opts.perms { 0 } else { umask() },
+        in_place: (!opts.times && opts.hard_links).then(Default::default),
     });
     if missing {
         delete_missing(&ctx, &base, Some(&source.name));
@@ -546,7 +547,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         if skipped_leaders.contains(&leader) || skipped.holds(&rel) {
             continue;
         }
-        if link_follower(&ctx, &rel, &e, leaders.get(&leader)) {
+        if link_follower(&ctx, &rel, &e, leader, leaders.get(&leader)) {
             ctx.placed(i);
         }
     }
@@ -958,6 +959,10 @@ struct Ctx {
     fs: Arc<FsRoot>,
     /// This process's umask, for new entries' modes without `perms`.
     umask: u32,
+    /// Without `times` (and with `hard_links`): the entries in place, so
+    /// that a follower links only to a first name that is (its time no
+    /// longer tells).
+    in_place: Option<std::sync::Mutex<HashSet<u64>>>,
     counters: Arc<Counters>,
     progress: Arc<dyn Progress>,
     items: Items,
@@ -1084,6 +1089,9 @@ impl Ctx {
     fn placed(&self, index: u64) {
         if self.opts.confirm_placed {
             self.items.placed(index);
+        }
+        if let Some(set) = &self.in_place {
+            set.lock().expect("poisoned").insert(index);
         }
     }
 
@@ -1502,12 +1510,15 @@ impl Ctx {
 
     /// Reports a change when itemizing or dry-running.
     fn item(&self, update: Update, e: &Entry, c: &Change) {
-        if self.opts.itemize && (c.any() || self.opts.itemize_unchanged) {
-            // (New content without --times keeps the time it is written.)
-            let c = &Change {
-                transfer_time: !self.opts.times && c.content && !c.new,
-                ..*c
-            };
+        if !self.opts.itemize {
+            return;
+        }
+        // (New content without --times keeps the time it is written.)
+        let c = &Change {
+            transfer_time: !self.opts.times && !c.new && (c.content || update == Update::Received),
+            ..*c
+        };
+        if c.any() || self.opts.itemize_unchanged {
             let path = self.shown_bytes(&e.path);
             let item = Item::changed(update, e.kind, c, &path, &e.target, attrs_of(e));
             if let Some(line) = self.line_of(&item) {
@@ -1981,9 +1992,10 @@ fn from_alt(
         new: true,
         ..Change::default()
     };
+    // (As rsync's: modes and times count only where they are kept.)
     let linkable = alts.how == AltHow::Link
-        && there.mode == e.mode
-        && ctx.same_mtime(there.mtime, e.mtime)
+        && (there.mode == e.mode || !ctx.opts.perms)
+        && (ctx.same_mtime(there.mtime, e.mtime) || !ctx.opts.times)
         && ctx.owner_of(e).is_none_or(|(uid, gid)| {
             uid.is_none_or(|u| u == there.uid) && gid.is_none_or(|g| g == there.gid)
         })
@@ -2017,9 +2029,15 @@ fn from_alt(
     Ok(Plan::InPlace)
 }
 
-/// Makes a follower name a hard link to its leader's file (after all fetches);
-/// whether the name is now that link.
-fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, Entry)>) -> bool {
+/// Makes a follower name a hard link to its leader's file (entry
+/// `index`, after all fetches); whether the name is now that link.
+fn link_follower(
+    ctx: &Ctx,
+    rel: &RelPath,
+    e: &Entry,
+    index: u64,
+    leader: Option<&(RelPath, Entry)>,
+) -> bool {
     let shown = ctx.shown(&e.path);
     let Some((leader, leader_entry)) = leader else {
         ctx.counters
@@ -2037,9 +2055,13 @@ fn link_follower(ctx: &Ctx, rel: &RelPath, e: &Entry, leader: Option<&(RelPath, 
     // The first name must hold the new content: if its transfer failed, linking
     // to what is there would give this name stale data.
     let leader_ok = matches!(&there, Ok(Some(m))
-        if m.kind == Kind::File
-            && m.size == leader_entry.size
-            && ctx.same_mtime(m.mtime, leader_entry.mtime));
+    if m.kind == Kind::File
+        && m.size == leader_entry.size
+        && match &ctx.in_place {
+            // (--no-times: placed this run, received or found the same.)
+            Some(set) => set.lock().expect("poisoned").contains(&index),
+            None => ctx.same_mtime(m.mtime, leader_entry.mtime),
+        });
     if !leader_ok && !ctx.opts.dry_run {
         // A first name --compare-dest left out (after comparing its
         // content, -c) leaves out its other names too.
