@@ -362,7 +362,7 @@ pub struct Cli {
     /// --remove-source-files: a move. A file changed since it was sent
     /// stays (named in an error); a server asked for it must not be
     /// read-only
-    #[arg(long, conflicts_with_all = ["copy_links", "copy_dirlinks"])]
+    #[arg(long, conflicts_with_all = ["copy_links", "copy_dirlinks", "copy_unsafe_links"])]
     pub remove_source_files: bool,
 
     /// Suffix for backups (default ~, or none with --backup-dir)
@@ -484,6 +484,14 @@ pub struct Cli {
     /// only beneath its root (a link leading out stays a link)
     #[arg(short = 'k', long)]
     pub copy_dirlinks: bool,
+
+    /// Copy what a symlink leads to when the link is unsafe (absolute, or
+    /// climbing above the transfer's top from where it sits), as rsync's
+    /// --copy-unsafe-links; other symlinks stay links. As far as -L
+    /// follows: from a server's source only beneath its root (a link
+    /// leading out fails, named)
+    #[arg(long)]
+    pub copy_unsafe_links: bool,
 
     /// Keep a symlink to a directory in the destination where the source has
     /// a directory, as rsync's -K: what the source's directory holds goes
@@ -1097,6 +1105,7 @@ impl Cli {
         sync.one_file_system = self.one_file_system.min(2);
         sync.copy_links = self.copy_links;
         sync.copy_dirlinks = self.copy_dirlinks;
+        sync.copy_unsafe_links = self.copy_unsafe_links;
         sync.keep_dirlinks = self.keep_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
@@ -1470,6 +1479,17 @@ mod tests {
         let k = plan(&["-ak", "a", "b"]).unwrap().sync;
         assert!(k.copy_dirlinks && !k.copy_links);
         assert!(Cli::try_parse_from(["jcp", "-k", "--remove-source-files", "a", "b"]).is_err());
+        let u = plan(&["--copy-unsafe-links", "a", "b"]).unwrap().sync;
+        assert!(u.copy_unsafe_links && !u.copy_links && !u.copy_dirlinks);
+        assert!(!k.copy_unsafe_links);
+        let moved = [
+            "jcp",
+            "--copy-unsafe-links",
+            "--remove-source-files",
+            "a",
+            "b",
+        ];
+        assert!(Cli::try_parse_from(moved).is_err());
         assert!(plan(&["--safe-links", "a", "b"]).unwrap().sync.safe_links);
         assert!(!plan(&["a", "b"]).unwrap().sync.safe_links);
         assert!(plan(&["-I", "a", "b"]).unwrap().sync.checksum);

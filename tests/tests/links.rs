@@ -494,3 +494,118 @@ fn keep_dirlinks_keeps_links_to_directories_in_the_destination() {
         assert!(is_link(&dst.join("src")), "{what}");
     }
 }
+
+/// `--copy-unsafe-links` (rsync's), each way: a link that is absolute or
+/// climbs above the transfer's top is sent as what it leads to (a file, a
+/// directory with what it holds, whose own safe link stays a link); safe
+/// links stay links, dangling or not. From a server only beneath its root:
+/// links leading out fail, named (exit 3), and the rest is sent. A source
+/// given by name that is an unsafe link is sent as what it leads to; a
+/// safe one stays a link.
+#[test]
+fn copy_unsafe_links_follows_only_links_leading_out_of_the_transfer() {
+    let Tree {
+        keys,
+        work,
+        src,
+        root,
+        srv,
+    } = tree(true, true);
+    let src_arg = format!("{}/", src.display());
+    let (local, pulled) = (work.path().join("local"), work.path().join("pulled"));
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink());
+    let runs = [
+        (
+            run(
+                "jcp",
+                &["--copy-unsafe-links", &src_arg, local.to_str().unwrap()],
+            ),
+            local,
+            "local",
+        ),
+        (
+            srv.jcp(
+                keys.path(),
+                &["--copy-unsafe-links", &src_arg, "127.0.0.1:dst"],
+            ),
+            root.join("dst"),
+            "push",
+        ),
+        (
+            srv.jcp(
+                keys.path(),
+                &[
+                    "--copy-unsafe-links",
+                    "127.0.0.1:src/",
+                    pulled.to_str().unwrap(),
+                ],
+            ),
+            pulled,
+            "pull",
+        ),
+    ];
+    for (out, dst, what) in runs {
+        let err = stderr(&out);
+        for name in [
+            "link_in",
+            "dirlink_in",
+            "dangling",
+            "sub/loop",
+            "inner_dir/sl",
+        ] {
+            assert!(is_link(&dst.join(name)), "{what}: {name} stays a link");
+        }
+        assert_eq!(read(&dst.join("real.txt")), "real\n", "{what}");
+        if what == "pull" {
+            // The server's links lead out of its root: not followed.
+            assert_eq!(out.status.code(), Some(3), "{what}: {err}");
+            for name in ["abs_out", "dirlink_out"] {
+                assert!(
+                    err.contains(&format!("{name}: symlink leads outside the root")),
+                    "{what}: {err}"
+                );
+                assert!(!dst.join(name).exists(), "{what}: {name}");
+            }
+            continue;
+        }
+        assert!(out.status.success(), "{what}: {err}");
+        assert_eq!(read(&dst.join("abs_out")), "outside\n", "{what}");
+        assert_eq!(read(&dst.join("dirlink_out/x")), "outside dir\n", "{what}");
+        assert!(
+            is_link(&dst.join("dirlink_out/sl")),
+            "{what}: a safe link in it"
+        );
+    }
+    // Sources given by name: an absolute link is followed, a safe one not.
+    let (single, safe) = (work.path().join("single"), work.path().join("safe"));
+    for (name, dst) in [("abs_out", &single), ("link_in", &safe)] {
+        let out = run(
+            "jcp",
+            &[
+                "--copy-unsafe-links",
+                src.join(name).to_str().unwrap(),
+                dst.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+    }
+    assert_eq!(read(&single), "outside\n");
+    assert!(is_link(&safe), "a safe link named as the source");
+    // Paths --files-from lists, likewise.
+    let list = work.path().join("list");
+    std::fs::write(&list, "abs_out\nlink_in\n").unwrap();
+    let listed = work.path().join("listed");
+    let out = run(
+        "jcp",
+        &[
+            "--copy-unsafe-links",
+            "--files-from",
+            list.to_str().unwrap(),
+            &src_arg,
+            listed.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "--files-from: {}", stderr(&out));
+    assert_eq!(read(&listed.join("abs_out")), "outside\n");
+    assert!(is_link(&listed.join("link_in")), "--files-from: link_in");
+}

@@ -66,9 +66,21 @@ impl GiveSpec {
     /// A local source path as given on the command line (trailing slash, or a
     /// last component `.` or `..`, = contents, as in rsync).
     /// With `copy_links` (`-L`), a symlink is sent as what it leads to;
-    /// with `copy_dirlinks` (`-k`), one that leads to a directory is.
-    pub(crate) fn local(src: &Path, copy_links: bool, copy_dirlinks: bool) -> Result<GiveSpec> {
+    /// with `copy_dirlinks` (`-k`), one that leads to a directory is; with
+    /// `copy_unsafe_links`, one that is unsafe where it stands
+    /// ([`unsafe_source`]).
+    pub(crate) fn local(
+        src: &Path,
+        copy_links: bool,
+        copy_dirlinks: bool,
+        copy_unsafe_links: bool,
+    ) -> Result<GiveSpec> {
         let contents = names_contents(src.as_os_str().as_bytes());
+        let copy_links = copy_links
+            || copy_unsafe_links
+                && unsafe_source(src.as_os_str().as_bytes(), || {
+                    std::fs::read_link(src).ok().map(|t| t.into_os_string().into_vec())
+                });
         let meta = if copy_links {
             std::fs::metadata(src).map_err(|e| no_referent(e, src))
         } else {
@@ -142,9 +154,12 @@ impl GiveSpec {
         src: &str,
         copy_links: bool,
         copy_dirlinks: bool,
+        copy_unsafe_links: bool,
     ) -> Result<GiveSpec> {
         let contents = names_contents(src.as_bytes());
         let base = FsRoot::check(src.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
+        let copy_links = copy_links
+            || copy_unsafe_links && unsafe_source(src.as_bytes(), || fs.read_link(&base).ok());
         let meta = if copy_links {
             fs.stat_follow_within(&base)
         } else {
@@ -370,6 +385,11 @@ pub(crate) struct GiveOptions {
     /// Send a symlink to a directory as the directory (`-k`), as far as
     /// `-L` would follow it; other symlinks stay links.
     pub copy_dirlinks: bool,
+    /// Send a symlink that is unsafe (absolute, or climbing above the
+    /// transfer's top from where it sits) as what it leads to, as far as
+    /// `-L` would follow it (`--copy-unsafe-links`); other symlinks stay
+    /// links.
+    pub copy_unsafe_links: bool,
     /// Do not recurse (`-d` without `-r`): the directories met are listed
     /// without their contents (unlisted: the receiver deletes nothing in
     /// them), and a source directory named without a trailing slash alone.
@@ -391,6 +411,14 @@ pub(crate) struct GiveOptions {
     /// with `-r`).
     pub recurse_listed: bool,
     pub progress: Arc<dyn Progress>,
+}
+
+impl GiveOptions {
+    /// Whether some symlinks are sent as what they lead to (`-L`, `-k`,
+    /// `--copy-unsafe-links`), so paths are opened through links.
+    fn follows_links(&self) -> bool {
+        self.copy_links || self.copy_dirlinks || self.copy_unsafe_links
+    }
 }
 
 /// What the lanes share: the tree, and the files listed so far by entry number.
@@ -777,7 +805,9 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         return walk_selected(spec, opts, paths, opts.recurse_listed, &mut send);
     }
     if spec.source.kind != EntryKind::Dir {
-        let meta = if opts.copy_links {
+        // (--copy-unsafe-links: the spec took an unsafe link for a file.)
+        let unsafe_link = opts.copy_unsafe_links && spec.source.kind == EntryKind::File;
+        let meta = if opts.copy_links || unsafe_link {
             spec.referent(&spec.base)
         } else {
             let path = spec.fs.path().join(OsStr::from_bytes(spec.base.as_bytes()));
@@ -1062,7 +1092,13 @@ fn selected_entry(
     path: &[u8],
 ) -> std::result::Result<(WalkItem, Meta), String> {
     let full = spec.entry_path(path).map_err(|e| e.to_string())?;
-    let meta = if opts.copy_links {
+    let unsafe_link = || {
+        opts.copy_unsafe_links
+            && spec
+                .read_link(&full, true)
+                .is_ok_and(|t| unsafe_here(spec, path, &t))
+    };
+    let meta = if opts.copy_links || unsafe_link() {
         spec.referent(&full).map_err(|e| e.to_string())?
     } else {
         match spec.fs.lstat(&full) {
@@ -1078,6 +1114,25 @@ fn selected_entry(
     let item = entry_for(spec, opts, &full, path.to_vec(), &meta)
         .ok_or_else(|| "a socket: not sent".to_string())?;
     Ok((item, meta))
+}
+
+/// `--copy-unsafe-links`: whether a symlink at `path` (beneath the base)
+/// leading to `target` is unsafe where it sits in the transfer (absolute,
+/// or climbing above its top), as rsync decides, so it is followed.
+fn unsafe_here(spec: &GiveSpec, path: &[u8], target: &[u8]) -> bool {
+    let shown = super::shown_bytes(&super::shown_prefix(&spec.source), path);
+    super::take::unsafe_symlink(&shown, target)
+}
+
+/// [`unsafe_here`] for a source given by name (`src`, as on the command
+/// line): at the transfer's top, where only its last component counts.
+/// `target` reads the link (`None`: not a link).
+fn unsafe_source(src: &[u8], target: impl FnOnce() -> Option<Vec<u8>>) -> bool {
+    if names_contents(src) {
+        return false;
+    }
+    let name = src.rsplit(|&b| b == b'/').find(|c| !c.is_empty()).unwrap_or(src);
+    target().is_some_and(|t| super::take::unsafe_symlink(name, &t))
 }
 
 /// With `-k`, a symlink that leads to a directory (as far as `-L` would
@@ -1126,7 +1181,13 @@ fn visit(
     // What the directory entry says the name is, unless -L or -k follows
     // it or the filesystem does not say: enough for the filter, without a
     // stat.
-    let through_link = opts.copy_links && ftype == FileType::Symlink;
+    let through_link = ftype == FileType::Symlink
+        && (opts.copy_links
+            || opts.copy_unsafe_links
+                && parent.dir.fd().is_ok_and(|fd| {
+                    rustix::fs::readlinkat(fd, OsStr::from_bytes(name), Vec::new())
+                        .is_ok_and(|t| unsafe_here(spec, &rel, t.as_bytes()))
+                }));
     let known_dir = match ftype {
         _ if through_link => None,
         FileType::Symlink if opts.copy_dirlinks => None,
@@ -1289,7 +1350,7 @@ fn entry_for(
     let (kind, size, target) = match m.kind {
         Kind::Dir => (EntryKind::Dir, 0, Vec::new()),
         Kind::File => (EntryKind::File, m.size, Vec::new()),
-        Kind::Symlink => match spec.read_link(full, opts.copy_dirlinks) {
+        Kind::Symlink => match spec.read_link(full, opts.copy_dirlinks || opts.copy_unsafe_links) {
             Ok(t) => (EntryKind::Symlink, 0, t),
             Err(e) => return Some(WalkItem::Error(rel, e.to_string())),
         },
@@ -1308,7 +1369,7 @@ fn entry_for(
         (kind == EntryKind::File && opts.hard_links && m.nlink > 1).then_some((m.dev, m.ino));
     let kept = opts.kept;
     let xattrs = if kept.any() && matches!(kind, EntryKind::File | EntryKind::Dir) {
-        let got = if opts.copy_links || opts.copy_dirlinks {
+        let got = if opts.follows_links() {
             spec.referent_xattrs(full)
         } else {
             spec.fs.xattrs(full)
@@ -1612,7 +1673,7 @@ fn open_listed(
     shown: &str,
 ) -> std::result::Result<(std::fs::File, FileMeta), Fail> {
     let rel = giver.spec.entry_path(path)?;
-    let opened = if giver.opts.copy_links || giver.opts.copy_dirlinks {
+    let opened = if giver.opts.follows_links() {
         giver.spec.open_referent(&rel)
     } else {
         giver.spec.fs.open_read_meta(&rel)
@@ -2364,7 +2425,7 @@ mod tests {
 
     /// The top of a local walk of `dir`, and the spec.
     fn top(dir: &Path, copy_links: bool) -> (GiveSpec, Level) {
-        let spec = GiveSpec::local(&dir.join(""), copy_links, false).unwrap();
+        let spec = GiveSpec::local(&dir.join(""), copy_links, false, false).unwrap();
         let fd = spec.fs.open_dir(&spec.base).unwrap();
         let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
         let level = Level::read(fd, Vec::new(), &m).unwrap();
@@ -2418,7 +2479,7 @@ mod tests {
         symlink("inside", root.join("src/in")).unwrap();
         symlink("../../outside", root.join("src/out")).unwrap();
         let fs = FsRoot::open(&root).unwrap();
-        let spec = GiveSpec::in_root(fs, "src/", true, false).unwrap();
+        let spec = GiveSpec::in_root(fs, "src/", true, false, false).unwrap();
         let fd = spec.fs.open_dir(&spec.base).unwrap();
         let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
         let top = Level::read(fd, Vec::new(), &m).unwrap();

@@ -42,15 +42,15 @@ pub async fn list(link: &Link, src: &str, opts: &SyncOptions, recursive: bool) -
 pub async fn list_local(src: &Path, opts: &SyncOptions, recursive: bool) -> Result<Listing> {
     const LOCAL_GIVE: &str = "jsync.give-local";
     // Checked here, so that a bad source fails as itself.
-    GiveSpec::local(src, opts.copy_links, opts.copy_dirlinks)?;
+    let follow = (opts.copy_links, opts.copy_dirlinks, opts.copy_unsafe_links);
+    GiveSpec::local(src, follow.0, follow.1, follow.2)?;
     let args = Args::parse(&Args::encode("", opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let give_opts = args.give_options(Arc::new(NoProgress));
     let (src, only) = (src.to_path_buf(), opts.only.clone());
-    let follow = (opts.copy_links, opts.copy_dirlinks);
     let services = Services::new().with(LOCAL_GIVE, move |peer| {
         let (src, only, give_opts) = (src.clone(), only.clone(), give_opts.clone());
         async move {
-            let mut spec = GiveSpec::local(&src, follow.0, follow.1)?;
+            let mut spec = GiveSpec::local(&src, follow.0, follow.1, follow.2)?;
             if let Some(only) = &only {
                 spec = spec.select(only)?;
             }

@@ -129,6 +129,11 @@ pub struct SyncOptions {
     /// Send a symlink to a directory as the directory (`-k`), as far as
     /// `copy_links` would follow it; other symlinks stay links.
     pub copy_dirlinks: bool,
+    /// Send a symlink that is unsafe (absolute, or climbing above the
+    /// transfer's top from where it sits) as what it leads to, as far as
+    /// `copy_links` would follow it (`--copy-unsafe-links`); other symlinks
+    /// stay links.
+    pub copy_unsafe_links: bool,
     /// Keep a symlink in the destination that leads to a directory where the
     /// source has a directory (`-K`): its contents and attributes go to the
     /// directory it leads to, which must be beneath the destination
@@ -275,6 +280,7 @@ impl Default for SyncOptions {
             one_file_system: 0,
             copy_links: false,
             copy_dirlinks: false,
+            copy_unsafe_links: false,
             keep_dirlinks: false,
             dirs_only: false,
             fuzzy: false,
@@ -351,7 +357,13 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                         .is_ok_and(|p| matches!(fs.lstat(&p), Ok(None)));
                 let mut spec = match gone {
                     true => GiveSpec::missing(fs, args.path.as_bytes())?,
-                    false => GiveSpec::in_root(fs, &args.path, o.copy_links, o.copy_dirlinks)?,
+                    false => GiveSpec::in_root(
+                        fs,
+                        &args.path,
+                        o.copy_links,
+                        o.copy_dirlinks,
+                        o.copy_unsafe_links,
+                    )?,
                 };
                 if let Some(only) = &args.opts.only {
                     spec = spec.select(only)?;
@@ -419,6 +431,7 @@ impl Args {
             format!("one_file_system={}", opts.one_file_system),
             format!("copy_links={}", flag(opts.copy_links)),
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
+            format!("copy_unsafe_links={}", flag(opts.copy_unsafe_links)),
             format!("keep_dirlinks={}", flag(opts.keep_dirlinks)),
             format!("dirs_only={}", flag(opts.dirs_only)),
             format!("fuzzy={}", flag(opts.fuzzy)),
@@ -566,6 +579,7 @@ impl Args {
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
                 "copy_links" => out.opts.copy_links = on,
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
+                "copy_unsafe_links" => out.opts.copy_unsafe_links = on,
                 "keep_dirlinks" => out.opts.keep_dirlinks = on,
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
@@ -632,10 +646,13 @@ impl Args {
         if let Some(a) = &out.opts.alt_dest {
             a.check().map_err(anyhow::Error::msg)?;
         }
-        if out.opts.remove_source_files && (out.opts.copy_links || out.opts.copy_dirlinks) {
+        let o = &out.opts;
+        if o.remove_source_files && (o.copy_links || o.copy_dirlinks || o.copy_unsafe_links) {
             // What was sent is what a link leads to; removing the link
             // would not move it, and removing its referent is not asked.
-            anyhow::bail!("--remove-source-files cannot be used with -L or -k");
+            anyhow::bail!(
+                "--remove-source-files cannot be used with -L, -k or --copy-unsafe-links"
+            );
         }
         if suffix.is_some() || backup_dir.is_some() {
             out.opts.backup = Some(Backup::new(backup_dir, suffix).map_err(anyhow::Error::msg)?);
@@ -662,6 +679,7 @@ impl Args {
             one_file_system: self.opts.one_file_system,
             copy_links: self.opts.copy_links,
             copy_dirlinks: self.opts.copy_dirlinks,
+            copy_unsafe_links: self.opts.copy_unsafe_links,
             dirs_only: self.opts.dirs_only,
             ignore_missing: self.opts.ignore_missing_args || self.opts.delete_missing_args,
             delete_missing: self.opts.delete_missing_args,
@@ -770,7 +788,12 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
             let fs = FsRoot::open(Path::new("/")).map_err(fs_err)?;
             GiveSpec::missing(fs, src.as_os_str().as_encoded_bytes())?
         }
-        false => GiveSpec::local(src, opts.copy_links, opts.copy_dirlinks)?,
+        false => GiveSpec::local(
+            src,
+            opts.copy_links,
+            opts.copy_dirlinks,
+            opts.copy_unsafe_links,
+        )?,
     };
     if let Some(only) = &opts.only {
         spec = spec.select(only)?;
@@ -967,6 +990,7 @@ mod tests {
             one_file_system: 2,
             copy_links: true,
             copy_dirlinks: true,
+            copy_unsafe_links: true,
             keep_dirlinks: true,
             delete_missing_args: true,
             dirs_only: true,
@@ -1016,6 +1040,7 @@ mod tests {
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
         assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks && g.dirs_only);
+        assert!(g.copy_unsafe_links);
         assert!(g.ignore_missing && g.delete_missing);
         let both = fsroot::Kept {
             xattrs: true,

@@ -2333,7 +2333,7 @@ fn missing_unasked(peer: &str, shown: &str) -> Error {
 /// rsync's `--safe-links` rule: a symlink at `link` (its path from the
 /// transfer's top) is unsafe if its target is absolute (or empty) or climbs
 /// above that top from the link's directory.
-fn unsafe_symlink(link: &[u8], target: &[u8]) -> bool {
+pub(super) fn unsafe_symlink(link: &[u8], target: &[u8]) -> bool {
     if target.is_empty() || target.starts_with(b"/") {
         return true;
     }
