@@ -485,6 +485,13 @@ pub struct Cli {
     #[arg(short = 'k', long)]
     pub copy_dirlinks: bool,
 
+    /// Read files without moving their access times, as rsync's
+    /// --open-noatime (O_NOATIME): the source's files, and the
+    /// destination's old ones read for deltas and checks, where the reading
+    /// side may (it owns them, or runs as root)
+    #[arg(long)]
+    pub open_noatime: bool,
+
     /// Copy what a symlink leads to when the link is unsafe (absolute, or
     /// climbing above the transfer's top from where it sits), as rsync's
     /// --copy-unsafe-links; other symlinks stay links. As far as -L
@@ -1106,6 +1113,7 @@ impl Cli {
         sync.copy_links = self.copy_links;
         sync.copy_dirlinks = self.copy_dirlinks;
         sync.copy_unsafe_links = self.copy_unsafe_links;
+        sync.open_noatime = self.open_noatime;
         sync.keep_dirlinks = self.keep_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
@@ -1481,7 +1489,8 @@ mod tests {
         assert!(Cli::try_parse_from(["jcp", "-k", "--remove-source-files", "a", "b"]).is_err());
         let u = plan(&["--copy-unsafe-links", "a", "b"]).unwrap().sync;
         assert!(u.copy_unsafe_links && !u.copy_links && !u.copy_dirlinks);
-        assert!(!k.copy_unsafe_links);
+        assert!(!k.copy_unsafe_links && !k.open_noatime);
+        assert!(plan(&["--open-noatime", "a", "b"]).unwrap().sync.open_noatime);
         let moved = [
             "jcp",
             "--copy-unsafe-links",

@@ -2051,3 +2051,45 @@ fn link_dest_without_perms_links_whatever_the_mode() {
         }
     }
 }
+
+/// `--open-noatime` (rsync's): reading files leaves their access times, the
+/// source's and a destination file's read for a hash check; without it the
+/// reads move them (as relatime does for an access time older than the
+/// modification time).
+#[test]
+fn open_noatime_leaves_access_times_alone() {
+    let setup = Sources::new(|src| {
+        put(&src.join("big.bin"), &jsync_tests::pseudo_random(256 << 10, 1), T);
+        put(&src.join("same.bin"), &jsync_tests::pseudo_random(64 << 10, 2), T);
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let old = FileTime::from_unix_time(T - 1000, 0);
+    let atime = |p: &Path| {
+        FileTime::from_last_access_time(&std::fs::metadata(p).unwrap()).unix_seconds()
+    };
+    // (-c: the destination's copy of same.bin, of the same size and time, is
+    // read and hashed, and left as it is.)
+    for (options, kept) in [(&["--open-noatime", "-c"][..], true), (&["-c"][..], false)] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            let src = match way {
+                "pull" => root.join("src"),
+                _ => setup.src(),
+            };
+            let _ = std::fs::remove_dir_all(&dst);
+            let same = jsync_tests::pseudo_random(64 << 10, 2);
+            put(&dst.join("same.bin"), &same, T);
+            for p in [src.join("big.bin"), src.join("same.bin"), dst.join("same.bin")] {
+                filetime::set_file_atime(&p, old).unwrap();
+            }
+            let mut args = options.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", options.join(" "));
+            ok(&srv.jcp(keys.path(), &args), &what);
+            holds(&dst, "big.bin", Some(&jsync_tests::pseudo_random(256 << 10, 1)), &what);
+            for p in [src.join("big.bin"), src.join("same.bin"), dst.join("same.bin")] {
+                let left = atime(&p) == old.unix_seconds();
+                assert_eq!(left, kept, "{what}: {} accessed at {}", p.display(), atime(&p));
+            }
+        }
+    }
+}

@@ -148,6 +148,13 @@ impl Alts {
         basis
     }
 
+    /// `--open-noatime` for every directory's files.
+    pub(crate) fn set_open_noatime(&self) {
+        for d in &self.dirs {
+            d.set_open_noatime();
+        }
+    }
+
     /// Opens what directory `i` holds at `rel`, for reading.
     pub(crate) fn open_read(&self, i: usize, rel: &RelPath) -> std::result::Result<File, FsError> {
         self.dirs[i].open_read(&self.map.under_dest(rel))

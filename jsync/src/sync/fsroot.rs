@@ -317,6 +317,9 @@ pub(crate) struct FsRoot {
     partial_dir: std::sync::OnceLock<OsString>,
     /// `-T`: temp files are made in this directory ([`FsRoot::set_temp_dir`]).
     temp_dir: std::sync::OnceLock<TempHome>,
+    /// `--open-noatime`: files are opened for reading without moving their
+    /// access times ([`FsRoot::set_open_noatime`]).
+    noatime: std::sync::atomic::AtomicBool,
 }
 
 /// The directory `-T` names, and the mount it is on: a temp file is made
@@ -374,6 +377,7 @@ impl FsRoot {
             dirs: Default::default(),
             partial_dir: Default::default(),
             temp_dir: Default::default(),
+            noatime: Default::default(),
         })
     }
 
@@ -398,6 +402,7 @@ impl FsRoot {
             dirs: Default::default(),
             partial_dir: self.partial_dir.clone(),
             temp_dir: self.temp_dir.clone(),
+            noatime: self.noatime.load(Ordering::Relaxed).into(),
         })
     }
 
@@ -489,8 +494,8 @@ impl FsRoot {
     /// `fstat` that checks it, so the caller needs no second one).
     pub fn open_read_meta(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
         let (dir, name) = self.locate(rel)?;
-        let flags = READ_FLAGS | OFlags::NOFOLLOW;
-        let fd = rfs::openat(&dir, name, flags, Mode::empty()).map_err(|e| match e {
+        let flags = self.read_flags() | OFlags::NOFOLLOW;
+        let fd = without_atime(flags, |f| rfs::openat(&dir, name, f, Mode::empty())).map_err(|e| match e {
             Errno::LOOP => FsError::io(rel.display(), not_followed()),
             e => FsError::io(rel.display(), e),
         })?;
@@ -501,8 +506,33 @@ impl FsRoot {
     /// while they stay beneath the root (`-L` on a server; the fallback
     /// resolver follows none).
     pub fn open_read_follow_within(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
-        let fd = self.resolve(rel, READ_FLAGS, true)?;
+        let fd = match self.resolve(rel, self.read_flags(), true) {
+            // (O_NOATIME is for the file's owner only.)
+            Err(FsError::Io { source, .. })
+                if source.raw_os_error() == Some(Errno::PERM.raw_os_error())
+                    && self.read_flags().contains(OFlags::NOATIME) =>
+            {
+                self.resolve(rel, READ_FLAGS, true)?
+            }
+            other => other?,
+        };
         regular_file(fd, &rel.display())
+    }
+
+    /// `--open-noatime`: from now on files are opened for reading with
+    /// `O_NOATIME` (so reading them leaves their access times), where this
+    /// process may (it owns them, or has `CAP_FOWNER`); others as before.
+    pub(crate) fn set_open_noatime(&self) {
+        self.noatime.store(true, Ordering::Relaxed);
+    }
+
+    /// How files are opened for reading here ([`READ_FLAGS`], with
+    /// `--open-noatime` `O_NOATIME` too).
+    pub(crate) fn read_flags(&self) -> OFlags {
+        match self.noatime.load(Ordering::Relaxed) {
+            true => READ_FLAGS | OFlags::NOATIME,
+            false => READ_FLAGS,
+        }
     }
 
     /// Creates `rel` and any missing parents with `mode` (less the umask). An
@@ -1888,6 +1918,18 @@ fn locked(dir: BorrowedFd<'_>, name: &OsStr) -> Option<bool> {
         rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockExclusive),
         Err(Errno::WOULDBLOCK)
     ))
+}
+
+/// Opens with `flags`; where `O_NOATIME` among them is refused (the file
+/// is another user's), without it.
+pub(crate) fn without_atime<T>(
+    flags: OFlags,
+    open: impl Fn(OFlags) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    match open(flags) {
+        Err(Errno::PERM) if flags.contains(OFlags::NOATIME) => open(flags - OFlags::NOATIME),
+        other => other,
+    }
 }
 
 /// How a file is opened for reading: no controlling terminal, and no wait

@@ -79,7 +79,9 @@ impl GiveSpec {
         let copy_links = copy_links
             || copy_unsafe_links
                 && unsafe_source(src.as_os_str().as_bytes(), || {
-                    std::fs::read_link(src).ok().map(|t| t.into_os_string().into_vec())
+                    std::fs::read_link(src)
+                        .ok()
+                        .map(|t| t.into_os_string().into_vec())
                 });
         let meta = if copy_links {
             std::fs::metadata(src).map_err(|e| no_referent(e, src))
@@ -314,9 +316,10 @@ impl GiveSpec {
             return self.fs.open_read_follow_within(full);
         }
         let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
-        let flags = super::fsroot::READ_FLAGS;
-        let fd = rustix::fs::open(&path, flags, rustix::fs::Mode::empty())
-            .map_err(|e| FsError::io(full.display(), e))?;
+        let fd = super::fsroot::without_atime(self.fs.read_flags(), |f| {
+            rustix::fs::open(&path, f, rustix::fs::Mode::empty())
+        })
+        .map_err(|e| FsError::io(full.display(), e))?;
         super::fsroot::regular_file(fd, &full.display())
     }
 
@@ -390,6 +393,8 @@ pub(crate) struct GiveOptions {
     /// `-L` would follow it (`--copy-unsafe-links`); other symlinks stay
     /// links.
     pub copy_unsafe_links: bool,
+    /// Read files without moving their access times (`--open-noatime`).
+    pub open_noatime: bool,
     /// Do not recurse (`-d` without `-r`): the directories met are listed
     /// without their contents (unlisted: the receiver deletes nothing in
     /// them), and a source directory named without a trailing slash alone.
@@ -489,6 +494,9 @@ impl Giver {
 pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> Result<Stats> {
     let progress = opts.progress.clone();
     opts.filter = super::rooted_filter(&opts.filter, &spec.source, super::Side::Sender);
+    if opts.open_noatime {
+        spec.fs.set_open_noatime();
+    }
     let prefix = super::shown_prefix(&spec.source);
     let removals = opts.remove_source.then(Removals::default);
     let giver = Arc::new(Giver {
@@ -1131,7 +1139,10 @@ fn unsafe_source(src: &[u8], target: impl FnOnce() -> Option<Vec<u8>>) -> bool {
     if names_contents(src) {
         return false;
     }
-    let name = src.rsplit(|&b| b == b'/').find(|c| !c.is_empty()).unwrap_or(src);
+    let name = src
+        .rsplit(|&b| b == b'/')
+        .find(|c| !c.is_empty())
+        .unwrap_or(src);
     target().is_some_and(|t| super::take::unsafe_symlink(name, &t))
 }
 

@@ -134,6 +134,10 @@ pub struct SyncOptions {
     /// `copy_links` would follow it (`--copy-unsafe-links`); other symlinks
     /// stay links.
     pub copy_unsafe_links: bool,
+    /// Open files for reading without moving their access times
+    /// (`--open-noatime`, `O_NOATIME`), where this process may: the
+    /// sender's files, and the receiver's old ones it reads.
+    pub open_noatime: bool,
     /// Keep a symlink in the destination that leads to a directory where the
     /// source has a directory (`-K`): its contents and attributes go to the
     /// directory it leads to, which must be beneath the destination
@@ -281,6 +285,7 @@ impl Default for SyncOptions {
             copy_links: false,
             copy_dirlinks: false,
             copy_unsafe_links: false,
+            open_noatime: false,
             keep_dirlinks: false,
             dirs_only: false,
             fuzzy: false,
@@ -432,6 +437,7 @@ impl Args {
             format!("copy_links={}", flag(opts.copy_links)),
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
             format!("copy_unsafe_links={}", flag(opts.copy_unsafe_links)),
+            format!("open_noatime={}", flag(opts.open_noatime)),
             format!("keep_dirlinks={}", flag(opts.keep_dirlinks)),
             format!("dirs_only={}", flag(opts.dirs_only)),
             format!("fuzzy={}", flag(opts.fuzzy)),
@@ -580,6 +586,7 @@ impl Args {
                 "copy_links" => out.opts.copy_links = on,
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
                 "copy_unsafe_links" => out.opts.copy_unsafe_links = on,
+                "open_noatime" => out.opts.open_noatime = on,
                 "keep_dirlinks" => out.opts.keep_dirlinks = on,
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
@@ -680,6 +687,7 @@ impl Args {
             copy_links: self.opts.copy_links,
             copy_dirlinks: self.opts.copy_dirlinks,
             copy_unsafe_links: self.opts.copy_unsafe_links,
+            open_noatime: self.opts.open_noatime,
             dirs_only: self.opts.dirs_only,
             ignore_missing: self.opts.ignore_missing_args || self.opts.delete_missing_args,
             delete_missing: self.opts.delete_missing_args,
@@ -704,6 +712,7 @@ impl Args {
             dry_run: self.opts.dry_run,
             itemize: self.opts.itemize || self.opts.dry_run,
             itemize_unchanged: self.opts.itemize_unchanged,
+            open_noatime: self.opts.open_noatime,
             items_to_sender: remote && (self.opts.itemize || self.opts.dry_run),
             filter: Arc::new(self.opts.filter.clone()),
             delete_excluded: self.opts.delete_excluded,
@@ -991,6 +1000,7 @@ mod tests {
             copy_links: true,
             copy_dirlinks: true,
             copy_unsafe_links: true,
+            open_noatime: true,
             keep_dirlinks: true,
             delete_missing_args: true,
             dirs_only: true,
@@ -1040,7 +1050,7 @@ mod tests {
         assert_eq!(a.opts.bwlimit, 123_456);
         let g = a.give_options(Arc::new(NoProgress));
         assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks && g.dirs_only);
-        assert!(g.copy_unsafe_links);
+        assert!(g.copy_unsafe_links && g.open_noatime);
         assert!(g.ignore_missing && g.delete_missing);
         let both = fsroot::Kept {
             xattrs: true,
@@ -1085,7 +1095,7 @@ mod tests {
         };
         let np = Args::parse(&Args::encode("", &np)).unwrap();
         assert!(!np.take_options(Arc::new(NoProgress), true).perms);
-        assert!(t.itemize && t.itemize_unchanged);
+        assert!(t.itemize && t.itemize_unchanged && t.open_noatime);
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
         assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);

@@ -81,6 +81,8 @@ pub(crate) struct TakeOptions {
     pub itemize: bool,
     /// With `itemize`, unchanged entries too (`-ii`).
     pub itemize_unchanged: bool,
+    /// Read old files without moving their access times (`--open-noatime`).
+    pub open_noatime: bool,
     /// Send itemized changes to the sender too (it is the one with a user).
     pub items_to_sender: bool,
     /// Receiver entries this excludes are safe from `delete`...
@@ -288,6 +290,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         // Excluded entries are deleted too: only the receiver's own rules
         // (`protect`, `risk`, `-r`) still keep what they match.
         opts.filter = Arc::new(opts.filter.own_rules_only());
+    }
+    if opts.open_noatime {
+        fs.set_open_noatime();
+        if let Some(a) = &alts {
+            a.set_open_noatime();
+        }
     }
     let counters = Arc::new(Counters::default());
     for w in warnings {
