@@ -1490,7 +1490,12 @@ mod tests {
         let u = plan(&["--copy-unsafe-links", "a", "b"]).unwrap().sync;
         assert!(u.copy_unsafe_links && !u.copy_links && !u.copy_dirlinks);
         assert!(!k.copy_unsafe_links && !k.open_noatime);
-        assert!(plan(&["--open-noatime", "a", "b"]).unwrap().sync.open_noatime);
+        assert!(
+            plan(&["--open-noatime", "a", "b"])
+                .unwrap()
+                .sync
+                .open_noatime
+        );
         let moved = [
             "jcp",
             "--copy-unsafe-links",

@@ -511,6 +511,12 @@ fn copy_unsafe_links_follows_only_links_leading_out_of_the_transfer() {
         root,
         srv,
     } = tree(true, true);
+    // Unsafe when the transfer's top is src itself (src/), safe when it is
+    // src's parent (src, whose name then leads each path): by the path
+    // in the transfer, as rsync judges.
+    for s in [&src, &root.join("src")] {
+        symlink("../../src/real.txt", s.join("sub/up2")).unwrap();
+    }
     let src_arg = format!("{}/", src.display());
     let (local, pulled) = (work.path().join("local"), work.path().join("pulled"));
     let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink());
@@ -556,6 +562,8 @@ fn copy_unsafe_links_follows_only_links_leading_out_of_the_transfer() {
             assert!(is_link(&dst.join(name)), "{what}: {name} stays a link");
         }
         assert_eq!(read(&dst.join("real.txt")), "real\n", "{what}");
+        // (From the server too: it leads to a file beneath its root.)
+        assert_eq!(read(&dst.join("sub/up2")), "real\n", "{what}");
         if what == "pull" {
             // The server's links lead out of its root: not followed.
             assert_eq!(out.status.code(), Some(3), "{what}: {err}");
@@ -591,6 +599,21 @@ fn copy_unsafe_links_follows_only_links_leading_out_of_the_transfer() {
     }
     assert_eq!(read(&single), "outside\n");
     assert!(is_link(&safe), "a safe link named as the source");
+    let named = work.path().join("named");
+    let out = run(
+        "jcp",
+        &[
+            "--copy-unsafe-links",
+            src.to_str().unwrap(),
+            named.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "src: {}", stderr(&out));
+    assert!(
+        is_link(&named.join("src/sub/up2")),
+        "safe beneath src's name"
+    );
+    assert_eq!(read(&named.join("src/abs_out")), "outside\n");
     // Paths --files-from lists, likewise.
     let list = work.path().join("list");
     std::fs::write(&list, "abs_out\nlink_in\n").unwrap();

@@ -2001,24 +2001,40 @@ fn no_times_leaves_modification_times_alone() {
 }
 
 /// `-ii` (rsync's): unchanged entries are itemized too, as
-/// `.f          PATH`; `-i` shows only what changes.
+/// `.f          PATH` (`hf          PATH` for a name already linked to its
+/// first); `-i` shows only what changes. A dry run with `-c` does not
+/// compare content, so a file the quick check passes gets no line.
 #[test]
 fn itemize_twice_shows_unchanged_entries() {
-    for (options, shown) in [(&["-ii"][..], true), (&["-i"][..], false)] {
+    for (options, shown) in [
+        (&["-ii"][..], true),
+        (&["-i"][..], false),
+        (&["-n", "-c", "-ii"][..], false),
+    ] {
         each_way_out(
             options,
             |dst| {
                 let same = jsync_tests::pseudo_random(64 << 10, 2);
                 put(&dst.join("same.bin"), &same, T);
+                put(&dst.join("linked_a"), b"linked\n", T);
+                std::fs::hard_link(dst.join("linked_a"), dst.join("linked_b")).unwrap();
             },
             |_, out, what| {
                 ok(out, what);
                 let items = String::from_utf8_lossy(&out.stdout);
+                assert_eq!(items.contains("same.bin"), shown, "{what}: {items}");
                 assert_eq!(
                     items.contains(".f          same.bin\n"),
                     shown,
                     "{what}: {items}"
                 );
+                if !options.contains(&"-n") {
+                    assert_eq!(
+                        items.contains("hf          linked_b\n"),
+                        shown,
+                        "{what}: {items}"
+                    );
+                }
                 assert!(items.contains(">f+++++++++ big.bin\n"), "{what}: {items}");
             },
         );
@@ -2059,14 +2075,21 @@ fn link_dest_without_perms_links_whatever_the_mode() {
 #[test]
 fn open_noatime_leaves_access_times_alone() {
     let setup = Sources::new(|src| {
-        put(&src.join("big.bin"), &jsync_tests::pseudo_random(256 << 10, 1), T);
-        put(&src.join("same.bin"), &jsync_tests::pseudo_random(64 << 10, 2), T);
+        put(
+            &src.join("big.bin"),
+            &jsync_tests::pseudo_random(256 << 10, 1),
+            T,
+        );
+        put(
+            &src.join("same.bin"),
+            &jsync_tests::pseudo_random(64 << 10, 2),
+            T,
+        );
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     let old = FileTime::from_unix_time(T - 1000, 0);
-    let atime = |p: &Path| {
-        FileTime::from_last_access_time(&std::fs::metadata(p).unwrap()).unix_seconds()
-    };
+    let atime =
+        |p: &Path| FileTime::from_last_access_time(&std::fs::metadata(p).unwrap()).unix_seconds();
     // (-c: the destination's copy of same.bin, of the same size and time, is
     // read and hashed, and left as it is.)
     for (options, kept) in [(&["--open-noatime", "-c"][..], true), (&["-c"][..], false)] {
@@ -2078,17 +2101,36 @@ fn open_noatime_leaves_access_times_alone() {
             let _ = std::fs::remove_dir_all(&dst);
             let same = jsync_tests::pseudo_random(64 << 10, 2);
             put(&dst.join("same.bin"), &same, T);
-            for p in [src.join("big.bin"), src.join("same.bin"), dst.join("same.bin")] {
+            for p in [
+                src.join("big.bin"),
+                src.join("same.bin"),
+                dst.join("same.bin"),
+            ] {
                 filetime::set_file_atime(&p, old).unwrap();
             }
             let mut args = options.to_vec();
             args.extend([from.as_str(), to.as_str()]);
             let what = format!("{way} {}", options.join(" "));
             ok(&srv.jcp(keys.path(), &args), &what);
-            holds(&dst, "big.bin", Some(&jsync_tests::pseudo_random(256 << 10, 1)), &what);
-            for p in [src.join("big.bin"), src.join("same.bin"), dst.join("same.bin")] {
+            holds(
+                &dst,
+                "big.bin",
+                Some(&jsync_tests::pseudo_random(256 << 10, 1)),
+                &what,
+            );
+            for p in [
+                src.join("big.bin"),
+                src.join("same.bin"),
+                dst.join("same.bin"),
+            ] {
                 let left = atime(&p) == old.unix_seconds();
-                assert_eq!(left, kept, "{what}: {} accessed at {}", p.display(), atime(&p));
+                assert_eq!(
+                    left,
+                    kept,
+                    "{what}: {} accessed at {}",
+                    p.display(),
+                    atime(&p)
+                );
             }
         }
     }

@@ -495,10 +495,12 @@ impl FsRoot {
     pub fn open_read_meta(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
         let (dir, name) = self.locate(rel)?;
         let flags = self.read_flags() | OFlags::NOFOLLOW;
-        let fd = without_atime(flags, |f| rfs::openat(&dir, name, f, Mode::empty())).map_err(|e| match e {
-            Errno::LOOP => FsError::io(rel.display(), not_followed()),
-            e => FsError::io(rel.display(), e),
-        })?;
+        let fd = without_atime(flags, |f| rfs::openat(&dir, name, f, Mode::empty())).map_err(
+            |e| match e {
+                Errno::LOOP => FsError::io(rel.display(), not_followed()),
+                e => FsError::io(rel.display(), e),
+            },
+        )?;
         regular_file(fd, &rel.display())
     }
 
@@ -2855,6 +2857,28 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn noatime_falls_back_where_it_is_refused() {
+        let tried = std::sync::Mutex::new(Vec::new());
+        let open = |f: OFlags| {
+            tried.lock().unwrap().push(f.contains(OFlags::NOATIME));
+            match f.contains(OFlags::NOATIME) {
+                true => Err(Errno::PERM),
+                false => Ok(()),
+            }
+        };
+        assert_eq!(without_atime(READ_FLAGS | OFlags::NOATIME, open), Ok(()));
+        assert_eq!(*tried.lock().unwrap(), [true, false]);
+        // Without O_NOATIME asked, a refusal stands.
+        let refused = |_| Err::<(), _>(Errno::PERM);
+        assert_eq!(without_atime(READ_FLAGS, refused), Err(Errno::PERM));
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FsRoot::open(dir.path()).unwrap();
+        assert!(!fs.read_flags().contains(OFlags::NOATIME));
+        fs.set_open_noatime();
+        assert!(fs.read_flags().contains(OFlags::NOATIME));
     }
 
     #[test]

@@ -1192,13 +1192,16 @@ fn visit(
     // What the directory entry says the name is, unless -L or -k follows
     // it or the filesystem does not say: enough for the filter, without a
     // stat.
-    let through_link = ftype == FileType::Symlink
-        && (opts.copy_links
+    // (-L follows every symlink, --copy-unsafe-links the unsafe ones.)
+    let follows = || {
+        opts.copy_links
             || opts.copy_unsafe_links
                 && parent.dir.fd().is_ok_and(|fd| {
                     rustix::fs::readlinkat(fd, OsStr::from_bytes(name), Vec::new())
                         .is_ok_and(|t| unsafe_here(spec, &rel, t.as_bytes()))
-                }));
+                })
+    };
+    let through_link = ftype == FileType::Symlink && follows();
     let known_dir = match ftype {
         _ if through_link => None,
         FileType::Symlink if opts.copy_dirlinks => None,
@@ -1226,6 +1229,14 @@ fn visit(
     };
     let (m, through_link) = match meta {
         Ok(m) if through_link => (m, true),
+        // (A filesystem that does not say what its entries are: a symlink
+        // is known only now.)
+        Ok(m) if ftype == FileType::Unknown && m.kind == Kind::Symlink && follows() => {
+            match spec.referent(&full) {
+                Ok(m) => (m, true),
+                Err(e) => return failed(rel, e.to_string()),
+            }
+        }
         Ok(m) => dirlink(spec, opts, &full, m),
         Err(e) => return failed(rel, e.to_string()),
     };

@@ -149,6 +149,18 @@ impl Item {
         }
     }
 
+    /// A name already hard-linked to its first one (`-ii`):
+    /// `hf          PATH`, as rsync's.
+    pub(crate) fn linked(path: &[u8], attrs: Attrs) -> Item {
+        Item {
+            code: "hf         ".into(),
+            kind: EntryKind::File,
+            path: path.to_vec(),
+            link: None,
+            attrs,
+        }
+    }
+
     /// A name made a hard link to an earlier one (rsync's `=>`).
     pub(crate) fn hard_link(path: &[u8], leader: &[u8], attrs: Attrs) -> Item {
         Item {
@@ -194,7 +206,8 @@ impl Item {
     /// Whether an `--out-format` without `%i` shows it, as rsync's: what
     /// was received, made or deleted, not a change of attributes only.
     pub(crate) fn transferred(&self) -> bool {
-        !self.code.starts_with('.')
+        // (Nor is an unchanged name, `hf          PATH`, with -ii.)
+        !self.code.starts_with('.') && self.code.get(2..3) != Some(" ")
     }
 }
 
@@ -485,6 +498,9 @@ mod tests {
         assert_eq!(Item::deleting(b"old", true).line(), "*deleting   old/");
         let a = Attrs::default();
         assert_eq!(Item::hard_link(b"b", b"a", a).line(), "hf+++++++++ b => a");
+        assert_eq!(Item::linked(b"b", a).line(), "hf          b");
+        assert!(!Item::linked(b"b", a).transferred());
+        assert!(Item::hard_link(b"b", b"a", a).transferred());
         assert_eq!(
             Item::deleting(b"f\xff", false).line(),
             "*deleting   f\u{fffd}"

@@ -1956,9 +1956,17 @@ fn plan(
                 }
             };
             if dry {
-                // Content is not compared in a dry run (as rsync): report what
-                // the quick check found.
-                ctx.item(Update::Received, e, &change);
+                // Content is not compared in a dry run: report what the
+                // quick check found (with -c, a file it passes is not known
+                // to differ, so it gets no line, not even with -ii).
+                let passed = here.is_some_and(|m| {
+                    m.kind == Kind::File
+                        && m.size == e.size
+                        && (ctx.same_mtime(m.mtime, e.mtime) || ctx.opts.size_only)
+                });
+                if !passed {
+                    ctx.item(Update::Received, e, &change);
+                }
                 return Ok(Plan::LeftOut);
             }
             let local = match (alt, sibling) {
@@ -2089,7 +2097,12 @@ fn link_follower(
     let linked =
         matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
     if linked {
-        ctx.item(Update::Attrs, e, &Change::default());
+        if ctx.opts.itemize && ctx.opts.itemize_unchanged {
+            let path = ctx.shown_bytes(&e.path);
+            if let Some(line) = ctx.line_of(&Item::linked(&path, attrs_of(e))) {
+                ctx.items.send(line);
+            }
+        }
         return true;
     }
     if ctx.opts.itemize {
