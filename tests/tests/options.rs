@@ -1848,6 +1848,7 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
         std::fs::create_dir_all(src.join("sgid/sub")).unwrap();
         set_mode(&src.join("sgid"), 0o755);
         set_mode(&src.join("sgid/sub"), 0o755);
+        set_mode(src, 0o700);
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     let um = test_umask();
@@ -1910,6 +1911,22 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
                     *mode,
                     "{what}: {name} (umask {um:o})"
                 );
+            }
+        }
+    }
+    // A destination directory the run makes is made as mkdir makes it,
+    // named with a trailing slash or not (the source's is 0700).
+    let src_arg = setup.src_arg();
+    for (options, top) in [(&["--no-perms"][..], new(0o777)), (&[][..], 0o700)] {
+        for (i, slash) in ["", "/"].into_iter().enumerate() {
+            let name = format!("made{i}{}", options.len());
+            let local = format!("{}{slash}", work.path().join(&name).display());
+            let pushed = format!("127.0.0.1:{name}{slash}");
+            for (to, dst) in [(local, work.path().join(&name)), (pushed, root.join(&name))] {
+                let mut args = options.to_vec();
+                args.extend([src_arg.as_str(), to.as_str()]);
+                ok(&srv.jcp(keys.path(), &args), &to);
+                assert_eq!(mode_of(&dst), top, "{to} {options:?} (umask {um:o})");
             }
         }
     }

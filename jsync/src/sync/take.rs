@@ -726,7 +726,7 @@ fn stats_of(c: &Counters) -> Stats {
 /// directory ([`TakeSpec::dir`]) is made first (not in a dry run).
 fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<RelPath> {
     if spec.dir && !dry_run && !spec.dst.is_root() {
-        spec.fs.mkdir_all(&spec.dst, 0o755).map_err(fs_err)?;
+        spec.fs.mkdir_all(&spec.dst, 0o777).map_err(fs_err)?;
     }
     let into = |name: &[u8]| -> Result<RelPath> { join(&spec.dst, name).map_err(fs_err) };
     match (source.kind, source.contents) {
@@ -749,7 +749,7 @@ fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<RelPath>
                 // --mkpath).
                 match spec.dst.parent() {
                     Some(parent) if !dry_run && !parent.is_root() => {
-                        spec.fs.mkdir_all(&parent, 0o755).map_err(fs_err)?
+                        spec.fs.mkdir_all(&parent, 0o777).map_err(fs_err)?
                     }
                     _ => {}
                 }
@@ -826,7 +826,7 @@ fn confine(
                     None => fs.remove(&base).map_err(fs_err)?,
                 }
             }
-            fs.mkdir_all(&base, 0o755).map_err(fs_err)?;
+            fs.mkdir_all(&base, 0o777).map_err(fs_err)?;
             true
         }
     };
@@ -1765,7 +1765,16 @@ fn plan(
                 (Some(m), None) if m.kind == Kind::Dir => Some((rel, m)),
                 _ => None,
             };
-            e.mode = ctx.wanted_mode(e.mode, kind, existing.map(|(_, m)| m));
+            // (--no-perms: the destination directory this run made before
+            // the list came keeps the mode it was made with, as rsync's.)
+            let made = (!ctx.opts.perms
+                && existing.is_none()
+                && rel.as_bytes() == ctx.base.as_bytes()
+                && fresh.holds(rel))
+            .then(|| fs.lstat(rel).ok().flatten())
+            .flatten()
+            .filter(|m| m.kind == Kind::Dir);
+            e.mode = ctx.wanted_mode(e.mode, kind, existing.map(|(_, m)| m).or(made.as_ref()));
             match existing {
                 Some((at, m)) => {
                     // Mode, owner, xattrs and time are set after the contents.
