@@ -487,8 +487,8 @@ pub struct Cli {
 
     /// Read files without moving their access times, as rsync's
     /// --open-noatime (O_NOATIME): the source's files, and the
-    /// destination's old ones read for deltas and checks, where the reading
-    /// side may (it owns them, or runs as root)
+    /// destination's old ones read for deltas, checks and --copy-dest,
+    /// where the reading side may (it owns them, or runs as root)
     #[arg(long)]
     pub open_noatime: bool,
 

@@ -1915,20 +1915,49 @@ fn no_perms_keeps_the_destinations_modes_and_masks_new_ones() {
         }
     }
     // A destination directory the run makes is made as mkdir makes it,
-    // named with a trailing slash or not (the source's is 0700).
+    // named with a trailing slash or not (the source's is 0700), and so are
+    // the missing directories above it; the source's directory named
+    // without a trailing slash is new inside it. Under umask 002 locally,
+    // where 0777 and 0755 differ; pushed, under the test's own.
     let src_arg = setup.src_arg();
-    for (options, top) in [(&["--no-perms"][..], new(0o777)), (&[][..], 0o700)] {
+    let src_named = setup.src().display().to_string();
+    let under_002 = |args: &[&str]| {
+        let mut sh = std::process::Command::new("sh");
+        sh.args(["-c", "umask 002; exec \"$0\" \"$@\""]);
+        sh.arg(jsync_tests::bins::bin("jcp")).args(args);
+        sh.output().unwrap()
+    };
+    for (options, made, top) in [(&["--no-perms"][..], 0o775, 0o775), (&[][..], 0o775, 0o700)] {
         for (i, slash) in ["", "/"].into_iter().enumerate() {
             let name = format!("made{i}{}", options.len());
-            let local = format!("{}{slash}", work.path().join(&name).display());
+            let local = work.path().join(&name).join("deep");
+            let mut args = options.to_vec();
+            let to = format!("{}{slash}", local.display());
+            args.extend([src_arg.as_str(), to.as_str()]);
+            ok(&under_002(&args), &to);
+            let what = format!("{to} {options:?}");
+            assert_eq!(mode_of(&local), top, "{what}: the destination");
+            assert_eq!(mode_of(local.parent().unwrap()), made, "{what}: above it");
             let pushed = format!("127.0.0.1:{name}{slash}");
-            for (to, dst) in [(local, work.path().join(&name)), (pushed, root.join(&name))] {
-                let mut args = options.to_vec();
-                args.extend([src_arg.as_str(), to.as_str()]);
-                ok(&srv.jcp(keys.path(), &args), &to);
-                assert_eq!(mode_of(&dst), top, "{to} {options:?} (umask {um:o})");
-            }
+            let mut args = options.to_vec();
+            args.extend([src_arg.as_str(), pushed.as_str()]);
+            ok(&srv.jcp(keys.path(), &args), &pushed);
+            let top = if options.is_empty() {
+                0o700
+            } else {
+                new(0o777)
+            };
+            assert_eq!(mode_of(&root.join(&name)), top, "{pushed} {options:?}");
         }
+        let named = work.path().join(format!("named{}", options.len()));
+        let args = [options, &[src_named.as_str(), named.to_str().unwrap()]].concat();
+        ok(&under_002(&args), "src named");
+        assert_eq!(mode_of(&named), made, "{options:?}: made for src");
+        assert_eq!(
+            mode_of(&named.join("src")),
+            0o700,
+            "{options:?}: src itself"
+        );
     }
 }
 
@@ -2020,13 +2049,13 @@ fn no_times_leaves_modification_times_alone() {
 /// `-ii` (rsync's): unchanged entries are itemized too, as
 /// `.f          PATH` (`hf          PATH` for a name already linked to its
 /// first); `-i` shows only what changes. A dry run with `-c` does not
-/// compare content, so a file the quick check passes gets no line.
+/// compare content: a file the quick check passes shows as unchanged.
 #[test]
 fn itemize_twice_shows_unchanged_entries() {
     for (options, shown) in [
         (&["-ii"][..], true),
         (&["-i"][..], false),
-        (&["-n", "-c", "-ii"][..], false),
+        (&["-n", "-c", "-ii"][..], true),
     ] {
         each_way_out(
             options,

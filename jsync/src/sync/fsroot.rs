@@ -495,12 +495,11 @@ impl FsRoot {
     pub fn open_read_meta(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
         let (dir, name) = self.locate(rel)?;
         let flags = self.read_flags() | OFlags::NOFOLLOW;
-        let fd = without_atime(flags, |f| rfs::openat(&dir, name, f, Mode::empty())).map_err(
-            |e| match e {
+        let fd = without_atime(flags, perm, |f| rfs::openat(&dir, name, f, Mode::empty()))
+            .map_err(|e| match e {
                 Errno::LOOP => FsError::io(rel.display(), not_followed()),
                 e => FsError::io(rel.display(), e),
-            },
-        )?;
+            })?;
         regular_file(fd, &rel.display())
     }
 
@@ -508,16 +507,11 @@ impl FsRoot {
     /// while they stay beneath the root (`-L` on a server; the fallback
     /// resolver follows none).
     pub fn open_read_follow_within(&self, rel: &RelPath) -> Result<(File, Meta), FsError> {
-        let fd = match self.resolve(rel, self.read_flags(), true) {
-            // (O_NOATIME is for the file's owner only.)
-            Err(FsError::Io { source, .. })
-                if source.raw_os_error() == Some(Errno::PERM.raw_os_error())
-                    && self.read_flags().contains(OFlags::NOATIME) =>
-            {
-                self.resolve(rel, READ_FLAGS, true)?
-            }
-            other => other?,
+        let refused = |e: &FsError| {
+            matches!(e, FsError::Io { source, .. }
+                if source.raw_os_error() == Some(Errno::PERM.raw_os_error()))
         };
+        let fd = without_atime(self.read_flags(), refused, |f| self.resolve(rel, f, true))?;
         regular_file(fd, &rel.display())
     }
 
@@ -1922,16 +1916,22 @@ fn locked(dir: BorrowedFd<'_>, name: &OsStr) -> Option<bool> {
     ))
 }
 
-/// Opens with `flags`; where `O_NOATIME` among them is refused (the file
-/// is another user's), without it.
-pub(crate) fn without_atime<T>(
+/// Opens with `flags`; where `O_NOATIME` among them is `refused` (the
+/// file is another user's: `EPERM`), without it.
+pub(crate) fn without_atime<T, E>(
     flags: OFlags,
-    open: impl Fn(OFlags) -> Result<T, Errno>,
-) -> Result<T, Errno> {
+    refused: impl Fn(&E) -> bool,
+    open: impl Fn(OFlags) -> Result<T, E>,
+) -> Result<T, E> {
     match open(flags) {
-        Err(Errno::PERM) if flags.contains(OFlags::NOATIME) => open(flags - OFlags::NOATIME),
+        Err(e) if flags.contains(OFlags::NOATIME) && refused(&e) => open(flags - OFlags::NOATIME),
         other => other,
     }
+}
+
+/// [`without_atime`]'s refusal for a system call's error.
+pub(crate) fn perm(e: &Errno) -> bool {
+    *e == Errno::PERM
 }
 
 /// How a file is opened for reading: no controlling terminal, and no wait
@@ -2869,11 +2869,14 @@ mod tests {
                 false => Ok(()),
             }
         };
-        assert_eq!(without_atime(READ_FLAGS | OFlags::NOATIME, open), Ok(()));
+        assert_eq!(
+            without_atime(READ_FLAGS | OFlags::NOATIME, perm, open),
+            Ok(())
+        );
         assert_eq!(*tried.lock().unwrap(), [true, false]);
         // Without O_NOATIME asked, a refusal stands.
         let refused = |_| Err::<(), _>(Errno::PERM);
-        assert_eq!(without_atime(READ_FLAGS, refused), Err(Errno::PERM));
+        assert_eq!(without_atime(READ_FLAGS, perm, refused), Err(Errno::PERM));
         let dir = tempfile::tempdir().unwrap();
         let fs = FsRoot::open(dir.path()).unwrap();
         assert!(!fs.read_flags().contains(OFlags::NOATIME));

@@ -316,7 +316,7 @@ impl GiveSpec {
             return self.fs.open_read_follow_within(full);
         }
         let path = self.fs.path().join(OsStr::from_bytes(full.as_bytes()));
-        let fd = super::fsroot::without_atime(self.fs.read_flags(), |f| {
+        let fd = super::fsroot::without_atime(self.fs.read_flags(), super::fsroot::perm, |f| {
             rustix::fs::open(&path, f, rustix::fs::Mode::empty())
         })
         .map_err(|e| FsError::io(full.display(), e))?;
@@ -1129,7 +1129,7 @@ fn selected_entry(
 /// or climbing above its top), as rsync decides, so it is followed.
 fn unsafe_here(spec: &GiveSpec, path: &[u8], target: &[u8]) -> bool {
     let shown = super::shown_bytes(&super::shown_prefix(&spec.source), path);
-    super::take::unsafe_symlink(&shown, target)
+    super::unsafe_symlink(&shown, target)
 }
 
 /// [`unsafe_here`] for a source given by name (`src`, as on the command
@@ -1143,7 +1143,7 @@ fn unsafe_source(src: &[u8], target: impl FnOnce() -> Option<Vec<u8>>) -> bool {
         .rsplit(|&b| b == b'/')
         .find(|c| !c.is_empty())
         .unwrap_or(src);
-    target().is_some_and(|t| super::take::unsafe_symlink(name, &t))
+    target().is_some_and(|t| super::unsafe_symlink(name, &t))
 }
 
 /// With `-k`, a symlink that leads to a directory (as far as `-L` would

@@ -939,6 +939,25 @@ pub(crate) fn shown_prefix(source: &proto::sync::Source) -> Vec<u8> {
     }
 }
 
+/// rsync's `--safe-links` rule: a symlink at `link` (its path from the
+/// transfer's top) is unsafe if its target is absolute (or empty) or climbs
+/// above that top from the link's directory.
+pub(crate) fn unsafe_symlink(link: &[u8], target: &[u8]) -> bool {
+    if target.is_empty() || target.starts_with(b"/") {
+        return true;
+    }
+    let parts = |p: &'static [u8]| move |c: &&[u8]| !c.is_empty() && *c != p;
+    // Directories between the top and the link.
+    let mut depth = link.split(|&b| b == b'/').filter(parts(b".")).count() as i64 - 1;
+    for c in target.split(|&b| b == b'/').filter(parts(b".")) {
+        depth += if c == b".." { -1 } else { 1 };
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}
+
 /// An entry's path (relative to the source) as the user sees it, after
 /// [`shown_prefix`].
 pub(crate) fn shown_bytes(prefix: &[u8], path: &[u8]) -> Vec<u8> {
@@ -1184,5 +1203,32 @@ mod tests {
         // Options from a newer client are ignored, malformed ones refused.
         assert!(Args::parse(&["p".into(), "future=1".into()]).is_ok());
         assert!(Args::parse(&["p".into(), "nonsense".into()]).is_err());
+    }
+
+    #[test]
+    fn unsafe_symlinks_are_absolute_or_climb_above_the_top() {
+        for (link, target, unsafe_) in [
+            (&b"l"[..], &b"x"[..], false),
+            (b"l", b"./x", false),
+            (b"l", b"../x", true),
+            (b"d/l", b"../x", false),
+            (b"d/l", b"../../x", true),
+            (b"d/l", b"a/../../x", false),
+            (b"d/l", b"a/../../../x", true),
+            (b"d/l", b"../d/../x", false),
+            (b"d/e/l", b"../../x", false),
+            (b"l", b"/etc/passwd", true),
+            (b"l", b"", true),
+            (b"d/l", b"..", false),
+            (b"d/l", b"../..", true),
+        ] {
+            assert_eq!(
+                unsafe_symlink(link, target),
+                unsafe_,
+                "{} -> {}",
+                String::from_utf8_lossy(link),
+                String::from_utf8_lossy(target)
+            );
+        }
     }
 }

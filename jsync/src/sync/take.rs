@@ -326,6 +326,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         fuzzy: opts.fuzzy.then(super::fuzzy::Fuzzy::default),
         staged: opts.delay_updates.then(Default::default),
         umask: if opts.perms { 0 } else { umask() },
+        made_dest: made_base && source.kind == EntryKind::Dir && source.contents,
         in_place: (!opts.times && opts.hard_links).then(Default::default),
     });
     if missing {
@@ -967,6 +968,10 @@ struct Ctx {
     fs: Arc<FsRoot>,
     /// This process's umask, for new entries' modes without `perms`.
     umask: u32,
+    /// The run made the destination directory (the base, where the
+    /// source's contents go) before the list came: without `perms` it
+    /// keeps the mode it was made with, as rsync's.
+    made_dest: bool,
     /// Without `times` (and with `hard_links`): the entries in place, so
     /// that a follower links only to a first name that is (its time no
     /// longer tells).
@@ -1090,6 +1095,12 @@ impl Ctx {
     /// Whether two modification times count as the same (`--modify-window`).
     fn same_mtime(&self, a: (i64, u32), b: (i64, u32)) -> bool {
         super::same_mtime(a, b, self.opts.modify_window)
+    }
+
+    /// rsync's quick check: whether the receiver's file `m` has the size and
+    /// modification time (only the size, with `--size-only`) of `e`.
+    fn quick_check(&self, m: &Meta, e: &Entry) -> bool {
+        m.size == e.size && (self.same_mtime(m.mtime, e.mtime) || self.opts.size_only)
     }
 
     /// Entry `index` is in place: the sender may remove its source
@@ -1765,15 +1776,12 @@ fn plan(
                 (Some(m), None) if m.kind == Kind::Dir => Some((rel, m)),
                 _ => None,
             };
-            // (--no-perms: the destination directory this run made before
-            // the list came keeps the mode it was made with, as rsync's.)
-            let made = (!ctx.opts.perms
-                && existing.is_none()
-                && rel.as_bytes() == ctx.base.as_bytes()
-                && fresh.holds(rel))
-            .then(|| fs.lstat(rel).ok().flatten())
-            .flatten()
-            .filter(|m| m.kind == Kind::Dir);
+            // (--no-perms: the destination directory this run made keeps
+            // the mode it was made with, as rsync's.)
+            let mut made = None;
+            if !ctx.opts.perms && ctx.made_dest && existing.is_none() && *rel == ctx.base {
+                made = fs.lstat(rel).ok().flatten().filter(|m| m.kind == Kind::Dir);
+            }
             e.mode = ctx.wanted_mode(e.mode, kind, existing.map(|(_, m)| m).or(made.as_ref()));
             match existing {
                 Some((at, m)) => {
@@ -1800,7 +1808,7 @@ fn plan(
             Ok(Plan::Dir)
         }
         EntryKind::Symlink => {
-            if ctx.opts.safe_links && unsafe_symlink(&ctx.shown_bytes(&e.path), &e.target) {
+            if ctx.opts.safe_links && super::unsafe_symlink(&ctx.shown_bytes(&e.path), &e.target) {
                 let target = String::from_utf8_lossy(&e.target);
                 ctx.counters.warning(
                     &ctx.shown(&e.path),
@@ -1937,11 +1945,7 @@ fn plan(
                     }
                     (WantHow::Full, c)
                 }
-                Some(m)
-                    if m.size == e.size
-                        && (ctx.same_mtime(m.mtime, e.mtime) || ctx.opts.size_only)
-                        && !ctx.opts.checksum =>
-                {
+                Some(m) if ctx.quick_check(m, e) && !ctx.opts.checksum => {
                     let c = ctx.attr_change(rel, m, e);
                     ctx.item(Update::Attrs, e, &c);
                     if !dry {
@@ -1966,15 +1970,14 @@ fn plan(
             };
             if dry {
                 // Content is not compared in a dry run: report what the
-                // quick check found (with -c, a file it passes is not known
-                // to differ, so it gets no line, not even with -ii).
-                let passed = here.is_some_and(|m| {
-                    m.kind == Kind::File
-                        && m.size == e.size
-                        && (ctx.same_mtime(m.mtime, e.mtime) || ctx.opts.size_only)
-                });
-                if !passed {
-                    ctx.item(Update::Received, e, &change);
+                // quick check found (with -c, a file it passes is shown
+                // with its attributes' changes only).
+                match here
+                    .as_ref()
+                    .filter(|m| m.kind == Kind::File && ctx.quick_check(m, e))
+                {
+                    Some(_) => ctx.item(Update::Attrs, e, &change),
+                    None => ctx.item(Update::Received, e, &change),
                 }
                 return Ok(Plan::LeftOut);
             }
@@ -2054,13 +2057,14 @@ fn from_alt(
     Ok(Plan::InPlace)
 }
 
-/// Makes a follower name a hard link to its leader's file (entry
-/// `index`, after all fetches); whether the name is now that link.
+/// Makes a follower name a hard link to its leader's file (the leader is
+/// entry `leader_index`; after all fetches); whether the name is now that
+/// link.
 fn link_follower(
     ctx: &Ctx,
     rel: &RelPath,
     e: &Entry,
-    index: u64,
+    leader_index: u64,
     leader: Option<&(RelPath, Entry)>,
 ) -> bool {
     let shown = ctx.shown(&e.path);
@@ -2084,7 +2088,7 @@ fn link_follower(
         && m.size == leader_entry.size
         && match &ctx.in_place {
             // (--no-times: placed this run, received or found the same.)
-            Some(set) => set.lock().expect("poisoned").contains(&index),
+            Some(set) => set.lock().expect("poisoned").contains(&leader_index),
             None => ctx.same_mtime(m.mtime, leader_entry.mtime),
         });
     if !leader_ok && !ctx.opts.dry_run {
@@ -2358,25 +2362,6 @@ fn missing_unasked(peer: &str, shown: &str) -> Error {
             "{shown}: listed as missing, which only --delete-missing-args asks for (and, below the source, only with -R or --files-from)"
         ),
     }
-}
-
-/// rsync's `--safe-links` rule: a symlink at `link` (its path from the
-/// transfer's top) is unsafe if its target is absolute (or empty) or climbs
-/// above that top from the link's directory.
-pub(super) fn unsafe_symlink(link: &[u8], target: &[u8]) -> bool {
-    if target.is_empty() || target.starts_with(b"/") {
-        return true;
-    }
-    let parts = |p: &'static [u8]| move |c: &&[u8]| !c.is_empty() && *c != p;
-    // Directories between the top and the link.
-    let mut depth = link.split(|&b| b == b'/').filter(parts(b".")).count() as i64 - 1;
-    for c in target.split(|&b| b == b'/').filter(parts(b".")) {
-        depth += if c == b".." { -1 } else { 1 };
-        if depth < 0 {
-            return true;
-        }
-    }
-    false
 }
 
 /// Removes what `dir` holds that the sender did not list (`seen`: the sorted
@@ -3878,33 +3863,6 @@ fn ended(peer: &str, shown: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unsafe_symlinks_are_absolute_or_climb_above_the_top() {
-        for (link, target, unsafe_) in [
-            (&b"l"[..], &b"x"[..], false),
-            (b"l", b"./x", false),
-            (b"l", b"../x", true),
-            (b"d/l", b"../x", false),
-            (b"d/l", b"../../x", true),
-            (b"d/l", b"a/../../x", false),
-            (b"d/l", b"a/../../../x", true),
-            (b"d/l", b"../d/../x", false),
-            (b"d/e/l", b"../../x", false),
-            (b"l", b"/etc/passwd", true),
-            (b"l", b"", true),
-            (b"d/l", b"..", false),
-            (b"d/l", b"../..", true),
-        ] {
-            assert_eq!(
-                unsafe_symlink(link, target),
-                unsafe_,
-                "{} -> {}",
-                String::from_utf8_lossy(link),
-                String::from_utf8_lossy(target)
-            );
-        }
-    }
 
     /// The chunk checker of large rebuilds says whether every chunk it was
     /// given matched its hash, a bad one among good ones included, and gives
