@@ -559,7 +559,8 @@ fn a_selection_with_errors_deletes_only_with_ignore_errors() {
 
 /// -C reads the user's lists where jcp runs: the words of
 /// `$HOME/.cvsignore` and of `$CVSIGNORE` are excluded too, and a `!`
-/// there drops rsync's list before it.
+/// there drops rsync's list before it. One that cannot be read is passed
+/// over, as rsync does.
 #[test]
 fn cvs_exclude_reads_the_users_lists() {
     let work = tempfile::tempdir().unwrap();
@@ -568,7 +569,9 @@ fn cvs_exclude_reads_the_users_lists() {
         put(&src.join(f), f);
     }
     let sync = |home_list: &str, dst: &str| {
-        put(&home.join(".cvsignore"), home_list);
+        if !home_list.is_empty() {
+            put(&home.join(".cvsignore"), home_list);
+        }
         let dst = work.path().join(dst);
         let out = std::process::Command::new(jsync_tests::bins::bin("jcp"))
             .env("HOME", &home)
@@ -583,4 +586,8 @@ fn cvs_exclude_reads_the_users_lists() {
     };
     assert_eq!(sync("*.home\n", "one"), ["keep.txt"]);
     assert_eq!(sync("! *.home\n", "two"), ["keep.txt", "x.o"]);
+    // A directory where the file would be: not readable, passed over.
+    std::fs::remove_file(home.join(".cvsignore")).unwrap();
+    std::fs::create_dir(home.join(".cvsignore")).unwrap();
+    assert_eq!(sync("", "three"), ["a.home", "keep.txt"]);
 }

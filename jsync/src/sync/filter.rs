@@ -610,25 +610,23 @@ impl Filter {
     /// every other rule, and a `-C` rule): its own list of what CVS leaves
     /// out (perishable, as rsync's: a directory the source no longer has goes
     /// though it holds `*.o` files), then the words of `$HOME/.cvsignore` and
-    /// of `$CVSIGNORE`, read where the rules are given. Each directory's
-    /// `.cvsignore` is another rule (`:C`).
+    /// of `$CVSIGNORE`, read where the rules are given (a `$HOME/.cvsignore`
+    /// that cannot be read is passed over, as rsync does, with a warning in
+    /// the log unless it does not exist). Each directory's `.cvsignore` is
+    /// another rule (`:C`).
     pub fn add_cvs_excludes(&mut self) -> Result<(), FilterError> {
-        let home = match std::env::var_os("HOME") {
-            Some(home) => {
-                let path = std::path::Path::new(&home).join(CVS_FILE);
-                match std::fs::read(&path) {
-                    Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(error) => {
-                        return Err(FilterError::Read {
-                            source_name: path.display().to_string(),
-                            error,
-                        })
+        let home = std::env::var_os("HOME").and_then(|home| {
+            let path = std::path::Path::new(&home).join(CVS_FILE);
+            match std::fs::read(&path) {
+                Ok(text) => Some(String::from_utf8_lossy(&text).into_owned()),
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %path.display(), error = %e, "-C: cannot read it; passed over");
                     }
+                    None
                 }
             }
-            None => None,
-        };
+        });
         let env = std::env::var_os("CVSIGNORE").map(|v| v.to_string_lossy().into_owned());
         self.add_cvs_lists(home.as_deref(), env.as_deref())
     }
