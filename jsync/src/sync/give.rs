@@ -65,19 +65,12 @@ pub(crate) struct GiveSpec {
 impl GiveSpec {
     /// A local source path as given on the command line (trailing slash, or a
     /// last component `.` or `..`, = contents, as in rsync).
-    /// With `copy_links` (`-L`), a symlink is sent as what it leads to;
-    /// with `copy_dirlinks` (`-k`), one that leads to a directory is; with
-    /// `copy_unsafe_links`, one that is unsafe where it stands
-    /// ([`unsafe_source`]).
-    pub(crate) fn local(
-        src: &Path,
-        copy_links: bool,
-        copy_dirlinks: bool,
-        copy_unsafe_links: bool,
-    ) -> Result<GiveSpec> {
+    /// A symlink is followed as `follow` says.
+    pub(crate) fn local(src: &Path, follow: Follow) -> Result<GiveSpec> {
         let contents = names_contents(src.as_os_str().as_bytes());
-        let copy_links = copy_links
-            || copy_unsafe_links
+        let copy_dirlinks = follow.dirlinks;
+        let copy_links = follow.links
+            || follow.unsafe_links
                 && unsafe_source(src.as_os_str().as_bytes(), || {
                     std::fs::read_link(src)
                         .ok()
@@ -147,21 +140,14 @@ impl GiveSpec {
         })
     }
 
-    /// A source named by a client, relative to a server's root. With
-    /// `copy_links` (`-L`), a symlink is sent as what it leads to, if that is
-    /// beneath the root; with `copy_dirlinks` (`-k`), one that leads to a
-    /// directory there is.
-    pub(crate) fn in_root(
-        fs: FsRoot,
-        src: &str,
-        copy_links: bool,
-        copy_dirlinks: bool,
-        copy_unsafe_links: bool,
-    ) -> Result<GiveSpec> {
+    /// A source named by a client, relative to a server's root. A symlink
+    /// is followed as `follow` says, only while it stays beneath the root.
+    pub(crate) fn in_root(fs: FsRoot, src: &str, follow: Follow) -> Result<GiveSpec> {
         let contents = names_contents(src.as_bytes());
         let base = FsRoot::check(src.trim_end_matches('/').as_bytes()).map_err(fs_err)?;
-        let copy_links = copy_links
-            || copy_unsafe_links && unsafe_source(src.as_bytes(), || fs.read_link(&base).ok());
+        let copy_dirlinks = follow.dirlinks;
+        let copy_links = follow.links
+            || follow.unsafe_links && unsafe_source(src.as_bytes(), || fs.read_link(&base).ok());
         let meta = if copy_links {
             fs.stat_follow_within(&base)
         } else {
@@ -416,6 +402,28 @@ pub(crate) struct GiveOptions {
     /// with `-r`).
     pub recurse_listed: bool,
     pub progress: Arc<dyn Progress>,
+}
+
+/// Which symlinks a source named by the user is sent as what it leads to
+/// ([`GiveSpec::local`], [`GiveSpec::in_root`]): any (`-L`), one leading to
+/// a directory (`-k`), an unsafe one (`--copy-unsafe-links`,
+/// [`unsafe_source`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Follow {
+    pub links: bool,
+    pub dirlinks: bool,
+    pub unsafe_links: bool,
+}
+
+impl Follow {
+    /// The sync options' choice.
+    pub(crate) fn of(o: &super::SyncOptions) -> Follow {
+        Follow {
+            links: o.copy_links,
+            dirlinks: o.copy_dirlinks,
+            unsafe_links: o.copy_unsafe_links,
+        }
+    }
 }
 
 impl GiveOptions {
@@ -2447,7 +2455,11 @@ mod tests {
 
     /// The top of a local walk of `dir`, and the spec.
     fn top(dir: &Path, copy_links: bool) -> (GiveSpec, Level) {
-        let spec = GiveSpec::local(&dir.join(""), copy_links, false, false).unwrap();
+        let follow = Follow {
+            links: copy_links,
+            ..Follow::default()
+        };
+        let spec = GiveSpec::local(&dir.join(""), follow).unwrap();
         let fd = spec.fs.open_dir(&spec.base).unwrap();
         let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
         let level = Level::read(fd, Vec::new(), &m).unwrap();
@@ -2501,7 +2513,11 @@ mod tests {
         symlink("inside", root.join("src/in")).unwrap();
         symlink("../../outside", root.join("src/out")).unwrap();
         let fs = FsRoot::open(&root).unwrap();
-        let spec = GiveSpec::in_root(fs, "src/", true, false, false).unwrap();
+        let follow = Follow {
+            links: true,
+            ..Follow::default()
+        };
+        let spec = GiveSpec::in_root(fs, "src/", follow).unwrap();
         let fd = spec.fs.open_dir(&spec.base).unwrap();
         let m = Meta::from_stat(&rustix::fs::fstat(&fd).unwrap());
         let top = Level::read(fd, Vec::new(), &m).unwrap();

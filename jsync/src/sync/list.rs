@@ -42,15 +42,15 @@ pub async fn list(link: &Link, src: &str, opts: &SyncOptions, recursive: bool) -
 pub async fn list_local(src: &Path, opts: &SyncOptions, recursive: bool) -> Result<Listing> {
     const LOCAL_GIVE: &str = "jsync.give-local";
     // Checked here, so that a bad source fails as itself.
-    let follow = (opts.copy_links, opts.copy_dirlinks, opts.copy_unsafe_links);
-    GiveSpec::local(src, follow.0, follow.1, follow.2)?;
+    let follow = super::give::Follow::of(opts);
+    GiveSpec::local(src, follow)?;
     let args = Args::parse(&Args::encode("", opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let give_opts = args.give_options(Arc::new(NoProgress));
     let (src, only) = (src.to_path_buf(), opts.only.clone());
     let services = Services::new().with(LOCAL_GIVE, move |peer| {
         let (src, only, give_opts) = (src.clone(), only.clone(), give_opts.clone());
         async move {
-            let mut spec = GiveSpec::local(&src, follow.0, follow.1, follow.2)?;
+            let mut spec = GiveSpec::local(&src, follow)?;
             if let Some(only) = &only {
                 spec = spec.select(only)?;
             }

@@ -362,13 +362,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                         .is_ok_and(|p| matches!(fs.lstat(&p), Ok(None)));
                 let mut spec = match gone {
                     true => GiveSpec::missing(fs, args.path.as_bytes())?,
-                    false => GiveSpec::in_root(
-                        fs,
-                        &args.path,
-                        o.copy_links,
-                        o.copy_dirlinks,
-                        o.copy_unsafe_links,
-                    )?,
+                    false => GiveSpec::in_root(fs, &args.path, give::Follow::of(o))?,
                 };
                 if let Some(only) = &args.opts.only {
                     spec = spec.select(only)?;
@@ -797,12 +791,7 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
             let fs = FsRoot::open(Path::new("/")).map_err(fs_err)?;
             GiveSpec::missing(fs, src.as_os_str().as_encoded_bytes())?
         }
-        false => GiveSpec::local(
-            src,
-            opts.copy_links,
-            opts.copy_dirlinks,
-            opts.copy_unsafe_links,
-        )?,
+        false => GiveSpec::local(src, give::Follow::of(opts))?,
     };
     if let Some(only) = &opts.only {
         spec = spec.select(only)?;

@@ -143,7 +143,7 @@ mod tests {
         r.list(&entry("touched", EntryKind::File, 3, 100));
         r.list(&entry("link", EntryKind::Symlink, 0, 0));
         r.list(&entry("gone", EntryKind::File, 1, 1));
-        let spec = GiveSpec::in_root(fs, "d/", false, false, false).unwrap();
+        let spec = GiveSpec::in_root(fs, "d/", crate::sync::give::Follow::default()).unwrap();
         let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
         let failed = r
             .remove(&spec, &[0, 1, 2, 3, 4, 5, 1], shown, "peer")

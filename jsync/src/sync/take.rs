@@ -1414,7 +1414,7 @@ impl Ctx {
     /// The modification time a received file gets: the sender's, or with
     /// `--no-times` none (it keeps the time it was written).
     fn applied_mtime(&self, mtime: (i64, u32)) -> Option<(i64, u32)> {
-        self.opts.times.then_some(mtime)
+        self.keeps_time(EntryKind::File).then_some(mtime)
     }
 
     /// Sets owner (as root) and xattrs (with -X) and ACLs (-A) of an
@@ -1539,10 +1539,21 @@ impl Ctx {
         };
         if c.any() || self.opts.itemize_unchanged {
             let path = self.shown_bytes(&e.path);
-            let item = Item::changed(update, e.kind, c, &path, &e.target, attrs_of(e));
-            if let Some(line) = self.line_of(&item) {
-                self.items.send(line);
-            }
+            self.send_item(&Item::changed(
+                update,
+                e.kind,
+                c,
+                &path,
+                &e.target,
+                attrs_of(e),
+            ));
+        }
+    }
+
+    /// Sends `item`'s line (itemized, or in the `--out-format`), if it has one.
+    fn send_item(&self, item: &Item) {
+        if let Some(line) = self.line_of(item) {
+            self.items.send(line);
         }
     }
 
@@ -2111,18 +2122,13 @@ fn link_follower(
         matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
     if linked {
         if ctx.opts.itemize && ctx.opts.itemize_unchanged {
-            let path = ctx.shown_bytes(&e.path);
-            if let Some(line) = ctx.line_of(&Item::linked(&path, attrs_of(e))) {
-                ctx.items.send(line);
-            }
+            ctx.send_item(&Item::linked(&ctx.shown_bytes(&e.path), attrs_of(e)));
         }
         return true;
     }
     if ctx.opts.itemize {
         let (path, leader) = (ctx.shown_bytes(&e.path), ctx.shown_bytes(leader_path));
-        if let Some(line) = ctx.line_of(&Item::hard_link(&path, &leader, attrs_of(e))) {
-            ctx.items.send(line);
-        }
+        ctx.send_item(&Item::hard_link(&path, &leader, attrs_of(e)));
     }
     if ctx.opts.dry_run {
         return false;
