@@ -2035,12 +2035,13 @@ fn no_times_leaves_modification_times_alone() {
                 let out = srv.jcp(keys.path(), &["-i", "--no-times", &from, &to]);
                 ok(&out, &what);
                 assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{what}: again");
-                // A dry run shows what a run would receive, T too.
-                put(&dst.join("same.txt"), b"same\n", T + 5);
+                // A dry run shows what a run would receive, T too (a
+                // file of the same size, found to differ by hash).
+                put(&dst.join("same.txt"), b"SAME\n", T + 5);
                 let out = srv.jcp(keys.path(), &["-n", "--no-times", &from, &to]);
                 ok(&out, &what);
                 let items = String::from_utf8_lossy(&out.stdout);
-                assert!(items.contains(">f..T...... same.txt"), "{what}: {items}");
+                assert!(items.contains(">fc.T...... same.txt"), "{what}: {items}");
             }
         }
     }
@@ -2048,8 +2049,8 @@ fn no_times_leaves_modification_times_alone() {
 
 /// `-ii` (rsync's): unchanged entries are itemized too, as
 /// `.f          PATH` (`hf          PATH` for a name already linked to its
-/// first); `-i` shows only what changes. A dry run with `-c` does not
-/// compare content: a file the quick check passes shows as unchanged.
+/// first); `-i` shows only what changes. A dry run with `-c` compares
+/// content: a file found the same shows as unchanged.
 #[test]
 fn itemize_twice_shows_unchanged_entries() {
     for (options, shown) in [
@@ -2084,6 +2085,74 @@ fn itemize_twice_shows_unchanged_entries() {
                 assert!(items.contains(">f+++++++++ big.bin\n"), "{what}: {items}");
             },
         );
+    }
+}
+
+/// A dry run compares content where a real run would (by hash: a file of
+/// the same size and another time, and with `-c` every file of the same
+/// size), as rsync's does with `-c`: it shows the lines the real run then
+/// shows, and changes nothing. A file only touched shows as `.f..t`, one
+/// edited as received, and with `-c` one edited under the same size and
+/// time too.
+#[test]
+fn dry_run_compares_content_as_a_real_run_would() {
+    use jsync_tests::tree::snapshot;
+    let setup = Sources::new(|src| {
+        make_source(src);
+        put(
+            &src.join("touched.bin"),
+            &jsync_tests::pseudo_random(64 << 10, 2),
+            T,
+        );
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let lines = |out: &Output| -> std::collections::BTreeSet<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    for checksum in [false, true] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            make_destination(&dst);
+            put(
+                &dst.join("touched.bin"),
+                &jsync_tests::pseudo_random(64 << 10, 2),
+                T + 7,
+            );
+            let mut args = vec!["-i", from.as_str(), to.as_str()];
+            if checksum {
+                args.insert(0, "-c");
+            }
+            let what = format!("{way} {}", args[..args.len() - 2].join(" "));
+            let before = snapshot(&dst);
+            let mut dry = args.clone();
+            dry.insert(0, "-n");
+            let dry_out = srv.jcp(keys.path(), &dry);
+            ok(&dry_out, &what);
+            assert!(
+                before == snapshot(&dst),
+                "{what}: the dry run changed the destination"
+            );
+            let shown = lines(&dry_out);
+            let has = |line: &str| shown.contains(line);
+            assert!(has(".f..t...... touched.bin"), "{what}: {shown:?}");
+            assert!(has(">fc.t...... same_size.txt"), "{what}: {shown:?}");
+            assert_eq!(
+                has(">fc........ same_stamp.txt"),
+                checksum,
+                "{what}: {shown:?}"
+            );
+            let stamp = shown.iter().any(|l| l.ends_with(" same_stamp.txt"));
+            assert_eq!(stamp, checksum, "{what}: {shown:?}");
+            let real = srv.jcp(keys.path(), &args);
+            ok(&real, &what);
+            assert_eq!(
+                shown,
+                lines(&real),
+                "{what}: the dry run's lines and the real run's"
+            );
+        }
     }
 }
 

@@ -1550,6 +1550,13 @@ impl Ctx {
         }
     }
 
+    /// Itemizes a file received (or in a dry run one that would be): one
+    /// the destination had gets new content.
+    fn item_received(&self, e: &Entry, c: &Change) {
+        let content = c.content || !c.new;
+        self.item(Update::Received, e, &Change { content, ..*c });
+    }
+
     /// Sends `item`'s line (itemized, or in the `--out-format`), if it has one.
     fn send_item(&self, item: &Item) {
         if let Some(line) = self.line_of(item) {
@@ -1979,17 +1986,12 @@ fn plan(
                     (how, c)
                 }
             };
-            if dry {
-                // Content is not compared in a dry run: report what the
-                // quick check found (with -c, a file it passes is shown
-                // with its attributes' changes only).
-                match here
-                    .as_ref()
-                    .filter(|m| m.kind == Kind::File && ctx.quick_check(m, e))
-                {
-                    Some(_) => ctx.item(Update::Attrs, e, &change),
-                    None => ctx.item(Update::Received, e, &change),
-                }
+            // A dry run compares content as a real run would (the lanes
+            // hash the file here and ask the sender's verdict, which
+            // decides the line: rsync's dry run with -c reads files too);
+            // anything else would be received.
+            if dry && !(how == WantHow::HashCheck && alt.is_none()) {
+                ctx.item_received(e, &change);
                 return Ok(Plan::LeftOut);
             }
             let local = match (alt, sibling) {
@@ -2665,6 +2667,12 @@ async fn lane_writer(
                 }
             }
         };
+        if ctx.opts.dry_run && !ctx.checkable(&job) {
+            // (A dry run asks for no file: one not compared by hash would
+            // be received.)
+            ctx.item_received(&job.entry, &job.change);
+            continue;
+        }
         if ctx.checkable(&job) {
             // Files to compare by hash go many to a message, both ways.
             let mut batch = vec![job];
@@ -2686,7 +2694,8 @@ async fn lane_writer(
             let (checked, unreadable) = tokio::task::spawn_blocking(move || hash_local(&c, batch))
                 .await
                 .map_err(|e| Error::io("hash worker", std::io::Error::other(e)))?;
-            // A local file that cannot be read is asked for whole.
+            // A local file that cannot be read is asked for whole (a dry
+            // run's would be).
             ready.extend(unreadable);
             if checked.is_empty() {
                 window.add_permits(permits as usize);
@@ -3196,6 +3205,18 @@ async fn receive_verdicts(
         })?;
     let mut differ = Vec::new();
     for ((job, hashed), v) in jobs.into_iter().zip(verdicts) {
+        if ctx.opts.dry_run {
+            // Nothing changes: the verdict only decides the line.
+            match v {
+                msg::Verdict::Same | msg::Verdict::SameMeta(_) => {
+                    ctx.item(Update::Attrs, &job.entry, &job.change)
+                }
+                msg::Verdict::Differs => ctx.item_received(&job.entry, &job.change),
+                msg::Verdict::Failed(m) => ctx.counters.error(&job.shown, m),
+                msg::Verdict::Vanished(m) => ctx.counters.vanished(&job.shown, m),
+            }
+            continue;
+        }
         let meta = match v {
             msg::Verdict::Same => job.entry.file_meta(),
             msg::Verdict::SameMeta(m) => m,
@@ -3567,11 +3588,7 @@ fn placed(
             Counters::add(&c.files_transferred, 1);
             Counters::add(&c.bytes_literal, literal);
             Counters::add(&c.bytes_reused, reused);
-            let mut change = job.change;
-            if !change.new {
-                change.content = true;
-            }
-            ctx.item(Update::Received, &job.entry, &change);
+            ctx.item_received(&job.entry, &job.change);
             // After its itemized line, which the sender then sees first (a
             // staged file's once it is renamed into place).
             if !staged {
