@@ -2106,11 +2106,14 @@ fn dry_run_compares_content_as_a_real_run_would() {
         );
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    // The itemized lines, and --stats' count of files transferred.
     let lines = |out: &Output| -> std::collections::BTreeSet<String> {
-        String::from_utf8_lossy(&out.stdout)
+        let out = String::from_utf8_lossy(&out.stdout);
+        let stats = |l: &&str| l.starts_with(char::is_uppercase);
+        let shown = out
             .lines()
-            .map(str::to_string)
-            .collect()
+            .filter(|l| !stats(l) || l.starts_with("Files transferred"));
+        shown.map(str::to_string).collect()
     };
     for checksum in [false, true] {
         for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
@@ -2120,7 +2123,7 @@ fn dry_run_compares_content_as_a_real_run_would() {
                 &jsync_tests::pseudo_random(64 << 10, 2),
                 T + 7,
             );
-            let mut args = vec!["-i", from.as_str(), to.as_str()];
+            let mut args = vec!["-i", "--stats", from.as_str(), to.as_str()];
             if checksum {
                 args.insert(0, "-c");
             }
@@ -2136,6 +2139,11 @@ fn dry_run_compares_content_as_a_real_run_would() {
             );
             let shown = lines(&dry_out);
             let has = |line: &str| shown.contains(line);
+            let sent = if checksum { 7 } else { 6 };
+            assert!(
+                has(&format!("Files transferred:    {sent}")),
+                "{what}: {shown:?}"
+            );
             assert!(has(".f..t...... touched.bin"), "{what}: {shown:?}");
             assert!(has(">fc.t...... same_size.txt"), "{what}: {shown:?}");
             assert_eq!(

@@ -1557,6 +1557,12 @@ impl Ctx {
         self.item(Update::Received, e, &Change { content, ..*c });
     }
 
+    /// In a dry run: counts and itemizes a file that would be received.
+    fn would_receive(&self, e: &Entry, c: &Change) {
+        Counters::add(&self.counters.files_transferred, 1);
+        self.item_received(e, c);
+    }
+
     /// Sends `item`'s line (itemized, or in the `--out-format`), if it has one.
     fn send_item(&self, item: &Item) {
         if let Some(line) = self.line_of(item) {
@@ -1991,7 +1997,7 @@ fn plan(
             // decides the line: rsync's dry run with -c reads files too);
             // anything else would be received.
             if dry && !(how == WantHow::HashCheck && alt.is_none()) {
-                ctx.item_received(e, &change);
+                ctx.would_receive(e, &change);
                 return Ok(Plan::LeftOut);
             }
             let local = match (alt, sibling) {
@@ -2670,7 +2676,7 @@ async fn lane_writer(
         if ctx.opts.dry_run && !ctx.checkable(&job) {
             // (A dry run asks for no file: one not compared by hash would
             // be received.)
-            ctx.item_received(&job.entry, &job.change);
+            ctx.would_receive(&job.entry, &job.change);
             continue;
         }
         if ctx.checkable(&job) {
@@ -3211,7 +3217,7 @@ async fn receive_verdicts(
                 msg::Verdict::Same | msg::Verdict::SameMeta(_) => {
                     ctx.item(Update::Attrs, &job.entry, &job.change)
                 }
-                msg::Verdict::Differs => ctx.item_received(&job.entry, &job.change),
+                msg::Verdict::Differs => ctx.would_receive(&job.entry, &job.change),
                 msg::Verdict::Failed(m) => ctx.counters.error(&job.shown, m),
                 msg::Verdict::Vanished(m) => ctx.counters.vanished(&job.shown, m),
             }
