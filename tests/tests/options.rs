@@ -2164,6 +2164,37 @@ fn dry_run_compares_content_as_a_real_run_would() {
     }
 }
 
+/// `-ii` shows what a `--compare-dest` directory holds as unchanged
+/// (`.f          PATH`) and a file linked to a `--link-dest` directory's as
+/// an unchanged hard link (`hf          PATH`), as rsync's, a dry run too;
+/// `-i` shows neither.
+#[test]
+fn itemize_twice_shows_files_found_in_previous_copies() {
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for prev in [work.path().join("prev"), root.join("prev")] {
+        make_source(&prev);
+    }
+    for (alt, code) in [("--compare-dest", ".f"), ("--link-dest", "hf")] {
+        for options in [&["-ii"][..], &["-i"], &["-n", "-ii"]] {
+            for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+                let _ = std::fs::remove_dir_all(&dst);
+                std::fs::create_dir(&dst).unwrap();
+                let what = format!("{way} {alt} {}", options.join(" "));
+                let mut args = options.to_vec();
+                args.extend([alt, "../prev", &from, &to]);
+                let out = srv.jcp(keys.path(), &args);
+                ok(&out, &what);
+                let items = String::from_utf8_lossy(&out.stdout);
+                let line = format!("{code}          only_there.txt\n");
+                let twice = options.contains(&"-ii");
+                assert_eq!(items.contains(&line), twice, "{what}: {items}");
+                assert_eq!(items.contains("only_there"), twice, "{what}: {items}");
+            }
+        }
+    }
+}
+
 /// With `--no-perms`, `--link-dest` links a previous copy whatever its mode
 /// (as rsync's: modes count only where they are kept); with them kept, one
 /// of another mode is copied.

@@ -2033,8 +2033,17 @@ fn from_alt(
 ) -> std::result::Result<Plan, String> {
     let alts = ctx.alts.as_ref().expect("found in them");
     if alts.how == AltHow::Compare {
+        // (-ii: shown as unchanged, as rsync's.)
+        ctx.item(Update::Attrs, e, &Change::default());
         return Ok(Plan::Skipped);
     }
+    // (-ii: a link to the previous copy shows as an unchanged hard link, as
+    // rsync's.)
+    let linked = || {
+        if ctx.opts.itemize && ctx.opts.itemize_unchanged {
+            ctx.send_item(&Item::linked(&ctx.shown_bytes(&e.path), attrs_of(e)));
+        }
+    };
     let copied = Change {
         new: true,
         ..Change::default()
@@ -2051,12 +2060,14 @@ fn from_alt(
                 .xattrs(i, rel)
                 .is_ok_and(|x| ctx.opts.kept.differences(&x, &e.xattrs) == (false, false)));
     if ctx.opts.dry_run {
-        if !linkable {
-            ctx.item(Update::Created, e, &copied);
+        match linkable {
+            true => linked(),
+            false => ctx.item(Update::Created, e, &copied),
         }
         return Ok(Plan::LeftOut);
     }
     if linkable && alts.link(i, rel, &ctx.fs).is_ok() {
+        linked();
         return Ok(Plan::InPlace);
     }
     // A copy: also where linking failed (another filesystem).
