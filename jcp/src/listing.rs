@@ -3,15 +3,15 @@
 //! (`name -> target` for a symlink). Times are UTC (jcp reads no time-zone
 //! database).
 
-use jsync::sync::{mode_string, with_commas};
+use jsync::sync::{escape_name, mode_string, with_commas};
 use proto::sync::{Entry, EntryKind};
 
 /// One entry's line: `drwxr-xr-x          4,096 2024/01/01 12:00:00 path`.
 pub fn line(e: &Entry) -> String {
-    let mut path = String::from_utf8_lossy(&e.path).into_owned();
+    let mut path = escape_name(&e.path).into_owned();
     if e.kind == EntryKind::Symlink {
         path.push_str(" -> ");
-        path.push_str(&String::from_utf8_lossy(&e.target));
+        path.push_str(&escape_name(&e.target));
     }
     format!(
         "{} {:>14} {} {path}",

@@ -58,8 +58,10 @@ async fn main() -> ExitCode {
     let display = Arc::new(display);
     let result = run(&plan, display.clone()).await;
     display.finish(matches!(&result, Ok(r) if r.errors.is_empty()));
-    // A message for stderr, and the log file.
+    // A message for stderr, and the log file (a server's text in it, an
+    // error's say, reaches no terminal with its control characters).
     let say = |line: String| {
+        let line = jsync::sync::escape_controls(&line);
         display.log(&line);
         eprintln!("{line}");
     };

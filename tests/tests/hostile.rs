@@ -7,6 +7,7 @@
 //! entries of the same list. And a hostile receiver against the real sender:
 //! it gets nothing the sender did not list as a file.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -1267,5 +1268,75 @@ async fn a_broken_recipe_fails_the_run_while_more_files_wait() {
     let err = r.expect_err("a broken recipe").to_string();
     assert!(err.contains("recipe") || err.contains("protocol"), "{err}");
     assert!(!dst.join("bad-recipe-1.bin").exists());
+    link.close("done").await;
+}
+
+/// Records itemized lines.
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl sync::Progress for Lines {
+    fn itemize(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+/// A hostile server's names and messages reach the user escaped: its
+/// control characters (a terminal's escape sequences, a newline that would
+/// split an itemized line) and bytes that are not UTF-8 show as `\#ooo`, as
+/// rsync's, in itemized lines and in the report's errors; the entries are
+/// still made under their own names.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_servers_names_and_messages_reach_the_user_escaped() {
+    let scene = Scene::new();
+    let keys = Keys::new();
+    let name: &[u8] = b"esc\x1b[31m\nred\xe9";
+    let target: &[u8] = b"\x1b]0;title\x07";
+    let services = Services::new().with(GIVE, move |peer: Peer| async move {
+        let (mut tx, mut rx) = peer.accept().await?.context("no control circuit")?.split();
+        tx.send(Fragment::new(msg::SOURCE).with_payload(encode_to_vec(&dir_source())))
+            .await?;
+        let walk_error = Fragment::new(msg::WALK_ERROR)
+            .with_payload(b"bad\x1b[2Jdir".to_vec())
+            .with_error("cannot read\x1b]0;pwned\x07: denied");
+        tx.send(walk_error).await?;
+        let list = EntryBatch(vec![symlink(name, target)]);
+        tx.send(Fragment::new(msg::LIST).with_payload(encode_to_vec(&list)))
+            .await?;
+        tx.send(Fragment::new(msg::LIST_END).with_part(1)).await?;
+        while rx.recv().await?.is_some() {}
+        tx.finish().await?;
+        Ok(())
+    });
+    let (_srv, link) = jsync_tests::serve(&keys, services, TRANSPORTS[0]).await;
+    let lines = Arc::new(Lines::default());
+    let mut opts = SyncOptions::default();
+    opts.itemize = true;
+    opts.progress = lines.clone();
+    let dst = scene.work.path().join("dst");
+    let r = sync::pull(&link, "src/", &dst, &opts).await.unwrap();
+    let made = std::fs::read_link(dst.join(std::ffi::OsStr::from_bytes(name))).unwrap();
+    assert_eq!(made.as_os_str().as_bytes(), target, "the link as listed");
+    let lines = lines.0.lock().unwrap().clone();
+    assert!(
+        lines.contains(&"cL+++++++++ esc\\#033[31m\\#012red\\#351 -> \\#033]0;title\\#007".into()),
+        "{lines:?}"
+    );
+    let e = r
+        .errors
+        .iter()
+        .find(|e| e.path.starts_with("bad"))
+        .expect("the walk error");
+    assert_eq!(e.path, "bad\\#033[2Jdir");
+    assert_eq!(e.message, "cannot read\\#033]0;pwned\\#007: denied");
+    let mut shown = lines.clone();
+    shown.extend(
+        r.errors
+            .iter()
+            .flat_map(|e| [e.path.clone(), e.message.clone()]),
+    );
+    for s in &shown {
+        assert!(!s.contains(['\x1b', '\x07', '\n']), "{s:?}");
+    }
     link.close("done").await;
 }

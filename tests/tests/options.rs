@@ -2195,6 +2195,57 @@ fn itemize_twice_shows_files_found_in_previous_copies() {
     }
 }
 
+/// Names with control characters or bytes that are not UTF-8 are shown
+/// escaped, `\#ooo`, as rsync's: in itemized lines, `--out-format` and
+/// `--list-only` (one line per entry, whatever the name holds, and no escape
+/// sequence reaches the terminal); the files keep their own names.
+#[test]
+fn odd_names_are_shown_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let names: [(&[u8], &str); 3] = [
+        (b"two\nlines", "two\\#012lines"),
+        (b"caf\xe9", "caf\\#351"),
+        (b"\x1b[31mred", "\\#033[31mred"),
+    ];
+    let setup = Sources::new(|src| {
+        for (name, _) in names {
+            put(&src.join(std::ffi::OsStr::from_bytes(name)), b"odd\n", T);
+        }
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        for options in [&["-i"][..], &["-n", "--out-format=%n"], &["--list-only"]] {
+            let _ = std::fs::remove_dir_all(&dst);
+            let what = format!("{way} {}", options.join(" "));
+            let mut args = options.to_vec();
+            args.push(&from);
+            if options[0] != "--list-only" {
+                args.push(&to);
+            }
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &what);
+            let stdout = String::from_utf8(out.stdout.clone()).expect("UTF-8 output");
+            let lines: Vec<&str> = stdout.lines().collect();
+            for (_, shown) in names {
+                let line = match options[0] {
+                    "-i" => format!(">f+++++++++ {shown}"),
+                    "-n" => shown.to_string(),
+                    _ => format!(" {shown}"),
+                };
+                let n = lines.iter().filter(|l| l.ends_with(&line)).count();
+                assert_eq!(n, 1, "{what}: {line} in {lines:?}");
+            }
+            assert_eq!(lines.len(), 4, "{what}: one line per entry: {lines:?}");
+            assert!(!stdout.contains('\x1b'), "{what}: {stdout:?}");
+        }
+        ok(&srv.jcp(keys.path(), &[&from, &to]), way);
+        for (name, _) in names {
+            let file = dst.join(std::ffi::OsStr::from_bytes(name));
+            assert_eq!(read(&file).as_deref(), Some(&b"odd\n"[..]), "{way}");
+        }
+    }
+}
+
 /// With `--no-perms`, `--link-dest` links a previous copy whatever its mode
 /// (as rsync's: modes count only where they are kept); with them kept, one
 /// of another mode is copied.

@@ -193,7 +193,7 @@ impl GiveSpec {
     /// would land. `fs` is never read. A path naming a directory's contents
     /// (a trailing slash, `.`) is refused: there is no one name to delete.
     pub(crate) fn missing(fs: FsRoot, src: &[u8]) -> Result<GiveSpec> {
-        let shown = String::from_utf8_lossy(src);
+        let shown = super::escape_name(src);
         let no_name = || Error::Fs(format!("{shown}: no such file or directory"));
         if names_contents(src) {
             return Err(no_name());
@@ -660,7 +660,7 @@ async fn read_reports(
         match f.op {
             msg::ITEMS => {
                 for line in String::from_utf8_lossy(&f.payload).lines() {
-                    giver.opts.progress.itemize(line);
+                    giver.opts.progress.itemize(&super::escape_controls(line));
                 }
             }
             msg::PLACED if giver.removals.is_some() => {
@@ -998,7 +998,7 @@ fn walk_selected(
                     }
                 }
                 Ok(_) => {
-                    let why = format!("{} is not a directory", String::from_utf8_lossy(dir));
+                    let why = format!("{} is not a directory", super::escape_name(dir));
                     if !send(WalkItem::Error(path.clone(), why)) {
                         return;
                     }
@@ -1067,7 +1067,7 @@ fn walk_selected(
                 .and_then(|fd| {
                     Level::read(fd, path.clone(), &m)
                         .and_then(|l| l.with_rules(&opts.filter, &scope))
-                        .map_err(|e| Error::io(String::from_utf8_lossy(path), e))
+                        .map_err(|e| Error::io(super::escape_name(path), e))
                 })
         });
         if !send(unlisted_if_failed(item, level.as_ref())) {

@@ -339,7 +339,7 @@ impl OutFormat {
                 'n' => shown(&item.path, item.kind),
                 'f' => shown(&item.path, EntryKind::File),
                 'L' => match &item.link {
-                    Some((arrow, to)) => format!("{arrow}{}", String::from_utf8_lossy(to)),
+                    Some((arrow, to)) => format!("{arrow}{}", super::escape_name(to)),
                     None => String::new(),
                 },
                 'i' => item.code.clone(),
@@ -416,12 +416,13 @@ pub fn with_commas(n: u64) -> String {
     out
 }
 
-/// A path for display: lossy UTF-8, `.` for the base, `/` after directories.
+/// A path for display ([`super::escape_name`]), `.` for the base, `/` after
+/// directories.
 fn shown(path: &[u8], kind: EntryKind) -> String {
     let mut s = if path.is_empty() {
         ".".to_string()
     } else {
-        String::from_utf8_lossy(path).into_owned()
+        super::escape_name(path).into_owned()
     };
     if kind == EntryKind::Dir {
         s.push('/');
@@ -503,7 +504,7 @@ mod tests {
         assert!(Item::hard_link(b"b", b"a", a).transferred());
         assert_eq!(
             Item::deleting(b"f\xff", false).line(),
-            "*deleting   f\u{fffd}"
+            "*deleting   f\\#377"
         );
     }
 

@@ -17,6 +17,7 @@ mod backup;
 mod chmod;
 pub(crate) mod chunker;
 mod destdir;
+mod escape;
 mod filter;
 pub(crate) mod fsroot;
 mod fuzzy;
@@ -38,6 +39,7 @@ use std::time::Instant;
 pub use alt::{AltDest, AltHow};
 pub use backup::Backup;
 pub use chmod::{Chmod, ChmodError};
+pub use escape::{escape_controls, escape_name};
 pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
 pub use give::names_contents;
 pub use glob::{glob_quote, has_glob, remote_glob, GLOB};
@@ -754,9 +756,11 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
     let list = |l: Vec<proto::sync::StatsError>| {
         let mut out: Vec<FileError> = l
             .into_iter()
+            // (From a peer: its names were escaped where it made them, but
+            // nothing of its text may reach a terminal unescaped.)
             .map(|e| FileError {
-                path: String::from_utf8_lossy(&e.path).into_owned(),
-                message: e.message,
+                path: escape_controls(&String::from_utf8_lossy(&e.path)).into_owned(),
+                message: escape_controls(&e.message).into_owned(),
             })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -959,15 +963,13 @@ pub(crate) fn shown_bytes(prefix: &[u8], path: &[u8]) -> Vec<u8> {
     b
 }
 
-/// [`shown_bytes`] as text (lossy UTF-8), for progress and messages; no
+/// [`shown_bytes`] as text ([`escape_name`]), for progress and messages; no
 /// copy without a prefix (a file's path is shown for each file).
 pub(crate) fn shown_path<'a>(prefix: &[u8], path: &'a [u8]) -> std::borrow::Cow<'a, str> {
     if prefix.is_empty() {
-        return String::from_utf8_lossy(path);
+        return escape_name(path);
     }
-    String::from_utf8_lossy(&shown_bytes(prefix, path))
-        .into_owned()
-        .into()
+    escape_name(&shown_bytes(prefix, path)).into_owned().into()
 }
 
 /// The filter as `side` applies it to `source`'s entries: a directory sent as

@@ -205,10 +205,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // (A missing source makes nothing: it only deletes.)
     let missing = source.kind == EntryKind::Missing;
     if missing && !opts.delete_missing {
-        return Err(missing_unasked(
-            &name,
-            &String::from_utf8_lossy(&source.name),
-        ));
+        return Err(missing_unasked(&name, &super::escape_name(&source.name)));
     }
     // Before anything is made: a name this side does not know fails the run.
     let given = match &opts.chown {
@@ -1833,7 +1830,7 @@ fn plan(
         }
         EntryKind::Symlink => {
             if ctx.opts.safe_links && super::unsafe_symlink(&ctx.shown_bytes(&e.path), &e.target) {
-                let target = String::from_utf8_lossy(&e.target);
+                let target = super::escape_name(&e.target);
                 ctx.counters.warning(
                     &ctx.shown(&e.path),
                     format!("ignoring unsafe symlink to {target}"),
