@@ -492,6 +492,13 @@ pub struct Cli {
     #[arg(long)]
     pub open_noatime: bool,
 
+    /// Allocate each file the destination gets to its size before writing
+    /// it, as rsync's --preallocate (fallocate): one piece on disk, and a
+    /// full disk fails the file at its start; with -S its blocks of zeros
+    /// are punched out again
+    #[arg(long)]
+    pub preallocate: bool,
+
     /// Copy what a symlink leads to when the link is unsafe (absolute, or
     /// climbing above the transfer's top from where it sits), as rsync's
     /// --copy-unsafe-links; other symlinks stay links. As far as -L
@@ -1114,6 +1121,7 @@ impl Cli {
         sync.copy_dirlinks = self.copy_dirlinks;
         sync.copy_unsafe_links = self.copy_unsafe_links;
         sync.open_noatime = self.open_noatime;
+        sync.preallocate = self.preallocate;
         sync.keep_dirlinks = self.keep_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
         sync.fuzzy = self.fuzzy;
@@ -1496,6 +1504,8 @@ mod tests {
                 .sync
                 .open_noatime
         );
+        assert!(!k.preallocate);
+        assert!(plan(&["--preallocate", "a", "b"]).unwrap().sync.preallocate);
         let moved = [
             "jcp",
             "--copy-unsafe-links",

@@ -1184,35 +1184,56 @@ fn ignore_errors_deletes_despite_io_errors() {
 
 /// `-S`: blocks of zeros arrive as holes, in a small file sent whole and in
 /// a large one rebuilt from a recipe; without it they are written (the
-/// content is the same either way).
+/// content is the same either way), and only a large file's own holes are
+/// kept. `--preallocate` (rsync's) allocates each file whole before it is
+/// written, its holes too, unless `-S` punches its blocks of zeros out
+/// again.
 #[test]
-fn sparse_leaves_blocks_of_zeros_as_holes() {
-    use std::os::unix::fs::MetadataExt;
+fn sparse_and_preallocate_decide_what_is_a_hole() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
     let mut small = vec![0u8; 200 << 10];
     small[150_000] = 1;
     let mut large = vec![0u8; 2 << 20];
     large[1 << 20] = 1;
+    let mut holey = vec![0u8; 1 << 20];
+    holey[(1 << 20) - 1] = 1;
     let setup = Sources::new(|src| {
         put(&src.join("small.bin"), &small, T);
         put(&src.join("large.bin"), &large, T);
+        // A hole of a megabyte but its last byte, in the source itself.
+        let f = std::fs::File::create(src.join("holey.bin")).unwrap();
+        f.write_all_at(&[1], (1 << 20) - 1).unwrap();
+        filetime::set_file_mtime(src.join("holey.bin"), FileTime::from_unix_time(T, 0)).unwrap();
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
-    for (options, sparse) in [(&["-S"][..], true), (&[][..], false)] {
+    // Whether zeros written (small, large) and the source's hole (holey)
+    // arrive as holes.
+    for (options, zeros, hole) in [
+        (&["-S"][..], true, true),
+        (&[][..], false, true),
+        (&["--preallocate"], false, false),
+        (&["--preallocate", "-S"], true, true),
+    ] {
         for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
             let _ = std::fs::remove_dir_all(&dst);
             let mut args = options.to_vec();
             args.extend([from.as_str(), to.as_str()]);
             let what = format!("{way} {options:?}");
             ok(&srv.jcp(keys.path(), &args), &what);
-            for (name, data) in [("small.bin", &small), ("large.bin", &large)] {
+            for (name, data, sparse) in [
+                ("small.bin", &small, zeros),
+                ("large.bin", &large, zeros),
+                ("holey.bin", &holey, hole),
+            ] {
                 let p = dst.join(name);
                 assert_eq!(read(&p).as_ref(), Some(data), "{what}: {name}");
                 let allocated = std::fs::metadata(&p).unwrap().blocks() * 512;
-                assert_eq!(
-                    allocated < 64 << 10,
-                    sparse,
-                    "{what}: {name}: {allocated} bytes"
-                );
+                let expect = if sparse {
+                    allocated < 64 << 10
+                } else {
+                    allocated >= data.len() as u64
+                };
+                assert!(expect, "{what}: {name}: {allocated} bytes allocated");
             }
         }
     }

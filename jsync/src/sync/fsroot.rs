@@ -587,6 +587,7 @@ impl FsRoot {
                         target: name.to_owned(),
                         shown: rel.display(),
                         partial_dir: self.partial_dir.get().cloned(),
+                        preallocated: false,
                         done: false,
                     });
                 }
@@ -634,6 +635,7 @@ impl FsRoot {
             target: name.to_owned(),
             shown: rel.display(),
             partial_dir: self.partial_dir.get().cloned(),
+            preallocated: false,
             done: false,
         })
     }
@@ -2045,6 +2047,8 @@ pub(crate) struct TempFile {
     shown: String,
     /// Where it goes if kept as a partial file (`--partial-dir`).
     partial_dir: Option<OsString>,
+    /// Allocated to its size before it was written ([`TempFile::preallocate`]).
+    preallocated: bool,
     done: bool,
 }
 
@@ -2169,13 +2173,55 @@ impl TempFile {
             .map_err(|e| FsError::io(self.shown.clone(), e))
     }
 
+    /// Allocates the file's `size` bytes on disk before it is written, and
+    /// makes it that long (`fallocate`; rsync's `--preallocate`): the file
+    /// is then laid out in one piece, and a full disk fails it now rather
+    /// than part-way. (Its length too, so that [`TempFile::hole`] can punch
+    /// holes anywhere in it: filesystems punch none past the end.) A
+    /// filesystem that cannot is passed over (the file is written as
+    /// ever); any other failure is the file's.
+    pub fn preallocate(&mut self, size: u64) -> Result<(), FsError> {
+        if size == 0 {
+            return Ok(());
+        }
+        match rfs::fallocate(&self.file, rfs::FallocateFlags::empty(), 0, size) {
+            Ok(()) => {
+                self.preallocated = true;
+                Ok(())
+            }
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
+            Err(e) => Err(FsError::io(self.shown.clone(), e)),
+        }
+    }
+
+    /// Whether [`TempFile::preallocate`] allocated the file.
+    pub fn preallocated(&self) -> bool {
+        self.preallocated
+    }
+
+    /// Leaves `len` bytes at `at` a hole: for a file [`TempFile::preallocate`]
+    /// allocated, their blocks are given back (`FALLOC_FL_PUNCH_HOLE`);
+    /// otherwise, a new file's, they are a hole already.
+    pub fn hole(&self, at: u64, len: u64) -> Result<(), FsError> {
+        if !self.preallocated || len == 0 {
+            return Ok(());
+        }
+        let punch = rfs::FallocateFlags::PUNCH_HOLE | rfs::FallocateFlags::KEEP_SIZE;
+        match rfs::fallocate(&self.file, punch, at, len) {
+            Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(FsError::io(self.shown.clone(), e)),
+        }
+    }
+
     /// [`TempFile::write_at`], but each aligned 4 KiB block of `buf` that is
-    /// all zeros is left a hole, not written (rsync's `-S`). The file is new,
-    /// so a hole reads as zeros; the caller sets its length after the last
-    /// write (a hole at the end does not extend it).
+    /// all zeros is left a hole, not written (rsync's `-S`; see
+    /// [`TempFile::hole`]). The file is new, so a hole reads as zeros; the
+    /// caller sets its length after the last write (a hole at the end does
+    /// not extend it).
     pub fn write_sparse_at(&self, buf: &[u8], offset: u64) -> Result<(), FsError> {
         const BLOCK: u64 = 4096;
         let mut run = 0; // start of the data not yet written
+        let mut zeros = None; // start of the blocks of zeros met last
         let mut i = 0;
         while i < buf.len() {
             let at = offset + i as u64;
@@ -2184,8 +2230,14 @@ impl TempFile {
             if whole_block && buf[i..end].iter().all(|&b| b == 0) {
                 self.write_at(&buf[run..i], offset + run as u64)?;
                 run = end;
+                zeros.get_or_insert(at);
+            } else if let Some(z) = zeros.take() {
+                self.hole(z, at - z)?;
             }
             i = end;
+        }
+        if let Some(z) = zeros {
+            self.hole(z, offset + run as u64 - z)?;
         }
         self.write_at(&buf[run..], offset + run as u64)
     }

@@ -140,6 +140,12 @@ pub struct SyncOptions {
     /// (`--open-noatime`, `O_NOATIME`), where this process may: the
     /// sender's files, and the receiver's old ones it reads.
     pub open_noatime: bool,
+    /// The receiver allocates each file it writes to its size before the
+    /// data goes in (`--preallocate`, `fallocate`), so a file is one piece
+    /// on disk and a full disk fails it at the start; with `sparse` its
+    /// blocks of zeros are then punched out again. Where the filesystem
+    /// cannot, files are written as ever.
+    pub preallocate: bool,
     /// Keep a symlink in the destination that leads to a directory where the
     /// source has a directory (`-K`): its contents and attributes go to the
     /// directory it leads to, which must be beneath the destination
@@ -288,6 +294,7 @@ impl Default for SyncOptions {
             copy_dirlinks: false,
             copy_unsafe_links: false,
             open_noatime: false,
+            preallocate: false,
             keep_dirlinks: false,
             dirs_only: false,
             fuzzy: false,
@@ -434,6 +441,7 @@ impl Args {
             format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
             format!("copy_unsafe_links={}", flag(opts.copy_unsafe_links)),
             format!("open_noatime={}", flag(opts.open_noatime)),
+            format!("preallocate={}", flag(opts.preallocate)),
             format!("keep_dirlinks={}", flag(opts.keep_dirlinks)),
             format!("dirs_only={}", flag(opts.dirs_only)),
             format!("fuzzy={}", flag(opts.fuzzy)),
@@ -583,6 +591,7 @@ impl Args {
                 "copy_dirlinks" => out.opts.copy_dirlinks = on,
                 "copy_unsafe_links" => out.opts.copy_unsafe_links = on,
                 "open_noatime" => out.opts.open_noatime = on,
+                "preallocate" => out.opts.preallocate = on,
                 "keep_dirlinks" => out.opts.keep_dirlinks = on,
                 "dirs_only" => out.opts.dirs_only = on,
                 "fuzzy" => out.opts.fuzzy = on,
@@ -709,6 +718,7 @@ impl Args {
             itemize: self.opts.itemize || self.opts.dry_run,
             itemize_unchanged: self.opts.itemize_unchanged,
             open_noatime: self.opts.open_noatime,
+            preallocate: self.opts.preallocate,
             items_to_sender: remote && (self.opts.itemize || self.opts.dry_run),
             filter: Arc::new(self.opts.filter.clone()),
             delete_excluded: self.opts.delete_excluded,
@@ -1011,6 +1021,7 @@ mod tests {
             copy_dirlinks: true,
             copy_unsafe_links: true,
             open_noatime: true,
+            preallocate: true,
             keep_dirlinks: true,
             delete_missing_args: true,
             dirs_only: true,
@@ -1105,7 +1116,7 @@ mod tests {
         };
         let np = Args::parse(&Args::encode("", &np)).unwrap();
         assert!(!np.take_options(Arc::new(NoProgress), true).perms);
-        assert!(t.itemize && t.itemize_unchanged && t.open_noatime);
+        assert!(t.itemize && t.itemize_unchanged && t.open_noatime && t.preallocate);
         assert_eq!((t.modify_window, t.skips.window), (2, 2));
         assert!(t.side_dirs_confined);
         assert!(t.whole_file && t.omit_dir_times && t.omit_link_times);

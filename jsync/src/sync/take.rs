@@ -83,6 +83,8 @@ pub(crate) struct TakeOptions {
     pub itemize_unchanged: bool,
     /// Read old files without moving their access times (`--open-noatime`).
     pub open_noatime: bool,
+    /// Allocate each file written to its size first (`--preallocate`).
+    pub preallocate: bool,
     /// Send itemized changes to the sender too (it is the one with a user).
     pub items_to_sender: bool,
     /// Receiver entries this excludes are safe from `delete`...
@@ -1547,6 +1549,25 @@ impl Ctx {
         }
     }
 
+    /// The temp file a new file of `size` bytes is written into (`unnamed`:
+    /// [`FsRoot::create_unnamed`], for one written at once), allocated to
+    /// its size first with `--preallocate`.
+    fn new_file(
+        &self,
+        rel: &RelPath,
+        size: u64,
+        unnamed: bool,
+    ) -> std::result::Result<TempFile, super::fsroot::FsError> {
+        let mut temp = match unnamed {
+            true => self.fs.create_unnamed(rel)?,
+            false => self.fs.create_temp(rel)?,
+        };
+        if self.opts.preallocate {
+            temp.preallocate(size)?;
+        }
+        Ok(temp)
+    }
+
     /// Itemizes a file received (or in a dry run one that would be): one
     /// the destination had gets new content.
     fn item_received(&self, e: &Entry, c: &Change) {
@@ -2069,7 +2090,9 @@ fn from_alt(
     }
     // A copy: also where linking failed (another filesystem).
     let src = alts.open_read(i, rel).map_err(|e| e.to_string())?;
-    let temp = ctx.fs.create_temp(rel).map_err(|e| e.to_string())?;
+    let temp = ctx
+        .new_file(rel, e.size, false)
+        .map_err(|e| e.to_string())?;
     let n = std::io::copy(&mut &src, &mut &temp.file)
         .map_err(|err| format!("{}: {err}", ctx.shown(&e.path)))?;
     if n != e.size {
@@ -3529,7 +3552,9 @@ fn apply_whole(ctx: &Ctx, job: &FileJob, whole: &WholeFile<'_>) {
         if ctx.whole_digest && blake3::hash(whole.data).as_bytes() != &whole.hash {
             return Err(format!("{shown}: verification failed (hash mismatch)"));
         }
-        let temp = ctx.fs.create_unnamed(&job.rel).map_err(|e| e.to_string())?;
+        let temp = ctx
+            .new_file(&job.rel, whole.meta.size, true)
+            .map_err(|e| e.to_string())?;
         write_data(&temp, whole.data, 0, ctx.opts.sparse).map_err(|e| e.to_string())?;
         if ctx.opts.sparse {
             temp.set_len(whole.meta.size).map_err(|e| e.to_string())?;
@@ -3716,7 +3741,7 @@ fn changed_during(shown: &str) -> String {
 impl<'a> Build<'a> {
     fn new(ctx: &Ctx, rel: &RelPath, shown: &'a str, verify: bool, size: u64) -> Build<'a> {
         Build {
-            temp: ctx.fs.create_temp(rel).map_err(|e| e.to_string()),
+            temp: ctx.new_file(rel, size, false).map_err(|e| e.to_string()),
             shown,
             pos: 0,
             digest: verify.then(DigestBuilder::default),
@@ -3742,6 +3767,12 @@ impl<'a> Build<'a> {
             RecipeOp::Hole(len) => {
                 if let Some(d) = &mut self.digest {
                     d.push_hole(len);
+                }
+                // (Without -S, a preallocated file keeps the hole's blocks.)
+                if let (true, Ok(temp)) = (self.sparse, &self.temp) {
+                    if let Err(e) = temp.hole(self.pos, len) {
+                        self.temp = Err(e.to_string());
+                    }
                 }
                 self.pos = self.pos.saturating_add(len);
                 Some(Ok(len))
@@ -3881,6 +3912,11 @@ impl<'a> Build<'a> {
     /// (the next run's basis), unless nothing did.
     fn keep_partial(self) {
         if let Ok(temp) = self.temp {
+            // (A preallocated file is as long as the whole file would be:
+            // only what arrived is kept.)
+            if temp.preallocated() {
+                let _ = temp.set_len(self.pos);
+            }
             if self.pos > 0 {
                 if let Err(e) = temp.keep_as_partial() {
                     tracing::warn!(path = %self.shown, error = %e, "cannot keep the partial file");
