@@ -2195,6 +2195,7 @@ fn itemize_twice_shows_files_found_in_previous_copies() {
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     for prev in [work.path().join("prev"), root.join("prev")] {
         make_source(&prev);
+        set_mode(&prev.join("new_dir/inner.txt"), 0o600);
     }
     for (alt, code) in [("--compare-dest", ".f"), ("--link-dest", "hf")] {
         for options in [&["-ii"][..], &["-i"], &["-n", "-ii"]] {
@@ -2209,8 +2210,15 @@ fn itemize_twice_shows_files_found_in_previous_copies() {
                 let items = String::from_utf8_lossy(&out.stdout);
                 let line = format!("{code}          only_there.txt\n");
                 let twice = options.contains(&"-ii");
+                let named = |name: &str| items.lines().filter(|l| l.ends_with(name)).count();
                 assert_eq!(items.contains(&line), twice, "{what}: {items}");
-                assert_eq!(items.contains("only_there"), twice, "{what}: {items}");
+                assert_eq!(named(" only_there.txt"), twice as usize, "{what}: {items}");
+                // What differs from the copy there shows, with -i too.
+                if alt == "--compare-dest" {
+                    let perms = ".f...p..... new_dir/inner.txt\n";
+                    assert!(items.contains(perms), "{what}: {items}");
+                    assert_eq!(named(" new_dir/inner.txt"), 1, "{what}: {items}");
+                }
             }
         }
     }
@@ -2223,15 +2231,21 @@ fn itemize_twice_shows_files_found_in_previous_copies() {
 #[test]
 fn odd_names_are_shown_escaped() {
     use std::os::unix::ffi::OsStrExt;
-    let names: [(&[u8], &str); 3] = [
+    let names: [(&[u8], &str); 4] = [
         (b"two\nlines", "two\\#012lines"),
         (b"caf\xe9", "caf\\#351"),
         (b"\x1b[31mred", "\\#033[31mred"),
+        // What reads as an escape already: its backslash is escaped.
+        (b"lit\\#012", "lit\\#134#012"),
     ];
     let setup = Sources::new(|src| {
         for (name, _) in names {
             put(&src.join(std::ffi::OsStr::from_bytes(name)), b"odd\n", T);
         }
+        let link = src.join("link");
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"caf\xe9\n"), &link).unwrap();
+        let t = FileTime::from_unix_time(T, 0);
+        filetime::set_symlink_file_times(&link, t, t).unwrap();
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
@@ -2247,8 +2261,13 @@ fn odd_names_are_shown_escaped() {
             ok(&out, &what);
             let stdout = String::from_utf8(out.stdout.clone()).expect("UTF-8 output");
             let lines: Vec<&str> = stdout.lines().collect();
-            for (_, shown) in names {
+            let link = match options[0] {
+                "-n" => "link".to_string(),
+                _ => "link -> caf\\#351\\#012".to_string(),
+            };
+            for shown in names.map(|(_, shown)| shown).into_iter().chain([&link[..]]) {
                 let line = match options[0] {
+                    "-i" if shown == link => format!("cL+++++++++ {shown}"),
                     "-i" => format!(">f+++++++++ {shown}"),
                     "-n" => shown.to_string(),
                     _ => format!(" {shown}"),
@@ -2256,13 +2275,63 @@ fn odd_names_are_shown_escaped() {
                 let n = lines.iter().filter(|l| l.ends_with(&line)).count();
                 assert_eq!(n, 1, "{what}: {line} in {lines:?}");
             }
-            assert_eq!(lines.len(), 4, "{what}: one line per entry: {lines:?}");
+            assert_eq!(lines.len(), 6, "{what}: one line per entry: {lines:?}");
             assert!(!stdout.contains('\x1b'), "{what}: {stdout:?}");
         }
         ok(&srv.jcp(keys.path(), &[&from, &to]), way);
         for (name, _) in names {
             let file = dst.join(std::ffi::OsStr::from_bytes(name));
             assert_eq!(read(&file).as_deref(), Some(&b"odd\n"[..]), "{way}");
+        }
+    }
+}
+
+/// A dry run with `-c` compares files with a `--*-dest` directory's copies
+/// as the real run does: it shows the lines the real run then shows (`-ii`:
+/// what is left out, linked or copied, and what differs from its copy),
+/// and counts the same files transferred.
+#[test]
+fn dry_run_with_checksum_compares_previous_copies_too() {
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for prev in [work.path().join("prev"), root.join("prev")] {
+        make_source(&prev);
+        // The same size and time as the source's, other content.
+        put(&prev.join("same_stamp.txt"), b"destin", T + 300);
+    }
+    let lines = |out: &Output| -> Vec<String> {
+        let out = String::from_utf8_lossy(&out.stdout);
+        let stats = |l: &&str| l.starts_with(char::is_uppercase);
+        let shown = out
+            .lines()
+            .filter(|l| !stats(l) || l.starts_with("Files transferred"));
+        let mut shown: Vec<String> = shown.map(str::to_string).collect();
+        shown.sort();
+        shown
+    };
+    for alt in ["--compare-dest", "--link-dest", "--copy-dest"] {
+        for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+            let _ = std::fs::remove_dir_all(&dst);
+            std::fs::create_dir(&dst).unwrap();
+            let args = ["-c", "-ii", "--stats", alt, "../prev", &from, &to];
+            let what = format!("{way} {alt}");
+            let dry = srv.jcp(keys.path(), &[&["-n"][..], &args].concat());
+            ok(&dry, &what);
+            assert!(files_in(&dst).is_empty(), "{what}: the dry run made files");
+            let shown = lines(&dry);
+            let line = ">f+++++++++ same_stamp.txt".to_string();
+            assert!(shown.contains(&line), "{what}: {shown:?}");
+            assert!(
+                shown.contains(&"Files transferred:    1".into()),
+                "{what}: {shown:?}"
+            );
+            let real = srv.jcp(keys.path(), &args);
+            ok(&real, &what);
+            assert_eq!(
+                shown,
+                lines(&real),
+                "{what}: the dry run's lines and the real run's"
+            );
         }
     }
 }

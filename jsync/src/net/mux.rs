@@ -143,6 +143,8 @@ pub(crate) fn quic_reason(e: &quinn::ConnectionError) -> String {
     match e {
         quinn::ConnectionError::ApplicationClosed(close) => {
             let text = String::from_utf8_lossy(&close.reason);
+            // (The peer's words: shown and logged with no control characters.)
+            let text = crate::sync::escape_controls(&text);
             if text.is_empty() {
                 "the peer closed the connection".into()
             } else {

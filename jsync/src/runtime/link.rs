@@ -507,6 +507,8 @@ impl Link {
     /// The other side asks us to run `service`; `remote_id` is its end of the pair.
     fn start_service(&self, remote_id: u32, service: String, args: Vec<String>) {
         let Some(f) = self.inner.services.get(&service) else {
+            // (The peer's words: logged with no control characters.)
+            let service = crate::sync::escape_controls(&service);
             tracing::warn!(peer = %self.peer_name(), %service, "request for an unknown service");
             self.send_control(Fragment {
                 subject: "start".into(),
@@ -542,7 +544,9 @@ impl Link {
             match f(peer.clone()).await {
                 Ok(()) => peer.close(),
                 Err(e) => {
+                    // (It may quote the peer: logged with no control characters.)
                     let reason = format!("{e:#}");
+                    let reason = crate::sync::escape_controls(&reason);
                     let name = peer.link().peer_name();
                     if peer.link().inner.in_process {
                         tracing::debug!(peer = %name, %service, %reason, "service failed");

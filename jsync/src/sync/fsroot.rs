@@ -1857,7 +1857,7 @@ fn xattr_err(name: &[u8], e: Errno) -> io::Error {
     let e = io::Error::from(e);
     io::Error::new(
         e.kind(),
-        format!("extended attribute {}: {e}", String::from_utf8_lossy(name)),
+        format!("extended attribute {}: {e}", super::escape_name(name)),
     )
 }
 

@@ -1389,7 +1389,7 @@ fn entry_for(
         Kind::BlockDev => (EntryKind::BlockDev, 0, Vec::new()),
         Kind::Socket => {
             // Sockets are skipped, as rsync does: they cannot be copied.
-            tracing::debug!(path = %String::from_utf8_lossy(&rel), "skipping a socket");
+            tracing::debug!(path = %super::escape_name(&rel), "skipping a socket");
             return None;
         }
     };

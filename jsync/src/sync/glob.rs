@@ -165,7 +165,7 @@ pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<Stri
         let mut p = String::from_utf8(path).map_err(|e| {
             format!(
                 "{pattern} matches {}, whose name is not UTF-8: pull its directory instead",
-                String::from_utf8_lossy(e.as_bytes())
+                super::escape_name(e.as_bytes())
             )
         })?;
         if slash {

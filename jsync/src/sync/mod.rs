@@ -377,7 +377,8 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                     spec = spec.select(only)?;
                 }
                 let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
-                tracing::info!(path = %args.path, files = stats.files_transferred, "pull served");
+                let path = escape_controls(&args.path);
+                tracing::info!(%path, files = stats.files_transferred, "pull served");
                 Ok(())
             }
         })
@@ -397,7 +398,8 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                 let mut opts = args.take_options(Arc::new(NoProgress), true);
                 opts.side_dirs_confined = confined;
                 let stats = take::take(peer, spec, opts).await?;
-                tracing::info!(path = %args.path, files = stats.files_transferred, errors = stats.errors.len(), "push received");
+                let (path, files) = (escape_controls(&args.path), stats.files_transferred);
+                tracing::info!(%path, files, errors = stats.errors.len(), "push received");
                 Ok(())
             }
         })

@@ -327,6 +327,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         umask: if opts.perms { 0 } else { umask() },
         made_dest: made_base && source.kind == EntryKind::Dir && source.contents,
         in_place: (!opts.times && opts.hard_links).then(Default::default),
+        compared_out: Default::default(),
     });
     if missing {
         delete_missing(&ctx, &base, Some(&source.name));
@@ -975,6 +976,10 @@ struct Ctx {
     /// that a follower links only to a first name that is (its time no
     /// longer tells).
     in_place: Option<std::sync::Mutex<HashSet<u64>>>,
+    /// In a dry run: the first names a `--compare-dest` copy found the same
+    /// by hash (`-c`), which their other names follow in being left out
+    /// (a real run tells by their absence).
+    compared_out: std::sync::Mutex<HashSet<u64>>,
     counters: Arc<Counters>,
     progress: Arc<dyn Progress>,
     items: Items,
@@ -1281,11 +1286,15 @@ impl Ctx {
     }
 
     /// Whether a job can go in a CHECKS: a same-size file to compare by hash,
-    /// with no partial file to resume from (that one is a better basis).
+    /// with no partial file to resume from (that one is a better basis). A
+    /// large one goes as a delta, which finds it unchanged as cheaply,
+    /// unless the content is compared anyway (`-c`, `-W`, a `--*-dest`
+    /// copy) or nothing may be asked for (a dry run).
     fn checkable(&self, job: &FileJob) -> bool {
         job.how == WantHow::HashCheck
             && !self.may_have_partial(&job.rel)
             && (job.entry.size <= DELTA_NOT_CHECK_MIN
+                || self.opts.dry_run
                 || self.opts.checksum
                 || self.opts.whole_file
                 || job.local.alt.is_some())
@@ -1340,6 +1349,16 @@ impl Ctx {
 
     /// What differs in attributes between what is here and the entry.
     fn attr_change(&self, rel: &RelPath, here: &Meta, e: &Entry) -> Change {
+        let mut c = self.meta_change(here, e);
+        if matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+            (c.xattrs, c.acls) = self.xattr_change(|| self.fs.xattrs(rel), e);
+        }
+        c
+    }
+
+    /// [`Ctx::attr_change`] but for extended attributes: time, mode, owner
+    /// and group.
+    fn meta_change(&self, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
             time: self.keeps_time(e.kind) && !self.same_mtime(here.mtime, e.mtime),
             perms: here.mode != e.mode && here.kind != Kind::Symlink,
@@ -1349,14 +1368,25 @@ impl Ctx {
             c.owner = uid.is_some_and(|u| here.uid != u);
             c.group = gid.is_some_and(|g| here.gid != g);
         }
-        let kept = self.opts.kept;
-        if kept.any() && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-            (c.xattrs, c.acls) = match self.fs.xattrs(rel) {
-                Ok(have) => kept.differences(&have, &e.xattrs),
-                Err(_) => (kept.xattrs, kept.acls),
-            };
-        }
         c
+    }
+
+    /// Whether the extended attributes (first) and ACLs that are kept
+    /// differ from what `have` reads (both when they cannot be read; none
+    /// read unless some are kept).
+    fn xattr_change(
+        &self,
+        have: impl FnOnce() -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, super::fsroot::FsError>,
+        e: &Entry,
+    ) -> (bool, bool) {
+        let kept = self.opts.kept;
+        if !kept.any() {
+            return (false, false);
+        }
+        match have() {
+            Ok(have) => kept.differences(&have, &e.xattrs),
+            Err(_) => (kept.xattrs, kept.acls),
+        }
     }
 
     /// Whether entries of this kind get the sender's modification time (not
@@ -2011,10 +2041,10 @@ fn plan(
                 }
             };
             // A dry run compares content as a real run would (the lanes
-            // hash the file here and ask the sender's verdict, which
-            // decides the line: rsync's dry run with -c reads files too);
-            // anything else would be received.
-            if dry && !(how == WantHow::HashCheck && alt.is_none()) {
+            // hash the file here, or its --*-dest copy, and ask the
+            // sender's verdict, which decides the line: rsync's dry run
+            // with -c reads files too); anything else would be received.
+            if dry && how != WantHow::HashCheck {
                 ctx.would_receive(e, &change);
                 return Ok(Plan::LeftOut);
             }
@@ -2051,8 +2081,11 @@ fn from_alt(
 ) -> std::result::Result<Plan, String> {
     let alts = ctx.alts.as_ref().expect("found in them");
     if alts.how == AltHow::Compare {
-        // (-ii: shown as unchanged, as rsync's.)
-        ctx.item(Update::Attrs, e, &Change::default());
+        // Shown with what differs from the copy there (-ii: shown if
+        // nothing does), as rsync's.
+        let mut c = ctx.meta_change(there, e);
+        (c.xattrs, c.acls) = ctx.xattr_change(|| alts.xattrs(i, rel), e);
+        ctx.item(Update::Attrs, e, &c);
         return Ok(Plan::Skipped);
     }
     // (-ii: a link to the previous copy shows as an unchanged hard link, as
@@ -2141,9 +2174,18 @@ fn link_follower(
             Some(set) => set.lock().expect("poisoned").contains(&leader_index),
             None => ctx.same_mtime(m.mtime, leader_entry.mtime),
         });
+    // A first name --compare-dest left out (after comparing its content,
+    // -c) leaves out its other names too.
+    if ctx.opts.dry_run
+        && ctx
+            .compared_out
+            .lock()
+            .expect("poisoned")
+            .contains(&leader_index)
+    {
+        return false;
+    }
     if !leader_ok && !ctx.opts.dry_run {
-        // A first name --compare-dest left out (after comparing its
-        // content, -c) leaves out its other names too.
         let compared = ctx.alts.as_ref().is_some_and(|a| a.how == AltHow::Compare);
         if compared && matches!(&there, Ok(None)) {
             return false;
@@ -3242,21 +3284,14 @@ async fn receive_verdicts(
         })?;
     let mut differ = Vec::new();
     for ((job, hashed), v) in jobs.into_iter().zip(verdicts) {
-        if ctx.opts.dry_run {
-            // Nothing changes: the verdict only decides the line.
-            match v {
-                msg::Verdict::Same | msg::Verdict::SameMeta(_) => {
-                    ctx.item(Update::Attrs, &job.entry, &job.change)
-                }
-                msg::Verdict::Differs => ctx.would_receive(&job.entry, &job.change),
-                msg::Verdict::Failed(m) => ctx.counters.error(&job.shown, m),
-                msg::Verdict::Vanished(m) => ctx.counters.vanished(&job.shown, m),
-            }
-            continue;
-        }
         let meta = match v {
             msg::Verdict::Same => job.entry.file_meta(),
             msg::Verdict::SameMeta(m) => m,
+            // (A dry run asks for nothing: the verdict only decides the line.)
+            msg::Verdict::Differs if ctx.opts.dry_run => {
+                ctx.would_receive(&job.entry, &job.change);
+                continue;
+            }
             msg::Verdict::Differs => {
                 differ.push(job);
                 continue;
@@ -3276,10 +3311,18 @@ async fn receive_verdicts(
             (e.mode, e.mtime) = (ctx.as_applied(&job, &meta).mode, meta.mtime);
             match from_alt(ctx, &job.rel, &e, i, &hashed.meta) {
                 Ok(Plan::InPlace) => ctx.placed(job.index),
+                Ok(Plan::Skipped) if ctx.opts.dry_run => {
+                    ctx.compared_out.lock().expect("poisoned").insert(job.index);
+                }
                 Ok(_) => {}
                 Err(err) => ctx.counters.error(&job.shown, err),
             }
             ctx.progress.file_done(&job.shown, job.entry.size);
+            continue;
+        }
+        if ctx.opts.dry_run {
+            // Found the same: only its attributes' changes would be made.
+            ctx.item(Update::Attrs, &job.entry, &job.change);
             continue;
         }
         // (A checked file is never a retry: retries are deltas or whole.)
