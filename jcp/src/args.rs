@@ -69,6 +69,11 @@ pub struct Cli {
     #[arg(short = '6', long)]
     pub ipv6: bool,
 
+    /// Connect from this local IP address (rsync's --address, ssh's -b),
+    /// and so to the server's addresses of its kind only
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<std::net::IpAddr>,
+
     /// Where the client keys and known_server_keys live
     /// [default: $JSYNC_CONFIG_DIR, else ~/.config/jsync]
     #[arg(long, value_name = "DIR")]
@@ -771,6 +776,8 @@ pub struct Plan {
     pub transport: Transport,
     /// `-4`, `-6`: the server's addresses of one kind only.
     pub family: Option<jsync::runtime::AddrFamily>,
+    /// `--address`: where connections go out from.
+    pub address: Option<std::net::IpAddr>,
     pub config_dir: PathBuf,
     pub plaintext: bool,
     pub tls: TlsOptions,
@@ -1072,6 +1079,15 @@ impl Cli {
         if self.temp_dir.as_deref() == Some("") {
             return Err(UsageError("--temp-dir: an empty directory name".into()));
         }
+        match self.address {
+            Some(ip) if (ip.is_ipv4() && self.ipv6) || (ip.is_ipv6() && self.ipv4) => {
+                let other = if self.ipv4 { "-4" } else { "-6" };
+                return Err(UsageError(format!(
+                    "--address {ip} and {other}: another kind"
+                )));
+            }
+            _ => {}
+        }
         if let Some(d) = &self.partial_dir {
             if !jsync::sync::plain_partial_dir(d) {
                 return Err(UsageError(format!(
@@ -1217,6 +1233,7 @@ impl Cli {
                 (_, true) => Some(jsync::runtime::AddrFamily::V6),
                 _ => None,
             },
+            address: self.address,
             transport: if self.quic {
                 Transport::Quic
             } else {
@@ -1505,6 +1522,12 @@ mod tests {
                 .open_noatime
         );
         assert!(!k.preallocate);
+        let from = plan(&["--address", "127.0.0.2", "a", "h:b"]).unwrap();
+        assert_eq!(from.address, Some([127, 0, 0, 2].into()));
+        assert!(plan(&["--address", "::1", "-6", "a", "h:b"]).is_ok());
+        assert!(plan(&["--address", "::1", "-4", "a", "h:b"]).is_err());
+        assert!(plan(&["--address", "127.0.0.1", "-6", "a", "h:b"]).is_err());
+        assert!(Cli::try_parse_from(["jcp", "--address", "host.example", "a", "h:b"]).is_err());
         assert!(plan(&["--preallocate", "a", "b"]).unwrap().sync.preallocate);
         let moved = [
             "jcp",

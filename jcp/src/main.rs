@@ -393,6 +393,7 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
     let link = jsync::Client::new(security, Services::new())
         .transport(plan.transport)
         .family(plan.family)
+        .local_address(plan.address)
         .options(plan.link.clone())
         .connect(addr)
         .await?;

@@ -299,3 +299,42 @@ fn minus_4_and_minus_6_choose_the_kind_of_address() {
     let out = srv.jcp(keys.path(), &["-4", "-6", src, "127.0.0.1:c"]);
     assert_fails(&out, 2, "cannot be used with", "-4 -6");
 }
+
+/// `--address` (rsync's): connections go out from the local address given,
+/// over TCP and QUIC (jsrv's log names the client by it), and to the
+/// server's addresses of its kind only; an address this host does not have
+/// fails the run, naming it (exit 4), and one of the other kind than `-4`
+/// or `-6` is a usage error.
+#[test]
+fn address_chooses_where_connections_come_from() {
+    use jsync_tests::bins::{assert_fails, assert_ok};
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let (mut srv, log) = Jsrv::start_logged(keys.path(), &root, &[]);
+    let src = work.path().join("f.txt");
+    std::fs::write(&src, b"x").unwrap();
+    let src = src.to_str().unwrap();
+    let from = ["--address", "127.0.0.2"];
+    assert_ok(
+        &srv.jcp(keys.path(), &[&from[..], &[src, "127.0.0.1:a"]].concat()),
+        "TCP",
+    );
+    let quic = [&from[..], &["--quic", src, "127.0.0.1:b"]].concat();
+    assert_ok(&srv.jcp(keys.path(), &quic), "QUIC");
+    assert_eq!(std::fs::read(root.join("a")).unwrap(), b"x");
+    assert_eq!(std::fs::read(root.join("b")).unwrap(), b"x");
+    // 192.0.2.1 (TEST-NET-1) is no address of this host.
+    let out = srv.jcp(keys.path(), &["--address", "192.0.2.1", src, "127.0.0.1:c"]);
+    assert_fails(&out, 4, "from 192.0.2.1 (--address)", "an address not here");
+    let out = srv.jcp(keys.path(), &["--address", "::1", src, "127.0.0.1:c"]);
+    assert_fails(&out, 4, "no IPv6 address found", "an IPv6 --address");
+    assert!(!root.join("c").exists());
+    let out = srv.jcp(keys.path(), &["--address", "::1", "-4", src, "127.0.0.1:c"]);
+    assert_fails(&out, 2, "another kind", "--address ::1 -4");
+    assert!(srv.terminate().success());
+    let log = log.join().unwrap();
+    assert_eq!(log.matches("client 127.0.0.2:").count(), 4, "{log}");
+    assert!(!log.contains("client 127.0.0.1:"), "{log}");
+}

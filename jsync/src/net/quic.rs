@@ -144,6 +144,7 @@ pub(crate) fn server_endpoint(
 
 pub(crate) async fn connect(
     addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
     peer: &str,
     security: &ClientSecurity,
     opts: &LinkOptions,
@@ -153,16 +154,22 @@ pub(crate) async fn connect(
             "QUIC is always encrypted; --insecure-plaintext works over TCP only".into(),
         ));
     };
-    let local: SocketAddr = if addr.is_ipv6() {
-        "[::]:0".parse().expect("addr")
-    } else {
-        "0.0.0.0:0".parse().expect("addr")
+    let bind: SocketAddr = match local {
+        Some(ip) => SocketAddr::new(ip, 0),
+        None if addr.is_ipv6() => "[::]:0".parse().expect("addr"),
+        None => "0.0.0.0:0".parse().expect("addr"),
     };
     let connect_err = |source| Error::Connect {
         addr: addr.to_string(),
         source,
     };
-    let udp = super::socket::bind_udp(local).map_err(connect_err)?;
+    let udp = super::socket::bind_udp(bind).map_err(|source| Error::Connect {
+        addr: match local {
+            Some(ip) => format!("{addr} from {ip} (--address)"),
+            None => addr.to_string(),
+        },
+        source,
+    })?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| connect_err(std::io::Error::other("no async runtime for QUIC")))?;
     let endpoint = Endpoint::new(endpoint_config(), None, udp, runtime).map_err(connect_err)?;
@@ -356,7 +363,7 @@ mod tests {
                 (mtu(&est), est)
             }
         });
-        let est = connect(addr, "server", &client, &opts).await.unwrap();
+        let est = connect(addr, None, "server", &client, &opts).await.unwrap();
         let (server_mtu, _server_est) = accepted.await.unwrap();
         assert_eq!(mtu(&est), MTU_UPPER_BOUND);
         assert_eq!(server_mtu, MTU_UPPER_BOUND);

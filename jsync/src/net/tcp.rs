@@ -5,13 +5,13 @@
 //! wrong mode gets a sentence ("the server expects TLS") instead of a hang or
 //! garbage; a TLS client keeps the first bytes it received for the same reason.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use proto::{HandshakeMsg, Negotiated};
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::counting::{Counted, WireCounter};
 use super::handshake::{self, Side, Sniff};
@@ -87,17 +87,31 @@ where
 
 pub(crate) async fn connect(
     addr: SocketAddr,
+    local: Option<IpAddr>,
     peer: &str,
     security: &ClientSecurity,
     opts: &LinkOptions,
 ) -> Result<Established> {
     let tcp = timed(opts.connect_timeout, "connect", peer, async {
-        TcpStream::connect(addr)
-            .await
-            .map_err(|source| Error::Connect {
-                addr: addr.to_string(),
-                source,
-            })
+        let connected = match local {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => TcpSocket::new_v4(),
+                    IpAddr::V6(_) => TcpSocket::new_v6(),
+                };
+                let bound = socket.and_then(|s| s.bind(SocketAddr::new(ip, 0)).map(|()| s));
+                let bound = bound.map_err(|source| Error::Connect {
+                    addr: format!("{addr} from {ip} (--address)"),
+                    source,
+                })?;
+                bound.connect(addr).await
+            }
+        };
+        connected.map_err(|source| Error::Connect {
+            addr: addr.to_string(),
+            source,
+        })
     })
     .await?;
     super::socket::tune_tcp(&tcp, opts.keepalive).map_err(|e| Error::io("socket options", e))?;

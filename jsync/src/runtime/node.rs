@@ -2,7 +2,7 @@
 //! offering the same kind of [`Services`] and producing the same kind of [`Link`].
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -22,6 +22,8 @@ pub struct Client {
     transport: Transport,
     opts: LinkOptions,
     family: Option<AddrFamily>,
+    /// The address connections go out from (`--address`).
+    local: Option<IpAddr>,
 }
 
 /// One kind of IP address, to connect over only (`-4`, `-6`).
@@ -40,6 +42,7 @@ impl Client {
             transport: Transport::Tcp,
             opts: LinkOptions::default(),
             family: None,
+            local: None,
         }
     }
 
@@ -61,13 +64,26 @@ impl Client {
         self
     }
 
+    /// Connects from `local` (a local address: rsync's `--address`; by
+    /// default the system picks one), and so over addresses of its family
+    /// only.
+    pub fn local_address(mut self, local: Option<IpAddr>) -> Self {
+        self.local = local;
+        self
+    }
+
     /// Connects to `addr` ("host:port"), runs the handshake, and returns the
     /// link. A name with several addresses is tried at each in turn, as ssh
     /// does, until one answers (`localhost` may be `::1` first while the
     /// server listens on IPv4 only); a server that answers and then fails
     /// (its key, the handshake) is the answer.
     pub async fn connect(&self, addr: &str) -> Result<Link> {
-        let addrs = resolve(addr, self.family).await?;
+        let family = match self.local {
+            Some(IpAddr::V4(_)) => Some(AddrFamily::V4),
+            Some(IpAddr::V6(_)) => Some(AddrFamily::V6),
+            None => self.family,
+        };
+        let addrs = resolve(addr, family).await?;
         self.connect_any(addr, &addrs).await
     }
 
@@ -77,8 +93,12 @@ impl Client {
         let mut failed = None;
         for &sock in addrs {
             let est = match self.transport {
-                Transport::Tcp => tcp::connect(sock, &name, &self.security, &self.opts).await,
-                Transport::Quic => quic::connect(sock, &name, &self.security, &self.opts).await,
+                Transport::Tcp => {
+                    tcp::connect(sock, self.local, &name, &self.security, &self.opts).await
+                }
+                Transport::Quic => {
+                    quic::connect(sock, self.local, &name, &self.security, &self.opts).await
+                }
             };
             match est {
                 Ok(est) => {
