@@ -1079,7 +1079,7 @@ impl Cli {
         if self.temp_dir.as_deref() == Some("") {
             return Err(UsageError("--temp-dir: an empty directory name".into()));
         }
-        match self.address {
+        match self.address.map(|ip| ip.to_canonical()) {
             Some(ip) if (ip.is_ipv4() && self.ipv6) || (ip.is_ipv6() && self.ipv4) => {
                 let other = if self.ipv4 { "-4" } else { "-6" };
                 return Err(UsageError(format!(
@@ -1233,7 +1233,8 @@ impl Cli {
                 (_, true) => Some(jsync::runtime::AddrFamily::V6),
                 _ => None,
             },
-            address: self.address,
+            // (An IPv4 address written as IPv6, ::ffff:a.b.c.d, is IPv4.)
+            address: self.address.map(|ip| ip.to_canonical()),
             transport: if self.quic {
                 Transport::Quic
             } else {
@@ -1525,6 +1526,8 @@ mod tests {
         let from = plan(&["--address", "127.0.0.2", "a", "h:b"]).unwrap();
         assert_eq!(from.address, Some([127, 0, 0, 2].into()));
         assert!(plan(&["--address", "::1", "-6", "a", "h:b"]).is_ok());
+        let mapped = plan(&["--address", "::ffff:127.0.0.2", "-4", "a", "h:b"]).unwrap();
+        assert_eq!(mapped.address, Some([127, 0, 0, 2].into()));
         assert!(plan(&["--address", "::1", "-4", "a", "h:b"]).is_err());
         assert!(plan(&["--address", "127.0.0.1", "-6", "a", "h:b"]).is_err());
         assert!(Cli::try_parse_from(["jcp", "--address", "host.example", "a", "h:b"]).is_err());

@@ -1197,7 +1197,11 @@ fn sparse_and_preallocate_decide_what_is_a_hole() {
     large[1 << 20] = 1;
     let mut holey = vec![0u8; 1 << 20];
     holey[(1 << 20) - 1] = 1;
+    // Small enough to go in a batch with others.
+    let mut tiny = vec![0u8; 48 << 10];
+    tiny[20_000] = 1;
     let setup = Sources::new(|src| {
+        put(&src.join("tiny.bin"), &tiny, T);
         put(&src.join("small.bin"), &small, T);
         put(&src.join("large.bin"), &large, T);
         // A hole of a megabyte but its last byte, in the source itself.
@@ -1218,22 +1222,37 @@ fn sparse_and_preallocate_decide_what_is_a_hole() {
             let _ = std::fs::remove_dir_all(&dst);
             let mut args = options.to_vec();
             args.extend([from.as_str(), to.as_str()]);
-            let what = format!("{way} {options:?}");
-            ok(&srv.jcp(keys.path(), &args), &what);
-            for (name, data, sparse) in [
-                ("small.bin", &small, zeros),
-                ("large.bin", &large, zeros),
-                ("holey.bin", &holey, hole),
-            ] {
-                let p = dst.join(name);
-                assert_eq!(read(&p).as_ref(), Some(data), "{what}: {name}");
-                let allocated = std::fs::metadata(&p).unwrap().blocks() * 512;
-                let expect = if sparse {
-                    allocated < 64 << 10
-                } else {
-                    allocated >= data.len() as u64
-                };
-                assert!(expect, "{what}: {name}: {allocated} bytes allocated");
+            for pass in ["new", "rebuilt"] {
+                let what = format!("{way} {options:?} {pass}");
+                if pass == "rebuilt" {
+                    // Rebuilt by a delta from what the destination has.
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(dst.join("large.bin"));
+                    f.unwrap().write_all_at(b"edited", 100).unwrap();
+                    filetime::set_file_mtime(
+                        dst.join("large.bin"),
+                        FileTime::from_unix_time(T + 1, 0),
+                    )
+                    .unwrap();
+                }
+                ok(&srv.jcp(keys.path(), &args), &what);
+                for (name, data, sparse) in [
+                    ("tiny.bin", &tiny, zeros),
+                    ("small.bin", &small, zeros),
+                    ("large.bin", &large, zeros),
+                    ("holey.bin", &holey, hole),
+                ] {
+                    let p = dst.join(name);
+                    assert_eq!(read(&p).as_ref(), Some(data), "{what}: {name}");
+                    let allocated = std::fs::metadata(&p).unwrap().blocks() * 512;
+                    let expect = if sparse {
+                        allocated < 64 << 10
+                    } else {
+                        allocated >= data.len() as u64
+                    };
+                    assert!(expect, "{what}: {name}: {allocated} bytes allocated");
+                }
             }
         }
     }
@@ -2202,7 +2221,7 @@ fn itemize_twice_shows_files_found_in_previous_copies() {
         set_mode(&prev.join("new_dir/inner.txt"), 0o600);
     }
     for (alt, code) in [("--compare-dest", ".f"), ("--link-dest", "hf")] {
-        for options in [&["-ii"][..], &["-i"], &["-n", "-ii"]] {
+        for options in [&["-ii"][..], &["-i"], &["-n", "-ii"], &["-i", "--no-perms"]] {
             for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
                 let _ = std::fs::remove_dir_all(&dst);
                 std::fs::create_dir(&dst).unwrap();
@@ -2217,8 +2236,11 @@ fn itemize_twice_shows_files_found_in_previous_copies() {
                 let named = |name: &str| items.lines().filter(|l| l.ends_with(name)).count();
                 assert_eq!(items.contains(&line), twice, "{what}: {items}");
                 assert_eq!(named(" only_there.txt"), twice as usize, "{what}: {items}");
-                // What differs from the copy there shows, with -i too.
-                if alt == "--compare-dest" {
+                // What differs from the copy there shows, with -i too (its
+                // mode only where modes are kept).
+                if alt == "--compare-dest" && options.contains(&"--no-perms") {
+                    assert_eq!(named(" new_dir/inner.txt"), 0, "{what}: {items}");
+                } else if alt == "--compare-dest" {
                     let perms = ".f...p..... new_dir/inner.txt\n";
                     assert!(items.contains(perms), "{what}: {items}");
                     assert_eq!(named(" new_dir/inner.txt"), 1, "{what}: {items}");

@@ -64,6 +64,20 @@ impl Client {
         self
     }
 
+    /// A connection error that names the server alone, naming the local
+    /// address it was tried from too, when one was given.
+    fn naming_local(&self, e: Error) -> Error {
+        match (self.local, e) {
+            (Some(ip), Error::Connect { addr, source }) if !addr.contains("(--address)") => {
+                Error::Connect {
+                    addr: format!("{addr} from {ip} (--address)"),
+                    source,
+                }
+            }
+            (_, e) => e,
+        }
+    }
+
     /// Connects from `local` (a local address: rsync's `--address`; by
     /// default the system picks one), and so over addresses of its family
     /// only.
@@ -83,7 +97,9 @@ impl Client {
             Some(IpAddr::V6(_)) => Some(AddrFamily::V6),
             None => self.family,
         };
-        let addrs = resolve(addr, family).await?;
+        let addrs = resolve(addr, family)
+            .await
+            .map_err(|e| self.naming_local(e))?;
         self.connect_any(addr, &addrs).await
     }
 
@@ -116,10 +132,10 @@ impl Client {
             // Each address refused: name them all.
             Some(Error::Connect { source, .. }) if addrs.len() > 1 => {
                 let tried: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-                Error::Connect {
+                self.naming_local(Error::Connect {
                     addr: format!("{addr} (at {})", tried.join(", ")),
                     source,
-                }
+                })
             }
             Some(e) => e,
             None => no_address(addr, "no address found"),

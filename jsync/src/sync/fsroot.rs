@@ -2189,7 +2189,7 @@ impl TempFile {
                 self.preallocated = true;
                 Ok(())
             }
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(()),
             Err(e) => Err(FsError::io(self.shown.clone(), e)),
         }
     }
@@ -2201,15 +2201,16 @@ impl TempFile {
 
     /// Leaves `len` bytes at `at` a hole: for a file [`TempFile::preallocate`]
     /// allocated, their blocks are given back (`FALLOC_FL_PUNCH_HOLE`);
-    /// otherwise, a new file's, they are a hole already.
-    pub fn hole(&self, at: u64, len: u64) -> Result<(), FsError> {
+    /// otherwise, a new file's, they are a hole already. Only space is at
+    /// stake (allocated blocks not written read as zeros too), so a punch
+    /// the filesystem refuses (ENOSPC splitting an extent) is passed over.
+    pub fn hole(&self, at: u64, len: u64) {
         if !self.preallocated || len == 0 {
-            return Ok(());
+            return;
         }
         let punch = rfs::FallocateFlags::PUNCH_HOLE | rfs::FallocateFlags::KEEP_SIZE;
-        match rfs::fallocate(&self.file, punch, at, len) {
-            Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
-            Err(e) => Err(FsError::io(self.shown.clone(), e)),
+        if let Err(e) = rfs::fallocate(&self.file, punch, at, len) {
+            tracing::debug!(path = %self.shown, error = %e, "cannot punch a hole");
         }
     }
 
@@ -2232,12 +2233,12 @@ impl TempFile {
                 run = end;
                 zeros.get_or_insert(at);
             } else if let Some(z) = zeros.take() {
-                self.hole(z, at - z)?;
+                self.hole(z, at - z);
             }
             i = end;
         }
         if let Some(z) = zeros {
-            self.hole(z, offset + run as u64 - z)?;
+            self.hole(z, offset + run as u64 - z);
         }
         self.write_at(&buf[run..], offset + run as u64)
     }

@@ -2084,6 +2084,9 @@ fn from_alt(
         // Shown with what differs from the copy there (-ii: shown if
         // nothing does), as rsync's.
         let mut c = ctx.meta_change(there, e);
+        // (Modes count only where they are kept, or -E's executability.)
+        let exec = |mode: u32| mode & 0o111 != 0;
+        c.perms &= ctx.opts.perms || (ctx.opts.executability && exec(there.mode) != exec(e.mode));
         (c.xattrs, c.acls) = ctx.xattr_change(|| alts.xattrs(i, rel), e);
         ctx.item(Update::Attrs, e, &c);
         return Ok(Plan::Skipped);
@@ -3444,7 +3447,8 @@ async fn receive_file(
             ctx.progress.file_started(shown, meta.size);
             // A file sent whole over a sealed link comes without a digest.
             let verify = ctx.whole_digest || job.how == WantHow::Delta;
-            let mut build = Build::new(ctx, &job.rel, shown, verify, meta.size);
+            // (Allocated to no more than the sender listed: META is its word too.)
+            let mut build = Build::new(ctx, &job.rel, shown, verify, meta.size.min(job.entry.size));
             // A literal is one chunk, or a piece of a file sent whole.
             let largest = Chunking::for_size(job.entry.size)
                 .max()
@@ -3713,6 +3717,9 @@ struct Build<'a> {
     verifier: Option<Verifier>,
     /// Blocks of zeros are left holes (`-S`).
     sparse: bool,
+    /// With `--preallocate`: the size to allocate the file to when the
+    /// first op comes (none may: a file found unchanged is not written).
+    preallocate: Option<u64>,
 }
 
 /// Writes received data into a file being made: with `sparse` (`-S`),
@@ -3784,7 +3791,7 @@ fn changed_during(shown: &str) -> String {
 impl<'a> Build<'a> {
     fn new(ctx: &Ctx, rel: &RelPath, shown: &'a str, verify: bool, size: u64) -> Build<'a> {
         Build {
-            temp: ctx.new_file(rel, size, false).map_err(|e| e.to_string()),
+            temp: ctx.fs.create_temp(rel).map_err(|e| e.to_string()),
             shown,
             pos: 0,
             digest: verify.then(DigestBuilder::default),
@@ -3794,6 +3801,7 @@ impl<'a> Build<'a> {
             large: size >= chunker::PIPELINE_MIN,
             verifier: None,
             sparse: ctx.opts.sparse,
+            preallocate: ctx.opts.preallocate.then_some(size),
         }
     }
 
@@ -3806,6 +3814,11 @@ impl<'a> Build<'a> {
         basis: Option<&File>,
     ) -> Option<std::result::Result<u64, String>> {
         let shown = self.shown;
+        if let (Some(size), Ok(temp)) = (self.preallocate.take(), &mut self.temp) {
+            if let Err(e) = temp.preallocate(size) {
+                self.temp = Err(e.to_string());
+            }
+        }
         match op {
             RecipeOp::Hole(len) => {
                 if let Some(d) = &mut self.digest {
@@ -3813,9 +3826,7 @@ impl<'a> Build<'a> {
                 }
                 // (Without -S, a preallocated file keeps the hole's blocks.)
                 if let (true, Ok(temp)) = (self.sparse, &self.temp) {
-                    if let Err(e) = temp.hole(self.pos, len) {
-                        self.temp = Err(e.to_string());
-                    }
+                    temp.hole(self.pos, len);
                 }
                 self.pos = self.pos.saturating_add(len);
                 Some(Ok(len))
