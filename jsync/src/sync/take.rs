@@ -1356,8 +1356,8 @@ impl Ctx {
         c
     }
 
-    /// [`Ctx::attr_change`] but for extended attributes: time, mode, owner
-    /// and group.
+    /// [`Ctx::attr_change`] but for extended attributes and ACLs: time,
+    /// mode, owner and group.
     fn meta_change(&self, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
             time: self.keeps_time(e.kind) && !self.same_mtime(here.mtime, e.mtime),
@@ -2749,13 +2749,14 @@ async fn lane_writer(
                 }
             }
         };
-        if ctx.opts.dry_run && !ctx.checkable(&job) {
+        let checkable = ctx.checkable(&job);
+        if ctx.opts.dry_run && !checkable {
             // (A dry run asks for no file: one not compared by hash would
             // be received.)
             ctx.would_receive(&job.entry, &job.change);
             continue;
         }
-        if ctx.checkable(&job) {
+        if checkable {
             // Files to compare by hash go many to a message, both ways.
             let mut batch = vec![job];
             let mut size = batch[0].entry.size;
