@@ -1442,17 +1442,24 @@ async fn a_second_name_is_not_linked_to_a_first_name_that_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_file_is_resumed_from_what_arrived() {
     // Kept beside the file, and with --partial-dir in a directory of its
-    // own; with -T the temp is written in another directory, then kept.
-    for (partial_dir, temp_dir) in [
-        (None, None),
-        (Some(".rsync-partial"), None),
-        (None, Some("scratch")),
+    // own; with -T the temp is written in another directory, then kept;
+    // with --preallocate the temp, as long as the whole file, is kept
+    // holding only what arrived.
+    for (partial_dir, temp_dir, preallocate) in [
+        (None, None, false),
+        (Some(".rsync-partial"), None, false),
+        (None, Some("scratch"), false),
+        (None, None, true),
     ] {
-        resume_after_a_cut(partial_dir, temp_dir).await;
+        resume_after_a_cut(partial_dir, temp_dir, preallocate).await;
     }
 }
 
-async fn resume_after_a_cut(partial_dir: Option<&'static str>, temp_dir: Option<&'static str>) {
+async fn resume_after_a_cut(
+    partial_dir: Option<&'static str>,
+    temp_dir: Option<&'static str>,
+    preallocate: bool,
+) {
     const SIZE: usize = 64 << 20;
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
@@ -1483,6 +1490,9 @@ async fn resume_after_a_cut(partial_dir: Option<&'static str>, temp_dir: Option<
             }
             if let Some(d) = temp_dir {
                 cmd.args(["-T", d]);
+            }
+            if preallocate {
+                cmd.arg("--preallocate");
             }
             cmd.arg(&src).arg("127.0.0.1:").output().unwrap()
         })
@@ -1516,11 +1526,11 @@ async fn resume_after_a_cut(partial_dir: Option<&'static str>, temp_dir: Option<
             "no partial in {d}: {kept:?}"
         );
     }
-    if temp_dir.is_some() {
+    if temp_dir.is_some() || preallocate {
         let kept = fs::metadata(root.join(".big.bin.jsync-partial")).map(|m| m.len());
         assert!(
-            kept.as_ref().is_ok_and(|&n| n > 0),
-            "-T: no partial beside the file: {kept:?}"
+            kept.as_ref().is_ok_and(|&n| n > 0 && n < SIZE as u64),
+            "no partial beside the file, or one as long as the whole: {kept:?}"
         );
     }
 
