@@ -1079,7 +1079,9 @@ impl Cli {
         if self.temp_dir.as_deref() == Some("") {
             return Err(UsageError("--temp-dir: an empty directory name".into()));
         }
-        match self.address.map(|ip| ip.to_canonical()) {
+        // (An IPv4 address written as IPv6, ::ffff:a.b.c.d, is IPv4.)
+        let address = self.address.map(|ip| ip.to_canonical());
+        match address {
             Some(ip) if (ip.is_ipv4() && self.ipv6) || (ip.is_ipv6() && self.ipv4) => {
                 let other = if self.ipv4 { "-4" } else { "-6" };
                 return Err(UsageError(format!(
@@ -1233,8 +1235,7 @@ impl Cli {
                 (_, true) => Some(jsync::runtime::AddrFamily::V6),
                 _ => None,
             },
-            // (An IPv4 address written as IPv6, ::ffff:a.b.c.d, is IPv4.)
-            address: self.address.map(|ip| ip.to_canonical()),
+            address,
             transport: if self.quic {
                 Transport::Quic
             } else {

@@ -2141,6 +2141,15 @@ fn items_and_count(out: &Output) -> Vec<String> {
     shown
 }
 
+/// Runs `jcp ARGS` for real, which must show the lines (and count) a dry
+/// run of it showed, `dry` ([`items_and_count`]).
+fn real_run_shows(srv: &Jsrv, keys: &Path, args: &[&str], dry: &[String], what: &str) {
+    let real = srv.jcp(keys, args);
+    ok(&real, what);
+    let shown = items_and_count(&real);
+    assert_eq!(dry, shown, "{what}: the dry run's lines and the real run's");
+}
+
 /// A dry run compares content where a real run would (by hash: a file of
 /// the same size and another time, and with `-c` every file of the same
 /// size), as rsync's does with `-c`: it shows the lines the real run then
@@ -2197,13 +2206,7 @@ fn dry_run_compares_content_as_a_real_run_would() {
             );
             let stamp = shown.iter().any(|l| l.ends_with(" same_stamp.txt"));
             assert_eq!(stamp, checksum, "{what}: {shown:?}");
-            let real = srv.jcp(keys.path(), &args);
-            ok(&real, &what);
-            assert_eq!(
-                shown,
-                items_and_count(&real),
-                "{what}: the dry run's lines and the real run's"
-            );
+            real_run_shows(srv, keys.path(), &args, &shown, &what);
         }
     }
 }
@@ -2341,13 +2344,7 @@ fn dry_run_with_checksum_compares_previous_copies_too() {
                 shown.contains(&"Files transferred:    1".into()),
                 "{what}: {shown:?}"
             );
-            let real = srv.jcp(keys.path(), &args);
-            ok(&real, &what);
-            assert_eq!(
-                shown,
-                items_and_count(&real),
-                "{what}: the dry run's lines and the real run's"
-            );
+            real_run_shows(srv, keys.path(), &args, &shown, &what);
         }
     }
 }

@@ -163,13 +163,7 @@ pub(crate) async fn connect(
         addr: addr.to_string(),
         source,
     };
-    let udp = super::socket::bind_udp(bind).map_err(|source| Error::Connect {
-        addr: match local {
-            Some(ip) => format!("{addr} from {ip} (--address)"),
-            None => addr.to_string(),
-        },
-        source,
-    })?;
+    let udp = super::socket::bind_udp(bind).map_err(connect_err)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| connect_err(std::io::Error::other("no async runtime for QUIC")))?;
     let endpoint = Endpoint::new(endpoint_config(), None, udp, runtime).map_err(connect_err)?;

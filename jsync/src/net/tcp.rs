@@ -101,11 +101,10 @@ pub(crate) async fn connect(
                     IpAddr::V6(_) => TcpSocket::new_v6(),
                 };
                 let bound = socket.and_then(|s| s.bind(SocketAddr::new(ip, 0)).map(|()| s));
-                let bound = bound.map_err(|source| Error::Connect {
-                    addr: format!("{addr} from {ip} (--address)"),
-                    source,
-                })?;
-                bound.connect(addr).await
+                match bound {
+                    Ok(s) => s.connect(addr).await,
+                    Err(e) => Err(e),
+                }
             }
         };
         connected.map_err(|source| Error::Connect {

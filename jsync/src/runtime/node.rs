@@ -64,16 +64,14 @@ impl Client {
         self
     }
 
-    /// A connection error that names the server alone, naming the local
-    /// address it was tried from too, when one was given.
+    /// A connection error, naming the local address it was tried from too
+    /// when one was given (`--address`).
     fn naming_local(&self, e: Error) -> Error {
         match (self.local, e) {
-            (Some(ip), Error::Connect { addr, source }) if !addr.contains("(--address)") => {
-                Error::Connect {
-                    addr: format!("{addr} from {ip} (--address)"),
-                    source,
-                }
-            }
+            (Some(ip), Error::Connect { addr, source }) => Error::Connect {
+                addr: format!("{addr} from {ip} (--address)"),
+                source,
+            },
             (_, e) => e,
         }
     }
@@ -137,7 +135,7 @@ impl Client {
                     source,
                 })
             }
-            Some(e) => e,
+            Some(e) => self.naming_local(e),
             None => no_address(addr, "no address found"),
         })
     }
