@@ -33,6 +33,13 @@ fn looks_escaped(s: &str) -> bool {
 /// byte of a control character, each byte that is not UTF-8, and the
 /// backslash of a `\#ooo` already in the name as `\#ooo`, as rsync's.
 pub fn escape_name(name: &[u8]) -> Cow<'_, str> {
+    // Most names are printable ASCII without a backslash: one pass over the
+    // bytes tells (this runs for every file of a transfer).
+    if name.iter().all(|&b| (b' '..=b'~').contains(&b) && b != b'\\') {
+        if let Ok(s) = std::str::from_utf8(name) {
+            return Cow::Borrowed(s);
+        }
+    }
     if let Ok(s) = std::str::from_utf8(name) {
         if !s.contains(|c: char| control(c) || c == '\\') {
             return Cow::Borrowed(s);
