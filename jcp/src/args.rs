@@ -136,10 +136,24 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
 
-    /// Compression on the wire: auto compresses new data in deltas (zstd) but
-    /// sends whole new files as they are; zstd or lz4 compress everything
-    #[arg(long, value_name = "ALG", value_enum, default_value_t = Compress::Auto)]
-    pub compress: Compress,
+    /// Compression on the wire: auto (the default) compresses new data in
+    /// deltas (zstd) but sends whole new files as they are; zstd or lz4
+    /// compress everything (rsync's --compress-choice, --zc)
+    #[arg(long, value_name = "ALG", value_enum, aliases = ["compress-choice", "zc"])]
+    pub compress: Option<Compress>,
+
+    /// zstd's level for what this run sends compressed (default 1; up to
+    /// 22, smaller on the wire and slower; negative: faster), as rsync's
+    /// --compress-level; implies -z unless --compress says otherwise
+    #[arg(long, value_name = "NUM", alias = "zl", allow_negative_numbers = true)]
+    pub compress_level: Option<i32>,
+
+    /// Send files with these suffixes uncompressed (already compressed
+    /// formats), as rsync's --skip-compress: `gz/jpg/mp[34]`, case-blind;
+    /// empty to compress every file (default: rsync's list of compressed
+    /// formats)
+    #[arg(long, value_name = "LIST")]
+    pub skip_compress: Option<String>,
 
     /// Limit the file data sent to RATE a second: KiB by default, or with a
     /// unit as for --max-size (0 for no limit), as rsync's --bwlimit
@@ -1115,13 +1129,34 @@ impl Cli {
         sync.max_size = self.max_size;
         sync.min_size = self.min_size;
         sync.parallel = usize::from(self.parallel);
-        sync.compression = if self.z {
-            proto::Compression::ZSTD
-        } else {
-            self.compress.into()
+        // A level says zstd, and implies -z, as in rsync, unless --compress
+        // chose otherwise.
+        let compress = match (self.compress, self.z || self.compress_level.is_some()) {
+            (Some(c), _) => c,
+            (None, true) => Compress::Zstd,
+            (None, false) => Compress::Auto,
         };
+        if let Some(level) = self.compress_level {
+            if matches!(compress, Compress::Lz4 | Compress::None) {
+                return Err(UsageError(format!(
+                    "--compress-level sets zstd's level: not with --compress {}",
+                    proto::Compression::from(compress)
+                )));
+            }
+            if !proto::zstd_levels().contains(&level) {
+                let (low, high) = proto::zstd_levels().into_inner();
+                return Err(UsageError(format!(
+                    "--compress-level {level}: zstd's levels are {low} to {high}"
+                )));
+            }
+            sync.compress_level = level;
+        }
+        sync.compression = compress.into();
         // Compress whole files too (not just new data in deltas).
-        sync.compress_whole = self.z || !matches!(self.compress, Compress::Auto);
+        sync.compress_whole = !matches!(compress, Compress::Auto);
+        if let Some(list) = &self.skip_compress {
+            sync.skip_compress = jsync::sync::SkipCompress::parse(list).map_err(UsageError)?;
+        }
         sync.delete = self.delete || self.delete_before;
         sync.dry_run = self.dry_run;
         sync.itemize = self.itemize_changes > 0;
@@ -1441,6 +1476,38 @@ mod tests {
             };
             assert_eq!(format!("{p:?}"), plain, "{habit:?}");
         }
+    }
+
+    #[test]
+    fn compression_level_and_skip_list() {
+        // A level implies -z (zstd for everything), as rsync's.
+        let p = plan(&["--compress-level", "9", "a", "b"]).unwrap();
+        assert_eq!(p.sync.compression, proto::Compression::ZSTD);
+        assert!(p.sync.compress_whole);
+        assert_eq!(p.sync.compress_level, 9);
+        let p = plan(&["--zl=-3", "--compress", "auto", "a", "b"]).unwrap();
+        assert!(!p.sync.compress_whole && p.sync.compress_level == -3);
+        let p = plan(&["-z", "--compress-level", "0", "a", "b"]).unwrap();
+        assert!(p.sync.compress_whole && p.sync.compress_level == 0);
+        let d = plan(&["a", "b"]).unwrap();
+        assert_eq!(d.sync.compress_level, proto::ZSTD_DEFAULT_LEVEL);
+        assert!(!d.sync.compress_whole && d.sync.skip_compress.skips(b"x.jpg"));
+        for bad in [
+            &["--compress-level", "9", "--compress", "lz4", "a", "b"][..],
+            &["--compress-level", "9", "--zc", "none", "a", "b"],
+            &["--compress-level", "23", "a", "b"],
+        ] {
+            let e = plan(bad).unwrap_err();
+            assert!(e.0.contains("--compress-level"), "{e}");
+        }
+        let p = plan(&["--compress-choice", "lz4", "a", "b"]).unwrap();
+        assert_eq!(p.sync.compression, proto::Compression::LZ4);
+        let p = plan(&["--skip-compress", "txt/c", "a", "b"]).unwrap();
+        assert!(p.sync.skip_compress.skips(b"a.TXT") && !p.sync.skip_compress.skips(b"a.jpg"));
+        let p = plan(&["--skip-compress=", "a", "b"]).unwrap();
+        assert!(!p.sync.skip_compress.skips(b"a.gz"));
+        let e = plan(&["--skip-compress", "mp[3", "a", "b"]).unwrap_err();
+        assert!(e.0.contains("mp[3"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,8 @@ impl Compression {
     pub const NONE: Self = Self(0);
     /// LZ4 block format, with the uncompressed length in front (u32, LE).
     pub const LZ4: Self = Self(1);
-    /// A zstd frame (level 1).
+    /// A zstd frame (at the sender's level: [`ZSTD_DEFAULT_LEVEL`] unless
+    /// chosen).
     pub const ZSTD: Self = Self(2);
 
     /// Every algorithm this build knows, fastest to decode first.
@@ -71,22 +72,38 @@ impl FromStr for Compression {
     }
 }
 
-/// The zstd level: 1, the fastest of the normal levels.
-const ZSTD_LEVEL: i32 = 1;
+/// The zstd level a sender uses unless told otherwise: 1, the fastest of
+/// the normal levels. The level is the sender's choice alone: any zstd frame
+/// decodes the same way.
+pub const ZSTD_DEFAULT_LEVEL: i32 = 1;
+
+/// The zstd levels a sender may choose (rsync's `--compress-level` for zstd):
+/// the fast (negative) levels, 0 for zstd's own default (3), and 1 to 22.
+pub fn zstd_levels() -> std::ops::RangeInclusive<i32> {
+    zstd::compression_level_range()
+}
 
 thread_local! {
-    static ZSTD_C: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+    /// A compression context and the level it is set to.
+    static ZSTD_C: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
     static ZSTD_D: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// Appends `data` compressed with `alg` to `out`.
+/// Appends `data` compressed with `alg` to `out` (zstd at
+/// [`ZSTD_DEFAULT_LEVEL`]).
 ///
 /// [`Compression::NONE`] (and, since encoding cannot fail, an unknown code)
 /// appends `data` as it is. The LZ4 form is the block format with the
 /// uncompressed length in front as a little-endian `u32`.
 pub fn compress(alg: Compression, data: &[u8], out: &mut Vec<u8>) {
+    compress_at(alg, ZSTD_DEFAULT_LEVEL, data, out)
+}
+
+/// [`compress`] with zstd at `level` (clamped to [`zstd_levels`]; LZ4 has
+/// one level).
+pub fn compress_at(alg: Compression, level: i32, data: &[u8], out: &mut Vec<u8>) {
     match alg {
         Compression::LZ4 => out.extend_from_slice(&lz4_flex::block::compress_prepend_size(data)),
         Compression::ZSTD => {
@@ -95,11 +112,18 @@ pub fn compress(alg: Compression, data: &[u8], out: &mut Vec<u8>) {
             // into a buffer of compress_bound() bytes fail.
             let start = out.len();
             out.resize(start + zstd::zstd_safe::compress_bound(data.len()), 0);
+            let level = level.clamp(*zstd_levels().start(), *zstd_levels().end());
             let n = ZSTD_C.with(|c| {
                 let mut c = c.borrow_mut();
-                let c = c.get_or_insert_with(|| {
-                    zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context")
+                let (at, c) = c.get_or_insert_with(|| {
+                    let c = zstd::bulk::Compressor::new(level).expect("a zstd context");
+                    (level, c)
                 });
+                if *at != level {
+                    c.set_compression_level(level)
+                        .expect("a zstd level within its range");
+                    *at = level;
+                }
                 c.compress_to_buffer(data, &mut out[start..])
                     .expect("zstd compression into a bounded buffer")
             });
@@ -221,6 +245,43 @@ mod tests {
             .take(10_000)
             .copied()
             .collect()
+    }
+
+    /// Text that compresses, but better at higher levels: words drawn by a
+    /// small generator, so matches lie far apart.
+    fn prose() -> Vec<u8> {
+        let words = ["sync", "chunk", "delta", "peer", "circuit", "frame", "file", "hash"];
+        let mut x: u32 = 1;
+        let mut out = Vec::new();
+        while out.len() < 200_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
+            out.push(if x % 7 == 0 { b'\n' } else { b' ' });
+        }
+        out
+    }
+
+    #[test]
+    fn zstd_levels_change_the_size_not_the_data() {
+        let data = prose();
+        let at = |level| {
+            let mut out = Vec::new();
+            compress_at(Compression::ZSTD, level, &data, &mut out);
+            let mut back = Vec::new();
+            decompress(Compression::ZSTD, &out, data.len(), &mut back).unwrap();
+            assert_eq!(back, data, "level {level}");
+            out.len()
+        };
+        // The one context per thread follows each call's level, both ways.
+        let (fast, best, fast_again) = (at(1), at(19), at(1));
+        assert!(best < fast * 9 / 10, "level 19: {best} bytes, level 1: {fast}");
+        assert_eq!(fast_again, fast);
+        let mut plain = Vec::new();
+        compress(Compression::ZSTD, &data, &mut plain);
+        assert_eq!(plain.len(), fast, "the default level is 1");
+        // Out of range levels are clamped, never a panic.
+        assert_eq!(at(1000), at(*zstd_levels().end()));
+        assert!(at(-1) > fast, "a fast level packs less");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! compressed as the flags say, running to the end of the frame.
 
 use crate::codec::Reader;
-use crate::compression::{compress, decompress};
+use crate::compression::{compress_at, decompress, ZSTD_DEFAULT_LEVEL};
 use crate::{Compression, DecodeError, Fragment};
 
 /// Bytes in a frame header.
@@ -36,6 +36,12 @@ const COMPRESSION_MASK: u8 = 0x0f;
 /// data into fragments is the caller's job, and sending such a frame anyway
 /// (in release builds) only gets it rejected by the peer.
 pub fn encode_frame(frag: &Fragment, compression: Compression, out: &mut Vec<u8>) {
+    encode_frame_at(frag, compression, ZSTD_DEFAULT_LEVEL, out)
+}
+
+/// [`encode_frame`] with zstd at `level` ([`compress_at`]): the level is the
+/// sender's choice and does not show in the frame.
+pub fn encode_frame_at(frag: &Fragment, compression: Compression, level: i32, out: &mut Vec<u8>) {
     debug_assert_eq!(frag.validate(), Ok(()), "fragment breaks protocol limits");
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
@@ -43,7 +49,7 @@ pub fn encode_frame(frag: &Fragment, compression: Compression, out: &mut Vec<u8>
     let payload_at = out.len();
     let mut flags = Compression::NONE;
     if compression != Compression::NONE && compression.is_known() && !frag.payload.is_empty() {
-        compress(compression, &frag.payload, out);
+        compress_at(compression, level, &frag.payload, out);
         if out.len() - payload_at < frag.payload.len() {
             flags = compression;
         } else {
@@ -272,6 +278,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::compression::compress;
     use crate::fragment::tests::full;
     use crate::Op;
     use proptest::prelude::*;

@@ -2443,3 +2443,77 @@ fn open_noatime_leaves_access_times_alone() {
         }
     }
 }
+
+/// Text that compresses, better at higher zstd levels: words drawn by a
+/// small generator.
+fn prose(len: usize, seed: u32) -> Vec<u8> {
+    let words = ["sync", "chunk", "delta", "peer", "circuit", "frame", "file", "hash", "lane"];
+    let mut x = seed;
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
+        out.push(if x % 7 == 0 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+/// `--compress-level` and `--skip-compress`, pushed and pulled (the sender
+/// is jsrv for a pull): with -z a file named as a compressed format
+/// (`.jpg`, rsync's default list) crosses as it is, one on its own and one
+/// batched with small files; with an empty list it is compressed too; a
+/// higher level packs the same files smaller.
+#[test]
+fn compress_level_and_skip_compress_decide_what_is_packed() {
+    const BIG: usize = 1 << 20;
+    const SMALL: usize = 40 << 10;
+    const N: u32 = 16;
+    let setup = Sources::new(|src| {
+        put(&src.join("notes.txt"), &prose(BIG, 1), T);
+        put(&src.join("photo.jpg"), &prose(BIG, 2), T);
+        // Small files go many to a message: .JPG and .txt in turn.
+        for i in 0..N {
+            put(&src.join(format!("small/{i:02}.JPG")), &prose(SMALL, 10 + i), T);
+            put(&src.join(format!("small/{i:02}.txt")), &prose(SMALL, 100 + i), T);
+        }
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    // What the .jpg files hold, and the .txt files.
+    let jpg = (BIG + N as usize * SMALL) as u64;
+    let txt = jpg;
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        if way == "local" {
+            continue; // nothing crosses a wire
+        }
+        let wire = |options: &[&str]| {
+            let _ = std::fs::remove_dir_all(&dst);
+            let mut args = vec!["--stats"];
+            args.extend(options);
+            args.extend([from.as_str(), to.as_str()]);
+            let what = format!("{way} {}", options.join(" "));
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &what);
+            holds(&dst, "notes.txt", Some(&prose(BIG, 1)), &what);
+            holds(&dst, "photo.jpg", Some(&prose(BIG, 2)), &what);
+            for i in 0..N {
+                let name = format!("small/{i:02}.JPG");
+                holds(&dst, &name, Some(&prose(SMALL, 10 + i)), &what);
+                let name = format!("small/{i:02}.txt");
+                holds(&dst, &name, Some(&prose(SMALL, 100 + i)), &what);
+            }
+            jsync_tests::bins::stat(&out.stdout, "Bytes on the wire:")
+        };
+        let plain = wire(&["--compress", "none"]);
+        let skipped = wire(&["-z"]);
+        let packed = wire(&["-z", "--skip-compress="]);
+        let best = wire(&["--compress-level", "19", "--skip-compress="]);
+        // The .jpg files cross as they are: what -z saves is the rest's.
+        assert!(skipped > jpg && skipped < plain - jpg / 2, "{way}: {skipped} of {plain}");
+        assert!(packed < skipped - jpg / 2, "{way}: {packed} with the .jpg files packed");
+        assert!(best < packed * 95 / 100, "{way}: level 19 {best}, level 1 {packed}");
+        // Skipping only .txt: the .jpg files are packed, the .txt not.
+        let only_txt = wire(&["-z", "--skip-compress", "txt"]);
+        assert!(only_txt > txt && only_txt < plain - jpg / 2, "{way}: {only_txt}");
+    }
+}

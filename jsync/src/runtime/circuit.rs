@@ -14,7 +14,7 @@ use std::time::Duration;
 use proto::{Compression, Fragment, Op};
 use tokio::io::AsyncWriteExt;
 
-use super::framing::{read_frame, write_frame, ReadError};
+use super::framing::{read_frame, write_frame_at, ReadError};
 use super::peer::PeerState;
 use crate::error::{Error, Result};
 use crate::net::mux::{BoxRead, BoxWrite};
@@ -69,6 +69,8 @@ pub struct CircuitSender {
     serial: u64,
     buf: Vec<u8>,
     compression: Compression,
+    /// The zstd level of what this side compresses (its choice alone).
+    level: i32,
     allowed: Arc<[Compression]>,
     finished: bool,
 }
@@ -123,6 +125,7 @@ impl Circuit {
                 serial: send_serial,
                 buf: Vec::new(),
                 compression: Compression::NONE,
+                level: proto::ZSTD_DEFAULT_LEVEL,
                 allowed,
                 finished: false,
             },
@@ -171,6 +174,11 @@ impl Circuit {
         self.tx.set_compression(c);
     }
 
+    /// Sets the zstd level of later sends (see [`CircuitSender::set_level`]).
+    pub fn set_level(&mut self, level: i32) {
+        self.tx.set_level(level);
+    }
+
     /// Tells the other side this circuit failed (see [`CircuitSender::fail`]).
     pub async fn fail(&mut self, reason: &str) -> Result<()> {
         self.tx.fail(reason).await
@@ -197,6 +205,13 @@ impl CircuitSender {
     /// did not offer in its hello falls back to none.
     pub fn set_compression(&mut self, c: Compression) {
         self.compression = c;
+    }
+
+    /// Sets the zstd level of later sends ([`proto::zstd_levels`]; default
+    /// [`proto::ZSTD_DEFAULT_LEVEL`]): how hard this side compresses, which
+    /// the peer need not know.
+    pub fn set_level(&mut self, level: i32) {
+        self.level = level;
     }
 
     /// Sends one fragment, in order; waits while the receiver's window is full.
@@ -260,7 +275,7 @@ impl CircuitSender {
         let res = tokio::select! {
             biased;
             _ = token.cancelled() => return Err(self.shared.peer.error()),
-            r = write_frame(&mut w, &frag, compression, &mut self.buf) => r,
+            r = write_frame_at(&mut w, &frag, compression, self.level, &mut self.buf) => r,
         };
         self.w = w;
         self.finished = false;

@@ -147,6 +147,17 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     compression: Compression,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
+    write_frame_at(w, frag, compression, proto::ZSTD_DEFAULT_LEVEL, buf).await
+}
+
+/// [`write_frame`] with zstd at `level` ([`proto::encode_frame_at`]).
+pub(crate) async fn write_frame_at<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frag: &Fragment,
+    compression: Compression,
+    level: i32,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     buf.clear();
     if compression == Compression::NONE && frag.payload.len() >= DIRECT_PAYLOAD {
         // A large payload goes out as it is, not copied into the frame first.
@@ -154,7 +165,7 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
         w.write_all(buf).await?;
         w.write_all(&frag.payload).await?;
     } else {
-        proto::encode_frame(frag, compression, buf);
+        proto::encode_frame_at(frag, compression, level, buf);
         w.write_all(buf).await?;
     }
     w.flush().await

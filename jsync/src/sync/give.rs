@@ -356,6 +356,10 @@ pub(crate) struct GiveOptions {
     pub compression: Compression,
     /// Also compress files sent whole (`--compress ALG` rather than the default).
     pub compress_whole: bool,
+    /// The zstd level of what this side compresses (`--compress-level`).
+    pub compress_level: i32,
+    /// Files sent uncompressed whatever `compression` says (`--skip-compress`).
+    pub skip_compress: Arc<super::SkipCompress>,
     /// Which entries to leave out (the walk does not descend into excluded dirs).
     pub filter: Arc<Filter>,
     /// Which extended attributes to send: `-X`'s (all but the ACLs; the
@@ -427,6 +431,16 @@ impl Follow {
 }
 
 impl GiveOptions {
+    /// How the data of the file at `path` is compressed: sent whole (no
+    /// basis on the receiver) or as a delta's new data.
+    fn compression_of(&self, path: &[u8], whole: bool) -> Compression {
+        if (whole && !self.compress_whole) || self.skip_compress.skips(path) {
+            Compression::NONE
+        } else {
+            self.compression
+        }
+    }
+
     /// Whether some symlinks are sent as what they lead to (`-L`, `-k`,
     /// `--copy-unsafe-links`), so paths are opened through links.
     fn follows_links(&self) -> bool {
@@ -521,6 +535,7 @@ pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> R
         what: "the receiver ended before opening its control circuit".into(),
     })?;
     let (mut control, control_rx) = control.split();
+    control.set_level(giver.opts.compress_level);
     control
         .send(fragment(msg::SOURCE, &giver.spec.source))
         .await?;
@@ -1467,6 +1482,7 @@ fn file_fail(shown: &str, what: &str, e: std::io::Error) -> Fail {
 
 /// Answers one lane's requests, in order, until the receiver finishes it.
 async fn serve_lane(mut c: Circuit, giver: Arc<Giver>) {
+    c.set_level(giver.opts.compress_level);
     let peer = giver.peer.as_str();
     loop {
         let f = match c.recv().await {
@@ -1538,14 +1554,20 @@ const FILES_FLUSH: usize = 1 << 20;
 /// fit. Only lane-breaking errors are returned.
 async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<()> {
     let progress = &giver.opts.progress;
-    let alg = if giver.opts.compress_whole {
-        giver.opts.compression
-    } else {
-        Compression::NONE
-    };
+    // A message is compressed or not as a whole: one is sent where the
+    // next file would be compressed otherwise (`--skip-compress`).
+    let mut alg = None;
     let mut payload = Vec::new();
     for &index in indices {
         let path = giver.file(index)?;
+        let this = giver.opts.compression_of(&path, true);
+        if let Some(before) = alg.filter(|&a| a != this && !payload.is_empty()) {
+            let p = std::mem::take(&mut payload);
+            giver.pace(p.len()).await;
+            c.send_with(Fragment::new(msg::FILES).with_payload(p), before)
+                .await?;
+        }
+        alg = Some(this);
         let shown = giver.shown(&path).into_owned();
         let size = match append_whole(giver, &path, &shown, &mut payload) {
             Ok(size) => {
@@ -1568,11 +1590,11 @@ async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<
         if payload.len() >= FILES_FLUSH {
             let p = std::mem::take(&mut payload);
             giver.pace(p.len()).await;
-            c.send_with(Fragment::new(msg::FILES).with_payload(p), alg)
+            c.send_with(Fragment::new(msg::FILES).with_payload(p), this)
                 .await?;
         }
     }
-    if !payload.is_empty() {
+    if let (false, Some(alg)) = (payload.is_empty(), alg) {
         giver.pace(payload.len()).await;
         c.send_with(Fragment::new(msg::FILES).with_payload(payload), alg)
             .await?;
@@ -1804,11 +1826,7 @@ async fn serve(
     let progress = &giver.opts.progress;
 
     progress.file_started(shown, meta.size);
-    let whole_alg = if giver.opts.compress_whole {
-        giver.opts.compression
-    } else {
-        Compression::NONE
-    };
+    let whole_alg = giver.opts.compression_of(path, true);
     if matches!(basis, Basis::Whole) && meta.size <= WHOLE_MAX {
         // Read straight into the message, as for a batch of small files.
         let mut payload = Vec::with_capacity(meta.size as usize + 64);
@@ -1825,7 +1843,7 @@ async fn serve(
     c.send(fragment(msg::META, &meta)).await?;
     let alg = match basis {
         Basis::Whole => whole_alg,
-        _ => giver.opts.compression,
+        _ => giver.opts.compression_of(path, false),
     };
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, bool, u64)>(4);
     let (sig_tx, sig_rx) = std::sync::mpsc::channel();

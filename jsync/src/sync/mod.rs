@@ -29,6 +29,7 @@ mod list;
 mod proto_util;
 mod remove;
 mod report;
+mod skip_compress;
 mod take;
 mod throttle;
 
@@ -47,6 +48,7 @@ pub use ids::{Chown, IdMap};
 pub use itemize::{mode_string, with_commas, OutFormat};
 pub use list::{list, list_local, Listing};
 pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
+pub use skip_compress::SkipCompress;
 
 use crate::error::{Error, Result};
 use crate::runtime::{Link, Services};
@@ -88,6 +90,11 @@ pub struct SyncOptions {
     /// Also compress files sent whole (off by default: on a fast link it costs
     /// more time than it saves; rsync's default is no compression at all).
     pub compress_whole: bool,
+    /// The sender's zstd level (`--compress-level`; [`proto::zstd_levels`]).
+    pub compress_level: i32,
+    /// Files the sender does not compress (`--skip-compress`; rsync's list
+    /// of compressed formats by default).
+    pub skip_compress: SkipCompress,
     /// Remove receiver entries the sender does not have (`--delete`).
     pub delete: bool,
     /// Change nothing on either side; report what would change (`-n`).
@@ -277,6 +284,8 @@ impl Default for SyncOptions {
             parallel: 8,
             compression: proto::Compression::ZSTD,
             compress_whole: false,
+            compress_level: proto::ZSTD_DEFAULT_LEVEL,
+            skip_compress: SkipCompress::default(),
             delete: false,
             dry_run: false,
             itemize: false,
@@ -427,6 +436,8 @@ impl Args {
             format!("parallel={}", opts.parallel),
             format!("compress={}", opts.compression),
             format!("compress_whole={}", flag(opts.compress_whole)),
+            format!("compress_level={}", opts.compress_level),
+            format!("skip_compress={}", opts.skip_compress),
             format!("delete={}", flag(opts.delete)),
             format!("dry_run={}", flag(opts.dry_run)),
             format!("itemize={}", flag(opts.itemize)),
@@ -577,6 +588,10 @@ impl Args {
                         .map_err(|_| anyhow::anyhow!("unknown compression {v:?}"))?
                 }
                 "compress_whole" => out.opts.compress_whole = on,
+                "compress_level" => out.opts.compress_level = v.parse()?,
+                "skip_compress" => {
+                    out.opts.skip_compress = SkipCompress::parse(v).map_err(anyhow::Error::msg)?
+                }
                 "delete" => out.opts.delete = on,
                 "dry_run" => out.opts.dry_run = on,
                 "itemize" => out.opts.itemize = on,
@@ -686,6 +701,8 @@ impl Args {
         GiveOptions {
             compression: self.opts.compression,
             compress_whole: self.opts.compress_whole,
+            compress_level: self.opts.compress_level,
+            skip_compress: Arc::new(self.opts.skip_compress.clone()),
             filter: Arc::new(self.opts.filter.clone()),
             kept: self.kept(),
             hard_links: self.opts.hard_links,
@@ -1057,6 +1074,8 @@ mod tests {
             out_format: Some(OutFormat::parse("%o %n %'l").unwrap()),
             usermap: Some(IdMap::parse("0-9:1,*:2").unwrap()),
             groupmap: Some(IdMap::parse("root:3").unwrap()),
+            compress_level: -5,
+            skip_compress: SkipCompress::parse("mp[34]/txt").unwrap(),
             ..SyncOptions::default()
         };
         let a = Args::parse(&Args::encode("dst/x", &opts)).unwrap();
@@ -1075,6 +1094,15 @@ mod tests {
         assert!(g.one_file_system == 2 && g.copy_links && g.copy_dirlinks && g.dirs_only);
         assert!(g.copy_unsafe_links && g.open_noatime);
         assert!(g.ignore_missing && g.delete_missing);
+        assert_eq!(g.compress_level, -5);
+        assert!(g.skip_compress.skips(b"a/b.MP3") && !g.skip_compress.skips(b"a.gz"));
+        // An empty list travels as one (every file compressed).
+        let all = SyncOptions {
+            skip_compress: SkipCompress::parse("").unwrap(),
+            ..SyncOptions::default()
+        };
+        let all = Args::parse(&Args::encode("", &all)).unwrap().opts;
+        assert!(!all.skip_compress.skips(b"a.gz"));
         let both = fsroot::Kept {
             xattrs: true,
             acls: true,

@@ -1,0 +1,168 @@
+//! Which files the sender leaves uncompressed (rsync's `--skip-compress`):
+//! those whose names end in a suffix of formats that are compressed already
+//! (`.gz`, `.jpg`, `.mp4`, ...). Compressing them again spends CPU on both
+//! sides for nothing; the frame would go uncompressed anyway, after the
+//! attempt.
+
+use std::fmt;
+
+/// rsync's default list (3.2): formats compressed already.
+const DEFAULT: &str = "3g2/3gp/7z/aac/ace/apk/avi/bz2/deb/dmg/ear/f4v/flac/flv/gpg/gz/iso/\
+jar/jpeg/jpg/lrz/lz/lz4/lzma/lzo/m1a/m1v/m2a/m2ts/m2v/m4a/m4b/m4p/m4r/m4v/mka/mkv/mov/mp1/\
+mp2/mp3/mp4/mpa/mpeg/mpg/mpv/mts/odb/odf/odg/odi/odm/odp/ods/odt/oga/ogg/ogm/ogv/ogx/opus/\
+otg/oth/otp/ots/ott/oxt/png/qt/rar/rpm/rz/rzip/spx/squashfs/sxc/sxd/sxg/sxm/sxw/sz/tbz/tbz2/\
+tgz/tlz/ts/txz/tzo/vob/war/webm/webp/xz/z/zip/zst";
+
+/// One position of a suffix: a byte, or a class of bytes (`[ch]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Elem {
+    Byte(u8),
+    Class(Vec<u8>),
+}
+
+impl Elem {
+    fn matches(&self, b: u8) -> bool {
+        let b = b.to_ascii_lowercase();
+        match self {
+            Elem::Byte(x) => *x == b,
+            Elem::Class(set) => set.contains(&b),
+        }
+    }
+}
+
+/// The suffixes whose files go uncompressed, as rsync's `--skip-compress`
+/// takes them: separated by `/`, without the dot, matched without regard
+/// to ASCII case against what follows any dot of the file's name
+/// (`x.tar.gz` matches `gz` and `tar.gz`); `[...]` is a class of letters
+/// (`mp[34]`), and nothing else is special. The default is rsync's list;
+/// an empty list compresses every file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SkipCompress {
+    /// As given, for [`fmt::Display`] (and so the service argument).
+    text: String,
+    suffixes: Vec<Vec<Elem>>,
+}
+
+impl Default for SkipCompress {
+    fn default() -> Self {
+        SkipCompress::parse(DEFAULT).expect("the default list parses")
+    }
+}
+
+impl fmt::Debug for SkipCompress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SkipCompress({:?})", self.text)
+    }
+}
+
+impl fmt::Display for SkipCompress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl SkipCompress {
+    /// Parses a list (`gz/jpg/mp[34]`; empty for none). An unclosed `[`,
+    /// an empty class, or a `.` in a suffix (written without the dot, as
+    /// rsync's; `tar.gz` is taken as one) is refused.
+    pub fn parse(text: &str) -> Result<SkipCompress, String> {
+        let mut suffixes = Vec::new();
+        for part in text.split('/').filter(|p| !p.is_empty()) {
+            let bad = |why: &str| format!("--skip-compress: {part:?}: {why}");
+            let mut elems = Vec::new();
+            let mut bytes = part.bytes();
+            while let Some(b) = bytes.next() {
+                if b == b'[' {
+                    let mut set = Vec::new();
+                    loop {
+                        match bytes.next() {
+                            Some(b']') => break,
+                            Some(c) => set.push(c.to_ascii_lowercase()),
+                            None => return Err(bad("a '[' without its ']'")),
+                        }
+                    }
+                    if set.is_empty() {
+                        return Err(bad("an empty '[]'"));
+                    }
+                    elems.push(Elem::Class(set));
+                } else {
+                    elems.push(Elem::Byte(b.to_ascii_lowercase()));
+                }
+            }
+            if part.starts_with('.') {
+                return Err(bad("suffixes are given without their dot"));
+            }
+            suffixes.push(elems);
+        }
+        Ok(SkipCompress {
+            text: text.to_owned(),
+            suffixes,
+        })
+    }
+
+    /// Whether the file at `path` (its last component counts) goes
+    /// uncompressed.
+    pub fn skips(&self, path: &[u8]) -> bool {
+        if self.suffixes.is_empty() {
+            return false;
+        }
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        name.iter().enumerate().any(|(i, &b)| {
+            b == b'.' && {
+                let rest = &name[i + 1..];
+                self.suffixes.iter().any(|s| {
+                    s.len() == rest.len() && s.iter().zip(rest).all(|(e, &b)| e.matches(b))
+                })
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_list_skips_compressed_formats_in_any_case() {
+        let d = SkipCompress::default();
+        for name in [
+            &b"a.gz"[..],
+            b"dir/photo.JPG",
+            b"x.tar.gz",
+            b"movie.Mp4",
+            b".gz",
+            b"v.webm",
+        ] {
+            assert!(d.skips(name), "{}", name.escape_ascii());
+        }
+        for name in [
+            &b"a.c"[..],
+            b"gz",
+            b"x.gz.txt",
+            b"gz.dir/readme",
+            b"a.gzz",
+            b"Makefile",
+        ] {
+            assert!(!d.skips(name), "{}", name.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn lists_parse_as_rsyncs() {
+        let l = SkipCompress::parse("mp[34]/tar.gz/Z").unwrap();
+        assert!(l.skips(b"a.mp3") && l.skips(b"a.MP4") && !l.skips(b"a.mp5"));
+        assert!(l.skips(b"a.tar.gz") && !l.skips(b"a.gz"));
+        assert!(l.skips(b"a.z"), "case-blind");
+        assert_eq!(l.to_string(), "mp[34]/tar.gz/Z");
+        // Empty: every file is compressed; empty parts are passed over.
+        let none = SkipCompress::parse("").unwrap();
+        assert!(!none.skips(b"a.gz"));
+        assert!(SkipCompress::parse("gz//jpg/").unwrap().skips(b"a.jpg"));
+        // `*` and `?` are letters like any other.
+        let star = SkipCompress::parse("*").unwrap();
+        assert!(star.skips(b"a.*") && !star.skips(b"a.gz"));
+        for bad in ["mp[34", "a[]", ".gz"] {
+            assert!(SkipCompress::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
