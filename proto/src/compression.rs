@@ -250,7 +250,9 @@ mod tests {
     /// Text that compresses, but better at higher levels: words drawn by a
     /// small generator, so matches lie far apart.
     fn prose() -> Vec<u8> {
-        let words = ["sync", "chunk", "delta", "peer", "circuit", "frame", "file", "hash"];
+        let words = [
+            "sync", "chunk", "delta", "peer", "circuit", "frame", "file", "hash",
+        ];
         let mut x: u32 = 1;
         let mut out = Vec::new();
         while out.len() < 200_000 {
@@ -274,7 +276,10 @@ mod tests {
         };
         // The one context per thread follows each call's level, both ways.
         let (fast, best, fast_again) = (at(1), at(19), at(1));
-        assert!(best < fast * 9 / 10, "level 19: {best} bytes, level 1: {fast}");
+        assert!(
+            best < fast * 9 / 10,
+            "level 19: {best} bytes, level 1: {fast}"
+        );
         assert_eq!(fast_again, fast);
         let mut plain = Vec::new();
         compress(Compression::ZSTD, &data, &mut plain);

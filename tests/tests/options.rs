@@ -2447,7 +2447,9 @@ fn open_noatime_leaves_access_times_alone() {
 /// Text that compresses, better at higher zstd levels: words drawn by a
 /// small generator.
 fn prose(len: usize, seed: u32) -> Vec<u8> {
-    let words = ["sync", "chunk", "delta", "peer", "circuit", "frame", "file", "hash", "lane"];
+    let words = [
+        "sync", "chunk", "delta", "peer", "circuit", "frame", "file", "hash", "lane",
+    ];
     let mut x = seed;
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
@@ -2474,8 +2476,16 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
         put(&src.join("photo.jpg"), &prose(BIG, 2), T);
         // Small files go many to a message: .JPG and .txt in turn.
         for i in 0..N {
-            put(&src.join(format!("small/{i:02}.JPG")), &prose(SMALL, 10 + i), T);
-            put(&src.join(format!("small/{i:02}.txt")), &prose(SMALL, 100 + i), T);
+            put(
+                &src.join(format!("small/{i:02}.JPG")),
+                &prose(SMALL, 10 + i),
+                T,
+            );
+            put(
+                &src.join(format!("small/{i:02}.txt")),
+                &prose(SMALL, 100 + i),
+                T,
+            );
         }
     });
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
@@ -2509,11 +2519,23 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
         let packed = wire(&["-z", "--skip-compress="]);
         let best = wire(&["--compress-level", "19", "--skip-compress="]);
         // The .jpg files cross as they are: what -z saves is the rest's.
-        assert!(skipped > jpg && skipped < plain - jpg / 2, "{way}: {skipped} of {plain}");
-        assert!(packed < skipped - jpg / 2, "{way}: {packed} with the .jpg files packed");
-        assert!(best < packed * 95 / 100, "{way}: level 19 {best}, level 1 {packed}");
+        assert!(
+            skipped > jpg && skipped < plain - jpg / 2,
+            "{way}: {skipped} of {plain}"
+        );
+        assert!(
+            packed < skipped - jpg / 2,
+            "{way}: {packed} with the .jpg files packed"
+        );
+        assert!(
+            best < packed * 95 / 100,
+            "{way}: level 19 {best}, level 1 {packed}"
+        );
         // Skipping only .txt: the .jpg files are packed, the .txt not.
         let only_txt = wire(&["-z", "--skip-compress", "txt"]);
-        assert!(only_txt > txt && only_txt < plain - jpg / 2, "{way}: {only_txt}");
+        assert!(
+            only_txt > txt && only_txt < plain - jpg / 2,
+            "{way}: {only_txt}"
+        );
     }
 }

@@ -35,7 +35,10 @@ fn looks_escaped(s: &str) -> bool {
 pub fn escape_name(name: &[u8]) -> Cow<'_, str> {
     // Most names are printable ASCII without a backslash: one pass over the
     // bytes tells (this runs for every file of a transfer).
-    if name.iter().all(|&b| (b' '..=b'~').contains(&b) && b != b'\\') {
+    if name
+        .iter()
+        .all(|&b| (b' '..=b'~').contains(&b) && b != b'\\')
+    {
         if let Ok(s) = std::str::from_utf8(name) {
             return Cow::Borrowed(s);
         }
