@@ -414,6 +414,76 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
         })
 }
 
+/// The yes/no options the service arguments carry, each as `NAME=0|1`
+/// under its [`SyncOptions`] field's name: [`encode_flags`] and
+/// [`parse_flag`] from one list.
+macro_rules! flag_options {
+    ($($field:ident),* $(,)?) => {
+        /// The yes/no options' names.
+        #[cfg(test)]
+        const FLAG_NAMES: &[&str] = &[$(stringify!($field)),*];
+
+        /// Appends each yes/no option as `NAME=0|1`.
+        fn encode_flags(o: &SyncOptions, out: &mut Vec<String>) {
+            $(out.push(format!(concat!(stringify!($field), "={}"), u8::from(o.$field)));)*
+        }
+
+        /// Sets the yes/no option named `k`; false when `k` names none.
+        fn parse_flag(o: &mut SyncOptions, k: &str, on: bool) -> bool {
+            match k {
+                $(stringify!($field) => o.$field = on,)*
+                _ => return false,
+            }
+            true
+        }
+    };
+}
+
+flag_options!(
+    checksum,
+    size_only,
+    update,
+    ignore_existing,
+    existing,
+    compress_whole,
+    delete,
+    dry_run,
+    itemize,
+    itemize_unchanged,
+    delete_excluded,
+    xattrs,
+    acls,
+    hard_links,
+    numeric_ids,
+    fsync,
+    copy_links,
+    copy_dirlinks,
+    copy_unsafe_links,
+    open_noatime,
+    preallocate,
+    keep_dirlinks,
+    dirs_only,
+    fuzzy,
+    delay_updates,
+    ignore_missing_args,
+    delete_missing_args,
+    safe_links,
+    remove_source_files,
+    recurse_listed,
+    owner,
+    group,
+    perms,
+    executability,
+    times,
+    whole_file,
+    omit_dir_times,
+    omit_link_times,
+    delete_before,
+    ignore_errors,
+    sparse,
+    prune_empty_dirs,
+);
+
 /// The arguments a client passes when it starts a service: the path, then
 /// `key=value` options (unknown keys, from a newer client, are ignored).
 #[derive(Debug)]
@@ -425,59 +495,17 @@ struct Args {
 
 impl Args {
     fn encode(path: &str, opts: &SyncOptions) -> Vec<String> {
-        let flag = |b: bool| u8::from(b);
-        let mut out = vec![
-            path.to_string(),
-            format!("checksum={}", flag(opts.checksum)),
-            format!("size_only={}", flag(opts.size_only)),
-            format!("update={}", flag(opts.update)),
-            format!("ignore_existing={}", flag(opts.ignore_existing)),
-            format!("existing={}", flag(opts.existing)),
+        let mut out = vec![path.to_string()];
+        encode_flags(opts, &mut out);
+        out.extend([
             format!("parallel={}", opts.parallel),
             format!("compress={}", opts.compression),
-            format!("compress_whole={}", flag(opts.compress_whole)),
             format!("compress_level={}", opts.compress_level),
             format!("skip_compress={}", opts.skip_compress),
-            format!("delete={}", flag(opts.delete)),
-            format!("dry_run={}", flag(opts.dry_run)),
-            format!("itemize={}", flag(opts.itemize)),
-            format!("itemize_unchanged={}", flag(opts.itemize_unchanged)),
-            format!("delete_excluded={}", flag(opts.delete_excluded)),
-            format!("xattrs={}", flag(opts.xattrs)),
-            format!("acls={}", flag(opts.acls)),
-            format!("hard_links={}", flag(opts.hard_links)),
-            format!("numeric_ids={}", flag(opts.numeric_ids)),
-            format!("fsync={}", flag(opts.fsync)),
             format!("bwlimit={}", opts.bwlimit),
             format!("one_file_system={}", opts.one_file_system),
-            format!("copy_links={}", flag(opts.copy_links)),
-            format!("copy_dirlinks={}", flag(opts.copy_dirlinks)),
-            format!("copy_unsafe_links={}", flag(opts.copy_unsafe_links)),
-            format!("open_noatime={}", flag(opts.open_noatime)),
-            format!("preallocate={}", flag(opts.preallocate)),
-            format!("keep_dirlinks={}", flag(opts.keep_dirlinks)),
-            format!("dirs_only={}", flag(opts.dirs_only)),
-            format!("fuzzy={}", flag(opts.fuzzy)),
-            format!("delay_updates={}", flag(opts.delay_updates)),
-            format!("ignore_missing_args={}", flag(opts.ignore_missing_args)),
-            format!("delete_missing_args={}", flag(opts.delete_missing_args)),
-            format!("safe_links={}", flag(opts.safe_links)),
-            format!("remove_source_files={}", flag(opts.remove_source_files)),
-            format!("recurse_listed={}", flag(opts.recurse_listed)),
-            format!("owner={}", flag(opts.owner)),
             format!("modify_window={}", opts.modify_window),
-            format!("group={}", flag(opts.group)),
-            format!("perms={}", flag(opts.perms)),
-            format!("executability={}", flag(opts.executability)),
-            format!("times={}", flag(opts.times)),
-            format!("whole_file={}", flag(opts.whole_file)),
-            format!("omit_dir_times={}", flag(opts.omit_dir_times)),
-            format!("omit_link_times={}", flag(opts.omit_link_times)),
-            format!("delete_before={}", flag(opts.delete_before)),
-            format!("ignore_errors={}", flag(opts.ignore_errors)),
-            format!("sparse={}", flag(opts.sparse)),
-            format!("prune_empty_dirs={}", flag(opts.prune_empty_dirs)),
-        ];
+        ]);
         if !opts.chmod.is_empty() {
             out.push(format!("chmod={}", opts.chmod));
         }
@@ -571,13 +599,10 @@ impl Args {
             let (k, v) = a
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("malformed option {a:?}"))?;
-            let on = v == "1";
+            if parse_flag(&mut out.opts, k, v == "1") {
+                continue;
+            }
             match k {
-                "checksum" => out.opts.checksum = on,
-                "size_only" => out.opts.size_only = on,
-                "update" => out.opts.update = on,
-                "ignore_existing" => out.opts.ignore_existing = on,
-                "existing" => out.opts.existing = on,
                 "max_size" => out.opts.max_size = Some(v.parse()?),
                 "min_size" => out.opts.min_size = Some(v.parse()?),
                 "max_delete" => out.opts.max_delete = Some(v.parse()?),
@@ -587,32 +612,12 @@ impl Args {
                         .parse()
                         .map_err(|_| anyhow::anyhow!("unknown compression {v:?}"))?
                 }
-                "compress_whole" => out.opts.compress_whole = on,
                 "compress_level" => out.opts.compress_level = v.parse()?,
                 "skip_compress" => {
                     out.opts.skip_compress = SkipCompress::parse(v).map_err(anyhow::Error::msg)?
                 }
-                "delete" => out.opts.delete = on,
-                "dry_run" => out.opts.dry_run = on,
-                "itemize" => out.opts.itemize = on,
-                "itemize_unchanged" => out.opts.itemize_unchanged = on,
-                "delete_excluded" => out.opts.delete_excluded = on,
-                "xattrs" => out.opts.xattrs = on,
-                "acls" => out.opts.acls = on,
-                "hard_links" => out.opts.hard_links = on,
-                "numeric_ids" => out.opts.numeric_ids = on,
-                "fsync" => out.opts.fsync = on,
                 "bwlimit" => out.opts.bwlimit = v.parse()?,
                 "one_file_system" => out.opts.one_file_system = v.parse::<u8>()?.min(2),
-                "copy_links" => out.opts.copy_links = on,
-                "copy_dirlinks" => out.opts.copy_dirlinks = on,
-                "copy_unsafe_links" => out.opts.copy_unsafe_links = on,
-                "open_noatime" => out.opts.open_noatime = on,
-                "preallocate" => out.opts.preallocate = on,
-                "keep_dirlinks" => out.opts.keep_dirlinks = on,
-                "dirs_only" => out.opts.dirs_only = on,
-                "fuzzy" => out.opts.fuzzy = on,
-                "delay_updates" => out.opts.delay_updates = on,
                 "partial_dir" => {
                     if !plain_partial_dir(v) {
                         anyhow::bail!("--partial-dir {v:?}: a plain name is needed");
@@ -620,24 +625,7 @@ impl Args {
                     out.opts.partial_dir = Some(v.to_string());
                 }
                 "temp_dir" => out.opts.temp_dir = Some(v.to_string()),
-                "ignore_missing_args" => out.opts.ignore_missing_args = on,
-                "delete_missing_args" => out.opts.delete_missing_args = on,
-                "safe_links" => out.opts.safe_links = on,
-                "remove_source_files" => out.opts.remove_source_files = on,
-                "recurse_listed" => out.opts.recurse_listed = on,
-                "owner" => out.opts.owner = on,
                 "modify_window" => out.opts.modify_window = v.parse()?,
-                "group" => out.opts.group = on,
-                "perms" => out.opts.perms = on,
-                "executability" => out.opts.executability = on,
-                "times" => out.opts.times = on,
-                "whole_file" => out.opts.whole_file = on,
-                "omit_dir_times" => out.opts.omit_dir_times = on,
-                "omit_link_times" => out.opts.omit_link_times = on,
-                "delete_before" => out.opts.delete_before = on,
-                "ignore_errors" => out.opts.ignore_errors = on,
-                "sparse" => out.opts.sparse = on,
-                "prune_empty_dirs" => out.opts.prune_empty_dirs = on,
                 "usermap" => out.opts.usermap = Some(IdMap::parse(v).map_err(anyhow::Error::msg)?),
                 "groupmap" => {
                     out.opts.groupmap = Some(IdMap::parse(v).map_err(anyhow::Error::msg)?)
@@ -1018,6 +1006,28 @@ fn rooted_filter(filter: &Arc<Filter>, source: &proto::sync::Source, side: Side)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_arguments_carry_each_yes_no_option_either_way() {
+        for name in FLAG_NAMES {
+            for on in [false, true] {
+                let mut opts = SyncOptions::default();
+                assert!(parse_flag(&mut opts, name, on), "{name}");
+                let back = Args::parse(&Args::encode("p", &opts)).unwrap().opts;
+                let mut line = Vec::new();
+                encode_flags(&back, &mut line);
+                assert!(
+                    line.contains(&format!("{name}={}", u8::from(on))),
+                    "{name}={on}"
+                );
+            }
+        }
+        assert!(!parse_flag(
+            &mut SyncOptions::default(),
+            "no_such_option",
+            true
+        ));
+    }
 
     #[test]
     fn service_arguments_carry_every_option_to_the_other_side() {
