@@ -1498,11 +1498,20 @@ async fn resume_after_a_cut(
         })
     };
 
+    // Where the temp is written while the data comes: in -T's directory,
+    // else beside its file (watched until the push ends).
+    let watch = TempWatch::start(&root, temp_dir);
     let out = jcp(relay.port()).await.unwrap();
+    let (in_temp_dir, beside) = watch.stop();
     assert!(
         relay.is_cut(),
         "the push ended before the cut: {}",
         describe(&out)
+    );
+    assert_eq!(
+        (in_temp_dir, beside),
+        (temp_dir.is_some(), temp_dir.is_none()),
+        "where the temp was written (in {temp_dir:?}, beside the file)"
     );
     assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
     assert_eq!(
@@ -1554,6 +1563,46 @@ async fn resume_after_a_cut(
     }
     if let Some(d) = partial_dir {
         assert!(!root.join(d).exists(), "{d} is removed once empty");
+    }
+}
+
+/// Watches, from another thread, whether a temp file (`.NAME.jsync-tmp.*`)
+/// shows in the root and in its directory `temp_dir`.
+struct TempWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::thread::JoinHandle<(bool, bool)>,
+}
+
+impl TempWatch {
+    fn start(root: &Path, temp_dir: Option<&str>) -> TempWatch {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (root, dir) = (root.to_path_buf(), temp_dir.map(|d| root.join(d)));
+        let flag = stop.clone();
+        let seen = std::thread::spawn(move || {
+            let has_temp = |d: &Path| {
+                fs::read_dir(d).is_ok_and(|mut it| {
+                    it.any(|e| {
+                        let name = e.unwrap().file_name();
+                        name.as_bytes().windows(11).any(|w| w == b".jsync-tmp.")
+                    })
+                })
+            };
+            let (mut in_dir, mut beside) = (false, false);
+            while !flag.load(Ordering::Acquire) {
+                in_dir |= dir.as_deref().is_some_and(has_temp);
+                beside |= has_temp(&root);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (in_dir, beside)
+        });
+        TempWatch { stop, seen }
+    }
+
+    /// Whether a temp showed in the temp directory, and in the root.
+    fn stop(self) -> (bool, bool) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.seen.join().unwrap()
     }
 }
 
