@@ -2496,8 +2496,15 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
         if way == "local" {
             continue; // nothing crosses a wire
         }
-        let wire = |options: &[&str]| {
+        // Each run into an empty destination, or (`delta`) into one that
+        // holds other versions of the two large files, which then go as
+        // deltas, all new data.
+        let run = |options: &[&str], delta: bool| {
             let _ = std::fs::remove_dir_all(&dst);
+            if delta {
+                put(&dst.join("notes.txt"), &prose(BIG, 7), T - 9);
+                put(&dst.join("photo.jpg"), &prose(BIG, 8), T - 9);
+            }
             let mut args = vec!["--stats"];
             args.extend(options);
             args.extend([from.as_str(), to.as_str()]);
@@ -2514,6 +2521,7 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
             }
             jsync_tests::bins::stat(&out.stdout, "Bytes on the wire:")
         };
+        let wire = |options: &[&str]| run(options, false);
         let plain = wire(&["--compress", "none"]);
         let skipped = wire(&["-z"]);
         let packed = wire(&["-z", "--skip-compress="]);
@@ -2536,6 +2544,41 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
         assert!(
             only_txt > txt && only_txt < plain - jpg / 2,
             "{way}: {only_txt}"
+        );
+        // A delta's new data is compressed by default, but a .jpg's.
+        let delta = run(&[], true);
+        let delta_packed = run(&["--skip-compress="], true);
+        assert!(
+            delta > delta_packed + BIG as u64 / 2,
+            "{way}: deltas {delta}, with the .jpg packed {delta_packed}"
+        );
+        // A single file sent as the source: its own name counts.
+        let (one, from, to) = match way {
+            "push" => (
+                root.join("one"),
+                setup.src().join("photo.jpg").display().to_string(),
+                "127.0.0.1:one/".to_string(),
+            ),
+            _ => {
+                let one = work.path().join("one");
+                let to = format!("{}/", one.display());
+                (one, "127.0.0.1:src/photo.jpg".into(), to)
+            }
+        };
+        let single = |options: &[&str]| {
+            let _ = std::fs::remove_dir_all(&one);
+            let mut args = vec!["--stats", from.as_str(), to.as_str()];
+            args.splice(0..0, options.iter().copied());
+            let out = srv.jcp(keys.path(), &args);
+            let what = format!("{way} one file {}", options.join(" "));
+            ok(&out, &what);
+            holds(&one, "photo.jpg", Some(&prose(BIG, 2)), &what);
+            jsync_tests::bins::stat(&out.stdout, "Bytes on the wire:")
+        };
+        let (raw, packed) = (single(&["-z"]), single(&["-z", "--skip-compress="]));
+        assert!(
+            raw > BIG as u64 && packed < raw / 2,
+            "{way}: one .jpg {raw}, packed {packed}"
         );
     }
 }

@@ -431,16 +431,6 @@ impl Follow {
 }
 
 impl GiveOptions {
-    /// How the data of the file at `path` is compressed: sent whole (no
-    /// basis on the receiver) or as a delta's new data.
-    fn compression_of(&self, path: &[u8], whole: bool) -> Compression {
-        if (whole && !self.compress_whole) || self.skip_compress.skips(path) {
-            Compression::NONE
-        } else {
-            self.compression
-        }
-    }
-
     /// Whether some symlinks are sent as what they lead to (`-L`, `-k`,
     /// `--copy-unsafe-links`), so paths are opened through links.
     fn follows_links(&self) -> bool {
@@ -466,6 +456,23 @@ struct Giver {
 }
 
 impl Giver {
+    /// How the data of the listed file at `path` is compressed: sent whole
+    /// (no basis on the receiver) or as a delta's new data.
+    fn compression_of(&self, path: &[u8], whole: bool) -> Compression {
+        // A single file's own path is empty: its name is the source's.
+        let name = if path.is_empty() {
+            &self.spec.source.name[..]
+        } else {
+            path
+        };
+        let o = &self.opts;
+        if (whole && !o.compress_whole) || o.skip_compress.skips(name) {
+            Compression::NONE
+        } else {
+            o.compression
+        }
+    }
+
     /// An entry's path as the user sees it ([`super::shown_path`]).
     fn shown<'a>(&self, path: &'a [u8]) -> std::borrow::Cow<'a, str> {
         super::shown_path(&self.prefix, path)
@@ -1560,7 +1567,7 @@ async fn answer_many(c: &mut Circuit, giver: &Giver, indices: &[u64]) -> Result<
     let mut payload = Vec::new();
     for &index in indices {
         let path = giver.file(index)?;
-        let this = giver.opts.compression_of(&path, true);
+        let this = giver.compression_of(&path, true);
         if let Some(before) = alg.filter(|&a| a != this && !payload.is_empty()) {
             let p = std::mem::take(&mut payload);
             giver.pace(p.len()).await;
@@ -1826,7 +1833,7 @@ async fn serve(
     let progress = &giver.opts.progress;
 
     progress.file_started(shown, meta.size);
-    let whole_alg = giver.opts.compression_of(path, true);
+    let whole_alg = giver.compression_of(path, true);
     if matches!(basis, Basis::Whole) && meta.size <= WHOLE_MAX {
         // Read straight into the message, as for a batch of small files.
         let mut payload = Vec::with_capacity(meta.size as usize + 64);
@@ -1843,7 +1850,7 @@ async fn serve(
     c.send(fragment(msg::META, &meta)).await?;
     let alg = match basis {
         Basis::Whole => whole_alg,
-        _ => giver.opts.compression_of(path, false),
+        _ => giver.compression_of(path, false),
     };
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, bool, u64)>(4);
     let (sig_tx, sig_rx) = std::sync::mpsc::channel();

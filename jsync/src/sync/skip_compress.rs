@@ -31,11 +31,13 @@ impl Elem {
 }
 
 /// The suffixes whose files go uncompressed, as rsync's `--skip-compress`
-/// takes them: separated by `/`, without the dot, matched without regard
-/// to ASCII case against what follows any dot of the file's name
-/// (`x.tar.gz` matches `gz` and `tar.gz`); `[...]` is a class of letters
-/// (`mp[34]`), and nothing else is special. The default is rsync's list;
-/// an empty list compresses every file.
+/// took them (rsync 3.1; later rsyncs take the option but no longer apply
+/// it): separated by `/`, without the dot, matched without regard to ASCII
+/// case against what follows the last dot of the file's name (`x.tar.gz`
+/// matches `gz`; a name that only starts with a dot, `.gz`, has no
+/// suffix); `[...]` is a class of letters (`mp[34]`), and nothing else is
+/// special. The default is rsync's list; an empty list compresses every
+/// file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SkipCompress {
     /// As given, for [`fmt::Display`] (and so the service argument).
@@ -63,8 +65,8 @@ impl fmt::Display for SkipCompress {
 
 impl SkipCompress {
     /// Parses a list (`gz/jpg/mp[34]`; empty for none). An unclosed `[`,
-    /// an empty class, or a `.` in a suffix (written without the dot, as
-    /// rsync's; `tar.gz` is taken as one) is refused.
+    /// an empty class, or a suffix given with its leading dot is refused
+    /// (rsync would take them as letters, which no suffix matches).
     pub fn parse(text: &str) -> Result<SkipCompress, String> {
         let mut suffixes = Vec::new();
         for part in text.split('/').filter(|p| !p.is_empty()) {
@@ -107,14 +109,13 @@ impl SkipCompress {
             return false;
         }
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        name.iter().enumerate().any(|(i, &b)| {
-            b == b'.' && {
-                let rest = &name[i + 1..];
-                self.suffixes.iter().any(|s| {
-                    s.len() == rest.len() && s.iter().zip(rest).all(|(e, &b)| e.matches(b))
-                })
-            }
-        })
+        let Some(dot) = name.iter().rposition(|&b| b == b'.').filter(|&i| i > 0) else {
+            return false;
+        };
+        let suffix = &name[dot + 1..];
+        self.suffixes
+            .iter()
+            .any(|s| s.len() == suffix.len() && s.iter().zip(suffix).all(|(e, &b)| e.matches(b)))
     }
 }
 
@@ -130,7 +131,7 @@ mod tests {
             b"dir/photo.JPG",
             b"x.tar.gz",
             b"movie.Mp4",
-            b".gz",
+            b".hidden.gz",
             b"v.webm",
         ] {
             assert!(d.skips(name), "{}", name.escape_ascii());
@@ -140,6 +141,8 @@ mod tests {
             b"gz",
             b"x.gz.txt",
             b"gz.dir/readme",
+            b".gz",
+            b"a.gz.",
             b"a.gzz",
             b"Makefile",
         ] {
@@ -151,7 +154,8 @@ mod tests {
     fn lists_parse_as_rsyncs() {
         let l = SkipCompress::parse("mp[34]/tar.gz/Z").unwrap();
         assert!(l.skips(b"a.mp3") && l.skips(b"a.MP4") && !l.skips(b"a.mp5"));
-        assert!(l.skips(b"a.tar.gz") && !l.skips(b"a.gz"));
+        // Only what follows the last dot counts, as in rsync.
+        assert!(!l.skips(b"a.tar.gz") && !l.skips(b"a.gz"));
         assert!(l.skips(b"a.z"), "case-blind");
         assert_eq!(l.to_string(), "mp[34]/tar.gz/Z");
         // Empty: every file is compressed; empty parts are passed over.
