@@ -904,10 +904,100 @@ pub fn parse() -> Result<Plan, UsageError> {
         let _ = Cli::command().print_help();
         std::process::exit(0);
     }
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return Err(rsync_only(&e).unwrap_or_else(|| e.exit())),
+    };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
     let rules = filter_rules(&matches);
     cli.resolve_with(rules)
+}
+
+/// Why rsync's options that jcp does not take are not taken, by name: the
+/// usage error says so rather than clap's guess at a similar option
+/// (`--inplace` is not a misspelt `--include`).
+const RSYNC_ONLY: &[(&[&str], &str)] = &[
+    (
+        &["--inplace", "--append", "--append-verify"],
+        "jcp writes each file beside its target and renames it into place, so a file is \
+         old or new, never torn; writing into the target would give that up",
+    ),
+    (
+        &["-e", "--rsh", "--rsync-path", "-M", "--remote-option"],
+        "jcp reaches the server's jsrv itself, over TLS or QUIC (-p PORT), not through \
+         a remote shell: run jsrv on the server (see the README's quick start)",
+    ),
+    (
+        &["--daemon", "--password-file", "--no-motd"],
+        "the server is jsrv, which takes clients by their certificates (jsrv --help)",
+    ),
+    (
+        &["-B", "--block-size"],
+        "jcp cuts files where their content says (FastCDC), in chunks sized by the \
+         file's size: there is no block size to set",
+    ),
+    (
+        &["--checksum-choice", "--cc", "--checksum-seed"],
+        "jcp compares content by BLAKE3, always",
+    ),
+    (
+        &["-U", "--atimes", "-N", "--crtimes"],
+        "access and creation times are not copied (--open-noatime leaves the \
+         source's access times alone)",
+    ),
+    (
+        &["--super", "--fake-super", "--copy-as"],
+        "owners are set where the receiving side runs as root, and only there",
+    ),
+    (
+        &["-8", "--8-bit-output"],
+        "valid UTF-8 is shown as it is already; other bytes as \\#ooo",
+    ),
+    (
+        &["--log-file-format"],
+        "--log-file logs the itemized line (rsync's default format), or the \
+         --out-format line",
+    ),
+    (&["--remove-sent-files"], "it is --remove-source-files"),
+    (
+        &[
+            "--no-implied-dirs",
+            "--iconv",
+            "--stop-after",
+            "--stop-at",
+            "--time-limit",
+            "--write-batch",
+            "--only-write-batch",
+            "--read-batch",
+            "--munge-links",
+            "--no-inc-recursive",
+            "--no-i-r",
+            "--max-alloc",
+            "--sockopts",
+            "--outbuf",
+            "--blocking-io",
+            "--debug",
+            "--old-args",
+        ],
+        "jcp does not have it",
+    ),
+];
+
+/// The usage error for an rsync option jcp does not take, when that is
+/// what clap stopped at.
+fn rsync_only(e: &clap::Error) -> Option<UsageError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+    RSYNC_ONLY
+        .iter()
+        .find(|(names, _)| names.contains(&name))
+        .map(|(_, why)| UsageError(format!("rsync's {name} is not supported: {why}")))
 }
 
 /// A filter rule source in command-line order.
@@ -1475,6 +1565,65 @@ mod tests {
                 ..p
             };
             assert_eq!(format!("{p:?}"), plain, "{habit:?}");
+        }
+    }
+
+    #[test]
+    fn rsyncs_options_jcp_lacks_say_so() {
+        use clap::CommandFactory;
+        for (args, name, why) in [
+            (&["--inplace", "a", "b"][..], "--inplace", "never torn"),
+            (
+                &["-avz", "--append-verify", "a", "b"],
+                "--append-verify",
+                "never torn",
+            ),
+            (&["-e", "ssh", "a", "h:b"], "-e", "run jsrv"),
+            (&["-ave", "ssh", "a", "h:b"], "-e", "run jsrv"),
+            (&["--rsh=ssh -p 22", "a", "h:b"], "--rsh", "remote shell"),
+            (
+                &["--rsync-path", "sudo rsync", "a", "h:b"],
+                "--rsync-path",
+                "jsrv",
+            ),
+            (&["-avU", "a", "b"], "-U", "access and creation times"),
+            (&["--block-size=4096", "a", "b"], "--block-size", "FastCDC"),
+            (
+                &["--no-implied-dirs", "-R", "a", "b"],
+                "--no-implied-dirs",
+                "not have",
+            ),
+            (
+                &["--log-file-format=%n", "a", "b"],
+                "--log-file-format",
+                "itemized",
+            ),
+        ] {
+            let mut argv = vec!["jcp"];
+            argv.extend_from_slice(args);
+            let e = Cli::command().try_get_matches_from(argv).unwrap_err();
+            let u = rsync_only(&e).unwrap_or_else(|| panic!("{args:?}: {e}"));
+            assert!(
+                u.0.starts_with(&format!("rsync's {name} is not supported: ")),
+                "{u}"
+            );
+            assert!(u.0.contains(why), "{u}");
+        }
+        // Other mistakes keep clap's message.
+        for args in [&["--no-such-thing", "a", "b"][..], &["-p", "x", "a", "b"]] {
+            let mut argv = vec!["jcp"];
+            argv.extend_from_slice(args);
+            let e = Cli::command().try_get_matches_from(argv).unwrap_err();
+            assert!(rsync_only(&e).is_none(), "{args:?}");
+        }
+        // Every name in the table is one jcp does not take.
+        for (names, _) in RSYNC_ONLY {
+            for name in *names {
+                let e = Cli::command()
+                    .try_get_matches_from(["jcp", name, "a", "b"])
+                    .unwrap_err();
+                assert!(rsync_only(&e).is_some(), "{name}: {e}");
+            }
         }
     }
 

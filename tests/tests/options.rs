@@ -399,6 +399,26 @@ fn rsync_habits_avhp_and_h_alone() {
     let out = run("jcp", &["--help"]);
     ok(&out, "jcp --help");
     assert!(String::from_utf8_lossy(&out.stdout).contains("--human-readable"));
+
+    // rsync's options jcp does not take: a usage error that says why, and
+    // nothing copied.
+    let to = work.path().join("never");
+    let from = format!("{}/", src.display());
+    for (args, why) in [
+        (&["-av", "--inplace"][..], "never torn"),
+        (&["-e", "ssh"], "run jsrv on the server"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend([from.as_str(), to.to_str().unwrap()]);
+        let out = run("jcp", &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("jcp: rsync's ") && err.contains(why),
+            "{args:?}: {err}"
+        );
+        assert!(!to.exists(), "{args:?}");
+    }
 }
 
 /// Files left alone still count in "Total file size", as in rsync: it is the
