@@ -40,8 +40,15 @@ pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
     /// then a local path or HOST:PATH (several SRCs go into DST as a
     /// directory, as with scp and rsync)
-    #[arg(value_name = "SRC... DST", required = true, num_args = 1..)]
+    #[arg(value_name = "SRC... DST", required_unless_present = "keygen", num_args = 1..)]
     pub operands: Vec<String>,
+
+    /// Make this machine's own client key (client.key in --config-dir; one
+    /// already there is kept) and print its public key line, for the
+    /// server's admin to sign with `jsrv sign`: as with ssh, the private
+    /// key never leaves this machine
+    #[arg(long, conflicts_with = "operands")]
+    pub keygen: bool,
 
     /// Port of the jsrv daemon
     #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
@@ -703,6 +710,9 @@ pub enum Direction {
     ListLocal { srcs: Vec<PathBuf> },
     /// List sources on a server.
     ListRemote { srcs: Vec<Remote> },
+    /// Make this machine's client key and print its public key line
+    /// (`--keygen`).
+    Keygen,
 }
 
 /// Which paths beneath each source are sent (rsync's `-R` and
@@ -1111,6 +1121,9 @@ impl Cli {
     /// destination as a directory (as if it ended in `/`), and cannot be
     /// combined with `--delete` (each would delete what the others copied).
     fn direction(&self) -> Result<Direction, UsageError> {
+        if self.keygen {
+            return Ok(Direction::Keygen);
+        }
         // One operand, or --list-only: list, as rsync does.
         if self.list_only || self.operands.len() == 1 {
             let (local, remote) = sources(&self.operands)?;

@@ -36,6 +36,9 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(plan.verbosity);
+    if matches!(plan.direction, Direction::Keygen) {
+        return keygen(&plan.config_dir);
+    }
     let mut display = Display::new(plan.show_progress, plan.verbosity >= 2, plan.print_items);
     if let Some(path) = &plan.log_file {
         let opened = std::fs::OpenOptions::new()
@@ -127,6 +130,42 @@ fn shown(path: &str) -> &str {
 /// jcp's own info with `-v`, debug with `-vv`). The library's info lines are the
 /// embedded peer's server-side log of a local copy ("push received"), not for
 /// a user who asked for the list of files.
+/// `jcp --keygen`: this machine's own client key, and its public key line on
+/// stdout (what to do with it on stderr).
+fn keygen(dir: &Path) -> ExitCode {
+    let comment = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "jcp".into()),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    );
+    match jsync::identity::keygen(dir, &comment) {
+        Ok(r) => {
+            let done = match r.key.action {
+                jsync::identity::FileAction::Created => "made",
+                _ => "already there, kept",
+            };
+            eprintln!(
+                "jcp: client key {} ({done}): {}\n\
+                 Have the server's admin sign the line below (`jsrv sign --name NAME FILE`, \
+                 or `-` for stdin), then put what it prints in {} and the server's \
+                 {} beside it.",
+                r.fingerprint,
+                r.key.path.display(),
+                dir.join(jsync::identity::CLIENT_CERT).display(),
+                jsync::identity::CA_CERT,
+            );
+            println!("{}", r.line);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jcp: {e}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
 fn init_logging(verbosity: u8) {
     let default = match verbosity {
         0 => "error",
@@ -236,6 +275,8 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             close(&link, &result).await;
             result?;
         }
+        // (main makes the key before any of this.)
+        Direction::Keygen => anyhow::bail!("--keygen copies nothing"),
     }
     Ok(report)
 }

@@ -90,6 +90,31 @@ enum Command {
     /// Make a private CA plus server and client key pairs signed by it. Existing
     /// keys are kept, never overwritten.
     Init,
+    /// Sign a client's own key (the line `jcp --keygen` printed on the client)
+    /// with this CA: prints the client's certificate (its client.crt) on
+    /// stdout, or writes it to --out
+    Sign {
+        /// A file holding the public key line, or - for stdin
+        #[arg(value_name = "FILE")]
+        key: PathBuf,
+        /// The client's name in its certificate's subject (letters, digits,
+        /// '.', '-', '_', '@'; up to 48); jsrv's log and the known-keys file
+        /// name a client by its key's fingerprint, which sign prints
+        #[arg(long, value_parser = client_name)]
+        name: Option<String>,
+        /// Write the certificate to this new file (mode 0644) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A client name for `jsrv sign --name`.
+fn client_name(s: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || ".-_@".contains(c);
+    if s.is_empty() || s.len() > 48 || !s.chars().all(ok) {
+        return Err("a name is 1 to 48 letters, digits, '.', '-', '_' or '@'".into());
+    }
+    Ok(s.to_owned())
 }
 
 impl ServeArgs {
@@ -116,7 +141,7 @@ impl Cli {
             return Err(Cli::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
                 "--root, --listen, --read-only, --insecure-plaintext and --chacha are for \
-                 serving; `jsrv init` takes only --config-dir",
+                 serving, not for `jsrv init` or `jsrv sign`",
             ));
         }
         Ok(cli)
@@ -143,6 +168,7 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(e.into()),
         },
+        Some(Command::Sign { key, name, out }) => sign(&dir, &key, name, out.as_deref()),
         None => serve::serve(plan(cli.serve, dir)).await,
     };
     match result {
@@ -152,6 +178,51 @@ async fn main() -> ExitCode {
             ExitCode::from(exit::FAILURE)
         }
     }
+}
+
+/// `jsrv sign`: a certificate for a client's own key.
+fn sign(
+    dir: &std::path::Path,
+    key: &std::path::Path,
+    name: Option<String>,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut line = String::new();
+    let read = if key.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut line).map(drop)
+    } else {
+        std::fs::File::open(key).and_then(|mut f| f.read_to_string(&mut line).map(drop))
+    };
+    read.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key.display()))?;
+    let signed = jsync::identity::sign_client(dir, &line, key, name.as_deref().unwrap_or(""))?;
+    match out {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let fail = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(path)
+                .map_err(fail)?;
+            if let Err(e) = f.write_all(signed.pem.as_bytes()) {
+                // (Nothing half-written is left.)
+                let _ = std::fs::remove_file(path);
+                return Err(fail(e));
+            }
+        }
+        None => print!("{}", signed.pem),
+    }
+    eprintln!(
+        "jsrv: signed client key {}{}: it goes in the client's config directory as {}, \
+         beside this CA's {}",
+        signed.fingerprint,
+        name.map(|n| format!(" for {n}")).unwrap_or_default(),
+        jsync::identity::CLIENT_CERT,
+        jsync::identity::CA_CERT,
+    );
+    Ok(())
 }
 
 /// `e` and its causes on one line, leaving out a cause whose text is already there

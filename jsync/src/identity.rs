@@ -650,6 +650,167 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
     })
 }
 
+/// The first word of a public key line ([`public_key_line`]).
+const PUBLIC_KEY_TAG: &str = "ed25519";
+
+/// An ed25519 key's public half as one line of text, as an ssh `.pub` line:
+/// `ed25519 BASE64 COMMENT`, the 32 bytes of the key in base64, which is
+/// also a line of a known-keys file ([`crate::known_keys`]), so the line can
+/// go into a read-only `known_client_keys` as it is. What a client hands
+/// its server's admin to sign ([`sign_client`]); no secret.
+pub fn public_key_line(key: &KeyPair, comment: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key.public_key_raw());
+    let comment = comment.trim();
+    if comment.is_empty() {
+        format!("{PUBLIC_KEY_TAG} {b64}")
+    } else {
+        format!("{PUBLIC_KEY_TAG} {b64} {comment}")
+    }
+}
+
+/// What [`keygen`] did.
+#[derive(Debug)]
+pub struct KeygenReport {
+    /// The client key: created, or kept as it was.
+    pub key: FileReport,
+    /// Its public key line ([`public_key_line`]).
+    pub line: String,
+    /// Its fingerprint (`SHA256:...`), as the known-keys files show it.
+    pub fingerprint: String,
+}
+
+/// Makes a client key of this machine's own, `client.key` (mode 0600, in
+/// `dir`, made 0700 if missing), unless it has one, which is kept (never
+/// overwritten), and returns its public key line: the ssh way of giving a
+/// client an identity, its private key never leaving it. The server's admin
+/// signs the line ([`sign_client`]); the certificate goes back as
+/// `client.crt`, beside the CA's `ca.crt`.
+pub fn keygen(dir: &Path, comment: &str) -> Result<KeygenReport, IdentityError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| IdentityError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let path = dir.join(CLIENT_KEY);
+    let (kp, action) = if exists(&path)? {
+        (load_key_pair(&path)?, FileAction::Kept)
+    } else {
+        let kp = new_key_pair(&path)?;
+        write_new(&path, kp.serialize_pem().as_bytes(), KEY_MODE)?;
+        (kp, FileAction::Created)
+    };
+    if kp.algorithm() != &rcgen::PKCS_ED25519 {
+        return Err(IdentityError::Invalid {
+            path,
+            what: "ed25519 private key",
+            reason: "another kind of key".into(),
+        });
+    }
+    Ok(KeygenReport {
+        key: report(dir, CLIENT_KEY, action),
+        line: public_key_line(&kp, comment),
+        fingerprint: fingerprint_spki(&kp.subject_public_key_info()),
+    })
+}
+
+/// An ed25519 public key read from a line, to be signed.
+struct Ed25519Public([u8; 32]);
+
+impl PublicKeyData for Ed25519Public {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+/// Parses a [`public_key_line`] (the first line of `text` that is not
+/// blank or a `#` comment); `Err` says what is wrong with it.
+fn parse_public_key_line(text: &str) -> Result<Ed25519Public, String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_default();
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some(PUBLIC_KEY_TAG) => {}
+        Some(w) => return Err(format!("it starts with {w:?}, not {PUBLIC_KEY_TAG:?}")),
+        None => return Err("it is empty".into()),
+    }
+    let b64 = words.next().ok_or("it has no key after the tag")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("its key is not base64: {e}"))?;
+    let key: [u8; 32] = raw
+        .try_into()
+        .map_err(|raw: Vec<u8>| format!("its key is {} bytes, not 32", raw.len()))?;
+    Ok(Ed25519Public(key))
+}
+
+/// A client certificate [`sign_client`] issued.
+#[derive(Debug)]
+pub struct Signed {
+    /// The certificate, PEM: the client's `client.crt`.
+    pub pem: String,
+    /// The client key's fingerprint (`SHA256:...`), as the known-keys
+    /// files show it.
+    pub fingerprint: String,
+}
+
+/// Issues a client certificate for the key of a [`public_key_line`] (read
+/// from `source`, named in errors) with the CA in `dir` (`ca.key` and
+/// `ca.crt`), its subject naming the client `name` (`jsync client NAME`,
+/// which jsrv's log shows). The certificate is checked against the CA
+/// before it is returned.
+pub fn sign_client(
+    dir: &Path,
+    line: &str,
+    source: &Path,
+    name: &str,
+) -> Result<Signed, IdentityError> {
+    let key = parse_public_key_line(line).map_err(|reason| IdentityError::Invalid {
+        path: source.to_path_buf(),
+        what: "public key line",
+        reason,
+    })?;
+    let (ca_key_path, ca_cert_path) = (dir.join(CA_KEY), dir.join(CA_CERT));
+    let cert_path = Path::new(CLIENT_CERT);
+    if !exists(&ca_key_path)? {
+        return Err(IdentityError::NoCaKey {
+            cert: cert_path.to_path_buf(),
+            ca_key: ca_key_path,
+            ca_cert: ca_cert_path,
+        });
+    }
+    let ca_kp = load_key_pair(&ca_key_path)?;
+    let hint = format!(" (run `jsrv init --config-dir {}` first)", dir.display());
+    let ca_cert = read_certs(&ca_cert_path, &hint)?.swap_remove(0);
+    let issuer = Issuer::new(ca_params(&ca_kp), ca_kp);
+    let mut params = leaf_params(Role::Client).map_err(|e| generate_err(cert_path, e))?;
+    let name = name.trim();
+    if !name.is_empty() {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "jsync");
+        dn.push(DnType::CommonName, format!("jsync client {name}"));
+        params.distinguished_name = dn;
+    }
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| generate_err(cert_path, e))?;
+    let chain = vec![cert.der().clone()];
+    check_issued(&ca_cert, &chain, Role::Client, cert_path, &ca_cert_path)?;
+    Ok(Signed {
+        pem: cert.pem(),
+        fingerprint: fingerprint_spki(&key.subject_public_key_info()),
+    })
+}
+
 fn report(dir: &Path, name: &'static str, action: FileAction) -> FileReport {
     FileReport {
         name,
@@ -856,6 +1017,58 @@ mod tests {
 
     fn snapshot(dir: &Path) -> Vec<Vec<u8>> {
         ALL.iter().map(|n| fs::read(dir.join(n)).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_client_key_of_its_own_is_signed_by_the_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (srv, cli) = (tmp.path().join("srv"), tmp.path().join("cli"));
+        init(&srv).unwrap();
+        let made = keygen(&cli, " alice@laptop ").unwrap();
+        assert_eq!(made.key.action, FileAction::Created);
+        assert_eq!(mode_of(&cli), 0o700);
+        assert_eq!(mode_of(&cli.join(CLIENT_KEY)), 0o600);
+        assert!(made.line.starts_with("ed25519 ") && made.line.ends_with(" alice@laptop"));
+        // A second keygen keeps the key and gives the same line.
+        let again = keygen(&cli, "alice@laptop").unwrap();
+        assert_eq!(again.key.action, FileAction::Kept);
+        assert_eq!(
+            (again.line, again.fingerprint),
+            (made.line.clone(), made.fingerprint.clone())
+        );
+
+        let text = format!("# from alice\n\n{}\n", made.line);
+        let signed = sign_client(&srv, &text, Path::new("alice.pub"), "alice").unwrap();
+        assert_eq!(signed.fingerprint, made.fingerprint);
+        fs::write(cli.join(CLIENT_CERT), &signed.pem).unwrap();
+        fs::copy(srv.join(CA_CERT), cli.join(CA_CERT)).unwrap();
+        // The client's identity loads: its certificate is the CA's, for its key.
+        let client = Identity::load(&cli, Role::Client).unwrap();
+        assert_eq!(client.fingerprint(), made.fingerprint);
+        assert_ne!(
+            client.fingerprint(),
+            Identity::load(&srv, Role::Client).unwrap().fingerprint()
+        );
+        // The line is a known-keys line too.
+        let known = tmp.path().join("known");
+        fs::write(&known, format!("{}\n", made.line)).unwrap();
+        assert!(crate::known_keys::KnownKeys::open(&known).is_ok());
+
+        for (bad, why) in [
+            ("", "empty"),
+            ("ssh-ed25519 AAAA", "starts with"),
+            ("ed25519", "no key"),
+            ("ed25519 !!!", "not base64"),
+            ("ed25519 AAAA", "3 bytes"),
+        ] {
+            let e = sign_client(&srv, bad, Path::new("k.pub"), "").unwrap_err();
+            let e = e.to_string();
+            assert!(e.contains("k.pub") && e.contains(why), "{bad:?}: {e}");
+        }
+        // Without the CA's private key nothing is signed.
+        fs::remove_file(srv.join(CA_KEY)).unwrap();
+        let e = sign_client(&srv, &made.line, Path::new("k.pub"), "").unwrap_err();
+        assert!(matches!(e, IdentityError::NoCaKey { .. }), "{e}");
     }
 
     #[test]

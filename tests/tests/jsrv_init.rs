@@ -71,3 +71,113 @@ fn jsrv_init_uses_jsync_config_dir_and_fails_loudly() {
         "{err}"
     );
 }
+
+/// The ssh way: a client makes its own key (`jcp --keygen`, which prints
+/// its public key line), the server's admin signs the line (`jsrv sign`),
+/// and the client connects with that certificate; its private key never
+/// left it. The server's writable known_client_keys records it (its own
+/// key, not the shared client key `init` made), and the line, as it is,
+/// is what a read-only known_client_keys takes to let in this client only.
+#[test]
+fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
+    use jsync_tests::bins::{describe, Jsrv};
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let (srv_cfg, cli_cfg) = (work.path().join("srv"), work.path().join("cli"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    assert!(run("jsrv", &["init", "--config-dir", &s(&srv_cfg)])
+        .status
+        .success());
+
+    let out = run("jcp", &["--keygen", "--config-dir", &s(&cli_cfg)]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with("ed25519 "), "{line}");
+    let fingerprint_in = |text: &[u8]| {
+        String::from_utf8_lossy(text)
+            .split_whitespace()
+            .find(|w| w.starts_with("SHA256:"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no fingerprint in {}", String::from_utf8_lossy(text)))
+    };
+    let made = fingerprint_in(&out.stderr);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jsrv sign"));
+    let mode = std::fs::metadata(cli_cfg.join("client.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Signed from stdin, named.
+    let mut sign = std::process::Command::new(jsync_tests::bins::bin("jsrv"))
+        .args(["sign", "--config-dir", &s(&srv_cfg), "--name", "alice", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sign.stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let out = sign.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert_eq!(
+        fingerprint_in(&out.stderr),
+        made,
+        "sign names the key keygen made"
+    );
+    std::fs::write(cli_cfg.join("client.crt"), &pem).unwrap();
+    std::fs::copy(srv_cfg.join("ca.crt"), cli_cfg.join("ca.crt")).unwrap();
+    // --out never replaces a file.
+    let taken = s(&cli_cfg.join("client.crt"));
+    let key_file = work.path().join("alice.pub");
+    std::fs::write(&key_file, &line).unwrap();
+    let args = [
+        "sign",
+        "--config-dir",
+        &s(&srv_cfg),
+        "--out",
+        &taken,
+        &s(&key_file),
+    ];
+    let out = run("jsrv", &args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        std::fs::read_to_string(cli_cfg.join("client.crt")).unwrap(),
+        pem
+    );
+
+    // Trust on first use records this client's own key.
+    let known = srv_cfg.join("known_client_keys");
+    std::fs::write(&known, "").unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"from alice\n").unwrap();
+    let from = format!("{}/", src.display());
+    let mut srv = Jsrv::start(&srv_cfg, &root, &[]);
+    let out = srv.jcp(&cli_cfg, &[&from, "127.0.0.1:dst"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(std::fs::read(root.join("dst/f")).unwrap(), b"from alice\n");
+    let recorded = std::fs::read_to_string(&known).unwrap();
+    let key = line.split_whitespace().nth(1).unwrap();
+    assert!(recorded.contains(key), "{recorded}");
+    assert_eq!(recorded.lines().count(), 1, "{recorded}");
+    srv.kill();
+
+    // Lockdown: a read-only file holding alice's line lets her in, and not
+    // the client key init made.
+    std::fs::write(&known, &line).unwrap();
+    std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let srv = Jsrv::start(&srv_cfg, &root, &[]);
+    let out = srv.jcp(&cli_cfg, &[&from, "127.0.0.1:again"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = srv.jcp(&srv_cfg, &[&from, "127.0.0.1:shared"]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(!root.join("shared").exists());
+}
