@@ -430,8 +430,8 @@ fn load_hint(dir: &Path, role: Role) -> String {
     match role {
         Role::Server => format!(" (run `jsrv init --config-dir {}` first)", dir.display()),
         Role::Client => format!(
-            " (run `jsrv init` on the server and copy its {CA_CERT}, {CLIENT_CERT} and \
-             {CLIENT_KEY} into {})",
+            " (run `jcp --keygen` and have the server's admin sign its line with `jsrv \
+             sign`, or copy the server's {CA_CERT}, {CLIENT_CERT} and {CLIENT_KEY} into {})",
             dir.display()
         ),
     }
@@ -1223,7 +1223,7 @@ mod tests {
         let err = Identity::load(dir, Role::Client).unwrap_err();
         assert!(
             err.to_string()
-                .contains("copy its ca.crt, client.crt and client.key"),
+                .contains("run `jcp --keygen` and have the server's admin sign its line"),
             "{err}"
         );
 
