@@ -918,9 +918,38 @@ pub fn parse() -> Result<Plan, UsageError> {
         Ok(m) => m,
         Err(e) => return Err(rsync_only(&e).unwrap_or_else(|| e.exit())),
     };
+    keygen_alone(&matches)?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
     let rules = filter_rules(&matches);
     cli.resolve_with(rules)
+}
+
+/// Whether `id` names a group of options (clap reports groups among what
+/// was given).
+fn is_group(id: &str) -> bool {
+    use clap::CommandFactory;
+    Cli::command().get_groups().any(|g| g.get_id() == id)
+}
+
+/// `--keygen` copies nothing, so it takes no option but `--config-dir`
+/// (one would be silently dropped: `--keygen -n` would still make the key).
+fn keygen_alone(m: &clap::ArgMatches) -> Result<(), UsageError> {
+    use clap::parser::ValueSource;
+    if !m.get_flag("keygen") {
+        return Ok(());
+    }
+    let given = m
+        .ids()
+        .map(clap::Id::as_str)
+        .filter(|&id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .find(|&id| !["keygen", "config_dir"].contains(&id) && !is_group(id));
+    match given {
+        Some(id) => Err(UsageError(format!(
+            "--keygen makes a key and copies nothing: it takes only --config-dir, not --{}",
+            id.replace('_', "-")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Why rsync's options that jcp does not take are not taken, by name: the
@@ -1579,6 +1608,28 @@ mod tests {
             };
             assert_eq!(format!("{p:?}"), plain, "{habit:?}");
         }
+    }
+
+    #[test]
+    fn keygen_takes_only_the_config_dir() {
+        use clap::CommandFactory;
+        let m = |args: &[&str]| {
+            let mut argv = vec!["jcp"];
+            argv.extend_from_slice(args);
+            Cli::command().try_get_matches_from(argv)
+        };
+        assert!(keygen_alone(&m(&["--keygen"]).unwrap()).is_ok());
+        assert!(keygen_alone(&m(&["--keygen", "--config-dir", "d"]).unwrap()).is_ok());
+        for (args, named) in [
+            (&["--keygen", "-n"][..], "--dry-run"),
+            (&["-p", "9", "--keygen"], "--port"),
+            (&["--keygen", "--quic"], "--quic"),
+        ] {
+            let e = keygen_alone(&m(args).unwrap()).unwrap_err();
+            assert!(e.0.contains(named), "{args:?}: {e}");
+        }
+        assert!(m(&["--keygen", "a", "b"]).is_err(), "no operands");
+        assert!(keygen_alone(&m(&["-n", "a", "b"]).unwrap()).is_ok());
     }
 
     #[test]

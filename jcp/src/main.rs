@@ -126,10 +126,6 @@ fn shown(path: &str) -> &str {
     }
 }
 
-/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
-/// jcp's own info with `-v`, debug with `-vv`). The library's info lines are the
-/// embedded peer's server-side log of a local copy ("push received"), not for
-/// a user who asked for the list of files.
 /// `jcp --keygen`: this machine's own client key, and its public key line on
 /// stdout (what to do with it on stderr).
 fn keygen(dir: &Path) -> ExitCode {
@@ -144,7 +140,11 @@ fn keygen(dir: &Path) -> ExitCode {
         Ok(r) => {
             let done = match r.key.action {
                 jsync::identity::FileAction::Created => "made",
-                _ => "already there, kept",
+                _ => {
+                    "already there, kept: if it is the one `jsrv init` made, copied here, \
+                     every client that copied it shares it; remove it (and client.crt) to \
+                     make this machine's own"
+                }
             };
             eprintln!(
                 "jcp: client key {} ({done}): {}\n\
@@ -166,6 +166,10 @@ fn keygen(dir: &Path) -> ExitCode {
     }
 }
 
+/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
+/// jcp's own info with `-v`, debug with `-vv`). The library's info lines are the
+/// embedded peer's server-side log of a local copy ("push received"), not for
+/// a user who asked for the list of files.
 fn init_logging(verbosity: u8) {
     let default = match verbosity {
         0 => "error",

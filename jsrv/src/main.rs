@@ -212,7 +212,10 @@ fn sign(
                 return Err(fail(e));
             }
         }
-        None => print!("{}", signed.pem),
+        None => std::io::stdout()
+            .write_all(signed.pem.as_bytes())
+            .and_then(|()| std::io::stdout().flush())
+            .map_err(|e| anyhow::anyhow!("cannot write the certificate to stdout: {e}"))?,
     }
     eprintln!(
         "jsrv: signed client key {}{}: it goes in the client's config directory as {}, \

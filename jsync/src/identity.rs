@@ -660,6 +660,11 @@ const PUBLIC_KEY_TAG: &str = "ed25519";
 /// its server's admin to sign ([`sign_client`]); no secret.
 pub fn public_key_line(key: &KeyPair, comment: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(key.public_key_raw());
+    // One line, whatever the comment holds.
+    let comment: String = comment
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let comment = comment.trim();
     if comment.is_empty() {
         format!("{PUBLIC_KEY_TAG} {b64}")
@@ -695,6 +700,18 @@ pub fn keygen(dir: &Path, comment: &str) -> Result<KeygenReport, IdentityError> 
             source,
         })?;
     let path = dir.join(CLIENT_KEY);
+    if exists(&path)? && exists(&dir.join(CA_KEY))? {
+        // The server's own config dir: its client.key is `init`'s, which
+        // every client that copies it shares.
+        return Err(IdentityError::Invalid {
+            path,
+            what: "key of this client's own",
+            reason: format!(
+                "it is the client key `jsrv init` made beside {CA_KEY}, which every client \
+                 that copies it shares; make this machine's own in another config dir"
+            ),
+        });
+    }
     let (kp, action) = if exists(&path)? {
         (load_key_pair(&path)?, FileAction::Kept)
     } else {
@@ -729,14 +746,17 @@ impl PublicKeyData for Ed25519Public {
     }
 }
 
-/// Parses a [`public_key_line`] (the first line of `text` that is not
-/// blank or a `#` comment); `Err` says what is wrong with it.
+/// Parses a [`public_key_line`] (the one line of `text` that is not blank
+/// or a `#` comment); `Err` says what is wrong with it.
 fn parse_public_key_line(text: &str) -> Result<Ed25519Public, String> {
-    let line = text
+    let mut lines = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap_or_default();
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let line = lines.next().unwrap_or_default();
+    if lines.next().is_some() {
+        return Err("it holds more than one key line (one client at a time)".into());
+    }
     let mut words = line.split_whitespace();
     match words.next() {
         Some(PUBLIC_KEY_TAG) => {}
@@ -765,9 +785,10 @@ pub struct Signed {
 
 /// Issues a client certificate for the key of a [`public_key_line`] (read
 /// from `source`, named in errors) with the CA in `dir` (`ca.key` and
-/// `ca.crt`), its subject naming the client `name` (`jsync client NAME`,
-/// which jsrv's log shows). The certificate is checked against the CA
-/// before it is returned.
+/// `ca.crt`), its subject naming the client `name` (`jsync client NAME`;
+/// jsrv's log and the known-keys files name a client by its key's
+/// fingerprint). The certificate is checked against the CA before it is
+/// returned.
 pub fn sign_client(
     dir: &Path,
     line: &str,
@@ -1024,7 +1045,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (srv, cli) = (tmp.path().join("srv"), tmp.path().join("cli"));
         init(&srv).unwrap();
-        let made = keygen(&cli, " alice@laptop ").unwrap();
+        let made = keygen(&cli, " alice@laptop\n").unwrap();
         assert_eq!(made.key.action, FileAction::Created);
         assert_eq!(mode_of(&cli), 0o700);
         assert_eq!(mode_of(&cli.join(CLIENT_KEY)), 0o600);
@@ -1054,7 +1075,12 @@ mod tests {
         fs::write(&known, format!("{}\n", made.line)).unwrap();
         assert!(crate::known_keys::KnownKeys::open(&known).is_ok());
 
+        // The server's own client key is init's shared one: not offered.
+        let e = keygen(&srv, "x").unwrap_err().to_string();
+        assert!(e.contains("every client that copies it shares"), "{e}");
+        let two = format!("{}\n{}\n", made.line, made.line);
         for (bad, why) in [
+            (two.as_str(), "more than one"),
             ("", "empty"),
             ("ssh-ed25519 AAAA", "starts with"),
             ("ed25519", "no key"),

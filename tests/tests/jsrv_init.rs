@@ -89,6 +89,10 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
         .status
         .success());
 
+    // --keygen copies nothing, and takes no option that would.
+    let out = run("jcp", &["--keygen", "-n", "--config-dir", &s(&cli_cfg)]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(!cli_cfg.exists());
     let out = run("jcp", &["--keygen", "--config-dir", &s(&cli_cfg)]);
     assert!(out.status.success(), "{}", describe(&out));
     let line = String::from_utf8(out.stdout).unwrap();
@@ -132,19 +136,36 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
     );
     std::fs::write(cli_cfg.join("client.crt"), &pem).unwrap();
     std::fs::copy(srv_cfg.join("ca.crt"), cli_cfg.join("ca.crt")).unwrap();
-    // --out never replaces a file.
-    let taken = s(&cli_cfg.join("client.crt"));
+    // From a file, to a new file with --out (mode 0644), which it never
+    // replaces.
     let key_file = work.path().join("alice.pub");
     std::fs::write(&key_file, &line).unwrap();
-    let args = [
-        "sign",
-        "--config-dir",
-        &s(&srv_cfg),
-        "--out",
-        &taken,
-        &s(&key_file),
-    ];
-    let out = run("jsrv", &args);
+    let sign_to = |out: &std::path::Path| {
+        let args = [
+            "sign",
+            "--config-dir",
+            &s(&srv_cfg),
+            "--out",
+            &s(out),
+            &s(&key_file),
+        ];
+        run("jsrv", &args)
+    };
+    let again = work.path().join("again.crt");
+    let out = sign_to(&again);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        describe(&out)
+    );
+    let written = std::fs::read_to_string(&again).unwrap();
+    assert!(
+        written.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{written}"
+    );
+    let mode = std::fs::metadata(&again).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let out = sign_to(&cli_cfg.join("client.crt"));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(
         std::fs::read_to_string(cli_cfg.join("client.crt")).unwrap(),
