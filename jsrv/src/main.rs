@@ -98,8 +98,8 @@ enum Command {
         #[arg(value_name = "FILE")]
         key: PathBuf,
         /// The client's name in its certificate's subject (letters, digits,
-        /// '.', '-', '_', '@'; up to 48); jsrv's log and the known-keys file
-        /// name a client by its key's fingerprint, which sign prints
+        /// '.', '-', '_', '@'; up to 48), which jsrv's log shows beside the
+        /// client's address
         #[arg(long, value_parser = client_name)]
         name: Option<String>,
         /// Write the certificate to this new file (mode 0644) instead of stdout

@@ -785,10 +785,10 @@ pub struct Signed {
 
 /// Issues a client certificate for the key of a [`public_key_line`] (read
 /// from `source`, named in errors) with the CA in `dir` (`ca.key` and
-/// `ca.crt`), its subject naming the client `name` (`jsync client NAME`;
-/// jsrv's log and the known-keys files name a client by its key's
-/// fingerprint). The certificate is checked against the CA before it is
-/// returned.
+/// `ca.crt`), its subject naming the client `name` (`jsync client NAME`,
+/// which jsrv's log shows beside the client's address; the known-keys
+/// files name a client by its key's fingerprint). The certificate is
+/// checked against the CA before it is returned.
 pub fn sign_client(
     dir: &Path,
     line: &str,

@@ -181,7 +181,7 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), b"from alice\n").unwrap();
     let from = format!("{}/", src.display());
-    let mut srv = Jsrv::start(&srv_cfg, &root, &[]);
+    let (mut srv, log) = Jsrv::start_logged(&srv_cfg, &root, &[]);
     let out = srv.jcp(&cli_cfg, &[&from, "127.0.0.1:dst"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(std::fs::read(root.join("dst/f")).unwrap(), b"from alice\n");
@@ -189,7 +189,18 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
     let key = line.split_whitespace().nth(1).unwrap();
     assert!(recorded.contains(key), "{recorded}");
     assert_eq!(recorded.lines().count(), 1, "{recorded}");
-    srv.kill();
+    let out = srv.jcp(&cli_cfg, &["--quic", &from, "127.0.0.1:quic"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(srv.terminate().success());
+    // jsrv's log names the client by its certificate's name and its key,
+    // over TCP and QUIC.
+    let log = log.join().unwrap();
+    let named = log
+        .lines()
+        .filter(|l| l.contains("client connected") && l.contains("(alice)"))
+        .filter(|l| l.contains(&made))
+        .count();
+    assert_eq!(named, 2, "{log}");
 
     // Lockdown: a read-only file holding alice's line lets her in, and not
     // the client key init made.

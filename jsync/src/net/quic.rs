@@ -11,7 +11,7 @@ use quinn::{Endpoint, EndpointConfig, TransportConfig, VarInt};
 use super::counting::WireCounter;
 use super::handshake::{self, Side};
 use super::mux::{self, quic_reason, RawStream};
-use super::security::{peer_fingerprint, ClientSecurity, ServerSecurity};
+use super::security::{peer_cert_name, peer_fingerprint, ClientSecurity, ServerSecurity};
 use super::tcp::{timed, Established};
 use super::LinkOptions;
 use crate::error::{Error, Result};
@@ -185,7 +185,7 @@ pub(crate) async fn connect(
         })
     })
     .await?;
-    let fingerprint = quic_fingerprint(&conn);
+    let (fingerprint, _) = quic_peer(&conn);
     timed(opts.handshake_timeout, "handshake", peer, async {
         let (send, recv) = conn
             .open_bi()
@@ -200,6 +200,7 @@ pub(crate) async fn connect(
             driven: mux::drive_quic(conn.clone()),
             negotiated,
             fingerprint,
+            cert_name: None,
             control: Some(control),
             endpoint: Some(endpoint),
             wire: WireCounter::Quic(conn),
@@ -228,7 +229,7 @@ pub(crate) async fn accept(
             .map_err(|e| conn_error(&e, peer, Role::Server))?
             .await
             .map_err(|e| conn_error(&e, peer, Role::Server))?;
-        let fingerprint = quic_fingerprint(&conn);
+        let (fingerprint, cert_name) = quic_peer(&conn);
         let (send, recv) = conn
             .accept_bi()
             .await
@@ -242,6 +243,7 @@ pub(crate) async fn accept(
             driven: mux::drive_quic(conn.clone()),
             negotiated,
             fingerprint,
+            cert_name,
             control: Some(control),
             endpoint: None,
             wire: WireCounter::Quic(conn),
@@ -283,12 +285,14 @@ async fn hello(
     }
 }
 
-fn quic_fingerprint(conn: &quinn::Connection) -> Option<String> {
-    let certs = conn
-        .peer_identity()?
-        .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    peer_fingerprint(Some(&certs))
+/// The peer's key fingerprint and (a client's) certificate name.
+fn quic_peer(conn: &quinn::Connection) -> (Option<String>, Option<String>) {
+    let certs = conn.peer_identity().and_then(|id| {
+        id.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
+    let certs = certs.as_deref().map(Vec::as_slice);
+    (peer_fingerprint(certs), peer_cert_name(certs))
 }
 
 /// A failed QUIC connection as an error; TLS alerts are worded like the TCP ones.

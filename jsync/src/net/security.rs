@@ -94,6 +94,17 @@ pub(crate) fn peer_fingerprint(certs: Option<&[CertificateDer<'static>]>) -> Opt
     ))
 }
 
+/// The name `jsrv sign --name` gave a client (`jsync client NAME` in its
+/// certificate's subject), for logs; `None` for a certificate without one
+/// (`init`'s shared client key, a server's).
+pub(crate) fn peer_cert_name(certs: Option<&[CertificateDer<'static>]>) -> Option<String> {
+    let leaf = certs?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    let name = cn.strip_prefix("jsync client ")?;
+    Some(crate::sync::escape_controls(name).into_owned())
+}
+
 /// True when an IO error carries a TLS failure (an alert, a bad certificate).
 pub(crate) fn is_tls_error(e: &std::io::Error) -> bool {
     e.get_ref()

@@ -16,7 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::counting::{Counted, WireCounter};
 use super::handshake::{self, Side, Sniff};
 use super::mux::{self, Driven};
-use super::security::{peer_fingerprint, ClientSecurity, ServerSecurity};
+use super::security::{peer_cert_name, peer_fingerprint, ClientSecurity, ServerSecurity};
 use super::LinkOptions;
 use crate::error::{Error, Result};
 use crate::identity::Role;
@@ -28,6 +28,8 @@ pub(crate) struct Established {
     pub negotiated: Negotiated,
     /// The peer's key fingerprint (None over plaintext).
     pub fingerprint: Option<String>,
+    /// A client's name in its certificate (`jsrv sign --name`), for logs.
+    pub cert_name: Option<String>,
     /// A stream already open in both directions to use as the control circuit
     /// (QUIC runs the hello on it); None when the client opens one afterwards.
     pub control: Option<mux::RawStream>,
@@ -66,6 +68,7 @@ pub(crate) async fn over_stream<S>(
     agent: &str,
     peer: &str,
     fingerprint: Option<String>,
+    cert_name: Option<String>,
     wire: WireCounter,
     sealed: bool,
 ) -> Result<Established>
@@ -77,6 +80,7 @@ where
         driven: super::jmux::drive(io, side),
         negotiated,
         fingerprint,
+        cert_name,
         control: None,
         endpoint: None,
         wire,
@@ -118,7 +122,8 @@ pub(crate) async fn connect(
     timed(opts.handshake_timeout, "handshake", peer, async {
         match security {
             ClientSecurity::Plaintext => {
-                over_stream(tcp, Side::Client, &opts.agent, peer, None, wire.clone(), false).await
+                over_stream(tcp, Side::Client, &opts.agent, peer, None, None, wire.clone(), false)
+                    .await
             }
             ClientSecurity::Tls { tcp: config, .. } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -142,7 +147,8 @@ pub(crate) async fn connect(
                 // TLS 1.3 reports a refused client certificate at our first read,
                 // the server's hello: `exchange` words that as a TLS failure.
                 let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
-                over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, wire.clone(), true).await
+                over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, None, wire.clone(), true)
+                    .await
             }
         }
     })
@@ -182,6 +188,7 @@ pub(crate) async fn accept(
                     &opts.agent,
                     peer,
                     None,
+                    None,
                     wire.clone(),
                     false,
                 )
@@ -203,13 +210,15 @@ pub(crate) async fn accept(
                     reason: explain_io(&e, Role::Server),
                 })?;
                 tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
-                let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
+                let certs = tls.get_ref().1.peer_certificates();
+                let (fingerprint, name) = (peer_fingerprint(certs), peer_cert_name(certs));
                 over_stream(
                     tls,
                     Side::Server,
                     &opts.agent,
                     peer,
                     fingerprint,
+                    name,
                     wire.clone(),
                     true,
                 )

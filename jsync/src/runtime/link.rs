@@ -590,6 +590,7 @@ impl Link {
             &opts.agent,
             "local peer",
             None,
+            None,
             wire_a,
             true,
         );
@@ -598,6 +599,7 @@ impl Link {
             Side::Server,
             &opts.agent,
             "local peer",
+            None,
             None,
             wire_b,
             true,

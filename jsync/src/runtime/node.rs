@@ -345,6 +345,12 @@ impl ConnCtx {
                 return;
             }
         };
+        // A client with a name in its certificate (`jsrv sign --name`) is
+        // named by it in every line of its connection.
+        let name = match &est.cert_name {
+            Some(cn) => format!("{name} ({cn})"),
+            None => name,
+        };
         if let Some(fp) = &est.fingerprint {
             tracing::info!(peer = %name, key = %fp, "client connected");
         }
