@@ -11,8 +11,8 @@ use quinn::{Endpoint, EndpointConfig, TransportConfig, VarInt};
 use super::counting::WireCounter;
 use super::handshake::{self, Side};
 use super::mux::{self, quic_reason, RawStream};
-use super::security::{peer_cert_name, peer_fingerprint, ClientSecurity, ServerSecurity};
-use super::tcp::{timed, Established};
+use super::security::{ClientSecurity, ServerSecurity};
+use super::tcp::{timed, Established, PeerCert};
 use super::LinkOptions;
 use crate::error::{Error, Result};
 use crate::identity::Role;
@@ -185,7 +185,7 @@ pub(crate) async fn connect(
         })
     })
     .await?;
-    let (fingerprint, _) = quic_peer(&conn);
+    let fingerprint = quic_peer(&conn).fingerprint;
     timed(opts.handshake_timeout, "handshake", peer, async {
         let (send, recv) = conn
             .open_bi()
@@ -229,7 +229,7 @@ pub(crate) async fn accept(
             .map_err(|e| conn_error(&e, peer, Role::Server))?
             .await
             .map_err(|e| conn_error(&e, peer, Role::Server))?;
-        let (fingerprint, cert_name) = quic_peer(&conn);
+        let cert = quic_peer(&conn);
         let (send, recv) = conn
             .accept_bi()
             .await
@@ -242,8 +242,8 @@ pub(crate) async fn accept(
         Ok(Established {
             driven: mux::drive_quic(conn.clone()),
             negotiated,
-            fingerprint,
-            cert_name,
+            fingerprint: cert.fingerprint,
+            cert_name: cert.name,
             control: Some(control),
             endpoint: None,
             wire: WireCounter::Quic(conn),
@@ -285,14 +285,13 @@ async fn hello(
     }
 }
 
-/// The peer's key fingerprint and (a client's) certificate name.
-fn quic_peer(conn: &quinn::Connection) -> (Option<String>, Option<String>) {
+/// What the peer's certificate says of it.
+fn quic_peer(conn: &quinn::Connection) -> PeerCert {
     let certs = conn.peer_identity().and_then(|id| {
         id.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
             .ok()
     });
-    let certs = certs.as_deref().map(Vec::as_slice);
-    (peer_fingerprint(certs), peer_cert_name(certs))
+    PeerCert::of(certs.as_deref().map(Vec::as_slice))
 }
 
 /// A failed QUIC connection as an error; TLS alerts are worded like the TCP ones.

@@ -22,6 +22,25 @@ use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::tls::explain_io;
 
+/// What a peer's certificate says of it (nothing over plaintext or in
+/// process).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeerCert {
+    /// Its key's fingerprint.
+    pub fingerprint: Option<String>,
+    /// A client's name in it (`jsrv sign --name`), for logs.
+    pub name: Option<String>,
+}
+
+impl PeerCert {
+    pub(crate) fn of(certs: Option<&[rustls_pki_types::CertificateDer<'static>]>) -> PeerCert {
+        PeerCert {
+            fingerprint: peer_fingerprint(certs),
+            name: peer_cert_name(certs),
+        }
+    }
+}
+
 /// A connection after the handshake: the multiplexer plus what we learnt.
 pub(crate) struct Established {
     pub driven: Driven,
@@ -67,8 +86,7 @@ pub(crate) async fn over_stream<S>(
     side: Side,
     agent: &str,
     peer: &str,
-    fingerprint: Option<String>,
-    cert_name: Option<String>,
+    cert: PeerCert,
     wire: WireCounter,
     sealed: bool,
 ) -> Result<Established>
@@ -79,8 +97,8 @@ where
     Ok(Established {
         driven: super::jmux::drive(io, side),
         negotiated,
-        fingerprint,
-        cert_name,
+        fingerprint: cert.fingerprint,
+        cert_name: cert.name,
         control: None,
         endpoint: None,
         wire,
@@ -122,8 +140,8 @@ pub(crate) async fn connect(
     timed(opts.handshake_timeout, "handshake", peer, async {
         match security {
             ClientSecurity::Plaintext => {
-                over_stream(tcp, Side::Client, &opts.agent, peer, None, None, wire.clone(), false)
-                    .await
+                let none = PeerCert::default();
+                over_stream(tcp, Side::Client, &opts.agent, peer, none, wire.clone(), false).await
             }
             ClientSecurity::Tls { tcp: config, .. } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -146,9 +164,8 @@ pub(crate) async fn connect(
                 tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
                 // TLS 1.3 reports a refused client certificate at our first read,
                 // the server's hello: `exchange` words that as a TLS failure.
-                let fingerprint = peer_fingerprint(tls.get_ref().1.peer_certificates());
-                over_stream(tls, Side::Client, &opts.agent, peer, fingerprint, None, wire.clone(), true)
-                    .await
+                let cert = PeerCert::of(tls.get_ref().1.peer_certificates());
+                over_stream(tls, Side::Client, &opts.agent, peer, cert, wire.clone(), true).await
             }
         }
     })
@@ -187,8 +204,7 @@ pub(crate) async fn accept(
                     Side::Server,
                     &opts.agent,
                     peer,
-                    None,
-                    None,
+                    PeerCert::default(),
                     wire.clone(),
                     false,
                 )
@@ -210,15 +226,13 @@ pub(crate) async fn accept(
                     reason: explain_io(&e, Role::Server),
                 })?;
                 tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
-                let certs = tls.get_ref().1.peer_certificates();
-                let (fingerprint, name) = (peer_fingerprint(certs), peer_cert_name(certs));
+                let cert = PeerCert::of(tls.get_ref().1.peer_certificates());
                 over_stream(
                     tls,
                     Side::Server,
                     &opts.agent,
                     peer,
-                    fingerprint,
-                    name,
+                    cert,
                     wire.clone(),
                     true,
                 )

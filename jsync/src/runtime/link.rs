@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::net::counting::{Counted, WireCounter};
 use crate::net::handshake::Side;
 use crate::net::mux::{Mux, RawStream};
-use crate::net::tcp::{over_stream, Established};
+use crate::net::tcp::{over_stream, Established, PeerCert};
 use crate::net::LinkOptions;
 
 /// The parts of a link that peers and circuits need to word their errors.
@@ -589,8 +589,7 @@ impl Link {
             Side::Client,
             &opts.agent,
             "local peer",
-            None,
-            None,
+            PeerCert::default(),
             wire_a,
             true,
         );
@@ -599,8 +598,7 @@ impl Link {
             Side::Server,
             &opts.agent,
             "local peer",
-            None,
-            None,
+            PeerCert::default(),
             wire_b,
             true,
         );
