@@ -502,14 +502,7 @@ fn spki_of_private_key(path: &Path, key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, 
 /// missing in it. Existing key files are never touched; a missing certificate
 /// is issued from its existing key; existing certificates are checked.
 pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(|source| IdentityError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    make_config_dir(dir)?;
     let mut files = Vec::new();
     let no_hint = "";
 
@@ -691,14 +684,7 @@ pub struct KeygenReport {
 /// signs the line ([`sign_client`]); the certificate goes back as
 /// `client.crt`, beside the CA's `ca.crt`.
 pub fn keygen(dir: &Path, comment: &str) -> Result<KeygenReport, IdentityError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(|source| IdentityError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    make_config_dir(dir)?;
     let path = dir.join(CLIENT_KEY);
     if exists(&path)? && exists(&dir.join(CA_KEY))? {
         // The server's own config dir: its client.key is `init`'s, which
@@ -830,6 +816,18 @@ pub fn sign_client(
         pem: cert.pem(),
         fingerprint: fingerprint_spki(&key.subject_public_key_info()),
     })
+}
+
+/// Makes the config directory (mode 0700) and its parents if missing.
+fn make_config_dir(dir: &Path) -> Result<(), IdentityError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| IdentityError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 fn report(dir: &Path, name: &'static str, action: FileAction) -> FileReport {
