@@ -483,6 +483,13 @@ pub struct Cli {
     #[arg(short = 'R', long)]
     pub relative: bool,
 
+    /// With -R or --files-from, send the directories on the way to each
+    /// path without their attributes, as rsync's: the destination's stay as
+    /// they are (a symlink to a directory too, which what lies below goes
+    /// through), missing ones are made as mkdir -p makes them
+    #[arg(long)]
+    pub no_implied_dirs: bool,
+
     /// Copy only the paths FILE lists (one per line, relative to the
     /// source directory; '-' reads stdin; blank lines and lines starting
     /// with '#' or ';' are skipped), each with the directories on the way,
@@ -1000,7 +1007,6 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
     (&["--remove-sent-files"], "it is --remove-source-files"),
     (
         &[
-            "--no-implied-dirs",
             "--iconv",
             "--stop-after",
             "--stop-at",
@@ -1337,6 +1343,7 @@ impl Cli {
         sync.omit_link_times = self.omit_link_times;
         sync.sparse = self.sparse;
         sync.prune_empty_dirs = self.prune_empty_dirs;
+        sync.no_implied_dirs = self.no_implied_dirs;
         let idmap = |m: &Option<String>| m.as_deref().map(jsync::sync::IdMap::parse).transpose();
         sync.usermap = idmap(&self.usermap).map_err(UsageError)?;
         sync.groupmap = idmap(&self.groupmap).map_err(UsageError)?;
@@ -1652,11 +1659,7 @@ mod tests {
             ),
             (&["-avU", "a", "b"], "-U", "access and creation times"),
             (&["--block-size=4096", "a", "b"], "--block-size", "FastCDC"),
-            (
-                &["--no-implied-dirs", "-R", "a", "b"],
-                "--no-implied-dirs",
-                "not have",
-            ),
+            (&["--iconv=utf8", "a", "b"], "--iconv", "not have"),
             (
                 &["--log-file-format=%n", "a", "b"],
                 "--log-file-format",

@@ -468,3 +468,76 @@ fn remove_source_files_after_a_missing_listed_path() {
         "only what arrived is removed"
     );
 }
+
+/// `--no-implied-dirs`, as rsync's: the directories on the way to a path
+/// sent with `-R` go without their attributes, so the destination's stay as
+/// they are (mode, time, and a symlink to a directory, which the file then
+/// goes through), and a missing one is made as `mkdir -p` makes it.
+/// Without it, as in rsync, they take the source's attributes and a
+/// symlink in the way is replaced by a directory.
+#[test]
+fn no_implied_dirs_leaves_the_directories_on_the_way_as_they_are() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    let mtime = |p: &Path| {
+        filetime::FileTime::from_last_modification_time(&std::fs::metadata(p).unwrap())
+            .unix_seconds()
+    };
+    let set_mtime = |p: &Path, t: i64| {
+        filetime::set_file_mtime(p, filetime::FileTime::from_unix_time(t, 0)).unwrap()
+    };
+    let s = Setup::new();
+    for src in [s.work.path().join("src"), s.root.join("src")] {
+        std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        set_mtime(&src.join("a"), 1_600_000_000);
+    }
+    let local = format!("{}/src/./a/b/f", s.work.path().display());
+    let remote = "src/./a/b/f";
+    // The destination has a/ of another mode and time, and a/b a symlink
+    // to a directory beside it.
+    let linked = |dst: &Path| {
+        std::fs::create_dir_all(dst.join("real")).unwrap();
+        std::fs::create_dir(dst.join("a")).unwrap();
+        std::os::unix::fs::symlink("../real", dst.join("a/b")).unwrap();
+        std::fs::set_permissions(dst.join("a"), std::fs::Permissions::from_mode(0o711)).unwrap();
+        set_mtime(&dst.join("a"), 1_700_000_000);
+    };
+    let options = ["-R", "--no-implied-dirs"];
+    for (way, dst) in s.each_way(&options, &local, remote, linked) {
+        assert!(dst.join("a/b").is_symlink(), "{way}: the link stays");
+        assert_eq!(std::fs::read(dst.join("real/f")).unwrap(), b"f\n", "{way}");
+        assert_eq!(mode(&dst.join("a")), 0o711, "{way}");
+        assert_eq!(mtime(&dst.join("a")), 1_700_000_000, "{way}");
+    }
+    for (way, dst) in s.each_way(&["-R"], &local, remote, linked) {
+        assert!(
+            !dst.join("a/b").is_symlink(),
+            "{way}: a directory in its place"
+        );
+        assert_eq!(std::fs::read(dst.join("a/b/f")).unwrap(), b"f\n", "{way}");
+        assert!(!dst.join("real/f").exists(), "{way}");
+        assert_eq!(mode(&dst.join("a")), 0o750, "{way}");
+        assert_eq!(mtime(&dst.join("a")), 1_600_000_000, "{way}");
+    }
+    // Missing ones are made as mkdir -p makes them (jsrv has the test's umask).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
+    for (way, dst) in s.each_way(&options, &local, remote, |_| {}) {
+        assert_eq!(std::fs::read(dst.join("a/b/f")).unwrap(), b"f\n", "{way}");
+        assert_eq!(mode(&dst.join("a")), 0o777 & !umask, "{way}");
+        assert_ne!(mtime(&dst.join("a")), 1_600_000_000, "{way}");
+    }
+    // A file where a directory is implied stays; nothing goes into it, and
+    // the run says so.
+    let dst = s.work.path().join("file-in-the-way");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("a"), b"a file\n").unwrap();
+    let to = format!("{}/", dst.display());
+    let out = jsync_tests::bins::run("jcp", &["-R", "--no-implied-dirs", &local, &to]);
+    fails(&out, 3, "--no-implied-dirs", "a file in the way");
+    assert_eq!(std::fs::read(dst.join("a")).unwrap(), b"a file\n");
+}

@@ -405,6 +405,9 @@ pub(crate) struct GiveOptions {
     /// Send what a selected directory holds (`-R`; `--files-from`
     /// with `-r`).
     pub recurse_listed: bool,
+    /// The directories on the way to a selected path go without their
+    /// attributes (`--no-implied-dirs`).
+    pub no_implied_dirs: bool,
     pub progress: Arc<dyn Progress>,
 }
 
@@ -1014,6 +1017,7 @@ fn walk_selected(
                 }
                 Ok((WalkItem::Entry(mut e), m)) if m.kind == Kind::Dir => {
                     e.unlisted = true;
+                    e.implied = opts.no_implied_dirs;
                     sent_dirs.insert(dir.to_vec());
                     if !send(WalkItem::Entry(e)) {
                         return;
@@ -1459,6 +1463,7 @@ fn entry_for(
         link: HardLink::None,
         xattrs,
         unlisted: false,
+        implied: false,
     };
     Some(match inode {
         Some(inode) => WalkItem::Linked(e, inode),

@@ -211,6 +211,10 @@ pub struct SyncOptions {
     /// With `only`: send what a listed directory holds (`-R`;
     /// `--files-from` only with `-r`, as in rsync).
     pub recurse_listed: bool,
+    /// With `only`: the directories on the way to each path are sent
+    /// without their attributes, and the receiver leaves what it has there
+    /// as it is, a symlink to a directory too (`--no-implied-dirs`).
+    pub no_implied_dirs: bool,
     /// With `delete`: delete at most this many entries; the rest are
     /// counted in [`Report::deletes_skipped`] (`--max-delete`).
     pub max_delete: Option<u64>,
@@ -320,6 +324,7 @@ impl Default for SyncOptions {
             alt_dest: None,
             only: None,
             recurse_listed: false,
+            no_implied_dirs: false,
             max_delete: None,
             owner: true,
             group: true,
@@ -470,6 +475,7 @@ flag_options!(
     safe_links,
     remove_source_files,
     recurse_listed,
+    no_implied_dirs,
     owner,
     group,
     perms,
@@ -708,6 +714,7 @@ impl Args {
                 .then(|| Arc::new(throttle::Throttle::new(self.opts.bwlimit))),
             remove_source: self.opts.remove_source_files && !self.opts.dry_run,
             recurse_listed: self.opts.recurse_listed,
+            no_implied_dirs: self.opts.no_implied_dirs,
             progress,
         }
     }

@@ -1834,6 +1834,7 @@ fn plan(
         }
     };
     match e.kind {
+        EntryKind::Dir if e.implied => implied_dir(ctx, rel, e, here.as_ref(), fresh, skipped),
         EntryKind::Dir => {
             // -K: a symlink to a directory stands for it; one leading out
             // of the root is left alone, with what the sender has in it.
@@ -2657,6 +2658,59 @@ async fn run_lane(ctx: Arc<Ctx>, jobs: Arc<Mutex<mpsc::Receiver<Vec<FileJob>>>>)
         .await
         .map_err(|e| Error::io("lane reader", std::io::Error::other(e)))?;
     written.and(read)
+}
+
+/// A directory on the way to a selected path, sent without its attributes
+/// (`--no-implied-dirs`): what the destination has there stays as it is,
+/// a symlink to a directory beneath the root too (what lies below goes
+/// through it), and a missing one is made as `mkdir -p` makes it (0777
+/// less the umask), its time left as made. Anything else there is left
+/// too, as an error, and nothing is sent into it.
+fn implied_dir(
+    ctx: &Ctx,
+    rel: &RelPath,
+    e: &Entry,
+    here: Option<&Meta>,
+    fresh: &mut DirSet,
+    skipped: &mut DirSet,
+) -> std::result::Result<Plan, String> {
+    let dry = ctx.opts.dry_run;
+    let leads_to_dir = |m: &Meta| match m.kind {
+        Kind::Dir => Some(rel.clone()),
+        Kind::Symlink => ctx.fs.dirlink_target(rel).ok().flatten().map(|(at, _)| at),
+        _ => None,
+    };
+    match here {
+        Some(m) => match leads_to_dir(m) {
+            Some(at) => {
+                // It may hold temp files a crashed run left.
+                if !dry {
+                    clean_temps(ctx, &at);
+                }
+                Ok(Plan::LeftOut)
+            }
+            None => {
+                skipped.0.insert(rel.as_bytes().to_vec());
+                Err(
+                    "not a directory, nor a symlink to one beneath the destination: left as \
+                     it is (--no-implied-dirs), with nothing sent into it"
+                        .into(),
+                )
+            }
+        },
+        None => {
+            let new = Change {
+                new: true,
+                ..Change::default()
+            };
+            ctx.item(Update::Created, e, &new);
+            if !dry {
+                ctx.fs.mkdir_all(rel, 0o777).map_err(|e| e.to_string())?;
+            }
+            fresh.0.insert(rel.as_bytes().to_vec());
+            Ok(Plan::LeftOut)
+        }
+    }
 }
 
 /// A request sent, waiting for its answer.

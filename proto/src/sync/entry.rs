@@ -119,6 +119,11 @@ pub struct Entry {
     /// did not cross (`-x`). The receiver makes it but deletes nothing in it,
     /// since the list says nothing about what it holds.
     pub unlisted: bool,
+    /// A directory on the way to a path sent with `-R` or `--files-from`
+    /// whose attributes are not sent (`--no-implied-dirs`): the receiver
+    /// leaves what it has there as it is, a symlink to a directory too, and
+    /// makes a missing one with default attributes. Always also `unlisted`.
+    pub implied: bool,
 }
 
 const F_LEADER: u8 = 1;
@@ -126,7 +131,8 @@ const F_FOLLOWER: u8 = 2;
 const F_XATTRS: u8 = 4;
 const F_RDEV: u8 = 8;
 const F_UNLISTED: u8 = 16;
-const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV | F_UNLISTED;
+const F_IMPLIED: u8 = 32;
+const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV | F_UNLISTED | F_IMPLIED;
 
 impl Entry {
     /// The size a listing shows, as rsync's: a symlink's is its target's
@@ -167,6 +173,9 @@ impl Codec for Entry {
         if self.unlisted {
             flags |= F_UNLISTED;
         }
+        if self.implied {
+            flags |= F_IMPLIED;
+        }
         buf.push(flags);
         put_varint(buf, u64::from(self.mode));
         put_varint(buf, self.size);
@@ -199,6 +208,7 @@ impl Codec for Entry {
         if flags & !F_KNOWN != 0
             || flags & (F_LEADER | F_FOLLOWER) == F_LEADER | F_FOLLOWER
             || (flags & F_UNLISTED != 0 && kind != EntryKind::Dir)
+            || (flags & F_IMPLIED != 0 && flags & F_UNLISTED == 0)
         {
             return Err(DecodeError::InvalidTag {
                 what: "entry flags",
@@ -254,6 +264,7 @@ impl Codec for Entry {
             link,
             xattrs,
             unlisted: flags & F_UNLISTED != 0,
+            implied: flags & F_IMPLIED != 0,
         })
     }
 }
@@ -411,9 +422,21 @@ mod tests {
         let mut mount = entry(b"mnt");
         mount.kind = EntryKind::Dir;
         mount.unlisted = true;
+        let mut on_the_way = mount.clone();
+        on_the_way.path = b"a/b".to_vec();
+        on_the_way.implied = true;
         let mut gone = entry(b"gone");
         gone.kind = EntryKind::Missing;
-        let batch = EntryBatch(vec![entry(b""), link, leader, follower, dev, mount, gone]);
+        let batch = EntryBatch(vec![
+            entry(b""),
+            link,
+            leader,
+            follower,
+            dev,
+            mount,
+            on_the_way,
+            gone,
+        ]);
         let bytes = encode_to_vec(&batch);
         assert_eq!(decode_exact::<EntryBatch>(&bytes).unwrap(), batch);
         let ids = IdNames {
@@ -443,6 +466,12 @@ mod tests {
         // Only a directory can have its contents unlisted.
         let mut bad = encode_to_vec(&entry(b"a"));
         bad[3] = F_UNLISTED;
+        assert!(decode_exact::<Entry>(&bad).is_err());
+        // Implied is unlisted too.
+        let mut d = entry(b"a");
+        d.kind = EntryKind::Dir;
+        let mut bad = encode_to_vec(&d);
+        bad[3] = F_IMPLIED;
         assert!(decode_exact::<Entry>(&bad).is_err());
         let mut bad = encode_to_vec(&entry(b"a"));
         bad[3] = 0x80;
