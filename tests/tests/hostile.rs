@@ -645,6 +645,62 @@ async fn missing_paths_delete_only_when_asked_and_only_beneath_the_destination()
     link.close("done").await;
 }
 
+/// A sender that marks a directory implied (`--no-implied-dirs`: the
+/// receiver keeps what it has there, a symlink too) when the receiver did
+/// not ask for that, outside a listing, or for the top itself: the run
+/// fails as a protocol violation, naming the path, and the symlink the
+/// receiver has there stays a symlink.
+#[tokio::test(flavor = "multi_thread")]
+async fn implied_directories_are_taken_only_when_asked_for() {
+    let keys = Keys::new();
+    let (work, _) = scratch("unused");
+    let dst = work.path().join("dst");
+    std::fs::create_dir_all(dst.join("real")).unwrap();
+    std::os::unix::fs::symlink("real", dst.join("a")).unwrap();
+    let implied = |path: &[u8]| Entry {
+        path: path.to_vec(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        unlisted: true,
+        implied: true,
+        ..Entry::default()
+    };
+    let listing = Source {
+        listed: true,
+        ..dir_source()
+    };
+    let mut listed = SyncOptions::default();
+    listed.only = Some(vec![b"a/f".to_vec()]);
+    let mut asked = listed.clone();
+    asked.no_implied_dirs = true;
+    let mut asked_whole = SyncOptions::default();
+    asked_whole.no_implied_dirs = true;
+    for (source, entries, opts, named) in [
+        (
+            listing.clone(),
+            vec![implied(b"a")],
+            listed,
+            "a: an implied directory",
+        ),
+        (
+            dir_source(),
+            vec![implied(b"a")],
+            asked_whole,
+            "a: an implied directory",
+        ),
+        (listing, vec![implied(b"")], asked, "an implied directory"),
+    ] {
+        let (_srv, link) = hostile_server(&keys, source, entries, TRANSPORTS[0]).await;
+        let e = sync::pull(&link, "src/", &dst, &opts)
+            .await
+            .expect_err("an implied directory nobody asked for");
+        let e = e.to_string();
+        assert!(e.contains(named), "{e}");
+        assert!(dst.join("a").is_symlink(), "{e}");
+        link.close("done").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_server_sending_one_file_cannot_list_more_through_it() {
     let scene = Scene::new();

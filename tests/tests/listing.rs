@@ -509,6 +509,12 @@ fn no_implied_dirs_leaves_the_directories_on_the_way_as_they_are() {
         assert_eq!(mode(&dst.join("a")), 0o711, "{way}");
         assert_eq!(mtime(&dst.join("a")), 1_700_000_000, "{way}");
     }
+    // --ignore-existing leaves alone what is there, not the way to it.
+    let ignoring = ["-R", "--no-implied-dirs", "--ignore-existing"];
+    for (way, dst) in s.each_way(&ignoring, &local, remote, linked) {
+        assert!(dst.join("a/b").is_symlink(), "{way}: the link stays");
+        assert_eq!(std::fs::read(dst.join("real/f")).unwrap(), b"f\n", "{way}");
+    }
     for (way, dst) in s.each_way(&["-R"], &local, remote, linked) {
         assert!(
             !dst.join("a/b").is_symlink(),

@@ -761,6 +761,7 @@ impl Args {
             temp_dir: self.opts.temp_dir.clone(),
             keep_dirlinks: self.opts.keep_dirlinks,
             delete_missing: self.opts.delete_missing_args,
+            no_implied_dirs: self.opts.no_implied_dirs,
             listing_asked: true,
             omit_dir_times: self.opts.omit_dir_times,
             omit_link_times: self.opts.omit_link_times,

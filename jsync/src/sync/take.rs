@@ -154,6 +154,10 @@ pub(crate) struct TakeOptions {
     /// The sender may list missing paths, each a deletion of what is here
     /// (`--delete-missing-args`); without it, one is a protocol violation.
     pub delete_missing: bool,
+    /// The sender may mark the directories on the way to listed paths as
+    /// implied (`--no-implied-dirs`); without it, one is a protocol
+    /// violation.
+    pub no_implied_dirs: bool,
     /// Whether this side asked for a listing (`-R`, `--files-from`): a
     /// pull's receiver knows; a server's takes the pushing client's word,
     /// since that client is the sender anyway.
@@ -394,6 +398,20 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                         };
                         counters.error(&shown(&entry), why);
                         continue;
+                    }
+                    // (Only a listing's directories on the way, and only
+                    // when asked to, are implied.)
+                    if entry.implied
+                        && (!opts.no_implied_dirs || !source.listed || entry.path.is_empty())
+                    {
+                        return Err(Error::Violation {
+                            peer: name,
+                            what: format!(
+                                "{}: an implied directory, which only --no-implied-dirs asks for \
+                                 (on the way to a path listed with -R or --files-from)",
+                                shown(&entry)
+                            ),
+                        });
                     }
                     if entry.kind == EntryKind::Missing {
                         // (Only a listing, `--files-from`, names paths the
@@ -1811,7 +1829,10 @@ fn plan(
         }
         Err(e) => return Err(s(e)),
     };
-    if ctx.opts.skips.leaves_alone(here.as_ref(), e) {
+    // (An implied directory that is there is left as it is, whatever it
+    // is: it is not the sender's to skip.)
+    let implied_here = e.implied && here.is_some();
+    if !implied_here && ctx.opts.skips.leaves_alone(here.as_ref(), e) {
         return skip(skipped);
     }
     // (A directory's may stand behind a -K link: decided below.)
@@ -2676,26 +2697,31 @@ fn implied_dir(
 ) -> std::result::Result<Plan, String> {
     let dry = ctx.opts.dry_run;
     let leads_to_dir = |m: &Meta| match m.kind {
-        Kind::Dir => Some(rel.clone()),
-        Kind::Symlink => ctx.fs.dirlink_target(rel).ok().flatten().map(|(at, _)| at),
-        _ => None,
+        Kind::Dir => Ok(true),
+        Kind::Symlink => ctx
+            .fs
+            .dirlink_target(rel)
+            .map(|at| at.is_some())
+            .map_err(|e| e.to_string()),
+        _ => Ok(false),
     };
     match here {
         Some(m) => match leads_to_dir(m) {
-            Some(at) => {
-                // It may hold temp files a crashed run left.
+            Ok(true) => {
+                // It may hold temp files a crashed run left (and partial
+                // files, found by the path as listed).
                 if !dry {
-                    clean_temps(ctx, &at);
+                    clean_temps(ctx, rel);
                 }
                 Ok(Plan::LeftOut)
             }
-            None => {
+            not => {
                 skipped.0.insert(rel.as_bytes().to_vec());
-                Err(
-                    "not a directory, nor a symlink to one beneath the destination: left as \
-                     it is (--no-implied-dirs), with nothing sent into it"
-                        .into(),
-                )
+                let why = not.err().map(|e| format!(" ({e})")).unwrap_or_default();
+                Err(format!(
+                    "not a directory, nor a symlink to one beneath the destination{why}: left \
+                     as it is (--no-implied-dirs), with nothing sent into it"
+                ))
             }
         },
         None => {
