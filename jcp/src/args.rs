@@ -29,7 +29,7 @@ pub const DEFAULT_PORT: u16 = 7433;
         contents of SRC (so do SRC/. and .), SRC without it copies the directory itself; \
         a DST with a trailing slash, or any DST of several SRCs, is a directory.",
     after_help = exit::HELP,
-    override_usage = "jcp [OPTIONS] SRC... DST",
+    override_usage = "jcp [OPTIONS] SRC... DST\n       jcp --keygen [--config-dir DIR]",
     // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
     disable_help_flag = true,
     group(clap::ArgGroup::new("backup_any").args(["backup", "backup_dir"]).multiple(true)),
@@ -167,8 +167,9 @@ pub struct Cli {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
 
-    /// Compress everything with zstd (same as --compress zstd)
-    #[arg(short = 'z', conflicts_with = "compress")]
+    /// Compress everything with zstd (same as --compress zstd; with
+    /// --compress, as rsync's -z with --zc, that says how)
+    #[arg(short = 'z')]
     pub z: bool,
 
     /// Delete files in the destination that are not in the source (after the
@@ -1718,6 +1719,11 @@ mod tests {
         }
         let p = plan(&["--compress-choice", "lz4", "a", "b"]).unwrap();
         assert_eq!(p.sync.compression, proto::Compression::LZ4);
+        // rsync's -z with --zc: the choice says how.
+        let p = plan(&["-z", "--zc=lz4", "a", "b"]).unwrap();
+        assert!(p.sync.compression == proto::Compression::LZ4 && p.sync.compress_whole);
+        let p = plan(&["-z", "--compress", "none", "a", "b"]).unwrap();
+        assert_eq!(p.sync.compression, proto::Compression::NONE);
         let p = plan(&["--skip-compress", "txt/c", "a", "b"]).unwrap();
         assert!(p.sync.skip_compress.skips(b"a.TXT") && !p.sync.skip_compress.skips(b"a.jpg"));
         let p = plan(&["--skip-compress=", "a", "b"]).unwrap();
@@ -2030,7 +2036,6 @@ mod tests {
             &["jcp", "-q", "-v", "a", "b"][..],
             &["jcp", "--quic", "--insecure-plaintext", "a", "b"],
             &["jcp", "-j", "0", "a", "b"],
-            &["jcp", "-z", "--compress", "lz4", "a", "b"],
             &["jcp", "--delete-excluded", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
             &["jcp", "-I", "--size-only", "a", "b"],

@@ -279,8 +279,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             close(&link, &result).await;
             result?;
         }
-        // (main makes the key before any of this.)
-        Direction::Keygen => anyhow::bail!("--keygen copies nothing"),
+        Direction::Keygen => unreachable!("main makes the key and returns first"),
     }
     Ok(report)
 }

@@ -1,12 +1,14 @@
 //! `jsrv`: the jsync daemon's command line.
 //!
 //! `jsrv init` makes the keys a server and its clients need (like `ssh-keygen`,
-//! with a private CA). `jsrv --root DIR` serves that directory to `jcp` over TLS/TCP
-//! and QUIC on one port ([`serve`]).
+//! with a private CA); `jsrv sign` signs a client's own key (`jcp --keygen`).
+//! `jsrv --root DIR` serves that directory to `jcp` over TLS/TCP and QUIC on
+//! one port ([`serve`]).
 //!
 //! Exit codes: 0 success (including a clean shutdown on SIGINT/SIGTERM); 1 the
-//! command failed (keys could not be made or read, the address cannot be bound,
-//! the root is not a directory); 2 usage error (clap's).
+//! command failed (keys could not be made or read, a key line that is not
+//! one, the address cannot be bound, the root is not a directory); 2 usage
+//! error (clap's).
 
 mod serve;
 
@@ -25,8 +27,9 @@ mod exit {
     pub const HELP: &str = "\
 Exit status:
   0  success; the server exits 0 after a clean shutdown on SIGINT or SIGTERM
-  1  failure: keys cannot be made or read, the address cannot be bound, the root
-     is not a directory (the message names the path or address)
+  1  failure: keys cannot be made or read, a key to sign is not one (or --out
+     exists), the address cannot be bound, the root is not a directory (the
+     message names the path or address)
   2  usage error";
 }
 
@@ -110,8 +113,7 @@ enum Command {
 
 /// A client name for `jsrv sign --name`.
 fn client_name(s: &str) -> Result<String, String> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || ".-_@".contains(c);
-    if s.is_empty() || s.len() > 48 || !s.chars().all(ok) {
+    if !jsync::identity::is_client_name(s) {
         return Err("a name is 1 to 48 letters, digits, '.', '-', '_' or '@'".into());
     }
     Ok(s.to_owned())

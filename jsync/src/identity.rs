@@ -6,14 +6,16 @@
 //! every client can check each other without a name service). This module
 //! creates those files safely (private keys are created with mode 0600 in one
 //! step and are never overwritten), loads them back for the TLS layer and
-//! computes ssh-style fingerprints for people to compare.
+//! computes ssh-style fingerprints for people to compare. A client may
+//! instead have a key of its own ([`keygen`]), whose public line the CA's
+//! holder signs ([`sign_client`]), as with ssh keys.
 //!
 //! Layout of a config directory (default `$JSYNC_CONFIG_DIR`, else
 //! `~/.config/jsync`):
 //!
 //! | file | who needs it | secret |
 //! | --- | --- | --- |
-//! | `ca.key` | only `init`, to issue certificates | yes |
+//! | `ca.key` | only `init` and [`sign_client`], to issue certificates | yes |
 //! | `ca.crt` | server and clients | no |
 //! | `server.crt`, `server.key` | the server | key: yes |
 //! | `client.crt`, `client.key` | each client machine | key: yes |
@@ -643,6 +645,18 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
     })
 }
 
+/// What a client certificate's common name starts with; a name `jsrv sign
+/// --name` gives follows it ([`is_client_name`]).
+pub const CLIENT_CN_PREFIX: &str = "jsync client";
+
+/// Whether `name` may name a client in its certificate (`jsrv sign
+/// --name`): 1 to 48 ASCII letters, digits, `.`, `-`, `_` or `@`, so it
+/// shows in a log line as it is.
+pub fn is_client_name(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || ".-_@".contains(c);
+    !name.is_empty() && name.len() <= 48 && name.chars().all(ok)
+}
+
 /// The first word of a public key line ([`public_key_line`]).
 const PUBLIC_KEY_TAG: &str = "ed25519";
 
@@ -686,7 +700,7 @@ pub struct KeygenReport {
 pub fn keygen(dir: &Path, comment: &str) -> Result<KeygenReport, IdentityError> {
     make_config_dir(dir)?;
     let path = dir.join(CLIENT_KEY);
-    if exists(&path)? && exists(&dir.join(CA_KEY))? {
+    if exists(&dir.join(CA_KEY))? {
         // The server's own config dir: its client.key is `init`'s, which
         // every client that copies it shares.
         return Err(IdentityError::Invalid {
@@ -802,9 +816,18 @@ pub fn sign_client(
     let mut params = leaf_params(Role::Client).map_err(|e| generate_err(cert_path, e))?;
     let name = name.trim();
     if !name.is_empty() {
+        if !is_client_name(name) {
+            return Err(IdentityError::Invalid {
+                path: source.to_path_buf(),
+                what: "client name",
+                reason: format!(
+                    "{name:?}: a name is 1 to 48 letters, digits, '.', '-', '_' or '@'"
+                ),
+            });
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "jsync");
-        dn.push(DnType::CommonName, format!("jsync client {name}"));
+        dn.push(DnType::CommonName, format!("{CLIENT_CN_PREFIX} {name}"));
         params.distinguished_name = dn;
     }
     let cert = params

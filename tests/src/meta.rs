@@ -121,6 +121,11 @@ pub fn assert_untouched(root: &Path, before: &BTreeMap<Vec<u8>, FullMeta>, what:
     );
 }
 
+/// Whether `name` is a jsync temp file's (`.X.jsync-tmp.N`).
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.windows(11).any(|w| w == b".jsync-tmp.")
+}
+
 /// Relative paths of jsync temp (`.X.jsync-tmp.N`) and partial
 /// (`.X.jsync-partial`) files anywhere under `root`.
 pub fn temp_leftovers(root: &Path) -> Vec<Vec<u8>> {
@@ -128,9 +133,20 @@ pub fn temp_leftovers(root: &Path) -> Vec<Vec<u8>> {
         .into_iter()
         .filter(|p| {
             let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
-            name.windows(11).any(|w| w == b".jsync-tmp.") || name.ends_with(b".jsync-partial")
+            is_temp_name(name) || name.ends_with(b".jsync-partial")
         })
         .collect()
+}
+
+/// This process's umask (`/proc/self/status`), which the binaries it
+/// starts inherit.
+pub fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
+    u32::from_str_radix(line.trim(), 8).unwrap()
 }
 
 fn all_paths(root: &Path) -> Vec<Vec<u8>> {

@@ -1581,11 +1581,9 @@ impl TempWatch {
         let flag = stop.clone();
         let seen = std::thread::spawn(move || {
             let has_temp = |d: &Path| {
-                fs::read_dir(d).is_ok_and(|mut it| {
-                    it.any(|e| {
-                        let name = e.unwrap().file_name();
-                        name.as_bytes().windows(11).any(|w| w == b".jsync-tmp.")
-                    })
+                fs::read_dir(d).is_ok_and(|it| {
+                    it.flatten()
+                        .any(|e| jsync_tests::meta::is_temp_name(e.file_name().as_bytes()))
                 })
             };
             let (mut in_dir, mut beside) = (false, false);

@@ -526,12 +526,7 @@ fn no_implied_dirs_leaves_the_directories_on_the_way_as_they_are() {
         assert_eq!(mtime(&dst.join("a")), 1_600_000_000, "{way}");
     }
     // Missing ones are made as mkdir -p makes them (jsrv has the test's umask).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let umask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
-        .unwrap();
+    let umask = jsync_tests::meta::umask();
     for (way, dst) in s.each_way(&options, &local, remote, |_| {}) {
         assert_eq!(std::fs::read(dst.join("a/b/f")).unwrap(), b"f\n", "{way}");
         assert_eq!(mode(&dst.join("a")), 0o777 & !umask, "{way}");

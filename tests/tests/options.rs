@@ -1863,12 +1863,7 @@ fn temp_dir_holds_the_temp_files() {
 
 /// This process's umask (jcp and the jsrv the tests start inherit it).
 fn test_umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .unwrap();
-    u32::from_str_radix(line.trim(), 8).unwrap()
+    jsync_tests::meta::umask()
 }
 
 fn mode_of(p: &Path) -> u32 {

@@ -101,11 +101,12 @@ pub(crate) fn peer_cert_name(certs: Option<&[CertificateDer<'static>]>) -> Optio
     let leaf = certs?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    let name = cn.strip_prefix("jsync client ")?;
+    let name = cn
+        .strip_prefix(identity::CLIENT_CN_PREFIX)?
+        .strip_prefix(' ')?;
     // Only what `jsrv sign --name` takes (a certificate made otherwise
     // names no one here: its name could forge a log line's fields).
-    let ok = |c: char| c.is_ascii_alphanumeric() || ".-_@".contains(c);
-    (!name.is_empty() && name.len() <= 48 && name.chars().all(ok)).then(|| name.to_owned())
+    identity::is_client_name(name).then(|| name.to_owned())
 }
 
 /// True when an IO error carries a TLS failure (an alert, a bad certificate).

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-/// rsync's default list (3.2): formats compressed already.
+/// rsync's default list of formats compressed already (as rsync 3.2's man
+/// page gives it; 3.1 had a shorter one, and 3.2 no longer applies any).
 const DEFAULT: &str = "3g2/3gp/7z/aac/ace/apk/avi/bz2/deb/dmg/ear/f4v/flac/flv/gpg/gz/iso/\
 jar/jpeg/jpg/lrz/lz/lz4/lzma/lzo/m1a/m1v/m2a/m2ts/m2v/m4a/m4b/m4p/m4r/m4v/mka/mkv/mov/mp1/\
 mp2/mp3/mp4/mpa/mpeg/mpg/mpv/mts/odb/odf/odg/odi/odm/odp/ods/odt/oga/ogg/ogm/ogv/ogx/opus/\
