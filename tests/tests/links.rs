@@ -469,6 +469,19 @@ fn keep_dirlinks_keeps_links_to_directories_in_the_destination() {
             }
         }
     }
+    // With --ignore-existing a kept link is entered as the directory it
+    // stands for: what is there stays, what is new goes in.
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let _ = std::fs::remove_dir_all(&dst);
+        prepare(&dst);
+        let args = ["-q", "-K", "--ignore-existing", from.as_str(), to.as_str()];
+        let what = format!("{way} {}", args.join(" "));
+        let out = setup.srv.jcp(setup.keys.path(), &args);
+        fails(&out, 3, "out: -K follows only symlinks", &what);
+        assert!(is_link(&dst.join("d")), "{what}");
+        assert_eq!(read(&dst.join("store/f")), "older\n", "{what}");
+        assert_eq!(read(&dst.join("store/sub/g")), "g\n", "{what}");
+    }
     // The transfer's top directory (the source named without a trailing
     // slash) is kept as a link too.
     for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {

@@ -1830,9 +1830,17 @@ fn plan(
         Err(e) => return Err(s(e)),
     };
     // (An implied directory that is there is left as it is, whatever it
-    // is: it is not the sender's to skip.)
+    // is: it is not the sender's to skip. With -K, a symlink to a
+    // directory stands for the directory, which the skip options enter;
+    // one -K refuses to follow is reported below.)
     let implied_here = e.implied && here.is_some();
-    if !implied_here && ctx.opts.skips.leaves_alone(here.as_ref(), e) {
+    let kept_link = || {
+        kind == EntryKind::Dir
+            && here.as_ref().is_some_and(|m| {
+                m.kind == Kind::Symlink && ctx.kept_dirlink(rel, m).map_or(true, |at| at.is_some())
+            })
+    };
+    if !implied_here && ctx.opts.skips.leaves_alone(here.as_ref(), e) && !kept_link() {
         return skip(skipped);
     }
     // (A directory's may stand behind a -K link: decided below.)
