@@ -932,30 +932,30 @@ pub fn parse() -> Result<Plan, UsageError> {
     cli.resolve_with(rules)
 }
 
-/// Whether `id` names a group of options (clap reports groups among what
-/// was given).
-fn is_group(id: &str) -> bool {
-    use clap::CommandFactory;
-    Cli::command().get_groups().any(|g| g.get_id() == id)
-}
-
 /// `--keygen` copies nothing, so it takes no option but `--config-dir`
 /// (one would be silently dropped: `--keygen -n` would still make the key).
 fn keygen_alone(m: &clap::ArgMatches) -> Result<(), UsageError> {
-    use clap::parser::ValueSource;
+    use clap::{parser::ValueSource, CommandFactory};
     if !m.get_flag("keygen") {
         return Ok(());
     }
-    let given = m
-        .ids()
-        .map(clap::Id::as_str)
-        .filter(|&id| m.value_source(id) == Some(ValueSource::CommandLine))
-        .find(|&id| !["keygen", "config_dir"].contains(&id) && !is_group(id));
+    let cmd = Cli::command();
+    let given = cmd.get_arguments().find(|a| {
+        let id = a.get_id().as_str();
+        m.value_source(id) == Some(ValueSource::CommandLine)
+            && !["keygen", "config_dir"].contains(&id)
+    });
     match given {
-        Some(id) => Err(UsageError(format!(
-            "--keygen makes a key and copies nothing: it takes only --config-dir, not --{}",
-            id.replace('_', "-")
-        ))),
+        Some(a) => {
+            let name = match (a.get_long(), a.get_short()) {
+                (Some(long), _) => format!("--{long}"),
+                (None, Some(short)) => format!("-{short}"),
+                (None, None) => a.get_id().to_string(),
+            };
+            Err(UsageError(format!(
+                "--keygen makes a key and copies nothing: it takes only --config-dir, not {name}"
+            )))
+        }
         None => Ok(()),
     }
 }

@@ -609,7 +609,7 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
                     ca_cert: ca_cert_path,
                 });
             };
-            let cert = leaf_params(role)
+            let cert = leaf_params(role, None)
                 .and_then(|p| p.signed_by(&kp, issuer))
                 .map_err(|e| generate_err(&cert_path, e))?;
             let chain = vec![cert.der().clone()];
@@ -666,18 +666,7 @@ const PUBLIC_KEY_TAG: &str = "ed25519";
 /// go into a read-only `known_client_keys` as it is. What a client hands
 /// its server's admin to sign ([`sign_client`]); no secret.
 pub fn public_key_line(key: &KeyPair, comment: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(key.public_key_raw());
-    // One line, whatever the comment holds.
-    let comment: String = comment
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let comment = comment.trim();
-    if comment.is_empty() {
-        format!("{PUBLIC_KEY_TAG} {b64}")
-    } else {
-        format!("{PUBLIC_KEY_TAG} {b64} {comment}")
-    }
+    crate::known_keys::key_line(&key.subject_public_key_info(), comment)
 }
 
 /// What [`keygen`] did.
@@ -810,28 +799,18 @@ pub fn sign_client(
         });
     }
     let ca_kp = load_key_pair(&ca_key_path)?;
-    let hint = format!(" (run `jsrv init --config-dir {}` first)", dir.display());
-    let ca_cert = read_certs(&ca_cert_path, &hint)?.swap_remove(0);
+    let ca_cert = read_certs(&ca_cert_path, &load_hint(dir, Role::Server))?.swap_remove(0);
     let issuer = Issuer::new(ca_params(&ca_kp), ca_kp);
-    let mut params = leaf_params(Role::Client).map_err(|e| generate_err(cert_path, e))?;
-    let name = name.trim();
-    if !name.is_empty() {
-        if !is_client_name(name) {
-            return Err(IdentityError::Invalid {
-                path: source.to_path_buf(),
-                what: "client name",
-                reason: format!(
-                    "{name:?}: a name is 1 to 48 letters, digits, '.', '-', '_' or '@'"
-                ),
-            });
-        }
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "jsync");
-        dn.push(DnType::CommonName, format!("{CLIENT_CN_PREFIX} {name}"));
-        params.distinguished_name = dn;
+    let name = Some(name.trim()).filter(|n| !n.is_empty());
+    if let Some(name) = name.filter(|n| !is_client_name(n)) {
+        return Err(IdentityError::Invalid {
+            path: source.to_path_buf(),
+            what: "client name",
+            reason: format!("{name:?}: a name is 1 to 48 letters, digits, '.', '-', '_' or '@'"),
+        });
     }
-    let cert = params
-        .signed_by(&key, &issuer)
+    let cert = leaf_params(Role::Client, name)
+        .and_then(|p| p.signed_by(&key, &issuer))
         .map_err(|e| generate_err(cert_path, e))?;
     let chain = vec![cert.der().clone()];
     check_issued(&ca_cert, &chain, Role::Client, cert_path, &ca_cert_path)?;
@@ -938,7 +917,9 @@ fn ca_params(kp: &KeyPair) -> CertificateParams {
     params
 }
 
-fn leaf_params(role: Role) -> Result<CertificateParams, rcgen::Error> {
+/// A leaf certificate's parameters for `role`, its common name `jsync
+/// ROLE` (a client's followed by its `name`, [`CLIENT_CN_PREFIX`]).
+fn leaf_params(role: Role, name: Option<&str>) -> Result<CertificateParams, rcgen::Error> {
     let mut params = match role {
         // The server name clients ask for: see `tls::SERVER_NAME` for why it is fixed.
         Role::Server => CertificateParams::new(vec![crate::tls::SERVER_NAME.to_string()])?,
@@ -946,7 +927,11 @@ fn leaf_params(role: Role) -> Result<CertificateParams, rcgen::Error> {
     };
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "jsync");
-    dn.push(DnType::CommonName, format!("jsync {role}"));
+    let cn = match name {
+        Some(name) => format!("jsync {role} {name}"),
+        None => format!("jsync {role}"),
+    };
+    dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

@@ -181,17 +181,9 @@ impl KnownKeys {
     /// The line that lists `spki_der` in a known-keys file, with a comment saying
     /// when and from whom (`who`) it was first seen.
     pub fn line_for(spki_der: &[u8], who: &str) -> String {
-        let id = KeyId::from_spki(spki_der);
-        let who: String = who
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        format!(
-            "{} {} first seen {} from {}",
-            id.kind,
-            B64.encode(&id.key),
-            utc_timestamp(),
-            who.trim()
+        key_line(
+            spki_der,
+            &format!("first seen {} from {}", utc_timestamp(), who.trim()),
         )
     }
 
@@ -289,6 +281,19 @@ fn read(path: &Path) -> Result<(TrustMode, Vec<KeyId>), KnownKeysError> {
     };
     let text = fs::read_to_string(path).map_err(rerr)?;
     Ok((mode, parse(path, &text)?))
+}
+
+/// A line of a known-keys file for the key of `spki_der`: `KIND BASE64
+/// COMMENT` (`ed25519` and the raw key, or `spki` and the whole DER), its
+/// comment's control characters made spaces so it stays one line.
+pub(crate) fn key_line(spki_der: &[u8], comment: &str) -> String {
+    let id = KeyId::from_spki(spki_der);
+    let comment: String = comment
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = format!("{} {} {}", id.kind, B64.encode(&id.key), comment.trim());
+    line.trim_end().to_owned()
 }
 
 fn parse(path: &Path, text: &str) -> Result<Vec<KeyId>, KnownKeysError> {

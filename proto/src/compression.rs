@@ -112,7 +112,8 @@ pub fn compress_at(alg: Compression, level: i32, data: &[u8], out: &mut Vec<u8>)
             // into a buffer of compress_bound() bytes fail.
             let start = out.len();
             out.resize(start + zstd::zstd_safe::compress_bound(data.len()), 0);
-            let level = level.clamp(*zstd_levels().start(), *zstd_levels().end());
+            let (low, high) = zstd_levels().into_inner();
+            let level = level.clamp(low, high);
             let n = ZSTD_C.with(|c| {
                 let mut c = c.borrow_mut();
                 let (at, c) = c.get_or_insert_with(|| {

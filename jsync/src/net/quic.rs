@@ -185,7 +185,7 @@ pub(crate) async fn connect(
         })
     })
     .await?;
-    let fingerprint = quic_peer(&conn).fingerprint;
+    let cert = quic_peer(&conn);
     timed(opts.handshake_timeout, "handshake", peer, async {
         let (send, recv) = conn
             .open_bi()
@@ -199,8 +199,7 @@ pub(crate) async fn connect(
         Ok(Established {
             driven: mux::drive_quic(conn.clone()),
             negotiated,
-            fingerprint,
-            cert_name: None,
+            cert,
             control: Some(control),
             endpoint: Some(endpoint),
             wire: WireCounter::Quic(conn),
@@ -242,8 +241,7 @@ pub(crate) async fn accept(
         Ok(Established {
             driven: mux::drive_quic(conn.clone()),
             negotiated,
-            fingerprint: cert.fingerprint,
-            cert_name: cert.name,
+            cert,
             control: Some(control),
             endpoint: None,
             wire: WireCounter::Quic(conn),

@@ -85,28 +85,43 @@ fn known_keys(dir: &Path, name: &str) -> Result<Option<Arc<KnownKeys>>> {
     Ok(Some(Arc::new(known)))
 }
 
-/// The fingerprint of the peer's leaf certificate key, for logs and reports.
-pub(crate) fn peer_fingerprint(certs: Option<&[CertificateDer<'static>]>) -> Option<String> {
-    let leaf = certs?.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    Some(identity::fingerprint_spki(
-        cert.tbs_certificate.subject_pki.raw,
-    ))
+/// What a peer's leaf certificate says of it, for logs and reports (nothing
+/// over plaintext or in process).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeerCert {
+    /// Its key's fingerprint.
+    pub fingerprint: Option<String>,
+    /// A client's name in it (`jsrv sign --name`): `None` for a
+    /// certificate without one (`init`'s shared client key, a server's).
+    pub name: Option<String>,
 }
 
-/// The name `jsrv sign --name` gave a client (`jsync client NAME` in its
-/// certificate's subject), for logs; `None` for a certificate without one
-/// (`init`'s shared client key, a server's).
-pub(crate) fn peer_cert_name(certs: Option<&[CertificateDer<'static>]>) -> Option<String> {
-    let leaf = certs?.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    let name = cn
-        .strip_prefix(identity::CLIENT_CN_PREFIX)?
-        .strip_prefix(' ')?;
-    // Only what `jsrv sign --name` takes (a certificate made otherwise
-    // names no one here: its name could forge a log line's fields).
-    identity::is_client_name(name).then(|| name.to_owned())
+impl PeerCert {
+    /// Reads the leaf of `certs` once for both.
+    pub(crate) fn of(certs: Option<&[CertificateDer<'static>]>) -> PeerCert {
+        let Some(leaf) = certs.and_then(<[_]>::first) else {
+            return PeerCert::default();
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            return PeerCert::default();
+        };
+        let cn = cert.subject().iter_common_name().next();
+        let name = cn
+            .and_then(|cn| cn.as_str().ok())
+            .and_then(|cn| cn.strip_prefix(identity::CLIENT_CN_PREFIX))
+            .and_then(|rest| rest.strip_prefix(' '))
+            // Only what `jsrv sign --name` takes (a certificate made
+            // otherwise names no one here: its name could forge a log
+            // line's fields).
+            .filter(|name| identity::is_client_name(name))
+            .map(str::to_owned);
+        PeerCert {
+            fingerprint: Some(identity::fingerprint_spki(
+                cert.tbs_certificate.subject_pki.raw,
+            )),
+            name,
+        }
+    }
 }
 
 /// True when an IO error carries a TLS failure (an alert, a bad certificate).

@@ -16,39 +16,19 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::counting::{Counted, WireCounter};
 use super::handshake::{self, Side, Sniff};
 use super::mux::{self, Driven};
-use super::security::{peer_cert_name, peer_fingerprint, ClientSecurity, ServerSecurity};
+pub(crate) use super::security::PeerCert;
+use super::security::{ClientSecurity, ServerSecurity};
 use super::LinkOptions;
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::tls::explain_io;
 
-/// What a peer's certificate says of it (nothing over plaintext or in
-/// process).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PeerCert {
-    /// Its key's fingerprint.
-    pub fingerprint: Option<String>,
-    /// A client's name in it (`jsrv sign --name`), for logs.
-    pub name: Option<String>,
-}
-
-impl PeerCert {
-    pub(crate) fn of(certs: Option<&[rustls_pki_types::CertificateDer<'static>]>) -> PeerCert {
-        PeerCert {
-            fingerprint: peer_fingerprint(certs),
-            name: peer_cert_name(certs),
-        }
-    }
-}
-
 /// A connection after the handshake: the multiplexer plus what we learnt.
 pub(crate) struct Established {
     pub driven: Driven,
     pub negotiated: Negotiated,
-    /// The peer's key fingerprint (None over plaintext).
-    pub fingerprint: Option<String>,
-    /// A client's name in its certificate (`jsrv sign --name`), for logs.
-    pub cert_name: Option<String>,
+    /// What the peer's certificate says of it (nothing over plaintext).
+    pub cert: PeerCert,
     /// A stream already open in both directions to use as the control circuit
     /// (QUIC runs the hello on it); None when the client opens one afterwards.
     pub control: Option<mux::RawStream>,
@@ -97,8 +77,7 @@ where
     Ok(Established {
         driven: super::jmux::drive(io, side),
         negotiated,
-        fingerprint: cert.fingerprint,
-        cert_name: cert.name,
+        cert,
         control: None,
         endpoint: None,
         wire,

@@ -165,7 +165,7 @@ impl Link {
                 services,
                 negotiated: est.negotiated.clone(),
                 allowed,
-                fingerprint: est.fingerprint.clone(),
+                fingerprint: est.cert.fingerprint.clone(),
                 sealed: est.sealed,
                 in_process: est.in_process,
                 peers: Mutex::new(HashMap::new()),

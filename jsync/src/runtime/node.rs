@@ -347,11 +347,11 @@ impl ConnCtx {
         };
         // A client with a name in its certificate (`jsrv sign --name`) is
         // named by it in every line of its connection.
-        let name = match &est.cert_name {
+        let name = match &est.cert.name {
             Some(cn) => format!("{name} ({cn})"),
             None => name,
         };
-        if let Some(fp) = &est.fingerprint {
+        if let Some(fp) = &est.cert.fingerprint {
             tracing::info!(peer = %name, key = %fp, "client connected");
         }
         match Link::establish(est, Side::Server, self.services, &self.opts, name.clone()).await {

@@ -39,10 +39,7 @@ pub fn escape_name(name: &[u8]) -> Cow<'_, str> {
         .iter()
         .all(|&b| (b' '..=b'~').contains(&b) && b != b'\\')
     {
-        // (Always Ok: ASCII is UTF-8.)
-        if let Ok(s) = std::str::from_utf8(name) {
-            return Cow::Borrowed(s);
-        }
+        return Cow::Borrowed(std::str::from_utf8(name).expect("ASCII is UTF-8"));
     }
     if let Ok(s) = std::str::from_utf8(name) {
         if !s.contains(|c: char| control(c) || c == '\\') {

@@ -1829,18 +1829,22 @@ fn plan(
         }
         Err(e) => return Err(s(e)),
     };
-    // (An implied directory that is there is left as it is, whatever it
-    // is: it is not the sender's to skip. With -K, a symlink to a
-    // directory stands for the directory, which the skip options enter;
-    // one -K refuses to follow is reported below.)
-    let implied_here = e.implied && here.is_some();
-    let kept_link = || {
-        kind == EntryKind::Dir
-            && here.as_ref().is_some_and(|m| {
-                m.kind == Kind::Symlink && ctx.kept_dirlink(rel, m).map_or(true, |at| at.is_some())
-            })
+    // -K: a symlink to a directory stands for the directory (resolved
+    // once, here), which the skip options enter as they do an existing one;
+    // one -K will not follow is reported below, not skipped. An implied
+    // directory that is there is left as it is, whatever it is: not the
+    // sender's to skip.
+    let dirlink = match &here {
+        Some(m) if kind == EntryKind::Dir && !e.implied => Some(ctx.kept_dirlink(rel, m)),
+        _ => None,
     };
-    if !implied_here && ctx.opts.skips.leaves_alone(here.as_ref(), e) && !kept_link() {
+    let standing = match &dirlink {
+        Some(Ok(Some((_, m)))) => Some(m),
+        _ => here.as_ref(),
+    };
+    let refused = matches!(dirlink, Some(Err(_)));
+    let implied_here = e.implied && here.is_some();
+    if !implied_here && !refused && ctx.opts.skips.leaves_alone(standing, e) {
         return skip(skipped);
     }
     // (A directory's may stand behind a -K link: decided below.)
@@ -1863,16 +1867,16 @@ fn plan(
         }
     };
     match e.kind {
-        EntryKind::Dir if e.implied => implied_dir(ctx, rel, e, here.as_ref(), fresh, skipped),
+        EntryKind::Dir if e.implied => {
+            implied_dir(ctx, rel, e, here.as_ref(), &new, fresh, skipped)
+        }
         EntryKind::Dir => {
             // -K: a symlink to a directory stands for it; one leading out
             // of the root is left alone, with what the sender has in it.
-            let dirlink = match &here {
-                Some(m) => ctx.kept_dirlink(rel, m).inspect_err(|_| {
-                    skipped.0.insert(rel.as_bytes().to_vec());
-                })?,
-                None => None,
-            };
+            let dirlink = dirlink.transpose().inspect_err(|_| {
+                skipped.0.insert(rel.as_bytes().to_vec());
+            })?;
+            let dirlink = dirlink.flatten();
             let existing = match (&here, &dirlink) {
                 (_, Some((at, m))) => Some((at, m)),
                 (Some(m), None) if m.kind == Kind::Dir => Some((rel, m)),
@@ -2700,6 +2704,7 @@ fn implied_dir(
     rel: &RelPath,
     e: &Entry,
     here: Option<&Meta>,
+    new: &Change,
     fresh: &mut DirSet,
     skipped: &mut DirSet,
 ) -> std::result::Result<Plan, String> {
@@ -2733,11 +2738,7 @@ fn implied_dir(
             }
         },
         None => {
-            let new = Change {
-                new: true,
-                ..Change::default()
-            };
-            ctx.item(Update::Created, e, &new);
+            ctx.item(Update::Created, e, new);
             if !dry {
                 ctx.fs.mkdir_all(rel, 0o777).map_err(|e| e.to_string())?;
             }
