@@ -3,11 +3,13 @@
 //! them into a [`Plan`] of what to do, with nothing left to interpret.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use jsync::tls::TlsOptions;
 use jsync::Transport;
 
+use crate::deadline;
 use crate::endpoint::{self, Endpoint, Remote};
 use crate::exit::{self, UsageError};
 
@@ -59,6 +61,25 @@ pub struct Cli {
     /// [default: 20]
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+
+    /// Stop copying after MINS minutes, as rsync's (a fraction too: 0.5 is
+    /// 30 s): the connection is closed, each file in flight is left as its
+    /// partial file for the next run to take up (none torn), and jcp exits
+    /// with 30
+    #[arg(
+        long,
+        value_name = "MINS",
+        visible_alias = "time-limit",
+        conflicts_with = "stop_at"
+    )]
+    pub stop_after: Option<String>,
+
+    /// Stop copying at WHEN, in local time, as --stop-after does:
+    /// [[[YY]YY-]MM-]DD[Thh:mm] (or with /), hh:mm or :mm; a part left out
+    /// is the next that fits (14:00 the next 2 p.m., 1-30 the next January
+    /// 30th at midnight, :30 the next half hour)
+    #[arg(long, value_name = "WHEN")]
+    pub stop_at: Option<String>,
 
     /// Give up connecting (and the handshake) after SECONDS [default: 10]
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -1009,9 +1030,6 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
     (
         &[
             "--iconv",
-            "--stop-after",
-            "--stop-at",
-            "--time-limit",
             "--write-batch",
             "--only-write-batch",
             "--read-batch",
@@ -1348,6 +1366,11 @@ impl Cli {
         let idmap = |m: &Option<String>| m.as_deref().map(jsync::sync::IdMap::parse).transpose();
         sync.usermap = idmap(&self.usermap).map_err(UsageError)?;
         sync.groupmap = idmap(&self.groupmap).map_err(UsageError)?;
+        sync.stop_at = match (&self.stop_after, &self.stop_at) {
+            (Some(mins), _) => Some(deadline::after(mins, Instant::now()).map_err(UsageError)?),
+            (_, Some(when)) => Some(deadline::at_local(when).map_err(UsageError)?),
+            _ => None,
+        };
         if let Some(f) = &self.out_format {
             sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
             sync.itemize = true;
@@ -1856,6 +1879,29 @@ mod tests {
         assert_eq!(p.link.handshake_timeout.as_secs(), 3);
         let p = plan(&["--timeout=0", "a", "srv:"]).unwrap();
         assert!(p.link.idle_timeout.as_secs() > 86_400 * 300);
+        // --stop-after (--time-limit) and --stop-at: when the run stops.
+        use std::time::Duration;
+        assert!(plan(&["a", "b"]).unwrap().sync.stop_at.is_none());
+        for opt in ["--stop-after=2", "--time-limit=2"] {
+            let before = Instant::now();
+            let at = plan(&[opt, "a", "b"]).unwrap().sync.stop_at.unwrap();
+            let d = at - before;
+            assert!(
+                d >= Duration::from_secs(120) && d < Duration::from_secs(125),
+                "{opt}: {d:?}"
+            );
+        }
+        let at = plan(&["--stop-at=:00", "a", "b"])
+            .unwrap()
+            .sync
+            .stop_at
+            .unwrap();
+        assert!(at > Instant::now() && at < Instant::now() + Duration::from_secs(3601));
+        let e = plan(&["--stop-at=2020-01-01", "a", "b"]).unwrap_err();
+        assert!(e.0.contains("not in the future"), "{e}");
+        let e = plan(&["--stop-after=0", "a", "b"]).unwrap_err();
+        assert!(e.0.contains("invalid --stop-after value: 0"), "{e}");
+        assert!(Cli::try_parse_from(["jcp", "--stop-after=1", "--stop-at=:00", "a", "b"]).is_err());
         let d = plan(&["a", "srv:"]).unwrap().link;
         assert_eq!(
             (d.idle_timeout.as_secs(), d.connect_timeout.as_secs()),

@@ -11,6 +11,7 @@
 //! | 4 | connection or authentication failure: the server could not be reached, the TLS or jsync handshake failed, or the connection was lost |
 //! | 24 | some source files vanished before they could be sent (rsync's code); everything else was transferred |
 //! | 25 | `--max-delete` stopped deletions (rsync's code); everything else was done |
+//! | 30 | `--stop-after` or `--stop-at` stopped the run before it was done (rsync's code) |
 
 use std::fmt;
 
@@ -28,6 +29,8 @@ pub const CONNECTION: u8 = 4;
 pub const VANISHED: u8 = 24;
 /// `--max-delete` held deletions back (rsync uses 25 too).
 pub const DELETE_LIMIT: u8 = 25;
+/// `--stop-after`/`--stop-at` stopped the run (rsync's code for it too).
+pub const TIME_LIMIT: u8 = 30;
 
 /// The text for `jcp --help`.
 pub const HELP: &str = "\
@@ -43,7 +46,9 @@ Exit status:
   24 some source files vanished before they could be sent (each is listed on
      stderr as 'jcp: file has vanished: PATH'); everything else was transferred
   25 --max-delete stopped deletions (a warning says how many were skipped);
-     everything else was done";
+     everything else was done
+  30 --stop-after or --stop-at stopped the copy before it was done (files in
+     flight are left as partial files for the next run)";
 
 /// A command line that parses but makes no sense (both operands remote, ...).
 #[derive(Debug)]
@@ -80,11 +85,11 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<UsageError>().is_some() {
         return USAGE;
     }
-    let network = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<jsync::Error>())
-        .any(|j| j.is_connection() || j.is_auth());
-    if network {
+    let jsync_errors = || e.chain().filter_map(|c| c.downcast_ref::<jsync::Error>());
+    if jsync_errors().any(|j| matches!(j, jsync::Error::TimeLimit)) {
+        return TIME_LIMIT;
+    }
+    if jsync_errors().any(|j| j.is_connection() || j.is_auth()) {
         CONNECTION
     } else {
         FAILURE
@@ -120,6 +125,13 @@ mod tests {
         });
         let e = r.context("cannot push a to host:b").unwrap_err();
         assert_eq!(code_for(&e), CONNECTION);
+    }
+
+    #[test]
+    fn a_time_limit_is_30_even_under_context() {
+        let r: Result<(), jsync::Error> = Err(jsync::Error::TimeLimit);
+        let e = r.context("cannot copy a to host:b").unwrap_err();
+        assert_eq!(code_for(&e), TIME_LIMIT);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! and turns the outcome into an exit code ([`exit`] documents them all):
 //! 0 done, 1 local or other failure, 2 usage, 3 some files failed,
 //! 4 connection or authentication failure, 24 some source files vanished,
-//! 25 `--max-delete` stopped deletions. A source alone (or `--list-only`)
+//! 25 `--max-delete` stopped deletions, 30 `--stop-after`/`--stop-at`
+//! stopped the run. A source alone (or `--list-only`)
 //! is listed instead ([`listing`]).
 
 mod args;
+mod deadline;
 mod endpoint;
 mod exit;
 mod listing;

@@ -57,6 +57,10 @@ pub enum Error {
     /// The local peer was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The run reached the time it was to stop at
+    /// ([`crate::sync::SyncOptions::stop_at`]) before it was done.
+    #[error("stopped at the time limit before the end of the run")]
+    TimeLimit,
     /// The remote side has no service of that name.
     #[error("{peer} has no service named {service:?}")]
     NoSuchService { peer: String, service: String },

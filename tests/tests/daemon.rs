@@ -244,6 +244,111 @@ fn timeout_gives_up_on_a_server_gone_silent() {
     assert!(!local.exists(), "no torn file at the target");
 }
 
+/// `--stop-after`: a copy still going when its time is up stops there, each
+/// way (locally, pushed, pulled): rsync's exit code 30 and a message saying
+/// why, the target left as it was (never torn), and what arrived of the
+/// file in flight kept as its partial file where the receiver outlives the
+/// stop (jsrv for a push, jcp itself for a pull), which the next run takes
+/// up and finishes.
+#[test]
+fn stop_after_stops_a_copy_in_flight_each_way() {
+    use jsync_tests::bins::{assert_fails, assert_ok, run};
+    const PARTIAL: &str = ".big.bin.jsync-partial";
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let new = pseudo_random(4 << 20, 5);
+    let old = pseudo_random(4 << 20, 6);
+    std::fs::write(src.join("big.bin"), &new).unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("pushed")).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // 4 MiB at 512 KiB/s takes 8 s; the limit comes after 1.8 s.
+    let limited = ["--bwlimit=512", "--stop-after=0.03"];
+    let local = work.path().join("local");
+    let pulled = work.path().join("pulled");
+    let pushed = root.join("pushed");
+    for dst in [&local, &pulled, &pushed] {
+        std::fs::create_dir_all(dst).unwrap();
+        std::fs::write(dst.join("big.bin"), &old).unwrap();
+    }
+    type Jcp<'a> = &'a dyn Fn(&[&str]) -> std::process::Output;
+    let ways: [(&str, &std::path::Path, Jcp<'_>); 3] = [
+        ("local", &local, &|opts| {
+            let mut args = opts.to_vec();
+            args.extend([src_arg.as_str(), local.to_str().unwrap()]);
+            run("jcp", &args)
+        }),
+        ("push", &pushed, &|opts| {
+            let mut args = opts.to_vec();
+            args.extend([src_arg.as_str(), "127.0.0.1:pushed/"]);
+            srv.jcp(keys.path(), &args)
+        }),
+        ("pull", &pulled, &|opts| {
+            let mut args = opts.to_vec();
+            args.extend(["127.0.0.1:pushed/", pulled.to_str().unwrap()]);
+            srv.jcp(keys.path(), &args)
+        }),
+    ];
+    // (The pull takes what the push put there: the new file.)
+    for (what, dst, jcp) in ways {
+        let began = Instant::now();
+        let out = jcp(&limited);
+        let took = began.elapsed();
+        assert_fails(&out, 30, "time limit", what);
+        assert!(
+            took >= Duration::from_millis(1700) && took < Duration::from_secs(6),
+            "{what}: stopped after {took:?}"
+        );
+        assert_eq!(
+            std::fs::read(dst.join("big.bin")).unwrap(),
+            old,
+            "{what}: torn"
+        );
+        // The receiver keeps what arrived; jsrv does so once it has seen
+        // the connection close.
+        let waited = Instant::now();
+        while what == "push"
+            && !dst.join(PARTIAL).exists()
+            && waited.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = names(dst);
+        match what {
+            // (The in-process receiver may or may not have kept it by
+            // the time jcp exits.)
+            "local" => assert!(
+                left == ["big.bin"] || left == [PARTIAL, "big.bin"],
+                "{what}: {left:?}"
+            ),
+            _ => {
+                assert_eq!(left, [PARTIAL, "big.bin"], "{what}");
+                let kept = std::fs::read(dst.join(PARTIAL)).unwrap();
+                assert!(
+                    !kept.is_empty() && new.starts_with(&kept),
+                    "{what}: the partial file is not what arrived"
+                );
+            }
+        }
+        // The next run, without the limit, finishes the file.
+        let out = jcp(&[]);
+        assert_ok(&out, what);
+        assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), new, "{what}");
+        assert_eq!(names(dst), ["big.bin"], "{what}");
+    }
+}
+
 /// A successful push is logged as received, never as a failed service: the
 /// client closes the connection as soon as it has the report, which may
 /// reach the server before the end of the client's circuit does.

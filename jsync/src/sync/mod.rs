@@ -271,6 +271,11 @@ pub struct SyncOptions {
     /// in place of the sender's, where it sets them (as root).
     pub usermap: Option<IdMap>,
     pub groupmap: Option<IdMap>,
+    /// When the run must stop, done or not (rsync's `--stop-at` and
+    /// `--stop-after`): the connection is closed then, as if it had dropped
+    /// (each file in flight is left as its partial file, none torn), and
+    /// the run fails with [`Error::TimeLimit`].
+    pub stop_at: Option<Instant>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -342,6 +347,7 @@ impl Default for SyncOptions {
             out_format: None,
             usermap: None,
             groupmap: None,
+            stop_at: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -827,10 +833,38 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
     }
     let peer = link.start(TAKE, &Args::encode(dst, opts)).await?;
     let args = Args::parse(&Args::encode(dst, opts)).map_err(|e| Error::Usage(e.to_string()))?;
-    let stats = give::give(peer.clone(), spec, args.give_options(opts.progress.clone())).await?;
+    let give = give::give(peer.clone(), spec, args.give_options(opts.progress.clone()));
+    let stats = until(opts.stop_at, link, give).await?;
     peer.close();
     Ok(report_of(stats, link.wire_bytes() - wire0, start))
 }
+
+/// Runs `job` on `link` until `stop_at`, if it is given: then the link is
+/// closed (the other side learns why), `job` winds down as after a lost
+/// connection (keeping what arrived of each file in flight as its partial
+/// file), and the run fails with [`Error::TimeLimit`].
+async fn until<T>(
+    stop_at: Option<Instant>,
+    link: &Link,
+    job: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let Some(at) = stop_at else {
+        return job.await;
+    };
+    tokio::pin!(job);
+    tokio::select! {
+        biased;
+        done = &mut job => return done,
+        () = tokio::time::sleep_until(at.into()) => {}
+    }
+    link.close(TIME_LIMIT).await;
+    // (Every circuit has ended: the job is only putting things away.)
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
+    Err(Error::TimeLimit)
+}
+
+/// Why a link closed at [`SyncOptions::stop_at`], as the other side hears it.
+const TIME_LIMIT: &str = "stopping at the time limit the client was given";
 
 /// Whether local `src` is a missing source to list as such
 /// (`--delete-missing-args`, not a `--files-from` or `-R` listing's top).
@@ -850,7 +884,12 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
     let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let mut take_opts = args.take_options(opts.progress.clone(), false);
     take_opts.listing_asked = opts.only.is_some();
-    let stats = take::take(peer.clone(), spec, take_opts).await?;
+    let stats = until(
+        opts.stop_at,
+        link,
+        take::take(peer.clone(), spec, take_opts),
+    )
+    .await?;
     peer.close();
     Ok(report_of(stats, link.wire_bytes() - wire0, start))
 }
