@@ -273,11 +273,17 @@ pub struct Cli {
 
     /// Append what the run does to FILE, as rsync's --log-file: a line for
     /// the start (the command), one per change (itemized, or in the
-    /// --out-format), each error and warning, and the totals, each after a
-    /// UTC time and jcp's process id. FILE is opened before anything is
+    /// --log-file-format), each error and warning, and the totals, each after
+    /// a UTC time and jcp's process id. FILE is opened before anything is
     /// copied
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// The --log-file's line per change, in --out-format's escapes
+    /// (default '%i %n%L'; without %i only what is received, made or
+    /// deleted; '' none)
+    #[arg(long, value_name = "FORMAT", requires = "log_file")]
+    pub log_file_format: Option<String>,
 
     /// Change nothing; list what would change (in --itemize-changes form)
     #[arg(short = 'n', long)]
@@ -1021,11 +1027,6 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
         &["-8", "--8-bit-output"],
         "valid UTF-8 is shown as it is already; other bytes as \\#ooo",
     ),
-    (
-        &["--log-file-format"],
-        "--log-file logs the itemized line (rsync's default format), or the \
-         --out-format line",
-    ),
     (&["--remove-sent-files"], "it is --remove-source-files"),
     (
         &[
@@ -1375,9 +1376,18 @@ impl Cli {
             sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
             sync.itemize = true;
         }
-        // Lines are printed when asked for; --log-file wants them too.
+        // Lines are printed when asked for; --log-file wants them too, in
+        // a format of its own (rsync's '%i %n%L' unless told; '' none).
         let print_items = sync.itemize || sync.dry_run;
-        sync.itemize |= self.log_file.is_some();
+        if self.log_file.is_some() {
+            let format = self.log_file_format.as_deref().unwrap_or("%i %n%L");
+            if !format.is_empty() {
+                let parsed = jsync::sync::OutFormat::parse(format)
+                    .map_err(|e| UsageError(format!("--log-file-format: {e}")))?;
+                sync.log_format = Some(parsed);
+                sync.itemize = true;
+            }
+        }
         let selection = match &self.files_from {
             Some(file) => {
                 if self.operands.len() > 2 {
@@ -1684,11 +1694,7 @@ mod tests {
             (&["-avU", "a", "b"], "-U", "access and creation times"),
             (&["--block-size=4096", "a", "b"], "--block-size", "FastCDC"),
             (&["--iconv=utf8", "a", "b"], "--iconv", "not have"),
-            (
-                &["--log-file-format=%n", "a", "b"],
-                "--log-file-format",
-                "itemized",
-            ),
+            (&["--write-batch=x", "a", "b"], "--write-batch", "not have"),
         ] {
             let mut argv = vec!["jcp"];
             argv.extend_from_slice(args);
@@ -1820,6 +1826,14 @@ mod tests {
         );
         let logged = plan(&["--log-file", "l", "a", "b"]).unwrap();
         assert!(logged.sync.itemize && !logged.print_items && logged.log_file.is_some());
+        // The log's lines: rsync's format unless told; '' none.
+        let format = |p: &Plan| p.sync.log_format.as_ref().map(|f| f.to_string());
+        assert_eq!(format(&logged).as_deref(), Some("%i %n%L"));
+        let own = plan(&["--log-file", "l", "--log-file-format=%o %f", "a", "b"]).unwrap();
+        assert_eq!(format(&own).as_deref(), Some("%o %f"));
+        let none = plan(&["--log-file", "l", "--log-file-format=", "a", "b"]).unwrap();
+        assert!(format(&none).is_none() && !none.sync.itemize);
+        assert!(format(&plan(&["-i", "a", "b"]).unwrap()).is_none());
         assert!(plan(&["-i", "a", "b"]).unwrap().print_items);
         assert!(!plan(&["-rd", "a", "b"]).unwrap().sync.dirs_only);
         assert!(!plan(&["-ad", "a", "b"]).unwrap().sync.dirs_only);

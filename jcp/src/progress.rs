@@ -255,8 +255,11 @@ impl Progress for Display {
         }
     }
 
-    fn itemize(&self, line: &str) {
+    fn log_item(&self, line: &str) {
         self.log(line);
+    }
+
+    fn itemize(&self, line: &str) {
         if !self.itemize {
             return;
         }

@@ -1703,6 +1703,105 @@ fn log_file_records_the_run() {
     assert!(!dst.exists());
 }
 
+/// `--log-file-format FORMAT`: the log's line per change is in a format of
+/// its own, whatever stdout shows: rsync's `%i %n%L` without it (with an
+/// `--out-format` too); without `%i` only what is received, made or
+/// deleted; `''` none. It goes with `--log-file` only.
+#[test]
+fn log_file_format_chooses_the_log_lines() {
+    let logs = tempfile::tempdir().unwrap();
+    // The change lines of a log, after the time and process id (not the
+    // command, warnings or totals).
+    let changes = |log: &Path| -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once("] ").unwrap().1.to_owned())
+            .filter(|l| {
+                !l.contains("--log-file=") && !l.starts_with("jcp") && !l.contains("transferred")
+            })
+            .collect()
+    };
+    let runs = |name: &str, options: &[&str], check: &dyn Fn(&Output, &str)| {
+        let log = logs.path().join(name);
+        let log_arg = format!("--log-file={}", log.display());
+        let mut all = vec![log_arg.as_str(), "--delete"];
+        all.extend(options);
+        each_way_out(&all, |_| {}, |_, out, what| check(out, what));
+        changes(&log)
+    };
+    let printed = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    // Its own format, beside another --out-format.
+    let lines = runs(
+        "own",
+        &["--log-file-format=%o|%n|%l", "--out-format=%n"],
+        &|out, what| {
+            ok(out, what);
+            assert!(
+                printed(out).lines().any(|l| l == "only_there.txt"),
+                "{what}"
+            );
+        },
+    );
+    let count = |lines: &[String], f: &dyn Fn(&str) -> bool| lines.iter().filter(|l| f(l)).count();
+    assert_eq!(
+        count(&lines, &|l| l.ends_with("|only_there.txt|9")),
+        3,
+        "{lines:?}"
+    );
+    assert_eq!(
+        count(&lines, &|l| l.starts_with("del.|extra.txt|")),
+        3,
+        "{lines:?}"
+    );
+    // (Without %i: no itemized codes, and only transfers and deletions.)
+    for l in &lines {
+        let op = l.split('|').next().unwrap();
+        assert!(["send", "recv", "del."].contains(&op), "{l}");
+    }
+    // rsync's default, whatever --out-format prints.
+    let lines = runs("default", &["--out-format=%n"], &|out, what| {
+        ok(out, what);
+        assert!(
+            printed(out).lines().any(|l| l == "only_there.txt"),
+            "{what}"
+        );
+    });
+    assert_eq!(
+        count(&lines, &|l| l == ">f+++++++++ only_there.txt"),
+        3,
+        "{lines:?}"
+    );
+    assert_eq!(
+        count(&lines, &|l| l == "*deleting   extra.txt"),
+        3,
+        "{lines:?}"
+    );
+    // '': no line per change in the log; -i still prints them.
+    let lines = runs("none", &["--log-file-format=", "-i"], &|out, what| {
+        ok(out, what);
+        assert!(
+            printed(out).contains(">f+++++++++ only_there.txt"),
+            "{what}"
+        );
+    });
+    assert_eq!(lines, Vec::<String>::new());
+    // Only with --log-file, and a format it knows.
+    let out = run("jcp", &["--log-file-format=%n", "a", "b"]);
+    fails(&out, 2, "--log-file", "without --log-file");
+    let log = logs.path().join("bad");
+    let out = run(
+        "jcp",
+        &[
+            &format!("--log-file={}", log.display()),
+            "--log-file-format=%q",
+            "a",
+            "b",
+        ],
+    );
+    fails(&out, 2, "--log-file-format: ", "bad format");
+}
+
 /// `--partial-dir`: a partial file there is resumed from (only the rest
 /// crosses) and goes; with `--delay-updates` the files wait in it, and it is
 /// gone once they are in place; what else the destination keeps in one is

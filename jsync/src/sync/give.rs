@@ -688,6 +688,11 @@ async fn read_reports(
                     giver.opts.progress.itemize(&super::escape_controls(line));
                 }
             }
+            msg::LOG_ITEMS => {
+                for line in String::from_utf8_lossy(&f.payload).lines() {
+                    giver.opts.progress.log_item(&super::escape_controls(line));
+                }
+            }
             msg::PLACED if giver.removals.is_some() => {
                 let placed: Placed = decode(&f.payload, &peer)?;
                 let (giver, peer) = (giver.clone(), peer.clone());

@@ -248,7 +248,7 @@ impl OutFormat {
     /// rsync's other escapes are refused, named.
     pub fn parse(format: &str) -> Result<OutFormat, String> {
         if format.len() > MAX_FORMAT {
-            return Err(format!("an --out-format is at most {MAX_FORMAT} bytes"));
+            return Err(format!("a format is at most {MAX_FORMAT} bytes"));
         }
         let mut pieces = Vec::new();
         let mut text = String::new();
@@ -342,7 +342,8 @@ impl OutFormat {
                     Some((arrow, to)) => format!("{arrow}{}", super::escape_name(to)),
                     None => String::new(),
                 },
-                'i' => item.code.clone(),
+                // (Eleven wide, as rsync's: `*deleting` and two spaces.)
+                'i' => format!("{:<11}", item.code),
                 'o' if item.code.starts_with('*') => "del.".into(),
                 'o' => op.into(),
                 'l' => number(a.size),
@@ -538,6 +539,12 @@ mod tests {
         assert_eq!(n.render(&Item::deleting(b"x", false), "recv"), "x|x|del.|");
         let h = Item::hard_link(b"b", b"a", attrs);
         assert_eq!(n.render(&h, "recv"), "b => a|b|recv|");
+        // rsync's log-file default shows what an itemized line does, a
+        // deletion's eleven-wide code too.
+        let default = OutFormat::parse("%i %n%L").unwrap();
+        for item in [&file, &link, &dir, &h, &Item::deleting(b"x\n", true)] {
+            assert_eq!(default.render(item, "recv"), item.line());
+        }
         let attrs_only = Change {
             time: true,
             ..Change::default()

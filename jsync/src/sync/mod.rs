@@ -267,6 +267,10 @@ pub struct SyncOptions {
     /// With `itemize`: lines in this format instead (`--out-format`), only
     /// for transfers unless it shows `%i`.
     pub out_format: Option<OutFormat>,
+    /// With `itemize`: each change also in this format, for a log file
+    /// (`--log-file-format`), to [`Progress::log_item`]; only transfers
+    /// unless it shows `%i`.
+    pub log_format: Option<OutFormat>,
     /// Owners (`--usermap`) and groups (`--groupmap`) the receiver gives
     /// in place of the sender's, where it sets them (as root).
     pub usermap: Option<IdMap>,
@@ -345,6 +349,7 @@ impl Default for SyncOptions {
             sparse: false,
             prune_empty_dirs: false,
             out_format: None,
+            log_format: None,
             usermap: None,
             groupmap: None,
             stop_at: None,
@@ -527,6 +532,9 @@ impl Args {
         if let Some(f) = &opts.out_format {
             out.push(format!("out_format={f}"));
         }
+        if let Some(f) = &opts.log_format {
+            out.push(format!("log_format={f}"));
+        }
         if let Some(m) = &opts.usermap {
             out.push(format!("usermap={m}"));
         }
@@ -644,6 +652,9 @@ impl Args {
                 }
                 "out_format" => {
                     out.opts.out_format = Some(OutFormat::parse(v).map_err(anyhow::Error::msg)?)
+                }
+                "log_format" => {
+                    out.opts.log_format = Some(OutFormat::parse(v).map_err(anyhow::Error::msg)?)
                 }
                 "only" => {
                     let only = out.opts.only.get_or_insert_with(Vec::new);
@@ -776,6 +787,7 @@ impl Args {
             sparse: self.opts.sparse,
             prune_empty_dirs: self.opts.prune_empty_dirs,
             out_format: self.opts.out_format.clone().map(Arc::new),
+            log_format: self.opts.log_format.clone().map(Arc::new),
             usermap: self.opts.usermap.clone(),
             groupmap: self.opts.groupmap.clone(),
             progress,
@@ -1129,6 +1141,7 @@ mod tests {
             sparse: true,
             prune_empty_dirs: true,
             out_format: Some(OutFormat::parse("%o %n %'l").unwrap()),
+            log_format: Some(OutFormat::parse("%i|%f").unwrap()),
             usermap: Some(IdMap::parse("0-9:1,*:2").unwrap()),
             groupmap: Some(IdMap::parse("root:3").unwrap()),
             compress_level: -5,
@@ -1211,6 +1224,10 @@ mod tests {
         assert_eq!(
             t.out_format.map(|f| f.to_string()).as_deref(),
             Some("%o %n %'l")
+        );
+        assert_eq!(
+            t.log_format.map(|f| f.to_string()).as_deref(),
+            Some("%i|%f")
         );
         assert_eq!(
             t.usermap.map(|m| m.to_string()).as_deref(),

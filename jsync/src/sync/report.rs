@@ -167,6 +167,9 @@ pub trait Progress: Send + Sync {
     /// One itemized change (`-i`), in the format of [`super::itemize`]; also
     /// used for `-n` listings.
     fn itemize(&self, _line: &str) {}
+    /// The same change in [`super::SyncOptions::log_format`], when one is
+    /// given: a line for a log file.
+    fn log_item(&self, _line: &str) {}
 }
 
 /// Progress hooks show as their trait in the `Debug` of what holds them

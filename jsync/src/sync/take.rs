@@ -177,6 +177,8 @@ pub(crate) struct TakeOptions {
     pub prune_empty_dirs: bool,
     /// Lines in this format instead of itemized ones (`--out-format`).
     pub out_format: Option<Arc<super::OutFormat>>,
+    /// Each change also in this format, for a log file (`--log-file-format`).
+    pub log_format: Option<Arc<super::OutFormat>>,
     /// Owners and groups given in place of the sender's (`--usermap`,
     /// `--groupmap`).
     pub usermap: Option<super::IdMap>,
@@ -636,6 +638,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
 /// What goes out on the control circuit.
 enum Outgoing {
     Item(String),
+    /// A change in the log file's format.
+    LogItem(String),
     /// An entry in place (`--remove-source-files`).
     Placed(u64),
     Report(Stats),
@@ -651,6 +655,7 @@ fn control_writer(
     let (out, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     tokio::spawn(async move {
         let mut batch = String::new();
+        let mut log_batch = String::new();
         let mut placed = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
@@ -664,21 +669,29 @@ fn control_writer(
                             batch.push('\n');
                         }
                     }
+                    Outgoing::LogItem(line) => {
+                        progress.log_item(&line);
+                        if to_sender {
+                            log_batch.push_str(&line);
+                            log_batch.push('\n');
+                        }
+                    }
                     Outgoing::Placed(index) => placed.push(index),
                     Outgoing::Report(stats) => {
                         report = Some(stats);
                         break;
                     }
                 }
-                if batch.len() < 64 << 10 && placed.len() < msg::MAX_PLACED {
+                if batch.len() + log_batch.len() < 64 << 10 && placed.len() < msg::MAX_PLACED {
                     next = rx.try_recv().ok();
                 }
             }
-            if !batch.is_empty() {
-                let f =
-                    Fragment::new(msg::ITEMS).with_payload(std::mem::take(&mut batch).into_bytes());
-                if tx.send_with(f, Compression::ZSTD).await.is_err() {
-                    return;
+            for (op, lines) in [(msg::ITEMS, &mut batch), (msg::LOG_ITEMS, &mut log_batch)] {
+                if !lines.is_empty() {
+                    let f = Fragment::new(op).with_payload(std::mem::take(lines).into_bytes());
+                    if tx.send_with(f, Compression::ZSTD).await.is_err() {
+                        return;
+                    }
                 }
             }
             if !placed.is_empty() {
@@ -706,6 +719,10 @@ struct Items(mpsc::UnboundedSender<Outgoing>);
 impl Items {
     fn send(&self, line: String) {
         let _ = self.0.send(Outgoing::Item(line));
+    }
+
+    fn log(&self, line: String) {
+        let _ = self.0.send(Outgoing::LogItem(line));
     }
 
     fn placed(&self, index: u64) {
@@ -1629,17 +1646,23 @@ impl Ctx {
         self.item_received(e, c);
     }
 
-    /// Sends `item`'s line (itemized, or in the `--out-format`), if it has one.
+    /// Sends `item`'s line (itemized, or in the `--out-format`), if it has
+    /// one, and its line for the log file (`--log-file-format`).
     fn send_item(&self, item: &Item) {
-        if let Some(line) = self.line_of(item) {
+        if let Some(line) = self.line_of(self.opts.out_format.as_deref(), item) {
             self.items.send(line);
+        }
+        if let Some(f) = &self.opts.log_format {
+            if let Some(line) = self.line_of(Some(f), item) {
+                self.items.log(line);
+            }
         }
     }
 
-    /// The line to show for a changed entry: itemized (`-i`), or in the
-    /// `--out-format` (which without `%i` shows only transfers).
-    fn line_of(&self, item: &Item) -> Option<String> {
-        match &self.opts.out_format {
+    /// The line for a changed entry: itemized (`-i`), or in `format` (an
+    /// `--out-format`, which without `%i` shows only transfers).
+    fn line_of(&self, format: Option<&super::OutFormat>, item: &Item) -> Option<String> {
+        match format {
             None => Some(item.line()),
             Some(f) if f.itemizes() || item.transferred() => {
                 // The client is the sender when the receiver is remote.
@@ -2411,19 +2434,19 @@ async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -
     for part in [scan, second] {
         let (ctx, seen) = (ctx.clone(), seen.clone());
         halves.push(tokio::task::spawn_blocking(move || {
-            let mut lines = Vec::new();
+            let mut deleted = Vec::new();
             for dir in &part {
-                delete_extraneous(&ctx, dir, &seen, home, &mut lines);
+                delete_extraneous(&ctx, dir, &seen, home, &mut deleted);
             }
-            lines
+            deleted
         }));
     }
     for h in halves {
-        let lines = h
+        let deleted = h
             .await
             .map_err(|e| Error::io("deletion", std::io::Error::other(e)))?;
-        for line in lines {
-            ctx.items.send(line);
+        for item in &deleted {
+            ctx.send_item(item);
         }
     }
     Ok(())
@@ -2469,10 +2492,10 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
         },
         false => None,
     };
-    let mut lines = Vec::new();
-    delete_one(ctx, rel, is_dir, home, &mut lines);
-    for line in lines {
-        ctx.items.send(line);
+    let mut deleted = Vec::new();
+    delete_one(ctx, rel, is_dir, home, &mut deleted);
+    for item in &deleted {
+        ctx.send_item(item);
     }
 }
 
@@ -2489,14 +2512,14 @@ fn missing_unasked(peer: &str, shown: &str) -> Error {
 }
 
 /// Removes what `dir` holds that the sender did not list (`seen`: the sorted
-/// names listed in each directory); itemized lines go to `lines`. With
+/// names listed in each directory); what goes is itemized in `gone`. With
 /// `home` (`-x`), nothing on another filesystem than that is touched.
 fn delete_extraneous(
     ctx: &Ctx,
     dir: &RelPath,
     seen: &HashMap<Vec<u8>, Vec<Vec<u8>>>,
     home: Option<u64>,
-    lines: &mut Vec<String>,
+    gone: &mut Vec<Item>,
 ) {
     if let Some(home) = home {
         match ctx.fs.lstat(dir) {
@@ -2549,7 +2572,7 @@ fn delete_extraneous(
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
         if !ctx.spared(&scope, &rel, is_dir, false) {
-            delete_one(ctx, &rel, is_dir, home, lines);
+            delete_one(ctx, &rel, is_dir, home, gone);
         }
     }
 }
@@ -2559,12 +2582,12 @@ fn delete_extraneous(
 /// directory that holds what the receiver's rules protect (at any depth,
 /// its own rule files read too) keeps it, as rsync's: the rest goes, entry
 /// by entry, and the directory stays, with a warning.
-fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, lines: &mut Vec<String>) {
+fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, gone: &mut Vec<Item>) {
     if is_dir && !ctx.opts.filter.is_empty() {
         match protected_inside(ctx, rel, home) {
             Ok(false) => {}
             Ok(true) => {
-                delete_unprotected(ctx, rel, home, lines);
+                delete_unprotected(ctx, rel, home, gone);
                 let why = "cannot delete non-empty directory: it holds protected entries";
                 ctx.counters.warning(&ctx.shown_rel(rel), why);
                 return;
@@ -2585,8 +2608,10 @@ fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, lines: 
         return;
     }
     if ctx.opts.itemize {
-        let item = Item::deleting(&ctx.shown_bytes(ctx.under_base(rel)), is_dir);
-        lines.extend(ctx.line_of(&item));
+        gone.push(Item::deleting(
+            &ctx.shown_bytes(ctx.under_base(rel)),
+            is_dir,
+        ));
     }
     if !ctx.opts.dry_run {
         if let Err(e) = ctx.remove(rel, home) {
@@ -2642,7 +2667,7 @@ fn elsewhere(ctx: &Ctx, rel: &RelPath, home: Option<u64>) -> bool {
 
 /// Deletes what directory `rel` holds but what is protected
 /// ([`protected_inside`]), each entry through [`delete_one`].
-fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut Vec<String>) {
+fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, gone: &mut Vec<Item>) {
     let Some(scope) = scope_or_say(ctx, rel) else {
         return;
     };
@@ -2663,7 +2688,7 @@ fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, lines: &mut V
             ctx.counters.error(&ctx.shown_rel(&child), why);
             continue;
         }
-        delete_one(ctx, &child, is_dir, home, lines);
+        delete_one(ctx, &child, is_dir, home, gone);
     }
 }
 

@@ -6,8 +6,9 @@
 //! **Control circuit** (opened by the receiver): the sender sends `SOURCE`, then
 //! `IDS` (owner names, before the entries that use them), `LIST` batches and
 //! `WALK_ERROR`s as it walks, and `LIST_END`. Entries are numbered in the order
-//! sent. The receiver may send `ITEMS` (itemized changes, for the sender's user)
-//! and, with `--remove-source-files`, `PLACED` (entries it has in place) at any
+//! sent. The receiver may send `ITEMS` (itemized changes, for the sender's user),
+//! `LOG_ITEMS` (the same in the log file's format, when asked for) and, with
+//! `--remove-source-files`, `PLACED` (entries it has in place) at any
 //! time, and ends with `REPORT`; the sender then sends `SENDER_ERRORS` if it
 //! failed to remove any of them, and ends its side.
 //!
@@ -67,6 +68,9 @@ pub const ITEMS: Op = Op(0x0116);
 /// Receiver → sender: entries now in place, for `--remove-source-files`
 /// ([`Placed`]).
 pub const PLACED: Op = Op(0x0117);
+/// Receiver → sender: changes in the format asked for the sender's log file
+/// (`--log-file-format`), one per line as [`ITEMS`].
+pub const LOG_ITEMS: Op = Op(0x0119);
 /// Sender → receiver, after `REPORT`: source files it did not remove
 /// ([`SenderErrors`]).
 pub const SENDER_ERRORS: Op = Op(0x0118);
