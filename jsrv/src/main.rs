@@ -199,21 +199,8 @@ fn sign(
     read.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key.display()))?;
     let signed = jsync::identity::sign_client(dir, &line, key, name.as_deref().unwrap_or(""))?;
     match out {
-        Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let fail = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(path)
-                .map_err(fail)?;
-            if let Err(e) = f.write_all(signed.pem.as_bytes()) {
-                // (Nothing half-written is left.)
-                let _ = std::fs::remove_file(path);
-                return Err(fail(e));
-            }
-        }
+        // (Synced, never replacing a file, never half-written.)
+        Some(path) => jsync::identity::write_new(path, signed.pem.as_bytes(), 0o644)?,
         None => std::io::stdout()
             .write_all(signed.pem.as_bytes())
             .and_then(|()| std::io::stdout().flush())

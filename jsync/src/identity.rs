@@ -973,7 +973,8 @@ fn set_not_before(params: &mut CertificateParams) {
 /// Writes a new file with `mode` without ever replacing an existing one: the
 /// data goes to a temporary file created with that mode (never chmod'ed), is
 /// synced, and is then hard-linked to its name, which fails if the name exists.
-fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
+/// (Also for `jsrv sign --out`: a certificate is never half-written.)
+pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
     let werr = |source| IdentityError::Write {
         path: path.to_path_buf(),
         source,
