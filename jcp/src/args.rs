@@ -553,6 +553,12 @@ pub struct Cli {
     #[arg(long)]
     pub open_noatime: bool,
 
+    /// Give what is received the source's access times, as rsync's
+    /// --atimes (not directories; without it an entry's access time is set
+    /// to its mtime); twice (-UU) also --open-noatime
+    #[arg(short = 'U', long, action = ArgAction::Count)]
+    pub atimes: u8,
+
     /// Allocate each file the destination gets to its size before writing
     /// it, as rsync's --preallocate (fallocate): one piece on disk, and a
     /// full disk fails the file at its start; with -S its blocks of zeros
@@ -1015,9 +1021,8 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
         "jcp compares content by BLAKE3, always",
     ),
     (
-        &["-U", "--atimes", "-N", "--crtimes"],
-        "access and creation times are not copied (--open-noatime leaves the \
-         source's access times alone)",
+        &["-N", "--crtimes"],
+        "creation times cannot be set on Linux",
     ),
     (
         &["--super", "--fake-super", "--copy-as"],
@@ -1331,7 +1336,8 @@ impl Cli {
         sync.copy_links = self.copy_links;
         sync.copy_dirlinks = self.copy_dirlinks;
         sync.copy_unsafe_links = self.copy_unsafe_links;
-        sync.open_noatime = self.open_noatime;
+        sync.open_noatime = self.open_noatime || self.atimes > 1;
+        sync.atimes = self.atimes > 0;
         sync.preallocate = self.preallocate;
         sync.keep_dirlinks = self.keep_dirlinks;
         sync.dirs_only = self.dirs && !(self.recursive || self.archive);
@@ -1691,7 +1697,7 @@ mod tests {
                 "--rsync-path",
                 "jsrv",
             ),
-            (&["-avU", "a", "b"], "-U", "access and creation times"),
+            (&["-avN", "a", "b"], "-N", "cannot be set"),
             (&["--block-size=4096", "a", "b"], "--block-size", "FastCDC"),
             (&["--iconv=utf8", "a", "b"], "--iconv", "not have"),
             (&["--write-batch=x", "a", "b"], "--write-batch", "not have"),
@@ -1850,6 +1856,12 @@ mod tests {
                 .open_noatime
         );
         assert!(!k.preallocate);
+        // -U sends access times; -UU reads without moving them too.
+        assert!(!k.atimes);
+        let u = plan(&["-aU", "a", "b"]).unwrap().sync;
+        assert!(u.atimes && !u.open_noatime);
+        let uu = plan(&["-aUU", "a", "b"]).unwrap().sync;
+        assert!(uu.atimes && uu.open_noatime);
         let from = plan(&["--address", "127.0.0.2", "a", "h:b"]).unwrap();
         assert_eq!(from.address, Some([127, 0, 0, 2].into()));
         assert!(plan(&["--address", "::1", "-6", "a", "h:b"]).is_ok());

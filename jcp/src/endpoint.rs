@@ -52,7 +52,9 @@ impl fmt::Display for Remote {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Local(p) => write!(f, "{}", p.display()),
+            Endpoint::Local(p) => {
+                f.write_str(&jsync::sync::escape_name(p.as_os_str().as_encoded_bytes()))
+            }
             Endpoint::Remote(r) => r.fmt(f),
         }
     }

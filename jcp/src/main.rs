@@ -119,6 +119,12 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A local path for messages, escaped as the engine shows names (a byte
+/// that is not UTF-8 as `\#ooo`, not U+FFFD).
+fn shown_path(p: &Path) -> std::borrow::Cow<'_, str> {
+    jsync::sync::escape_name(p.as_os_str().as_encoded_bytes())
+}
+
 /// A path for messages: `.` for the transfer's base.
 fn shown(path: &str) -> &str {
     if path.is_empty() {
@@ -206,7 +212,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                 let r = jsync::sync::local(&root, dst, &opts)
                     .await
                     .with_context(|| {
-                        format!("cannot copy {} to {}", src.display(), dst.display())
+                        format!("cannot copy {} to {}", shown_path(src), shown_path(dst))
                     })?;
                 report.absorb(r);
             }
@@ -222,7 +228,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     let (root, opts) = local_selection(plan, src, &opts);
                     let r = jsync::sync::push(&link, &root, &dst.path, &opts)
                         .await
-                        .with_context(|| format!("cannot copy {} to {dst}", src.display()))?;
+                        .with_context(|| format!("cannot copy {} to {dst}", shown_path(src)))?;
                     report.absorb(r);
                 }
                 anyhow::Ok(())
@@ -238,7 +244,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                 let (root, opts) = local_selection(plan, src, &opts);
                 let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
                     .await
-                    .with_context(|| format!("cannot list {}", src.display()))?;
+                    .with_context(|| format!("cannot list {}", shown_path(src)))?;
                 print_listing(listed, &mut report);
             }
         }
@@ -272,7 +278,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     let (path, opts) = remote_selection(plan, &src.path, &opts);
                     let r = jsync::sync::pull(&link, &path, dst, &opts)
                         .await
-                        .with_context(|| format!("cannot copy {src} to {}", dst.display()))?;
+                        .with_context(|| format!("cannot copy {src} to {}", shown_path(dst)))?;
                     report.absorb(r);
                 }
                 anyhow::Ok(())
@@ -396,7 +402,7 @@ fn local_selection(plan: &Plan, src: &Path, opts: &SyncOptions) -> (PathBuf, Syn
 fn check_source(src: &Path) -> anyhow::Result<()> {
     std::fs::symlink_metadata(src)
         .map(drop)
-        .with_context(|| format!("cannot read {}", src.display()))
+        .with_context(|| format!("cannot read {}", shown_path(src)))
 }
 
 /// The local sources, each checked before anything is copied; with

@@ -1703,6 +1703,79 @@ fn log_file_records_the_run() {
     assert!(!dst.exists());
 }
 
+/// `-U`: what is received gets the source's access times (files and
+/// symlinks; directories keep theirs), each way: new entries, a file found
+/// the same by hash, and a file up to date but for its access time
+/// (itemized `u`). `-UU` reads the source without moving them. Without
+/// `-U` a received file's access time is its mtime, as rsync sets it.
+#[test]
+fn atimes_travel_with_u() {
+    use std::os::unix::fs::MetadataExt;
+    let atime = |p: &Path| {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        (m.atime(), m.atime_nsec())
+    };
+    let set_atime = |p: &Path, a: i64| {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let mtime = FileTime::from_last_modification_time(&m);
+        filetime::set_symlink_file_times(p, FileTime::from_unix_time(a, 5), mtime).unwrap();
+    };
+    // (Access times after the mtimes, years ago: reading would move them
+    // where the mount is relatime.)
+    let names = [("f", 7), ("same", 8), ("d/g", 9), ("l", 10)];
+    let setup = Sources::new(|src| {
+        put(&src.join("f"), b"file\n", T);
+        put(&src.join("same"), b"same\n", T);
+        put(&src.join("d/g"), b"deep\n", T);
+        std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+        let t = FileTime::from_unix_time(T, 0);
+        filetime::set_symlink_file_times(src.join("l"), t, t).unwrap();
+        for (name, at) in names {
+            set_atime(&src.join(name), T + at);
+        }
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        let src = match way {
+            "pull" => root.join("src"),
+            _ => setup.src(),
+        };
+        let jcp = |opts: &[&str]| {
+            let mut args = opts.to_vec();
+            args.extend([from.as_str(), to.as_str()]);
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &format!("{way} {opts:?}"));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        // Without -U: the mtime's.
+        jcp(&["-a"]);
+        assert_eq!(atime(&dst.join("f")), (T, 0), "{way}");
+        // With it: the source's, on new entries and on a file the same but
+        // for its mtime (checked by hash).
+        std::fs::remove_dir_all(&dst).unwrap();
+        put(&dst.join("same"), b"same\n", T + 50);
+        // (The run without -UU may have moved the source's.)
+        for (name, at) in names {
+            set_atime(&src.join(name), T + at);
+        }
+        jcp(&["-aUU"]);
+        for (name, at) in names {
+            assert_eq!(atime(&dst.join(name)), (T + at, 5), "{way}: {name}");
+            assert_eq!(mtime(&dst.join(name)), T, "{way}: {name}");
+            // (-UU: reading the source's files left their access times;
+            // reading a symlink moves its own, O_NOATIME or not.)
+            if name != "l" {
+                assert_eq!(atime(&src.join(name)), (T + at, 5), "{way}: source {name}");
+            }
+        }
+        // An access time alone brought up to date.
+        set_atime(&src.join("f"), T + 20);
+        let out = jcp(&["-aUU", "-i"]);
+        assert!(out.lines().any(|l| l == ".f......u.. f"), "{way}: {out}");
+        assert_eq!(atime(&dst.join("f")), (T + 20, 5), "{way}");
+    }
+}
+
 /// `--log-file-format FORMAT`: the log's line per change is in a format of
 /// its own, whatever stdout shows: rsync's `%i %n%L` without it (with an
 /// `--out-format` too); without `%i` only what is received, made or
@@ -2427,6 +2500,16 @@ fn odd_names_are_shown_escaped() {
             assert_eq!(read(&file).as_deref(), Some(&b"odd\n"[..]), "{way}");
         }
     }
+    // jcp's own messages show a path from its command line so too.
+    let gone = work.path().join(std::ffi::OsStr::from_bytes(b"gone\n\xe9"));
+    let out = std::process::Command::new(jsync_tests::bins::bin("jcp"))
+        .arg(&gone)
+        .arg(work.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr.clone()).expect("UTF-8 message");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/gone\\#012\\#351: "), "{err}");
 }
 
 /// A dry run with `-c` compares files with a `--*-dest` directory's copies

@@ -230,7 +230,7 @@ pub(crate) enum Kind {
 pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The metadata the sync engine compares and restores.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Meta {
     pub kind: Kind,
     pub size: u64,
@@ -250,7 +250,36 @@ pub(crate) struct Meta {
     pub rdev: u64,
     /// Space allocated, in 512-byte units (`st_blocks`): less than `size` for a sparse file.
     pub blocks: u64,
+    /// Access time (`-U` sends it): reading the file may move it, so two
+    /// metadata that differ only here are the same.
+    pub atime: (i64, u32),
 }
+
+impl PartialEq for Meta {
+    fn eq(&self, o: &Meta) -> bool {
+        // (Every field but the access time; a new one must be named here.)
+        let Meta {
+            kind,
+            size,
+            mode,
+            mtime,
+            ctime,
+            ino,
+            dev,
+            nlink,
+            uid,
+            gid,
+            rdev,
+            blocks,
+            atime: _,
+        } = self;
+        (*kind, *size, *mode, *mtime, *ctime, *ino, *dev)
+            == (o.kind, o.size, o.mode, o.mtime, o.ctime, o.ino, o.dev)
+            && (*nlink, *uid, *gid, *rdev, *blocks) == (o.nlink, o.uid, o.gid, o.rdev, o.blocks)
+    }
+}
+
+impl Eq for Meta {}
 
 impl Meta {
     // Field types of `struct stat` differ between architectures.
@@ -287,6 +316,10 @@ impl Meta {
             gid: st.st_gid as u32,
             rdev: st.st_rdev as u64,
             blocks: st.st_blocks.max(0) as u64,
+            atime: (
+                st.st_atime as i64,
+                (st.st_atime_nsec as u64).min(999_999_999) as u32,
+            ),
         }
     }
 }
@@ -718,11 +751,19 @@ impl FsRoot {
         Ok((dir, out))
     }
 
-    /// Sets atime and mtime to `mtime`. With `follow`, a final symlink is
-    /// followed while it stays beneath the root; without, the link itself is set.
-    /// Nanoseconds above 999 999 999 are clamped (they would mean "now"/"omit").
-    pub fn set_times(&self, rel: &RelPath, mtime: (i64, u32), follow: bool) -> Result<(), FsError> {
-        let times = timestamps(mtime);
+    /// Sets the times `times` gives (an mtime alone sets the atime too).
+    /// With `follow`, a final symlink is followed while it stays beneath the
+    /// root; without, the link itself is set. Nanoseconds above 999 999 999
+    /// are clamped (they would mean "now"/"omit").
+    pub fn set_times(
+        &self,
+        rel: &RelPath,
+        times: impl Into<Times>,
+        follow: bool,
+    ) -> Result<(), FsError> {
+        let Some(times) = times.into().timestamps() else {
+            return Ok(());
+        };
         let res = if follow {
             let fd = self.resolve_follow(rel)?;
             match rfs::utimensat(&fd, "", &times, AtFlags::EMPTY_PATH) {
@@ -1343,10 +1384,10 @@ pub(crate) fn file_meta(file: &File) -> io::Result<Meta> {
     Ok(Meta::from_stat(&rfs::fstat(file)?))
 }
 
-/// Sets an open file's atime and mtime to `mtime` (`futimens`; the owner may,
-/// whatever the descriptor's access mode).
-pub(crate) fn set_file_times(file: &File, mtime: (i64, u32)) -> io::Result<()> {
-    Ok(rfs::futimens(file, &timestamps(mtime))?)
+/// Sets an open file's times as [`FsRoot::set_times`] does (`futimens`;
+/// the owner may, whatever the descriptor's access mode).
+pub(crate) fn set_file_times(file: &File, times: impl Into<Times>) -> io::Result<()> {
+    Ok(set_fd_times(file.as_fd(), times.into())?)
 }
 
 /// How this process links an unnamed file (`O_TMPFILE`) in at a name.
@@ -1435,23 +1476,54 @@ fn proc_fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Gives the open file `mtime` (and the same atime), or with `None` leaves
-/// its times alone.
-fn set_mtime(file: BorrowedFd<'_>, mtime: Option<(i64, u32)>) -> Result<(), Errno> {
-    match mtime {
-        Some(t) => rfs::futimens(file, &timestamps(t)),
+/// Gives the open file the times `times` gives.
+fn set_fd_times(file: BorrowedFd<'_>, times: Times) -> Result<(), Errno> {
+    match times.timestamps() {
+        Some(t) => rfs::futimens(file, &t),
         None => Ok(()),
     }
 }
 
-fn timestamps((secs, nanos): (i64, u32)) -> Timestamps {
-    let t = Timespec {
-        tv_sec: secs,
-        tv_nsec: nanos.min(999_999_999).into(),
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
+/// The times to give an entry: its mtime (`None`: leave it), and its atime
+/// (`-U`; without it, the mtime's, as rsync gives it, or left alone when
+/// the mtime is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub mtime: Option<(i64, u32)>,
+    pub atime: Option<(i64, u32)>,
+}
+
+impl From<(i64, u32)> for Times {
+    fn from(mtime: (i64, u32)) -> Times {
+        Times {
+            mtime: Some(mtime),
+            atime: None,
+        }
+    }
+}
+
+impl From<Option<(i64, u32)>> for Times {
+    fn from(mtime: Option<(i64, u32)>) -> Times {
+        Times { mtime, atime: None }
+    }
+}
+
+impl Times {
+    /// What `utimensat` takes, or `None` when there is nothing to set.
+    fn timestamps(self) -> Option<Timestamps> {
+        let spec = |(secs, nanos): (i64, u32)| Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos.min(999_999_999).into(),
+        };
+        let omit = Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        };
+        let access = self.atime.or(self.mtime)?;
+        Some(Timestamps {
+            last_access: spec(access),
+            last_modification: self.mtime.map_or(omit, spec),
+        })
     }
 }
 
@@ -2062,19 +2134,19 @@ enum Temp {
 }
 
 impl TempFile {
-    /// Sets mode (`& 0o7777`) and mtime (unless `None`: the file keeps the
-    /// time it was written) on the descriptor, syncs the file to disk if asked, and renames (or links) it over the target, from beside
+    /// Sets mode (`& 0o7777`) and times (an mtime, unless `None`: the file
+    /// keeps the time it was written; with `-U` an atime too) on the descriptor, syncs the file to disk if asked, and renames (or links) it over the target, from beside
     /// it or from the `-T` directory. A
     /// target symlink is replaced, not followed; on error the temp file is removed.
     pub fn commit(
         mut self,
         mode: u32,
-        mtime: Option<(i64, u32)>,
+        times: impl Into<Times>,
         fsync: bool,
     ) -> Result<(), FsError> {
         let file = self.file.as_fd();
         rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
-            .and_then(|()| set_mtime(file, mtime))
+            .and_then(|()| set_fd_times(file, times.into()))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
             .and_then(|()| {
                 // An unnamed file goes straight to a free target name; an
@@ -2102,12 +2174,12 @@ impl TempFile {
     pub fn stage(
         self,
         mode: u32,
-        mtime: Option<(i64, u32)>,
+        times: impl Into<Times>,
         fsync: bool,
     ) -> Result<(u64, u64), FsError> {
         let file = self.file.as_fd();
         let st = rfs::fchmod(file, Mode::from_raw_mode(mode & 0o7777))
-            .and_then(|()| set_mtime(file, mtime))
+            .and_then(|()| set_fd_times(file, times.into()))
             .and_then(|()| if fsync { rfs::fsync(file) } else { Ok(()) })
             .and_then(|()| rfs::fstat(file))
             .map_err(|e| FsError::io(self.shown.clone(), e))?;

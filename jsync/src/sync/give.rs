@@ -385,6 +385,8 @@ pub(crate) struct GiveOptions {
     pub copy_unsafe_links: bool,
     /// Read files without moving their access times (`--open-noatime`).
     pub open_noatime: bool,
+    /// List access times, of what is not a directory (`-U`).
+    pub atimes: bool,
     /// Do not recurse (`-d` without `-r`): the directories met are listed
     /// without their contents (unlisted: the receiver deletes nothing in
     /// them), and a source directory named without a trailing slash alone.
@@ -1469,6 +1471,7 @@ fn entry_for(
         xattrs,
         unlisted: false,
         implied: false,
+        atime: (opts.atimes && kind != EntryKind::Dir).then_some(m.atime),
     };
     Some(match inode {
         Some(inode) => WalkItem::Linked(e, inode),

@@ -25,6 +25,8 @@ pub(crate) struct Change {
     pub content: bool,
     pub size: bool,
     pub time: bool,
+    /// The access time (`-U`): `u`.
+    pub atime: bool,
     /// The new content keeps the time it was written (`--no-times`): `T`.
     pub transfer_time: bool,
     pub perms: bool,
@@ -42,6 +44,7 @@ impl Change {
             || self.content
             || self.size
             || self.time
+            || self.atime
             || self.transfer_time
             || self.perms
             || self.owner
@@ -126,7 +129,7 @@ impl Item {
                 (c.perms, 'p'),
                 (c.owner, 'o'),
                 (c.group, 'g'),
-                (false, 'u'),
+                (c.atime, 'u'),
                 (c.acls, 'a'),
                 (c.xattrs, 'x'),
             ] {

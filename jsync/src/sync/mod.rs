@@ -147,6 +147,10 @@ pub struct SyncOptions {
     /// (`--open-noatime`, `O_NOATIME`), where this process may: the
     /// sender's files, and the receiver's old ones it reads.
     pub open_noatime: bool,
+    /// Send access times and give them to what is received, what is not a
+    /// directory (`-U`, rsync's `--atimes`); without it an entry's atime is
+    /// set to its mtime, as rsync sets it.
+    pub atimes: bool,
     /// The receiver allocates each file it writes to its size before the
     /// data goes in (`--preallocate`, `fallocate`), so a file is one piece
     /// on disk and a full disk fails it at the start; with `sparse` its
@@ -316,6 +320,7 @@ impl Default for SyncOptions {
             copy_dirlinks: false,
             copy_unsafe_links: false,
             open_noatime: false,
+            atimes: false,
             preallocate: false,
             keep_dirlinks: false,
             dirs_only: false,
@@ -476,6 +481,7 @@ flag_options!(
     copy_dirlinks,
     copy_unsafe_links,
     open_noatime,
+    atimes,
     preallocate,
     keep_dirlinks,
     dirs_only,
@@ -723,6 +729,7 @@ impl Args {
             copy_dirlinks: self.opts.copy_dirlinks,
             copy_unsafe_links: self.opts.copy_unsafe_links,
             open_noatime: self.opts.open_noatime,
+            atimes: self.opts.atimes,
             dirs_only: self.opts.dirs_only,
             ignore_missing: self.opts.ignore_missing_args || self.opts.delete_missing_args,
             delete_missing: self.opts.delete_missing_args,

@@ -23,7 +23,7 @@ use super::backup::Backups;
 use super::chunker::{self, ChunkRef, Chunking, DigestBuilder, MAX_CHUNK};
 use super::destdir::{at_or_above, open_side_dir, strip, DestMap};
 use super::filter::{DirScope, ScopeError, Scopes};
-use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile};
+use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile, Times};
 use super::give::fs_err;
 use super::itemize::{Attrs, Change, Item, Update};
 use super::proto_util::{decode, fragment};
@@ -1163,14 +1163,17 @@ impl Ctx {
         job: &FileJob,
     ) -> std::result::Result<bool, String> {
         let meta = self.as_applied(job, meta);
-        let mtime = self.applied_mtime(meta.mtime);
+        let times = Times {
+            mtime: self.applied_mtime(meta.mtime),
+            atime: job.entry.atime,
+        };
         let Some(staged) = &self.staged else {
-            temp.commit(meta.mode, mtime, self.opts.fsync)
+            temp.commit(meta.mode, times, self.opts.fsync)
                 .map_err(|e| e.to_string())?;
             return Ok(false);
         };
         let id = temp
-            .stage(meta.mode, mtime, self.opts.fsync)
+            .stage(meta.mode, times, self.opts.fsync)
             .map_err(|e| e.to_string())?;
         let mut staged = staged.lock().expect("poisoned");
         staged.push(Staged {
@@ -1396,6 +1399,7 @@ impl Ctx {
     fn meta_change(&self, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
             time: self.keeps_time(e.kind) && !self.same_mtime(here.mtime, e.mtime),
+            atime: e.atime.is_some_and(|a| a != here.atime),
             perms: here.mode != e.mode && here.kind != Kind::Symlink,
             ..Change::default()
         };
@@ -1421,6 +1425,15 @@ impl Ctx {
         match have() {
             Ok(have) => kept.differences(&have, &e.xattrs),
             Err(_) => (kept.xattrs, kept.acls),
+        }
+    }
+
+    /// The times a new entry gets: the sender's mtime where kept, and its
+    /// atime with `-U`.
+    fn times_of(&self, e: &Entry) -> Times {
+        Times {
+            mtime: self.keeps_time(e.kind).then_some(e.mtime),
+            atime: e.atime,
         }
     }
 
@@ -1516,8 +1529,12 @@ impl Ctx {
         if c.perms || c.owner || c.group || c.acls {
             self.fs.set_mode(rel, e.mode)?;
         }
-        if c.time && e.kind != EntryKind::Dir {
-            self.fs.set_times(rel, e.mtime, false)?;
+        if (c.time || c.atime) && e.kind != EntryKind::Dir {
+            let times = Times {
+                mtime: c.time.then_some(e.mtime),
+                atime: e.atime,
+            };
+            self.fs.set_times(rel, times, false)?;
         }
         Ok(())
     }
@@ -1975,9 +1992,7 @@ fn plan(
                 }
                 fs.symlink(&e.target, rel).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
-                if ctx.keeps_time(e.kind) {
-                    fs.set_times(rel, e.mtime, false).map_err(s)?;
-                }
+                fs.set_times(rel, ctx.times_of(e), false).map_err(s)?;
             }
             Ok(Plan::InPlace)
         }
@@ -2014,9 +2029,7 @@ fn plan(
                 fs.mknod(rel, kind, e.mode, e.rdev).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
                 fs.set_mode(rel, e.mode).map_err(s)?;
-                if ctx.keeps_time(e.kind) {
-                    fs.set_times(rel, e.mtime, false).map_err(s)?;
-                }
+                fs.set_times(rel, ctx.times_of(e), false).map_err(s)?;
             }
             Ok(Plan::InPlace)
         }
@@ -3500,16 +3513,23 @@ fn apply_same(
     let mut c = c;
     c.perms = here.mode != meta.mode;
     c.time = ctx.keeps_time(EntryKind::File) && !ctx.same_mtime(here.mtime, meta.mtime);
+    // (With -U the access time is set again: hashing the file may have
+    // moved it.)
+    let times = Times {
+        mtime: c.time.then_some(e.mtime),
+        atime: e.atime,
+    };
     match by_fd {
-        Some(k) => {
-            if c.time {
-                super::fsroot::set_file_times(&k.file, e.mtime)
-                    .map_err(|err| format!("{}: {err}", job.shown))?;
-            }
+        Some(k) => super::fsroot::set_file_times(&k.file, times)
+            .map_err(|err| format!("{}: {err}", job.shown))?,
+        None => {
+            let apply = Change {
+                atime: c.atime || e.atime.is_some(),
+                ..c
+            };
+            ctx.update_attrs(&job.rel, &e, &apply)
+                .map_err(|e| e.to_string())?
         }
-        None => ctx
-            .update_attrs(&job.rel, &e, &c)
-            .map_err(|e| e.to_string())?,
     }
     ctx.item(Update::Attrs, &e, &c);
     Ok(true)

@@ -124,6 +124,9 @@ pub struct Entry {
     /// leaves what it has there as it is, a symlink to a directory too, and
     /// makes a missing one with default attributes. Always also `unlisted`.
     pub implied: bool,
+    /// Access time (seconds since the epoch, nanoseconds), sent with `-U`
+    /// (rsync's `--atimes`) for what is not a directory.
+    pub atime: Option<(i64, u32)>,
 }
 
 const F_LEADER: u8 = 1;
@@ -132,7 +135,8 @@ const F_XATTRS: u8 = 4;
 const F_RDEV: u8 = 8;
 const F_UNLISTED: u8 = 16;
 const F_IMPLIED: u8 = 32;
-const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV | F_UNLISTED | F_IMPLIED;
+const F_ATIME: u8 = 64;
+const F_KNOWN: u8 = F_LEADER | F_FOLLOWER | F_XATTRS | F_RDEV | F_UNLISTED | F_IMPLIED | F_ATIME;
 
 impl Entry {
     /// The size a listing shows, as rsync's: a symlink's is its target's
@@ -176,11 +180,16 @@ impl Codec for Entry {
         if self.implied {
             flags |= F_IMPLIED;
         }
+        if self.atime.is_some() {
+            flags |= F_ATIME;
+        }
         buf.push(flags);
         put_varint(buf, u64::from(self.mode));
         put_varint(buf, self.size);
-        buf.extend_from_slice(&self.mtime.0.to_be_bytes());
-        buf.extend_from_slice(&self.mtime.1.to_be_bytes());
+        put_time(buf, self.mtime);
+        if let Some(atime) = self.atime {
+            put_time(buf, atime);
+        }
         put_varint(buf, u64::from(self.uid));
         put_varint(buf, u64::from(self.gid));
         if self.kind == EntryKind::Symlink {
@@ -209,6 +218,7 @@ impl Codec for Entry {
             || flags & (F_LEADER | F_FOLLOWER) == F_LEADER | F_FOLLOWER
             || (flags & F_UNLISTED != 0 && kind != EntryKind::Dir)
             || (flags & F_IMPLIED != 0 && flags & F_UNLISTED == 0)
+            || (flags & F_ATIME != 0 && kind == EntryKind::Dir)
         {
             return Err(DecodeError::InvalidTag {
                 what: "entry flags",
@@ -217,15 +227,11 @@ impl Codec for Entry {
         }
         let mode = u32_field(r, "mode")?;
         let size = r.varint()?;
-        let secs = r.u64()? as i64;
-        let nanos = r.u32()?;
-        if nanos >= 1_000_000_000 {
-            return Err(DecodeError::FieldTooLarge {
-                what: "mtime nanoseconds",
-                len: u64::from(nanos),
-                max: 999_999_999,
-            });
-        }
+        let mtime = time(r, "mtime nanoseconds")?;
+        let atime = match flags & F_ATIME {
+            0 => None,
+            _ => Some(time(r, "atime nanoseconds")?),
+        };
         let uid = u32_field(r, "uid")?;
         let gid = u32_field(r, "gid")?;
         let target = if kind == EntryKind::Symlink {
@@ -256,7 +262,7 @@ impl Codec for Entry {
             kind,
             mode,
             size,
-            mtime: (secs, nanos),
+            mtime,
             target,
             uid,
             gid,
@@ -265,8 +271,30 @@ impl Codec for Entry {
             xattrs,
             unlisted: flags & F_UNLISTED != 0,
             implied: flags & F_IMPLIED != 0,
+            atime,
         })
     }
+}
+
+/// A time: seconds since the epoch (big-endian, two's complement) and
+/// nanoseconds.
+fn put_time(buf: &mut Vec<u8>, (secs, nanos): (i64, u32)) {
+    buf.extend_from_slice(&secs.to_be_bytes());
+    buf.extend_from_slice(&nanos.to_be_bytes());
+}
+
+/// A time [`put_time`] wrote; nanoseconds past a second are refused.
+fn time(r: &mut Reader<'_>, what: &'static str) -> Result<(i64, u32), DecodeError> {
+    let secs = r.u64()? as i64;
+    let nanos = r.u32()?;
+    if nanos >= 1_000_000_000 {
+        return Err(DecodeError::FieldTooLarge {
+            what,
+            len: u64::from(nanos),
+            max: 999_999_999,
+        });
+    }
+    Ok((secs, nanos))
 }
 
 fn u32_field(r: &mut Reader<'_>, what: &'static str) -> Result<u32, DecodeError> {
@@ -427,7 +455,11 @@ mod tests {
         on_the_way.implied = true;
         let mut gone = entry(b"gone");
         gone.kind = EntryKind::Missing;
+        let mut used = entry(b"used");
+        used.atime = Some((-5, 999_999_999));
+        used.xattrs = vec![(b"user.k".to_vec(), vec![3])];
         let batch = EntryBatch(vec![
+            used,
             entry(b""),
             link,
             leader,
@@ -479,6 +511,14 @@ mod tests {
         let mut e = entry(b"a");
         e.mtime.1 = 1_000_000_000;
         assert!(decode_exact::<Entry>(&encode_to_vec(&e)).is_err());
+        let mut e = entry(b"a");
+        e.atime = Some((0, 1_000_000_000));
+        assert!(decode_exact::<Entry>(&encode_to_vec(&e)).is_err());
+        // No access time of a directory is sent.
+        let mut d = entry(b"a");
+        d.kind = EntryKind::Dir;
+        d.atime = Some((1, 0));
+        assert!(decode_exact::<Entry>(&encode_to_vec(&d)).is_err());
         // An xattr count far beyond the bytes present.
         let mut x = entry(b"a");
         x.xattrs = vec![(b"user.a".to_vec(), Vec::new())];
