@@ -43,7 +43,7 @@ pub struct Cli {
     /// then a local path or HOST:PATH (several SRCs go into DST as a
     /// directory, as with scp and rsync)
     #[arg(value_name = "SRC... DST", required_unless_present = "keygen", num_args = 1..)]
-    pub operands: Vec<String>,
+    pub operands: Vec<std::ffi::OsString>,
 
     /// Make this machine's own client key (client.key in --config-dir; one
     /// already there is kept) and print its public key line, for the
@@ -1148,17 +1148,17 @@ fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, Usa
 }
 
 /// Source operands: all local, or all on one server.
-fn sources(typed: &[String]) -> Result<(Vec<PathBuf>, Vec<Remote>), UsageError> {
+fn sources(typed: &[std::ffi::OsString]) -> Result<(Vec<PathBuf>, Vec<Remote>), UsageError> {
     let mut local = Vec::new();
     let mut remote: Vec<Remote> = Vec::new();
     for t in typed {
-        match endpoint::parse(t).map_err(UsageError)? {
+        match endpoint::parse_os(t).map_err(UsageError)? {
             Endpoint::Local(p) => local.push(p),
             Endpoint::Remote(r) => {
                 if let Some(first) = remote.first() {
                     if first.host != r.host {
                         return Err(UsageError(format!(
-                            "{t}: every remote source must be on one server ({})",
+                            "{r}: every remote source must be on one server ({})",
                             first.host
                         )));
                     }
@@ -1217,7 +1217,7 @@ impl Cli {
                     .into(),
             ));
         }
-        let dst = endpoint::parse(dst_typed).map_err(UsageError)?;
+        let dst = endpoint::parse_os(dst_typed).map_err(UsageError)?;
         let dst = if several { dst.into_dir() } else { dst };
         let (local, remote) = sources(src_typed)?;
         Ok(match dst {
@@ -1228,7 +1228,7 @@ impl Cli {
                 return Err(UsageError(format!(
                     "both {} and {b} are remote; one side must be local \
                      (write ./{} for a local path with a ':')",
-                    remote[0], src_typed[0]
+                    remote[0], remote[0]
                 )))
             }
         })

@@ -61,6 +61,27 @@ impl fmt::Display for Endpoint {
 }
 
 /// Parses one command-line operand. Fails only on a remote form with no host.
+/// [`parse`] for an operand as typed, which need not be UTF-8: bytes that
+/// are not make a local path (a server's paths travel as text).
+pub fn parse_os(arg: &std::ffi::OsStr) -> Result<Endpoint, String> {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(text) = arg.to_str() {
+        return parse(text);
+    }
+    let b = arg.as_bytes();
+    let colon = b.iter().position(|&c| c == b':');
+    let slash = b.iter().position(|&c| c == b'/');
+    let bracketed = b.starts_with(b"[") && b.windows(2).any(|w| w == b"]:");
+    if bracketed || colon.is_some_and(|c| slash.is_none_or(|s| c < s)) {
+        return Err(format!(
+            "{}: a path on a server is UTF-8 here (write ./{} for a local path with a ':')",
+            jsync::sync::escape_name(b),
+            jsync::sync::escape_name(b)
+        ));
+    }
+    Ok(Endpoint::Local(PathBuf::from(arg)))
+}
+
 pub fn parse(arg: &str) -> Result<Endpoint, String> {
     if let Some(rest) = arg.strip_prefix('[') {
         if let Some((host, path)) = rest.split_once("]:") {
@@ -137,6 +158,22 @@ mod tests {
 
     fn l(p: &str) -> Endpoint {
         Endpoint::Local(PathBuf::from(p))
+    }
+
+    #[test]
+    fn operands_that_are_not_utf8_are_local_paths() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let os = |b: &[u8]| OsStr::from_bytes(b).to_owned();
+        for b in [&b"caf\xe9"[..], b"dir/caf\xe9:x", b"./h:\xff"] {
+            assert_eq!(parse_os(&os(b)), Ok(Endpoint::Local(PathBuf::from(os(b)))));
+        }
+        // (Text takes the usual way.)
+        assert_eq!(parse_os(OsStr::new("h:x")), Ok(r("h", "x")));
+        for b in [&b"h:caf\xe9"[..], b"[::1]:\xff"] {
+            let e = parse_os(&os(b)).unwrap_err();
+            assert!(e.contains("\\#") && e.contains("is UTF-8 here"), "{e}");
+        }
     }
 
     #[test]
