@@ -2320,9 +2320,9 @@ fn itemize_twice_shows_unchanged_entries() {
 fn items_and_count(out: &Output) -> Vec<String> {
     let out = String::from_utf8_lossy(&out.stdout);
     let stats = |l: &&str| l.starts_with(char::is_uppercase);
-    let shown = out
-        .lines()
-        .filter(|l| !stats(l) || l.starts_with("Files transferred"));
+    let shown = out.lines().filter(|l| {
+        !stats(l) || l.starts_with("Files transferred") || l.starts_with("Transferred size")
+    });
     let mut shown: Vec<String> = shown.map(str::to_string).collect();
     shown.sort();
     shown
@@ -2382,6 +2382,18 @@ fn dry_run_compares_content_as_a_real_run_would() {
             let sent = if checksum { 7 } else { 6 };
             assert!(
                 has(&format!("Files transferred:    {sent}")),
+                "{what}: {shown:?}"
+            );
+            // The sizes of the files received, as they are in the source.
+            let size = |name: &str| std::fs::metadata(setup.src().join(name)).unwrap().len();
+            let received: u64 = shown
+                .iter()
+                .filter(|l| l.starts_with(">f"))
+                .map(|l| size(&l[12..]))
+                .sum();
+            assert!(received > 0, "{what}: {shown:?}");
+            assert!(
+                has(&format!("Transferred size:     {received} bytes")),
                 "{what}: {shown:?}"
             );
             assert!(has(".f..t...... touched.bin"), "{what}: {shown:?}");

@@ -823,6 +823,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
         warnings: list(stats.warnings),
         files_checked: stats.files_checked,
         files_transferred: stats.files_transferred,
+        transferred_size: stats.transferred_size,
         bytes_literal: stats.bytes_literal,
         bytes_reused: stats.bytes_reused,
         total_size: stats.total_size,

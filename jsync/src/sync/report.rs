@@ -14,6 +14,9 @@ pub struct Report {
     pub files_checked: u64,
     /// Regular files whose content was (re)built on the receiver.
     pub files_transferred: u64,
+    /// The sizes of those files (in a dry run, of those it would transfer):
+    /// rsync's "Total transferred file size".
+    pub transferred_size: u64,
     /// Bytes of file content sent as new data (before compression).
     pub bytes_literal: u64,
     /// Bytes of file content rebuilt from data the receiver already had.
@@ -58,6 +61,7 @@ impl Report {
     pub fn absorb(&mut self, other: Report) {
         self.files_checked += other.files_checked;
         self.files_transferred += other.files_transferred;
+        self.transferred_size += other.transferred_size;
         self.bytes_literal += other.bytes_literal;
         self.bytes_reused += other.bytes_reused;
         self.total_size += other.total_size;
@@ -132,6 +136,7 @@ impl fmt::Display for StatsBlock<'_> {
         let secs = r.elapsed.as_secs_f64();
         writeln!(f, "Files checked:        {}", r.files_checked)?;
         writeln!(f, "Files transferred:    {}", r.files_transferred)?;
+        writeln!(f, "Transferred size:     {} bytes", b(r.transferred_size))?;
         writeln!(f, "Total file size:      {} bytes", b(r.total_size))?;
         writeln!(f, "Literal data:         {} bytes", b(r.bytes_literal))?;
         writeln!(f, "Reused data:          {} bytes", b(r.bytes_reused))?;
@@ -190,6 +195,7 @@ impl Progress for NoProgress {}
 pub(crate) struct Counters {
     pub files_checked: AtomicU64,
     pub files_transferred: AtomicU64,
+    pub transferred_size: AtomicU64,
     pub bytes_literal: AtomicU64,
     pub bytes_reused: AtomicU64,
     pub total_size: AtomicU64,
@@ -241,6 +247,7 @@ mod tests {
     fn stats_sizes_in_bytes_or_human_units() {
         let r = Report {
             total_size: 1_304_000_000,
+            transferred_size: 2_000,
             bytes_literal: 999,
             bytes_reused: 1536,
             wire_bytes: 8_791_060,
@@ -255,6 +262,7 @@ mod tests {
         let h = r.stats(1).to_string();
         assert!(h.contains("Total file size:      1.30G bytes"), "{h}");
         assert!(h.contains("Literal data:         999 bytes"), "{h}");
+        assert!(h.contains("Transferred size:     2.00K bytes"), "{h}");
         assert!(h.contains("Reused data:          1.54K bytes"), "{h}");
         assert!(h.contains("Bytes on the wire:    8.79M bytes"), "{h}");
         let hh = r.stats(2).to_string();

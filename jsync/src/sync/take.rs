@@ -746,6 +746,7 @@ fn stats_of(c: &Counters) -> Stats {
     Stats {
         files_checked: get(&c.files_checked),
         files_transferred: get(&c.files_transferred),
+        transferred_size: get(&c.transferred_size),
         bytes_literal: get(&c.bytes_literal),
         bytes_reused: get(&c.bytes_reused),
         total_size: get(&c.total_size),
@@ -1660,6 +1661,7 @@ impl Ctx {
     /// In a dry run: counts and itemizes a file that would be received.
     fn would_receive(&self, e: &Entry, c: &Change) {
         Counters::add(&self.counters.files_transferred, 1);
+        Counters::add(&self.counters.transferred_size, e.size);
         self.item_received(e, c);
     }
 
@@ -3807,6 +3809,7 @@ fn placed(
             }
             let c = &ctx.counters;
             Counters::add(&c.files_transferred, 1);
+            Counters::add(&c.transferred_size, literal + reused);
             Counters::add(&c.bytes_literal, literal);
             Counters::add(&c.bytes_reused, reused);
             ctx.item_received(&job.entry, &job.change);

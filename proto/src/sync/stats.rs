@@ -22,6 +22,9 @@ pub struct StatsError {
 pub struct Stats {
     pub files_checked: u64,
     pub files_transferred: u64,
+    /// The sizes of those files (or of those a dry run would transfer):
+    /// rsync's "Total transferred file size".
+    pub transferred_size: u64,
     pub bytes_literal: u64,
     pub bytes_reused: u64,
     pub total_size: u64,
@@ -72,6 +75,7 @@ impl Codec for Stats {
             self.errors_omitted,
             self.deleted,
             self.deletes_skipped,
+            self.transferred_size,
         ] {
             put_varint(buf, v);
         }
@@ -81,7 +85,7 @@ impl Codec for Stats {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let mut v = [0u64; 8];
+        let mut v = [0u64; 9];
         for x in &mut v {
             *x = r.varint()?;
         }
@@ -97,6 +101,7 @@ impl Codec for Stats {
             errors_omitted: v[5],
             deleted: v[6],
             deletes_skipped: v[7],
+            transferred_size: v[8],
             errors,
             vanished,
             warnings,
@@ -147,6 +152,7 @@ mod tests {
         let s = Stats {
             files_checked: 10,
             files_transferred: 2,
+            transferred_size: 1000,
             bytes_literal: 100,
             bytes_reused: 900,
             total_size: 1000,
@@ -164,7 +170,7 @@ mod tests {
             warnings: Vec::new(),
         };
         assert_eq!(decode_exact::<Stats>(&encode_to_vec(&s)).unwrap(), s);
-        let mut hostile = vec![0u8; 8];
+        let mut hostile = vec![0u8; 9];
         put_varint(&mut hostile, u64::MAX);
         assert!(decode_exact::<Stats>(&hostile).is_err());
     }
