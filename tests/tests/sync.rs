@@ -95,12 +95,14 @@ fn push_pull_delta_noop(wire: Wire) {
     );
     assert!(stat(&out.stdout, "Reused data:") > (data.len() * 9 / 10) as u64);
     assert_eq!(stat(&out.stdout, "Files transferred:"), 1);
+    assert_eq!(stat(&out.stdout, "Transferred size:"), data.len() as u64);
 
     // Nothing changed: nothing moves.
     let out = jcp(with(&["--stats", &src_arg, "127.0.0.1:dst"]));
     ok(&out, "no-op push");
     assert_eq!(stat(&out.stdout, "Files transferred:"), 0);
     assert_eq!(stat(&out.stdout, "Literal data:"), 0);
+    assert_eq!(stat(&out.stdout, "Transferred size:"), 0);
     assert!(stat(&out.stdout, "Bytes on the wire:") < 64 * 1024);
 }
 
