@@ -66,14 +66,20 @@ impl fmt::Display for SkipCompress {
 
 impl SkipCompress {
     /// Parses a list (`gz/jpg/mp[34]`; empty for none). An unclosed `[`,
-    /// an empty class, or a suffix given with its leading dot is refused
-    /// (rsync would take them as letters, which no suffix matches).
+    /// an empty class, or a suffix given with its leading dot or holding
+    /// one (`tar.gz`) is refused (rsync would take them as letters, which
+    /// no suffix after a name's last dot matches).
     pub fn parse(text: &str) -> Result<SkipCompress, String> {
         let mut suffixes = Vec::new();
         for part in text.split('/').filter(|p| !p.is_empty()) {
             let bad = |why: &str| format!("--skip-compress: {part:?}: {why}");
             if part.starts_with('.') {
                 return Err(bad("suffixes are given without their dot"));
+            }
+            if let Some((_, last)) = part.rsplit_once('.') {
+                return Err(bad(&format!(
+                    "a suffix is what follows a name's last dot (write {last})"
+                )));
             }
             let mut elems = Vec::new();
             let mut bytes = part.bytes();
@@ -149,12 +155,15 @@ mod tests {
 
     #[test]
     fn lists_parse_as_rsyncs() {
-        let l = SkipCompress::parse("mp[34]/tar.gz/Z").unwrap();
+        let l = SkipCompress::parse("mp[34]/Z").unwrap();
         assert!(l.skips(b"a.mp3") && l.skips(b"a.MP4") && !l.skips(b"a.mp5"));
-        // Only what follows the last dot counts, as in rsync.
-        assert!(!l.skips(b"a.tar.gz") && !l.skips(b"a.gz"));
+        // Only what follows the last dot counts, as in rsync: a suffix
+        // with a dot in it would never match.
+        assert!(!l.skips(b"a.gz"));
+        let e = SkipCompress::parse("mp3/tar.gz").unwrap_err();
+        assert!(e.contains("\"tar.gz\"") && e.contains("(write gz)"), "{e}");
         assert!(l.skips(b"a.z"), "case-blind");
-        assert_eq!(l.to_string(), "mp[34]/tar.gz/Z");
+        assert_eq!(l.to_string(), "mp[34]/Z");
         // Empty: every file is compressed; empty parts are passed over.
         let none = SkipCompress::parse("").unwrap();
         assert!(!none.skips(b"a.gz"));
