@@ -303,46 +303,62 @@ fn parse(path: &Path, text: &str) -> Result<Vec<KeyId>, KnownKeysError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = |reason: String| KnownKeysError::Malformed {
+        let key = parse_line(line).map_err(|reason| KnownKeysError::Malformed {
             path: path.to_path_buf(),
             line: i + 1,
             reason,
-        };
-        let mut words = line.split_whitespace();
-        let kind = words.next().unwrap_or_default();
-        let Some(b64) = words.next() else {
-            return Err(bad(format!(
-                "expected `ed25519 <base64 key> <comment>`, found only `{kind}`"
-            )));
-        };
-        let key = B64
-            .decode(b64)
-            .map_err(|e| bad(format!("the key is not valid base64: {e}")))?;
-        let kind = match kind {
-            "ed25519" => {
-                if key.len() != 32 {
-                    return Err(bad(format!(
-                        "an ed25519 key is 32 bytes, this one is {}",
-                        key.len()
-                    )));
-                }
-                "ed25519"
-            }
-            "spki" => {
-                if key.first() != Some(&0x30) {
-                    return Err(bad("an spki key must be a DER SubjectPublicKeyInfo".into()));
-                }
-                "spki"
-            }
-            other => {
-                return Err(bad(format!(
-                    "unknown key type `{other}` (expected `ed25519` or `spki`)"
-                )))
-            }
-        };
-        keys.push(KeyId { kind, key });
+        })?;
+        keys.push(key);
     }
     Ok(keys)
+}
+
+/// One key line, `KIND BASE64 [COMMENT]` (not blank, not a comment); also
+/// what `jsrv sign` reads ([`crate::identity::sign_client`]).
+fn parse_line(line: &str) -> Result<KeyId, String> {
+    let mut words = line.split_whitespace();
+    let kind = words.next().unwrap_or_default();
+    let Some(b64) = words.next() else {
+        return Err(format!(
+            "expected `ed25519 <base64 key> <comment>`, found only `{kind}`"
+        ));
+    };
+    let key = B64
+        .decode(b64)
+        .map_err(|e| format!("the key is not valid base64: {e}"))?;
+    let kind = match kind {
+        "ed25519" => {
+            if key.len() != 32 {
+                return Err(format!(
+                    "an ed25519 key is 32 bytes, this one is {}",
+                    key.len()
+                ));
+            }
+            "ed25519"
+        }
+        "spki" => {
+            if key.first() != Some(&0x30) {
+                return Err("an spki key must be a DER SubjectPublicKeyInfo".into());
+            }
+            "spki"
+        }
+        other => {
+            return Err(format!(
+                "unknown key type `{other}` (expected `ed25519` or `spki`)"
+            ))
+        }
+    };
+    Ok(KeyId { kind, key })
+}
+
+/// The raw ed25519 key of a key line ([`parse_line`]); a line of another
+/// kind is refused.
+pub(crate) fn ed25519_of_line(line: &str) -> Result<[u8; 32], String> {
+    let id = parse_line(line)?;
+    match id.key.try_into() {
+        Ok(key) if id.kind == "ed25519" => Ok(key),
+        _ => Err(format!("an `{}` key, not an ed25519 one", id.kind)),
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for now.
