@@ -126,13 +126,23 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+        // Each address refused or silent: name them all.
+        let tried = || {
+            let each: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            format!("{addr} (at {})", each.join(", "))
+        };
         Err(match failed {
-            // Each address refused: name them all.
             Some(Error::Connect { source, .. }) if addrs.len() > 1 => {
-                let tried: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 self.naming_local(Error::Connect {
-                    addr: format!("{addr} (at {})", tried.join(", ")),
+                    addr: tried(),
                     source,
+                })
+            }
+            Some(Error::Timeout { what, secs, .. }) if addrs.len() > 1 => {
+                self.naming_local(Error::Timeout {
+                    what,
+                    peer: format!("server {}", tried()),
+                    secs,
                 })
             }
             Some(e) => self.naming_local(e),
@@ -424,6 +434,39 @@ mod tests {
         assert!(!matches!(e, Error::Connect { .. }), "{e}");
         let _ = stop.send(());
         task.await.unwrap().unwrap();
+    }
+
+    /// When every address of a name stays silent, the timeout names them
+    /// all, as refusals do.
+    #[tokio::test]
+    async fn silent_addresses_are_each_named() {
+        // A listener whose queue is full drops what else comes: a connect
+        // to it waits until it times out.
+        let full = || {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .unwrap();
+            s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+                .unwrap();
+            s.listen(0).unwrap();
+            let at = s.local_addr().unwrap().as_socket().unwrap();
+            let queued: Vec<_> = (0..3)
+                .filter_map(|_| {
+                    std::net::TcpStream::connect_timeout(&at, std::time::Duration::from_millis(100)).ok()
+                })
+                .collect();
+            (s, queued, at)
+        };
+        let (_a, _qa, a) = full();
+        let (_b, _qb, b) = full();
+        let opts = LinkOptions {
+            connect_timeout: std::time::Duration::from_millis(300),
+            ..LinkOptions::default()
+        };
+        let client = Client::new(ClientSecurity::Plaintext, Services::new()).options(opts);
+        let e = client.connect_any("host", &[a, b]).await.unwrap_err();
+        let said = e.to_string();
+        assert!(matches!(e, Error::Timeout { .. }), "{said}");
+        assert!(said.contains(&format!("server host (at {a}, {b})")), "{said}");
     }
 
     /// Only a failure before any server answered moves on to the next
