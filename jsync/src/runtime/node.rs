@@ -443,15 +443,16 @@ mod tests {
         // A listener whose queue is full drops what else comes: a connect
         // to it waits until it times out.
         let full = || {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .unwrap();
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
             s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
                 .unwrap();
             s.listen(0).unwrap();
             let at = s.local_addr().unwrap().as_socket().unwrap();
             let queued: Vec<_> = (0..3)
                 .filter_map(|_| {
-                    std::net::TcpStream::connect_timeout(&at, std::time::Duration::from_millis(100)).ok()
+                    std::net::TcpStream::connect_timeout(&at, std::time::Duration::from_millis(100))
+                        .ok()
                 })
                 .collect();
             (s, queued, at)
@@ -466,7 +467,10 @@ mod tests {
         let e = client.connect_any("host", &[a, b]).await.unwrap_err();
         let said = e.to_string();
         assert!(matches!(e, Error::Timeout { .. }), "{said}");
-        assert!(said.contains(&format!("server host (at {a}, {b})")), "{said}");
+        assert!(
+            said.contains(&format!("server host (at {a}, {b})")),
+            "{said}"
+        );
     }
 
     /// Only a failure before any server answered moves on to the next
