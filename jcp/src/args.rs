@@ -3,7 +3,7 @@
 //! them into a [`Plan`] of what to do, with nothing left to interpret.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use jsync::tls::TlsOptions;
@@ -802,7 +802,7 @@ fn read_files_from(file: &std::path::Path, from0: bool) -> Result<Vec<Vec<u8>>, 
     } else {
         std::fs::read(file)
     }
-    .map_err(|e| UsageError(format!("--files-from {}: {e}", file.display())))?;
+    .map_err(|e| UsageError(format!("--files-from {}: {e}", endpoint::shown_path(file))))?;
     let sep = if from0 { b'\0' } else { b'\n' };
     Ok(data
         .split(|&b| b == sep)
@@ -1128,12 +1128,13 @@ fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, Usa
                 } else {
                     RuleKind::Exclude
                 };
-                let file = std::fs::File::open(path)
-                    .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+                let file = std::fs::File::open(path).map_err(|e| {
+                    UsageError(format!("cannot read {}: {e}", endpoint::shown_path(path)))
+                })?;
                 f.add_from_reader(
                     std::io::BufReader::new(file),
                     kind,
-                    &path.display().to_string(),
+                    &endpoint::shown_path(path),
                 )
                 .map_err(bad)?;
             }
@@ -1226,9 +1227,9 @@ impl Cli {
             Endpoint::Local(dst) => Direction::Pull { srcs: remote, dst },
             Endpoint::Remote(b) => {
                 return Err(UsageError(format!(
-                    "both {} and {b} are remote; one side must be local \
-                     (write ./{} for a local path with a ':')",
-                    remote[0], remote[0]
+                    "both {0} and {b} are remote; one side must be local \
+                     (write ./{0} for a local path with a ':')",
+                    remote[0]
                 )))
             }
         })
@@ -1374,7 +1375,7 @@ impl Cli {
         sync.usermap = idmap(&self.usermap).map_err(UsageError)?;
         sync.groupmap = idmap(&self.groupmap).map_err(UsageError)?;
         sync.stop_at = match (&self.stop_after, &self.stop_at) {
-            (Some(mins), _) => Some(deadline::after(mins, Instant::now()).map_err(UsageError)?),
+            (Some(mins), _) => Some(deadline::after(mins, SystemTime::now()).map_err(UsageError)?),
             (_, Some(when)) => Some(deadline::at_local(when).map_err(UsageError)?),
             _ => None,
         };
@@ -1909,9 +1910,9 @@ mod tests {
         use std::time::Duration;
         assert!(plan(&["a", "b"]).unwrap().sync.stop_at.is_none());
         for opt in ["--stop-after=2", "--time-limit=2"] {
-            let before = Instant::now();
+            let before = SystemTime::now();
             let at = plan(&[opt, "a", "b"]).unwrap().sync.stop_at.unwrap();
-            let d = at - before;
+            let d = at.duration_since(before).unwrap();
             assert!(
                 d >= Duration::from_secs(120) && d < Duration::from_secs(125),
                 "{opt}: {d:?}"
@@ -1922,7 +1923,8 @@ mod tests {
             .sync
             .stop_at
             .unwrap();
-        assert!(at > Instant::now() && at < Instant::now() + Duration::from_secs(3601));
+        let now = SystemTime::now();
+        assert!(at > now && at < now + Duration::from_secs(3601));
         let e = plan(&["--stop-at=2020-01-01", "a", "b"]).unwrap_err();
         assert!(e.0.contains("not in the future"), "{e}");
         let e = plan(&["--stop-after=0", "a", "b"]).unwrap_err();

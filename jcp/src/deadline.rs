@@ -5,14 +5,14 @@
 //! system's zone as jiff reads it (everything jcp shows is in UTC, but a
 //! time to stop at is typed as the clock on the wall says it).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use jiff::civil::{Date, DateTime};
 use jiff::{Timestamp, ZonedDateTime};
 
 /// `--stop-after MINS`: the time `mins` minutes from `now`. rsync takes
 /// whole minutes; a fraction is taken too (`0.5` is 30 seconds).
-pub fn after(mins: &str, now: Instant) -> Result<Instant, String> {
+pub fn after(mins: &str, now: SystemTime) -> Result<SystemTime, String> {
     let bad = || format!("invalid --stop-after value: {mins} (minutes, more than 0)");
     let m: f64 = mins.parse().map_err(|_| bad())?;
     if !(m.is_finite() && m > 0.0) {
@@ -24,16 +24,12 @@ pub fn after(mins: &str, now: Instant) -> Result<Instant, String> {
         .ok_or_else(bad)
 }
 
-/// `--stop-at WHEN`: the instant WHEN names, read in the system's time
-/// zone (see [`at`]).
-pub fn at_local(when: &str) -> Result<Instant, String> {
-    let now = ZonedDateTime::now();
-    let stop = at(when, &now)?;
-    let wait = stop.duration_since(now.timestamp());
-    let wait = Duration::try_from(wait).map_err(|_| not_future(when))?;
-    Instant::now()
-        .checked_add(wait)
-        .ok_or_else(|| format!("invalid --stop-at value: {when} (too far ahead)"))
+/// `--stop-at WHEN`: the time WHEN names, read in the system's time zone
+/// (see [`at`]).
+pub fn at_local(when: &str) -> Result<SystemTime, String> {
+    let stop = at(when, &ZonedDateTime::now())?;
+    SystemTime::try_from(stop)
+        .map_err(|_| format!("invalid --stop-at value: {when} (out of this system's range)"))
 }
 
 /// What WHEN (`[[[YY]YY-]MM-]DD[Thh:mm]`, `[T]hh:mm` or `:mm`; `/` for
@@ -327,7 +323,7 @@ mod tests {
 
     #[test]
     fn stop_after_takes_minutes_and_fractions() {
-        let now = Instant::now();
+        let now = SystemTime::now();
         assert_eq!(after("2", now), Ok(now + Duration::from_secs(120)));
         assert_eq!(after("0.5", now), Ok(now + Duration::from_secs(30)));
         for bad in ["0", "-1", "x", "", "inf", "NaN", "1e300"] {

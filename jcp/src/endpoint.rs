@@ -52,36 +52,35 @@ impl fmt::Display for Remote {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Local(p) => {
-                f.write_str(&jsync::sync::escape_name(p.as_os_str().as_encoded_bytes()))
-            }
+            Endpoint::Local(p) => f.write_str(&shown_path(p)),
             Endpoint::Remote(r) => r.fmt(f),
         }
     }
 }
 
-/// Parses one command-line operand. Fails only on a remote form with no host.
+/// A local path for messages, escaped as the engine shows names (a byte
+/// that is not UTF-8 as `\#ooo`, not U+FFFD).
+pub fn shown_path(p: &std::path::Path) -> std::borrow::Cow<'_, str> {
+    jsync::sync::escape_name(p.as_os_str().as_encoded_bytes())
+}
+
 /// [`parse`] for an operand as typed, which need not be UTF-8: bytes that
 /// are not make a local path (a server's paths travel as text).
 pub fn parse_os(arg: &std::ffi::OsStr) -> Result<Endpoint, String> {
-    use std::os::unix::ffi::OsStrExt;
-    if let Some(text) = arg.to_str() {
-        return parse(text);
-    }
-    let b = arg.as_bytes();
-    let colon = b.iter().position(|&c| c == b':');
-    let slash = b.iter().position(|&c| c == b'/');
-    let bracketed = b.starts_with(b"[") && b.windows(2).any(|w| w == b"]:");
-    if bracketed || colon.is_some_and(|c| slash.is_none_or(|s| c < s)) {
-        return Err(format!(
-            "{}: a path on a server is UTF-8 here (write ./{} for a local path with a ':')",
-            jsync::sync::escape_name(b),
-            jsync::sync::escape_name(b)
-        ));
-    }
-    Ok(Endpoint::Local(PathBuf::from(arg)))
+    let Some(text) = arg.to_str() else {
+        // (U+FFFD holds no ':', '/' or '[': the form is the bytes' own.)
+        return match parse(&arg.to_string_lossy()) {
+            Ok(Endpoint::Local(_)) => Ok(Endpoint::Local(PathBuf::from(arg))),
+            _ => Err(format!(
+                "{0}: a path on a server is UTF-8 here (write ./{0} for a local path with a ':')",
+                shown_path(std::path::Path::new(arg))
+            )),
+        };
+    };
+    parse(text)
 }
 
+/// Parses one command-line operand. Fails only on a remote form with no host.
 pub fn parse(arg: &str) -> Result<Endpoint, String> {
     if let Some(rest) = arg.strip_prefix('[') {
         if let Some((host, path)) = rest.split_once("]:") {

@@ -26,6 +26,7 @@ use jsync::sync::{NoProgress, Report, SyncOptions};
 use jsync::{ClientSecurity, Link, Services};
 
 use args::{Direction, Plan};
+use endpoint::shown_path;
 use progress::Display;
 
 #[tokio::main]
@@ -50,13 +51,13 @@ async fn main() -> ExitCode {
         match opened {
             Ok(file) => display = display.with_log(file),
             Err(e) => {
-                eprintln!("jcp: cannot open the log file {}: {e}", path.display());
+                eprintln!("jcp: cannot open the log file {}: {e}", shown_path(path));
                 return ExitCode::from(exit::USAGE);
             }
         }
-        // (Arguments need not be UTF-8.)
+        // (Arguments need not be UTF-8: shown as names are.)
         let args: Vec<String> = std::env::args_os()
-            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| jsync::sync::escape_name(a.as_encoded_bytes()).into_owned())
             .collect();
         display.log(&args.join(" "));
     }
@@ -117,12 +118,6 @@ async fn main() -> ExitCode {
             ExitCode::from(exit::code_for(&e))
         }
     }
-}
-
-/// A local path for messages, escaped as the engine shows names (a byte
-/// that is not UTF-8 as `\#ooo`, not U+FFFD).
-fn shown_path(p: &Path) -> std::borrow::Cow<'_, str> {
-    jsync::sync::escape_name(p.as_os_str().as_encoded_bytes())
 }
 
 /// A path for messages: `.` for the transfer's base.

@@ -996,8 +996,12 @@ pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityErro
                     .create_new(true)
                     .mode(mode)
                     .open(path)?;
-                f.write_all(data)?;
-                f.sync_all()
+                let written = f.write_all(data).and_then(|()| f.sync_all());
+                if written.is_err() {
+                    // (Ours, just made: nothing half-written stays.)
+                    let _ = fs::remove_file(path);
+                }
+                written
             }
         }
     })();

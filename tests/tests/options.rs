@@ -1706,8 +1706,9 @@ fn log_file_records_the_run() {
 /// `-U`: what is received gets the source's access times (files and
 /// symlinks; directories keep theirs), each way: new entries, a file found
 /// the same by hash, and a file up to date but for its access time
-/// (itemized `u`). `-UU` reads the source without moving them. Without
-/// `-U` a received file's access time is its mtime, as rsync sets it.
+/// (itemized `u`), and a file copied rather than linked from a `--link-dest`
+/// copy whose access time differs. `-UU` reads the source without moving
+/// them. Without `-U` a received file's access time is its mtime.
 #[test]
 fn atimes_travel_with_u() {
     use std::os::unix::fs::MetadataExt;
@@ -1773,6 +1774,25 @@ fn atimes_travel_with_u() {
         let out = jcp(&["-aUU", "-i"]);
         assert!(out.lines().any(|l| l == ".f......u.. f"), "{way}: {out}");
         assert_eq!(atime(&dst.join("f")), (T + 20, 5), "{way}");
+        // A previous copy with another access time is not linked to (the
+        // link would carry its time) but copied, and given the source's.
+        std::fs::remove_dir_all(&dst).unwrap();
+        let prev = dst.parent().unwrap().join("prev");
+        put(&prev.join("f"), b"file\n", T);
+        set_atime(&prev.join("f"), T + 30);
+        jcp(&["-aUU", "--link-dest=../prev"]);
+        assert_eq!(atime(&dst.join("f")), (T + 20, 5), "{way}");
+        assert_eq!(atime(&prev.join("f")), (T + 30, 5), "{way}");
+        // With the same access time it is linked.
+        std::fs::remove_dir_all(&dst).unwrap();
+        set_atime(&prev.join("f"), T + 20);
+        jcp(&["-aUU", "--link-dest=../prev"]);
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&dst.join("f")),
+            ino(&prev.join("f")),
+            "{way}: not linked"
+        );
     }
 }
 

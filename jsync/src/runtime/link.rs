@@ -96,6 +96,9 @@ struct LinkInner {
     /// error on the other end, not something to log here as well.
     in_process: bool,
     peers: Mutex<HashMap<u32, PeerEntry>>,
+    /// The services the other side started here, while they run
+    /// ([`Link::services_ended`]).
+    running: tokio_util::task::TaskTracker,
     /// Why our most recently failed peers failed, newest last: a circuit the
     /// other side opened to one of them before it heard of the failure is
     /// refused with that reason (the one it would otherwise race to report)
@@ -169,6 +172,7 @@ impl Link {
                 sealed: est.sealed,
                 in_process: est.in_process,
                 peers: Mutex::new(HashMap::new()),
+                running: tokio_util::task::TaskTracker::new(),
                 failed: Mutex::new(std::collections::VecDeque::new()),
                 pending: Mutex::new(HashMap::new()),
                 next_peer: AtomicU32::new(1),
@@ -319,6 +323,14 @@ impl Link {
             state,
             rx,
         ))
+    }
+
+    /// Waits until every service the other side started here has returned
+    /// (after [`Link::close`], each has seen its circuits end and put away
+    /// what it was doing: a receiver keeps its partial files).
+    pub async fn services_ended(&self) {
+        self.inner.running.close();
+        self.inner.running.wait().await;
     }
 
     /// Closes the link on purpose: the other side learns `reason`, every circuit on
@@ -540,7 +552,7 @@ impl Link {
             state,
             rx,
         );
-        tokio::spawn(async move {
+        self.inner.running.spawn(async move {
             match f(peer.clone()).await {
                 Ok(()) => peer.close(),
                 Err(e) => {

@@ -149,7 +149,7 @@ pub struct SyncOptions {
     pub open_noatime: bool,
     /// Send access times and give them to what is received, what is not a
     /// directory (`-U`, rsync's `--atimes`); without it an entry's atime is
-    /// set to its mtime, as rsync sets it.
+    /// set to its mtime.
     pub atimes: bool,
     /// The receiver allocates each file it writes to its size before the
     /// data goes in (`--preallocate`, `fallocate`), so a file is one piece
@@ -282,8 +282,9 @@ pub struct SyncOptions {
     /// When the run must stop, done or not (rsync's `--stop-at` and
     /// `--stop-after`): the connection is closed then, as if it had dropped
     /// (each file in flight is left as its partial file, none torn), and
-    /// the run fails with [`Error::TimeLimit`].
-    pub stop_at: Option<Instant>,
+    /// the run fails with [`Error::TimeLimit`]. By the wall clock, as
+    /// rsync's: a machine that sleeps meanwhile stops when it wakes.
+    pub stop_at: Option<std::time::SystemTime>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -864,7 +865,7 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
 /// connection (keeping what arrived of each file in flight as its partial
 /// file), and the run fails with [`Error::TimeLimit`].
 async fn until<T>(
-    stop_at: Option<Instant>,
+    stop_at: Option<std::time::SystemTime>,
     link: &Link,
     job: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
@@ -872,10 +873,17 @@ async fn until<T>(
         return job.await;
     };
     tokio::pin!(job);
-    tokio::select! {
-        biased;
-        done = &mut job => return done,
-        () = tokio::time::sleep_until(at.into()) => {}
+    // (The clock is read again at least every second: tokio's timers do
+    // not count the time a machine sleeps, nor see the clock set.)
+    while let Ok(left) = at.duration_since(std::time::SystemTime::now()) {
+        if left.is_zero() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            done = &mut job => return done,
+            () = tokio::time::sleep(left.min(std::time::Duration::from_secs(1))) => {}
+        }
     }
     link.close(TIME_LIMIT).await;
     // (Every circuit has ended: the job is only putting things away.)
@@ -923,13 +931,17 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     // The in-process server takes the destination as a client names it.
     let slash = if spec.dir { "/" } else { "" };
     let dst_rel = format!("{}{slash}", spec.dst.display());
-    let (a, _b) = Link::pair(
+    let (a, b) = Link::pair(
         Arc::new(Services::new()),
         Arc::new(services(root, false, false)),
     )
     .await?;
     let report = push(&a, src, &dst_rel, opts).await;
     a.close("done").await;
+    // The in-process receiver puts away what it was doing (a run stopped
+    // part-way keeps its partial files) before the caller goes on.
+    let wait = std::time::Duration::from_secs(10);
+    let _ = tokio::time::timeout(wait, b.services_ended()).await;
     report
 }
 

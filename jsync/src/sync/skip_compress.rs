@@ -77,8 +77,12 @@ impl SkipCompress {
                 return Err(bad("suffixes are given without their dot"));
             }
             if let Some((_, last)) = part.rsplit_once('.') {
+                let hint = match last.is_empty() || last.contains(['[', ']']) {
+                    true => String::new(),
+                    false => format!(" (write {last})"),
+                };
                 return Err(bad(&format!(
-                    "a suffix is what follows a name's last dot (write {last})"
+                    "a suffix is what follows a name's last dot{hint}"
                 )));
             }
             let mut elems = Vec::new();
@@ -162,6 +166,10 @@ mod tests {
         assert!(!l.skips(b"a.gz"));
         let e = SkipCompress::parse("mp3/tar.gz").unwrap_err();
         assert!(e.contains("\"tar.gz\"") && e.contains("(write gz)"), "{e}");
+        for odd in ["gz.", "[.x]"] {
+            let e = SkipCompress::parse(odd).unwrap_err();
+            assert!(e.ends_with("last dot"), "{e}");
+        }
         assert!(l.skips(b"a.z"), "case-blind");
         assert_eq!(l.to_string(), "mp[34]/Z");
         // Empty: every file is compressed; empty parts are passed over.

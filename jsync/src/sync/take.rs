@@ -1400,7 +1400,9 @@ impl Ctx {
     fn meta_change(&self, here: &Meta, e: &Entry) -> Change {
         let mut c = Change {
             time: self.keeps_time(e.kind) && !self.same_mtime(here.mtime, e.mtime),
-            atime: e.atime.is_some_and(|a| a != here.atime),
+            // (Whole seconds, as rsync compares them: some filesystems
+            // keep no finer access time.)
+            atime: e.atime.is_some_and(|a| a.0 != here.atime.0),
             perms: here.mode != e.mode && here.kind != Kind::Symlink,
             ..Change::default()
         };
@@ -2178,6 +2180,7 @@ fn from_alt(
     let linkable = alts.how == AltHow::Link
         && (there.mode == e.mode || !ctx.opts.perms)
         && (ctx.same_mtime(there.mtime, e.mtime) || !ctx.opts.times)
+        && e.atime.is_none_or(|a| a.0 == there.atime.0)
         && ctx.owner_of(e).is_none_or(|(uid, gid)| {
             uid.is_none_or(|u| u == there.uid) && gid.is_none_or(|g| g == there.gid)
         })
@@ -2209,7 +2212,11 @@ fn from_alt(
         );
     }
     finish_file(ctx, &temp, e)?;
-    temp.commit(e.mode, ctx.applied_mtime(e.mtime), ctx.opts.fsync)
+    let times = Times {
+        mtime: ctx.applied_mtime(e.mtime),
+        atime: e.atime,
+    };
+    temp.commit(e.mode, times, ctx.opts.fsync)
         .map_err(|e| e.to_string())?;
     ctx.item(Update::Created, e, &copied);
     Ok(Plan::InPlace)

@@ -68,12 +68,12 @@ pub const ITEMS: Op = Op(0x0116);
 /// Receiver → sender: entries now in place, for `--remove-source-files`
 /// ([`Placed`]).
 pub const PLACED: Op = Op(0x0117);
-/// Receiver → sender: changes in the format asked for the sender's log file
-/// (`--log-file-format`), one per line as [`ITEMS`].
-pub const LOG_ITEMS: Op = Op(0x0119);
 /// Sender → receiver, after `REPORT`: source files it did not remove
 /// ([`SenderErrors`]).
 pub const SENDER_ERRORS: Op = Op(0x0118);
+/// Receiver → sender: changes in the format asked for the sender's log file
+/// (`--log-file-format`), one per line as [`ITEMS`].
+pub const LOG_ITEMS: Op = Op(0x0119);
 /// Receiver → sender: which file, and what the receiver has ([`Want`]).
 pub const WANT: Op = Op(0x0120);
 /// Receiver → sender: a batch of the receiver's chunk list (the signature).
