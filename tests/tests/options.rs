@@ -1773,6 +1773,11 @@ fn atimes_travel_with_u() {
         set_atime(&src.join("f"), T + 20);
         let out = jcp(&["-aUU", "-i"]);
         assert!(out.lines().any(|l| l == ".f......u.. f"), "{way}: {out}");
+        // (What already has the source's access time is left alone.)
+        assert!(
+            !out.contains(" same") && !out.contains(" d/g"),
+            "{way}: {out}"
+        );
         assert_eq!(atime(&dst.join("f")), (T + 20, 5), "{way}");
         // A previous copy with another access time is not linked to (the
         // link would carry its time) but copied, and given the source's.
