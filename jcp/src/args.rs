@@ -530,10 +530,16 @@ pub struct Cli {
     #[arg(short = '0', long, requires = "files_from")]
     pub from0: bool,
 
-    /// Copy symlinks as symlinks: what jcp does unless -L (accepted for
-    /// rsync habits)
-    #[arg(short = 'l', long)]
+    /// Copy symlinks as symlinks: what jcp does unless -L or --no-links
+    /// (accepted for rsync habits)
+    #[arg(short = 'l', long, overrides_with = "no_links")]
     pub links: bool,
+
+    /// Skip symlinks, as rsync's --no-links (--no-l): none is made, and
+    /// what the destination has in the place of one stays as it is (by
+    /// --delete too); with -L what they lead to is copied as ever
+    #[arg(long, visible_alias = "no-l")]
+    pub no_links: bool,
 
     /// Copy what symlinks lead to instead of the links: from a local source
     /// wherever they lead, from a server's only beneath its root
@@ -646,16 +652,31 @@ pub struct Cli {
     #[arg(long, visible_alias = "no-g", conflicts_with = "group")]
     pub no_group: bool,
 
-    /// Copy device files: what jcp always does (accepted for rsync habits;
-    /// devices are made only by a receiving side that runs as root). -D is
-    /// --devices --specials
-    #[arg(short = 'D', long)]
+    /// Copy device files: what jcp does unless --no-devices (accepted for
+    /// rsync habits; devices are made only by a receiving side that runs
+    /// as root). -D is --devices --specials
+    #[arg(short = 'D', long, overrides_with_all = ["no_devices", "no_d"])]
     pub devices: bool,
 
-    /// Copy FIFOs: what jcp always does (accepted for rsync habits; sockets
-    /// are skipped, as rsync does)
+    /// Skip device files, as rsync's --no-devices: none is made, and what
+    /// the destination has in the place of one stays as it is (by --delete
+    /// too)
     #[arg(long)]
+    pub no_devices: bool,
+
+    /// Copy FIFOs: what jcp does unless --no-specials (accepted for rsync
+    /// habits; sockets are skipped, as rsync does)
+    #[arg(long, overrides_with_all = ["no_specials", "no_d"])]
     pub specials: bool,
+
+    /// Skip FIFOs, as --no-devices does device files (rsync's
+    /// --no-specials)
+    #[arg(long)]
+    pub no_specials: bool,
+
+    /// --no-devices --no-specials (rsync's --no-D)
+    #[arg(long = "no-D")]
+    pub no_d: bool,
 
     /// Keep hard links (the default; accepted for rsync habits)
     #[arg(short = 'H', long, overrides_with = "no_hard_links")]
@@ -1025,7 +1046,7 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
         "creation times cannot be set on Linux",
     ),
     (
-        &["--super", "--fake-super", "--copy-as"],
+        &["--super", "--no-super", "--fake-super", "--copy-as"],
         "owners are set where the receiving side runs as root, and only there",
     ),
     (
@@ -1035,13 +1056,36 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
     (&["--remove-sent-files"], "it is --remove-source-files"),
     (
         &[
+            "--no-r",
+            "--no-recursive",
+            "--inc-recursive",
+            "--i-r",
+            "--no-inc-recursive",
+            "--no-i-r",
+        ],
+        "jcp recurses as -a does, listing as it goes; -d (--dirs) copies directories \
+         without going into them",
+    ),
+    (&["--old-dirs", "--old-d"], "it is -d (--dirs)"),
+    (
+        &["--copy-devices", "--write-devices"],
+        "jcp copies a device file as a device (as root), never what it holds",
+    ),
+    (
+        &["--trust-sender"],
+        "the receiver checks every name a sender lists, always",
+    ),
+    (
+        &["--protocol", "--early-input", "--msgs2stderr", "--stderr"],
+        "it is about rsync's own protocol and remote shell, which jcp does not use",
+    ),
+    (
+        &[
             "--iconv",
             "--write-batch",
             "--only-write-batch",
             "--read-batch",
             "--munge-links",
-            "--no-inc-recursive",
-            "--no-i-r",
             "--max-alloc",
             "--sockopts",
             "--outbuf",
@@ -1357,6 +1401,9 @@ impl Cli {
         };
         sync.remove_source_files = self.remove_source_files;
         sync.max_delete = self.max_delete;
+        sync.links = !self.no_links;
+        sync.devices = !(self.no_devices || self.no_d);
+        sync.specials = !(self.no_specials || self.no_d);
         sync.owner = !self.no_owner;
         sync.modify_window = self.modify_window.unwrap_or(0);
         sync.group = !self.no_group;
@@ -1857,6 +1904,21 @@ mod tests {
                 .open_noatime
         );
         assert!(!k.preallocate);
+        // --no-links, --no-devices, --no-specials, --no-D; the last word wins.
+        let kinds = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["a", "b"]);
+            let s = plan(&all).unwrap().sync;
+            (s.links, s.devices, s.specials)
+        };
+        assert_eq!(kinds(&["-a"]), (true, true, true));
+        assert_eq!(kinds(&["-a", "--no-l"]), (false, true, true));
+        assert_eq!(kinds(&["--no-links", "-l"]), (true, true, true));
+        assert_eq!(kinds(&["-a", "--no-D"]), (true, false, false));
+        assert_eq!(kinds(&["--no-D", "-D"]), (true, true, true));
+        assert_eq!(kinds(&["--no-devices"]), (true, false, true));
+        assert_eq!(kinds(&["--no-specials"]), (true, true, false));
+        assert_eq!(kinds(&["--no-specials", "--specials"]), (true, true, true));
         // -U sends access times; -UU reads without moving them too.
         assert!(!k.atimes);
         let u = plan(&["-aU", "a", "b"]).unwrap().sync;

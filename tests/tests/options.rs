@@ -1801,6 +1801,72 @@ fn atimes_travel_with_u() {
     }
 }
 
+/// `--no-links`, `--no-specials`, `--no-devices` and `--no-D`, as rsync's:
+/// such entries are left out, each way, and what the destination has in
+/// their place stays as it is, `--delete` or not; without them they are
+/// made. (Devices only as root, where they can be made.)
+#[test]
+fn no_links_specials_and_devices_leave_those_entries_out() {
+    use rustix::fs::{makedev, mknodat, FileType, Mode, CWD};
+    let root_here = rustix::process::geteuid().is_root();
+    let setup = Sources::new(|src| {
+        put(&src.join("f"), b"file\n", T);
+        std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+        mknodat(
+            CWD,
+            src.join("p"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        if rustix::process::geteuid().is_root() {
+            let (kind, mode) = (FileType::CharacterDevice, Mode::from_raw_mode(0o600));
+            mknodat(CWD, src.join("d"), kind, mode, makedev(1, 3)).unwrap();
+        }
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let kind = |p: &Path| std::fs::symlink_metadata(p).ok().map(|m| m.file_type());
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        for (opts, links, fifos, devices) in [
+            (&["--no-l"][..], false, true, true),
+            (&["--no-links", "--no-specials"], false, false, true),
+            (&["--no-D"], true, false, false),
+            (&["--no-devices"], true, true, false),
+            (&["-a", "--no-D", "-D"], true, true, true),
+            (&[], true, true, true),
+        ] {
+            let what = format!("{way} {opts:?}");
+            let _ = std::fs::remove_dir_all(&dst);
+            // What stands in their place: kept where they are left out.
+            for name in ["l", "p", "d"] {
+                put(&dst.join(name), b"here\n", T);
+            }
+            let mut args = opts.to_vec();
+            args.extend(["--delete", from.as_str(), to.as_str()]);
+            ok(&srv.jcp(keys.path(), &args), &what);
+            holds(&dst, "f", Some(b"file\n"), &what);
+            let made = |name: &str, made: bool, is: fn(&std::fs::FileType) -> bool| {
+                let k = kind(&dst.join(name)).unwrap();
+                match made {
+                    true => assert!(is(&k), "{what}: {name} is {k:?}"),
+                    // (Read only once it is known to be a file: a FIFO
+                    // would block the read.)
+                    false => {
+                        assert!(k.is_file(), "{what}: {name} is {k:?}");
+                        holds(&dst, name, Some(b"here\n"), &what);
+                    }
+                }
+            };
+            made("l", links, |k| k.is_symlink());
+            made("p", fifos, std::os::unix::fs::FileTypeExt::is_fifo);
+            if root_here {
+                made("d", devices, std::os::unix::fs::FileTypeExt::is_char_device);
+            }
+        }
+    }
+}
+
 /// `--log-file-format FORMAT`: the log's line per change is in a format of
 /// its own, whatever stdout shows: rsync's `%i %n%L` without it (with an
 /// `--out-format` too); without `%i` only what is received, made or

@@ -135,6 +135,12 @@ pub struct SyncOptions {
     /// source wherever they lead, as rsync does; from a server's only while
     /// they stay beneath its root (others fail, named, and the rest is sent).
     pub copy_links: bool,
+    /// Make symlinks, device files and FIFOs (all on by default): without
+    /// one, the receiver leaves such entries out, and what it has in their
+    /// place (`--no-links`, `--no-devices`, `--no-specials`, as rsync's).
+    pub links: bool,
+    pub devices: bool,
+    pub specials: bool,
     /// Send a symlink to a directory as the directory (`-k`), as far as
     /// `copy_links` would follow it; other symlinks stay links.
     pub copy_dirlinks: bool,
@@ -318,6 +324,9 @@ impl Default for SyncOptions {
             bwlimit: 0,
             one_file_system: 0,
             copy_links: false,
+            links: true,
+            devices: true,
+            specials: true,
             copy_dirlinks: false,
             copy_unsafe_links: false,
             open_noatime: false,
@@ -483,6 +492,9 @@ flag_options!(
     copy_unsafe_links,
     open_noatime,
     atimes,
+    links,
+    devices,
+    specials,
     preallocate,
     keep_dirlinks,
     dirs_only,

@@ -1787,6 +1787,11 @@ pub(crate) struct Skips {
     pub min_size: Option<u64>,
     /// `--modify-window`: for `-u`, times this close are the same.
     pub window: u64,
+    /// Symlinks (`--no-links` skips them), device files (`--no-devices`)
+    /// and FIFOs (`--no-specials`) are made.
+    pub links: bool,
+    pub devices: bool,
+    pub specials: bool,
 }
 
 impl Skips {
@@ -1799,6 +1804,9 @@ impl Skips {
             max_size: o.max_size,
             min_size: o.min_size,
             window: o.modify_window,
+            links: o.links,
+            devices: o.devices,
+            specials: o.specials,
         }
     }
 
@@ -1807,6 +1815,15 @@ impl Skips {
     /// weighs only a regular file against a regular file, and the sizes only
     /// regular files).
     fn leaves_alone(&self, here: Option<&Meta>, e: &Entry) -> bool {
+        let kept = match e.kind {
+            EntryKind::Symlink => self.links,
+            EntryKind::CharDev | EntryKind::BlockDev => self.devices,
+            EntryKind::Fifo => self.specials,
+            _ => true,
+        };
+        if !kept {
+            return true;
+        }
         if e.kind == EntryKind::File
             && (self.max_size.is_some_and(|m| e.size > m)
                 || self.min_size.is_some_and(|m| e.size < m))
