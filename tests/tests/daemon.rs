@@ -8,6 +8,16 @@ use jsync_tests::bins::{bin, Jsrv};
 use jsync_tests::tree::{assert_same_tree, make_tree};
 use jsync_tests::{pseudo_random, Keys};
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn a_read_only_server_refuses_pushes_and_serves_pulls() {
     let keys = Keys::new();
@@ -170,15 +180,7 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
     );
     // What arrived may be kept as the partial file a later run resumes from
     // (`--partial` semantics); no temp file may stay behind.
-    let names = |dir: &std::path::Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    let left = names(&local);
+    let left = names_in(&local);
     assert!(
         left == ["big.bin"] || left == [".big.bin.jsync-partial", "big.bin"],
         "temp files left behind: {left:?}"
@@ -197,7 +199,7 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
             == std::fs::read(root.join("big.bin")).unwrap(),
         "the resumed pull did not complete the file"
     );
-    assert_eq!(names(&local), ["big.bin"]);
+    assert_eq!(names_in(&local), ["big.bin"]);
 }
 
 /// `--timeout`: a server that stops answering (SIGSTOP, as a hung machine)
@@ -265,14 +267,6 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
     std::fs::create_dir_all(root.join("pushed")).unwrap();
     let srv = Jsrv::start(keys.path(), &root, &[]);
     let src_arg = format!("{}/", src.display());
-    let names = |dir: &std::path::Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
     // 4 MiB at 512 KiB/s takes 8 s; the limit comes after 1.8 s.
     let limited = ["--bwlimit=512", "--stop-after=0.03"];
     let local = work.path().join("local");
@@ -324,7 +318,7 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(names(dst), [PARTIAL, "big.bin"], "{what}");
+        assert_eq!(names_in(dst), [PARTIAL, "big.bin"], "{what}");
         let kept = std::fs::read(dst.join(PARTIAL)).unwrap();
         assert!(
             !kept.is_empty() && new.starts_with(&kept),
@@ -334,7 +328,7 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
         let out = jcp(&[]);
         assert_ok(&out, what);
         assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), new, "{what}");
-        assert_eq!(names(dst), ["big.bin"], "{what}");
+        assert_eq!(names_in(dst), ["big.bin"], "{what}");
     }
 }
 
