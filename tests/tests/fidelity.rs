@@ -889,6 +889,32 @@ fn hard_links(way: Way) {
     assert_eq!(ino("d"), ino("e"));
     assert_eq!((nlink("a"), nlink("b"), nlink("d")), (3, 1, 2));
 
+    // The names of one inode regrouped in the source, nothing else changed
+    // (sub/c now with g, a with sub/f): each group an inode of its own.
+    fs::remove_file(s.join("sub/c")).unwrap();
+    put(&s.join("sub/c"), &data, 0o640, 1_600_000_000);
+    fs::hard_link(s.join("sub/c"), s.join("g")).unwrap();
+    assert_ok(&w.sync(&p, &["--delete"]), "regrouped");
+    same_tree(&p.src, &p.dst, &with_hardlinks());
+    assert!(ino("a") == ino("sub/f") && ino("sub/c") == ino("g"));
+    assert_ne!(ino("a"), ino("sub/c"));
+
+    // A name outside the transfer (a snapshot made with `cp -al`, a
+    // --link-dest copy) keeps its link, and nothing is sent again, as with
+    // rsync.
+    let snapshot = |name: &str| p.dst.with_file_name(format!("links-snapshot-{name}"));
+    for name in ["a", "b"] {
+        fs::hard_link(p.dst.join(name), snapshot(name)).unwrap();
+    }
+    let out = w.sync(&p, &["--delete", "--stats"]);
+    assert_ok(&out, "with a snapshot");
+    assert_eq!(stat(&out.stdout, "Files transferred:"), 0);
+    for name in ["a", "b"] {
+        assert_eq!(ino(name), lstat(&snapshot(name)).ino(), "{name}");
+        fs::remove_file(snapshot(name)).unwrap();
+    }
+    assert_eq!((nlink("a"), nlink("b")), (2, 1));
+
     // --no-hard-links: every name is a file of its own.
     let mut q = w.pair("no-links");
     q.src = p.src.clone();

@@ -93,8 +93,8 @@ pub(crate) struct TakeOptions {
     pub delete_excluded: bool,
     /// Which extended attributes to make as listed: `-X`'s, `-A`'s (ACLs).
     pub kept: super::fsroot::Kept,
-    /// Names of multiply-linked inodes are kept linked (`-H`); a local file
-    /// linked elsewhere whose source has one name gets its own inode.
+    /// Names of multiply-linked inodes are kept linked (`-H`); local names
+    /// of one inode the source has apart are taken apart ([`untangle`]).
     pub hard_links: bool,
     /// Ignore owner names; use the sender's ids as they are.
     pub numeric_ids: bool,
@@ -319,6 +319,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         given,
         maps,
         partial_dirs: std::sync::Mutex::new(HashSet::new()),
+        linked_here: std::sync::Mutex::new(Vec::new()),
         listings: Default::default(),
         rule_scopes: Default::default(),
         whole_digest: super::give::whole_digest(peer.link()),
@@ -572,6 +573,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // --delay-updates: what arrived goes in place now, before the second
     // names of hard links (which link to it) and --delete.
     ctx.place_staged();
+    untangle(&ctx);
     for (rel, e, leader, i) in followers {
         if skipped_leaders.contains(&leader) || skipped.holds(&rel) {
             continue;
@@ -1029,6 +1031,9 @@ struct Ctx {
     maps: (Option<ids::ResolvedIdMap>, Option<ids::ResolvedIdMap>),
     /// Directories holding partial files from interrupted runs.
     partial_dirs: std::sync::Mutex<HashSet<Vec<u8>>>,
+    /// With `-H`: listed files (none a second name) the destination had
+    /// linked to other names, for [`untangle`].
+    linked_here: std::sync::Mutex<Vec<(RelPath, Entry)>>,
     /// With `--delete`: what each existing directory held when it was scanned
     /// for temp files (everything added since is the sender's, so not deleted).
     listings: std::sync::Mutex<HashMap<Vec<u8>, super::fsroot::Listing>>,
@@ -2058,11 +2063,15 @@ fn plan(
         EntryKind::Missing => Err("a missing path cannot be made".into()),
         EntryKind::File => {
             Counters::add(&ctx.counters.total_size, e.size);
-            // A local file linked to other names, whose source has one name,
-            // must not drag those names along: give it its own inode.
-            let shared = matches!(&here, Some(m) if m.kind == Kind::File && m.nlink > 1)
+            // A local file linked to other names: whether those are names
+            // the source has apart is for `untangle` to see at the end.
+            if matches!(&here, Some(m) if m.kind == Kind::File && m.nlink > 1)
                 && ctx.opts.hard_links
-                && e.link == HardLink::None;
+                && !dry
+            {
+                let noted = (rel.clone(), e.clone());
+                ctx.linked_here.lock().expect("poisoned").push(noted);
+            }
             let mut alt = None;
             let mut sibling = None;
             let (how, change) = match &here {
@@ -2099,7 +2108,7 @@ fn plan(
                         }
                     }
                 },
-                Some(m) if m.kind != Kind::File || shared => {
+                Some(m) if m.kind != Kind::File => {
                     clear(m)?;
                     let mut c = new;
                     c.new = m.kind != Kind::File;
@@ -2326,6 +2335,54 @@ fn link_follower(
             false
         }
     }
+}
+
+/// With `-H`: files the source has apart (each on its own, or the first of
+/// its own names) that the destination holds as names of one inode, left as
+/// they were because their content was up to date, are taken apart: the
+/// first keeps the inode, each other one gets a copy of its own (its second
+/// names then link to it). A file linked only to names outside the transfer
+/// (a `--link-dest` copy, an earlier snapshot made with `cp -al`) keeps its
+/// links, as rsync's does; one that got new content has a new inode already.
+fn untangle(ctx: &Ctx) {
+    let noted = std::mem::take(&mut *ctx.linked_here.lock().expect("poisoned"));
+    let mut by_inode: HashMap<(u64, u64), Vec<(RelPath, Entry)>> = HashMap::new();
+    for (rel, e) in noted {
+        if let Ok(Some(m)) = ctx.fs.lstat(&rel) {
+            if m.kind == Kind::File && m.nlink > 1 {
+                by_inode.entry((m.dev, m.ino)).or_default().push((rel, e));
+            }
+        }
+    }
+    for (rel, e) in by_inode
+        .into_values()
+        .flat_map(|names| names.into_iter().skip(1))
+    {
+        if let Err(err) = own_inode(ctx, &rel, &e) {
+            ctx.counters.error(&ctx.shown(&e.path), err);
+        }
+    }
+}
+
+/// Gives the file at `rel` an inode of its own: a copy, with its mode and
+/// times and `e`'s owner and xattrs, renamed over it.
+fn own_inode(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<(), String> {
+    let (src, m) = ctx.fs.open_read_meta(rel).map_err(|e| e.to_string())?;
+    let temp = ctx
+        .new_file(rel, m.size, false)
+        .map_err(|e| e.to_string())?;
+    let n = std::io::copy(&mut &src, &mut &temp.file)
+        .map_err(|err| format!("{}: {err}", ctx.shown(&e.path)))?;
+    if n != m.size {
+        return Err("it changed while it was copied to stand apart from its other names".into());
+    }
+    finish_file(ctx, &temp, e)?;
+    let times = Times {
+        mtime: Some(m.mtime),
+        atime: Some(m.atime),
+    };
+    temp.commit(m.mode, times, ctx.opts.fsync)
+        .map_err(|e| e.to_string())
 }
 
 /// `-m`: directories not made (or, when the destination has them, not
