@@ -2354,20 +2354,42 @@ fn untangle(ctx: &Ctx) {
             }
         }
     }
-    for (rel, e) in by_inode
-        .into_values()
-        .flat_map(|names| names.into_iter().skip(1))
-    {
-        if let Err(err) = own_inode(ctx, &rel, &e) {
-            ctx.counters.error(&ctx.shown(&e.path), err);
+    for names in by_inode.into_values().filter(|names| names.len() > 1) {
+        // (Each name's attributes were set on the one inode, so the last
+        // set are there: each name gets its own again.)
+        let mut names = names.into_iter();
+        let keeps = names.next();
+        for (rel, e) in names {
+            if let Err(err) = own_inode(ctx, &rel, &e, false) {
+                ctx.counters.error(&ctx.shown(&e.path), err);
+            }
+        }
+        if let Some((rel, e)) = keeps {
+            if let Err(err) = own_inode(ctx, &rel, &e, true) {
+                ctx.counters.error(&ctx.shown(&e.path), err);
+            }
         }
     }
 }
 
-/// Gives the file at `rel` an inode of its own: a copy, with its mode and
-/// times and `e`'s owner and xattrs, renamed over it.
-fn own_inode(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<(), String> {
+/// Gives the file at `rel` an inode of its own, a copy renamed over it
+/// (unless it `keeps` the one it has, the others gone), with `e`'s mode,
+/// times, owner and xattrs, as the entry is to have them.
+fn own_inode(ctx: &Ctx, rel: &RelPath, e: &Entry, keeps: bool) -> std::result::Result<(), String> {
     let (src, m) = ctx.fs.open_read_meta(rel).map_err(|e| e.to_string())?;
+    let times = Times {
+        mtime: Some(match ctx.keeps_time(EntryKind::File) {
+            true => e.mtime,
+            false => m.mtime,
+        }),
+        atime: e.atime,
+    };
+    if keeps {
+        let s = |e: super::fsroot::FsError| e.to_string();
+        ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
+        ctx.fs.set_mode(rel, e.mode).map_err(s)?;
+        return super::fsroot::set_file_times(&src, times).map_err(|err| err.to_string());
+    }
     let temp = ctx
         .new_file(rel, m.size, false)
         .map_err(|e| e.to_string())?;
@@ -2377,11 +2399,7 @@ fn own_inode(ctx: &Ctx, rel: &RelPath, e: &Entry) -> std::result::Result<(), Str
         return Err("it changed while it was copied to stand apart from its other names".into());
     }
     finish_file(ctx, &temp, e)?;
-    let times = Times {
-        mtime: Some(m.mtime),
-        atime: Some(m.atime),
-    };
-    temp.commit(m.mode, times, ctx.opts.fsync)
+    temp.commit(e.mode, times, ctx.opts.fsync)
         .map_err(|e| e.to_string())
 }
 
