@@ -2227,23 +2227,12 @@ fn from_alt(
     }
     // A copy: also where linking failed (another filesystem).
     let src = alts.open_read(i, rel).map_err(|e| e.to_string())?;
-    let temp = ctx
-        .new_file(rel, e.size, false)
-        .map_err(|e| e.to_string())?;
-    let n = std::io::copy(&mut &src, &mut &temp.file)
-        .map_err(|err| format!("{}: {err}", ctx.shown(&e.path)))?;
-    if n != e.size {
-        return Err(
-            "its copy in the --copy-dest/--link-dest directory changed while it was copied".into(),
-        );
-    }
-    finish_file(ctx, &temp, e)?;
     let times = Times {
         mtime: ctx.applied_mtime(e.mtime),
         atime: e.atime,
     };
-    temp.commit(e.mode, times, ctx.opts.fsync)
-        .map_err(|e| e.to_string())?;
+    let changed = "its copy in the --copy-dest/--link-dest directory changed while it was copied";
+    copy_to(ctx, rel, &src, e.size, e, times, changed)?;
     ctx.item(Update::Created, e, &copied);
     Ok(Plan::InPlace)
 }
@@ -2390,13 +2379,27 @@ fn own_inode(ctx: &Ctx, rel: &RelPath, e: &Entry, keeps: bool) -> std::result::R
         ctx.fs.set_mode(rel, e.mode).map_err(s)?;
         return super::fsroot::set_file_times(&src, times).map_err(|err| err.to_string());
     }
-    let temp = ctx
-        .new_file(rel, m.size, false)
-        .map_err(|e| e.to_string())?;
-    let n = std::io::copy(&mut &src, &mut &temp.file)
+    let changed = "it changed while it was copied to stand apart from its other names";
+    copy_to(ctx, rel, &src, m.size, e, times, changed)
+}
+
+/// Writes a copy of `src` (`size` bytes) as the new file at `rel`, with
+/// `e`'s mode, owner and xattrs and `times`; `changed` is the error when
+/// it is not `size` bytes after all.
+fn copy_to(
+    ctx: &Ctx,
+    rel: &RelPath,
+    src: &File,
+    size: u64,
+    e: &Entry,
+    times: Times,
+    changed: &str,
+) -> std::result::Result<(), String> {
+    let temp = ctx.new_file(rel, size, false).map_err(|e| e.to_string())?;
+    let n = std::io::copy(&mut &*src, &mut &temp.file)
         .map_err(|err| format!("{}: {err}", ctx.shown(&e.path)))?;
-    if n != m.size {
-        return Err("it changed while it was copied to stand apart from its other names".into());
+    if n != size {
+        return Err(changed.into());
     }
     finish_file(ctx, &temp, e)?;
     temp.commit(e.mode, times, ctx.opts.fsync)
