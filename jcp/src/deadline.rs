@@ -213,18 +213,19 @@ mod tests {
 
     /// Now, for these tests: Tuesday 2026-12-01 11:47:30 in UTC.
     fn now() -> ZonedDateTime {
-        DateTime::new(2026, 12, 1, 11, 47, 30, 0)
+        zoned((2026, 12, 1, 11, 47, 30), TimeZone::UTC)
+    }
+
+    /// A time, to the second, in zone `tz`.
+    fn zoned((y, mo, d, h, mi, s): (i16, i8, i8, i8, i8, i8), tz: TimeZone) -> ZonedDateTime {
+        DateTime::new(y, mo, d, h, mi, s, 0)
             .unwrap()
-            .to_zoned_datetime(TimeZone::UTC)
+            .to_zoned_datetime(tz)
             .unwrap()
     }
 
     fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8) -> Timestamp {
-        DateTime::new(y, mo, d, h, mi, 0, 0)
-            .unwrap()
-            .to_zoned_datetime(TimeZone::UTC)
-            .unwrap()
-            .timestamp()
+        zoned((y, mo, d, h, mi, 0), TimeZone::UTC).timestamp()
     }
 
     #[test]
@@ -264,27 +265,20 @@ mod tests {
         let now = now();
         assert_eq!(at("2-29", &now), Ok(utc(2028, 2, 29, 0, 0)));
         // From the end of January the next 31st is in March.
-        let jan31 = DateTime::new(2027, 1, 31, 12, 0, 0, 0)
-            .unwrap()
-            .to_zoned_datetime(TimeZone::UTC)
-            .unwrap();
+        let jan31 = zoned((2027, 1, 31, 12, 0, 0), TimeZone::UTC);
         assert_eq!(at("31", &jan31), Ok(utc(2027, 3, 31, 0, 0)));
         assert_eq!(at("30", &jan31), Ok(utc(2027, 3, 30, 0, 0)));
         // At the end of an hour, the next minute comes in the next day.
-        let late = DateTime::new(2026, 12, 31, 23, 50, 0, 0)
-            .unwrap()
-            .to_zoned_datetime(TimeZone::UTC)
-            .unwrap();
+        let late = zoned((2026, 12, 31, 23, 50, 0), TimeZone::UTC);
         assert_eq!(at(":10", &late), Ok(utc(2027, 1, 1, 0, 10)));
     }
 
     #[test]
     fn the_zone_is_nows() {
-        let tz = TimeZone::fixed(jiff::tz::offset(2));
-        let now = DateTime::new(2026, 12, 1, 11, 0, 0, 0)
-            .unwrap()
-            .to_zoned_datetime(tz)
-            .unwrap();
+        let now = zoned(
+            (2026, 12, 1, 11, 0, 0),
+            TimeZone::fixed(jiff::tz::offset(2)),
+        );
         // 14:00 at UTC+2 is 12:00 UTC.
         assert_eq!(at("14:00", &now), Ok(utc(2026, 12, 1, 12, 0)));
     }

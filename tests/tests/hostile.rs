@@ -110,6 +110,14 @@ fn dir_source() -> Source {
     }
 }
 
+/// [`dir_source`] as a listing (`--files-from`, `-R`) sends it.
+fn listing_source() -> Source {
+    Source {
+        listed: true,
+        ..dir_source()
+    }
+}
+
 /// A server whose GIVE is [`hostile_give`] of `source` and `entries`, and a
 /// client connected to it over `t`.
 async fn hostile_server(
@@ -582,10 +590,7 @@ async fn missing_paths_delete_only_when_asked_and_only_beneath_the_destination()
     };
     let mut asked = SyncOptions::default();
     asked.delete_missing_args = true;
-    let listing = Source {
-        listed: true,
-        ..dir_source()
-    };
+    let listing = listing_source();
     // A listing asked for, without --delete-missing-args; and with it.
     let mut listed = SyncOptions::default();
     listed.only = Some(vec![b"victim".to_vec()]);
@@ -665,10 +670,7 @@ async fn implied_directories_are_taken_only_when_asked_for() {
         implied: true,
         ..Entry::default()
     };
-    let listing = Source {
-        listed: true,
-        ..dir_source()
-    };
+    let listing = listing_source();
     let mut listed = SyncOptions::default();
     listed.only = Some(vec![b"a/f".to_vec()]);
     let mut asked = listed.clone();

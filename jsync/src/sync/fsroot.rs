@@ -1485,8 +1485,7 @@ fn set_fd_times(file: BorrowedFd<'_>, times: Times) -> Result<(), Errno> {
 }
 
 /// The times to give an entry: its mtime (`None`: leave it), and its atime
-/// (`-U`; without it, the mtime's, as rsync gives it, or left alone when
-/// the mtime is).
+/// (`-U`; without it, the mtime's, or left alone when the mtime is).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Times {
     pub mtime: Option<(i64, u32)>,

@@ -285,8 +285,9 @@ pub struct SyncOptions {
     /// in place of the sender's, where it sets them (as root).
     pub usermap: Option<IdMap>,
     pub groupmap: Option<IdMap>,
-    /// When the run must stop, done or not (rsync's `--stop-at` and
-    /// `--stop-after`): the connection is closed then, as if it had dropped
+    /// When the run (a copy or a listing) must stop, done or not (rsync's
+    /// `--stop-at` and `--stop-after`): the connection is closed then, as if
+    /// it had dropped
     /// (each file in flight is left as its partial file, none torn), and
     /// the run fails with [`Error::TimeLimit`]. By the wall clock, as
     /// rsync's: a machine that sleeps meanwhile stops when it wakes.
@@ -1097,6 +1098,41 @@ fn rooted_filter(filter: &Arc<Filter>, source: &proto::sync::Source, side: Side)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job still going at its time limit ends there: the link closes, the
+    /// job winds down, the run fails with `TimeLimit`; one done in time is
+    /// its own result, and no limit leaves it alone.
+    #[tokio::test]
+    async fn until_stops_a_job_at_its_time() {
+        use std::time::{Duration, SystemTime};
+        let pair = || Link::pair(Arc::new(Services::new()), Arc::new(Services::new()));
+        let (a, _b) = pair().await.unwrap();
+        let began = std::time::Instant::now();
+        let at = SystemTime::now() + Duration::from_millis(300);
+        let stuck = until(Some(at), &a, async {
+            a.closed().await;
+            Ok(())
+        });
+        assert!(matches!(stuck.await, Err(Error::TimeLimit)));
+        assert!(a.is_closed() && began.elapsed() < Duration::from_secs(5));
+        let (a, _b) = pair().await.unwrap();
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert!(matches!(
+            until(Some(later), &a, async { Ok(7) }).await,
+            Ok(7)
+        ));
+        assert!(!a.is_closed());
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert!(matches!(until(None, &a, async { Ok(8) }).await, Ok(8)));
+        let winds_down = async {
+            a.closed().await;
+            Ok(())
+        };
+        assert!(matches!(
+            until(Some(past), &a, winds_down).await,
+            Err(Error::TimeLimit)
+        ));
+    }
 
     #[test]
     fn service_arguments_carry_each_yes_no_option_either_way() {
