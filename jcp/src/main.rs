@@ -437,13 +437,26 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
             )
         })?
     };
-    let link = jsync::Client::new(security, Services::new())
+    let client = jsync::Client::new(security, Services::new())
         .transport(plan.transport)
         .family(plan.family)
         .local_address(plan.address)
-        .options(plan.link.clone())
-        .connect(addr)
-        .await?;
+        .options(plan.link.clone());
+    let connecting = client.connect(addr);
+    // --stop-after/--stop-at bound the connect too: a server that does not
+    // answer is given up at the limit (exit 30), not at --contimeout.
+    let link = match plan.sync.stop_at {
+        None => connecting.await?,
+        Some(at) => {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::timeout(left, connecting)
+                .await
+                .map_err(|_| jsync::Error::TimeLimit)
+                .with_context(|| format!("cannot connect to {addr}"))??
+        }
+    };
     tracing::info!(server = %addr, transport = %plan.transport, "connected");
     Ok(link)
 }

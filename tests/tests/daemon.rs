@@ -332,6 +332,52 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
     }
 }
 
+/// --stop-after bounds the connect too: a server that takes the connection
+/// and never answers is given up at the limit (exit 30), each way and over
+/// QUIC, not after --contimeout.
+#[test]
+fn stop_after_bounds_a_connect_that_never_answers() {
+    use jsync_tests::bins::assert_fails;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("f.txt");
+    std::fs::write(&src, b"x").unwrap();
+    // Takes TCP connections and holds them; QUIC datagrams go unanswered.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let held = std::thread::spawn(move || tcp.incoming().take(4).collect::<Vec<_>>());
+    let dst = work.path().join("dst");
+    let port = port.to_string();
+    let (src, dst) = (src.to_str().unwrap(), dst.to_str().unwrap());
+    for (what, quic, args) in [
+        ("push", false, [src, "127.0.0.1:f.txt"]),
+        ("pull", false, ["127.0.0.1:f.txt", dst]),
+        ("QUIC push", true, [src, "127.0.0.1:f.txt"]),
+    ] {
+        let mut cmd = std::process::Command::new(bin("jcp"));
+        cmd.arg("--config-dir").arg(keys.path());
+        cmd.args(["-p", &port, "--contimeout=60", "--stop-after=0.02"]);
+        if quic {
+            cmd.arg("--quic");
+        }
+        let began = Instant::now();
+        let out = cmd.args(args).output().unwrap();
+        let took = began.elapsed();
+        assert_fails(&out, 30, "time limit", what);
+        assert!(
+            took >= Duration::from_millis(1100) && took < Duration::from_secs(20),
+            "{what}: stopped after {took:?}"
+        );
+    }
+    drop(udp);
+    // (Unblocks the listener's thread if fewer connections came.)
+    for _ in 0..4 {
+        let _ = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()));
+    }
+    held.join().unwrap();
+}
+
 /// A successful push is logged as received, never as a failed service: the
 /// client closes the connection as soon as it has the report, which may
 /// reach the server before the end of the client's circuit does.
