@@ -1438,8 +1438,9 @@ impl Cli {
             if !format.is_empty() {
                 let parsed = jsync::sync::OutFormat::parse(format)
                     .map_err(|e| UsageError(format!("--log-file-format: {e}")))?;
+                // (The receiver makes its lines; sync.itemize stays for
+                // stdout's, which would cross the wire for nothing.)
                 sync.log_format = Some(parsed);
-                sync.itemize = true;
             }
         }
         let selection = match &self.files_from {
@@ -1879,7 +1880,7 @@ mod tests {
                 .delay_updates
         );
         let logged = plan(&["--log-file", "l", "a", "b"]).unwrap();
-        assert!(logged.sync.itemize && !logged.print_items && logged.log_file.is_some());
+        assert!(!logged.sync.itemize && !logged.print_items && logged.log_file.is_some());
         // The log's lines: rsync's format unless told; '' none.
         let format = |p: &Plan| p.sync.log_format.as_ref().map(|f| f.to_string());
         assert_eq!(format(&logged).as_deref(), Some("%i %n%L"));

@@ -225,6 +225,54 @@ async fn a_source_file_changed_after_it_was_sent_is_not_removed() {
     }
 }
 
+/// A log format without `itemize` (`jcp --log-file` without `-i`): the
+/// receiver makes each change's log line and no line for stdout, which
+/// would cross the wire for nobody; locally, pushed and pulled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_format_alone_makes_log_lines_only() {
+    #[derive(Default)]
+    struct Lines {
+        shown: std::sync::Mutex<Vec<String>>,
+        logged: std::sync::Mutex<Vec<String>>,
+    }
+    impl sync::Progress for Lines {
+        fn itemize(&self, line: &str) {
+            self.shown.lock().unwrap().push(line.to_owned());
+        }
+        fn log_item(&self, line: &str) {
+            self.logged.lock().unwrap().push(line.to_owned());
+        }
+    }
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(root.join("src/new.txt"), b"new").unwrap();
+    let srv = TestServer::start(keys.server(), sync::server_services(root.clone(), false));
+    let link = client(keys.client(), Services::new(), TRANSPORTS[0])
+        .connect(&srv.addr_string())
+        .await
+        .unwrap();
+    let src_arg = format!("{}/", root.join("src").display());
+    for what in ["local", "push", "pull"] {
+        let lines = std::sync::Arc::new(Lines::default());
+        let mut o = opts();
+        o.log_format = Some(sync::OutFormat::parse("%i %n%L").unwrap());
+        o.progress = lines.clone();
+        let r = match what {
+            "local" => sync::local(Path::new(&src_arg), &work.path().join("local"), &o).await,
+            "push" => sync::push(&link, Path::new(&src_arg), "pushed", &o).await,
+            _ => sync::pull(&link, "src/", &work.path().join("pulled"), &o).await,
+        }
+        .unwrap();
+        assert!(r.errors.is_empty(), "{what}: {:?}", r.errors);
+        let mut logged = lines.logged.lock().unwrap().clone();
+        logged.sort();
+        assert_eq!(logged, [">f+++++++++ new.txt", "cd+++++++++ ./"], "{what}");
+        assert!(lines.shown.lock().unwrap().is_empty(), "{what}");
+    }
+}
+
 /// `--delay-updates`: no received file is in place before the last one
 /// arrives (the receiver stages each as its partial file and renames them
 /// all at the end); without it, each is in place by then. Pulled over one

@@ -277,9 +277,9 @@ pub struct SyncOptions {
     /// With `itemize`: lines in this format instead (`--out-format`), only
     /// for transfers unless it shows `%i`.
     pub out_format: Option<OutFormat>,
-    /// With `itemize`: each change also in this format, for a log file
-    /// (`--log-file-format`), to [`Progress::log_item`]; only transfers
-    /// unless it shows `%i`.
+    /// Each change also in this format, for a log file
+    /// (`--log-file-format`), to [`Progress::log_item`] (with `itemize`
+    /// or without); only transfers unless it shows `%i`.
     pub log_format: Option<OutFormat>,
     /// Owners (`--usermap`) and groups (`--groupmap`) the receiver gives
     /// in place of the sender's, where it sets them (as root).
@@ -767,11 +767,13 @@ impl Args {
             lanes: self.opts.parallel,
             delete: self.opts.delete,
             dry_run: self.opts.dry_run,
-            itemize: self.opts.itemize || self.opts.dry_run,
+            itemize: self.opts.itemize || self.opts.dry_run || self.opts.log_format.is_some(),
+            show_items: self.opts.itemize || self.opts.dry_run,
             itemize_unchanged: self.opts.itemize_unchanged,
             open_noatime: self.opts.open_noatime,
             preallocate: self.opts.preallocate,
-            items_to_sender: remote && (self.opts.itemize || self.opts.dry_run),
+            items_to_sender: remote
+                && (self.opts.itemize || self.opts.dry_run || self.opts.log_format.is_some()),
             filter: Arc::new(self.opts.filter.clone()),
             delete_excluded: self.opts.delete_excluded,
             kept: self.kept(),

@@ -77,8 +77,12 @@ pub(crate) struct TakeOptions {
     pub delete: bool,
     /// Change nothing; report what would change.
     pub dry_run: bool,
-    /// Itemize changes at all (`-i`, `-n`); otherwise no line is made.
+    /// Itemize changes at all (`-i`, `-n`, a log format); otherwise no
+    /// line is made.
     pub itemize: bool,
+    /// Send each change's line for [`Progress::itemize`] (`-i`, `-n`): not
+    /// for a log format alone, whose lines go by themselves.
+    pub show_items: bool,
     /// With `itemize`, unchanged entries too (`-ii`).
     pub itemize_unchanged: bool,
     /// Read old files without moving their access times (`--open-noatime`).
@@ -1675,8 +1679,10 @@ impl Ctx {
     /// Sends `item`'s line (itemized, or in the `--out-format`), if it has
     /// one, and its line for the log file (`--log-file-format`).
     fn send_item(&self, item: &Item) {
-        if let Some(line) = self.line_of(self.opts.out_format.as_deref(), item) {
-            self.items.send(line);
+        if self.opts.show_items {
+            if let Some(line) = self.line_of(self.opts.out_format.as_deref(), item) {
+                self.items.send(line);
+            }
         }
         if let Some(f) = &self.opts.log_format {
             if let Some(line) = self.line_of(Some(f), item) {
