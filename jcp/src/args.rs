@@ -35,8 +35,8 @@ pub const DEFAULT_PORT: u16 = 7433;
     // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
     disable_help_flag = true,
     group(clap::ArgGroup::new("backup_any").args(["backup", "backup_dir"]).multiple(true)),
-    group(clap::ArgGroup::new("deleting").args(["delete", "delete_before"]).multiple(true)),
-    group(clap::ArgGroup::new("any_deleting").args(["delete", "delete_before", "delete_missing_args"]).multiple(true)),
+    group(clap::ArgGroup::new("deleting").args(["delete", "delete_before", "delete_excluded"]).multiple(true)),
+    group(clap::ArgGroup::new("any_deleting").args(["delete", "delete_before", "delete_excluded", "delete_missing_args"]).multiple(true)),
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -355,8 +355,9 @@ pub struct Cli {
     #[arg(long)]
     pub mkpath: bool,
 
-    /// With --delete, also delete excluded files in the destination
-    #[arg(long, requires = "deleting")]
+    /// Also delete excluded files in the destination (implies --delete,
+    /// as rsync's)
+    #[arg(long)]
     pub delete_excluded: bool,
 
     /// Do not cross filesystem boundaries: a directory on another filesystem
@@ -1221,6 +1222,12 @@ fn sources(typed: &[std::ffi::OsString]) -> Result<(Vec<PathBuf>, Vec<Remote>), 
 }
 
 impl Cli {
+    /// Whether the run deletes: `--delete` in any of its forms, or
+    /// `--delete-excluded`, which implies it (as rsync's).
+    fn deletes(&self) -> bool {
+        self.delete || self.delete_before || self.delete_excluded
+    }
+
     /// The operands: sources all local or all on one server, the destination
     /// on the other side (or local too). Several sources go into the
     /// destination as a directory (as if it ended in `/`), and cannot be
@@ -1248,7 +1255,7 @@ impl Cli {
             ));
         }
         let several = src_typed.len() > 1;
-        if several && (self.delete || self.delete_before) {
+        if several && self.deletes() {
             return Err(UsageError(
                 "--delete takes one source: with several, each would delete what the \
                  others copied (run jcp once per source)"
@@ -1365,7 +1372,7 @@ impl Cli {
         if let Some(list) = &self.skip_compress {
             sync.skip_compress = jsync::sync::SkipCompress::parse(list).map_err(UsageError)?;
         }
-        sync.delete = self.delete || self.delete_before;
+        sync.delete = self.deletes();
         sync.dry_run = self.dry_run;
         sync.itemize = self.itemize_changes > 0;
         sync.itemize_unchanged = self.itemize_changes > 1;
@@ -1604,6 +1611,11 @@ mod tests {
                 "{flag}: several sources"
             );
         }
+        // --delete-excluded alone implies --delete, as rsync's.
+        let alone = plan(&["--delete-excluded", "--ignore-errors", "a/", "b"]).unwrap();
+        assert!(alone.sync.delete && !alone.sync.delete_before && alone.sync.delete_excluded);
+        assert!(plan(&["--delete-excluded", "--max-delete=1", "a/", "b"]).is_ok());
+        assert!(plan(&["--delete-excluded", "a/", "c/", "b"]).is_err());
         let lone = Cli::try_parse_from(["jcp", "--ignore-errors", "a/", "b"]);
         assert!(lone.is_err(), "--ignore-errors without --delete");
         let p = plan(&["-WOJS", "--force", "a/", "b"]).unwrap();

@@ -736,16 +736,18 @@ fn filters(way: Way) {
         &["a.o", "keep.o", "sub/b.o", "build/x.o", "stale.txt"],
         what,
     );
-    // --delete-excluded removes them.
-    let what = "--delete --delete-excluded --exclude '*.o'";
+    // --delete-excluded removes them; alone, it implies --delete (as
+    // rsync's).
+    put(&p.dst.join("stale2.txt"), b"stale", 0o644, 1);
+    let what = "--delete-excluded --exclude '*.o'";
     assert_ok(
-        &w.sync(&p, &["--delete", "--delete-excluded", "--exclude", "*.o"]),
+        &w.sync(&p, &["--delete-excluded", "--exclude", "*.o"]),
         what,
     );
     assert_present(
         &p.dst,
         &["a.c", "sub/b.c", "build/inner.txt"],
-        &["old.o", "sub/old.o", "a.o", "keep.o"],
+        &["old.o", "sub/old.o", "a.o", "keep.o", "stale2.txt"],
         what,
     );
 
@@ -846,8 +848,8 @@ fn exclude_and_include_rules_first_match_wins_on_a_server() {
 }
 
 #[test]
-fn exclude_and_include_rules_first_match_wins_from_a_server() {
-    filters(Way::Pull(Net::Tls));
+fn exclude_and_include_rules_first_match_wins_from_a_server_over_quic() {
+    filters(Way::Pull(Net::Quic));
 }
 
 // ---------------------------------------------------------------------------
