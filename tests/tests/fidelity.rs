@@ -927,6 +927,37 @@ fn hard_links(way: Way) {
     }
     assert_eq!((nlink("a"), nlink("b")), (1, 1));
 
+    // A first name that -u or --ignore-existing leaves alone does not
+    // leave out its other names, as rsync's: each is weighed as itself, a
+    // missing one sent and the next linked to it; one the destination has
+    // newer is left alone too.
+    for opt in ["-u", "--ignore-existing"] {
+        let r = w.pair(&format!("left-alone{opt}"));
+        put(&r.src.join("a"), b"new", 0o640, 1_600_000_000);
+        for name in ["h1", "h2", "h3"] {
+            fs::hard_link(r.src.join("a"), r.src.join(name)).unwrap();
+        }
+        put(&r.dst.join("a"), b"kept", 0o644, 1_700_000_000);
+        put(&r.dst.join("h1"), b"kept too", 0o644, 1_700_000_000);
+        assert_ok(&w.sync(&r, &[opt]), opt);
+        let read = |rel: &str| fs::read(r.dst.join(rel)).unwrap();
+        assert_eq!(
+            (read("a"), read("h1")),
+            (b"kept".to_vec(), b"kept too".to_vec())
+        );
+        assert_eq!(
+            (read("h2"), read("h3")),
+            (b"new".to_vec(), b"new".to_vec()),
+            "{opt}"
+        );
+        let (h2, h3) = (lstat(&r.dst.join("h2")), lstat(&r.dst.join("h3")));
+        assert_eq!(
+            (h2.ino(), h2.nlink(), h2.mode() & 0o7777),
+            (h3.ino(), 2, 0o640),
+            "{opt}"
+        );
+    }
+
     // --no-hard-links: every name is a file of its own.
     let mut q = w.pair("no-links");
     q.src = p.src.clone();

@@ -376,6 +376,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // hard-linked files.
     let mut skipped = DirSet::default();
     let mut skipped_leaders: HashSet<u64> = HashSet::new();
+    // A first name left alone does not leave out its other names: each is
+    // weighed as itself (as rsync's), and the first taken leads the rest
+    // in its place (by the first name's number).
+    let mut stand_ins: HashMap<u64, u64> = HashMap::new();
     // With --delete-before, requests wait until the deletions are done.
     let mut held: Vec<Vec<FileJob>> = Vec::new();
     let mut unmade = Unmade::default();
@@ -470,9 +474,17 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                         HardLink::Leader => {
                             leaders.insert(i, (rel.clone(), entry.clone()));
                         }
-                        HardLink::Follower(leader) if entry.kind == EntryKind::File => {
-                            followers.push((rel, entry, leader, i));
-                            continue;
+                        HardLink::Follower(first) if entry.kind == EntryKind::File => {
+                            let leader = stand_ins.get(&first).copied().unwrap_or(first);
+                            if !skipped_leaders.contains(&leader) {
+                                followers.push((rel, entry, leader, i));
+                                continue;
+                            }
+                            // (Planned below as a first name; left alone
+                            // too, the next name tries.)
+                            stand_ins.insert(first, i);
+                            entry.link = HardLink::Leader;
+                            leaders.insert(i, (rel.clone(), entry.clone()));
                         }
                         _ => {}
                     }
