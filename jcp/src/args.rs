@@ -2185,7 +2185,6 @@ mod tests {
             &["jcp", "-q", "-v", "a", "b"][..],
             &["jcp", "--quic", "--insecure-plaintext", "a", "b"],
             &["jcp", "-j", "0", "a", "b"],
-            &["jcp", "--delete-excluded", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
             &["jcp", "-I", "--size-only", "a", "b"],
             &["jcp", "-c", "--size-only", "a", "b"],
