@@ -509,8 +509,14 @@ pub struct Cli {
     /// src/a/f dst` makes dst/src/a/f (with the directories on the way); a
     /// `/./` in the source marks where the kept path starts
     /// (`/srv/./a/f` makes dst/a/f)
-    #[arg(short = 'R', long)]
+    #[arg(short = 'R', long, overrides_with = "no_relative")]
     pub relative: bool,
+
+    /// Turn -R off, as rsync's --no-R: with --files-from, each listed path
+    /// goes into the destination directory by its name alone (a directory
+    /// with its contents only with -r)
+    #[arg(long, visible_alias = "no-R")]
+    pub no_relative: bool,
 
     /// With -R or --files-from, send the directories on the way to each
     /// path without their attributes, as rsync's: the destination's stay as
@@ -1228,6 +1234,38 @@ impl Cli {
         self.delete || self.delete_before || self.delete_excluded
     }
 
+    /// `--files-from FILE` with `--no-relative`: each listed path beneath
+    /// the source directory as a source of its own, then the destination.
+    fn listed_apart(&self, file: &std::path::Path) -> Result<Vec<std::ffi::OsString>, UsageError> {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let [src, dst] = self.operands.as_slice() else {
+            return Err(UsageError(
+                "--files-from takes one source directory (the paths are beneath it)".into(),
+            ));
+        };
+        let mut out = Vec::new();
+        for path in read_files_from(file, self.from0)? {
+            let parts: Vec<&[u8]> = path
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty() && *c != b".")
+                .collect();
+            if parts.contains(&&b".."[..]) {
+                return Err(UsageError(format!(
+                    "--files-from: {}: a listed path may not climb out with ..",
+                    jsync::sync::escape_name(&path)
+                )));
+            }
+            let mut s = src.as_bytes().to_vec();
+            if !parts.is_empty() && !s.is_empty() && !s.ends_with(b"/") && !s.ends_with(b":") {
+                s.push(b'/');
+            }
+            s.extend_from_slice(&parts.join(&b'/'));
+            out.push(std::ffi::OsString::from_vec(s));
+        }
+        out.push(dst.clone());
+        Ok(out)
+    }
+
     /// The operands: sources all local or all on one server, the destination
     /// on the other side (or local too). Several sources go into the
     /// destination as a directory (as if it ended in `/`), and cannot be
@@ -1236,25 +1274,35 @@ impl Cli {
         if self.keygen {
             return Ok(Direction::Keygen);
         }
+        // --files-from --no-R: the listed paths are the sources.
+        let listed;
+        let operands = match &self.files_from {
+            Some(file) if self.no_relative => {
+                listed = self.listed_apart(file)?;
+                &listed
+            }
+            _ => &self.operands,
+        };
         // One operand, or --list-only: list, as rsync does.
-        if self.list_only || self.operands.len() == 1 {
-            let (local, remote) = sources(&self.operands)?;
+        if self.list_only || operands.len() == 1 {
+            let (local, remote) = sources(operands)?;
             return Ok(if remote.is_empty() {
                 Direction::ListLocal { srcs: local }
             } else {
                 Direction::ListRemote { srcs: remote }
             });
         }
-        let (dst_typed, src_typed) = self
-            .operands
+        let (dst_typed, src_typed) = operands
             .split_last()
             .ok_or_else(|| UsageError("no source and destination".into()))?;
-        if src_typed.is_empty() {
+        if src_typed.is_empty() && operands.len() == self.operands.len() {
             return Err(UsageError(
                 "a destination is needed after the source".into(),
             ));
         }
-        let several = src_typed.len() > 1;
+        // (Listed paths go into the destination as a directory, however
+        // many there are.)
+        let several = src_typed.len() > 1 || operands.len() != self.operands.len();
         if several && self.deletes() {
             return Err(UsageError(
                 "--delete takes one source: with several, each would delete what the \
@@ -1392,7 +1440,11 @@ impl Cli {
         sync.atimes = self.atimes > 0;
         sync.preallocate = self.preallocate;
         sync.keep_dirlinks = self.keep_dirlinks;
-        sync.dirs_only = self.dirs && !(self.recursive || self.archive);
+        // (--files-from --no-R sends a listed directory's contents only
+        // with -r, as --files-from does.)
+        let listed_apart = self.files_from.is_some() && self.no_relative;
+        sync.dirs_only =
+            (self.dirs && !(self.recursive || self.archive)) || (listed_apart && !self.recursive);
         sync.fuzzy = self.fuzzy;
         sync.delay_updates = self.delay_updates;
         sync.partial_dir = self.partial_dir.clone();
@@ -1451,6 +1503,8 @@ impl Cli {
             }
         }
         let selection = match &self.files_from {
+            // (--no-R: each listed path is a source, placed by its name.)
+            Some(_) if self.no_relative => Selection::Whole,
             Some(file) => {
                 if self.operands.len() > 2 {
                     return Err(UsageError(
@@ -2177,6 +2231,41 @@ mod tests {
         );
         let p = plan(&["-R", "a", "b"]).unwrap();
         assert!(p.sync.recurse_listed && p.selection == Selection::Relative);
+        // --no-R: the last of -R and --no-R wins; with --files-from each
+        // listed path is a source beneath the source directory, into the
+        // destination as a directory, a listed directory's contents only
+        // with -r.
+        assert_eq!(
+            plan(&["-R", "--no-R", "a", "b"]).unwrap().selection,
+            Selection::Whole
+        );
+        assert_eq!(
+            plan(&["--no-R", "-R", "a", "b"]).unwrap().selection,
+            Selection::Relative
+        );
+        std::fs::write(t.path(), "x/y\n./d/\n.\n").unwrap();
+        let list = t.path().to_str().unwrap();
+        let p = plan(&["--files-from", list, "--no-R", "src", "dst"]).unwrap();
+        assert_eq!(p.selection, Selection::Whole);
+        assert!(p.sync.dirs_only);
+        let Direction::Local { srcs, dst } = &p.direction else {
+            panic!("{:?}", p.direction)
+        };
+        assert_eq!(
+            srcs,
+            &[PathBuf::from("src/x/y"), "src/d".into(), "src".into()]
+        );
+        assert_eq!(dst, &PathBuf::from("dst/"));
+        let p = plan(&["--files-from", list, "--no-relative", "-r", "h:src", "dst"]).unwrap();
+        assert!(!p.sync.dirs_only);
+        let Direction::Pull { srcs, .. } = &p.direction else {
+            panic!("{:?}", p.direction)
+        };
+        assert_eq!(srcs[0].path, "src/x/y");
+        std::fs::write(t.path(), "x/../../etc\n").unwrap();
+        let e = plan(&["--files-from", list, "--no-R", "src", "dst"]).unwrap_err();
+        assert!(e.0.contains("climb out"), "{e}");
+        assert!(plan(&["--files-from", list, "--no-R", "a", "b", "dst"]).is_err());
     }
 
     #[test]

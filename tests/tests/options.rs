@@ -122,6 +122,33 @@ fn each_way_then(options: &[&str], check: impl Fn(&Path, &str)) {
     }
 }
 
+/// `--files-from` with `--no-relative` (`--no-R`), as rsync's: each listed
+/// path goes into the destination by its name alone, a listed directory
+/// made without its contents (with them under -r); locally, pushed and
+/// pulled.
+#[test]
+fn files_from_with_no_relative_places_paths_by_their_names() {
+    let lists = tempfile::tempdir().unwrap();
+    let list = lists.path().join("list");
+    std::fs::write(&list, "only_there.txt\nnew_dir/inner.txt\n./new_dir/\n").unwrap();
+    let list = list.to_str().unwrap();
+    each_way_then(&["--files-from", list, "--no-R"], |dst, what| {
+        holds(dst, "only_there.txt", Some(b"new file\n"), what);
+        holds(dst, "inner.txt", Some(b"inner\n"), what);
+        assert!(dst.join("new_dir").is_dir(), "{what}");
+        holds(dst, "new_dir/inner.txt", None, what);
+        // (Nothing else is sent.)
+        holds(dst, "older_here.txt", Some(b"old\n"), what);
+    });
+    each_way_then(
+        &["--files-from", list, "--no-relative", "-r"],
+        |dst, what| {
+            holds(dst, "inner.txt", Some(b"inner\n"), what);
+            holds(dst, "new_dir/inner.txt", Some(b"inner\n"), what);
+        },
+    );
+}
+
 /// `--max-size` and `--min-size` leave alone regular files beyond the limits
 /// (new or not); directories are made as ever.
 #[test]
