@@ -1276,12 +1276,12 @@ impl Cli {
         }
         // --files-from --no-R: the listed paths are the sources.
         let listed;
-        let operands = match &self.files_from {
+        let (operands, apart) = match &self.files_from {
             Some(file) if self.no_relative => {
                 listed = self.listed_apart(file)?;
-                &listed
+                (&listed, true)
             }
-            _ => &self.operands,
+            _ => (&self.operands, false),
         };
         // One operand, or --list-only: list, as rsync does.
         if self.list_only || operands.len() == 1 {
@@ -1295,14 +1295,21 @@ impl Cli {
         let (dst_typed, src_typed) = operands
             .split_last()
             .ok_or_else(|| UsageError("no source and destination".into()))?;
-        if src_typed.is_empty() && operands.len() == self.operands.len() {
+        if src_typed.is_empty() && !apart {
             return Err(UsageError(
                 "a destination is needed after the source".into(),
             ));
         }
         // (Listed paths go into the destination as a directory, however
         // many there are.)
-        let several = src_typed.len() > 1 || operands.len() != self.operands.len();
+        let several = src_typed.len() > 1 || apart;
+        if apart && self.deletes() {
+            return Err(UsageError(
+                "--delete does not go with --files-from --no-relative: each listed path is \
+                 a source of its own, and would delete what the others copied"
+                    .into(),
+            ));
+        }
         if several && self.deletes() {
             return Err(UsageError(
                 "--delete takes one source: with several, each would delete what the \
@@ -2262,6 +2269,15 @@ mod tests {
             panic!("{:?}", p.direction)
         };
         assert_eq!(srcs[0].path, "src/x/y");
+        // (One listed path goes into the destination as a directory too;
+        // --delete is refused, as with several sources.)
+        std::fs::write(t.path(), "x/y\n").unwrap();
+        let p = plan(&["--files-from", list, "--no-R", "src", "dst"]).unwrap();
+        assert!(
+            matches!(&p.direction, Direction::Local { dst, .. } if dst == &PathBuf::from("dst/"))
+        );
+        let e = plan(&["--files-from", list, "--no-R", "--delete", "src", "dst"]).unwrap_err();
+        assert!(e.0.contains("--no-relative"), "{e}");
         std::fs::write(t.path(), "x/../../etc\n").unwrap();
         let e = plan(&["--files-from", list, "--no-R", "src", "dst"]).unwrap_err();
         assert!(e.0.contains("climb out"), "{e}");
