@@ -477,6 +477,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                         HardLink::Follower(first) if entry.kind == EntryKind::File => {
                             let leader = stand_ins.get(&first).copied().unwrap_or(first);
                             if !skipped_leaders.contains(&leader) {
+                                // (Each name counts in the total, as in
+                                // rsync's; a planned one counts there.)
+                                Counters::add(&counters.total_size, entry.size);
                                 followers.push((rel, entry, leader, i));
                                 continue;
                             }
