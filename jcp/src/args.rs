@@ -257,8 +257,9 @@ pub struct Cli {
     #[arg(short = 'S', long)]
     pub sparse: bool,
 
-    /// Replace a non-empty directory with a non-directory: what jcp always
-    /// does (accepted for rsync habits)
+    /// Replace a non-empty directory with a non-directory (and let
+    /// --delete-missing-args delete one), as rsync's --force: without it or
+    /// --delete, such a directory stays and that entry fails
     #[arg(long)]
     pub force: bool,
 
@@ -1458,6 +1459,7 @@ impl Cli {
         sync.temp_dir = self.temp_dir.clone();
         sync.ignore_missing_args = self.ignore_missing_args;
         sync.delete_missing_args = self.delete_missing_args;
+        sync.force = self.force;
         sync.safe_links = self.safe_links;
         sync.chmod = jsync::sync::Chmod::parse(&self.chmod.join(","))
             .map_err(|e| UsageError(e.to_string()))?;

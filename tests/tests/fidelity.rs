@@ -311,9 +311,9 @@ fn round_trip_in(w: &World, p: &Pair, seed: u64, delete: bool) -> Result<(), Str
     let f = Features::all();
     let mut story = build(&p.src, seed, &f);
     let mut opts = vec!["-X"];
-    if delete {
-        opts.push("--delete");
-    }
+    // (Without --delete, --force lets a file take the place of a directory
+    // that holds something, as rsync needs it to.)
+    opts.push(if delete { "--delete" } else { "--force" });
     let told = |what: String, story: &[String]| {
         format!(
             "{what}\n--- jcp {} ({:?}); the case:\n{}",

@@ -482,9 +482,9 @@ fn partial_dir_rules_match_only_directories() {
 }
 
 /// A directory in the way of a file is not removed while it holds what the
-/// receiver's rules protect, as in rsync ("cannot make way"): the run fails
-/// for that file, naming it, and the directory stays as it was. A
-/// perishable rule does not hold it.
+/// receiver's rules protect, as in rsync ("cannot make way"), even with
+/// --force: the run fails for that file, naming it, and the directory stays
+/// as it was. A perishable rule does not hold it.
 #[test]
 fn a_directory_holding_protected_entries_does_not_make_way() {
     let prepare = |dst: &Path| {
@@ -492,13 +492,13 @@ fn a_directory_holding_protected_entries_does_not_make_way() {
             put(&dst.join(f), "old");
         }
     };
-    each_way_then(&["-f", "- *.o"], prepare, |dst, out, what| {
+    each_way_then(&["--force", "-f", "- *.o"], prepare, |dst, out, what| {
         fails(out, 3, "top.txt: cannot make way for it", what);
         assert!(dst.join("top.txt/keep.o").exists(), "{what}");
         assert!(dst.join("top.txt/other").exists(), "{what}");
         assert!(dst.join("a/kept.txt").exists(), "{what}: the rest arrives");
     });
-    each_way_then(&["-f", "-p *.o"], prepare, |dst, out, what| {
+    each_way_then(&["--force", "-f", "-p *.o"], prepare, |dst, out, what| {
         ok(out, what);
         assert_eq!(
             std::fs::read(dst.join("top.txt")).unwrap(),

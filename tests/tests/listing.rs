@@ -275,7 +275,8 @@ fn ignore_missing_args_passes_over_what_is_not_there() {
 
 /// `--delete-missing-args`, locally, pushed and pulled: a path
 /// `--files-from` lists that the source lacks (a file, a directory with
-/// what it holds, a file in a directory the source lacks) is deleted from
+/// what it holds, under --force as in rsync, a file in a directory the
+/// source lacks) is deleted from
 /// the destination, itemized as rsync's
 /// `*deleting`; one the receiver's rules protect stays, and so does
 /// everything in a dry run. A missing source deletes what the destination
@@ -294,13 +295,20 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
             std::fs::write(p, "old\n").unwrap();
         }
     };
-    let opts = [from.as_str(), "--delete-missing-args", "-f", "P kept", "-i"];
+    let opts = [
+        from.as_str(),
+        "--delete-missing-args",
+        "--force",
+        "-f",
+        "P kept",
+        "-i",
+    ];
     for (way, dst) in s.each_way(&opts, &local, "src", prepare) {
         let want = ["a/g", "kept", "other", "top"];
         assert_eq!(files_in(&dst), strings(&want), "{way}");
         assert!(!dst.join("olddir").exists(), "{way}");
     }
-    for (way, dst) in s.each_way(&[opts[0], opts[1], "-n"], &local, "src", prepare) {
+    for (way, dst) in s.each_way(&[opts[0], opts[1], opts[2], "-n"], &local, "src", prepare) {
         let want = ["kept", "not/there", "old", "olddir/x/y", "other"];
         assert_eq!(files_in(&dst), strings(&want), "{way}: a dry run");
     }
@@ -311,6 +319,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     let args = [
         opts[0],
         opts[1],
+        opts[2],
         "--max-delete=1",
         &local,
         dst.to_str().unwrap(),
@@ -342,7 +351,14 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     prepare(&dst);
     let out = s.srv.jcp(
         s.keys.path(),
-        &[opts[0], opts[1], "-i", &local, dst.to_str().unwrap()],
+        &[
+            opts[0],
+            opts[1],
+            opts[2],
+            "-i",
+            &local,
+            dst.to_str().unwrap(),
+        ],
     );
     ok(&out, "itemized");
     let items = String::from_utf8_lossy(&out.stdout);

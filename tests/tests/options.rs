@@ -1077,6 +1077,70 @@ fn modify_window_takes_close_times_as_the_same() {
     }
 }
 
+/// A directory in the way of a file, as rsync's: an empty one makes way; one
+/// that holds anything stays, and that file fails naming it, unless
+/// `--force` or `--delete` (then it goes with all it holds); each way. And
+/// `--delete-missing-args` deletes such a directory only so.
+#[test]
+fn force_lets_a_file_replace_a_directory_that_holds_something() {
+    let prepare = |dst: &Path| {
+        put(&dst.join("only_there.txt/inside"), b"kept?", T);
+        std::fs::create_dir_all(dst.join("new_dir/inner.txt")).unwrap();
+    };
+    each_way_out(&[], prepare, |dst, out, what| {
+        fails(
+            out,
+            3,
+            "only_there.txt: cannot replace a directory that is not empty without --force",
+            what,
+        );
+        assert_eq!(
+            read(&dst.join("only_there.txt/inside")).as_deref(),
+            Some(&b"kept?"[..]),
+            "{what}"
+        );
+        holds(dst, "new_dir/inner.txt", Some(b"inner\n"), what);
+        holds(
+            dst,
+            "big.bin",
+            Some(&jsync_tests::pseudo_random(256 << 10, 1)),
+            what,
+        );
+    });
+    for opt in ["--force", "--delete"] {
+        each_way_out(&[opt], prepare, |dst, out, what| {
+            ok(out, what);
+            holds(dst, "only_there.txt", Some(b"new file\n"), what);
+            holds(dst, "new_dir/inner.txt", Some(b"inner\n"), what);
+        });
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    put(&dst.join("gone/inside"), b"x", T);
+    let gone = format!("{}/gone", src.display());
+    let args = [
+        "--delete-missing-args",
+        gone.as_str(),
+        dst.to_str().unwrap(),
+    ];
+    fails(
+        &run("jcp", &args),
+        3,
+        "gone: cannot delete a directory that is not empty",
+        "missing",
+    );
+    assert!(dst.join("gone/inside").exists());
+    let args = [
+        "--delete-missing-args",
+        "--force",
+        gone.as_str(),
+        dst.to_str().unwrap(),
+    ];
+    ok(&run("jcp", &args), "missing --force");
+    assert!(!dst.join("gone").exists());
+}
+
 /// `jcp OPTIONS src/ dst` each way from [`make_destination`]'s state
 /// (after `prepare(dst)`); `check(dst, output, what)` on each.
 fn each_way_out(options: &[&str], prepare: impl Fn(&Path), check: impl Fn(&Path, &Output, &str)) {

@@ -195,6 +195,11 @@ pub struct SyncOptions {
     /// deletion of what the destination has in its place
     /// (`--delete-missing-args`; implies `ignore_missing_args`).
     pub delete_missing_args: bool,
+    /// A non-empty directory in the way of a non-directory, or where
+    /// `--delete-missing-args` deletes, is removed with all it holds
+    /// (`--force`; also whenever `delete` is on, as rsync's). Otherwise
+    /// that entry fails and the directory stays.
+    pub force: bool,
     /// Permission changes the sender applies to its list (`--chmod`), so
     /// the receiver takes them for the sender's modes.
     pub chmod: Chmod,
@@ -341,6 +346,7 @@ impl Default for SyncOptions {
             temp_dir: None,
             ignore_missing_args: false,
             delete_missing_args: false,
+            force: false,
             chmod: Chmod::default(),
             chown: None,
             safe_links: false,
@@ -503,6 +509,7 @@ flag_options!(
     delay_updates,
     ignore_missing_args,
     delete_missing_args,
+    force,
     safe_links,
     remove_source_files,
     recurse_listed,
@@ -801,6 +808,7 @@ impl Args {
             temp_dir: self.opts.temp_dir.clone(),
             keep_dirlinks: self.opts.keep_dirlinks,
             delete_missing: self.opts.delete_missing_args,
+            force: self.opts.force || self.opts.delete,
             no_implied_dirs: self.opts.no_implied_dirs,
             listing_asked: true,
             omit_dir_times: self.opts.omit_dir_times,

@@ -158,6 +158,9 @@ pub(crate) struct TakeOptions {
     /// The sender may list missing paths, each a deletion of what is here
     /// (`--delete-missing-args`); without it, one is a protocol violation.
     pub delete_missing: bool,
+    /// A non-empty directory may be removed where a non-directory goes or
+    /// a missing source's deletion asks (`--force`, or any `--delete`).
+    pub force: bool,
     /// The sender may mark the directories on the way to listed paths as
     /// implied (`--no-implied-dirs`); without it, one is a protocol
     /// violation.
@@ -1252,12 +1255,25 @@ impl Ctx {
     /// protect (perishable rules do not count), as rsync's: then an error,
     /// and the directory stays.
     fn make_way(&self, rel: &RelPath) -> std::result::Result<(), String> {
+        self.may_remove_dir(rel, "replace")?;
         if !self.opts.filter.is_empty() && protected_inside(self, rel, None)? {
             return Err(
                 "cannot make way for it: the directory there holds protected entries".into(),
             );
         }
         self.remove(rel, None)
+    }
+
+    /// Whether the directory at `rel` may go: an empty one always, one
+    /// holding anything only with `force` (as rsync's, which says it
+    /// "could not make way"); `what` is what was to be done to it.
+    fn may_remove_dir(&self, rel: &RelPath, what: &str) -> std::result::Result<(), String> {
+        if self.opts.force || self.fs.read_dir(rel).map_err(|e| e.to_string())?.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "cannot {what} a directory that is not empty without --force or --delete (as rsync)"
+        ))
     }
 
     /// Maps the sender's names to local ids (as root, or for ACLs' named
@@ -2622,6 +2638,11 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
     };
     if spared {
         return;
+    }
+    if is_dir {
+        if let Err(e) = ctx.may_remove_dir(rel, "delete") {
+            return ctx.counters.error(&shown(), e);
+        }
     }
     let home = match ctx.opts.one_file_system {
         true => match ctx.fs.lstat(&parent) {
