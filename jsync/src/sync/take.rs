@@ -1251,11 +1251,13 @@ impl Ctx {
     }
 
     /// Removes the directory at `rel` for an entry of another kind (backed
-    /// up with `--backup`), unless it holds what the receiver's rules
-    /// protect (perishable rules do not count), as rsync's: then an error,
-    /// and the directory stays.
+    /// up with `--backup`; an empty one is only removed, as rsync's),
+    /// unless it holds what the receiver's rules protect (perishable rules
+    /// do not count), as rsync's: then an error, and the directory stays.
     fn make_way(&self, rel: &RelPath) -> std::result::Result<(), String> {
-        self.may_remove_dir(rel, "replace")?;
+        if self.may_remove_dir(rel, "replace")? {
+            return self.fs.remove_all_on(rel, None).map_err(|e| e.to_string());
+        }
         if !self.opts.filter.is_empty() && protected_inside(self, rel, None)? {
             return Err(
                 "cannot make way for it: the directory there holds protected entries".into(),
@@ -1264,12 +1266,14 @@ impl Ctx {
         self.remove(rel, None)
     }
 
-    /// Whether the directory at `rel` may go: an empty one always, one
-    /// holding anything only with `force` (as rsync's, which says it
-    /// "could not make way"); `what` is what was to be done to it.
-    fn may_remove_dir(&self, rel: &RelPath, what: &str) -> std::result::Result<(), String> {
-        if self.opts.force || self.fs.read_dir(rel).map_err(|e| e.to_string())?.is_empty() {
-            return Ok(());
+    /// Whether the directory at `rel` may go, and whether it is empty: an
+    /// empty one always may, one holding anything only with `force` (as
+    /// rsync's, which says it "could not make way"); `what` is what was to
+    /// be done to it.
+    fn may_remove_dir(&self, rel: &RelPath, what: &str) -> std::result::Result<bool, String> {
+        let empty = self.fs.read_dir(rel).map_err(|e| e.to_string())?.is_empty();
+        if self.opts.force || empty {
+            return Ok(empty);
         }
         Err(format!(
             "cannot {what} a directory that is not empty without --force or --delete (as rsync)"

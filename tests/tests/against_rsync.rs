@@ -1,0 +1,422 @@
+//! jcp beside rsync itself: the same options on the same trees must leave the
+//! same trees behind. Each case builds a fixture twice (a source, and a
+//! destination that is out of date in many ways), runs `rsync -aH OPTIONS
+//! src/ dst/` in one copy and `jcp OPTIONS src/ dst/` in the other (jcp's
+//! defaults are rsync's `-aH`), and compares both trees (source and
+//! destination: kind, permission bits, content, file mtimes, symlink targets,
+//! which names share an inode) and whether each run failed. rsync's exit
+//! code 23 (some files not transferred) is jcp's 3.
+//!
+//! Where jcp differs from rsync on purpose (README: a file found the same
+//! by hash gets no `-b` backup; `--delete -b` moves a directory in the way
+//! aside; `--delete` deletes after the transfer, not during it; a missing
+//! destination's parents are made), no case asks for it. Needs rsync on the
+//! PATH (`.ci/run` installs it).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use jsync_tests::bins::bin;
+
+/// One entry of a tree as compared.
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir {
+        mode: u32,
+    },
+    /// `data`: the size and a hash of the content; `group`: the first
+    /// path (in sorted order) with the same inode.
+    File {
+        mode: u32,
+        mtime: i64,
+        data: String,
+        group: String,
+    },
+    Link {
+        target: Vec<u8>,
+    },
+}
+
+/// `root`'s entries by path (escaped), in order.
+fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                dirs.push(p.clone());
+            }
+            paths.push(p);
+        }
+    }
+    paths.sort();
+    for p in paths {
+        let rel = p.strip_prefix(root).unwrap();
+        let name = rel.as_os_str().as_bytes().escape_ascii().to_string();
+        let m = fs::symlink_metadata(&p).unwrap();
+        let mode = m.permissions().mode() & 0o7777;
+        let node = if m.file_type().is_symlink() {
+            Node::Link {
+                target: fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec(),
+            }
+        } else if m.is_dir() {
+            Node::Dir { mode }
+        } else {
+            let group = inodes
+                .entry((m.dev(), m.ino()))
+                .or_insert_with(|| name.clone())
+                .clone();
+            let data = fs::read(&p).unwrap();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&data, &mut h);
+            Node::File {
+                mode,
+                mtime: m.mtime(),
+                data: format!(
+                    "{} bytes, {:016x}",
+                    data.len(),
+                    std::hash::Hasher::finish(&h)
+                ),
+                group,
+            }
+        };
+        out.insert(name, node);
+    }
+    out
+}
+
+fn put(path: &Path, data: &[u8], mode: u32, secs: i64) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    set_time(path, secs);
+}
+
+fn set_time(path: &Path, secs: i64) {
+    let t = filetime::FileTime::from_unix_time(secs, 0);
+    filetime::set_symlink_file_times(path, t, t).unwrap();
+}
+
+/// Gives every entry below `dir` (and `dir`) the time `secs`.
+fn settle(dir: &Path, secs: i64) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            settle(&p, secs);
+        } else {
+            set_time(&p, secs);
+        }
+    }
+    set_time(dir, secs);
+}
+
+const T: i64 = 1_600_000_000;
+
+/// Files, links of every kind, a hard-linked pair, modes, and a destination
+/// with older, newer, same-content and extra entries.
+fn everyday(root: &Path) {
+    let (s, d) = (root.join("src"), root.join("dst"));
+    for (f, data) in [
+        ("a.txt", &b"alpha\n"[..]),
+        ("b.o", b"obj"),
+        (".hidden", b"h"),
+        ("same.txt", b"same"),
+        ("cache/x.tmp", b"tmp"),
+        ("sub/c.txt", &[b'c'; 5000]),
+        ("sub/deep/d.bin", &[7; 25_600]),
+        ("exec.sh", b"#!/bin/sh\n"),
+    ] {
+        put(&s.join(f), data, 0o644, T);
+    }
+    fs::create_dir(s.join("empty")).unwrap();
+    fs::set_permissions(s.join("exec.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(s.join("a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    symlink("a.txt", s.join("link")).unwrap();
+    symlink("/etc/passwd", s.join("abs-link")).unwrap();
+    symlink("missing", s.join("dangling")).unwrap();
+    symlink("../../outside", s.join("sub/unsafe")).unwrap();
+    fs::hard_link(s.join("a.txt"), s.join("hard")).unwrap();
+    fs::write(root.join("list"), "a.txt\nsub\nlink\nsub/deep/d.bin\n").unwrap();
+    settle(&s, T);
+    put(&d.join("a.txt"), b"old alpha\n", 0o644, T + 50_000_000);
+    put(&d.join("same.txt"), b"same", 0o644, T - 100_000_000);
+    put(&d.join("b.o"), b"newer here", 0o644, T + 300_000_000);
+    put(&d.join("sub/c.txt"), &[b'd'; 5000], 0o644, T + 100_000_000);
+    put(&d.join("extra.txt"), b"x", 0o644, T + 50_000_000);
+    put(&d.join("extra.o"), b"x", 0o644, T + 50_000_000);
+    put(&d.join("extra-dir/in/f"), b"f", 0o644, T + 50_000_000);
+}
+
+/// Entries that change kind, names with odd bytes, and modes beyond 0777.
+fn kinds(root: &Path) {
+    let (s, d) = (root.join("src"), root.join("dst"));
+    put(&s.join("was_dir"), b"now a file", 0o644, T);
+    put(&d.join("was_dir/inner/f"), b"old", 0o644, T + 50_000_000);
+    put(&s.join("was_empty_dir"), b"now a file", 0o644, T);
+    fs::create_dir_all(d.join("was_empty_dir")).unwrap();
+    put(&s.join("was_file/child"), b"child", 0o644, T);
+    put(&d.join("was_file"), b"old file", 0o644, T + 50_000_000);
+    symlink("target", s.join("was_plain")).unwrap();
+    put(&d.join("was_plain"), b"plain", 0o644, T + 50_000_000);
+    put(&s.join("was_link"), b"now regular", 0o644, T);
+    symlink("elsewhere", d.join("was_link")).unwrap();
+    put(&s.join("with space.txt"), b"sp", 0o644, T);
+    put(&s.join("new\nline"), b"nl", 0o644, T);
+    put(&s.join("\u{fc}n\u{ef}.txt"), b"u", 0o644, T);
+    put(
+        &s.join(std::ffi::OsStr::from_bytes(b"bad\xffname")),
+        b"bad",
+        0o644,
+        T,
+    );
+    put(&s.join("ro"), b"ro", 0o444, T);
+    put(&s.join("setuid"), b"su", 0o4755, T);
+    put(&s.join("samesize"), b"AAAA", 0o644, T + 100);
+    put(&d.join("samesize"), b"BBBB", 0o644, T + 100);
+    fs::create_dir_all(s.join("dir/sub")).unwrap();
+    symlink("../../escape", s.join("dir/sub/up2")).unwrap();
+    symlink("../was_file", s.join("dir/ok_up")).unwrap();
+    symlink("dir", s.join("dirlink")).unwrap();
+    settle(&s, T);
+}
+
+/// Per-directory rule files (`.rsync-filter`, `.gitignore`, `.cvsignore`)
+/// and a destination with excluded and extra entries.
+fn rules(root: &Path) {
+    let (s, d) = (root.join("src"), root.join("dst"));
+    for f in [
+        "a.txt",
+        "b.txt",
+        "ab.c",
+        "core",
+        "x.o",
+        ".hid",
+        "sub/c.txt",
+        "sub/d.o",
+        "sub/deep/e.txt",
+        "sub/deep/f.bin",
+        "other/g.txt",
+        "other/CVS/Entries",
+        "other/i.tmp",
+        "log/1.log",
+        "log/keep.log",
+    ] {
+        put(&s.join(f), f.as_bytes(), 0o644, T);
+    }
+    put(&s.join(".rsync-filter"), b"- *.bin\n", 0o644, T);
+    put(&s.join("sub/.rsync-filter"), b"- c.txt\n", 0o644, T);
+    put(&s.join("sub/deep/.gitignore"), b"e.txt\n", 0o644, T);
+    put(&s.join("other/.cvsignore"), b"*.tmp\n", 0o644, T);
+    settle(&s, T);
+    for f in [
+        "extra.txt",
+        "x.o",
+        "sub/extra.o",
+        "sub/deep/old.bin",
+        "log/old.log",
+        "other/i.tmp",
+        "zz/keep.me",
+    ] {
+        put(&d.join(f), b"old", 0o644, T + 50_000_000);
+    }
+}
+
+/// Runs `opts` with rsync and with jcp on fresh copies of `fixture`;
+/// returns what differs (nothing when they agree). `{list}` in an option
+/// stands for the fixture's list file.
+fn compare(fixture: fn(&Path), opts: &[&str]) -> Vec<String> {
+    let work = tempfile::tempdir().unwrap();
+    let mut got = Vec::new();
+    for tool in ["rsync", "jcp"] {
+        let root = work.path().join(tool);
+        fixture(&root);
+        let list = root.join("list").display().to_string();
+        let mut cmd = match tool {
+            "rsync" => {
+                let mut c = Command::new("rsync");
+                c.arg("-aH");
+                c
+            }
+            _ => Command::new(bin("jcp")),
+        };
+        for o in opts {
+            cmd.arg(o.replace("{list}", &list));
+        }
+        let out = cmd
+            .arg("src/")
+            .arg("dst/")
+            .current_dir(&root)
+            .env("HOME", &root)
+            .env_remove("CVSIGNORE")
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e} (rsync must be installed: .ci/run does)"));
+        let code = match out.status.code() {
+            Some(23) => Some(3),
+            c => c,
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        got.push((
+            code,
+            snapshot(&root.join("src")),
+            snapshot(&root.join("dst")),
+            stderr,
+        ));
+    }
+    let (r, j) = (&got[0], &got[1]);
+    let mut diffs = Vec::new();
+    if r.0 != j.0 {
+        diffs.push(format!(
+            "exit: rsync {:?}, jcp {:?}\n  rsync: {}\n  jcp: {}",
+            r.0, j.0, r.3, j.3
+        ));
+    }
+    for (side, a, b) in [("src", &r.1, &j.1), ("dst", &r.2, &j.2)] {
+        for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+            if a.get(k) != b.get(k) {
+                diffs.push(format!(
+                    "{side}/{k}: rsync {:?}, jcp {:?}",
+                    a.get(k),
+                    b.get(k)
+                ));
+            }
+        }
+    }
+    diffs
+}
+
+/// Every case of `cases` on `fixture`; fails naming each that differs.
+fn agree(fixture: fn(&Path), cases: &[&[&str]]) {
+    let mut failed = Vec::new();
+    for opts in cases {
+        let diffs = compare(fixture, opts);
+        if !diffs.is_empty() {
+            failed.push(format!("jcp {}:\n  {}", opts.join(" "), diffs.join("\n  ")));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "jcp and rsync differ:\n{}",
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn everyday_options_leave_what_rsync_leaves() {
+    agree(
+        everyday,
+        &[
+            &[],
+            &["--delete"],
+            &["--delete-excluded", "--exclude=*.o"],
+            &["--delete", "--exclude=cache/"],
+            &["--delete", "--max-delete=0"],
+            &["-u"],
+            &["--existing"],
+            &["--ignore-existing"],
+            &["--size-only"],
+            &["-c"],
+            &["-I"],
+            &["--include=*/", "--include=*.txt", "--exclude=*"],
+            &["-m", "--include=*/", "--include=*.bin", "--exclude=*"],
+            &["-L"],
+            &["--copy-unsafe-links"],
+            &["--safe-links"],
+            &["--no-links"],
+            &["--backup-dir=../bk"],
+            &["--chmod=F600,D700"],
+            &["--no-perms"],
+            &["-E", "--no-perms"],
+            &["-O"],
+            &["--remove-source-files", "--exclude=*.o"],
+            &["--files-from={list}"],
+            &["-r", "--files-from={list}"],
+            &["--files-from={list}", "--no-R"],
+            &["--files-from={list}", "--no-relative", "-r"],
+            &["--min-size=100"],
+            &["--max-size=100", "--delete"],
+            &["--copy-dest=../src"],
+            &["--prune-empty-dirs"],
+            &["--ignore-missing-args"],
+        ],
+    );
+}
+
+#[test]
+fn changes_of_kind_and_odd_names_leave_what_rsync_leaves() {
+    agree(
+        kinds,
+        &[
+            &[],
+            &["--force"],
+            &["--delete"],
+            &["-b"],
+            &["-u"],
+            &["--existing"],
+            &["-c"],
+            &["--size-only"],
+            &["--safe-links", "--force"],
+            &["--copy-unsafe-links", "--force"],
+            &["-L", "--force"],
+            &["-k", "--force"],
+            &["-K", "--force"],
+            &["--copy-dirlinks", "--force"],
+            &["--chmod=D2775,F664", "--force"],
+            &["--omit-dir-times", "--force"],
+        ],
+    );
+}
+
+#[test]
+fn filter_rules_leave_what_rsync_leaves() {
+    agree(
+        rules,
+        &[
+            &["--exclude=*/"],
+            &["--exclude=/sub/deep"],
+            &["--exclude=sub/*.txt"],
+            &["--exclude=**/e.txt"],
+            &["--exclude=[ab].*"],
+            &["--exclude=sub/**"],
+            &["--exclude=sub/***"],
+            &["--filter=+ /sub/", "--filter=- /*"],
+            &["--filter=+ /sub/***", "--filter=- /*"],
+            &["-F"],
+            &["-FF"],
+            &["-F", "--delete-after"],
+            &["-FF", "--delete"],
+            &["--filter=:- .gitignore"],
+            &["--filter=dir-merge .rsync-filter"],
+            &["--delete", "--filter=R x.o"],
+            &["--delete", "--filter=P *.o"],
+            &["--delete", "--filter=H *.o"],
+            &["--delete", "--filter=S *.o", "--exclude=*.o"],
+            &["--delete", "--exclude=*.o", "--delete-excluded"],
+            &["--exclude=.*"],
+            &["--include=a*", "--exclude=*"],
+            &["-C"],
+            &["-C", "--delete-before"],
+            &["--delete", "--exclude=log/", "--include=log/keep.log"],
+            &["--include=log/", "--include=log/keep.log", "--exclude=*"],
+            &[
+                "--delete",
+                "-m",
+                "--include=*/",
+                "--include=*.log",
+                "--exclude=*",
+            ],
+            &["--exclude=/core"],
+            &["--exclude=sub/deep/"],
+            &["--exclude=*deep*"],
+            &["--exclude=?.txt"],
+            &["--delete", "--filter=-! *.txt"],
+            &["--filter=- *.txt", "--filter=+ a.txt"],
+        ],
+    );
+}
