@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use proto::sync::Entry;
+use proto::sync::{Entry, EntryKind};
 
 use super::destdir::{open_side_dir, DestMap};
 use super::fsroot::{FsError, FsRoot, Kind, Meta, RelPath};
@@ -146,6 +146,25 @@ impl Alts {
             }
         }
         basis
+    }
+
+    /// The first directory holding at `rel` a symlink, device or FIFO the
+    /// same as `e` (the same kind, and the same target or device), and what
+    /// it holds.
+    pub(crate) fn find_same_special(&self, rel: &RelPath, e: &Entry) -> Option<(usize, Meta)> {
+        let at = self.map.under_dest(rel);
+        self.dirs.iter().enumerate().find_map(|(i, dir)| {
+            let m = dir.lstat(&at).ok().flatten()?;
+            let same = match (e.kind, m.kind) {
+                (EntryKind::Symlink, Kind::Symlink) => dir.read_link(&at).ok()? == e.target,
+                (EntryKind::Fifo, Kind::Fifo) => true,
+                (EntryKind::CharDev, Kind::CharDev) | (EntryKind::BlockDev, Kind::BlockDev) => {
+                    m.rdev == e.rdev
+                }
+                _ => false,
+            };
+            same.then_some((i, m))
+        })
     }
 
     /// `--open-noatime` for every directory's files.

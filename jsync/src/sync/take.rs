@@ -2029,6 +2029,9 @@ fn plan(
                 );
                 return Ok(Plan::LeftOut);
             }
+            if let Some(plan) = compared_out(ctx, rel, e, here.as_ref()) {
+                return Ok(plan);
+            }
             if let Some(m) = &here {
                 if m.kind == Kind::Symlink
                     && fs.read_link(rel).ok().as_deref() == Some(&e.target[..])
@@ -2076,6 +2079,9 @@ fn plan(
                 );
                 return Ok(Plan::LeftOut);
             }
+            if let Some(plan) = compared_out(ctx, rel, e, here.as_ref()) {
+                return Ok(plan);
+            }
             if let Some(m) = &here {
                 if m.kind == kind && (kind == Kind::Fifo || m.rdev == e.rdev) {
                     let c = ctx.attr_change(rel, m, e);
@@ -2104,6 +2110,9 @@ fn plan(
         EntryKind::Missing => Err("a missing path cannot be made".into()),
         EntryKind::File => {
             Counters::add(&ctx.counters.total_size, e.size);
+            if let Some(plan) = compared_away(ctx, rel, e, here.as_ref())? {
+                return Ok(plan);
+            }
             // A local file linked to other names: whether those are names
             // the source has apart is for `untangle` to see at the end.
             if matches!(&here, Some(m) if m.kind == Kind::File && m.nlink > 1)
@@ -2222,14 +2231,7 @@ fn from_alt(
 ) -> std::result::Result<Plan, String> {
     let alts = ctx.alts.as_ref().expect("found in them");
     if alts.how == AltHow::Compare {
-        // Shown with what differs from the copy there (-ii: shown if
-        // nothing does), as rsync's.
-        let mut c = ctx.meta_change(there, e);
-        // (Modes count only where they are kept, or -E's executability.)
-        let exec = |mode: u32| mode & 0o111 != 0;
-        c.perms &= ctx.opts.perms || (ctx.opts.executability && exec(there.mode) != exec(e.mode));
-        (c.xattrs, c.acls) = ctx.xattr_change(|| alts.xattrs(i, rel), e);
-        ctx.item(Update::Attrs, e, &c);
+        item_compared(ctx, rel, e, i, there);
         return Ok(Plan::Skipped);
     }
     // (-ii: a link to the previous copy shows as an unchanged hard link, as
@@ -2276,6 +2278,60 @@ fn from_alt(
     copy_to(ctx, rel, &src, e.size, e, times, changed)?;
     ctx.item(Update::Created, e, &copied);
     Ok(Plan::InPlace)
+}
+
+/// Itemizes an entry left out because `--compare-dest` directory `i`
+/// holds it (`there`): with what differs from the copy there (-ii: shown
+/// if nothing does), as rsync's.
+fn item_compared(ctx: &Ctx, rel: &RelPath, e: &Entry, i: usize, there: &Meta) {
+    let Some(alts) = &ctx.alts else { return };
+    let mut c = ctx.meta_change(there, e);
+    // (Modes count only where they are kept, or -E's executability.)
+    let exec = |mode: u32| mode & 0o111 != 0;
+    c.perms &= ctx.opts.perms || (ctx.opts.executability && exec(there.mode) != exec(e.mode));
+    (c.xattrs, c.acls) = ctx.xattr_change(|| alts.xattrs(i, rel), e);
+    ctx.item(Update::Attrs, e, &c);
+}
+
+/// `--compare-dest`: a symlink, device or FIFO the destination lacks that a
+/// compare directory holds the same (kind, and target or device) is left
+/// out, as rsync's, as a regular file is.
+fn compared_out(ctx: &Ctx, rel: &RelPath, e: &Entry, here: Option<&Meta>) -> Option<Plan> {
+    let alts = ctx.alts.as_ref().filter(|a| a.how == AltHow::Compare)?;
+    if here.is_some() {
+        return None;
+    }
+    let (i, there) = alts.find_same_special(rel, e)?;
+    item_compared(ctx, rel, e, i, &there);
+    Some(Plan::Skipped)
+}
+
+/// `--compare-dest` (without `-c`): a destination file whose copy in a
+/// compare directory is the source's (the same size and time, or size
+/// with `--size-only`) is removed, up to date or not, as rsync's: the
+/// destination holds only what differs from the directory (and what is
+/// removed is in it, so no `-b` backup is kept, as in rsync).
+fn compared_away(
+    ctx: &Ctx,
+    rel: &RelPath,
+    e: &Entry,
+    here: Option<&Meta>,
+) -> std::result::Result<Option<Plan>, String> {
+    let (Some(m), Some(alts)) = (here, &ctx.alts) else {
+        return Ok(None);
+    };
+    if alts.how != AltHow::Compare || m.kind != Kind::File || ctx.opts.checksum {
+        return Ok(None);
+    }
+    let found = alts.find(rel, e, ctx.opts.size_only, ctx.opts.modify_window);
+    let Some(Found::Same(i, there)) = found else {
+        return Ok(None);
+    };
+    item_compared(ctx, rel, e, i, &there);
+    if !ctx.opts.dry_run {
+        ctx.fs.remove(rel).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(Plan::Skipped))
 }
 
 /// Makes a follower name a hard link to its leader's file (the leader is
