@@ -35,6 +35,8 @@ Exit status:
 
 /// The address jsrv listens on unless told otherwise.
 const DEFAULT_LISTEN: &str = "0.0.0.0:7433";
+/// Connections served at once unless `--max-connections` says otherwise.
+const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +79,12 @@ struct ServeArgs {
     /// Refuse pushes: clients may only pull
     #[arg(long)]
     read_only: bool,
+
+    /// Serve at most N connections at once (rsyncd's "max connections");
+    /// more wait to be taken, each up to its client's --contimeout
+    /// [default: 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
 
     /// No encryption, no authentication, no QUIC: anyone who can reach the port
     /// can read (and unless --read-only, write) the root
@@ -125,6 +133,7 @@ impl ServeArgs {
         self.root.is_some()
             || self.listen.is_some()
             || self.read_only
+            || self.max_connections.is_some()
             || self.insecure_plaintext
             || self.chacha
     }
@@ -242,6 +251,9 @@ fn plan(args: ServeArgs, config_dir: PathBuf) -> serve::Plan {
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
         read_only: args.read_only,
+        max_connections: args
+            .max_connections
+            .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize),
         plaintext: args.insecure_plaintext,
         tls: jsync::tls::TlsOptions {
             chacha_only: args.chacha,
@@ -281,6 +293,11 @@ mod tests {
         assert!(cli.command.is_none());
         let plan = plan(cli.serve, "/k".into());
         assert_eq!(plan.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(plan.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let cli = parse(&["--root", "/srv", "--max-connections", "3"]).unwrap();
+        assert_eq!(super::plan(cli.serve, "/k".into()).max_connections, 3);
+        assert!(parse(&["--root", "/srv", "--max-connections", "0"]).is_err());
+        assert!(parse(&["init", "--max-connections", "3"]).is_err());
     }
 
     #[test]

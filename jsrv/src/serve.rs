@@ -21,6 +21,8 @@ pub struct Plan {
     pub root: PathBuf,
     pub listen: SocketAddr,
     pub read_only: bool,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     pub plaintext: bool,
     pub tls: TlsOptions,
     pub config_dir: PathBuf,
@@ -41,7 +43,8 @@ pub async fn serve(plan: Plan) -> anyhow::Result<()> {
     };
     let mut signals = Signals::install()?;
     let services = jsync::sync::server_services(root.clone(), plan.read_only);
-    let server = Server::bind(plan.listen, security, services)?;
+    let server =
+        Server::bind(plan.listen, security, services)?.max_connections(plan.max_connections);
     let addr = server.local_addr();
     if plan.plaintext {
         tracing::warn!(

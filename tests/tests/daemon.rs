@@ -332,6 +332,60 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
     }
 }
 
+/// `jsrv --max-connections 1`: while one client is served, the next waits
+/// to be taken (and is served once the first is done), and one whose
+/// --contimeout runs out first fails saying so (exit 4).
+#[test]
+fn max_connections_makes_the_next_client_wait() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("slow.bin"), pseudo_random(1 << 20, 3)).unwrap();
+    std::fs::write(root.join("quick.txt"), b"quick").unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &["--max-connections", "1"]);
+    let dst = |name: &str| work.path().join(name).display().to_string();
+    // 1 MiB at 256 KiB/s: about 3 s.
+    let (slow_dst, waiting_dst, late_dst) = (dst("slow.bin"), dst("waiting.txt"), dst("late.txt"));
+    let began = Instant::now();
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            let out = srv.jcp(
+                keys.path(),
+                &["--bwlimit=256", "127.0.0.1:slow.bin", &slow_dst],
+            );
+            (out, began.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let waiting = s.spawn(|| {
+            let out = srv.jcp(
+                keys.path(),
+                &["--contimeout=30", "127.0.0.1:quick.txt", &waiting_dst],
+            );
+            (out, began.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let late = srv.jcp(
+            keys.path(),
+            &["--contimeout=1", "127.0.0.1:quick.txt", &late_dst],
+        );
+        jsync_tests::bins::assert_fails(&late, 4, "timed out", "the late client");
+        let (slow, slow_took) = slow.join().unwrap();
+        let (waiting, waiting_took) = waiting.join().unwrap();
+        jsync_tests::bins::assert_ok(&slow, "the slow client");
+        jsync_tests::bins::assert_ok(&waiting, "the waiting client");
+        assert!(
+            waiting_took >= slow_took && slow_took >= Duration::from_millis(2500),
+            "the second client was served before the first was done: {waiting_took:?}, {slow_took:?}"
+        );
+    });
+    assert_eq!(
+        std::fs::read(work.path().join("waiting.txt")).unwrap(),
+        b"quick"
+    );
+    assert!(!work.path().join("late.txt").exists());
+}
+
 /// --stop-after bounds the connect too: a server that takes the connection
 /// and never answers is given up at the limit (exit 30), each way and over
 /// QUIC, not after --contimeout.
