@@ -1,11 +1,12 @@
 //! jcp beside rsync itself: the same options on the same trees must leave the
-//! same trees behind. Each case builds a fixture twice (a source, and a
+//! same trees behind. Each case builds a fixture (a source, and a
 //! destination that is out of date in many ways), runs `rsync -aH OPTIONS
-//! src/ dst/` in one copy and `jcp OPTIONS src/ dst/` in the other (jcp's
-//! defaults are rsync's `-aH`), and compares both trees (source and
-//! destination: kind, permission bits, content, file mtimes, symlink targets,
-//! which names share an inode) and whether each run failed. rsync's exit
-//! code 23 (some files not transferred) is jcp's 3.
+//! src/ dst/` in one copy and `jcp OPTIONS src/ dst/` in others, locally,
+//! pushed to a jsrv and pulled from it (jcp's defaults are rsync's `-aH`),
+//! and compares the trees (source and destination: kind, permission bits,
+//! content, file mtimes, symlink targets, which names share an inode) and
+//! whether each run failed. rsync's exit code 23 (some files not
+//! transferred) is jcp's 3.
 //!
 //! Where jcp differs from rsync on purpose (README: a file found the same
 //! by hash gets no `-b` backup; `--delete -b` moves a directory in the way
@@ -20,7 +21,7 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use jsync_tests::bins::bin;
+use jsync_tests::bins::{bin, Jsrv};
 
 /// One entry of a tree as compared.
 #[derive(Debug, PartialEq, Eq)]
@@ -228,48 +229,47 @@ fn rules(root: &Path) {
     }
 }
 
-/// Runs `opts` with rsync and with jcp on fresh copies of `fixture`;
-/// returns what differs (nothing when they agree). `{list}` in an option
-/// stands for the fixture's list file.
-fn compare(fixture: fn(&Path), opts: &[&str]) -> Vec<String> {
-    let work = tempfile::tempdir().unwrap();
-    let mut got = Vec::new();
-    for tool in ["rsync", "jcp"] {
-        let root = work.path().join(tool);
-        fixture(&root);
-        let list = root.join("list").display().to_string();
-        let mut cmd = match tool {
-            "rsync" => {
-                let mut c = Command::new("rsync");
-                c.arg("-aH");
-                c
-            }
-            _ => Command::new(bin("jcp")),
-        };
-        for o in opts {
-            cmd.arg(o.replace("{list}", &list));
-        }
-        let out = cmd
-            .arg("src/")
-            .arg("dst/")
-            .current_dir(&root)
-            .env("HOME", &root)
-            .env_remove("CVSIGNORE")
-            .output()
-            .unwrap_or_else(|e| panic!("{tool}: {e} (rsync must be installed: .ci/run does)"));
-        let code = match out.status.code() {
-            Some(23) => Some(3),
-            c => c,
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        got.push((
-            code,
-            snapshot(&root.join("src")),
-            snapshot(&root.join("dst")),
-            stderr,
-        ));
-    }
-    let (r, j) = (&got[0], &got[1]);
+/// How jcp is run beside rsync's local copy: locally, pushed to a jsrv
+/// serving the fixture's parent, or pulled from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Way {
+    Local,
+    Push,
+    Pull,
+}
+
+/// What a run left: its exit code (rsync's 23 as jcp's 3), the source and
+/// destination trees, and its stderr.
+type Outcome = (
+    Option<i32>,
+    BTreeMap<String, Node>,
+    BTreeMap<String, Node>,
+    String,
+);
+
+/// Runs `cmd` in `root` (which holds src/ and dst/) and takes its outcome.
+fn outcome(mut cmd: Command, root: &Path, what: &str) -> Outcome {
+    let out = cmd
+        .current_dir(root)
+        .env("HOME", root)
+        .env_remove("CVSIGNORE")
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e} (rsync must be installed: .ci/run does)"));
+    let code = match out.status.code() {
+        Some(23) => Some(3),
+        c => c,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        code,
+        snapshot(&root.join("src")),
+        snapshot(&root.join("dst")),
+        stderr,
+    )
+}
+
+/// What differs between rsync's outcome and jcp's.
+fn differences(r: &Outcome, j: &Outcome) -> Vec<String> {
     let mut diffs = Vec::new();
     if r.0 != j.0 {
         diffs.push(format!(
@@ -291,11 +291,70 @@ fn compare(fixture: fn(&Path), opts: &[&str]) -> Vec<String> {
     diffs
 }
 
-/// Every case of `cases` on `fixture`; fails naming each that differs.
-fn agree(fixture: fn(&Path), cases: &[&[&str]]) {
+/// A jsrv serving a directory that fixtures are made in, and the keys.
+struct Server {
+    keys: jsync_tests::Keys,
+    root: tempfile::TempDir,
+    srv: Jsrv,
+}
+
+impl Server {
+    fn new() -> Server {
+        let keys = jsync_tests::Keys::new();
+        let root = tempfile::tempdir().unwrap();
+        let srv = Jsrv::start(keys.path(), root.path(), &[]);
+        Server { keys, root, srv }
+    }
+}
+
+/// Runs `opts` with rsync and with jcp (each of `ways`) on fresh copies of
+/// `fixture`; returns what differs (nothing when they agree). `{list}` in
+/// an option stands for the fixture's list file.
+fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> Vec<String> {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("rsync");
+    fixture(&root);
+    let args = |root: &Path| -> Vec<String> {
+        let list = root.join("list").display().to_string();
+        opts.iter().map(|o| o.replace("{list}", &list)).collect()
+    };
+    let mut rsync = Command::new("rsync");
+    rsync.arg("-aH").args(args(&root)).args(["src/", "dst/"]);
+    let want = outcome(rsync, &root, "rsync");
+    let mut diffs = Vec::new();
+    for &way in ways {
+        let name = format!("{way:?}");
+        let root = server.root.path().join(&name);
+        let _ = fs::remove_dir_all(&root);
+        fixture(&root);
+        let (src, dst) = match way {
+            Way::Local => ("src/".to_string(), "dst/".to_string()),
+            Way::Push => ("src/".to_string(), format!("127.0.0.1:{name}/dst/")),
+            Way::Pull => (format!("127.0.0.1:{name}/src/"), "dst/".to_string()),
+        };
+        let mut jcp = Command::new(bin("jcp"));
+        jcp.arg("--config-dir").arg(server.keys.path());
+        jcp.args(["-p", &server.srv.port.to_string()]);
+        jcp.args(args(&root)).args([src, dst]);
+        let got = outcome(jcp, &root, "jcp");
+        diffs.extend(
+            differences(&want, &got)
+                .into_iter()
+                .map(|d| format!("{name}: {d}")),
+        );
+    }
+    diffs
+}
+
+/// Every case of `cases` on `fixture`, jcp locally, pushed and pulled
+/// (`local_only`: locally alone); fails naming each that differs.
+fn agree(fixture: fn(&Path), cases: &[&[&str]], local_only: &[&[&str]]) {
+    let server = Server::new();
     let mut failed = Vec::new();
-    for opts in cases {
-        let diffs = compare(fixture, opts);
+    let all = [Way::Local, Way::Push, Way::Pull];
+    let runs = cases.iter().map(|c| (c, &all[..]));
+    for (opts, ways) in runs.chain(local_only.iter().map(|c| (c, &all[..1]))) {
+        let diffs = compare(&server, fixture, opts, ways);
         if !diffs.is_empty() {
             failed.push(format!("jcp {}:\n  {}", opts.join(" "), diffs.join("\n  ")));
         }
@@ -325,8 +384,6 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["-I"],
             &["--include=*/", "--include=*.txt", "--exclude=*"],
             &["-m", "--include=*/", "--include=*.bin", "--exclude=*"],
-            &["-L"],
-            &["--copy-unsafe-links"],
             &["--safe-links"],
             &["--no-links"],
             &["--backup-dir=../bk"],
@@ -350,6 +407,9 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["--prune-empty-dirs"],
             &["--ignore-missing-args"],
         ],
+        // (A server follows no link out of its root: pulled, abs-link to
+        // /etc/passwd is not copied.)
+        &[&["-L"], &["--copy-unsafe-links"]],
     );
 }
 
@@ -375,6 +435,7 @@ fn changes_of_kind_and_odd_names_leave_what_rsync_leaves() {
             &["--chmod=D2775,F664", "--force"],
             &["--omit-dir-times", "--force"],
         ],
+        &[],
     );
 }
 
@@ -423,5 +484,6 @@ fn filter_rules_leave_what_rsync_leaves() {
             &["--delete", "--filter=-! *.txt"],
             &["--filter=- *.txt", "--filter=+ a.txt"],
         ],
+        &[],
     );
 }
