@@ -23,23 +23,53 @@ use std::process::Command;
 
 use jsync_tests::bins::{bin, Jsrv};
 
-/// One entry of a tree as compared.
+/// One entry of a tree as compared; `owner` is its user and group ids.
 #[derive(Debug, PartialEq, Eq)]
 enum Node {
     Dir {
         mode: u32,
+        owner: (u32, u32),
     },
     /// `data`: the size and a hash of the content; `group`: the first
-    /// path (in sorted order) with the same inode.
+    /// path (in sorted order) with the same inode; `xattrs`: its `user.`
+    /// extended attributes.
     File {
         mode: u32,
         mtime: i64,
         data: String,
         group: String,
+        owner: (u32, u32),
+        xattrs: Vec<(String, Vec<u8>)>,
     },
     Link {
         target: Vec<u8>,
+        owner: (u32, u32),
     },
+    /// A device or FIFO: `mode` with its type bits.
+    Special {
+        mode: u32,
+        rdev: u64,
+        owner: (u32, u32),
+    },
+}
+
+/// The `user.` extended attributes of the file at `p`, sorted.
+fn user_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let n = rustix::fs::llistxattr(p, &mut names).unwrap_or(0);
+    let mut out: Vec<(String, Vec<u8>)> = names[..n]
+        .split(|&b| b == 0)
+        .filter(|n| n.starts_with(b"user."))
+        .map(|n| {
+            let name = String::from_utf8_lossy(n).into_owned();
+            let mut value = vec![0u8; 4096];
+            let len = rustix::fs::lgetxattr(p, name.as_str(), &mut value).unwrap_or(0);
+            value.truncate(len);
+            (name, value)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// `root`'s entries by path (escaped), in order.
@@ -63,12 +93,20 @@ fn snapshot(root: &Path) -> BTreeMap<String, Node> {
         let name = rel.as_os_str().as_bytes().escape_ascii().to_string();
         let m = fs::symlink_metadata(&p).unwrap();
         let mode = m.permissions().mode() & 0o7777;
+        let owner = (m.uid(), m.gid());
         let node = if m.file_type().is_symlink() {
             Node::Link {
                 target: fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec(),
+                owner,
             }
         } else if m.is_dir() {
-            Node::Dir { mode }
+            Node::Dir { mode, owner }
+        } else if !m.is_file() {
+            Node::Special {
+                mode: m.mode(),
+                rdev: m.rdev(),
+                owner,
+            }
         } else {
             let group = inodes
                 .entry((m.dev(), m.ino()))
@@ -86,6 +124,8 @@ fn snapshot(root: &Path) -> BTreeMap<String, Node> {
                     std::hash::Hasher::finish(&h)
                 ),
                 group,
+                owner,
+                xattrs: user_xattrs(&p),
             }
         };
         out.insert(name, node);
@@ -227,6 +267,47 @@ fn rules(root: &Path) {
     ] {
         put(&d.join(f), b"old", 0o644, T + 50_000_000);
     }
+}
+
+/// Owners and groups other than the tester's, a setgid file, devices, a
+/// FIFO and extended attributes (as root).
+fn owners(root: &Path) {
+    use rustix::fs::{makedev, mknodat, FileType, Mode, XattrFlags, CWD};
+    let (s, d) = (root.join("src"), root.join("dst"));
+    let own = |p: &Path, uid: u32, gid: u32| {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    };
+    put(&s.join("mine"), b"m", 0o644, T);
+    put(&s.join("theirs"), b"t", 0o644, T);
+    own(&s.join("theirs"), 1234, 4321);
+    put(&s.join("sgid"), b"s", 0o644, T);
+    own(&s.join("sgid"), 1234, 4321);
+    fs::set_permissions(s.join("sgid"), fs::Permissions::from_mode(0o2755)).unwrap();
+    put(&s.join("daemon"), b"d", 0o644, T);
+    own(&s.join("daemon"), 1, 1);
+    fs::create_dir(s.join("dir")).unwrap();
+    own(&s.join("dir"), 1234, 1234);
+    symlink("mine", s.join("link")).unwrap();
+    own(&s.join("link"), 1234, 4321);
+    mknodat(
+        CWD,
+        &s.join("fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    own(&s.join("fifo"), 1234, 0);
+    let (kind, null) = (FileType::CharacterDevice, makedev(1, 3));
+    mknodat(CWD, &s.join("null"), kind, Mode::from_raw_mode(0o666), null).unwrap();
+    put(&s.join("xa"), b"xattr", 0o644, T);
+    for (name, value) in [("user.test", &b"value"[..]), ("user.other", b"v2")] {
+        rustix::fs::setxattr(&s.join("xa"), name, value, XattrFlags::empty()).unwrap();
+    }
+    settle(&s, T);
+    put(&d.join("xa"), b"xattr", 0o644, T);
+    rustix::fs::setxattr(&d.join("xa"), "user.stale", b"old", XattrFlags::empty()).unwrap();
+    put(&d.join("theirs"), b"t", 0o644, T);
 }
 
 /// How jcp is run beside rsync's local copy: locally, pushed to a jsrv
@@ -483,6 +564,34 @@ fn filter_rules_leave_what_rsync_leaves() {
             &["--exclude=?.txt"],
             &["--delete", "--filter=-! *.txt"],
             &["--filter=- *.txt", "--filter=+ a.txt"],
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn owners_devices_and_xattrs_leave_what_rsync_leaves() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: owners and devices cannot be made; skipping");
+        return;
+    }
+    agree(
+        owners,
+        &[
+            &[],
+            &["--no-o"],
+            &["--no-g"],
+            &["--chown=5:6"],
+            &["--chown=:7"],
+            &["--usermap=1234:999"],
+            &["--groupmap=4321:888"],
+            &["--numeric-ids"],
+            &["-X"],
+            &["-X", "--delete"],
+            &["--no-D"],
+            &["--no-specials"],
+            &["--no-devices"],
+            &["--chmod=g-s"],
         ],
         &[],
     );
