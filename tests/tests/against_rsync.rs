@@ -291,7 +291,7 @@ fn owners(root: &Path) {
     own(&s.join("link"), 1234, 4321);
     mknodat(
         CWD,
-        &s.join("fifo"),
+        s.join("fifo"),
         FileType::Fifo,
         Mode::from_raw_mode(0o644),
         0,
@@ -299,14 +299,14 @@ fn owners(root: &Path) {
     .unwrap();
     own(&s.join("fifo"), 1234, 0);
     let (kind, null) = (FileType::CharacterDevice, makedev(1, 3));
-    mknodat(CWD, &s.join("null"), kind, Mode::from_raw_mode(0o666), null).unwrap();
+    mknodat(CWD, s.join("null"), kind, Mode::from_raw_mode(0o666), null).unwrap();
     put(&s.join("xa"), b"xattr", 0o644, T);
     for (name, value) in [("user.test", &b"value"[..]), ("user.other", b"v2")] {
-        rustix::fs::setxattr(&s.join("xa"), name, value, XattrFlags::empty()).unwrap();
+        rustix::fs::setxattr(s.join("xa"), name, value, XattrFlags::empty()).unwrap();
     }
     settle(&s, T);
     put(&d.join("xa"), b"xattr", 0o644, T);
-    rustix::fs::setxattr(&d.join("xa"), "user.stale", b"old", XattrFlags::empty()).unwrap();
+    rustix::fs::setxattr(d.join("xa"), "user.stale", b"old", XattrFlags::empty()).unwrap();
     put(&d.join("theirs"), b"t", 0o644, T);
 }
 
