@@ -348,22 +348,12 @@ fn max_connections_makes_the_next_client_wait() {
     // 1 MiB at 256 KiB/s: about 3 s.
     let (slow_dst, waiting_dst, late_dst) = (dst("slow.bin"), dst("waiting.txt"), dst("late.txt"));
     let began = Instant::now();
+    // A run's output and when it ended.
+    let timed = |args: &[&str]| (srv.jcp(keys.path(), args), began.elapsed());
     std::thread::scope(|s| {
-        let slow = s.spawn(|| {
-            let out = srv.jcp(
-                keys.path(),
-                &["--bwlimit=256", "127.0.0.1:slow.bin", &slow_dst],
-            );
-            (out, began.elapsed())
-        });
+        let slow = s.spawn(|| timed(&["--bwlimit=256", "127.0.0.1:slow.bin", &slow_dst]));
         std::thread::sleep(Duration::from_millis(500));
-        let waiting = s.spawn(|| {
-            let out = srv.jcp(
-                keys.path(),
-                &["--contimeout=30", "127.0.0.1:quick.txt", &waiting_dst],
-            );
-            (out, began.elapsed())
-        });
+        let waiting = s.spawn(|| timed(&["--contimeout=30", "127.0.0.1:quick.txt", &waiting_dst]));
         std::thread::sleep(Duration::from_millis(200));
         let late = srv.jcp(
             keys.path(),
