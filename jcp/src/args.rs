@@ -1200,14 +1200,19 @@ fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, Usa
     Ok(f)
 }
 
-/// Source operands: all local, or all on one server.
-fn sources(typed: &[std::ffi::OsString]) -> Result<(Vec<PathBuf>, Vec<Remote>), UsageError> {
+/// Source operands: all local, or all on one server (`literal`: paths
+/// that name themselves, never expanded as wildcards).
+fn sources(
+    typed: &[std::ffi::OsString],
+    literal: bool,
+) -> Result<(Vec<PathBuf>, Vec<Remote>), UsageError> {
     let mut local = Vec::new();
     let mut remote: Vec<Remote> = Vec::new();
     for t in typed {
         match endpoint::parse_os(t).map_err(UsageError)? {
             Endpoint::Local(p) => local.push(p),
-            Endpoint::Remote(r) => {
+            Endpoint::Remote(mut r) => {
+                r.literal = literal;
                 if let Some(first) = remote.first() {
                     if first.host != r.host {
                         return Err(UsageError(format!(
@@ -1236,16 +1241,28 @@ impl Cli {
     }
 
     /// `--files-from FILE` with `--no-relative`: each listed path beneath
-    /// the source directory as a source of its own, then the destination.
-    fn listed_apart(&self, file: &std::path::Path) -> Result<Vec<std::ffi::OsString>, UsageError> {
+    /// the source directory as a source of its own, then the destination
+    /// (none when `listing`). A listed `dir/`, `dir/.` or `.` names the
+    /// directory's contents, as rsync's (it keeps a trailing `/`). (A
+    /// server's are marked literal by [`Cli::direction`]: no wildcards.)
+    fn listed_apart(
+        &self,
+        file: &std::path::Path,
+        listing: bool,
+    ) -> Result<Vec<std::ffi::OsString>, UsageError> {
         use std::os::unix::ffi::{OsStrExt, OsStringExt};
-        let [src, dst] = self.operands.as_slice() else {
-            return Err(UsageError(
-                "--files-from takes one source directory (the paths are beneath it)".into(),
-            ));
+        let (src, dst) = match (self.operands.as_slice(), listing) {
+            ([src], true) => (src, None),
+            ([src, dst], false) => (src, Some(dst)),
+            _ => {
+                return Err(UsageError(
+                    "--files-from takes one source directory (the paths are beneath it)".into(),
+                ))
+            }
         };
         let mut out = Vec::new();
         for path in read_files_from(file, self.from0)? {
+            let shown = || jsync::sync::escape_name(&path).into_owned();
             let parts: Vec<&[u8]> = path
                 .split(|&b| b == b'/')
                 .filter(|c| !c.is_empty() && *c != b".")
@@ -1253,17 +1270,22 @@ impl Cli {
             if parts.contains(&&b".."[..]) {
                 return Err(UsageError(format!(
                     "--files-from: {}: a listed path may not climb out with ..",
-                    jsync::sync::escape_name(&path)
+                    shown()
                 )));
             }
+            let contents = path.ends_with(b"/") || path.ends_with(b"/.") || path == b".";
+            let listed = parts.join(&b'/');
             let mut s = src.as_bytes().to_vec();
-            if !parts.is_empty() && !s.is_empty() && !s.ends_with(b"/") && !s.ends_with(b":") {
+            if !listed.is_empty() && !s.is_empty() && !s.ends_with(b"/") && !s.ends_with(b":") {
                 s.push(b'/');
             }
-            s.extend_from_slice(&parts.join(&b'/'));
+            s.extend_from_slice(&listed);
+            if contents && !s.ends_with(b"/") && !s.ends_with(b":") {
+                s.push(b'/');
+            }
             out.push(std::ffi::OsString::from_vec(s));
         }
-        out.push(dst.clone());
+        out.extend(dst.cloned());
         Ok(out)
     }
 
@@ -1275,18 +1297,19 @@ impl Cli {
         if self.keygen {
             return Ok(Direction::Keygen);
         }
+        // One operand, or --list-only: list, as rsync does.
+        let listing = self.list_only || self.operands.len() == 1;
         // --files-from --no-R: the listed paths are the sources.
         let listed;
         let (operands, apart) = match &self.files_from {
             Some(file) if self.no_relative => {
-                listed = self.listed_apart(file)?;
+                listed = self.listed_apart(file, listing)?;
                 (&listed, true)
             }
             _ => (&self.operands, false),
         };
-        // One operand, or --list-only: list, as rsync does.
-        if self.list_only || operands.len() == 1 {
-            let (local, remote) = sources(operands)?;
+        if listing {
+            let (local, remote) = sources(operands, apart)?;
             return Ok(if remote.is_empty() {
                 Direction::ListLocal { srcs: local }
             } else {
@@ -1304,19 +1327,22 @@ impl Cli {
         // (Listed paths go into the destination as a directory, however
         // many there are.)
         let several = src_typed.len() > 1 || apart;
+        // (Named as typed: --delete-excluded implies --delete.)
+        let delete = match self.delete || self.delete_before {
+            true => "--delete",
+            false => "--delete-excluded",
+        };
         if apart && self.deletes() {
-            return Err(UsageError(
-                "--delete does not go with --files-from --no-relative: each listed path is \
+            return Err(UsageError(format!(
+                "{delete} does not go with --files-from --no-relative: each listed path is \
                  a source of its own, and would delete what the others copied"
-                    .into(),
-            ));
+            )));
         }
         if several && self.deletes() {
-            return Err(UsageError(
-                "--delete takes one source: with several, each would delete what the \
+            return Err(UsageError(format!(
+                "{delete} takes one source: with several, each would delete what the \
                  others copied (run jcp once per source)"
-                    .into(),
-            ));
+            )));
         }
         if several && self.max_delete.is_some() {
             return Err(UsageError(
@@ -1327,7 +1353,7 @@ impl Cli {
         }
         let dst = endpoint::parse_os(dst_typed).map_err(UsageError)?;
         let dst = if several { dst.into_dir() } else { dst };
-        let (local, remote) = sources(src_typed)?;
+        let (local, remote) = sources(src_typed, apart)?;
         Ok(match dst {
             Endpoint::Local(dst) if remote.is_empty() => Direction::Local { srcs: local, dst },
             Endpoint::Remote(dst) if remote.is_empty() => Direction::Push { srcs: local, dst },
@@ -1678,7 +1704,8 @@ mod tests {
         let alone = plan(&["--delete-excluded", "--ignore-errors", "a/", "b"]).unwrap();
         assert!(alone.sync.delete && !alone.sync.delete_before && alone.sync.delete_excluded);
         assert!(plan(&["--delete-excluded", "--max-delete=1", "a/", "b"]).is_ok());
-        assert!(plan(&["--delete-excluded", "a/", "c/", "b"]).is_err());
+        let e = plan(&["--delete-excluded", "a/", "c/", "b"]).unwrap_err();
+        assert!(e.0.starts_with("--delete-excluded takes one source"), "{e}");
         let lone = Cli::try_parse_from(["jcp", "--ignore-errors", "a/", "b"]);
         assert!(lone.is_err(), "--ignore-errors without --delete");
         let p = plan(&["-WOJS", "--force", "a/", "b"]).unwrap();
@@ -2252,7 +2279,9 @@ mod tests {
             plan(&["--no-R", "-R", "a", "b"]).unwrap().selection,
             Selection::Relative
         );
-        std::fs::write(t.path(), "x/y\n./d/\n.\n").unwrap();
+        // (A listed `d/`, `d/.` or `.` names a directory's contents, as
+        // rsync's.)
+        std::fs::write(t.path(), "x/y\n./d/\ne/.\n.\na*b\n").unwrap();
         let list = t.path().to_str().unwrap();
         let p = plan(&["--files-from", list, "--no-R", "src", "dst"]).unwrap();
         assert_eq!(p.selection, Selection::Whole);
@@ -2260,17 +2289,28 @@ mod tests {
         let Direction::Local { srcs, dst } = &p.direction else {
             panic!("{:?}", p.direction)
         };
-        assert_eq!(
-            srcs,
-            &[PathBuf::from("src/x/y"), "src/d".into(), "src".into()]
-        );
-        assert_eq!(dst, &PathBuf::from("dst/"));
+        let typed: Vec<&str> = srcs.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(typed, ["src/x/y", "src/d/", "src/e/", "src/", "src/a*b"]);
+        assert_eq!(dst.to_str(), Some("dst/"));
+        // A server's paths name themselves: no wildcards.
         let p = plan(&["--files-from", list, "--no-relative", "-r", "h:src", "dst"]).unwrap();
         assert!(!p.sync.dirs_only);
         let Direction::Pull { srcs, .. } = &p.direction else {
             panic!("{:?}", p.direction)
         };
-        assert_eq!(srcs[0].path, "src/x/y");
+        assert_eq!(
+            (srcs[0].path.as_str(), srcs[4].path.as_str()),
+            ("src/x/y", "src/a*b")
+        );
+        assert!(srcs.iter().all(|s| s.literal));
+        let p = plan(&["h:src/a*", "dst"]).unwrap();
+        assert!(matches!(&p.direction, Direction::Pull { srcs, .. } if !srcs[0].literal));
+        // Listing: the listed paths alone; an empty list, nothing.
+        let p = plan(&["--files-from", list, "--no-R", "src"]).unwrap();
+        assert!(matches!(&p.direction, Direction::ListLocal { srcs } if srcs.len() == 5));
+        std::fs::write(t.path(), "# nothing\n").unwrap();
+        let p = plan(&["--files-from", list, "--no-R", "src", "dst"]).unwrap();
+        assert!(matches!(&p.direction, Direction::Local { srcs, .. } if srcs.is_empty()));
         // (One listed path goes into the destination as a directory too;
         // --delete is refused, as with several sources.)
         std::fs::write(t.path(), "x/y\n").unwrap();

@@ -26,6 +26,9 @@ pub struct Remote {
     pub host: String,
     /// The path relative to the server's root, as given (may be empty).
     pub path: String,
+    /// The path names itself: its wildcard characters are not expanded
+    /// (a path `--files-from` lists).
+    pub literal: bool,
 }
 
 impl Remote {
@@ -144,6 +147,7 @@ fn remote(host: &str, path: &str) -> Endpoint {
     Endpoint::Remote(Remote {
         host: host.to_string(),
         path: path.to_string(),
+        literal: false,
     })
 }
 

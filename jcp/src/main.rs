@@ -301,7 +301,7 @@ async fn expand_wildcards(
     let ignore_missing = plan.sync.ignore_missing_args || delete_missing;
     let mut out = Vec::with_capacity(srcs.len());
     for src in srcs {
-        let literal = !jsync::sync::has_glob(&src.path);
+        let literal = src.literal || !jsync::sync::has_glob(&src.path);
         // (--delete-missing-args: a missing source is for the server to
         // name as missing, unless it names a directory's contents.)
         let keep_missing = delete_missing && !jsync::sync::names_contents(src.path.as_bytes());
@@ -333,6 +333,7 @@ async fn expand_wildcards(
         out.extend(matches.into_iter().map(|path| endpoint::Remote {
             host: src.host.clone(),
             path,
+            literal: true,
         }));
     }
     if delete && out.len() > 1 {
@@ -443,19 +444,15 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
         .local_address(plan.address)
         .options(plan.link.clone());
     let connecting = client.connect(addr);
-    // --stop-after/--stop-at bound the connect too: a server that does not
-    // answer is given up at the limit (exit 30), not at --contimeout.
+    // --stop-after/--stop-at bound the connect too (by the wall clock, as
+    // the copy): a server that does not answer is given up at the limit
+    // (exit 30), not at --contimeout.
     let link = match plan.sync.stop_at {
         None => connecting.await?,
-        Some(at) => {
-            let left = at
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            tokio::time::timeout(left, connecting)
-                .await
-                .map_err(|_| jsync::Error::TimeLimit)
-                .with_context(|| format!("cannot connect to {addr}"))??
-        }
+        Some(at) => jsync::sync::until_time(at, connecting)
+            .await
+            .ok_or(jsync::Error::TimeLimit)
+            .with_context(|| format!("cannot connect to {addr}"))??,
     };
     tracing::info!(server = %addr, transport = %plan.transport, "connected");
     Ok(link)

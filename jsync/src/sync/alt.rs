@@ -7,8 +7,12 @@
 //! gets a local copy (`--copy-dest`), or gets a hard link to it
 //! (`--link-dest`, when time, mode and owner match too; otherwise a copy).
 //! Any other regular file there is the basis of the file's delta, so only
-//! what differs crosses the wire. Directories are tried in the order given;
-//! one that does not exist is named in a warning and passed over.
+//! what differs crosses the wire. `--compare-dest` also removes a
+//! destination file whose copy there is the sender's with the same
+//! attributes, and leaves out a symlink, device or FIFO held the same, so
+//! the destination holds only what differs from the directory. Directories
+//! are tried in the order given; one that does not exist is named in a
+//! warning and passed over.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -85,7 +89,8 @@ pub(crate) struct Alts {
     map: DestMap,
 }
 
-/// What a directory holds for a file the destination lacks.
+/// What a directory holds for a file (one the destination lacks, or with
+/// `--compare-dest` one it has).
 pub(crate) enum Found {
     /// The same size and time, in directory `.0`.
     Same(usize, Meta),
@@ -122,8 +127,9 @@ impl Alts {
 
     /// What the directories hold at `rel` (beneath the receiver's root) for
     /// entry `e`: the first of the same size and time (with `by_size`, the
-    /// first of the same size: its content is compared next), else the
-    /// first regular file. Unreadable places count as nothing there.
+    /// first of the same size: with `-c` its content is compared next, with
+    /// `--size-only` that is all), else the first regular file. Unreadable
+    /// places count as nothing there.
     pub(crate) fn find(
         &self,
         rel: &RelPath,

@@ -700,6 +700,32 @@ impl FsRoot {
         .map_err(|e| FsError::io(rel.display(), e))
     }
 
+    /// Removes `rel` if it is an empty directory: whether it was one (a
+    /// directory that holds anything, or anything else, stays).
+    pub fn remove_empty_dir(&self, rel: &RelPath) -> Result<bool, FsError> {
+        let (dir, name) = self.locate_replaceable(rel)?;
+        match rfs::unlinkat(&dir, name, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOTEMPTY | Errno::EXIST | Errno::NOTDIR) => Ok(false),
+            Err(e) => Err(FsError::io(rel.display(), e)),
+        }
+    }
+
+    /// Whether directory `rel` holds nothing (read up to its first entry; a
+    /// final symlink is not followed).
+    pub fn is_empty_dir(&self, rel: &RelPath) -> Result<bool, FsError> {
+        let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, false)?;
+        let err = |e: Errno| FsError::io(rel.display(), e);
+        let mut dir = Dir::new(fd).map_err(err)?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(err)?;
+            if !matches!(entry.file_name().to_bytes(), b"." | b"..") {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Removes `rel` and everything beneath it, like `rm -rf`: a missing path is
     /// fine, and symlinks are removed, never descended into. Given `dev`, it
     /// enters no directory on another filesystem (`--delete -x`): such a

@@ -896,22 +896,35 @@ async fn until<T>(
         return job.await;
     };
     tokio::pin!(job);
-    // (The clock is read again at least every second: tokio's timers do
-    // not count the time a machine sleeps, nor see the clock set.)
+    if let Some(done) = until_time(at, &mut job).await {
+        return done;
+    }
+    link.close(TIME_LIMIT).await;
+    // (Every circuit has ended: the job is only putting things away.)
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
+    Err(Error::TimeLimit)
+}
+
+/// Runs `fut` until it ends or the wall clock reaches `at`, whichever
+/// comes first: its output, or `None` when the time came first. (The clock
+/// is read again at least every second: tokio's timers do not count the
+/// time a machine sleeps, nor see the clock set.)
+pub async fn until_time<T>(
+    at: std::time::SystemTime,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(fut);
     while let Ok(left) = at.duration_since(std::time::SystemTime::now()) {
         if left.is_zero() {
             break;
         }
         tokio::select! {
             biased;
-            done = &mut job => return done,
+            done = &mut fut => return Some(done),
             () = tokio::time::sleep(left.min(std::time::Duration::from_secs(1))) => {}
         }
     }
-    link.close(TIME_LIMIT).await;
-    // (Every circuit has ended: the job is only putting things away.)
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
-    Err(Error::TimeLimit)
+    None
 }
 
 /// Why a link closed at [`SyncOptions::stop_at`], as the other side hears it.

@@ -379,9 +379,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     // hard-linked files.
     let mut skipped = DirSet::default();
     let mut skipped_leaders: HashSet<u64> = HashSet::new();
-    // A first name left alone does not leave out its other names: each is
-    // weighed as itself (as rsync's), and the first taken leads the rest
-    // in its place (by the first name's number).
+    // A first name left alone (or failed) does not leave out its other
+    // names: each is weighed as itself (as rsync's), and the first taken
+    // leads the rest in its place (by the first name's number).
     let mut stand_ins: HashMap<u64, u64> = HashMap::new();
     // With --delete-before, requests wait until the deletions are done.
     let mut held: Vec<Vec<FileJob>> = Vec::new();
@@ -487,7 +487,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                                 continue;
                             }
                             // (Planned below as a first name; left alone
-                            // too, the next name tries.)
+                            // or failed too, the next name tries.)
                             stand_ins.insert(first, i);
                             entry.link = HardLink::Leader;
                             leaders.insert(i, (rel.clone(), entry.clone()));
@@ -527,7 +527,14 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                                 }
                             }
                         }
-                        Err(e) => counters.error(&shown(&entry), e),
+                        Err(e) => {
+                            // (The other names of a first name that failed
+                            // are each tried as themselves.)
+                            if entry.link == HardLink::Leader {
+                                skipped_leaders.insert(i);
+                            }
+                            counters.error(&shown(&entry), e);
+                        }
                     }
                 }
                 // (If the lanes are gone, their error is the run's.)
@@ -597,7 +604,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     ctx.place_staged();
     untangle(&ctx);
     for (rel, e, leader, i) in followers {
-        if skipped_leaders.contains(&leader) || skipped.holds(&rel) {
+        if skipped.holds(&rel) {
             continue;
         }
         if link_follower(&ctx, &rel, &e, leader, leaders.get(&leader)) {
@@ -1245,35 +1252,48 @@ impl Ctx {
     /// backup instead.
     fn remove(&self, rel: &RelPath, dev: Option<u64>) -> std::result::Result<(), String> {
         match &self.backups {
-            Some(b) => b.keep_removed(&self.fs, rel),
+            // (An empty directory just goes: rsync keeps no backup of one.)
+            Some(b) => match self.fs.remove_empty_dir(rel) {
+                Ok(true) => Ok(()),
+                _ => b.keep_removed(&self.fs, rel),
+            },
             None => self.fs.remove_all_on(rel, dev).map_err(|e| e.to_string()),
         }
     }
 
     /// Removes the directory at `rel` for an entry of another kind (backed
-    /// up with `--backup`; an empty one is only removed, as rsync's),
-    /// unless it holds what the receiver's rules protect (perishable rules
-    /// do not count), as rsync's: then an error, and the directory stays.
+    /// up with `--backup`; an empty one just goes), once [`Ctx::way_out`]
+    /// allows it. Without `force` only an empty one goes (should it fill
+    /// meanwhile, it stays and this fails).
     fn make_way(&self, rel: &RelPath) -> std::result::Result<(), String> {
-        if self.may_remove_dir(rel, "replace")? {
-            return self.fs.remove_all_on(rel, None).map_err(|e| e.to_string());
+        self.way_out(rel)?;
+        match self.opts.force {
+            true => self.remove(rel, None),
+            false => self.fs.remove(rel).map_err(|e| e.to_string()),
         }
+    }
+
+    /// Why the directory at `rel` may not make way for an entry of another
+    /// kind, as rsync's: it holds anything and neither `--force` nor
+    /// `--delete` is on ([`Ctx::refuse_full_dir`]), or it holds what the
+    /// receiver's rules protect (perishable rules do not count). Only
+    /// reads: a dry run asks too.
+    fn way_out(&self, rel: &RelPath) -> std::result::Result<(), String> {
+        self.refuse_full_dir(rel, "replace")?;
         if !self.opts.filter.is_empty() && protected_inside(self, rel, None)? {
             return Err(
                 "cannot make way for it: the directory there holds protected entries".into(),
             );
         }
-        self.remove(rel, None)
+        Ok(())
     }
 
-    /// Whether the directory at `rel` may go, and whether it is empty: an
-    /// empty one always may, one holding anything only with `force` (as
-    /// rsync's, which says it "could not make way"); `what` is what was to
-    /// be done to it.
-    fn may_remove_dir(&self, rel: &RelPath, what: &str) -> std::result::Result<bool, String> {
-        let empty = self.fs.read_dir(rel).map_err(|e| e.to_string())?.is_empty();
-        if self.opts.force || empty {
-            return Ok(empty);
+    /// An error when the directory at `rel` holds anything and `force` is
+    /// off (rsync "could not make way" or "cannot delete non-empty
+    /// directory"); `what` is what was to be done to it.
+    fn refuse_full_dir(&self, rel: &RelPath, what: &str) -> std::result::Result<(), String> {
+        if self.opts.force || self.fs.is_empty_dir(rel).map_err(|e| e.to_string())? {
+            return Ok(());
         }
         Err(format!(
             "cannot {what} a directory that is not empty without --force or --delete (as rsync)"
@@ -1963,9 +1983,13 @@ fn plan(
         ..Change::default()
     };
     // Whatever is in the way of an entry of another kind goes first.
+    // (A dry run only asks whether a directory would make way.)
     let clear = |m: &Meta| -> std::result::Result<(), String> {
         if dry {
-            return Ok(());
+            return match m.kind {
+                Kind::Dir => ctx.way_out(rel),
+                _ => Ok(()),
+            };
         }
         match m.kind {
             Kind::Dir => ctx.make_way(rel),
@@ -2029,7 +2053,7 @@ fn plan(
                 );
                 return Ok(Plan::LeftOut);
             }
-            if let Some(plan) = compared_out(ctx, rel, e, here.as_ref()) {
+            if let Some(plan) = compare_leaves_out(ctx, rel, e, here.as_ref()) {
                 return Ok(plan);
             }
             if let Some(m) = &here {
@@ -2053,13 +2077,14 @@ fn plan(
                 },
                 _ => new,
             };
+            // (Shown once the way is clear: a directory may refuse.)
+            match &here {
+                Some(m) if m.kind == Kind::Dir => clear(m)?,
+                Some(_) if !dry => ctx.keep_replaced(rel)?,
+                _ => {}
+            }
             ctx.item(Update::Created, e, &change);
             if !dry {
-                match &here {
-                    Some(m) if m.kind == Kind::Dir => clear(m)?,
-                    Some(_) => ctx.keep_replaced(rel)?,
-                    None => {}
-                }
                 fs.symlink(&e.target, rel).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
                 fs.set_times(rel, ctx.times_of(e), false).map_err(s)?;
@@ -2079,7 +2104,7 @@ fn plan(
                 );
                 return Ok(Plan::LeftOut);
             }
-            if let Some(plan) = compared_out(ctx, rel, e, here.as_ref()) {
+            if let Some(plan) = compare_leaves_out(ctx, rel, e, here.as_ref()) {
                 return Ok(plan);
             }
             if let Some(m) = &here {
@@ -2092,13 +2117,13 @@ fn plan(
                     return Ok(Plan::InPlace);
                 }
             }
+            match &here {
+                Some(m) if m.kind == Kind::Dir => clear(m)?,
+                Some(_) if !dry => ctx.keep_replaced(rel)?,
+                _ => {}
+            }
             ctx.item(Update::Created, e, &new);
             if !dry {
-                match &here {
-                    Some(m) if m.kind == Kind::Dir => clear(m)?,
-                    Some(_) => ctx.keep_replaced(rel)?,
-                    None => {}
-                }
                 fs.mknod(rel, kind, e.mode, e.rdev).map_err(s)?;
                 ctx.set_owner_and_xattrs(rel, e).map_err(s)?;
                 fs.set_mode(rel, e.mode).map_err(s)?;
@@ -2231,7 +2256,9 @@ fn from_alt(
 ) -> std::result::Result<Plan, String> {
     let alts = ctx.alts.as_ref().expect("found in them");
     if alts.how == AltHow::Compare {
-        item_compared(ctx, rel, e, i, there);
+        // Shown with what differs from the copy there (-ii: shown if
+        // nothing does), as rsync's.
+        ctx.item(Update::Attrs, e, &compared_change(ctx, rel, e, i, there));
         return Ok(Plan::Skipped);
     }
     // (-ii: a link to the previous copy shows as an unchanged hard link, as
@@ -2280,37 +2307,42 @@ fn from_alt(
     Ok(Plan::InPlace)
 }
 
-/// Itemizes an entry left out because `--compare-dest` directory `i`
-/// holds it (`there`): with what differs from the copy there (-ii: shown
-/// if nothing does), as rsync's.
-fn item_compared(ctx: &Ctx, rel: &RelPath, e: &Entry, i: usize, there: &Meta) {
-    let Some(alts) = &ctx.alts else { return };
+/// What differs between entry `e` and the copy `there` that alternate
+/// directory `i` holds at `rel`: modes only where they are kept (or
+/// `-E`'s executability), times, owners, xattrs and ACLs as kept.
+fn compared_change(ctx: &Ctx, rel: &RelPath, e: &Entry, i: usize, there: &Meta) -> Change {
     let mut c = ctx.meta_change(there, e);
-    // (Modes count only where they are kept, or -E's executability.)
     let exec = |mode: u32| mode & 0o111 != 0;
     c.perms &= ctx.opts.perms || (ctx.opts.executability && exec(there.mode) != exec(e.mode));
-    (c.xattrs, c.acls) = ctx.xattr_change(|| alts.xattrs(i, rel), e);
-    ctx.item(Update::Attrs, e, &c);
+    if let Some(alts) = &ctx.alts {
+        (c.xattrs, c.acls) = ctx.xattr_change(|| alts.xattrs(i, rel), e);
+    }
+    c
 }
 
 /// `--compare-dest`: a symlink, device or FIFO the destination lacks that a
-/// compare directory holds the same (kind, and target or device) is left
-/// out, as rsync's, as a regular file is.
-fn compared_out(ctx: &Ctx, rel: &RelPath, e: &Entry, here: Option<&Meta>) -> Option<Plan> {
+/// compare directory holds the same (kind, target or device, and the
+/// attributes kept) is left out, as rsync's.
+fn compare_leaves_out(ctx: &Ctx, rel: &RelPath, e: &Entry, here: Option<&Meta>) -> Option<Plan> {
     let alts = ctx.alts.as_ref().filter(|a| a.how == AltHow::Compare)?;
     if here.is_some() {
         return None;
     }
     let (i, there) = alts.find_same_special(rel, e)?;
-    item_compared(ctx, rel, e, i, &there);
+    let c = compared_change(ctx, rel, e, i, &there);
+    if c.any() {
+        return None;
+    }
+    ctx.item(Update::Attrs, e, &c);
     Some(Plan::Skipped)
 }
 
 /// `--compare-dest` (without `-c`): a destination file whose copy in a
 /// compare directory is the source's (the same size and time, or size
-/// with `--size-only`) is removed, up to date or not, as rsync's: the
-/// destination holds only what differs from the directory (and what is
-/// removed is in it, so no `-b` backup is kept, as in rsync).
+/// with `--size-only`, and the attributes kept), up to date or not, is
+/// removed, as rsync's: the destination holds only what differs from the
+/// directory (and what is removed is in it, so no `-b` backup is kept, as
+/// in rsync). A directory that is the destination itself removes nothing.
 fn compared_away(
     ctx: &Ctx,
     rel: &RelPath,
@@ -2327,7 +2359,11 @@ fn compared_away(
     let Some(Found::Same(i, there)) = found else {
         return Ok(None);
     };
-    item_compared(ctx, rel, e, i, &there);
+    let c = compared_change(ctx, rel, e, i, &there);
+    if c.any() || (there.ino, there.dev) == (m.ino, m.dev) {
+        return Ok(None);
+    }
+    ctx.item(Update::Attrs, e, &c);
     if !ctx.opts.dry_run {
         ctx.fs.remove(rel).map_err(|e| e.to_string())?;
     }
@@ -2401,26 +2437,35 @@ fn link_follower(
         }
         return true;
     }
-    if ctx.opts.itemize {
-        let (path, leader) = (ctx.shown_bytes(&e.path), ctx.shown_bytes(leader_path));
-        ctx.send_item(&Item::hard_link(&path, &leader, attrs_of(e)));
-    }
-    if ctx.opts.dry_run {
-        return false;
-    }
-    let res = match here {
+    // (Shown once the way is clear: a directory may refuse; a dry run
+    // only asks.)
+    let dry = ctx.opts.dry_run;
+    let cleared = match &here {
+        Ok(Some(m)) if m.kind == Kind::Dir && dry => ctx.way_out(rel),
         Ok(Some(m)) if m.kind == Kind::Dir => ctx.make_way(rel),
-        Ok(Some(_)) => ctx.keep_replaced(rel),
+        Ok(Some(_)) if !dry => ctx.keep_replaced(rel),
         _ => Ok(()),
-    }
-    .and_then(|()| fs.hard_link(leader, rel).map_err(|e| e.to_string()));
-    match res {
-        Ok(()) => true,
-        Err(err) => {
-            ctx.counters.error(&shown, err);
-            false
+    };
+    let item = || {
+        if ctx.opts.itemize {
+            let (path, leader) = (ctx.shown_bytes(&e.path), ctx.shown_bytes(leader_path));
+            ctx.send_item(&Item::hard_link(&path, &leader, attrs_of(e)));
         }
-    }
+    };
+    let res = cleared.and_then(|()| {
+        item();
+        match dry {
+            true => Ok(false),
+            false => fs
+                .hard_link(leader, rel)
+                .map(|()| true)
+                .map_err(|e| e.to_string()),
+        }
+    });
+    res.unwrap_or_else(|err| {
+        ctx.counters.error(&shown, err);
+        false
+    })
 }
 
 /// With `-H`: files the source has apart (each on its own, or the first of
@@ -2700,7 +2745,7 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
         return;
     }
     if is_dir {
-        if let Err(e) = ctx.may_remove_dir(rel, "delete") {
+        if let Err(e) = ctx.refuse_full_dir(rel, "delete") {
             return ctx.counters.error(&shown(), e);
         }
     }
