@@ -7,10 +7,11 @@
 //! gets a local copy (`--copy-dest`), or gets a hard link to it
 //! (`--link-dest`, when time, mode and owner match too; otherwise a copy).
 //! Any other regular file there is the basis of the file's delta, so only
-//! what differs crosses the wire. `--compare-dest` also removes a
-//! destination file whose copy there is the sender's with the same
-//! attributes, and leaves out a symlink, device or FIFO held the same, so
-//! the destination holds only what differs from the directory. Directories
+//! what differs crosses the wire. A destination file whose copy there is
+//! the sender's with the same attributes is removed with `--compare-dest`
+//! (which also leaves out a symlink, device or FIFO held the same, so the
+//! destination holds only what differs from the directory) and linked to
+//! it with `--link-dest`. Directories
 //! are tried in the order given; one that does not exist is named in a
 //! warning and passed over.
 
@@ -90,7 +91,7 @@ pub(crate) struct Alts {
 }
 
 /// What a directory holds for a file (one the destination lacks, or with
-/// `--compare-dest` one it has).
+/// `--compare-dest` and `--link-dest` one it has).
 pub(crate) enum Found {
     /// The same size and time, in directory `.0`.
     Same(usize, Meta),

@@ -2135,7 +2135,7 @@ fn plan(
         EntryKind::Missing => Err("a missing path cannot be made".into()),
         EntryKind::File => {
             Counters::add(&ctx.counters.total_size, e.size);
-            if let Some(plan) = compared_away(ctx, rel, e, here.as_ref())? {
+            if let Some(plan) = alt_for_existing(ctx, rel, e, here.as_ref())? {
                 return Ok(plan);
             }
             // A local file linked to other names: whether those are names
@@ -2337,13 +2337,15 @@ fn compare_leaves_out(ctx: &Ctx, rel: &RelPath, e: &Entry, here: Option<&Meta>) 
     Some(Plan::Skipped)
 }
 
-/// `--compare-dest` (without `-c`): a destination file whose copy in a
-/// compare directory is the source's (the same size and time, or size
-/// with `--size-only`, and the attributes kept), up to date or not, is
-/// removed, as rsync's: the destination holds only what differs from the
-/// directory (and what is removed is in it, so no `-b` backup is kept, as
-/// in rsync). A directory that is the destination itself removes nothing.
-fn compared_away(
+/// A destination file whose copy in a `--compare-dest` or `--link-dest`
+/// directory is the source's (the same size and time, or size with
+/// `--size-only`, and the attributes kept; not with `-c`), up to date or
+/// not, as rsync's: `--compare-dest` removes it (the destination holds
+/// only what differs from the directory), `--link-dest` makes it a hard
+/// link to that copy (should linking fail, it is taken as any other
+/// file). With `-b` what it replaces is kept (rsync keeps none). A
+/// directory that is the destination itself changes nothing.
+fn alt_for_existing(
     ctx: &Ctx,
     rel: &RelPath,
     e: &Entry,
@@ -2352,7 +2354,7 @@ fn compared_away(
     let (Some(m), Some(alts)) = (here, &ctx.alts) else {
         return Ok(None);
     };
-    if alts.how != AltHow::Compare || m.kind != Kind::File || ctx.opts.checksum {
+    if alts.how == AltHow::Copy || m.kind != Kind::File || ctx.opts.checksum {
         return Ok(None);
     }
     let found = alts.find(rel, e, ctx.opts.size_only, ctx.opts.modify_window);
@@ -2363,11 +2365,28 @@ fn compared_away(
     if c.any() || (there.ino, there.dev) == (m.ino, m.dev) {
         return Ok(None);
     }
-    ctx.item(Update::Attrs, e, &c);
-    if !ctx.opts.dry_run {
-        ctx.fs.remove(rel).map_err(|e| e.to_string())?;
+    let dry = ctx.opts.dry_run;
+    if alts.how == AltHow::Compare {
+        ctx.item(Update::Attrs, e, &c);
+        if !dry {
+            ctx.remove(rel, None)?;
+        }
+        return Ok(Some(Plan::Skipped));
     }
-    Ok(Some(Plan::Skipped))
+    if !dry {
+        ctx.keep_replaced(rel)?;
+        if alts.link(i, rel, &ctx.fs).is_err() {
+            return Ok(None);
+        }
+    }
+    // (-ii: shown as a link to the copy there, as rsync's.)
+    if ctx.opts.itemize && ctx.opts.itemize_unchanged {
+        ctx.send_item(&Item::linked(&ctx.shown_bytes(&e.path), attrs_of(e)));
+    }
+    Ok(Some(match dry {
+        true => Plan::LeftOut,
+        false => Plan::InPlace,
+    }))
 }
 
 /// Makes a follower name a hard link to its leader's file (the leader is
