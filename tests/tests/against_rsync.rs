@@ -511,6 +511,7 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["--compare-dest=../alt"],
             &["--compare-dest=../alt", "--size-only"],
             &["--compare-dest=../alt", "-n"],
+            &["--compare-dest=../alt", "--remove-source-files"],
             &["--prune-empty-dirs"],
             &["--ignore-missing-args"],
         ],

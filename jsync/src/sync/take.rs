@@ -502,6 +502,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                                 skipped_leaders.insert(i);
                             }
                         }
+                        Ok(Plan::Compared) => {
+                            ctx.placed(i);
+                            if entry.link == HardLink::Leader {
+                                skipped_leaders.insert(i);
+                            }
+                        }
                         Ok(Plan::Dir) => dirs.push((rel, entry)),
                         Ok(Plan::Fetch(how, change, local)) => {
                             let job = FileJob {
@@ -1783,8 +1789,12 @@ enum Plan {
     /// receiver cannot make), or not made in a dry run.
     LeftOut,
     /// Left alone by choice (`--update`, `--ignore-existing`, `--existing`,
-    /// `--max-size`, `--min-size`; `--compare-dest` found it).
+    /// `--max-size`, `--min-size`).
     Skipped,
+    /// Left out (or removed) because a `--compare-dest` directory holds it:
+    /// as in rsync, a success, so `--remove-source-files` removes its
+    /// source; a first name's other names are each weighed as themselves.
+    Compared,
     Dir,
     /// How to ask, what changed, and the local file to start from.
     Fetch(WantHow, Change, Local),
@@ -2259,7 +2269,7 @@ fn from_alt(
         // Shown with what differs from the copy there (-ii: shown if
         // nothing does), as rsync's.
         ctx.item(Update::Attrs, e, &compared_change(ctx, rel, e, i, there));
-        return Ok(Plan::Skipped);
+        return Ok(Plan::Compared);
     }
     // (-ii: a link to the previous copy shows as an unchanged hard link, as
     // rsync's.)
@@ -2322,7 +2332,8 @@ fn compared_change(ctx: &Ctx, rel: &RelPath, e: &Entry, i: usize, there: &Meta) 
 
 /// `--compare-dest`: a symlink, device or FIFO the destination lacks that a
 /// compare directory holds the same (kind, target or device, and the
-/// attributes kept) is left out, as rsync's.
+/// attributes kept) is left out, as rsync's (whose `--remove-source-files`
+/// then keeps its source, unlike a file's).
 fn compare_leaves_out(ctx: &Ctx, rel: &RelPath, e: &Entry, here: Option<&Meta>) -> Option<Plan> {
     let alts = ctx.alts.as_ref().filter(|a| a.how == AltHow::Compare)?;
     if here.is_some() {
@@ -2334,6 +2345,7 @@ fn compare_leaves_out(ctx: &Ctx, rel: &RelPath, e: &Entry, here: Option<&Meta>) 
         return None;
     }
     ctx.item(Update::Attrs, e, &c);
+    // (Not a success, as in rsync: --remove-source-files keeps its source.)
     Some(Plan::Skipped)
 }
 
@@ -2371,7 +2383,7 @@ fn alt_for_existing(
         if !dry {
             ctx.remove(rel, None)?;
         }
-        return Ok(Some(Plan::Skipped));
+        return Ok(Some(Plan::Compared));
     }
     if !dry {
         ctx.keep_replaced(rel)?;
@@ -3712,8 +3724,11 @@ async fn receive_verdicts(
             (e.mode, e.mtime) = (ctx.as_applied(&job, &meta).mode, meta.mtime);
             match from_alt(ctx, &job.rel, &e, i, &hashed.meta) {
                 Ok(Plan::InPlace) => ctx.placed(job.index),
-                Ok(Plan::Skipped) if ctx.opts.dry_run => {
-                    ctx.compared_out.lock().expect("poisoned").insert(job.index);
+                Ok(Plan::Compared) => {
+                    ctx.placed(job.index);
+                    if ctx.opts.dry_run {
+                        ctx.compared_out.lock().expect("poisoned").insert(job.index);
+                    }
                 }
                 Ok(_) => {}
                 Err(err) => ctx.counters.error(&job.shown, err),
