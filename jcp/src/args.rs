@@ -1240,6 +1240,12 @@ impl Cli {
         self.delete || self.delete_before || self.delete_excluded
     }
 
+    /// Whether `--files-from` goes with `--no-relative`: each listed path a
+    /// source of its own ([`Cli::listed_apart`]).
+    fn lists_apart(&self) -> bool {
+        self.files_from.is_some() && self.no_relative
+    }
+
     /// `--files-from FILE` with `--no-relative`: each listed path beneath
     /// the source directory as a source of its own, then the destination
     /// (none when `listing`). A listed `dir/`, `dir/.` or `.` names the
@@ -1301,12 +1307,13 @@ impl Cli {
         let listing = self.list_only || self.operands.len() == 1;
         // --files-from --no-R: the listed paths are the sources.
         let listed;
-        let (operands, apart) = match &self.files_from {
-            Some(file) if self.no_relative => {
+        let apart = self.lists_apart();
+        let operands = match &self.files_from {
+            Some(file) if apart => {
                 listed = self.listed_apart(file, listing)?;
-                (&listed, true)
+                &listed
             }
-            _ => (&self.operands, false),
+            _ => &self.operands,
         };
         if listing {
             let (local, remote) = sources(operands, apart)?;
@@ -1476,9 +1483,8 @@ impl Cli {
         sync.keep_dirlinks = self.keep_dirlinks;
         // (--files-from --no-R sends a listed directory's contents only
         // with -r, as --files-from does.)
-        let listed_apart = self.files_from.is_some() && self.no_relative;
-        sync.dirs_only =
-            (self.dirs && !(self.recursive || self.archive)) || (listed_apart && !self.recursive);
+        sync.dirs_only = (self.dirs && !(self.recursive || self.archive))
+            || (self.lists_apart() && !self.recursive);
         sync.fuzzy = self.fuzzy;
         sync.delay_updates = self.delay_updates;
         sync.partial_dir = self.partial_dir.clone();
@@ -1539,7 +1545,7 @@ impl Cli {
         }
         let selection = match &self.files_from {
             // (--no-R: each listed path is a source, placed by its name.)
-            Some(_) if self.no_relative => Selection::Whole,
+            Some(_) if self.lists_apart() => Selection::Whole,
             Some(file) => {
                 if self.operands.len() > 2 {
                     return Err(UsageError(

@@ -35,8 +35,6 @@ Exit status:
 
 /// The address jsrv listens on unless told otherwise.
 const DEFAULT_LISTEN: &str = "0.0.0.0:7433";
-/// Connections served at once unless `--max-connections` says otherwise.
-const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -253,7 +251,7 @@ fn plan(args: ServeArgs, config_dir: PathBuf) -> serve::Plan {
         read_only: args.read_only,
         max_connections: args
             .max_connections
-            .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize),
+            .map_or(jsync::Server::DEFAULT_MAX_CONNECTIONS, |n| n as usize),
         plaintext: args.insecure_plaintext,
         tls: jsync::tls::TlsOptions {
             chacha_only: args.chacha,
@@ -293,7 +291,7 @@ mod tests {
         assert!(cli.command.is_none());
         let plan = plan(cli.serve, "/k".into());
         assert_eq!(plan.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(plan.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(plan.max_connections, jsync::Server::DEFAULT_MAX_CONNECTIONS);
         let cli = parse(&["--root", "/srv", "--max-connections", "3"]).unwrap();
         assert_eq!(super::plan(cli.serve, "/k".into()).max_connections, 3);
         assert!(parse(&["--root", "/srv", "--max-connections", "0"]).is_err());

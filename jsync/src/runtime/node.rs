@@ -213,6 +213,10 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// Connections served at once unless [`Server::max_connections`] says
+    /// otherwise.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
     /// Binds TCP and UDP on `addr` (port 0: any free port, the same for both).
     pub fn bind(addr: SocketAddr, security: ServerSecurity, services: Services) -> Result<Server> {
         Self::bind_with(addr, security, services, LinkOptions::default())
@@ -247,7 +251,7 @@ impl Server {
             services: Arc::new(services),
             security,
             opts,
-            max_connections: 256,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         })
     }
 

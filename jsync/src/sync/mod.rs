@@ -292,9 +292,8 @@ pub struct SyncOptions {
     pub groupmap: Option<IdMap>,
     /// When the run (a copy or a listing) must stop, done or not (rsync's
     /// `--stop-at` and `--stop-after`): the connection is closed then, as if
-    /// it had dropped
-    /// (each file in flight is left as its partial file, none torn), and
-    /// the run fails with [`Error::TimeLimit`]. By the wall clock, as
+    /// it had dropped (each file in flight is left as its partial file, none
+    /// torn), and the run fails with [`Error::TimeLimit`]. By the wall clock, as
     /// rsync's: a machine that sleeps meanwhile stops when it wakes.
     pub stop_at: Option<std::time::SystemTime>,
     /// Progress hooks.
@@ -767,6 +766,8 @@ impl Args {
     /// `remote`: the receiver runs on the server, so itemized lines go back to
     /// the client (which prints them).
     fn take_options(&self, progress: Arc<dyn Progress>, remote: bool) -> TakeOptions {
+        // (Lines are made for stdout, a dry run's listing or a log file.)
+        let lines = self.opts.itemize || self.opts.dry_run || self.opts.log_format.is_some();
         TakeOptions {
             checksum: self.opts.checksum,
             size_only: self.opts.size_only,
@@ -774,13 +775,12 @@ impl Args {
             lanes: self.opts.parallel,
             delete: self.opts.delete,
             dry_run: self.opts.dry_run,
-            itemize: self.opts.itemize || self.opts.dry_run || self.opts.log_format.is_some(),
+            itemize: lines,
             show_items: self.opts.itemize || self.opts.dry_run,
             itemize_unchanged: self.opts.itemize_unchanged,
             open_noatime: self.opts.open_noatime,
             preallocate: self.opts.preallocate,
-            items_to_sender: remote
-                && (self.opts.itemize || self.opts.dry_run || self.opts.log_format.is_some()),
+            items_to_sender: remote && lines,
             filter: Arc::new(self.opts.filter.clone()),
             delete_excluded: self.opts.delete_excluded,
             kept: self.kept(),

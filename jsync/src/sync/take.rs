@@ -1279,6 +1279,14 @@ impl Ctx {
         }
     }
 
+    /// [`Ctx::make_way`], or in a dry run only [`Ctx::way_out`]'s answer.
+    fn clear_dir(&self, rel: &RelPath) -> std::result::Result<(), String> {
+        match self.opts.dry_run {
+            true => self.way_out(rel),
+            false => self.make_way(rel),
+        }
+    }
+
     /// Why the directory at `rel` may not make way for an entry of another
     /// kind, as rsync's: it holds anything and neither `--force` nor
     /// `--delete` is on ([`Ctx::refuse_full_dir`]), or it holds what the
@@ -1995,17 +2003,19 @@ fn plan(
     // Whatever is in the way of an entry of another kind goes first.
     // (A dry run only asks whether a directory would make way.)
     let clear = |m: &Meta| -> std::result::Result<(), String> {
-        if dry {
-            return match m.kind {
-                Kind::Dir => ctx.way_out(rel),
-                _ => Ok(()),
-            };
-        }
         match m.kind {
-            Kind::Dir => ctx.make_way(rel),
+            Kind::Dir => ctx.clear_dir(rel),
+            _ if dry => Ok(()),
             _ if ctx.backups.is_some() => ctx.remove(rel, None),
             _ => fs.remove(rel).map_err(s),
         }
+    };
+    // What is there for a symlink, device or FIFO: a directory makes way,
+    // anything else is kept with -b (the new entry is renamed over it).
+    let make_room = || match &here {
+        Some(m) if m.kind == Kind::Dir => clear(m),
+        Some(_) if !dry => ctx.keep_replaced(rel),
+        _ => Ok(()),
     };
     match e.kind {
         EntryKind::Dir if e.implied => {
@@ -2088,11 +2098,7 @@ fn plan(
                 _ => new,
             };
             // (Shown once the way is clear: a directory may refuse.)
-            match &here {
-                Some(m) if m.kind == Kind::Dir => clear(m)?,
-                Some(_) if !dry => ctx.keep_replaced(rel)?,
-                _ => {}
-            }
+            make_room()?;
             ctx.item(Update::Created, e, &change);
             if !dry {
                 fs.symlink(&e.target, rel).map_err(s)?;
@@ -2127,11 +2133,7 @@ fn plan(
                     return Ok(Plan::InPlace);
                 }
             }
-            match &here {
-                Some(m) if m.kind == Kind::Dir => clear(m)?,
-                Some(_) if !dry => ctx.keep_replaced(rel)?,
-                _ => {}
-            }
+            make_room()?;
             ctx.item(Update::Created, e, &new);
             if !dry {
                 fs.mknod(rel, kind, e.mode, e.rdev).map_err(s)?;
@@ -2370,11 +2372,15 @@ fn alt_for_existing(
         return Ok(None);
     }
     let found = alts.find(rel, e, ctx.opts.size_only, ctx.opts.modify_window);
-    let Some(Found::Same(i, there)) = found else {
+    // (Already that copy, e.g. a second run: nothing to read, no xattrs.)
+    let Some(Found::Same(i, there)) = found.filter(|f| match f {
+        Found::Same(_, there) => (there.ino, there.dev) != (m.ino, m.dev),
+        Found::Basis(..) => false,
+    }) else {
         return Ok(None);
     };
     let c = compared_change(ctx, rel, e, i, &there);
-    if c.any() || (there.ino, there.dev) == (m.ino, m.dev) {
+    if c.any() {
         return Ok(None);
     }
     let dry = ctx.opts.dry_run;
@@ -2472,8 +2478,7 @@ fn link_follower(
     // only asks.)
     let dry = ctx.opts.dry_run;
     let cleared = match &here {
-        Ok(Some(m)) if m.kind == Kind::Dir && dry => ctx.way_out(rel),
-        Ok(Some(m)) if m.kind == Kind::Dir => ctx.make_way(rel),
+        Ok(Some(m)) if m.kind == Kind::Dir => ctx.clear_dir(rel),
         Ok(Some(_)) if !dry => ctx.keep_replaced(rel),
         _ => Ok(()),
     };
