@@ -34,9 +34,6 @@ pub const DEFAULT_PORT: u16 = 7433;
     override_usage = "jcp [OPTIONS] SRC... DST\n       jcp --keygen [--config-dir DIR]",
     // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
     disable_help_flag = true,
-    group(clap::ArgGroup::new("backup_any").args(["backup", "backup_dir"]).multiple(true)),
-    group(clap::ArgGroup::new("deleting").args(["delete", "delete_before", "delete_excluded"]).multiple(true)),
-    group(clap::ArgGroup::new("any_deleting").args(["delete", "delete_before", "delete_excluded", "delete_missing_args"]).multiple(true)),
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -131,8 +128,9 @@ pub struct Cli {
     pub modify_window: Option<u64>,
 
     /// Take files of the same size as up to date, whatever their modification
-    /// times (which are still brought over, with the mode)
-    #[arg(long, conflicts_with_all = ["checksum", "ignore_times"])]
+    /// times (which are still brought over, with the mode). As in rsync, -c
+    /// outranks it, and it outranks -I
+    #[arg(long)]
     pub size_only: bool,
 
     /// Skip files that are newer in the destination than in the source
@@ -208,8 +206,9 @@ pub struct Cli {
     /// Delete even when the sender could not read everything (rsync's
     /// --ignore-errors); otherwise nothing is deleted then. Nothing is ever
     /// deleted in a directory the sender could not read, nor anywhere when
-    /// it could not read the top
-    #[arg(long, requires = "deleting")]
+    /// it could not read the top. Without a delete option it does nothing,
+    /// as in rsync
+    #[arg(long)]
     pub ignore_errors: bool,
 
     /// Send changed files whole, without the delta algorithm (rsync's -W:
@@ -282,8 +281,8 @@ pub struct Cli {
 
     /// The --log-file's line per change, in --out-format's escapes
     /// (default '%i %n%L'; without %i only what is received, made or
-    /// deleted; '' none)
-    #[arg(long, value_name = "FORMAT", requires = "log_file")]
+    /// deleted; '' none). Without --log-file it does nothing, as in rsync
+    #[arg(long, value_name = "FORMAT")]
     pub log_file_format: Option<String>,
 
     /// Change nothing; list what would change (in --itemize-changes form)
@@ -347,8 +346,8 @@ pub struct Cli {
     /// With --delete (or --delete-missing-args), delete at most NUM
     /// entries; the rest are skipped, a warning says how many, and jcp
     /// exits with 25 (rsync's --max-delete; 0: only warn about what would
-    /// be deleted)
-    #[arg(long, value_name = "NUM", requires = "any_deleting")]
+    /// be deleted). Without a delete option it does nothing, as in rsync
+    #[arg(long, value_name = "NUM")]
     pub max_delete: Option<u64>,
 
     /// Make the destination's missing parent directories: what jcp always
@@ -421,8 +420,9 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["copy_links", "copy_dirlinks", "copy_unsafe_links"])]
     pub remove_source_files: bool,
 
-    /// Suffix for backups (default ~, or none with --backup-dir)
-    #[arg(long, value_name = "SUFFIX", requires = "backup_any")]
+    /// Suffix for backups (default ~, or none with --backup-dir); without
+    /// -b or --backup-dir it does nothing, as in rsync
+    #[arg(long, value_name = "SUFFIX")]
     pub suffix: Option<String>,
 
     /// Copy extended attributes (user.*; trusted.* and security.* as root)
@@ -501,8 +501,9 @@ pub struct Cli {
     pub delete_missing_args: bool,
 
     /// List the sources (like ls -l) instead of copying them, as rsync's
-    /// --list-only: every operand is a source. A source alone lists too. One
-    /// level unless -r or -a; times are UTC
+    /// --list-only: of several operands the last is the destination, not
+    /// listed (nor used). A source alone lists too. One level unless -r or
+    /// -a; times are UTC
     #[arg(long)]
     pub list_only: bool,
 
@@ -534,8 +535,10 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub files_from: Option<PathBuf>,
 
-    /// Paths in --files-from end with NUL instead of newline
-    #[arg(short = '0', long, requires = "files_from")]
+    /// Lines of --files-from, --exclude-from, --include-from and of rule
+    /// files (merge and dir-merge) end with NUL instead of newline, as
+    /// rsync's -0
+    #[arg(short = '0', long)]
     pub from0: bool,
 
     /// Copy symlinks as symlinks: what jcp does unless -L or --no-links
@@ -704,8 +707,10 @@ pub struct Cli {
     #[arg(long)]
     pub fsync: bool,
 
-    /// No progress display, only errors
-    #[arg(short, long, conflicts_with_all = ["verbose", "progress"])]
+    /// Print nothing but errors and warnings, as rsync's -q: no progress,
+    /// and no -v, -i, --out-format, -n, --stats or --list-only output (it
+    /// outranks them; --log-file is still written)
+    #[arg(short, long)]
     pub quiet: bool,
 
     /// List each transferred file on stderr; twice or more for debug logs
@@ -722,7 +727,7 @@ pub struct Cli {
     pub partial: bool,
 
     /// Same as --partial --progress
-    #[arg(short = 'P', conflicts_with = "quiet")]
+    #[arg(short = 'P')]
     pub partial_progress: bool,
 
     /// Print transfer statistics to stdout at the end
@@ -1164,10 +1169,16 @@ pub fn filter_rules(m: &clap::ArgMatches) -> Vec<RuleArg> {
 }
 
 /// The filter of `rules` (command-line order), then with `cvs` (`-C`) what
-/// CVS ignores, as rsync appends it.
-fn build_filter(rules: &[RuleArg], cvs: bool) -> Result<jsync::sync::Filter, UsageError> {
+/// CVS ignores, as rsync appends it; `from0` (`-0`): rule files' lines end
+/// with NUL.
+fn build_filter(
+    rules: &[RuleArg],
+    cvs: bool,
+    from0: bool,
+) -> Result<jsync::sync::Filter, UsageError> {
     use jsync::sync::RuleKind;
     let mut f = jsync::sync::Filter::default();
+    f.set_nul_lines(from0);
     let bad = |e: jsync::sync::FilterError| UsageError(e.to_string());
     for r in rules {
         match r {
@@ -1258,7 +1269,8 @@ impl Cli {
     ) -> Result<Vec<std::ffi::OsString>, UsageError> {
         use std::os::unix::ffi::{OsStrExt, OsStringExt};
         let (src, dst) = match (self.operands.as_slice(), listing) {
-            ([src], true) => (src, None),
+            // (--list-only SRC DST: DST is not used, as in rsync.)
+            ([src] | [src, _], true) => (src, None),
             ([src, dst], false) => (src, Some(dst)),
             _ => {
                 return Err(UsageError(
@@ -1316,6 +1328,12 @@ impl Cli {
             _ => &self.operands,
         };
         if listing {
+            // With --list-only the last of several operands is the
+            // destination, as in rsync: not listed, nor used.
+            let operands = match operands.split_last() {
+                Some((_, srcs)) if self.list_only && !apart && !srcs.is_empty() => srcs,
+                _ => operands,
+            };
             let (local, remote) = sources(operands, apart)?;
             return Ok(if remote.is_empty() {
                 Direction::ListLocal { srcs: local }
@@ -1351,7 +1369,7 @@ impl Cli {
                  others copied (run jcp once per source)"
             )));
         }
-        if several && self.max_delete.is_some() {
+        if several && self.delete_missing_args && self.max_delete.is_some() {
             return Err(UsageError(
                 "--max-delete takes one source: each source is a run of its own, which \
                  would count its deletions alone (run jcp once per source)"
@@ -1393,7 +1411,7 @@ impl Cli {
     /// filter rules in command-line order (from [`filter_rules`]); each
     /// rule file is read once.
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
-        let mut filter = build_filter(&rules, self.cvs_exclude)?;
+        let mut filter = build_filter(&rules, self.cvs_exclude, self.from0)?;
         if self.temp_dir.as_deref() == Some("") {
             return Err(UsageError("--temp-dir: an empty directory name".into()));
         }
@@ -1425,8 +1443,9 @@ impl Cli {
         }
         let direction = self.direction()?;
         let mut sync = jsync::sync::SyncOptions::default();
-        sync.checksum = self.checksum || self.ignore_times;
-        sync.size_only = self.size_only;
+        // rsync's order: -c, then --size-only, then -I.
+        sync.checksum = self.checksum || self.ignore_times && !self.size_only;
+        sync.size_only = self.size_only && !self.checksum;
         sync.update = self.update;
         sync.ignore_existing = self.ignore_existing;
         sync.existing = self.existing;
@@ -1532,7 +1551,9 @@ impl Cli {
         }
         // Lines are printed when asked for; --log-file wants them too, in
         // a format of its own (rsync's '%i %n%L' unless told; '' none).
-        let print_items = sync.itemize || sync.dry_run;
+        // (-q outranks them all, as in rsync; nothing crosses for them.)
+        let print_items = (sync.itemize || sync.dry_run) && !self.quiet;
+        sync.itemize &= !self.quiet;
         if self.log_file.is_some() {
             let format = self.log_file_format.as_deref().unwrap_or("%i %n%L");
             if !format.is_empty() {
@@ -1623,7 +1644,7 @@ impl Cli {
             } else {
                 self.verbose.saturating_add(1)
             },
-            stats: self.stats || info.stats,
+            stats: (self.stats || info.stats) && !self.quiet,
             human_readable: self.human_readable.min(2),
             print_items,
             log_file: self.log_file,
@@ -1712,8 +1733,9 @@ mod tests {
         assert!(plan(&["--delete-excluded", "--max-delete=1", "a/", "b"]).is_ok());
         let e = plan(&["--delete-excluded", "a/", "c/", "b"]).unwrap_err();
         assert!(e.0.starts_with("--delete-excluded takes one source"), "{e}");
-        let lone = Cli::try_parse_from(["jcp", "--ignore-errors", "a/", "b"]);
-        assert!(lone.is_err(), "--ignore-errors without --delete");
+        // (--ignore-errors alone deletes nothing, as rsync's.)
+        let lone = plan(&["--ignore-errors", "a/", "b"]).unwrap();
+        assert!(lone.sync.ignore_errors && !lone.sync.delete);
         let p = plan(&["-WOJS", "--force", "a/", "b"]).unwrap();
         assert!(p.sync.whole_file && p.sync.omit_dir_times && p.sync.omit_link_times);
         assert!(p.sync.sparse && !p.sync.prune_empty_dirs);
@@ -2335,31 +2357,78 @@ mod tests {
     #[test]
     fn bad_combinations_are_clap_usage_errors() {
         for args in [
-            &["jcp", "-q", "-v", "a", "b"][..],
-            &["jcp", "--quic", "--insecure-plaintext", "a", "b"],
+            &["jcp", "--quic", "--insecure-plaintext", "a", "b"][..],
             &["jcp", "-j", "0", "a", "b"],
             &["jcp", "--compress", "gzip", "a", "b"],
-            &["jcp", "-I", "--size-only", "a", "b"],
-            &["jcp", "-c", "--size-only", "a", "b"],
-            &["jcp", "--suffix", ".bak", "a", "b"],
             &["jcp", "-L", "--remove-source-files", "a", "b"],
             &["jcp", "--link-dest", "x", "--copy-dest", "y", "a", "b"],
             &["jcp", "--compare-dest", "x", "--link-dest", "y", "a", "b"],
-            &["jcp", "-0", "a", "b"],
-            &["jcp", "--max-delete", "3", "a", "b"],
             &["jcp"],
         ] {
             let e = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(e.exit_code(), i32::from(exit::USAGE), "{args:?}");
         }
-        // One operand lists it, as rsync does; so does --list-only, with
-        // every operand a source.
+        // One operand lists it, as rsync does; so does --list-only, whose
+        // last operand of several is the destination (neither listed nor
+        // used, as in rsync).
         let p = plan(&["a"]).unwrap();
         assert!(matches!(p.direction, Direction::ListLocal { ref srcs } if srcs.len() == 1));
-        let p = plan(&["-r", "--list-only", "h:a", "h:b"]).unwrap();
-        assert!(matches!(p.direction, Direction::ListRemote { ref srcs } if srcs.len() == 2));
+        let p = plan(&["-r", "--list-only", "h:a", "h:b", "dst"]).unwrap();
+        assert!(
+            matches!(p.direction, Direction::ListRemote { ref srcs } if srcs.len() == 2
+                && srcs[1].path == "b")
+        );
         assert!(p.list_recursive);
-        assert!(plan(&["--list-only", "a", "h:b"]).is_err());
+        let p = plan(&["--list-only", "a", "h:b"]).unwrap();
+        assert!(
+            matches!(p.direction, Direction::ListLocal { ref srcs } if srcs == &[PathBuf::from("a")])
+        );
+        assert!(plan(&["--list-only", "a", "h:b", "c"]).is_err());
+    }
+
+    /// Options rsync takes in any company: what outranks what, as in
+    /// rsync, and those that do nothing without another (as in rsync, not
+    /// usage errors).
+    #[test]
+    fn rsync_s_precedence_between_options() {
+        // -c, then --size-only, then -I.
+        let p = plan(&["-c", "--size-only", "a", "b"]).unwrap();
+        assert!(p.sync.checksum && !p.sync.size_only);
+        let p = plan(&["-I", "--size-only", "a", "b"]).unwrap();
+        assert!(!p.sync.checksum && p.sync.size_only);
+        let p = plan(&["-I", "-c", "--size-only", "a", "b"]).unwrap();
+        assert!(p.sync.checksum && !p.sync.size_only);
+        // -q outranks what prints.
+        let p = plan(&["-q", "-vv", "-i", "-n", "--stats", "-P", "a", "b"]).unwrap();
+        assert!(!p.print_items && !p.sync.itemize && !p.stats);
+        assert_eq!(p.verbosity, 0);
+        assert!(matches!(p.show_progress, ShowProgress::Never));
+        let p = plan(&["-q", "--out-format=%n", "--info=name,stats", "a", "b"]).unwrap();
+        assert!(!p.print_items && !p.sync.itemize && !p.stats && p.verbosity == 0);
+        // ... but not the log file's lines.
+        let p = plan(&["-q", "--log-file=l", "a", "b"]).unwrap();
+        assert!(p.sync.log_format.is_some() && p.log_file.is_some());
+        // Alone, these do nothing.
+        for alone in [
+            &["--suffix", ".bak"][..],
+            &["--max-delete", "3"],
+            &["--ignore-errors"],
+            &["--log-file-format", "%n"],
+            &["-0"],
+        ] {
+            let p = plan(&[alone, &["a", "b"]].concat()).unwrap();
+            assert!(
+                p.sync.backup.is_none() && !p.sync.delete && p.log_file.is_none(),
+                "{alone:?}"
+            );
+        }
+        assert!(plan(&["-0", "a", "b"]).unwrap().sync.filter.nul_lines());
+        assert!(!plan(&["a", "b"]).unwrap().sync.filter.nul_lines());
+        // Several sources: --max-delete counts in one run, so it is refused
+        // only where each source would delete on its own.
+        assert!(plan(&["--max-delete", "3", "a", "b", "c"]).is_ok());
+        let e = plan(&["--max-delete=3", "--delete-missing-args", "a", "b", "c"]).unwrap_err();
+        assert!(e.0.contains("--max-delete takes one source"), "{e}");
     }
 
     #[test]

@@ -240,7 +240,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                 let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
                     .await
                     .with_context(|| format!("cannot list {}", shown_path(src)))?;
-                print_listing(listed, &mut report);
+                print_listing(plan, listed, &mut report);
             }
         }
         Direction::ListRemote { srcs } => {
@@ -251,7 +251,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     let listed = jsync::sync::list(&link, &path, &opts, plan.list_recursive)
                         .await
                         .with_context(|| format!("cannot list {src}"))?;
-                    print_listing(listed, &mut report);
+                    print_listing(plan, listed, &mut report);
                 }
                 anyhow::Ok(())
             }
@@ -348,9 +348,15 @@ async fn expand_wildcards(
 
 /// Prints a listing's entries on stdout; what could not be listed goes into
 /// `report` (stderr and the exit code, as for a copy).
-fn print_listing(listed: jsync::sync::Listing, report: &mut Report) {
+fn print_listing(plan: &Plan, listed: jsync::sync::Listing, report: &mut Report) {
     let mut out = std::io::stdout().lock();
-    for e in &listed.entries {
+    // (-q: nothing, as rsync's.)
+    let shown = if plan.verbosity == 0 {
+        &[][..]
+    } else {
+        &listed.entries[..]
+    };
+    for e in shown {
         // A closed stdout (`jcp host: | head`) is not a failure.
         if writeln!(out, "{}", listing::line(e)).is_err() {
             break;

@@ -186,7 +186,8 @@ fn everyday(root: &Path) {
     fs::hard_link(s.join("a.txt"), s.join("hard")).unwrap();
     fs::write(root.join("list"), "a.txt\nsub\nlink\nsub/deep/d.bin\n").unwrap();
     fs::write(root.join("list2"), "sub/\ncache/.\n").unwrap();
-    for list in ["list", "list2"] {
+    fs::write(root.join("list0"), "a.txt\0sub/deep\0").unwrap();
+    for list in ["list", "list2", "list0"] {
         set_time(&root.join(list), T);
     }
     settle(&s, T);
@@ -273,6 +274,15 @@ fn rules(root: &Path) {
     put(&s.join("sub/.rsync-filter"), b"- c.txt\n", 0o644, T);
     put(&s.join("sub/deep/.gitignore"), b"e.txt\n", 0o644, T);
     put(&s.join("other/.cvsignore"), b"*.tmp\n", 0o644, T);
+    // Rules whose lines end with NUL (-0).
+    put(
+        &s.join("log/.nul-rules"),
+        b"- 1.log\0+ keep.log\0- *\0",
+        0o644,
+        T,
+    );
+    fs::write(root.join("nul"), "- *.o\0+ sub/\0- ab.c\0").unwrap();
+    set_time(&root.join("nul"), T);
     settle(&s, T);
     for f in [
         "extra.txt",
@@ -392,17 +402,24 @@ impl Server {
 }
 
 /// Runs `opts` with rsync and with jcp (each of `ways`) on fresh copies of
-/// `fixture`; returns what differs (nothing when they agree). `{list}` and
-/// `{list2}` in an option stand for the fixture's list files.
+/// `fixture`; returns what differs (nothing when they agree). `{list}`,
+/// `{list2}`, `{list0}` and `{nul}` in an option stand for the fixture's
+/// list and rule files.
 fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> Vec<String> {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("rsync");
     fixture(&root);
     let args = |root: &Path| -> Vec<String> {
-        let list = |name: &str| root.join(name).display().to_string();
-        let (one, two) = (list("list"), list("list2"));
+        let files = ["list", "list2", "list0", "nul"];
         opts.iter()
-            .map(|o| o.replace("{list}", &one).replace("{list2}", &two))
+            .map(|o| {
+                files.iter().fold(o.to_string(), |o, name| {
+                    o.replace(
+                        &format!("{{{name}}}"),
+                        &root.join(name).display().to_string(),
+                    )
+                })
+            })
             .collect()
     };
     let mut rsync = Command::new("rsync");
@@ -475,6 +492,11 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["--delete-excluded", "--exclude=*.o"],
             &["--delete", "--exclude=cache/"],
             &["--delete", "--max-delete=0"],
+            // (What outranks what, and what does nothing alone.)
+            &["-c", "--size-only"],
+            &["-I", "--size-only"],
+            &["--ignore-errors", "--max-delete=1", "--suffix=.x"],
+            &["-0", "--files-from={list0}"],
             &["-u"],
             &["--existing"],
             &["--ignore-existing"],
@@ -568,6 +590,9 @@ fn filter_rules_leave_what_rsync_leaves() {
             &["-F", "--delete-after"],
             &["-FF", "--delete"],
             &["--filter=:- .gitignore"],
+            &["-0", "--filter=: .nul-rules"],
+            &["-0", "--exclude-from={nul}"],
+            &["-0", "--filter=merge {nul}", "--delete"],
             &["--filter=dir-merge .rsync-filter"],
             &["--delete", "--filter=R x.o"],
             &["--delete", "--filter=P *.o"],

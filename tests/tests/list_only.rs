@@ -81,3 +81,49 @@ fn a_source_is_listed_as_rsync_lists_it() {
     let out = run("jcp", &[work.path().join("missing").to_str().unwrap()]);
     fails(&out, 1, "missing", "a missing local source");
 }
+
+/// `--list-only SRC DST`: DST is the destination, neither listed nor used
+/// (as rsync's), locally and from a server; `-q` prints nothing at all,
+/// of a listing or of a copy with `-i -v --stats`, while errors still
+/// reach stderr.
+#[test]
+fn the_destination_of_list_only_is_not_listed_and_q_prints_nothing() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_source(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let local = format!("{}/", root.join("src").display());
+    let dst = work.path().join("dst");
+    let dst = dst.to_str().unwrap();
+    for (how, src) in [("local", local.as_str()), ("server", "127.0.0.1:src/")] {
+        let out = srv.jcp(keys.path(), &["--list-only", src, dst]);
+        ok(&out, how);
+        assert_eq!(lines(&out).len(), 4, "{how}: {:?}", lines(&out));
+        assert!(lines(&out)[0].ends_with(" ."), "{how}: {:?}", lines(&out));
+        assert!(!Path::new(dst).exists(), "{how}: the destination was made");
+        let out = srv.jcp(keys.path(), &["-q", "-r", "--list-only", src]);
+        ok(&out, how);
+        assert!(out.stdout.is_empty(), "{how}: {:?}", lines(&out));
+    }
+    // A copy with -q: done, and silent but for its errors.
+    let loud = ["-i", "-vv", "--stats", "--progress"];
+    let out = srv.jcp(keys.path(), &[&["-q"][..], &loud, &[&local, dst]].concat());
+    ok(&out, "-q copy");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    assert_eq!(
+        std::fs::read(Path::new(dst).join("f.txt")).unwrap(),
+        b"hello\n"
+    );
+    let out = srv.jcp(
+        keys.path(),
+        &[&loud[..], &["-n", &local, "127.0.0.1:new"]].concat(),
+    );
+    ok(&out, "loud dry run");
+    assert!(lines(&out).iter().any(|l| l.contains("f.txt")), "{out:?}");
+    let missing = work.path().join("missing");
+    let args = [&["-q"][..], &loud, &[missing.to_str().unwrap(), dst]].concat();
+    let out = srv.jcp(keys.path(), &args);
+    fails(&out, 1, "missing", "-q with a missing source");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}

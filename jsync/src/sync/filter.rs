@@ -261,6 +261,8 @@ pub struct Filter {
     /// Whether rules for both sides count (not for a receiver with
     /// `--delete-excluded`: only its own `protect`/`risk` rules do).
     shared: bool,
+    /// `-0`: rule files' lines end with NUL, not newline.
+    nul_lines: bool,
 }
 
 impl Default for Filter {
@@ -270,6 +272,7 @@ impl Default for Filter {
             prefix: Vec::new(),
             side: Side::Both,
             shared: true,
+            nul_lines: false,
         }
     }
 }
@@ -564,12 +567,21 @@ fn bad_rule(rule: &str, reason: String) -> FilterError {
 
 /// The rules (or patterns) of a rule file's text: lines (or with `words`,
 /// whitespace-separated words), without blank lines and, by lines, `#` or
-/// `;` comments; a trailing `\r` is dropped.
-fn rule_lines(text: &[u8], words: bool) -> impl Iterator<Item = (usize, &[u8])> {
-    let lines = text.split(|&b| b == b'\n').enumerate().map(|(i, l)| {
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        (i + 1, l)
-    });
+/// `;` comments; a trailing `\r` is dropped. With `nul` (`-0`) lines end
+/// with NUL instead, as in rsync, and keep any `\r` or `\n`.
+fn rule_lines(text: &[u8], words: bool, nul: bool) -> impl Iterator<Item = (usize, &[u8])> {
+    let end = if nul { b'\0' } else { b'\n' };
+    let lines = text
+        .split(move |&b| b == end)
+        .enumerate()
+        .map(move |(i, l)| {
+            let l = if nul {
+                l
+            } else {
+                l.strip_suffix(b"\r").unwrap_or(l)
+            };
+            (i + 1, l)
+        });
     lines.flat_map(move |(n, l)| {
         let items: Vec<&[u8]> = if words {
             l.split(|b| b.is_ascii_whitespace())
@@ -679,7 +691,7 @@ impl Filter {
                 source_name: source_name.to_string(),
                 error,
             })?;
-        for (n, line) in rule_lines(&text, false) {
+        for (n, line) in rule_lines(&text, false, self.nul_lines) {
             let line = utf8_line(line, source_name, n)?;
             let (kind, pattern) = split_prefix(line).unwrap_or((default, line));
             self.add(kind, pattern)
@@ -737,7 +749,7 @@ impl Filter {
                     source_name: file.to_string(),
                     error,
                 })?;
-                for (n, line) in rule_lines(&text, words) {
+                for (n, line) in rule_lines(&text, words, self.nul_lines) {
                     let line = utf8_line(line, file, n)?;
                     let before = self.entries.len();
                     let added = parse_line(line, kind)
@@ -761,6 +773,19 @@ impl Filter {
             }
         }
         Ok(())
+    }
+
+    /// `-0`: the lines of rule files read from now on (`--exclude-from`,
+    /// `merge`, and each directory's `dir-merge` files) end with NUL, not
+    /// newline, as in rsync. [`Filter::to_args`] does not carry it: the
+    /// sync options do.
+    pub fn set_nul_lines(&mut self, nul: bool) {
+        self.nul_lines = nul;
+    }
+
+    /// Whether rule files' lines end with NUL ([`Filter::set_nul_lines`]).
+    pub fn nul_lines(&self) -> bool {
+        self.nul_lines
     }
 
     /// The same filter as `side` applies it: the other side's rules (`s`,
@@ -820,7 +845,7 @@ impl Filter {
             };
             let mut rules = Vec::new();
             let mut clear = false;
-            for (n, item) in rule_lines(&text, dm.words) {
+            for (n, item) in rule_lines(&text, dm.words, self.nul_lines) {
                 let at = |e: FilterError| in_file(e, &shown(), n);
                 let item = utf8_line(item, &shown(), n)?;
                 let parsed = parse_line(item, dm.kind).map_err(|r| at(bad_rule(item, r)))?;
@@ -2010,5 +2035,45 @@ last without newline";
             .add_from_reader(&b"a\n\xff\n"[..], Exclude, "latin1.txt")
             .unwrap_err();
         assert!(e.to_string().starts_with("latin1.txt:2:"), "{e}");
+    }
+
+    /// `-0`: rule files' lines end with NUL (a newline or `\r` is part of
+    /// the line), in `--exclude-from`, `merge` and `dir-merge` files alike.
+    #[test]
+    fn nul_ended_rule_files() {
+        let text = &b"*.o\0+ keep me\0\0# comment\0two\nlines\0crlf\r"[..];
+        let mut f = Filter::default();
+        f.set_nul_lines(true);
+        f.add_from_reader(text, Exclude, "nul.txt").unwrap();
+        assert_eq!(
+            f.to_args(),
+            ["- *.o", "+ keep me", "- two\nlines", "- crlf\r"]
+        );
+        // Without -0 the same bytes are lines at the newlines.
+        let mut g = Filter::default();
+        g.add_from_reader(text, Exclude, "nul.txt").unwrap();
+        assert_eq!(g.to_args().len(), 2, "{:?}", g.to_args());
+
+        let dir = tempfile::tempdir().unwrap();
+        let merged = dir.path().join("merged");
+        std::fs::write(&merged, b"- a\0- b\0").unwrap();
+        let mut m = Filter::default();
+        m.set_nul_lines(true);
+        m.add_rule(&format!("merge {}", merged.display())).unwrap();
+        m.add_rule(": .rules").unwrap();
+        assert_eq!(m.to_args(), ["- a", "- b", ": .rules"]);
+        let per_dir = |nul: bool| {
+            let mut m = m.clone();
+            m.set_nul_lines(nul);
+            let scope = m
+                .enter(&DirScope::default(), b"", |_| {
+                    Ok(Some(b"- c\0- d".to_vec()))
+                })
+                .unwrap();
+            ["c", "d"].map(|n| m.is_excluded_in(&scope, n.as_bytes(), false))
+        };
+        assert_eq!(per_dir(true), [true, true]);
+        // (One line, "- c\0- d", without -0.)
+        assert_eq!(per_dir(false), [false, false]);
     }
 }

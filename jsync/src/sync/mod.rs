@@ -597,6 +597,9 @@ impl Args {
                 .into_iter()
                 .map(|r| format!("filter={r}")),
         );
+        if opts.filter.nul_lines() {
+            out.push("filter_nul=1".into());
+        }
         out
     }
 
@@ -640,6 +643,7 @@ impl Args {
             opts: SyncOptions::default(),
         };
         let mut rules = Vec::new();
+        let mut nul_lines = false;
         let (mut suffix, mut backup_dir) = (None, None);
         for a in &args[1..] {
             let (k, v) = a
@@ -689,6 +693,7 @@ impl Args {
                 "chmod" => out.opts.chmod = Chmod::parse(v)?,
                 "chown" => out.opts.chown = Some(Chown::parse(v).map_err(anyhow::Error::msg)?),
                 "filter" => rules.push(v.to_string()),
+                "filter_nul" => nul_lines = v == "1",
                 "backup_suffix" => suffix = Some(v.to_string()),
                 k if AltHow::parse(k).is_some() => {
                     let how = AltHow::parse(k).expect("matched");
@@ -706,6 +711,7 @@ impl Args {
             }
         }
         out.opts.filter = Filter::from_args(&rules)?;
+        out.opts.filter.set_nul_lines(nul_lines);
         if out.opts.acls && !out.opts.perms {
             anyhow::bail!("-A cannot go with --no-perms (an access ACL holds the permission bits)");
         }
@@ -1264,6 +1270,13 @@ mod tests {
         };
         let all = Args::parse(&Args::encode("", &all)).unwrap().opts;
         assert!(!all.skip_compress.skips(b"a.gz"));
+        // -0 travels with the rules (the other side's dir-merge files).
+        assert!(!all.filter.nul_lines());
+        let mut nul = SyncOptions::default();
+        nul.filter.add_rule(": .rules").unwrap();
+        nul.filter.set_nul_lines(true);
+        let nul = Args::parse(&Args::encode("", &nul)).unwrap().opts.filter;
+        assert!(nul.nul_lines() && nul.has_dir_merge());
         let both = fsroot::Kept {
             xattrs: true,
             acls: true,
