@@ -34,6 +34,9 @@ pub const DEFAULT_PORT: u16 = 7433;
     override_usage = "jcp [OPTIONS] SRC... DST\n       jcp --keygen [--config-dir DIR]",
     // -h is rsync's --human-readable; help is --help (or -h alone, as in rsync).
     disable_help_flag = true,
+    // A flag given twice (a script's options, then the same again) is
+    // taken once, as in rsync; counted flags (-v, -i, -x, ...) still count.
+    args_override_self = true,
 )]
 pub struct Cli {
     /// What to copy, then where: local paths or HOST:PATHs on one server,
@@ -456,9 +459,11 @@ pub struct Cli {
     /// For a file the destination lacks, start from a similar file beside
     /// it, as rsync's -y: one of the same size and mtime, else the closest
     /// name with the same suffix (report-v1.pdf for report-v2.pdf), so only
-    /// what differs crosses
-    #[arg(short = 'y', long)]
-    pub fuzzy: bool,
+    /// what differs crosses. Twice (-yy), as rsync's: also among the files
+    /// of the same directory in each --compare-dest, --copy-dest or
+    /// --link-dest DIR (a renamed file found in the last snapshot)
+    #[arg(short = 'y', long, action = ArgAction::Count)]
+    pub fuzzy: u8,
 
     /// Put every received file in place at the end of the run, together,
     /// as rsync's --delay-updates: until then the destination keeps its old
@@ -1504,7 +1509,8 @@ impl Cli {
         // with -r, as --files-from does.)
         sync.dirs_only = (self.dirs && !(self.recursive || self.archive))
             || (self.lists_apart() && !self.recursive);
-        sync.fuzzy = self.fuzzy;
+        sync.fuzzy = self.fuzzy > 0;
+        sync.fuzzy_alts = self.fuzzy > 1;
         sync.delay_updates = self.delay_updates;
         sync.partial_dir = self.partial_dir.clone();
         sync.temp_dir = self.temp_dir.clone();
@@ -2003,6 +2009,9 @@ mod tests {
         assert!(plan(&["-aL", "a", "b"]).unwrap().sync.copy_links);
         assert!(plan(&["-d", "a", "b"]).unwrap().sync.dirs_only);
         assert!(plan(&["-y", "a", "b"]).unwrap().sync.fuzzy);
+        assert!(!plan(&["-y", "a", "b"]).unwrap().sync.fuzzy_alts);
+        let yy = plan(&["-yy", "a", "b"]).unwrap().sync;
+        assert!(yy.fuzzy && yy.fuzzy_alts);
         assert!(
             plan(&["--delay-updates", "a", "b"])
                 .unwrap()
@@ -2427,6 +2436,46 @@ mod tests {
         // Several sources: --max-delete counts in one run, so it is refused
         // only where each source would delete on its own.
         assert!(plan(&["--max-delete", "3", "a", "b", "c"]).is_ok());
+        // A flag given twice is taken once (rsync's way; a script's options
+        // and then the same again); counted ones count, lists gather, and
+        // the last value wins.
+        let p = plan(&[
+            "-a",
+            "-a",
+            "--delete",
+            "--delete",
+            "-vv",
+            "-v",
+            "-i",
+            "-i",
+            "-x",
+            "-x",
+            "-UU",
+            "-y",
+            "-y",
+            "--exclude",
+            "x",
+            "--exclude",
+            "y",
+            "-b",
+            "--suffix",
+            ".1",
+            "--suffix",
+            ".2",
+            "-F",
+            "-F",
+            "a",
+            "b",
+        ])
+        .unwrap();
+        assert!(p.sync.delete && p.sync.fuzzy_alts && p.sync.open_noatime && p.sync.atimes);
+        assert_eq!(p.verbosity, 4);
+        assert!(p.sync.itemize && p.sync.itemize_unchanged);
+        assert_eq!(p.sync.one_file_system, 2);
+        assert_eq!(p.sync.backup.unwrap().suffix, ".2");
+        let rules = p.sync.filter.to_args();
+        assert!(rules.contains(&"- x".to_string()) && rules.contains(&"- y".to_string()));
+        assert!(rules.contains(&"- .rsync-filter".to_string()), "{rules:?}");
         let e = plan(&["--max-delete=3", "--delete-missing-args", "a", "b", "c"]).unwrap_err();
         assert!(e.0.contains("--max-delete takes one source"), "{e}");
     }

@@ -1683,28 +1683,40 @@ fn dirs_copies_directories_without_recursing() {
 
 /// `-y`: a file the destination lacks starts from a similar one beside it
 /// (the closest name with the same suffix), so only what differs crosses;
-/// without it, or when no name is close, the file comes whole.
+/// without it, or when no name is close, the file comes whole. `-yy` looks
+/// in the same directory of a `--link-dest` DIR too (`-y` does not).
 #[test]
 fn fuzzy_starts_a_new_file_from_a_similar_one_beside_it() {
     use jsync_tests::bins::stat;
     let big = 256 << 10;
-    let near = |dst: &Path, name: &str| {
+    let near = |dst: &Path, name: &str, in_prev: bool| {
         let mut old = jsync_tests::pseudo_random(big, 1);
         old[100_000..100_010].copy_from_slice(b"0123456789");
-        put(&dst.join(name), &old, T + 5);
+        let dir = if in_prev {
+            dst.parent().unwrap().join("prev")
+        } else {
+            dst.to_path_buf()
+        };
+        let _ = std::fs::remove_dir_all(dst.parent().unwrap().join("prev"));
+        put(&dir.join(name), &old, T + 5);
     };
-    for (options, name, most) in [
-        (&["-y"][..], "bigg.bin", 100_000),
-        (&["--fuzzy", "--delete"], "bigg.bin", 100_000),
-        (&[], "bigg.bin", u64::MAX),
-        (&["-y"], "big.dat", u64::MAX),
-        (&["-y"], "zzzzzzz.bin", u64::MAX),
+    let prev = "--link-dest=../prev";
+    for (options, name, most, in_prev) in [
+        (&["-y"][..], "bigg.bin", 100_000, false),
+        (&["--fuzzy", "--delete"], "bigg.bin", 100_000, false),
+        (&[], "bigg.bin", u64::MAX, false),
+        (&["-y"], "big.dat", u64::MAX, false),
+        (&["-y"], "zzzzzzz.bin", u64::MAX, false),
+        (&["-yy", prev], "bigg.bin", 100_000, true),
+        (&["-y", "-y", prev, "--delete"], "bigg.bin", 100_000, true),
+        (&["-y", prev], "bigg.bin", u64::MAX, true),
+        (&["-yy"], "bigg.bin", u64::MAX, true),
     ] {
         let mut args = options.to_vec();
         args.push("--stats");
         each_way_out(
             &args,
-            |dst| near(dst, name),
+            |dst| near(dst, name, in_prev),
             |dst, out, what| {
                 ok(out, what);
                 let literal = stat(&out.stdout, "Literal data:");
@@ -1718,7 +1730,7 @@ fn fuzzy_starts_a_new_file_from_a_similar_one_beside_it() {
                     Some(jsync_tests::pseudo_random(big, 1)),
                     "{what}"
                 );
-                let deleted = options.contains(&"--delete");
+                let deleted = options.contains(&"--delete") || in_prev;
                 assert_eq!(!dst.join(name).exists(), deleted, "{what}: {name}");
             },
         );

@@ -155,6 +155,19 @@ impl Alts {
         basis
     }
 
+    /// Each directory with the path in it of the directory that holds
+    /// `rel` there (`-yy` searches them): its index, that path, its root.
+    pub(crate) fn dirs_of<'a>(
+        &'a self,
+        rel: &RelPath,
+    ) -> impl Iterator<Item = (usize, RelPath, &'a FsRoot)> + 'a {
+        let dir = self.map.under_dest(rel).parent();
+        self.dirs
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, fs)| Some((i, dir.clone()?, &**fs)))
+    }
+
     /// The first directory holding at `rel` a symlink, device or FIFO the
     /// same as `e` (the same kind, and the same target or device), and what
     /// it holds.
@@ -193,6 +206,16 @@ impl Alts {
         rel: &RelPath,
     ) -> std::result::Result<(File, Meta), FsError> {
         self.dirs[i].open_read_meta(&self.map.under_dest(rel))
+    }
+
+    /// Opens `path` beneath directory `i` (a path in it, not mapped as the
+    /// receiver's are: a `-yy` basis), with its metadata.
+    pub(crate) fn open_read_meta_beneath(
+        &self,
+        i: usize,
+        path: &RelPath,
+    ) -> std::result::Result<(File, Meta), FsError> {
+        self.dirs[i].open_read_meta(path)
     }
 
     /// The extended attributes of what directory `i` holds at `rel`.

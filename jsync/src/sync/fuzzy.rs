@@ -16,6 +16,13 @@
 //! files looked up) once for all the new files it gets; the last few such
 //! directories are kept, since the sender's depth-first list comes back to
 //! a directory after each subdirectory.
+//!
+//! With `-yy`, as rsync's, the same directory of each `--compare-dest`,
+//! `--copy-dest` or `--link-dest` directory is searched too (a snapshot
+//! backup's renamed file is found in the previous snapshot): a file of the
+//! same size and time in any of them first (the destination's, then each
+//! directory's in order), else the closest name among them all (on a tie,
+//! the earlier).
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -24,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use proto::sync::Entry;
 
+use super::alt::Alts;
 use super::fsroot::{is_partial_name, is_temp_name, FsRoot, Kind, RelPath};
 
 /// Directories whose candidates are kept.
@@ -42,8 +50,18 @@ struct Candidate {
     mtime: (i64, u32),
 }
 
-/// A directory (its path) and its candidates.
-type Read = (Vec<u8>, Arc<Vec<Candidate>>);
+/// A directory (which root: 0 the destination's, `i + 1` alternate
+/// directory `i`; and its path there) and its candidates.
+type Read = ((usize, Vec<u8>), Arc<Vec<Candidate>>);
+
+/// A basis found: beneath the destination's root (`alt: None`) or beneath
+/// `--*-dest` directory `alt`, and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Basis {
+    pub alt: Option<usize>,
+    pub path: RelPath,
+    pub size: u64,
+}
 
 /// The receiver's fuzzy lookups, shared by its tasks.
 #[derive(Default)]
@@ -53,21 +71,40 @@ pub(crate) struct Fuzzy {
 
 impl Fuzzy {
     /// A basis for `rel` (a file the destination lacks, listed as `e`)
-    /// among its siblings: the sibling's path and size, or `None`.
-    pub(crate) fn basis(&self, fs: &FsRoot, rel: &RelPath, e: &Entry) -> Option<(RelPath, u64)> {
-        let dir = rel.parent()?;
+    /// among its siblings beneath `fs`, and with `alts` (`-yy`) among
+    /// what those directories hold in the same directory.
+    pub(crate) fn basis(
+        &self,
+        fs: &FsRoot,
+        alts: Option<&Alts>,
+        rel: &RelPath,
+        e: &Entry,
+    ) -> Option<Basis> {
         let name = rel.file_name()?.as_bytes();
-        let candidates = self.candidates(fs, &dir);
-        let best = pick(&candidates, name, e.size, e.mtime)?;
-        Some((dir.join(OsStr::from_bytes(&best.name)), best.size))
+        let mut places = vec![(None, rel.parent()?, fs)];
+        if let Some(alts) = alts {
+            places.extend(alts.dirs_of(rel).map(|(i, dir, fs)| (Some(i), dir, fs)));
+        }
+        let lists: Vec<Arc<Vec<Candidate>>> = places
+            .iter()
+            .map(|(alt, dir, fs)| self.candidates(alt.map_or(0, |i| i + 1), fs, dir))
+            .collect();
+        let (k, best) = pick(&lists, name, e.size, e.mtime)?;
+        let (alt, dir, _) = &places[k];
+        Some(Basis {
+            alt: *alt,
+            path: dir.join(OsStr::from_bytes(&best.name)),
+            size: best.size,
+        })
     }
 
-    /// The candidates of directory `dir`, read now or kept from before.
-    fn candidates(&self, fs: &FsRoot, dir: &RelPath) -> Arc<Vec<Candidate>> {
-        let key = dir.as_bytes();
+    /// The candidates of directory `dir` beneath root `root` (`fs`), read
+    /// now or kept from before.
+    fn candidates(&self, root: usize, fs: &FsRoot, dir: &RelPath) -> Arc<Vec<Candidate>> {
+        let key = (root, dir.as_bytes().to_vec());
         {
             let recent = self.recent.lock().expect("poisoned");
-            if let Some((_, c)) = recent.iter().find(|(d, _)| d == key) {
+            if let Some((_, c)) = recent.iter().find(|(d, _)| *d == key) {
                 return c.clone();
             }
         }
@@ -76,7 +113,7 @@ impl Fuzzy {
         if recent.len() >= KEPT_DIRS {
             recent.pop_front();
         }
-        recent.push_back((key.to_vec(), found.clone()));
+        recent.push_back((key, found.clone()));
         found
     }
 }
@@ -102,17 +139,21 @@ fn read_candidates(fs: &FsRoot, dir: &RelPath) -> Vec<Candidate> {
         .collect()
 }
 
-/// The best of `candidates` for a file `name` of `size` and `mtime`.
+/// The best of the `lists` of candidates (in order) for a file `name` of
+/// `size` and `mtime`: which list, and the candidate.
 fn pick<'a>(
-    candidates: &'a [Candidate],
+    lists: &'a [Arc<Vec<Candidate>>],
     name: &[u8],
     size: u64,
     mtime: (i64, u32),
-) -> Option<&'a Candidate> {
-    if let Some(same) = candidates
-        .iter()
-        .find(|c| c.size == size && c.mtime == mtime)
-    {
+) -> Option<(usize, &'a Candidate)> {
+    let candidates = || {
+        lists
+            .iter()
+            .enumerate()
+            .flat_map(|(k, l)| l.iter().map(move |c| (k, c)))
+    };
+    if let Some(same) = candidates().find(|(_, c)| c.size == size && c.mtime == mtime) {
         return Some(same);
     }
     let suffix = |n: &[u8]| n.iter().rposition(|&b| b == b'.').map(|i| n[i..].to_vec());
@@ -122,13 +163,13 @@ fn pick<'a>(
     let mut bound = name.len().div_ceil(2);
     let near =
         |c: &Candidate| c.size <= size.saturating_mul(MAX_RATIO) && c.size >= size / MAX_RATIO;
-    for c in candidates {
+    for (k, c) in candidates() {
         if !near(c) || suffix(&c.name) != wanted || c.name.len().abs_diff(name.len()) >= bound {
             continue;
         }
         if let Some(d) = distance_below(name, &c.name, bound) {
             bound = d;
-            best = Some(c);
+            best = Some((k, c));
         }
     }
     best
@@ -182,14 +223,16 @@ mod tests {
 
     #[test]
     fn the_same_size_and_time_first_then_the_closest_name_with_the_suffix() {
-        let list = [
+        let list = [Arc::new(vec![
             c("notes.txt", 10, 1),
             c("report-v1.pdf", 500, 2),
             c("report-v10.pdf", 500, 3),
             c("report-v1.doc", 500, 4),
             c("other.bin", 77, 9),
-        ];
-        let name = |n: &str, size, t| pick(&list, n.as_bytes(), size, (t, 0)).map(|c| &c.name[..]);
+        ])];
+        let name = |n: &str, size, t| {
+            pick(&list, n.as_bytes(), size, (t, 0)).map(|(k, c)| (k == 0).then_some(&c.name[..]))?
+        };
         assert_eq!(name("report-v2.pdf", 600, 1), Some(&b"report-v1.pdf"[..]));
         // Far larger or smaller: none.
         assert_eq!(name("report-v2.pdf", 5_000, 1), None);
@@ -200,5 +243,32 @@ mod tests {
         assert_eq!(name("report-v2.odt", 600, 1), None);
         assert_eq!(name("summary.pdf", 600, 1), None);
         assert_eq!(name("x", 600, 1), None);
+    }
+
+    /// `-yy`: the lists of the destination and each `--*-dest` directory,
+    /// in order: the same size and time in any first, then the closest
+    /// name among them all, the earlier list on a tie.
+    #[test]
+    fn several_lists_same_first_then_closest_then_earlier() {
+        let lists = [
+            Arc::new(vec![c("report-v1.pdf", 500, 2), c("b-v11.pdf", 500, 2)]),
+            Arc::new(vec![c("other.bin", 77, 9), c("b-v1.pdf", 500, 2)]),
+            Arc::new(vec![c("report-v3.pdf", 500, 3), c("b-v12.pdf", 500, 2)]),
+        ];
+        let got = |n: &str, size, t| {
+            pick(&lists, n.as_bytes(), size, (t, 0)).map(|(k, c)| (k, c.name.clone()))
+        };
+        // Size and time in a later list beat a close name in an earlier.
+        assert_eq!(
+            got("report-v2.pdf", 77, 9),
+            Some((1, b"other.bin".to_vec()))
+        );
+        // A tie on distance: the destination's.
+        assert_eq!(
+            got("report-v2.pdf", 600, 1),
+            Some((0, b"report-v1.pdf".to_vec()))
+        );
+        // A closer name in a later list wins.
+        assert_eq!(got("b-v2.pdf", 600, 1), Some((1, b"b-v1.pdf".to_vec())));
     }
 }

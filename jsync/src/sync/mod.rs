@@ -178,6 +178,9 @@ pub struct SyncOptions {
     /// basis of its delta (`--fuzzy`): one of the same size and mtime, else
     /// the closest name with the same suffix.
     pub fuzzy: bool,
+    /// With `fuzzy`, also search the same directory of each `--*-dest`
+    /// directory (`-yy`, as rsync's).
+    pub fuzzy_alts: bool,
     /// Rename received files into place together at the end
     /// (`--delay-updates`), so the destination changes in one short step.
     pub delay_updates: bool,
@@ -340,6 +343,7 @@ impl Default for SyncOptions {
             keep_dirlinks: false,
             dirs_only: false,
             fuzzy: false,
+            fuzzy_alts: false,
             delay_updates: false,
             partial_dir: None,
             temp_dir: None,
@@ -505,6 +509,7 @@ flag_options!(
     keep_dirlinks,
     dirs_only,
     fuzzy,
+    fuzzy_alts,
     delay_updates,
     ignore_missing_args,
     delete_missing_args,
@@ -809,6 +814,7 @@ impl Args {
             modify_window: self.opts.modify_window,
             whole_file: self.opts.whole_file,
             fuzzy: self.opts.fuzzy,
+            fuzzy_alts: self.opts.fuzzy_alts,
             delay_updates: self.opts.delay_updates,
             partial_dir: self.opts.partial_dir.clone(),
             temp_dir: self.opts.temp_dir.clone(),
@@ -1211,6 +1217,7 @@ mod tests {
             delete_missing_args: true,
             dirs_only: true,
             fuzzy: true,
+            fuzzy_alts: true,
             delay_updates: true,
             partial_dir: Some(".rsync-partial".into()),
             temp_dir: Some("../tmp dir".into()),
@@ -1293,7 +1300,7 @@ mod tests {
         let t = a.take_options(Arc::new(NoProgress), true);
         assert!(t.fsync && t.checksum && t.delete && t.numeric_ids && t.one_file_system);
         assert_eq!(t.chown.map(|c| c.to_string()).as_deref(), Some("1:2"));
-        assert!(t.safe_links && t.fuzzy && t.delay_updates && t.keep_dirlinks);
+        assert!(t.safe_links && t.fuzzy && t.fuzzy_alts && t.delay_updates && t.keep_dirlinks);
         assert!(t.delete_missing);
         assert_eq!(t.partial_dir.as_deref(), Some(".rsync-partial"));
         assert_eq!(t.temp_dir.as_deref(), Some("../tmp dir"));

@@ -143,6 +143,9 @@ pub(crate) struct TakeOptions {
     /// A file the destination lacks may start from a similar one beside
     /// it (`--fuzzy`).
     pub fuzzy: bool,
+    /// With `fuzzy`, also from one in the same directory of a `--*-dest`
+    /// directory (`-yy`).
+    pub fuzzy_alts: bool,
     /// Received files are renamed into place together at the end
     /// (`--delay-updates`).
     pub delay_updates: bool,
@@ -1831,8 +1834,9 @@ struct Local {
     size: u64,
     /// In which `--*-dest` directory, when the destination has none.
     alt: Option<usize>,
-    /// Another file of the destination (`--fuzzy`), when it has none.
-    sibling: Option<RelPath>,
+    /// Another file of the destination (`--fuzzy`), or of a `--*-dest`
+    /// directory (`-yy`: which, and the path beneath it), when it has none.
+    sibling: Option<(Option<usize>, RelPath)>,
 }
 
 /// A set of directories whose entries all get the same treatment: those this
@@ -2188,7 +2192,8 @@ fn plan(
                                 && !fresh.holds(rel)
                                 && e.size > BATCH_FILE_MAX
                         });
-                        sibling = fuzzy.and_then(|f| f.basis(fs, rel, e));
+                        let alts = ctx.alts.as_ref().filter(|_| ctx.opts.fuzzy_alts);
+                        sibling = fuzzy.and_then(|f| f.basis(fs, alts, rel, e));
                         match sibling {
                             Some(_) => (WantHow::Delta, new),
                             None => (WantHow::Full, new),
@@ -2241,10 +2246,10 @@ fn plan(
                     alt: Some(i),
                     sibling: None,
                 },
-                (None, Some((path, size))) => Local {
-                    size,
+                (None, Some(basis)) => Local {
+                    size: basis.size,
                     alt: None,
-                    sibling: Some(path),
+                    sibling: Some((basis.alt, basis.path)),
                 },
                 (None, None) => Local {
                     size: here.map_or(0, |m| m.size),
@@ -3507,7 +3512,12 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
                     alts.open_read(i, &out.job.rel).map(|f| (f, local.size))
                 }
                 // (A sibling by its size now: it was looked up earlier.)
-                (_, _, Some(sibling)) => ctx.fs.open_read_meta(sibling).map(|(f, m)| (f, m.size)),
+                (_, Some(alts), Some((Some(i), sibling))) => alts
+                    .open_read_meta_beneath(*i, sibling)
+                    .map(|(f, m)| (f, m.size)),
+                (_, _, Some((_, sibling))) => {
+                    ctx.fs.open_read_meta(sibling).map(|(f, m)| (f, m.size))
+                }
                 _ => ctx.fs.open_read_meta(&out.job.rel).map(|(f, m)| {
                     let size = m.size;
                     out.own = Some(m);
