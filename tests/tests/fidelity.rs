@@ -629,6 +629,22 @@ fn itemize_changes_says_what_changed_on_a_server() {
     itemized_lines(Way::Push(Net::Tls));
 }
 
+/// A destination named as a directory (`dst/`) that does not exist is
+/// made, and itemized as made (`cd+++++++++ ./`, as rsync's), each way.
+#[test]
+fn a_destination_named_as_a_directory_is_itemized_as_made() {
+    for way in [Way::Local, Way::Push(Net::Tls), Way::Pull(Net::Tls)] {
+        let w = World::new(way);
+        let p = w.pair("made");
+        put(&p.src.join("f.txt"), b"eff", 0o644, 1_600_000_001);
+        let out = w.jcp(&["-i", &p.src_arg, &format!("{}/", p.dst_arg)]);
+        assert_ok(&out, "into dst/");
+        expect_line(&out, "cd+++++++++ ./");
+        expect_line(&out, ">f+++++++++ f.txt");
+        same_tree(&p.src, &p.dst, &Features::basic());
+    }
+}
+
 /// A source named without a trailing slash (or a single file) lands under its
 /// name, and -i and -v show each path as rsync does: relative to the
 /// destination, under that name (`src/f.txt`, `f.txt`), not relative to the

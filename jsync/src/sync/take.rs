@@ -239,7 +239,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         resolve(&opts.usermap, "user", ids::uid_by_name)?,
         resolve(&opts.groupmap, "group", ids::gid_by_name)?,
     );
-    let base = placement(&spec, &source, opts.dry_run || missing)?;
+    let (base, placed_new) = placement(&spec, &source, opts.dry_run || missing)?;
     if let Some(d) = &opts.partial_dir {
         spec.fs.set_partial_dir(std::ffi::OsStr::new(d));
     }
@@ -265,7 +265,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     };
     let mut warnings = Vec::new();
     let placed_at = base.clone();
-    let (fs, base, made_base) = confine(
+    let (fs, base, made_here) = confine(
         &spec,
         base,
         source.kind,
@@ -273,6 +273,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         backups.as_ref(),
         opts.keep_dirlinks,
     )?;
+    // A base directory placement made (a destination named as a
+    // directory, for contents) is as new as one confine made.
+    let made_base = made_here || placed_new;
     let temp_inside = match &opts.temp_dir {
         Some(d) if !missing => {
             let (inside, warning) = use_temp_dir(d, &spec.fs, &fs, &map, &opts)?;
@@ -799,15 +802,18 @@ fn stats_of(c: &Counters) -> Stats {
     }
 }
 
-/// Where the source lands, as rsync places it; a destination named as a
-/// directory ([`TakeSpec::dir`]) is made first (not in a dry run).
-fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<RelPath> {
+/// Where the source lands, as rsync places it, and whether that is a
+/// directory made here: a destination named as a directory
+/// ([`TakeSpec::dir`]) is made first (not in a dry run).
+fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<(RelPath, bool)> {
+    let mut made = false;
     if spec.dir && !dry_run && !spec.dst.is_root() {
+        made = spec.fs.lstat(&spec.dst).map_err(fs_err)?.is_none();
         spec.fs.mkdir_all(&spec.dst, 0o777).map_err(fs_err)?;
     }
     let into = |name: &[u8]| -> Result<RelPath> { join(&spec.dst, name).map_err(fs_err) };
-    match (source.kind, source.contents) {
-        (EntryKind::Dir, true) => Ok(spec.dst.clone()),
+    let placed = match (source.kind, source.contents) {
+        (EntryKind::Dir, true) => return Ok((spec.dst.clone(), made)),
         (EntryKind::Dir, false) => into(&source.name),
         _ => {
             let is_dir = spec.dir
@@ -833,7 +839,9 @@ fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<RelPath>
                 Ok(spec.dst.clone())
             }
         }
-    }
+    };
+    // (Only the destination itself counts: what goes into it is not it.)
+    Ok((placed?, false))
 }
 
 /// A source placed by its name (a file, or a directory without a trailing
