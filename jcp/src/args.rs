@@ -1216,6 +1216,20 @@ fn build_filter(
     Ok(f)
 }
 
+/// Whether each of `paths` names an entry placed by its name (no trailing
+/// slash, `.` or `..`: not a directory's contents), and no two by the same
+/// name: what several sources need to go with `--delete`.
+pub(crate) fn by_distinct_names<'a>(paths: impl Iterator<Item = &'a [u8]>) -> bool {
+    let mut names = std::collections::HashSet::new();
+    for p in paths {
+        let name = p.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        if name.is_empty() || jsync::sync::names_contents(p) || !names.insert(name) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Source operands: all local, or all on one server (`literal`: paths
 /// that name themselves, never expanded as wildcards).
 fn sources(
@@ -1368,22 +1382,28 @@ impl Cli {
                  a source of its own, and would delete what the others copied"
             )));
         }
-        if several && self.deletes() {
-            return Err(UsageError(format!(
-                "{delete} takes one source: with several, each would delete what the \
-                 others copied (run jcp once per source)"
-            )));
-        }
-        if several && self.delete_missing_args && self.max_delete.is_some() {
-            return Err(UsageError(
-                "--max-delete takes one source: each source is a run of its own, which \
-                 would count its deletions alone (run jcp once per source)"
-                    .into(),
-            ));
-        }
         let dst = endpoint::parse_os(dst_typed).map_err(UsageError)?;
         let dst = if several { dst.into_dir() } else { dst };
         let (local, remote) = sources(src_typed, apart)?;
+        // Several sources are runs of their own, one after the other. With
+        // --delete that is rsync's sync when each lands under a name of its
+        // own (a directory named without a trailing slash, or a file):
+        // rsync deletes only inside the directories it sends. Contents
+        // (src/) share one directory, where each run would delete what the
+        // others copied; so may paths kept with -R.
+        if several && self.deletes() {
+            let paths = local
+                .iter()
+                .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+                .chain(remote.iter().map(|r| r.path.as_bytes()));
+            if self.relative || !by_distinct_names(paths) {
+                return Err(UsageError(format!(
+                    "{delete} with several sources: each must be named without a trailing \
+                     slash (landing as DST/NAME), and no two by the same name; otherwise \
+                     each would delete what the others copied (run jcp once per source)"
+                )));
+            }
+        }
         Ok(match dst {
             Endpoint::Local(dst) if remote.is_empty() => Direction::Local { srcs: local, dst },
             Endpoint::Remote(dst) if remote.is_empty() => Direction::Push { srcs: local, dst },
@@ -1738,7 +1758,10 @@ mod tests {
         assert!(alone.sync.delete && !alone.sync.delete_before && alone.sync.delete_excluded);
         assert!(plan(&["--delete-excluded", "--max-delete=1", "a/", "b"]).is_ok());
         let e = plan(&["--delete-excluded", "a/", "c/", "b"]).unwrap_err();
-        assert!(e.0.starts_with("--delete-excluded takes one source"), "{e}");
+        assert!(
+            e.0.starts_with("--delete-excluded with several sources"),
+            "{e}"
+        );
         // (--ignore-errors alone deletes nothing, as rsync's.)
         let lone = plan(&["--ignore-errors", "a/", "b"]).unwrap();
         assert!(lone.sync.ignore_errors && !lone.sync.delete);
@@ -2476,8 +2499,8 @@ mod tests {
         let rules = p.sync.filter.to_args();
         assert!(rules.contains(&"- x".to_string()) && rules.contains(&"- y".to_string()));
         assert!(rules.contains(&"- .rsync-filter".to_string()), "{rules:?}");
-        let e = plan(&["--max-delete=3", "--delete-missing-args", "a", "b", "c"]).unwrap_err();
-        assert!(e.0.contains("--max-delete takes one source"), "{e}");
+        // (--max-delete counts over the sources' runs.)
+        assert!(plan(&["--max-delete=3", "--delete-missing-args", "a", "b", "c"]).is_ok());
     }
 
     #[test]
@@ -2490,17 +2513,39 @@ mod tests {
     }
 
     #[test]
-    fn several_sources_need_one_server_and_no_delete() {
+    fn several_sources_need_one_server_and_names_of_their_own_to_delete() {
         assert!(plan(&["h:a", "h:b", "dst"]).is_ok_and(
             |p| matches!(p.direction, Direction::Pull { ref srcs, ref dst } if srcs.len() == 2 && dst.as_os_str() == "dst/")
         ));
         for bad in [
             &["h:a", "g:b", "dst"][..],
             &["a", "h:b", "dst"],
-            &["--delete", "a", "b", "dst"],
             &["h:a", "h:b", "g:dst"],
+            // --delete: contents, one name twice, -R, a server's root.
+            &["--delete", "a/", "b", "dst"],
+            &["--delete", "a", "b/.", "dst"],
+            &["--delete", "x/a", "y/a", "dst"],
+            &["--delete", "-R", "a", "b", "dst"],
+            &["--delete", "h:", "h:b", "dst"],
+            &["--delete-excluded", "h:a/", "h:b", "dst"],
         ] {
             assert!(plan(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            &["--delete", "a", "b", "dst"][..],
+            &["--delete", "x/a", "y/b", "f.txt", "h:dst"],
+            &["--delete", "--max-delete=2", "h:x/a", "h:b", "dst"],
+        ] {
+            assert!(plan(good).is_ok(), "{good:?}");
+        }
+        assert!(by_distinct_names([&b"a"[..], b"b/c", b"d"].into_iter()));
+        for names in [
+            &[&b"a/"[..], b"b"][..],
+            &[b"a", b"b/a"],
+            &[b".", b"b"],
+            &[b"", b"b"],
+        ] {
+            assert!(!by_distinct_names(names.iter().copied()), "{names:?}");
         }
     }
 }

@@ -25,7 +25,7 @@ use anyhow::Context;
 use jsync::sync::{NoProgress, Report, SyncOptions};
 use jsync::{ClientSecurity, Link, Services};
 
-use args::{Direction, Plan};
+use args::{Direction, Plan, Selection};
 use endpoint::shown_path;
 use progress::Display;
 
@@ -203,6 +203,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     match &plan.direction {
         Direction::Local { srcs, dst } => {
             for src in &present(plan, srcs)? {
+                opts.max_delete = deletions_left(plan, &report);
                 let (root, opts) = local_selection(plan, src, &opts);
                 let r = jsync::sync::local(&root, dst, &opts)
                     .await
@@ -220,6 +221,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             let link = connect(plan, &dst.address(plan.port)).await?;
             let result = async {
                 for src in &srcs {
+                    opts.max_delete = deletions_left(plan, &report);
                     let (root, opts) = local_selection(plan, src, &opts);
                     let r = jsync::sync::push(&link, &root, &dst.path, &opts)
                         .await
@@ -270,6 +272,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
                     dst.clone()
                 };
                 for src in &srcs {
+                    opts.max_delete = deletions_left(plan, &report);
                     let (path, opts) = remote_selection(plan, &src.path, &opts);
                     let r = jsync::sync::pull(&link, &path, dst, &opts)
                         .await
@@ -285,6 +288,14 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Keygen => unreachable!("main makes the key and returns first"),
     }
     Ok(report)
+}
+
+/// `--max-delete` counts over the runs of every source, as rsync's over its
+/// one list: a run may delete what the runs before it left of NUM.
+fn deletions_left(plan: &Plan, report: &Report) -> Option<u64> {
+    plan.sync
+        .max_delete
+        .map(|most| most.saturating_sub(report.deleted))
 }
 
 /// Remote sources with wildcards (`host:'logs/*.gz'`), expanded by the server
@@ -336,9 +347,13 @@ async fn expand_wildcards(
             literal: true,
         }));
     }
-    if delete && out.len() > 1 {
+    // (As several typed sources: matches under names of their own.)
+    let apart = !matches!(plan.selection, Selection::Relative)
+        && args::by_distinct_names(out.iter().map(|r| r.path.as_bytes()));
+    if delete && out.len() > 1 && !apart {
         return Err(exit::UsageError(format!(
-            "--delete takes one source, and the wildcards matched {} (run jcp once per source)",
+            "--delete with several sources, and the wildcards matched {}, not each \
+             under a name of its own (run jcp once per source)",
             out.len()
         ))
         .into());

@@ -199,6 +199,8 @@ fn everyday(root: &Path) {
     put(&d.join("extra.o"), b"x", 0o644, T + 50_000_000);
     put(&d.join("extra-dir/in/f"), b"f", 0o644, T + 50_000_000);
     fs::create_dir(d.join("extra-empty")).unwrap();
+    put(&d.join("sub/stale.txt"), b"x", 0o644, T + 50_000_000);
+    put(&d.join("cache/old.tmp"), b"x", 0o644, T + 50_000_000);
     // A --compare-dest directory whose copies differ from the source's in
     // mode, in mtime, or not at all.
     let alt = root.join("alt");
@@ -404,11 +406,18 @@ impl Server {
 /// Runs `opts` with rsync and with jcp (each of `ways`) on fresh copies of
 /// `fixture`; returns what differs (nothing when they agree). `{list}`,
 /// `{list2}`, `{list0}` and `{nul}` in an option stand for the fixture's
-/// list and rule files.
+/// list and rule files. Options starting with `@` are the operands
+/// (`src/ dst/` unless given; the last is the destination).
 fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> Vec<String> {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("rsync");
     fixture(&root);
+    let (operands, opts): (Vec<&str>, Vec<&str>) = opts.iter().partition(|o| o.starts_with('@'));
+    let mut operands: Vec<&str> = operands.iter().map(|o| &o[1..]).collect();
+    if operands.is_empty() {
+        operands = vec!["src/", "dst/"];
+    }
+    let (dst_operand, src_operands) = operands.split_last().unwrap();
     let args = |root: &Path| -> Vec<String> {
         let files = ["list", "list2", "list0", "nul"];
         opts.iter()
@@ -423,7 +432,7 @@ fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> 
             .collect()
     };
     let mut rsync = Command::new("rsync");
-    rsync.arg("-aH").args(args(&root)).args(["src/", "dst/"]);
+    rsync.arg("-aH").args(args(&root)).args(&operands);
     let want = outcome(rsync, &root, "rsync");
     let mut diffs = Vec::new();
     for &way in ways {
@@ -431,15 +440,25 @@ fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> 
         let root = server.root.path().join(&name);
         let _ = fs::remove_dir_all(&root);
         fixture(&root);
-        let (src, dst) = match way {
-            Way::Local => ("src/".to_string(), "dst/".to_string()),
-            Way::Push => ("src/".to_string(), format!("127.0.0.1:{name}/dst/")),
-            Way::Pull => (format!("127.0.0.1:{name}/src/"), "dst/".to_string()),
+        let remote = |p: &str| format!("127.0.0.1:{name}/{p}");
+        let (srcs, dst): (Vec<String>, String) = match way {
+            Way::Local => (
+                src_operands.iter().map(|s| s.to_string()).collect(),
+                dst_operand.to_string(),
+            ),
+            Way::Push => (
+                src_operands.iter().map(|s| s.to_string()).collect(),
+                remote(dst_operand),
+            ),
+            Way::Pull => (
+                src_operands.iter().map(|s| remote(s)).collect(),
+                dst_operand.to_string(),
+            ),
         };
         let mut jcp = Command::new(bin("jcp"));
         jcp.arg("--config-dir").arg(server.keys.path());
         jcp.args(["-p", &server.srv.port.to_string()]);
-        jcp.args(args(&root)).args([src, dst]);
+        jcp.args(args(&root)).args(srcs).arg(dst);
         let got = outcome(jcp, &root, "jcp");
         diffs.extend(
             differences(&want, &got)
@@ -497,6 +516,17 @@ fn everyday_options_leave_what_rsync_leaves() {
             &["-I", "--size-only"],
             &["--ignore-errors", "--max-delete=1", "--suffix=.x"],
             &["-0", "--files-from={list0}"],
+            // Several sources under names of their own, with --delete
+            // (and --max-delete counting across them, given in name order).
+            &["--delete", "@src/cache", "@src/sub", "@src/a.txt", "@dst/"],
+            &[
+                "--delete",
+                "--max-delete=1",
+                "@src/cache",
+                "@src/sub",
+                "@dst/",
+            ],
+            &["--delete", "-b", "@src/sub", "@src/empty", "@dst"],
             &["-u"],
             &["--existing"],
             &["--ignore-existing"],

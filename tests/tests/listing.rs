@@ -328,14 +328,18 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     fails(
         &out,
         25,
-        "deletions stopped at --max-delete=1 (3 skipped)",
+        "deletions stopped due to the --max-delete limit (3 skipped)",
         "max",
     );
     let left = ["kept", "not/there", "old", "olddir/x/y", "other"];
     let left = left.iter().filter(|f| dst.join(f).exists()).count();
     assert_eq!(left, 4, "one deleted");
-    // Each source is a run of its own: --max-delete takes one.
+    // Each source is a run of its own; --max-delete counts over them all.
     let (a, b) = (format!("{local}/gone1"), format!("{local}/gone2"));
+    let dst = s.work.path().join("max2");
+    for gone in ["gone1", "gone2"] {
+        std::fs::create_dir_all(dst.join(gone)).unwrap();
+    }
     let args = [
         "--delete-missing-args",
         "--max-delete=1",
@@ -344,7 +348,9 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
         dst.to_str().unwrap(),
     ];
     let out = s.srv.jcp(s.keys.path(), &args);
-    fails(&out, 2, "--max-delete takes one source", "max, two sources");
+    let says = "deletions stopped due to the --max-delete limit (1 skipped)";
+    fails(&out, 25, says, "max, two sources");
+    assert!(!dst.join("gone1").exists() && dst.join("gone2").exists());
     // Itemized, as rsync's.
     let dst = s.work.path().join("items");
     std::fs::create_dir_all(&dst).unwrap();

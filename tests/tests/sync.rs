@@ -635,8 +635,19 @@ fn several_sources_go_into_the_destination_as_a_directory() {
         b"two\n"
     );
 
+    // (--delete with several sources only under names of their own: not
+    // a directory's contents, nor two of one name.)
+    let contents = format!("{}/", srcs[2]);
     for (args, what) in [
-        (vec!["--delete", srcs[0], srcs[1], "x"], "--delete"),
+        (
+            vec!["--delete", srcs[0], &contents, "x"],
+            "--delete, contents",
+        ),
+        (
+            vec!["--delete", srcs[0], srcs[0], "x"],
+            "--delete, one name twice",
+        ),
+        (vec!["--delete", "-R", srcs[0], srcs[1], "x"], "--delete -R"),
         (
             vec![srcs[0], "127.0.0.1:one.txt", "x"],
             "local and remote sources",
@@ -727,11 +738,24 @@ fn remote_wildcards_pull_each_match() {
         assert!(err.contains(says), "{pattern}: {err}");
         assert!(!none.exists(), "{pattern} wrote something");
     }
+    // --delete: matches under names of their own, as several sources;
+    // not with -R.
+    let deleting = work.path().join("deleting");
     let out = srv.jcp(
         keys.path(),
-        &["--delete", "127.0.0.1:logs/*", none.to_str().unwrap()],
+        &[
+            "--delete",
+            "127.0.0.1:logs/*.gz",
+            deleting.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "--delete logs/*.gz");
+    assert_eq!(names(&deleting), ["a.gz", "b.gz"]);
+    let out = srv.jcp(
+        keys.path(),
+        &["--delete", "-R", "127.0.0.1:logs/*", none.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--delete takes one source"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not each under a name of its own"));
     assert!(!none.exists());
 }

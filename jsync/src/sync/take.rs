@@ -628,10 +628,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     }
     // (--delete's and --delete-missing-args' deletions alike.)
     let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
-    if let (Some(max), 1..) = (opts.max_delete, skipped) {
+    // (As rsync says it; the limit counts over several sources' runs, so
+    // this run's share of it is not named.)
+    if let (Some(_), 1..) = (opts.max_delete, skipped) {
         counters.warning(
             "",
-            format!("deletions stopped at --max-delete={max} ({skipped} skipped)"),
+            format!("deletions stopped due to the --max-delete limit ({skipped} skipped)"),
         );
     }
     if !opts.dry_run {
