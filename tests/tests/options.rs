@@ -660,6 +660,51 @@ fn backup_dir_keeps_them_in_a_tree_of_their_own() {
         Some(&b"old\n"[..])
     );
     assert_eq!(read(&dst.join("src/sub/f")).as_deref(), Some(&b"new\n"[..]));
+    // The directories made for backups have the modes of those they
+    // mirror (a private directory's backups stay private), as rsync's.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    put(&src.join("sub/f"), b"newer\n", T + 2);
+    for d in [src.join("sub"), dst.join("src/sub")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::set_permissions(dst.join("src"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = run(
+        "jcp",
+        &[
+            "--backup-dir",
+            "../bak2",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    );
+    ok(&out, "jcp --backup-dir ../bak2 src dst");
+    let bak2 = work.path().join("bak2");
+    assert_eq!(
+        read(&bak2.join("src/sub/f")).as_deref(),
+        Some(&b"new\n"[..])
+    );
+    assert_eq!(mode(&bak2.join("src/sub")), 0o700);
+    assert_eq!(mode(&bak2.join("src")), 0o750);
+    // A run that keeps nothing leaves no backup directory, as rsync's
+    // (which makes it only for a backup), each way.
+    each_way_then(
+        &["--backup-dir", "../none/bak", "--ignore-existing"],
+        |dst, what| {
+            let kept = Expect {
+                newer_here: (b"edited here!!!!!\n", T + 500),
+                older_here: (b"old\n", T),
+                same_size: (b"wxyz", T + 100),
+                new_files: true,
+            };
+            check(dst, &kept, what);
+            assert!(!dst.parent().unwrap().join("none").exists(), "{what}");
+        },
+    );
+    each_way_then(&["--backup-dir", "inside", "-c"], |dst, what| {
+        assert!(dst.join("inside/same_stamp.txt").exists(), "{what}");
+    });
 }
 
 /// A server keeps backups beneath its root: an absolute --backup-dir is

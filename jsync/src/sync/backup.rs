@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use super::destdir::{at_or_above, open_side_dir, strip, DestMap};
+use super::destdir::{at_or_above, open_side_dir, strip, DestMap, Made};
 use super::fsroot::{FsError, FsRoot, Kind, RelPath};
 use crate::error::{Error, Result};
 
@@ -81,6 +81,9 @@ pub(crate) struct Backups {
     /// The backup directory's path beneath the receiver's root, when it
     /// lies there: `--delete` leaves it alone.
     inside: Option<RelPath>,
+    /// The directories made for the backup directory: gone again at the
+    /// end if no backup went into them (rsync makes it only for a backup).
+    made: Made,
     /// Backups made beside their files are safe from `--delete`.
     protect_suffixed: bool,
 }
@@ -104,6 +107,7 @@ impl Backups {
             map,
             inside: None,
             protect_suffixed: false,
+            made: Made::None,
         };
         let Some(name) = &spec.dir else {
             out.protect_suffixed = protect_suffixed;
@@ -127,7 +131,15 @@ impl Backups {
             out.inside = strip(at, &out.map.work);
         }
         out.dir = Some(dir.fs);
+        out.made = dir.made;
         Ok(out)
+    }
+
+    /// At the end of the run: a backup directory this run made and put
+    /// nothing into is removed, as rsync, which makes it only for a backup,
+    /// would not have made it.
+    pub(crate) fn remove_if_unused(&self) {
+        self.made.remove_if_empty();
     }
 
     /// Where `rel` (beneath the receiver's root) is kept, and in which root.
@@ -195,7 +207,7 @@ impl Backups {
         };
         match to.parent() {
             Some(p) if self.dir.is_some() && !p.is_root() => {
-                root.mkdir_all(&p, 0o755).map_err(err)?
+                make_parents(fs, rel, root, &p).map_err(err)?
             }
             _ => {}
         }
@@ -221,6 +233,47 @@ impl Backups {
         }
         self.inside.as_ref().is_some_and(|b| at_or_above(rel, b))
     }
+}
+
+/// Makes `dir` beneath the backup directory `root` with the directories on
+/// the way, each with the mode (and, as root, the owner) of the directory
+/// of the receiver's root `fs` it mirrors, as rsync's: a backup of a
+/// private directory's files stays private. `rel` (beneath `fs`) is what is
+/// kept in `dir`; `dir` ends with `rel`'s parents, and may start with the
+/// destination directory's own name (mirrored by `fs`'s root) or more
+/// (made 0755, less the umask).
+fn make_parents(
+    fs: &FsRoot,
+    rel: &RelPath,
+    root: &FsRoot,
+    dir: &RelPath,
+) -> std::result::Result<(), FsError> {
+    let names: Vec<&std::ffi::OsStr> = dir.components().collect();
+    let parent = rel.parent().unwrap_or_else(RelPath::root);
+    let mirrored: Vec<&std::ffi::OsStr> = parent.components().collect();
+    let above = names.len().saturating_sub(mirrored.len());
+    let mut at = RelPath::root();
+    for (i, name) in names.iter().enumerate() {
+        at = at.join(name);
+        if root.lstat(&at)?.is_some() {
+            continue;
+        }
+        root.mkdir_all(&at, 0o755)?;
+        let mirror = (i + 1)
+            .checked_sub(above)
+            .map(|n| mirrored[..n].iter().fold(RelPath::root(), |p, c| p.join(c)));
+        let here = match mirror {
+            Some(m) => fs.lstat(&m)?.filter(|m| m.kind == Kind::Dir),
+            None => None,
+        };
+        if let Some(m) = here {
+            if rustix::process::geteuid().is_root() {
+                root.chown(&at, Some(m.uid), Some(m.gid))?;
+            }
+            root.set_mode(&at, m.mode)?;
+        }
+    }
+    Ok(())
 }
 
 fn failed(to: &RelPath, e: FsError) -> String {

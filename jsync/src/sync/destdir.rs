@@ -43,6 +43,42 @@ pub(crate) struct SideDir {
     pub fs: Arc<FsRoot>,
     /// Its path beneath the destination's root, when it lies there.
     pub at: Option<RelPath>,
+    /// The directories `create` made for it, deepest first.
+    pub made: Made,
+}
+
+/// Directories made for a side directory, deepest first: beneath the
+/// destination's root (a server's, confined), or paths on this machine.
+#[derive(Debug, Default)]
+pub(crate) enum Made {
+    #[default]
+    None,
+    Beneath(Arc<FsRoot>, Vec<RelPath>),
+    Paths(Vec<std::path::PathBuf>),
+}
+
+impl Made {
+    /// Removes what was made, deepest first, as far as it is still empty:
+    /// a side directory nothing went into leaves nothing behind.
+    pub(crate) fn remove_if_empty(&self) {
+        match self {
+            Made::None => {}
+            Made::Beneath(top, dirs) => {
+                for d in dirs {
+                    if !matches!(top.remove_empty_dir(d), Ok(true)) {
+                        break;
+                    }
+                }
+            }
+            Made::Paths(dirs) => {
+                for d in dirs {
+                    if std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Opens directory `name` (given with `option`, which errors name) for a
@@ -67,8 +103,20 @@ pub(crate) fn open_side_dir(
         };
         let at = beneath(&from, name.as_bytes())
             .ok_or_else(|| named("leads outside the server's root"))?;
+        let mut made = Made::None;
         if create {
+            // (What is missing, deepest first, before it is made.)
+            let mut missing = Vec::new();
+            let mut d = Some(at.clone());
+            while let Some(p) = d.filter(|p| !p.is_root()) {
+                if top.lstat(&p).map_err(err)?.is_some() {
+                    break;
+                }
+                d = p.parent();
+                missing.push(p);
+            }
             top.mkdir_all(&at, 0o755).map_err(err)?;
+            made = Made::Beneath(top.clone(), missing);
         } else if top.stat_follow_within(&at).map_err(err)?.is_none() {
             return Ok(None);
         }
@@ -77,13 +125,27 @@ pub(crate) fn open_side_dir(
         } else {
             Arc::new(top.sub(&at).map_err(err)?)
         };
-        return Ok(Some(SideDir { fs, at: Some(at) }));
+        return Ok(Some(SideDir {
+            fs,
+            at: Some(at),
+            made,
+        }));
     }
     let path = top
         .path()
         .join(OsStr::from_bytes(map.dest.as_bytes()))
         .join(name);
+    let mut made = Made::None;
     let fs = if create {
+        let missing: Vec<_> = path
+            .ancestors()
+            .take_while(|p| {
+                !p.as_os_str().is_empty()
+                    && matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+            })
+            .map(Path::to_path_buf)
+            .collect();
+        made = Made::Paths(missing);
         FsRoot::open_or_create(&path)
     } else {
         match FsRoot::open(&path) {
@@ -95,6 +157,7 @@ pub(crate) fn open_side_dir(
     Ok(Some(SideDir {
         fs: Arc::new(fs),
         at: within(top.path(), &path),
+        made,
     }))
 }
 

@@ -182,7 +182,7 @@ impl RelPath {
         &self.bytes
     }
 
-    fn components(&self) -> impl Iterator<Item = &OsStr> {
+    pub(crate) fn components(&self) -> impl Iterator<Item = &OsStr> {
         self.bytes
             .split(|&b| b == b'/')
             .filter(|c| !c.is_empty())

@@ -636,6 +636,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             format!("deletions stopped due to the --max-delete limit ({skipped} skipped)"),
         );
     }
+    if let Some(b) = &ctx.backups {
+        // (Before the directory times: one of them may hold it.)
+        b.remove_if_unused();
+    }
     if !opts.dry_run {
         // Directory times last, deepest first, so writing into them does not undo it.
         dirs.sort_by_key(|(r, _)| {
