@@ -312,7 +312,8 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
         let want = ["kept", "not/there", "old", "olddir/x/y", "other"];
         assert_eq!(files_in(&dst), strings(&want), "{way}: a dry run");
     }
-    // --max-delete holds (exit 25, as rsync's): one of four deleted.
+    // --max-delete holds (exit 25, as rsync's): one deleted, the rest
+    // skipped, each entry olddir holds counted as rsync counts them.
     let dst = s.work.path().join("max");
     std::fs::create_dir_all(&dst).unwrap();
     prepare(&dst);
@@ -328,7 +329,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     fails(
         &out,
         25,
-        "deletions stopped due to the --max-delete limit (3 skipped)",
+        "deletions stopped due to the --max-delete limit (5 skipped)",
         "max",
     );
     let left = ["kept", "not/there", "old", "olddir/x/y", "other"];

@@ -164,7 +164,7 @@ fn one_file_system_locally() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("gone: mnt is on another filesystem (-x): not deleted"),
+        stderr.contains("gone/mnt: on another filesystem (-x): not deleted"),
         "the one error names the mount point: {stderr}"
     );
     assert_eq!(

@@ -576,13 +576,15 @@ fn backup_keeps_what_is_replaced_or_deleted_beside_it() {
         // The old time goes with the old content.
         assert_eq!(mtime(&dst.join("older_here.txt~")), T, "{what}");
         has("extra.txt~", Some(b"extra\n"));
-        has("extra_dir~/deep/x", Some(b"x\n"));
+        // (A deleted directory goes entry by entry, as rsync's: its
+        // files' backups keep it, with a warning.)
+        has("extra_dir/deep/x~", Some(b"x\n"));
         has("earlier.txt~", Some(b"earlier\n"));
         // Up to date, or new: nothing to keep.
         has("same_stamp.txt~", None);
         has("only_there.txt~", None);
         has("extra.txt", None);
-        assert!(!dst.join("extra_dir").exists(), "{what}");
+        has("extra_dir/deep/x", None);
     };
     each_way_then(&["-b", "--delete"], |dst, what| {
         check(dst, &source_state(), what);
@@ -963,15 +965,22 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
 
 /// `--max-delete NUM` deletes at most NUM entries, warns of the rest and
 /// exits with 25, locally, pushed and pulled; 0 only warns; a limit that
-/// is not reached changes nothing.
+/// is not reached changes nothing. As in rsync, each entry a deleted
+/// directory holds counts, and a directory's go first (deepest first).
 #[test]
 fn max_delete_stops_deleting_at_the_limit() {
     let setup = Sources::new(make_source);
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     let src_arg = setup.src_arg();
-    // make_destination leaves three entries the source lacks.
-    let extra = ["earlier.txt~", "extra.txt", "extra_dir"];
-    for (max, code, left) in [("1", 25, 2), ("0", 25, 3), ("3", 0, 0)] {
+    // make_destination leaves three entries the source lacks, five with
+    // what extra_dir holds (deep/x, deep).
+    let extra = ["earlier.txt~", "extra.txt", "extra_dir/deep/x", "extra_dir"];
+    for (max, code, left, skipped) in [
+        ("1", 25, 3, 4),
+        ("0", 25, 4, 5),
+        ("4", 25, 1, 1),
+        ("5", 0, 0, 0),
+    ] {
         for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             make_destination(&dst);
             let what = format!("{way} --max-delete {max}");
@@ -982,7 +991,10 @@ fn max_delete_stops_deleting_at_the_limit() {
             assert_eq!(still, left, "{what}: {shown}");
             if code == 25 {
                 let err = String::from_utf8_lossy(&out.stderr);
-                assert!(err.contains(&format!("({left} skipped)")), "{what}: {err}");
+                assert!(
+                    err.contains(&format!("({skipped} skipped)")),
+                    "{what}: {err}"
+                );
             }
             // Everything else is done.
             check(&dst, &source_state(), &what);

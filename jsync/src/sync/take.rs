@@ -2741,7 +2741,12 @@ async fn delete_all_extraneous(ctx: &Arc<Ctx>, scan: Vec<RelPath>, seen: Seen) -
         },
         false => None,
     };
-    let half = scan.len().div_ceil(2);
+    // (With --max-delete, one after the other: the limit then takes what
+    // rsync's takes, in the same order.)
+    let half = match ctx.opts.max_delete {
+        Some(_) => scan.len(),
+        None => scan.len().div_ceil(2),
+    };
     let mut halves = Vec::new();
     let mut scan = scan;
     let second = scan.split_off(half);
@@ -2880,6 +2885,8 @@ fn delete_extraneous(
     let Some(scope) = scope_or_say(ctx, dir) else {
         return;
     };
+    let mut names = names;
+    rsync_order(&mut names);
     for (name, is_dir) in names {
         // Temp files of transfers in flight and partial files kept for the
         // next run are not the user's entries.
@@ -2901,20 +2908,43 @@ fn delete_extraneous(
 /// directory that holds what the receiver's rules protect (at any depth,
 /// its own rule files read too) keeps it, as rsync's: the rest goes, entry
 /// by entry, and the directory stays, with a warning.
-fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, gone: &mut Vec<Item>) {
-    if is_dir && !ctx.opts.filter.is_empty() {
-        match protected_inside(ctx, rel, home) {
+/// Deletes `rel`; whether it is gone (or in a dry run would be). A
+/// directory goes as rsync's goes: what it holds first, each entry on its
+/// own (counted, itemized, kept with `-b`, held by `--max-delete`; in
+/// [`rsync_order`], deepest first), then the directory once that emptied it.
+fn delete_one(
+    ctx: &Ctx,
+    rel: &RelPath,
+    is_dir: bool,
+    home: Option<u64>,
+    gone: &mut Vec<Item>,
+) -> bool {
+    if is_dir {
+        let protected = match ctx.opts.filter.is_empty() {
+            true => Ok(false),
+            false => protected_inside(ctx, rel, home),
+        };
+        match protected {
             Ok(false) => {}
             Ok(true) => {
                 delete_unprotected(ctx, rel, home, gone);
                 let why = "cannot delete non-empty directory: it holds protected entries";
                 ctx.counters.warning(&ctx.shown_rel(rel), why);
-                return;
+                return false;
             }
             Err(e) => {
                 ctx.counters.error(&ctx.shown_rel(rel), e);
-                return;
+                return false;
             }
+        }
+        if !delete_unprotected(ctx, rel, home, gone) {
+            // What stays was said (an error, another filesystem), or
+            // --max-delete held it, and so holds the directory too.
+            let done = ctx.counters.deleted.load(Ordering::Relaxed);
+            if ctx.opts.max_delete.is_some_and(|max| done >= max) {
+                Counters::add(&ctx.counters.deletes_skipped, 1);
+            }
+            return false;
         }
     }
     // Counted before it is made, so that the halves deleting at once
@@ -2924,19 +2954,55 @@ fn delete_one(ctx: &Ctx, rel: &RelPath, is_dir: bool, home: Option<u64>, gone: &
     if ctx.opts.max_delete.is_some_and(|max| before >= max) {
         deleted.fetch_sub(1, Ordering::Relaxed);
         Counters::add(&ctx.counters.deletes_skipped, 1);
-        return;
+        return false;
     }
-    if ctx.opts.itemize {
-        gone.push(Item::deleting(
-            &ctx.shown_bytes(ctx.under_base(rel)),
-            is_dir,
-        ));
+    let item = |gone: &mut Vec<Item>| {
+        if ctx.opts.itemize {
+            gone.push(Item::deleting(
+                &ctx.shown_bytes(ctx.under_base(rel)),
+                is_dir,
+            ));
+        }
+    };
+    if ctx.opts.dry_run {
+        item(gone);
+        return true;
     }
-    if !ctx.opts.dry_run {
-        if let Err(e) = ctx.remove(rel, home) {
-            ctx.counters.error(&ctx.shown_rel(rel), e);
+    if !is_dir {
+        item(gone);
+        return match ctx.remove(rel, home) {
+            Ok(()) => true,
+            Err(e) => {
+                ctx.counters.error(&ctx.shown_rel(rel), e);
+                false
+            }
+        };
+    }
+    // (Emptied above; what came meanwhile, or -b's NAME~ backups of what
+    // it held, keep it, as in rsync, which says so and goes on.)
+    match ctx.fs.remove_empty_dir(rel) {
+        Ok(true) => {
+            item(gone);
+            true
+        }
+        Ok(false) => {
+            deleted.fetch_sub(1, Ordering::Relaxed);
+            let why = "cannot delete non-empty directory";
+            ctx.counters.warning(&ctx.shown_rel(rel), why);
+            false
+        }
+        Err(e) => {
+            deleted.fetch_sub(1, Ordering::Relaxed);
+            ctx.counters.error(&ctx.shown_rel(rel), e.to_string());
+            false
         }
     }
+}
+
+/// rsync's order of deletion in a directory: its directories last name
+/// first, then its other entries last name first.
+fn rsync_order(names: &mut [(Vec<u8>, bool)]) {
+    names.sort_unstable_by(|a, b| (b.1, &b.0).cmp(&(a.1, &a.0)));
 }
 
 /// The receiver's rules in directory `rel` ([`Ctx::rule_scope`]); `None`
@@ -2985,30 +3051,36 @@ fn elsewhere(ctx: &Ctx, rel: &RelPath, home: Option<u64>) -> bool {
 }
 
 /// Deletes what directory `rel` holds but what is protected
-/// ([`protected_inside`]), each entry through [`delete_one`].
-fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, gone: &mut Vec<Item>) {
+/// ([`protected_inside`]), each entry through [`delete_one`]; whether
+/// everything went.
+fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, gone: &mut Vec<Item>) -> bool {
     let Some(scope) = scope_or_say(ctx, rel) else {
-        return;
+        return false;
     };
-    let names = match ctx.fs.read_dir(rel) {
+    let mut names = match ctx.fs.read_dir(rel) {
         Ok(names) => names,
         Err(e) => {
             ctx.counters.error(&ctx.shown_rel(rel), e.to_string());
-            return;
+            return false;
         }
     };
+    rsync_order(&mut names);
+    let mut all = true;
     for (name, is_dir) in names {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
         if ctx.spared(&scope, &child, is_dir, true) {
+            all = false;
             continue;
         }
         if is_dir && elsewhere(ctx, &child, home) {
             let why = "on another filesystem (-x): not deleted";
             ctx.counters.error(&ctx.shown_rel(&child), why);
+            all = false;
             continue;
         }
-        delete_one(ctx, &child, is_dir, home, gone);
+        all &= delete_one(ctx, &child, is_dir, home, gone);
     }
+    all
 }
 
 /// One lane: a circuit whose requests are sent ahead of the answers.
