@@ -168,13 +168,19 @@ pub struct Cli {
     /// Compression on the wire: auto (the default) compresses new data in
     /// deltas (zstd) but sends whole new files as they are; zstd or lz4
     /// compress everything (rsync's --compress-choice, --zc)
-    #[arg(long, value_name = "ALG", value_enum, aliases = ["compress-choice", "zc"])]
+    #[arg(long, value_name = "ALG", value_enum, aliases = ["compress-choice", "zc"], overrides_with = "no_compress")]
     pub compress: Option<Compress>,
 
     /// zstd's level for what this run sends compressed (default 1; up to
     /// 22, smaller on the wire and slower; negative: faster), as rsync's
     /// --compress-level; implies -z unless --compress says otherwise
-    #[arg(long, value_name = "NUM", alias = "zl", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "NUM",
+        alias = "zl",
+        allow_negative_numbers = true,
+        overrides_with = "no_compress"
+    )]
     pub compress_level: Option<i32>,
 
     /// Send files with these suffixes uncompressed (already compressed
@@ -191,8 +197,13 @@ pub struct Cli {
 
     /// Compress everything with zstd (same as --compress zstd; with
     /// --compress, as rsync's -z with --zc, that says how)
-    #[arg(short = 'z')]
+    #[arg(short = 'z', overrides_with = "no_compress")]
     pub z: bool,
+
+    /// Take back -z, --compress and --compress-level given before it, as
+    /// rsync's --no-z: jcp's default (a delta's new data compressed)
+    #[arg(long, visible_alias = "no-z", overrides_with_all = ["z", "compress", "compress_level"])]
+    pub no_compress: bool,
 
     /// Delete files in the destination that are not in the source (after the
     /// transfer, so --delete-after and --delete-delay say the same)
@@ -699,7 +710,7 @@ pub struct Cli {
     pub hard_links: bool,
 
     /// Copy each name of a multiply-linked file as a separate file
-    #[arg(long)]
+    #[arg(long, visible_alias = "no-H")]
     pub no_hard_links: bool,
 
     /// Set owners by number, not by name (owners are set only when the
@@ -994,7 +1005,8 @@ pub fn parse() -> Result<Plan, UsageError> {
         let _ = Cli::command().print_help();
         std::process::exit(0);
     }
-    let matches = match Cli::command().try_get_matches() {
+    let argv = std::iter::once("jcp".into()).chain(negations(args));
+    let matches = match Cli::command().try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => return Err(rsync_only(&e).unwrap_or_else(|| e.exit())),
     };
@@ -1002,6 +1014,156 @@ pub fn parse() -> Result<Plan, UsageError> {
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
     let rules = filter_rules(&matches);
     cli.resolve_with(rules)
+}
+
+/// rsync's `--no-OPTION` for options jcp has no `--no-` form of its own
+/// (those are clap's): the negations, then the option's long name and
+/// short letter. As in rsync, the last word wins: a negation takes back
+/// what came before it (`-avz --no-v`: no -v, `-vv` counted as none).
+const NEGATIONS: &[(&[&str], &str, Option<char>)] = &[
+    (&["--no-A", "--no-acls"], "acls", Some('A')),
+    (&["--no-X", "--no-xattrs"], "xattrs", Some('X')),
+    (&["--no-c", "--no-checksum"], "checksum", Some('c')),
+    (
+        &["--no-i", "--no-itemize-changes"],
+        "itemize-changes",
+        Some('i'),
+    ),
+    (&["--no-v", "--no-verbose"], "verbose", Some('v')),
+    (
+        &["--no-x", "--no-one-file-system"],
+        "one-file-system",
+        Some('x'),
+    ),
+    (
+        &["--no-m", "--no-prune-empty-dirs"],
+        "prune-empty-dirs",
+        Some('m'),
+    ),
+    (&["--no-S", "--no-sparse"], "sparse", Some('S')),
+    (&["--no-y", "--no-fuzzy"], "fuzzy", Some('y')),
+    (
+        &["--no-O", "--no-omit-dir-times"],
+        "omit-dir-times",
+        Some('O'),
+    ),
+    (
+        &["--no-J", "--no-omit-link-times"],
+        "omit-link-times",
+        Some('J'),
+    ),
+    (&["--no-U", "--no-atimes"], "atimes", Some('U')),
+    (
+        &["--no-h", "--no-human-readable"],
+        "human-readable",
+        Some('h'),
+    ),
+    (&["--no-s", "--no-protect-args"], "protect-args", Some('s')),
+    (&["--no-d", "--no-dirs"], "dirs", Some('d')),
+    (&["--no-numeric-ids"], "numeric-ids", None),
+    // (-P is --partial --progress, and jcp always keeps partial files.)
+    (&["--no-progress"], "progress", Some('P')),
+];
+
+/// rsync's `--no-OPTION`s for what jcp never does (its MOTD, `-8`'s
+/// output, creation times, writing in place): jcp is as they ask already.
+const NO_OPS: &[&str] = &[
+    "--no-motd",
+    "--no-8",
+    "--no-8-bit-output",
+    "--no-N",
+    "--no-crtimes",
+    "--no-inplace",
+    "--no-append",
+];
+
+/// `args` (after the program's name) with rsync's negations
+/// ([`NEGATIONS`], [`NO_OPS`]) applied: each one, and what it takes back
+/// before it, left out. Values of options that take one are never read as
+/// options; nothing after `--` is touched.
+pub fn negations(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let valued: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values() && !a.is_positional())
+        .collect();
+    let long_valued = |name: &str| {
+        valued.iter().any(|a| {
+            a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name))
+        })
+    };
+    let short_valued = |c: char| {
+        valued.iter().any(|a| {
+            a.get_short() == Some(c) || a.get_all_short_aliases().is_some_and(|v| v.contains(&c))
+        })
+    };
+    // The flag letters of a short bundle: those before its first letter
+    // that takes a value (the rest of it is that value).
+    let flag_letters = |s: &str| -> usize {
+        s.char_indices()
+            .skip(1)
+            .find(|&(_, c)| short_valued(c))
+            .map_or(s.len(), |(i, _)| i)
+    };
+    // (Each kept word, and whether it is an option's value.)
+    let mut out: Vec<(std::ffi::OsString, bool)> = Vec::new();
+    let mut value_next = false;
+    let mut rest = args.into_iter();
+    while let Some(arg) = rest.next() {
+        let Some(s) = arg.to_str().map(str::to_owned) else {
+            out.push((arg, std::mem::take(&mut value_next)));
+            continue;
+        };
+        if std::mem::take(&mut value_next) {
+            out.push((arg, true));
+            continue;
+        }
+        if s == "--" {
+            out.push((arg, false));
+            out.extend(rest.by_ref().map(|a| (a, true)));
+            break;
+        }
+        if NO_OPS.contains(&s.as_str()) {
+            continue;
+        }
+        if let Some((_, long, short)) = NEGATIONS.iter().find(|n| n.0.contains(&s.as_str())) {
+            let positive = format!("--{long}");
+            out.retain_mut(|(word, is_value)| {
+                let Some(w) = word.to_str() else { return true };
+                if *is_value {
+                    return true;
+                }
+                if w == positive {
+                    return false;
+                }
+                match short {
+                    Some(c) if w.starts_with('-') && !w.starts_with("--") && w.len() > 1 => {
+                        let end = flag_letters(w);
+                        let kept: String = w[1..end].chars().filter(|x| x != c).collect();
+                        let new = format!("-{kept}{}", &w[end..]);
+                        if new == "-" {
+                            return false;
+                        }
+                        *word = new.into();
+                        true
+                    }
+                    _ => true,
+                }
+            });
+            continue;
+        }
+        if let Some(name) = s.strip_prefix("--") {
+            value_next = !name.contains('=') && long_valued(name);
+        } else if s.starts_with('-') && s.len() > 1 {
+            let end = flag_letters(&s);
+            // (A value-taking letter last in its bundle takes the next word.)
+            value_next =
+                end < s.len() && end + s[end..].chars().next().map_or(0, char::len_utf8) == s.len();
+        }
+        out.push((arg, false));
+    }
+    out.into_iter().map(|(w, _)| w).collect()
 }
 
 /// `--keygen` copies nothing, so it takes no option but `--config-dir`
@@ -1042,12 +1204,17 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
          old or new, never torn; writing into the target would give that up",
     ),
     (
+        &["--no-partial"],
+        "jcp always keeps a partly received file for the next run to resume from (the \
+         old file stays whole until the new one replaces it)",
+    ),
+    (
         &["-e", "--rsh", "--rsync-path", "-M", "--remote-option"],
         "jcp reaches the server's jsrv itself, over TLS or QUIC (-p PORT), not through \
          a remote shell: run jsrv on the server (see the README's quick start)",
     ),
     (
-        &["--daemon", "--password-file", "--no-motd"],
+        &["--daemon", "--password-file"],
         "the server is jsrv, which takes clients by their certificates (jsrv --help)",
     ),
     (
@@ -1863,6 +2030,82 @@ mod tests {
             };
             assert_eq!(format!("{p:?}"), plain, "{habit:?}");
         }
+    }
+
+    /// rsync's `--no-OPTION`: the last word wins, values stay values.
+    #[test]
+    fn rsync_negations_take_back_what_came_before() {
+        let neg = |args: &[&str]| -> Vec<String> {
+            negations(args.iter().map(|a| a.into()).collect())
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(neg(&["-avzc", "--no-c", "a", "b"]), ["-avz", "a", "b"]);
+        assert_eq!(neg(&["-c", "--checksum", "--no-checksum", "-c"]), ["-c"]);
+        assert_eq!(neg(&["-vv", "-v", "--no-v", "a"]), ["a"]);
+        assert_eq!(neg(&["--no-motd", "--no-N", "-a"]), ["-a"]);
+        // A value is never an option, nor what follows --.
+        assert_eq!(
+            neg(&["--exclude", "-c", "-c", "--no-c", "--", "-c", "--no-c"]),
+            ["--exclude", "-c", "--", "-c", "--no-c"]
+        );
+        assert_eq!(neg(&["-Tc", "-c", "--no-c"]), ["-Tc"]);
+        assert_eq!(neg(&["-cT", "x", "--no-c"]), ["-T", "x"]);
+        assert_eq!(neg(&["-P", "--no-progress"]), Vec::<String>::new());
+        // Through the whole parse: what is left is as rsync leaves it.
+        let plan_of = |args: &[&str]| {
+            let argv = std::iter::once("jcp".into())
+                .chain(negations(args.iter().map(|a| a.into()).collect()));
+            Cli::try_parse_from(argv)
+                .expect("parses")
+                .resolve()
+                .unwrap()
+        };
+        let p = plan_of(&["-acXAxHi", "--no-c", "--no-X", "--no-x", "--no-i", "a", "b"]);
+        assert!(!p.sync.checksum && !p.sync.xattrs && p.sync.acls && p.sync.one_file_system == 0);
+        assert!(!p.sync.itemize && p.sync.hard_links);
+        let p = plan_of(&["-yy", "--no-y", "-m", "--no-prune-empty-dirs", "a", "b"]);
+        assert!(!p.sync.fuzzy && !p.sync.prune_empty_dirs);
+        let p = plan_of(&[
+            "--no-H", "-OJUS", "--no-O", "--no-J", "--no-U", "--no-S", "a", "b",
+        ]);
+        assert!(!p.sync.hard_links && !p.sync.omit_dir_times && !p.sync.omit_link_times);
+        assert!(!p.sync.atimes && !p.sync.sparse);
+        let p = plan_of(&[
+            "--numeric-ids",
+            "--no-numeric-ids",
+            "-hh",
+            "--no-h",
+            "--stats",
+            "a",
+            "b",
+        ]);
+        assert!(!p.sync.numeric_ids && p.human_readable == 0);
+        // --no-z: jcp's default compression again.
+        let default = plan_of(&["a", "b"]).sync;
+        for args in [
+            &["-z", "--no-z", "a", "b"][..],
+            &[
+                "--compress=lz4",
+                "--compress-level=3",
+                "--no-compress",
+                "a",
+                "b",
+            ],
+        ] {
+            let p = plan_of(args).sync;
+            assert_eq!(
+                (p.compression, p.compress_whole, p.compress_level),
+                (
+                    default.compression,
+                    default.compress_whole,
+                    default.compress_level
+                ),
+                "{args:?}"
+            );
+        }
+        assert!(plan_of(&["--no-z", "-z", "a", "b"]).sync.compress_whole);
     }
 
     #[test]

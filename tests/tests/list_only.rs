@@ -121,6 +121,16 @@ fn the_destination_of_list_only_is_not_listed_and_q_prints_nothing() {
     );
     ok(&out, "loud dry run");
     assert!(lines(&out).iter().any(|l| l.contains("f.txt")), "{out:?}");
+    // rsync's --no-OPTION takes back what came before it (through the
+    // binary's own parse).
+    let quiet = work.path().join("quiet");
+    let out = srv.jcp(
+        keys.path(),
+        &["-i", "--no-i", "--no-motd", &local, quiet.to_str().unwrap()],
+    );
+    ok(&out, "-i --no-i");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(std::fs::read(quiet.join("f.txt")).unwrap(), b"hello\n");
     let missing = work.path().join("missing");
     let args = [&["-q"][..], &loud, &[missing.to_str().unwrap(), dst]].concat();
     let out = srv.jcp(keys.path(), &args);
