@@ -1058,7 +1058,11 @@ const NEGATIONS: &[(&[&str], &str, Option<char>)] = &[
         "human-readable",
         Some('h'),
     ),
-    (&["--no-s", "--no-protect-args"], "protect-args", Some('s')),
+    (
+        &["--no-s", "--no-protect-args", "--no-secluded-args"],
+        "protect-args",
+        Some('s'),
+    ),
     (&["--no-d", "--no-dirs"], "dirs", Some('d')),
     (&["--no-numeric-ids"], "numeric-ids", None),
     // (-P is --partial --progress, and jcp always keeps partial files.)
@@ -1086,7 +1090,12 @@ pub fn negations(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let cmd = Cli::command();
     let valued: Vec<&clap::Arg> = cmd
         .get_arguments()
-        .filter(|a| a.get_action().takes_values() && !a.is_positional())
+        // (Counted or appended flags take no value: -F is one.)
+        .filter(|a| {
+            a.get_action().takes_values()
+                && a.get_num_args().is_none_or(|n| n.takes_values())
+                && !a.is_positional()
+        })
         .collect();
     let long_valued = |name: &str| {
         valued.iter().any(|a| {
@@ -1744,7 +1753,8 @@ impl Cli {
         }
         // Lines are printed when asked for; --log-file wants them too, in
         // a format of its own (rsync's '%i %n%L' unless told; '' none).
-        // (-q outranks them all, as in rsync; nothing crosses for them.)
+        // (-q outranks them all, as in rsync; no lines cross for them but a
+        // dry run's, which are dropped here.)
         let print_items = (sync.itemize || sync.dry_run) && !self.quiet;
         sync.itemize &= !self.quiet;
         if self.log_file.is_some() {
@@ -2053,6 +2063,9 @@ mod tests {
         assert_eq!(neg(&["-Tc", "-c", "--no-c"]), ["-Tc"]);
         assert_eq!(neg(&["-cT", "x", "--no-c"]), ["-T", "x"]);
         assert_eq!(neg(&["-P", "--no-progress"]), Vec::<String>::new());
+        // (-F takes no value.)
+        assert_eq!(neg(&["-F", "-c", "--no-c"]), ["-F"]);
+        assert_eq!(neg(&["-Fc", "--no-c", "a"]), ["-F", "a"]);
         // Through the whole parse: what is left is as rsync leaves it.
         let plan_of = |args: &[&str]| {
             let argv = std::iter::once("jcp".into())
@@ -2683,15 +2696,21 @@ mod tests {
         // ... but not the log file's lines.
         let p = plan(&["-q", "--log-file=l", "a", "b"]).unwrap();
         assert!(p.sync.log_format.is_some() && p.log_file.is_some());
-        // Alone, these do nothing.
-        for alone in [
-            &["--suffix", ".bak"][..],
-            &["--max-delete", "3"],
-            &["--ignore-errors"],
-            &["--log-file-format", "%n"],
-            &["-0"],
-        ] {
+        // Alone, these are taken but do nothing: no backups, deletions or
+        // log lines come of them.
+        type Check = fn(&Plan) -> bool;
+        let cases: [(&[&str], Check); 5] = [
+            (&["--suffix", ".bak"], |p| p.sync.backup.is_none()),
+            (&["--max-delete", "3"], |p| p.sync.max_delete == Some(3)),
+            (&["--ignore-errors"], |p| p.sync.ignore_errors),
+            (&["--log-file-format", "%n"], |p| {
+                p.sync.log_format.is_none()
+            }),
+            (&["-0"], |p| p.sync.filter.nul_lines()),
+        ];
+        for (alone, taken) in cases {
             let p = plan(&[alone, &["a", "b"]].concat()).unwrap();
+            assert!(taken(&p), "{alone:?}");
             assert!(
                 p.sync.backup.is_none() && !p.sync.delete && p.log_file.is_none(),
                 "{alone:?}"
@@ -2699,8 +2718,7 @@ mod tests {
         }
         assert!(plan(&["-0", "a", "b"]).unwrap().sync.filter.nul_lines());
         assert!(!plan(&["a", "b"]).unwrap().sync.filter.nul_lines());
-        // Several sources: --max-delete counts in one run, so it is refused
-        // only where each source would delete on its own.
+        // Several sources: --max-delete counts over their runs.
         assert!(plan(&["--max-delete", "3", "a", "b", "c"]).is_ok());
         // A flag given twice is taken once (rsync's way; a script's options
         // and then the same again); counted ones count, lists gather, and

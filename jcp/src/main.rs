@@ -92,6 +92,13 @@ async fn main() -> ExitCode {
             for v in &report.vanished {
                 say(format!("jcp: file has vanished: {}", shown(&v.path)));
             }
+            if report.deletes_skipped > 0 {
+                // (Once for all the sources' runs, in rsync's words.)
+                say(format!(
+                    "jcp: warning: Deletions stopped due to --max-delete limit ({} skipped)",
+                    report.deletes_skipped
+                ));
+            }
             display.log(&format!(
                 "{} files transferred, {} bytes on the wire, total size {}, {} deleted",
                 report.files_transferred, report.wire_bytes, report.total_size, report.deleted

@@ -691,8 +691,9 @@ fn owners_devices_and_xattrs_leave_what_rsync_leaves() {
     );
 }
 
-/// Random sets of one to three options from a pool, on the everyday and
-/// filter-rule fixtures, each way in turn: rsync's outcome against jcp's.
+/// Random sets of one to three options from a pool, on the everyday,
+/// filter-rule and kind-changing fixtures, each way in turn: rsync's
+/// outcome against jcp's.
 /// Long, so not in the default run: `JSYNC_COMBOS=N` sets how many (200
 /// unless told), `JSYNC_COMBO_SEED` where they start (the clock unless
 /// told, printed on failure). Pairs known to differ on purpose (README)
@@ -754,6 +755,23 @@ fn random_option_sets_leave_what_rsync_leaves() {
         &["--ignore-errors"],
         &["-k"],
         &["-K"],
+        &["--delete-after"],
+        &["-x"],
+        &["--omit-dir-times"],
+        &["--prune-empty-dirs"],
+        &["--chmod=D2775,F664"],
+        &["--chmod=u+x"],
+        &["--whole-file"],
+        &["-z"],
+        &["--exclude=.*"],
+        &["--filter=P extra*"],
+        &["--filter=R *.o", "--delete-excluded"],
+        &["-FF"],
+        &["-C"],
+        &["--ignore-missing-args"],
+        &["--no-H"],
+        &["--keep-dirlinks"],
+        &["-i"],
     ];
     // (Documented differences: -b's backups of files the same by hash
     // (-b is drawn with -c); -c with a --*-dest DIR for
@@ -762,7 +780,15 @@ fn random_option_sets_leave_what_rsync_leaves() {
     // and the directories --backup-dir makes (jcp gives a directory its
     // mode at the end, and the backup directory mirrors it before). rsync
     // 3.5.0 fails --compare-dest with --chmod on -H's links ("File-list
-    // index not in"). Not drawn: --no-t, which
+    // index not in"). --delete deletes after the transfer (rsync's during),
+    // so a per-directory rule file the run brings counts for it (-C, -F).
+    // On the kinds fixture --ignore-existing leaves a file where the source
+    // has a directory, and all the directory holds, alone (rsync sets the
+    // file's time from the directory and fails on each entry beneath it),
+    // and -b with --delete moves a directory in the way aside whole.
+    // jcp takes --delete-before with --delete-after (the latter: its
+    // --delete), which rsync refuses.
+    // Not drawn: --no-t, which
     // leaves a file the same by hash untouched where rsync rewrites it,
     // and -d, which jcp takes without -a's -r, as rsync's -d alone.)
     let apart = |a: &str, b: &str| {
@@ -779,6 +805,9 @@ fn random_option_sets_leave_what_rsync_leaves() {
             || (has("--chmod", "--") && (dest(a) || dest(b)))
             || has("--chmod", "-b")
             || has("--chmod", "--backup-dir")
+            || has("-C", "--delete")
+            || has("-F", "--delete")
+            || has("--delete-before", "--delete-after")
     };
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = |m: usize| {
@@ -802,14 +831,25 @@ fn random_option_sets_leave_what_rsync_leaves() {
             }
         }
         let opts: Vec<&str> = picked.concat();
-        let fixture: fn(&Path) = if i % 2 == 0 { everyday } else { rules };
-        let way = ways[i % 3];
+        let (fixture, name): (fn(&Path), _) = match i % 3 {
+            0 => (everyday, "everyday"),
+            1 => (rules, "rules"),
+            _ if opts.contains(&"--ignore-existing") => continue,
+            _ if opts
+                .iter()
+                .any(|o| o.starts_with("-b") || o.starts_with("--backup-dir"))
+                && opts.iter().any(|o| o.starts_with("--delete")) =>
+            {
+                continue
+            }
+            _ => (kinds, "kinds"),
+        };
+        let way = ways[(i / 3) % 3];
         let diffs = compare(&server, fixture, &opts, &[way]);
         if !diffs.is_empty() {
             failed.push(format!(
-                "jcp {} ({way:?}, {}):\n  {}",
+                "jcp {} ({way:?}, {name}):\n  {}",
                 opts.join(" "),
-                if i % 2 == 0 { "everyday" } else { "rules" },
                 diffs.join("\n  ")
             ));
         }

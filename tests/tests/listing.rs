@@ -329,7 +329,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
     fails(
         &out,
         25,
-        "deletions stopped due to the --max-delete limit (5 skipped)",
+        "Deletions stopped due to --max-delete limit (4 skipped)",
         "max",
     );
     let left = ["kept", "not/there", "old", "olddir/x/y", "other"];
@@ -349,7 +349,7 @@ fn delete_missing_args_deletes_what_the_source_lacks() {
         dst.to_str().unwrap(),
     ];
     let out = s.srv.jcp(s.keys.path(), &args);
-    let says = "deletions stopped due to the --max-delete limit (1 skipped)";
+    let says = "Deletions stopped due to --max-delete limit (1 skipped)";
     fails(&out, 25, says, "max, two sources");
     assert!(!dst.join("gone1").exists() && dst.join("gone2").exists());
     // Itemized, as rsync's.

@@ -132,9 +132,10 @@ fn one_file_system_locally() {
     make_source(&src);
     let src_arg = format!("{}/", src.display());
     // Besides n/, the receiver has a mount inside gone/, a directory the
-    // source lacks.
+    // source lacks, and one at top/, which the source lacks itself.
     let mounts = |d: &Path| {
         std::fs::create_dir_all(d.join("gone/mnt")).unwrap();
+        std::fs::create_dir_all(d.join("top")).unwrap();
         let _ = std::fs::remove_file(&rep);
         in_namespace(
             &[
@@ -144,6 +145,10 @@ fn one_file_system_locally() {
                 },
                 Mount {
                     at: &d.join("gone/mnt"),
+                    fill: DEST_MOUNT,
+                },
+                Mount {
+                    at: &d.join("top"),
                     fill: DEST_MOUNT,
                 },
                 Mount {
@@ -167,15 +172,19 @@ fn one_file_system_locally() {
         stderr.contains("gone/mnt: on another filesystem (-x): not deleted"),
         "the one error names the mount point: {stderr}"
     );
+    assert!(
+        stderr.contains("top: on another filesystem (-x): not deleted"),
+        "the error names the mount point the source lacks: {stderr}"
+    );
     assert_eq!(
         stderr.matches("jcp: ").count(),
-        2,
-        "one error, one summary: {stderr}"
+        3,
+        "two errors, one summary: {stderr}"
     );
     check_sent(&dst, "local -x --delete");
     assert_eq!(
         report(&rep),
-        "mfile x mfile ",
+        "mfile x mfile mfile ",
         "--delete -x left the receiver's mounts alone (and wrote into n/)"
     );
 
@@ -197,7 +206,7 @@ fn one_file_system_locally() {
     assert_eq!(
         report(&rep),
         "x ",
-        "without -x, --delete empties both mounts"
+        "without -x, --delete empties the mounts"
     );
 
     // -xx leaves the mount point out.

@@ -250,7 +250,11 @@ fn make_parents(
 ) -> std::result::Result<(), FsError> {
     let names: Vec<&std::ffi::OsStr> = dir.components().collect();
     let parent = rel.parent().unwrap_or_else(RelPath::root);
-    let mirrored: Vec<&std::ffi::OsStr> = parent.components().collect();
+    let mut mirrored: Vec<&std::ffi::OsStr> = parent.components().collect();
+    if mirrored.len() > names.len() {
+        // (Not a path that ends with rel's parents: mirror nothing.)
+        mirrored.clear();
+    }
     let above = names.len().saturating_sub(mirrored.len());
     let mut at = RelPath::root();
     for (i, name) in names.iter().enumerate() {

@@ -626,16 +626,6 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     if let Some(seen) = seen.filter(|_| opts.delete) {
         deletion.run(&ctx, seen).await?;
     }
-    // (--delete's and --delete-missing-args' deletions alike.)
-    let skipped = counters.deletes_skipped.load(Ordering::Relaxed);
-    // (As rsync says it; the limit counts over several sources' runs, so
-    // this run's share of it is not named.)
-    if let (Some(_), 1..) = (opts.max_delete, skipped) {
-        counters.warning(
-            "",
-            format!("deletions stopped due to the --max-delete limit ({skipped} skipped)"),
-        );
-    }
     if let Some(b) = &ctx.backups {
         // (Before the directory times: one of them may hold it.)
         b.remove_if_unused();
@@ -2817,7 +2807,7 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
         false => None,
     };
     let mut deleted = Vec::new();
-    delete_one(ctx, rel, is_dir, home, &mut deleted);
+    delete_one(ctx, rel, is_dir, home, false, &mut deleted);
     for item in &deleted {
         ctx.send_item(item);
     }
@@ -2898,58 +2888,60 @@ fn delete_extraneous(
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
         if !ctx.spared(&scope, &rel, is_dir, false) {
-            delete_one(ctx, &rel, is_dir, home, gone);
+            delete_one(ctx, &rel, is_dir, home, false, gone);
         }
     }
 }
 
-/// Deletes one extraneous entry (`--delete`): counted against
-/// `--max-delete`, itemized, removed (only itemized in a dry run). A
-/// directory that holds what the receiver's rules protect (at any depth,
-/// its own rule files read too) keeps it, as rsync's: the rest goes, entry
-/// by entry, and the directory stays, with a warning.
-/// Deletes `rel`; whether it is gone (or in a dry run would be). A
-/// directory goes as rsync's goes: what it holds first, each entry on its
-/// own (counted, itemized, kept with `-b`, held by `--max-delete`; in
-/// [`rsync_order`], deepest first), then the directory once that emptied it.
+/// Deletes `rel` (`--delete`, `--delete-missing-args`); whether it is
+/// gone (or in a dry run would be). Counted against `--max-delete`,
+/// itemized, removed (only itemized in a dry run). A directory goes as
+/// rsync's goes: what it holds first, each entry on its own (counted,
+/// itemized, kept with `-b`, held by `--max-delete`; in [`rsync_order`],
+/// deepest first), then the directory once that emptied it. What the
+/// receiver's rules protect stays, and so does the directory holding it,
+/// with a warning; with `-x`, a directory on another filesystem is not
+/// entered. `nested`: `rel` is inside a directory being deleted (when
+/// `--max-delete` kept some of what a directory holds, rsync counts that
+/// directory as skipped too only if it is such a one).
 fn delete_one(
     ctx: &Ctx,
     rel: &RelPath,
     is_dir: bool,
     home: Option<u64>,
+    nested: bool,
     gone: &mut Vec<Item>,
 ) -> bool {
+    let deleted = &ctx.counters.deleted;
+    let at_limit = || {
+        let done = deleted.load(Ordering::Relaxed);
+        ctx.opts.max_delete.is_some_and(|max| done >= max)
+    };
     if is_dir {
-        let protected = match ctx.opts.filter.is_empty() {
-            true => Ok(false),
-            false => protected_inside(ctx, rel, home),
-        };
-        match protected {
-            Ok(false) => {}
-            Ok(true) => {
-                delete_unprotected(ctx, rel, home, gone);
+        if elsewhere(ctx, rel, home) {
+            let why = "on another filesystem (-x): not deleted";
+            ctx.counters.error(&ctx.shown_rel(rel), why);
+            return false;
+        }
+        match delete_unprotected(ctx, rel, home, gone) {
+            Emptied::All => {}
+            Emptied::Spared => {
                 let why = "cannot delete non-empty directory: it holds protected entries";
                 ctx.counters.warning(&ctx.shown_rel(rel), why);
                 return false;
             }
-            Err(e) => {
-                ctx.counters.error(&ctx.shown_rel(rel), e);
+            Emptied::Not => {
+                // What stays was said (an error, another filesystem), or
+                // --max-delete held it, and so holds the directory too.
+                if nested && at_limit() {
+                    Counters::add(&ctx.counters.deletes_skipped, 1);
+                }
                 return false;
             }
-        }
-        if !delete_unprotected(ctx, rel, home, gone) {
-            // What stays was said (an error, another filesystem), or
-            // --max-delete held it, and so holds the directory too.
-            let done = ctx.counters.deleted.load(Ordering::Relaxed);
-            if ctx.opts.max_delete.is_some_and(|max| done >= max) {
-                Counters::add(&ctx.counters.deletes_skipped, 1);
-            }
-            return false;
         }
     }
     // Counted before it is made, so that the halves deleting at once
     // share --max-delete's limit.
-    let deleted = &ctx.counters.deleted;
     let before = deleted.fetch_add(1, Ordering::Relaxed);
     if ctx.opts.max_delete.is_some_and(|max| before >= max) {
         deleted.fetch_sub(1, Ordering::Relaxed);
@@ -2997,6 +2989,16 @@ fn delete_one(
             false
         }
     }
+}
+
+/// What [`delete_unprotected`] left of a directory's entries.
+enum Emptied {
+    /// Nothing: every entry went (or in a dry run would).
+    All,
+    /// What the receiver's rules protect, at some depth.
+    Spared,
+    /// Something else: an error, another filesystem, `--max-delete`.
+    Not,
 }
 
 /// rsync's order of deletion in a directory: its directories last name
@@ -3050,37 +3052,43 @@ fn elsewhere(ctx: &Ctx, rel: &RelPath, home: Option<u64>) -> bool {
     home.is_some_and(|home| matches!(ctx.fs.lstat(rel), Ok(Some(m)) if m.dev != home))
 }
 
-/// Deletes what directory `rel` holds but what is protected
-/// ([`protected_inside`]), each entry through [`delete_one`]; whether
-/// everything went.
-fn delete_unprotected(ctx: &Ctx, rel: &RelPath, home: Option<u64>, gone: &mut Vec<Item>) -> bool {
+/// Deletes what directory `rel` holds but what the receiver's rules
+/// protect, each entry through [`delete_one`] (a directory on another
+/// filesystem, with `-x`, stays); what it left.
+fn delete_unprotected(
+    ctx: &Ctx,
+    rel: &RelPath,
+    home: Option<u64>,
+    gone: &mut Vec<Item>,
+) -> Emptied {
     let Some(scope) = scope_or_say(ctx, rel) else {
-        return false;
+        // (Rules that cannot be read may protect anything here.)
+        return Emptied::Spared;
     };
     let mut names = match ctx.fs.read_dir(rel) {
         Ok(names) => names,
         Err(e) => {
             ctx.counters.error(&ctx.shown_rel(rel), e.to_string());
-            return false;
+            return Emptied::Not;
         }
     };
     rsync_order(&mut names);
-    let mut all = true;
+    let (mut spared, mut kept) = (false, false);
     for (name, is_dir) in names {
         let child = rel.join(std::ffi::OsStr::from_bytes(&name));
         if ctx.spared(&scope, &child, is_dir, true) {
-            all = false;
+            spared = true;
             continue;
         }
-        if is_dir && elsewhere(ctx, &child, home) {
-            let why = "on another filesystem (-x): not deleted";
-            ctx.counters.error(&ctx.shown_rel(&child), why);
-            all = false;
-            continue;
+        if !delete_one(ctx, &child, is_dir, home, true, gone) {
+            kept = true;
         }
-        all &= delete_one(ctx, &child, is_dir, home, gone);
     }
-    all
+    match (spared, kept) {
+        (false, false) => Emptied::All,
+        (true, _) => Emptied::Spared,
+        (false, true) => Emptied::Not,
+    }
 }
 
 /// One lane: a circuit whose requests are sent ahead of the answers.
