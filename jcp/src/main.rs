@@ -308,7 +308,8 @@ fn deletions_left(plan: &Plan, report: &Report) -> Option<u64> {
 /// Remote sources with wildcards (`host:'logs/*.gz'`), expanded by the server
 /// as a remote shell would for scp and rsync: each match is a source of its
 /// own. A wildcard that matches nothing fails the run before anything is
-/// copied; `--delete` takes one source, as without wildcards (a usage error).
+/// copied; with `--delete`, several matches must each land under a name of
+/// their own (not with `-R`), as several typed sources must (a usage error).
 async fn expand_wildcards(
     link: &Link,
     srcs: &[endpoint::Remote],
