@@ -1017,56 +1017,32 @@ pub fn parse() -> Result<Plan, UsageError> {
 }
 
 /// rsync's `--no-OPTION` for options jcp has no `--no-` form of its own
-/// (those are clap's): the negations, then the option's long name and
-/// short letter. As in rsync, the last word wins: a negation takes back
-/// what came before it (`-avz --no-v`: no -v, `-vv` counted as none).
-const NEGATIONS: &[(&[&str], &str, Option<char>)] = &[
-    (&["--no-A", "--no-acls"], "acls", Some('A')),
-    (&["--no-X", "--no-xattrs"], "xattrs", Some('X')),
-    (&["--no-c", "--no-checksum"], "checksum", Some('c')),
-    (
-        &["--no-i", "--no-itemize-changes"],
-        "itemize-changes",
-        Some('i'),
-    ),
-    (&["--no-v", "--no-verbose"], "verbose", Some('v')),
-    (
-        &["--no-x", "--no-one-file-system"],
-        "one-file-system",
-        Some('x'),
-    ),
-    (
-        &["--no-m", "--no-prune-empty-dirs"],
-        "prune-empty-dirs",
-        Some('m'),
-    ),
-    (&["--no-S", "--no-sparse"], "sparse", Some('S')),
-    (&["--no-y", "--no-fuzzy"], "fuzzy", Some('y')),
-    (
-        &["--no-O", "--no-omit-dir-times"],
-        "omit-dir-times",
-        Some('O'),
-    ),
-    (
-        &["--no-J", "--no-omit-link-times"],
-        "omit-link-times",
-        Some('J'),
-    ),
-    (&["--no-U", "--no-atimes"], "atimes", Some('U')),
-    (
-        &["--no-h", "--no-human-readable"],
-        "human-readable",
-        Some('h'),
-    ),
+/// (those are clap's): the negations, then the ids of the options each
+/// takes back (their long names, aliases and letters are clap's). As in
+/// rsync, the last word wins: a negation takes back what came before it
+/// (`-avz --no-v`: no -v, `-vv` counted as none).
+const NEGATIONS: &[(&[&str], &[&str])] = &[
+    (&["--no-A", "--no-acls"], &["acls"]),
+    (&["--no-X", "--no-xattrs"], &["xattrs"]),
+    (&["--no-c", "--no-checksum"], &["checksum"]),
+    (&["--no-i", "--no-itemize-changes"], &["itemize_changes"]),
+    (&["--no-v", "--no-verbose"], &["verbose"]),
+    (&["--no-x", "--no-one-file-system"], &["one_file_system"]),
+    (&["--no-m", "--no-prune-empty-dirs"], &["prune_empty_dirs"]),
+    (&["--no-S", "--no-sparse"], &["sparse"]),
+    (&["--no-y", "--no-fuzzy"], &["fuzzy"]),
+    (&["--no-O", "--no-omit-dir-times"], &["omit_dir_times"]),
+    (&["--no-J", "--no-omit-link-times"], &["omit_link_times"]),
+    (&["--no-U", "--no-atimes"], &["atimes"]),
+    (&["--no-h", "--no-human-readable"], &["human_readable"]),
     (
         &["--no-s", "--no-protect-args", "--no-secluded-args"],
-        "protect-args",
-        Some('s'),
+        &["protect_args"],
     ),
-    (&["--no-d", "--no-dirs"], "dirs", Some('d')),
-    (&["--no-numeric-ids"], "numeric-ids", None),
+    (&["--no-d", "--no-dirs"], &["dirs"]),
+    (&["--no-numeric-ids"], &["numeric_ids"]),
     // (-P is --partial --progress, and jcp always keeps partial files.)
-    (&["--no-progress"], "progress", Some('P')),
+    (&["--no-progress"], &["progress", "partial_progress"]),
 ];
 
 /// rsync's `--no-OPTION`s for what jcp never does (its MOTD, `-8`'s
@@ -1136,20 +1112,42 @@ pub fn negations(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         if NO_OPS.contains(&s.as_str()) {
             continue;
         }
-        if let Some((_, long, short)) = NEGATIONS.iter().find(|n| n.0.contains(&s.as_str())) {
-            let positive = format!("--{long}");
+        if let Some((_, ids)) = NEGATIONS.iter().find(|n| n.0.contains(&s.as_str())) {
+            // What the negation takes back, as clap knows the options.
+            let taken: Vec<&clap::Arg> = cmd
+                .get_arguments()
+                .filter(|a| ids.contains(&a.get_id().as_str()))
+                .collect();
+            let longs: Vec<String> = taken
+                .iter()
+                .flat_map(|a| {
+                    a.get_long()
+                        .into_iter()
+                        .chain(a.get_all_aliases().unwrap_or_default())
+                })
+                .map(|l| format!("--{l}"))
+                .collect();
+            let shorts: Vec<char> = taken
+                .iter()
+                .flat_map(|a| {
+                    a.get_short()
+                        .into_iter()
+                        .chain(a.get_all_short_aliases().unwrap_or_default())
+                })
+                .collect();
             out.retain_mut(|(word, is_value)| {
                 let Some(w) = word.to_str() else { return true };
                 if *is_value {
                     return true;
                 }
-                if w == positive {
+                if longs.iter().any(|l| l == w) {
                     return false;
                 }
-                match short {
-                    Some(c) if w.starts_with('-') && !w.starts_with("--") && w.len() > 1 => {
+                match w.strip_prefix('-') {
+                    Some(letters) if !letters.is_empty() && !letters.starts_with('-') => {
                         let end = flag_letters(w);
-                        let kept: String = w[1..end].chars().filter(|x| x != c).collect();
+                        let kept: String =
+                            w[1..end].chars().filter(|x| !shorts.contains(x)).collect();
                         let new = format!("-{kept}{}", &w[end..]);
                         if new == "-" {
                             return false;
@@ -2066,6 +2064,8 @@ mod tests {
         // (-F takes no value.)
         assert_eq!(neg(&["-F", "-c", "--no-c"]), ["-F"]);
         assert_eq!(neg(&["-Fc", "--no-c", "a"]), ["-F", "a"]);
+        // (An option's aliases are taken back too.)
+        assert_eq!(neg(&["--secluded-args", "-s", "--no-s", "a"]), ["a"]);
         // Through the whole parse: what is left is as rsync leaves it.
         let plan_of = |args: &[&str]| {
             let argv = std::iter::once("jcp".into())
