@@ -207,15 +207,27 @@ pub struct Cli {
 
     /// Delete files in the destination that are not in the source (after the
     /// transfer, so --delete-after and --delete-delay say the same)
-    #[arg(long, aliases = ["delete-after", "delete-delay"])]
+    #[arg(long)]
     pub delete: bool,
+
+    /// --delete (rsync's --delete-after)
+    #[arg(long, hide = true)]
+    pub delete_after: bool,
+
+    /// --delete (rsync's --delete-delay)
+    #[arg(long, hide = true)]
+    pub delete_delay: bool,
 
     /// Delete as --delete, but before the transfer, once the whole file list
     /// has arrived (what is deleted frees its space first; no file is
     /// requested before). --delete-during and --del say the same: jcp does
     /// not delete directory by directory
-    #[arg(long, visible_aliases = ["delete-during", "del"])]
+    #[arg(long)]
     pub delete_before: bool,
+
+    /// --delete-before (rsync's --delete-during)
+    #[arg(long, visible_alias = "del", hide = true)]
+    pub delete_during: bool,
 
     /// Delete even when the sender could not read everything (rsync's
     /// --ignore-errors); otherwise nothing is deleted then. Nothing is ever
@@ -281,7 +293,8 @@ pub struct Cli {
     /// ' -> target' or ' => first name', %i itemized code, %o send, recv or
     /// del., %l size, %M mtime (UTC), %B permissions, %U/%G owner/group ids,
     /// %t now (UTC), %%; a width as %-10n or %10l, %'l for 1,234. Without %i
-    /// only what is received, made or deleted
+    /// only what is received, made or deleted and directories whose
+    /// attributes change; without %o or %i a deletion is `deleting NAME`
     #[arg(long, value_name = "FORMAT", visible_alias = "log-format")]
     pub out_format: Option<String>,
 
@@ -294,8 +307,7 @@ pub struct Cli {
     pub log_file: Option<PathBuf>,
 
     /// The --log-file's line per change, in --out-format's escapes
-    /// (default '%i %n%L'; without %i only what is received, made or
-    /// deleted; '' none). Without --log-file it does nothing, as in rsync
+    /// (default '%i %n%L'; without %i as --out-format's; '' none). Without --log-file it does nothing, as in rsync
     #[arg(long, value_name = "FORMAT")]
     pub log_file_format: Option<String>,
 
@@ -729,7 +741,10 @@ pub struct Cli {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// List each transferred file on stderr; twice or more for debug logs
+    /// List what changes on stdout, as rsync's -v (its --out-format '%n%L':
+    /// what is received or made, a directory whose attributes change,
+    /// `deleting NAME`), then the bytes sent and received; -vv adds jcp's
+    /// own info logs on stderr, -vvv debug logs
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
@@ -902,9 +917,12 @@ pub struct Plan {
     /// hooks when it runs).
     pub sync: jsync::sync::SyncOptions,
     pub show_progress: ShowProgress,
-    /// 0: quiet, 1: normal, 2: list files, 3+: debug logs.
+    /// 0: quiet, 1: normal, 2: list changes (`-v`), 3+: debug logs.
     pub verbosity: u8,
     pub stats: bool,
+    /// rsync's closing lines, bytes sent and received and the speedup
+    /// (`-v`, `--stats`).
+    pub summary: bool,
     /// `--stats` sizes: 0 in bytes, 1 in units of 1000, 2 of 1024 (`-h`, `-hh`).
     pub human_readable: u8,
     /// Print a line per change on stdout (`-i`, `--out-format`; `-n` too).
@@ -1441,7 +1459,35 @@ impl Cli {
     /// Whether the run deletes: `--delete` in any of its forms, or
     /// `--delete-excluded`, which implies it (as rsync's).
     fn deletes(&self) -> bool {
-        self.delete || self.delete_before || self.delete_excluded
+        self.delete || self.deletes_before() || self.delete_excluded || self.deletes_after()
+    }
+
+    /// `--delete-before` or `--delete-during` (`--del`).
+    fn deletes_before(&self) -> bool {
+        self.delete_before || self.delete_during
+    }
+
+    /// `--delete-after` or `--delete-delay` (jcp's `--delete`).
+    fn deletes_after(&self) -> bool {
+        self.delete_after || self.delete_delay
+    }
+
+    /// rsync's rule: one `--delete-WHEN` at most (`--delete` goes with any).
+    fn check_delete_when(&self) -> Result<(), UsageError> {
+        let whens = [
+            self.delete_before,
+            self.delete_during,
+            self.delete_delay,
+            self.delete_after,
+        ];
+        match whens.iter().filter(|&&w| w).count() {
+            0 | 1 => Ok(()),
+            _ => Err(UsageError(
+                "you may not combine multiple --delete-WHEN options (--delete-before, \
+                 --delete-during, --delete-delay, --delete-after), as in rsync"
+                    .into(),
+            )),
+        }
     }
 
     /// Whether `--files-from` goes with `--no-relative`: each listed path a
@@ -1546,7 +1592,7 @@ impl Cli {
         // many there are.)
         let several = src_typed.len() > 1 || apart;
         // (Named as typed: --delete-excluded implies --delete.)
-        let delete = match self.delete || self.delete_before {
+        let delete = match self.delete || self.deletes_before() || self.deletes_after() {
             true => "--delete",
             false => "--delete-excluded",
         };
@@ -1611,6 +1657,7 @@ impl Cli {
     /// rule file is read once.
     pub fn resolve_with(self, rules: Vec<RuleArg>) -> Result<Plan, UsageError> {
         let mut filter = build_filter(&rules, self.cvs_exclude, self.from0)?;
+        self.check_delete_when()?;
         if self.temp_dir.as_deref() == Some("") {
             return Err(UsageError("--temp-dir: an empty directory name".into()));
         }
@@ -1729,7 +1776,7 @@ impl Cli {
         sync.perms = !self.no_perms;
         sync.times = !self.no_times;
         sync.executability = self.executability;
-        sync.delete_before = self.delete_before;
+        sync.delete_before = self.deletes_before();
         sync.ignore_errors = self.ignore_errors;
         sync.whole_file = self.whole_file && !self.no_whole_file;
         sync.omit_dir_times = self.omit_dir_times;
@@ -1745,7 +1792,16 @@ impl Cli {
             (_, Some(when)) => Some(deadline::at_local(when).map_err(UsageError)?),
             _ => None,
         };
-        if let Some(f) = &self.out_format {
+        let info = Info::parse(&self.info)?;
+        // -v (--info=name) lists what changed as rsync's does: its
+        // --out-format '%n%L', unless -i or a format says otherwise.
+        let names = self.verbose > 0 || info.name;
+        let out_format = match &self.out_format {
+            Some(f) => Some(f.as_str()),
+            None if names && !sync.itemize => Some("%n%L"),
+            None => None,
+        };
+        if let Some(f) = out_format {
             sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
             sync.itemize = true;
         }
@@ -1804,7 +1860,6 @@ impl Cli {
                     .map_err(UsageError)?,
             );
         }
-        let info = Info::parse(&self.info)?;
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress || info.progress {
@@ -1846,6 +1901,7 @@ impl Cli {
                 self.verbose.saturating_add(1)
             },
             stats: (self.stats || info.stats) && !self.quiet,
+            summary: (names || self.stats || info.stats) && !self.quiet,
             human_readable: self.human_readable.min(2),
             print_items,
             log_file: self.log_file,
@@ -1927,6 +1983,24 @@ mod tests {
                 plan(&[flag, "a/", "c/", "b"]).is_err(),
                 "{flag}: several sources"
             );
+        }
+        // One --delete-WHEN at most, as rsync's; --delete goes with any.
+        for (a, b) in [
+            ("--delete-before", "--delete-after"),
+            ("--del", "--delete-delay"),
+            ("--delete-during", "--delete-before"),
+            ("--delete-after", "--delete-delay"),
+        ] {
+            let e = plan(&[a, b, "a/", "b"]).unwrap_err();
+            assert!(e.0.contains("--delete-WHEN"), "{a} {b}: {e}");
+        }
+        for flags in [
+            &["--delete", "--delete-after"][..],
+            &["--delete-before", "--delete", "--delete-excluded"],
+            &["--del", "--delete-during"],
+        ] {
+            let p = plan(&[flags, &["a/", "b"]].concat()).unwrap();
+            assert!(p.sync.delete, "{flags:?}");
         }
         // --delete-excluded alone implies --delete, as rsync's.
         let alone = plan(&["--delete-excluded", "--ignore-errors", "a/", "b"]).unwrap();
@@ -2029,11 +2103,16 @@ mod tests {
         ] {
             let mut args = habit.to_vec();
             args.extend(["a", "srv:"]);
-            let p = plan(&args).unwrap();
-            // (-r and -a matter to a listing only.)
+            let mut p = plan(&args).unwrap();
+            // (-r and -a matter to a listing only; -v lists the changes,
+            // tested below.)
+            p.sync.out_format = None;
+            p.sync.itemize = false;
             let p = Plan {
                 verbosity: 1,
                 list_recursive: false,
+                print_items: false,
+                summary: false,
                 ..p
             };
             assert_eq!(format!("{p:?}"), plain, "{habit:?}");
@@ -2275,6 +2354,25 @@ mod tests {
         assert!(p.sync.compress_whole);
         assert_eq!(p.verbosity, 3);
         assert_eq!(p.show_progress, ShowProgress::Always);
+        // -v (--info=name) lists changes in rsync's '%n%L', and closes with
+        // its summary; -i or a format of one's own outrank the names.
+        let names = |args: &[&str]| {
+            let p = plan(args).unwrap();
+            let format = p.sync.out_format.as_ref().map(|f| f.to_string());
+            (format, p.sync.itemize, p.print_items, p.summary)
+        };
+        let listed = (Some("%n%L".to_string()), true, true, true);
+        assert_eq!(names(&["-av", "a", "b"]), listed);
+        assert_eq!(names(&["--info=name", "a", "b"]), listed);
+        assert_eq!(names(&["-iv", "a", "b"]), (None, true, true, true));
+        assert_eq!(
+            names(&["-v", "--out-format=%o %n", "a", "b"]),
+            (Some("%o %n".to_string()), true, true, true)
+        );
+        assert_eq!(names(&["-a", "a", "b"]), (None, false, false, false));
+        assert_eq!(names(&["--stats", "a", "b"]), (None, false, false, true));
+        let quiet = names(&["-qv", "a", "b"]);
+        assert!(!quiet.1 && !quiet.2 && !quiet.3, "{quiet:?}");
         let p = plan(&["-z", "--delete", "-n", "-i", "a", "b"]).unwrap();
         assert!(p.sync.compress_whole && p.sync.delete && p.sync.dry_run && p.sync.itemize);
         assert_eq!(p.sync.compression, proto::Compression::ZSTD);

@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
     if matches!(plan.direction, Direction::Keygen) {
         return keygen(&plan.config_dir);
     }
-    let mut display = Display::new(plan.show_progress, plan.verbosity >= 2, plan.print_items);
+    let mut display = Display::new(plan.show_progress, plan.print_items);
     if let Some(path) = &plan.log_file {
         let opened = std::fs::OpenOptions::new()
             .create(true)
@@ -79,6 +79,13 @@ async fn main() -> ExitCode {
                     std::io::stdout().lock(),
                     "{}",
                     report.stats(plan.human_readable)
+                );
+            }
+            if plan.summary {
+                let _ = write!(
+                    std::io::stdout().lock(),
+                    "\n{}",
+                    report.summary(plan.human_readable, plan.sync.dry_run)
                 );
             }
             for w in &report.warnings {
@@ -176,18 +183,21 @@ fn keygen(dir: &Path) -> ExitCode {
     }
 }
 
-/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only, warnings,
-/// jcp's own info with `-v`, debug with `-vv`). The library's info lines are the
+/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only;
+/// warnings, with `-v` too, whose list of changes goes to stdout; jcp's own
+/// info with `-vv`, debug with `-vvv`). The library's info lines are the
 /// embedded peer's server-side log of a local copy ("push received"), not for
-/// a user who asked for the list of files.
+/// a user who asked for the list of files. Colours only on a terminal.
 fn init_logging(verbosity: u8) {
+    use std::io::IsTerminal;
     let default = match verbosity {
         0 => "error",
-        1 => "warn",
-        2 => "warn,jcp=info",
+        1 | 2 => "warn",
+        3 => "warn,jcp=info",
         _ => "debug",
     };
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),

@@ -1,7 +1,6 @@
 //! What the user sees while jcp runs: an overall bar (bytes, files, rate, ETA) and a
-//! bar per large file, drawn with indicatif; with `-v`, the name of each file as
-//! its transfer starts; and with `-i` (or `-n`) one itemized line per change, on
-//! stdout as rsync prints them.
+//! bar per large file, drawn with indicatif; and with `-i`, `-v`, `--out-format`
+//! (or `-n`) one line per change, on stdout as rsync prints them.
 //!
 //! The sync engine calls the [`Progress`] hooks from many tasks, once per chunk, so
 //! the hooks only touch atomics; the per-file map is locked only while a large file
@@ -23,12 +22,11 @@ const LARGE_FILE: u64 = 8 << 20;
 /// How often the overall bar's length follows the totals found so far.
 const LENGTH_SYNC_MS: u64 = 50;
 
-/// The progress display (or just the `-v` file list when bars are off).
+/// The progress display (or just the lines of changes when bars are off).
 #[derive(Debug)]
 pub struct Display {
     counts: Arc<Counts>,
     bars: Option<Bars>,
-    list_files: bool,
     itemize: bool,
     /// `--log-file`: where each change (and the run's start, errors and
     /// totals, through [`Display::log`]) is appended.
@@ -72,9 +70,9 @@ struct Bars {
 }
 
 impl Display {
-    /// A display drawing bars as `show` says, listing files when `list_files`,
-    /// printing itemized changes when `itemize`.
-    pub fn new(show: ShowProgress, list_files: bool, itemize: bool) -> Display {
+    /// A display drawing bars as `show` says, printing the lines of changes
+    /// (itemized, `-v`'s names or an `--out-format`'s) when `itemize`.
+    pub fn new(show: ShowProgress, itemize: bool) -> Display {
         let counts = Arc::new(Counts::default());
         let terminal = std::io::stderr().is_terminal();
         let target = match show {
@@ -91,7 +89,6 @@ impl Display {
         Display {
             counts,
             bars,
-            list_files,
             itemize,
             log: None,
             start: Instant::now(),
@@ -107,7 +104,7 @@ impl Display {
 
     /// Whether this display does anything at all.
     pub fn is_active(&self) -> bool {
-        self.bars.is_some() || self.list_files || self.itemize || self.log.is_some()
+        self.bars.is_some() || self.itemize || self.log.is_some()
     }
 
     /// Appends `line` to the log file, if there is one, after the time (UTC,
@@ -153,18 +150,6 @@ impl Display {
                 .is_ok();
         if force || due {
             bars.overall.set_length(self.counts.bytes_known());
-        }
-    }
-
-    fn println(&self, line: &str) {
-        match &self.bars {
-            Some(bars) => {
-                let _ = bars.multi.println(line);
-            }
-            // Not eprintln!: a closed stderr must not panic the run.
-            None => {
-                let _ = writeln!(std::io::stderr().lock(), "{line}");
-            }
         }
     }
 }
@@ -228,9 +213,6 @@ impl Progress for Display {
         self.counts.started_files.fetch_add(1, Relaxed);
         self.counts.started_bytes.fetch_add(size, Relaxed);
         self.sync_length(false);
-        if self.list_files {
-            self.println(path);
-        }
         if let Some(bars) = &self.bars {
             if size >= LARGE_FILE {
                 let pb = bars.file_bar(path, size);
@@ -353,7 +335,7 @@ mod tests {
 
     #[test]
     fn counts_without_bars_and_large_files_get_and_lose_a_bar() {
-        let d = Display::new(ShowProgress::Never, false, false);
+        let d = Display::new(ShowProgress::Never, false);
         assert!(!d.is_active());
         d.found("a", 10);
         d.file_started("a", 10);
@@ -365,7 +347,7 @@ mod tests {
         let target = ProgressDrawTarget::hidden();
         let d = Display {
             bars: Some(Bars::new(target, Arc::new(Counts::default()))),
-            ..Display::new(ShowProgress::Never, false, false)
+            ..Display::new(ShowProgress::Never, false)
         };
         d.file_started("big", LARGE_FILE);
         d.file_started("small", 1);

@@ -456,14 +456,17 @@ fn rsync_habits_avhp_and_h_alone() {
 }
 
 /// Files left alone still count in "Total file size", as in rsync: it is the
-/// size of what the sender has (each name of a hard-linked file), not of
-/// what moved; also when -H's first name is left alone.
+/// size of what the sender has (each name of a hard-linked file, and a
+/// symlink's target's length), not of what moved; also when -H's first name
+/// is left alone.
 #[test]
 fn skipped_files_count_in_the_total_size() {
     use jsync_tests::bins::stat;
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     make_source(&src);
+    let target = "no/such/target";
+    std::os::unix::fs::symlink(target, src.join("dangling")).unwrap();
     let src_arg = format!("{}/", src.display());
     let plain = work.path().join("plain");
     let out = run("jcp", &["--stats", &src_arg, plain.to_str().unwrap()]);
@@ -480,7 +483,7 @@ fn skipped_files_count_in_the_total_size() {
         .filter(|p| p.is_file())
         .map(|p| p.metadata().unwrap().len())
         .sum();
-    assert_eq!(total, every_name);
+    assert_eq!(total, every_name + target.len() as u64);
     let none = work.path().join("none");
     let out = run(
         "jcp",
@@ -2606,10 +2609,15 @@ fn itemize_twice_shows_unchanged_entries() {
 }
 
 /// A run's itemized lines, sorted, and `--stats`' count of files
-/// transferred (its other totals differ from run to run).
+/// transferred (its other totals, and the closing lines, differ from run to
+/// run).
 fn items_and_count(out: &Output) -> Vec<String> {
     let out = String::from_utf8_lossy(&out.stdout);
-    let stats = |l: &&str| l.starts_with(char::is_uppercase);
+    let stats = |l: &&str| {
+        l.starts_with(char::is_uppercase)
+            || l.starts_with("sent ")
+            || l.starts_with("total size is ")
+    };
     let shown = out.lines().filter(|l| {
         !stats(l) || l.starts_with("Files transferred") || l.starts_with("Transferred size")
     });
@@ -3080,4 +3088,80 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
             "{way}: one .jpg {raw}, packed {packed}"
         );
     }
+}
+
+/// `-v` lists what changed as rsync's does (its `--out-format '%n%L'`), on
+/// stdout: what is received or made (symlinks with their target, hard
+/// links with their first name), a directory whose attributes changed, and
+/// each deletion as `deleting NAME`; not a file whose attributes alone
+/// changed. Then rsync's closing lines: the bytes sent and received, the
+/// total size (every name's, and each symlink's target length) and the
+/// speedup. Nothing reaches stderr.
+#[test]
+fn verbose_lists_what_changed_as_rsync() {
+    let prepare = |dst: &Path| {
+        // A directory the destination has with another time, and a file
+        // the same but for its mode.
+        put(&dst.join("new_dir/inner.txt"), b"inner\n", T);
+        filetime::set_file_mtime(dst.join("new_dir"), FileTime::from_unix_time(T + 9, 0)).unwrap();
+        put(&dst.join("only_there.txt"), b"new file\n", T);
+        std::fs::set_permissions(
+            dst.join("only_there.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    };
+    each_way_out(&["-v", "--delete"], prepare, |dst, out, what| {
+        ok(out, what);
+        assert!(
+            out.stderr.is_empty(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (names, summary) = stdout
+            .split_once("\n\n")
+            .expect("a blank line before the summary");
+        let mut names: Vec<&str> = names.lines().collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "./",
+                "big.bin",
+                "deleting earlier.txt~",
+                "deleting extra.txt",
+                "deleting extra_dir/",
+                "deleting extra_dir/deep/",
+                "deleting extra_dir/deep/x",
+                "link -> new_dir/inner.txt",
+                "linked_a",
+                "linked_b => linked_a",
+                "new_dir/",
+                "newer_here.txt",
+                "older_here.txt",
+                "same.bin",
+                "same_size.txt",
+            ],
+            "{what}: {stdout}"
+        );
+        holds(dst, "only_there.txt", Some(b"new file\n"), what);
+        let every_name: u64 = files_in(dst)
+            .iter()
+            .map(|f| std::fs::symlink_metadata(dst.join(f)).unwrap().len())
+            .sum();
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines.len(), 2, "{what}: {summary}");
+        assert!(
+            lines[0].starts_with("sent ")
+                && lines[0].contains(" bytes  received ")
+                && lines[0].ends_with(" bytes/sec"),
+            "{what}: {summary}"
+        );
+        let total = jsync::sync::with_commas(every_name);
+        assert!(
+            lines[1].starts_with(&format!("total size is {total}  speedup is ")),
+            "{what}: {summary}"
+        );
+    });
 }

@@ -11,34 +11,51 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Where a link's wire-byte count comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum WireCounter {
-    /// A byte stream we wrapped: bytes read plus bytes written.
-    Stream(Arc<AtomicU64>),
+    /// A byte stream we wrapped: bytes written and bytes read.
+    Stream(Arc<Counts>),
     /// QUIC: UDP payload bytes sent and received, from quinn's statistics.
     Quic(quinn::Connection),
 }
 
+/// A wrapped stream's counts.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    written: AtomicU64,
+    read: AtomicU64,
+}
+
 impl WireCounter {
-    pub(crate) fn total(&self) -> u64 {
+    /// Bytes sent and bytes received so far.
+    pub(crate) fn sent_received(&self) -> (u64, u64) {
         match self {
-            WireCounter::Stream(n) => n.load(Ordering::Relaxed),
+            WireCounter::Stream(n) => (
+                n.written.load(Ordering::Relaxed),
+                n.read.load(Ordering::Relaxed),
+            ),
             WireCounter::Quic(c) => {
                 let s = c.stats();
-                s.udp_tx.bytes + s.udp_rx.bytes
+                (s.udp_tx.bytes, s.udp_rx.bytes)
             }
         }
     }
+
+    /// Bytes moved so far, both directions.
+    pub(crate) fn total(&self) -> u64 {
+        let (sent, received) = self.sent_received();
+        sent + received
+    }
 }
 
-/// A stream wrapper that adds every byte read or written to a counter.
+/// A stream wrapper that counts every byte read and written.
 #[derive(Debug)]
 pub(crate) struct Counted<S> {
     inner: S,
-    count: Arc<AtomicU64>,
+    count: Arc<Counts>,
 }
 
 impl<S> Counted<S> {
     pub(crate) fn new(inner: S) -> (Self, WireCounter) {
-        let count = Arc::new(AtomicU64::new(0));
+        let count = Arc::new(Counts::default());
         (
             Counted {
                 inner,
@@ -58,7 +75,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        self.count.read.fetch_add(n as u64, Ordering::Relaxed);
         res
     }
 }
@@ -71,7 +88,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<std::io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &res {
-            self.count.fetch_add(*n as u64, Ordering::Relaxed);
+            self.count.written.fetch_add(*n as u64, Ordering::Relaxed);
         }
         res
     }
@@ -82,7 +99,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<std::io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &res {
-            self.count.fetch_add(*n as u64, Ordering::Relaxed);
+            self.count.written.fetch_add(*n as u64, Ordering::Relaxed);
         }
         res
     }

@@ -242,6 +242,11 @@ impl Link {
         self.inner.wire.total()
     }
 
+    /// [`Link::wire_bytes`] in each direction: bytes sent, bytes received.
+    pub fn wire_sent_received(&self) -> (u64, u64) {
+        self.inner.wire.sent_received()
+    }
+
     /// Why the link ended, once it has.
     pub fn failure(&self) -> Option<String> {
         self.inner.shared.failure()

@@ -206,11 +206,21 @@ impl Item {
         s
     }
 
-    /// Whether an `--out-format` without `%i` shows it, as rsync's: what
-    /// was received, made or deleted, not a change of attributes only.
+    /// Whether an `--out-format` without `%i` (and so `-v`) shows it, as
+    /// rsync's: what was received, made or deleted, and a directory whose
+    /// attributes changed; not a change of another entry's attributes only.
     pub(crate) fn transferred(&self) -> bool {
-        // (Nor is an unchanged name, `hf          PATH`, with -ii.)
-        !self.code.starts_with('.') && self.code.get(2..3) != Some(" ")
+        // (Nor is an unchanged name, `hf          PATH` or `.d          PATH`,
+        // with -ii.)
+        let changed = self.code.get(2..3) != Some(" ");
+        let dir_changed = self.kind == EntryKind::Dir
+            && self.code.bytes().skip(2).any(|b| b != b'.' && b != b' ');
+        changed && (!self.code.starts_with('.') || dir_changed)
+    }
+
+    /// Whether it is a deletion (`*deleting`).
+    pub(crate) fn is_deletion(&self) -> bool {
+        self.code.starts_with('*')
     }
 }
 
@@ -309,9 +319,24 @@ impl OutFormat {
     /// Whether it shows the itemized code (`%i`): then it is a line for
     /// every changed entry, as `-i`; otherwise only for transfers.
     pub fn itemizes(&self) -> bool {
+        self.has('i')
+    }
+
+    /// Whether it shows escape `what`.
+    fn has(&self, what: char) -> bool {
         self.pieces
             .iter()
-            .any(|p| matches!(p, Piece::Escape { what: 'i', .. }))
+            .any(|p| matches!(p, Piece::Escape { what: w, .. } if *w == what))
+    }
+
+    /// The line for `item`, which this format shows: a deletion is
+    /// `deleting %n` unless the format shows `%o` or `%i`, as rsync's.
+    pub(crate) fn render_item(&self, item: &Item, op: &str) -> String {
+        if item.is_deletion() && !self.has('o') && !self.has('i') {
+            format!("deleting {}", shown(&item.path, item.kind))
+        } else {
+            self.render(item, op)
+        }
     }
 
     /// The line for `item`; `op` is what `%o` says of a transfer.
@@ -562,6 +587,34 @@ mod tests {
         )
         .transferred());
         assert!(file.transferred() && Item::deleting(b"x", true).transferred());
+        // A directory whose attributes changed is shown (rsync -v prints
+        // `d/` for .d..t......), one unchanged (-ii) is not.
+        let dir_attrs = Item::changed(Update::Attrs, EntryKind::Dir, &attrs_only, b"d", b"", attrs);
+        assert!(dir_attrs.transferred(), "{}", dir_attrs.line());
+        let same = Item::changed(
+            Update::Attrs,
+            EntryKind::Dir,
+            &Change::default(),
+            b"d",
+            b"",
+            attrs,
+        );
+        assert!(!same.transferred(), "{}", same.line());
+        // Without %o or %i a deletion is `deleting %n`, as rsync's.
+        let names = OutFormat::parse("%n%L").unwrap();
+        assert_eq!(
+            names.render_item(&Item::deleting(b"d", true), "recv"),
+            "deleting d/"
+        );
+        assert_eq!(names.render_item(&dir_attrs, "recv"), "d/");
+        assert_eq!(
+            n.render_item(&Item::deleting(b"x", false), "recv"),
+            "x|x|del.|"
+        );
+        assert_eq!(
+            default.render_item(&Item::deleting(b"x", false), "recv"),
+            "*deleting   x"
+        );
         assert!(OutFormat::parse("%t")
             .unwrap()
             .render(&file, "")

@@ -47,7 +47,7 @@ pub use glob::{glob_quote, has_glob, remote_glob, GLOB};
 pub use ids::{Chown, IdMap};
 pub use itemize::{mode_string, with_commas, OutFormat};
 pub use list::{list, list_local, Listing};
-pub use report::{FileError, NoProgress, Progress, Report, StatsBlock};
+pub use report::{FileError, NoProgress, Progress, Report, StatsBlock, Summary};
 pub use skip_compress::SkipCompress;
 
 use crate::error::{Error, Result};
@@ -838,7 +838,13 @@ impl Args {
     }
 }
 
-fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Report {
+/// The counts since `wire0` ([`Link::wire_sent_received`] at the start).
+fn wire_since(link: &Link, wire0: (u64, u64)) -> (u64, u64) {
+    let (sent, received) = link.wire_sent_received();
+    (sent - wire0.0, received - wire0.1)
+}
+
+fn report_of(stats: proto::sync::Stats, wire: (u64, u64), start: Instant) -> Report {
     let list = |l: Vec<proto::sync::StatsError>| {
         let mut out: Vec<FileError> = l
             .into_iter()
@@ -863,7 +869,9 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
         bytes_literal: stats.bytes_literal,
         bytes_reused: stats.bytes_reused,
         total_size: stats.total_size,
-        wire_bytes,
+        wire_bytes: wire.0 + wire.1,
+        wire_sent: wire.0,
+        wire_received: wire.1,
         elapsed: start.elapsed(),
         errors: list(stats.errors),
     }
@@ -875,7 +883,7 @@ fn report_of(stats: proto::sync::Stats, wire_bytes: u64, start: Instant) -> Repo
 /// directory lands inside it.
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
-    let wire0 = link.wire_bytes();
+    let wire0 = link.wire_sent_received();
     let mut spec = match source_missing(src, opts) {
         // (Never read: a missing source lists nothing.)
         true => {
@@ -892,7 +900,7 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
     let give = give::give(peer.clone(), spec, args.give_options(opts.progress.clone()));
     let stats = until(opts.stop_at, link, give).await?;
     peer.close();
-    Ok(report_of(stats, link.wire_bytes() - wire0, start))
+    Ok(report_of(stats, wire_since(link, wire0), start))
 }
 
 /// Runs `job` on `link` until `stop_at`, if it is given: then the link is
@@ -954,7 +962,7 @@ fn source_missing(src: &Path, opts: &SyncOptions) -> bool {
 /// [`push`]) into local `dst`.
 pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
-    let wire0 = link.wire_bytes();
+    let wire0 = link.wire_sent_received();
     let spec = local_destination(dst, opts.dry_run)?;
     let peer = link.start(GIVE, &Args::encode_give(src, opts)?).await?;
     let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
@@ -967,7 +975,7 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
     )
     .await?;
     peer.close();
-    Ok(report_of(stats, link.wire_bytes() - wire0, start))
+    Ok(report_of(stats, wire_since(link, wire0), start))
 }
 
 /// Local sync through an in-process peer pair: the same engine, no daemon.

@@ -21,10 +21,15 @@ pub struct Report {
     pub bytes_literal: u64,
     /// Bytes of file content rebuilt from data the receiver already had.
     pub bytes_reused: u64,
-    /// Total size of the regular files on the sending side.
+    /// Total size of the regular files on the sending side (each hard-linked
+    /// name), and of its symlinks' targets, as rsync's "total size".
     pub total_size: u64,
     /// Bytes that crossed the connection, both directions (frames, before TLS).
     pub wire_bytes: u64,
+    /// Of [`Report::wire_bytes`], those this side sent.
+    pub wire_sent: u64,
+    /// Of [`Report::wire_bytes`], those this side received.
+    pub wire_received: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// Entries removed by `--delete` (or that would be, with `--dry-run`).
@@ -66,6 +71,8 @@ impl Report {
         self.bytes_reused += other.bytes_reused;
         self.total_size += other.total_size;
         self.wire_bytes += other.wire_bytes;
+        self.wire_sent += other.wire_sent;
+        self.wire_received += other.wire_received;
         self.elapsed += other.elapsed;
         self.deleted += other.deleted;
         self.deletes_skipped += other.deletes_skipped;
@@ -100,6 +107,69 @@ impl Report {
             human,
         }
     }
+}
+
+impl Report {
+    /// rsync's closing lines (`-v`, `--stats`): the bytes sent and received
+    /// and their rate, the total size and the speedup; sizes with thousands
+    /// separators (`human` 0) or as [`Report::stats`] shows them.
+    pub fn summary(&self, human: u8, dry_run: bool) -> Summary<'_> {
+        Summary {
+            report: self,
+            human,
+            dry_run,
+        }
+    }
+}
+
+/// [`Report::summary`], to print.
+#[derive(Debug)]
+pub struct Summary<'a> {
+    report: &'a Report,
+    human: u8,
+    dry_run: bool,
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.report;
+        let b = |n: u64| match self.human {
+            0 => super::with_commas(n),
+            h => size(n, h),
+        };
+        let secs = r.elapsed.as_secs_f64().max(1e-3);
+        let rate = r.wire_bytes as f64 / secs;
+        let rate = match self.human {
+            0 => decimal(rate),
+            h => match size(rate as u64, h) {
+                s if s.ends_with(|c: char| c.is_ascii_digit()) => decimal(rate),
+                s => s,
+            },
+        };
+        writeln!(
+            f,
+            "sent {} bytes  received {} bytes  {rate} bytes/sec",
+            b(r.wire_sent),
+            b(r.wire_received)
+        )?;
+        writeln!(
+            f,
+            "total size is {}  speedup is {}{}",
+            b(r.total_size),
+            decimal(r.speedup()),
+            if self.dry_run { " (DRY RUN)" } else { "" }
+        )
+    }
+}
+
+/// `v` with two decimals and thousands separators: `1,234.50`.
+fn decimal(v: f64) -> String {
+    let hundredths = (v * 100.0).round() as u64;
+    format!(
+        "{}.{:02}",
+        super::with_commas(hundredths / 100),
+        hundredths % 100
+    )
 }
 
 /// [`Report::stats`]: the `--stats` block, to print.
@@ -265,6 +335,36 @@ mod tests {
         assert!(h.contains("Transferred size:     2.00K bytes"), "{h}");
         assert!(h.contains("Reused data:          1.54K bytes"), "{h}");
         assert!(h.contains("Bytes on the wire:    8.79M bytes"), "{h}");
+        let r = Report {
+            wire_sent: 8_000_000,
+            wire_received: 791_060,
+            elapsed: Duration::from_millis(500),
+            ..r
+        };
+        assert_eq!(
+            r.summary(0, false).to_string(),
+            "sent 8,000,000 bytes  received 791,060 bytes  17,582,120.00 bytes/sec\n\
+             total size is 1,304,000,000  speedup is 148.33\n"
+        );
+        assert_eq!(
+            r.summary(1, true).to_string(),
+            "sent 8.00M bytes  received 791.06K bytes  17.58M bytes/sec\n\
+             total size is 1.30G  speedup is 148.33 (DRY RUN)\n"
+        );
+        let small = Report {
+            wire_bytes: 445,
+            wire_sent: 322,
+            wire_received: 123,
+            total_size: 10,
+            elapsed: Duration::from_millis(500),
+            ..Report::default()
+        };
+        // (rsync's own words for a small local copy.)
+        assert_eq!(
+            small.summary(1, false).to_string(),
+            "sent 322 bytes  received 123 bytes  890.00 bytes/sec\n\
+             total size is 10  speedup is 0.02\n"
+        );
         let hh = r.stats(2).to_string();
         assert!(hh.contains("Reused data:          1.50K bytes"), "{hh}");
         assert!(hh.contains("Total file size:      1.21G bytes"), "{hh}");

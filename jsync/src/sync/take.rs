@@ -1779,7 +1779,7 @@ impl Ctx {
                 } else {
                     "recv"
                 };
-                Some(f.render(item, op))
+                Some(f.render_item(item, op))
             }
             Some(_) => None,
         }
@@ -1953,6 +1953,8 @@ fn plan(
     let dry = ctx.opts.dry_run;
     let s = |e: super::fsroot::FsError| e.to_string();
     let (kind, size) = (e.kind, e.size);
+    // (A symlink's size, in rsync's total, is its target's length.)
+    let link_len = e.target.len() as u64;
     let skip = |skipped: &mut DirSet| {
         match kind {
             EntryKind::Dir => {
@@ -1960,6 +1962,7 @@ fn plan(
             }
             // Still part of what the sender has, as in rsync's total.
             EntryKind::File => Counters::add(&ctx.counters.total_size, size),
+            EntryKind::Symlink => Counters::add(&ctx.counters.total_size, link_len),
             _ => {}
         }
         Ok(Plan::Skipped)
@@ -2073,6 +2076,7 @@ fn plan(
             Ok(Plan::Dir)
         }
         EntryKind::Symlink => {
+            Counters::add(&ctx.counters.total_size, link_len);
             if ctx.opts.safe_links && super::unsafe_symlink(&ctx.shown_bytes(&e.path), &e.target) {
                 let target = super::escape_name(&e.target);
                 ctx.counters.warning(
