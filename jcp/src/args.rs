@@ -372,7 +372,9 @@ pub struct Cli {
     /// With --delete (or --delete-missing-args), delete at most NUM
     /// entries; the rest are skipped, a warning says how many, and jcp
     /// exits with 25 (rsync's --max-delete; 0: only warn about what would
-    /// be deleted). Without a delete option it does nothing, as in rsync
+    /// be deleted). It holds what making way for a file deletes too: a
+    /// directory holding more than is left stays, and that entry fails
+    /// (rsync's "could not make way")
     #[arg(long, value_name = "NUM")]
     pub max_delete: Option<u64>,
 

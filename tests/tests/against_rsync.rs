@@ -793,8 +793,9 @@ fn random_option_sets_leave_what_rsync_leaves() {
     // has a directory, and all the directory holds, alone (rsync sets the
     // file's time from the directory and fails on each entry beneath it),
     // -b with --delete moves a directory in the way aside whole, and
-    // --max-delete does not hold jcp's making way for a file (rsync's does:
-    // "could not make way").
+    // --max-delete keeps a directory in the way of a file whole where it
+    // holds more than the limit leaves (rsync deletes up to the limit
+    // first; both then fail "could not make way").
     // Not drawn: --no-t, which
     // leaves a file the same by hash untouched where rsync rewrites it,
     // and -d, which jcp takes without -a's -r, as rsync's -d alone.)

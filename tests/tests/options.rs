@@ -1006,6 +1006,42 @@ fn max_delete_stops_deleting_at_the_limit() {
     }
 }
 
+/// `--max-delete` holds what making way deletes too, as rsync's: a
+/// directory in the way of a file (with `--force`) that holds more than the
+/// limit leaves stays whole, that file fails ("could not make way", exit
+/// 3) and the warning counts what was kept; within the limit it goes, each
+/// entry it held counted as deleted (rsync's count; not the directory).
+#[test]
+fn max_delete_holds_making_way_too() {
+    use jsync_tests::bins::stat;
+    let prepare = |dst: &Path| put(&dst.join("only_there.txt/in/x"), b"x", T);
+    each_way_out(&["--force", "--max-delete=1"], prepare, |dst, out, what| {
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{what}: {}",
+            jsync_tests::bins::describe(out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("only_there.txt: could not make way for it")
+                && err.contains("(2 skipped)"),
+            "{what}: {err}"
+        );
+        holds(dst, "only_there.txt/in/x", Some(b"x"), what);
+        holds(dst, "new_dir/inner.txt", Some(b"inner\n"), what);
+    });
+    each_way_out(
+        &["--force", "--max-delete=2", "--stats"],
+        prepare,
+        |dst, out, what| {
+            ok(out, what);
+            holds(dst, "only_there.txt", Some(b"new file\n"), what);
+            assert_eq!(stat(&out.stdout, "Deleted:"), 2, "{what}");
+        },
+    );
+}
+
 /// A file pushed to a name in directories the server lacks gets them, as
 /// a local copy does (rsync's --mkpath, accepted).
 #[test]

@@ -726,6 +726,13 @@ impl FsRoot {
         Ok(true)
     }
 
+    /// How many entries directory `rel` holds, all the way down (symlinks
+    /// counted, never followed): what removing it deletes.
+    pub fn count_beneath(&self, rel: &RelPath) -> Result<u64, FsError> {
+        let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, false)?;
+        count_tree(fd).map_err(|e| FsError::io(rel.display(), e))
+    }
+
     /// Removes `rel` and everything beneath it, like `rm -rf`: a missing path is
     /// fine, and symlinks are removed, never descended into. Given `dev`, it
     /// enters no directory on another filesystem (`--delete -x`): such a
@@ -2092,6 +2099,35 @@ pub(crate) fn regular_file(fd: OwnedFd, shown: &str) -> Result<(File, Meta), FsE
 
 /// `rm -rf name` relative to `dir`, never following symlinks; given `dev`,
 /// entering no directory on another filesystem.
+/// [`FsRoot::count_beneath`] of the open directory `fd`.
+fn count_tree(fd: OwnedFd) -> io::Result<u64> {
+    let mut entries = Dir::new(fd)?;
+    let mut dirs = Vec::new();
+    let mut n = 0;
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        n += 1;
+        if matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
+            dirs.push(OsString::from_vec(name.to_vec()));
+        }
+    }
+    let fd = entries.fd()?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for d in dirs {
+        match rfs::openat(fd, &d, flags, Mode::empty()) {
+            Ok(sub) => n += count_tree(sub)?,
+            // (Not a directory after all, or gone meanwhile.)
+            Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
 fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, dev: Option<u64>) -> io::Result<()> {
     match rfs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),

@@ -1276,10 +1276,9 @@ impl Ctx {
 
     /// Removes the directory at `rel` for an entry of another kind (backed
     /// up with `--backup`; an empty one just goes), once [`Ctx::way_out`]
-    /// allows it. Without `force` only an empty one goes (should it fill
-    /// meanwhile, it stays and this fails).
+    /// allowed it ([`Ctx::clear_dir`]). Without `force` only an empty one
+    /// goes (should it fill meanwhile, it stays and this fails).
     fn make_way(&self, rel: &RelPath) -> std::result::Result<(), String> {
-        self.way_out(rel)?;
         match self.opts.force {
             true => self.remove(rel, None),
             false => self.fs.remove(rel).map_err(|e| e.to_string()),
@@ -1287,11 +1286,32 @@ impl Ctx {
     }
 
     /// [`Ctx::make_way`], or in a dry run only [`Ctx::way_out`]'s answer.
+    /// What the directory holds is deleted as `--delete` deletes, counted
+    /// (as rsync counts it) and held by `--max-delete`: a directory holding
+    /// more than the limit leaves stays whole and the entry fails, as
+    /// rsync's "could not make way" (which deletes up to the limit first).
     fn clear_dir(&self, rel: &RelPath) -> std::result::Result<(), String> {
-        match self.opts.dry_run {
-            true => self.way_out(rel),
-            false => self.make_way(rel),
+        self.way_out(rel)?;
+        let held = match self.fs.is_empty_dir(rel).map_err(|e| e.to_string())? {
+            true => 0,
+            false => self.fs.count_beneath(rel).map_err(|e| e.to_string())?,
+        };
+        let deleted = &self.counters.deleted;
+        let before = deleted.fetch_add(held, Ordering::Relaxed);
+        if self.opts.max_delete.is_some_and(|max| before + held > max) {
+            deleted.fetch_sub(held, Ordering::Relaxed);
+            Counters::add(&self.counters.deletes_skipped, held);
+            return Err(format!(
+                "could not make way for it: deleting the {held} entries the directory \
+                 there holds would pass --max-delete's limit"
+            ));
         }
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        self.make_way(rel).inspect_err(|_| {
+            deleted.fetch_sub(held, Ordering::Relaxed);
+        })
     }
 
     /// Why the directory at `rel` may not make way for an entry of another
