@@ -307,7 +307,8 @@ pub struct Cli {
     pub log_file: Option<PathBuf>,
 
     /// The --log-file's line per change, in --out-format's escapes
-    /// (default '%i %n%L'; without %i as --out-format's; '' none). Without --log-file it does nothing, as in rsync
+    /// (default '%i %n%L'; without %i as --out-format's; '' none). Without
+    /// --log-file it does nothing, as in rsync
     #[arg(long, value_name = "FORMAT")]
     pub log_file_format: Option<String>,
 
@@ -919,7 +920,8 @@ pub struct Plan {
     /// hooks when it runs).
     pub sync: jsync::sync::SyncOptions,
     pub show_progress: ShowProgress,
-    /// 0: quiet, 1: normal, 2: list changes (`-v`), 3+: debug logs.
+    /// 0: quiet, 1: normal, 2: list changes (`-v`), 3: jcp's info logs,
+    /// 4+: debug logs.
     pub verbosity: u8,
     pub stats: bool,
     /// rsync's closing lines, bytes sent and received and the speedup

@@ -2097,8 +2097,6 @@ pub(crate) fn regular_file(fd: OwnedFd, shown: &str) -> Result<(File, Meta), FsE
     Ok((File::from(fd), meta))
 }
 
-/// `rm -rf name` relative to `dir`, never following symlinks; given `dev`,
-/// entering no directory on another filesystem.
 /// [`FsRoot::count_beneath`] of the open directory `fd`.
 fn count_tree(fd: OwnedFd) -> io::Result<u64> {
     let mut entries = Dir::new(fd)?;
@@ -2128,6 +2126,8 @@ fn count_tree(fd: OwnedFd) -> io::Result<u64> {
     Ok(n)
 }
 
+/// `rm -rf name` relative to `dir`, never following symlinks; given `dev`,
+/// entering no directory on another filesystem.
 fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, dev: Option<u64>) -> io::Result<()> {
     match rfs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),

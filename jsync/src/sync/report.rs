@@ -107,9 +107,7 @@ impl Report {
             human,
         }
     }
-}
 
-impl Report {
     /// rsync's closing lines (`-v`, `--stats`): the bytes sent and received
     /// and their rate, the total size and the speedup; sizes with thousands
     /// separators (`human` 0) or as [`Report::stats`] shows them.
