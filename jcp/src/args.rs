@@ -214,8 +214,9 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub delete_after: bool,
 
-    /// --delete (rsync's --delete-delay)
-    #[arg(long, hide = true)]
+    /// --delete (rsync's --delete-delay; with --delete-during, as in rsync,
+    /// the last one given counts)
+    #[arg(long, hide = true, overrides_with = "delete_during")]
     pub delete_delay: bool,
 
     /// Delete as --delete, but before the transfer, once the whole file list
@@ -226,7 +227,12 @@ pub struct Cli {
     pub delete_before: bool,
 
     /// --delete-before (rsync's --delete-during)
-    #[arg(long, visible_alias = "del", hide = true)]
+    #[arg(
+        long,
+        visible_alias = "del",
+        hide = true,
+        overrides_with = "delete_delay"
+    )]
     pub delete_during: bool,
 
     /// Delete even when the sender could not read everything (rsync's
@@ -1476,12 +1482,13 @@ impl Cli {
         self.delete_after || self.delete_delay
     }
 
-    /// rsync's rule: one `--delete-WHEN` at most (`--delete` goes with any).
+    /// rsync's rule: one `--delete-WHEN` at most (`--delete` goes with any;
+    /// `--delete-during` and `--delete-delay` are one of rsync's settings,
+    /// the last one given counting).
     fn check_delete_when(&self) -> Result<(), UsageError> {
         let whens = [
             self.delete_before,
-            self.delete_during,
-            self.delete_delay,
+            self.delete_during || self.delete_delay,
             self.delete_after,
         ];
         match whens.iter().filter(|&&w| w).count() {
@@ -1864,6 +1871,10 @@ impl Cli {
                     .map_err(UsageError)?,
             );
         }
+        let listing = matches!(
+            direction,
+            Direction::ListLocal { .. } | Direction::ListRemote { .. }
+        );
         let show_progress = if self.quiet {
             ShowProgress::Never
         } else if self.progress || self.partial_progress || info.progress {
@@ -1905,7 +1916,9 @@ impl Cli {
                 self.verbose.saturating_add(1)
             },
             stats: (self.stats || info.stats) && !self.quiet,
-            summary: (names || self.stats || info.stats) && !self.quiet,
+            // (--info=name lists alone, as rsync's; a listing has no
+            // transfer to sum up.)
+            summary: (self.verbose > 0 || self.stats || info.stats) && !self.quiet && !listing,
             human_readable: self.human_readable.min(2),
             print_items,
             log_file: self.log_file,
@@ -1991,20 +2004,25 @@ mod tests {
         // One --delete-WHEN at most, as rsync's; --delete goes with any.
         for (a, b) in [
             ("--delete-before", "--delete-after"),
-            ("--del", "--delete-delay"),
+            ("--delete-before", "--delete-delay"),
             ("--delete-during", "--delete-before"),
             ("--delete-after", "--delete-delay"),
+            ("--del", "--delete-after"),
         ] {
             let e = plan(&[a, b, "a/", "b"]).unwrap_err();
             assert!(e.0.contains("--delete-WHEN"), "{a} {b}: {e}");
         }
-        for flags in [
-            &["--delete", "--delete-after"][..],
-            &["--delete-before", "--delete", "--delete-excluded"],
-            &["--del", "--delete-during"],
+        // (--delete-during and --delete-delay: the last one counts, as in
+        // rsync, where they are one setting.)
+        for (flags, before) in [
+            (&["--delete", "--delete-after"][..], false),
+            (&["--delete-before", "--delete", "--delete-excluded"], true),
+            (&["--del", "--delete-during"], true),
+            (&["--del", "--delete-delay"], false),
+            (&["--delete-delay", "--delete-during"], true),
         ] {
             let p = plan(&[flags, &["a/", "b"]].concat()).unwrap();
-            assert!(p.sync.delete, "{flags:?}");
+            assert!(p.sync.delete && p.sync.delete_before == before, "{flags:?}");
         }
         // --delete-excluded alone implies --delete, as rsync's.
         let alone = plan(&["--delete-excluded", "--ignore-errors", "a/", "b"]).unwrap();
@@ -2367,7 +2385,11 @@ mod tests {
         };
         let listed = (Some("%n%L".to_string()), true, true, true);
         assert_eq!(names(&["-av", "a", "b"]), listed);
-        assert_eq!(names(&["--info=name", "a", "b"]), listed);
+        assert_eq!(
+            names(&["--info=name", "a", "b"]),
+            (Some("%n%L".to_string()), true, true, false)
+        );
+        assert!(!plan(&["-v", "--list-only", "a"]).unwrap().summary);
         assert_eq!(names(&["-iv", "a", "b"]), (None, true, true, true));
         assert_eq!(
             names(&["-v", "--out-format=%o %n", "a", "b"]),

@@ -187,7 +187,8 @@ fn keygen(dir: &Path) -> ExitCode {
 /// warnings, with `-v` too, whose list of changes goes to stdout; jcp's own
 /// info with `-vv`, debug with `-vvv`). The library's info lines are the
 /// embedded peer's server-side log of a local copy ("push received"), not for
-/// a user who asked for the list of files. Colours only on a terminal.
+/// a user who asked for the list of files. Colours only on a terminal, and
+/// not with `NO_COLOR` set.
 fn init_logging(verbosity: u8) {
     use std::io::IsTerminal;
     let default = match verbosity {
@@ -197,7 +198,7 @@ fn init_logging(verbosity: u8) {
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),

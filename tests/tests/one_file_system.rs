@@ -310,3 +310,43 @@ fn one_file_system_pushed_and_pulled() {
         "push: n/x"
     );
 }
+
+/// `-x` holds making way too: a directory in the way of a file that holds
+/// a mount point stays whole (the mount's files too), and that file fails
+/// naming the mount point, as rsync's "could not make way"; what another
+/// directory in the way held goes as ever.
+#[test]
+fn making_way_enters_no_other_filesystem() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    let rep = work.path().join("report");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("way"), "a file\n").unwrap();
+    std::fs::write(src.join("plain"), "a file too\n").unwrap();
+    std::fs::create_dir_all(dst.join("way/mnt")).unwrap();
+    std::fs::create_dir_all(dst.join("plain/sub")).unwrap();
+    std::fs::write(dst.join("plain/sub/f"), "f\n").unwrap();
+    let wrapper = in_namespace(
+        &[Mount {
+            at: &dst.join("way/mnt"),
+            fill: DEST_MOUNT,
+        }],
+        Some(&rep),
+    );
+    let src_arg = format!("{}/", src.display());
+    let out = run_wrapped(
+        &wrapper,
+        &bin("jcp"),
+        &["-x", "--force", &src_arg, dst.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("way: could not make way for it:")
+            && stderr.contains("way/mnt is on another filesystem (-x)"),
+        "{stderr}"
+    );
+    assert_eq!(report(&rep), "mfile ", "the mount's files stay");
+    assert!(dst.join("way/mnt").is_dir());
+    assert_eq!(std::fs::read(dst.join("plain")).unwrap(), b"a file too\n");
+}

@@ -727,10 +727,12 @@ impl FsRoot {
     }
 
     /// How many entries directory `rel` holds, all the way down (symlinks
-    /// counted, never followed): what removing it deletes.
-    pub fn count_beneath(&self, rel: &RelPath) -> Result<u64, FsError> {
+    /// counted, never followed): what removing it deletes. Given `dev`, a
+    /// directory on another filesystem within it is an error naming it
+    /// (`-x`: what removing it would not enter).
+    pub fn count_beneath(&self, rel: &RelPath, dev: Option<u64>) -> Result<u64, FsError> {
         let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, false)?;
-        count_tree(fd).map_err(|e| FsError::io(rel.display(), e))
+        count_tree(fd, dev, Path::new(&rel.display())).map_err(|e| FsError::io(rel.display(), e))
     }
 
     /// Removes `rel` and everything beneath it, like `rm -rf`: a missing path is
@@ -2097,8 +2099,16 @@ pub(crate) fn regular_file(fd: OwnedFd, shown: &str) -> Result<(File, Meta), FsE
     Ok((File::from(fd), meta))
 }
 
-/// [`FsRoot::count_beneath`] of the open directory `fd`.
-fn count_tree(fd: OwnedFd) -> io::Result<u64> {
+/// [`FsRoot::count_beneath`] of the open directory `fd`, at `path`.
+fn count_tree(fd: OwnedFd, dev: Option<u64>, path: &Path) -> io::Result<u64> {
+    if let Some(dev) = dev {
+        if Meta::from_stat(&rfs::fstat(&fd)?).dev != dev {
+            return Err(io::Error::other(format!(
+                "{} is on another filesystem (-x)",
+                path.display()
+            )));
+        }
+    }
     let mut entries = Dir::new(fd)?;
     let mut dirs = Vec::new();
     let mut n = 0;
@@ -2117,7 +2127,7 @@ fn count_tree(fd: OwnedFd) -> io::Result<u64> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     for d in dirs {
         match rfs::openat(fd, &d, flags, Mode::empty()) {
-            Ok(sub) => n += count_tree(sub)?,
+            Ok(sub) => n += count_tree(sub, dev, &path.join(&d))?,
             // (Not a directory after all, or gone meanwhile.)
             Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => {}
             Err(e) => return Err(e.into()),

@@ -131,9 +131,10 @@ pub struct Summary<'a> {
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.report;
-        let b = |n: u64| match self.human {
-            0 => super::with_commas(n),
-            h => size(n, h),
+        // (A number without a unit has its thousands separated, as rsync's.)
+        let b = |n: u64| match size(n, self.human) {
+            s if s.ends_with(|c: char| c.is_ascii_digit()) => super::with_commas(n),
+            s => s,
         };
         let secs = r.elapsed.as_secs_f64().max(1e-3);
         let rate = r.wire_bytes as f64 / secs;
@@ -349,6 +350,14 @@ mod tests {
             "sent 8.00M bytes  received 791.06K bytes  17.58M bytes/sec\n\
              total size is 1.30G  speedup is 148.33 (DRY RUN)\n"
         );
+        let under_a_kib = Report {
+            wire_sent: 1_000,
+            ..Report::default()
+        };
+        assert!(under_a_kib
+            .summary(2, false)
+            .to_string()
+            .starts_with("sent 1,000 bytes  received 0 bytes"));
         let small = Report {
             wire_bytes: 445,
             wire_sent: 322,

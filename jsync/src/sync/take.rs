@@ -1278,9 +1278,9 @@ impl Ctx {
     /// up with `--backup`; an empty one just goes), once [`Ctx::way_out`]
     /// allowed it ([`Ctx::clear_dir`]). Without `force` only an empty one
     /// goes (should it fill meanwhile, it stays and this fails).
-    fn make_way(&self, rel: &RelPath) -> std::result::Result<(), String> {
+    fn make_way(&self, rel: &RelPath, home: Option<u64>) -> std::result::Result<(), String> {
         match self.opts.force {
-            true => self.remove(rel, None),
+            true => self.remove(rel, home),
             false => self.fs.remove(rel).map_err(|e| e.to_string()),
         }
     }
@@ -1290,16 +1290,27 @@ impl Ctx {
     /// (as rsync counts it) and held by `--max-delete`: a directory holding
     /// more than the limit leaves stays whole and the entry fails, as
     /// rsync's "could not make way" (which deletes up to the limit first).
+    /// With `-x`, one holding another filesystem stays whole too.
     fn clear_dir(&self, rel: &RelPath) -> std::result::Result<(), String> {
         self.way_out(rel)?;
+        let home = match (self.opts.one_file_system, rel.parent()) {
+            (true, Some(parent)) => self.fs.lstat(&parent).map_err(|e| e.to_string())?,
+            _ => None,
+        }
+        .map(|m| m.dev);
         let held = match self.fs.is_empty_dir(rel).map_err(|e| e.to_string())? {
             true => 0,
-            false => self.fs.count_beneath(rel).map_err(|e| e.to_string())?,
+            false => self
+                .fs
+                .count_beneath(rel, home)
+                .map_err(|e| format!("could not make way for it: {e}"))?,
         };
         let deleted = &self.counters.deleted;
-        let before = deleted.fetch_add(held, Ordering::Relaxed);
-        if self.opts.max_delete.is_some_and(|max| before + held > max) {
-            deleted.fetch_sub(held, Ordering::Relaxed);
+        let max = self.opts.max_delete.unwrap_or(u64::MAX);
+        let reserved = deleted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
+            done.checked_add(held).filter(|&n| n <= max)
+        });
+        if reserved.is_err() {
             Counters::add(&self.counters.deletes_skipped, held);
             return Err(format!(
                 "could not make way for it: deleting the {held} entries the directory \
@@ -1309,7 +1320,7 @@ impl Ctx {
         if self.opts.dry_run {
             return Ok(());
         }
-        self.make_way(rel).inspect_err(|_| {
+        self.make_way(rel, home).inspect_err(|_| {
             deleted.fetch_sub(held, Ordering::Relaxed);
         })
     }
