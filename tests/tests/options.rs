@@ -1010,7 +1010,8 @@ fn max_delete_stops_deleting_at_the_limit() {
 /// directory in the way of a file (with `--force`) that holds more than the
 /// limit leaves stays whole, that file fails ("could not make way", exit
 /// 3) and the warning counts what was kept; within the limit it goes, each
-/// entry it held counted as deleted (rsync's count; not the directory).
+/// entry it held counted as deleted and itemized (rsync's count and lines;
+/// not the directory).
 #[test]
 fn max_delete_holds_making_way_too() {
     use jsync_tests::bins::stat;
@@ -1032,12 +1033,20 @@ fn max_delete_holds_making_way_too() {
         holds(dst, "new_dir/inner.txt", Some(b"inner\n"), what);
     });
     each_way_out(
-        &["--force", "--max-delete=2", "--stats"],
+        &["--force", "--max-delete=2", "--stats", "-i"],
         prepare,
         |dst, out, what| {
             ok(out, what);
             holds(dst, "only_there.txt", Some(b"new file\n"), what);
             assert_eq!(stat(&out.stdout, "Deleted:"), 2, "{what}");
+            // Each entry is itemized as rsync's, what it holds first; the
+            // directory itself is not.
+            let items = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                items.contains("*deleting   only_there.txt/in/x\n*deleting   only_there.txt/in/\n")
+                    && !items.contains("*deleting   only_there.txt/\n"),
+                "{what}: {items}"
+            );
         },
     );
 }

@@ -1317,12 +1317,32 @@ impl Ctx {
                  there holds would pass --max-delete's limit"
             ));
         }
+        if self.opts.itemize && held > 0 {
+            self.item_beneath(rel)?;
+        }
         if self.opts.dry_run {
             return Ok(());
         }
         self.make_way(rel, home).inspect_err(|_| {
             deleted.fetch_sub(held, Ordering::Relaxed);
         })
+    }
+
+    /// A `*deleting` line for each entry the directory at `rel` holds, all
+    /// the way down, in the order `--delete` deletes them (rsync's lines
+    /// for what making way deletes; not the directory's own).
+    fn item_beneath(&self, rel: &RelPath) -> std::result::Result<(), String> {
+        let mut names = self.fs.read_dir(rel).map_err(|e| e.to_string())?;
+        rsync_order(&mut names);
+        for (name, is_dir) in names {
+            let child = rel.join(std::ffi::OsStr::from_bytes(&name));
+            if is_dir {
+                self.item_beneath(&child)?;
+            }
+            let shown = self.shown_bytes(self.under_base(&child));
+            self.send_item(&Item::deleting(&shown, is_dir));
+        }
+        Ok(())
     }
 
     /// Why the directory at `rel` may not make way for an entry of another
