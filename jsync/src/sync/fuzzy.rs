@@ -55,12 +55,11 @@ struct Candidate {
 type Read = ((usize, Vec<u8>), Arc<Vec<Candidate>>);
 
 /// A basis found: beneath the destination's root (`alt: None`) or beneath
-/// `--*-dest` directory `alt`, and its size.
+/// `--*-dest` directory `alt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Basis {
     pub alt: Option<usize>,
     pub path: RelPath,
-    pub size: u64,
 }
 
 /// The receiver's fuzzy lookups, shared by its tasks.
@@ -94,7 +93,6 @@ impl Fuzzy {
         Some(Basis {
             alt: *alt,
             path: dir.join(OsStr::from_bytes(&best.name)),
-            size: best.size,
         })
     }
 

@@ -1472,7 +1472,7 @@ impl Ctx {
                 || self.opts.dry_run
                 || self.opts.checksum
                 || self.opts.whole_file
-                || job.local.alt.is_some())
+                || job.local.alt().is_some())
     }
 
     /// Whether `rel`'s directory was found to hold partial files.
@@ -1883,15 +1883,26 @@ struct FileJob {
 }
 
 /// The local file a job's delta starts from, as planning found it.
-#[derive(Clone, Default)]
-struct Local {
-    /// Its size (0 if none).
-    size: u64,
-    /// In which `--*-dest` directory, when the destination has none.
-    alt: Option<usize>,
-    /// Another file of the destination (`--fuzzy`), or of a `--*-dest`
-    /// directory (`-yy`: which, and the path beneath it), when it has none.
-    sibling: Option<(Option<usize>, RelPath)>,
+#[derive(Clone)]
+enum Local {
+    /// The destination's own at the job's path, if it has one.
+    Own,
+    /// When it has none: the file at that path in `--*-dest` directory
+    /// `i`, of `size` bytes.
+    Alt { i: usize, size: u64 },
+    /// When it has none: another file of the destination (`--fuzzy`), or
+    /// of a `--*-dest` directory (`-yy`).
+    Sibling(super::fuzzy::Basis),
+}
+
+impl Local {
+    /// The `--*-dest` directory holding the file at the job's path.
+    fn alt(&self) -> Option<usize> {
+        match self {
+            Local::Alt { i, .. } => Some(*i),
+            _ => None,
+        }
+    }
 }
 
 /// A set of directories whose entries all get the same treatment: those this
@@ -2300,20 +2311,9 @@ fn plan(
                 return Ok(Plan::LeftOut);
             }
             let local = match (alt, sibling) {
-                (Some((i, size)), _) => Local {
-                    size,
-                    alt: Some(i),
-                    sibling: None,
-                },
-                (None, Some(basis)) => Local {
-                    size: basis.size,
-                    alt: None,
-                    sibling: Some((basis.alt, basis.path)),
-                },
-                (None, None) => Local {
-                    size: here.map_or(0, |m| m.size),
-                    ..Local::default()
-                },
+                (Some((i, size)), _) => Local::Alt { i, size },
+                (None, Some(basis)) => Local::Sibling(basis),
+                (None, None) => Local::Own,
             };
             Ok(Plan::Fetch(how, change, local))
         }
@@ -3523,7 +3523,7 @@ fn hash_local(
     let mut checked = Vec::with_capacity(batch.len());
     let mut unreadable = Vec::new();
     for mut job in batch {
-        let opened = match (job.local.alt, &ctx.alts) {
+        let opened = match (job.local.alt(), &ctx.alts) {
             (Some(i), Some(alts)) => alts.open_read_meta(i, &job.rel),
             _ => ctx.fs.open_read_meta(&job.rel),
         };
@@ -3655,17 +3655,17 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
             (f, size)
         }
         None => {
-            let local = &out.job.local;
-            let opened = match (local.alt, &ctx.alts, &local.sibling) {
-                (Some(i), Some(alts), _) => {
-                    alts.open_read(i, &out.job.rel).map(|f| (f, local.size))
+            use super::fuzzy::Basis as Sibling;
+            let opened = match (&out.job.local, &ctx.alts) {
+                (&Local::Alt { i, size }, Some(alts)) => {
+                    alts.open_read(i, &out.job.rel).map(|f| (f, size))
                 }
                 // (A sibling by its size now: it was looked up earlier.)
-                (_, Some(alts), Some((Some(i), sibling))) => alts
-                    .open_read_meta_beneath(*i, sibling)
+                (Local::Sibling(Sibling { alt: Some(i), path }), Some(alts)) => alts
+                    .open_read_meta_beneath(*i, path)
                     .map(|(f, m)| (f, m.size)),
-                (_, _, Some((_, sibling))) => {
-                    ctx.fs.open_read_meta(sibling).map(|(f, m)| (f, m.size))
+                (Local::Sibling(Sibling { path, .. }), _) => {
+                    ctx.fs.open_read_meta(path).map(|(f, m)| (f, m.size))
                 }
                 _ => ctx.fs.open_read_meta(&out.job.rel).map(|(f, m)| {
                     let size = m.size;
@@ -3882,7 +3882,7 @@ async fn receive_verdicts(
                 continue;
             }
         };
-        if let Some(i) = job.local.alt {
+        if let Some(i) = job.local.alt() {
             // Found the same in a --*-dest directory.
             let mut e = job.entry.clone();
             (e.mode, e.mtime) = (ctx.as_applied(&job, &meta).mode, meta.mtime);
