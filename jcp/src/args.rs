@@ -752,8 +752,9 @@ pub struct Cli {
 
     /// List what changes on stdout, as rsync's -v (its --out-format '%n%L':
     /// what is received or made, a directory whose attributes change,
-    /// `deleting NAME`), then the bytes sent and received; -vv adds jcp's
-    /// own info logs on stderr, -vvv debug logs
+    /// `deleting NAME`), then the bytes sent and received; -vv also lists
+    /// what is up to date (`NAME is uptodate`), as rsync's, and jcp's own
+    /// info logs on stderr; -vvv debug logs
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
@@ -1816,6 +1817,12 @@ impl Cli {
             sync.out_format = Some(jsync::sync::OutFormat::parse(f).map_err(UsageError)?);
             sync.itemize = true;
         }
+        // -vv: unchanged entries too, as rsync's (itemized with -i, else
+        // `NAME is uptodate`).
+        if self.verbose > 1 {
+            sync.itemize_unchanged = true;
+            sync.names_unchanged = sync.out_format.as_ref().is_some_and(|f| !f.itemizes());
+        }
         // Lines are printed when asked for; --log-file wants them too, in
         // a format of its own (rsync's '%i %n%L' unless told; '' none).
         // (-q outranks them all, as in rsync; no lines cross for them but a
@@ -2397,6 +2404,13 @@ mod tests {
         );
         assert_eq!(names(&["-a", "a", "b"]), (None, false, false, false));
         assert_eq!(names(&["--stats", "a", "b"]), (None, false, false, true));
+        let twice = |args: &[&str]| {
+            let p = plan(args).unwrap();
+            (p.sync.itemize_unchanged, p.sync.names_unchanged)
+        };
+        assert_eq!(twice(&["-vv", "a", "b"]), (true, true));
+        assert_eq!(twice(&["-ivv", "a", "b"]), (true, false));
+        assert_eq!(twice(&["-v", "a", "b"]), (false, false));
         let quiet = names(&["-qv", "a", "b"]);
         assert!(!quiet.1 && !quiet.2 && !quiet.3, "{quiet:?}");
         let p = plan(&["-z", "--delete", "-n", "-i", "a", "b"]).unwrap();

@@ -73,6 +73,14 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(report) => {
+            // rsync's information, on stdout as its own, before the totals
+            // (not with -q; the log file has it).
+            for n in &report.notices {
+                display.log(&n.message);
+                if plan.verbosity > 0 {
+                    let _ = writeln!(std::io::stdout().lock(), "{}", n.message);
+                }
+            }
             if plan.stats {
                 // A closed stdout (`jcp --stats ... | head`) is not a failure of the copy.
                 let _ = write!(

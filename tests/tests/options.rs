@@ -2043,8 +2043,9 @@ fn atimes_travel_with_u() {
 
 /// `--no-links`, `--no-specials`, `--no-devices` and `--no-D`, as rsync's:
 /// such entries are left out, each way, and what the destination has in
-/// their place stays as it is, `--delete` or not; without them they are
-/// made. (Devices only as root, where they can be made.)
+/// their place stays as it is, `--delete` or not, and each is said
+/// (`skipping non-regular file "l"`, on stdout; not with `-q`); without
+/// them they are made. (Devices only as root, where they can be made.)
 #[test]
 fn no_links_specials_and_devices_leave_those_entries_out() {
     use rustix::fs::{makedev, mknodat, FileType, Mode, CWD};
@@ -2084,8 +2085,21 @@ fn no_links_specials_and_devices_leave_those_entries_out() {
             }
             let mut args = opts.to_vec();
             args.extend(["--delete", from.as_str(), to.as_str()]);
-            ok(&srv.jcp(keys.path(), &args), &what);
+            let out = srv.jcp(keys.path(), &args);
+            ok(&out, &what);
             holds(&dst, "f", Some(b"file\n"), &what);
+            // Each one left out is said, as rsync's (on stdout, not with -q).
+            let said = String::from_utf8_lossy(&out.stdout);
+            for (name, made) in [("l", links), ("p", fifos), ("d", devices || !root_here)] {
+                let line = format!("skipping non-regular file \"{name}\"\n");
+                assert_eq!(said.contains(&line), !made, "{what}: {name}: {said}");
+            }
+            if opts.len() == 1 {
+                args.insert(0, "-q");
+                let quiet = srv.jcp(keys.path(), &args);
+                ok(&quiet, &what);
+                assert!(quiet.stdout.is_empty(), "{what} -q");
+            }
             let made = |name: &str, made: bool, is: fn(&std::fs::FileType) -> bool| {
                 let k = kind(&dst.join(name)).unwrap();
                 match made {
@@ -3141,7 +3155,7 @@ fn compress_level_and_skip_compress_decide_what_is_packed() {
 /// each deletion as `deleting NAME`; not a file whose attributes alone
 /// changed. Then rsync's closing lines: the bytes sent and received, the
 /// total size (every name's, and each symlink's target length) and the
-/// speedup. Nothing reaches stderr.
+/// speedup. Nothing reaches stderr. `-vv` adds rsync's `NAME is uptodate`.
 #[test]
 fn verbose_lists_what_changed_as_rsync() {
     let prepare = |dst: &Path| {
@@ -3207,6 +3221,26 @@ fn verbose_lists_what_changed_as_rsync() {
         assert!(
             lines[1].starts_with(&format!("total size is {total}  speedup is ")),
             "{what}: {summary}"
+        );
+    });
+    // -vv, as rsync's: besides, `NAME is uptodate` for each entry found up
+    // to date (not a directory), and the bare name of a file whose
+    // attributes alone changed.
+    each_way_out(&["-vv"], prepare, |_, out, what| {
+        ok(out, what);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        for want in [
+            "same_stamp.txt is uptodate",
+            "only_there.txt",
+            "new_dir/",
+            "newer_here.txt",
+        ] {
+            assert!(lines.contains(&want), "{what}: {want:?} in {stdout}");
+        }
+        assert!(
+            !stdout.contains("/ is uptodate") && !stdout.contains("newer_here.txt is"),
+            "{what}: {stdout}"
         );
     });
 }

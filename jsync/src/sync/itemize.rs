@@ -218,6 +218,20 @@ impl Item {
         changed && (!self.code.starts_with('.') || dir_changed)
     }
 
+    /// rsync's `-vv` line for an entry a format without `%i` does not show
+    /// ([`Item::transferred`]): `NAME is uptodate` when nothing changed,
+    /// the bare name when its attributes did; none for a directory.
+    pub(crate) fn unchanged_line(&self) -> Option<String> {
+        if self.kind == EntryKind::Dir || self.transferred() {
+            return None;
+        }
+        let name = shown(&self.path, self.kind);
+        match self.code.get(2..3) == Some(" ") {
+            true => Some(format!("{name} is uptodate")),
+            false => Some(name),
+        }
+    }
+
     /// Whether it is a deletion (`*deleting`).
     pub(crate) fn is_deletion(&self) -> bool {
         self.code.starts_with('*')

@@ -103,6 +103,11 @@ pub struct SyncOptions {
     pub itemize: bool,
     /// With `itemize`, report unchanged entries too (`-ii`): `.f          PATH`.
     pub itemize_unchanged: bool,
+    /// With `itemize_unchanged` and an `out_format` without `%i`: rsync's
+    /// `-vv` lines besides the changes, `NAME is uptodate` for an entry
+    /// (not a directory) found up to date, and the bare name of one whose
+    /// attributes alone changed.
+    pub names_unchanged: bool,
     /// Which entries to leave out; excluded receiver entries are also safe from
     /// `delete` unless `delete_excluded`.
     pub filter: Filter,
@@ -322,6 +327,7 @@ impl Default for SyncOptions {
             dry_run: false,
             itemize: false,
             itemize_unchanged: false,
+            names_unchanged: false,
             filter: Filter::default(),
             delete_excluded: false,
             xattrs: false,
@@ -491,6 +497,7 @@ flag_options!(
     dry_run,
     itemize,
     itemize_unchanged,
+    names_unchanged,
     delete_excluded,
     xattrs,
     acls,
@@ -789,6 +796,7 @@ impl Args {
             itemize: lines,
             show_items: self.opts.itemize || self.opts.dry_run,
             itemize_unchanged: self.opts.itemize_unchanged,
+            names_unchanged: self.opts.names_unchanged,
             open_noatime: self.opts.open_noatime,
             preallocate: self.opts.preallocate,
             items_to_sender: remote && lines,
@@ -863,6 +871,7 @@ fn report_of(stats: proto::sync::Stats, wire: (u64, u64), start: Instant) -> Rep
         deletes_skipped: stats.deletes_skipped,
         vanished: list(stats.vanished),
         warnings: list(stats.warnings),
+        notices: list(stats.notices),
         files_checked: stats.files_checked,
         files_transferred: stats.files_transferred,
         transferred_size: stats.transferred_size,

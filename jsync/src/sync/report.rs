@@ -43,6 +43,10 @@ pub struct Report {
     pub vanished: Vec<FileError>,
     /// Things skipped on purpose that the user should know about.
     pub warnings: Vec<FileError>,
+    /// What rsync says as information, hidden by `-q`: each `message` is
+    /// the whole line (`skipping non-regular file "l"`, `cannot delete
+    /// non-empty directory: d`).
+    pub notices: Vec<FileError>,
 }
 
 /// One file that could not be synced; the others still were.
@@ -79,6 +83,7 @@ impl Report {
         self.errors.extend(other.errors);
         self.vanished.extend(other.vanished);
         self.warnings.extend(other.warnings);
+        self.notices.extend(other.notices);
     }
 
     /// Total size divided by wire bytes (rsync's "speedup"); 0 when nothing moved.
@@ -273,6 +278,7 @@ pub(crate) struct Counters {
     pub errors: Mutex<Vec<FileError>>,
     pub vanished: Mutex<Vec<FileError>>,
     pub warnings: Mutex<Vec<FileError>>,
+    pub notices: Mutex<Vec<FileError>>,
 }
 
 impl Counters {
@@ -290,6 +296,14 @@ impl Counters {
 
     pub(crate) fn warning(&self, path: &str, message: impl Into<String>) {
         push(&self.warnings, path, message.into());
+    }
+
+    /// A [`Report::notices`] line about `path`.
+    pub(crate) fn notice(&self, path: &str, line: String) {
+        self.notices.lock().expect("poisoned").push(FileError {
+            path: path.to_string(),
+            message: line,
+        });
     }
 }
 

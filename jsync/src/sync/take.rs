@@ -85,6 +85,8 @@ pub(crate) struct TakeOptions {
     pub show_items: bool,
     /// With `itemize`, unchanged entries too (`-ii`).
     pub itemize_unchanged: bool,
+    /// [`super::SyncOptions::names_unchanged`] (`-vv`).
+    pub names_unchanged: bool,
     /// Read old files without moving their access times (`--open-noatime`).
     pub open_noatime: bool,
     /// Allocate each file written to its size first (`--preallocate`).
@@ -795,6 +797,7 @@ fn stats_of(c: &Counters) -> Stats {
         errors,
         vanished: list(&c.vanished),
         warnings: list(&c.warnings),
+        notices: list(&c.notices),
     }
 }
 
@@ -1807,7 +1810,14 @@ impl Ctx {
     /// one, and its line for the log file (`--log-file-format`).
     fn send_item(&self, item: &Item) {
         if self.opts.show_items {
-            if let Some(line) = self.line_of(self.opts.out_format.as_deref(), item) {
+            let line = match self.line_of(self.opts.out_format.as_deref(), item) {
+                // (-vv's lines are stdout's alone, as rsync's.)
+                None if self.opts.names_unchanged && self.opts.out_format.is_some() => {
+                    item.unchanged_line()
+                }
+                line => line,
+            };
+            if let Some(line) = line {
                 self.items.send(line);
             }
         }
@@ -1949,6 +1959,18 @@ pub(crate) struct Skips {
 }
 
 impl Skips {
+    /// Whether entries of `kind` are made at all (not symlinks with
+    /// `--no-links`, devices with `--no-devices`, FIFOs with
+    /// `--no-specials`).
+    pub(crate) fn makes(&self, kind: EntryKind) -> bool {
+        match kind {
+            EntryKind::Symlink => self.links,
+            EntryKind::CharDev | EntryKind::BlockDev => self.devices,
+            EntryKind::Fifo => self.specials,
+            _ => true,
+        }
+    }
+
     /// The receiver's part of the sync options.
     pub(crate) fn of(o: &super::SyncOptions) -> Skips {
         Skips {
@@ -1969,13 +1991,7 @@ impl Skips {
     /// weighs only a regular file against a regular file, and the sizes only
     /// regular files).
     fn leaves_alone(&self, here: Option<&Meta>, e: &Entry) -> bool {
-        let kept = match e.kind {
-            EntryKind::Symlink => self.links,
-            EntryKind::CharDev | EntryKind::BlockDev => self.devices,
-            EntryKind::Fifo => self.specials,
-            _ => true,
-        };
-        if !kept {
+        if !self.makes(e.kind) {
             return true;
         }
         if e.kind == EntryKind::File
@@ -2063,6 +2079,11 @@ fn plan(
     let refused = matches!(dirlink, Some(Err(_)));
     let implied_here = e.implied && here.is_some();
     if !implied_here && !refused && ctx.opts.skips.leaves_alone(standing, e) {
+        if !ctx.opts.skips.makes(kind) {
+            let shown = ctx.shown(&e.path);
+            ctx.counters
+                .notice(&shown, format!("skipping non-regular file \"{shown}\""));
+        }
         return skip(skipped);
     }
     // (A directory's may stand behind a -K link: decided below.)
@@ -2981,8 +3002,10 @@ fn delete_one(
         match delete_unprotected(ctx, rel, home, gone) {
             Emptied::All => {}
             Emptied::Spared => {
-                let why = "cannot delete non-empty directory: it holds protected entries";
-                ctx.counters.warning(&ctx.shown_rel(rel), why);
+                // (It holds what the rules protect; rsync's information.)
+                let shown = ctx.shown_rel(rel);
+                let line = format!("cannot delete non-empty directory: {shown}");
+                ctx.counters.notice(&shown, line);
                 return false;
             }
             Emptied::Not => {
@@ -3034,8 +3057,9 @@ fn delete_one(
         }
         Ok(false) => {
             deleted.fetch_sub(1, Ordering::Relaxed);
-            let why = "cannot delete non-empty directory";
-            ctx.counters.warning(&ctx.shown_rel(rel), why);
+            let shown = ctx.shown_rel(rel);
+            let line = format!("cannot delete non-empty directory: {shown}");
+            ctx.counters.notice(&shown, line);
             false
         }
         Err(e) => {

@@ -42,6 +42,9 @@ pub struct Stats {
     /// Things skipped on purpose that the user should know about (a device node
     /// a non-root receiver cannot create, deletion skipped after an I/O error).
     pub warnings: Vec<StatsError>,
+    /// What rsync says as information (hidden by `-q`): the entry, and the
+    /// whole line (`skipping non-regular file "l"`).
+    pub notices: Vec<StatsError>,
 }
 
 fn put_list(buf: &mut Vec<u8>, list: &[StatsError]) {
@@ -82,6 +85,7 @@ impl Codec for Stats {
         put_list(buf, &self.errors);
         put_list(buf, &self.vanished);
         put_list(buf, &self.warnings);
+        put_list(buf, &self.notices);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -92,6 +96,7 @@ impl Codec for Stats {
         let errors = get_list(r)?;
         let vanished = get_list(r)?;
         let warnings = get_list(r)?;
+        let notices = get_list(r)?;
         Ok(Stats {
             files_checked: v[0],
             files_transferred: v[1],
@@ -105,6 +110,7 @@ impl Codec for Stats {
             errors,
             vanished,
             warnings,
+            notices,
         })
     }
 }
@@ -168,6 +174,10 @@ mod tests {
                 message: "vanished".into(),
             }],
             warnings: Vec::new(),
+            notices: vec![StatsError {
+                path: b"l".to_vec(),
+                message: "skipping non-regular file \"l\"".into(),
+            }],
         };
         assert_eq!(decode_exact::<Stats>(&encode_to_vec(&s)).unwrap(), s);
         let mut hostile = vec![0u8; 9];
