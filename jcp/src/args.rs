@@ -1820,8 +1820,9 @@ impl Cli {
         // -vv: unchanged entries too, as rsync's (itemized with -i, else
         // `NAME is uptodate`).
         if self.verbose > 1 {
-            sync.itemize_unchanged = true;
-            sync.names_unchanged = sync.out_format.as_ref().is_some_and(|f| !f.itemizes());
+            let itemized = sync.out_format.as_ref().is_none_or(|f| f.itemizes());
+            sync.itemize_unchanged |= itemized;
+            sync.names_unchanged = !itemized;
         }
         // Lines are printed when asked for; --log-file wants them too, in
         // a format of its own (rsync's '%i %n%L' unless told; '' none).
@@ -2408,7 +2409,7 @@ mod tests {
             let p = plan(args).unwrap();
             (p.sync.itemize_unchanged, p.sync.names_unchanged)
         };
-        assert_eq!(twice(&["-vv", "a", "b"]), (true, true));
+        assert_eq!(twice(&["-vv", "a", "b"]), (false, true));
         assert_eq!(twice(&["-ivv", "a", "b"]), (true, false));
         assert_eq!(twice(&["-v", "a", "b"]), (false, false));
         let quiet = names(&["-qv", "a", "b"]);

@@ -2099,6 +2099,16 @@ fn no_links_specials_and_devices_leave_those_entries_out() {
                 let quiet = srv.jcp(keys.path(), &args);
                 ok(&quiet, &what);
                 assert!(quiet.stdout.is_empty(), "{what} -q");
+                // What --ignore-existing leaves first is not said, as in
+                // rsync (dst has l, p and d).
+                args[0] = "--ignore-existing";
+                let out = srv.jcp(keys.path(), &args);
+                ok(&out, &what);
+                let said = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    !said.contains("skipping"),
+                    "{what} --ignore-existing: {said}"
+                );
             }
             let made = |name: &str, made: bool, is: fn(&std::fs::FileType) -> bool| {
                 let k = kind(&dst.join(name)).unwrap();
@@ -3226,7 +3236,10 @@ fn verbose_lists_what_changed_as_rsync() {
     // -vv, as rsync's: besides, `NAME is uptodate` for each entry found up
     // to date (not a directory), and the bare name of a file whose
     // attributes alone changed.
-    each_way_out(&["-vv"], prepare, |_, out, what| {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("log");
+    let log_arg = format!("--log-file={}", log.display());
+    each_way_out(&["-vv", &log_arg], prepare, |_, out, what| {
         ok(out, what);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = stdout.lines().collect();
@@ -3243,4 +3256,13 @@ fn verbose_lists_what_changed_as_rsync() {
             "{what}: {stdout}"
         );
     });
+    // The log file has the changes alone (unchanged entries only with -ii),
+    // as rsync's.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("newer_here.txt")
+            && !logged.contains("same_stamp.txt")
+            && !logged.contains("is uptodate"),
+        "{logged}"
+    );
 }

@@ -226,10 +226,15 @@ impl Item {
             return None;
         }
         let name = shown(&self.path, self.kind);
-        match self.code.get(2..3) == Some(" ") {
+        match self.unchanged() {
             true => Some(format!("{name} is uptodate")),
             false => Some(name),
         }
+    }
+
+    /// Whether nothing changed (`-ii`'s `.f          PATH`).
+    pub(crate) fn unchanged(&self) -> bool {
+        self.code.get(2..3) == Some(" ")
     }
 
     /// Whether it is a deletion (`*deleting`).

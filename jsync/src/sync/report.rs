@@ -298,12 +298,16 @@ impl Counters {
         push(&self.warnings, path, message.into());
     }
 
-    /// A [`Report::notices`] line about `path`.
+    /// A [`Report::notices`] line about `path`: the first
+    /// [`proto::sync::MAX_ERRORS`], as many as a server's report carries.
     pub(crate) fn notice(&self, path: &str, line: String) {
-        self.notices.lock().expect("poisoned").push(FileError {
-            path: path.to_string(),
-            message: line,
-        });
+        let mut notices = self.notices.lock().expect("poisoned");
+        if notices.len() < proto::sync::MAX_ERRORS {
+            notices.push(FileError {
+                path: path.to_string(),
+                message: line,
+            });
+        }
     }
 }
 

@@ -1320,30 +1320,36 @@ impl Ctx {
                  there holds would pass --max-delete's limit"
             ));
         }
+        // (Listed before they go, said once they have; a listing that
+        // fails costs only its lines.)
+        let mut gone = Vec::new();
         if self.opts.itemize && held > 0 {
-            self.item_beneath(rel)?;
+            let _ = self.items_beneath(rel, &mut gone);
         }
-        if self.opts.dry_run {
-            return Ok(());
+        if !self.opts.dry_run {
+            self.make_way(rel, home).inspect_err(|_| {
+                deleted.fetch_sub(held, Ordering::Relaxed);
+            })?;
         }
-        self.make_way(rel, home).inspect_err(|_| {
-            deleted.fetch_sub(held, Ordering::Relaxed);
-        })
+        for item in &gone {
+            self.send_item(item);
+        }
+        Ok(())
     }
 
-    /// A `*deleting` line for each entry the directory at `rel` holds, all
+    /// A `*deleting` item for each entry the directory at `rel` holds, all
     /// the way down, in the order `--delete` deletes them (rsync's lines
-    /// for what making way deletes; not the directory's own).
-    fn item_beneath(&self, rel: &RelPath) -> std::result::Result<(), String> {
+    /// for what making way deletes; not the directory's own), into `out`.
+    fn items_beneath(&self, rel: &RelPath, out: &mut Vec<Item>) -> std::result::Result<(), String> {
         let mut names = self.fs.read_dir(rel).map_err(|e| e.to_string())?;
         rsync_order(&mut names);
         for (name, is_dir) in names {
             let child = rel.join(std::ffi::OsStr::from_bytes(&name));
             if is_dir {
-                self.item_beneath(&child)?;
+                self.items_beneath(&child, out)?;
             }
             let shown = self.shown_bytes(self.under_base(&child));
-            self.send_item(&Item::deleting(&shown, is_dir));
+            out.push(Item::deleting(&shown, is_dir));
         }
         Ok(())
     }
@@ -1760,7 +1766,7 @@ impl Ctx {
             transfer_time: !self.opts.times && !c.new && (c.content || update == Update::Received),
             ..*c
         };
-        if c.any() || self.opts.itemize_unchanged {
+        if c.any() || self.shows_unchanged() {
             let path = self.shown_bytes(&e.path);
             self.send_item(&Item::changed(
                 update,
@@ -1806,8 +1812,15 @@ impl Ctx {
         self.item_received(e, c);
     }
 
+    /// Whether unchanged entries get items: for `-ii`'s lines, or for
+    /// `-vv`'s `NAME is uptodate`.
+    fn shows_unchanged(&self) -> bool {
+        self.opts.itemize_unchanged || self.opts.names_unchanged
+    }
+
     /// Sends `item`'s line (itemized, or in the `--out-format`), if it has
-    /// one, and its line for the log file (`--log-file-format`).
+    /// one, and its line for the log file (`--log-file-format`; an
+    /// unchanged entry's only with `-ii`).
     fn send_item(&self, item: &Item) {
         if self.opts.show_items {
             let line = match self.line_of(self.opts.out_format.as_deref(), item) {
@@ -1821,7 +1834,8 @@ impl Ctx {
                 self.items.send(line);
             }
         }
-        if let Some(f) = &self.opts.log_format {
+        let logged = self.opts.itemize_unchanged || !item.unchanged();
+        if let Some(f) = self.opts.log_format.as_ref().filter(|_| logged) {
             if let Some(line) = self.line_of(Some(f), item) {
                 self.items.log(line);
             }
@@ -1971,6 +1985,18 @@ impl Skips {
         }
     }
 
+    /// Whether an entry of `kind` left alone is rsync's `skipping
+    /// non-regular file`: one not made at all, and not left for
+    /// `--existing` (new) or `--ignore-existing` (there) first, which rsync
+    /// weighs before and says nothing of.
+    pub(crate) fn says_nonregular(&self, here: Option<&Meta>, kind: EntryKind) -> bool {
+        let left_first = match here {
+            None => self.existing,
+            Some(_) => self.ignore_existing,
+        };
+        !self.makes(kind) && !left_first
+    }
+
     /// The receiver's part of the sync options.
     pub(crate) fn of(o: &super::SyncOptions) -> Skips {
         Skips {
@@ -2079,7 +2105,7 @@ fn plan(
     let refused = matches!(dirlink, Some(Err(_)));
     let implied_here = e.implied && here.is_some();
     if !implied_here && !refused && ctx.opts.skips.leaves_alone(standing, e) {
-        if !ctx.opts.skips.makes(kind) {
+        if ctx.opts.skips.says_nonregular(standing, kind) {
             let shown = ctx.shown(&e.path);
             ctx.counters
                 .notice(&shown, format!("skipping non-regular file \"{shown}\""));
@@ -2361,7 +2387,7 @@ fn from_alt(
     // (-ii: a link to the previous copy shows as an unchanged hard link, as
     // rsync's.)
     let linked = || {
-        if ctx.opts.itemize && ctx.opts.itemize_unchanged {
+        if ctx.opts.itemize && ctx.shows_unchanged() {
             ctx.send_item(&Item::linked(&ctx.shown_bytes(&e.path), attrs_of(e)));
         }
     };
@@ -2483,7 +2509,7 @@ fn alt_for_existing(
         }
     }
     // (-ii: shown as a link to the copy there, as rsync's.)
-    if ctx.opts.itemize && ctx.opts.itemize_unchanged {
+    if ctx.opts.itemize && ctx.shows_unchanged() {
         ctx.send_item(&Item::linked(&ctx.shown_bytes(&e.path), attrs_of(e)));
     }
     Ok(Some(match dry {
@@ -2554,7 +2580,7 @@ fn link_follower(
     let linked =
         matches!((&here, &there), (Ok(Some(a)), Ok(Some(b))) if a.ino == b.ino && a.dev == b.dev);
     if linked {
-        if ctx.opts.itemize && ctx.opts.itemize_unchanged {
+        if ctx.opts.itemize && ctx.shows_unchanged() {
             ctx.send_item(&Item::linked(&ctx.shown_bytes(&e.path), attrs_of(e)));
         }
         return true;
