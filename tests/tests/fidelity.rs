@@ -658,15 +658,17 @@ fn named_sources_show_paths_under_their_name(way: Way) {
         Way::Pull(_) => ("127.0.0.1:named".to_string(), "named"),
         _ => (p.src.display().to_string(), "src"),
     };
+    // (Each path under the source's name: the directory's line after
+    // `dir`, the files' after `file`.)
+    let expect_paths = |out: &Output, dir: &str, file: &str| {
+        expect_line(out, &format!("{dir}{name}/"));
+        for path in ["f.txt", "sub/g.txt"] {
+            expect_line(out, &format!("{file}{name}/{path}"));
+        }
+    };
     let out = w.jcp(&["-i", "-v", &dir_arg, &p.dst_arg]);
     assert_ok(&out, "a directory by name");
-    for want in [
-        format!("cd+++++++++ {name}/"),
-        format!(">f+++++++++ {name}/f.txt"),
-        format!(">f+++++++++ {name}/sub/g.txt"),
-    ] {
-        expect_line(&out, &want);
-    }
+    expect_paths(&out, "cd+++++++++ ", ">f+++++++++ ");
     // (-v beside -i lists nothing more, as rsync's: its closing lines.)
     let no_names = |out: &Output| {
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -683,13 +685,7 @@ fn named_sources_show_paths_under_their_name(way: Way) {
     let again = w.pair("named-again");
     let out = w.jcp(&["-v", &dir_arg, &again.dst_arg]);
     assert_ok(&out, "-v");
-    for want in [
-        format!("{name}/"),
-        format!("{name}/f.txt"),
-        format!("{name}/sub/g.txt"),
-    ] {
-        expect_line(&out, &want);
-    }
+    expect_paths(&out, "", "");
     let file_arg = format!("{dir_arg}/f.txt");
     let out = w.jcp(&["-i", "-v", &file_arg, &format!("{}/one/", p.dst_arg)]);
     assert_ok(&out, "a single file");
