@@ -1301,13 +1301,11 @@ impl Ctx {
             _ => None,
         }
         .map(|m| m.dev);
-        let held = match self.fs.is_empty_dir(rel).map_err(|e| e.to_string())? {
-            true => 0,
-            false => self
-                .fs
-                .count_beneath(rel, home)
-                .map_err(|e| format!("could not make way for it: {e}"))?,
-        };
+        // (0 for an empty one, read once.)
+        let held = self
+            .fs
+            .count_beneath(rel, home)
+            .map_err(|e| format!("could not make way for it: {e}"))?;
         let deleted = &self.counters.deleted;
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let reserved = deleted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
