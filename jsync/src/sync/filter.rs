@@ -59,8 +59,12 @@
 //!   the file is an exclude, not inherited, and the file is `.cvsignore`
 //!   unless named.
 //!
-//! Not supported (yet): the `/` and `x` modifiers, merges (and `-C`) inside
-//! a per-directory file, rsync's scan of the directories above the transfer
+//!   The `x` modifier makes a rule one for extended attribute names, not
+//!   paths ([`Filter::excludes_xattr`]): which of the attributes `-X` keeps
+//!   the sender sends and the receiver sets or removes (`-x security.*`).
+//!
+//! Not supported (yet): the `/` modifier, `x` rules and merges (and `-C`)
+//! inside a per-directory file, rsync's scan of the directories above the transfer
 //! for a `dir-merge /NAME`, POSIX character classes (`[[:alpha:]]`) and
 //! case-insensitive matching.
 
@@ -171,6 +175,9 @@ struct Rule {
     /// `p`: not counted inside a directory being deleted (so what it keeps
     /// from `--delete` does not keep that directory).
     perishable: bool,
+    /// `x`: matched against extended attribute names (what `-X` keeps),
+    /// never against paths.
+    xattr: bool,
 }
 
 impl Rule {
@@ -187,12 +194,19 @@ impl Rule {
             side,
             anchored: pattern.starts_with('/'),
             perishable: false,
+            xattr: false,
         })
     }
 
     /// The rule with its `p` modifier.
     fn perishable(mut self, perishable: bool) -> Rule {
         self.perishable = perishable;
+        self
+    }
+
+    /// The rule with its `x` modifier.
+    fn xattr(mut self, xattr: bool) -> Rule {
+        self.xattr = xattr;
         self
     }
 
@@ -204,12 +218,14 @@ impl Rule {
         hit != self.negate
     }
 
-    /// The rule in rsync's syntax (`-! PATTERN`, `+s PATTERN`, `-p PATTERN`).
+    /// The rule in rsync's syntax (`-! PATTERN`, `+s PATTERN`, `-p PATTERN`,
+    /// `-x NAME`).
     fn to_arg(&self) -> String {
         let neg = if self.negate { "!" } else { "" };
         let p = if self.perishable { "p" } else { "" };
+        let x = if self.xattr { "x" } else { "" };
         let kind = self.kind.prefix().trim_end();
-        format!("{kind}{neg}{p}{} {}", self.side.modifier(), self.pattern)
+        format!("{kind}{neg}{p}{x}{} {}", self.side.modifier(), self.pattern)
     }
 }
 
@@ -367,6 +383,8 @@ enum Parsed<'a> {
         negate: bool,
         side: Side,
         perishable: bool,
+        /// `x`: a rule for extended attribute names.
+        xattr: bool,
         pattern: &'a str,
     },
     /// `!` / `clear`: the rules so far are dropped.
@@ -465,7 +483,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         (false, true) => Side::Receiver,
         _ => Side::Both,
     };
-    let (mut s, mut r, mut negate, mut perishable) = (false, false, false, false);
+    let (mut s, mut r, mut negate, mut perishable, mut xattr) = (false, false, false, false, false);
     if matches!(rule, '.' | ':') {
         let mut dm = DirMerge {
             name: String::new(),
@@ -521,7 +539,8 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             's' => s = true,
             'r' => r = true,
             'p' => perishable = true,
-            '/' | 'x' => return Err(unsupported(m)),
+            'x' => xattr = true,
+            '/' => return Err(unsupported(m)),
             _ => return Err(format!("unknown modifier '{m}'")),
         }
     }
@@ -538,6 +557,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         negate,
         side,
         perishable,
+        xattr,
         pattern: arg,
     })
 }
@@ -552,6 +572,7 @@ fn parse_line(item: &str, kind: Option<RuleKind>) -> Result<Parsed<'_>, String> 
             negate: false,
             side: Side::Both,
             perishable: false,
+            xattr: false,
             pattern: item,
         }),
         None => parse_rule(item),
@@ -726,9 +747,12 @@ impl Filter {
                 negate,
                 side,
                 perishable,
+                xattr,
                 pattern,
             } => {
-                let rule = Rule::new(kind, pattern, negate, side)?.perishable(perishable);
+                let rule = Rule::new(kind, pattern, negate, side)?
+                    .perishable(perishable)
+                    .xattr(xattr);
                 self.entries.push(Entry::Rule(rule));
             }
             Parsed::Clear => self.entries.clear(),
@@ -850,11 +874,20 @@ impl Filter {
                 let item = utf8_line(item, &shown(), n)?;
                 let parsed = parse_line(item, dm.kind).map_err(|r| at(bad_rule(item, r)))?;
                 match parsed {
+                    Parsed::Rule { xattr: true, .. } => {
+                        return Err(at(FilterError::BadRule {
+                            rule: item.to_string(),
+                            reason: "jcp takes xattr rules (x) from the command line and \
+                                     merge files, not from a per-directory file"
+                                .into(),
+                        }))
+                    }
                     Parsed::Rule {
                         kind,
                         negate,
                         side,
                         perishable,
+                        xattr: false,
                         pattern,
                     } => {
                         let side = if side == Side::Both { dm.side } else { side };
@@ -912,6 +945,31 @@ impl Filter {
         self.excluded(scope, rel_path, is_dir, true)
     }
 
+    /// Whether there are rules for extended attribute names (`x`) for this
+    /// side.
+    pub fn has_xattr_rules(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e, Entry::Rule(r) if r.xattr && self.counts(r.side)))
+    }
+
+    /// Whether the rules for extended attribute names (`x`) leave out the
+    /// attribute `name`: the first such rule that matches it decides, as
+    /// rsync's; a name none matches is not left out. (The namespaces `-X`
+    /// keeps at all are the caller's to say.)
+    pub fn excludes_xattr(&self, name: &[u8]) -> bool {
+        let cand = Candidate::from_bytes(name);
+        self.entries
+            .iter()
+            .find_map(|e| match e {
+                Entry::Rule(r) if r.xattr && self.counts(r.side) && r.matches(&cand, false) => {
+                    Some(r.kind == RuleKind::Exclude)
+                }
+                _ => None,
+            })
+            .unwrap_or(false)
+    }
+
     fn excluded(&self, scope: &DirScope, rel_path: &[u8], is_dir: bool, deleting: bool) -> bool {
         if rel_path.is_empty() || self.entries.is_empty() {
             return false;
@@ -925,7 +983,7 @@ impl Filter {
         };
         let cand = Candidate::from_bytes(path);
         let decide = |r: &Rule, cand: &Candidate<'_>| {
-            let counts = self.counts(r.side) && !(deleting && r.perishable);
+            let counts = !r.xattr && self.counts(r.side) && !(deleting && r.perishable);
             (counts && r.matches(cand, is_dir)).then_some(r.kind == RuleKind::Exclude)
         };
         for (slot, e) in self.entries.iter().enumerate() {
@@ -994,7 +1052,7 @@ impl Filter {
     }
 
     /// The inverse of [`Filter::to_args`]: include and exclude rules (with
-    /// `!`, `s`, `r`, `p`) and `dir-merge` rules. `merge` and `!` are refused: a
+    /// `!`, `s`, `r`, `p`, `x`) and `dir-merge` rules. `merge` and `!` are refused: a
     /// client's merge files are read on the client, never on a server.
     pub fn from_args(args: &[String]) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
@@ -1572,7 +1630,7 @@ mod tests {
             ("-*.o", "expected a space"),
             ("- ", "no pattern"),
             ("-/ /abs", "does not support the '/'"),
-            ("-x *.o", "does not support the 'x'"),
+            (".x f", "unknown modifier 'x'"),
             ("-q *.o", "unknown modifier 'q'"),
             (".n f", "dir-merge rules only"),
             (": a/b", "a name, not a path"),
@@ -1929,6 +1987,51 @@ mod tests {
         let e = f
             .enter(&DirScope::default(), b"", |_| {
                 Ok(Some(b"merge x\n".to_vec()))
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("per-directory"), "{e}");
+    }
+
+    /// `x`: rules for extended attribute names, apart from the paths',
+    /// first match deciding, each side taking its own, travelling as given.
+    #[test]
+    fn xattr_rules() {
+        let f = rules(&["-x user.secret", "+x user.*", "-x *", "- user.path"]);
+        assert!(f.has_xattr_rules());
+        assert!(f.excludes_xattr(b"user.secret"));
+        assert!(!f.excludes_xattr(b"user.kept"));
+        assert!(f.excludes_xattr(b"security.selinux"));
+        // Paths are matched by the other rules alone, and names by these.
+        assert!(!f.is_excluded(b"user.secret", false));
+        assert!(f.is_excluded(b"user.path", false));
+        assert!(!rules(&["- user.path"]).excludes_xattr(b"user.path"));
+        assert!(!rules(&["- *"]).has_xattr_rules());
+        // `!`: what the pattern does not match.
+        let f = rules(&["-x! user.*"]);
+        assert!(f.excludes_xattr(b"trusted.t"));
+        assert!(!f.excludes_xattr(b"user.u"));
+        // A side's rules count on that side only; --delete-excluded leaves
+        // the receiver its own.
+        let f = rules(&["-xs user.a", "-xr user.b", "-x user.c"]);
+        let (sender, receiver) = (f.for_side(Side::Sender), f.for_side(Side::Receiver));
+        assert!(sender.excludes_xattr(b"user.a") && !sender.excludes_xattr(b"user.b"));
+        assert!(!receiver.excludes_xattr(b"user.a") && receiver.excludes_xattr(b"user.b"));
+        assert!(receiver.excludes_xattr(b"user.c"));
+        let own = receiver.own_rules_only();
+        assert!(own.excludes_xattr(b"user.b") && !own.excludes_xattr(b"user.c"));
+        assert!(!rules(&["-xs user.a"])
+            .for_side(Side::Receiver)
+            .has_xattr_rules());
+        // protect/hide take it too; the wire form keeps it.
+        let f = rules(&["protect,x user.p", "-!xr user.*"]);
+        assert_eq!(f.to_args(), ["-xr user.p", "-!xr user.*"]);
+        let g = Filter::from_args(&f.to_args()).unwrap();
+        assert_eq!(g.to_args(), f.to_args());
+        assert!(g.for_side(Side::Receiver).excludes_xattr(b"user.p"));
+        // Not from a per-directory file.
+        let e = rules(&[": .rules"])
+            .enter(&DirScope::default(), b"", |_| {
+                Ok(Some(b"-x user.a\n".to_vec()))
             })
             .unwrap_err();
         assert!(e.to_string().contains("per-directory"), "{e}");

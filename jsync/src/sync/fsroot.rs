@@ -892,7 +892,7 @@ impl FsRoot {
         &self,
         rel: &RelPath,
         want: &[(Vec<u8>, Vec<u8>)],
-        kept: Kept,
+        kept: &Kept,
     ) -> Result<(), FsError> {
         let (dir, name) = self.locate(rel)?;
         let err = |e: io::Error| FsError::io(rel.display(), e);
@@ -1798,7 +1798,7 @@ pub(crate) fn file_xattrs(file: &File) -> io::Result<Xattrs> {
 
 /// [`FsRoot::set_xattrs`] for an open file, such as a [`TempFile`]'s before
 /// its commit: makes the attributes `kept` covers equal to `want`.
-pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)], kept: Kept) -> io::Result<()> {
+pub(crate) fn fset_xattrs(file: &File, want: &[(Vec<u8>, Vec<u8>)], kept: &Kept) -> io::Result<()> {
     fd_set_xattrs(file.as_fd(), want, kept)
 }
 
@@ -1875,35 +1875,40 @@ fn xattr_value(fd: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<u8>, Errno> {
 
 /// Which extended attributes a receiver keeps equal to the sender's: `-X`'s
 /// and `-A`'s (the ACLs, which Linux keeps as attributes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Kept {
     /// `-X`: `user.*` always, `trusted.*` and `security.*` as root.
     pub xattrs: bool,
     /// `-A`: `system.posix_acl_access` and `system.posix_acl_default`.
     pub acls: bool,
+    /// The filter whose rules for attribute names (`x`) narrow what `-X`
+    /// keeps here: a name they leave out is neither set nor removed.
+    pub names: Option<std::sync::Arc<super::filter::Filter>>,
 }
 
 impl Kept {
     /// Whether any attribute is kept.
-    pub(crate) fn any(self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.xattrs || self.acls
     }
 
     /// Whether attribute `name` is kept, by a process running as root or
-    /// not: nothing else in `system.*`, and no other namespace.
-    pub(crate) fn covers(self, name: &[u8], root: bool) -> bool {
+    /// not: nothing else in `system.*`, no other namespace, and nothing the
+    /// `x` rules leave out.
+    pub(crate) fn covers(&self, name: &[u8], root: bool) -> bool {
         if super::acl::is_acl(name) {
             return self.acls;
         }
         self.xattrs
             && (name.starts_with(b"user.")
                 || (root && (name.starts_with(b"trusted.") || name.starts_with(b"security."))))
+            && !self.names.as_ref().is_some_and(|f| f.excludes_xattr(name))
     }
 
     /// Whether what is kept of `have` differs from `want`: (in attributes
     /// other than ACLs, in ACLs). Both lists sorted by name.
     pub(crate) fn differences(
-        self,
+        &self,
         have: &[(Vec<u8>, Vec<u8>)],
         want: &[(Vec<u8>, Vec<u8>)],
     ) -> (bool, bool) {
@@ -1919,7 +1924,7 @@ impl Kept {
 }
 
 /// See [`FsRoot::set_xattrs`].
-fn fd_set_xattrs(fd: BorrowedFd<'_>, want: &[(Vec<u8>, Vec<u8>)], kept: Kept) -> io::Result<()> {
+fn fd_set_xattrs(fd: BorrowedFd<'_>, want: &[(Vec<u8>, Vec<u8>)], kept: &Kept) -> io::Result<()> {
     let root = super::ids::is_root();
     let have = fd_xattrs(fd)?;
     let have: BTreeMap<&[u8], &[u8]> = have.iter().map(|(n, v)| (&n[..], &v[..])).collect();
@@ -2450,6 +2455,7 @@ mod tests {
     const X: Kept = Kept {
         xattrs: true,
         acls: false,
+        names: None,
     };
     use crate::sync::ids;
     use std::io::{Read, Write};
@@ -2648,7 +2654,7 @@ mod tests {
                 assert!(is_escape(fs.clean_stale_temps(&rel(dir))));
                 assert!(is_escape(fs.stat_follow_within(&rel(dir))));
                 assert!(is_escape(fs.xattrs(&p("x"))));
-                assert!(is_escape(fs.set_xattrs(&p("x"), &[], X)));
+                assert!(is_escape(fs.set_xattrs(&p("x"), &[], &X)));
                 assert!(is_escape(fs.chown(&p("x"), Some(0), None)));
                 assert!(is_escape(fs.mknod(&p("x"), Kind::Fifo, 0o644, 0)));
                 assert!(is_escape(fs.hard_link(&p("x"), &rel(b"in"))));
@@ -3448,28 +3454,28 @@ mod tests {
                 .unwrap();
                 let acl = (b"system.posix_acl_access".to_vec(), acl_blob());
                 let want = xa(&[("user.b", "2"), ("user.a", ""), ("user.c", "\0bin")]);
-                fs.set_xattrs(p, &want, X).unwrap();
+                fs.set_xattrs(p, &want, &X).unwrap();
                 let mut expect = want.clone();
                 expect.push(acl.clone());
                 expect.sort();
                 assert_eq!(fs.xattrs(p).unwrap(), expect);
                 // Changed, removed, kept; the ACL is not ours to remove.
                 let want = xa(&[("user.b", "changed"), ("user.a", "")]);
-                fs.set_xattrs(p, &want, X).unwrap();
+                fs.set_xattrs(p, &want, &X).unwrap();
                 let mut expect = want.clone();
                 expect.push(acl.clone());
                 expect.sort();
                 assert_eq!(fs.xattrs(p).unwrap(), expect);
                 if as_root {
                     let want = xa(&[("trusted.t", "1"), ("user.a", "")]);
-                    fs.set_xattrs(p, &want, X).unwrap();
+                    fs.set_xattrs(p, &want, &X).unwrap();
                     let mut expect = want.clone();
                     expect.push(acl.clone());
                     expect.sort();
                     assert_eq!(fs.xattrs(p).unwrap(), expect);
                 }
                 // Wanting system.* does not set or change it either.
-                fs.set_xattrs(p, &[(acl.0.clone(), b"junk".to_vec())], X)
+                fs.set_xattrs(p, &[(acl.0.clone(), b"junk".to_vec())], &X)
                     .unwrap();
                 assert_eq!(fs.xattrs(p).unwrap(), std::slice::from_ref(&acl));
             }
@@ -3480,13 +3486,13 @@ mod tests {
             fs.mknod(&p, Kind::Fifo, 0o644, 0).unwrap();
             for q in [&l, &p] {
                 assert_eq!(fs.xattrs(q).unwrap(), []);
-                fs.set_xattrs(q, &xa(&[("user.x", "1")]), X).unwrap();
+                fs.set_xattrs(q, &xa(&[("user.x", "1")]), &X).unwrap();
             }
             assert_eq!(fs.xattrs(&RelPath::root()).unwrap(), []);
             assert!(fs.xattrs(&rel(b"missing")).is_err());
-            assert!(fs.set_xattrs(&rel(b"missing"), &[], X).is_err());
+            assert!(fs.set_xattrs(&rel(b"missing"), &[], &X).is_err());
             let err = fs
-                .set_xattrs(&f, &xa(&[("user.", "bad name")]), X)
+                .set_xattrs(&f, &xa(&[("user.", "bad name")]), &X)
                 .unwrap_err();
             assert!(
                 matches!(&err, FsError::Io { path, .. } if *path == f.display()),
@@ -3511,6 +3517,7 @@ mod tests {
         let both = Kept {
             xattrs: true,
             acls: true,
+            names: None,
         };
         let access = |perm| (super::super::acl::ACCESS.to_vec(), acl_with(perm));
         for (i, fs) in roots(&root).into_iter().enumerate() {
@@ -3521,7 +3528,7 @@ mod tests {
             want.sort();
             assert_eq!(both.differences(&[], &want), (true, true));
             assert_eq!(X.differences(&[], &want), (true, false));
-            fs.set_xattrs(&f, &want, both).unwrap();
+            fs.set_xattrs(&f, &want, &both).unwrap();
             let have = fs.xattrs(&f).unwrap();
             assert_eq!(have, want);
             assert_eq!(both.differences(&have, &want), (false, false));
@@ -3533,17 +3540,18 @@ mod tests {
             changed.push(access(6));
             changed.sort();
             assert_eq!(both.differences(&have, &changed), (false, true));
-            fs.set_xattrs(&f, &changed, both).unwrap();
+            fs.set_xattrs(&f, &changed, &both).unwrap();
             assert_eq!(fs.xattrs(&f).unwrap(), changed);
-            fs.set_xattrs(&f, &[], both).unwrap();
+            fs.set_xattrs(&f, &[], &both).unwrap();
             assert_eq!(fs.xattrs(&f).unwrap(), []);
             // -A alone leaves the other attributes alone.
             let only_acls = Kept {
                 xattrs: false,
                 acls: true,
+                names: None,
             };
             rfs::setxattr(root.join(f.display()), "user.b", b"2", XattrFlags::empty()).unwrap();
-            fs.set_xattrs(&f, &[access(4)], only_acls).unwrap();
+            fs.set_xattrs(&f, &[access(4)], &only_acls).unwrap();
             let mut expect = vec![access(4)];
             expect.extend(xa(&[("user.b", "2")]));
             expect.sort();
@@ -3663,9 +3671,9 @@ mod tests {
         let fs = FsRoot::open(t.path()).unwrap();
         let tmp = fs.create_temp(&rel(b"f")).unwrap();
         let want = xa(&[("user.one", "1"), ("user.two", "2")]);
-        fset_xattrs(&tmp.file, &want, X).unwrap();
+        fset_xattrs(&tmp.file, &want, &X).unwrap();
         assert_eq!(file_xattrs(&tmp.file).unwrap(), want);
-        fset_xattrs(&tmp.file, &want[1..], X).unwrap();
+        fset_xattrs(&tmp.file, &want[1..], &X).unwrap();
         let me = rustix::process::geteuid().as_raw();
         let (uid, gid) = if ids::is_root() {
             (4321, 8765)
@@ -3771,7 +3779,7 @@ mod tests {
                 // trusted.* is neither visible nor managed: wanting it is skipped,
                 // and the one there is not removed.
                 let want = xa(&[("trusted.t", "1"), ("user.u", "2")]);
-                fs.set_xattrs(&rel(b"f"), &want, X).unwrap();
+                fs.set_xattrs(&rel(b"f"), &want, &X).unwrap();
                 assert_eq!(fs.xattrs(&rel(b"f")).unwrap(), xa(&[("user.u", "2")]));
             });
             assert_eq!(fs.lstat(&dev).unwrap(), None);

@@ -1430,7 +1430,7 @@ fn entry_for(
     // entries the receiver gets.)
     let inode =
         (kind == EntryKind::File && opts.hard_links && m.nlink > 1).then_some((m.dev, m.ino));
-    let kept = opts.kept;
+    let kept = &opts.kept;
     let xattrs = if kept.any() && matches!(kind, EntryKind::File | EntryKind::Dir) {
         let got = if opts.follows_links() {
             spec.referent_xattrs(full)
@@ -1443,7 +1443,7 @@ fn entry_for(
                     if acl::is_acl(n) {
                         kept.acls
                     } else {
-                        kept.xattrs
+                        kept.xattrs && !opts.filter.excludes_xattr(n)
                     }
                 });
                 x

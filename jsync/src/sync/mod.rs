@@ -749,6 +749,7 @@ impl Args {
         fsroot::Kept {
             xattrs: self.opts.xattrs,
             acls: self.opts.acls,
+            names: None,
         }
     }
 
@@ -1301,11 +1302,8 @@ mod tests {
         nul.filter.set_nul_lines(true);
         let nul = Args::parse(&Args::encode("", &nul)).unwrap().opts.filter;
         assert!(nul.nul_lines() && nul.has_dir_merge());
-        let both = fsroot::Kept {
-            xattrs: true,
-            acls: true,
-        };
-        assert_eq!(g.kept, both);
+        let kept = |k: &fsroot::Kept| (k.xattrs, k.acls, k.names.is_some());
+        assert_eq!(kept(&g.kept), (true, true, false));
         assert_eq!(g.chmod.to_string(), "Dg+s,Fo-w");
         assert_eq!(g.chmod.apply(0o755, true), 0o2755);
         assert!(a.give_options(Arc::new(NoProgress)).throttle.is_some());
@@ -1333,7 +1331,7 @@ mod tests {
             Args::parse(&Args::encode("", &acls)).is_err(),
             "-A --no-perms"
         );
-        assert_eq!(t.kept, both);
+        assert_eq!(kept(&t.kept), (true, true, false));
         assert_eq!(t.backup, opts.backup);
         assert_eq!(t.max_delete, Some(0));
         assert!(!t.owner && t.group);

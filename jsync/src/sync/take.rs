@@ -311,6 +311,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         // (`protect`, `risk`, `-r`) still keep what they match.
         opts.filter = Arc::new(opts.filter.own_rules_only());
     }
+    if opts.filter.has_xattr_rules() {
+        // What `-X` keeps is narrowed by the rules for attribute names.
+        opts.kept.names = Some(opts.filter.clone());
+    }
     if opts.open_noatime {
         fs.set_open_noatime();
         if let Some(a) = &alts {
@@ -1564,7 +1568,7 @@ impl Ctx {
         have: impl FnOnce() -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, super::fsroot::FsError>,
         e: &Entry,
     ) -> (bool, bool) {
-        let kept = self.opts.kept;
+        let kept = &self.opts.kept;
         if !kept.any() {
             return (false, false);
         }
@@ -1657,7 +1661,7 @@ impl Ctx {
             }
         }
         if self.opts.kept.any() && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-            self.fs.set_xattrs(rel, &e.xattrs, self.opts.kept)?;
+            self.fs.set_xattrs(rel, &e.xattrs, &self.opts.kept)?;
         }
         Ok(())
     }
@@ -4327,7 +4331,7 @@ fn finish_file(ctx: &Ctx, temp: &TempFile, e: &Entry) -> std::result::Result<(),
         temp.set_owner(uid, gid).map_err(|err| err.to_string())?;
     }
     if ctx.opts.kept.any() {
-        super::fsroot::fset_xattrs(&temp.file, &e.xattrs, ctx.opts.kept)
+        super::fsroot::fset_xattrs(&temp.file, &e.xattrs, &ctx.opts.kept)
             .map_err(|err| format!("cannot set xattrs of {}: {err}", e.path.escape_ascii()))?;
     }
     Ok(())
