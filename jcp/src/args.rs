@@ -940,6 +940,9 @@ pub struct Plan {
     pub print_items: bool,
     /// Append what the run did to this file (`--log-file`).
     pub log_file: Option<PathBuf>,
+    /// `--mkpath`: jcp always makes the destination's parents; this only
+    /// picks rsync's words for saying so.
+    pub mkpath: bool,
 }
 
 /// The link's timeouts: `--timeout` the silence after which the server is
@@ -1930,6 +1933,7 @@ impl Cli {
             human_readable: self.human_readable.min(2),
             print_items,
             log_file: self.log_file,
+            mkpath: self.mkpath,
         })
     }
 }

@@ -43,6 +43,16 @@ async fn main() -> ExitCode {
         return keygen(&plan.config_dir);
     }
     let mut display = Display::new(plan.show_progress, plan.print_items);
+    let typed = match &plan.direction {
+        Direction::Local { dst, .. } | Direction::Pull { dst, .. } => {
+            Some(dst.as_os_str().as_encoded_bytes())
+        }
+        Direction::Push { dst, .. } => Some(dst.path.as_bytes()),
+        _ => None,
+    };
+    if let Some(typed) = typed {
+        display = display.with_destination(typed, plan.mkpath);
+    }
     if let Some(path) = &plan.log_file {
         let opened = std::fs::OpenOptions::new()
             .create(true)

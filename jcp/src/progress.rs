@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,11 @@ pub struct Display {
     log: Option<Mutex<std::fs::File>>,
     start: Instant,
     last_length_sync_ms: AtomicU64,
+    /// The destination as typed, and whether `--mkpath` was given: for
+    /// rsync's "created directory" line ([`made_line`]).
+    destination: Option<(Vec<u8>, bool)>,
+    /// That line was printed (several sources' runs each say it in a dry run).
+    made_said: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +98,17 @@ impl Display {
             log: None,
             start: Instant::now(),
             last_length_sync_ms: AtomicU64::new(0),
+            destination: None,
+            made_said: AtomicBool::new(false),
         }
+    }
+
+    /// This display, saying as rsync does when the run makes the
+    /// destination `typed` (as the user typed it; `mkpath`: `--mkpath` was
+    /// given, whose wording rsync uses then).
+    pub fn with_destination(mut self, typed: &[u8], mkpath: bool) -> Display {
+        self.destination = Some((typed.to_vec(), mkpath));
+        self
     }
 
     /// This display, also appending to `log` (`--log-file`).
@@ -241,6 +256,19 @@ impl Progress for Display {
         self.log(line);
     }
 
+    fn made_destination(&self, dirs: u64, itself: bool) {
+        let Some((typed, mkpath)) = &self.destination else {
+            return;
+        };
+        if !self.itemize || self.made_said.swap(true, Relaxed) {
+            return;
+        }
+        if let Some(line) = made_line(typed, dirs, itself, *mkpath) {
+            self.log(&line);
+            self.itemize(&line);
+        }
+    }
+
     fn itemize(&self, line: &str) {
         if !self.itemize {
             return;
@@ -266,6 +294,29 @@ impl Progress for Display {
                 bars.multi.remove(&pb);
             }
         }
+    }
+}
+
+/// rsync's line for the directories a run made to put the destination
+/// `typed` in place: "created directory DST" for the destination alone, as
+/// rsync's; otherwise its `--mkpath` line, "created N directories for DST"
+/// (only DST's parents, "for PARENT", where a file takes DST's name). None
+/// when nothing was made.
+fn made_line(typed: &[u8], dirs: u64, itself: bool, mkpath: bool) -> Option<String> {
+    let trimmed = match typed.iter().rposition(|&b| b != b'/') {
+        Some(end) => &typed[..=end],
+        None => typed,
+    };
+    let named = match itself {
+        true => trimmed,
+        false => &trimmed[..trimmed.iter().rposition(|&b| b == b'/')?],
+    };
+    let named = jsync::sync::escape_name(named);
+    match dirs {
+        0 => None,
+        1 if itself && !mkpath => Some(format!("created directory {named}")),
+        1 => Some(format!("created 1 directory for {named}")),
+        n => Some(format!("created {n} directories for {named}")),
     }
 }
 
@@ -332,6 +383,34 @@ impl TermLike for RawStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// rsync's words for what was made, the destination named as typed.
+    #[test]
+    fn made_lines_as_rsync() {
+        let line = |t: &str, n, itself, mkpath| made_line(t.as_bytes(), n, itself, mkpath);
+        assert_eq!(line("new/", 0, true, false), None);
+        assert_eq!(
+            line("new/", 1, true, false).as_deref(),
+            Some("created directory new")
+        );
+        assert_eq!(
+            line("/tmp/a/new", 1, true, true).as_deref(),
+            Some("created 1 directory for /tmp/a/new")
+        );
+        assert_eq!(
+            line("a/b/new", 3, true, false).as_deref(),
+            Some("created 3 directories for a/b/new")
+        );
+        assert_eq!(
+            line("a/b/name", 2, false, false).as_deref(),
+            Some("created 2 directories for a/b")
+        );
+        assert_eq!(
+            line("/", 1, true, false).as_deref(),
+            Some("created directory /")
+        );
+        assert_eq!(line("name", 1, false, false), None);
+    }
 
     #[test]
     fn counts_without_bars_and_large_files_get_and_lose_a_bar() {

@@ -30,7 +30,7 @@ use crate::{put_bytes, Compression, DecodeError};
 /// The first four bytes a jsync peer sends.
 pub const MAGIC: [u8; 4] = *b"JSYN";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 18;
+pub const PROTOCOL_VERSION: u16 = 19;
 /// Longest handshake body.
 pub const HANDSHAKE_BODY_MAX: usize = 4096;
 /// Longest whole handshake message.

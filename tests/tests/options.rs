@@ -2855,7 +2855,11 @@ fn odd_names_are_shown_escaped() {
             let out = srv.jcp(keys.path(), &args);
             ok(&out, &what);
             let stdout = String::from_utf8(out.stdout.clone()).expect("UTF-8 output");
-            let lines: Vec<&str> = stdout.lines().collect();
+            // (The first run makes the destination, and says so.)
+            let lines: Vec<&str> = stdout
+                .lines()
+                .filter(|l| !l.starts_with("created "))
+                .collect();
             let link = match options[0] {
                 "-n" => "link".to_string(),
                 _ => "link -> caf\\#351\\#012".to_string(),
@@ -3265,4 +3269,168 @@ fn verbose_lists_what_changed_as_rsync() {
             && !logged.contains("is uptodate"),
         "{logged}"
     );
+}
+
+/// rsync's line for the destination a run makes: "created directory DST"
+/// (DST as typed, before any other line) with -v or -i, "created N
+/// directories for DST" where parents were missing too or with --mkpath
+/// (for a single file taking DST's name, its parents: "for PARENT"); a dry
+/// run says it and makes nothing; nothing when DST exists, nor with -q; the
+/// log file has it. Locally, pushed and pulled; locally beside rsync.
+#[test]
+fn created_directory_lines_as_rsync() {
+    let setup = Sources::new(|src| {
+        put(&src.join("f.txt"), b"f\n", T);
+        put(&src.join("sub/g.txt"), b"g\n", T);
+    });
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("log");
+    let log_arg = format!("--log-file={}", log.display());
+    let local_src = setup.src_arg();
+    for way in ["local", "push", "pull"] {
+        std::fs::create_dir_all(work.path().join(way)).unwrap();
+        std::fs::create_dir_all(root.join(way)).unwrap();
+        // (operand, path on disk) of a destination named `rel`; a push's
+        // shows without the host, as rsync's.
+        let dst = |rel: &str| match way {
+            "push" => (format!("127.0.0.1:{way}/{rel}"), root.join(way).join(rel)),
+            _ => {
+                let p = work.path().join(way).join(rel);
+                (p.display().to_string(), p)
+            }
+        };
+        let shown = |operand: &str| operand.trim_start_matches("127.0.0.1:").to_string();
+        let (src, file) = match way {
+            "pull" => (
+                "127.0.0.1:src/".to_string(),
+                "127.0.0.1:src/f.txt".to_string(),
+            ),
+            _ => (local_src.clone(), format!("{local_src}f.txt")),
+        };
+        let first_line = |args: &[&str], what: &str| {
+            let out = srv.jcp(keys.path(), args);
+            ok(&out, what);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            stdout.lines().next().unwrap_or("").to_string()
+        };
+        let (new1, new1_path) = dst("new1");
+        let what = format!("{way} -v");
+        assert_eq!(
+            first_line(&["-v", &log_arg, &src, &new1], &what),
+            format!("created directory {}", shown(&new1)),
+            "{what}"
+        );
+        assert!(new1_path.join("sub/g.txt").is_file(), "{what}");
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains(&format!("] created directory {}\n", shown(&new1))),
+            "{what}: {logged}"
+        );
+        let again = first_line(&["-v", &src, &format!("{new1}/")], &what);
+        assert!(!again.starts_with("created"), "{what}: {again}");
+        let (deep, deep_path) = dst("new2/a/b/");
+        let what = format!("{way} -i");
+        let out = srv.jcp(keys.path(), &["-i", &src, &deep]);
+        ok(&out, &what);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().take(2).collect();
+        let named = shown(deep.trim_end_matches('/'));
+        assert_eq!(
+            lines,
+            [
+                format!("created 3 directories for {named}").as_str(),
+                "cd+++++++++ ./"
+            ],
+            "{what}"
+        );
+        assert!(deep_path.join("f.txt").is_file(), "{what}");
+        let (mk, _) = dst("new3");
+        let what = format!("{way} --mkpath");
+        assert_eq!(
+            first_line(&["-v", "--mkpath", &src, &mk], &what),
+            format!("created 1 directory for {}", shown(&mk)),
+            "{what}"
+        );
+        let (one, one_path) = dst("new4/x/name.txt");
+        let what = format!("{way} a file");
+        let parent = one.strip_suffix("/name.txt").unwrap();
+        assert_eq!(
+            first_line(&["-v", &file, &one], &what),
+            format!("created 2 directories for {}", shown(parent)),
+            "{what}"
+        );
+        assert_eq!(std::fs::read(&one_path).unwrap(), b"f\n", "{what}");
+        let (dry, dry_path) = dst("new5");
+        let what = format!("{way} -n");
+        assert_eq!(
+            first_line(&["-vn", &src, &dry], &what),
+            format!("created directory {}", shown(&dry)),
+            "{what}"
+        );
+        assert!(!dry_path.exists(), "{what}");
+        let (quiet, quiet_path) = dst("new6");
+        let what = format!("{way} -q");
+        assert_eq!(first_line(&["-vq", &src, &quiet], &what), "", "{what}");
+        assert!(quiet_path.join("f.txt").is_file(), "{what}");
+    }
+    // rsync says the same of the same local runs (its --mkpath where
+    // parents are missing, which it would not make without).
+    let rsync_first = |args: &[&str]| {
+        let out = std::process::Command::new("rsync")
+            .args(args)
+            .output()
+            .expect("run rsync");
+        ok(&out, &format!("rsync {args:?}"));
+        created_lines(out)
+    };
+    let at = |name: &str| work.path().join(name).display().to_string();
+    let file = format!("{local_src}f.txt");
+    let src_dir = setup.src().display().to_string();
+    let sub = format!("{local_src}sub");
+    let cases = [
+        vec!["-av", &local_src, "NEW/"],
+        vec!["-a", "-i", &local_src, "NEW"],
+        vec!["-av", "--mkpath", &local_src, "NEW/a/b"],
+        vec!["-av", "--mkpath", &file, "NEW/x/name"],
+        vec!["-av", &file, "NEW/"],
+        vec!["-avn", &local_src, "NEW"],
+        // (Each source's dry run would make it: said once.)
+        vec!["-avn", &local_src, &file, "NEW/"],
+        vec!["-avn", "--delete", &src_dir, &file, "NEW/"],
+        vec!["-avn", &src_dir, &sub, "NEW/"],
+    ];
+    for (i, args) in cases.iter().enumerate() {
+        let line = |tool: &str| {
+            let target = at(&format!("{tool}{i}"));
+            let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            let last = a.last_mut().unwrap();
+            *last = last.replace("NEW", &target);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let got = match tool {
+                "rsync" => rsync_first(&a),
+                _ => created_lines(srv.jcp(keys.path(), &a)),
+            };
+            (got.0.replace(&target, "NEW"), got.1)
+        };
+        assert_eq!(line("jcp"), line("rsync"), "{args:?}");
+    }
+}
+
+/// The "created ..." lines a run printed on stdout, and whether they came
+/// first (it must have succeeded).
+fn created_lines(out: Output) -> (String, bool) {
+    ok(&out, "a run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| *l != "sending incremental file list")
+        .collect();
+    let created: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("created "))
+        .collect();
+    let first = lines[..created.len()] == created[..];
+    (created.join("\n"), first)
 }

@@ -690,6 +690,10 @@ async fn read_reports(
                     giver.opts.progress.itemize(&super::escape_controls(line));
                 }
             }
+            msg::MADE => {
+                let made: msg::Made = decode(&f.payload, &peer)?;
+                giver.opts.progress.made_destination(made.dirs, made.itself);
+            }
             msg::LOG_ITEMS => {
                 for line in String::from_utf8_lossy(&f.payload).lines() {
                     giver.opts.progress.log_item(&super::escape_controls(line));

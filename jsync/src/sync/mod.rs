@@ -398,13 +398,15 @@ pub fn plain_partial_dir(name: &str) -> bool {
 /// Server side: the services that let clients push into and pull from `root`
 /// (and expand wildcards beneath it). With `read_only`, pushes are refused.
 pub fn server_services(root: PathBuf, read_only: bool) -> Services {
-    services(root, read_only, true)
+    services(root, read_only, true, 0)
 }
 
 /// [`server_services`]; `confined`: the backup and `--*-dest` directories a
 /// push names must lie beneath `root` (not so for the in-process peer of a
-/// local sync, where the user may write anywhere).
-fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
+/// local sync, where the user may write anywhere); `made_above`: the
+/// directories a local sync made above the destination to open `root`
+/// ([`TakeSpec::made_above`]).
+fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> Services {
     let give_root = root.clone();
     let glob_root = root.clone();
     Services::new()
@@ -450,6 +452,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool) -> Services {
                     dst: FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
                     fs: Arc::new(fs),
                     dir: names_dir(args.path.as_bytes()),
+                    made_above,
                 };
                 let mut opts = args.take_options(Arc::new(NoProgress), true);
                 opts.side_dirs_confined = confined;
@@ -999,7 +1002,7 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     let dst_rel = format!("{}{slash}", spec.dst.display());
     let (a, b) = Link::pair(
         Arc::new(Services::new()),
-        Arc::new(services(root, false, false)),
+        Arc::new(services(root, false, false, spec.made_above)),
     )
     .await?;
     let report = push(&a, src, &dst_rel, opts).await;
@@ -1058,6 +1061,7 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
             fs: Arc::new(FsRoot::open(&root).map_err(fs_err)?),
             dst: FsRoot::check(&rel).map_err(fs_err)?,
             dir,
+            made_above: 0,
         });
     }
     if dst.is_dir() {
@@ -1065,6 +1069,7 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
             fs: Arc::new(FsRoot::open(dst).map_err(fs_err)?),
             dst: FsRoot::check(b"").map_err(fs_err)?,
             dir,
+            made_above: 0,
         });
     }
     let name = dst
@@ -1075,10 +1080,20 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
         _ => PathBuf::from("."),
     };
     use std::os::unix::ffi::OsStrExt;
+    // (What is missing above the destination, counted before it is made.)
+    let made_above = parent
+        .ancestors()
+        .take_while(|a| {
+            !a.as_os_str().is_empty()
+                && std::fs::symlink_metadata(a)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .count() as u64;
     Ok(TakeSpec {
         fs: Arc::new(FsRoot::open_or_create(&parent).map_err(fs_err)?),
         dst: FsRoot::check(name.as_bytes()).map_err(fs_err)?,
         dir,
+        made_above,
     })
 }
 

@@ -243,6 +243,12 @@ pub trait Progress: Send + Sync {
     fn file_progress(&self, _path: &str, _n: u64) {}
     /// A file is finished (transferred, skipped or failed).
     fn file_done(&self, _path: &str, _size: u64) {}
+    /// The receiver made `dirs` directories to put the destination in
+    /// place (a dry run: would make), the destination itself among them or,
+    /// where a single file takes the destination's name, only its parents
+    /// (`itself` false); before any [`Progress::itemize`] line. For rsync's
+    /// "created directory DST", which only the caller can word.
+    fn made_destination(&self, _dirs: u64, _itself: bool) {}
     /// One itemized change (`-i`), in the format of [`super::itemize`]; also
     /// used for `-n` listings.
     fn itemize(&self, _line: &str) {}

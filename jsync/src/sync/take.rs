@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proto::sync::{
-    self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, IdNames, RecipeOp, RecipeReader,
-    Source, Stats, StatsError, Want, WantHow, WholeFile,
+    self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, IdNames, Made, RecipeOp,
+    RecipeReader, Source, Stats, StatsError, Want, WantHow, WholeFile,
 };
 use proto::{Compression, Fragment};
 use tokio::sync::{mpsc, Mutex, Semaphore};
@@ -61,6 +61,9 @@ pub(crate) struct TakeSpec {
     /// Named with a trailing slash: a directory, made if missing, so that a
     /// single file goes inside it instead of taking its name (as in rsync).
     pub dir: bool,
+    /// Directories already made above `dst` for this run: a local
+    /// destination's missing parents, made to open its root.
+    pub made_above: u64,
 }
 
 /// Receiver options.
@@ -241,7 +244,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         resolve(&opts.usermap, "user", ids::uid_by_name)?,
         resolve(&opts.groupmap, "group", ids::gid_by_name)?,
     );
-    let (base, placed_new) = placement(&spec, &source, opts.dry_run || missing)?;
+    let (base, placed_new, made) = placement(&spec, &source, opts.dry_run || missing)?;
     if let Some(d) = &opts.partial_dir {
         spec.fs.set_partial_dir(std::ffi::OsStr::new(d));
     }
@@ -326,6 +329,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         counters.warning("", w);
     }
     let (items, writer) = control_writer(control_tx, opts.progress.clone(), opts.items_to_sender);
+    if made.dirs > 0 {
+        let _ = writer.send(Outgoing::Made(made));
+    }
     let ctx = Arc::new(Ctx {
         peer: peer.clone(),
         fs: fs.clone(),
@@ -682,6 +688,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
 
 /// What goes out on the control circuit.
 enum Outgoing {
+    /// What was made for the destination: said first.
+    Made(Made),
     Item(String),
     /// A change in the log file's format.
     LogItem(String),
@@ -707,6 +715,15 @@ fn control_writer(
             let mut report = None;
             while let Some(m) = next.take() {
                 match m {
+                    Outgoing::Made(made) => {
+                        progress.made_destination(made.dirs, made.itself);
+                        if to_sender {
+                            let f = fragment(msg::MADE, &made);
+                            if tx.send_with(f, Compression::NONE).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     Outgoing::Item(line) => {
                         progress.itemize(&line);
                         if to_sender {
@@ -805,29 +822,43 @@ fn stats_of(c: &Counters) -> Stats {
     }
 }
 
-/// Where the source lands, as rsync places it, and whether that is a
-/// directory made here: a destination named as a directory
-/// ([`TakeSpec::dir`]) is made first (not in a dry run).
-fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<(RelPath, bool)> {
-    let mut made = false;
+/// Where the source lands, as rsync places it; whether that is a
+/// directory made here (a destination named as a directory,
+/// [`TakeSpec::dir`], is made first, not in a dry run); and the directories
+/// made, or a dry run would make, to put the destination in place (for
+/// rsync's "created directory" line; none for a missing source).
+fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<(RelPath, bool, Made)> {
+    let missing = source.kind == EntryKind::Missing;
+    // The destination itself is a directory (made here or where the
+    // directory source is placed), or else a file takes its name.
+    let made = match spec.dir || source.kind == EntryKind::Dir {
+        _ if missing => Made::default(),
+        true => Made {
+            dirs: spec.made_above + missing_dirs(&spec.fs, &spec.dst)?,
+            itself: true,
+        },
+        false => Made {
+            dirs: spec.made_above
+                + match spec.dst.parent() {
+                    Some(parent) if !is_dir_within(&spec.fs, &spec.dst)? => {
+                        missing_dirs(&spec.fs, &parent)?
+                    }
+                    _ => 0,
+                },
+            itself: false,
+        },
+    };
+    let mut made_new = false;
     if spec.dir && !dry_run && !spec.dst.is_root() {
-        made = spec.fs.lstat(&spec.dst).map_err(fs_err)?.is_none();
+        made_new = spec.fs.lstat(&spec.dst).map_err(fs_err)?.is_none();
         spec.fs.mkdir_all(&spec.dst, 0o777).map_err(fs_err)?;
     }
     let into = |name: &[u8]| -> Result<RelPath> { join(&spec.dst, name).map_err(fs_err) };
     let placed = match (source.kind, source.contents) {
-        (EntryKind::Dir, true) => return Ok((spec.dst.clone(), made)),
+        (EntryKind::Dir, true) => return Ok((spec.dst.clone(), made_new, made)),
         (EntryKind::Dir, false) => into(&source.name),
         _ => {
-            let is_dir = spec.dir
-                || matches!(
-                    spec.fs.stat_follow_within(&spec.dst).map_err(fs_err)?,
-                    Some(Meta {
-                        kind: Kind::Dir,
-                        ..
-                    })
-                );
-            if is_dir {
+            if spec.dir || is_dir_within(&spec.fs, &spec.dst)? {
                 into(&source.name)
             } else {
                 // The file takes the destination's name; the directories on
@@ -844,7 +875,33 @@ fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<(RelPath
         }
     };
     // (Only the destination itself counts: what goes into it is not it.)
-    Ok((placed?, false))
+    Ok((placed?, false, made))
+}
+
+/// Whether `rel` is a directory, or a symlink to one beneath the root.
+fn is_dir_within(fs: &FsRoot, rel: &RelPath) -> Result<bool> {
+    Ok(matches!(
+        fs.stat_follow_within(rel).map_err(fs_err)?,
+        Some(Meta {
+            kind: Kind::Dir,
+            ..
+        })
+    ))
+}
+
+/// How many of `rel` and the directories above it (beneath the root) do
+/// not exist yet.
+fn missing_dirs(fs: &FsRoot, rel: &RelPath) -> Result<u64> {
+    let mut n = 0;
+    let mut at = Some(rel.clone());
+    while let Some(p) = at.filter(|p| !p.is_root()) {
+        if fs.lstat(&p).map_err(fs_err)?.is_some() {
+            break;
+        }
+        n += 1;
+        at = p.parent();
+    }
+    Ok(n)
 }
 
 /// A source placed by its name (a file, or a directory without a trailing

@@ -6,7 +6,9 @@
 //! **Control circuit** (opened by the receiver): the sender sends `SOURCE`, then
 //! `IDS` (owner names, before the entries that use them), `LIST` batches and
 //! `WALK_ERROR`s as it walks, and `LIST_END`. Entries are numbered in the order
-//! sent. The receiver may send `ITEMS` (itemized changes, for the sender's user),
+//! sent. The receiver first sends `MADE` if it made (or a dry run would
+//! make) directories for the destination. It may send `ITEMS` (itemized
+//! changes, for the sender's user),
 //! `LOG_ITEMS` (the same in the log file's format, when asked for) and, with
 //! `--remove-source-files`, `PLACED` (entries it has in place) at any
 //! time, and ends with `REPORT`; the sender then sends `SENDER_ERRORS` if it
@@ -43,7 +45,7 @@ pub use entry::{
 };
 pub use glob::{Matches, MAX_MATCHES};
 pub use recipe::{Recipe, RecipeOp, RecipeReader};
-pub use stats::{Placed, SenderErrors, Stats, StatsError, MAX_ERRORS, MAX_PLACED};
+pub use stats::{Made, Placed, SenderErrors, Stats, StatsError, MAX_ERRORS, MAX_PLACED};
 pub use want::{
     begin_whole_file, begin_whole_record, Checks, End, FileMeta, FileRecord, FileRecords, Verdict,
     Want, WantHow, Wants, WholeFile, CHECK_HASH, MAX_CHECKS,
@@ -74,6 +76,9 @@ pub const SENDER_ERRORS: Op = Op(0x0118);
 /// Receiver → sender: changes in the format asked for the sender's log file
 /// (`--log-file-format`), one per line as [`ITEMS`].
 pub const LOG_ITEMS: Op = Op(0x0119);
+/// Receiver → sender, first if at all: the directories it made for the
+/// destination ([`Made`]).
+pub const MADE: Op = Op(0x011A);
 /// Receiver → sender: which file, and what the receiver has ([`Want`]).
 pub const WANT: Op = Op(0x0120);
 /// Receiver → sender: a batch of the receiver's chunk list (the signature).

@@ -1,5 +1,6 @@
 //! The receiver's closing report: counts, bytes, and the files that failed;
-//! with `--remove-source-files`, the entries it has in place (as they are
+//! what it made to put the destination in place; with
+//! `--remove-source-files`, the entries it has in place (as they are
 //! done) and the sender's failures to remove them.
 
 use crate::codec::{put_bytes, put_str, put_varint, Codec, Reader};
@@ -133,6 +134,36 @@ impl Codec for Placed {
     }
 }
 
+/// Receiver → sender (MADE), before anything else it says: the directories
+/// it made to put the destination in place (or a dry run would make), for
+/// rsync's "created directory DST" line, which only the client can word
+/// (it knows the destination as the user typed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Made {
+    /// How many directories, the destination's parents included.
+    pub dirs: u64,
+    /// Whether the destination itself is one of them (otherwise, a single
+    /// file taking the destination's name, only its parents are).
+    pub itself: bool,
+}
+
+impl Codec for Made {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        put_varint(buf, self.dirs);
+        buf.push(self.itself as u8);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let dirs = r.varint()?;
+        let itself = match r.u8()? {
+            0 => false,
+            1 => true,
+            tag => return Err(DecodeError::InvalidTag { what: "made", tag }),
+        };
+        Ok(Made { dirs, itself })
+    }
+}
+
 /// Sender → receiver (SENDER_ERRORS), after the report: source files the
 /// sender did not remove, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -183,6 +214,21 @@ mod tests {
         let mut hostile = vec![0u8; 9];
         put_varint(&mut hostile, u64::MAX);
         assert!(decode_exact::<Stats>(&hostile).is_err());
+    }
+
+    #[test]
+    fn made_roundtrips_and_rejects_a_bad_flag() {
+        for m in [
+            Made::default(),
+            Made {
+                dirs: 3,
+                itself: true,
+            },
+        ] {
+            assert_eq!(decode_exact::<Made>(&encode_to_vec(&m)).unwrap(), m);
+        }
+        assert!(decode_exact::<Made>(&[1, 2]).is_err());
+        assert!(decode_exact::<Made>(&[1]).is_err());
     }
 
     #[test]
