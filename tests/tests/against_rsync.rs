@@ -662,6 +662,16 @@ fn filter_rules_leave_what_rsync_leaves() {
             &["--exclude=?.txt"],
             &["--delete", "--filter=-! *.txt"],
             &["--filter=- *.txt", "--filter=+ a.txt"],
+            // `/`: matched against the whole path, the directories above
+            // the transfer too (each side's own: the source's, the
+            // destination's).
+            &["--filter=-/ src/a.txt"],
+            &["--filter=-/ src/sub/*.txt", "--filter=-/ *.o"],
+            &["--filter=-/ src/a.txt", "@src", "@dst/"],
+            &["--filter=-/ src/src/a.txt", "@src", "@dst/"],
+            &["--delete", "--filter=P/ dst/extra.txt"],
+            &["--delete", "--filter=-/ dst/sub/extra.o"],
+            &["--delete", "--filter=-/r dst/zz/", "--filter=-/ src/core"],
         ],
         &[],
     );

@@ -277,7 +277,7 @@ fn bad_rules_are_usage_errors() {
     for (args, needle) in [
         (vec!["-f", "*.o"], "expected a rule"),
         (
-            vec!["--filter", "-/ /etc"],
+            vec!["--filter", ":/ .rules"],
             "does not support the '/' modifier",
         ),
         (vec!["--filter", ": a/b"], "a name, not a path"),
@@ -595,4 +595,69 @@ fn cvs_exclude_reads_the_users_lists() {
     std::fs::remove_file(home.join(".cvsignore")).unwrap();
     std::fs::create_dir(home.join(".cvsignore")).unwrap();
     assert_eq!(sync("", "three"), ["a.home", "keep.txt"]);
+}
+
+/// `/` rules see each side's whole path: a local tree's absolute path, a
+/// server's path beneath the root it serves (as rsync's daemon matches
+/// within a module). The sender's rules leave out what they match there,
+/// the receiver's keep from `--delete` what they match there, and a rule
+/// naming the other kind of path matches nothing.
+#[test]
+fn absolute_path_rules_see_where_each_side_is() {
+    let setup = Sources::new(make_source);
+    let local_src = setup.src().display().to_string();
+    for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        let (src_seen, dst_seen, dst_elsewhere) = match way {
+            "push" => (
+                local_src.clone(),
+                "/dst".to_string(),
+                dst.display().to_string(),
+            ),
+            "pull" => (
+                "/src".to_string(),
+                dst.display().to_string(),
+                "/dst".to_string(),
+            ),
+            _ => (
+                local_src.clone(),
+                dst.display().to_string(),
+                "/dst".to_string(),
+            ),
+        };
+        let _ = std::fs::remove_dir_all(&dst);
+        for f in ["extra.txt", "gone.txt", "other.txt"] {
+            put(&dst.join(f), "old");
+        }
+        let rules = [
+            format!("-/ {src_seen}/top.txt"),
+            format!("-/ {dst_seen}/top.txt"),
+            format!("P/ {dst_seen}/extra.txt"),
+            format!("P/ {src_seen}/gone.txt"),
+            format!("P/ {dst_elsewhere}/other.txt"),
+        ];
+        let mut args = vec!["--delete".to_string()];
+        for r in &rules {
+            args.extend(["--filter".to_string(), r.clone()]);
+        }
+        args.extend([from.clone(), to.clone()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = setup.srv.jcp(setup.keys.path(), &args);
+        ok(&out, way);
+        let files = files_in(&dst);
+        let has = |f: &str| files.iter().any(|x| x == f);
+        assert!(!has("top.txt"), "{way}: sent what the sender's rule names");
+        assert!(has("keep.o") && has("a/kept.txt"), "{way}: {files:?}");
+        assert!(
+            has("extra.txt"),
+            "{way}: deleted what the receiver's rule keeps"
+        );
+        assert!(
+            !has("gone.txt"),
+            "{way}: kept by a rule naming the source's path"
+        );
+        assert!(
+            !has("other.txt"),
+            "{way}: kept by a rule naming the other kind of path"
+        );
+    }
 }

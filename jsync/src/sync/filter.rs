@@ -63,8 +63,11 @@
 //!   paths ([`Filter::excludes_xattr`]): which of the attributes `-X` keeps
 //!   the sender sends and the receiver sets or removes (`-x security.*`).
 //!
-//! Not supported (yet): the `/` modifier, `x` rules and merges (and `-C`)
-//! inside a per-directory file, rsync's scan of the directories above the transfer
+//!   The `/` modifier matches a rule against the whole path
+//!   ([`Filter::with_abs_root`]: where the transfer root lies).
+//!
+//! Not supported (yet): `x` and `/` rules and merges (and `-C`) inside a
+//! per-directory file, rsync's scan of the directories above the transfer
 //! for a `dir-merge /NAME`, POSIX character classes (`[[:alpha:]]`) and
 //! case-insensitive matching.
 
@@ -178,6 +181,9 @@ struct Rule {
     /// `x`: matched against extended attribute names (what `-X` keeps),
     /// never against paths.
     xattr: bool,
+    /// `/`: matched against the entry's absolute path
+    /// ([`Filter::with_abs_root`]).
+    abs: bool,
 }
 
 impl Rule {
@@ -195,6 +201,7 @@ impl Rule {
             anchored: pattern.starts_with('/'),
             perishable: false,
             xattr: false,
+            abs: false,
         })
     }
 
@@ -210,6 +217,12 @@ impl Rule {
         self
     }
 
+    /// The rule with its `/` modifier.
+    fn abs(mut self, abs: bool) -> Rule {
+        self.abs = abs;
+        self
+    }
+
     fn matches(&self, path: &Candidate<'_>, is_dir: bool) -> bool {
         let hit = self
             .alts
@@ -219,13 +232,18 @@ impl Rule {
     }
 
     /// The rule in rsync's syntax (`-! PATTERN`, `+s PATTERN`, `-p PATTERN`,
-    /// `-x NAME`).
+    /// `-x NAME`, `-/ /ABSOLUTE`).
     fn to_arg(&self) -> String {
         let neg = if self.negate { "!" } else { "" };
+        let abs = if self.abs { "/" } else { "" };
         let p = if self.perishable { "p" } else { "" };
         let x = if self.xattr { "x" } else { "" };
         let kind = self.kind.prefix().trim_end();
-        format!("{kind}{neg}{p}{x}{} {}", self.side.modifier(), self.pattern)
+        format!(
+            "{kind}{neg}{abs}{p}{x}{} {}",
+            self.side.modifier(),
+            self.pattern
+        )
     }
 }
 
@@ -279,6 +297,10 @@ pub struct Filter {
     shared: bool,
     /// `-0`: rule files' lines end with NUL, not newline.
     nul_lines: bool,
+    /// Where the paths asked about lie, for `/` rules: the transfer root's
+    /// absolute path without its leading `/` (on a server, its path
+    /// beneath the root it serves, as rsync's daemon has it in a module).
+    abs_root: Vec<u8>,
 }
 
 impl Default for Filter {
@@ -289,6 +311,7 @@ impl Default for Filter {
             side: Side::Both,
             shared: true,
             nul_lines: false,
+            abs_root: Vec::new(),
         }
     }
 }
@@ -385,6 +408,8 @@ enum Parsed<'a> {
         perishable: bool,
         /// `x`: a rule for extended attribute names.
         xattr: bool,
+        /// `/`: matched against absolute paths.
+        abs: bool,
         pattern: &'a str,
     },
     /// `!` / `clear`: the rules so far are dropped.
@@ -396,6 +421,8 @@ enum Parsed<'a> {
         words: bool,
         side: Side,
         perishable: bool,
+        /// `/`: the file's rules are matched against absolute paths.
+        abs: bool,
     },
     DirMerge(DirMerge),
     /// `-C` (an exclude with the `C` modifier, no pattern): rsync's CVS
@@ -484,6 +511,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         _ => Side::Both,
     };
     let (mut s, mut r, mut negate, mut perishable, mut xattr) = (false, false, false, false, false);
+    let mut abs = false;
     if matches!(rule, '.' | ':') {
         let mut dm = DirMerge {
             name: String::new(),
@@ -504,6 +532,8 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 'p' => dm.perishable = true,
                 's' => s = true,
                 'r' => r = true,
+                '/' if rule == '.' => abs = true,
+                '/' => return Err(unsupported(m)),
                 'n' | 'e' => return Err(format!("'{m}' is for dir-merge rules only")),
                 // CVS's way: words, each an exclude (or `!`), not inherited.
                 'C' => {
@@ -522,6 +552,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 words: dm.words,
                 side: dm.side,
                 perishable: dm.perishable,
+                abs,
             });
         }
         // A leading '/' asks rsync to look in the directories above the
@@ -540,7 +571,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
             'r' => r = true,
             'p' => perishable = true,
             'x' => xattr = true,
-            '/' => return Err(unsupported(m)),
+            '/' => abs = true,
             _ => return Err(format!("unknown modifier '{m}'")),
         }
     }
@@ -558,6 +589,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
         side,
         perishable,
         xattr,
+        abs,
         pattern: arg,
     })
 }
@@ -573,6 +605,7 @@ fn parse_line(item: &str, kind: Option<RuleKind>) -> Result<Parsed<'_>, String> 
             side: Side::Both,
             perishable: false,
             xattr: false,
+            abs: false,
             pattern: item,
         }),
         None => parse_rule(item),
@@ -748,11 +781,13 @@ impl Filter {
                 side,
                 perishable,
                 xattr,
+                abs,
                 pattern,
             } => {
                 let rule = Rule::new(kind, pattern, negate, side)?
                     .perishable(perishable)
-                    .xattr(xattr);
+                    .xattr(xattr)
+                    .abs(abs);
                 self.entries.push(Entry::Rule(rule));
             }
             Parsed::Clear => self.entries.clear(),
@@ -764,6 +799,7 @@ impl Filter {
                 words,
                 side,
                 perishable,
+                abs,
             } => {
                 if depth >= MAX_MERGE_DEPTH {
                     let reason = format!("merge files nested more than {MAX_MERGE_DEPTH} deep");
@@ -786,6 +822,7 @@ impl Filter {
                             Entry::Rule(r) => {
                                 r.side = if r.side == Side::Both { side } else { r.side };
                                 r.perishable |= perishable;
+                                r.abs |= abs;
                             }
                             Entry::DirMerge(d) => {
                                 d.side = if d.side == Side::Both { side } else { d.side };
@@ -874,11 +911,11 @@ impl Filter {
                 let item = utf8_line(item, &shown(), n)?;
                 let parsed = parse_line(item, dm.kind).map_err(|r| at(bad_rule(item, r)))?;
                 match parsed {
-                    Parsed::Rule { xattr: true, .. } => {
+                    Parsed::Rule { xattr: true, .. } | Parsed::Rule { abs: true, .. } => {
                         return Err(at(FilterError::BadRule {
                             rule: item.to_string(),
-                            reason: "jcp takes xattr rules (x) from the command line and \
-                                     merge files, not from a per-directory file"
+                            reason: "jcp takes xattr (x) and absolute-path (/) rules from the \
+                                     command line and merge files, not from a per-directory file"
                                 .into(),
                         }))
                     }
@@ -888,6 +925,7 @@ impl Filter {
                         side,
                         perishable,
                         xattr: false,
+                        abs: false,
                         pattern,
                     } => {
                         let side = if side == Side::Both { dm.side } else { side };
@@ -945,6 +983,25 @@ impl Filter {
         self.excluded(scope, rel_path, is_dir, true)
     }
 
+    /// The same rules with `root` as where the paths asked about lie, for
+    /// the `/` rules, which are matched against `ROOT/PATH` (`root` without
+    /// its leading `/`; empty: the paths as they are).
+    pub fn with_abs_root(&self, root: &[u8]) -> Filter {
+        let root = root.strip_prefix(b"/").unwrap_or(root);
+        let root = root.strip_suffix(b"/").unwrap_or(root);
+        Filter {
+            abs_root: root.to_vec(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether there are `/` rules (matched against absolute paths).
+    pub fn has_abs_rules(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e, Entry::Rule(r) if r.abs))
+    }
+
     /// Whether there are rules for extended attribute names (`x`) for this
     /// side.
     pub fn has_xattr_rules(&self) -> bool {
@@ -982,6 +1039,15 @@ impl Filter {
             &rooted[..]
         };
         let cand = Candidate::from_bytes(path);
+        // `/` rules see the path from the top of the filesystem (made once,
+        // when one is reached).
+        let absolute = std::cell::OnceCell::new();
+        let absolute = || {
+            absolute.get_or_init(|| match self.abs_root.is_empty() {
+                true => path.to_vec(),
+                false => [&self.abs_root[..], b"/", path].concat(),
+            })
+        };
         let decide = |r: &Rule, cand: &Candidate<'_>| {
             let counts = !r.xattr && self.counts(r.side) && !(deleting && r.perishable);
             (counts && r.matches(cand, is_dir)).then_some(r.kind == RuleKind::Exclude)
@@ -989,7 +1055,11 @@ impl Filter {
         for (slot, e) in self.entries.iter().enumerate() {
             match e {
                 Entry::Rule(r) => {
-                    if let Some(excluded) = decide(r, &cand) {
+                    let found = match r.abs {
+                        true => decide(r, &Candidate::from_bytes(absolute())),
+                        false => decide(r, &cand),
+                    };
+                    if let Some(excluded) = found {
                         return excluded;
                     }
                 }
@@ -1629,7 +1699,7 @@ mod tests {
             ("*.o", "expected a rule"),
             ("-*.o", "expected a space"),
             ("- ", "no pattern"),
-            ("-/ /abs", "does not support the '/'"),
+            (":/ .r", "does not support the '/'"),
             (".x f", "unknown modifier 'x'"),
             ("-q *.o", "unknown modifier 'q'"),
             (".n f", "dir-merge rules only"),
@@ -1990,6 +2060,47 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.to_string().contains("per-directory"), "{e}");
+    }
+
+    /// `/`: matched against `ROOT/PATH` once the root is known (anchored
+    /// from the top, unanchored at the end, a single name the last
+    /// component as ever); the others as before; carried by the wire form
+    /// and by a merge's `/`; not from a per-directory file.
+    #[test]
+    fn absolute_path_rules() {
+        let f = rules(&["-/ /home/u/src/a", "-/ src/sub/*.c", "-/ x.o", "- /b"]);
+        assert!(f.has_abs_rules() && !rules(&["- /b"]).has_abs_rules());
+        let at = f.with_abs_root(b"/home/u/src/");
+        assert!(at.is_excluded(b"a", false));
+        assert!(!at.is_excluded(b"sub/a", false));
+        assert!(at.is_excluded(b"sub/k.c", false));
+        assert!(!at.is_excluded(b"k.c", false));
+        assert!(at.is_excluded(b"deep/x.o", false));
+        assert!(at.is_excluded(b"b", false) && !at.is_excluded(b"d/b", false));
+        // Beneath another root, or with none (the paths as they are).
+        let there = f.with_abs_root(b"srv/other");
+        assert!(!there.is_excluded(b"a", false));
+        assert!(!there.is_excluded(b"sub/k.c", false));
+        assert!(f.is_excluded(b"src/sub/k.c", false));
+        // A directory sent as itself: its name is in the path.
+        let under = f.under(b"src").with_abs_root(b"home/u");
+        assert!(under.is_excluded(b"a", false));
+        assert!(under.is_excluded(b"sub/k.c", false));
+        let g = Filter::from_args(&f.to_args()).unwrap();
+        assert_eq!(g.to_args(), f.to_args());
+        assert_eq!(f.to_args()[0], "-/ /home/u/src/a");
+        assert!(g.with_abs_root(b"/home/u/src").is_excluded(b"a", false));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("abs");
+        std::fs::write(&file, "- /top/f\n").unwrap();
+        let merged = rules(&[&format!("merge,/ {}", file.display())]);
+        assert_eq!(merged.to_args(), ["-/ /top/f"]);
+        let e = rules(&[": .rules"])
+            .enter(&DirScope::default(), b"", |_| Ok(Some(b"-/ /a\n".to_vec())))
+            .unwrap_err();
+        assert!(e.to_string().contains("per-directory"), "{e}");
+        let e = Filter::default().add_rule(":/ .rules").unwrap_err();
+        assert!(e.to_string().contains("'/'"), "{e}");
     }
 
     /// `x`: rules for extended attribute names, apart from the paths',

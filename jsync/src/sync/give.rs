@@ -140,6 +140,25 @@ impl GiveSpec {
         })
     }
 
+    /// Where the paths of the list lie, for `/` filter rules: the directory
+    /// the source is sent from (a directory named without a trailing slash:
+    /// the one holding it), as an absolute path for a local source and as
+    /// a path beneath the root on a server (rsync's daemon matches them so
+    /// within a module).
+    fn transfer_root(&self) -> Vec<u8> {
+        let mut dir = match self.follow_anywhere {
+            true => std::path::absolute(self.fs.path()).unwrap_or_else(|_| self.fs.path().into()),
+            false => PathBuf::new(),
+        };
+        if !self.base.is_root() {
+            dir.push(OsStr::from_bytes(self.base.as_bytes()));
+        }
+        if self.source.kind == EntryKind::Dir && !self.source.contents {
+            dir.pop();
+        }
+        dir.into_os_string().into_vec()
+    }
+
     /// A source named by a client, relative to a server's root. A symlink
     /// is followed as `follow` says, only while it stays beneath the root.
     pub(crate) fn in_root(fs: FsRoot, src: &str, follow: Follow) -> Result<GiveSpec> {
@@ -528,6 +547,9 @@ impl Giver {
 pub(crate) async fn give(peer: Peer, spec: GiveSpec, mut opts: GiveOptions) -> Result<Stats> {
     let progress = opts.progress.clone();
     opts.filter = super::rooted_filter(&opts.filter, &spec.source, super::Side::Sender);
+    if opts.filter.has_abs_rules() {
+        opts.filter = Arc::new(opts.filter.with_abs_root(&spec.transfer_root()));
+    }
     if opts.open_noatime {
         spec.fs.set_open_noatime();
     }

@@ -453,6 +453,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                     fs: Arc::new(fs),
                     dir: names_dir(args.path.as_bytes()),
                     made_above,
+                    local: !confined,
                 };
                 let mut opts = args.take_options(Arc::new(NoProgress), true);
                 opts.side_dirs_confined = confined;
@@ -1062,6 +1063,7 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
             dst: FsRoot::check(&rel).map_err(fs_err)?,
             dir,
             made_above: 0,
+            local: true,
         });
     }
     if dst.is_dir() {
@@ -1070,6 +1072,7 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
             dst: FsRoot::check(b"").map_err(fs_err)?,
             dir,
             made_above: 0,
+            local: true,
         });
     }
     let name = dst
@@ -1094,6 +1097,7 @@ fn local_destination(dst: &Path, dry_run: bool) -> Result<TakeSpec> {
         dst: FsRoot::check(name.as_bytes()).map_err(fs_err)?,
         dir,
         made_above,
+        local: true,
     })
 }
 

@@ -64,6 +64,9 @@ pub(crate) struct TakeSpec {
     /// Directories already made above `dst` for this run: a local
     /// destination's missing parents, made to open its root.
     pub made_above: u64,
+    /// A destination on this machine (not a server's): `/` filter rules
+    /// see its absolute path (on a server, its path beneath the root).
+    pub local: bool,
 }
 
 /// Receiver options.
@@ -313,6 +316,16 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         // Excluded entries are deleted too: only the receiver's own rules
         // (`protect`, `risk`, `-r`) still keep what they match.
         opts.filter = Arc::new(opts.filter.own_rules_only());
+    }
+    if opts.filter.has_abs_rules() {
+        let mut dir = match spec.local {
+            true => std::path::absolute(spec.fs.path()).unwrap_or_else(|_| spec.fs.path().into()),
+            false => std::path::PathBuf::new(),
+        };
+        if !spec.dst.is_root() {
+            dir.push(std::ffi::OsStr::from_bytes(spec.dst.as_bytes()));
+        }
+        opts.filter = Arc::new(opts.filter.with_abs_root(dir.as_os_str().as_bytes()));
     }
     if opts.filter.has_xattr_rules() {
         // What `-X` keeps is narrowed by the rules for attribute names.
