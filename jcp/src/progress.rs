@@ -260,10 +260,13 @@ impl Progress for Display {
         let Some((typed, mkpath)) = &self.destination else {
             return;
         };
-        if !self.itemize || self.made_said.swap(true, Relaxed) {
+        if !self.itemize {
             return;
         }
-        if let Some(line) = made_line(typed, dirs, itself, *mkpath) {
+        let Some(line) = made_line(typed, dirs, itself, *mkpath) else {
+            return;
+        };
+        if !self.made_said.swap(true, Relaxed) {
             self.log(&line);
             self.itemize(&line);
         }

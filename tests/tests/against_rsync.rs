@@ -299,6 +299,21 @@ fn rules(root: &Path) {
     }
 }
 
+/// A file with two `user.` attributes, whose copy in the destination has
+/// another (for rules on attribute names).
+fn xattrs(root: &Path) {
+    use rustix::fs::XattrFlags;
+    let (s, d) = (root.join("src"), root.join("dst"));
+    put(&s.join("xa"), b"xattr", 0o644, T);
+    for (name, value) in [("user.test", &b"value"[..]), ("user.other", b"v2")] {
+        rustix::fs::setxattr(s.join("xa"), name, value, XattrFlags::empty()).unwrap();
+    }
+    put(&s.join("plain"), b"p", 0o644, T);
+    settle(&s, T);
+    put(&d.join("xa"), b"xattr", 0o644, T);
+    rustix::fs::setxattr(d.join("xa"), "user.stale", b"old", XattrFlags::empty()).unwrap();
+}
+
 /// Owners and groups other than the tester's, a setgid file, devices, a
 /// FIFO and extended attributes (as root).
 fn owners(root: &Path) {
@@ -677,6 +692,29 @@ fn filter_rules_leave_what_rsync_leaves() {
     );
 }
 
+/// Rules for attribute names (`x`): what is sent, set and removed, each
+/// side by its own rules (`user.` attributes: any user may).
+#[test]
+fn xattr_rules_leave_what_rsync_leaves() {
+    agree(
+        xattrs,
+        &[
+            &["-X"],
+            &["-X", "--filter=-x user.other"],
+            &["-X", "--filter=-x user.stale"],
+            &["-X", "--filter=-xr user.stale"],
+            &["-X", "--filter=-xs user.stale", "--filter=-xs user.test"],
+            &["-X", "--filter=-xs user.stale", "--filter=-xr user.none"],
+            &["-X", "--filter=-x! user.t*"],
+            &["-X", "--filter=+x user.test", "--filter=-x *"],
+            &["-X", "--delete-excluded", "--filter=-x user.stale"],
+            &["-X", "--filter=protect,x user.stale"],
+            &["--filter=-x user.other"],
+        ],
+        &[],
+    );
+}
+
 #[test]
 fn owners_devices_and_xattrs_leave_what_rsync_leaves() {
     if !rustix::process::geteuid().is_root() {
@@ -696,17 +734,6 @@ fn owners_devices_and_xattrs_leave_what_rsync_leaves() {
             &["--numeric-ids"],
             &["-X"],
             &["-X", "--delete"],
-            // Rules for attribute names (`x`): what is sent, set and removed.
-            &["-X", "--filter=-x user.other"],
-            &["-X", "--filter=-x user.stale"],
-            &["-X", "--filter=-xr user.stale"],
-            &["-X", "--filter=-xs user.stale", "--filter=-xs user.test"],
-            &["-X", "--filter=-xs user.stale", "--filter=-xr user.none"],
-            &["-X", "--filter=-x! user.t*"],
-            &["-X", "--filter=+x user.test", "--filter=-x *"],
-            &["-X", "--delete-excluded", "--filter=-x user.stale"],
-            &["-X", "--filter=protect,x user.stale"],
-            &["--filter=-x user.other"],
             &["--no-D"],
             &["--no-specials"],
             &["--no-devices"],
@@ -797,6 +824,9 @@ fn random_option_sets_leave_what_rsync_leaves() {
         &["--no-H"],
         &["--keep-dirlinks"],
         &["-i"],
+        &["--filter=-/ src/sub/*"],
+        &["--filter=P/ dst/extra*"],
+        &["--filter=-/ *.o"],
     ];
     // (Documented differences: -b's backups of files the same by hash
     // (-b is drawn with -c); -c with a --*-dest DIR for

@@ -607,6 +607,18 @@ fn absolute_path_rules_see_where_each_side_is() {
     let setup = Sources::new(make_source);
     let local_src = setup.src().display().to_string();
     for (way, dst, from, to) in ways(setup.work.path(), &setup.root, &setup.src_arg()) {
+        // Local paths named through `..`: as rsync sees them, with the `..`
+        // taken out.
+        let detour = |p: &Path| {
+            let (parent, name) = (p.parent().unwrap(), p.file_name().unwrap());
+            std::fs::create_dir_all(parent.join("x")).unwrap();
+            format!("{}/x/../{}", parent.display(), name.to_str().unwrap())
+        };
+        let (from, to) = match way {
+            "push" => (format!("{}/", detour(&setup.src())), to),
+            "pull" => (from, detour(&dst)),
+            _ => (format!("{}/", detour(&setup.src())), detour(&dst)),
+        };
         let (src_seen, dst_seen, dst_elsewhere) = match way {
             "push" => (
                 local_src.clone(),
@@ -630,7 +642,7 @@ fn absolute_path_rules_see_where_each_side_is() {
         }
         let rules = [
             format!("-/ {src_seen}/top.txt"),
-            format!("-/ {dst_seen}/top.txt"),
+            format!("-/ {dst_seen}/a/kept.txt"),
             format!("P/ {dst_seen}/extra.txt"),
             format!("P/ {src_seen}/gone.txt"),
             format!("P/ {dst_elsewhere}/other.txt"),
@@ -646,7 +658,11 @@ fn absolute_path_rules_see_where_each_side_is() {
         let files = files_in(&dst);
         let has = |f: &str| files.iter().any(|x| x == f);
         assert!(!has("top.txt"), "{way}: sent what the sender's rule names");
-        assert!(has("keep.o") && has("a/kept.txt"), "{way}: {files:?}");
+        assert!(has("keep.o"), "{way}: {files:?}");
+        assert!(
+            has("a/kept.txt"),
+            "{way}: the sender took the destination's path"
+        );
         assert!(
             has("extra.txt"),
             "{way}: deleted what the receiver's rule keeps"

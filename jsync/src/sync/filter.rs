@@ -423,6 +423,8 @@ enum Parsed<'a> {
         perishable: bool,
         /// `/`: the file's rules are matched against absolute paths.
         abs: bool,
+        /// `x`: the file's rules are for extended attribute names.
+        xattr: bool,
     },
     DirMerge(DirMerge),
     /// `-C` (an exclude with the `C` modifier, no pattern): rsync's CVS
@@ -533,7 +535,8 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 's' => s = true,
                 'r' => r = true,
                 '/' if rule == '.' => abs = true,
-                '/' => return Err(unsupported(m)),
+                'x' if rule == '.' => xattr = true,
+                '/' | 'x' => return Err(unsupported(m)),
                 'n' | 'e' => return Err(format!("'{m}' is for dir-merge rules only")),
                 // CVS's way: words, each an exclude (or `!`), not inherited.
                 'C' => {
@@ -553,6 +556,7 @@ fn parse_rule(text: &str) -> Result<Parsed<'_>, String> {
                 side: dm.side,
                 perishable: dm.perishable,
                 abs,
+                xattr,
             });
         }
         // A leading '/' asks rsync to look in the directories above the
@@ -800,6 +804,7 @@ impl Filter {
                 side,
                 perishable,
                 abs,
+                xattr,
             } => {
                 if depth >= MAX_MERGE_DEPTH {
                     let reason = format!("merge files nested more than {MAX_MERGE_DEPTH} deep");
@@ -823,6 +828,7 @@ impl Filter {
                                 r.side = if r.side == Side::Both { side } else { r.side };
                                 r.perishable |= perishable;
                                 r.abs |= abs;
+                                r.xattr |= xattr;
                             }
                             Entry::DirMerge(d) => {
                                 d.side = if d.side == Side::Both { side } else { d.side };
@@ -993,6 +999,15 @@ impl Filter {
             abs_root: root.to_vec(),
             ..self.clone()
         }
+    }
+
+    /// Whether any rule (or `dir-merge` file) can leave out a path: not
+    /// so for a filter of `x` rules alone, which speak of attribute names.
+    pub fn has_path_rules(&self) -> bool {
+        self.entries.iter().any(|e| match e {
+            Entry::Rule(r) => !r.xattr,
+            Entry::DirMerge(_) => true,
+        })
     }
 
     /// Whether there are `/` rules (matched against absolute paths).
@@ -1700,7 +1715,7 @@ mod tests {
             ("-*.o", "expected a space"),
             ("- ", "no pattern"),
             (":/ .r", "does not support the '/'"),
-            (".x f", "unknown modifier 'x'"),
+            (":x f", "does not support the 'x'"),
             ("-q *.o", "unknown modifier 'q'"),
             (".n f", "dir-merge rules only"),
             (": a/b", "a name, not a path"),
@@ -2095,6 +2110,8 @@ mod tests {
         std::fs::write(&file, "- /top/f\n").unwrap();
         let merged = rules(&[&format!("merge,/ {}", file.display())]);
         assert_eq!(merged.to_args(), ["-/ /top/f"]);
+        let names = rules(&[&format!("merge,x {}", file.display())]);
+        assert_eq!(names.to_args(), ["-x /top/f"]);
         let e = rules(&[": .rules"])
             .enter(&DirScope::default(), b"", |_| Ok(Some(b"-/ /a\n".to_vec())))
             .unwrap_err();

@@ -3426,6 +3426,37 @@ mod tests {
         acl_with(4)
     }
 
+    /// `x` rules narrow what is kept: a name they leave out is neither
+    /// compared, set nor removed; the others as ever; ACLs are `-A`'s.
+    #[test]
+    fn xattr_rules_narrow_what_is_kept() {
+        let mut filter = crate::sync::Filter::default();
+        filter.add_rule("-x user.mine").unwrap();
+        let kept = Kept {
+            names: Some(std::sync::Arc::new(filter)),
+            ..X
+        };
+        assert!(kept.covers(b"user.theirs", false) && !kept.covers(b"user.mine", false));
+        assert!(!kept.covers(b"system.posix_acl_access", true));
+        let have = xa(&[("user.mine", "here"), ("user.theirs", "old")]);
+        let want = xa(&[("user.theirs", "old")]);
+        assert_eq!(kept.differences(&have, &want), (false, false));
+        assert_eq!(X.differences(&have, &want), (true, false));
+        let (_t, root, _outside) = root_and_outside();
+        let f = rel(b"f");
+        std::fs::write(root.join("f"), b"x").unwrap();
+        let fs = FsRoot::open(&root).unwrap();
+        for (name, value) in [("user.mine", "here"), ("user.gone", "old")] {
+            rfs::setxattr(root.join("f"), name, value.as_bytes(), XattrFlags::empty()).unwrap();
+        }
+        let want = xa(&[("user.mine", "sent"), ("user.new", "1")]);
+        fs.set_xattrs(&f, &want, &kept).unwrap();
+        assert_eq!(
+            fs.xattrs(&f).unwrap(),
+            xa(&[("user.mine", "here"), ("user.new", "1")])
+        );
+    }
+
     #[test]
     fn xattrs_are_read_and_made_equal_without_touching_acls() {
         let (_t, root, outside) = root_and_outside();

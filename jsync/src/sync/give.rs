@@ -60,6 +60,9 @@ pub(crate) struct GiveSpec {
     /// Only these paths beneath the base, each with the directories that
     /// lead to it ([`GiveSpec::select`]); sorted, normalized.
     pub only: Option<Vec<Vec<u8>>>,
+    /// A source on this machine (not a server's): `/` filter rules see
+    /// its absolute path ([`GiveSpec::transfer_root`]).
+    pub local: bool,
 }
 
 impl GiveSpec {
@@ -112,6 +115,7 @@ impl GiveSpec {
                 },
                 follow_anywhere: true,
                 only: None,
+                local: true,
             });
         }
         let name = src
@@ -137,26 +141,20 @@ impl GiveSpec {
             },
             follow_anywhere: true,
             only: None,
+            local: true,
         })
     }
 
-    /// Where the paths of the list lie, for `/` filter rules: the directory
-    /// the source is sent from (a directory named without a trailing slash:
-    /// the one holding it), as an absolute path for a local source and as
-    /// a path beneath the root on a server (rsync's daemon matches them so
-    /// within a module).
+    /// Where the paths of the list lie, for `/` filter rules
+    /// ([`super::abs_root`]): the directory the source is sent from (for
+    /// anything but a directory's contents, the one holding it).
     fn transfer_root(&self) -> Vec<u8> {
-        let mut dir = match self.follow_anywhere {
-            true => std::path::absolute(self.fs.path()).unwrap_or_else(|_| self.fs.path().into()),
-            false => PathBuf::new(),
-        };
-        if !self.base.is_root() {
-            dir.push(OsStr::from_bytes(self.base.as_bytes()));
+        let mut dir = super::abs_root(self.fs.path(), self.base.as_bytes(), self.local);
+        if !(self.source.kind == EntryKind::Dir && self.source.contents) {
+            let end = dir.iter().rposition(|&b| b == b'/').unwrap_or(0);
+            dir.truncate(end);
         }
-        if self.source.kind == EntryKind::Dir && !self.source.contents {
-            dir.pop();
-        }
-        dir.into_os_string().into_vec()
+        dir
     }
 
     /// A source named by a client, relative to a server's root. A symlink
@@ -204,6 +202,7 @@ impl GiveSpec {
             base,
             follow_anywhere: false,
             only: None,
+            local: false,
         })
     }
 
@@ -211,7 +210,7 @@ impl GiveSpec {
     /// is listed, and the receiver deletes what it has where the source
     /// would land. `fs` is never read. A path naming a directory's contents
     /// (a trailing slash, `.`) is refused: there is no one name to delete.
-    pub(crate) fn missing(fs: FsRoot, src: &[u8]) -> Result<GiveSpec> {
+    pub(crate) fn missing(fs: FsRoot, src: &[u8], local: bool) -> Result<GiveSpec> {
         let shown = super::escape_name(src);
         let no_name = || Error::Fs(format!("{shown}: no such file or directory"));
         if names_contents(src) {
@@ -231,6 +230,7 @@ impl GiveSpec {
             base,
             follow_anywhere: false,
             only: None,
+            local,
         })
     }
 
@@ -1088,8 +1088,9 @@ fn walk_selected(
             }
             Err(ScopeError::Below) => continue,
         };
-        let excluded =
-            |is_dir| !opts.filter.is_empty() && opts.filter.is_excluded_in(&scope, path, is_dir);
+        let excluded = |is_dir| {
+            opts.filter.has_path_rules() && opts.filter.is_excluded_in(&scope, path, is_dir)
+        };
         let (item, m) = match selected_entry(spec, opts, path) {
             Ok(found) => found,
             Err(_) if missing(spec, opts, path) => {
@@ -1254,7 +1255,7 @@ fn visit(
     rel.extend_from_slice(name);
     let failed = |rel: Vec<u8>, why: String| Some((WalkItem::Error(rel, why), None));
     let excluded = |rel: &[u8], is_dir: bool| {
-        !opts.filter.is_empty() && opts.filter.is_excluded_in(&parent.scope, rel, is_dir)
+        opts.filter.has_path_rules() && opts.filter.is_excluded_in(&parent.scope, rel, is_dir)
     };
     // What the directory entry says the name is, unless -L or -k follows
     // it or the filesystem does not say: enough for the filter, without a

@@ -428,7 +428,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                     && FsRoot::check(args.path.as_bytes())
                         .is_ok_and(|p| matches!(fs.lstat(&p), Ok(None)));
                 let mut spec = match gone {
-                    true => GiveSpec::missing(fs, args.path.as_bytes())?,
+                    true => GiveSpec::missing(fs, args.path.as_bytes(), false)?,
                     false => GiveSpec::in_root(fs, &args.path, give::Follow::of(o))?,
                 };
                 if let Some(only) = &args.opts.only {
@@ -902,7 +902,7 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
         // (Never read: a missing source lists nothing.)
         true => {
             let fs = FsRoot::open(Path::new("/")).map_err(fs_err)?;
-            GiveSpec::missing(fs, src.as_os_str().as_encoded_bytes())?
+            GiveSpec::missing(fs, src.as_os_str().as_encoded_bytes(), true)?
         }
         false => GiveSpec::local(src, give::Follow::of(opts))?,
     };
@@ -1153,6 +1153,32 @@ pub(crate) fn shown_path<'a>(prefix: &[u8], path: &'a [u8]) -> std::borrow::Cow<
     escape_name(&shown_bytes(prefix, path)).into_owned().into()
 }
 
+/// Where a side's paths lie, for `/` filter rules: `rel` beneath the
+/// directory `root` this side opened; for a tree on this machine (`local`)
+/// its absolute path, with `.` and `..` taken out as rsync's `change_dir`
+/// takes them out; on a server the path beneath the root it serves (as
+/// rsync's daemon matches within a module). Without a leading `/`.
+pub(crate) fn abs_root(root: &Path, rel: &[u8], local: bool) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Component;
+    let full = match local {
+        true => std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
+        false => PathBuf::new(),
+    };
+    let full = full.join(std::ffi::OsStr::from_bytes(rel));
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in full.components() {
+        match c {
+            Component::Normal(n) => out.push(n.as_bytes()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out.join(&b'/')
+}
+
 /// The filter as `side` applies it to `source`'s entries: a directory sent as
 /// itself (no trailing slash) sits below the transfer root, so rules see its
 /// entries as `NAME/...`, as rsync's do; the other side's rules are passed over.
@@ -1170,6 +1196,25 @@ fn rooted_filter(filter: &Arc<Filter>, source: &proto::sync::Source, side: Side)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/` rules' roots: a local tree's absolute path without `.` and `..`
+    /// (a relative one from the current directory), a server's path
+    /// beneath its root; no leading `/`.
+    #[test]
+    fn abs_roots_as_rsync_sees_them() {
+        let root = Path::new("/home/u/./x/../src/");
+        assert_eq!(abs_root(root, b"", true), b"home/u/src");
+        assert_eq!(abs_root(root, b"sub/dst", true), b"home/u/src/sub/dst");
+        assert_eq!(abs_root(Path::new("/"), b"", true), b"");
+        assert_eq!(
+            abs_root(Path::new("/srv/root"), b"mod/dst", false),
+            b"mod/dst"
+        );
+        assert_eq!(abs_root(Path::new("/srv/root"), b"", false), b"");
+        let cwd = std::env::current_dir().unwrap();
+        let want = cwd.join("rel").as_os_str().as_encoded_bytes()[1..].to_vec();
+        assert_eq!(abs_root(Path::new("./rel"), b"", true), want);
+    }
 
     /// A job still going at its time limit ends there: the link closes, the
     /// job winds down, the run fails with `TimeLimit`; one done in time is

@@ -318,14 +318,8 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         opts.filter = Arc::new(opts.filter.own_rules_only());
     }
     if opts.filter.has_abs_rules() {
-        let mut dir = match spec.local {
-            true => std::path::absolute(spec.fs.path()).unwrap_or_else(|_| spec.fs.path().into()),
-            false => std::path::PathBuf::new(),
-        };
-        if !spec.dst.is_root() {
-            dir.push(std::ffi::OsStr::from_bytes(spec.dst.as_bytes()));
-        }
-        opts.filter = Arc::new(opts.filter.with_abs_root(dir.as_os_str().as_bytes()));
+        let dir = super::abs_root(spec.fs.path(), spec.dst.as_bytes(), spec.local);
+        opts.filter = Arc::new(opts.filter.with_abs_root(&dir));
     }
     if opts.filter.has_xattr_rules() {
         // What `-X` keeps is narrowed by the rules for attribute names.
@@ -1433,7 +1427,7 @@ impl Ctx {
     /// reads: a dry run asks too.
     fn way_out(&self, rel: &RelPath) -> std::result::Result<(), String> {
         self.refuse_full_dir(rel, "replace")?;
-        if !self.opts.filter.is_empty() && protected_inside(self, rel, None)? {
+        if self.opts.filter.has_path_rules() && protected_inside(self, rel, None)? {
             return Err(
                 "cannot make way for it: the directory there holds protected entries".into(),
             );

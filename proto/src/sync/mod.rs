@@ -6,7 +6,8 @@
 //! **Control circuit** (opened by the receiver): the sender sends `SOURCE`, then
 //! `IDS` (owner names, before the entries that use them), `LIST` batches and
 //! `WALK_ERROR`s as it walks, and `LIST_END`. Entries are numbered in the order
-//! sent. The receiver first sends `MADE` if it made (or a dry run would
+//! sent. When it sends its change lines to the sender (for the sender's
+//! user), the receiver first sends `MADE` if it made (or a dry run would
 //! make) directories for the destination. It may send `ITEMS` (itemized
 //! changes, for the sender's user),
 //! `LOG_ITEMS` (the same in the log file's format, when asked for) and, with
