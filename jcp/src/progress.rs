@@ -390,29 +390,36 @@ mod tests {
     /// rsync's words for what was made, the destination named as typed.
     #[test]
     fn made_lines_as_rsync() {
-        let line = |t: &str, n, itself, mkpath| made_line(t.as_bytes(), n, itself, mkpath);
-        assert_eq!(line("new/", 0, true, false), None);
-        assert_eq!(
-            line("new/", 1, true, false).as_deref(),
-            Some("created directory new")
-        );
-        assert_eq!(
-            line("/tmp/a/new", 1, true, true).as_deref(),
-            Some("created 1 directory for /tmp/a/new")
-        );
-        assert_eq!(
-            line("a/b/new", 3, true, false).as_deref(),
-            Some("created 3 directories for a/b/new")
-        );
-        assert_eq!(
-            line("a/b/name", 2, false, false).as_deref(),
-            Some("created 2 directories for a/b")
-        );
-        assert_eq!(
-            line("/", 1, true, false).as_deref(),
-            Some("created directory /")
-        );
-        assert_eq!(line("name", 1, false, false), None);
+        for (typed, dirs, itself, mkpath, want) in [
+            ("new/", 0, true, false, None),
+            ("new/", 1, true, false, Some("created directory new")),
+            (
+                "/tmp/a/new",
+                1,
+                true,
+                true,
+                Some("created 1 directory for /tmp/a/new"),
+            ),
+            (
+                "a/b/new",
+                3,
+                true,
+                false,
+                Some("created 3 directories for a/b/new"),
+            ),
+            (
+                "a/b/name",
+                2,
+                false,
+                false,
+                Some("created 2 directories for a/b"),
+            ),
+            ("/", 1, true, false, Some("created directory /")),
+            ("name", 1, false, false, None),
+        ] {
+            let got = made_line(typed.as_bytes(), dirs, itself, mkpath);
+            assert_eq!(got.as_deref(), want, "{typed} {dirs} {itself} {mkpath}");
+        }
     }
 
     #[test]
