@@ -103,10 +103,10 @@ pub struct SyncOptions {
     pub itemize: bool,
     /// With `itemize`, report unchanged entries too (`-ii`): `.f          PATH`.
     pub itemize_unchanged: bool,
-    /// With `itemize_unchanged` and an `out_format` without `%i`: rsync's
-    /// `-vv` lines besides the changes, `NAME is uptodate` for an entry
-    /// (not a directory) found up to date, and the bare name of one whose
-    /// attributes alone changed.
+    /// With an `out_format` without `%i` (where `itemize_unchanged` would
+    /// show nothing): rsync's `-vv` lines besides the changes, `NAME is
+    /// uptodate` for an entry (not a directory) found up to date, and the
+    /// bare name of one whose attributes alone changed.
     pub names_unchanged: bool,
     /// Which entries to leave out; excluded receiver entries are also safe from
     /// `delete` unless `delete_excluded`.

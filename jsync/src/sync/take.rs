@@ -835,29 +835,33 @@ fn stats_of(c: &Counters) -> Stats {
 /// made, or a dry run would make, to put the destination in place (for
 /// rsync's "created directory" line; none for a missing source).
 fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<(RelPath, bool, Made)> {
+    // The destination and the directories above it not there yet, read
+    // before anything is made (a missing source makes nothing).
     let missing = source.kind == EntryKind::Missing;
+    let absent = if missing {
+        0
+    } else {
+        missing_dirs(&spec.fs, &spec.dst)?
+    };
     // The destination itself is a directory (made here or where the
-    // directory source is placed), or else a file takes its name.
-    let made = match spec.dir || source.kind == EntryKind::Dir {
-        _ if missing => Made::default(),
-        true => Made {
-            dirs: spec.made_above + missing_dirs(&spec.fs, &spec.dst)?,
-            itself: true,
-        },
+    // directory source is placed), or else a file takes its name and only
+    // its parents are made (none when it is there, as a directory or not).
+    let itself = spec.dir || source.kind == EntryKind::Dir;
+    let made = match missing {
+        true => Made::default(),
         false => Made {
             dirs: spec.made_above
-                + match spec.dst.parent() {
-                    Some(parent) if !is_dir_within(&spec.fs, &spec.dst)? => {
-                        missing_dirs(&spec.fs, &parent)?
-                    }
-                    _ => 0,
+                + if itself {
+                    absent
+                } else {
+                    absent.saturating_sub(1)
                 },
-            itself: false,
+            itself,
         },
     };
     let mut made_new = false;
     if spec.dir && !dry_run && !spec.dst.is_root() {
-        made_new = spec.fs.lstat(&spec.dst).map_err(fs_err)?.is_none();
+        made_new = absent > 0;
         spec.fs.mkdir_all(&spec.dst, 0o777).map_err(fs_err)?;
     }
     let into = |name: &[u8]| -> Result<RelPath> { join(&spec.dst, name).map_err(fs_err) };
