@@ -160,7 +160,9 @@ impl Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse_checked();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -172,7 +174,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Init) => match jsync::identity::init(&dir) {
             Ok(report) => {
-                print!("{report}");
+                println!("{report}");
                 Ok(())
             }
             Err(e) => Err(e.into()),

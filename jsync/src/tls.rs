@@ -717,6 +717,10 @@ fn explain_with(err: &rustls::Error, side: Role, dir: Option<&Path>) -> String {
             format!("the {peer} does not speak the jsync protocol (ALPN mismatch)")
         }
         E::PeerIncompatible(why) => format!("the {peer} is incompatible: {why:?}"),
+        // (What answers is not TLS at all: another service on that port.)
+        E::InvalidMessage(_) | E::InappropriateHandshakeMessage { .. } => format!(
+            "TLS error with the {peer}: {err} (is a jsync {peer} listening on that port?)"
+        ),
         other => format!("TLS error with the {peer}: {other}"),
     }
 }

@@ -30,6 +30,7 @@ fn client_security(id: &Identity) -> ClientSecurity {
     ClientSecurity::Tls {
         tcp: tls::client_config(id, None, &TlsOptions::default()).unwrap(),
         quic: tls::quic_client_config(id, None, &TlsOptions::default()).unwrap(),
+        named: None,
     }
 }
 
@@ -100,6 +101,11 @@ async fn tofu_records_a_new_client_key_and_lockdown_refuses_an_unknown_one() {
         let recorded = std::fs::read_to_string(&known).unwrap();
         assert_eq!(recorded.lines().count(), 1, "{t}: {recorded}");
         assert!(recorded.starts_with("ed25519 "), "{t}: {recorded}");
+        // ...with where it came from, as ssh's known_hosts would have it.
+        assert!(
+            recorded.contains(" from client 127.0.0.1:"),
+            "{t}: {recorded}"
+        );
 
         // Read-only file: lockdown. The recorded client still gets in...
         std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o444)).unwrap();
@@ -128,6 +134,25 @@ async fn tofu_records_a_new_client_key_and_lockdown_refuses_an_unknown_one() {
             recorded,
             "{t}: lockdown must not write"
         );
+    }
+}
+
+/// A client records a new server's key with the address it reached it at.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_records_where_it_first_saw_a_server_key() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let srv = TestServer::start(keys.server(), echo());
+        let known = keys.file(KNOWN_SERVER_KEYS);
+        std::fs::write(&known, "").unwrap();
+        let link = client(keys.client(), Services::new(), t)
+            .connect(&srv.addr_string())
+            .await
+            .unwrap_or_else(|e| panic!("{t}: TOFU connect: {e}"));
+        link.close("done").await;
+        let recorded = std::fs::read_to_string(&known).unwrap();
+        let from = format!(" from server {}\n", srv.addr_string());
+        assert!(recorded.ends_with(&from), "{t}: {recorded}");
     }
 }
 

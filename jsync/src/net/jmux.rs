@@ -223,6 +223,26 @@ impl Writer {
     }
 }
 
+/// How long closing waits for the GOAWAY and shutdown to leave.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The write side of a connection that was dropped.
+struct Gone;
+
+impl AsyncWrite for Gone {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(closed()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(closed()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// Wakes every task that waits for the connection's write side: the stream
 /// underneath keeps one waker, and any of several writers may be waiting.
 #[derive(Default)]
@@ -256,6 +276,8 @@ struct Shared {
     flush: Notify,
     /// Wakes the reader task when readers made room under [`CONN_BUFFER`].
     room: Notify,
+    /// Ends the reader task: we close, whatever the peer does.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -372,13 +394,16 @@ impl Handle {
     /// ends it.
     pub(crate) async fn close(&self) {
         self.shared.control(0, GOAWAY, 0);
-        let _ = std::future::poll_fn(|cx| {
+        let said = std::future::poll_fn(|cx| {
             self.shared.with_writer(cx, |w, cx| {
                 std::task::ready!(w.poll_flush(cx))?;
                 Pin::new(&mut w.io).poll_shutdown(cx)
             })
-        })
-        .await;
+        });
+        // A peer that does not read cannot hold the connection open: after
+        // a grace period it is dropped whether the GOAWAY left or not.
+        let _ = tokio::time::timeout(CLOSE_GRACE, said).await;
+        self.shared.closing.cancel();
     }
 }
 
@@ -427,12 +452,16 @@ where
         waiting: Arc::default(),
         flush: Notify::new(),
         room: Notify::new(),
+        closing: tokio_util::sync::CancellationToken::new(),
     });
     let (in_tx, inbound) = mpsc::unbounded_channel();
     let (end_tx, ended) = watch::channel(None);
     let s = shared.clone();
     tokio::spawn(async move {
-        let reason = read_frames(read, &s, in_tx).await;
+        let reason = tokio::select! {
+            reason = read_frames(read, &s, in_tx) => reason,
+            () = s.closing.cancelled() => "closed".to_string(),
+        };
         tracing::debug!(%reason, "connection ended");
         {
             let mut st = s.state.lock().expect("poisoned");
@@ -454,7 +483,11 @@ where
         let shut = std::future::poll_fn(|cx| {
             s.with_writer(cx, |w, cx| Pin::new(&mut w.io).poll_shutdown(cx))
         });
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), shut).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, shut).await;
+        // The read half went with the reading; with the write half gone
+        // too, the connection itself is dropped (its socket closed), even
+        // while streams here are still held.
+        s.writer.lock().expect("poisoned").io = Box::new(Gone);
     });
     let s = shared.clone();
     tokio::spawn(async move {
@@ -540,9 +573,29 @@ async fn read_frames<R: AsyncRead + Unpin>(
                     Some(s) if s.recv_fin => {
                         return violation(format!("stream {id} sent DATA after FIN"));
                     }
-                    // Nobody reads it (any more): drop it, and grant the bytes
-                    // back so that the peer's writer does not stall.
-                    _ => {
+                    // Nobody reads it any more: drop it, and grant the bytes
+                    // back so that the peer's writer does not stall (in
+                    // batches, as a reader would: a grant per frame would
+                    // let tiny frames fill our queue of grants).
+                    Some(s) => {
+                        if s.unacked.saturating_add(len) > WINDOW {
+                            return violation(format!("stream {id} sent past its window"));
+                        }
+                        s.unacked += len;
+                        let grant = s.consume(len as usize);
+                        drop(st);
+                        if grant > 0 {
+                            shared.control(id, WINDOW_UPDATE, grant);
+                        }
+                    }
+                    None => {
+                        let never_opened = match id % 2 == st.peer_parity {
+                            true => id > st.peer_id,
+                            false => id >= st.next_id,
+                        };
+                        if never_opened {
+                            return violation(format!("DATA on stream {id}, never opened"));
+                        }
                         drop(st);
                         if len > 0 {
                             shared.control(id, WINDOW_UPDATE, len);

@@ -6,7 +6,6 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
@@ -101,9 +100,7 @@ impl Mux {
     /// a byte stream the runtime has already sent it on the control circuit.
     pub(crate) async fn close(&self, reason: &str) {
         match self {
-            Mux::Stream(handle) => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), handle.close()).await;
-            }
+            Mux::Stream(handle) => handle.close().await,
             Mux::Quic(conn) => {
                 conn.close(quinn::VarInt::from_u32(1), reason.as_bytes());
             }

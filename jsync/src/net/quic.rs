@@ -149,7 +149,7 @@ pub(crate) async fn connect(
     security: &ClientSecurity,
     opts: &LinkOptions,
 ) -> Result<Established> {
-    let ClientSecurity::Tls { quic, .. } = security else {
+    let ClientSecurity::Tls { quic, named, .. } = security else {
         return Err(Error::Usage(
             "QUIC is always encrypted; --insecure-plaintext works over TCP only".into(),
         ));
@@ -167,7 +167,11 @@ pub(crate) async fn connect(
     let runtime = quinn::default_runtime()
         .ok_or_else(|| connect_err(std::io::Error::other("no async runtime for QUIC")))?;
     let endpoint = Endpoint::new(endpoint_config(), None, udp, runtime).map_err(connect_err)?;
-    let mut config = quinn::ClientConfig::new(quic.clone());
+    let quic = match named {
+        Some(named) => named.client_quic(peer)?,
+        None => quic.clone(),
+    };
+    let mut config = quinn::ClientConfig::new(quic);
     config.transport_config(transport(opts, Some(addr)));
     let connecting = endpoint
         .connect_with(config, addr, crate::tls::SERVER_NAME)
@@ -217,9 +221,13 @@ pub(crate) async fn accept(
     security: &ServerSecurity,
     opts: &LinkOptions,
 ) -> Result<Established> {
-    let ServerSecurity::Tls { quic, .. } = security else {
+    let ServerSecurity::Tls { quic, named, .. } = security else {
         // A plaintext server has no QUIC endpoint to accept on.
         return Err(Error::Usage("QUIC is always encrypted".into()));
+    };
+    let quic = match named {
+        Some(named) => &named.server_quic(peer)?,
+        None => quic,
     };
     let config = server_config(quic, opts, Some(incoming.remote_address()));
     timed(opts.handshake_timeout, "handshake", peer, async {

@@ -20,6 +20,10 @@ pub enum ClientSecurity {
     Tls {
         tcp: Arc<rustls::ClientConfig>,
         quic: Arc<QuicClientConfig>,
+        /// Builds each connection's configurations anew, naming the server
+        /// (its address) in a key it records and in its checks' log lines;
+        /// without it, `tcp` and `quic` serve, naming it "server".
+        named: Option<Arc<PeerNamed>>,
     },
     /// No encryption, no authentication. Only for `--insecure-plaintext` on both sides.
     Plaintext,
@@ -33,6 +37,8 @@ pub enum ServerSecurity {
     Tls {
         tcp: Arc<rustls::ServerConfig>,
         quic: Arc<QuicServerConfig>,
+        /// As [`ClientSecurity::Tls`]'s: names each client by its address.
+        named: Option<Arc<PeerNamed>>,
     },
     /// No encryption, no authentication; QUIC is off.
     Plaintext,
@@ -63,7 +69,12 @@ impl ClientSecurity {
         let known = known_keys(dir, identity::KNOWN_SERVER_KEYS)?;
         Ok(ClientSecurity::Tls {
             tcp: tls::client_config(&id, known.clone(), opts)?,
-            quic: tls::quic_client_config(&id, known, opts)?,
+            quic: tls::quic_client_config(&id, known.clone(), opts)?,
+            named: Some(Arc::new(PeerNamed {
+                id,
+                known,
+                opts: opts.clone(),
+            })),
         })
     }
 }
@@ -75,8 +86,62 @@ impl ServerSecurity {
         let known = known_keys(dir, identity::KNOWN_CLIENT_KEYS)?;
         Ok(ServerSecurity::Tls {
             tcp: tls::server_config(&id, known.clone(), opts)?,
-            quic: tls::quic_server_config(&id, known, opts)?,
+            quic: tls::quic_server_config(&id, known.clone(), opts)?,
+            named: Some(Arc::new(PeerNamed {
+                id,
+                known,
+                opts: opts.clone(),
+            })),
         })
+    }
+}
+
+/// What a connection's TLS configuration is built from when it names its
+/// peer ([`tls::server_config_for_peer`] and the like: cheap enough per
+/// connection).
+pub struct PeerNamed {
+    id: Identity,
+    known: Option<Arc<KnownKeys>>,
+    opts: TlsOptions,
+}
+
+impl std::fmt::Debug for PeerNamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerNamed").finish_non_exhaustive()
+    }
+}
+
+impl PeerNamed {
+    pub(crate) fn server_tcp(&self, peer: &str) -> Result<Arc<rustls::ServerConfig>> {
+        Ok(tls::server_config_for_peer(
+            &self.id,
+            self.known.clone(),
+            &self.opts,
+            peer,
+        )?)
+    }
+
+    pub(crate) fn server_quic(&self, peer: &str) -> Result<Arc<QuicServerConfig>> {
+        let (id, known) = (&self.id, self.known.clone());
+        Ok(tls::quic_server_config_for_peer(
+            id, known, &self.opts, peer,
+        )?)
+    }
+
+    pub(crate) fn client_tcp(&self, peer: &str) -> Result<Arc<rustls::ClientConfig>> {
+        Ok(tls::client_config_for_peer(
+            &self.id,
+            self.known.clone(),
+            &self.opts,
+            peer,
+        )?)
+    }
+
+    pub(crate) fn client_quic(&self, peer: &str) -> Result<Arc<QuicClientConfig>> {
+        let (id, known) = (&self.id, self.known.clone());
+        Ok(tls::quic_client_config_for_peer(
+            id, known, &self.opts, peer,
+        )?)
     }
 }
 

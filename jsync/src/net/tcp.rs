@@ -122,8 +122,14 @@ pub(crate) async fn connect(
                 let none = PeerCert::default();
                 over_stream(tcp, Side::Client, &opts.agent, peer, none, wire.clone(), false).await
             }
-            ClientSecurity::Tls { tcp: config, .. } => {
-                let connector = tokio_rustls::TlsConnector::from(config.clone());
+            ClientSecurity::Tls {
+                tcp: config, named, ..
+            } => {
+                let config = match named {
+                    Some(named) => named.client_tcp(peer)?,
+                    None => config.clone(),
+                };
+                let connector = tokio_rustls::TlsConnector::from(config);
                 let name = ServerName::try_from(crate::tls::SERVER_NAME).expect("valid name");
                 let mut tls = match connector.connect(name, Sniff::new(tcp)).into_fallible().await {
                     Ok(tls) => tls,
@@ -189,7 +195,9 @@ pub(crate) async fn accept(
                 )
                 .await
             }
-            ServerSecurity::Tls { tcp: config, .. } => {
+            ServerSecurity::Tls {
+                tcp: config, named, ..
+            } => {
                 let mut tcp = tcp;
                 if proto::looks_like_jsync(&first) && !first.is_empty() {
                     let reason = "the server expects TLS (the client used --insecure-plaintext)";
@@ -199,7 +207,11 @@ pub(crate) async fn accept(
                         reason: "the client spoke plaintext; this server expects TLS".into(),
                     });
                 }
-                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                let config = match named {
+                    Some(named) => named.server_tcp(peer)?,
+                    None => config.clone(),
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 let mut tls = acceptor.accept(tcp).await.map_err(|e| Error::Tls {
                     peer: peer.into(),
                     reason: explain_io(&e, Role::Server),

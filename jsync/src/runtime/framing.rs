@@ -4,7 +4,7 @@
 use std::pin::Pin;
 
 use proto::{Compression, DecodeError, Fragment, HEADER_LEN};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::net::mux::FrameRead;
 
@@ -34,8 +34,8 @@ const PEEK: usize = 256;
 /// tell where its payload starts. When the stream holds the payload as one
 /// piece of its own ([`FrameRead::poll_take_exact`]), that piece becomes the
 /// payload and nothing is read at all. Other frames are read into `buf`, scratch
-/// space reused across calls (it stays initialized, so reading into it zeroes
-/// nothing), and decoded from there.
+/// space reused across calls that grows only as bytes arrive, and decoded
+/// from there.
 pub(crate) async fn read_frame<R: FrameRead>(
     r: &mut R,
     buf: &mut Vec<u8>,
@@ -109,13 +109,22 @@ pub(crate) async fn read_frame<R: FrameRead>(
         frag.payload = payload;
         return Ok(Some(frag));
     }
-    if buf.len() < total {
-        buf.resize(total, 0);
+    // (The buffer grows as bytes arrive, never ahead of them to the length
+    // a header claims: a peer that announces large frames and sends
+    // nothing holds no memory for them.)
+    buf.clear();
+    buf.extend_from_slice(head);
+    while buf.len() < total {
+        let want = total - buf.len();
+        let n = r
+            .read_buf(&mut bytes::BufMut::limit(&mut *buf, want))
+            .await
+            .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(ReadError::Truncated);
+        }
     }
-    let frame = &mut buf[..total];
-    frame[..have].copy_from_slice(head);
-    read_exact(r, &mut frame[have..]).await?;
-    let res = proto::decode_frame(frame)
+    let res = proto::decode_frame(&buf[..total])
         .map(Some)
         .map_err(ReadError::Decode);
     if buf.len() > KEEP {
@@ -123,17 +132,6 @@ pub(crate) async fn read_frame<R: FrameRead>(
         buf.shrink_to_fit();
     }
     res
-}
-
-/// `read_exact`, with the stream's end as [`ReadError::Truncated`].
-async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, to: &mut [u8]) -> Result<(), ReadError> {
-    r.read_exact(to)
-        .await
-        .map(drop)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => ReadError::Truncated,
-            _ => ReadError::Io(e),
-        })
 }
 
 /// Uncompressed payloads from this size on are written after their frame's

@@ -4,7 +4,8 @@
 //! Driving contract: [`Link::establish`] takes a connection that finished its
 //! handshake and spawns four tasks — the control reader (dispatches START, STARTED,
 //! FAIL, CLOSE, GOAWAY, PING), the control writer (sends queued control fragments and
-//! pings), a watchdog (declares the link dead after `idle_timeout` of silence) and the
+//! pings), a watchdog (declares the link dead after `idle_timeout` without a PONG to
+//! those pings: a peer that writes but does not read is as dead as a silent one) and the
 //! inbound dispatcher (reads each new stream's OPEN fragment and hands the circuit to
 //! the peer it names). When any of them sees the connection end, [`Link::fail`]
 //! records the reason once and cancels every peer, so every open circuit errors.
@@ -108,6 +109,8 @@ struct LinkInner {
     next_peer: AtomicU32,
     next_circuit: AtomicU32,
     control: mpsc::UnboundedSender<Outgoing>,
+    /// Fragments in `control` not yet written ([`CONTROL_BACKLOG`]).
+    backlog: std::sync::atomic::AtomicUsize,
     ended: watch::Receiver<Option<String>>,
     ended_tx: watch::Sender<Option<String>>,
     wire: WireCounter,
@@ -135,8 +138,16 @@ impl std::fmt::Debug for Link {
     }
 }
 
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new inbound stream may take to name its peer (its OPEN is
+/// the first thing the opener writes).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTROL: &str = "control";
+/// Control fragments waiting to be written before the link fails: replies
+/// (PONG, STARTED, FAIL) to a peer that asks faster than it reads them
+/// would otherwise pile up without bound.
+const CONTROL_BACKLOG: usize = 16_384;
+/// Services the other side may have running here at once.
+const MAX_SERVICES: usize = 256;
 
 impl Link {
     /// Turns an established connection into a running link.
@@ -181,6 +192,7 @@ impl Link {
                     Side::Server => 2,
                 }),
                 control: ctl_tx,
+                backlog: std::sync::atomic::AtomicUsize::new(0),
                 ended,
                 ended_tx,
                 wire: est.wire.clone(),
@@ -395,7 +407,17 @@ impl Link {
     }
 
     fn send_control(&self, frag: Fragment) {
-        let _ = self.inner.control.send(Outgoing::Frag(frag));
+        let queued = self.inner.backlog.fetch_add(1, Ordering::Relaxed) + 1;
+        if queued == CONTROL_BACKLOG + 1 {
+            let link = self.clone();
+            tokio::spawn(async move {
+                link.fail("the peer asks faster than it reads the replies")
+                    .await;
+            });
+        }
+        if queued <= CONTROL_BACKLOG {
+            let _ = self.inner.control.send(Outgoing::Frag(frag));
+        }
     }
 
     fn forget_peer(&self, id: u32) {
@@ -508,7 +530,9 @@ impl Link {
                 }
             }
             Op::GOAWAY => {
+                // (The peer's words, logged: with no control characters.)
                 let reason = frag.error.unwrap_or_default();
+                let reason = crate::sync::escape_controls(&reason).into_owned();
                 let link = self.clone();
                 tokio::spawn(async move {
                     link.fail(&format!("the peer closed the connection: {reason}"))
@@ -523,6 +547,15 @@ impl Link {
 
     /// The other side asks us to run `service`; `remote_id` is its end of the pair.
     fn start_service(&self, remote_id: u32, service: String, args: Vec<String>) {
+        if self.inner.running.len() >= MAX_SERVICES {
+            self.send_control(Fragment {
+                subject: "start".into(),
+                part: u64::from(remote_id),
+                ..Fragment::new(Op::FAIL)
+                    .with_error(format!("more than {MAX_SERVICES} services at once"))
+            });
+            return;
+        }
         let Some(f) = self.inner.services.get(&service) else {
             // (The peer's words: logged with no control characters.)
             let service = crate::sync::escape_controls(&service);
@@ -697,7 +730,10 @@ async fn control_writer(
             _ = token.cancelled() => return,
             _ = tick.tick() => (Fragment::new(Op::PING), None),
             m = rx.recv() => match m {
-                Some(Outgoing::Frag(f)) => (f, None),
+                Some(Outgoing::Frag(f)) => {
+                    link.inner.backlog.fetch_sub(1, Ordering::Relaxed);
+                    (f, None)
+                }
                 Some(Outgoing::GoAway(f, done)) => (f, Some(done)),
                 None => return,
             },
@@ -725,7 +761,11 @@ async fn control_reader(link: Link, mut r: crate::net::mux::BoxRead, heard: Arc<
         };
         match res {
             Ok(Some(frag)) => {
-                *heard.lock().expect("poisoned") = Instant::now();
+                // Only an answer to our keepalive says the peer still reads
+                // what we send: a peer that only writes is not alive to us.
+                if frag.op == Op::PONG {
+                    *heard.lock().expect("poisoned") = Instant::now();
+                }
                 link.dispatch(frag);
             }
             Ok(None) => return link.fail("the peer closed the connection").await,

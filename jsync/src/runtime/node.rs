@@ -270,11 +270,14 @@ impl Server {
     /// with "server shutting down" after the links' grace period, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let limit = Arc::new(Semaphore::new(self.max_connections));
+        let handshaking = Handshaking::default();
         let mut tasks = JoinSet::new();
         let (links_tx, mut links_rx) = tokio::sync::mpsc::unbounded_channel::<Link>();
         let mut links: Vec<Link> = Vec::new();
         tokio::pin!(shutdown);
         loop {
+            // (Connections that ended are collected as new ones come.)
+            while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
                 _ = &mut shutdown => break,
                 p = limit.clone().acquire_owned() => p.expect("semaphore open"),
@@ -287,18 +290,39 @@ impl Server {
                         Ok(x) => x,
                         Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
                     };
+                    let Some(turn) = handshaking.enter(addr.ip()) else { continue };
                     let ctx = self.conn_ctx(links_tx.clone());
                     tasks.spawn(async move {
                         let name = format!("client {addr}");
+                        // A client speaks first: one that does not, soon,
+                        // gives its connection slot back.
+                        let spoke = tokio::time::timeout(FIRST_WORDS, stream.readable()).await;
+                        if !matches!(spoke, Ok(Ok(()))) {
+                            tracing::debug!(peer = %name, "dropped: said nothing");
+                            return;
+                        }
                         let est = tcp::accept(stream, &name, &ctx.security, &ctx.opts).await;
+                        drop(turn);
                         ctx.finish(est, name, permit).await;
                     });
                 }
                 Some(incoming) = accept_quic(self.quic.as_ref()) => {
+                    // A busy server first has a new address prove it is
+                    // real (QUIC's retry): spoofed packets cost no slot.
+                    let busy = limit.available_permits() < self.max_connections / 2;
+                    if busy && !incoming.remote_address_validated() && incoming.may_retry() {
+                        let _ = incoming.retry();
+                        continue;
+                    }
+                    let Some(turn) = handshaking.enter(incoming.remote_address().ip()) else {
+                        incoming.ignore();
+                        continue;
+                    };
                     let ctx = self.conn_ctx(links_tx.clone());
                     tasks.spawn(async move {
                         let name = format!("client {}", incoming.remote_address());
                         let est = quic::accept(incoming, &name, &ctx.security, &ctx.opts).await;
+                        drop(turn);
                         ctx.finish(est, name, permit).await;
                     });
                 }
@@ -333,6 +357,46 @@ impl Server {
             security: self.security.clone(),
             opts: self.opts.clone(),
             links,
+        }
+    }
+}
+
+/// How long a new TCP connection may stay silent before it is dropped.
+const FIRST_WORDS: std::time::Duration = std::time::Duration::from_secs(5);
+/// Handshakes one address may have going at once; more connections from
+/// it are dropped at once (as sshd's per-source limit): a client that opens
+/// connections and never finishes them holds this many slots at most.
+const HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// Addresses with handshakes going, and how many each.
+#[derive(Default, Clone)]
+struct Handshaking(Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
+
+impl Handshaking {
+    /// A turn for `ip`, or None (logged) when it has all it may have.
+    fn enter(&self, ip: IpAddr) -> Option<HandshakeTurn> {
+        let mut all = self.0.lock().expect("poisoned");
+        let n = all.entry(ip).or_default();
+        if *n >= HANDSHAKES_PER_ADDRESS {
+            tracing::warn!(%ip, "dropped a connection: {HANDSHAKES_PER_ADDRESS} handshakes from it already");
+            return None;
+        }
+        *n += 1;
+        Some(HandshakeTurn(self.clone(), ip))
+    }
+}
+
+/// One handshake's place in [`Handshaking`], given back when dropped.
+struct HandshakeTurn(Handshaking, IpAddr);
+
+impl Drop for HandshakeTurn {
+    fn drop(&mut self) {
+        let mut all = (self.0).0.lock().expect("poisoned");
+        if let Some(n) = all.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(&self.1);
+            }
         }
     }
 }
