@@ -82,7 +82,7 @@ for w in initial touched edited grown; do
   for run in $(seq "$RUNS"); do
     if [ "$w" = initial ]; then reset empty; else reset keep; change "$w"; fi
     s=$(ms)
-    /usr/bin/time -f %M -o "$D/jcp.mem" "$BIN/jcp" --config-dir "$CFG" -p "$port" --stats \
+    /usr/bin/time -f %M -o "$D/jcp.mem" "$BIN/jcp" --config-dir "$CFG" --port "$port" --stats \
       "$D/src/" 127.0.0.1:dst > "$D/jcp.stats"
     e=$(ms)
     check "$D/root/dst" "jcp $w"

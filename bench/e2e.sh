@@ -125,7 +125,7 @@ run_jcp() { # $1 transport $2 workload $3 src $4 run#
   start_jsrv "$tag"
   local s rc=0
   s=$(now_ns)
-  /usr/bin/time -v -o "$out/$tag.time" "$JCP" --config-dir "$cfg" -p "$port" $flag --delete --stats \
+  /usr/bin/time -v -o "$out/$tag.time" "$JCP" --config-dir "$cfg" --port "$port" $flag --delete --stats \
     "$src/" "127.0.0.1:dst" >"$out/$tag.stats" 2>"$out/$tag.err" || rc=$?
   local t; t=$(secs_since "$s")
   stop_jsrv

@@ -52,8 +52,8 @@ pub struct Cli {
     #[arg(long, conflicts_with = "operands")]
     pub keygen: bool,
 
-    /// Port of the jsrv daemon
-    #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
+    /// Port of the jsrv daemon (long form only: -p is --perms, as in rsync)
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
     /// Fail when the server has been silent for SECONDS (it is asked for a
@@ -654,8 +654,8 @@ pub struct Cli {
     pub no_times: bool,
 
     /// Keep permissions: what jcp does unless --no-perms (accepted for
-    /// rsync habits; -p is --port here)
-    #[arg(long, overrides_with = "no_perms")]
+    /// rsync habits, as in -rlptgoD)
+    #[arg(short = 'p', long, overrides_with = "no_perms")]
     pub perms: bool,
 
     /// Do not keep permissions, as rsync's --no-perms (--no-p): what the
@@ -1249,7 +1249,7 @@ const RSYNC_ONLY: &[(&[&str], &str)] = &[
     ),
     (
         &["-e", "--rsh", "--rsync-path", "-M", "--remote-option"],
-        "jcp reaches the server's jsrv itself, over TLS or QUIC (-p PORT), not through \
+        "jcp reaches the server's jsrv itself, over TLS or QUIC (--port PORT), not through \
          a remote shell: run jsrv on the server (see the README's quick start)",
     ),
     (
@@ -2126,6 +2126,8 @@ mod tests {
             &["--archive", "--recursive", "-H"],
             &["-rtv"],
             &["-rltgoD", "--perms"],
+            &["-rlptgoD"],
+            &["-avp"],
             &[
                 "--links",
                 "--times",
@@ -2246,7 +2248,7 @@ mod tests {
         assert!(keygen_alone(&m(&["--keygen", "--config-dir", "d"]).unwrap()).is_ok());
         for (args, named) in [
             (&["--keygen", "-n"][..], "--dry-run"),
-            (&["-p", "9", "--keygen"], "--port"),
+            (&["--port", "9", "--keygen"], "--port"),
             (&["--keygen", "--quic"], "--quic"),
         ] {
             let e = keygen_alone(&m(args).unwrap()).unwrap_err();
@@ -2290,7 +2292,10 @@ mod tests {
             assert!(u.0.contains(why), "{u}");
         }
         // Other mistakes keep clap's message.
-        for args in [&["--no-such-thing", "a", "b"][..], &["-p", "x", "a", "b"]] {
+        for args in [
+            &["--no-such-thing", "a", "b"][..],
+            &["--port", "x", "a", "b"],
+        ] {
             let mut argv = vec!["jcp"];
             argv.extend_from_slice(args);
             let e = Cli::command().try_get_matches_from(argv).unwrap_err();
@@ -2365,7 +2370,7 @@ mod tests {
     #[test]
     fn options() {
         let p = plan(&[
-            "-p",
+            "--port",
             "9000",
             "--quic",
             "--chacha",

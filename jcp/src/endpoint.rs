@@ -103,6 +103,14 @@ pub fn parse(arg: &str) -> Result<Endpoint, String> {
                     "{arg:?}: no host before ':' (write ./{arg} for a local path)"
                 ));
             }
+            // rsync's daemon forms: jsrv serves one root, on --port.
+            if path.starts_with(':') || path.starts_with("//") {
+                return Err(format!(
+                    "{arg:?}: an rsync daemon's form (host::module, rsync://host/module); \
+                     jsrv serves one root, with no modules: write host:path (and \
+                     --port PORT for another port)"
+                ));
+            }
             // scp and rsync habits: there is no user to log in as, the
             // client key says who connects.
             if let Some((user, bare)) = host.split_once('@') {
@@ -230,6 +238,24 @@ mod tests {
     fn missing_host_is_refused() {
         assert!(parse(":x").is_err());
         assert!(parse("[]:x").is_err());
+    }
+
+    #[test]
+    fn rsync_daemon_forms_are_refused_with_what_to_write_instead() {
+        for arg in [
+            "host::mod",
+            "host::",
+            "rsync://host/mod",
+            "rsync://host:873/mod/x",
+        ] {
+            let e = parse(arg).unwrap_err();
+            assert!(
+                e.contains("rsync daemon") && e.contains("write host:path"),
+                "{arg}: {e}"
+            );
+        }
+        assert_eq!(parse("host:a::b").unwrap(), r("host", "a::b"));
+        assert_eq!(parse("host:a//b").unwrap(), r("host", "a//b"));
     }
 
     #[test]

@@ -431,6 +431,13 @@ pub fn fingerprint_spki(spki_der: &[u8]) -> String {
 fn load_hint(dir: &Path, role: Role) -> String {
     match role {
         Role::Server => format!(" (run `jsrv init --config-dir {}` first)", dir.display()),
+        // (A key of its own, made by `jcp --keygen`, waits for its certificate.)
+        Role::Client if dir.join(CLIENT_KEY).exists() => format!(
+            " (this client's key is made: have the server's admin sign its line, which \
+             `jcp --keygen` prints again, with `jsrv sign`, then put the certificate in {} \
+             as {CLIENT_CERT}, beside the server's {CA_CERT})",
+            dir.display()
+        ),
         Role::Client => format!(
             " (run `jcp --keygen` and have the server's admin sign its line with `jsrv \
              sign`, or copy the server's {CA_CERT}, {CLIENT_CERT} and {CLIENT_KEY} into {})",

@@ -147,7 +147,7 @@ impl Jsrv {
             .env_remove("CVSIGNORE")
             .arg("--config-dir")
             .arg(keys)
-            .args(["-p", &self.port.to_string()])
+            .args(["--port", &self.port.to_string()])
             .args(args)
             .output()
             .expect("run jcp")

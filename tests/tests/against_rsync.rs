@@ -480,7 +480,7 @@ fn compare(server: &Server, fixture: fn(&Path), opts: &[&str], ways: &[Way]) -> 
         };
         let mut jcp = Command::new(bin("jcp"));
         jcp.arg("--config-dir").arg(server.keys.path());
-        jcp.args(["-p", &server.srv.port.to_string()]);
+        jcp.args(["--port", &server.srv.port.to_string()]);
         jcp.args(args(&root)).args(srcs).arg(dst);
         let got = outcome(jcp, &root, "jcp");
         diffs.extend(

@@ -60,7 +60,7 @@ fn many_clients_push_at_once() {
         .map(|i| {
             let mut cmd = std::process::Command::new(bin("jcp"));
             cmd.arg("--config-dir").arg(keys.path());
-            cmd.args(["-p", &srv.port.to_string()]);
+            cmd.args(["--port", &srv.port.to_string()]);
             if i % 2 == 1 {
                 cmd.arg("--quic");
             }
@@ -140,7 +140,7 @@ fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
     let pull = |port: u16| {
         let mut c = std::process::Command::new(bin("jcp"));
         c.arg("--config-dir").arg(keys.path()).args([
-            "-p",
+            "--port",
             &port.to_string(),
             "127.0.0.1:big.bin",
             local.to_str().unwrap(),
@@ -220,7 +220,7 @@ fn timeout_gives_up_on_a_server_gone_silent() {
         .arg("--config-dir")
         .arg(keys.path())
         .args([
-            "-p",
+            "--port",
             &srv.port.to_string(),
             "-q",
             "--timeout=2",
@@ -401,7 +401,7 @@ fn stop_after_bounds_a_connect_that_never_answers() {
     ] {
         let mut cmd = std::process::Command::new(bin("jcp"));
         cmd.arg("--config-dir").arg(keys.path());
-        cmd.args(["-p", &port, "--contimeout=60", "--stop-after=0.02"]);
+        cmd.args(["--port", &port, "--contimeout=60", "--stop-after=0.02"]);
         if quic {
             cmd.arg("--quic");
         }

@@ -1381,7 +1381,7 @@ impl PausedPush {
         let child = Command::new(bin("jcp"))
             .arg("--config-dir")
             .arg(keys.path())
-            .args(["-p", &relay.port().to_string(), "-j", "1"])
+            .args(["--port", &relay.port().to_string(), "-j", "1"])
             .args(opts)
             .arg(format!("{}/", src.display()))
             .arg("127.0.0.1:dst")
@@ -1587,7 +1587,7 @@ async fn resume_after_a_cut(
             let mut cmd = Command::new(bin("jcp"));
             cmd.arg("--config-dir")
                 .arg(&keys)
-                .args(["-p", &port.to_string(), "--stats"]);
+                .args(["--port", &port.to_string(), "--stats"]);
             if let Some(d) = partial_dir {
                 cmd.arg(format!("--partial-dir={d}"));
             }

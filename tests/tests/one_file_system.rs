@@ -264,7 +264,7 @@ fn one_file_system_pushed_and_pulled() {
     let common = [
         "--config-dir",
         keys.path().to_str().unwrap(),
-        "-p",
+        "--port",
         &port,
         "-q",
     ];

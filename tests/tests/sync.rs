@@ -262,6 +262,9 @@ fn paths_outside_the_root_are_refused() {
             err.contains("escapes") || err.contains("outside"),
             "push to {dst}: {err}"
         );
+        if dst.contains(":/") {
+            assert!(err.contains("relative to the root it serves"), "{err}");
+        }
     }
     // Pulling through the link or with .. reads nothing outside.
     for from in [
@@ -302,7 +305,7 @@ fn killing_jsrv_mid_transfer_leaves_targets_intact_and_fails_loudly() {
         .arg("--config-dir")
         .arg(keys.path())
         .args([
-            "-p",
+            "--port",
             &srv.port.to_string(),
             src.to_str().unwrap(),
             "127.0.0.1:",
@@ -444,7 +447,7 @@ fn many_files_through_one_lane_over_tls_do_not_stall() {
     let mut child = std::process::Command::new(jsync_tests::bins::bin("jcp"))
         .arg("--config-dir")
         .arg(keys.path())
-        .args(["-p", &srv.port.to_string(), "-j", "1"])
+        .args(["--port", &srv.port.to_string(), "-j", "1"])
         .arg(format!("{}/", src.display()))
         .arg("127.0.0.1:dst")
         .stdout(std::process::Stdio::null())

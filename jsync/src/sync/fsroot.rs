@@ -204,6 +204,10 @@ fn valid_component(c: &[u8]) -> bool {
     !c.is_empty() && c != b"." && c != b".." && !c.contains(&b'/') && !c.contains(&0)
 }
 
+/// What an absolute path on a server is told (`host:/etc`).
+pub(crate) const ABSOLUTE: &str =
+    "(an absolute path: a server's paths are relative to the root it serves)";
+
 fn escape(raw: &[u8]) -> FsError {
     FsError::Escape {
         path: super::escape_name(raw).into_owned(),
@@ -448,7 +452,12 @@ impl FsRoot {
     /// Validates a wire path: relative, no `..` component, no NUL. Empty and `.`
     /// components are dropped (`a/./b` is `a/b`); `""` and `"."` name the root.
     pub fn check(rel: &[u8]) -> Result<RelPath, FsError> {
-        if rel.first() == Some(&b'/') || rel.contains(&0) {
+        if rel.first() == Some(&b'/') {
+            return Err(FsError::Escape {
+                path: format!("{} {ABSOLUTE}", super::escape_name(rel)),
+            });
+        }
+        if rel.contains(&0) {
             return Err(escape(rel));
         }
         let mut bytes = Vec::with_capacity(rel.len());

@@ -102,7 +102,8 @@ fn matcher(comp: &str) -> std::result::Result<GlobMatcher, String> {
 /// refused.
 pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<String>, String> {
     if pattern.starts_with('/') {
-        return Err(format!("{pattern}: path escapes the root"));
+        let hint = super::fsroot::ABSOLUTE;
+        return Err(format!("{pattern} {hint}: path escapes the root"));
     }
     let slash = pattern.ends_with('/');
     let mut found: Vec<Vec<u8>> = vec![Vec::new()];
