@@ -61,6 +61,10 @@ pub enum Error {
     /// ([`crate::sync::SyncOptions::stop_at`]) before it was done.
     #[error("stopped at the time limit before the end of the run")]
     TimeLimit,
+    /// The run was interrupted ([`crate::sync::SyncOptions::interrupt`]):
+    /// the files in flight are kept as partial files for the next run.
+    #[error("interrupted: files in flight are kept as partial files for the next run")]
+    Interrupted,
     /// The remote side has no service of that name.
     #[error("{peer} has no service named {service:?}")]
     NoSuchService { peer: String, service: String },

@@ -7,7 +7,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::process::Output;
 
 use jsync_tests::bins::{run, stat, Jsrv};
-use jsync_tests::tree::{assert_same_tree, make_tree};
+use jsync_tests::tree::{assert_same_tree, make_tree, snapshot};
 use jsync_tests::{pseudo_random, Keys};
 
 const MB: usize = 1 << 20;
@@ -168,6 +168,94 @@ fn local_copy_needs_no_daemon() {
     );
     ok(&out, "file into dir");
     assert_eq!(std::fs::read(b.join("README.txt")).unwrap(), b"hello\n");
+}
+
+/// A directory is never copied onto a file (rsync refuses too: the file
+/// would go): locally, pushed and pulled, with or without a trailing slash
+/// on the source, and as a dry run; the file stays as it was.
+#[test]
+fn a_directory_is_not_copied_onto_a_file() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let src = work.path().join("src");
+    make_tree(&src, MB);
+    make_tree(&root.join("tree"), MB);
+    std::fs::write(root.join("file"), b"kept\n").unwrap();
+    let local = work.path().join("file");
+    std::fs::write(&local, b"kept\n").unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_s = src.to_str().unwrap();
+    let contents = format!("{src_s}/");
+    let local_s = local.to_str().unwrap();
+    let cases: [(&str, Vec<&str>); 5] = [
+        ("local", vec![&contents, local_s]),
+        ("local, the directory itself", vec![src_s, local_s]),
+        ("local, dry run", vec!["-n", &contents, local_s]),
+        ("push", vec![&contents, "127.0.0.1:file"]),
+        ("pull", vec!["127.0.0.1:tree/", local_s]),
+    ];
+    for (what, args) in cases {
+        let out = srv.jcp(keys.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("file: not a directory, so a directory cannot be copied to it")
+                && !err.contains("peer"),
+            "{what}: {err}"
+        );
+        assert_eq!(std::fs::read(&local).unwrap(), b"kept\n", "{what}");
+        assert_eq!(std::fs::read(root.join("file")).unwrap(), b"kept\n");
+    }
+}
+
+/// A local copy into a directory inside its own source copies the source
+/// as it was, not the copy it is making (rsync's result on a first run;
+/// cp refuses): the destination is left out of what is sent, and a second
+/// run adds nothing beneath it.
+#[test]
+fn a_copy_inside_its_own_source_does_not_copy_itself() {
+    // (The source's own mtime moves as the copy is made inside it.)
+    let same_beneath = |a: &std::path::Path, b: &std::path::Path| {
+        let (mut a, mut b) = (snapshot(a), snapshot(b));
+        a.remove(&b""[..]);
+        b.remove(&b""[..]);
+        assert_eq!(a, b);
+    };
+    let work = tempfile::tempdir().unwrap();
+    let s = work.path().join("s");
+    make_tree(&s, MB);
+    let orig = work.path().join("orig");
+    let slash = |p: &std::path::Path| format!("{}/", p.display());
+    ok(&run("jcp", &[&slash(&s), orig.to_str().unwrap()]), "copy");
+    let inner = s.join("inner");
+    let inner_s = inner.to_str().unwrap();
+    ok(
+        &run("jcp", &[s.to_str().unwrap(), inner_s]),
+        "s into s/inner",
+    );
+    same_beneath(&orig, &inner.join("s"));
+    let deeper = slash(&inner.join("deeper"));
+    ok(
+        &run("jcp", &[&slash(&s), &deeper]),
+        "s/ into s/inner/deeper/",
+    );
+    // (The existing inner/s is copied as the tree it is; deeper is not.)
+    same_beneath(&orig, &inner.join("deeper/inner/s"));
+    assert!(!inner.join("deeper/inner/deeper").exists());
+    // Once there, the landing place itself is what is left out.
+    ok(&run("jcp", &[s.to_str().unwrap(), inner_s]), "again");
+    let mut again = snapshot(&inner.join("s"));
+    again.retain(|k, _| !k.starts_with(b"inner"));
+    let mut want = snapshot(&orig);
+    want.remove(&b""[..]);
+    again.remove(&b""[..]);
+    assert_eq!(want, again);
+    assert_eq!(
+        std::fs::read_dir(inner.join("s/inner")).unwrap().count(),
+        1,
+        "only deeper: no s beneath"
+    );
 }
 
 /// `--fsync` flushes every received file to disk before it takes its name, and
@@ -367,6 +455,64 @@ fn killing_jsrv_mid_transfer_leaves_targets_intact_and_fails_loudly() {
         std::fs::metadata(root.join("big.bin")).unwrap().len(),
         320 * MB as u64
     );
+}
+
+/// A pull whose server dies while many files are still queued fails at
+/// once, naming the server (it used to wait for good: the receiver went on
+/// handing jobs to lanes the lost connection had ended), and every file it
+/// wrote is whole.
+#[test]
+fn killing_jsrv_mid_pull_of_many_files_fails_loudly() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let tree = root.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..3000u64 {
+        std::fs::write(tree.join(format!("f{i:04}")), pseudo_random(24 << 10, i)).unwrap();
+    }
+    let mut srv = Jsrv::start(keys.path(), &root, &[]);
+    let dst = work.path().join("dst");
+    let mut child = std::process::Command::new(jsync_tests::bins::bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args([
+            "--port",
+            &srv.port.to_string(),
+            "--bwlimit=8M",
+            "127.0.0.1:tree/",
+        ])
+        .arg(&dst)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = std::time::Instant::now();
+    let arrived = || std::fs::read_dir(&dst).map_or(0, |d| d.count());
+    while arrived() < 100 && began.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    srv.kill();
+    let killed = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if killed.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("jcp still running 30 s after the server died");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server 127.0.0.1:"), "{err}");
+    for e in std::fs::read_dir(&dst).unwrap() {
+        let name = e.unwrap().file_name();
+        let name = name.to_str().unwrap();
+        if let Some(i) = name.strip_prefix('f').and_then(|n| n.parse::<u64>().ok()) {
+            let got = std::fs::read(dst.join(name)).unwrap();
+            assert_eq!(got, pseudo_random(24 << 10, i), "{name} is torn");
+        }
+    }
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub(crate) struct GiveSpec {
     /// A source on this machine (not a server's): `/` filter rules see
     /// its absolute path ([`GiveSpec::transfer_root`]).
     pub local: bool,
+    /// A path beneath the base the walk leaves out: where a local copy
+    /// lands inside its own source (`jcp dir dir/sub`), so the copy is not
+    /// copied into itself ([`super::local`]).
+    pub avoid: Option<Vec<u8>>,
 }
 
 impl GiveSpec {
@@ -115,6 +119,7 @@ impl GiveSpec {
                 },
                 follow_anywhere: true,
                 only: None,
+                avoid: None,
                 local: true,
             });
         }
@@ -141,6 +146,7 @@ impl GiveSpec {
             },
             follow_anywhere: true,
             only: None,
+            avoid: None,
             local: true,
         })
     }
@@ -202,6 +208,7 @@ impl GiveSpec {
             base,
             follow_anywhere: false,
             only: None,
+            avoid: None,
             local: false,
         })
     }
@@ -230,6 +237,7 @@ impl GiveSpec {
             base,
             follow_anywhere: false,
             only: None,
+            avoid: None,
             local,
         })
     }
@@ -1253,6 +1261,9 @@ fn visit(
         rel.push(b'/');
     }
     rel.extend_from_slice(name);
+    if spec.avoid.as_deref() == Some(&rel[..]) {
+        return None;
+    }
     let failed = |rel: Vec<u8>, why: String| Some((WalkItem::Error(rel, why), None));
     let excluded = |rel: &[u8], is_dir: bool| {
         opts.filter.has_path_rules() && opts.filter.is_excluded_in(&parent.scope, rel, is_dir)

@@ -35,7 +35,7 @@ pub struct Listing {
 /// directory's own entries when its contents are named (`dir/`).
 pub async fn list(link: &Link, src: &str, opts: &SyncOptions, recursive: bool) -> Result<Listing> {
     let peer = link.start(GIVE, &Args::encode_give(src, opts)?).await?;
-    super::until(opts.stop_at, link, read_list(peer, recursive)).await
+    super::until(opts, link, read_list(peer, recursive)).await
 }
 
 /// [`list`] for a local source, through an in-process peer.
@@ -60,7 +60,7 @@ pub async fn list_local(src: &Path, opts: &SyncOptions, recursive: bool) -> Resu
     });
     let (a, _b) = Link::pair(Arc::new(Services::new()), Arc::new(services)).await?;
     let peer = a.start(LOCAL_GIVE, &[]).await?;
-    let listing = super::until(opts.stop_at, &a, read_list(peer, recursive)).await;
+    let listing = super::until(opts, &a, read_list(peer, recursive)).await;
     a.close("done").await;
     listing
 }

@@ -52,7 +52,7 @@ pub use skip_compress::SkipCompress;
 
 use crate::error::{Error, Result};
 use crate::runtime::{Link, Services};
-use fsroot::FsRoot;
+use fsroot::{FsRoot, RelPath};
 use give::{fs_err, GiveOptions, GiveSpec};
 use take::{TakeOptions, TakeSpec};
 
@@ -304,6 +304,11 @@ pub struct SyncOptions {
     /// torn), and the run fails with [`Error::TimeLimit`]. By the wall clock, as
     /// rsync's: a machine that sleeps meanwhile stops when it wakes.
     pub stop_at: Option<std::time::SystemTime>,
+    /// Stops the run when cancelled (jcp cancels it on SIGINT, SIGTERM or
+    /// SIGHUP): as [`SyncOptions::stop_at`] does, the connection is
+    /// closed, each file in flight is left as its partial file, and the
+    /// run fails with [`Error::Interrupted`].
+    pub interrupt: Option<tokio_util::sync::CancellationToken>,
     /// Progress hooks.
     pub progress: Arc<dyn Progress>,
 }
@@ -384,6 +389,7 @@ impl Default for SyncOptions {
             usermap: None,
             groupmap: None,
             stop_at: None,
+            interrupt: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -897,8 +903,12 @@ fn report_of(stats: proto::sync::Stats, wire: (u64, u64), start: Instant) -> Rep
 /// directory lands inside it.
 pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Result<Report> {
     let start = Instant::now();
-    let wire0 = link.wire_sent_received();
-    let mut spec = match source_missing(src, opts) {
+    push_spec(link, give_spec(src, opts)?, dst, opts, start).await
+}
+
+/// What local `src` sends, as [`push`] reads it.
+fn give_spec(src: &Path, opts: &SyncOptions) -> Result<GiveSpec> {
+    let spec = match source_missing(src, opts) {
         // (Never read: a missing source lists nothing.)
         true => {
             let fs = FsRoot::open(Path::new("/")).map_err(fs_err)?;
@@ -906,37 +916,65 @@ pub async fn push(link: &Link, src: &Path, dst: &str, opts: &SyncOptions) -> Res
         }
         false => GiveSpec::local(src, give::Follow::of(opts))?,
     };
-    if let Some(only) = &opts.only {
-        spec = spec.select(only)?;
+    match &opts.only {
+        Some(only) => spec.select(only),
+        None => Ok(spec),
     }
+}
+
+/// [`push`] of a source already read.
+async fn push_spec(
+    link: &Link,
+    spec: GiveSpec,
+    dst: &str,
+    opts: &SyncOptions,
+    start: Instant,
+) -> Result<Report> {
+    let wire0 = link.wire_sent_received();
     let peer = link.start(TAKE, &Args::encode(dst, opts)).await?;
     let args = Args::parse(&Args::encode(dst, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let give = give::give(peer.clone(), spec, args.give_options(opts.progress.clone()));
-    let stats = until(opts.stop_at, link, give).await?;
+    let stats = until(opts, link, give).await?;
     peer.close();
     Ok(report_of(stats, wire_since(link, wire0), start))
 }
 
-/// Runs `job` on `link` until `stop_at`, if it is given: then the link is
-/// closed (the other side learns why), `job` winds down as after a lost
-/// connection (keeping what arrived of each file in flight as its partial
-/// file), and the run fails with [`Error::TimeLimit`].
+/// Runs `job` on `link` until [`SyncOptions::stop_at`] or
+/// [`SyncOptions::interrupt`], if either is given and comes first: then
+/// the link is closed (the other side learns why), `job` winds down as
+/// after a lost connection (keeping what arrived of each file in flight as
+/// its partial file), and the run fails with [`Error::TimeLimit`] or
+/// [`Error::Interrupted`].
 async fn until<T>(
-    stop_at: Option<std::time::SystemTime>,
+    opts: &SyncOptions,
     link: &Link,
     job: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    let Some(at) = stop_at else {
+    if opts.stop_at.is_none() && opts.interrupt.is_none() {
         return job.await;
-    };
-    tokio::pin!(job);
-    if let Some(done) = until_time(at, &mut job).await {
-        return done;
     }
-    link.close(TIME_LIMIT).await;
+    tokio::pin!(job);
+    let time_up = async {
+        match opts.stop_at {
+            Some(at) => until_time(at, std::future::pending::<()>()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let interrupted = async {
+        match &opts.interrupt {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let (why, error) = tokio::select! {
+        done = &mut job => return done,
+        _ = time_up => (TIME_LIMIT, Error::TimeLimit),
+        () = interrupted => (INTERRUPTED, Error::Interrupted),
+    };
+    link.close(why).await;
     // (Every circuit has ended: the job is only putting things away.)
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
-    Err(Error::TimeLimit)
+    Err(error)
 }
 
 /// Runs `fut` until it ends or the wall clock reaches `at`, whichever
@@ -963,6 +1001,8 @@ pub async fn until_time<T>(
 
 /// Why a link closed at [`SyncOptions::stop_at`], as the other side hears it.
 const TIME_LIMIT: &str = "stopping at the time limit the client was given";
+/// Why a link closed at [`SyncOptions::interrupt`].
+const INTERRUPTED: &str = "the client was interrupted";
 
 /// Whether local `src` is a missing source to list as such
 /// (`--delete-missing-args`, not a `--files-from` or `-R` listing's top).
@@ -982,12 +1022,7 @@ pub async fn pull(link: &Link, src: &str, dst: &Path, opts: &SyncOptions) -> Res
     let args = Args::parse(&Args::encode(src, opts)).map_err(|e| Error::Usage(e.to_string()))?;
     let mut take_opts = args.take_options(opts.progress.clone(), false);
     take_opts.listing_asked = opts.only.is_some();
-    let stats = until(
-        opts.stop_at,
-        link,
-        take::take(peer.clone(), spec, take_opts),
-    )
-    .await?;
+    let stats = until(opts, link, take::take(peer.clone(), spec, take_opts)).await?;
     peer.close();
     Ok(report_of(stats, wire_since(link, wire0), start))
 }
@@ -1001,18 +1036,55 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     // The in-process server takes the destination as a client names it.
     let slash = if spec.dir { "/" } else { "" };
     let dst_rel = format!("{}{slash}", spec.dst.display());
+    let start = Instant::now();
+    let mut give = give_spec(src, opts)?;
+    give.avoid = landing_inside(&give, &root, &spec.dst);
     let (a, b) = Link::pair(
         Arc::new(Services::new()),
         Arc::new(services(root, false, false, spec.made_above)),
     )
     .await?;
-    let report = push(&a, src, &dst_rel, opts).await;
+    let report = push_spec(&a, give, &dst_rel, opts, start).await;
     a.close("done").await;
     // The in-process receiver puts away what it was doing (a run stopped
     // part-way keeps its partial files) before the caller goes on.
     let wait = std::time::Duration::from_secs(10);
     let _ = tokio::time::timeout(wait, b.services_ended()).await;
-    report
+    // (The in-process receiver's failure is this machine's own, said
+    // without naming a peer.)
+    report.map_err(|e| match e {
+        Error::Remote { reason, .. } => Error::Fs(reason),
+        e => e,
+    })
+}
+
+/// Where a local copy of directory `give` lands inside that directory
+/// (`jcp dir dir/sub`, `jcp dir/ dir/sub`), as a path beneath it for the
+/// walk to leave out: the first directory on the way to the landing place
+/// that is not there yet (the run makes it), else the landing place
+/// itself. None when the copy lands outside the source, or on it.
+fn landing_inside(give: &GiveSpec, root: &Path, dst: &RelPath) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    if give.source.kind != proto::sync::EntryKind::Dir {
+        return None;
+    }
+    let src = std::fs::canonicalize(give.fs.path()).ok()?;
+    let mut landing = std::fs::canonicalize(root).ok()?;
+    if !dst.is_root() {
+        landing.push(std::ffi::OsStr::from_bytes(dst.as_bytes()));
+    }
+    if !give.source.contents {
+        landing.push(std::ffi::OsStr::from_bytes(&give.source.name));
+    }
+    let inside = landing.strip_prefix(&src).ok()?;
+    let mut on_the_way: Vec<&Path> = inside.ancestors().collect();
+    on_the_way.pop(); // ("": the source itself)
+    let first_new = on_the_way
+        .iter()
+        .rev()
+        .find(|p| std::fs::symlink_metadata(src.join(p)).is_err());
+    let avoid = first_new.or(on_the_way.first())?;
+    Some(avoid.as_os_str().as_bytes().to_vec())
 }
 
 /// Whether two modification times count as the same: to the nanosecond, or
@@ -1223,10 +1295,15 @@ mod tests {
     async fn until_stops_a_job_at_its_time() {
         use std::time::{Duration, SystemTime};
         let pair = || Link::pair(Arc::new(Services::new()), Arc::new(Services::new()));
+        let stop = |at: Option<SystemTime>| SyncOptions {
+            stop_at: at,
+            ..SyncOptions::default()
+        };
         let (a, _b) = pair().await.unwrap();
         let began = std::time::Instant::now();
         let at = SystemTime::now() + Duration::from_millis(300);
-        let stuck = until(Some(at), &a, async {
+        let opts = stop(Some(at));
+        let stuck = until(&opts, &a, async {
             a.closed().await;
             Ok(())
         });
@@ -1235,20 +1312,43 @@ mod tests {
         let (a, _b) = pair().await.unwrap();
         let later = SystemTime::now() + Duration::from_secs(60);
         assert!(matches!(
-            until(Some(later), &a, async { Ok(7) }).await,
+            until(&stop(Some(later)), &a, async { Ok(7) }).await,
             Ok(7)
         ));
         assert!(!a.is_closed());
         let past = SystemTime::now() - Duration::from_secs(1);
-        assert!(matches!(until(None, &a, async { Ok(8) }).await, Ok(8)));
+        assert!(matches!(
+            until(&stop(None), &a, async { Ok(8) }).await,
+            Ok(8)
+        ));
         let winds_down = async {
             a.closed().await;
             Ok(())
         };
         assert!(matches!(
-            until(Some(past), &a, winds_down).await,
+            until(&stop(Some(past)), &a, winds_down).await,
             Err(Error::TimeLimit)
         ));
+        // An interrupt ends it the same way, as Interrupted.
+        let (a, _b) = pair().await.unwrap();
+        let token = tokio_util::sync::CancellationToken::new();
+        let opts = SyncOptions {
+            interrupt: Some(token.clone()),
+            ..stop(Some(later))
+        };
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            token.cancel();
+        };
+        let (stuck, ()) = tokio::join!(
+            until(&opts, &a, async {
+                a.closed().await;
+                Ok(())
+            }),
+            cancel
+        );
+        assert!(matches!(stuck, Err(Error::Interrupted)));
+        assert!(a.is_closed());
     }
 
     #[test]

@@ -385,6 +385,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
     for _ in 0..opts.lanes.max(1) {
         lanes.spawn(run_lane(ctx.clone(), jobs_rx.clone()));
     }
+    // Only the lanes hold the jobs' receiving end: once they are all gone
+    // (the connection lost), handing them jobs fails instead of waiting
+    // for good.
+    drop(jobs_rx);
 
     let mut dirs: Vec<(RelPath, Entry)> = Vec::new();
     // Directories this run made.
@@ -843,6 +847,19 @@ fn placement(spec: &TakeSpec, source: &Source, dry_run: bool) -> Result<(RelPath
     } else {
         missing_dirs(&spec.fs, &spec.dst)?
     };
+    // A directory is not copied onto what is there and is not one (a
+    // file, a symlink to one): that would remove it. rsync refuses too
+    // ("destination must be a directory").
+    if source.kind == EntryKind::Dir
+        && absent == 0
+        && !spec.dst.is_root()
+        && !is_dir_within(&spec.fs, &spec.dst)?
+    {
+        return Err(Error::Fs(format!(
+            "{}: not a directory, so a directory cannot be copied to it",
+            spec.dst.display()
+        )));
+    }
     // The destination itself is a directory (made here or where the
     // directory source is placed), or else a file takes its name and only
     // its parents are made (none when it is there, as a directory or not).
