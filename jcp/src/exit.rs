@@ -9,6 +9,7 @@
 //! | 2 | usage: bad options or operands (clap's own code for its errors) |
 //! | 3 | some files could not be transferred; each is named on stderr, the others were transferred |
 //! | 4 | connection or authentication failure: the server could not be reached, the TLS or jsync handshake failed, or the connection was lost |
+//! | 20 | SIGINT, SIGTERM or SIGHUP stopped the run (rsync's code); files in flight are kept as partial files |
 //! | 24 | some source files vanished before they could be sent (rsync's code); everything else was transferred |
 //! | 25 | `--max-delete` stopped deletions (rsync's code); everything else was done |
 //! | 30 | `--stop-after` or `--stop-at` stopped the run before it was done (rsync's code) |
@@ -25,6 +26,8 @@ pub const USAGE: u8 = 2;
 pub const PARTIAL: u8 = 3;
 /// Connection or authentication failure.
 pub const CONNECTION: u8 = 4;
+/// A signal stopped the run (rsync uses 20 too).
+pub const INTERRUPTED: u8 = 20;
 /// Some source files vanished during the run (rsync uses 24 too).
 pub const VANISHED: u8 = 24;
 /// `--max-delete` held deletions back (rsync uses 25 too).
@@ -43,6 +46,8 @@ Exit status:
      'jcp: PATH: CAUSE'; the others were transferred)
   4  connection or authentication failure (server unreachable, TLS or handshake
      refused, connection lost)
+  20 SIGINT, SIGTERM or SIGHUP stopped the run (files in flight are left as
+     partial files for the next run)
   24 some source files vanished before they could be sent (each is listed on
      stderr as 'jcp: file has vanished: PATH'); everything else was transferred
   25 --max-delete stopped deletions (a warning says how many were skipped);
@@ -88,6 +93,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     let jsync_errors = || e.chain().filter_map(|c| c.downcast_ref::<jsync::Error>());
     if jsync_errors().any(|j| matches!(j, jsync::Error::TimeLimit)) {
         return TIME_LIMIT;
+    }
+    if jsync_errors().any(|j| matches!(j, jsync::Error::Interrupted)) {
+        return INTERRUPTED;
     }
     if jsync_errors().any(|j| j.is_connection() || j.is_auth()) {
         CONNECTION

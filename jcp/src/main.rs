@@ -31,7 +31,7 @@ use progress::Display;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let plan = match args::parse() {
+    let mut plan = match args::parse() {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("jcp: {e}\n\nFor more information, try '--help'.");
@@ -42,6 +42,9 @@ async fn main() -> ExitCode {
     if matches!(plan.direction, Direction::Keygen) {
         return keygen(&plan.config_dir);
     }
+    let interrupt = tokio_util::sync::CancellationToken::new();
+    plan.sync.interrupt = Some(interrupt.clone());
+    watch_signals(interrupt);
     let mut display = Display::new(plan.show_progress, plan.print_items);
     let typed = match &plan.direction {
         Direction::Local { dst, .. } | Direction::Pull { dst, .. } => {
@@ -215,14 +218,19 @@ fn init_logging(verbosity: u8) {
         3 => "warn,jcp=info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // A warning reads as a message to the user; times and modules are for
+    // debugging (-vvvv).
+    match verbosity {
+        0..=3 => logs.without_time().with_target(false).init(),
+        _ => logs.init(),
+    }
 }
 
 /// Does the copy the plan describes.
@@ -505,15 +513,60 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
     // --stop-after/--stop-at bound the connect too (by the wall clock, as
     // the copy): a server that does not answer is given up at the limit
     // (exit 30), not at --contimeout.
-    let link = match plan.sync.stop_at {
-        None => connecting.await?,
-        Some(at) => jsync::sync::until_time(at, connecting)
-            .await
-            .ok_or(jsync::Error::TimeLimit)
-            .with_context(|| format!("cannot connect to {addr}"))??,
+    let connecting = async {
+        match plan.sync.stop_at {
+            None => anyhow::Ok(connecting.await?),
+            Some(at) => Ok(jsync::sync::until_time(at, connecting)
+                .await
+                .ok_or(jsync::Error::TimeLimit)
+                .with_context(|| format!("cannot connect to {addr}"))??),
+        }
+    };
+    let interrupted = async {
+        match &plan.sync.interrupt {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let link = tokio::select! {
+        link = connecting => link?,
+        () = interrupted => {
+            return Err(jsync::Error::Interrupted).with_context(|| format!("cannot connect to {addr}"));
+        }
     };
     tracing::info!(server = %addr, transport = %plan.transport, "connected");
     Ok(link)
+}
+
+/// Stops the run on SIGINT, SIGTERM or SIGHUP, as rsync's does (exit 20):
+/// the copy closes its connection and keeps each file in flight as its
+/// partial file for the next run, as when the connection drops. A second
+/// signal, or a run that has not wound down 15 s later, ends jcp at once.
+fn watch_signals(interrupt: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        eprintln!("jcp: received {name}: stopping (files in flight are kept for the next run)");
+        interrupt.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+            () = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+        }
+        std::process::exit(exit::INTERRUPTED.into());
+    });
 }
 
 /// Closes the link, telling the server why when the run failed.

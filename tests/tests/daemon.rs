@@ -332,6 +332,102 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
     }
 }
 
+/// SIGINT, SIGTERM or SIGHUP stop a copy in flight as rsync's do (exit 20,
+/// saying so), each way: the target left as it was, what arrived kept as
+/// its partial file (no temporary file left under a random name), which
+/// the next run takes up and finishes.
+#[test]
+fn a_signal_stops_a_copy_in_flight_each_way() {
+    use jsync_tests::bins::{assert_ok, bin};
+    use rustix::process::Signal;
+    const PARTIAL: &str = ".big.bin.jsync-partial";
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let new = pseudo_random(4 << 20, 7);
+    let old = pseudo_random(4 << 20, 8);
+    std::fs::write(src.join("big.bin"), &new).unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("pushed")).unwrap();
+    std::fs::write(root.join("pushed/big.bin"), &new).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let src_arg = format!("{}/", src.display());
+    let local = work.path().join("local");
+    let pulled = work.path().join("pulled");
+    let pushed = root.join("pushed-too");
+    for dst in [&local, &pulled, &pushed] {
+        std::fs::create_dir_all(dst).unwrap();
+        std::fs::write(dst.join("big.bin"), &old).unwrap();
+    }
+    let port = srv.port.to_string();
+    let ways: [(&str, &std::path::Path, Vec<&str>, Signal); 3] = [
+        (
+            "local",
+            &local,
+            vec![&src_arg, local.to_str().unwrap()],
+            Signal::INT,
+        ),
+        (
+            "push",
+            &pushed,
+            vec![&src_arg, "127.0.0.1:pushed-too/"],
+            Signal::TERM,
+        ),
+        (
+            "pull",
+            &pulled,
+            vec!["127.0.0.1:pushed/", pulled.to_str().unwrap()],
+            Signal::HUP,
+        ),
+    ];
+    for (what, dst, operands, sig) in ways {
+        let jcp = |extra: &[&str]| {
+            std::process::Command::new(bin("jcp"))
+                .arg("--config-dir")
+                .arg(keys.path())
+                .args(["--port", &port])
+                .args(extra)
+                .args(&operands)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        // 4 MiB at 512 KiB/s takes 8 s; the signal comes after 1.5 s.
+        let child = jcp(&["--bwlimit=512"]);
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(20), "{what}: {err}");
+        assert!(
+            err.contains("received SIG") && err.contains("interrupted"),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(dst.join("big.bin")).unwrap(),
+            old,
+            "{what}: torn"
+        );
+        let waited = Instant::now();
+        while what == "push"
+            && !dst.join(PARTIAL).exists()
+            && waited.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(names_in(dst), [PARTIAL, "big.bin"], "{what}");
+        let kept = std::fs::read(dst.join(PARTIAL)).unwrap();
+        assert!(!kept.is_empty() && new.starts_with(&kept), "{what}");
+        let out = jcp(&[]).wait_with_output().unwrap();
+        assert_ok(&out, what);
+        assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), new, "{what}");
+        assert_eq!(names_in(dst), ["big.bin"], "{what}");
+    }
+}
+
 /// `jsrv --max-connections 1`: while one client is served, the next waits
 /// to be taken (and is served once the first is done), and one whose
 /// --contimeout runs out first fails saying so (exit 4).
