@@ -44,7 +44,7 @@ async fn main() -> ExitCode {
     }
     let interrupt = tokio_util::sync::CancellationToken::new();
     plan.sync.interrupt = Some(interrupt.clone());
-    watch_signals(interrupt);
+    watch_signals(interrupt.clone());
     let mut display = Display::new(plan.show_progress, plan.print_items);
     let typed = match &plan.direction {
         Direction::Local { dst, .. } | Direction::Pull { dst, .. } => {
@@ -75,7 +75,11 @@ async fn main() -> ExitCode {
         display.log(&args.join(" "));
     }
     let display = Arc::new(display);
-    let result = run(&plan, display.clone()).await;
+    let mut result = run(&plan, display.clone()).await;
+    // (A signal that came after the copy's last step still fails the run.)
+    if interrupt.is_cancelled() && result.is_ok() {
+        result = Err(jsync::Error::Interrupted.into());
+    }
     display.finish(matches!(&result, Ok(r) if r.errors.is_empty()));
     // A message for stderr, and the log file (a server's text in it, an
     // error's say, reaches no terminal with its control characters).
@@ -541,7 +545,7 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
 /// Stops the run on SIGINT, SIGTERM or SIGHUP, as rsync's does (exit 20):
 /// the copy closes its connection and keeps each file in flight as its
 /// partial file for the next run, as when the connection drops. A second
-/// signal, or a run that has not wound down 15 s later, ends jcp at once.
+/// signal, or a run that has not wound down 30 s later, ends jcp at once.
 fn watch_signals(interrupt: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
@@ -557,13 +561,18 @@ fn watch_signals(interrupt: tokio_util::sync::CancellationToken) {
             _ = term.recv() => "SIGTERM",
             _ = hup.recv() => "SIGHUP",
         };
-        eprintln!("jcp: received {name}: stopping (files in flight are kept for the next run)");
         interrupt.cancel();
+        // (A terminal that hung up, or a pipe whose reader the same Ctrl-C
+        // ended, cannot take it: no matter.)
+        let _ = writeln!(
+            std::io::stderr(),
+            "jcp: received {name}: stopping (files in flight are kept for the next run)"
+        );
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
             _ = hup.recv() => {}
-            () = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+            () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
         }
         std::process::exit(exit::INTERRUPTED.into());
     });

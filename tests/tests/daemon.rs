@@ -246,6 +246,34 @@ fn timeout_gives_up_on_a_server_gone_silent() {
     assert!(!local.exists(), "no torn file at the target");
 }
 
+/// The partial file a stopped copy of big.bin leaves.
+const PARTIAL: &str = ".big.bin.jsync-partial";
+
+/// After a copy of big.bin (`old` there, `new` sent) stopped part-way: the
+/// target is as it was, never torn, and what arrived is kept as its partial
+/// file. The receiver keeps it before it ends (jcp's in-process one before
+/// jcp exits); jsrv does so once it has seen the connection close.
+fn kept_as_partial(what: &str, dst: &std::path::Path, old: &[u8], new: &[u8]) {
+    assert_eq!(
+        std::fs::read(dst.join("big.bin")).unwrap(),
+        old,
+        "{what}: torn"
+    );
+    let waited = Instant::now();
+    while what == "push"
+        && !dst.join(PARTIAL).exists()
+        && waited.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(names_in(dst), [PARTIAL, "big.bin"], "{what}");
+    let kept = std::fs::read(dst.join(PARTIAL)).unwrap();
+    assert!(
+        !kept.is_empty() && new.starts_with(&kept),
+        "{what}: the partial file is not what arrived"
+    );
+}
+
 /// `--stop-after`: a copy still going when its time is up stops there, each
 /// way (locally, pushed, pulled): rsync's exit code 30 and a message saying
 /// why, the target left as it was (never torn), and what arrived of the
@@ -255,7 +283,6 @@ fn timeout_gives_up_on_a_server_gone_silent() {
 #[test]
 fn stop_after_stops_a_copy_in_flight_each_way() {
     use jsync_tests::bins::{assert_fails, assert_ok, run};
-    const PARTIAL: &str = ".big.bin.jsync-partial";
     let keys = Keys::new();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -304,26 +331,7 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
             took >= Duration::from_millis(1700) && took < Duration::from_secs(6),
             "{what}: stopped after {took:?}"
         );
-        assert_eq!(
-            std::fs::read(dst.join("big.bin")).unwrap(),
-            old,
-            "{what}: torn"
-        );
-        // The receiver keeps what arrived (jcp's in-process one before jcp
-        // exits); jsrv does so once it has seen the connection close.
-        let waited = Instant::now();
-        while what == "push"
-            && !dst.join(PARTIAL).exists()
-            && waited.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(names_in(dst), [PARTIAL, "big.bin"], "{what}");
-        let kept = std::fs::read(dst.join(PARTIAL)).unwrap();
-        assert!(
-            !kept.is_empty() && new.starts_with(&kept),
-            "{what}: the partial file is not what arrived"
-        );
+        kept_as_partial(what, dst, &old, &new);
         // The next run, without the limit, finishes the file.
         let out = jcp(&[]);
         assert_ok(&out, what);
@@ -340,7 +348,6 @@ fn stop_after_stops_a_copy_in_flight_each_way() {
 fn a_signal_stops_a_copy_in_flight_each_way() {
     use jsync_tests::bins::{assert_ok, bin};
     use rustix::process::Signal;
-    const PARTIAL: &str = ".big.bin.jsync-partial";
     let keys = Keys::new();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
@@ -406,21 +413,7 @@ fn a_signal_stops_a_copy_in_flight_each_way() {
             err.contains("received SIG") && err.contains("interrupted"),
             "{what}: {err}"
         );
-        assert_eq!(
-            std::fs::read(dst.join("big.bin")).unwrap(),
-            old,
-            "{what}: torn"
-        );
-        let waited = Instant::now();
-        while what == "push"
-            && !dst.join(PARTIAL).exists()
-            && waited.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(names_in(dst), [PARTIAL, "big.bin"], "{what}");
-        let kept = std::fs::read(dst.join(PARTIAL)).unwrap();
-        assert!(!kept.is_empty() && new.starts_with(&kept), "{what}");
+        kept_as_partial(what, dst, &old, &new);
         let out = jcp(&[]).wait_with_output().unwrap();
         assert_ok(&out, what);
         assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), new, "{what}");

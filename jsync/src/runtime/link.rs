@@ -4,8 +4,8 @@
 //! Driving contract: [`Link::establish`] takes a connection that finished its
 //! handshake and spawns four tasks — the control reader (dispatches START, STARTED,
 //! FAIL, CLOSE, GOAWAY, PING), the control writer (sends queued control fragments and
-//! pings), a watchdog (declares the link dead after `idle_timeout` without a PONG to
-//! those pings: a peer that writes but does not read is as dead as a silent one) and the
+//! pings), a watchdog (declares the link dead after `idle_timeout` of silence; a
+//! peer that asks without reading the answers fails it at [`CONTROL_BACKLOG`]) and the
 //! inbound dispatcher (reads each new stream's OPEN fragment and hands the circuit to
 //! the peer it names). When any of them sees the connection end, [`Link::fail`]
 //! records the reason once and cancels every peer, so every open circuit errors.
@@ -761,11 +761,7 @@ async fn control_reader(link: Link, mut r: crate::net::mux::BoxRead, heard: Arc<
         };
         match res {
             Ok(Some(frag)) => {
-                // Only an answer to our keepalive says the peer still reads
-                // what we send: a peer that only writes is not alive to us.
-                if frag.op == Op::PONG {
-                    *heard.lock().expect("poisoned") = Instant::now();
-                }
+                *heard.lock().expect("poisoned") = Instant::now();
                 link.dispatch(frag);
             }
             Ok(None) => return link.fail("the peer closed the connection").await,

@@ -290,7 +290,8 @@ impl Server {
                         Ok(x) => x,
                         Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
                     };
-                    let Some(turn) = handshaking.enter(addr.ip()) else { continue };
+                    let busy = limit.available_permits() < self.max_connections / 2;
+                    let Some(turn) = handshaking.enter(addr.ip(), busy) else { continue };
                     let ctx = self.conn_ctx(links_tx.clone());
                     tasks.spawn(async move {
                         let name = format!("client {addr}");
@@ -314,8 +315,8 @@ impl Server {
                         let _ = incoming.retry();
                         continue;
                     }
-                    let Some(turn) = handshaking.enter(incoming.remote_address().ip()) else {
-                        incoming.ignore();
+                    let Some(turn) = handshaking.enter(incoming.remote_address().ip(), busy) else {
+                        incoming.refuse();
                         continue;
                     };
                     let ctx = self.conn_ctx(links_tx.clone());
@@ -363,9 +364,11 @@ impl Server {
 
 /// How long a new TCP connection may stay silent before it is dropped.
 const FIRST_WORDS: std::time::Duration = std::time::Duration::from_secs(5);
-/// Handshakes one address may have going at once; more connections from
-/// it are dropped at once (as sshd's per-source limit): a client that opens
-/// connections and never finishes them holds this many slots at most.
+/// Handshakes one address (an IPv6 /64) may have going at once while more
+/// than half the connection slots are taken; more connections from it are
+/// then dropped at once (as sshd's per-source limit): a client that opens
+/// connections and never finishes them cannot take the last slots. (Not
+/// below half: clients behind one proxy or NAT share an address.)
 const HANDSHAKES_PER_ADDRESS: usize = 8;
 
 /// Addresses with handshakes going, and how many each.
@@ -373,12 +376,17 @@ const HANDSHAKES_PER_ADDRESS: usize = 8;
 struct Handshaking(Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
 
 impl Handshaking {
-    /// A turn for `ip`, or None (logged) when it has all it may have.
-    fn enter(&self, ip: IpAddr) -> Option<HandshakeTurn> {
+    /// A turn for `ip`, or None (logged) when the server is `busy` and
+    /// that address has all it may have.
+    fn enter(&self, ip: IpAddr, busy: bool) -> Option<HandshakeTurn> {
+        let ip = match ip {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & u128::MAX << 64).into()),
+            v4 => v4,
+        };
         let mut all = self.0.lock().expect("poisoned");
         let n = all.entry(ip).or_default();
-        if *n >= HANDSHAKES_PER_ADDRESS {
-            tracing::warn!(%ip, "dropped a connection: {HANDSHAKES_PER_ADDRESS} handshakes from it already");
+        if busy && *n >= HANDSHAKES_PER_ADDRESS {
+            tracing::warn!(%ip, "busy: dropped a connection, {HANDSHAKES_PER_ADDRESS} handshakes from there already");
             return None;
         }
         *n += 1;
@@ -454,6 +462,31 @@ async fn accept_quic(ep: Option<&quinn::Endpoint>) -> Option<quinn::Incoming> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One address (an IPv6 /64) has at most so many handshakes going once
+    /// the server is busy, any number before; a turn given back counts no
+    /// more.
+    #[test]
+    fn handshakes_per_address_are_limited_when_busy() {
+        let h = Handshaking::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let turns: Vec<_> = (0..20).map(|_| h.enter(a, false).unwrap()).collect();
+        assert!(h.enter(a, true).is_none(), "busy, 20 going");
+        drop(turns);
+        let mut turns: Vec<_> = (0..HANDSHAKES_PER_ADDRESS)
+            .map(|_| h.enter(a, true).unwrap())
+            .collect();
+        assert!(h.enter(a, true).is_none());
+        assert!(h.enter("192.0.2.2".parse().unwrap(), true).is_some());
+        turns.pop();
+        assert!(h.enter(a, true).is_some());
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _same: Vec<_> = (0..HANDSHAKES_PER_ADDRESS)
+            .map(|i| h.enter(v6(&format!("2001:db8::{i}")), true).unwrap())
+            .collect();
+        assert!(h.enter(v6("2001:db8::ffff:1"), true).is_none(), "one /64");
+        assert!(h.enter(v6("2001:db8:0:1::1"), true).is_some());
+    }
 
     /// A name's addresses are tried in turn until one answers; one that
     /// answers and then fails is the answer, the rest untried.
