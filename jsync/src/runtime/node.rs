@@ -371,9 +371,10 @@ const FIRST_WORDS: std::time::Duration = std::time::Duration::from_secs(5);
 /// below half: clients behind one proxy or NAT share an address.)
 const HANDSHAKES_PER_ADDRESS: usize = 8;
 
-/// Addresses with handshakes going, and how many each.
+/// Addresses with handshakes going: how many each, and whether a drop was
+/// logged since it last had none (one warning per flood, not per socket).
 #[derive(Default, Clone)]
-struct Handshaking(Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
+struct Handshaking(Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, (usize, bool)>>>);
 
 impl Handshaking {
     /// A turn for `ip`, or None (logged) when the server is `busy` and
@@ -384,9 +385,11 @@ impl Handshaking {
             v4 => v4,
         };
         let mut all = self.0.lock().expect("poisoned");
-        let n = all.entry(ip).or_default();
+        let (n, warned) = all.entry(ip).or_default();
         if busy && *n >= HANDSHAKES_PER_ADDRESS {
-            tracing::warn!(%ip, "busy: dropped a connection, {HANDSHAKES_PER_ADDRESS} handshakes from there already");
+            if !std::mem::replace(warned, true) {
+                tracing::warn!(%ip, "busy: dropping connections beyond {HANDSHAKES_PER_ADDRESS} handshakes from there");
+            }
             return None;
         }
         *n += 1;
@@ -400,7 +403,7 @@ struct HandshakeTurn(Handshaking, IpAddr);
 impl Drop for HandshakeTurn {
     fn drop(&mut self) {
         let mut all = (self.0).0.lock().expect("poisoned");
-        if let Some(n) = all.get_mut(&self.1) {
+        if let Some((n, _)) = all.get_mut(&self.1) {
             *n -= 1;
             if *n == 0 {
                 all.remove(&self.1);
