@@ -250,7 +250,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     let mut report = Report::default();
     match &plan.direction {
         Direction::Local { srcs, dst } => {
-            for src in &present(plan, srcs)? {
+            for src in &present(plan, srcs, &mut report)? {
                 opts.max_delete = deletions_left(plan, &report);
                 let (root, opts) = local_selection(plan, src, &opts);
                 let r = jsync::sync::local(&root, dst, &opts)
@@ -262,7 +262,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             }
         }
         Direction::Push { srcs, dst } => {
-            let srcs = present(plan, srcs)?;
+            let srcs = present(plan, srcs, &mut report)?;
             if srcs.is_empty() {
                 return Ok(report);
             }
@@ -285,7 +285,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::ListLocal { srcs } => {
             // (--delete-missing-args keeps a missing source; nothing to list.)
             let there = |s: &&PathBuf| std::fs::symlink_metadata(s).is_ok();
-            for src in present(plan, srcs)?.iter().filter(there) {
+            for src in present(plan, srcs, &mut report)?.iter().filter(there) {
                 let (root, opts) = local_selection(plan, src, &opts);
                 let listed = jsync::sync::list_local(&root, &opts, plan.list_recursive)
                     .await
@@ -471,14 +471,17 @@ fn check_source(src: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", shown_path(src)))
 }
 
-/// The local sources, each checked before anything is copied; with
+/// The local sources, each checked before anything is copied: one that
+/// cannot be read is an error in `report` and left out, unless none can be
+/// (then the run fails); with
 /// `--ignore-missing-args` those that do not exist are left out, and with
 /// `--delete-missing-args` kept, for the destination to delete what it has
 /// in their place (not one naming a directory's contents: `gone/`).
-fn present(plan: &Plan, srcs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+fn present(plan: &Plan, srcs: &[PathBuf], report: &mut Report) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::ffi::OsStrExt;
     let (ignore, delete) = (plan.sync.ignore_missing_args, plan.sync.delete_missing_args);
     let mut out = Vec::with_capacity(srcs.len());
+    let mut unread = Vec::new();
     for src in srcs {
         let gone = matches!(std::fs::symlink_metadata(src), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         if gone && (ignore || delete) {
@@ -487,8 +490,27 @@ fn present(plan: &Plan, srcs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             }
             continue;
         }
-        check_source(src)?;
-        out.push(src.clone());
+        match check_source(src) {
+            Ok(()) => out.push(src.clone()),
+            Err(e) => unread.push((src, e)),
+        }
+    }
+    // One that cannot be read among others fails alone (as with rsync and
+    // scp: the others are copied, exit 3); with none left, the run fails.
+    if out.is_empty() && !unread.is_empty() {
+        return Err(unread.swap_remove(0).1);
+    }
+    for (src, e) in unread {
+        let message = e
+            .chain()
+            .skip(1)
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        report.errors.push(jsync::sync::FileError {
+            path: shown_path(src).into_owned(),
+            message: format!("cannot read it: {message}"),
+        });
     }
     Ok(out)
 }

@@ -712,6 +712,39 @@ fn a_destination_with_a_trailing_slash_is_a_directory() {
     assert_eq!(std::fs::read(&named).unwrap(), b"a note\n");
 }
 
+/// A local source that is missing among several fails alone, as with rsync
+/// and scp: named, the others copied, exit 3 (rsync's 23), locally and
+/// pushed. When none can be read the run fails (exit 1).
+#[test]
+fn a_missing_source_among_several_fails_alone() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    std::fs::write(&a, b"a").unwrap();
+    std::fs::write(&b, b"b").unwrap();
+    let gone = work.path().join("gone");
+    let local = format!("{}/", work.path().join("local").display());
+    let (a, b, gone) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        gone.to_str().unwrap(),
+    );
+    for (what, dst, got) in [
+        ("local", local.as_str(), work.path().join("local")),
+        ("push", "127.0.0.1:inbox/", root.join("inbox")),
+    ] {
+        let out = srv.jcp(keys.path(), &[a, gone, b, dst]);
+        jsync_tests::bins::assert_fails(&out, 3, "gone: cannot read it: No such file", what);
+        assert_eq!(std::fs::read(got.join("a")).unwrap(), b"a", "{what}");
+        assert_eq!(std::fs::read(got.join("b")).unwrap(), b"b", "{what}");
+        let out = srv.jcp(keys.path(), &[gone, gone, dst]);
+        jsync_tests::bins::assert_fails(&out, 1, "cannot read", what);
+    }
+}
+
 /// Several sources go into the destination as a directory, as with scp and
 /// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
 /// source on one server), with one report; what cannot work is refused.
