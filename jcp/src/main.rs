@@ -296,7 +296,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::ListRemote { srcs } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
-                for src in &expand_wildcards(&link, srcs, false, plan).await? {
+                for src in &expand_wildcards(&link, srcs, false, plan, &mut report).await? {
                     let (path, opts) = remote_selection(plan, &src.path, &opts);
                     let listed = jsync::sync::list(&link, &path, &opts, plan.list_recursive)
                         .await
@@ -312,7 +312,8 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Pull { srcs, dst } => {
             let link = connect(plan, &srcs[0].address(plan.port)).await?;
             let result = async {
-                let srcs = expand_wildcards(&link, srcs, plan.sync.delete, plan).await?;
+                let srcs =
+                    expand_wildcards(&link, srcs, plan.sync.delete, plan, &mut report).await?;
                 // Several matches go into the destination as a directory.
                 let dst = &if srcs.len() > 1 {
                     endpoint::dir_path(dst)
@@ -356,16 +357,20 @@ async fn expand_wildcards(
     srcs: &[endpoint::Remote],
     delete: bool,
     plan: &Plan,
+    report: &mut Report,
 ) -> anyhow::Result<Vec<endpoint::Remote>> {
     let delete_missing = plan.sync.delete_missing_args;
     let ignore_missing = plan.sync.ignore_missing_args || delete_missing;
     let mut out = Vec::with_capacity(srcs.len());
+    // (Several sources: one that is not there fails alone, as a local one.)
+    let mut missing = Vec::new();
     for src in srcs {
         let literal = src.literal || !jsync::sync::has_glob(&src.path);
         // (--delete-missing-args: a missing source is for the server to
         // name as missing, unless it names a directory's contents.)
         let keep_missing = delete_missing && !jsync::sync::names_contents(src.path.as_bytes());
-        if literal && (!ignore_missing || keep_missing) {
+        let asked = keep_missing || !ignore_missing && srcs.len() == 1;
+        if literal && asked {
             out.push(src.clone());
             continue;
         }
@@ -381,6 +386,8 @@ async fn expand_wildcards(
         if literal {
             if !matches.is_empty() {
                 out.push(src.clone());
+            } else if !ignore_missing {
+                missing.push(src.clone());
             }
             continue;
         }
@@ -395,6 +402,17 @@ async fn expand_wildcards(
             path,
             literal: true,
         }));
+    }
+    if out.is_empty() {
+        // (None there: the server says why, as for a single source.)
+        out = missing;
+    } else {
+        for src in missing {
+            report.errors.push(jsync::sync::FileError {
+                path: src.to_string(),
+                message: "no such file or directory on the server".into(),
+            });
+        }
     }
     // (As several typed sources: matches under names of their own.)
     let apart = !matches!(plan.selection, Selection::Relative)

@@ -712,9 +712,9 @@ fn a_destination_with_a_trailing_slash_is_a_directory() {
     assert_eq!(std::fs::read(&named).unwrap(), b"a note\n");
 }
 
-/// A local source that is missing among several fails alone, as with rsync
-/// and scp: named, the others copied, exit 3 (rsync's 23), locally and
-/// pushed. When none can be read the run fails (exit 1).
+/// A source that is missing among several fails alone, as with rsync and
+/// scp: named, the others copied, exit 3 (rsync's 23), locally, pushed and
+/// pulled. When none can be read the run fails (exit 1).
 #[test]
 fn a_missing_source_among_several_fails_alone() {
     let keys = Keys::new();
@@ -743,6 +743,16 @@ fn a_missing_source_among_several_fails_alone() {
         let out = srv.jcp(keys.path(), &[gone, gone, dst]);
         jsync_tests::bins::assert_fails(&out, 1, "cannot read", what);
     }
+    let pulled = work.path().join("pulled");
+    let to = format!("{}/", pulled.display());
+    let (a, gone, b) = ("127.0.0.1:inbox/a", "127.0.0.1:gone", "127.0.0.1:inbox/b");
+    let out = srv.jcp(keys.path(), &[a, gone, b, &to]);
+    let said = "127.0.0.1:gone: no such file or directory on the server";
+    jsync_tests::bins::assert_fails(&out, 3, said, "pull");
+    assert_eq!(std::fs::read(pulled.join("a")).unwrap(), b"a");
+    assert_eq!(std::fs::read(pulled.join("b")).unwrap(), b"b");
+    let out = srv.jcp(keys.path(), &[gone, gone, &to]);
+    jsync_tests::bins::assert_fails(&out, 1, "no such file", "pull, none there");
 }
 
 /// Several sources go into the destination as a directory, as with scp and
