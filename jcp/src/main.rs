@@ -566,15 +566,9 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
                 .with_context(|| format!("cannot connect to {addr}"))??),
         }
     };
-    let interrupted = async {
-        match &plan.sync.interrupt {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
     let link = tokio::select! {
         link = connecting => link?,
-        () = interrupted => {
+        () = plan.sync.interrupted() => {
             return Err(jsync::Error::Interrupted).with_context(|| format!("cannot connect to {addr}"));
         }
     };
@@ -588,19 +582,25 @@ async fn connect(plan: &Plan, addr: &str) -> anyhow::Result<Link> {
 /// signal, or a run that has not wound down 30 s later, ends jcp at once.
 fn watch_signals(interrupt: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+    let (Ok(int), Ok(term), Ok(hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
         return;
     };
+    let mut signals = [(int, "SIGINT"), (term, "SIGTERM"), (hup, "SIGHUP")];
+    // The name of the next of them to come.
+    async fn next(signals: &mut [(tokio::signal::unix::Signal, &'static str); 3]) -> &'static str {
+        let [(int, a), (term, b), (hup, c)] = signals;
+        tokio::select! {
+            _ = int.recv() => a,
+            _ = term.recv() => b,
+            _ = hup.recv() => c,
+        }
+    }
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-            _ = hup.recv() => "SIGHUP",
-        };
+        let name = next(&mut signals).await;
         interrupt.cancel();
         // (A terminal that hung up, or a pipe whose reader the same Ctrl-C
         // ended, cannot take it: no matter.)
@@ -609,9 +609,7 @@ fn watch_signals(interrupt: tokio_util::sync::CancellationToken) {
             "jcp: received {name}: stopping (files in flight are kept for the next run)"
         );
         tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
+            _ = next(&mut signals) => {}
             () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
         }
         std::process::exit(exit::INTERRUPTED.into());

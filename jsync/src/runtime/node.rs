@@ -271,6 +271,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let handshaking = Handshaking::default();
+        // More than half the connection slots taken.
+        let busy = || limit.available_permits() < self.max_connections / 2;
         let mut tasks = JoinSet::new();
         let (links_tx, mut links_rx) = tokio::sync::mpsc::unbounded_channel::<Link>();
         let mut links: Vec<Link> = Vec::new();
@@ -290,8 +292,7 @@ impl Server {
                         Ok(x) => x,
                         Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
                     };
-                    let busy = limit.available_permits() < self.max_connections / 2;
-                    let Some(turn) = handshaking.enter(addr.ip(), busy) else { continue };
+                    let Some(turn) = handshaking.enter(addr.ip(), busy()) else { continue };
                     let ctx = self.conn_ctx(links_tx.clone());
                     tasks.spawn(async move {
                         let name = format!("client {addr}");
@@ -310,7 +311,7 @@ impl Server {
                 Some(incoming) = accept_quic(self.quic.as_ref()) => {
                     // A busy server first has a new address prove it is
                     // real (QUIC's retry): spoofed packets cost no slot.
-                    let busy = limit.available_permits() < self.max_connections / 2;
+                    let busy = busy();
                     if busy && !incoming.remote_address_validated() && incoming.may_retry() {
                         let _ = incoming.retry();
                         continue;

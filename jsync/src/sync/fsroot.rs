@@ -205,8 +205,7 @@ fn valid_component(c: &[u8]) -> bool {
 }
 
 /// What an absolute path on a server is told (`host:/etc`).
-pub(crate) const ABSOLUTE: &str =
-    "(an absolute path: a server's paths are relative to the root it serves)";
+const ABSOLUTE: &str = "(an absolute path: a server's paths are relative to the root it serves)";
 
 fn escape(raw: &[u8]) -> FsError {
     FsError::Escape {

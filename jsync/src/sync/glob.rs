@@ -101,16 +101,11 @@ fn matcher(comp: &str) -> std::result::Result<GlobMatcher, String> {
 /// read matches nothing, as in a shell; `..` and absolute patterns are
 /// refused.
 pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<String>, String> {
-    if pattern.starts_with('/') {
-        let hint = super::fsroot::ABSOLUTE;
-        return Err(format!("{pattern} {hint}: path escapes the root"));
-    }
+    // (Absolute and `..` are refused as any path from a client is.)
+    FsRoot::check(pattern.as_bytes()).map_err(|e| e.to_string())?;
     let slash = pattern.ends_with('/');
     let mut found: Vec<Vec<u8>> = vec![Vec::new()];
     for comp in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        if comp == ".." {
-            return Err(format!("{pattern}: path escapes the root"));
-        }
         let mut next = Vec::new();
         if has_glob(comp) {
             let m = matcher(comp)?;

@@ -62,7 +62,7 @@ pub async fn list_local(src: &Path, opts: &SyncOptions, recursive: bool) -> Resu
     let peer = a.start(LOCAL_GIVE, &[]).await?;
     let listing = super::until(opts, &a, read_list(peer, recursive)).await;
     a.close("done").await;
-    listing
+    listing.map_err(super::own_failure)
 }
 
 /// Plays the receiver's part of a run that only reads the list.

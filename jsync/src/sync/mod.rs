@@ -313,6 +313,17 @@ pub struct SyncOptions {
     pub progress: Arc<dyn Progress>,
 }
 
+impl SyncOptions {
+    /// Resolves once [`SyncOptions::interrupt`] is cancelled; never
+    /// without one.
+    pub async fn interrupted(&self) {
+        match &self.interrupt {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
@@ -960,16 +971,10 @@ async fn until<T>(
             None => std::future::pending().await,
         }
     };
-    let interrupted = async {
-        match &opts.interrupt {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
     let (why, error) = tokio::select! {
         done = &mut job => return done,
         _ = time_up => (TIME_LIMIT, Error::TimeLimit),
-        () = interrupted => (INTERRUPTED, Error::Interrupted),
+        () = opts.interrupted() => (INTERRUPTED, Error::Interrupted),
     };
     link.close(why).await;
     // (Every circuit has ended: the job is only putting things away.)
@@ -1050,12 +1055,16 @@ pub async fn local(src: &Path, dst: &Path, opts: &SyncOptions) -> Result<Report>
     // part-way keeps its partial files) before the caller goes on.
     let wait = std::time::Duration::from_secs(10);
     let _ = tokio::time::timeout(wait, b.services_ended()).await;
-    // (The in-process receiver's failure is this machine's own, said
-    // without naming a peer.)
-    report.map_err(|e| match e {
+    report.map_err(own_failure)
+}
+
+/// A failure an in-process peer reported ([`Link::pair`]): this machine's
+/// own, said without naming a peer.
+fn own_failure(e: Error) -> Error {
+    match e {
         Error::Remote { reason, .. } => Error::Fs(reason),
         e => e,
-    })
+    }
 }
 
 /// Where a local copy of directory `give` lands inside that directory
