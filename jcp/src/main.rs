@@ -250,7 +250,9 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
     let mut report = Report::default();
     match &plan.direction {
         Direction::Local { srcs, dst } => {
-            for src in &present(plan, srcs, &mut report)? {
+            let srcs = present(plan, srcs, &mut report)?;
+            hold_deletions(&mut opts, &mut report);
+            for src in &srcs {
                 opts.max_delete = deletions_left(plan, &report);
                 let (root, opts) = local_selection(plan, src, &opts);
                 let r = jsync::sync::local(&root, dst, &opts)
@@ -263,6 +265,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         }
         Direction::Push { srcs, dst } => {
             let srcs = present(plan, srcs, &mut report)?;
+            hold_deletions(&mut opts, &mut report);
             if srcs.is_empty() {
                 return Ok(report);
             }
@@ -314,6 +317,7 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
             let result = async {
                 let srcs =
                     expand_wildcards(&link, srcs, plan.sync.delete, plan, &mut report).await?;
+                hold_deletions(&mut opts, &mut report);
                 // Several matches go into the destination as a directory.
                 let dst = &if srcs.len() > 1 {
                     endpoint::dir_path(dst)
@@ -337,6 +341,20 @@ async fn run(plan: &Plan, display: Arc<Display>) -> anyhow::Result<Report> {
         Direction::Keygen => unreachable!("main makes the key and returns first"),
     }
     Ok(report)
+}
+
+/// A source that could not be read is an I/O error, as one inside a source
+/// is: no source's run deletes anything unless `--ignore-errors` (rsync:
+/// "IO error encountered -- skipping file deletion"). A directory in the way
+/// of a file is still replaced, as `--delete` lets it be.
+fn hold_deletions(opts: &mut SyncOptions, report: &mut Report) {
+    if opts.delete && !opts.ignore_errors && !report.errors.is_empty() {
+        (opts.delete, opts.delete_excluded, opts.force) = (false, false, true);
+        report.warnings.push(jsync::sync::FileError {
+            path: String::new(),
+            message: "a source could not be read: skipping deletion (nothing was deleted)".into(),
+        });
+    }
 }
 
 /// `--max-delete` counts over the runs of every source, as rsync's over its

@@ -755,6 +755,61 @@ fn a_missing_source_among_several_fails_alone() {
     jsync_tests::bins::assert_fails(&out, 1, "no such file", "pull, none there");
 }
 
+/// With `--delete`, a source that cannot be read stops every source's
+/// deletions, as an I/O error inside one does (rsync: "IO error encountered
+/// -- skipping file deletion"), unless `--ignore-errors`; the others are
+/// still copied. Locally, pushed and pulled.
+#[test]
+fn a_missing_source_among_several_holds_deletions() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("d/kept"), b"k").unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let d = work.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("kept"), b"k").unwrap();
+    let (d, gone) = (d.to_str().unwrap(), work.path().join("gone"));
+    let gone = gone.to_str().unwrap();
+    let pulled = work.path().join("pulled");
+    let local = work.path().join("local");
+    let cases = [
+        ("local", [d, gone], format!("{}/", local.display()), local),
+        (
+            "push",
+            [d, gone],
+            "127.0.0.1:inbox/".into(),
+            root.join("inbox"),
+        ),
+        (
+            "pull",
+            ["127.0.0.1:d", "127.0.0.1:gone"],
+            format!("{}/", pulled.display()),
+            pulled.clone(),
+        ),
+    ];
+    for (what, srcs, dst, got) in cases {
+        std::fs::create_dir_all(got.join("d")).unwrap();
+        for (extra, deleted) in [(None, false), (Some("--ignore-errors"), true)] {
+            let extraneous = got.join("d/extraneous");
+            std::fs::write(&extraneous, b"x").unwrap();
+            let mut args = vec!["-r", "--delete", srcs[0], srcs[1], &dst];
+            args.extend(extra);
+            let out = srv.jcp(keys.path(), &args);
+            jsync_tests::bins::assert_fails(&out, 3, "gone", what);
+            assert_eq!(std::fs::read(got.join("d/kept")).unwrap(), b"k", "{what}");
+            assert_eq!(!extraneous.exists(), deleted, "{what} {extra:?}");
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                said.contains("skipping deletion"),
+                !deleted,
+                "{what}: {said}"
+            );
+        }
+    }
+}
+
 /// Several sources go into the destination as a directory, as with scp and
 /// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
 /// source on one server), with one report; what cannot work is refused.
