@@ -124,6 +124,17 @@ async fn main() -> ExitCode {
             for v in &report.vanished {
                 say(format!("jcp: file has vanished: {}", shown(&v.path)));
             }
+            if !report.vanished.is_empty() {
+                say(format!(
+                    "jcp: warning: {} vanished before {} could be transferred",
+                    count(report.vanished.len(), "file"),
+                    if report.vanished.len() == 1 {
+                        "it"
+                    } else {
+                        "they"
+                    }
+                ));
+            }
             if report.deletes_skipped > 0 {
                 // (Once for all the sources' runs, in rsync's words.)
                 say(format!(
@@ -139,9 +150,10 @@ async fn main() -> ExitCode {
                 for e in &report.errors {
                     say(format!("jcp: {}: {}", shown(&e.path), e.message));
                 }
+                // (Not "the others were": there may be no others.)
                 say(format!(
-                    "jcp: {} of the files could not be transferred; the others were",
-                    report.errors.len()
+                    "jcp: {} could not be transferred (named above)",
+                    count(report.errors.len(), "file")
                 ));
                 ExitCode::from(exit::PARTIAL)
             } else if report.deletes_skipped > 0 {
@@ -234,6 +246,14 @@ fn init_logging(verbosity: u8) {
     match verbosity {
         0..=3 => logs.without_time().with_target(false).init(),
         _ => logs.init(),
+    }
+}
+
+/// `1 file`, `2 files`.
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }
 

@@ -1922,7 +1922,7 @@ fn log_file_records_the_run() {
         "{text}"
     );
     assert!(
-        text.contains("of the files could not be transferred"),
+        text.contains("] jcp: 1 file could not be transferred"),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dst);

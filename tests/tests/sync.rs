@@ -810,6 +810,71 @@ fn a_missing_source_among_several_holds_deletions() {
     }
 }
 
+/// A full disk fails the file that does not fit, saying that writing it
+/// failed (rsync: "write failed on"), and leaves no temp file; what fits is
+/// copied. Locally and pushed, each destination a 1 MiB tmpfs in a mount
+/// namespace of its own (the server's looked at through /proc/PID/root).
+#[test]
+fn a_full_disk_fails_the_file_that_does_not_fit() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), pseudo_random(3 << 20, 7)).unwrap();
+    std::fs::write(src.join("small"), b"s").unwrap();
+    let src_arg = format!("{}/", src.display());
+    let names = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mount = |at: &std::path::Path, then: &str| {
+        let script = format!(
+            "set -e\nmount -t tmpfs -o size=1m none '{}'\nset +e\n{then}",
+            at.display()
+        );
+        ["unshare", "-m", "sh", "-c", &script, "sh"].map(String::from)
+    };
+    let said = "big: cannot write: No space left on device";
+
+    let dst = work.path().join("local");
+    std::fs::create_dir_all(&dst).unwrap();
+    let listed = work.path().join("listed");
+    let then = format!(
+        "\"$@\"\nrc=$?\nls -A '{}' > '{}'\nexit $rc",
+        dst.display(),
+        listed.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(&mount(&dst, &then)[1..])
+        .arg(jsync_tests::bins::bin("jcp"))
+        .args(["-r", &src_arg, dst.to_str().unwrap()])
+        .output()
+        .unwrap();
+    jsync_tests::bins::assert_fails(&out, 3, said, "local");
+    assert_eq!(
+        std::fs::read_to_string(&listed).unwrap(),
+        "small\n",
+        "local"
+    );
+
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    let wrapper = mount(&root.join("inbox"), "exec \"$@\"");
+    let srv = Jsrv::start_wrapped(&wrapper, keys.path(), &root, &[]);
+    let out = srv.jcp(keys.path(), &["-r", &src_arg, "127.0.0.1:inbox/"]);
+    jsync_tests::bins::assert_fails(&out, 3, said, "push");
+    let seen = format!(
+        "/proc/{}/root{}",
+        srv.child.id(),
+        root.join("inbox").display()
+    );
+    assert_eq!(names(std::path::Path::new(&seen)), ["small"], "push");
+}
+
 /// Several sources go into the destination as a directory, as with scp and
 /// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
 /// source on one server), with one report; what cannot work is refused.

@@ -2326,7 +2326,17 @@ impl TempFile {
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), FsError> {
         self.file
             .write_all_at(buf, offset)
-            .map_err(|e| FsError::io(self.shown.clone(), e))
+            .map_err(|e| self.failed("cannot write", e))
+    }
+
+    /// `FILE: DOING: CAUSE` ("cannot write: No space left on device"): the
+    /// cause alone does not say which step of making the copy failed.
+    fn failed(&self, doing: &str, e: impl Into<io::Error>) -> FsError {
+        let e = e.into();
+        FsError::io(
+            self.shown.clone(),
+            io::Error::new(e.kind(), format!("{doing}: {e}")),
+        )
     }
 
     /// Allocates the file's `size` bytes on disk before it is written, and
@@ -2346,7 +2356,7 @@ impl TempFile {
                 Ok(())
             }
             Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(()),
-            Err(e) => Err(FsError::io(self.shown.clone(), e)),
+            Err(e) => Err(self.failed("cannot allocate it", e)),
         }
     }
 
