@@ -875,6 +875,66 @@ fn a_full_disk_fails_the_file_that_does_not_fit() {
     assert_eq!(names(std::path::Path::new(&seen)), ["small"], "push");
 }
 
+/// An entry whose path is longer than the file list carries (4096 bytes,
+/// rsync's limit too) fails alone, named, with nothing below it; the rest is
+/// copied (it failed the whole run as malformed data). Locally, pushed and
+/// pulled; the tree is made through directory descriptors, deeper than
+/// PATH_MAX.
+#[test]
+fn a_path_too_long_for_the_list_fails_alone() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+    let deep = |at: &std::path::Path| {
+        std::fs::create_dir_all(at).unwrap();
+        std::fs::write(at.join("normal"), b"ok").unwrap();
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let mut fd = openat(CWD, at, flags, Mode::empty()).unwrap();
+        let name = "D".repeat(200);
+        for _ in 0..22 {
+            mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            fd = openat(&fd, name.as_str(), flags, Mode::empty()).unwrap();
+        }
+        let f = OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC;
+        let f = openat(&fd, "f", f, Mode::from_raw_mode(0o644)).unwrap();
+        rustix::io::write(&f, b"deep").unwrap();
+    };
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let (src, root) = (work.path().join("src"), work.path().join("root"));
+    deep(&src);
+    deep(&root.join("src"));
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let local = work.path().join("local");
+    let pulled = work.path().join("pulled");
+    let src_arg = format!("{}/", src.display());
+    let cases = [
+        (
+            "local",
+            src_arg.as_str(),
+            local.to_str().unwrap(),
+            local.clone(),
+        ),
+        (
+            "push",
+            src_arg.as_str(),
+            "127.0.0.1:pushed",
+            root.join("pushed"),
+        ),
+        (
+            "pull",
+            "127.0.0.1:src/",
+            pulled.to_str().unwrap(),
+            pulled.clone(),
+        ),
+    ];
+    let said = "its path is 4220 bytes long, more than the 4096 a file list carries";
+    for (what, from, to, got) in cases {
+        let out = srv.jcp(keys.path(), &["-r", from, to]);
+        jsync_tests::bins::assert_fails(&out, 3, said, what);
+        assert_eq!(std::fs::read(got.join("normal")).unwrap(), b"ok", "{what}");
+        assert!(got.join("D".repeat(200)).is_dir(), "{what}");
+    }
+}
+
 /// Several sources go into the destination as a directory, as with scp and
 /// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
 /// source on one server), with one report; what cannot work is refused.

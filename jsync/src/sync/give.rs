@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use proto::sync::{
     self as msg, Entry, EntryBatch, EntryKind, FileMeta, HardLink, Placed, Recipe, SenderErrors,
-    Source, Stats, StatsError, Want, WantHow,
+    Source, Stats, StatsError, Want, WantHow, MAX_PATH,
 };
 use proto::{Compression, Fragment};
 use tokio::sync::mpsc;
@@ -991,6 +991,23 @@ fn descend(
     }
 }
 
+/// An entry whose path is longer than a file list carries (rsync's
+/// "filename overflows max-path len"): named in an error, by the start of
+/// its path, and not sent (nor, for a directory, what it holds), where
+/// listing it would fail the whole run.
+fn too_long(mut rel: Vec<u8>) -> WalkItem {
+    let why = format!(
+        "its path is {} bytes long, more than the {MAX_PATH} a file list carries: not sent",
+        rel.len()
+    );
+    rel.truncate(SHOWN_OF_LONG_PATH);
+    rel.extend_from_slice(b"...");
+    WalkItem::Error(rel, why)
+}
+
+/// How much of a path [`too_long`] shows.
+const SHOWN_OF_LONG_PATH: usize = 200;
+
 /// A directory's entry, marked unlisted when what it holds could not be
 /// read (`child`): the receiver then makes it but deletes nothing in it.
 fn unlisted_if_failed<T, E>(item: WalkItem, child: Option<&std::result::Result<T, E>>) -> WalkItem {
@@ -1033,6 +1050,12 @@ fn walk_selected(
         }
     };
     'paths: for path in paths {
+        if path.len() > MAX_PATH {
+            if !send(too_long(path.clone())) {
+                return;
+            }
+            continue;
+        }
         let prefixes: Vec<&[u8]> = path
             .iter()
             .enumerate()
@@ -1263,6 +1286,9 @@ fn visit(
     rel.extend_from_slice(name);
     if spec.avoid.as_deref() == Some(&rel[..]) {
         return None;
+    }
+    if rel.len() > MAX_PATH {
+        return Some((too_long(rel), None));
     }
     let failed = |rel: Vec<u8>, why: String| Some((WalkItem::Error(rel, why), None));
     let excluded = |rel: &[u8], is_dir: bool| {
