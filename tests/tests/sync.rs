@@ -935,6 +935,183 @@ fn a_path_too_long_for_the_list_fails_alone() {
     }
 }
 
+/// Runs jcp and jsrv as a user who is not root: as root, as `nobody`
+/// (65534) through `setpriv`, from links to the binaries in `work` (the
+/// build's own path may be closed to it), with `work` and the keys given to
+/// it; otherwise as the user the tests run as.
+struct Unprivileged {
+    prefix: Vec<String>,
+    jcp: std::path::PathBuf,
+    jsrv: std::path::PathBuf,
+}
+
+impl Unprivileged {
+    fn new(work: &std::path::Path, keys: &Keys) -> Unprivileged {
+        let root = rustix::process::geteuid().is_root();
+        let (jcp, jsrv) = (work.join("jcp"), work.join("jsrv"));
+        for (name, link) in [("jcp", &jcp), ("jsrv", &jsrv)] {
+            let bin = jsync_tests::bins::bin(name);
+            if std::fs::hard_link(&bin, link).is_err() {
+                std::fs::copy(&bin, link).unwrap();
+            }
+        }
+        let mut prefix = Vec::new();
+        if root {
+            for dir in [work, keys.path()] {
+                let out = std::process::Command::new("chown")
+                    .args(["-R", "65534:65534"])
+                    .arg(dir)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+            }
+            prefix = [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ]
+            .map(String::from)
+            .to_vec();
+        }
+        Unprivileged { prefix, jcp, jsrv }
+    }
+
+    /// Whether the tests run as root (and so this is `nobody`).
+    fn as_nobody(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    fn jcp(&self, args: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new(&self.prefix.first().unwrap_or(&"env".into()));
+        cmd.args(self.prefix.iter().skip(1))
+            .arg(&self.jcp)
+            .args(args);
+        cmd.output().unwrap()
+    }
+
+    fn jsrv(&self, keys: &Keys, root: &std::path::Path) -> Jsrv {
+        let script = format!("shift; exec '{}' \"$@\"", self.jsrv.display());
+        let mut wrapper = self.prefix.clone();
+        wrapper.extend(["sh", "-c", &script, "sh"].map(String::from));
+        Jsrv::start_wrapped(&wrapper, keys.path(), root, &[])
+    }
+}
+
+/// A copy of a read-only tree can be run again by its owner: the receiver
+/// (not root) opens a directory it may not write for the run and gives it
+/// its mode back at the end, as rsync's does (each file in it failed with
+/// "Permission denied"). With -p and without, locally and pushed.
+#[test]
+fn a_read_only_tree_is_copied_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let src = work.path().join("src");
+    let root = work.path().join("root");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let write = |version: &str| {
+        mode(&src, 0o755);
+        mode(&src.join("sub"), 0o755);
+        std::fs::write(src.join("a"), version).unwrap();
+        std::fs::write(src.join("sub/b"), version).unwrap();
+        mode(&src.join("sub"), 0o555);
+        mode(&src, 0o555);
+    };
+    write("one");
+    let user = Unprivileged::new(work.path(), &keys);
+    let srv = user.jsrv(&keys, &root);
+    let src_arg = format!("{}/", src.display());
+    let local = work.path().join("local");
+    let local_arg = local.to_str().unwrap();
+    for (n, (version, flag)) in [("one", "-a"), ("two", "-a"), ("three", "-r")]
+        .iter()
+        .enumerate()
+    {
+        if n > 0 {
+            write(version);
+        }
+        ok(
+            &user.jcp(&[flag, &src_arg, local_arg]),
+            &format!("local {flag} {version}"),
+        );
+        let out = srv.jcp(keys.path(), &[flag, &src_arg, "127.0.0.1:pushed"]);
+        ok(&out, &format!("push {flag} {version}"));
+        for got in [local.clone(), root.join("pushed")] {
+            let what = format!("{} {flag} {version}", got.display());
+            assert_eq!(
+                std::fs::read_to_string(got.join("sub/b")).unwrap(),
+                *version,
+                "{what}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(got.join("a")).unwrap(),
+                *version,
+                "{what}"
+            );
+            for dir in [got.clone(), got.join("sub")] {
+                let m = std::fs::metadata(&dir).unwrap().permissions().mode();
+                assert_eq!(
+                    m & 0o7777,
+                    0o555,
+                    "{what}: {} keeps its mode",
+                    dir.display()
+                );
+            }
+        }
+    }
+    // (The tempdir's removal needs to write in them.)
+    for dir in [&src, &src.join("sub"), &local, &local.join("sub")] {
+        mode(dir, 0o755);
+    }
+    for dir in [root.join("pushed"), root.join("pushed/sub")] {
+        mode(&dir, 0o755);
+    }
+}
+
+/// An extraneous file `--delete` cannot delete is an error ("cannot delete
+/// it"), not itemized as deleted nor counted (it was both). Needs a
+/// directory the user running jcp cannot write: as root, one of root's,
+/// with jcp run as `nobody`.
+#[test]
+fn a_deletion_that_fails_is_an_error_not_a_deletion() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/a"), b"a").unwrap();
+    let user = Unprivileged::new(work.path(), &keys);
+    let src_arg = format!("{}/", src.display());
+    let dst_arg = dst.to_str().unwrap();
+    ok(&user.jcp(&["-a", &src_arg, dst_arg]), "first copy");
+    if !user.as_nobody() {
+        eprintln!("not root: no directory this user cannot write to test with");
+        return;
+    }
+    std::fs::write(dst.join("sub/extra"), b"x").unwrap();
+    let out = std::process::Command::new("chown")
+        .args(["0:0"])
+        .arg(dst.join("sub"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = user.jcp(&["-ai", "--stats", "--delete", &src_arg, dst_arg]);
+    jsync_tests::bins::assert_fails(
+        &out,
+        3,
+        "sub/extra: cannot delete it: Permission denied",
+        "",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    // (--stats shows "Deleted:" only for some.)
+    assert!(!said.contains("deleting") && !said.contains("Deleted:"), "{said}");
+    assert!(dst.join("sub/extra").exists());
+}
+
 /// Several sources go into the destination as a directory, as with scp and
 /// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
 /// source on one server), with one report; what cannot work is refused.

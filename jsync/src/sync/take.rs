@@ -1128,8 +1128,9 @@ fn clean_temps(ctx: &Ctx, dir: &RelPath) {
                     .insert(dir.as_bytes().to_vec(), scan.names);
             }
         }
+        // (What cannot be read here fails, named, as files arrive in it.)
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot clean stale temp files")
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot clean stale temp files")
         }
     }
 }
@@ -1575,6 +1576,17 @@ impl Ctx {
     fn may_have_partial(&self, rel: &RelPath) -> bool {
         let dirs = self.partial_dirs.lock().expect("poisoned");
         !dirs.is_empty() && rel.parent().is_some_and(|p| dirs.contains(p.as_bytes()))
+    }
+
+    /// Not as root: an existing directory `rel` (`here`) this user may not
+    /// read, write or enter (a copy of a read-only tree, run again) is
+    /// given them for the run, as rsync's receiver does; [`Ctx::finish_dir`]
+    /// sets its mode at the end, as it sees the change. (One it cannot
+    /// change, another user's, fails its entries as before.)
+    fn open_up(&self, rel: &RelPath, here: &Meta) {
+        if !self.root && here.mode & 0o700 != 0o700 {
+            let _ = self.fs.set_mode(rel, (here.mode | 0o700) & 0o7777);
+        }
     }
 
     /// Gives directory `rel` (`here`) the sender's attributes, once its
@@ -2255,6 +2267,7 @@ fn plan(
                     }
                     // An existing directory may hold temp files a crashed run left.
                     if !dry {
+                        ctx.open_up(at, m);
                         clean_temps(ctx, rel);
                     }
                 }
@@ -3152,11 +3165,15 @@ fn delete_one(
         return true;
     }
     if !is_dir {
-        item(gone);
+        // (Said and counted once it is gone: one that stays is an error.)
         return match ctx.remove(rel, home) {
-            Ok(()) => true,
+            Ok(()) => {
+                item(gone);
+                true
+            }
             Err(e) => {
-                ctx.counters.error(&ctx.shown_rel(rel), e);
+                deleted.fetch_sub(1, Ordering::Relaxed);
+                not_deleted(ctx, rel, e);
                 false
             }
         };
@@ -3177,10 +3194,19 @@ fn delete_one(
         }
         Err(e) => {
             deleted.fetch_sub(1, Ordering::Relaxed);
-            ctx.counters.error(&ctx.shown_rel(rel), e.to_string());
+            not_deleted(ctx, rel, e.to_string());
             false
         }
     }
+}
+
+/// The error for an extraneous entry that could not be deleted: `PATH:
+/// cannot delete it: CAUSE` (rsync's "delete_file: unlink(PATH) failed").
+fn not_deleted(ctx: &Ctx, rel: &RelPath, e: String) {
+    let at = format!("{}: ", rel.display());
+    let cause = e.strip_prefix(&at).unwrap_or(&e);
+    ctx.counters
+        .error(&ctx.shown_rel(rel), format!("cannot delete it: {cause}"));
 }
 
 /// What [`delete_unprotected`] left of a directory's entries.
