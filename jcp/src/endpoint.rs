@@ -98,6 +98,17 @@ pub fn parse(arg: &str) -> Result<Endpoint, String> {
     match colon {
         Some(c) if slash.is_none_or(|s| c < s) => {
             let (host, path) = (&arg[..c], &arg[c + 1..]);
+            // An IPv6 address without brackets (`fe80::1:path`), as scp
+            // refuses it too: say how to write it.
+            let head = &arg[..slash.unwrap_or(arg.len())];
+            if let Some((addr, _)) = head.rsplit_once(':') {
+                if addr.parse::<std::net::Ipv6Addr>().is_ok() {
+                    let path = &arg[addr.len() + 1..];
+                    return Err(format!(
+                        "{arg:?}: an IPv6 address goes in brackets: write [{addr}]:{path}"
+                    ));
+                }
+            }
             if host.is_empty() {
                 return Err(format!(
                     "{arg:?}: no host before ':' (write ./{arg} for a local path)"
@@ -256,6 +267,22 @@ mod tests {
         }
         assert_eq!(parse("host:a::b").unwrap(), r("host", "a::b"));
         assert_eq!(parse("host:a//b").unwrap(), r("host", "a//b"));
+    }
+
+    #[test]
+    fn an_ipv6_address_without_brackets_is_refused_with_what_to_write_instead() {
+        for (arg, write) in [
+            ("fe80::1:dir/x", "[fe80::1]:dir/x"),
+            ("::1:x", "[::1]:x"),
+            ("2001:db8::7:", "[2001:db8::7]:"),
+        ] {
+            let e = parse(arg).unwrap_err();
+            assert!(
+                e.contains("IPv6") && e.contains(&format!("write {write}")),
+                "{arg}: {e}"
+            );
+        }
+        assert_eq!(parse("[fe80::1]:dir").unwrap(), r("fe80::1", "dir"));
     }
 
     #[test]

@@ -148,7 +148,11 @@ async fn main() -> ExitCode {
             ));
             if !report.errors.is_empty() {
                 for e in &report.errors {
-                    say(format!("jcp: {}: {}", shown(&e.path), e.message));
+                    match e.path.is_empty() {
+                        // (About the run, or a source's top, which it names.)
+                        true => say(format!("jcp: {}", e.message)),
+                        false => say(format!("jcp: {}: {}", shown(&e.path), e.message)),
+                    }
                 }
                 // (Not "the others were": there may be no others.)
                 say(format!(
@@ -521,10 +525,22 @@ fn local_selection(plan: &Plan, src: &Path, opts: &SyncOptions) -> (PathBuf, Syn
 }
 
 /// Fails early, before any connection, with a message naming a missing source.
-fn check_source(src: &Path) -> anyhow::Result<()> {
-    std::fs::symlink_metadata(src)
-        .map(drop)
-        .with_context(|| format!("cannot read {}", shown_path(src)))
+fn check_source(plan: &Plan, src: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let cannot = || format!("cannot read {}", shown_path(src));
+    let m = std::fs::symlink_metadata(src).with_context(cannot)?;
+    // A directory the walk is to list is read now, so that one it cannot
+    // read is named as the source it is (the walk's error names only
+    // its top, `.`) and fails before anything is made.
+    let walked = !plan.sync.dirs_only && !matches!(plan.selection, Selection::Paths(_));
+    let listed = m.is_dir()
+        || m.is_symlink()
+            && jsync::sync::names_contents(src.as_os_str().as_bytes())
+            && std::fs::metadata(src).is_ok_and(|m| m.is_dir());
+    if walked && listed {
+        std::fs::read_dir(src).map(drop).with_context(cannot)?;
+    }
+    Ok(())
 }
 
 /// The local sources, each checked before anything is copied: one that
@@ -546,7 +562,7 @@ fn present(plan: &Plan, srcs: &[PathBuf], report: &mut Report) -> anyhow::Result
             }
             continue;
         }
-        match check_source(src) {
+        match check_source(plan, src) {
             Ok(()) => out.push(src.clone()),
             Err(e) => unread.push((src, e)),
         }

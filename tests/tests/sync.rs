@@ -983,7 +983,7 @@ impl Unprivileged {
     }
 
     fn jcp(&self, args: &[&str]) -> Output {
-        let mut cmd = std::process::Command::new(&self.prefix.first().unwrap_or(&"env".into()));
+        let mut cmd = std::process::Command::new(self.prefix.first().map_or("env", |p| p.as_str()));
         cmd.args(self.prefix.iter().skip(1))
             .arg(&self.jcp)
             .args(args);
@@ -1108,8 +1108,62 @@ fn a_deletion_that_fails_is_an_error_not_a_deletion() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     // (--stats shows "Deleted:" only for some.)
-    assert!(!said.contains("deleting") && !said.contains("Deleted:"), "{said}");
+    assert!(
+        !said.contains("deleting") && !said.contains("Deleted:"),
+        "{said}"
+    );
     assert!(dst.join("sub/extra").exists());
+}
+
+/// A source directory that cannot be read is named as the source it is:
+/// locally before anything is made (exit 1; among several, it alone fails,
+/// exit 3), and in a pull by the server's path ("cannot read top"; it said
+/// ".: .: Permission denied"). Needs a user the directory is closed to: as
+/// root, `nobody`.
+#[test]
+fn an_unreadable_source_directory_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let (top, other) = (work.path().join("top"), work.path().join("other"));
+    let root = work.path().join("root");
+    for dir in [&top, &other, &root.join("top")] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("f"), b"f").unwrap();
+    }
+    let user = Unprivileged::new(work.path(), &keys);
+    let closed = std::fs::Permissions::from_mode(0o000);
+    std::fs::set_permissions(&top, closed.clone()).unwrap();
+    std::fs::set_permissions(root.join("top"), closed).unwrap();
+    let srv = user.jsrv(&keys, &root);
+    let dst = work.path().join("dst");
+    let (top_arg, dst_arg) = (format!("{}/", top.display()), dst.to_str().unwrap());
+    let out = user.jcp(&["-a", &top_arg, dst_arg]);
+    jsync_tests::bins::assert_fails(
+        &out,
+        1,
+        &format!("cannot read {top_arg}: Permission denied"),
+        "local",
+    );
+    assert!(!dst.exists(), "nothing made");
+    let several = format!("{dst_arg}/");
+    let out = user.jcp(&[
+        "-a",
+        top.to_str().unwrap(),
+        other.to_str().unwrap(),
+        &several,
+    ]);
+    jsync_tests::bins::assert_fails(&out, 3, "top: cannot read it: Permission denied", "several");
+    assert!(dst.join("other/f").exists() && !dst.join("top").exists());
+    let pulled = work.path().join("pulled");
+    for from in ["127.0.0.1:top/", "127.0.0.1:top"] {
+        let out = srv.jcp(keys.path(), &["-a", from, pulled.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        jsync_tests::bins::assert_fails(&out, 3, "jcp: cannot read top: Permission denied", from);
+        assert!(!said.contains(".:"), "{said}");
+    }
+    std::fs::set_permissions(root.join("top"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// Several sources go into the destination as a directory, as with scp and

@@ -907,7 +907,11 @@ fn walk_into(spec: &GiveSpec, opts: &GiveOptions, out: &mut Handoff<'_>) {
         return;
     }
     // The top, as a symlink to it leads (beneath the root for a server).
-    let top = spec.fs.open_dir(&spec.base).map_err(fs_err).and_then(|fd| {
+    let top = spec
+        .fs
+        .open_dir(&spec.base)
+        .map_err(|e| Error::Fs(format!("cannot read {e}")));
+    let top = top.and_then(|fd| {
         let st = rustix::fs::fstat(&fd)
             .map_err(|e| Error::io(format!("cannot stat {}", spec.base.display()), e.into()))?;
         Ok((fd, Meta::from_stat(&st)))

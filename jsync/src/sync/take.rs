@@ -587,7 +587,12 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             }
             msg::WALK_ERROR => {
                 walk_errors = true;
-                let path = ctx.shown(&f.payload).into_owned();
+                // (The top's error names it, as the sender has it: an
+                // error about the run, not one entry.)
+                let path = match f.payload.is_empty() {
+                    true => String::new(),
+                    false => ctx.shown(&f.payload).into_owned(),
+                };
                 let message = f.error.unwrap_or_default();
                 if message.contains("No such file or directory") {
                     counters.vanished(&path, message);
