@@ -71,18 +71,7 @@ impl std::error::Error for UsageError {}
 /// line already holds (jsync's errors print their source themselves and also
 /// return it from `source()`, so anyhow's `{:#}` would say it twice).
 pub fn describe(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    jsync::error::chain_text(e.as_ref())
 }
 
 /// The exit code for a run that failed with `e`.

@@ -118,3 +118,46 @@ impl Error {
         matches!(self, Error::Tls { .. })
     }
 }
+
+/// `e` and its causes on one line, `: `-separated, each said once: an
+/// error whose message already quotes its source (most of [`Error`]'s do,
+/// so that `to_string` alone says what failed) does not repeat it, as
+/// `{e:#}` would.
+pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_text_says_each_cause_once() {
+        let e = Error::Protocol {
+            peer: "local peer".into(),
+            source: proto::DecodeError::FieldTooLarge {
+                what: "subject",
+                len: 5000,
+                max: 4096,
+            },
+        };
+        let e = anyhow::Error::new(e).context("cannot copy a to b");
+        assert_eq!(
+            chain_text(e.as_ref()),
+            "cannot copy a to b: malformed data from local peer: subject too large: 5000 \
+             (the limit is 4096)"
+        );
+    }
+}

@@ -399,6 +399,118 @@ async fn a_failed_service_sends_its_reason_to_the_other_side() {
     }
 }
 
+/// A service that panics fails its peer as one that returns an error does:
+/// the other side's receive gets the panic's message (it waited for good),
+/// and the link goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_that_panics_fails_its_peer() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let services = echo_services().with("panics", |peer| async move {
+            let mut c = peer.accept().await?.expect("circuit");
+            let _ = c.recv().await?;
+            panic!("index out of bounds in the service");
+        });
+        let (_srv, link) = serve(&keys, services, t).await;
+        let peer = link.start("panics", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        let err = match c.send(data(vec![1])).await {
+            Err(e) => e,
+            Ok(()) => timeout(Duration::from_secs(10), c.recv())
+                .await
+                .expect("the panic reaches the other side")
+                .unwrap_err(),
+        };
+        assert!(matches!(err, Error::Remote { .. }), "{t}: {err:?}");
+        assert!(
+            err.to_string()
+                .contains("panicked: index out of bounds in the service"),
+            "{t}: {err}"
+        );
+        let err = timeout(Duration::from_secs(10), peer.accept())
+            .await
+            .expect("accept ends too")
+            .unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{t}: {err}");
+        // (The link still serves.)
+        let echo = link.start("echo", &[]).await.unwrap();
+        let mut c = echo.open().await.unwrap();
+        c.send(data(b"still here".to_vec())).await.unwrap();
+        assert_eq!(
+            c.recv().await.unwrap().unwrap().payload,
+            b"still here",
+            "{t}"
+        );
+        link.close("done").await;
+    }
+}
+
+/// What the protocol cannot carry is refused where it is asked for, as a
+/// usage error, and nothing is sent: a service name or arguments over the
+/// limits of one fragment to `start` (it failed the whole link), a subject,
+/// argument or error text over them to `send`; a circuit to a closed peer.
+/// The link and the circuit go on. A send dropped part-way leaves its
+/// circuit unable to send, saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_protocol_cannot_carry_is_a_usage_error() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let (_srv, link) = serve(&keys, echo_services(), t).await;
+        let usage = |r: Result<(), Error>, what: &str| match r {
+            Err(Error::Usage(m)) => m,
+            other => panic!("{t}: {what}: {other:?}"),
+        };
+        let long = "x".repeat(proto::MAX_ARG + 1);
+        let r = link
+            .start("echo", std::slice::from_ref(&long))
+            .await
+            .map(drop);
+        assert!(usage(r, "long arg").contains("arg too large"), "{t}");
+        let r = link
+            .start(&"e".repeat(proto::MAX_SUBJECT + 1), &[])
+            .await
+            .map(drop);
+        usage(r, "long name");
+        let many = vec![String::new(); proto::MAX_ARGS + 1];
+        usage(link.start("echo", &many).await.map(drop), "many args");
+
+        let peer = link.start("echo", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        let too_much = [
+            data(vec![]).with_subject("s".repeat(proto::MAX_SUBJECT + 1)),
+            data(vec![]).with_args(vec![long.clone()]),
+            data(vec![]).with_error("e".repeat(proto::MAX_ERROR + 1)),
+            data(vec![0; proto::MAX_PAYLOAD + 1]),
+        ];
+        for f in too_much {
+            usage(c.send(f).await, "send");
+        }
+        c.send(data(b"fits".to_vec())).await.unwrap();
+        assert_eq!(c.recv().await.unwrap().unwrap().payload, b"fits", "{t}");
+
+        // A send dropped while it waits on a full window, part-way.
+        let mut stalled = peer.open().await.unwrap();
+        let mut dropped = false;
+        for _ in 0..64 {
+            let f = data(vec![7; proto::MAX_PAYLOAD]);
+            if timeout(Duration::from_millis(200), stalled.send(f))
+                .await
+                .is_err()
+            {
+                dropped = true;
+                break;
+            }
+        }
+        assert!(dropped, "{t}: the echo's window never filled");
+        let m = usage(stalled.send(data(vec![1])).await, "after a dropped send");
+        assert!(m.contains("dropped part-way"), "{t}: {m}");
+
+        peer.close();
+        usage(peer.open().await.map(drop), "open after close");
+        link.close("done").await;
+    }
+}
+
 /// A service that fails at once (a pull of a path the server refuses) races
 /// the circuit the starter opens right away: the circuit reaches the other
 /// side after the peer is gone. Its refusal carries the service's reason,

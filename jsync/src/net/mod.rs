@@ -1,8 +1,8 @@
 //! Transports: how two jsync nodes reach each other and agree to talk.
 //!
-//! A connection is TLS 1.3 over TCP (streams multiplexed by jsync's own [`jmux`]) or QUIC (native
+//! A connection is TLS 1.3 over TCP (streams multiplexed by jsync's own `jmux`) or QUIC (native
 //! streams), or plain TCP when both sides explicitly ask for `--insecure-plaintext`.
-//! Whatever the transport, the result is a [`mux::Mux`] that opens and accepts
+//! Whatever the transport, the result is a `Mux` that opens and accepts
 //! independent byte streams with their own flow-control windows, plus the outcome of
 //! the versioned jsync handshake. The runtime ([`crate::runtime`]) builds circuits on
 //! those streams and never needs to know which transport carries them.

@@ -72,7 +72,18 @@ pub struct CircuitSender {
     /// The zstd level of what this side compresses (its choice alone).
     level: i32,
     allowed: Arc<[Compression]>,
-    finished: bool,
+    sending: Sending,
+}
+
+/// Whether a [`CircuitSender`] can still send.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sending {
+    Open,
+    /// A send holds the writer; if it is still so at the next call, that
+    /// send was dropped part-way and may have left half a frame.
+    Writing,
+    /// Finished, failed or closed: our direction has ended.
+    Ended,
 }
 
 /// The receiving half of a [`Circuit`].
@@ -127,7 +138,7 @@ impl Circuit {
                 compression: Compression::NONE,
                 level: proto::ZSTD_DEFAULT_LEVEL,
                 allowed,
-                finished: false,
+                sending: Sending::Open,
             },
             rx: CircuitReceiver {
                 shared,
@@ -216,7 +227,15 @@ impl CircuitSender {
 
     /// Sends one fragment, in order; waits while the receiver's window is full.
     /// The circuit id and serial are filled in here. Runtime ops (below
-    /// [`Op::USER`]) are reserved.
+    /// [`Op::USER`]) are reserved. A fragment over the protocol's limits
+    /// ([`Fragment::validate`]: a payload of [`proto::MAX_PAYLOAD`] bytes,
+    /// the subject, arguments and error text) is [`Error::Usage`], and
+    /// nothing is sent: larger data goes in several fragments.
+    ///
+    /// Not cancel-safe: a send dropped before it completes (a timeout, a
+    /// `select!` arm that lost) may have written part of a frame, so the
+    /// circuit sends no more ([`Error::Usage`] from then on) and the other
+    /// side sees it end mid-frame.
     pub async fn send(&mut self, frag: Fragment) -> Result<()> {
         self.send_with(frag, self.compression).await
     }
@@ -230,11 +249,10 @@ impl CircuitSender {
                 frag.op
             )));
         }
-        if frag.payload.len() > proto::MAX_PAYLOAD {
+        // (The peer would reject it, failing the whole link.)
+        if let Err(e) = frag.validate() {
             return Err(Error::Usage(format!(
-                "payload of {} bytes is over the {} byte limit of one fragment",
-                frag.payload.len(),
-                proto::MAX_PAYLOAD
+                "the fragment breaks a limit of the protocol: {e}"
             )));
         }
         self.raw_send(frag, compression).await
@@ -245,11 +263,25 @@ impl CircuitSender {
         mut frag: Fragment,
         compression: Compression,
     ) -> Result<()> {
-        if self.finished {
-            return Err(Error::Usage(format!(
-                "circuit {} already finished sending",
-                self.shared.id
-            )));
+        let token = self.shared.peer.token.clone();
+        if token.is_cancelled() {
+            return Err(self.shared.peer.error());
+        }
+        match self.sending {
+            Sending::Open => {}
+            Sending::Ended => {
+                return Err(Error::Usage(format!(
+                    "circuit {} already finished sending",
+                    self.shared.id
+                )))
+            }
+            Sending::Writing => {
+                return Err(Error::Usage(format!(
+                    "circuit {}: an earlier send was dropped part-way through a fragment \
+                     (send is not cancel-safe), so it can send no more",
+                    self.shared.id
+                )))
+            }
         }
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed {
@@ -265,7 +297,6 @@ impl CircuitSender {
         } else {
             Compression::NONE
         };
-        let token = self.shared.peer.token.clone();
         // The writer is this call's while it writes: a write cut short (the
         // peer ended, or the caller dropped this call) may have left half a
         // frame, so the writer goes with the call and the sender sends no
@@ -278,17 +309,17 @@ impl CircuitSender {
             r = write_frame_at(&mut w, &frag, compression, self.level, &mut self.buf) => r,
         };
         self.w = w;
-        self.finished = false;
+        self.sending = Sending::Open;
         match res {
             Ok(()) => Ok(()),
             Err(e) => Err(self.shared.abnormal(format!("send failed: {e}")).await),
         }
     }
 
-    /// Takes the writer out, leaving a sink; marks the sender finished
+    /// Takes the writer out, leaving a sink; marks the sender writing
     /// until the writer is put back.
     fn take_writer(&mut self) -> BoxWrite {
-        self.finished = true;
+        self.sending = Sending::Writing;
         std::mem::replace(&mut self.w, Box::new(tokio::io::sink()))
     }
 
@@ -296,6 +327,7 @@ impl CircuitSender {
     /// [`CircuitSender::raw_send`], should the shutdown be cut short).
     async fn shut_down(&mut self) {
         let mut w = self.take_writer();
+        self.sending = Sending::Ended;
         let _ = w.shutdown().await;
     }
 
@@ -310,7 +342,7 @@ impl CircuitSender {
     /// Closes the circuit in both directions; the other side's `recv` yields `None`
     /// and its sends fail with [`Error::Closed`].
     pub async fn close(&mut self) -> Result<()> {
-        if !self.finished && !self.shared.closed.load(Ordering::Acquire) {
+        if self.sending == Sending::Open && !self.shared.closed.load(Ordering::Acquire) {
             let _ = self
                 .raw_send(Fragment::new(Op::CLOSE), Compression::NONE)
                 .await;

@@ -124,6 +124,11 @@ enum Outgoing {
 }
 
 /// A connection to another node. Cheap to clone.
+///
+/// It lasts until it is closed ([`Link::close`]) or lost: its own tasks
+/// hold it (keepalives, the services it runs), so dropping every handle
+/// does not end it. Close it when done; [`Link::services_ended`] first
+/// waits for the services the other side started here.
 #[derive(Clone)]
 pub struct Link {
     inner: Arc<LinkInner>,
@@ -283,8 +288,21 @@ impl Link {
     }
 
     /// Asks the other side to start a peer running `service` with `args`, and
-    /// returns our end of the pair.
+    /// returns our end of the pair. The name and arguments go in one
+    /// fragment, within its limits ([`proto::MAX_SUBJECT`] bytes of name,
+    /// [`proto::MAX_ARGS`] arguments of [`proto::MAX_ARG`] bytes): more is
+    /// [`Error::Usage`].
     pub async fn start(&self, service: &str, args: &[String]) -> Result<Peer> {
+        let request = Fragment {
+            subject: service.to_string(),
+            args: args.to_vec(),
+            ..Fragment::new(Op::START)
+        };
+        request.validate().map_err(|e| {
+            Error::Usage(format!(
+                "cannot start {service:?} with these arguments: {e}"
+            ))
+        })?;
         let id = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
         let state = PeerState::new(self.inner.shared.clone());
         let (tx, rx) = mpsc::unbounded_channel();
@@ -301,9 +319,7 @@ impl Link {
             .insert(id, reply_tx);
         self.send_control(Fragment {
             part: u64::from(id),
-            subject: service.to_string(),
-            args: args.to_vec(),
-            ..Fragment::new(Op::START)
+            ..request
         });
         let reply = tokio::select! {
             biased;
@@ -591,11 +607,21 @@ impl Link {
             rx,
         );
         self.inner.running.spawn(async move {
-            match f(peer.clone()).await {
+            // A service that panics fails its peer, as one that returns an
+            // error does (the other side would wait on it for good).
+            let run = std::panic::AssertUnwindSafe(f(peer.clone()));
+            let done = match futures::FutureExt::catch_unwind(run).await {
+                Ok(done) => done,
+                Err(panic) => Err(anyhow::anyhow!(
+                    "service {service} panicked: {}",
+                    panic_text(panic.as_ref())
+                )),
+            };
+            match done {
                 Ok(()) => peer.close(),
                 Err(e) => {
                     // (It may quote the peer: logged with no control characters.)
-                    let reason = format!("{e:#}");
+                    let reason = crate::error::chain_text(e.as_ref());
                     let reason = crate::sync::escape_controls(&reason);
                     let name = peer.link().peer_name();
                     if peer.link().inner.in_process {
@@ -865,4 +891,13 @@ async fn refuse_circuit(w: &mut crate::net::mux::BoxWrite, circuit: u32, reason:
         ..Fragment::new(Op::FAIL).with_error(reason)
     };
     let _ = write_frame(w, &fail, Compression::NONE, &mut Vec::new()).await;
+}
+
+/// What a panic said, when it said it with a string (as `panic!` does).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => s,
+        (_, Some(s)) => s,
+        _ => "(no message)",
+    }
 }

@@ -87,6 +87,8 @@ struct PeerInner {
     /// Circuits this end opened: its "done" says how many, so that the other
     /// end's `accept` waits for any still on their way.
     opened: std::sync::atomic::AtomicU64,
+    /// Set by [`Peer::close`]: the other end counts no circuit opened later.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -119,6 +121,7 @@ impl Peer {
                 state,
                 incoming: tokio::sync::Mutex::new(incoming),
                 opened: std::sync::atomic::AtomicU64::new(0),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -153,8 +156,17 @@ impl Peer {
         self.inner.state.token.is_cancelled()
     }
 
-    /// Opens a new circuit to the other end of this pair.
+    /// Opens a new circuit to the other end of this pair; not once this end
+    /// is closed ([`Peer::close`]: [`Error::Usage`]). The other end's
+    /// [`Peer::accept`] takes circuits about in the order they were opened,
+    /// not strictly: each is handed over once its first bytes arrive.
     pub async fn open(&self) -> Result<Circuit> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Usage(format!(
+                "peer {} is closed: it opens no more circuits",
+                self.inner.id
+            )));
+        }
         let state = &self.inner.state;
         let link = &self.inner.link;
         let mut stream = tokio::select! {
@@ -214,6 +226,9 @@ impl Peer {
     /// taken every circuit we opened. Open circuits stay usable until they are
     /// finished.
     pub fn close(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         let opened = self.inner.opened.load(std::sync::atomic::Ordering::Relaxed);
         self.inner
             .link

@@ -249,7 +249,7 @@ pub trait Progress: Send + Sync {
     /// (`itself` false); before any [`Progress::itemize`] line. For rsync's
     /// "created directory DST", which only the caller can word.
     fn made_destination(&self, _dirs: u64, _itself: bool) {}
-    /// One itemized change (`-i`), in the format of [`super::itemize`]; also
+    /// One itemized change (`-i`), in rsync's `-i` format (`>f.st...... NAME`); also
     /// used for `-n` listings.
     fn itemize(&self, _line: &str) {}
     /// The same change in [`super::SyncOptions::log_format`], when one is
