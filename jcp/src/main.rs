@@ -224,8 +224,10 @@ fn keygen(dir: &Path) -> ExitCode {
     }
 }
 
-/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (errors only;
-/// warnings, with `-v` too, whose list of changes goes to stdout; jcp's own
+/// tracing to stderr: `RUST_LOG` if set, else by `-q`/`-v` (warnings, with
+/// `-q` too, as the README promises: a key recorded or refused is one, and
+/// a quiet cron job is who must see it; with `-v` too, whose list of
+/// changes goes to stdout; jcp's own
 /// info with `-vv`, debug with `-vvv`). The library's info lines are the
 /// embedded peer's server-side log of a local copy ("push received"), not for
 /// a user who asked for the list of files. Colours only on a terminal, and
@@ -233,8 +235,7 @@ fn keygen(dir: &Path) -> ExitCode {
 fn init_logging(verbosity: u8) {
     use std::io::IsTerminal;
     let default = match verbosity {
-        0 => "error",
-        1 | 2 => "warn",
+        0..=2 => "warn",
         3 => "warn,jcp=info",
         _ => "debug",
     };

@@ -386,7 +386,7 @@ impl Identity {
             cert: cert_path.clone(),
             ca: ca_path.clone(),
             role,
-            reason: e.to_string(),
+            reason: crate::tls::own_cert_refusal(&e),
         })?;
 
         Ok(Identity {
@@ -446,8 +446,30 @@ fn load_hint(dir: &Path, role: Role) -> String {
     }
 }
 
+/// The most a key, certificate or known-keys file may hold.
+pub(crate) const MAX_CONFIG_FILE: u64 = 1 << 20;
+
+/// Reads a configuration file: a regular file (a FIFO would block the
+/// handshake for good) of at most [`MAX_CONFIG_FILE`] bytes (`/dev/zero`
+/// would be read without end).
+pub(crate) fn read_config_file(path: &Path) -> io::Result<Vec<u8>> {
+    if !fs::metadata(path)?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut out = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(fs::File::open(path)?, MAX_CONFIG_FILE + 1),
+        &mut out,
+    )?;
+    if out.len() as u64 > MAX_CONFIG_FILE {
+        let why = format!("larger than {MAX_CONFIG_FILE} bytes");
+        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+    }
+    Ok(out)
+}
+
 fn read_file(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
-    fs::read(path).map_err(|source| IdentityError::Read {
+    read_config_file(path).map_err(|source| IdentityError::Read {
         path: path.to_path_buf(),
         hint: if source.kind() == io::ErrorKind::NotFound {
             hint.to_string()
@@ -742,6 +764,14 @@ impl PublicKeyData for Ed25519Public {
 /// Parses a [`public_key_line`] (the one line of `text` that is not blank
 /// or a `#` comment); `Err` says what is wrong with it.
 fn parse_public_key_line(text: &str) -> Result<Ed25519Public, String> {
+    if text.contains("PRIVATE KEY-----") {
+        return Err(
+            "it is a PRIVATE key, which never leaves its machine: sign the public \
+                    key line `jcp --keygen` printed instead (and, if this one was sent \
+                    anywhere, make a new key)"
+                .into(),
+        );
+    }
     let mut lines = text
         .lines()
         .map(str::trim)
@@ -846,7 +876,8 @@ fn check_issued(
         ca: ca_path.to_path_buf(),
         role,
         reason: format!(
-            "{e} (remove {} and run init again to issue it from its key)",
+            "{} (remove {} and run init again to issue it from its key)",
+            crate::tls::own_cert_refusal(&e),
             cert_path.display()
         ),
     })
@@ -1303,6 +1334,10 @@ mod tests {
             )),
             "{msg}"
         );
+        assert!(
+            msg.ends_with("it is not signed by that CA (issued by another `jsrv init`?)"),
+            "{msg}"
+        );
         // init notices it too, instead of reporting a broken identity as fine.
         let err = init(dir).unwrap_err();
         assert!(matches!(err, IdentityError::NotIssuedByCa { .. }), "{err}");
@@ -1326,6 +1361,15 @@ mod tests {
         assert_eq!(default_config_dir(), PathBuf::from("/some/where"));
         std::env::remove_var(CONFIG_DIR_ENV);
         assert!(default_config_dir().ends_with(".config/jsync"));
+    }
+
+    #[test]
+    fn a_private_key_is_not_signed_and_is_called_one() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path()).unwrap();
+        let key = fs::read_to_string(dir.path().join(CLIENT_KEY)).unwrap();
+        let e = parse_public_key_line(&key).map(drop).unwrap_err();
+        assert!(e.contains("PRIVATE key"), "{e}");
     }
 
     #[test]

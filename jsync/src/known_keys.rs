@@ -16,7 +16,11 @@
 //!   handshake.
 //!
 //! Keys are matched by public key, never by address or certificate, so a
-//! re-issued certificate for the same key still matches. The format is one key
+//! re-issued certificate for the same key still matches. A peer whose
+//! recorded comment names it (`from server HOST:PORT`) but which presents
+//! another key is said loudly, as ssh's "REMOTE HOST IDENTIFICATION HAS
+//! CHANGED", with the file and line of the key on record: recorded all
+//! the same when the file is writable, refused when it is read-only. The format is one key
 //! per line, `ed25519 <base64 of the raw 32-byte key> <comment>`; keys of other
 //! algorithms are written `spki <base64 of the SubjectPublicKeyInfo DER>
 //! <comment>`. `#` comments and blank lines are allowed. The file is re-read on
@@ -198,17 +202,34 @@ impl KnownKeys {
             return Ok(KeyVerdict::Unchecked);
         }
         let id = KeyId::from_spki(spki_der);
-        if keys.contains(&id) {
+        if keys.iter().any(|k| k.id == id) {
             return Ok(KeyVerdict::Known);
         }
         let fingerprint = fingerprint_spki(spki_der);
         let line = Self::line_for(spki_der, who);
+        // Another key on record for the same peer, by the comment a first
+        // use wrote (not for a client, whose port differs each time).
+        let seen_as = format!("from {}", who.trim());
+        let other = keys.iter().find(|k| k.comment.ends_with(&seen_as));
+        let changed = other.map(|k| {
+            format!(
+                "{who} presents key {fingerprint}, not the key {}:{} records for it: \
+                 if it was not given a new key, someone may be impersonating it",
+                self.path.display(),
+                k.line
+            )
+        });
         if mode == TrustMode::Lockdown {
-            tracing::warn!(
-                "refusing {who}: key {fingerprint} is not in read-only {} (lockdown); \
-                 to allow it, add this line: {line}",
-                self.path.display()
-            );
+            match &changed {
+                Some(changed) => tracing::warn!(
+                    "refusing {changed}; to allow the new key, replace that line with: {line}"
+                ),
+                None => tracing::warn!(
+                    "refusing {who}: key {fingerprint} is not in read-only {} (lockdown); \
+                     to allow it, add this line: {line}",
+                    self.path.display()
+                ),
+            }
             state.last_refusal = Some(Refusal {
                 fingerprint: fingerprint.clone(),
                 who: who.to_string(),
@@ -222,10 +243,17 @@ impl KnownKeys {
         self.append(&line)?;
         // Said by default, as ssh says "Permanently added ... to the list of
         // known hosts": trust on first use is only as good as someone noticing.
-        tracing::warn!(
-            "recorded new key {fingerprint} of {who} in {}",
-            self.path.display()
-        );
+        match changed {
+            Some(changed) => tracing::warn!(
+                "KEY CHANGED: {changed}; recorded it beside the old one, as {} is \
+                 writable (make it read-only to refuse keys it does not list)",
+                self.path.display()
+            ),
+            None => tracing::warn!(
+                "recorded new key {fingerprint} of {who} in {}",
+                self.path.display()
+            ),
+        }
         Ok(KeyVerdict::Recorded)
     }
 
@@ -263,15 +291,33 @@ fn ends_with_newline(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
-/// Reads the file: its trust mode and the keys it lists.
-fn read(path: &Path) -> Result<(TrustMode, Vec<KeyId>), KnownKeysError> {
+/// A key the file lists, with its comment and where it is.
+#[derive(Debug)]
+struct Listed {
+    id: KeyId,
+    comment: String,
+    /// 1-based line number.
+    line: usize,
+}
+
+/// Reads the file: its trust mode and the keys it lists. A symlink to
+/// nothing is an error, not an absent file (which would trust the CA
+/// alone), and so is anything but a regular file of at most a MiB
+/// ([`crate::identity::read_config_file`]).
+fn read(path: &Path) -> Result<(TrustMode, Vec<Listed>), KnownKeysError> {
     let rerr = |source| KnownKeysError::Read {
         path: path.to_path_buf(),
         source,
     };
     let meta = match fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((TrustMode::CaOnly, vec![])),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if fs::symlink_metadata(path).is_ok() {
+                let why = "a symlink to nothing (a file not there would trust the CA alone)";
+                return Err(rerr(io::Error::new(io::ErrorKind::NotFound, why)));
+            }
+            return Ok((TrustMode::CaOnly, vec![]));
+        }
         Err(e) => return Err(rerr(e)),
     };
     let mode = if meta.permissions().mode() & 0o222 == 0 {
@@ -279,7 +325,9 @@ fn read(path: &Path) -> Result<(TrustMode, Vec<KeyId>), KnownKeysError> {
     } else {
         TrustMode::Tofu
     };
-    let text = fs::read_to_string(path).map_err(rerr)?;
+    let text = crate::identity::read_config_file(path).map_err(rerr)?;
+    let text =
+        String::from_utf8(text).map_err(|e| rerr(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     Ok((mode, parse(path, &text)?))
 }
 
@@ -296,19 +344,25 @@ pub(crate) fn key_line(spki_der: &[u8], comment: &str) -> String {
     line.trim_end().to_owned()
 }
 
-fn parse(path: &Path, text: &str) -> Result<Vec<KeyId>, KnownKeysError> {
+fn parse(path: &Path, text: &str) -> Result<Vec<Listed>, KnownKeysError> {
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let key = parse_line(line).map_err(|reason| KnownKeysError::Malformed {
+        let id = parse_line(line).map_err(|reason| KnownKeysError::Malformed {
             path: path.to_path_buf(),
             line: i + 1,
             reason,
         })?;
-        keys.push(key);
+        // (The comment: what follows the type and the key.)
+        let comment = line.splitn(3, char::is_whitespace).nth(2).unwrap_or("");
+        keys.push(Listed {
+            id,
+            comment: comment.trim().to_string(),
+            line: i + 1,
+        });
     }
     Ok(keys)
 }

@@ -191,6 +191,33 @@ pub(crate) fn check_leaf(
     Ok(())
 }
 
+/// Why [`check_leaf`] refused one of this machine's own certificates, in
+/// words (rustls's say "peer" and give times as UNIX seconds).
+pub(crate) fn own_cert_refusal(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer | C::BadSignature => {
+                "it is not signed by that CA (issued by another `jsrv init`?)".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => {
+                "it has expired (have it signed again, or check this machine's clock)".into()
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "it is not valid yet: check this machine's clock".into()
+            }
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                "it is not a certificate for this role (wrong extended key usage)".into()
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                format!("it is not issued for `{SERVER_NAME}`")
+            }
+            other => format!("{other:?}"),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// Runs the known-keys check for a certificate that passed the CA check and
 /// turns a refusal into the rustls error that sends the right alert.
 fn check_known(

@@ -378,3 +378,98 @@ async fn plaintext_works_only_when_both_sides_ask_for_it() {
         "{err}"
     );
 }
+
+/// A server that presents a key other than the one recorded for its
+/// address is said loudly, as ssh's "REMOTE HOST IDENTIFICATION HAS
+/// CHANGED", naming the file and line on record, even with `-q`: recorded
+/// beside it when the file is writable (keys are matched by key, as the
+/// trust rules say), refused when it is read-only. Through the binaries: a
+/// second server key signed by the same CA, at the address the record
+/// names.
+#[test]
+fn a_changed_server_key_is_said_loudly_and_refused_in_lockdown() {
+    use jsync_tests::bins::Jsrv;
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let src = work.path().join("f");
+    std::fs::write(&src, b"f").unwrap();
+    let src = src.to_str().unwrap();
+    let known = keys.file(KNOWN_SERVER_KEYS);
+    std::fs::write(&known, "").unwrap();
+    let first = Jsrv::start(keys.path(), &root, &[]);
+    let out = first.jcp(keys.path(), &["-q", src, "127.0.0.1:f"]);
+    jsync_tests::bins::assert_ok(&out, "first use");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("recorded new key"), "-q shows it: {said}");
+
+    // Another server key under the same CA, where the first one was.
+    let other = second_client(&keys);
+    let second = Jsrv::start(other.path(), &root, &[]);
+    let recorded = std::fs::read_to_string(&known).unwrap();
+    let (was, now) = (
+        format!("from server 127.0.0.1:{}", first.port),
+        format!("from server 127.0.0.1:{}", second.port),
+    );
+    assert!(recorded.contains(&was), "{recorded}");
+    std::fs::write(&known, recorded.replace(&was, &now)).unwrap();
+    let on_record = format!("not the key {}:1 records for it", known.display());
+    let out = second.jcp(keys.path(), &["-q", src, "127.0.0.1:f"]);
+    jsync_tests::bins::assert_ok(&out, "writable: recorded");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("KEY CHANGED") && said.contains(&on_record),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&known).unwrap().lines().count(), 2);
+
+    // Read-only: refused, saying why.
+    let first_line = std::fs::read_to_string(&known)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&known, format!("{first_line}\n")).unwrap();
+    std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = second.jcp(keys.path(), &["-q", src, "127.0.0.1:f"]);
+    jsync_tests::bins::assert_fails(&out, 4, &on_record, "read-only: refused");
+}
+
+/// What a known-keys file must be: a symlink to nothing is an error, not
+/// an absent file (which would trust the CA alone: a lockdown list on an
+/// unmounted disk let every client in), and so are a FIFO (read for good)
+/// and a file past 1 MiB (`/dev/zero` was read without end). Keys and
+/// certificates are read the same way.
+#[test]
+fn a_known_keys_file_that_is_not_one_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(KNOWN_CLIENT_KEYS);
+    std::os::unix::fs::symlink(dir.path().join("unmounted/allowed"), &path).unwrap();
+    let err = jsync::known_keys::KnownKeys::open(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a symlink to nothing"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let err = jsync::known_keys::KnownKeys::open(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, vec![b'#'; (1 << 20) + 1]).unwrap();
+    let err = jsync::known_keys::KnownKeys::open(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than"), "{err}");
+    // (Keys and certificates are read so too.)
+    let keys = Keys::new();
+    std::fs::remove_file(keys.file(identity::CA_CERT)).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", keys.file(identity::CA_CERT)).unwrap();
+    let err = ClientSecurity::from_config_dir(keys.path(), &TlsOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("ca.crt: not a regular file"),
+        "{err}"
+    );
+}
