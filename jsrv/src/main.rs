@@ -114,6 +114,11 @@ enum Command {
         /// Write the certificate to this new file (mode 0644) instead of stdout
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Make the certificate expire N days from today (1 to 36500), as
+        /// ssh-keygen -V: the client is refused once it has. Without it, the
+        /// certificate does not expire, like an ssh key
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: Option<u32>,
     },
 }
 
@@ -179,7 +184,12 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(e.into()),
         },
-        Some(Command::Sign { key, name, out }) => sign(&dir, &key, name, out.as_deref()),
+        Some(Command::Sign {
+            key,
+            name,
+            out,
+            days,
+        }) => sign(&dir, &key, name, out.as_deref(), days),
         None => serve::serve(plan(cli.serve, dir)).await,
     };
     match result {
@@ -197,6 +207,7 @@ fn sign(
     key: &std::path::Path,
     name: Option<String>,
     out: Option<&std::path::Path>,
+    days: Option<u32>,
 ) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let mut line = String::new();
@@ -206,7 +217,8 @@ fn sign(
         std::fs::File::open(key).and_then(|mut f| f.read_to_string(&mut line).map(drop))
     };
     read.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key.display()))?;
-    let signed = jsync::identity::sign_client(dir, &line, key, name.as_deref().unwrap_or(""))?;
+    let name_or_none = name.as_deref().unwrap_or("");
+    let signed = jsync::identity::sign_client_for(dir, &line, key, name_or_none, days)?;
     match out {
         // (Synced, never replacing a file, never half-written.)
         Some(path) => jsync::identity::write_new(path, signed.pem.as_bytes(), 0o644)?,
@@ -216,10 +228,12 @@ fn sign(
             .map_err(|e| anyhow::anyhow!("cannot write the certificate to stdout: {e}"))?,
     }
     eprintln!(
-        "jsrv: signed client key {}{}: it goes in the client's config directory as {}, \
+        "jsrv: signed client key {}{}{}: it goes in the client's config directory as {}, \
          beside this CA's {}",
         signed.fingerprint,
         name.map(|n| format!(" for {n}")).unwrap_or_default(),
+        days.map(|n| format!(", valid for {n} days"))
+            .unwrap_or_default(),
         jsync::identity::CLIENT_CERT,
         jsync::identity::CA_CERT,
     );

@@ -808,6 +808,20 @@ pub fn sign_client(
     source: &Path,
     name: &str,
 ) -> Result<Signed, IdentityError> {
+    sign_client_for(dir, line, source, name, None)
+}
+
+/// [`sign_client`] for a certificate that expires `days` days from today
+/// (`jsrv sign --days`, as `ssh-keygen -s -V`): the client is refused once
+/// it has, with no list to keep. `None`: one that does not expire, like an
+/// ssh key.
+pub fn sign_client_for(
+    dir: &Path,
+    line: &str,
+    source: &Path,
+    name: &str,
+    days: Option<u32>,
+) -> Result<Signed, IdentityError> {
     let key = parse_public_key_line(line).map_err(|reason| IdentityError::Invalid {
         path: source.to_path_buf(),
         what: "public key line",
@@ -834,6 +848,13 @@ pub fn sign_client(
         });
     }
     let cert = leaf_params(Role::Client, name)
+        .map(|mut p| {
+            if let Some(days) = days {
+                let (y, m, d) = days_from_now(days);
+                p.not_after = rcgen::date_time_ymd(y, m, d);
+            }
+            p
+        })
         .and_then(|p| p.signed_by(&key, &issuer))
         .map_err(|e| generate_err(cert_path, e))?;
     let chain = vec![cert.der().clone()];
@@ -984,15 +1005,21 @@ fn random_serial() -> Result<SerialNumber, rcgen::Error> {
 /// Sets `not_before` to yesterday (UTC), so that a peer whose clock is a little
 /// behind still accepts a fresh certificate.
 fn set_not_before(params: &mut CertificateParams) {
+    let (y, m, d) = days_from_now(-1);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+}
+
+/// The day (UTC) `days` days from today, as `rcgen::date_time_ymd` takes it.
+fn days_from_now(days: impl Into<i64>) -> (i32, u8, u8) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d, ..) =
-        crate::civil::utc_civil(i64::try_from(now.saturating_sub(86_400)).unwrap_or(0));
+    let then = i64::try_from(now).unwrap_or(0) + days.into() * 86_400;
+    let (y, m, d, ..) = crate::civil::utc_civil(then.max(0));
     let y = i32::try_from(y).unwrap_or(1975);
     // Month and day are in range by construction.
-    params.not_before = rcgen::date_time_ymd(y, m as u8, d as u8);
+    (y, m as u8, d as u8)
 }
 
 /// Writes a new file with `mode` without ever replacing an existing one: the
@@ -1361,6 +1388,32 @@ mod tests {
         assert_eq!(default_config_dir(), PathBuf::from("/some/where"));
         std::env::remove_var(CONFIG_DIR_ENV);
         assert!(default_config_dir().ends_with(".config/jsync"));
+    }
+
+    #[test]
+    fn a_client_certificate_expires_after_the_days_asked_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (srv, cli) = (tmp.path().join("srv"), tmp.path().join("cli"));
+        init(&srv).unwrap();
+        let made = keygen(&cli, "bob@laptop").unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let not_after = |days| {
+            let signed = sign_client_for(&srv, &made.line, Path::new("b.pub"), "", days).unwrap();
+            let der =
+                rustls_pki_types::CertificateDer::from_pem_slice(signed.pem.as_bytes()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+            cert.validity().not_after.timestamp()
+        };
+        let in_30 = not_after(Some(30));
+        assert!(
+            (now + 29 * 86_400..=now + 30 * 86_400).contains(&in_30),
+            "{in_30} {now}"
+        );
+        // Without: like an ssh key, it does not expire (rcgen's far future).
+        assert!(not_after(None) > now + 1000 * 365 * 86_400);
     }
 
     #[test]

@@ -112,9 +112,15 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    // Signed from stdin, named.
+    // Signed from stdin, named, expiring in 30 days (the copies below use it).
+    let out = run(
+        "jsrv",
+        &["sign", "--config-dir", &s(&srv_cfg), "--days", "0", "-"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let mut sign = std::process::Command::new(jsync_tests::bins::bin("jsrv"))
-        .args(["sign", "--config-dir", &s(&srv_cfg), "--name", "alice", "-"])
+        .args(["sign", "--config-dir", &s(&srv_cfg), "--name", "alice"])
+        .args(["--days", "30", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -134,6 +140,8 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
         made,
         "sign names the key keygen made"
     );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("for alice, valid for 30 days"), "{said}");
     std::fs::write(cli_cfg.join("client.crt"), &pem).unwrap();
     std::fs::copy(srv_cfg.join("ca.crt"), cli_cfg.join("ca.crt")).unwrap();
     // From a file, to a new file with --out (mode 0644), which it never

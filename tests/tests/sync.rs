@@ -1166,6 +1166,44 @@ fn an_unreadable_source_directory_is_named() {
     std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// A destination the user may not write says which step failed ("cannot
+/// create a temp file in its directory", "cannot make the directory"), and a
+/// directory that could not be made takes what it holds with it, without an
+/// error each (they said "No such file or directory"), as rsync's
+/// "Skipping any contents from this failed directory". Needs a directory the
+/// user running jcp cannot write: as root, one of root's, jcp run as
+/// `nobody`.
+#[test]
+fn an_unwritable_destination_says_what_failed() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for f in ["a", "sub/b", "sub/c"] {
+        std::fs::write(src.join(f), f).unwrap();
+    }
+    std::fs::create_dir_all(&dst).unwrap();
+    let user = Unprivileged::new(work.path(), &keys);
+    if !user.as_nobody() {
+        eprintln!("not root: no directory this user cannot write to test with");
+        return;
+    }
+    let out = std::process::Command::new("chown")
+        .args(["0:0"])
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = user.jcp(&["-r", &format!("{}/", src.display()), dst.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    jsync_tests::bins::assert_fails(&out, 3, "a: cannot create a temp file in its directory", "");
+    let made =
+        "sub: cannot make the directory: Permission denied (os error 13); skipping what it holds";
+    assert!(said.contains(made), "{said}");
+    assert!(!said.contains("sub/"), "nothing below it: {said}");
+    assert!(said.contains("2 files could not be transferred"), "{said}");
+}
+
 /// Several sources go into the destination as a directory, as with scp and
 /// rsync (`jcp *.txt host:dir`): locally, pushed and pulled (every remote
 /// source on one server), with one report; what cannot work is refused.

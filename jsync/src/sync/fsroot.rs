@@ -633,10 +633,10 @@ impl FsRoot {
                     });
                 }
                 Err(Errno::EXIST) => last = Errno::EXIST,
-                Err(e) => return Err(FsError::io(rel.display(), e)),
+                Err(e) => return Err(no_temp(rel, e)),
             }
         }
-        Err(FsError::io(rel.display(), last))
+        Err(no_temp(rel, last))
     }
 
     /// [`FsRoot::create_temp`] for a file written at once (a small file that
@@ -662,7 +662,7 @@ impl FsRoot {
             Err(Errno::OPNOTSUPP) | Err(Errno::ISDIR) | Err(Errno::INVAL) => {
                 return self.create_temp(rel)
             }
-            Err(e) => return Err(FsError::io(rel.display(), e)),
+            Err(e) => return Err(no_temp(rel, e)),
         };
         let via = probe_link_via(&fd, &home);
         if via == LinkVia::Unsupported {
@@ -2463,6 +2463,16 @@ impl Drop for TempFile {
             let _ = rfs::unlinkat(&self.home, temp, AtFlags::empty());
         }
     }
+}
+
+/// The error for a temp file [`FsRoot::create_temp`] or
+/// [`FsRoot::create_unnamed`] could not make: which step failed, as rsync's
+/// "mkstemp failed" says (the cause alone reads as if the file were the
+/// problem).
+fn no_temp(rel: &RelPath, e: Errno) -> FsError {
+    let e = io::Error::from(e);
+    let why = format!("cannot create a temp file in its directory: {e}");
+    FsError::io(rel.display(), io::Error::new(e.kind(), why))
 }
 
 #[cfg(test)]

@@ -498,7 +498,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             match plan(&ctx, &r, &mut e, &mut fresh, &mut skipped) {
                                 Ok(Plan::Dir) => dirs.push((r, e)),
                                 Ok(_) => {}
-                                Err(err) => counters.error(&shown(&e), err),
+                                Err(err) => {
+                                    let err = failed_entry(&r, &e, err, &mut skipped);
+                                    counters.error(&shown(&e), err)
+                                }
                             }
                         }
                     }
@@ -568,6 +571,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                             if entry.link == HardLink::Leader {
                                 skipped_leaders.insert(i);
                             }
+                            let e = failed_entry(&rel, &entry, e, &mut skipped);
                             counters.error(&shown(&entry), e);
                         }
                     }
@@ -700,6 +704,18 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         }
     }
     Ok(stats)
+}
+
+/// The error for an entry [`plan`] failed: a directory that could not be
+/// made (or entered) takes what it holds with it, skipped without an error
+/// each (as rsync's "Skipping any contents from this failed directory"):
+/// each said "No such file or directory".
+fn failed_entry(rel: &RelPath, e: &Entry, why: String, skipped: &mut DirSet) -> String {
+    if e.kind != EntryKind::Dir {
+        return why;
+    }
+    skipped.0.insert(rel.as_bytes().to_vec());
+    format!("{why}; skipping what it holds")
 }
 
 /// What goes out on the control circuit.
@@ -2282,7 +2298,12 @@ fn plan(
                         clear(m)?;
                     }
                     if !dry {
-                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(s)?;
+                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(|e| match e {
+                            super::fsroot::FsError::Io { source, .. } => {
+                                format!("cannot make the directory: {source}")
+                            }
+                            other => other.to_string(),
+                        })?;
                     }
                     fresh.0.insert(rel.as_bytes().to_vec());
                 }
