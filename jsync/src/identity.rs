@@ -431,6 +431,14 @@ pub fn fingerprint_spki(spki_der: &[u8]) -> String {
 fn load_hint(dir: &Path, role: Role) -> String {
     match role {
         Role::Server => format!(" (run `jsrv init --config-dir {}` first)", dir.display()),
+        // (Only the server's CA certificate missing.)
+        Role::Client if dir.join(CLIENT_KEY).exists() && dir.join(CLIENT_CERT).exists() => {
+            format!(
+                " (copy the server's {CA_CERT}, from the `jsrv init` that signed {CLIENT_CERT}, \
+                 into {})",
+                dir.display()
+            )
+        }
         // (A key of its own, made by `jcp --keygen`, waits for its certificate.)
         Role::Client if dir.join(CLIENT_KEY).exists() => format!(
             " (this client's key is made: have the server's admin sign its line, which \
@@ -1318,6 +1326,14 @@ mod tests {
         );
 
         init(dir).unwrap();
+        // Only the CA's certificate missing: that is what it says to get.
+        fs::rename(dir.join(CA_CERT), dir.join("ca.away")).unwrap();
+        let err = Identity::load(dir, Role::Client).unwrap_err().to_string();
+        assert!(
+            err.contains("(copy the server's ca.crt, from the `jsrv init`"),
+            "{err}"
+        );
+        fs::rename(dir.join("ca.away"), dir.join(CA_CERT)).unwrap();
         // A private key readable by others is refused, like ssh does.
         set_mode(&dir.join(CLIENT_KEY), 0o644);
         let err = Identity::load(dir, Role::Client).unwrap_err();

@@ -707,8 +707,13 @@ fn explain_with(err: &rustls::Error, side: Role, dir: Option<&Path>) -> String {
         },
         E::InvalidCertificate(cert_err) => match cert_err {
             CertificateError::UnknownIssuer => format!(
-                "the {peer}'s certificate is not signed by our CA ({})",
-                file(CA_CERT)
+                "the {peer}'s certificate is not signed by our CA ({}): {}",
+                file(CA_CERT),
+                match side {
+                    Role::Client => "the server was set up by another `jsrv init`, or it is \
+                                     not the server you meant",
+                    Role::Server => "it comes from another `jsrv init`",
+                }
             ),
             CertificateError::BadSignature => format!(
                 "the {peer}'s certificate has a bad signature (is it from another CA with the same name as ours, {}?)",
@@ -944,7 +949,8 @@ mod tests {
         assert_eq!(
             explain_in(&serr, Role::Server, &s.dir),
             format!(
-                "the client's certificate is not signed by our CA ({})",
+                "the client's certificate is not signed by our CA ({}): it comes from \
+                 another `jsrv init`",
                 s.dir.join(CA_CERT).display()
             )
         );
@@ -976,7 +982,8 @@ mod tests {
         assert_eq!(
             explain_in(&cerr, Role::Client, &s.dir),
             format!(
-                "the server's certificate is not signed by our CA ({})",
+                "the server's certificate is not signed by our CA ({}): the server was set \
+                 up by another `jsrv init`, or it is not the server you meant",
                 s.dir.join(CA_CERT).display()
             )
         );
