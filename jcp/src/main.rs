@@ -377,7 +377,8 @@ fn hold_deletions(opts: &mut SyncOptions, report: &mut Report) {
         (opts.delete, opts.delete_excluded, opts.force) = (false, false, true);
         report.warnings.push(jsync::sync::FileError {
             path: String::new(),
-            message: "a source could not be read: skipping deletion (nothing was deleted)".into(),
+            message: "a source could not be read: skipping deletion of what the sources lack"
+                .into(),
         });
     }
 }
@@ -540,6 +541,11 @@ fn check_source(plan: &Plan, src: &Path) -> anyhow::Result<()> {
             && std::fs::metadata(src).is_ok_and(|m| m.is_dir());
     if walked && listed {
         std::fs::read_dir(src).map(drop).with_context(cannot)?;
+    }
+    // (A file that cannot be opened is one too: with --delete it stops the
+    // deletions, as in rsync. Not a FIFO, whose open would wait.)
+    if m.is_file() {
+        std::fs::File::open(src).map(drop).with_context(cannot)?;
     }
     Ok(())
 }

@@ -454,30 +454,32 @@ fn load_hint(dir: &Path, role: Role) -> String {
     }
 }
 
-/// The most a key, certificate or known-keys file may hold.
-pub(crate) const MAX_CONFIG_FILE: u64 = 1 << 20;
+/// The most a key or certificate file may hold.
+const MAX_KEY_FILE: u64 = 1 << 20;
 
 /// Reads a configuration file: a regular file (a FIFO would block the
-/// handshake for good) of at most [`MAX_CONFIG_FILE`] bytes (`/dev/zero`
-/// would be read without end).
-pub(crate) fn read_config_file(path: &Path) -> io::Result<Vec<u8>> {
-    if !fs::metadata(path)?.is_file() {
+/// handshake for good; it is opened without waiting, then looked at) of at
+/// most `max` bytes (`/dev/zero` would be read without end).
+pub(crate) fn read_config_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
     let mut out = Vec::new();
-    io::Read::read_to_end(
-        &mut io::Read::take(fs::File::open(path)?, MAX_CONFIG_FILE + 1),
-        &mut out,
-    )?;
-    if out.len() as u64 > MAX_CONFIG_FILE {
-        let why = format!("larger than {MAX_CONFIG_FILE} bytes");
+    io::Read::read_to_end(&mut io::Read::take(f, max + 1), &mut out)?;
+    if out.len() as u64 > max {
+        let why = format!("larger than {max} bytes");
         return Err(io::Error::new(io::ErrorKind::InvalidData, why));
     }
     Ok(out)
 }
 
 fn read_file(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
-    read_config_file(path).map_err(|source| IdentityError::Read {
+    read_config_file(path, MAX_KEY_FILE).map_err(|source| IdentityError::Read {
         path: path.to_path_buf(),
         hint: if source.kind() == io::ErrorKind::NotFound {
             hint.to_string()
@@ -858,8 +860,12 @@ pub fn sign_client_for(
     let cert = leaf_params(Role::Client, name)
         .map(|mut p| {
             if let Some(days) = days {
-                let (y, m, d) = days_from_now(days);
-                p.not_after = rcgen::date_time_ymd(y, m, d);
+                // (To the second: N days from now, not from a midnight.)
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let then = now + std::time::Duration::from_secs(u64::from(days) * 86_400);
+                p.not_after = rcgen::date_time_ymd(1970, 1, 1) + then;
             }
             p
         })
@@ -1424,10 +1430,8 @@ mod tests {
             cert.validity().not_after.timestamp()
         };
         let in_30 = not_after(Some(30));
-        assert!(
-            (now + 29 * 86_400..=now + 30 * 86_400).contains(&in_30),
-            "{in_30} {now}"
-        );
+        let then = now + 30 * 86_400;
+        assert!((then - 5..=then + 5).contains(&in_30), "{in_30} {now}");
         // Without: like an ssh key, it does not expire (rcgen's far future).
         assert!(not_after(None) > now + 1000 * 365 * 86_400);
     }

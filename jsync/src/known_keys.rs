@@ -207,11 +207,7 @@ impl KnownKeys {
         }
         let fingerprint = fingerprint_spki(spki_der);
         let line = Self::line_for(spki_der, who);
-        // Another key on record for the same peer, by the comment a first
-        // use wrote (not for a client, whose port differs each time).
-        let seen_as = format!("from {}", who.trim());
-        let other = keys.iter().find(|k| k.comment.ends_with(&seen_as));
-        let changed = other.map(|k| {
+        let changed = recorded_for(&keys, who).map(|k| {
             format!(
                 "{who} presents key {fingerprint}, not the key {}:{} records for it: \
                  if it was not given a new key, someone may be impersonating it",
@@ -222,7 +218,8 @@ impl KnownKeys {
         if mode == TrustMode::Lockdown {
             match &changed {
                 Some(changed) => tracing::warn!(
-                    "refusing {changed}; to allow the new key, replace that line with: {line}"
+                    "KEY CHANGED: refusing it: {changed}; to allow the new key, replace \
+                     that line with: {line}"
                 ),
                 None => tracing::warn!(
                     "refusing {who}: key {fingerprint} is not in read-only {} (lockdown); \
@@ -291,6 +288,10 @@ fn ends_with_newline(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
+/// The most a known-keys file may hold: about 150,000 keys, as trust on
+/// first use adds a line per new one (and it is read at each handshake).
+const MAX_FILE: u64 = 16 << 20;
+
 /// A key the file lists, with its comment and where it is.
 #[derive(Debug)]
 struct Listed {
@@ -300,10 +301,21 @@ struct Listed {
     line: usize,
 }
 
+/// Another key on record for the same server `who` (the latest), by the
+/// comment a first use wrote; never for a client, whose port differs each
+/// time (and a NAT may give another client the same one).
+fn recorded_for<'a>(keys: &'a [Listed], who: &str) -> Option<&'a Listed> {
+    let seen_as = format!("from {}", who.trim());
+    if !who.trim_start().starts_with("server ") {
+        return None;
+    }
+    keys.iter().rev().find(|k| k.comment.ends_with(&seen_as))
+}
+
 /// Reads the file: its trust mode and the keys it lists. A symlink to
 /// nothing is an error, not an absent file (which would trust the CA
-/// alone), and so is anything but a regular file of at most a MiB
-/// ([`crate::identity::read_config_file`]).
+/// alone), and so is anything but a regular file of at most [`MAX_FILE`]
+/// bytes ([`crate::identity::read_config_file`]).
 fn read(path: &Path) -> Result<(TrustMode, Vec<Listed>), KnownKeysError> {
     let rerr = |source| KnownKeysError::Read {
         path: path.to_path_buf(),
@@ -325,7 +337,7 @@ fn read(path: &Path) -> Result<(TrustMode, Vec<Listed>), KnownKeysError> {
     } else {
         TrustMode::Tofu
     };
-    let text = crate::identity::read_config_file(path).map_err(rerr)?;
+    let text = crate::identity::read_config_file(path, MAX_FILE).map_err(rerr)?;
     let text =
         String::from_utf8(text).map_err(|e| rerr(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     Ok((mode, parse(path, &text)?))
@@ -474,6 +486,23 @@ mod tests {
         let kk2 = KnownKeys::open(&path).unwrap();
         assert_eq!(kk2.check(&ed_spki(7), "y").unwrap(), KeyVerdict::Known);
         assert_eq!(kk2.check(&ed_spki(8), "y").unwrap(), KeyVerdict::Known);
+    }
+
+    #[test]
+    fn a_key_on_record_is_found_for_a_server_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let lines = [
+            KnownKeys::line_for(&ed_spki(1), "server h:1"),
+            KnownKeys::line_for(&ed_spki(2), "client 10.0.0.1:5000"),
+            KnownKeys::line_for(&ed_spki(3), "server h:1"),
+        ];
+        fs::write(&path, lines.join("\n")).unwrap();
+        let (_, keys) = read(&path).unwrap();
+        // (The latest for the address.)
+        assert_eq!(recorded_for(&keys, "server h:1").map(|k| k.line), Some(3));
+        assert!(recorded_for(&keys, "server h:10").is_none());
+        assert!(recorded_for(&keys, "client 10.0.0.1:5000").is_none());
     }
 
     #[test]

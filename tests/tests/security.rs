@@ -435,6 +435,7 @@ fn a_changed_server_key_is_said_loudly_and_refused_in_lockdown() {
     std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o444)).unwrap();
     let out = second.jcp(keys.path(), &["-q", src, "127.0.0.1:f"]);
     jsync_tests::bins::assert_fails(&out, 4, &on_record, "read-only: refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEY CHANGED: refusing it"));
 }
 
 /// What a known-keys file must be: a symlink to nothing is an error, not
@@ -458,7 +459,23 @@ fn a_known_keys_file_that_is_not_one_is_an_error() {
         .to_string();
     assert!(err.contains("not a regular file"), "{err}");
     std::fs::remove_file(&path).unwrap();
-    std::fs::write(&path, vec![b'#'; (1 << 20) + 1]).unwrap();
+    let fifo = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    );
+    fifo.unwrap();
+    let err = jsync::known_keys::KnownKeys::open(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a regular file"),
+        "a FIFO, not waited on: {err}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, vec![b'#'; (16 << 20) + 1]).unwrap();
     let err = jsync::known_keys::KnownKeys::open(&path)
         .unwrap_err()
         .to_string();

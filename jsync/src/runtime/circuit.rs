@@ -249,7 +249,11 @@ impl CircuitSender {
                 frag.op
             )));
         }
-        // (The peer would reject it, failing the whole link.)
+        // (The peer would reject it, failing the whole link; checked with
+        // the numbers the frame will carry, which take room too.)
+        let mut frag = frag;
+        frag.circuit = self.shared.id;
+        frag.serial = self.serial;
         if let Err(e) = frag.validate() {
             return Err(Error::Usage(format!(
                 "the fragment breaks a limit of the protocol: {e}"

@@ -293,7 +293,9 @@ impl Link {
     /// [`proto::MAX_ARGS`] arguments of [`proto::MAX_ARG`] bytes): more is
     /// [`Error::Usage`].
     pub async fn start(&self, service: &str, args: &[String]) -> Result<Peer> {
+        let id = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
         let request = Fragment {
+            part: u64::from(id),
             subject: service.to_string(),
             args: args.to_vec(),
             ..Fragment::new(Op::START)
@@ -303,7 +305,6 @@ impl Link {
                 "cannot start {service:?} with these arguments: {e}"
             ))
         })?;
-        let id = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
         let state = PeerState::new(self.inner.shared.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -317,10 +318,7 @@ impl Link {
             .lock()
             .expect("poisoned")
             .insert(id, reply_tx);
-        self.send_control(Fragment {
-            part: u64::from(id),
-            ..request
-        });
+        self.send_control(request);
         let reply = tokio::select! {
             biased;
             r = reply_rx => r.map_err(|_| self.lost()),

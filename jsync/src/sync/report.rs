@@ -310,7 +310,7 @@ impl Counters {
         let mut notices = self.notices.lock().expect("poisoned");
         if notices.len() < proto::sync::MAX_ERRORS {
             notices.push(FileError {
-                path: path.to_string(),
+                path: fits_report(path),
                 message: line,
             });
         }
@@ -327,14 +327,43 @@ fn push(list: &Mutex<Vec<FileError>>, path: &str, message: String) {
         _ => message,
     };
     list.lock().expect("poisoned").push(FileError {
-        path: path.to_string(),
+        path: fits_report(path),
         message,
     });
+}
+
+/// `path` as a report carries it: at most [`proto::sync::MAX_PATH`] bytes
+/// (a shown path, with its prefix and escapes, can be longer than the
+/// entry's; a longer one would fail the report, and so the whole run, at
+/// the other side), cut at a character with `...`.
+fn fits_report(path: &str) -> String {
+    let max = proto::sync::MAX_PATH;
+    if path.len() <= max {
+        return path.to_string();
+    }
+    let mut end = max - 3;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &path[..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_longer_than_a_report_carries_is_cut() {
+        let long = format!("{}é{}", "a".repeat(4090), "b".repeat(100));
+        let cut = fits_report(&long);
+        assert!(
+            cut.len() <= proto::sync::MAX_PATH && cut.ends_with("..."),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.starts_with(&"a".repeat(4090)));
+        assert_eq!(fits_report("short"), "short");
+    }
 
     #[test]
     fn stats_sizes_in_bytes_or_human_units() {

@@ -591,11 +591,11 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             }
             msg::WALK_ERROR => {
                 walk_errors = true;
-                // (The top's error names it, as the sender has it: an
-                // error about the run, not one entry.)
-                let path = match f.payload.is_empty() {
-                    true => String::new(),
-                    false => ctx.shown(&f.payload).into_owned(),
+                // (The top of a directory's contents, `.`, is named by the
+                // sender's message, as it has it: an error about the run.)
+                let path = match ctx.shown(&f.payload) {
+                    p if f.payload.is_empty() && p == "." => String::new(),
+                    p => p.into_owned(),
                 };
                 let message = f.error.unwrap_or_default();
                 if message.contains("No such file or directory") {
@@ -683,7 +683,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
                 Err(err) => Err(err.to_string()),
             };
             if let Err(err) = res {
-                counters.error(&ctx.shown_rel(&rel), err);
+                let err = doing(&rel, "cannot set the directory's attributes", &err);
+                // (The destination itself is `.`, as rsync says it.)
+                let shown = Some(ctx.shown_rel(&rel)).filter(|s| !s.is_empty());
+                counters.error(shown.as_deref().unwrap_or("."), err);
             }
         }
     }
@@ -711,10 +714,10 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
 /// each (as rsync's "Skipping any contents from this failed directory"):
 /// each said "No such file or directory".
 fn failed_entry(rel: &RelPath, e: &Entry, why: String, skipped: &mut DirSet) -> String {
-    if e.kind != EntryKind::Dir {
+    // (One skipped already, a -K link refused, says so itself.)
+    if e.kind != EntryKind::Dir || !skipped.0.insert(rel.as_bytes().to_vec()) {
         return why;
     }
-    skipped.0.insert(rel.as_bytes().to_vec());
     format!("{why}; skipping what it holds")
 }
 
@@ -3229,10 +3232,16 @@ fn delete_one(
 /// The error for an extraneous entry that could not be deleted: `PATH:
 /// cannot delete it: CAUSE` (rsync's "delete_file: unlink(PATH) failed").
 fn not_deleted(ctx: &Ctx, rel: &RelPath, e: String) {
-    let at = format!("{}: ", rel.display());
-    let cause = e.strip_prefix(&at).unwrap_or(&e);
     ctx.counters
-        .error(&ctx.shown_rel(rel), format!("cannot delete it: {cause}"));
+        .error(&ctx.shown_rel(rel), doing(rel, "cannot delete it", &e));
+}
+
+/// `DOING: CAUSE` for an error about `rel`, `e`, which may start with
+/// `rel`'s own path (a confined file operation's does): the step that
+/// failed said, the path not twice.
+fn doing(rel: &RelPath, what: &str, e: &str) -> String {
+    let at = format!("{}: ", rel.display());
+    format!("{what}: {}", e.strip_prefix(&at).unwrap_or(e))
 }
 
 /// What [`delete_unprotected`] left of a directory's entries.
