@@ -710,9 +710,9 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
 }
 
 /// The error for an entry [`plan`] failed: a directory that could not be
-/// made (or entered) takes what it holds with it, skipped without an error
-/// each (as rsync's "Skipping any contents from this failed directory"):
-/// each said "No such file or directory".
+/// made (or made way for) takes what it holds with it, skipped without an
+/// error each, as rsync's "Skipping any contents from this failed
+/// directory" (each of them said "No such file or directory" before).
 fn failed_entry(rel: &RelPath, e: &Entry, why: String, skipped: &mut DirSet) -> String {
     // (One skipped already, a -K link refused, says so itself.)
     if e.kind != EntryKind::Dir || !skipped.0.insert(rel.as_bytes().to_vec()) {
@@ -2301,7 +2301,7 @@ fn plan(
                         clear(m)?;
                     }
                     if !dry {
-                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(|e| match e {
+                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(|err| match err {
                             super::fsroot::FsError::Io { source, .. } => {
                                 format!("cannot make the directory: {source}")
                             }
