@@ -114,12 +114,7 @@ async fn main() -> ExitCode {
                 );
             }
             for w in &report.warnings {
-                if w.path.is_empty() {
-                    // About the run, not one entry.
-                    say(format!("jcp: warning: {}", w.message));
-                } else {
-                    say(format!("jcp: warning: {}: {}", shown(&w.path), w.message));
-                }
+                say(format!("jcp: warning: {}", about(w)));
             }
             for v in &report.vanished {
                 say(format!("jcp: file has vanished: {}", shown(&v.path)));
@@ -148,11 +143,7 @@ async fn main() -> ExitCode {
             ));
             if !report.errors.is_empty() {
                 for e in &report.errors {
-                    match e.path.is_empty() {
-                        // (About the run, or a source's top, which it names.)
-                        true => say(format!("jcp: {}", e.message)),
-                        false => say(format!("jcp: {}: {}", shown(&e.path), e.message)),
-                    }
+                    say(format!("jcp: {}", about(e)));
                 }
                 // (Not "the others were": there may be no others.)
                 say(format!(
@@ -251,6 +242,15 @@ fn init_logging(verbosity: u8) {
     match verbosity {
         0..=3 => logs.without_time().with_target(false).init(),
         _ => logs.init(),
+    }
+}
+
+/// `PATH: MESSAGE`, or the message alone for one about the run (or a
+/// source's top, which it names).
+fn about(e: &jsync::sync::FileError) -> String {
+    match e.path.is_empty() {
+        true => e.message.clone(),
+        false => format!("{}: {}", shown(&e.path), e.message),
     }
 }
 
@@ -580,12 +580,12 @@ fn present(plan: &Plan, srcs: &[PathBuf], report: &mut Report) -> anyhow::Result
         return Err(unread.swap_remove(0).1);
     }
     for (src, e) in unread {
+        // (The causes below check_source's "cannot read SRC".)
         let message = e
             .chain()
-            .skip(1)
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(": ");
+            .nth(1)
+            .map(jsync::error::chain_text)
+            .unwrap_or_default();
         report.errors.push(jsync::sync::FileError {
             path: shown_path(src).into_owned(),
             message: format!("cannot read it: {message}"),

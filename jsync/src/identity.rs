@@ -459,14 +459,16 @@ const MAX_KEY_FILE: u64 = 1 << 20;
 
 /// Reads a configuration file: a regular file (a FIFO would block the
 /// handshake for good; it is opened without waiting, then looked at) of at
-/// most `max` bytes (`/dev/zero` would be read without end).
-pub(crate) fn read_config_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+/// most `max` bytes (`/dev/zero` would be read without end). Its contents,
+/// and what the open file is (its mode, for the known-keys files).
+pub(crate) fn read_config_file(path: &Path, max: u64) -> io::Result<(Vec<u8>, fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
     let mut out = Vec::new();
@@ -475,19 +477,21 @@ pub(crate) fn read_config_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
         let why = format!("larger than {max} bytes");
         return Err(io::Error::new(io::ErrorKind::InvalidData, why));
     }
-    Ok(out)
+    Ok((out, meta))
 }
 
 fn read_file(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
-    read_config_file(path, MAX_KEY_FILE).map_err(|source| IdentityError::Read {
-        path: path.to_path_buf(),
-        hint: if source.kind() == io::ErrorKind::NotFound {
-            hint.to_string()
-        } else {
-            String::new()
-        },
-        source,
-    })
+    read_config_file(path, MAX_KEY_FILE)
+        .map(|(bytes, _)| bytes)
+        .map_err(|source| IdentityError::Read {
+            path: path.to_path_buf(),
+            hint: if source.kind() == io::ErrorKind::NotFound {
+                hint.to_string()
+            } else {
+                String::new()
+            },
+            source,
+        })
 }
 
 /// Reads a private key file after checking that only its owner can access it.
@@ -1019,21 +1023,15 @@ fn random_serial() -> Result<SerialNumber, rcgen::Error> {
 /// Sets `not_before` to yesterday (UTC), so that a peer whose clock is a little
 /// behind still accepts a fresh certificate.
 fn set_not_before(params: &mut CertificateParams) {
-    let (y, m, d) = days_from_now(-1);
-    params.not_before = rcgen::date_time_ymd(y, m, d);
-}
-
-/// The day (UTC) `days` days from today, as `rcgen::date_time_ymd` takes it.
-fn days_from_now(days: impl Into<i64>) -> (i32, u8, u8) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let then = i64::try_from(now).unwrap_or(0) + days.into() * 86_400;
-    let (y, m, d, ..) = crate::civil::utc_civil(then.max(0));
+    let (y, m, d, ..) =
+        crate::civil::utc_civil(i64::try_from(now.saturating_sub(86_400)).unwrap_or(0));
     let y = i32::try_from(y).unwrap_or(1975);
     // Month and day are in range by construction.
-    (y, m as u8, d as u8)
+    params.not_before = rcgen::date_time_ymd(y, m as u8, d as u8);
 }
 
 /// Writes a new file with `mode` without ever replacing an existing one: the

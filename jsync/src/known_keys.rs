@@ -321,8 +321,9 @@ fn read(path: &Path) -> Result<(TrustMode, Vec<Listed>), KnownKeysError> {
         path: path.to_path_buf(),
         source,
     };
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
+    // (The mode is the open file's: one look at the file per check.)
+    let (text, meta) = match crate::identity::read_config_file(path, MAX_FILE) {
+        Ok(read) => read,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if fs::symlink_metadata(path).is_ok() {
                 let why = "a symlink to nothing (a file not there would trust the CA alone)";
@@ -337,7 +338,6 @@ fn read(path: &Path) -> Result<(TrustMode, Vec<Listed>), KnownKeysError> {
     } else {
         TrustMode::Tofu
     };
-    let text = crate::identity::read_config_file(path, MAX_FILE).map_err(rerr)?;
     let text =
         String::from_utf8(text).map_err(|e| rerr(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     Ok((mode, parse(path, &text)?))

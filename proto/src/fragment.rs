@@ -23,7 +23,7 @@
 //! bytes. Inside a frame the payload is instead the tail of the frame body,
 //! possibly compressed (see [`crate::frame`]).
 
-use crate::codec::{put_str, put_varint, Codec, Reader};
+use crate::codec::{put_str, put_varint, varint_len, Codec, Reader};
 use crate::{put_bytes, DecodeError, Op, MAX_FRAME, MAX_PAYLOAD};
 
 /// Longest subject, in bytes.
@@ -138,9 +138,21 @@ impl Fragment {
             MAX_ERROR,
         )?;
         limit("payload", self.payload.len(), MAX_PAYLOAD)?;
-        let mut fields = Vec::new();
-        self.encode_fields(&mut fields);
-        limit("fragment fields", fields.len(), MAX_FIELDS)
+        limit("fragment fields", self.fields_len(), MAX_FIELDS)
+    }
+
+    /// How many bytes [`Fragment::encode_fields`] writes, counted without
+    /// writing them (a sender checks every fragment it sends).
+    fn fields_len(&self) -> usize {
+        let str_len = |s: &str| varint_len(s.len() as u64) + s.len();
+        4 + varint_len(self.serial)
+            + 2
+            + str_len(&self.subject)
+            + varint_len(self.part)
+            + varint_len(self.args.len() as u64)
+            + self.args.iter().map(|a| str_len(a)).sum::<usize>()
+            + 1
+            + self.error.as_deref().map_or(0, str_len)
     }
 
     /// Appends every field but the payload.
@@ -240,6 +252,21 @@ pub(crate) mod tests {
             .with_args(["a", "", "ü"])
             .with_payload(b"payload".to_vec())
             .with_error("disk full")
+    }
+
+    /// The length [`Fragment::validate`] counts is what is written.
+    #[test]
+    fn fields_len_is_what_encode_fields_writes() {
+        let big = Fragment::new(Op(0xfffe))
+            .with_serial(u64::MAX)
+            .with_part(1 << 40)
+            .with_subject("s".repeat(300))
+            .with_args(vec!["a".repeat(200); 3]);
+        for frag in [Fragment::default(), full(), big] {
+            let mut fields = Vec::new();
+            frag.encode_fields(&mut fields);
+            assert_eq!(frag.fields_len(), fields.len(), "{frag:?}");
+        }
     }
 
     #[test]

@@ -87,6 +87,14 @@ impl FsError {
         }
     }
 
+    /// `PATH: DOING: CAUSE` ("cannot write: No space left on device"): the
+    /// cause alone does not say which step failed. The cause's kind is
+    /// kept.
+    pub(crate) fn doing(path: impl Into<String>, doing: &str, e: impl Into<io::Error>) -> FsError {
+        let e = e.into();
+        FsError::io(path, io::Error::new(e.kind(), format!("{doing}: {e}")))
+    }
+
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
@@ -2326,17 +2334,7 @@ impl TempFile {
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), FsError> {
         self.file
             .write_all_at(buf, offset)
-            .map_err(|e| self.failed("cannot write", e))
-    }
-
-    /// `FILE: DOING: CAUSE` ("cannot write: No space left on device"): the
-    /// cause alone does not say which step of making the copy failed.
-    fn failed(&self, doing: &str, e: impl Into<io::Error>) -> FsError {
-        let e = e.into();
-        FsError::io(
-            self.shown.clone(),
-            io::Error::new(e.kind(), format!("{doing}: {e}")),
-        )
+            .map_err(|e| FsError::doing(self.shown.clone(), "cannot write", e))
     }
 
     /// Allocates the file's `size` bytes on disk before it is written, and
@@ -2356,7 +2354,7 @@ impl TempFile {
                 Ok(())
             }
             Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(()),
-            Err(e) => Err(self.failed("cannot allocate it", e)),
+            Err(e) => Err(FsError::doing(self.shown.clone(), "cannot allocate it", e)),
         }
     }
 
@@ -2466,13 +2464,14 @@ impl Drop for TempFile {
 }
 
 /// The error for a temp file [`FsRoot::create_temp`] or
-/// [`FsRoot::create_unnamed`] could not make: which step failed, as rsync's
-/// "mkstemp failed" says (the cause alone reads as if the file were the
-/// problem).
+/// [`FsRoot::create_unnamed`] could not make, as rsync's "mkstemp failed"
+/// says (the cause alone reads as if the file were the problem).
 fn no_temp(rel: &RelPath, e: Errno) -> FsError {
-    let e = io::Error::from(e);
-    let why = format!("cannot create a temp file in its directory: {e}");
-    FsError::io(rel.display(), io::Error::new(e.kind(), why))
+    FsError::doing(
+        rel.display(),
+        "cannot create a temp file in its directory",
+        e,
+    )
 }
 
 #[cfg(test)]

@@ -109,11 +109,7 @@ async fn read_list(peer: Peer, recursive: bool) -> Result<Listing> {
             }
             msg::IDS => {}
             msg::WALK_ERROR => {
-                // (As the receiver's: the top's message names it.)
-                let path = match super::shown_path(&prefix, &f.payload) {
-                    p if f.payload.is_empty() && p == "." => String::new(),
-                    p => p.into_owned(),
-                };
+                let path = super::walk_error_path(&prefix, &f.payload);
                 let message = f.error.unwrap_or_default();
                 let gone = message.contains("No such file or directory");
                 let list = if gone {

@@ -1234,6 +1234,16 @@ pub(crate) fn shown_path<'a>(prefix: &[u8], path: &'a [u8]) -> std::borrow::Cow<
     escape_name(&shown_bytes(prefix, path)).into_owned().into()
 }
 
+/// The path a sender's walk error is reported under: [`shown_path`], but
+/// none for the top of a directory's contents (`.`), which the sender's
+/// message names as it has it ("cannot read top"): an error about the run.
+pub(crate) fn walk_error_path(prefix: &[u8], path: &[u8]) -> String {
+    match shown_path(prefix, path) {
+        p if path.is_empty() && p == "." => String::new(),
+        p => p.into_owned(),
+    }
+}
+
 /// Where a side's paths lie, for `/` filter rules: `rel` beneath the
 /// directory `root` this side opened; for a tree on this machine (`local`)
 /// its absolute path, with `.` and `..` taken out as rsync's `change_dir`

@@ -591,12 +591,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
             }
             msg::WALK_ERROR => {
                 walk_errors = true;
-                // (The top of a directory's contents, `.`, is named by the
-                // sender's message, as it has it: an error about the run.)
-                let path = match ctx.shown(&f.payload) {
-                    p if f.payload.is_empty() && p == "." => String::new(),
-                    p => p.into_owned(),
-                };
+                let path = super::walk_error_path(&ctx.prefix, &f.payload);
                 let message = f.error.unwrap_or_default();
                 if message.contains("No such file or directory") {
                     counters.vanished(&path, message);
@@ -2301,11 +2296,8 @@ fn plan(
                         clear(m)?;
                     }
                     if !dry {
-                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(|err| match err {
-                            super::fsroot::FsError::Io { source, .. } => {
-                                format!("cannot make the directory: {source}")
-                            }
-                            other => other.to_string(),
+                        fs.mkdir_all(rel, 0o700 | e.mode).map_err(|err| {
+                            doing(rel, "cannot make the directory", &err.to_string())
                         })?;
                     }
                     fresh.0.insert(rel.as_bytes().to_vec());
