@@ -330,6 +330,86 @@ async fn a_cut_connection_fails_circuits_on_both_sides() {
     }
 }
 
+/// A service that passes on the payloads of the first circuit opened to
+/// it, and then how that circuit ended.
+fn hold_services(
+    got: mpsc::UnboundedSender<Vec<u8>>,
+    saw: mpsc::UnboundedSender<String>,
+) -> Services {
+    Services::new().with("hold", move |peer| {
+        let (got, saw) = (got.clone(), saw.clone());
+        async move {
+            let mut c = peer.accept().await?.expect("a circuit");
+            let outcome = loop {
+                match c.recv().await {
+                    Ok(Some(f)) => {
+                        let _ = got.send(f.payload.to_vec());
+                    }
+                    Ok(None) => break "clean end".to_string(),
+                    Err(e) => break format!("error: {e}"),
+                }
+            };
+            let _ = saw.send(outcome);
+            Ok(())
+        }
+    })
+}
+
+/// A link is held by its clones, peers and circuits, not by its own tasks:
+/// when a program drops the last of them without `close`, the link closes
+/// and the other side's service learns why (it used to run, and keep its
+/// connection, until the server stopped). A link closed on purpose gives
+/// its reason (which raced the connection's end, saying less, and often
+/// lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_whose_every_handle_is_dropped_closes() {
+    for t in TRANSPORTS {
+        let keys = Keys::new();
+        let (got_tx, mut got) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (saw_tx, mut saw) = mpsc::unbounded_channel::<String>();
+        let (_srv, link) = serve(&keys, hold_services(got_tx, saw_tx), t).await;
+        let peer = link.start("hold", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        c.send(data(b"one".to_vec())).await.unwrap();
+        // The circuit alone keeps the link: it still carries data.
+        drop((peer, link));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.send(data(b"two".to_vec())).await.unwrap();
+        for want in [&b"one"[..], b"two"] {
+            let got = timeout(Duration::from_secs(10), got.recv()).await;
+            assert_eq!(got.unwrap().unwrap(), want, "{t}");
+        }
+        // Its last handle gone, the link closes and says why.
+        drop(c);
+        let outcome = timeout(Duration::from_secs(10), saw.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{t}: the server's service still runs"))
+            .unwrap();
+        assert!(
+            outcome.contains("the peer closed the connection: every handle to it was dropped"),
+            "{t}: the server's service saw {outcome}"
+        );
+
+        let (got_tx, mut got) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (saw_tx, mut saw) = mpsc::unbounded_channel::<String>();
+        let (_srv, link) = serve(&keys, hold_services(got_tx, saw_tx), t).await;
+        let peer = link.start("hold", &[]).await.unwrap();
+        let mut c = peer.open().await.unwrap();
+        c.send(data(b"one".to_vec())).await.unwrap();
+        let got = timeout(Duration::from_secs(10), got.recv()).await;
+        assert_eq!(got.unwrap().unwrap(), b"one", "{t}");
+        link.close("finished here").await;
+        let outcome = timeout(Duration::from_secs(10), saw.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{t}: the server's service still runs"))
+            .unwrap();
+        assert!(
+            outcome.contains("the peer closed the connection: finished here"),
+            "{t}: the server's service saw {outcome}"
+        );
+    }
+}
+
 /// A service may open circuits, fill them and return at once: its "done"
 /// can overtake the circuits on the way, and the other side's `accept` still
 /// yields each of them before it says there are no more.

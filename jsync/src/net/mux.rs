@@ -96,6 +96,16 @@ impl Mux {
         }
     }
 
+    /// Why the connection ended, when the transport knows it by now (QUIC
+    /// carries the peer's reason itself; a stream that failed because of it
+    /// only says "connection lost").
+    pub(crate) fn ended_reason(&self) -> Option<String> {
+        match self {
+            Mux::Stream(_) => None,
+            Mux::Quic(conn) => conn.close_reason().map(|e| quic_reason(&e)),
+        }
+    }
+
     /// Closes the whole connection. QUIC carries `reason` to the peer natively; over
     /// a byte stream the runtime has already sent it on the control circuit.
     pub(crate) async fn close(&self, reason: &str) {

@@ -15,6 +15,7 @@ use proto::{Compression, Fragment, Op};
 use tokio::io::AsyncWriteExt;
 
 use super::framing::{read_frame, write_frame_at, ReadError};
+use super::link::Link;
 use super::peer::PeerState;
 use crate::error::{Error, Result};
 use crate::net::mux::{BoxRead, BoxWrite};
@@ -25,6 +26,8 @@ const REASON_GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) struct CircuitShared {
     pub id: u32,
+    /// Held, not used: a circuit keeps its link open (see [`Link`]).
+    _link: Link,
     pub peer: Arc<PeerState>,
     /// Set when either side closed the circuit in both directions.
     pub closed: AtomicBool,
@@ -117,15 +120,17 @@ impl Circuit {
     /// OPEN fragment used serial 0 of its direction).
     pub(crate) fn new(
         id: u32,
+        link: Link,
         peer: Arc<PeerState>,
         r: BoxRead,
         w: BoxWrite,
         send_serial: u64,
         recv_serial: u64,
-        allowed: Arc<[Compression]>,
     ) -> Circuit {
+        let allowed = link.allowed_compression();
         let shared = Arc::new(CircuitShared {
             id,
+            _link: link,
             peer,
             closed: AtomicBool::new(false),
         });

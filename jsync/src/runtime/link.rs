@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use proto::{Compression, Fragment, Negotiated, Op};
@@ -117,6 +117,53 @@ struct LinkInner {
     _endpoint: Option<quinn::Endpoint>,
 }
 
+/// How the link's own tasks hold it: they do not keep it alive.
+type WeakLink = Weak<LinkInner>;
+
+fn upgrade(weak: &WeakLink) -> Option<Link> {
+    weak.upgrade().map(|inner| Link { inner })
+}
+
+/// Why a link whose every handle went closes: the other side reads it.
+const DROPPED: &str = "every handle to it was dropped";
+
+impl Drop for LinkInner {
+    /// The last handle went without [`Link::close`]: closes the link as it
+    /// would, so that the connection, its tasks and the services the other
+    /// side runs for it end too.
+    fn drop(&mut self) {
+        if self.shared.token.is_cancelled() {
+            return; // it ended already
+        }
+        {
+            let mut f = self.shared.failure.lock().expect("poisoned");
+            if f.is_none() {
+                *f = Some(format!("connection closed: {DROPPED}"));
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // (No runtime left to write a goodbye: the connection's own
+            // tasks are gone with it.)
+            self.shared.token.cancel();
+            return;
+        };
+        tracing::debug!(peer = %self.shared.name, "link dropped without close");
+        let control = self.control.clone();
+        let (shared, mux, endpoint) =
+            (self.shared.clone(), self.mux.clone(), self._endpoint.take());
+        runtime.spawn(async move {
+            let (tx, rx) = oneshot::channel();
+            let goaway = Fragment::new(Op::GOAWAY).with_error(DROPPED);
+            if control.send(Outgoing::GoAway(goaway, tx)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+            }
+            shared.token.cancel();
+            mux.close(DROPPED).await;
+            drop(endpoint);
+        });
+    }
+}
+
 enum Outgoing {
     Frag(Fragment),
     /// Write this GOAWAY, then report that it left.
@@ -125,10 +172,14 @@ enum Outgoing {
 
 /// A connection to another node. Cheap to clone.
 ///
-/// It lasts until it is closed ([`Link::close`]) or lost: its own tasks
-/// hold it (keepalives, the services it runs), so dropping every handle
-/// does not end it. Close it when done; [`Link::services_ended`] first
-/// waits for the services the other side started here.
+/// It lasts until it is closed ([`Link::close`]), lost, or no longer held:
+/// every clone, [`Peer`] and [`Circuit`] on it holds it, and so does each
+/// service the other side started here while it runs. When the last of them
+/// goes, the link closes as [`Link::close`] would, telling the other side
+/// "every handle was dropped" (its own tasks, keepalives included, hold it
+/// only weakly). Close it when done, to give the other side a reason of your
+/// own; [`Link::services_ended`] first waits for the services the other side
+/// started here.
 #[derive(Clone)]
 pub struct Link {
     inner: Arc<LinkInner>,
@@ -206,17 +257,19 @@ impl Link {
         };
         let heard = Arc::new(Mutex::new(Instant::now()));
         let RawStream { read, write } = control;
-        tokio::spawn(control_writer(link.clone(), write, ctl_rx, opts.keepalive));
-        tokio::spawn(control_reader(link.clone(), read, heard.clone()));
+        // The link's own tasks hold it weakly: it ends when its users let
+        // go of it (`Drop for LinkInner`), not when these do.
+        let weak = link.weak();
+        tokio::spawn(control_writer(weak.clone(), write, ctl_rx, opts.keepalive));
+        tokio::spawn(control_reader(weak.clone(), read, heard.clone()));
         tokio::spawn(watchdog(
-            link.clone(),
+            weak.clone(),
             heard,
             opts.keepalive,
             opts.idle_timeout,
         ));
-        tokio::spawn(inbound(link.clone(), est.driven.inbound));
+        tokio::spawn(inbound(weak.clone(), est.driven.inbound));
         let mut mux_ended = est.driven.ended;
-        let l = link.clone();
         tokio::spawn(async move {
             let reason = loop {
                 if let Some(r) = mux_ended.borrow_and_update().clone() {
@@ -226,9 +279,13 @@ impl Link {
                     break "connection closed".to_string();
                 }
             };
-            l.fail(&reason).await;
+            fail_after_reader(&weak, &reason).await;
         });
         Ok(link)
+    }
+
+    fn weak(&self) -> WeakLink {
+        Arc::downgrade(&self.inner)
     }
 
     /// Who is on the other end (for messages), e.g. "server 127.0.0.1:7433".
@@ -380,12 +437,19 @@ impl Link {
         {
             let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         }
-        self.fail(&format!("connection closed: {reason}")).await;
+        self.end(&format!("connection closed: {reason}"), reason)
+            .await;
     }
 
     /// Records why the link ended (first reason wins), ends every peer and closes
     /// the connection.
     pub(crate) async fn fail(&self, reason: &str) {
+        self.end(reason, reason).await;
+    }
+
+    /// [`Link::fail`], telling a QUIC peer `theirs` (over TCP the reason
+    /// goes in a GOAWAY, before).
+    async fn end(&self, reason: &str, theirs: &str) {
         {
             let mut f = self.inner.shared.failure.lock().expect("poisoned");
             if f.is_some() {
@@ -398,7 +462,7 @@ impl Link {
         self.inner.pending.lock().expect("poisoned").clear();
         self.inner.peers.lock().expect("poisoned").clear();
         let _ = self.inner.ended_tx.send(Some(reason.to_string()));
-        self.inner.mux.close(reason).await;
+        self.inner.mux.close(theirs).await;
     }
 
     pub(crate) fn mux(&self) -> &Mux {
@@ -488,8 +552,10 @@ impl Link {
         });
     }
 
-    /// Handles one control fragment from the other side.
-    fn dispatch(&self, frag: Fragment) {
+    /// Handles one control fragment from the other side; a GOAWAY's
+    /// reason comes back for the reader to end the link with (before the
+    /// connection's end that follows it, which would say less).
+    fn dispatch(&self, frag: Fragment) -> Option<String> {
         let part = u32::try_from(frag.part).unwrap_or(u32::MAX);
         match frag.op {
             Op::PING => self.send_control(Fragment::new(Op::PONG)),
@@ -546,17 +612,14 @@ impl Link {
             Op::GOAWAY => {
                 // (The peer's words, logged: with no control characters.)
                 let reason = frag.error.unwrap_or_default();
-                let reason = crate::sync::escape_controls(&reason).into_owned();
-                let link = self.clone();
-                tokio::spawn(async move {
-                    link.fail(&format!("the peer closed the connection: {reason}"))
-                        .await;
-                });
+                let reason = crate::sync::escape_controls(&reason);
+                return Some(format!("the peer closed the connection: {reason}"));
             }
             other => {
                 tracing::warn!(peer = %self.peer_name(), op = %other, "ignoring unknown control op")
             }
         }
+        None
     }
 
     /// The other side asks us to run `service`; `remote_id` is its end of the pair.
@@ -739,7 +802,7 @@ async fn control_stream(
 }
 
 async fn control_writer(
-    link: Link,
+    link: WeakLink,
     mut w: crate::net::mux::BoxWrite,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     keepalive: Duration,
@@ -748,14 +811,18 @@ async fn control_writer(
     let mut serial = 1u64; // serial 0 was the OPEN (TCP) or is unused (QUIC)
     let mut tick = tokio::time::interval(keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let token = link.inner.shared.token.clone();
+    let Some(token) = upgrade(&link).map(|l| l.inner.shared.token.clone()) else {
+        return;
+    };
     loop {
         let (mut frag, done) = tokio::select! {
             _ = token.cancelled() => return,
             _ = tick.tick() => (Fragment::new(Op::PING), None),
             m = rx.recv() => match m {
                 Some(Outgoing::Frag(f)) => {
-                    link.inner.backlog.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(l) = upgrade(&link) {
+                        l.inner.backlog.fetch_sub(1, Ordering::Relaxed);
+                    }
                     (f, None)
                 }
                 Some(Outgoing::GoAway(f, done)) => (f, Some(done)),
@@ -765,8 +832,7 @@ async fn control_writer(
         frag.serial = serial;
         serial += 1;
         if let Err(e) = write_frame(&mut w, &frag, Compression::NONE, &mut buf).await {
-            link.fail(&format!("control stream write failed: {e}"))
-                .await;
+            fail_after_reader(&link, &format!("control stream write failed: {e}")).await;
             return;
         }
         if let Some(done) = done {
@@ -775,18 +841,42 @@ async fn control_writer(
     }
 }
 
-async fn control_reader(link: Link, mut r: crate::net::mux::BoxRead, heard: Arc<Mutex<Instant>>) {
-    let token = link.inner.shared.token.clone();
+/// Ends the link with `reason` unless the control reader ends it first,
+/// within a second: the connection's end, seen here, may follow a GOAWAY
+/// that the reader has yet to take (the peer's reason, which says more).
+async fn fail_after_reader(link: &WeakLink, reason: &str) {
+    if let Some(token) = upgrade(link).map(|l| l.inner.shared.token.clone()) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), token.cancelled()).await;
+    }
+    if let Some(l) = upgrade(link) {
+        l.fail(reason).await;
+    }
+}
+
+async fn control_reader(
+    link: WeakLink,
+    mut r: crate::net::mux::BoxRead,
+    heard: Arc<Mutex<Instant>>,
+) {
+    let Some(token) = upgrade(&link).map(|l| l.inner.shared.token.clone()) else {
+        return;
+    };
     let mut buf = Vec::new();
     loop {
         let res = tokio::select! {
             _ = token.cancelled() => return,
             r = read_frame(&mut r, &mut buf) => r,
         };
+        // (Gone: its last handle was dropped, and it is closing.)
+        let Some(link) = upgrade(&link) else {
+            return;
+        };
         match res {
             Ok(Some(frag)) => {
                 *heard.lock().expect("poisoned") = Instant::now();
-                link.dispatch(frag);
+                if let Some(reason) = link.dispatch(frag) {
+                    return link.fail(&reason).await;
+                }
             }
             Ok(None) => return link.fail("the peer closed the connection").await,
             Err(e) => {
@@ -795,14 +885,18 @@ async fn control_reader(link: Link, mut r: crate::net::mux::BoxRead, heard: Arc<
                     super::framing::ReadError::Truncated => "connection cut mid-frame".into(),
                     super::framing::ReadError::Io(e) => format!("connection error: {e}"),
                 };
+                // (The connection's own reason, when it has one, says more.)
+                let reason = link.inner.mux.ended_reason().unwrap_or(reason);
                 return link.fail(&reason).await;
             }
         }
     }
 }
 
-async fn watchdog(link: Link, heard: Arc<Mutex<Instant>>, keepalive: Duration, idle: Duration) {
-    let token = link.inner.shared.token.clone();
+async fn watchdog(link: WeakLink, heard: Arc<Mutex<Instant>>, keepalive: Duration, idle: Duration) {
+    let Some(token) = upgrade(&link).map(|l| l.inner.shared.token.clone()) else {
+        return;
+    };
     let mut tick = tokio::time::interval(keepalive.min(idle / 2));
     loop {
         tokio::select! {
@@ -811,6 +905,9 @@ async fn watchdog(link: Link, heard: Arc<Mutex<Instant>>, keepalive: Duration, i
         }
         let silent = heard.lock().expect("poisoned").elapsed();
         if silent > idle {
+            let Some(link) = upgrade(&link) else {
+                return;
+            };
             link.fail(&format!(
                 "no response from the peer for {:.0} s (keepalive)",
                 silent.as_secs_f64()
@@ -821,14 +918,18 @@ async fn watchdog(link: Link, heard: Arc<Mutex<Instant>>, keepalive: Duration, i
     }
 }
 
-async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
-    let token = link.inner.shared.token.clone();
+async fn inbound(link: WeakLink, mut streams: mpsc::UnboundedReceiver<RawStream>) {
+    let Some(token) = upgrade(&link).map(|l| l.inner.shared.token.clone()) else {
+        return;
+    };
     loop {
         let stream = tokio::select! {
             _ = token.cancelled() => return,
             s = streams.recv() => match s { Some(s) => s, None => return },
         };
-        let link = link.clone();
+        let Some(link) = upgrade(&link) else {
+            return;
+        };
         tokio::spawn(async move {
             let RawStream {
                 mut read,
@@ -866,15 +967,7 @@ async fn inbound(link: Link, mut streams: mpsc::UnboundedReceiver<RawStream>) {
                 ..Fragment::new(Op::OPEN)
             };
             let _ = write_frame(&mut write, &ack, Compression::NONE, &mut Vec::new()).await;
-            let circuit = Circuit::new(
-                open.circuit,
-                state,
-                read,
-                write,
-                1,
-                1,
-                link.allowed_compression(),
-            );
+            let circuit = Circuit::new(open.circuit, link.clone(), state, read, write, 1, 1);
             if let Err(reason) = link.deliver(target, circuit) {
                 tracing::debug!(peer = %link.peer_name(), %reason, "circuit refused");
             }

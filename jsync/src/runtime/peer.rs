@@ -201,12 +201,12 @@ impl Peer {
         })?;
         Ok(Circuit::new(
             id,
+            link.clone(),
             state.clone(),
             stream.read,
             stream.write,
             1,
             0,
-            link.allowed_compression(),
         ))
     }
 
