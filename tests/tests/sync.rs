@@ -371,6 +371,47 @@ fn paths_outside_the_root_are_refused() {
     );
 }
 
+/// A server path naming a directory's contents (`LINK/`) is read through
+/// a symlink there, as the kernel reads a local `LINK/` and as rsync does,
+/// while the link stays beneath the root; `FILE/` names no directory. (A
+/// pull of `LINK/` made a local symlink: dangling, or to /etc, exit 0.)
+#[test]
+fn a_server_path_with_a_trailing_slash_names_a_directory() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    make_tree(&root.join("d1"), 64 << 10);
+    std::os::unix::fs::symlink("d1", root.join("dl")).unwrap();
+    std::os::unix::fs::symlink(work.path(), root.join("out")).unwrap();
+    std::fs::write(root.join("file"), b"x").unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    for from in ["127.0.0.1:dl/", "127.0.0.1:dl/."] {
+        let dst = work.path().join("got");
+        let _ = std::fs::remove_dir_all(&dst);
+        ok(&srv.jcp(keys.path(), &[from, dst.to_str().unwrap()]), from);
+        assert!(
+            std::fs::symlink_metadata(&dst).unwrap().is_dir(),
+            "{from}: not a directory"
+        );
+        assert_same_tree(&root.join("d1"), &dst);
+    }
+    for (from, says) in [
+        ("127.0.0.1:file/", "file/: not a directory"),
+        ("127.0.0.1:out/", "escapes the root"),
+    ] {
+        let dst = work.path().join("bad");
+        let out = srv.jcp(keys.path(), &[from, dst.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{from} succeeded: {err}");
+        assert!(err.contains(says), "{from}: {err}");
+        assert!(
+            std::fs::symlink_metadata(&dst).is_err(),
+            "{from} made {}",
+            dst.display()
+        );
+    }
+}
+
 #[test]
 fn killing_jsrv_mid_transfer_leaves_targets_intact_and_fails_loudly() {
     let keys = Keys::new();

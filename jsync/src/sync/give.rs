@@ -185,6 +185,30 @@ impl GiveSpec {
             },
             false => meta,
         };
+        // A path naming a directory's contents (`dir/`, `dir/.`) names what
+        // a symlink there leads to, as the kernel reads `dir/` (here only
+        // while it stays beneath the root), and must name a directory.
+        let meta = match contents && !base.is_root() {
+            true => {
+                let meta = match meta.kind {
+                    Kind::Symlink => {
+                        fs.stat_follow_within(&base)
+                            .map_err(fs_err)?
+                            .ok_or_else(|| {
+                                Error::Fs(format!(
+                                    "{src}: a symlink that leads nowhere on the server"
+                                ))
+                            })?
+                    }
+                    _ => meta,
+                };
+                if meta.kind != Kind::Dir {
+                    return Err(Error::Fs(format!("{src}: not a directory")));
+                }
+                meta
+            }
+            false => meta,
+        };
         let name = base
             .file_name()
             .map(|n| n.as_bytes().to_vec())
