@@ -393,8 +393,9 @@ fn deletions_left(plan: &Plan, report: &Report) -> Option<u64> {
 
 /// Remote sources with wildcards (`host:'logs/*.gz'`), expanded by the server
 /// as a remote shell would for scp and rsync: each match is a source of its
-/// own. A wildcard that matches nothing fails the run before anything is
-/// copied; with `--delete`, several matches must each land under a name of
+/// own. A wildcard that matches nothing stands for its own name (quoting
+/// taken away), and fails the run before anything is copied when that is
+/// not there either; with `--delete`, several matches must each land under a name of
 /// their own (not with `-R`), as several typed sources must (a usage error).
 async fn expand_wildcards(
     link: &Link,
@@ -409,7 +410,9 @@ async fn expand_wildcards(
     // (Several sources: one that is not there fails alone, as a local one.)
     let mut missing = Vec::new();
     for src in srcs {
-        let literal = src.literal || !jsync::sync::has_glob(&src.path);
+        // (A `\` quotes the next character, as in a shell: the expansion
+        // takes it away.)
+        let literal = src.literal || !jsync::sync::has_glob(&src.path) && !src.path.contains('\\');
         // (--delete-missing-args: a missing source is for the server to
         // name as missing, unless it names a directory's contents.)
         let keep_missing = delete_missing && !jsync::sync::names_contents(src.path.as_bytes());
@@ -435,6 +438,18 @@ async fn expand_wildcards(
             }
             continue;
         }
+        // A pattern that matches nothing stands for its name, as a shell
+        // passes such a word on: `a[1].txt` names a file of that name.
+        let matches = match matches.is_empty() {
+            true => {
+                let name = jsync::sync::glob_unquote(&src.path);
+                let itself = jsync::sync::glob_quote(&name);
+                jsync::sync::remote_glob(link, &itself)
+                    .await
+                    .with_context(|| format!("cannot expand {src}"))?
+            }
+            false => matches,
+        };
         if matches.is_empty() && ignore_missing {
             continue;
         }

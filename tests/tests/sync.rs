@@ -1397,6 +1397,9 @@ fn remote_wildcards_pull_each_match() {
         ("logs/.hidden.gz", "h"),
         ("d1/x", "x"),
         ("d2/y", "y"),
+        ("gl/a[1].txt", "literal"),
+        ("gl/a1.txt", "one"),
+        ("gl/b[2].txt", "two"),
     ] {
         let p = root.join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1441,6 +1444,22 @@ fn remote_wildcards_pull_each_match() {
         "pull logs/.* d?/",
     );
     assert_eq!(names(&dots), [".hidden.gz", "x", "y"]);
+
+    // A name holding wildcard characters: quoted with `\` it matches only
+    // itself; unquoted, a pattern that matches nothing stands for its
+    // name (as a shell passes it on, and rsync reads it).
+    for (pattern, want) in [
+        ("127.0.0.1:gl/a\\[1\\].txt", "literal"),
+        ("127.0.0.1:gl/a[1].txt", "one"),
+        ("127.0.0.1:gl/b[2].txt", "two"),
+    ] {
+        let got = work.path().join("got.txt");
+        ok(
+            &srv.jcp(keys.path(), &[pattern, got.to_str().unwrap()]),
+            pattern,
+        );
+        assert_eq!(std::fs::read_to_string(&got).unwrap(), want, "{pattern}");
+    }
 
     let none = work.path().join("none");
     for (pattern, says) in [

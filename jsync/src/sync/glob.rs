@@ -53,6 +53,13 @@ pub fn glob_quote(path: &str) -> String {
     out
 }
 
+/// `path` with its `\` quoting removed: the name a pattern that matched
+/// nothing stands for (as a shell passes such a word on, and rsync's server
+/// then reads it as a name).
+pub fn glob_unquote(path: &str) -> String {
+    unquote(path)
+}
+
 /// `comp` with its `\` quoting removed (a name without wildcards).
 fn unquote(comp: &str) -> String {
     let mut out = String::with_capacity(comp.len());
