@@ -877,7 +877,21 @@ fn read_files_from(file: &std::path::Path, from0: bool) -> Result<Vec<Vec<u8>>, 
     } else {
         std::fs::read(file)
     }
-    .map_err(|e| UsageError(format!("--files-from {}: {e}", endpoint::shown_path(file))))?;
+    .map_err(|e| {
+        let shown = endpoint::shown_path(file);
+        // (rsync's `host:FILE` and `:FILE` read the list on the server.)
+        let remote = file
+            .to_str()
+            .and_then(|f| f.split_once(':'))
+            .is_some_and(|(host, _)| !host.contains('/'));
+        match e.kind() {
+            std::io::ErrorKind::NotFound if remote => UsageError(format!(
+                "--files-from {shown}: no such file here, and jcp reads no list on a \
+                 server (rsync's HOST:FILE form): copy the list here first"
+            )),
+            _ => UsageError(format!("--files-from {shown}: {e}")),
+        }
+    })?;
     let sep = if from0 { b'\0' } else { b'\n' };
     Ok(data
         .split(|&b| b == sep)
@@ -2722,6 +2736,14 @@ mod tests {
         let got = read_files_from(t.path(), true).unwrap();
         assert_eq!(got, [b"a\nb".to_vec(), b"d".to_vec()]);
         assert!(read_files_from(std::path::Path::new("/nonexistent/list"), false).is_err());
+        for remote in ["host:list", ":list"] {
+            let e = read_files_from(std::path::Path::new(remote), false).unwrap_err();
+            assert!(
+                e.0.contains("reads no list on a server"),
+                "{remote}: {}",
+                e.0
+            );
+        }
         let p = plan(&["-r", "--files-from", t.path().to_str().unwrap(), "a", "b"]).unwrap();
         assert!(p.sync.recurse_listed && matches!(p.selection, Selection::Paths(_)));
         let p = plan(&["-a", "--files-from", t.path().to_str().unwrap(), "a", "b"]).unwrap();
