@@ -412,6 +412,70 @@ fn a_server_path_with_a_trailing_slash_names_a_directory() {
     }
 }
 
+/// A partial file an interrupted run left is for its own file only: the
+/// other files of its directory are compared as ever (they were all sent
+/// again, each as a new inode, hard links to them cut, every run after),
+/// and it goes once its file is up to date, or with --delete once the
+/// source has no such file (it stayed for good).
+#[test]
+fn a_leftover_partial_file_is_for_its_own_file_and_goes_when_done() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst, snap) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("snap"),
+    );
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(src.join(f), pseudo_random(100 << 10, f.len() as u64)).unwrap();
+    }
+    let (s, d) = (format!("{}/", src.display()), format!("{}/", dst.display()));
+    ok(&run("jcp", &["-a", &s, &d]), "first copy");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::hard_link(dst.join("a"), snap.join("a")).unwrap();
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let before = inode(&dst.join("a"));
+    // What interrupted runs could have left: of a file that is up to date,
+    // and of one the source no longer has.
+    std::fs::write(dst.join(".b.jsync-partial"), b"half of b").unwrap();
+    std::fs::write(dst.join(".gone.jsync-partial"), b"half of gone").unwrap();
+    let touched = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(src.join("a"), touched).unwrap();
+
+    // -c: nothing differs, nothing is sent.
+    let out = run("jcp", &["-a", "-c", "-i", &s, &d]);
+    ok(&out, "jcp -c");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains(">f"), "jcp -c sent files:\n{said}");
+    assert_eq!(inode(&dst.join("a")), before, "a was rewritten");
+    assert!(
+        !dst.join(".b.jsync-partial").exists(),
+        "b is the same, its partial stayed"
+    );
+    assert!(
+        dst.join(".gone.jsync-partial").exists(),
+        "gone without --delete"
+    );
+    // A file whose time alone differs takes the time; one up to date loses
+    // its partial file.
+    std::fs::write(dst.join(".c.jsync-partial"), b"half of c").unwrap();
+    let touched = filetime::FileTime::from_unix_time(1_600_000_100, 0);
+    filetime::set_file_mtime(src.join("a"), touched).unwrap();
+    let out = run("jcp", &["-a", "-i", "--delete", &s, &d]);
+    ok(&out, "jcp --delete");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(".f..t") && !said.contains(">f"), "{said}");
+    assert_eq!(inode(&dst.join("a")), before, "a was rewritten");
+    assert_eq!(std::fs::metadata(snap.join("a")).unwrap().nlink(), 2);
+    let mut left: Vec<_> = std::fs::read_dir(&dst)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a", "b", "c"], "the partial files stayed");
+}
+
 #[test]
 fn killing_jsrv_mid_transfer_leaves_targets_intact_and_fails_loudly() {
     let keys = Keys::new();

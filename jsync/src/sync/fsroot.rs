@@ -34,7 +34,7 @@
 //! a temp name and renamed into place.
 
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
@@ -385,10 +385,41 @@ pub(crate) type Listing = Vec<(Vec<u8>, bool)>;
 pub(crate) struct TempScan {
     /// Temps removed or kept as partial files.
     pub cleaned: usize,
-    /// Whether the directory holds partial files now.
-    pub partials: bool,
+    /// The partial files the directory holds now.
+    pub partials: Partials,
     /// The names it held when it was read.
     pub names: Listing,
+}
+
+/// The partial files a directory holds ([`TempScan`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) enum Partials {
+    #[default]
+    None,
+    /// Beside their files, by name (`.<X>.jsync-partial`).
+    Named(HashSet<Vec<u8>>),
+    /// A partial directory (`--partial-dir`) is there: any file may have
+    /// one (its names are not read).
+    Any,
+}
+
+impl Partials {
+    /// Whether the file `name` of the directory may have a partial file.
+    pub(crate) fn has(&self, name: &OsStr) -> bool {
+        match self {
+            Partials::None => false,
+            Partials::Named(names) => names.contains(partial_name(name).as_bytes()),
+            Partials::Any => true,
+        }
+    }
+
+    /// Whether the partial file named `partial` belongs to none of
+    /// `names` (listed here by the sender): nothing will resume from it.
+    pub(crate) fn orphan(partial: &[u8], names: &[Vec<u8>]) -> bool {
+        !names
+            .iter()
+            .any(|n| partial_name(OsStr::from_bytes(n)).as_bytes() == partial)
+    }
 }
 
 /// Directory descriptors an [`FsRoot`] keeps at most (then it starts over).
@@ -1183,9 +1214,16 @@ impl FsRoot {
         let pdir_name = self.partial_dir();
         let in_partial_dir =
             |name: &[u8], is_dir: bool| is_dir && pdir_name.is_some_and(|p| p.as_bytes() == name);
-        let partials = names
-            .iter()
-            .any(|(name, is_dir)| is_partial_name(name) || in_partial_dir(name, *is_dir));
+        let mut partials = match names.iter().any(|(n, is_dir)| in_partial_dir(n, *is_dir)) {
+            true => Partials::Any,
+            false => Partials::Named(
+                names
+                    .iter()
+                    .filter(|(n, is_dir)| !is_dir && is_partial_name(n))
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            ),
+        };
         let named = |name: &OsStr, e: Errno| FsError::io(rel_dir.join(name).display(), e);
         // Stale temps by target, in a stable order.
         let mut stale: BTreeMap<Vec<u8>, Vec<(OsString, Meta)>> = BTreeMap::new();
@@ -1204,7 +1242,6 @@ impl FsRoot {
             stale.entry(target).or_default().push((name, meta));
         }
         let mut cleaned = 0;
-        let mut kept_partial = false;
         for (target, mut temps) in stale {
             let largest = temps
                 .iter()
@@ -1218,12 +1255,18 @@ impl FsRoot {
                 let kept = partial_place(pdir_name, dirfd, target, true).and_then(|place| {
                     let (pdir, partial) = place.ok_or(Errno::NOENT)?;
                     let at = pdir.as_ref().map_or(dirfd, |d| d.as_fd());
-                    rename_noreplace(dirfd, &name, at, &partial)
+                    rename_noreplace(dirfd, &name, at, &partial)?;
+                    Ok((pdir.is_some(), partial))
                 });
                 match kept {
-                    Ok(()) => {
+                    Ok((in_pdir, partial)) => {
                         cleaned += 1;
-                        kept_partial = true;
+                        match &mut partials {
+                            Partials::Named(names) if !in_pdir => {
+                                names.insert(partial.into_vec());
+                            }
+                            p => *p = Partials::Any,
+                        }
                     }
                     // An existing partial is kept; this temp goes with the rest.
                     Err(Errno::EXIST) | Err(Errno::ISDIR) | Err(Errno::NOTDIR) => {
@@ -1244,9 +1287,12 @@ impl FsRoot {
                 }
             }
         }
+        if partials == Partials::Named(HashSet::new()) {
+            partials = Partials::None;
+        }
         Ok(TempScan {
             cleaned,
-            partials: partials || kept_partial,
+            partials,
             names,
         })
     }
@@ -3216,6 +3262,48 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_names_the_files_that_have_partials() {
+        let t = tempfile::tempdir().unwrap();
+        let fs = FsRoot::open(t.path()).unwrap();
+        let long = "n".repeat(255);
+        assert_eq!(
+            fs.clean_stale_temps_scan(&RelPath::root())
+                .unwrap()
+                .partials,
+            Partials::None
+        );
+        std::fs::write(t.path().join(partial_name(OsStr::new("kept"))), b"x").unwrap();
+        // A crash's temp becomes a partial too.
+        let mut tmp = fs.create_temp(&rel(long.as_bytes())).unwrap();
+        tmp.write_at(b"half", 0).unwrap();
+        tmp.done = true;
+        drop(tmp);
+        let partials = fs
+            .clean_stale_temps_scan(&RelPath::root())
+            .unwrap()
+            .partials;
+        assert!(partials.has(OsStr::new("kept")) && partials.has(OsStr::new(&long)));
+        assert!(!partials.has(OsStr::new("other")));
+        let listed = [b"kept".to_vec(), b"other".to_vec()];
+        assert!(!Partials::orphan(
+            partial_name(OsStr::new("kept")).as_bytes(),
+            &listed
+        ));
+        assert!(Partials::orphan(
+            partial_name(OsStr::new(&long)).as_bytes(),
+            &listed
+        ));
+        // With a partial directory, any file may have one.
+        fs.set_partial_dir(OsStr::new(".p"));
+        std::fs::create_dir(t.path().join(".p")).unwrap();
+        let partials = fs
+            .clean_stale_temps_scan(&RelPath::root())
+            .unwrap()
+            .partials;
+        assert_eq!(partials, Partials::Any);
+    }
+
+    #[test]
     fn clean_stale_temps_keeps_the_largest_temp_as_the_partial() {
         let t = tempfile::tempdir().unwrap();
         let long = "n".repeat(255);
@@ -3702,7 +3790,7 @@ mod tests {
         // A crash's stale temp becomes the partial, in .p.
         std::fs::write(root.join("d").join(temp_name(OsStr::new("g"))), b"stale").unwrap();
         let scan = fs.clean_stale_temps_scan(&rel(b"d")).unwrap();
-        assert!(scan.partials && scan.cleaned == 1);
+        assert!(scan.partials != Partials::None && scan.cleaned == 1);
         assert_eq!(std::fs::read(root.join("d/.p/g")).unwrap(), b"stale");
         std::fs::remove_dir_all(root.join("d/.p")).unwrap();
         // A .p others may write in is not used (one not ours neither).

@@ -23,7 +23,7 @@ use super::backup::Backups;
 use super::chunker::{self, ChunkRef, Chunking, DigestBuilder, MAX_CHUNK};
 use super::destdir::{at_or_above, open_side_dir, strip, DestMap};
 use super::filter::{DirScope, ScopeError, Scopes};
-use super::fsroot::{FsRoot, Kind, Meta, RelPath, TempFile, Times};
+use super::fsroot::{FsRoot, Kind, Meta, Partials, RelPath, TempFile, Times};
 use super::give::fs_err;
 use super::itemize::{Attrs, Change, Item, Update};
 use super::proto_util::{decode, fragment};
@@ -350,7 +350,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         owners: std::sync::Mutex::new(Owners::default()),
         given,
         maps,
-        partial_dirs: std::sync::Mutex::new(HashSet::new()),
+        partials: std::sync::Mutex::new(HashMap::new()),
         linked_here: std::sync::Mutex::new(Vec::new()),
         listings: Default::default(),
         rule_scopes: Default::default(),
@@ -1134,11 +1134,11 @@ fn clean_temps(ctx: &Ctx, dir: &RelPath) {
             if scan.cleaned > 0 {
                 tracing::info!(dir = %dir.display(), temps = scan.cleaned, "cleaned what a crashed run left");
             }
-            if scan.partials {
-                ctx.partial_dirs
+            if scan.partials != Partials::None {
+                ctx.partials
                     .lock()
                     .expect("poisoned")
-                    .insert(dir.as_bytes().to_vec());
+                    .insert(dir.as_bytes().to_vec(), scan.partials);
             }
             if ctx.opts.delete {
                 ctx.listings
@@ -1183,8 +1183,8 @@ struct Ctx {
     given: (Option<u32>, Option<u32>),
     /// `--usermap` and `--groupmap`, looked up here.
     maps: (Option<ids::ResolvedIdMap>, Option<ids::ResolvedIdMap>),
-    /// Directories holding partial files from interrupted runs.
-    partial_dirs: std::sync::Mutex<HashSet<Vec<u8>>>,
+    /// The partial files interrupted runs left, by directory.
+    partials: std::sync::Mutex<HashMap<Vec<u8>, Partials>>,
     /// With `-H`: listed files (none a second name) the destination had
     /// linked to other names, for [`untangle`].
     linked_here: std::sync::Mutex<Vec<(RelPath, Entry)>>,
@@ -1576,14 +1576,14 @@ impl Ctx {
             && !self.may_have_partial(&job.rel)
     }
 
-    /// Whether a job can go in a CHECKS: a same-size file to compare by hash,
-    /// with no partial file to resume from (that one is a better basis). A
-    /// large one goes as a delta, which finds it unchanged as cheaply,
-    /// unless the content is compared anyway (`-c`, `-W`, a `--*-dest`
-    /// copy) or nothing may be asked for (a dry run).
+    /// Whether a job can go in a CHECKS: a same-size file to compare by
+    /// hash (one with a partial file too: found the same, that goes;
+    /// differing, the delta asked for then resumes from it). A large one
+    /// goes as a delta, which finds it unchanged as cheaply, unless the
+    /// content is compared anyway (`-c`, `-W`, a `--*-dest` copy) or
+    /// nothing may be asked for (a dry run).
     fn checkable(&self, job: &FileJob) -> bool {
         job.how == WantHow::HashCheck
-            && !self.may_have_partial(&job.rel)
             && (job.entry.size <= DELTA_NOT_CHECK_MIN
                 || self.opts.dry_run
                 || self.opts.checksum
@@ -1591,10 +1591,27 @@ impl Ctx {
                 || job.local.alt().is_some())
     }
 
-    /// Whether `rel`'s directory was found to hold partial files.
+    /// Removes the partial file an interrupted run left of `rel`, if any:
+    /// `rel` is up to date, and nothing is to resume from it.
+    fn drop_partial(&self, rel: &RelPath) {
+        if self.may_have_partial(rel) {
+            if let Err(e) = self.fs.remove_partial(rel) {
+                tracing::debug!(path = %rel.display(), error = %e, "cannot remove a stale partial file");
+            }
+        }
+    }
+
+    /// Whether `rel` may have a partial file an interrupted run left
+    /// (one of its name was there when its directory was read).
     fn may_have_partial(&self, rel: &RelPath) -> bool {
-        let dirs = self.partial_dirs.lock().expect("poisoned");
-        !dirs.is_empty() && rel.parent().is_some_and(|p| dirs.contains(p.as_bytes()))
+        let dirs = self.partials.lock().expect("poisoned");
+        if dirs.is_empty() {
+            return false;
+        }
+        let (Some(dir), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return false;
+        };
+        dirs.get(dir.as_bytes()).is_some_and(|p| p.has(name))
     }
 
     /// Not as root: an existing directory `rel` (`here`) this user may not
@@ -2452,6 +2469,7 @@ fn plan(
                     ctx.item(Update::Attrs, e, &c);
                     if !dry {
                         ctx.update_attrs(rel, e, &c).map_err(s)?;
+                        ctx.drop_partial(rel);
                     }
                     return Ok(Plan::InPlace);
                 }
@@ -3101,6 +3119,19 @@ fn delete_extraneous(
     let mut names = names;
     rsync_order(&mut names);
     for (name, is_dir) in names {
+        // A partial file of a name the source no longer has: nothing will
+        // resume from it (it is not the user's entry: not itemized).
+        if !is_dir
+            && !ctx.opts.dry_run
+            && super::fsroot::is_partial_name(&name)
+            && Partials::orphan(&name, listed)
+        {
+            let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
+            if let Err(e) = ctx.fs.remove(&rel) {
+                tracing::debug!(path = %rel.display(), error = %e, "cannot remove a stale partial file");
+            }
+            continue;
+        }
         // Temp files of transfers in flight and partial files kept for the
         // next run are not the user's entries.
         if listed.binary_search(&name).is_ok()
@@ -4098,6 +4129,7 @@ async fn receive_verdicts(
         // (A checked file is never a retry: retries are deltas or whole.)
         match apply_same(ctx, &job, hashed, &meta) {
             Ok(true) => {
+                ctx.drop_partial(&job.rel);
                 ctx.placed(job.index);
                 ctx.progress.file_done(&job.shown, job.entry.size);
             }
