@@ -119,6 +119,18 @@ impl Error {
     }
 }
 
+/// An I/O error's text without a link to documentation some libraries
+/// append (rustls: "peer closed connection without sending TLS
+/// close_notify: https://docs.rs/..."): it is for a program's log, not a
+/// user's message.
+pub(crate) fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(": https://") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
 /// `e` and its causes on one line, `: `-separated, each said once: an
 /// error whose message already quotes its source (most of [`Error`]'s do,
 /// so that `to_string` alone says what failed) does not repeat it, as
@@ -142,6 +154,20 @@ pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_text_leaves_out_links() {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/x",
+        );
+        assert_eq!(
+            io_text(&e),
+            "peer closed connection without sending TLS close_notify"
+        );
+        let e = std::io::Error::other("plain");
+        assert_eq!(io_text(&e), "plain");
+    }
 
     #[test]
     fn chain_text_says_each_cause_once() {

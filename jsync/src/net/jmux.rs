@@ -533,7 +533,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 return "connection closed".into()
             }
-            Err(e) => return format!("connection error: {e}"),
+            Err(e) => return format!("connection error: {}", crate::error::io_text(&e)),
         }
         let id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let kind = head[4];
@@ -552,7 +552,9 @@ async fn read_frames<R: AsyncRead + Unpin>(
                     match r.read_buf(&mut bytes::BufMut::limit(&mut body, want)).await {
                         Ok(0) => return "connection closed in the middle of a frame".into(),
                         Ok(_) => {}
-                        Err(e) => return format!("connection error: {e}"),
+                        Err(e) => {
+                            return format!("connection error: {}", crate::error::io_text(&e))
+                        }
                     }
                 }
                 let mut st = shared.state.lock().expect("poisoned");

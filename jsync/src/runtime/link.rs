@@ -883,7 +883,9 @@ async fn control_reader(
                 let reason = match e {
                     super::framing::ReadError::Decode(d) => format!("malformed control data: {d}"),
                     super::framing::ReadError::Truncated => "connection cut mid-frame".into(),
-                    super::framing::ReadError::Io(e) => format!("connection error: {e}"),
+                    super::framing::ReadError::Io(e) => {
+                        format!("connection error: {}", crate::error::io_text(&e))
+                    }
                 };
                 // (The connection's own reason, when it has one, says more.)
                 let reason = link.inner.mux.ended_reason().unwrap_or(reason);
