@@ -156,6 +156,34 @@ fn files_from_with_no_relative_places_paths_by_their_names() {
     });
 }
 
+/// A `--files-from` path the source does not have is an error (exit 3, as
+/// rsync's failed link_stat gives 23), not a file that vanished mid-run
+/// (24); the paths it has are sent all the same.
+#[test]
+fn a_listed_path_that_is_not_there_is_an_error() {
+    let lists = tempfile::tempdir().unwrap();
+    let list = lists.path().join("list");
+    std::fs::write(&list, "only_there.txt\nnot_anywhere.txt\n").unwrap();
+    let setup = Sources::new(make_source);
+    let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
+    for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
+        make_destination(&dst);
+        let args = [
+            "--files-from",
+            list.to_str().unwrap(),
+            from.as_str(),
+            to.as_str(),
+        ];
+        let out = srv.jcp(keys.path(), &args);
+        fails(&out, 3, "not_anywhere.txt: no such file or directory", way);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("vanished"),
+            "{way}"
+        );
+        holds(&dst, "only_there.txt", Some(b"new file\n"), way);
+    }
+}
+
 /// `--max-size` and `--min-size` leave alone regular files beyond the limits
 /// (new or not); directories are made as ever.
 #[test]

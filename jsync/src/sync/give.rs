@@ -1238,10 +1238,9 @@ fn selected_entry(
     } else {
         match spec.fs.lstat(&full) {
             Ok(Some(m)) => dirlink(spec, opts, &full, m).0,
-            Ok(None) => {
-                let gone = rustix::io::Errno::NOENT.raw_os_error();
-                return Err(std::io::Error::from_raw_os_error(gone).to_string());
-            }
+            // (Not there to begin with: an error, as rsync's failed
+            // link_stat, not a file that vanished mid-run.)
+            Ok(None) => return Err("no such file or directory".into()),
             Err(e) => return Err(e.to_string()),
         }
     };
