@@ -3036,8 +3036,10 @@ fn delete_missing(ctx: &Ctx, rel: &RelPath, source: Option<&[u8]>) {
         return;
     }
     if is_dir {
+        // (Said, and left: rsync's "cannot delete non-empty directory" is
+        // no error either.)
         if let Err(e) = ctx.refuse_full_dir(rel, "delete") {
-            return ctx.counters.error(&shown(), e);
+            return ctx.counters.warning(&shown(), e);
         }
     }
     let home = match ctx.opts.one_file_system {
