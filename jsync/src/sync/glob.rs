@@ -156,8 +156,20 @@ pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<Stri
         };
         let exists = match there {
             Ok(Some(_)) if literal => true,
-            // With a trailing slash only directories match, as in a shell.
-            Ok(Some(m)) => !slash || m.kind == super::fsroot::Kind::Dir,
+            // With a trailing slash only directories match, as in a shell,
+            // and symlinks to them (beneath the root), which the pull then
+            // reads through.
+            Ok(Some(m)) => {
+                use super::fsroot::Kind;
+                let dir = |m: &super::fsroot::Meta| m.kind == Kind::Dir;
+                !slash
+                    || dir(&m)
+                    || m.kind == Kind::Symlink
+                        && FsRoot::check(&path)
+                            .ok()
+                            .and_then(|rel| fs.stat_follow_within(&rel).ok().flatten())
+                            .is_some_and(|m| dir(&m))
+            }
             Ok(None) => false,
             Err(e) if literal => return Err(e.to_string()),
             Err(_) => false,
@@ -295,6 +307,20 @@ mod tests {
         assert_eq!(e("star\\*.*"), ["star*.txt"]);
         assert!(e("logs/*.zip").is_empty());
         assert!(e("nowhere/*").is_empty());
+    }
+
+    /// With a trailing slash a symlink to a directory matches, as in a
+    /// shell, while it leads beneath the root; a link to a file, or out
+    /// of the root, does not.
+    #[test]
+    fn a_slash_matches_links_to_directories_beneath_the_root() {
+        let (t, fs) = tree();
+        let out = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("logs/old", t.path().join("lnk-dir")).unwrap();
+        std::os::unix::fs::symlink("logs/a.gz", t.path().join("lnk-file")).unwrap();
+        std::os::unix::fs::symlink(out.path(), t.path().join("lnk-out")).unwrap();
+        assert_eq!(expand(&fs, "lnk-*/").unwrap(), ["lnk-dir/"]);
+        assert_eq!(expand(&fs, "lnk-*").unwrap().len(), 3);
     }
 
     #[test]
