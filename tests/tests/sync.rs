@@ -474,6 +474,23 @@ fn a_leftover_partial_file_is_for_its_own_file_and_goes_when_done() {
         .collect();
     left.sort();
     assert_eq!(left, ["a", "b", "c"], "the partial files stayed");
+    // Files of the source's named like partial files are the user's: sent,
+    // and kept, run after run.
+    std::fs::write(src.join(".a.jsync-partial"), b"mine").unwrap();
+    std::fs::write(src.join(".gone.jsync-partial"), b"mine too").unwrap();
+    for run_no in 0..3 {
+        let out = run("jcp", &["-a", "--delete", &s, &d]);
+        ok(&out, &format!("run {run_no}"));
+        assert_eq!(
+            std::fs::read(dst.join(".a.jsync-partial")).unwrap(),
+            b"mine",
+            "run {run_no}"
+        );
+        assert_eq!(
+            std::fs::read(dst.join(".gone.jsync-partial")).unwrap(),
+            b"mine too"
+        );
+    }
 }
 
 #[test]

@@ -404,6 +404,14 @@ pub(crate) enum Partials {
 }
 
 impl Partials {
+    /// `name` is an entry the sender lists (named like a partial file, but
+    /// the user's): not a partial file.
+    pub(crate) fn listed(&mut self, name: &[u8]) {
+        if let Partials::Named(names) = self {
+            names.remove(name);
+        }
+    }
+
     /// Whether the file `name` of the directory may have a partial file.
     pub(crate) fn has(&self, name: &OsStr) -> bool {
         match self {
@@ -1144,6 +1152,21 @@ impl FsRoot {
     /// before any file is written.
     pub(crate) fn set_partial_dir(&self, name: &OsStr) {
         let _ = self.partial_dir.set(name.to_owned());
+    }
+
+    /// [`FsRoot::remove_partial`] when the partial file last changed before
+    /// `before` (a ctime): one changed since is another run's, going on
+    /// now (a `--delay-updates` run's staged file), and stays.
+    pub fn remove_partial_before(&self, rel: &RelPath, before: (i64, u32)) -> Result<(), FsError> {
+        let Some(p) = self.partial_of(rel)? else {
+            return Ok(());
+        };
+        match rfs::statat(p.at(), &p.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if Meta::from_stat(&st).ctime < before => {}
+            Ok(_) | Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(FsError::io(rel.display(), e)),
+        }
+        self.remove_partial(rel)
     }
 
     /// Removes the partial file kept for `rel` (beside it, or in the
@@ -3293,6 +3316,12 @@ mod tests {
             partial_name(OsStr::new(&long)).as_bytes(),
             &listed
         ));
+        // One changed since a time stays (another run's, going on now).
+        let kept = rel(b"kept");
+        fs.remove_partial_before(&kept, (1, 0)).unwrap();
+        assert!(fs.partial(&kept).unwrap().is_some());
+        fs.remove_partial_before(&kept, (i64::MAX, 0)).unwrap();
+        assert!(fs.partial(&kept).unwrap().is_none());
         // With a partial directory, any file may have one.
         fs.set_partial_dir(OsStr::new(".p"));
         std::fs::create_dir(t.path().join(".p")).unwrap();

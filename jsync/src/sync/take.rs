@@ -351,6 +351,7 @@ pub(crate) async fn take(peer: Peer, spec: TakeSpec, mut opts: TakeOptions) -> R
         given,
         maps,
         partials: std::sync::Mutex::new(HashMap::new()),
+        started: now_ctime(),
         linked_here: std::sync::Mutex::new(Vec::new()),
         listings: Default::default(),
         rule_scopes: Default::default(),
@@ -1108,6 +1109,14 @@ fn same_kind(have: Kind, kind: EntryKind) -> bool {
     )
 }
 
+/// Now, as a file's ctime reads (`CLOCK_REALTIME`).
+fn now_ctime() -> (i64, u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_secs() as i64, now.subsec_nanos())
+}
+
 /// This process's umask, which new entries' modes go through without
 /// `perms` (as rsync's do): read from /proc (asking the kernel would mean
 /// setting it, which other threads could see); 0o022 where /proc does not
@@ -1185,6 +1194,9 @@ struct Ctx {
     maps: (Option<ids::ResolvedIdMap>, Option<ids::ResolvedIdMap>),
     /// The partial files interrupted runs left, by directory.
     partials: std::sync::Mutex<HashMap<Vec<u8>, Partials>>,
+    /// When the run started, as a ctime: a partial file changed since is
+    /// another run's, going on now, and is not removed.
+    started: (i64, u32),
     /// With `-H`: listed files (none a second name) the destination had
     /// linked to other names, for [`untangle`].
     linked_here: std::sync::Mutex<Vec<(RelPath, Entry)>>,
@@ -1591,11 +1603,30 @@ impl Ctx {
                 || job.local.alt().is_some())
     }
 
+    /// An entry the sender lists under a partial file's name is the
+    /// user's, not a partial file (the list comes in name order, so before
+    /// the file it would be the partial of).
+    fn listed_partial_name(&self, rel: &RelPath) {
+        let Some(name) = rel
+            .file_name()
+            .filter(|n| super::fsroot::is_partial_name(n.as_bytes()))
+        else {
+            return;
+        };
+        let dir = rel
+            .parent()
+            .map(|p| p.as_bytes().to_vec())
+            .unwrap_or_default();
+        if let Some(p) = self.partials.lock().expect("poisoned").get_mut(&dir) {
+            p.listed(name.as_bytes());
+        }
+    }
+
     /// Removes the partial file an interrupted run left of `rel`, if any:
     /// `rel` is up to date, and nothing is to resume from it.
     fn drop_partial(&self, rel: &RelPath) {
         if self.may_have_partial(rel) {
-            if let Err(e) = self.fs.remove_partial(rel) {
+            if let Err(e) = self.fs.remove_partial_before(rel, self.started) {
                 tracing::debug!(path = %rel.display(), error = %e, "cannot remove a stale partial file");
             }
         }
@@ -2209,6 +2240,7 @@ fn plan(
     if skipped.holds(rel) {
         return skip(skipped);
     }
+    ctx.listed_partial_name(rel);
     let looked = if fresh.holds(rel) {
         Ok(None)
     } else {
@@ -3121,25 +3153,29 @@ fn delete_extraneous(
     let mut names = names;
     rsync_order(&mut names);
     for (name, is_dir) in names {
+        if listed.binary_search(&name).is_ok() {
+            continue;
+        }
         // A partial file of a name the source no longer has: nothing will
-        // resume from it (it is not the user's entry: not itemized).
+        // resume from it (it is not the user's entry: not itemized). Not
+        // one changed since the run began: another run's, going on now.
         if !is_dir
             && !ctx.opts.dry_run
             && super::fsroot::is_partial_name(&name)
             && Partials::orphan(&name, listed)
         {
             let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
-            if let Err(e) = ctx.fs.remove(&rel) {
-                tracing::debug!(path = %rel.display(), error = %e, "cannot remove a stale partial file");
+            let stale = matches!(ctx.fs.lstat(&rel), Ok(Some(m)) if m.ctime < ctx.started);
+            if stale {
+                if let Err(e) = ctx.fs.remove(&rel) {
+                    tracing::debug!(path = %rel.display(), error = %e, "cannot remove a stale partial file");
+                }
             }
             continue;
         }
         // Temp files of transfers in flight and partial files kept for the
         // next run are not the user's entries.
-        if listed.binary_search(&name).is_ok()
-            || super::fsroot::is_temp_name(&name)
-            || super::fsroot::is_partial_name(&name)
-        {
+        if super::fsroot::is_temp_name(&name) || super::fsroot::is_partial_name(&name) {
             continue;
         }
         let rel = dir.join(std::ffi::OsStr::from_bytes(&name));
