@@ -167,20 +167,30 @@ fn a_listed_path_that_is_not_there_is_an_error() {
     let setup = Sources::new(make_source);
     let (keys, work, root, srv) = (&setup.keys, &setup.work, &setup.root, &setup.srv);
     for (way, dst, from, to) in ways(work.path(), root, &setup.src_arg()) {
-        make_destination(&dst);
-        let args = [
-            "--files-from",
-            list.to_str().unwrap(),
-            from.as_str(),
-            to.as_str(),
-        ];
-        let out = srv.jcp(keys.path(), &args);
-        fails(&out, 3, "not_anywhere.txt: no such file or directory", way);
-        assert!(
-            !String::from_utf8_lossy(&out.stderr).contains("vanished"),
-            "{way}"
-        );
-        holds(&dst, "only_there.txt", Some(b"new file\n"), way);
+        // (-L follows links: a path not there is no link without a referent.)
+        for follow in [None, Some("-L")] {
+            make_destination(&dst);
+            let mut args = vec![
+                "--files-from",
+                list.to_str().unwrap(),
+                from.as_str(),
+                to.as_str(),
+            ];
+            args.extend(follow);
+            let out = srv.jcp(keys.path(), &args);
+            let what = format!("{way} {follow:?}");
+            fails(
+                &out,
+                3,
+                "not_anywhere.txt: no such file or directory",
+                &what,
+            );
+            assert!(
+                !String::from_utf8_lossy(&out.stderr).contains("vanished"),
+                "{what}"
+            );
+            holds(&dst, "only_there.txt", Some(b"new file\n"), &what);
+        }
     }
 }
 

@@ -1234,6 +1234,10 @@ fn selected_entry(
                 .is_ok_and(|t| unsafe_here(spec, path, &t))
     };
     let meta = if opts.copy_links || unsafe_link() {
+        // (Not there at all: as below, not a link without a referent.)
+        if matches!(spec.fs.lstat(&full), Ok(None)) {
+            return Err("no such file or directory".into());
+        }
         spec.referent(&full).map_err(|e| e.to_string())?
     } else {
         match spec.fs.lstat(&full) {
