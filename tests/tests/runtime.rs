@@ -327,6 +327,14 @@ async fn a_cut_connection_fails_circuits_on_both_sides() {
             server_outcome.starts_with("error: connection to client"),
             "{t}: server saw {server_outcome}"
         );
+        // Over TCP the connection's own words (a reset, a TLS stream cut
+        // short), not only "the peer closed the connection".
+        if t == Transport::Tcp {
+            assert!(
+                server_outcome.contains("lost: connection error: "),
+                "{t}: server saw {server_outcome}"
+            );
+        }
     }
 }
 

@@ -371,6 +371,12 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
+    /// Why the connection ended, once it has (its reader's words: "connection
+    /// closed" for a clean end, "closed" when this side closed it).
+    pub(crate) fn ended_reason(&self) -> Option<String> {
+        self.shared.state.lock().expect("poisoned").ended.clone()
+    }
+
     pub(crate) fn open(&self) -> io::Result<RawStream> {
         let id = {
             let mut st = self.shared.state.lock().expect("poisoned");

@@ -96,12 +96,16 @@ impl Mux {
         }
     }
 
-    /// Why the connection ended, when the transport knows it by now (QUIC
-    /// carries the peer's reason itself; a stream that failed because of it
-    /// only says "connection lost").
+    /// Why the connection ended, when the transport knows it by now and
+    /// says more than a stream that ended with it (QUIC carries the peer's
+    /// reason itself, where its streams say "connection lost"; over TCP a
+    /// reset or a violation, where the streams only end). Not for a clean
+    /// end, or one this side made.
     pub(crate) fn ended_reason(&self) -> Option<String> {
         match self {
-            Mux::Stream(_) => None,
+            Mux::Stream(handle) => handle
+                .ended_reason()
+                .filter(|r| r != "connection closed" && r != "closed"),
             Mux::Quic(conn) => conn.close_reason().map(|e| quic_reason(&e)),
         }
     }

@@ -878,7 +878,13 @@ async fn control_reader(
                     return link.fail(&reason).await;
                 }
             }
-            Ok(None) => return link.fail("the peer closed the connection").await,
+            Ok(None) => {
+                let reason = link.inner.mux.ended_reason();
+                let reason = reason
+                    .as_deref()
+                    .unwrap_or("the peer closed the connection");
+                return link.fail(reason).await;
+            }
             Err(e) => {
                 let reason = match e {
                     super::framing::ReadError::Decode(d) => format!("malformed control data: {d}"),
@@ -929,16 +935,19 @@ async fn inbound(link: WeakLink, mut streams: mpsc::UnboundedReceiver<RawStream>
             _ = token.cancelled() => return,
             s = streams.recv() => match s { Some(s) => s, None => return },
         };
-        let Some(link) = upgrade(&link) else {
-            return;
-        };
+        let weak = link.clone();
         tokio::spawn(async move {
             let RawStream {
                 mut read,
                 mut write,
             } = stream;
+            // (The link held weakly while the OPEN is awaited: streams
+            // that never say one keep no link that was let go.)
             let first =
                 tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut read, &mut Vec::new())).await;
+            let Some(link) = upgrade(&weak) else {
+                return;
+            };
             let open = match first {
                 Ok(Ok(Some(f))) if f.op == Op::OPEN && f.serial == 0 => f,
                 _ => {
