@@ -202,6 +202,9 @@ async fn main() -> ExitCode {
 }
 
 /// `jsrv sign`: a certificate for a client's own key.
+/// The longest public key line `jsrv sign` reads.
+const KEY_LINE_MAX: usize = 64 << 10;
+
 fn sign(
     dir: &std::path::Path,
     key: &std::path::Path,
@@ -211,12 +214,25 @@ fn sign(
 ) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let mut line = String::new();
+    // (A public key line is a few hundred bytes: more is something else,
+    // read no further, e.g. /dev/zero.)
+    let limit = KEY_LINE_MAX as u64 + 1;
     let read = if key.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut line).map(drop)
+        std::io::stdin()
+            .take(limit)
+            .read_to_string(&mut line)
+            .map(drop)
     } else {
-        std::fs::File::open(key).and_then(|mut f| f.read_to_string(&mut line).map(drop))
+        std::fs::File::open(key).and_then(|f| f.take(limit).read_to_string(&mut line).map(drop))
     };
     read.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", key.display()))?;
+    if line.len() > KEY_LINE_MAX {
+        anyhow::bail!(
+            "{}: more than {} KiB: not a public key line (jcp --keygen writes one)",
+            key.display(),
+            KEY_LINE_MAX >> 10
+        );
+    }
     let name_or_none = name.as_deref().unwrap_or("");
     let signed = jsync::identity::sign_client_for(dir, &line, key, name_or_none, days)?;
     match out {

@@ -42,6 +42,17 @@ pub async fn serve(plan: Plan) -> anyhow::Result<()> {
         })?
     };
     let mut signals = Signals::install()?;
+    // SIGHUP (logrotate, `systemctl reload`) ended the daemon and every
+    // transfer: there is nothing to reload (keys are read at start), so it
+    // is said and ignored.
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(
+                "SIGHUP received: nothing to reload (restart jsrv to read new keys); ignored"
+            );
+        }
+    });
     let services = jsync::sync::server_services(root.clone(), plan.read_only);
     let server =
         Server::bind(plan.listen, security, services)?.max_connections(plan.max_connections);

@@ -121,6 +121,66 @@ fn sigterm_stops_jsrv_cleanly() {
     }
 }
 
+/// SIGHUP (logrotate, `systemctl reload`) is said and ignored: it ended
+/// jsrv and its transfers. SIGTERM in the middle of a push lets it run for
+/// the grace period, then ends it, and the server keeps what arrived as its
+/// partial file (the process could end first, leaving a temp file).
+#[test]
+fn sighup_is_ignored_and_sigterm_keeps_a_push_s_partial() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let src = work.path().join("big.bin");
+    let mut f = std::fs::File::create(&src).unwrap();
+    for i in 0..8 {
+        f.write_all(&pseudo_random(8 << 20, 700 + i)).unwrap();
+    }
+    drop(f);
+    let mut srv = Jsrv::start(keys.path(), &root, &[]);
+    let pid = srv.child.id().to_string();
+    let kill = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(srv.child.try_wait().unwrap().is_none(), "SIGHUP ended jsrv");
+    // 64 MiB at 8 MB/s: still going when the signal comes.
+    let push = std::process::Command::new(bin("jcp"))
+        .arg("--config-dir")
+        .arg(keys.path())
+        .args(["--port", &srv.port.to_string(), "--bwlimit", "8M"])
+        .args([src.to_str().unwrap(), "127.0.0.1:"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    kill("-TERM");
+    let out = push.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while srv.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "jsrv did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let names = names_in(&root);
+    assert_eq!(names, [".big.bin.jsync-partial"], "what the push left");
+    let kept = std::fs::metadata(root.join(".big.bin.jsync-partial"))
+        .unwrap()
+        .len();
+    assert!(kept > 0, "an empty partial");
+}
+
 #[test]
 fn a_pull_cut_off_by_a_dying_server_leaves_the_local_file_intact() {
     let keys = Keys::new();

@@ -118,6 +118,14 @@ fn a_client_key_of_its_own_signed_by_jsrv_connects_and_is_pinned() {
         &["sign", "--config-dir", &s(&srv_cfg), "--days", "0", "-"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // Endless input is no key line: read no further than a key line goes.
+    let out = run("jsrv", &["sign", "--config-dir", &s(&srv_cfg), "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a public key line"),
+        "{}",
+        describe(&out)
+    );
     let mut sign = std::process::Command::new(jsync_tests::bins::bin("jsrv"))
         .args(["sign", "--config-dir", &s(&srv_cfg), "--name", "alice"])
         .args(["--days", "30", "-"])

@@ -22,7 +22,13 @@ pub(crate) fn bind_pair(addr: SocketAddr) -> io::Result<(TcpListener, UdpSocket)
         let port = tcp.local_addr()?.port();
         match bind_udp(SocketAddr::new(addr.ip(), port)) {
             Ok(udp) => return Ok((tcp, udp)),
-            Err(e) => last = Some(e),
+            // (Said: TCP's port was free, so `ss -ltn` shows nothing.)
+            Err(e) => {
+                last = Some(io::Error::new(
+                    e.kind(),
+                    format!("UDP port {port} (QUIC): {e}"),
+                ))
+            }
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no free port for both TCP and UDP")))

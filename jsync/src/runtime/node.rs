@@ -267,7 +267,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, closes every link
-    /// with "server shutting down" after the links' grace period, and returns.
+    /// with "server shutting down" after the links' grace period, waits (up to
+    /// 10 s) for their services to put away what they were doing, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let handshaking = Handshaking::default();
@@ -345,6 +346,14 @@ impl Server {
         for l in &links {
             l.close("server shutting down").await;
         }
+        // Each service puts away what it was doing (a receiver keeps what
+        // arrived as partial files) before the process may end.
+        let put_away = async {
+            for l in &links {
+                l.services_ended().await;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), put_away).await;
         tasks.abort_all();
         if let Some(ep) = &self.quic {
             ep.close(quinn::VarInt::from_u32(0), b"server shutting down");
@@ -381,7 +390,9 @@ impl Handshaking {
     /// A turn for `ip`, or None (logged) when the server is `busy` and
     /// that address has all it may have.
     fn enter(&self, ip: IpAddr, busy: bool) -> Option<HandshakeTurn> {
-        let ip = match ip {
+        // (An IPv4 client of a dual-stack listener comes as ::ffff:a.b.c.d,
+        // its own address: a /64 of those would be every IPv4 client.)
+        let ip = match ip.to_canonical() {
             IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & u128::MAX << 64).into()),
             v4 => v4,
         };
@@ -467,7 +478,7 @@ async fn accept_quic(ep: Option<&quinn::Endpoint>) -> Option<quinn::Incoming> {
 mod tests {
     use super::*;
 
-    /// One address (an IPv6 /64) has at most so many handshakes going once
+    /// One address (an IPv6 /64, an IPv4 address however it comes) has at most so many handshakes going once
     /// the server is busy, any number before; a turn given back counts no
     /// more.
     #[test]
@@ -490,6 +501,16 @@ mod tests {
             .collect();
         assert!(h.enter(v6("2001:db8::ffff:1"), true).is_none(), "one /64");
         assert!(h.enter(v6("2001:db8:0:1::1"), true).is_some());
+        // IPv4 clients of a dual-stack listener each count as their own.
+        let _mapped: Vec<_> = (0..HANDSHAKES_PER_ADDRESS)
+            .map(|_| h.enter(v6("::ffff:198.51.100.1"), true).unwrap())
+            .collect();
+        assert!(h.enter(v6("::ffff:198.51.100.1"), true).is_none());
+        assert!(h.enter(v6("::ffff:198.51.100.2"), true).is_some());
+        assert!(
+            h.enter("198.51.100.1".parse().unwrap(), true).is_none(),
+            "the same"
+        );
     }
 
     /// A name's addresses are tried in turn until one answers; one that
