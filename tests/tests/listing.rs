@@ -278,35 +278,6 @@ fn ignore_missing_args_passes_over_what_is_not_there() {
     assert!(!out.status.success(), "through a file: {out:?}");
 }
 
-/// `--delete-missing-args` with a missing source whose place in the
-/// destination is a directory that holds something, and neither `--force`
-/// nor `--delete`: said, left, and no error (rsync's "cannot delete
-/// non-empty directory", exit 0).
-#[test]
-fn a_missing_source_leaves_a_full_directory_without_force() {
-    let work = tempfile::tempdir().unwrap();
-    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::create_dir_all(dst.join("gone")).unwrap();
-    std::fs::write(dst.join("gone/f"), b"kept").unwrap();
-    let gone = format!("{}/gone", src.display());
-    let out = jsync_tests::bins::run(
-        "jcp",
-        &[
-            "--delete-missing-args",
-            &gone,
-            &format!("{}/", dst.display()),
-        ],
-    );
-    ok(&out, "--delete-missing-args");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("gone: cannot delete a directory that is not empty"),
-        "{err}"
-    );
-    assert!(dst.join("gone/f").exists());
-}
-
 /// `--delete-missing-args`, locally, pushed and pulled: a path
 /// `--files-from` lists that the source lacks (a file, a directory with
 /// what it holds, under --force as in rsync, a file in a directory the
