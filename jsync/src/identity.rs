@@ -176,6 +176,15 @@ pub enum IdentityError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A config directory, key or certificate that another user could
+    /// replace (sshd's StrictModes): whoever could, could be trusted.
+    #[error("{path}: {why}: another user could replace the keys and certificates jsync trusts")]
+    NotPrivate {
+        /// The directory or file.
+        path: PathBuf,
+        /// "writable by group or others (mode 0777; run `chmod go-w PATH`)", ...
+        why: String,
+    },
     /// A certificate does not carry the public key of its key file.
     #[error("{cert} does not belong to {key}: their public keys differ")]
     KeyMismatch {
@@ -363,6 +372,9 @@ impl Identity {
         let ca = read_certs(&ca_path, &hint)?.swap_remove(0);
         let chain = read_certs(&cert_path, &hint)?;
         let key_pem = read_private(&key_path, &hint)?;
+        for path in [dir, &ca_path, &cert_path, &key_path] {
+            only_ours(path)?;
+        }
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| IdentityError::Invalid {
             path: key_path.clone(),
             what: "PEM private key",
@@ -492,6 +504,38 @@ fn read_file(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
             },
             source,
         })
+}
+
+/// Refuses a directory or file that a user other than this one (or root)
+/// could change, as sshd's StrictModes: writable by group or others, or
+/// another user's. (Read after it was read, so a missing file says so
+/// first.)
+fn only_ours(path: &Path) -> Result<(), IdentityError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|source| IdentityError::Read {
+        path: path.to_path_buf(),
+        hint: String::new(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o7777;
+    let me = rustix::process::geteuid().as_raw();
+    let why = if mode & 0o022 != 0 {
+        format!(
+            "writable by group or others (mode {mode:04o}; run `chmod go-w {}`)",
+            path.display()
+        )
+    } else if meta.uid() != me && meta.uid() != 0 {
+        format!(
+            "belongs to user {}, not to this one ({me}) or root",
+            meta.uid()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(IdentityError::NotPrivate {
+        path: path.to_path_buf(),
+        why,
+    })
 }
 
 /// Reads a private key file after checking that only its owner can access it.

@@ -490,3 +490,40 @@ fn a_known_keys_file_that_is_not_one_is_an_error() {
         "{err}"
     );
 }
+
+/// Keys and certificates another user could replace are refused, as
+/// sshd's StrictModes refuses them: a config directory or certificate
+/// writable by group or others (a root jsrv took a world-writable
+/// directory's keys, which any local user could swap for their own CA's,
+/// and let that user's client write as root in the root).
+#[test]
+fn keys_another_user_could_replace_are_refused() {
+    let keys = Keys::new();
+    let load = || ServerSecurity::from_config_dir(keys.path(), &TlsOptions::default());
+    assert!(load().is_ok());
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    chmod(keys.path(), 0o777);
+    let err = load().unwrap_err().to_string();
+    assert!(
+        err.contains("writable by group or others (mode 0777"),
+        "{err}"
+    );
+    chmod(keys.path(), 0o700);
+    for file in [identity::CA_CERT, identity::SERVER_CERT] {
+        chmod(&keys.file(file), 0o664);
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("another user could replace"), "{file}: {err}");
+        chmod(&keys.file(file), 0o644);
+    }
+    assert!(load().is_ok());
+    // Another user's directory (as root, who can give it away).
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(keys.path(), Some(65534), None).unwrap();
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("belongs to user 65534"), "{err}");
+        std::os::unix::fs::chown(keys.path(), Some(0), None).unwrap();
+        assert!(load().is_ok());
+    }
+}

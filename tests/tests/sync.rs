@@ -1064,12 +1064,15 @@ fn a_path_too_long_for_the_list_fails_alone() {
 
 /// Runs jcp and jsrv as a user who is not root: as root, as `nobody`
 /// (65534) through `setpriv`, from links to the binaries in `work` (the
-/// build's own path may be closed to it), with `work` and the keys given to
-/// it; otherwise as the user the tests run as.
+/// build's own path may be closed to it), with `work` and a copy of the
+/// keys given to it (jsync takes no keys from another user's files: the
+/// clients the tests run as root keep theirs); otherwise as the user the
+/// tests run as.
 struct Unprivileged {
     prefix: Vec<String>,
     jcp: std::path::PathBuf,
     jsrv: std::path::PathBuf,
+    keys: std::path::PathBuf,
 }
 
 impl Unprivileged {
@@ -1083,15 +1086,22 @@ impl Unprivileged {
             }
         }
         let mut prefix = Vec::new();
+        let mut own_keys = keys.path().to_path_buf();
         if root {
-            for dir in [work, keys.path()] {
-                let out = std::process::Command::new("chown")
-                    .args(["-R", "65534:65534"])
-                    .arg(dir)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
-            }
+            own_keys = work.join("nobody-keys");
+            let out = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(keys.path())
+                .arg(&own_keys)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let out = std::process::Command::new("chown")
+                .args(["-R", "65534:65534"])
+                .arg(work)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
             prefix = [
                 "setpriv",
                 "--reuid=65534",
@@ -1101,7 +1111,12 @@ impl Unprivileged {
             .map(String::from)
             .to_vec();
         }
-        Unprivileged { prefix, jcp, jsrv }
+        Unprivileged {
+            prefix,
+            jcp,
+            jsrv,
+            keys: own_keys,
+        }
     }
 
     /// Whether the tests run as root (and so this is `nobody`).
@@ -1117,11 +1132,11 @@ impl Unprivileged {
         cmd.output().unwrap()
     }
 
-    fn jsrv(&self, keys: &Keys, root: &std::path::Path) -> Jsrv {
+    fn jsrv(&self, root: &std::path::Path) -> Jsrv {
         let script = format!("shift; exec '{}' \"$@\"", self.jsrv.display());
         let mut wrapper = self.prefix.clone();
         wrapper.extend(["sh", "-c", &script, "sh"].map(String::from));
-        Jsrv::start_wrapped(&wrapper, keys.path(), root, &[])
+        Jsrv::start_wrapped(&wrapper, &self.keys, root, &[])
     }
 }
 
@@ -1151,7 +1166,7 @@ fn a_read_only_tree_is_copied_again() {
     };
     write("one");
     let user = Unprivileged::new(work.path(), &keys);
-    let srv = user.jsrv(&keys, &root);
+    let srv = user.jsrv(&root);
     let src_arg = format!("{}/", src.display());
     let local = work.path().join("local");
     let local_arg = local.to_str().unwrap();
@@ -1262,7 +1277,7 @@ fn an_unreadable_source_directory_is_named() {
     let closed = std::fs::Permissions::from_mode(0o000);
     std::fs::set_permissions(&top, closed.clone()).unwrap();
     std::fs::set_permissions(root.join("top"), closed).unwrap();
-    let srv = user.jsrv(&keys, &root);
+    let srv = user.jsrv(&root);
     let dst = work.path().join("dst");
     let (top_arg, dst_arg) = (format!("{}/", top.display()), dst.to_str().unwrap());
     let out = user.jcp(&["-a", &top_arg, dst_arg]);
