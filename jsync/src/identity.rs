@@ -508,8 +508,8 @@ fn read_file(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
 
 /// Refuses a directory or file that a user other than this one (or root)
 /// could change, as sshd's StrictModes: writable by group or others, or
-/// another user's. (Read after it was read, so a missing file says so
-/// first.)
+/// another user's. (Checked once the files were read, so that a missing
+/// one is said as missing, with its hint, first.)
 fn only_ours(path: &Path) -> Result<(), IdentityError> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path).map_err(|source| IdentityError::Read {
