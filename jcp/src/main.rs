@@ -395,8 +395,9 @@ fn deletions_left(plan: &Plan, report: &Report) -> Option<u64> {
 /// as a remote shell would for scp and rsync: each match is a source of its
 /// own. A wildcard that matches nothing stands for its own name (quoting
 /// taken away), and fails the run before anything is copied when that is
-/// not there either; with `--delete`, several matches must each land under a name of
-/// their own (not with `-R`), as several typed sources must (a usage error).
+/// not there either; with `--delete`, several matches must each land under
+/// a name of their own (not with `-R`), as several typed sources must (a
+/// usage error).
 async fn expand_wildcards(
     link: &Link,
     srcs: &[endpoint::Remote],

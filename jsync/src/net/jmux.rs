@@ -65,6 +65,11 @@ const GRANT_AT: u32 = WINDOW / 4;
 const _: () = assert!(WINDOW as usize - GRANT_AT as usize >= MAX_DATA);
 /// Streams the peer may have open at once.
 const MAX_STREAMS: usize = 4096;
+/// Why a connection ended that the peer ended cleanly (GOAWAY, or the end
+/// of the stream at a frame boundary).
+pub(crate) const CLEAN_END: &str = "connection closed";
+/// Why a connection ended that this side closed.
+pub(crate) const CLOSED_HERE: &str = "closed";
 /// Received bytes all streams may hold unread before the reader task stops
 /// reading the connection (TCP's own flow control then holds the peer): the
 /// memory a peer can make us hold, whatever its windows.
@@ -466,7 +471,7 @@ where
     tokio::spawn(async move {
         let reason = tokio::select! {
             reason = read_frames(read, &s, in_tx) => reason,
-            () = s.closing.cancelled() => "closed".to_string(),
+            () = s.closing.cancelled() => CLOSED_HERE.to_string(),
         };
         tracing::debug!(%reason, "connection ended");
         {
@@ -536,9 +541,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
         match r.read_exact(&mut head).await {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return "connection closed".into()
-            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return CLEAN_END.into(),
             Err(e) => return format!("connection error: {}", crate::error::io_text(&e)),
         }
         let id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
@@ -642,7 +645,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 // Outside the lock: dropping unaccepted halves takes it.
                 let _ = inbound.send(halves(shared, id));
             }
-            GOAWAY => return "connection closed".into(),
+            GOAWAY => return CLEAN_END.into(),
             other => return violation(format!("unknown frame kind {other}")),
         }
     }

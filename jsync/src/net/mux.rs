@@ -105,7 +105,7 @@ impl Mux {
         match self {
             Mux::Stream(handle) => handle
                 .ended_reason()
-                .filter(|r| r != "connection closed" && r != "closed"),
+                .filter(|r| r != super::jmux::CLEAN_END && r != super::jmux::CLOSED_HERE),
             Mux::Quic(conn) => conn.close_reason().map(|e| quic_reason(&e)),
         }
     }
