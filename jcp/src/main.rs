@@ -439,18 +439,8 @@ async fn expand_wildcards(
             }
             continue;
         }
-        // A pattern that matches nothing stands for its name, as a shell
-        // passes such a word on: `a[1].txt` names a file of that name.
-        let matches = match matches.is_empty() {
-            true => {
-                let name = jsync::sync::glob_unquote(&src.path);
-                let itself = jsync::sync::glob_quote(&name);
-                jsync::sync::remote_glob(link, &itself)
-                    .await
-                    .with_context(|| format!("cannot expand {src}"))?
-            }
-            false => matches,
-        };
+        // (A pattern that matches nothing stands for its own name, if that
+        // is there: the server's expansion says so.)
         if matches.is_empty() && ignore_missing {
             continue;
         }

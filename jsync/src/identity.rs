@@ -369,11 +369,22 @@ impl Identity {
         let key_path = dir.join(key_name);
         let hint = load_hint(dir, role);
 
-        let ca = read_certs(&ca_path, &hint)?.swap_remove(0);
-        let chain = read_certs(&cert_path, &hint)?;
-        let key_pem = read_private(&key_path, &hint)?;
-        for path in [dir, &ca_path, &cert_path, &key_path] {
-            only_ours(path)?;
+        let (mut ca, ca_meta) = read_certs(&ca_path, &hint)?;
+        let ca = ca.swap_remove(0);
+        let (chain, cert_meta) = read_certs(&cert_path, &hint)?;
+        let (key_pem, key_meta) = read_private(&key_path, &hint)?;
+        let dir_meta = fs::metadata(dir).map_err(|source| IdentityError::Read {
+            path: dir.to_path_buf(),
+            hint: String::new(),
+            source,
+        })?;
+        for (path, meta) in [
+            (dir, &dir_meta),
+            (&ca_path, &ca_meta),
+            (&cert_path, &cert_meta),
+            (&key_path, &key_meta),
+        ] {
+            only_ours(path, meta)?;
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| IdentityError::Invalid {
             path: key_path.clone(),
@@ -492,31 +503,25 @@ pub(crate) fn read_config_file(path: &Path, max: u64) -> io::Result<(Vec<u8>, fs
     Ok((out, meta))
 }
 
-fn read_file(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
-    read_config_file(path, MAX_KEY_FILE)
-        .map(|(bytes, _)| bytes)
-        .map_err(|source| IdentityError::Read {
-            path: path.to_path_buf(),
-            hint: if source.kind() == io::ErrorKind::NotFound {
-                hint.to_string()
-            } else {
-                String::new()
-            },
-            source,
-        })
+/// A key or certificate file's contents, and what the open file is.
+fn read_file(path: &Path, hint: &str) -> Result<(Vec<u8>, fs::Metadata), IdentityError> {
+    read_config_file(path, MAX_KEY_FILE).map_err(|source| IdentityError::Read {
+        path: path.to_path_buf(),
+        hint: if source.kind() == io::ErrorKind::NotFound {
+            hint.to_string()
+        } else {
+            String::new()
+        },
+        source,
+    })
 }
 
-/// Refuses a directory or file that a user other than this one (or root)
-/// could change, as sshd's StrictModes: writable by group or others, or
-/// another user's. (Checked once the files were read, so that a missing
-/// one is said as missing, with its hint, first.)
-fn only_ours(path: &Path) -> Result<(), IdentityError> {
+/// Refuses a directory or file (`meta`, as it was read) that a user other
+/// than this one (or root) could change, as sshd's StrictModes: writable
+/// by group or others, or another user's. (Checked once the files were
+/// read, so that a missing one is said as missing, with its hint, first.)
+fn only_ours(path: &Path, meta: &fs::Metadata) -> Result<(), IdentityError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(path).map_err(|source| IdentityError::Read {
-        path: path.to_path_buf(),
-        hint: String::new(),
-        source,
-    })?;
     let mode = meta.mode() & 0o7777;
     let me = rustix::process::geteuid().as_raw();
     let why = if mode & 0o022 != 0 {
@@ -538,17 +543,10 @@ fn only_ours(path: &Path) -> Result<(), IdentityError> {
     })
 }
 
-/// Reads a private key file after checking that only its owner can access it.
-fn read_private(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
-    let meta = fs::metadata(path).map_err(|source| IdentityError::Read {
-        path: path.to_path_buf(),
-        hint: if source.kind() == io::ErrorKind::NotFound {
-            hint.to_string()
-        } else {
-            String::new()
-        },
-        source,
-    })?;
+/// Reads a private key file, which only its owner may access (the file
+/// read is the one looked at).
+fn read_private(path: &Path, hint: &str) -> Result<(Vec<u8>, fs::Metadata), IdentityError> {
+    let (bytes, meta) = read_file(path, hint)?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(IdentityError::KeyTooOpen {
@@ -556,11 +554,16 @@ fn read_private(path: &Path, hint: &str) -> Result<Vec<u8>, IdentityError> {
             mode,
         });
     }
-    read_file(path, hint)
+    Ok((bytes, meta))
 }
 
-fn read_certs(path: &Path, hint: &str) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
-    let pem = read_file(path, hint)?;
+/// A certificate file's certificates (at least one), and what the open
+/// file is.
+fn read_certs(
+    path: &Path,
+    hint: &str,
+) -> Result<(Vec<CertificateDer<'static>>, fs::Metadata), IdentityError> {
+    let (pem, meta) = read_file(path, hint)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| IdentityError::Invalid {
@@ -575,7 +578,7 @@ fn read_certs(path: &Path, hint: &str) -> Result<Vec<CertificateDer<'static>>, I
             reason: "no CERTIFICATE block found".into(),
         });
     }
-    Ok(certs)
+    Ok((certs, meta))
 }
 
 fn spki_of_private_key(path: &Path, key: &PrivateKeyDer<'_>) -> Result<Vec<u8>, IdentityError> {
@@ -614,7 +617,7 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
     };
     let ca_params = ca_key.as_ref().map(ca_params);
     let ca_cert: CertificateDer<'static> = if ca_cert_exists {
-        let cert = read_certs(&ca_cert_path, no_hint)?.swap_remove(0);
+        let cert = read_certs(&ca_cert_path, no_hint)?.0.swap_remove(0);
         if let Some(kp) = &ca_key {
             let spki = crate::tls::spki_of_cert(&cert).map_err(|e| IdentityError::Invalid {
                 path: ca_cert_path.clone(),
@@ -673,7 +676,7 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
         files.push(report(dir, key_name, key_action));
         let spki = kp.subject_public_key_info();
         let chain = if cert_exists {
-            let chain = read_certs(&cert_path, no_hint)?;
+            let chain = read_certs(&cert_path, no_hint)?.0;
             let cert_spki =
                 crate::tls::spki_of_cert(&chain[0]).map_err(|e| IdentityError::Invalid {
                     path: cert_path.clone(),
@@ -895,7 +898,9 @@ pub fn sign_client_for(
         });
     }
     let ca_kp = load_key_pair(&ca_key_path)?;
-    let ca_cert = read_certs(&ca_cert_path, &load_hint(dir, Role::Server))?.swap_remove(0);
+    let ca_cert = read_certs(&ca_cert_path, &load_hint(dir, Role::Server))?
+        .0
+        .swap_remove(0);
     let issuer = Issuer::new(ca_params(&ca_kp), ca_kp);
     let name = Some(name.trim()).filter(|n| !n.is_empty());
     if let Some(name) = name.filter(|n| !is_client_name(n)) {
@@ -979,7 +984,7 @@ fn exists(path: &Path) -> Result<bool, IdentityError> {
 }
 
 fn load_key_pair(path: &Path) -> Result<KeyPair, IdentityError> {
-    let pem = read_private(path, "")?;
+    let (pem, _) = read_private(path, "")?;
     let text = String::from_utf8(pem).map_err(|_| IdentityError::Invalid {
         path: path.to_path_buf(),
         what: "PEM private key",

@@ -124,7 +124,9 @@ fn sigterm_stops_jsrv_cleanly() {
 /// SIGHUP (logrotate, `systemctl reload`) is said and ignored: it ended
 /// jsrv and its transfers. SIGTERM in the middle of a push lets it run for
 /// the grace period, then ends it, and the server keeps what arrived as its
-/// partial file (the process could end first, leaving a temp file).
+/// partial file. (The server also waits for its services before it exits:
+/// without that the process could end first, leaving a temp file, which
+/// this test's timing does not show; a helper's script saw it.)
 #[test]
 fn sighup_is_ignored_and_sigterm_keeps_a_push_s_partial() {
     let keys = Keys::new();

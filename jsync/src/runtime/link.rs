@@ -152,15 +152,22 @@ impl Drop for LinkInner {
         let (shared, mux, endpoint) =
             (self.shared.clone(), self.mux.clone(), self._endpoint.take());
         runtime.spawn(async move {
-            let (tx, rx) = oneshot::channel();
-            let goaway = Fragment::new(Op::GOAWAY).with_error(DROPPED);
-            if control.send(Outgoing::GoAway(goaway, tx)).is_ok() {
-                let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
-            }
+            say_goaway(&control, DROPPED).await;
             shared.token.cancel();
             mux.close(DROPPED).await;
             drop(endpoint);
         });
+    }
+}
+
+/// Queues a GOAWAY carrying `reason` on the control stream and waits (up
+/// to 2 s) for it to be written: what the other side reads as why the link
+/// ended.
+async fn say_goaway(control: &mpsc::UnboundedSender<Outgoing>, reason: &str) {
+    let (tx, rx) = oneshot::channel();
+    let goaway = Fragment::new(Op::GOAWAY).with_error(reason);
+    if control.send(Outgoing::GoAway(goaway, tx)).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
     }
 }
 
@@ -427,16 +434,7 @@ impl Link {
         if self.is_closed() {
             return;
         }
-        let (tx, rx) = oneshot::channel();
-        let goaway = Fragment::new(Op::GOAWAY).with_error(reason);
-        if self
-            .inner
-            .control
-            .send(Outgoing::GoAway(goaway, tx))
-            .is_ok()
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
-        }
+        say_goaway(&self.inner.control, reason).await;
         self.end(&format!("connection closed: {reason}"), reason)
             .await;
     }

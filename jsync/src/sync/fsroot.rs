@@ -1166,16 +1166,21 @@ impl FsRoot {
             Ok(_) | Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(FsError::io(rel.display(), e)),
         }
-        self.remove_partial(rel)
+        self.unlink_partial(rel, p)
     }
 
     /// Removes the partial file kept for `rel` (beside it, or in the
     /// partial directory, which goes too once empty), if any (whatever kind of
     /// non-directory it is; a symlink is removed, not followed).
     pub fn remove_partial(&self, rel: &RelPath) -> Result<(), FsError> {
-        let Some(p) = self.partial_of(rel)? else {
-            return Ok(());
-        };
+        match self.partial_of(rel)? {
+            Some(p) => self.unlink_partial(rel, p),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the partial file of `rel` where `p` says it is.
+    fn unlink_partial(&self, rel: &RelPath, p: PartialAt<'_>) -> Result<(), FsError> {
         match rfs::unlinkat(p.at(), &p.name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(FsError::io(rel.display(), e)),

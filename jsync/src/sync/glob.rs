@@ -53,13 +53,6 @@ pub fn glob_quote(path: &str) -> String {
     out
 }
 
-/// `path` with its `\` quoting removed: the name a pattern that matched
-/// nothing stands for (as a shell passes such a word on, and rsync's server
-/// then reads it as a name).
-pub fn glob_unquote(path: &str) -> String {
-    unquote(path)
-}
-
 /// `comp` with its `\` quoting removed (a name without wildcards).
 fn unquote(comp: &str) -> String {
     let mut out = String::with_capacity(comp.len());
@@ -106,7 +99,8 @@ fn matcher(comp: &str) -> std::result::Result<GlobMatcher, String> {
 /// matches, sorted, each ending in `/` when the pattern does (rsync's "the
 /// contents of"; only directories match then). A directory that cannot be
 /// read matches nothing, as in a shell; `..` and absolute patterns are
-/// refused.
+/// refused. A pattern that matches nothing matches its own name, if that
+/// is there.
 pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<String>, String> {
     // (Absolute and `..` are refused as any path from a client is.)
     FsRoot::check(pattern.as_bytes()).map_err(|e| e.to_string())?;
@@ -187,6 +181,12 @@ pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<Stri
             p.push('/');
         }
         out.push(p);
+    }
+    // A pattern that matches nothing stands for its own name with the
+    // quoting taken away, as a shell passes such a word on (and rsync's
+    // server reads it): `a[1].txt` names a file of that name.
+    if out.is_empty() && !literal {
+        return expand(fs, &glob_quote(&unquote(pattern)));
     }
     Ok(out)
 }

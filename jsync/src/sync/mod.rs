@@ -43,7 +43,7 @@ pub use chmod::{Chmod, ChmodError};
 pub use escape::{escape_controls, escape_name};
 pub use filter::{DirScope, Filter, FilterError, RuleKind, Side};
 pub use give::names_contents;
-pub use glob::{glob_quote, glob_unquote, has_glob, remote_glob, GLOB};
+pub use glob::{glob_quote, has_glob, remote_glob, GLOB};
 pub use ids::{Chown, IdMap};
 pub use itemize::{mode_string, with_commas, OutFormat};
 pub use list::{list, list_local, Listing};
