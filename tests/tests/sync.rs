@@ -334,6 +334,8 @@ fn paths_outside_the_root_are_refused() {
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, root.join("escape-link")).unwrap();
     std::fs::write(outside.join("secret"), b"secret").unwrap();
+    // (`a/..` is the root: `a/../../x` climbs out of it.)
+    std::fs::create_dir(root.join("a")).unwrap();
     let src = work.path().join("f.txt");
     std::fs::write(&src, b"payload").unwrap();
     let srv = Jsrv::start(keys.path(), &root, &[]);
@@ -369,6 +371,131 @@ fn paths_outside_the_root_are_refused() {
         1,
         "something was written outside the root"
     );
+}
+
+/// `..` in a server path is taken as the kernel takes it, as rsync's
+/// server does: the parent of where the path before it leads, through
+/// symlinks beneath the root (`dl/..` is `d1`'s parent when `dl` leads
+/// to `d1/sub`), for pulls, pushes and wildcards; climbing above the root
+/// is refused as ever. (Every `..` was refused as "escapes the root".) A
+/// leading `~` is the root (it made entries named `~`).
+#[test]
+fn home_and_dot_dot_in_a_server_path_are_resolved_beneath_the_root() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("d1/sub")).unwrap();
+    std::fs::create_dir_all(root.join("d2")).unwrap();
+    std::fs::write(root.join("d1/one.txt"), b"one").unwrap();
+    std::fs::write(root.join("d2/two.txt"), b"two").unwrap();
+    std::fs::write(root.join("top.txt"), b"top").unwrap();
+    std::os::unix::fs::symlink("d1/sub", root.join("dl")).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    for (from, want) in [
+        ("127.0.0.1:d2/../top.txt", "top"),
+        ("127.0.0.1:dl/../one.txt", "one"),
+        ("127.0.0.1:d1/./sub/../../d2/two.txt", "two"),
+        ("127.0.0.1:dl/../../d2/t*.txt", "two"),
+        ("127.0.0.1:~/top.txt", "top"),
+        ("127.0.0.1:~/d2/t*.txt", "two"),
+    ] {
+        let got = work.path().join("got.txt");
+        let _ = std::fs::remove_file(&got);
+        ok(&srv.jcp(keys.path(), &[from, got.to_str().unwrap()]), from);
+        assert_eq!(std::fs::read_to_string(&got).unwrap(), want, "{from}");
+    }
+    let got = work.path().join("tree");
+    ok(
+        &srv.jcp(
+            keys.path(),
+            &["127.0.0.1:d1/sub/../", got.to_str().unwrap()],
+        ),
+        "d1/sub/../",
+    );
+    assert_same_tree(&root.join("d1"), &got);
+    // `~` is the root (a login's home, to scp and rsync): no entry named `~`.
+    let home = work.path().join("home.txt");
+    std::fs::write(&home, b"home").unwrap();
+    for dst in ["127.0.0.1:~", "127.0.0.1:~/", "127.0.0.1:~/d2/"] {
+        ok(&srv.jcp(keys.path(), &[home.to_str().unwrap(), dst]), dst);
+        assert!(!root.join("~").exists(), "{dst} made ~");
+    }
+    assert_eq!(std::fs::read(root.join("home.txt")).unwrap(), b"home");
+    assert_eq!(std::fs::read(root.join("d2/home.txt")).unwrap(), b"home");
+    let src = work.path().join("pushed.txt");
+    std::fs::write(&src, b"pushed").unwrap();
+    ok(
+        &srv.jcp(keys.path(), &[src.to_str().unwrap(), "127.0.0.1:dl/../d3/"]),
+        "push",
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("d1/d3/pushed.txt")).unwrap(),
+        "pushed"
+    );
+    for (path, says) in [
+        ("127.0.0.1:dl/../../..", "escapes the root"),
+        ("127.0.0.1:top.txt/../d2", "top.txt: not a directory"),
+        (
+            "127.0.0.1:nothing/../d2",
+            "nothing: no such file or directory",
+        ),
+        ("127.0.0.1:d1/../../*", "escapes the root"),
+        ("127.0.0.1:d*/../top.txt", "escapes the root"),
+    ] {
+        let dst = work.path().join("bad");
+        let out = srv.jcp(keys.path(), &[path, dst.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path} succeeded: {err}");
+        assert!(err.contains(says), "{path}: {err}");
+        assert!(!dst.exists(), "{path} made {}", dst.display());
+    }
+}
+
+/// A push into a destination that is a symlink to a directory beneath the
+/// root goes into that directory, as rsync's (whose receiver changes into
+/// it) and as a local copy does: `src/` to `host:current`, `current`
+/// leading to `real`, fills `real` and leaves the link (it was replaced by
+/// a new directory, silently); `--delete` deletes in `real`. One leading
+/// out of the root is refused, nothing written there.
+#[test]
+fn a_push_into_a_symlinked_directory_goes_where_it_leads() {
+    let keys = Keys::new();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let src = work.path().join("src");
+    make_tree(&src, 64 << 10);
+    std::fs::create_dir_all(root.join("real")).unwrap();
+    std::fs::write(root.join("real/old.txt"), b"old").unwrap();
+    std::os::unix::fs::symlink("real", root.join("current")).unwrap();
+    std::os::unix::fs::symlink(work.path(), root.join("out")).unwrap();
+    let srv = Jsrv::start(keys.path(), &root, &[]);
+    let from = format!("{}/", src.display());
+    for (dst, extra) in [
+        ("127.0.0.1:current", None),
+        ("127.0.0.1:current/", None),
+        ("127.0.0.1:current", Some("--delete")),
+    ] {
+        let mut args = vec![from.as_str(), dst];
+        args.extend(extra);
+        ok(&srv.jcp(keys.path(), &args), dst);
+        let link = std::fs::symlink_metadata(root.join("current")).unwrap();
+        assert!(
+            link.file_type().is_symlink(),
+            "{dst} {extra:?}: the link went"
+        );
+        let (want, mut got) = (snapshot(&src), snapshot(&root.join("real")));
+        assert_eq!(got.remove(&b"old.txt"[..]).is_some(), extra.is_none());
+        for (path, node) in want.iter().filter(|(p, _)| !p.is_empty()) {
+            assert_eq!(got.get(path), Some(node), "{dst} {extra:?}: {path:?}");
+        }
+        std::fs::write(root.join("real/old.txt"), b"old").unwrap();
+    }
+    let before = std::fs::read_dir(work.path()).unwrap().count();
+    let out = srv.jcp(keys.path(), &[from.as_str(), "127.0.0.1:out"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "push through out succeeded: {err}");
+    assert!(err.contains("escapes the root"), "{err}");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), before);
 }
 
 /// A server path naming a directory's contents (`LINK/`) is read through
@@ -1496,6 +1623,7 @@ fn remote_wildcards_pull_each_match() {
         ("gl/a[1].txt", "literal"),
         ("gl/a1.txt", "one"),
         ("gl/b[2].txt", "two"),
+        ("gl/report [draft", "draft"),
     ] {
         let p = root.join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1548,6 +1676,8 @@ fn remote_wildcards_pull_each_match() {
         ("127.0.0.1:gl/a\\[1\\].txt", "literal"),
         ("127.0.0.1:gl/a[1].txt", "one"),
         ("127.0.0.1:gl/b[2].txt", "two"),
+        // (Not a well-formed pattern: the name itself, as in a shell.)
+        ("127.0.0.1:gl/report [draft", "draft"),
     ] {
         let got = work.path().join("got.txt");
         ok(

@@ -33,6 +33,7 @@
 //! behind by a killed run. Special files, hard links and symlinks are made under
 //! a temp name and renamed into place.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -520,6 +521,64 @@ impl FsRoot {
             }
         }
         Ok(RelPath { bytes, valid: true })
+    }
+
+    /// A path a client typed, read as a remote shell reads it for scp and
+    /// rsync, within the root: a leading `~` (alone or before `/`) is the
+    /// root, which stands for a login's home here (`host:~/notes`); each
+    /// `..` is the parent of the directory that what comes before it leads
+    /// to (following symlinks while they stay beneath the root: `dl/..` is
+    /// not lexically the root when `dl` leads to `d1/sub`), as rsync's
+    /// server resolves it. A `..` that would climb above the root is an
+    /// escape, as is an absolute path. A path that named a directory's
+    /// contents (a trailing `/`, `.` or `..`) still does (`d1/sub/..` is
+    /// `d1/`); one without `~` or `..` comes back as it is, for
+    /// [`FsRoot::check`].
+    pub fn resolve_typed<'a>(&self, path: &'a str) -> Result<Cow<'a, str>, FsError> {
+        let home = match path.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => Some(rest),
+            _ => None,
+        };
+        let rest = home.unwrap_or(path);
+        if !rest.split('/').any(|c| c == "..") {
+            return Ok(match home {
+                Some("") => Cow::Borrowed(""),
+                Some(rest) => Cow::Owned(format!(".{rest}")),
+                None => Cow::Borrowed(path),
+            });
+        }
+        let mut at = RelPath::root();
+        for c in rest.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    let escapes = || escape(path.as_bytes());
+                    if at.is_root() {
+                        return Err(escapes());
+                    }
+                    let Some((dir, _)) = self.dirlink_target(&at)? else {
+                        use io::ErrorKind::{NotADirectory, NotFound};
+                        let why = match self.lstat(&at)? {
+                            Some(_) => io::Error::new(NotADirectory, "not a directory"),
+                            None => io::Error::new(NotFound, "no such file or directory"),
+                        };
+                        return Err(FsError::io(at.display(), why));
+                    };
+                    at = dir.parent().ok_or_else(escapes)?;
+                }
+                name => at = at.join(OsStr::new(name)),
+            }
+        }
+        let mut out = String::from_utf8(at.bytes).map_err(|e| {
+            FsError::io(
+                super::escape_name(e.as_bytes()),
+                io::Error::other("a server path on the command line must be UTF-8"),
+            )
+        })?;
+        if super::give::names_contents(rest.as_bytes()) {
+            out.push_str(if out.is_empty() { "." } else { "/" });
+        }
+        Ok(Cow::Owned(out))
     }
 
     /// Metadata of `rel` without following a final symlink; `None` if it does not exist.

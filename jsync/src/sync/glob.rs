@@ -5,6 +5,7 @@
 //! `.`, `\` quoting the next character, matches sorted), and the client pulls
 //! each match as a source of its own ([`remote_glob`]).
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -69,8 +70,9 @@ fn unquote(comp: &str) -> String {
 }
 
 /// One name's pattern for globset: braces are literal (a shell expands them
-/// before globbing, and a name may hold one), the rest is globset's syntax.
-fn matcher(comp: &str) -> std::result::Result<GlobMatcher, String> {
+/// before globbing, and a name may hold one), the rest is globset's syntax;
+/// `None` for one that is not well formed (`a[1`).
+fn matcher(comp: &str) -> Option<GlobMatcher> {
     let mut pat = String::with_capacity(comp.len() + 4);
     let mut quoted = false;
     for c in comp.chars() {
@@ -92,24 +94,30 @@ fn matcher(comp: &str) -> std::result::Result<GlobMatcher, String> {
         .backslash_escape(true)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| format!("bad wildcard {comp:?}: {}", e.kind()))
+        .ok()
 }
 
 /// Expands `pattern` (relative to the root of `fs`) into the paths it
 /// matches, sorted, each ending in `/` when the pattern does (rsync's "the
 /// contents of"; only directories match then). A directory that cannot be
-/// read matches nothing, as in a shell; `..` and absolute patterns are
-/// refused. A pattern that matches nothing matches its own name, if that
-/// is there.
+/// read matches nothing, as in a shell; absolute patterns are refused, and
+/// a leading `~` and `..` are taken only before the first wildcard (as in
+/// any path from a client: [`FsRoot::resolve_typed`]). A name that is no
+/// well-formed pattern (`a[1`) is taken as it is, as a shell takes it, and
+/// a pattern that matches nothing matches its own name, if that is there.
 pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<String>, String> {
-    // (Absolute and `..` are refused as any path from a client is.)
+    let pattern = &*resolve_prefix(fs, pattern)?;
+    // (Absolute and `..` after a wildcard are refused as a client's path.)
     FsRoot::check(pattern.as_bytes()).map_err(|e| e.to_string())?;
     let slash = pattern.ends_with('/');
     let mut found: Vec<Vec<u8>> = vec![Vec::new()];
     for comp in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let mut next = Vec::new();
-        if has_glob(comp) {
-            let m = matcher(comp)?;
+        let m = match has_glob(comp) {
+            true => matcher(comp),
+            false => None,
+        };
+        if let Some(m) = m {
             let dots = comp.starts_with('.');
             for dir in &found {
                 let Ok(rel) = FsRoot::check(dir) else {
@@ -189,6 +197,30 @@ pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<Stri
         return expand(fs, &glob_quote(&unquote(pattern)));
     }
     Ok(out)
+}
+
+/// `pattern` with its part before the first wildcard resolved on the
+/// server (a leading `~`, each `..`: [`FsRoot::resolve_typed`]); the rest
+/// as it is.
+fn resolve_prefix<'a>(fs: &FsRoot, pattern: &'a str) -> std::result::Result<Cow<'a, str>, String> {
+    let comps: Vec<&str> = pattern.split('/').collect();
+    let wild = comps
+        .iter()
+        .position(|c| has_glob(c))
+        .unwrap_or(comps.len());
+    if comps[0] != "~" && !comps[..wild].iter().any(|c| unquote(c) == "..") {
+        return Ok(Cow::Borrowed(pattern));
+    }
+    let prefix = unquote(&comps[..wild].join("/"));
+    let resolved = fs.resolve_typed(&prefix).map_err(|e| e.to_string())?;
+    let mut out = glob_quote(&resolved);
+    if wild < comps.len() {
+        if !out.is_empty() && !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push_str(&comps[wild..].join("/"));
+    }
+    Ok(Cow::Owned(out))
 }
 
 fn joined(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -321,6 +353,24 @@ mod tests {
         std::os::unix::fs::symlink(out.path(), t.path().join("lnk-out")).unwrap();
         assert_eq!(expand(&fs, "lnk-*/").unwrap(), ["lnk-dir/"]);
         assert_eq!(expand(&fs, "lnk-*").unwrap().len(), 3);
+    }
+
+    /// `~` and `..` before the first wildcard are resolved as the server
+    /// resolves a path; a malformed pattern names itself, as in a shell.
+    #[test]
+    fn home_dot_dot_and_malformed_patterns_are_taken_as_a_shell_would() {
+        let (t, fs) = tree();
+        std::fs::write(t.path().join("a[1"), b"x").unwrap();
+        std::os::unix::fs::symlink("logs/old", t.path().join("to-old")).unwrap();
+        let e = |p: &str| expand(&fs, p).unwrap();
+        assert_eq!(e("~/logs/*.txt"), ["logs/c.txt"]);
+        assert_eq!(e("~/s*"), ["star*.txt"]);
+        assert_eq!(e("logs/old/../*.txt"), ["logs/c.txt"]);
+        assert_eq!(e("to-old/../*.txt"), ["logs/c.txt"]);
+        assert_eq!(e("x/logs/../../logs/[ab].gz"), ["logs/a.gz", "logs/b.gz"]);
+        assert_eq!(e("a[1"), ["a[1"]);
+        assert!(e("b[1").is_empty());
+        assert!(expand(&fs, "logs/*/../a.gz").is_err());
     }
 
     #[test]

@@ -438,22 +438,23 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                     );
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
+                let src = fs.resolve_typed(&args.path).map_err(fs_err)?;
                 let o = &args.opts;
                 // (--delete-missing-args: a missing source is listed as such.)
                 let gone = o.delete_missing_args
                     && o.only.is_none()
-                    && FsRoot::check(args.path.as_bytes())
+                    && FsRoot::check(src.as_bytes())
                         .is_ok_and(|p| matches!(fs.lstat(&p), Ok(None)));
                 let mut spec = match gone {
-                    true => GiveSpec::missing(fs, args.path.as_bytes(), false)?,
-                    false => GiveSpec::in_root(fs, &args.path, give::Follow::of(o))?,
+                    true => GiveSpec::missing(fs, src.as_bytes(), false)?,
+                    false => GiveSpec::in_root(fs, &src, give::Follow::of(o))?,
                 };
                 if let Some(only) = &args.opts.only {
                     spec = spec.select(only)?;
                 }
                 let stats = give::give(peer, spec, args.give_options(Arc::new(NoProgress))).await?;
-                let path = escape_controls(&args.path);
-                tracing::info!(%path, files = stats.files_transferred, "pull served");
+                let (path, files) = (escape_controls(&args.path), stats.files_transferred);
+                tracing::info!(%path, files, errors = stats.errors.len(), "pull served");
                 Ok(())
             }
         })
@@ -465,10 +466,11 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                 }
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
+                let dst = fs.resolve_typed(&args.path).map_err(fs_err)?;
                 let spec = TakeSpec {
-                    dst: FsRoot::check(args.path.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
+                    dst: FsRoot::check(dst.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
+                    dir: names_dir(dst.as_bytes()),
                     fs: Arc::new(fs),
-                    dir: names_dir(args.path.as_bytes()),
                     made_above,
                     local: !confined,
                 };

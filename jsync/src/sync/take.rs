@@ -993,9 +993,13 @@ fn confine(
     }
     let fs = &spec.fs;
     let here = fs.lstat(&base).map_err(fs_err)?;
-    // -K: a symlink to a directory stands for it, the top one too.
+    // -K: a symlink to a directory stands for it, the top one too; and the
+    // destination the user named is followed whatever the options, as the
+    // kernel follows `DST/` and rsync's receiver its `chdir(DST)` (a push of
+    // `src/` to `host:current`, `current` leading to `release-9`, goes into
+    // `release-9`), here only beneath the root.
     let dirlink = match &here {
-        Some(m) if keep_dirlinks && m.kind == Kind::Symlink => {
+        Some(m) if (keep_dirlinks || base == spec.dst) && m.kind == Kind::Symlink => {
             dirlink_target(fs, &base, &base.display()).map_err(Error::Fs)?
         }
         _ => None,
