@@ -950,6 +950,39 @@ fn hard_links(way: Way) {
     }
     assert_eq!((nlink("a"), nlink("b")), (1, 1));
 
+    // A file whose time changed but not its content gets an inode of its
+    // own where a name outside the transfer shares its inode, as rsync
+    // sends it anew: the snapshot keeps its time (setting the new time on
+    // the shared inode rewrote the snapshot's). A group's names (sub/c, g)
+    // go to the new inode together.
+    let snapshot = |name: &str| snapshot(&name.replace('/', "-"));
+    for name in ["b", "sub/c"] {
+        fs::hard_link(p.dst.join(name), snapshot(name)).unwrap();
+        set_mtime(&s.join(name), 1_650_000_000);
+    }
+    let dry = w.sync(&p, &["--delete", "-n", "-i"]);
+    assert_ok(&dry, "a dry run");
+    let lines = String::from_utf8_lossy(&dry.stdout).into_owned();
+    // (g is the group's first name: sub/c follows it.)
+    for name in ["b", "g"] {
+        assert!(
+            lines
+                .lines()
+                .any(|l| l.starts_with(">f") && l.ends_with(&format!(" {name}"))),
+            "{name} not shown as received:\n{lines}"
+        );
+    }
+    assert_ok(&w.sync(&p, &["--delete"]), "a new time with a snapshot");
+    same_tree(&p.src, &p.dst, &with_hardlinks());
+    for name in ["b", "sub/c"] {
+        let snap = lstat(&snapshot(name));
+        assert_ne!(ino(name), snap.ino(), "{name}");
+        assert_eq!(snap.mtime(), 1_600_000_000, "{name}");
+        fs::remove_file(snapshot(name)).unwrap();
+    }
+    assert_eq!((nlink("b"), nlink("sub/c")), (1, 2));
+    assert_eq!(ino("sub/c"), ino("g"));
+
     // A first name that -u or --ignore-existing leaves alone does not
     // leave out its other names, as rsync's: each is weighed as itself, a
     // missing one sent and the next linked to it; one the destination has

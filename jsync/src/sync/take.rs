@@ -4164,8 +4164,13 @@ async fn receive_verdicts(
             continue;
         }
         if ctx.opts.dry_run {
-            // Found the same: only its attributes' changes would be made.
-            ctx.item(Update::Attrs, &job.entry, &job.change);
+            // Found the same: only its attributes' changes would be made,
+            // but for a new time on an inode with other names, which gets
+            // an inode of its own (`apply_same`).
+            match job.change.time && hashed.meta.nlink > 1 {
+                true => ctx.would_receive(&job.entry, &job.change),
+                false => ctx.item(Update::Attrs, &job.entry, &job.change),
+            }
             continue;
         }
         // (A checked file is never a retry: retries are deltas or whole.)
@@ -4184,7 +4189,8 @@ async fn receive_verdicts(
 
 /// Gives a file whose content was found equal the sender's mode and time.
 /// `false` if the local file is no longer the one that was hashed (its inode
-/// or status-change time moved): it must be compared again. When only its time
+/// or status-change time moved): it must be compared again; `false` too
+/// when a new time would reach other names of its inode: it is built anew. When only its time
 /// differs and the hashed file is still open, the check and the change go
 /// through the descriptor (a file renamed away since keeps its old name's
 /// time, and the file now at the name is left for the next run); otherwise
@@ -4226,6 +4232,13 @@ fn apply_same(
     let mut c = c;
     c.perms = here.mode != meta.mode;
     c.time = ctx.keeps_time(EntryKind::File) && !ctx.same_mtime(here.mtime, meta.mtime);
+    // A new time on an inode with other names (an earlier snapshot's, made
+    // with `cp -al` or --link-dest) would be theirs too: the file gets an
+    // inode of its own instead, built from this one, as rsync sends it anew
+    // (its quick check sees another time); the snapshot keeps its time.
+    if c.time && here.nlink > 1 {
+        return Ok(false);
+    }
     // (With -U the access time is set again: hashing the file may have
     // moved it.)
     let times = Times {
