@@ -3496,7 +3496,7 @@ enum Pending {
         job: Box<FileJob>,
         /// The chunks of the basis (old or partial file) the sender may copy.
         sig: SigFeed,
-        basis: Option<File>,
+        basis: Option<BasisFile>,
         /// When the basis is the target itself: what it was when opened.
         own: Option<Meta>,
         permits: u32,
@@ -3821,7 +3821,7 @@ struct Checked {
 struct Prepared {
     job: FileJob,
     sig: Sig,
-    basis: Option<File>,
+    basis: Option<BasisFile>,
     /// When the basis is the target itself: what it was when opened.
     own: Option<Meta>,
     /// The basis's size.
@@ -3899,49 +3899,38 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     };
     // What an interrupted run left of this file is the best basis: it is a
     // prefix of (a recent version of) the new file (even with -W: it is
-    // what this transfer already sent).
+    // what this transfer already sent); the old file, after it, has most
+    // of the rest (not with -W, which asks for no signature of it).
     let has_partials = ctx.may_have_partial(&out.job.rel);
     let partial = match has_partials.then(|| ctx.fs.partial(&out.job.rel)) {
         Some(Ok(Some(f))) => {
-            wanted = WantHow::Delta;
             out.job.partial = true;
             Some(f)
         }
         _ => None,
     };
+    let old_too = wanted != WantHow::Full;
+    if partial.is_some() {
+        wanted = WantHow::Delta;
+    }
     if wanted == WantHow::Full {
         return out;
     }
-    let (old, size) = match partial {
-        Some(f) => {
+    let old = old_too.then(|| open_basis(ctx, &out.job)).flatten();
+    let old = match (partial, old) {
+        (Some(f), old) => {
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-            (f, size)
+            let mut basis = BasisFile::one(f, size);
+            basis.tail = old.map(|(f, size, _)| (f, size));
+            basis
         }
-        None => {
-            use super::fuzzy::Basis as Sibling;
-            let opened = match (&out.job.local, &ctx.alts) {
-                (&Local::Alt { i, size }, Some(alts)) => {
-                    alts.open_read(i, &out.job.rel).map(|f| (f, size))
-                }
-                // (A sibling by its size now: it was looked up earlier.)
-                (Local::Sibling(Sibling { alt: Some(i), path }), Some(alts)) => alts
-                    .open_read_meta_beneath(*i, path)
-                    .map(|(f, m)| (f, m.size)),
-                (Local::Sibling(Sibling { path, .. }), _) => {
-                    ctx.fs.open_read_meta(path).map(|(f, m)| (f, m.size))
-                }
-                _ => ctx.fs.open_read_meta(&out.job.rel).map(|(f, m)| {
-                    let size = m.size;
-                    out.own = Some(m);
-                    (f, size)
-                }),
-            };
-            match opened {
-                Ok(found) => found,
-                Err(_) => return out,
-            }
+        (None, Some((f, size, own))) => {
+            out.own = own;
+            BasisFile::one(f, size)
         }
+        (None, None) => return out,
     };
+    let size = old.size();
     // (A file to check by hash that gets here had a partial file that went
     // away: a signature of the local file serves as well.)
     out.job.how = WantHow::Delta;
@@ -3960,7 +3949,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
                 tx.blocking_send(b)
                     .map_err(|_| std::io::Error::other("request abandoned"))
             });
-            let res = signature(&old, size, chunking, limit, |r| batches.push(r));
+            let res = signature(&old, chunking, limit, |r| batches.push(r));
             let _ = batches.finish();
             res
         });
@@ -3969,7 +3958,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     }
     let cut = move || {
         let mut sig = Vec::new();
-        signature(&old, size, chunking, limit, |r| {
+        signature(&old, chunking, limit, |r| {
             sig.push(r);
             Ok(())
         })
@@ -3991,40 +3980,126 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
     out
 }
 
+/// The local file a delta starts from, as planning found it
+/// ([`Local`]): the file, its size, and when it is the target itself, what
+/// it was when opened. `None` when it cannot be opened (the file comes whole).
+fn open_basis(ctx: &Ctx, job: &FileJob) -> Option<(File, u64, Option<Meta>)> {
+    use super::fuzzy::Basis as Sibling;
+    let opened = match (&job.local, &ctx.alts) {
+        (&Local::Alt { i, size }, Some(alts)) => {
+            alts.open_read(i, &job.rel).map(|f| (f, size, None))
+        }
+        // (A sibling by its size now: it was looked up earlier.)
+        (Local::Sibling(Sibling { alt: Some(i), path }), Some(alts)) => alts
+            .open_read_meta_beneath(*i, path)
+            .map(|(f, m)| (f, m.size, None)),
+        (Local::Sibling(Sibling { path, .. }), _) => {
+            ctx.fs.open_read_meta(path).map(|(f, m)| (f, m.size, None))
+        }
+        _ => ctx
+            .fs
+            .open_read_meta(&job.rel)
+            .map(|(f, m)| (f, m.size, Some(m))),
+    };
+    opened.ok()
+}
+
 /// Cuts a local file's data regions (holes are not chunked) and gives each
 /// chunk to `f`, in order: at most `limit` chunks ([`chunker::sig_limit`]),
-/// the rest of the file is not read.
+/// the rest of the file is not read. A basis of two files is cut as one,
+/// the second's chunks at offsets after the first's end.
 fn signature(
-    file: &File,
-    size: u64,
+    basis: &BasisFile,
     chunking: Chunking,
     limit: usize,
     mut f: impl FnMut(ChunkRef) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut left = limit;
-    for (start, len) in super::fsroot::data_extents(file, size)? {
-        if left == 0 {
-            break;
-        }
-        let mut region = file.try_clone()?;
-        region.seek(SeekFrom::Start(start))?;
-        // The limit ends the cut with an error of its own, known by `left`.
-        let cut = chunker::for_each_chunk_sized(region.take(len), len, chunking, |mut r, _| {
-            r.offset += start;
-            f(r)?;
-            left -= 1;
-            match left {
-                0 => Err(std::io::Error::other("enough chunks")),
-                _ => Ok(()),
+    for (file, base, size) in basis.parts() {
+        for (start, len) in super::fsroot::data_extents(file, size)? {
+            if left == 0 {
+                return Ok(());
             }
-        });
-        match cut {
-            Err(_) if left == 0 => break,
-            other => other.map(drop)?,
+            let mut region = file.try_clone()?;
+            region.seek(SeekFrom::Start(start))?;
+            // The limit ends the cut with an error of its own, known by `left`.
+            let cut = chunker::for_each_chunk_sized(region.take(len), len, chunking, |mut r, _| {
+                r.offset += base + start;
+                f(r)?;
+                left -= 1;
+                match left {
+                    0 => Err(std::io::Error::other("enough chunks")),
+                    _ => Ok(()),
+                }
+            });
+            match cut {
+                Err(_) if left == 0 => return Ok(()),
+                other => other.map(drop)?,
+            }
         }
     }
     Ok(())
+}
+
+/// What a delta's chunks are copied from: the local file, or an
+/// interrupted run's partial file followed by the old file. The partial is
+/// the new file's beginning, and the old file has most of the rest (the
+/// old file alone would have the sender send again everything after the
+/// cut that the partial lacks).
+struct BasisFile {
+    head: File,
+    /// `head`'s size: where `tail`'s offsets begin.
+    head_len: u64,
+    tail: Option<(File, u64)>,
+}
+
+impl BasisFile {
+    fn one(file: File, size: u64) -> BasisFile {
+        BasisFile {
+            head: file,
+            head_len: size,
+            tail: None,
+        }
+    }
+
+    /// Each file, where its offsets begin, and its size.
+    fn parts(&self) -> impl Iterator<Item = (&File, u64, u64)> {
+        let tail = self.tail.as_ref().map(|(f, len)| (f, self.head_len, *len));
+        std::iter::once((&self.head, 0, self.head_len)).chain(tail)
+    }
+
+    fn size(&self) -> u64 {
+        self.head_len + self.tail.as_ref().map_or(0, |(_, len)| *len)
+    }
+
+    fn try_clone(&self) -> std::io::Result<BasisFile> {
+        Ok(BasisFile {
+            head: self.head.try_clone()?,
+            head_len: self.head_len,
+            tail: match &self.tail {
+                Some((f, len)) => Some((f.try_clone()?, *len)),
+                None => None,
+            },
+        })
+    }
+
+    /// Reads `buf` from `offset` of the two files as one (a run of chunks
+    /// may end in the first and go on in the second).
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+        let Some((tail, _)) = &self.tail else {
+            return self.head.read_exact_at(buf, offset);
+        };
+        if offset < self.head_len {
+            let n = buf.len().min((self.head_len - offset) as usize);
+            self.head.read_exact_at(&mut buf[..n], offset)?;
+            (buf, offset) = (&mut buf[n..], self.head_len);
+        }
+        match buf.is_empty() {
+            true => Ok(()),
+            false => tail.read_exact_at(buf, offset - self.head_len),
+        }
+    }
 }
 
 /// Reads a lane's answers in request order and applies them. A file whose
@@ -4266,7 +4341,7 @@ fn apply_same(
 #[derive(Clone, Copy)]
 struct Basis<'a> {
     sig: &'a [ChunkRef],
-    file: Option<&'a File>,
+    file: Option<&'a BasisFile>,
     own: Option<&'a Meta>,
 }
 
@@ -4279,7 +4354,7 @@ async fn receive_file(
     rx: &mut CircuitReceiver,
     job: &FileJob,
     sig: &mut SigFeed,
-    file: Option<&File>,
+    file: Option<&BasisFile>,
     own: Option<&Meta>,
 ) -> Result<()> {
     let peer = || ctx.peer.link().peer_name().to_string();
@@ -4673,7 +4748,7 @@ impl<'a> Build<'a> {
         &mut self,
         op: RecipeOp<'_>,
         sig: &[ChunkRef],
-        basis: Option<&File>,
+        basis: Option<&BasisFile>,
     ) -> Option<std::result::Result<u64, String>> {
         let shown = self.shown;
         if let (Some(size), Ok(temp)) = (self.preallocate.take(), &mut self.temp) {
@@ -4852,6 +4927,36 @@ fn ended(peer: &str, shown: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A partial file and the old one read as one basis: offsets past the
+    /// partial's end are the old file's, a read across the two is split,
+    /// and the signature numbers the old file's chunks after the partial's.
+    #[test]
+    fn a_two_file_basis_reads_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, data: &[u8]| {
+            std::fs::write(dir.path().join(name), data).unwrap();
+            File::open(dir.path().join(name)).unwrap()
+        };
+        let mut basis = BasisFile::one(write("partial", b"0123456789"), 10);
+        basis.tail = Some((write("old", b"abcdefghij"), 10));
+        let read = |off: u64, len: usize| {
+            let mut buf = vec![0; len];
+            basis.read_exact_at(&mut buf, off).map(|()| buf)
+        };
+        assert_eq!(read(2, 3).unwrap(), b"234");
+        assert_eq!(read(8, 5).unwrap(), b"89abc");
+        assert_eq!(read(12, 8).unwrap(), b"cdefghij");
+        assert!(read(15, 6).is_err());
+        assert_eq!(basis.size(), 20);
+        let mut offsets = Vec::new();
+        signature(&basis, Chunking::for_size(20), 100, |r| {
+            offsets.push((r.offset, r.len));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(offsets, [(0, 10), (10, 10)]);
+    }
 
     /// The chunk checker of large rebuilds says whether every chunk it was
     /// given matched its hash, a bad one among good ones included, and gives
