@@ -953,9 +953,35 @@ fn link_copy_and_compare_dest_use_a_previous_copy() {
         for (way, dst, from, to) in ways(work.path(), root, &src_arg) {
             let _ = std::fs::remove_dir_all(&dst);
             let what = format!("{way} {how}");
-            let args = [how, "../nowhere", how, "../prev", "--stats", &from, &to];
+            // A dry run into the destination not made yet shows what the
+            // run does (it passed over a local `../prev`, looked up from
+            // a destination that did not exist).
+            let dry = [how, "../nowhere", how, "../prev", "-n", "-i", &from, &to];
+            let dry = srv.jcp(keys.path(), &dry);
+            ok(&dry, &format!("{what} -n"));
+            let args = [
+                how,
+                "../nowhere",
+                how,
+                "../prev",
+                "-i",
+                "--stats",
+                &from,
+                &to,
+            ];
             let out = srv.jcp(keys.path(), &args);
             ok(&out, &what);
+            let lines = |out: &std::process::Output| {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let mut lines: Vec<String> = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("Files checked:"))
+                    .map(str::to_string)
+                    .collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(lines(&dry), lines(&out), "{what}: the dry run's lines");
             // big.bin crosses as a delta from its previous copy.
             let literal = jsync_tests::bins::stat(&out.stdout, "Literal data:");
             assert!(

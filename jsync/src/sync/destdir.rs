@@ -131,10 +131,18 @@ pub(crate) fn open_side_dir(
             made,
         }));
     }
-    let path = top
-        .path()
-        .join(OsStr::from_bytes(map.dest.as_bytes()))
-        .join(name);
+    // A dry run's destination may not exist yet (`snap.1` of
+    // `--link-dest=../snap.0`): a `..` from it is taken from where it
+    // would be, as the real run, which makes it first, takes it.
+    let mut from = top.path().join(OsStr::from_bytes(map.dest.as_bytes()));
+    let mut rest = Path::new(name);
+    while let Ok(up) = rest.strip_prefix("..") {
+        if std::fs::symlink_metadata(&from).is_ok() || !from.pop() {
+            break;
+        }
+        rest = up;
+    }
+    let path = from.join(rest);
     let mut made = Made::None;
     let fs = if create {
         let missing: Vec<_> = path
