@@ -451,6 +451,25 @@ fn home_and_dot_dot_in_a_server_path_are_resolved_beneath_the_root() {
     }
 }
 
+/// A local destination beneath a file names the file as what is not a
+/// directory (`mkdir`'s "File exists" was shown, or the path beneath it).
+#[test]
+fn a_destination_beneath_a_file_names_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (f, file) = (work.path().join("f"), work.path().join("file"));
+    std::fs::write(&f, b"x").unwrap();
+    std::fs::write(&file, b"y").unwrap();
+    for under in ["x", "x/y"] {
+        let dst = file.join(under);
+        let out = run("jcp", &[f.to_str().unwrap(), dst.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{under}: {err}");
+        let says = format!("{}: not a directory", file.display());
+        assert!(err.contains(&says), "{under}: {err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"y");
+    }
+}
+
 /// A file an interrupted run left as its partial file resumes from both
 /// the partial (the new file's beginning) and the old file (most of the
 /// rest), so only what changed crosses again: with the partial alone as

@@ -468,7 +468,26 @@ impl FsRoot {
 
     /// Creates the directory and its parents as needed (like `mkdir -p`), then opens it.
     pub fn open_or_create(dir: &Path) -> Result<FsRoot, FsError> {
-        std::fs::create_dir_all(dir).map_err(|e| FsError::io(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            // (`mkdir` says "File exists" of a file in the way, and "Not a
+            // directory" of what is beneath it: the file is named, as what
+            // is not a directory.)
+            let kinds = [io::ErrorKind::AlreadyExists, io::ErrorKind::NotADirectory];
+            let in_way = kinds
+                .contains(&e.kind())
+                .then(|| {
+                    dir.ancestors()
+                        .find(|p| p.metadata().is_ok_and(|m| !m.is_dir()))
+                })
+                .flatten();
+            match in_way {
+                Some(p) => FsError::io(
+                    p.display().to_string(),
+                    io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+                ),
+                None => FsError::io(dir.display().to_string(), e),
+            }
+        })?;
         FsRoot::open(dir)
     }
 

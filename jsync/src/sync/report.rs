@@ -318,11 +318,21 @@ impl Counters {
 }
 
 fn push(list: &Mutex<Vec<FileError>>, path: &str, message: String) {
-    // Errors from confined file operations already start with the path.
-    let message = match message
+    // Errors from confined file operations already start with the path, or
+    // with its end: the path beneath the directory being written, which is
+    // a root of its own (`src/f: f: cannot write` said it twice).
+    let named = |head: &str| {
+        path.strip_suffix(head)
+            .is_some_and(|above| above.is_empty() || above.ends_with('/'))
+    };
+    let rest = message
         .strip_prefix(path)
         .and_then(|m| m.strip_prefix(": "))
-    {
+        .or_else(|| {
+            let (head, rest) = message.split_once(": ")?;
+            (!head.is_empty() && named(head)).then_some(rest)
+        });
+    let message = match rest {
         Some(rest) if !path.is_empty() => rest.to_string(),
         _ => message,
     };
@@ -351,6 +361,41 @@ fn fits_report(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message that starts with its path, or with the path's end (beneath
+    /// a directory that was a root of its own), says it once.
+    #[test]
+    fn an_error_names_its_path_once() {
+        let c = Counters::default();
+        for (path, message) in [
+            ("src/f19", "f19: cannot write: No space left on device"),
+            ("src/f19", "src/f19: cannot write: No space left on device"),
+            ("a: b", "a: b: cannot write: No space left on device"),
+            ("src/pf", "new: cannot create a temp file"),
+            ("src/xf19", "f19: cannot write"),
+            ("src/f19", "cannot write"),
+        ] {
+            c.error(path, message);
+        }
+        let said: Vec<String> = c
+            .errors
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.message.clone())
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "cannot write: No space left on device",
+                "cannot write: No space left on device",
+                "cannot write: No space left on device",
+                "new: cannot create a temp file",
+                "f19: cannot write",
+                "cannot write",
+            ]
+        );
+    }
 
     #[test]
     fn a_path_longer_than_a_report_carries_is_cut() {
