@@ -585,6 +585,15 @@ pub fn explain_io(err: &io::Error, side: Role) -> String {
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
         Some(e) => explain(e, side),
+        // (A server at its limits drops a handshake unanswered, and one
+        // that refuses a client may be gone before its alert arrives.)
+        None if err.kind() == io::ErrorKind::UnexpectedEof && side == Role::Client => {
+            format!(
+                "the server closed the connection during the TLS handshake ({err}): it \
+                 may be busy (at its connection limit) or have refused this client; its \
+                 log says which"
+            )
+        }
         None if err.kind() == io::ErrorKind::UnexpectedEof => format!(
             "the {} closed the connection during the TLS handshake ({err})",
             side.peer()
@@ -1312,6 +1321,14 @@ mod tests {
             rustls::Error::AlertReceived(AlertDescription::AccessDenied),
         );
         assert!(explain_io(&e, Role::Client).starts_with("the server refused our client key"));
+        // A server that hangs up says nothing: what that may mean is said.
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        let said = explain_io(&eof, Role::Client);
+        assert!(
+            said.contains("may be busy (at its connection limit)"),
+            "{said}"
+        );
+        assert!(!explain_io(&eof, Role::Server).contains("busy"));
     }
 
     /// A real quinn handshake on loopback (chacha_only, client refused by lockdown):
