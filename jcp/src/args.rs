@@ -1560,8 +1560,13 @@ impl Cli {
                 )));
             }
             let contents = path.ends_with(b"/") || path.ends_with(b"/.") || path == b".";
-            let listed = parts.join(&b'/');
+            let mut listed = parts.join(&b'/');
             let mut s = src.as_bytes().to_vec();
+            // (A listed `~` is a name, as rsync reads it: on its own after
+            // `host:` it would be the server's root.)
+            if s.ends_with(b":") && parts.first() == Some(&&b"~"[..]) {
+                listed.splice(0..0, *b"./");
+            }
             if !listed.is_empty() && !s.is_empty() && !s.ends_with(b"/") && !s.ends_with(b":") {
                 s.push(b'/');
             }
@@ -2789,6 +2794,16 @@ mod tests {
             ("src/x/y", "src/a*b")
         );
         assert!(srcs.iter().all(|s| s.literal));
+        // A listed `~` is a name, not the server's root (`h:~`).
+        let tilde = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tilde.path(), "~\n~/x\n").unwrap();
+        let tl = tilde.path().to_str().unwrap();
+        let p = plan(&["--files-from", tl, "--no-R", "-r", "h:", "dst"]).unwrap();
+        let Direction::Pull { srcs, .. } = &p.direction else {
+            panic!("{:?}", p.direction)
+        };
+        let typed: Vec<&str> = srcs.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(typed, ["./~", "./~/x"]);
         let p = plan(&["h:src/a*", "dst"]).unwrap();
         assert!(matches!(&p.direction, Direction::Pull { srcs, .. } if !srcs[0].literal));
         // Listing: the listed paths alone; an empty list, nothing.

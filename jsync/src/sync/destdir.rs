@@ -135,14 +135,17 @@ pub(crate) fn open_side_dir(
     // `--link-dest=../snap.0`): a `..` from it is taken from where it
     // would be, as the real run, which makes it first, takes it.
     let mut from = top.path().join(OsStr::from_bytes(map.dest.as_bytes()));
-    let mut rest = Path::new(name);
-    while let Ok(up) = rest.strip_prefix("..") {
-        if std::fs::symlink_metadata(&from).is_ok() || !from.pop() {
-            break;
+    let mut rest = Path::new(name).components().peekable();
+    while let Some(c) = rest.peek() {
+        use std::path::Component::{CurDir, ParentDir};
+        match c {
+            CurDir => {}
+            ParentDir if std::fs::symlink_metadata(&from).is_err() && from.pop() => {}
+            _ => break,
         }
-        rest = up;
+        rest.next();
     }
-    let path = from.join(rest);
+    let path = from.join(rest.collect::<std::path::PathBuf>());
     let mut made = Made::None;
     let fs = if create {
         let missing: Vec<_> = path

@@ -559,10 +559,14 @@ impl FsRoot {
             _ => None,
         };
         let rest = home.unwrap_or(path);
-        if !rest.split('/').any(|c| c == "..") {
+        // (An absolute path is left for `check` to refuse.)
+        if home.is_none() && path.starts_with('/') || !rest.split('/').any(|c| c == "..") {
             return Ok(match home {
                 Some("") => Cow::Borrowed(""),
-                Some(rest) => Cow::Owned(format!(".{rest}")),
+                Some(rest) => match rest.trim_start_matches('/') {
+                    "" => Cow::Borrowed("."),
+                    name => Cow::Owned(name.to_string()),
+                },
                 None => Cow::Borrowed(path),
             });
         }

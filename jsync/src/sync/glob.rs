@@ -188,6 +188,11 @@ pub(crate) fn expand(fs: &FsRoot, pattern: &str) -> std::result::Result<Vec<Stri
         if slash {
             p.push('/');
         }
+        // (A name `~` is an entry of that name: asked for, `~` alone would
+        // be the root, FsRoot::resolve_typed.)
+        if p == "~" || p.starts_with("~/") {
+            p.insert_str(0, "./");
+        }
         out.push(p);
     }
     // A pattern that matches nothing stands for its own name with the

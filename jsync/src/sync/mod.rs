@@ -438,7 +438,12 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                     );
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let src = fs.resolve_typed(&args.path).map_err(fs_err)?;
+                // (A path typed for a server; the in-process peer's are a
+                // local path's names, `~` among them.)
+                let src = match confined {
+                    true => fs.resolve_typed(&args.path).map_err(fs_err)?,
+                    false => std::borrow::Cow::Borrowed(args.path.as_str()),
+                };
                 let o = &args.opts;
                 // (--delete-missing-args: a missing source is listed as such.)
                 let gone = o.delete_missing_args
@@ -466,7 +471,10 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                 }
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let dst = fs.resolve_typed(&args.path).map_err(fs_err)?;
+                let dst = match confined {
+                    true => fs.resolve_typed(&args.path).map_err(fs_err)?,
+                    false => std::borrow::Cow::Borrowed(args.path.as_str()),
+                };
                 let spec = TakeSpec {
                     dst: FsRoot::check(dst.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
                     dir: names_dir(dst.as_bytes()),

@@ -1982,6 +1982,17 @@ impl Ctx {
         self.item_received(e, c);
     }
 
+    /// Whether a file found the same by hash whose time alone differs gets
+    /// an inode of its own, built from its old one, rather than the new
+    /// time set on its inode: when that has other names (an earlier
+    /// snapshot's, made with `cp -al` or `--link-dest`), which would take
+    /// the time too. rsync sends such a file anew (its quick check saw
+    /// another time), and so the snapshot keeps its time; not with `-c`,
+    /// where rsync too finds it up to date and sets the time in place.
+    fn new_inode_for_time(&self, nlink: u64) -> bool {
+        nlink > 1 && !self.opts.checksum
+    }
+
     /// Whether unchanged entries get items: for `-ii`'s lines, or for
     /// `-vv`'s `NAME is uptodate`.
     fn shows_unchanged(&self) -> bool {
@@ -3909,7 +3920,7 @@ async fn prepare(ctx: &Ctx, mut job: FileJob) -> Prepared {
         }
         _ => None,
     };
-    let old_too = wanted != WantHow::Full;
+    let old_too = wanted != WantHow::Full && !ctx.opts.whole_file;
     if partial.is_some() {
         wanted = WantHow::Delta;
     }
@@ -4242,7 +4253,7 @@ async fn receive_verdicts(
             // Found the same: only its attributes' changes would be made,
             // but for a new time on an inode with other names, which gets
             // an inode of its own (`apply_same`).
-            match job.change.time && hashed.meta.nlink > 1 {
+            match job.change.time && ctx.new_inode_for_time(hashed.meta.nlink) {
                 true => ctx.would_receive(&job.entry, &job.change),
                 false => ctx.item(Update::Attrs, &job.entry, &job.change),
             }
@@ -4307,11 +4318,7 @@ fn apply_same(
     let mut c = c;
     c.perms = here.mode != meta.mode;
     c.time = ctx.keeps_time(EntryKind::File) && !ctx.same_mtime(here.mtime, meta.mtime);
-    // A new time on an inode with other names (an earlier snapshot's, made
-    // with `cp -al` or --link-dest) would be theirs too: the file gets an
-    // inode of its own instead, built from this one, as rsync sends it anew
-    // (its quick check sees another time); the snapshot keeps its time.
-    if c.time && here.nlink > 1 {
+    if c.time && ctx.new_inode_for_time(here.nlink) {
         return Ok(false);
     }
     // (With -U the access time is set again: hashing the file may have
