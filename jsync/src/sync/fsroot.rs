@@ -549,7 +549,8 @@ impl FsRoot {
     /// to (following symlinks while they stay beneath the root: `dl/..` is
     /// not lexically the root when `dl` leads to `d1/sub`), as rsync's
     /// server resolves it. A `..` that would climb above the root is an
-    /// escape, as is an absolute path. A path that named a directory's
+    /// escape; an absolute path comes back as it is, for `check` to refuse.
+    /// A path that named a directory's
     /// contents (a trailing `/`, `.` or `..`) still does (`d1/sub/..` is
     /// `d1/`); one without `~` or `..` comes back as it is, for
     /// [`FsRoot::check`].

@@ -33,6 +33,7 @@ mod skip_compress;
 mod take;
 mod throttle;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -438,12 +439,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                     );
                 }
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                // (A path typed for a server; the in-process peer's are a
-                // local path's names, `~` among them.)
-                let src = match confined {
-                    true => fs.resolve_typed(&args.path).map_err(fs_err)?,
-                    false => std::borrow::Cow::Borrowed(args.path.as_str()),
-                };
+                let src = typed_path(&fs, &args.path, confined)?;
                 let o = &args.opts;
                 // (--delete-missing-args: a missing source is listed as such.)
                 let gone = o.delete_missing_args
@@ -471,10 +467,7 @@ fn services(root: PathBuf, read_only: bool, confined: bool, made_above: u64) -> 
                 }
                 let args = Args::parse(peer.args())?;
                 let fs = FsRoot::open(&root).map_err(fs_err)?;
-                let dst = match confined {
-                    true => fs.resolve_typed(&args.path).map_err(fs_err)?,
-                    false => std::borrow::Cow::Borrowed(args.path.as_str()),
-                };
+                let dst = typed_path(&fs, &args.path, confined)?;
                 let spec = TakeSpec {
                     dst: FsRoot::check(dst.trim_end_matches('/').as_bytes()).map_err(fs_err)?,
                     dir: names_dir(dst.as_bytes()),
@@ -1117,6 +1110,16 @@ pub(crate) fn same_mtime(a: (i64, u32), b: (i64, u32), window: u64) -> bool {
 }
 
 /// Whether a destination as typed ends in `/`: a directory ([`TakeSpec::dir`]).
+/// The path a client named, read as a server reads a typed path
+/// ([`FsRoot::resolve_typed`]: `~`, `..`); the in-process peer's are a
+/// local path's names, `~` among them, taken as they are.
+fn typed_path<'a>(fs: &FsRoot, path: &'a str, confined: bool) -> Result<Cow<'a, str>> {
+    match confined {
+        true => fs.resolve_typed(path).map_err(fs_err),
+        false => Ok(Cow::Borrowed(path)),
+    }
+}
+
 fn names_dir(dst: &[u8]) -> bool {
     dst.len() > 1 && dst.ends_with(b"/")
 }
